@@ -1,0 +1,152 @@
+"""The `detector` command line: thin commands over the library."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from detector import ledger
+from detector.errors import DetectorError
+from detector.ingest import _expand, ingest_paths
+from detector.mapping import load_mapping
+from detector.status import status_report
+from detector.store import Store
+
+app = typer.Typer(help="Audit prison access logs: ingest, check, score and review.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+console = Console()
+err = Console(stderr=True)
+
+DbOption = Annotated[Path | None, typer.Option("--db", envvar="DETECTOR_DB",
+                                               help="DuckDB file (default ./data/detector.duckdb).")]
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
+    kind: Annotated[str | None, typer.Option(help="visits, transfers, inmates, logbooks or "
+                                                  "facilities (detected from headers if omitted).")] = None,
+    mapping: Annotated[Path | None, typer.Option(help="Mapping file (TOML or YAML).")] = None,
+    user: Annotated[str | None, typer.Option(help="Who uploads (default: the OS user).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Ingest log files into the database, keeping the originals as evidence.
+
+    Bad rows go to quarantine with their reasons; the rest is stored. Exits non-zero
+    only when a file could not be stored at all.
+    """
+    try:
+        store = Store(db)
+        user_mapping = load_mapping(mapping)
+    except DetectorError as exc:
+        _fail(str(exc))
+    files = _expand(paths)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as progress:
+        task = progress.add_task("ingesting", total=len(files))
+        results = ingest_paths(store, files, kind, user_mapping, user,
+                               str(mapping) if mapping else None,
+                               progress=lambda p: progress.advance(task))
+    table = Table(title="Ingest")
+    for col in ("file", "kind", "status", "stored", "quarantined", "duplicates", "sha256"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(Path(r.path).name, r.kind or "-", r.status, str(r.rows_stored),
+                      str(r.rows_quarantined), str(r.rows_duplicate), r.sha256[:12])
+    console.print(table)
+    failed = False
+    for r in results:
+        if r.status == "failed":
+            err.print(f"[red]error:[/] {r.message}", highlight=False)
+            failed = True
+        elif r.status == "duplicate":
+            console.print(f"{Path(r.path).name}: {r.message}", highlight=False)
+        for row, field, reason in r.reasons[:5]:
+            console.print(f"  {Path(r.path).name} row {row}, {field}: {reason}", highlight=False)
+        if r.rows_quarantined > 5:
+            console.print(f"  … {r.rows_quarantined - 5} more quarantined rows "
+                          "(see `detector status` or the dashboard)")
+        if r.status == "stored" and r.rows_stored == 0 and r.rows_duplicate == 0:
+            failed = True
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    db: DbOption = None,
+) -> None:
+    """What is stored: rows per kind and facility, date ranges, quarantine counts."""
+    report = status_report(Store(db))
+    if format == "json":
+        typer.echo(json.dumps(report, indent=1, default=str, ensure_ascii=False))
+        return
+    t = Table(title=f"Stored in {report['database']}")
+    for col in ("kind", "facility", "rows", "from", "to"):
+        t.add_column(col)
+    for row in report["by_facility"]:
+        t.add_row(row["kind"], row["facility"] or "-", str(row["rows"]), str(row["first"] or ""),
+                  str(row["last"] or ""))
+    console.print(t)
+    q = Table(title="Quarantine")
+    for col in ("file", "reason", "rows"):
+        q.add_column(col)
+    for row in report["quarantine"]:
+        q.add_row(row["source_name"], row["reason_code"], str(row["rows"]))
+    console.print(q)
+    console.print(f"uploads in ledger: {report['uploads']}")
+
+
+@app.command()
+def verify(db: DbOption = None) -> None:
+    """Re-hash every evidence file and the ledger chain; exit 1 on any mismatch."""
+    result = ledger.verify(Store(db))
+    for problem in result.problems:
+        err.print(f"[red]MISMATCH[/] {problem}", highlight=False)
+    if not result.ok:
+        raise typer.Exit(1)
+    console.print(f"ledger intact: {result.entries} entries, evidence files match their hashes")
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Argument(help="Folder to write the synthetic logs into.")],
+    seed: int = 7,
+    months: int = 6,
+) -> None:
+    """Write seeded synthetic logs of all five kinds, with planted anomalies and truth.json."""
+    from detector.generator import generate as gen
+
+    files = gen(out, seed=seed, months=months)
+    console.print(f"wrote {len(files)} files to {out}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Where to write the demo logs.")] = Path("data/demo"),
+    db: DbOption = None,
+    serve: Annotated[bool, typer.Option(help="Start the dashboard afterwards.")] = True,
+) -> None:
+    """The main job: build demo logs, ingest them, run the pipeline, start the dashboard."""
+    from detector.pipeline import run_demo
+
+    try:
+        run_demo(Store(db), out, console, serve=serve)
+    except DetectorError as exc:
+        _fail(str(exc))
+
+
+if __name__ == "__main__":
+    app()

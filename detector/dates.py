@@ -1,0 +1,114 @@
+"""Parse the date and time spellings found in transcribed logbooks, as polars expressions."""
+
+from __future__ import annotations
+
+import polars as pl
+
+DATE_ORDERS = ("dmy", "mdy", "ymd")
+
+_ISO = (
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+)
+_TIMES = ("%H:%M:%S", "%H:%M", "%I:%M:%S %p", "%I:%M %p", "%H%M")
+
+
+def _with_times(date_formats: tuple[str, ...]) -> list[str]:
+    return [f"{d} {t}" for d in date_formats for t in _TIMES]
+
+
+def _date_formats(order: str) -> tuple[str, ...]:
+    if order == "ymd":
+        return ("%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d")
+    parts = ("%d", "%m") if order == "dmy" else ("%m", "%d")
+    out = []
+    for sep in ("/", "-", "."):
+        for year in ("%Y", "%y"):
+            out.append(sep.join((*parts, year)))
+    return tuple(out)
+
+
+def clean(expr: pl.Expr) -> pl.Expr:
+    """Trim, fold the many spellings of a.m./p.m. and collapse inner spaces."""
+    e = expr.str.strip_chars().str.to_uppercase()
+    e = e.str.replace_all(r"\s+", " ")
+    e = e.str.replace_all(r"\s*A\.?\s?M\.?$", " AM").str.replace_all(r"\s*P\.?\s?M\.?$", " PM")
+    e = e.str.replace(r"(\d)H(\d)", "${1}:${2}")  # 14h30
+    e = e.str.replace(r"Z$", "")
+    return pl.when(e == "").then(None).otherwise(e)
+
+
+def parse_datetime(expr: pl.Expr, order: str = "dmy") -> pl.Expr:
+    """A datetime from text in ISO 8601, or day-first/month-first dates with optional time.
+
+    Values that match no known spelling become null; callers compare with the raw
+    value to tell "missing" from "unparseable".
+    """
+    e = clean(expr)
+    # ISO with an offset: keep the wall-clock time as written (logs are local time).
+    e = e.str.replace(r"([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)[+-]\d{2}:?\d{2}$", "${1}")
+    dates = _date_formats(order)
+    formats = [*_ISO, *_with_times(dates), *_with_times(_date_formats("ymd")),
+               *dates, *_date_formats("ymd")]
+    return pl.coalesce([e.str.to_datetime(f, strict=False, time_unit="us") for f in formats])
+
+
+def parse_date(expr: pl.Expr, order: str = "dmy") -> pl.Expr:
+    return parse_datetime(expr, order).dt.date()
+
+
+def parse_time(expr: pl.Expr) -> pl.Expr:
+    """A time of day from ``HH:MM[:SS]``, ``h:mm a.m.`` or ``HHMM``."""
+    e = clean(expr)
+    return pl.coalesce([e.str.to_time(f, strict=False) for f in _TIMES])
+
+
+def _all_datetime_formats(order: str) -> list[str]:
+    dates = _date_formats(order)
+    return [*_ISO, *_with_times(dates), *_with_times(_date_formats("ymd")), *dates,
+            *_date_formats("ymd")]
+
+
+def to_datetime(values: pl.Series, order: str = "dmy", formats: list[str] | None = None) -> pl.Series:
+    """Parse a text column to datetimes, fast: the formats that fit a sample go first.
+
+    Trying every spelling on every row costs one pass per spelling, so the formats are
+    ranked on a sample and only rows still unparsed are tried against the rest.
+    """
+    formats = formats or _all_datetime_formats(order)
+    text = values.to_frame("v").select(clean(pl.col("v")).str.replace(
+        r"([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)[+-]\d{2}:?\d{2}$", "${1}")).to_series()
+    sample = text.drop_nulls().head(2000)
+    hits = []
+    for f in formats:
+        n = sample.str.to_datetime(f, strict=False, time_unit="us").is_not_null().sum()
+        if n:
+            hits.append((n, f))
+    ranked = [f for _, f in sorted(hits, key=lambda h: -h[0])]
+    result = pl.Series(values.name, [None] * len(values), dtype=pl.Datetime("us"))
+    for f in ranked:
+        result = result.fill_null(text.str.to_datetime(f, strict=False, time_unit="us"))
+    left = result.is_null() & text.is_not_null()
+    if left.any():
+        rest = [f for f in formats if f not in ranked]
+        idx = left.arg_true()
+        sub = text.gather(idx)
+        parsed = pl.Series([None] * len(sub), dtype=pl.Datetime("us"))
+        for f in rest:
+            parsed = parsed.fill_null(sub.str.to_datetime(f, strict=False, time_unit="us"))
+        result = result.scatter(idx, parsed)
+    return result.alias(values.name)
+
+
+def to_time(values: pl.Series) -> pl.Series:
+    text = values.to_frame("v").select(clean(pl.col("v"))).to_series()
+    out = pl.Series([None] * len(values), dtype=pl.Time)
+    for f in _TIMES:
+        out = out.fill_null(text.str.to_time(f, strict=False))
+    return out.alias(values.name)

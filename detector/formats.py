@@ -1,0 +1,246 @@
+"""Read the file formats auditors hold (CSV in any common encoding, XLSX, Parquet, JSON) as text tables."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+from charset_normalizer import from_bytes
+
+from detector.errors import FileError
+
+SAMPLE = 256 * 1024
+DELIMITERS = (",", ";", "\t", "|")
+# Latin-script single-byte guesses are all read as Windows-1252 (a superset of latin-1's
+# printable range that also has €, curly quotes and dashes, as Excel writes them).
+_WESTERN = {"latin_1", "iso8859_1", "cp1252", "iso8859_15", "cp1250", "iso8859_2", "mac_roman",
+            "cp850", "cp437", "iso8859_9", "cp1254"}
+
+csv.field_size_limit(sys.maxsize)
+
+
+@dataclass
+class Table:
+    """A source file read as text columns; ``row`` is the spreadsheet row (header = row 1)."""
+
+    frame: pl.DataFrame
+    format: str
+    encoding: str | None = None
+    delimiter: str | None = None
+    # Rows that could not be split into the header's columns: (row, reason, raw text).
+    broken: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+def detect_format(path: Path, head: bytes) -> str:
+    suffix = path.suffix.lower()
+    if head.startswith(b"PK\x03\x04") or suffix in (".xlsx", ".xlsm"):
+        return "xlsx"
+    if head.startswith(b"PAR1") or suffix == ".parquet":
+        return "parquet"
+    if suffix in (".ndjson", ".jsonl"):
+        return "ndjson"
+    if suffix == ".json":
+        return "json"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf")):
+        return "csv"
+    stripped = head.lstrip()
+    if stripped[:1] in (b"[", b"{") and suffix not in (".csv", ".txt", ".tsv"):
+        return "json" if stripped[:1] == b"[" else "ndjson"
+    if _looks_binary(head) and not _looks_utf16(head):
+        raise FileError(path.name, "binary file, not a CSV, XLSX, Parquet or JSON export")
+    if suffix in (".xls",):
+        raise FileError(path.name, "old Excel .xls is not supported: save it as .xlsx or CSV")
+    return "csv"
+
+
+_CONTROL = bytes(b for b in range(32) if b not in (9, 10, 12, 13))
+
+
+def _looks_binary(head: bytes) -> bool:
+    """Text exports have next to no control bytes; a few stray NULs are damage, not binary."""
+    sample = head[:4096]
+    controls = len(sample) - len(sample.translate(None, _CONTROL))
+    return controls > max(8, len(sample) // 20)
+
+
+def _looks_utf16(head: bytes) -> bool:
+    sample = head[:1024]
+    return len(sample) >= 4 and (sample[1::2].count(0) > len(sample) // 4
+                                 or sample[0::2].count(0) > len(sample) // 4)
+
+
+def detect_encoding(head: bytes, complete: bool) -> str:
+    """The text encoding of a CSV from its first bytes: BOM, strict UTF-8, else charset-normalizer."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if _looks_utf16(head):
+        return "utf-16-le" if head[1:2] == b"\x00" else "utf-16-be"
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=complete)
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    best = from_bytes(head[:SAMPLE]).best()
+    guess = best.encoding if best else "cp1252"
+    if guess in _WESTERN or guess.startswith("utf"):
+        return "cp1252"
+    return guess
+
+
+def decode(data: bytes, encoding: str) -> tuple[str, str]:
+    """Decode the whole file; cp1252 falls back to latin-1 for its five undefined bytes."""
+    try:
+        return data.decode(encoding), encoding
+    except UnicodeDecodeError:
+        if encoding == "cp1252":
+            return data.decode("latin-1"), "latin-1"
+        raise
+
+
+def sniff_delimiter(text: str) -> str:
+    """The delimiter that splits the first lines into the most, and most consistent, columns."""
+    lines = [ln for ln in text.splitlines()[:50] if ln.strip()]
+    best, best_score = ",", (0, 0)
+    for d in DELIMITERS:
+        counts = [len(r) for r in csv.reader(lines, delimiter=d)]
+        if not counts or counts[0] < 2:
+            continue
+        consistent = sum(c == counts[0] for c in counts)
+        score = (consistent, counts[0])
+        if score > best_score:
+            best, best_score = d, score
+    return best
+
+
+def read_table(path: str | Path, sheet: str | None = None) -> Table:
+    """Read any supported file into a frame of text columns, or raise FileError."""
+    path = Path(path)
+    name = path.name
+    size = path.stat().st_size
+    if size == 0:
+        raise FileError(name, "file is empty")
+    with path.open("rb") as fh:
+        head = fh.read(SAMPLE)
+    fmt = detect_format(path, head)
+    try:
+        if fmt == "xlsx":
+            table = Table(_as_text(pl.read_excel(path, sheet_name=sheet, infer_schema_length=0)), "xlsx")
+        elif fmt == "parquet":
+            table = Table(_as_text(pl.read_parquet(path)), "parquet")
+        elif fmt in ("json", "ndjson"):
+            table = Table(_read_json(path, fmt), fmt)
+        else:
+            table = _read_csv(path, head, size <= SAMPLE)
+    except FileError:
+        raise
+    except Exception as exc:  # a library's parse error becomes one clear line
+        raise FileError(name, f"cannot read as {fmt}: {str(exc).splitlines()[0][:200]}") from exc
+    if table.frame.width == 0:
+        raise FileError(name, "no columns found")
+    if table.frame.height == 0 and not table.broken:
+        raise FileError(name, "has a header but no data rows")
+    return table
+
+
+def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    frame = frame.rename({c: str(c) for c in frame.columns})
+    return frame.with_columns(
+        pl.col(c).cast(pl.String) if frame.schema[c] != pl.String else pl.col(c)
+        for c in frame.columns
+    )
+
+
+def _read_json(path: Path, fmt: str) -> pl.DataFrame:
+    text = path.read_bytes().decode("utf-8-sig")
+    if fmt == "json":
+        data = json.loads(text)
+        if isinstance(data, dict):  # {"records": [...]} or a single object
+            lists = [v for v in data.values() if isinstance(v, list)]
+            data = lists[0] if len(lists) == 1 else [data]
+    else:
+        data = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if not data:
+        raise FileError(path.name, "JSON holds no records")
+    if not all(isinstance(r, dict) for r in data):
+        raise FileError(path.name, "JSON must be a list of objects (one per record)")
+    columns: dict[str, None] = {}
+    for r in data:
+        columns.update(dict.fromkeys(r))
+
+    def text_of(v):
+        if v is None or isinstance(v, str):
+            return v
+        return json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else str(v)
+
+    return pl.DataFrame({c: [text_of(r.get(c)) for r in data] for c in columns},
+                        schema={c: pl.String for c in columns})
+
+
+def _read_csv(path: Path, head: bytes, complete: bool) -> Table:
+    encoding = detect_encoding(head, complete)
+    if encoding == "utf-8":
+        source: Path | io.BytesIO = path  # polars reads it straight from disk
+        text_head = head.decode("utf-8", errors="ignore")
+    else:
+        text, encoding = decode(path.read_bytes(), encoding)
+        text = text.lstrip("\ufeff")
+        source = io.BytesIO(text.encode("utf-8"))
+        text_head = text[:SAMPLE]
+    if not text_head.strip():
+        raise FileError(path.name, "file holds only blank text")
+    delimiter = sniff_delimiter(text_head)
+    try:
+        frame = pl.read_csv(source, separator=delimiter, infer_schema=False, encoding="utf8",
+                            raise_if_empty=True)
+        broken: list[tuple[int, str, str]] = []
+    except pl.exceptions.NoDataError as exc:
+        raise FileError(path.name, "file is empty") from exc
+    except pl.exceptions.ComputeError:
+        # Ragged rows: read line by line so the good rows survive and the bad ones are named.
+        if isinstance(source, Path):
+            source = io.BytesIO(path.read_bytes())
+        frame, broken = _read_csv_slowly(source, delimiter)
+    frame = frame.rename({c: c.lstrip("\ufeff") for c in frame.columns})
+    return Table(frame, "csv", encoding, delimiter, broken)
+
+
+def _read_csv_slowly(source: io.BytesIO, delimiter: str) -> tuple[pl.DataFrame, list]:
+    source.seek(0)
+    reader = csv.reader(io.TextIOWrapper(source, encoding="utf-8-sig", newline=""),
+                        delimiter=delimiter)
+    header = next(reader)
+    rows, broken = [], []
+    for row_no, row in enumerate(reader, start=2):
+        if not any(cell.strip() for cell in row):
+            rows.append([None] * len(header))
+            continue
+        if len(row) != len(header):
+            broken.append((row_no, f"row has {len(row)} fields, the header has {len(header)}",
+                           delimiter.join(row)))
+            rows.append(None)
+        else:
+            rows.append([c if c != "" else None for c in row])
+    # Keep the row numbering: broken rows stay as all-null placeholders and are dropped later.
+    data = [r if r is not None else [None] * len(header) for r in rows]
+    frame = pl.DataFrame(data, schema={h: pl.String for h in _unique(header)}, orient="row")
+    skip = {b[0] for b in broken}
+    frame = frame.with_columns(pl.Series("__broken__", [i + 2 in skip for i in range(len(data))]))
+    return frame, broken
+
+
+def _unique(header: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for h in header:
+        n = seen.get(h, 0)
+        out.append(h if n == 0 else f"{h}_duplicated_{n - 1}")
+        seen[h] = n + 1
+    return out

@@ -1,0 +1,417 @@
+"""Turn one source file into canonical rows and quarantine, and store them in one transaction."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+from detector import ledger
+from detector.dates import to_datetime, to_time
+from detector.errors import FileError
+from detector.formats import Table, read_table
+from detector.mapping import Source, UserMapping, detect_kind, fold_expr, resolve, vocab_expr
+from detector.schema import INGEST_ORDER, SPECS
+from detector.store import Store, kind_columns
+
+QUARANTINE_COLUMNS = ["source_row", "field", "reason_code", "reason", "raw"]
+
+
+@dataclass
+class IngestResult:
+    """What happened to one file; ``reasons`` holds the first quarantine reasons."""
+
+    path: str
+    sha256: str = ""
+    status: str = "stored"  # stored | duplicate | failed
+    kind: str | None = None
+    seq: int | None = None
+    format: str | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+    mapping: dict[str, str] = field(default_factory=dict)
+    rows_read: int = 0
+    rows_stored: int = 0
+    rows_quarantined: int = 0
+    rows_duplicate: int = 0
+    reasons: list[tuple[int, str, str]] = field(default_factory=list)
+    message: str = ""
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class Prepared:
+    kind: str
+    table: Table
+    sources: dict[str, Source]
+    good: pl.DataFrame
+    quarantine: pl.DataFrame
+
+
+def _blank(e: pl.Expr) -> pl.Expr:
+    return e.is_null() | (e.str.strip_chars() == "")
+
+
+def _text(e: pl.Expr) -> pl.Expr:
+    return pl.when(_blank(e)).then(None).otherwise(e)
+
+
+def _source_expr(src: Source | None) -> pl.Expr:
+    if src is None:
+        return pl.lit(None, dtype=pl.String)
+    if src.op == "value":
+        return pl.lit(src.value, dtype=pl.String)
+    cols = [_text(pl.col(c)) for c in src.columns if c]
+    if src.op == "column":
+        return pl.col(src.columns[0])
+    if src.op == "first_of":
+        return pl.coalesce(cols)
+    joined = pl.concat_str(cols, separator=" ", ignore_nulls=True).str.replace_all(r"\s+", " ")
+    return _text(joined.str.strip_chars())
+
+
+class _Checks:
+    """Row-level problems, collected as (field, code, condition, message) expressions."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str, pl.Expr, pl.Expr]] = []
+
+    def add(self, field_name: str, code: str, cond: pl.Expr, message: pl.Expr | str) -> None:
+        msg = pl.lit(message) if isinstance(message, str) else message
+        self.items.append((field_name, code, cond.fill_null(False), msg))
+
+
+def canonical(table: Table, kind: str, sources: dict[str, Source], mapping: UserMapping,
+              sha: str, name: str, known_facilities: set[str] | None = None,
+              ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Canonical rows and quarantine rows for one table.
+
+    Returns ``(good, quarantine)``: ``good`` has exactly the kind's table columns;
+    ``quarantine`` has source_row, field, reason_code, reason and raw (the row as JSON).
+    """
+    spec = SPECS[kind]
+    order = mapping.date_order
+    original = [c for c in table.frame.columns if c != "__broken__"]
+    df = table.frame.with_row_index("__row__", offset=2)
+    checks = _Checks()
+    out: dict[str, pl.Expr] = {}
+
+    raw = df.select(
+        *(_source_expr(sources.get(f.name)).alias(f.name) for f in spec.fields
+          if not (sources.get(f.name) and sources[f.name].op == "datetime")),
+    )
+    parsed: dict[str, pl.Series] = {}
+    for f in spec.fields:
+        src = sources.get(f.name)
+        if f.type in ("datetime", "date"):
+            if src is not None and src.op == "datetime":
+                date_col, time_col = (*src.columns, "")[:2]
+                raw_s = df.select(_text(pl.concat_str(
+                    [pl.col(c) for c in (date_col, time_col) if c], separator=" ",
+                    ignore_nulls=True))).to_series()
+                value = None
+                if time_col:
+                    parsed[f"{f.name}__time"] = to_time(df.get_column(time_col))
+                if date_col:
+                    day = to_datetime(df.get_column(date_col), order).dt.date()
+                    parts = pl.DataFrame({"d": day})
+                    if time_col:
+                        parts = parts.with_columns(
+                            t=parsed[f"{f.name}__time"],
+                            no_time=df.select(_blank(pl.col(time_col))).to_series())
+                    else:
+                        parts = parts.with_columns(t=pl.lit(None, pl.Time), no_time=pl.lit(True))
+                    # A date with no time still places the record in its day.
+                    value = parts.select(
+                        pl.when(pl.col("t").is_not_null()).then(pl.col("d").dt.combine(pl.col("t")))
+                        .when(pl.col("no_time")).then(pl.col("d").cast(pl.Datetime("us")))
+                    ).to_series()
+            else:
+                raw_s = raw.get_column(f.name)
+                value = to_datetime(raw_s, order)
+            if f.type == "date" and value is not None:
+                value = value.dt.date()
+            parsed[f.name] = value
+            parsed[f"{f.name}_raw"] = raw_s
+
+    for f in spec.fields:
+        if f.type in ("datetime", "date"):
+            continue
+        e = pl.col(f.name)
+        if f.type == "int":
+            out[f.name] = e.str.strip_chars().str.replace(r"\.0+$", "").cast(pl.Int64, strict=False)
+            out[f"{f.name}__txt"] = e
+            txt = pl.col(f"{f.name}__txt")
+            checks.add(f.name, "invalid_number", ~_blank(txt) & pl.col(f.name).is_null(),
+                       pl.format(f"{f.name} '{{}}' is not a whole number", txt))
+            checks.add(f.name, "negative_number", pl.col(f.name) < 0,
+                       pl.format(f"{f.name} {{}} is negative", txt))
+        elif f.type == "vocab":
+            out[f"{f.name}_raw"] = e
+            out[f.name] = vocab_expr(e, f.vocab, mapping.values.get(f.name, {}))
+        else:
+            out[f.name] = e
+        if f.required:
+            checks.add(f.name, "missing_required", _blank(e), f"required field {f.name} is empty")
+
+    frame = raw.with_columns(**out).with_columns(
+        pl.Series("__row__", df.get_column("__row__")))
+    # Datetimes (and their original text) join the frame.
+    for f in spec.fields:
+        if f.type not in ("datetime", "date"):
+            continue
+        value = parsed[f.name]
+        raw_s = parsed[f"{f.name}_raw"]
+        frame = frame.with_columns(raw_s.alias(f"{f.name}_raw"))
+        if value is None:  # exit time with the entry's date
+            base = parsed["entered_at"]
+            t = parsed[f"{f.name}__time"]
+            tmp = pl.DataFrame({"b": base, "t": t}).select(
+                pl.when(pl.col("b").is_not_null() & pl.col("t").is_not_null())
+                .then(pl.col("b").dt.date().dt.combine(pl.col("t")))).to_series()
+            tmp = pl.DataFrame({"b": base, "x": tmp}).select(
+                pl.when(pl.col("x") < pl.col("b")).then(pl.col("x") + pl.duration(days=1))
+                .otherwise(pl.col("x"))).to_series()
+            value = tmp
+        frame = frame.with_columns(value.alias(f.name))
+        r = pl.col(f"{f.name}_raw")
+        if f.required:
+            checks.add(f.name, "missing_required", _blank(r), f"required field {f.name} is empty")
+        checks.add(f.name, "unparseable_date", ~_blank(r) & pl.col(f.name).is_null(),
+                   pl.format(f"{f.name} '{{}}' is not a date/time this tool can read "
+                             f"(expected ISO 8601 or {order} order)", r))
+
+    frame = _derive(frame, kind, checks, known_facilities)
+    frame = frame.with_columns(_record_key(kind, sha).alias("record_key"))
+    if original:
+        nul = df.select(pl.any_horizontal(
+            pl.col(original).str.contains("\x00", literal=True).fill_null(False))).to_series()
+        frame = frame.with_columns(nul.alias("__nul__"))
+        checks.add("*", "nul_byte", pl.col("__nul__"), "the row contains a NUL byte (damaged file)")
+    checks.add("record_key", "duplicate_in_file",
+               ~pl.col("record_key").is_first_distinct(),
+               pl.format("duplicate of an earlier row in this file (key {})", pl.col("record_key")))
+
+    flags = frame.select(
+        *(cond.alias(f"__c{i}") for i, (_, _, cond, _) in enumerate(checks.items)),
+        *(msg.alias(f"__m{i}") for i, (_, _, _, msg) in enumerate(checks.items)),
+    )
+    broken = (df.get_column("__broken__") if "__broken__" in df.columns
+              else pl.Series([False] * df.height))
+    bad = pl.Series([False] * df.height)
+    for i in range(len(checks.items)):
+        bad = bad | flags.get_column(f"__c{i}")
+    bad = bad | broken
+
+    frame = frame.with_columns(
+        pl.lit(sha).alias("source_sha256"), pl.lit(name).alias("source_name"),
+        pl.col("__row__").cast(pl.Int64).alias("source_row"), pl.lit(None, pl.Int64).alias("upload_seq"))
+    columns = list(kind_columns(kind))
+    good = frame.filter(~bad).select(columns)
+
+    raw_json = (df.select(pl.struct(original).struct.json_encode().alias("raw")).to_series()
+                if original else pl.Series([""] * df.height))
+    parts = []
+    for i, (fname, code, _, _) in enumerate(checks.items):
+        mask = flags.get_column(f"__c{i}")
+        if mask.any():
+            parts.append(pl.DataFrame({
+                "source_row": df.get_column("__row__").filter(mask).cast(pl.Int64),
+                "field": fname, "reason_code": code,
+                "reason": flags.get_column(f"__m{i}").filter(mask),
+                "raw": raw_json.filter(mask)}))
+    for row_no, reason, text in table.broken:
+        parts.append(pl.DataFrame({"source_row": [row_no], "field": ["*"],
+                                   "reason_code": ["broken_row"], "reason": [reason], "raw": [text]},
+                                  schema_overrides={"source_row": pl.Int64}))
+    quarantine = (pl.concat(parts, how="vertical_relaxed").sort("source_row") if parts else
+                  pl.DataFrame(schema={"source_row": pl.Int64, "field": pl.String,
+                                       "reason_code": pl.String, "reason": pl.String,
+                                       "raw": pl.String}))
+    return good, quarantine
+
+
+def _derive(frame: pl.DataFrame, kind: str, checks: _Checks,
+            known_facilities: set[str] | None) -> pl.DataFrame:
+    """Kind-specific derived columns and cross-field checks."""
+    if known_facilities:
+        known = sorted(known_facilities)
+        for col in ("facility", "from_facility", "to_facility"):
+            if col in frame.columns and kind != "facilities":
+                checks.add(col, "unknown_facility",
+                           pl.col(col).is_not_null() & ~pl.col(col).is_in(known),
+                           pl.format(f"{col} '{{}}' is not in the facilities list", pl.col(col)))
+    if kind == "visits":
+        frame = frame.with_columns(
+            pl.col("party_size").fill_null(1),
+            fold_expr(pl.col("name").fill_null("")).alias("name_key"),
+            fold_expr(pl.col("escorted_by")).alias("escorted_key"),
+            pl.col("vehicle_plate").str.to_uppercase().str.replace_all(r"[^A-Z0-9]", "")
+            .alias("plate_key"),
+            pl.when(pl.col("entered_at_raw").str.contains(r"\d[:hH]\d|[AP]\.?M", strict=False))
+            .then(pl.lit("minute")).otherwise(pl.lit("day")).alias("entered_precision"),
+        )
+        checks.add("exited_at", "exit_before_entry", pl.col("exited_at") < pl.col("entered_at"),
+                   pl.format("exit {} is before entry {}", pl.col("exited_at"), pl.col("entered_at")))
+    elif kind == "transfers":
+        checks.add("returned_at", "return_before_transfer",
+                   pl.col("returned_at") < pl.col("transferred_at"),
+                   pl.format("return {} is before the transfer {}", pl.col("returned_at"),
+                             pl.col("transferred_at")))
+    elif kind == "inmates":
+        frame = frame.with_columns(fold_expr(pl.col("name").fill_null("")).alias("name_key"))
+    elif kind == "logbooks":
+        checks.add("closed_on", "closed_before_opened", pl.col("closed_on") < pl.col("opened_on"),
+                   pl.format("closed {} before it was opened {}", pl.col("closed_on"),
+                             pl.col("opened_on")))
+        checks.add("last_page", "pages_reversed", pl.col("last_page") < pl.col("first_page"),
+                   pl.format("last page {} is before first page {}", pl.col("last_page"),
+                             pl.col("first_page")))
+    return frame
+
+
+def _record_key(kind: str, sha: str) -> pl.Expr:
+    """A stable key per record: the source's own id where it gives one, else its natural key."""
+    spec = SPECS[kind]
+    if kind == "visits":
+        own = pl.concat_str([pl.lit("V|"), pl.col("facility"), pl.lit("|"), pl.col("record_id")])
+        fallback = pl.concat_str([pl.lit(sha[:16] + ":"), pl.col("__row__").cast(pl.String)])
+    else:
+        parts = [pl.col(c).cast(pl.String).fill_null("") for c in spec.natural_key]
+        fallback = pl.concat_str([pl.lit(kind[0].upper() + "|"), *parts], separator="|")
+        own = pl.concat_str([pl.lit("T|"), pl.col("from_facility"), pl.lit("|"),
+                             pl.col("record_id")]) if kind == "transfers" else fallback
+    if "record_id" in {f.name for f in spec.fields}:
+        return pl.when(_blank(pl.col("record_id"))).then(fallback).otherwise(own)
+    return fallback
+
+
+def prepare(path: Path, sha: str, kind: str | None, mapping: UserMapping,
+            known_facilities: set[str] | None) -> Prepared:
+    table = read_table(path, sheet=mapping.sheet)
+    headers = [c for c in table.frame.columns if c != "__broken__"]
+    kind = kind or mapping.kind or detect_kind(headers, path.name)
+    if kind not in SPECS:
+        raise FileError(path.name, f"unknown kind '{kind}'; use one of {', '.join(SPECS)}")
+    sources = resolve(SPECS[kind], headers, mapping, path.name)
+    good, quarantine = canonical(table, kind, sources, mapping, sha, path.name, known_facilities)
+    return Prepared(kind, table, sources, good, quarantine)
+
+
+def ingest_file(store: Store, path: str | Path, kind: str | None = None,
+                mapping: UserMapping | None = None, user: str | None = None,
+                mapping_name: str | None = None) -> IngestResult:
+    """Ingest one file: all of it is stored, in one transaction, or none of it.
+
+    A file already in the ledger (same SHA-256) is recognised and not stored again;
+    rows whose record key is already stored are counted as duplicates and skipped.
+    """
+    path = Path(path)
+    mapping = mapping or UserMapping()
+    result = IngestResult(path=str(path))
+    try:
+        if not path.is_file():
+            raise FileError(path.name, "no such file")
+        result.sha256 = sha = ledger.sha256_file(path)
+        with store.read() as con:
+            seen = ledger.find(con, sha)
+            facilities = {r[0] for r in con.execute(
+                "SELECT DISTINCT facility FROM facilities").fetchall()}
+        if seen:
+            result.status, result.kind, result.seq = "duplicate", seen["kind"], seen["seq"]
+            result.message = (f"already uploaded as ledger entry {seen['seq']} "
+                              f"({seen['original_name']}, {seen['uploaded_at']:%Y-%m-%d %H:%M} "
+                              f"by {seen['uploaded_by']})")
+            return result
+        prep = prepare(path, sha, kind, mapping, facilities)
+    except FileError as exc:
+        result.status, result.message = "failed", str(exc)
+        return result
+    result.kind = prep.kind
+    result.format, result.encoding, result.delimiter = (prep.table.format, prep.table.encoding,
+                                                        prep.table.delimiter)
+    result.mapping = {k: v.describe() for k, v in prep.sources.items()}
+    result.rows_read = prep.table.frame.height
+    result.rows_quarantined = prep.quarantine.select("source_row").n_unique()
+    result.reasons = [tuple(r) for r in prep.quarantine.head(20).select(
+        "source_row", "field", "reason").iter_rows()]
+    ledger.keep_evidence(store, path, sha)
+    with store.write() as con:
+        _store(con, prep, path, sha, user, mapping_name, result)
+    return result
+
+
+def _store(con, prep: Prepared, path: Path, sha: str, user: str | None, mapping_name: str | None,
+           result: IngestResult) -> None:
+    good, kind = prep.good, prep.kind
+    con.register("incoming", good)
+    fresh = con.execute(
+        f"SELECT count(*) FROM incoming i ANTI JOIN {kind} t USING (record_key)").fetchall()[0][0]
+    result.rows_duplicate = good.height - fresh
+    result.rows_stored = fresh
+    entry = ledger.append(con, {
+        "sha256": sha, "size": path.stat().st_size, "original_name": path.name,
+        "uploaded_by": user or getpass.getuser(),
+        "uploaded_at": datetime.now(UTC).replace(tzinfo=None),
+        "kind": kind, "format": prep.table.format, "encoding": prep.table.encoding,
+        "delimiter": prep.table.delimiter,
+        "mapping": json.dumps({"file": mapping_name, "columns": result.mapping}, ensure_ascii=False),
+        "rows_read": result.rows_read, "rows_stored": fresh,
+        "rows_quarantined": result.rows_quarantined, "rows_duplicate": result.rows_duplicate,
+    })
+    result.seq = entry["seq"]
+    cols = ", ".join(kind_columns(kind))
+    sel = ", ".join(f"i.{c}" if c != "upload_seq" else "? AS upload_seq" for c in kind_columns(kind))
+    con.execute(f"INSERT INTO {kind} ({cols}) SELECT {sel} FROM incoming i "
+                f"ANTI JOIN {kind} t USING (record_key)", [entry["seq"]])
+    con.unregister("incoming")
+    if prep.quarantine.height:
+        con.register("q", prep.quarantine)
+        con.execute("INSERT INTO quarantine SELECT ?, ?, ?, source_row, field, reason_code, reason, "
+                    "raw, ? FROM q", [sha, path.name, kind, entry["seq"]])
+        con.unregister("q")
+
+
+def ingest_paths(store: Store, paths: list[Path], kind: str | None = None,
+                 mapping: UserMapping | None = None, user: str | None = None,
+                 mapping_name: str | None = None, progress=None) -> list[IngestResult]:
+    """Ingest many files, reference kinds (facilities, inmates, logbooks) first."""
+    files = _expand(paths)
+    files.sort(key=lambda p: INGEST_ORDER.get(_guess_kind(p, kind, mapping), 99))
+    results = []
+    for p in files:
+        results.append(ingest_file(store, p, kind, mapping, user, mapping_name))
+        if progress:
+            progress(p)
+    return results
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(x for x in p.rglob("*") if x.is_file() and not x.name.startswith(".")
+                              and x.suffix.lower() in (".csv", ".txt", ".tsv", ".xlsx", ".parquet",
+                                                       ".json", ".ndjson", ".jsonl")))
+        else:
+            out.append(p)
+    return out
+
+
+def _guess_kind(path: Path, kind: str | None, mapping: UserMapping | None) -> str:
+    if kind or (mapping and mapping.kind):
+        return kind or mapping.kind
+    name = path.name.lower()
+    for k in ("facilit", "centros", "inmate", "internos", "roster", "logbook", "libros", "transfer",
+              "traslado"):
+        if k in name:
+            return {"facilit": "facilities", "centros": "facilities", "inmate": "inmates",
+                    "internos": "inmates", "roster": "inmates", "logbook": "logbooks",
+                    "libros": "logbooks", "transfer": "transfers", "traslado": "transfers"}[k]
+    return "visits"

@@ -1,0 +1,132 @@
+"""The evidence ledger: original files kept by content hash, uploads chained by hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from detector.store import Store
+
+# The ledger fields covered by each entry's hash, in this order.
+CHAINED = ("seq", "sha256", "size", "original_name", "uploaded_by", "uploaded_at", "kind",
+           "format", "encoding", "delimiter", "mapping", "rows_read", "rows_stored",
+           "rows_quarantined", "rows_duplicate", "prev_hash")
+GENESIS = "0" * 64
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def evidence_path(store: Store, sha: str) -> Path:
+    return store.evidence / sha[:2] / sha
+
+
+def keep_evidence(store: Store, path: Path, sha: str) -> Path:
+    """Copy the original bytes into the evidence folder (atomic rename, then read-only)."""
+    target = evidence_path(store, sha)
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+    os.close(fd)
+    shutil.copyfile(path, tmp)
+    if sha256_file(tmp) != sha:
+        os.unlink(tmp)
+        raise OSError(f"{path.name}: file changed while it was being copied into evidence")
+    os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    os.replace(tmp, target)
+    return target
+
+
+def _canonical(value) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="microseconds")
+    return "" if value is None else str(value)
+
+
+def entry_hash(entry: dict) -> str:
+    payload = json.dumps([_canonical(entry.get(k)) for k in CHAINED], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def append(con: duckdb.DuckDBPyConnection, entry: dict) -> dict:
+    """Add one upload to the ledger inside the caller's transaction; returns it with seq and hash."""
+    seq, prev = con.execute(
+        "SELECT coalesce(max(seq), 0) + 1, "
+        "coalesce((SELECT entry_hash FROM uploads ORDER BY seq DESC LIMIT 1), ?) FROM uploads",
+        [GENESIS]).fetchall()[0]
+    entry = {**entry, "seq": seq, "prev_hash": prev}
+    entry["entry_hash"] = entry_hash(entry)
+    cols = [*CHAINED, "entry_hash"]
+    con.execute(f"INSERT INTO uploads ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [entry[c] for c in cols])
+    return entry
+
+
+def find(con: duckdb.DuckDBPyConnection, sha: str) -> dict | None:
+    rows = con.execute("SELECT seq, original_name, uploaded_by, uploaded_at, kind FROM uploads "
+                       "WHERE sha256 = ? ORDER BY seq LIMIT 1", [sha]).fetchall()
+    if not rows:
+        return None
+    return dict(zip(("seq", "original_name", "uploaded_by", "uploaded_at", "kind"), rows[0],
+                    strict=True))
+
+
+@dataclass
+class Verification:
+    entries: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(store: Store) -> Verification:
+    """Re-hash the chain and every evidence file; report each mismatch in one line."""
+    result = Verification()
+    with store.read() as con:
+        rows = con.execute(f"SELECT {', '.join(CHAINED)}, entry_hash FROM uploads ORDER BY seq"
+                           ).fetchall()
+        stored = dict(con.execute(
+            "SELECT upload_seq, count(*) FROM (" + " UNION ALL ".join(
+                f"SELECT upload_seq FROM {k}" for k in
+                ("facilities", "inmates", "logbooks", "transfers", "visits")) +
+            ") GROUP BY upload_seq").fetchall())
+    prev = GENESIS
+    for row in rows:
+        entry = dict(zip((*CHAINED, "entry_hash"), row, strict=True))
+        result.entries += 1
+        seq = entry["seq"]
+        if entry["prev_hash"] != prev:
+            result.problems.append(f"ledger entry {seq}: previous-hash link broken "
+                                   "(an entry was removed or reordered)")
+        if entry_hash(entry) != entry["entry_hash"]:
+            result.problems.append(f"ledger entry {seq} ({entry['original_name']}): contents do "
+                                   "not match its hash (the row was edited)")
+        prev = entry["entry_hash"]
+        path = evidence_path(store, entry["sha256"])
+        if not path.exists():
+            result.problems.append(f"ledger entry {seq}: evidence file {entry['original_name']} "
+                                   f"({entry['sha256'][:12]}…) is missing")
+        elif sha256_file(path) != entry["sha256"]:
+            result.problems.append(f"ledger entry {seq}: evidence file {entry['original_name']} "
+                                   "has changed since upload (SHA-256 differs)")
+        if stored.get(seq, 0) != entry["rows_stored"]:
+            result.problems.append(f"ledger entry {seq}: {entry['rows_stored']} rows recorded as "
+                                   f"stored, {stored.get(seq, 0)} found in the tables")
+    return result

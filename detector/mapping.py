@@ -1,0 +1,212 @@
+"""Map a source's headers and values onto a canonical record kind."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from detector.dates import DATE_ORDERS
+from detector.errors import FileError
+from detector.schema import KINDS, SPECS, VOCAB_DEFAULTS, VOCABULARIES, KindSpec
+
+
+def fold(text: str) -> str:
+    """Case-, accent- and space-insensitive key: ``"Fecha  Ingreso"`` -> ``"fecha_ingreso"``."""
+    text = unicodedata.normalize("NFKD", str(text).replace("\ufeff", ""))
+    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    return re.sub(r"[^a-z0-9]+", "_", text).strip("_")
+
+
+def fold_expr(expr: pl.Expr) -> pl.Expr:
+    """Folded comparison key for values: accents removed, upper case, single spaces."""
+    return (
+        expr.str.normalize("NFKD")
+        .str.replace_all(r"\p{M}", "")
+        .str.to_uppercase()
+        .str.replace_all(r"\s+", " ")
+        .str.strip_chars()
+    )
+
+
+class ColumnSource(BaseModel):
+    """How one canonical field is read when it is not a plain header."""
+
+    model_config = ConfigDict(extra="forbid")
+    join: list[str] | None = None
+    first_of: list[str] | None = None
+    value: str | None = None
+    date: str | None = None
+    time: str | None = None
+
+
+class UserMapping(BaseModel):
+    """A mapping file (TOML or YAML) for sources the built-in synonyms do not cover.
+
+    ``columns`` maps a canonical field to a header, a list of headers (joined by spaces),
+    or a table: ``{join = [...]}``, ``{first_of = [...]}`` (first non-empty),
+    ``{value = "X"}`` (a constant) or ``{date = "D", time = "T"}``.
+    ``values`` maps raw values to canonical ones per vocabulary field.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["visits", "transfers", "inmates", "logbooks", "facilities"] | None = None
+    date_order: str = "dmy"
+    timezone: str | None = None
+    sheet: str | None = None
+    columns: dict[str, str | list[str] | ColumnSource] = Field(default_factory=dict)
+    values: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    @field_validator("date_order")
+    @classmethod
+    def _order(cls, v: str) -> str:
+        if v not in DATE_ORDERS:
+            raise ValueError(f"date_order must be one of {', '.join(DATE_ORDERS)}")
+        return v
+
+
+def load_mapping(path: str | Path | None) -> UserMapping:
+    """Read and validate a mapping file; errors name the file and the field."""
+    if path is None:
+        return UserMapping()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else yaml.safe_load(text)
+    except (OSError, tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise FileError(path.name, f"cannot read mapping file: {exc}") from exc
+    try:
+        return UserMapping.model_validate(data or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise FileError(path.name, f"mapping field '{where}': {first['msg']}") from exc
+
+
+# --- resolving headers -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a canonical field comes from in one file."""
+
+    op: str  # column | join | first_of | value | datetime
+    columns: tuple[str, ...] = ()
+    value: str | None = None
+
+    def describe(self) -> str:
+        if self.op == "value":
+            return f"constant {self.value!r}"
+        if self.op == "column":
+            return self.columns[0]
+        return f"{self.op}({', '.join(self.columns)})"
+
+
+def _find(headers: dict[str, str], synonyms: tuple[str, ...]) -> str | None:
+    for s in synonyms:
+        if fold(s) in headers:
+            return headers[fold(s)]
+    return None
+
+
+def detect_kind(headers: list[str], source: str) -> str:
+    """Guess the record kind from the headers; ambiguity is an error that asks for --kind."""
+    folded = {fold(h) for h in headers}
+    scores = {}
+    for kind in KINDS:
+        spec = SPECS[kind]
+        signature = sum(fold(s) in folded for s in spec.signature)
+        known = sum(any(fold(s) in folded for s in f.synonyms) for f in spec.fields)
+        scores[kind] = (signature, known)
+    ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
+    (best, top), (second, runner) = ranked[0], ranked[1]
+    if top[0] == 0 and top[1] < 2:
+        raise FileError(source, "no recognisable columns for any record kind "
+                        f"({', '.join(KINDS)}); headers are: {', '.join(headers[:12])}; "
+                        "give --kind and a --mapping file")
+    if top == runner:
+        raise FileError(source, f"the headers fit both '{best}' and '{second}': give --kind")
+    return best
+
+
+def resolve(spec: KindSpec, headers: list[str], mapping: UserMapping, source: str) -> dict[str, Source]:
+    """Decide, for every canonical field, which source columns feed it."""
+    by_fold = {fold(h): h for h in headers}
+    exact = set(headers)
+    out: dict[str, Source] = {}
+
+    def header(name: str, target: str) -> str:
+        if name in exact:
+            return name
+        if fold(name) in by_fold:
+            return by_fold[fold(name)]
+        raise FileError(source, f"mapping for '{target}' names column '{name}', which is not in "
+                        f"the file (headers: {', '.join(headers[:20])})")
+
+    known = {f.name for f in spec.fields}
+    for target, src in mapping.columns.items():
+        if target not in known:
+            raise FileError(source, f"mapping names unknown field '{target}' for {spec.name}; "
+                            f"known: {', '.join(sorted(known))}")
+        if isinstance(src, str):
+            out[target] = Source("column", (header(src, target),))
+        elif isinstance(src, list):
+            out[target] = Source("join", tuple(header(h, target) for h in src))
+        elif src.value is not None:
+            out[target] = Source("value", value=src.value)
+        elif src.join:
+            out[target] = Source("join", tuple(header(h, target) for h in src.join))
+        elif src.first_of:
+            out[target] = Source("first_of", tuple(header(h, target) for h in src.first_of))
+        elif src.date:
+            cols = (header(src.date, target),) + ((header(src.time, target),) if src.time else ())
+            out[target] = Source("datetime", cols)
+    used = {c for s in out.values() for c in s.columns}
+    free = {k: v for k, v in by_fold.items() if v not in used}
+
+    for comp in spec.composites:
+        if comp.target in out:
+            continue
+        date_col = _find(free, comp.date)
+        time_col = _find(free, comp.time)
+        if time_col and (date_col or comp.fallback_date_of):
+            out[comp.target] = Source("datetime", (date_col or "", time_col))
+        elif date_col and not _find(free, spec.field(comp.target).synonyms):
+            out[comp.target] = Source("datetime", (date_col,))
+    for f in spec.fields:
+        if f.name in out:
+            continue
+        col = _find(free, f.synonyms)
+        if col is not None:
+            out[f.name] = Source("column", (col,))
+    if "name" in known and "name" not in out and spec.name_parts:
+        parts = [_find(free, syn) for syn in spec.name_parts]
+        if any(parts):
+            out["name"] = Source("join", tuple(p for p in parts if p))
+
+    missing = [f for f in spec.required if f not in out]
+    if missing:
+        raise FileError(source, f"no column for required field(s) {', '.join(missing)} of kind "
+                        f"'{spec.name}' (headers: {', '.join(headers[:20])}); rename the "
+                        "column or map it in a --mapping file")
+    return out
+
+
+def vocab_expr(raw: pl.Expr, vocab: str, overrides: dict[str, str]) -> pl.Expr:
+    """Canonical vocabulary value for a raw text column (user overrides win)."""
+    empty_value, unknown_value = VOCAB_DEFAULTS[vocab]
+    folded = fold_expr(raw).str.to_lowercase()
+    expr = pl.when(raw.is_null() | (raw.str.strip_chars() == "")).then(pl.lit(empty_value))
+    for key, canonical in overrides.items():
+        expr = expr.when(folded == fold_expr(pl.lit(key)).str.to_lowercase()).then(pl.lit(canonical))
+    for canonical, words in VOCABULARIES[vocab].items():
+        pattern = r"(^|[^a-z0-9])(" + "|".join(re.escape(w) for w in words) + r")($|[^a-z0-9])"
+        expr = expr.when(folded.str.contains(pattern)).then(pl.lit(canonical))
+    return expr.otherwise(pl.lit(unknown_value))

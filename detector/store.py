@@ -1,0 +1,146 @@
+"""The DuckDB store: the only module that opens connections; tables, locking and retries.
+
+DuckDB lets one process write, and while it does no other process can open the file at
+all. So connections are opened per operation and closed at once, writers are serialised
+through a lock file, and opening retries with backoff while another process holds the file.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+from filelock import FileLock, Timeout
+
+from detector.errors import StoreBusy
+from detector.schema import KINDS, SPECS
+
+DEFAULT_DB = Path("data") / "detector.duckdb"
+WAIT_SECONDS = float(os.environ.get("DETECTOR_LOCK_WAIT", "120"))
+
+_SQL_TYPES = {"text": "VARCHAR", "int": "BIGINT", "datetime": "TIMESTAMP", "date": "DATE",
+              "vocab": "VARCHAR"}
+# Columns derived beside the originals, per kind.
+_DERIVED = {
+    "visits": {"entered_precision": "VARCHAR", "name_key": "VARCHAR", "escorted_key": "VARCHAR",
+               "plate_key": "VARCHAR"},
+    "inmates": {"name_key": "VARCHAR"},
+}
+PROVENANCE = {"record_key": "VARCHAR", "source_sha256": "VARCHAR", "source_name": "VARCHAR",
+              "source_row": "BIGINT", "upload_seq": "BIGINT"}
+
+
+def db_path(db: str | Path | None = None) -> Path:
+    """The database file: the argument, else $DETECTOR_DB, else ./data/detector.duckdb."""
+    return Path(db or os.environ.get("DETECTOR_DB") or DEFAULT_DB)
+
+
+def evidence_dir(db: str | Path | None = None) -> Path:
+    """Content-addressed copies of every uploaded file, beside the database."""
+    return db_path(db).parent / "evidence"
+
+
+def kind_columns(kind: str) -> dict[str, str]:
+    """Column name -> SQL type of a kind's table, in order."""
+    cols: dict[str, str] = {}
+    for f in SPECS[kind].fields:
+        cols[f.name] = _SQL_TYPES[f.type]
+        if f.type in ("vocab", "datetime", "date"):
+            cols[f"{f.name}_raw"] = "VARCHAR"
+    cols.update(_DERIVED.get(kind, {}))
+    cols.update(PROVENANCE)
+    return cols
+
+
+SCHEMA = [
+    *(f"CREATE TABLE IF NOT EXISTS {kind} ("
+      + ", ".join(f"{c} {t}" for c, t in kind_columns(kind).items()) + ")" for kind in KINDS),
+    """CREATE TABLE IF NOT EXISTS uploads (
+        seq BIGINT PRIMARY KEY, sha256 VARCHAR NOT NULL, size BIGINT, original_name VARCHAR,
+        uploaded_by VARCHAR, uploaded_at TIMESTAMP, kind VARCHAR, format VARCHAR,
+        encoding VARCHAR, delimiter VARCHAR, mapping VARCHAR, rows_read BIGINT,
+        rows_stored BIGINT, rows_quarantined BIGINT, rows_duplicate BIGINT,
+        prev_hash VARCHAR, entry_hash VARCHAR NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS quarantine (
+        source_sha256 VARCHAR, source_name VARCHAR, kind VARCHAR, source_row BIGINT,
+        field VARCHAR, reason_code VARCHAR, reason VARCHAR, raw VARCHAR, upload_seq BIGINT)""",
+]
+
+
+class Store:
+    """Opens short-lived connections to one DuckDB file.
+
+    ``read()`` gives a read-only connection (retrying while a writer holds the file);
+    ``write()`` takes the writers' lock, opens read-write and runs the body in one
+    transaction, committed only if the body returns.
+    """
+
+    def __init__(self, db: str | Path | None = None, wait: float = WAIT_SECONDS):
+        self.path = db_path(db)
+        self.wait = wait
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(self.path) + ".lock")
+
+    @property
+    def evidence(self) -> Path:
+        return evidence_dir(self.path)
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self.wait
+        delay = 0.02
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    if "lock" in str(exc).lower():
+                        raise StoreBusy(f"{self.path}: busy, another process is writing") from exc
+                    raise
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 0.5)
+
+    @contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if not self.path.exists():
+            self.init()
+        con = self._open(read_only=True)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        try:
+            self._lock.acquire(timeout=self.wait)
+        except Timeout as exc:
+            raise StoreBusy(f"{self.path}: busy, another writer holds the lock") from exc
+        try:
+            con = self._open(read_only=False)
+            try:
+                for ddl in SCHEMA:
+                    con.execute(ddl)
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    yield con
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+            finally:
+                con.close()
+        finally:
+            self._lock.release()
+
+    def init(self) -> None:
+        """Create the file and its tables if they do not exist yet."""
+        with self.write():
+            pass

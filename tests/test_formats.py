@@ -1,0 +1,91 @@
+"""Readers: encodings, delimiters and file formats auditors send."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detector.errors import FileError
+from detector.formats import read_table, sniff_delimiter
+from tests.conftest import write_csv
+
+HEADER = ["Centro Penal", "Fecha", "Hora Ingreso", "Nombre", "Institución"]
+ROW = ["ZAC", "05/02/2022", "08:05", "José Peña", "Dirección €"]
+
+
+@pytest.mark.parametrize("encoding,expected", [
+    ("utf-8", "utf-8"), ("utf-8-sig", "utf-8-sig"), ("cp1252", "cp1252"),
+    ("utf-16", "utf-16"), ("utf-16-le", "utf-16-le"),
+])
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_csv_encodings_and_delimiters(tmp_path, encoding, expected, delimiter):
+    path = write_csv(tmp_path / "v.csv", HEADER, [ROW, ROW], encoding, delimiter)
+    table = read_table(path)
+    assert table.encoding == expected
+    assert table.delimiter == delimiter
+    assert table.frame.columns == HEADER
+    assert table.frame.row(0) == tuple(ROW)
+
+
+def test_latin1_without_euro(tmp_path):
+    path = write_csv(tmp_path / "v.csv", HEADER, [[*ROW[:4], "Dirección"]], "latin-1", ";")
+    table = read_table(path)
+    assert table.frame.row(0)[3] == "José Peña"
+    assert table.frame.row(0)[4] == "Dirección"
+
+
+def test_xlsx_parquet_json_ndjson(tmp_path):
+    frame = pl.DataFrame({h: [v] for h, v in zip(HEADER, ROW, strict=True)})
+    frame.write_excel(tmp_path / "v.xlsx")
+    frame.write_parquet(tmp_path / "v.parquet")
+    (tmp_path / "v.json").write_text(json.dumps(frame.to_dicts()), encoding="utf-8")
+    (tmp_path / "v.ndjson").write_text("\n".join(json.dumps(r) for r in frame.to_dicts()),
+                                       encoding="utf-8")
+    for name, fmt in (("v.xlsx", "xlsx"), ("v.parquet", "parquet"), ("v.json", "json"),
+                      ("v.ndjson", "ndjson")):
+        table = read_table(tmp_path / name)
+        assert table.format == fmt
+        assert table.frame.row(0) == tuple(ROW), name
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "empty"),
+    (b"Centro;Fecha;Hora Ingreso\r\n", "header but no data"),
+    (bytes(range(256)) * 40, "binary"),
+    (b"   \n\n  \n", "blank"),
+])
+def test_file_level_errors_are_one_clear_line(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(FileError) as exc:
+        read_table(path)
+    assert "bad.csv" in str(exc.value) and message in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_ragged_rows_are_kept_apart_not_fatal(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("a,b,c\n1,2,3\n4,5\n6,7,8,9\n10,11,12\n", encoding="utf-8")
+    table = read_table(path)
+    assert [b[0] for b in table.broken] == [3, 4]
+    good = table.frame.filter(~pl.col("__broken__"))
+    assert good.get_column("a").to_list() == ["1", "10"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=12),
+                min_size=3, max_size=3), st.sampled_from([",", ";", "\t", "|"]))
+def test_sniffer_finds_the_delimiter_of_quoted_rows(cells, delimiter):
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter=delimiter, quoting=csv.QUOTE_ALL)
+    w.writerow(["facility", "entered_at", "name"])
+    for _ in range(5):
+        w.writerow(cells)
+    assert sniff_delimiter(buf.getvalue()) == delimiter
