@@ -92,17 +92,17 @@ def to_datetime(values: pl.Series, order: str = "dmy", formats: list[str] | None
             hits.append((n, f))
     ranked = [f for _, f in sorted(hits, key=lambda h: -h[0])]
     result = pl.Series(values.name, [None] * len(values), dtype=pl.Datetime("us"))
-    for f in ranked:
-        result = result.fill_null(text.str.to_datetime(f, strict=False, time_unit="us"))
-    left = result.is_null() & text.is_not_null()
-    if left.any():
-        rest = [f for f in formats if f not in ranked]
-        idx = left.arg_true()
-        sub = text.gather(idx)
-        parsed = pl.Series([None] * len(sub), dtype=pl.Datetime("us"))
-        for f in rest:
-            parsed = parsed.fill_null(sub.str.to_datetime(f, strict=False, time_unit="us"))
-        result = result.scatter(idx, parsed)
+    rest = [f for f in formats if f not in ranked]
+    for f in [*ranked, *rest]:
+        left = result.is_null() & text.is_not_null()
+        if not left.any():
+            break
+        if left.all():
+            result = text.str.to_datetime(f, strict=False, time_unit="us")
+            continue
+        idx = left.arg_true()  # only rows no earlier spelling could read
+        result = result.scatter(idx, text.gather(idx).str.to_datetime(f, strict=False,
+                                                                       time_unit="us"))
     return result.alias(values.name)
 
 

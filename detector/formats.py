@@ -145,6 +145,10 @@ def read_table(path: str | Path, sheet: str | None = None) -> Table:
         raise FileError(name, f"cannot read as {fmt}: {str(exc).splitlines()[0][:200]}") from exc
     if table.frame.width == 0:
         raise FileError(name, "no columns found")
+    # An empty cell is missing whatever the format (CSV gives null, XLSX/Parquet/JSON "").
+    table.frame = table.frame.with_columns(
+        pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c)
+        for c in table.frame.columns if table.frame.schema[c] == pl.String)
     if table.frame.height == 0 and not table.broken:
         raise FileError(name, "has a header but no data rows")
     return table

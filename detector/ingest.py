@@ -14,7 +14,7 @@ from detector import ledger
 from detector.dates import to_datetime, to_time
 from detector.errors import FileError
 from detector.formats import Table, read_table
-from detector.mapping import Source, UserMapping, detect_kind, fold_expr, resolve, vocab_expr
+from detector.mapping import Source, UserMapping, detect_kind, fold_expr, resolve, vocab_map
 from detector.schema import INGEST_ORDER, SPECS
 from detector.store import Store, kind_columns
 
@@ -154,7 +154,7 @@ def canonical(table: Table, kind: str, sources: dict[str, Source], mapping: User
                        pl.format(f"{f.name} {{}} is negative", txt))
         elif f.type == "vocab":
             out[f"{f.name}_raw"] = e
-            out[f.name] = vocab_expr(e, f.vocab, mapping.values.get(f.name, {}))
+            out[f.name] = vocab_map(raw.get_column(f.name), f.vocab, mapping.values.get(f.name, {}))
         else:
             out[f.name] = e
         if f.required:
@@ -179,11 +179,15 @@ def canonical(table: Table, kind: str, sources: dict[str, Source], mapping: User
                 pl.when(pl.col("x") < pl.col("b")).then(pl.col("x") + pl.duration(days=1))
                 .otherwise(pl.col("x"))).to_series()
             value = tmp
-        frame = frame.with_columns(value.alias(f.name))
+            # Only the time itself can be wrong here; an unreadable entry date is reported there.
+            failed = t.is_null()
+        else:
+            failed = value.is_null()
+        frame = frame.with_columns(value.alias(f.name), failed.alias(f"__failed_{f.name}"))
         r = pl.col(f"{f.name}_raw")
         if f.required:
             checks.add(f.name, "missing_required", _blank(r), f"required field {f.name} is empty")
-        checks.add(f.name, "unparseable_date", ~_blank(r) & pl.col(f.name).is_null(),
+        checks.add(f.name, "unparseable_date", ~_blank(r) & pl.col(f"__failed_{f.name}"),
                    pl.format(f"{f.name} '{{}}' is not a date/time this tool can read "
                              f"(expected ISO 8601 or {order} order)", r))
 
@@ -198,16 +202,10 @@ def canonical(table: Table, kind: str, sources: dict[str, Source], mapping: User
                ~pl.col("record_key").is_first_distinct(),
                pl.format("duplicate of an earlier row in this file (key {})", pl.col("record_key")))
 
-    flags = frame.select(
-        *(cond.alias(f"__c{i}") for i, (_, _, cond, _) in enumerate(checks.items)),
-        *(msg.alias(f"__m{i}") for i, (_, _, _, msg) in enumerate(checks.items)),
-    )
+    conds = frame.select(*(cond.alias(f"__c{i}") for i, (_, _, cond, _) in enumerate(checks.items)))
     broken = (df.get_column("__broken__") if "__broken__" in df.columns
               else pl.Series([False] * df.height))
-    bad = pl.Series([False] * df.height)
-    for i in range(len(checks.items)):
-        bad = bad | flags.get_column(f"__c{i}")
-    bad = bad | broken
+    bad = conds.select(pl.any_horizontal(pl.all())).to_series() | broken if checks.items else broken
 
     frame = frame.with_columns(
         pl.lit(sha).alias("source_sha256"), pl.lit(name).alias("source_name"),
@@ -215,21 +213,20 @@ def canonical(table: Table, kind: str, sources: dict[str, Source], mapping: User
     columns = list(kind_columns(kind))
     good = frame.filter(~bad).select(columns)
 
-    raw_json = (df.select(pl.struct(original).struct.json_encode().alias("raw")).to_series()
-                if original else pl.Series([""] * df.height))
+    # Messages and raw rows only for the failing rows: building them for all is the slow part.
     parts = []
-    for i, (fname, code, _, _) in enumerate(checks.items):
-        mask = flags.get_column(f"__c{i}")
-        if mask.any():
-            parts.append(pl.DataFrame({
-                "source_row": df.get_column("__row__").filter(mask).cast(pl.Int64),
-                "field": fname, "reason_code": code,
-                "reason": flags.get_column(f"__m{i}").filter(mask),
-                "raw": raw_json.filter(mask)}))
-    for row_no, reason, text in table.broken:
-        parts.append(pl.DataFrame({"source_row": [row_no], "field": ["*"],
-                                   "reason_code": ["broken_row"], "reason": [reason], "raw": [text]},
-                                  schema_overrides={"source_row": pl.Int64}))
+    for i, (fname, code, _, msg) in enumerate(checks.items):
+        mask = conds.get_column(f"__c{i}")
+        if not mask.any():
+            continue
+        failing = frame.filter(mask)
+        raw_rows = df.filter(mask)
+        parts.append(pl.DataFrame({
+            "source_row": failing.get_column("__row__").cast(pl.Int64),
+            "field": fname, "reason_code": code,
+            "reason": failing.select(msg).to_series(),
+            "raw": (raw_rows.select(pl.struct(original).struct.json_encode()).to_series()
+                    if original else "")}))
     quarantine = (pl.concat(parts, how="vertical_relaxed").sort("source_row") if parts else
                   pl.DataFrame(schema={"source_row": pl.Int64, "field": pl.String,
                                        "reason_code": pl.String, "reason": pl.String,
@@ -351,10 +348,6 @@ def _store(con, prep: Prepared, path: Path, sha: str, user: str | None, mapping_
            result: IngestResult) -> None:
     good, kind = prep.good, prep.kind
     con.register("incoming", good)
-    fresh = con.execute(
-        f"SELECT count(*) FROM incoming i ANTI JOIN {kind} t USING (record_key)").fetchall()[0][0]
-    result.rows_duplicate = good.height - fresh
-    result.rows_stored = fresh
     entry = ledger.append(con, {
         "sha256": sha, "size": path.stat().st_size, "original_name": path.name,
         "uploaded_by": user or getpass.getuser(),
@@ -362,14 +355,16 @@ def _store(con, prep: Prepared, path: Path, sha: str, user: str | None, mapping_
         "kind": kind, "format": prep.table.format, "encoding": prep.table.encoding,
         "delimiter": prep.table.delimiter,
         "mapping": json.dumps({"file": mapping_name, "columns": result.mapping}, ensure_ascii=False),
-        "rows_read": result.rows_read, "rows_stored": fresh,
-        "rows_quarantined": result.rows_quarantined, "rows_duplicate": result.rows_duplicate,
-    })
+        "rows_read": result.rows_read, "rows_stored": None,
+        "rows_quarantined": result.rows_quarantined, "rows_duplicate": None,
+    }, pending=True)
     result.seq = entry["seq"]
     cols = ", ".join(kind_columns(kind))
     sel = ", ".join(f"i.{c}" if c != "upload_seq" else "? AS upload_seq" for c in kind_columns(kind))
-    con.execute(f"INSERT INTO {kind} ({cols}) SELECT {sel} FROM incoming i "
-                f"ANTI JOIN {kind} t USING (record_key)", [entry["seq"]])
+    fresh = con.execute(f"INSERT INTO {kind} ({cols}) SELECT {sel} FROM incoming i "
+                        f"ANTI JOIN {kind} t USING (record_key)", [entry["seq"]]).fetchall()[0][0]
+    result.rows_stored, result.rows_duplicate = fresh, good.height - fresh
+    ledger.seal(con, entry, rows_stored=fresh, rows_duplicate=result.rows_duplicate)
     con.unregister("incoming")
     if prep.quarantine.height:
         con.register("q", prep.quarantine)

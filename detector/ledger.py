@@ -63,17 +63,31 @@ def entry_hash(entry: dict) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def append(con: duckdb.DuckDBPyConnection, entry: dict) -> dict:
-    """Add one upload to the ledger inside the caller's transaction; returns it with seq and hash."""
+def append(con: duckdb.DuckDBPyConnection, entry: dict, pending: bool = False) -> dict:
+    """Add one upload to the ledger inside the caller's transaction; returns it with seq and hash.
+
+    With ``pending`` the entry is written before its counts are known and must be
+    completed by :func:`seal` in the same transaction.
+    """
     seq, prev = con.execute(
         "SELECT coalesce(max(seq), 0) + 1, "
         "coalesce((SELECT entry_hash FROM uploads ORDER BY seq DESC LIMIT 1), ?) FROM uploads",
         [GENESIS]).fetchall()[0]
     entry = {**entry, "seq": seq, "prev_hash": prev}
-    entry["entry_hash"] = entry_hash(entry)
+    entry["entry_hash"] = "pending" if pending else entry_hash(entry)
     cols = [*CHAINED, "entry_hash"]
     con.execute(f"INSERT INTO uploads ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                 [entry[c] for c in cols])
+    return entry
+
+
+def seal(con: duckdb.DuckDBPyConnection, entry: dict, **counts) -> dict:
+    """Fill in a pending entry's counts and its hash."""
+    entry.update(counts)
+    entry["entry_hash"] = entry_hash(entry)
+    sets = ", ".join(f"{k} = ?" for k in counts)
+    con.execute(f"UPDATE uploads SET {sets}, entry_hash = ? WHERE seq = ?",
+                [*counts.values(), entry["entry_hash"], entry["seq"]])
     return entry
 
 

@@ -199,6 +199,15 @@ def resolve(spec: KindSpec, headers: list[str], mapping: UserMapping, source: st
     return out
 
 
+def vocab_map(values: pl.Series, vocab: str, overrides: dict[str, str]) -> pl.Series:
+    """Canonical vocabulary values for a raw column, computed once per distinct value."""
+    distinct = values.unique()
+    canon = distinct.to_frame("raw").select(vocab_expr(pl.col("raw"), vocab, overrides)).to_series()
+    lookup = pl.DataFrame({"raw": distinct, "canon": canon})
+    return values.to_frame("raw").join(lookup, on="raw", how="left", nulls_equal=True,
+                                       maintain_order="left").get_column("canon")
+
+
 def vocab_expr(raw: pl.Expr, vocab: str, overrides: dict[str, str]) -> pl.Expr:
     """Canonical vocabulary value for a raw text column (user overrides win)."""
     empty_value, unknown_value = VOCAB_DEFAULTS[vocab]

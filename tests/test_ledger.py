@@ -1,0 +1,68 @@
+"""Evidence ledger: originals kept by hash, chain and files verified."""
+
+from __future__ import annotations
+
+import os
+
+from typer.testing import CliRunner
+
+from detector import ledger
+from detector.cli import app
+from detector.ingest import ingest_file
+from tests.conftest import write_csv
+
+
+def _two_uploads(store, tmp_path):
+    for n in (1, 2):
+        path = write_csv(tmp_path / f"v{n}.csv", ["facility", "entered_at", "name"],
+                         [["ZAC", f"2022-02-0{n} 10:00", f"N{n}"]])
+        ingest_file(store, path, user="auditor")
+    return store
+
+
+def test_original_bytes_kept_read_only_and_chain_verifies(store, tmp_path):
+    _two_uploads(store, tmp_path)
+    sha = ledger.sha256_file(tmp_path / "v1.csv")
+    kept = ledger.evidence_path(store, sha)
+    assert kept.read_bytes() == (tmp_path / "v1.csv").read_bytes()
+    assert not os.access(kept, os.W_OK) or os.geteuid() == 0
+    assert oct(kept.stat().st_mode)[-3:] == "444"
+    result = ledger.verify(store)
+    assert result.ok and result.entries == 2
+
+
+def test_changed_evidence_file_is_detected(store, tmp_path):
+    _two_uploads(store, tmp_path)
+    kept = ledger.evidence_path(store, ledger.sha256_file(tmp_path / "v2.csv"))
+    os.chmod(kept, 0o644)
+    kept.write_bytes(kept.read_bytes().replace(b"N2", b"XX"))
+    problems = ledger.verify(store).problems
+    assert problems == ["ledger entry 2: evidence file v2.csv has changed since upload "
+                        "(SHA-256 differs)"]
+
+
+def test_edited_ledger_row_is_detected_and_cli_exits_non_zero(store, tmp_path):
+    _two_uploads(store, tmp_path)
+    with store.write() as con:
+        con.execute("UPDATE uploads SET uploaded_by = 'someone else' WHERE seq = 1")
+    problems = ledger.verify(store).problems
+    assert any("ledger entry 1" in p and "edited" in p for p in problems)
+    result = CliRunner().invoke(app, ["verify", "--db", str(store.path)])
+    assert result.exit_code == 1
+    assert "MISMATCH" in result.output
+
+
+def test_deleted_ledger_row_breaks_the_chain(store, tmp_path):
+    _two_uploads(store, tmp_path)
+    with store.write() as con:
+        con.execute("DELETE FROM visits WHERE upload_seq = 1")
+        con.execute("DELETE FROM uploads WHERE seq = 1")
+    assert any("link broken" in p for p in ledger.verify(store).problems)
+
+
+def test_removed_records_are_detected(store, tmp_path):
+    _two_uploads(store, tmp_path)
+    with store.write() as con:
+        con.execute("DELETE FROM visits WHERE upload_seq = 2")
+    assert ledger.verify(store).problems == [
+        "ledger entry 2: 1 rows recorded as stored, 0 found in the tables"]
