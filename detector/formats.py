@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import json
 import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from charset_normalizer import from_bytes
 from detector.errors import FileError
 
 SAMPLE = 256 * 1024
+BATCH_ROWS = 250_000
 DELIMITERS = (",", ";", "\t", "|")
 # Latin-script single-byte guesses are all read as Windows-1252 (a superset of latin-1's
 # printable range that also has €, curly quotes and dashes, as Excel writes them).
@@ -26,15 +28,57 @@ csv.field_size_limit(sys.maxsize)
 
 
 @dataclass
-class Table:
-    """A source file read as text columns; ``row`` is the spreadsheet row (header = row 1)."""
+class Batch:
+    """Consecutive rows of a source; ``offset`` is the number of data rows before it."""
 
     frame: pl.DataFrame
-    format: str
-    encoding: str | None = None
-    delimiter: str | None = None
+    offset: int = 0
     # Rows that could not be split into the header's columns: (row, reason, raw text).
     broken: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Table:
+    """A source file opened for reading as text columns, in batches.
+
+    Row numbers are spreadsheet rows (header = row 1, first data row = row 2).
+    """
+
+    name: str
+    format: str
+    columns: list[str]
+    reader: Callable[[int], Iterator[Batch]]
+    encoding: str | None = None
+    delimiter: str | None = None
+    _keep: object = None  # a transcoded temporary file lives as long as the table
+
+    def batches(self, rows: int = BATCH_ROWS) -> Iterator[Batch]:
+        for batch in self.reader(rows):
+            yield Batch(_nulls_for_empty(batch.frame), batch.offset, batch.broken)
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        """All rows at once (small files, previews and tests)."""
+        parts = [b.frame for b in self.batches()]
+        return pl.concat(parts) if parts else pl.DataFrame(schema=dict.fromkeys(self.columns,
+                                                                                  pl.String))
+
+    @property
+    def broken(self) -> list[tuple[int, str, str]]:
+        return [r for b in self.batches() for r in b.broken]
+
+
+def _nulls_for_empty(frame: pl.DataFrame) -> pl.DataFrame:
+    """An empty cell is missing whatever the format (CSV gives null, XLSX/Parquet/JSON "")."""
+    return frame.with_columns(
+        pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c)
+        for c in frame.columns if frame.schema[c] == pl.String)
+
+
+def _single(frame: pl.DataFrame) -> Callable[[int], Iterator[Batch]]:
+    def reader(rows: int) -> Iterator[Batch]:
+        yield Batch(frame)
+    return reader
 
 
 def detect_format(path: Path, head: bytes) -> str:
@@ -95,16 +139,6 @@ def detect_encoding(head: bytes, complete: bool) -> str:
     return guess
 
 
-def decode(data: bytes, encoding: str) -> tuple[str, str]:
-    """Decode the whole file; cp1252 falls back to latin-1 for its five undefined bytes."""
-    try:
-        return data.decode(encoding), encoding
-    except UnicodeDecodeError:
-        if encoding == "cp1252":
-            return data.decode("latin-1"), "latin-1"
-        raise
-
-
 def sniff_delimiter(text: str) -> str:
     """The delimiter that splits the first lines into the most, and most consistent, columns."""
     lines = [ln for ln in text.splitlines()[:50] if ln.strip()]
@@ -121,7 +155,7 @@ def sniff_delimiter(text: str) -> str:
 
 
 def read_table(path: str | Path, sheet: str | None = None) -> Table:
-    """Read any supported file into a frame of text columns, or raise FileError."""
+    """Open any supported file as text columns, or raise FileError naming the file."""
     path = Path(path)
     name = path.name
     size = path.stat().st_size
@@ -132,26 +166,34 @@ def read_table(path: str | Path, sheet: str | None = None) -> Table:
     fmt = detect_format(path, head)
     try:
         if fmt == "xlsx":
-            table = Table(_as_text(pl.read_excel(path, sheet_name=sheet, infer_schema_length=0)), "xlsx")
+            frame = _as_text(pl.read_excel(path, sheet_name=sheet, infer_schema_length=0))
+            table = Table(name, "xlsx", frame.columns, _single(frame))
         elif fmt == "parquet":
-            table = Table(_as_text(pl.read_parquet(path)), "parquet")
+            columns = pl.scan_parquet(path).collect_schema().names()
+            table = Table(name, "parquet", [str(c) for c in columns], _parquet_reader(path))
         elif fmt in ("json", "ndjson"):
-            table = Table(_read_json(path, fmt), fmt)
+            frame = _read_json(path, fmt)
+            table = Table(name, fmt, frame.columns, _single(frame))
         else:
-            table = _read_csv(path, head, size <= SAMPLE)
+            table = _open_csv(path, head, size <= SAMPLE)
     except FileError:
         raise
     except Exception as exc:  # a library's parse error becomes one clear line
         raise FileError(name, f"cannot read as {fmt}: {str(exc).splitlines()[0][:200]}") from exc
-    if table.frame.width == 0:
+    if not table.columns:
         raise FileError(name, "no columns found")
-    # An empty cell is missing whatever the format (CSV gives null, XLSX/Parquet/JSON "").
-    table.frame = table.frame.with_columns(
-        pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c)
-        for c in table.frame.columns if table.frame.schema[c] == pl.String)
-    if table.frame.height == 0 and not table.broken:
+    if fmt in ("xlsx", "json", "ndjson") and table.frame.height == 0:
         raise FileError(name, "has a header but no data rows")
     return table
+
+
+def _parquet_reader(path: Path) -> Callable[[int], Iterator[Batch]]:
+    def reader(rows: int) -> Iterator[Batch]:
+        offset = 0
+        for frame in pl.scan_parquet(path).collect_batches(chunk_size=rows):
+            yield Batch(_as_text(frame), offset)
+            offset += frame.height
+    return reader
 
 
 def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
@@ -188,38 +230,72 @@ def _read_json(path: Path, fmt: str) -> pl.DataFrame:
                         schema={c: pl.String for c in columns})
 
 
-def _read_csv(path: Path, head: bytes, complete: bool) -> Table:
+def _open_csv(path: Path, head: bytes, complete: bool) -> Table:
     encoding = detect_encoding(head, complete)
+    keep = None
     if encoding == "utf-8":
-        source: Path | io.BytesIO = path  # polars reads it straight from disk
+        source = path  # polars reads it straight from disk
         text_head = head.decode("utf-8", errors="ignore")
     else:
-        text, encoding = decode(path.read_bytes(), encoding)
-        text = text.lstrip("\ufeff")
-        source = io.BytesIO(text.encode("utf-8"))
-        text_head = text[:SAMPLE]
-    if not text_head.strip():
+        keep, encoding = _transcode(path, encoding)
+        source = Path(keep.name)
+        with source.open("rb") as fh:
+            text_head = fh.read(SAMPLE).decode("utf-8", errors="ignore")
+    text_head = text_head.lstrip("\ufeff")
+    lines = [ln for ln in text_head.splitlines() if ln.strip()]
+    if not lines:
         raise FileError(path.name, "file holds only blank text")
+    if complete and len(lines) == 1:
+        raise FileError(path.name, "has a header but no data rows")
     delimiter = sniff_delimiter(text_head)
-    try:
-        frame = pl.read_csv(source, separator=delimiter, infer_schema=False, encoding="utf8",
-                            raise_if_empty=True)
-        broken: list[tuple[int, str, str]] = []
-    except pl.exceptions.NoDataError as exc:
-        raise FileError(path.name, "file is empty") from exc
-    except pl.exceptions.ComputeError:
-        # Ragged rows: read line by line so the good rows survive and the bad ones are named.
-        if isinstance(source, Path):
-            source = io.BytesIO(path.read_bytes())
-        frame, broken = _read_csv_slowly(source, delimiter)
-    frame = frame.rename({c: c.lstrip("\ufeff") for c in frame.columns})
-    return Table(frame, "csv", encoding, delimiter, broken)
+    columns = [c.lstrip("\ufeff") for c in next(csv.reader([lines[0]], delimiter=delimiter))]
+
+    def reader(rows: int) -> Iterator[Batch]:
+        offset = 0
+        try:
+            lazy = pl.scan_csv(source, separator=delimiter, infer_schema=False,
+                               raise_if_empty=True)
+            for frame in lazy.collect_batches(chunk_size=rows):
+                frame = frame.rename({c: c.lstrip("\ufeff") for c in frame.columns})
+                yield Batch(frame, offset)
+                offset += frame.height
+        except pl.exceptions.NoDataError as exc:
+            raise FileError(path.name, "file is empty") from exc
+        except pl.exceptions.ComputeError:
+            # Ragged rows: read line by line so the good rows survive and the bad ones are
+            # named; rows already handed out are skipped.
+            frame, broken = _read_csv_slowly(source, delimiter)
+            yield Batch(frame.slice(offset), offset, [b for b in broken if b[0] - 2 >= offset])
+
+    return Table(path.name, "csv", columns, reader, encoding, delimiter, keep)
 
 
-def _read_csv_slowly(source: io.BytesIO, delimiter: str) -> tuple[pl.DataFrame, list]:
-    source.seek(0)
-    reader = csv.reader(io.TextIOWrapper(source, encoding="utf-8-sig", newline=""),
-                        delimiter=delimiter)
+def _transcode(path: Path, encoding: str) -> tuple[object, str]:
+    """Stream a non-UTF-8 CSV into a temporary UTF-8 file (cp1252 falls back to latin-1)."""
+    for enc in (encoding, "latin-1") if encoding == "cp1252" else (encoding,):
+        # Deleted when the Table holding it is collected, not at the end of this function.
+        tmp = tempfile.NamedTemporaryFile(prefix="detector-", suffix=".csv")  # noqa: SIM115
+        try:
+            with path.open("rb") as src:
+                decoder = codecs.getincrementaldecoder(enc)()
+                while block := src.read(1 << 20):
+                    tmp.write(decoder.decode(block).encode("utf-8"))
+                tmp.write(decoder.decode(b"", final=True).encode("utf-8"))
+            tmp.flush()
+            return tmp, enc
+        except UnicodeDecodeError:
+            tmp.close()
+            if enc == "latin-1" or encoding != "cp1252":
+                raise
+    raise AssertionError("unreachable")
+
+
+def _read_csv_slowly(source: Path, delimiter: str) -> tuple[pl.DataFrame, list]:
+    with source.open(encoding="utf-8-sig", newline="") as fh:
+        return _split_rows(csv.reader(fh, delimiter=delimiter), delimiter)
+
+
+def _split_rows(reader, delimiter: str) -> tuple[pl.DataFrame, list]:
     header = next(reader)
     rows, broken = [], []
     for row_no, row in enumerate(reader, start=2):

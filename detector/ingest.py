@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ import polars as pl
 from detector import ledger
 from detector.dates import to_datetime, to_time
 from detector.errors import FileError
-from detector.formats import Table, read_table
+from detector.formats import Batch, Table, read_table
 from detector.mapping import Source, UserMapping, detect_kind, fold_expr, resolve, vocab_map
 from detector.schema import INGEST_ORDER, SPECS
 from detector.store import Store, kind_columns
@@ -46,12 +47,12 @@ class IngestResult:
 
 
 @dataclass
-class Prepared:
-    kind: str
+class Plan:
+    """What one file will become: its opened table, its kind and each field's source columns."""
+
     table: Table
+    kind: str
     sources: dict[str, Source]
-    good: pl.DataFrame
-    quarantine: pl.DataFrame
 
 
 def _blank(e: pl.Expr) -> pl.Expr:
@@ -87,18 +88,18 @@ class _Checks:
         self.items.append((field_name, code, cond.fill_null(False), msg))
 
 
-def canonical(table: Table, kind: str, sources: dict[str, Source], mapping: UserMapping,
+def canonical(batch: Batch, kind: str, sources: dict[str, Source], mapping: UserMapping,
               sha: str, name: str, known_facilities: set[str] | None = None,
               ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Canonical rows and quarantine rows for one table.
+    """Canonical rows and quarantine rows for one batch of a source.
 
     Returns ``(good, quarantine)``: ``good`` has exactly the kind's table columns;
     ``quarantine`` has source_row, field, reason_code, reason and raw (the row as JSON).
     """
     spec = SPECS[kind]
     order = mapping.date_order
-    original = [c for c in table.frame.columns if c != "__broken__"]
-    df = table.frame.with_row_index("__row__", offset=2)
+    original = [c for c in batch.frame.columns if c != "__broken__"]
+    df = batch.frame.with_row_index("__row__", offset=2 + batch.offset)
     checks = _Checks()
     out: dict[str, pl.Expr] = {}
 
@@ -289,16 +290,13 @@ def _record_key(kind: str, sha: str) -> pl.Expr:
     return fallback
 
 
-def prepare(path: Path, sha: str, kind: str | None, mapping: UserMapping,
-            known_facilities: set[str] | None) -> Prepared:
+def plan(path: Path, kind: str | None, mapping: UserMapping) -> Plan:
+    """Open a file, decide its kind and map its headers; raises FileError."""
     table = read_table(path, sheet=mapping.sheet)
-    headers = [c for c in table.frame.columns if c != "__broken__"]
-    kind = kind or mapping.kind or detect_kind(headers, path.name)
+    kind = kind or mapping.kind or detect_kind(table.columns, path.name)
     if kind not in SPECS:
         raise FileError(path.name, f"unknown kind '{kind}'; use one of {', '.join(SPECS)}")
-    sources = resolve(SPECS[kind], headers, mapping, path.name)
-    good, quarantine = canonical(table, kind, sources, mapping, sha, path.name, known_facilities)
-    return Prepared(kind, table, sources, good, quarantine)
+    return Plan(table, kind, resolve(SPECS[kind], table.columns, mapping, path.name))
 
 
 def ingest_file(store: Store, path: str | Path, kind: str | None = None,
@@ -308,6 +306,7 @@ def ingest_file(store: Store, path: str | Path, kind: str | None = None,
 
     A file already in the ledger (same SHA-256) is recognised and not stored again;
     rows whose record key is already stored are counted as duplicates and skipped.
+    The file is read in batches, so its size is bounded by disk, not memory.
     """
     path = Path(path)
     mapping = mapping or UserMapping()
@@ -326,51 +325,69 @@ def ingest_file(store: Store, path: str | Path, kind: str | None = None,
                               f"({seen['original_name']}, {seen['uploaded_at']:%Y-%m-%d %H:%M} "
                               f"by {seen['uploaded_by']})")
             return result
-        prep = prepare(path, sha, kind, mapping, facilities)
+        p = plan(path, kind, mapping)
+        result.kind = p.kind
+        result.format, result.encoding, result.delimiter = (p.table.format, p.table.encoding,
+                                                            p.table.delimiter)
+        result.mapping = {k: v.describe() for k, v in p.sources.items()}
+        ledger.keep_evidence(store, path, sha)
+        with store.write() as con:
+            _store(con, p, path, sha, user, mapping_name, result, mapping, facilities)
     except FileError as exc:
         result.status, result.message = "failed", str(exc)
-        return result
-    result.kind = prep.kind
-    result.format, result.encoding, result.delimiter = (prep.table.format, prep.table.encoding,
-                                                        prep.table.delimiter)
-    result.mapping = {k: v.describe() for k, v in prep.sources.items()}
-    result.rows_read = prep.table.frame.height
-    result.rows_quarantined = prep.quarantine.select("source_row").n_unique()
-    result.reasons = [tuple(r) for r in prep.quarantine.head(20).select(
-        "source_row", "field", "reason").iter_rows()]
-    ledger.keep_evidence(store, path, sha)
-    with store.write() as con:
-        _store(con, prep, path, sha, user, mapping_name, result)
     return result
 
 
-def _store(con, prep: Prepared, path: Path, sha: str, user: str | None, mapping_name: str | None,
-           result: IngestResult) -> None:
-    good, kind = prep.good, prep.kind
-    con.register("incoming", good)
+def _converted(p: Plan, mapping: UserMapping, sha: str, name: str, facilities: set[str]):
+    """Canonical batches, the next one converted in a worker while the caller stores this one."""
+    with ThreadPoolExecutor(1) as pool:
+        pending = None
+        for batch in p.table.batches():
+            nxt = pool.submit(canonical, batch, p.kind, p.sources, mapping, sha, name, facilities)
+            if pending is not None:
+                yield pending.result()
+            pending = nxt
+        if pending is not None:
+            yield pending.result()
+
+
+def _store(con, p: Plan, path: Path, sha: str, user: str | None, mapping_name: str | None,
+           result: IngestResult, mapping: UserMapping, facilities: set[str]) -> None:
+    kind = p.kind
     entry = ledger.append(con, {
         "sha256": sha, "size": path.stat().st_size, "original_name": path.name,
         "uploaded_by": user or getpass.getuser(),
         "uploaded_at": datetime.now(UTC).replace(tzinfo=None),
-        "kind": kind, "format": prep.table.format, "encoding": prep.table.encoding,
-        "delimiter": prep.table.delimiter,
+        "kind": kind, "format": p.table.format, "encoding": p.table.encoding,
+        "delimiter": p.table.delimiter,
         "mapping": json.dumps({"file": mapping_name, "columns": result.mapping}, ensure_ascii=False),
-        "rows_read": result.rows_read, "rows_stored": None,
-        "rows_quarantined": result.rows_quarantined, "rows_duplicate": None,
+        "rows_read": None, "rows_stored": None, "rows_quarantined": None, "rows_duplicate": None,
     }, pending=True)
     result.seq = entry["seq"]
     cols = ", ".join(kind_columns(kind))
     sel = ", ".join(f"i.{c}" if c != "upload_seq" else "? AS upload_seq" for c in kind_columns(kind))
-    fresh = con.execute(f"INSERT INTO {kind} ({cols}) SELECT {sel} FROM incoming i "
-                        f"ANTI JOIN {kind} t USING (record_key)", [entry["seq"]]).fetchall()[0][0]
-    result.rows_stored, result.rows_duplicate = fresh, good.height - fresh
-    ledger.seal(con, entry, rows_stored=fresh, rows_duplicate=result.rows_duplicate)
-    con.unregister("incoming")
-    if prep.quarantine.height:
-        con.register("q", prep.quarantine)
-        con.execute("INSERT INTO quarantine SELECT ?, ?, ?, source_row, field, reason_code, reason, "
-                    "raw, ? FROM q", [sha, path.name, kind, entry["seq"]])
-        con.unregister("q")
+    for good, quarantine in _converted(p, mapping, sha, path.name, facilities):
+        con.register("incoming", good)
+        fresh = con.execute(f"INSERT INTO {kind} ({cols}) SELECT {sel} FROM incoming i "
+                            f"ANTI JOIN {kind} t USING (record_key)", [entry["seq"]]).fetchall()[0][0]
+        con.unregister("incoming")
+        bad_rows = quarantine.get_column("source_row").n_unique()
+        result.rows_read += good.height + bad_rows
+        result.rows_stored += fresh
+        result.rows_duplicate += good.height - fresh
+        result.rows_quarantined += bad_rows
+        if quarantine.height:
+            result.reasons.extend(tuple(r) for r in quarantine.head(20).select(
+                "source_row", "field", "reason").iter_rows())
+            con.register("q", quarantine)
+            con.execute("INSERT INTO quarantine SELECT ?, ?, ?, source_row, field, reason_code, "
+                        "reason, raw, ? FROM q", [sha, path.name, kind, entry["seq"]])
+            con.unregister("q")
+    if result.rows_read == 0:
+        raise FileError(path.name, "has a header but no data rows")
+    del result.reasons[20:]
+    ledger.seal(con, entry, rows_read=result.rows_read, rows_stored=result.rows_stored,
+                rows_quarantined=result.rows_quarantined, rows_duplicate=result.rows_duplicate)
 
 
 def ingest_paths(store: Store, paths: list[Path], kind: str | None = None,

@@ -215,19 +215,19 @@ def test_killed_mid_ingest_leaves_database_unchanged(store, tmp_path):
                           "entered_at": ["2022-02-05 10:00"] * 400_000,
                           "record_id": [f"B{i}" for i in range(400_000)]})
     frame.write_csv(big)
-    # The child pauses inside the write transaction, after inserting rows, before commit.
+    # The child pauses inside the write transaction, after inserting every row, before commit.
     script = textwrap.dedent(f"""
         import os, sys, time
         import detector.ingest as ing
         from detector.store import Store
-        real = ing.ledger.append
-        def slow_append(con, entry, **kw):
+        real = ing.ledger.seal
+        def slow_seal(con, entry, **kw):
             out = real(con, entry, **kw)
             con.execute("INSERT INTO visits (record_key, facility) VALUES ('half-written', 'ZAC')")
             open({str(tmp_path / 'inside')!r}, 'w').close()
             time.sleep(60)
             return out
-        ing.ledger.append = slow_append
+        ing.ledger.seal = slow_seal
         ing.ingest_file(Store({str(store.path)!r}), {str(big)!r})
     """)
     child = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
