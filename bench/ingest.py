@@ -57,13 +57,25 @@ def main() -> None:
         print(f"{args.rows:,} rows, {csv.stat().st_size / 1e6:.0f} MB CSV")
         results = {}
         for mode in ("duckdb", "detector"):
-            out = subprocess.run([sys.executable, __file__, "--child", mode, str(csv),
-                                  str(Path(tmp) / f"{mode}.duckdb")], check=True,
-                                 capture_output=True, text=True).stdout
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    mode,
+                    str(csv),
+                    str(Path(tmp) / f"{mode}.duckdb"),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             results[mode] = json.loads(out.strip().splitlines()[-1])
         for mode, r in results.items():
-            print(f"{mode:>9}: {r['seconds']:6.2f} s  {r['rows'] / r['seconds']:>10,.0f} rows/s  "
-                  f"peak {r['peak_mb']:,.0f} MB")
+            print(
+                f"{mode:>9}: {r['seconds']:6.2f} s  {r['rows'] / r['seconds']:>10,.0f} rows/s  "
+                f"peak {r['peak_mb']:,.0f} MB"
+            )
         ratio = results["detector"]["seconds"] / results["duckdb"]["seconds"]
         print(f"detector / duckdb read_csv: {ratio:.2f}x")
 

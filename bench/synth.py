@@ -20,22 +20,34 @@ def visits(n: int, seed: int = 1) -> pl.DataFrame:
     stay = rng.integers(20, 240, n).astype("timedelta64[m]").astype("timedelta64[us]")
     role = rng.choice(len(ROLES), n, p=ROLE_P)
     digits = rng.integers(0, 10**8, n)
-    names = np.array(["José Pérez", "Ana López", "Carlos Cruz", "Rosa Ayala", "Luis Flores",
-                      "Marta Romero", "Óscar Rivera", "Gloria Mejía"])
-    df = pl.DataFrame({
-        "record_id": pl.int_range(0, n, eager=True).cast(pl.String),
-        "facility": np.array(FACILITIES)[fac],
-        "checkpoint": "Garita Principal",
-        "logbook": (minutes // (30 * 24 * 60)).astype(str),
-        "page": (np.arange(n) // 25 + 1).astype(str),
-        "line": (np.arange(n) % 25 + 1).astype(str),
-        "entered_at": pl.Series(entered).dt.to_string("%Y-%m-%dT%H:%M:%S"),
-        "exited_at": pl.Series(entered + stay).dt.to_string("%Y-%m-%dT%H:%M:%S"),
-        "name": names[rng.integers(0, len(names), n)],
-        "id_type": "DUI",
-        "id_number": pl.Series(digits).cast(pl.String).str.zfill(8) + "-0",
-        "role": np.array(ROLES)[role],
-        "inmate_id": pl.Series(rng.integers(1, 5000, n)).cast(pl.String),
-        "party_size": "1",
-    })
+    names = np.array(
+        [
+            "José Pérez",
+            "Ana López",
+            "Carlos Cruz",
+            "Rosa Ayala",
+            "Luis Flores",
+            "Marta Romero",
+            "Óscar Rivera",
+            "Gloria Mejía",
+        ]
+    )
+    df = pl.DataFrame(
+        {
+            "record_id": pl.int_range(0, n, eager=True).cast(pl.String),
+            "facility": np.array(FACILITIES)[fac],
+            "checkpoint": "Garita Principal",
+            "logbook": (minutes // (30 * 24 * 60)).astype(str),
+            "page": (np.arange(n) // 25 + 1).astype(str),
+            "line": (np.arange(n) % 25 + 1).astype(str),
+            "entered_at": pl.Series(entered).dt.to_string("%Y-%m-%dT%H:%M:%S"),
+            "exited_at": pl.Series(entered + stay).dt.to_string("%Y-%m-%dT%H:%M:%S"),
+            "name": names[rng.integers(0, len(names), n)],
+            "id_type": "DUI",
+            "id_number": pl.Series(digits).cast(pl.String).str.zfill(8) + "-0",
+            "role": np.array(ROLES)[role],
+            "inmate_id": pl.Series(rng.integers(1, 5000, n)).cast(pl.String),
+            "party_size": "1",
+        }
+    )
     return df

@@ -18,13 +18,20 @@ from detector.mapping import load_mapping
 from detector.status import status_report
 from detector.store import Store
 
-app = typer.Typer(help="Audit prison access logs: ingest, check, score and review.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Audit prison access logs: ingest, check, score and review.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 console = Console()
 err = Console(stderr=True)
 
-DbOption = Annotated[Path | None, typer.Option("--db", envvar="DETECTOR_DB",
-                                               help="DuckDB file (default ./data/detector.duckdb).")]
+DbOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--db", envvar="DETECTOR_DB", help="DuckDB file (default ./data/detector.duckdb)."
+    ),
+]
 
 
 def _fail(message: str) -> None:
@@ -35,8 +42,13 @@ def _fail(message: str) -> None:
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
-    kind: Annotated[str | None, typer.Option(help="visits, transfers, inmates, logbooks or "
-                                                  "facilities (detected from headers if omitted).")] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            help="visits, transfers, inmates, logbooks or "
+            "facilities (detected from headers if omitted)."
+        ),
+    ] = None,
     mapping: Annotated[Path | None, typer.Option(help="Mapping file (TOML or YAML).")] = None,
     user: Annotated[str | None, typer.Option(help="Who uploads (default: the OS user).")] = None,
     db: DbOption = None,
@@ -52,18 +64,37 @@ def ingest(
     except DetectorError as exc:
         _fail(str(exc))
     files = _expand(paths)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=True) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
         task = progress.add_task("ingesting", total=len(files))
-        results = ingest_paths(store, files, kind, user_mapping, user,
-                               str(mapping) if mapping else None,
-                               progress=lambda p: progress.advance(task))
+        results = ingest_paths(
+            store,
+            files,
+            kind,
+            user_mapping,
+            user,
+            str(mapping) if mapping else None,
+            progress=lambda p: progress.advance(task),
+        )
     table = Table(title="Ingest")
     for col in ("file", "kind", "status", "stored", "quarantined", "duplicates", "sha256"):
         table.add_column(col)
     for r in results:
-        table.add_row(Path(r.path).name, r.kind or "-", r.status, str(r.rows_stored),
-                      str(r.rows_quarantined), str(r.rows_duplicate), r.sha256[:12])
+        table.add_row(
+            Path(r.path).name,
+            r.kind or "-",
+            r.status,
+            str(r.rows_stored),
+            str(r.rows_quarantined),
+            str(r.rows_duplicate),
+            r.sha256[:12],
+        )
     console.print(table)
     failed = False
     for r in results:
@@ -75,8 +106,10 @@ def ingest(
         for row, field, reason in r.reasons[:5]:
             console.print(f"  {Path(r.path).name} row {row}, {field}: {reason}", highlight=False)
         if r.rows_quarantined > 5:
-            console.print(f"  … {r.rows_quarantined - 5} more quarantined rows "
-                          "(see `detector status` or the dashboard)")
+            console.print(
+                f"  … {r.rows_quarantined - 5} more quarantined rows "
+                "(see `detector status` or the dashboard)"
+            )
         if r.status == "stored" and r.rows_stored == 0 and r.rows_duplicate == 0:
             failed = True
     if failed:
@@ -97,8 +130,13 @@ def status(
     for col in ("kind", "facility", "rows", "from", "to"):
         t.add_column(col)
     for row in report["by_facility"]:
-        t.add_row(row["kind"], row["facility"] or "-", str(row["rows"]), str(row["first"] or ""),
-                  str(row["last"] or ""))
+        t.add_row(
+            row["kind"],
+            row["facility"] or "-",
+            str(row["rows"]),
+            str(row["first"] or ""),
+            str(row["last"] or ""),
+        )
     console.print(t)
     q = Table(title="Quarantine")
     for col in ("file", "reason", "rows"):

@@ -54,8 +54,13 @@ def parse_datetime(expr: pl.Expr, order: str = "dmy") -> pl.Expr:
     # ISO with an offset: keep the wall-clock time as written (logs are local time).
     e = e.str.replace(r"([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)[+-]\d{2}:?\d{2}$", "${1}")
     dates = _date_formats(order)
-    formats = [*_ISO, *_with_times(dates), *_with_times(_date_formats("ymd")),
-               *dates, *_date_formats("ymd")]
+    formats = [
+        *_ISO,
+        *_with_times(dates),
+        *_with_times(_date_formats("ymd")),
+        *dates,
+        *_date_formats("ymd"),
+    ]
     return pl.coalesce([e.str.to_datetime(f, strict=False, time_unit="us") for f in formats])
 
 
@@ -71,19 +76,33 @@ def parse_time(expr: pl.Expr) -> pl.Expr:
 
 def _all_datetime_formats(order: str) -> list[str]:
     dates = _date_formats(order)
-    return [*_ISO, *_with_times(dates), *_with_times(_date_formats("ymd")), *dates,
-            *_date_formats("ymd")]
+    return [
+        *_ISO,
+        *_with_times(dates),
+        *_with_times(_date_formats("ymd")),
+        *dates,
+        *_date_formats("ymd"),
+    ]
 
 
-def to_datetime(values: pl.Series, order: str = "dmy", formats: list[str] | None = None) -> pl.Series:
+def to_datetime(
+    values: pl.Series, order: str = "dmy", formats: list[str] | None = None
+) -> pl.Series:
     """Parse a text column to datetimes, fast: the formats that fit a sample go first.
 
     Trying every spelling on every row costs one pass per spelling, so the formats are
     ranked on a sample and only rows still unparsed are tried against the rest.
     """
     formats = formats or _all_datetime_formats(order)
-    text = values.to_frame("v").select(clean(pl.col("v")).str.replace(
-        r"([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)[+-]\d{2}:?\d{2}$", "${1}")).to_series()
+    text = (
+        values.to_frame("v")
+        .select(
+            clean(pl.col("v")).str.replace(
+                r"([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)[+-]\d{2}:?\d{2}$", "${1}"
+            )
+        )
+        .to_series()
+    )
     sample = text.drop_nulls().head(2000)
     hits = []
     for f in formats:
@@ -101,8 +120,9 @@ def to_datetime(values: pl.Series, order: str = "dmy", formats: list[str] | None
             result = text.str.to_datetime(f, strict=False, time_unit="us")
             continue
         idx = left.arg_true()  # only rows no earlier spelling could read
-        result = result.scatter(idx, text.gather(idx).str.to_datetime(f, strict=False,
-                                                                       time_unit="us"))
+        result = result.scatter(
+            idx, text.gather(idx).str.to_datetime(f, strict=False, time_unit="us")
+        )
     return result.alias(values.name)
 
 

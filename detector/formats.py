@@ -21,8 +21,19 @@ BATCH_ROWS = 250_000
 DELIMITERS = (",", ";", "\t", "|")
 # Latin-script single-byte guesses are all read as Windows-1252 (a superset of latin-1's
 # printable range that also has €, curly quotes and dashes, as Excel writes them).
-_WESTERN = {"latin_1", "iso8859_1", "cp1252", "iso8859_15", "cp1250", "iso8859_2", "mac_roman",
-            "cp850", "cp437", "iso8859_9", "cp1254"}
+_WESTERN = {
+    "latin_1",
+    "iso8859_1",
+    "cp1252",
+    "iso8859_15",
+    "cp1250",
+    "iso8859_2",
+    "mac_roman",
+    "cp850",
+    "cp437",
+    "iso8859_9",
+    "cp1254",
+}
 
 csv.field_size_limit(sys.maxsize)
 
@@ -60,8 +71,11 @@ class Table:
     def frame(self) -> pl.DataFrame:
         """All rows at once (small files, previews and tests)."""
         parts = [b.frame for b in self.batches()]
-        return pl.concat(parts) if parts else pl.DataFrame(schema=dict.fromkeys(self.columns,
-                                                                                  pl.String))
+        return (
+            pl.concat(parts)
+            if parts
+            else pl.DataFrame(schema=dict.fromkeys(self.columns, pl.String))
+        )
 
     @property
     def broken(self) -> list[tuple[int, str, str]]:
@@ -72,12 +86,15 @@ def _nulls_for_empty(frame: pl.DataFrame) -> pl.DataFrame:
     """An empty cell is missing whatever the format (CSV gives null, XLSX/Parquet/JSON "")."""
     return frame.with_columns(
         pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c)
-        for c in frame.columns if frame.schema[c] == pl.String)
+        for c in frame.columns
+        if frame.schema[c] == pl.String
+    )
 
 
 def _single(frame: pl.DataFrame) -> Callable[[int], Iterator[Batch]]:
     def reader(rows: int) -> Iterator[Batch]:
         yield Batch(frame)
+
     return reader
 
 
@@ -115,8 +132,9 @@ def _looks_binary(head: bytes) -> bool:
 
 def _looks_utf16(head: bytes) -> bool:
     sample = head[:1024]
-    return len(sample) >= 4 and (sample[1::2].count(0) > len(sample) // 4
-                                 or sample[0::2].count(0) > len(sample) // 4)
+    return len(sample) >= 4 and (
+        sample[1::2].count(0) > len(sample) // 4 or sample[0::2].count(0) > len(sample) // 4
+    )
 
 
 def detect_encoding(head: bytes, complete: bool) -> str:
@@ -193,6 +211,7 @@ def _parquet_reader(path: Path) -> Callable[[int], Iterator[Batch]]:
         for frame in pl.scan_parquet(path).collect_batches(chunk_size=rows):
             yield Batch(_as_text(frame), offset)
             offset += frame.height
+
     return reader
 
 
@@ -226,8 +245,10 @@ def _read_json(path: Path, fmt: str) -> pl.DataFrame:
             return v
         return json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else str(v)
 
-    return pl.DataFrame({c: [text_of(r.get(c)) for r in data] for c in columns},
-                        schema={c: pl.String for c in columns})
+    return pl.DataFrame(
+        {c: [text_of(r.get(c)) for r in data] for c in columns},
+        schema={c: pl.String for c in columns},
+    )
 
 
 def _open_csv(path: Path, head: bytes, complete: bool) -> Table:
@@ -253,8 +274,7 @@ def _open_csv(path: Path, head: bytes, complete: bool) -> Table:
     def reader(rows: int) -> Iterator[Batch]:
         offset = 0
         try:
-            lazy = pl.scan_csv(source, separator=delimiter, infer_schema=False,
-                               raise_if_empty=True)
+            lazy = pl.scan_csv(source, separator=delimiter, infer_schema=False, raise_if_empty=True)
             for frame in lazy.collect_batches(chunk_size=rows):
                 frame = frame.rename({c: c.lstrip("\ufeff") for c in frame.columns})
                 yield Batch(frame, offset)
@@ -303,8 +323,13 @@ def _split_rows(reader, delimiter: str) -> tuple[pl.DataFrame, list]:
             rows.append([None] * len(header))
             continue
         if len(row) != len(header):
-            broken.append((row_no, f"row has {len(row)} fields, the header has {len(header)}",
-                           delimiter.join(row)))
+            broken.append(
+                (
+                    row_no,
+                    f"row has {len(row)} fields, the header has {len(header)}",
+                    delimiter.join(row),
+                )
+            )
             rows.append(None)
         else:
             rows.append([c if c != "" else None for c in row])

@@ -17,41 +17,175 @@ from pathlib import Path
 
 FACILITIES = [
     # code, name, kind, security, visiting hours, gangs held, family visiting weekdays
-    ("ZAC", "Centro Penal de Máxima Seguridad de Zacatecoluca", "centro penal", "máxima",
-     "08:00-15:00", ("MS13", "B18S", "B18R"), (5,)),
+    (
+        "ZAC",
+        "Centro Penal de Máxima Seguridad de Zacatecoluca",
+        "centro penal",
+        "máxima",
+        "08:00-15:00",
+        ("MS13", "B18S", "B18R"),
+        (5,),
+    ),
     ("IZA", "Centro Penal de Izalco", "centro penal", "alta", "08:00-15:00", ("B18S",), (3, 5, 6)),
-    ("CIU", "Centro Penal de Ciudad Barrios", "centro penal", "alta", "08:00-15:00", ("MS13",),
-     (3, 5, 6)),
-    ("QZT", "Centro Penal de Quezaltepeque", "centro penal", "media", "08:00-15:00", ("B18R",),
-     (3, 5, 6)),
+    (
+        "CIU",
+        "Centro Penal de Ciudad Barrios",
+        "centro penal",
+        "alta",
+        "08:00-15:00",
+        ("MS13",),
+        (3, 5, 6),
+    ),
+    (
+        "QZT",
+        "Centro Penal de Quezaltepeque",
+        "centro penal",
+        "media",
+        "08:00-15:00",
+        ("B18R",),
+        (3, 5, 6),
+    ),
     ("MAR", "Centro Penal La Esperanza", "centro penal", "media", "08:00-15:00", (), (3, 5, 6)),
     ("HRO", "Hospital Nacional Rosales", "hospital", "", "", (), ()),
 ]
 SPANISH_LAYOUT = {"ZAC", "IZA", "CIU"}
-HOLIDAYS = {(1, 1), (5, 1), (5, 10), (6, 17), (8, 6), (9, 15), (11, 2), (12, 24), (12, 25),
-            (12, 31)}
+HOLIDAYS = {
+    (1, 1),
+    (5, 1),
+    (5, 10),
+    (6, 17),
+    (8, 6),
+    (9, 15),
+    (11, 2),
+    (12, 24),
+    (12, 25),
+    (12, 31),
+}
 LINES_PER_PAGE = 25
-FIRST_NAMES = ["José", "María", "Juan", "Ana", "Carlos", "Rosa", "Luis", "Carmen", "Jorge", "Marta",
-               "Miguel", "Sonia", "Mario", "Gloria", "Óscar", "Reina", "Julio", "Dolores", "René",
-               "Xiomara", "Ernesto", "Blanca", "Wilfredo", "Iris", "Nelson", "Patricia", "Raúl",
-               "Teresa", "Édgar", "Lorena"]
-SURNAMES = ["Hernández", "López", "Martínez", "González", "Pérez", "Rodríguez", "Flores", "Ramírez",
-            "Cruz", "Rivera", "Mejía", "Ayala", "Romero", "Castillo", "Aguilar", "Guevara",
-            "Portillo", "Argueta", "Orellana", "Quintanilla", "Chávez", "Alvarado", "Menjívar",
-            "Rosales", "Serrano", "Zelaya", "Ventura", "Escobar", "Molina", "Peña"]
+FIRST_NAMES = [
+    "José",
+    "María",
+    "Juan",
+    "Ana",
+    "Carlos",
+    "Rosa",
+    "Luis",
+    "Carmen",
+    "Jorge",
+    "Marta",
+    "Miguel",
+    "Sonia",
+    "Mario",
+    "Gloria",
+    "Óscar",
+    "Reina",
+    "Julio",
+    "Dolores",
+    "René",
+    "Xiomara",
+    "Ernesto",
+    "Blanca",
+    "Wilfredo",
+    "Iris",
+    "Nelson",
+    "Patricia",
+    "Raúl",
+    "Teresa",
+    "Édgar",
+    "Lorena",
+]
+SURNAMES = [
+    "Hernández",
+    "López",
+    "Martínez",
+    "González",
+    "Pérez",
+    "Rodríguez",
+    "Flores",
+    "Ramírez",
+    "Cruz",
+    "Rivera",
+    "Mejía",
+    "Ayala",
+    "Romero",
+    "Castillo",
+    "Aguilar",
+    "Guevara",
+    "Portillo",
+    "Argueta",
+    "Orellana",
+    "Quintanilla",
+    "Chávez",
+    "Alvarado",
+    "Menjívar",
+    "Rosales",
+    "Serrano",
+    "Zelaya",
+    "Ventura",
+    "Escobar",
+    "Molina",
+    "Peña",
+]
 PLACEHOLDERS = ["Acompañante", "N/I", "Encapuchado", "", "No identificado", "S/N"]
-ROLE_ES = {"family": "Familiar", "lawyer": "Abogado", "official": "Funcionario",
-           "staff": "Custodio", "contractor": "Contratista"}
-IDTYPE_ES = {"DUI": "DUI", "bar_card": "Carnet de abogado", "badge": "Carnet institucional",
-             "passport": "Pasaporte", "": ""}
+ROLE_ES = {
+    "family": "Familiar",
+    "lawyer": "Abogado",
+    "official": "Funcionario",
+    "staff": "Custodio",
+    "contractor": "Contratista",
+}
+IDTYPE_ES = {
+    "DUI": "DUI",
+    "bar_card": "Carnet de abogado",
+    "badge": "Carnet institucional",
+    "passport": "Pasaporte",
+    "": "",
+}
 
-VISIT_FIELDS = ["record_id", "facility", "checkpoint", "logbook", "page", "line", "entered_at",
-                "exited_at", "name", "id_type", "id_number", "role", "organization", "escorted_by",
-                "inmate_id", "purpose", "vehicle_plate", "party_size", "party_id"]
-SPANISH_HEADERS = ["Correlativo", "Centro Penal", "Garita", "Libro", "Folio", "Línea", "Fecha",
-                   "Hora Ingreso", "Fecha Salida", "Hora Salida", "Nombre", "Tipo Documento",
-                   "Documento", "Calidad", "Institución", "Autorizado por", "Interno", "Motivo",
-                   "Placa", "Personas", "Grupo"]
+VISIT_FIELDS = [
+    "record_id",
+    "facility",
+    "checkpoint",
+    "logbook",
+    "page",
+    "line",
+    "entered_at",
+    "exited_at",
+    "name",
+    "id_type",
+    "id_number",
+    "role",
+    "organization",
+    "escorted_by",
+    "inmate_id",
+    "purpose",
+    "vehicle_plate",
+    "party_size",
+    "party_id",
+]
+SPANISH_HEADERS = [
+    "Correlativo",
+    "Centro Penal",
+    "Garita",
+    "Libro",
+    "Folio",
+    "Línea",
+    "Fecha",
+    "Hora Ingreso",
+    "Fecha Salida",
+    "Hora Salida",
+    "Nombre",
+    "Tipo Documento",
+    "Documento",
+    "Calidad",
+    "Institución",
+    "Autorizado por",
+    "Interno",
+    "Motivo",
+    "Placa",
+    "Personas",
+    "Grupo",
+]
 
 
 def dui_check_digit(digits: str) -> int:
@@ -115,9 +249,14 @@ class World:
         rng = self.rng
         name = f"{rng.choice(FIRST_NAMES)} {rng.choice(SURNAMES)} {rng.choice(SURNAMES)}"
         id_type = {"lawyer": "bar_card", "staff": "badge"}.get(role, "DUI")
-        number = (make_dui(rng) if id_type == "DUI" else
-                  f"{'AB' if role == 'lawyer' else 'DGCP'}-{rng.randrange(10**5):05d}")
-        plate = f"P{rng.randrange(100, 999)}-{rng.randrange(100, 999)}" if role == "contractor" else ""
+        number = (
+            make_dui(rng)
+            if id_type == "DUI"
+            else f"{'AB' if role == 'lawyer' else 'DGCP'}-{rng.randrange(10**5):05d}"
+        )
+        plate = (
+            f"P{rng.randrange(100, 999)}-{rng.randrange(100, 999)}" if role == "contractor" else ""
+        )
         return Person(name, id_type, number, role, organization, plate)
 
     def days(self):
@@ -127,8 +266,13 @@ class World:
             d += timedelta(days=1)
 
     def plant(self, category: str, kind: str, description: str, **evidence) -> dict:
-        item = {"id": f"A{len(self.truth) + 1:03d}", "category": category, "type": kind,
-                "description": description, **evidence}
+        item = {
+            "id": f"A{len(self.truth) + 1:03d}",
+            "category": category,
+            "type": kind,
+            "description": description,
+            **evidence,
+        }
         self.truth.append(item)
         return item
 
@@ -151,50 +295,95 @@ def build_world(seed: int = 7, start: date = date(2019, 6, 1), months: int = 6) 
     official_org = "Dirección General de Centros Penales"
     officials = [w.person("official", official_org) for _ in range(4)]
     lawyers = [w.person("lawyer", "Bufete privado") for _ in range(25)]
-    contractors = [w.person("contractor", rng.choice(["Alimentos S.A.", "Construcciones R&M",
-                                                       "Mantenimiento Total"])) for _ in range(12)]
+    contractors = [
+        w.person(
+            "contractor",
+            rng.choice(["Alimentos S.A.", "Construcciones R&M", "Mantenimiento Total"]),
+        )
+        for _ in range(12)
+    ]
     for code, _, _, _, _, gangs, family_days in prisons:
         inmates = []
         for n in range(1, 241):
             gang = gangs[n % len(gangs)] if gangs else ""
             leader = bool(gangs) and (n % 12 < 3 if code == "ZAC" else n % 60 == 0)
-            inmates.append({"inmate_id": f"PDL-{code}-{n:04d}", "name": w.person("other").name,
-                            "gang": gang, "rank": "leader" if leader else ("member" if gang else ""),
-                            "facility": code})
+            inmates.append(
+                {
+                    "inmate_id": f"PDL-{code}-{n:04d}",
+                    "name": w.person("other").name,
+                    "gang": gang,
+                    "rank": "leader" if leader else ("member" if gang else ""),
+                    "facility": code,
+                }
+            )
         w.inmates.extend(inmates)
-        relatives = {i["inmate_id"]: [w.person("family") for _ in range(rng.randint(1, 3))]
-                     for i in inmates}
+        relatives = {
+            i["inmate_id"]: [w.person("family") for _ in range(rng.randint(1, 3))] for i in inmates
+        }
         staff = [w.person("staff", "DGCP") for _ in range(30)]
         for d in w.days():
             for shift_hour, back in ((6.75, 19.0), (18.75, 31.0)):
                 for s in rng.sample(staff, 8):
                     t = shift_hour + rng.uniform(0, 0.5)
-                    w.visits.append(Visit(code, _at(d, t), _at(d, back + rng.uniform(0, 0.4)), s,
-                                          purpose="Turno"))
+                    w.visits.append(
+                        Visit(
+                            code, _at(d, t), _at(d, back + rng.uniform(0, 0.4)), s, purpose="Turno"
+                        )
+                    )
             if _holiday(d):
                 continue
             if d.weekday() in family_days:
                 for inmate in rng.sample(inmates, 40):
                     rel = rng.choice(relatives[inmate["inmate_id"]])
                     t = rng.uniform(8.0, 13.0)
-                    w.visits.append(Visit(code, _at(d, t), _at(d, t + rng.uniform(0.5, 2.0)), rel,
-                                          inmate_id=inmate["inmate_id"], purpose="Visita familiar"))
+                    w.visits.append(
+                        Visit(
+                            code,
+                            _at(d, t),
+                            _at(d, t + rng.uniform(0.5, 2.0)),
+                            rel,
+                            inmate_id=inmate["inmate_id"],
+                            purpose="Visita familiar",
+                        )
+                    )
             if d.weekday() < 5:
                 for _ in range(rng.randint(2, 5)):
                     t = rng.uniform(9.0, 14.0)
-                    w.visits.append(Visit(code, _at(d, t), _at(d, t + rng.uniform(0.5, 1.5)),
-                                          rng.choice(lawyers), inmate_id=rng.choice(inmates)["inmate_id"],
-                                          purpose="Entrevista con cliente"))
+                    w.visits.append(
+                        Visit(
+                            code,
+                            _at(d, t),
+                            _at(d, t + rng.uniform(0.5, 1.5)),
+                            rng.choice(lawyers),
+                            inmate_id=rng.choice(inmates)["inmate_id"],
+                            purpose="Entrevista con cliente",
+                        )
+                    )
                 for _ in range(rng.randint(1, 2)):
                     c = rng.choice(contractors)
                     t = rng.uniform(8.0, 11.0)
-                    w.visits.append(Visit(code, _at(d, t), _at(d, t + rng.uniform(1.0, 3.0)), c,
-                                          checkpoint="Acceso Vehicular", vehicle_plate=c.plate,
-                                          purpose="Entrega de suministros"))
+                    w.visits.append(
+                        Visit(
+                            code,
+                            _at(d, t),
+                            _at(d, t + rng.uniform(1.0, 3.0)),
+                            c,
+                            checkpoint="Acceso Vehicular",
+                            vehicle_plate=c.plate,
+                            purpose="Entrega de suministros",
+                        )
+                    )
                 if rng.random() < 0.25:
                     t = rng.uniform(9.0, 13.0)
-                    w.visits.append(Visit(code, _at(d, t), _at(d, t + rng.uniform(1.0, 2.0)),
-                                          rng.choice(officials), purpose="Inspección"))
+                    w.visits.append(
+                        Visit(
+                            code,
+                            _at(d, t),
+                            _at(d, t + rng.uniform(1.0, 2.0)),
+                            rng.choice(officials),
+                            purpose="Inspección",
+                        )
+                    )
     _normal_transfers(w, prisons)
     _plant_visit_anomalies(w, officials)
     _plant_transfer_anomalies(w)
@@ -210,34 +399,74 @@ def _normal_transfers(w: World, prisons) -> None:
         day = w.start + timedelta(days=rng.randrange((w.end - w.start).days - 10))
         when = _at(day, rng.uniform(7, 16))
         if n % 3 == 0:
-            w.transfers.append(_transfer(w, inmate, "HRO", when, "Traslado médico",
-                                         f"Dr. {rng.choice(SURNAMES)}, Director Médico, ref. DM-{n:03d}",
-                                         when + timedelta(days=rng.randint(1, 5))))
+            w.transfers.append(
+                _transfer(
+                    w,
+                    inmate,
+                    "HRO",
+                    when,
+                    "Traslado médico",
+                    f"Dr. {rng.choice(SURNAMES)}, Director Médico, ref. DM-{n:03d}",
+                    when + timedelta(days=rng.randint(1, 5)),
+                )
+            )
         else:
             dest = rng.choice([c for c in codes if c != inmate["facility"]])
-            w.transfers.append(_transfer(w, inmate, dest, when,
-                                         rng.choice(["Seguridad", "Audiencia judicial",
-                                                     "Reubicación"]), "", None))
+            w.transfers.append(
+                _transfer(
+                    w,
+                    inmate,
+                    dest,
+                    when,
+                    rng.choice(["Seguridad", "Audiencia judicial", "Reubicación"]),
+                    "",
+                    None,
+                )
+            )
 
 
-def _transfer(w: World, inmate: dict, dest: str, when: datetime, reason: str, approval: str,
-              returned: datetime | None) -> dict:
-    rec = {"record_id": f"TR-{len(w.transfers) + 1:04d}", "inmate_id": inmate["inmate_id"],
-           "from_facility": inmate["facility"], "to_facility": dest, "transferred_at": when,
-           "reason": reason, "authorized_by": "Dirección General de Centros Penales",
-           "medical_approval": approval, "returned_at": returned}
+def _transfer(
+    w: World,
+    inmate: dict,
+    dest: str,
+    when: datetime,
+    reason: str,
+    approval: str,
+    returned: datetime | None,
+) -> dict:
+    rec = {
+        "record_id": f"TR-{len(w.transfers) + 1:04d}",
+        "inmate_id": inmate["inmate_id"],
+        "from_facility": inmate["facility"],
+        "to_facility": dest,
+        "transferred_at": when,
+        "reason": reason,
+        "authorized_by": "Dirección General de Centros Penales",
+        "medical_approval": approval,
+        "returned_at": returned,
+    }
     return rec
 
 
 def _leaders(w: World, facility: str | None = None, gang: str | None = None) -> list[dict]:
-    return [i for i in w.inmates if i["rank"] == "leader"
-            and (facility is None or i["facility"] == facility) and (gang is None or i["gang"] == gang)]
+    return [
+        i
+        for i in w.inmates
+        if i["rank"] == "leader"
+        and (facility is None or i["facility"] == facility)
+        and (gang is None or i["gang"] == gang)
+    ]
 
 
 def _plant_visit_anomalies(w: World, officials: list[Person]) -> None:
     rng = w.rng
-    director = Person("Óscar Lemus Marroquín", "DUI", make_dui(rng), "official",
-                      "Dirección General de Centros Penales")
+    director = Person(
+        "Óscar Lemus Marroquín",
+        "DUI",
+        make_dui(rng),
+        "official",
+        "Dirección General de Centros Penales",
+    )
 
     def some_day(weekday: int | None = None) -> date:
         while True:
@@ -254,106 +483,205 @@ def _plant_visit_anomalies(w: World, officials: list[Person]) -> None:
         gangs = sorted({ld["gang"] for ld in leaders})
         met = [rng.choice(_leaders(w, facility, g)) for g in gangs[:2]]
         party = f"G-{facility}-{n + 1}"
-        lead = Visit(facility, _at(d, t), _at(d, t + rng.uniform(1.0, 2.5)), director,
-                     inmate_id=met[0]["inmate_id"], purpose="Reunión", party_id=party,
-                     party_size=1, anomaly="official_night")
+        lead = Visit(
+            facility,
+            _at(d, t),
+            _at(d, t + rng.uniform(1.0, 2.5)),
+            director,
+            inmate_id=met[0]["inmate_id"],
+            purpose="Reunión",
+            party_id=party,
+            party_size=1,
+            anomaly="official_night",
+        )
         w.visits.append(lead)
         ids = [lead]
         for k in range(rng.randint(2, 3)):
-            companion = Visit(facility, lead.entered_at + timedelta(minutes=k + 1), lead.exited_at,
-                              Person("", "", "", "other"), escorted_by=director.name,
-                              inmate_id=met[-1]["inmate_id"], party_id=party,
-                              name_override=rng.choice(PLACEHOLDERS), id_override=("", ""),
-                              anomaly="masked_companion")
+            companion = Visit(
+                facility,
+                lead.entered_at + timedelta(minutes=k + 1),
+                lead.exited_at,
+                Person("", "", "", "other"),
+                escorted_by=director.name,
+                inmate_id=met[-1]["inmate_id"],
+                party_id=party,
+                name_override=rng.choice(PLACEHOLDERS),
+                id_override=("", ""),
+                anomaly="masked_companion",
+            )
             w.visits.append(companion)
             ids.append(companion)
-        w.plant("unidentified_entrant", "masked_companions_of_official",
-                f"{director.name} entered {facility} at night with {len(ids) - 1} unidentified "
-                "companions", facility=facility, visits=ids)
+        w.plant(
+            "unidentified_entrant",
+            "masked_companions_of_official",
+            f"{director.name} entered {facility} at night with {len(ids) - 1} unidentified "
+            "companions",
+            facility=facility,
+            visits=ids,
+        )
         if len(gangs) > 1:
-            w.plant("visit_pattern", "official_meets_rival_leaders",
-                    f"{director.name} met leaders of {', '.join(gangs[:2])} at night",
-                    facility=facility, visits=[lead], inmates=[m["inmate_id"] for m in met])
+            w.plant(
+                "visit_pattern",
+                "official_meets_rival_leaders",
+                f"{director.name} met leaders of {', '.join(gangs[:2])} at night",
+                facility=facility,
+                visits=[lead],
+                inmates=[m["inmate_id"] for m in met],
+            )
             # the second gang's leader is met on the same night in the same visit
             ids[-1].inmate_id = met[1]["inmate_id"]
     # Placeholders and blank names in ordinary family visits.
     for facility, placeholder in (("IZA", "N/I"), ("QZT", "NN"), ("MAR", "")):
         v = _pick(w, facility, "family")
         v.name_override, v.anomaly = placeholder, "placeholder_name"
-        w.plant("unidentified_entrant", "placeholder_name", f"family visitor written as "
-                f"'{placeholder}'", facility=facility, visits=[v])
+        w.plant(
+            "unidentified_entrant",
+            "placeholder_name",
+            f"family visitor written as '{placeholder}'",
+            facility=facility,
+            visits=[v],
+        )
     for facility in ("CIU", "QZT", "MAR", "IZA", "ZAC"):
         v = _pick(w, facility, "family")
         v.id_override = ("DUI", make_dui(rng, valid=False))
-        w.plant("unidentified_entrant", "invalid_dui", "DUI with a wrong check digit",
-                facility=facility, visits=[v])
+        w.plant(
+            "unidentified_entrant",
+            "invalid_dui",
+            "DUI with a wrong check digit",
+            facility=facility,
+            visits=[v],
+        )
     for facility in ("IZA", "MAR", "QZT"):
         v = _pick(w, facility, "family")
         v.party_size = rng.randint(3, 5)
-        w.plant("unidentified_entrant", "party_larger_than_names",
-                f"one named line stands for {v.party_size} people", facility=facility, visits=[v])
+        w.plant(
+            "unidentified_entrant",
+            "party_larger_than_names",
+            f"one named line stands for {v.party_size} people",
+            facility=facility,
+            visits=[v],
+        )
     for facility in ("CIU", "QZT"):
         v = _pick(w, facility, "lawyer")
         v.id_override = ("", "")
-        w.plant("unidentified_entrant", "missing_document", "lawyer entered with no document",
-                facility=facility, visits=[v])
+        w.plant(
+            "unidentified_entrant",
+            "missing_document",
+            "lawyer entered with no document",
+            facility=facility,
+            visits=[v],
+        )
     # Out of hours, no exit, implausible stays.
     for facility in ("IZA", "CIU", "MAR", "QZT"):
         v = _pick(w, facility, "family")
         v.entered_at = v.entered_at.replace(hour=19, minute=rng.randrange(10, 50))
         v.exited_at = v.entered_at + timedelta(hours=1)
-        w.plant("visit_pattern", "outside_visiting_hours", "family visit at 19h", facility=facility,
-                visits=[v])
+        w.plant(
+            "visit_pattern",
+            "outside_visiting_hours",
+            "family visit at 19h",
+            facility=facility,
+            visits=[v],
+        )
     for facility in ("CIU", "MAR", "QZT"):
         v = _pick(w, facility, "family")
         v.exited_at = None
-        w.plant("visit_pattern", "no_exit", "visitor never logged out", facility=facility, visits=[v])
+        w.plant(
+            "visit_pattern", "no_exit", "visitor never logged out", facility=facility, visits=[v]
+        )
     for facility in ("IZA", "MAR"):
         v = _pick(w, facility, "lawyer")
         v.exited_at = v.entered_at + timedelta(hours=rng.uniform(13, 16))
-        w.plant("visit_pattern", "implausible_stay", "lawyer stayed over 13 hours",
-                facility=facility, visits=[v])
+        w.plant(
+            "visit_pattern",
+            "implausible_stay",
+            "lawyer stayed over 13 hours",
+            facility=facility,
+            visits=[v],
+        )
     # A daytime official meeting rival leaders at ZAC (two visits within a week).
     d = some_day(weekday=2)
     ms, b18 = _leaders(w, "ZAC", "MS13")[0], _leaders(w, "ZAC", "B18S")[0]
     pair = []
     for k, inmate in enumerate((ms, b18)):
         t = 10 + k * 2
-        v = Visit("ZAC", _at(d + timedelta(days=k * 2), t), _at(d + timedelta(days=k * 2), t + 1),
-                  officials[0], inmate_id=inmate["inmate_id"], purpose="Inspección")
+        v = Visit(
+            "ZAC",
+            _at(d + timedelta(days=k * 2), t),
+            _at(d + timedelta(days=k * 2), t + 1),
+            officials[0],
+            inmate_id=inmate["inmate_id"],
+            purpose="Inspección",
+        )
         w.visits.append(v)
         pair.append(v)
-    w.plant("visit_pattern", "official_meets_rival_leaders",
-            f"{officials[0].name} met leaders of MS13 and B18S within a week", facility="ZAC",
-            visits=pair, inmates=[ms["inmate_id"], b18["inmate_id"]])
+    w.plant(
+        "visit_pattern",
+        "official_meets_rival_leaders",
+        f"{officials[0].name} met leaders of MS13 and B18S within a week",
+        facility="ZAC",
+        visits=pair,
+        inmates=[ms["inmate_id"], b18["inmate_id"]],
+    )
     # Vehicles: one plate under several people; a plate with nobody logged.
     d = some_day(weekday=1)
     plate = "P777-101"
     shared = []
     for k in range(3):
         person = w.person("contractor", "Transportes El Rápido")
-        v = Visit("MAR", _at(d + timedelta(days=k), 9 + k), _at(d + timedelta(days=k), 11 + k),
-                  person, checkpoint="Acceso Vehicular", vehicle_plate=plate, purpose="Entrega")
+        v = Visit(
+            "MAR",
+            _at(d + timedelta(days=k), 9 + k),
+            _at(d + timedelta(days=k), 11 + k),
+            person,
+            checkpoint="Acceso Vehicular",
+            vehicle_plate=plate,
+            purpose="Entrega",
+        )
         w.visits.append(v)
         shared.append(v)
-    w.plant("vehicle", "plate_many_drivers", f"plate {plate} logged under 3 different people",
-            facility="MAR", visits=shared)
+    w.plant(
+        "vehicle",
+        "plate_many_drivers",
+        f"plate {plate} logged under 3 different people",
+        facility="MAR",
+        visits=shared,
+    )
     for facility in ("IZA", "QZT"):
         d = some_day(weekday=3)
-        v = Visit(facility, _at(d, 10.5), _at(d, 11.5), Person("", "", "", "contractor"),
-                  checkpoint="Acceso Vehicular", vehicle_plate=f"P{rng.randrange(100, 999)}-000",
-                  name_override="", id_override=("", ""), purpose="Entrega")
+        v = Visit(
+            facility,
+            _at(d, 10.5),
+            _at(d, 11.5),
+            Person("", "", "", "contractor"),
+            checkpoint="Acceso Vehicular",
+            vehicle_plate=f"P{rng.randrange(100, 999)}-000",
+            name_override="",
+            id_override=("", ""),
+            purpose="Entrega",
+        )
         w.visits.append(v)
-        w.plant("vehicle", "plate_without_person", "a vehicle entered with no person logged",
-                facility=facility, visits=[v])
+        w.plant(
+            "vehicle",
+            "plate_without_person",
+            "a vehicle entered with no person logged",
+            facility=facility,
+            visits=[v],
+        )
 
 
 def _pick(w: World, facility: str, role: str) -> Visit:
     while True:
         v = w.rng.choice(w.visits)
-        if (v.facility == facility and v.person.role == role and v.anomaly is None
-                and v.name_override is None and v.id_override is None and v.party_size == 1
-                and v.exited_at is not None):
+        if (
+            v.facility == facility
+            and v.person.role == role
+            and v.anomaly is None
+            and v.name_override is None
+            and v.id_override is None
+            and v.party_size == 1
+            and v.exited_at is not None
+        ):
             v.anomaly = "planted"
             return v
 
@@ -362,29 +690,52 @@ def _plant_transfer_anomalies(w: World) -> None:
     rng = w.rng
 
     def when() -> datetime:
-        return _at(w.start + timedelta(days=rng.randrange(20, (w.end - w.start).days - 40)),
-                   rng.uniform(8, 16))
+        return _at(
+            w.start + timedelta(days=rng.randrange(20, (w.end - w.start).days - 40)),
+            rng.uniform(8, 16),
+        )
 
     # Leaders of MS13 at ZAC "for medical reasons" to CIU, which holds another MS13 leader.
     for leader in _leaders(w, "ZAC", "MS13")[1:4]:
         t = _transfer(w, leader, "CIU", when(), "Traslado médico", "", None)
         w.transfers.append(t)
-        w.plant("medical_transfer", "reunification",
-                "gang leader moved for medical reasons, without approval, to a prison holding a "
-                "co-leader of the same gang, never returned", facility="ZAC",
-                transfers=[t["record_id"]])
+        w.plant(
+            "medical_transfer",
+            "reunification",
+            "gang leader moved for medical reasons, without approval, to a prison holding a "
+            "co-leader of the same gang, never returned",
+            facility="ZAC",
+            transfers=[t["record_id"]],
+        )
     for leader in _leaders(w, "ZAC", "B18R")[1:3]:
         t0 = when()
         t = _transfer(w, leader, "HRO", t0, "Consulta médica", "", t0 + timedelta(days=2))
         w.transfers.append(t)
-        w.plant("medical_transfer", "no_medical_approval", "medical transfer without approval",
-                facility="ZAC", transfers=[t["record_id"]])
+        w.plant(
+            "medical_transfer",
+            "no_medical_approval",
+            "medical transfer without approval",
+            facility="ZAC",
+            transfers=[t["record_id"]],
+        )
     for leader in _leaders(w, "ZAC", "B18S")[1:3]:
-        t = _transfer(w, leader, "HRO", when(), "Hospitalización",
-                      "Dra. Molina, Directora Médica, ref. DM-900", None)
+        t = _transfer(
+            w,
+            leader,
+            "HRO",
+            when(),
+            "Hospitalización",
+            "Dra. Molina, Directora Médica, ref. DM-900",
+            None,
+        )
         w.transfers.append(t)
-        w.plant("medical_transfer", "no_return", "medical transfer with no return",
-                facility="ZAC", transfers=[t["record_id"]])
+        w.plant(
+            "medical_transfer",
+            "no_return",
+            "medical transfer with no return",
+            facility="ZAC",
+            transfers=[t["record_id"]],
+        )
 
 
 def _number_lines_and_plant_gaps(w: World) -> None:
@@ -394,12 +745,24 @@ def _number_lines_and_plant_gaps(w: World) -> None:
     for facility, start_day in (("QZT", 40), ("IZA", 95)):
         begin = _at(w.start + timedelta(days=start_day), 0)
         end = begin + timedelta(days=3)
-        dropped = [v for v in w.visits if v.facility == facility and begin <= v.entered_at < end
-                   and v.checkpoint == "Garita Principal" and v.anomaly is None]
+        dropped = [
+            v
+            for v in w.visits
+            if v.facility == facility
+            and begin <= v.entered_at < end
+            and v.checkpoint == "Garita Principal"
+            and v.anomaly is None
+        ]
         dropped_ids = set(map(id, dropped))
         w.visits = [v for v in w.visits if id(v) not in dropped_ids]
-        w.plant("logbook_gap", "silent_period", f"nothing written at {facility} for 3 days",
-                facility=facility, checkpoint="Garita Principal", period=[begin, end])
+        w.plant(
+            "logbook_gap",
+            "silent_period",
+            f"nothing written at {facility} for 3 days",
+            facility=facility,
+            checkpoint="Garita Principal",
+            period=[begin, end],
+        )
     w.visits.sort(key=lambda v: (v.facility, v.checkpoint, v.entered_at))
     counters: dict[tuple, int] = {}
     books: dict[tuple, dict] = {}
@@ -412,9 +775,16 @@ def _number_lines_and_plant_gaps(w: World) -> None:
         counters[key] = n + 1
         v.logbook, v.page, v.line = book, n // LINES_PER_PAGE + 1, n % LINES_PER_PAGE + 1
         if key not in books:
-            books[key] = {"logbook": book, "facility": v.facility, "checkpoint": v.checkpoint,
-                          "opened_on": v.entered_at.date(), "closed_on": v.entered_at.date(),
-                          "first_page": 1, "last_page": 1, "status": "En custodia"}
+            books[key] = {
+                "logbook": book,
+                "facility": v.facility,
+                "checkpoint": v.checkpoint,
+                "opened_on": v.entered_at.date(),
+                "closed_on": v.entered_at.date(),
+                "first_page": 1,
+                "last_page": 1,
+                "status": "En custodia",
+            }
         b = books[key]
         b["closed_on"] = max(b["closed_on"], v.entered_at.date())
         b["last_page"] = max(b["last_page"], v.page)
@@ -422,15 +792,27 @@ def _number_lines_and_plant_gaps(w: World) -> None:
     for facility, book_offset, first in (("CIU", 2, 30), ("MAR", 3, 25), ("ZAC", 1, 12)):
         book = str(100 + book_offset)
         pages = (first, first + 2)
-        gone = [v for v in w.visits if v.facility == facility and v.logbook == book
-                and pages[0] <= v.page <= pages[1] and v.checkpoint == "Garita Principal"]
+        gone = [
+            v
+            for v in w.visits
+            if v.facility == facility
+            and v.logbook == book
+            and pages[0] <= v.page <= pages[1]
+            and v.checkpoint == "Garita Principal"
+        ]
         gone_ids = set(map(id, gone))
         w.visits = [v for v in w.visits if id(v) not in gone_ids]
         w.truth = [t for t in w.truth if not any(id(v) in gone_ids for v in t.get("visits", []))]
-        w.plant("logbook_gap", "torn_out_pages", f"pages {pages[0]}-{pages[1]} of book {book} "
-                "missing", facility=facility, checkpoint="Garita Principal", logbook=book,
-                pages=list(pages), period=[min(v.entered_at for v in gone),
-                                           max(v.entered_at for v in gone)])
+        w.plant(
+            "logbook_gap",
+            "torn_out_pages",
+            f"pages {pages[0]}-{pages[1]} of book {book} missing",
+            facility=facility,
+            checkpoint="Garita Principal",
+            logbook=book,
+            pages=list(pages),
+            period=[min(v.entered_at for v in gone), max(v.entered_at for v in gone)],
+        )
     # Removed books: one listed as removed in the register, one missing from the register too.
     for facility, book_offset, listed in (("IZA", 3, True), ("CIU", 4, False)):
         book = str(100 + book_offset)
@@ -443,21 +825,40 @@ def _number_lines_and_plant_gaps(w: World) -> None:
             books[key]["status"] = "Retirado"
         else:
             del books[key]
-        w.plant("logbook_gap", "removed_book", f"book {book} of {facility} removed",
-                facility=facility, checkpoint="Garita Principal", logbook=book,
-                period=[min(v.entered_at for v in gone), max(v.entered_at for v in gone)])
+        w.plant(
+            "logbook_gap",
+            "removed_book",
+            f"book {book} of {facility} removed",
+            facility=facility,
+            checkpoint="Garita Principal",
+            logbook=book,
+            period=[min(v.entered_at for v in gone), max(v.entered_at for v in gone)],
+        )
     # Back-dated lines: written later with an earlier time than the line before.
     for facility in ("MAR", "QZT", "IZA"):
-        candidates = [v for v in w.visits if v.facility == facility and v.anomaly is None
-                      and v.person.role == "family" and v.page > 5]
+        candidates = [
+            v
+            for v in w.visits
+            if v.facility == facility
+            and v.anomaly is None
+            and v.person.role == "family"
+            and v.page > 5
+        ]
         v = rng.choice(candidates)
         v.entered_at -= timedelta(days=3)
         if v.exited_at:
             v.exited_at -= timedelta(days=3)
         v.anomaly = "back_dated"
-        w.plant("logbook_gap", "out_of_order", "a line dated 3 days before the lines around it",
-                facility=facility, checkpoint=v.checkpoint, logbook=v.logbook, pages=[v.page, v.page],
-                visits=[v])
+        w.plant(
+            "logbook_gap",
+            "out_of_order",
+            "a line dated 3 days before the lines around it",
+            facility=facility,
+            checkpoint=v.checkpoint,
+            logbook=v.logbook,
+            pages=[v.page, v.page],
+            visits=[v],
+        )
     w.logbooks = list(books.values())
     # Record ids in logbook order.
     per: dict[str, int] = {}
@@ -469,12 +870,27 @@ def _number_lines_and_plant_gaps(w: World) -> None:
 def _visit_row(v: Visit) -> dict:
     id_type, id_number = v.id_override or (v.person.id_type, v.person.id_number)
     name = v.name_override if v.name_override is not None else v.person.name
-    return {"record_id": v.record_id, "facility": v.facility, "checkpoint": v.checkpoint,
-            "logbook": v.logbook, "page": v.page, "line": v.line, "entered_at": v.entered_at,
-            "exited_at": v.exited_at, "name": name, "id_type": id_type, "id_number": id_number,
-            "role": v.person.role, "organization": v.person.organization,
-            "escorted_by": v.escorted_by, "inmate_id": v.inmate_id, "purpose": v.purpose,
-            "vehicle_plate": v.vehicle_plate, "party_size": v.party_size, "party_id": v.party_id}
+    return {
+        "record_id": v.record_id,
+        "facility": v.facility,
+        "checkpoint": v.checkpoint,
+        "logbook": v.logbook,
+        "page": v.page,
+        "line": v.line,
+        "entered_at": v.entered_at,
+        "exited_at": v.exited_at,
+        "name": name,
+        "id_type": id_type,
+        "id_number": id_number,
+        "role": v.person.role,
+        "organization": v.person.organization,
+        "escorted_by": v.escorted_by,
+        "inmate_id": v.inmate_id,
+        "purpose": v.purpose,
+        "vehicle_plate": v.vehicle_plate,
+        "party_size": v.party_size,
+        "party_id": v.party_id,
+    }
 
 
 def _iso(value) -> str:
@@ -487,7 +903,9 @@ def _iso(value) -> str:
     return str(value)
 
 
-def _write(path: Path, header: list[str], rows: list[list], encoding="utf-8", delimiter=",") -> None:
+def _write(
+    path: Path, header: list[str], rows: list[list], encoding="utf-8", delimiter=","
+) -> None:
     with path.open("w", encoding=encoding, newline="") as fh:
         out = csv.writer(fh, delimiter=delimiter)
         out.writerow(header)
@@ -499,50 +917,134 @@ def write_world(w: World, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     files["facilities"] = out / "facilities.csv"
-    _write(files["facilities"], ["facility", "name", "kind", "security_level", "visiting_hours"],
-           [[c, n, k, s, h] for c, n, k, s, h, _, _ in FACILITIES])
+    _write(
+        files["facilities"],
+        ["facility", "name", "kind", "security_level", "visiting_hours"],
+        [[c, n, k, s, h] for c, n, k, s, h, _, _ in FACILITIES],
+    )
     files["inmates"] = out / "internos.csv"
-    _write(files["inmates"], ["Interno", "Nombre", "Pandilla", "Rango", "Centro Penal"],
-           [[i["inmate_id"], i["name"], i["gang"],
-             {"leader": "Cabecilla", "member": "Miembro", "": ""}[i["rank"]], i["facility"]]
-            for i in w.inmates], encoding="cp1252", delimiter=";")
+    _write(
+        files["inmates"],
+        ["Interno", "Nombre", "Pandilla", "Rango", "Centro Penal"],
+        [
+            [
+                i["inmate_id"],
+                i["name"],
+                i["gang"],
+                {"leader": "Cabecilla", "member": "Miembro", "": ""}[i["rank"]],
+                i["facility"],
+            ]
+            for i in w.inmates
+        ],
+        encoding="cp1252",
+        delimiter=";",
+    )
     files["logbooks"] = out / "libros.csv"
-    _write(files["logbooks"], ["Libro", "Centro Penal", "Garita", "Fecha Apertura", "Fecha Cierre",
-                               "Folio Inicial", "Folio Final", "Estado"],
-           [[b["logbook"], b["facility"], b["checkpoint"], f"{b['opened_on']:%d/%m/%Y}",
-             f"{b['closed_on']:%d/%m/%Y}", b["first_page"], b["last_page"], b["status"]]
-            for b in w.logbooks], encoding="cp1252", delimiter=";")
+    _write(
+        files["logbooks"],
+        [
+            "Libro",
+            "Centro Penal",
+            "Garita",
+            "Fecha Apertura",
+            "Fecha Cierre",
+            "Folio Inicial",
+            "Folio Final",
+            "Estado",
+        ],
+        [
+            [
+                b["logbook"],
+                b["facility"],
+                b["checkpoint"],
+                f"{b['opened_on']:%d/%m/%Y}",
+                f"{b['closed_on']:%d/%m/%Y}",
+                b["first_page"],
+                b["last_page"],
+                b["status"],
+            ]
+            for b in w.logbooks
+        ],
+        encoding="cp1252",
+        delimiter=";",
+    )
     files["transfers"] = out / "traslados.csv"
-    _write(files["transfers"], ["Correlativo", "Interno", "Centro Origen", "Centro Destino",
-                                "Fecha Traslado", "Motivo", "Autorizado por", "Visto Bueno Médico",
-                                "Fecha Retorno"],
-           [[t["record_id"], t["inmate_id"], t["from_facility"], t["to_facility"],
-             f"{t['transferred_at']:%d/%m/%Y %H:%M}", t["reason"], t["authorized_by"],
-             t["medical_approval"],
-             f"{t['returned_at']:%d/%m/%Y %H:%M}" if t["returned_at"] else ""]
-            for t in w.transfers], encoding="cp1252", delimiter=";")
+    _write(
+        files["transfers"],
+        [
+            "Correlativo",
+            "Interno",
+            "Centro Origen",
+            "Centro Destino",
+            "Fecha Traslado",
+            "Motivo",
+            "Autorizado por",
+            "Visto Bueno Médico",
+            "Fecha Retorno",
+        ],
+        [
+            [
+                t["record_id"],
+                t["inmate_id"],
+                t["from_facility"],
+                t["to_facility"],
+                f"{t['transferred_at']:%d/%m/%Y %H:%M}",
+                t["reason"],
+                t["authorized_by"],
+                t["medical_approval"],
+                f"{t['returned_at']:%d/%m/%Y %H:%M}" if t["returned_at"] else "",
+            ]
+            for t in w.transfers
+        ],
+        encoding="cp1252",
+        delimiter=";",
+    )
     for code, *_ in FACILITIES:
         rows = [_visit_row(v) for v in w.visits if v.facility == code]
         if not rows:
             continue
         if code in SPANISH_LAYOUT:
             path = out / f"visitas_{code}.csv"
-            _write(path, SPANISH_HEADERS, [[
-                r["record_id"], r["facility"], r["checkpoint"], r["logbook"], r["page"], r["line"],
-                f"{r['entered_at']:%d/%m/%Y}", f"{r['entered_at']:%H:%M}",
-                f"{r['exited_at']:%d/%m/%Y}" if r["exited_at"] else "",
-                f"{r['exited_at']:%H:%M}" if r["exited_at"] else "",
-                r["name"], IDTYPE_ES[r["id_type"]], r["id_number"],
-                ROLE_ES.get(r["role"], "Otro"), r["organization"], r["escorted_by"], r["inmate_id"],
-                r["purpose"], r["vehicle_plate"], r["party_size"], r["party_id"]] for r in rows],
-                encoding="cp1252", delimiter=";")
+            _write(
+                path,
+                SPANISH_HEADERS,
+                [
+                    [
+                        r["record_id"],
+                        r["facility"],
+                        r["checkpoint"],
+                        r["logbook"],
+                        r["page"],
+                        r["line"],
+                        f"{r['entered_at']:%d/%m/%Y}",
+                        f"{r['entered_at']:%H:%M}",
+                        f"{r['exited_at']:%d/%m/%Y}" if r["exited_at"] else "",
+                        f"{r['exited_at']:%H:%M}" if r["exited_at"] else "",
+                        r["name"],
+                        IDTYPE_ES[r["id_type"]],
+                        r["id_number"],
+                        ROLE_ES.get(r["role"], "Otro"),
+                        r["organization"],
+                        r["escorted_by"],
+                        r["inmate_id"],
+                        r["purpose"],
+                        r["vehicle_plate"],
+                        r["party_size"],
+                        r["party_id"],
+                    ]
+                    for r in rows
+                ],
+                encoding="cp1252",
+                delimiter=";",
+            )
         else:
             path = out / f"visits_{code}.csv"
             _write(path, VISIT_FIELDS, [[_iso(r[f]) for f in VISIT_FIELDS] for r in rows])
         files[f"visits_{code}"] = path
     truth = [{**t, "visits": [v.record_id for v in t.get("visits", [])]} for t in w.truth]
-    (out / "truth.json").write_text(json.dumps(truth, indent=1, default=_iso, ensure_ascii=False),
-                                    encoding="utf-8")
+    (out / "truth.json").write_text(
+        json.dumps(truth, indent=1, default=_iso, ensure_ascii=False), encoding="utf-8"
+    )
     files["truth"] = out / "truth.json"
     return files
 

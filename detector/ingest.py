@@ -88,9 +88,15 @@ class _Checks:
         self.items.append((field_name, code, cond.fill_null(False), msg))
 
 
-def canonical(batch: Batch, kind: str, sources: dict[str, Source], mapping: UserMapping,
-              sha: str, name: str, known_facilities: set[str] | None = None,
-              ) -> tuple[pl.DataFrame, pl.DataFrame]:
+def canonical(
+    batch: Batch,
+    kind: str,
+    sources: dict[str, Source],
+    mapping: UserMapping,
+    sha: str,
+    name: str,
+    known_facilities: set[str] | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Canonical rows and quarantine rows for one batch of a source.
 
     Returns ``(good, quarantine)``: ``good`` has exactly the kind's table columns;
@@ -104,8 +110,11 @@ def canonical(batch: Batch, kind: str, sources: dict[str, Source], mapping: User
     out: dict[str, pl.Expr] = {}
 
     raw = df.select(
-        *(_source_expr(sources.get(f.name)).alias(f.name) for f in spec.fields
-          if not (sources.get(f.name) and sources[f.name].op == "datetime")),
+        *(
+            _source_expr(sources.get(f.name)).alias(f.name)
+            for f in spec.fields
+            if not (sources.get(f.name) and sources[f.name].op == "datetime")
+        ),
     )
     parsed: dict[str, pl.Series] = {}
     for f in spec.fields:
@@ -113,9 +122,15 @@ def canonical(batch: Batch, kind: str, sources: dict[str, Source], mapping: User
         if f.type in ("datetime", "date"):
             if src is not None and src.op == "datetime":
                 date_col, time_col = (*src.columns, "")[:2]
-                raw_s = df.select(_text(pl.concat_str(
-                    [pl.col(c) for c in (date_col, time_col) if c], separator=" ",
-                    ignore_nulls=True))).to_series()
+                raw_s = df.select(
+                    _text(
+                        pl.concat_str(
+                            [pl.col(c) for c in (date_col, time_col) if c],
+                            separator=" ",
+                            ignore_nulls=True,
+                        )
+                    )
+                ).to_series()
                 value = None
                 if time_col:
                     parsed[f"{f.name}__time"] = to_time(df.get_column(time_col))
@@ -125,13 +140,16 @@ def canonical(batch: Batch, kind: str, sources: dict[str, Source], mapping: User
                     if time_col:
                         parts = parts.with_columns(
                             t=parsed[f"{f.name}__time"],
-                            no_time=df.select(_blank(pl.col(time_col))).to_series())
+                            no_time=df.select(_blank(pl.col(time_col))).to_series(),
+                        )
                     else:
                         parts = parts.with_columns(t=pl.lit(None, pl.Time), no_time=pl.lit(True))
                     # A date with no time still places the record in its day.
                     value = parts.select(
-                        pl.when(pl.col("t").is_not_null()).then(pl.col("d").dt.combine(pl.col("t")))
-                        .when(pl.col("no_time")).then(pl.col("d").cast(pl.Datetime("us")))
+                        pl.when(pl.col("t").is_not_null())
+                        .then(pl.col("d").dt.combine(pl.col("t")))
+                        .when(pl.col("no_time"))
+                        .then(pl.col("d").cast(pl.Datetime("us")))
                     ).to_series()
             else:
                 raw_s = raw.get_column(f.name)
@@ -149,10 +167,18 @@ def canonical(batch: Batch, kind: str, sources: dict[str, Source], mapping: User
             out[f.name] = e.str.strip_chars().str.replace(r"\.0+$", "").cast(pl.Int64, strict=False)
             out[f"{f.name}__txt"] = e
             txt = pl.col(f"{f.name}__txt")
-            checks.add(f.name, "invalid_number", ~_blank(txt) & pl.col(f.name).is_null(),
-                       pl.format(f"{f.name} '{{}}' is not a whole number", txt))
-            checks.add(f.name, "negative_number", pl.col(f.name) < 0,
-                       pl.format(f"{f.name} {{}} is negative", txt))
+            checks.add(
+                f.name,
+                "invalid_number",
+                ~_blank(txt) & pl.col(f.name).is_null(),
+                pl.format(f"{f.name} '{{}}' is not a whole number", txt),
+            )
+            checks.add(
+                f.name,
+                "negative_number",
+                pl.col(f.name) < 0,
+                pl.format(f"{f.name} {{}} is negative", txt),
+            )
         elif f.type == "vocab":
             out[f"{f.name}_raw"] = e
             out[f.name] = vocab_map(raw.get_column(f.name), f.vocab, mapping.values.get(f.name, {}))
@@ -161,8 +187,7 @@ def canonical(batch: Batch, kind: str, sources: dict[str, Source], mapping: User
         if f.required:
             checks.add(f.name, "missing_required", _blank(e), f"required field {f.name} is empty")
 
-    frame = raw.with_columns(**out).with_columns(
-        pl.Series("__row__", df.get_column("__row__")))
+    frame = raw.with_columns(**out).with_columns(pl.Series("__row__", df.get_column("__row__")))
     # Datetimes (and their original text) join the frame.
     for f in spec.fields:
         if f.type not in ("datetime", "date"):
@@ -173,12 +198,24 @@ def canonical(batch: Batch, kind: str, sources: dict[str, Source], mapping: User
         if value is None:  # exit time with the entry's date
             base = parsed["entered_at"]
             t = parsed[f"{f.name}__time"]
-            tmp = pl.DataFrame({"b": base, "t": t}).select(
-                pl.when(pl.col("b").is_not_null() & pl.col("t").is_not_null())
-                .then(pl.col("b").dt.date().dt.combine(pl.col("t")))).to_series()
-            tmp = pl.DataFrame({"b": base, "x": tmp}).select(
-                pl.when(pl.col("x") < pl.col("b")).then(pl.col("x") + pl.duration(days=1))
-                .otherwise(pl.col("x"))).to_series()
+            tmp = (
+                pl.DataFrame({"b": base, "t": t})
+                .select(
+                    pl.when(pl.col("b").is_not_null() & pl.col("t").is_not_null()).then(
+                        pl.col("b").dt.date().dt.combine(pl.col("t"))
+                    )
+                )
+                .to_series()
+            )
+            tmp = (
+                pl.DataFrame({"b": base, "x": tmp})
+                .select(
+                    pl.when(pl.col("x") < pl.col("b"))
+                    .then(pl.col("x") + pl.duration(days=1))
+                    .otherwise(pl.col("x"))
+                )
+                .to_series()
+            )
             value = tmp
             # Only the time itself can be wrong here; an unreadable entry date is reported there.
             failed = t.is_null()
@@ -188,29 +225,46 @@ def canonical(batch: Batch, kind: str, sources: dict[str, Source], mapping: User
         r = pl.col(f"{f.name}_raw")
         if f.required:
             checks.add(f.name, "missing_required", _blank(r), f"required field {f.name} is empty")
-        checks.add(f.name, "unparseable_date", ~_blank(r) & pl.col(f"__failed_{f.name}"),
-                   pl.format(f"{f.name} '{{}}' is not a date/time this tool can read "
-                             f"(expected ISO 8601 or {order} order)", r))
+        checks.add(
+            f.name,
+            "unparseable_date",
+            ~_blank(r) & pl.col(f"__failed_{f.name}"),
+            pl.format(
+                f"{f.name} '{{}}' is not a date/time this tool can read "
+                f"(expected ISO 8601 or {order} order)",
+                r,
+            ),
+        )
 
     frame = _derive(frame, kind, checks, known_facilities)
     frame = frame.with_columns(_record_key(kind, sha).alias("record_key"))
     if original:
-        nul = df.select(pl.any_horizontal(
-            pl.col(original).str.contains("\x00", literal=True).fill_null(False))).to_series()
+        nul = df.select(
+            pl.any_horizontal(pl.col(original).str.contains("\x00", literal=True).fill_null(False))
+        ).to_series()
         frame = frame.with_columns(nul.alias("__nul__"))
         checks.add("*", "nul_byte", pl.col("__nul__"), "the row contains a NUL byte (damaged file)")
-    checks.add("record_key", "duplicate_in_file",
-               ~pl.col("record_key").is_first_distinct(),
-               pl.format("duplicate of an earlier row in this file (key {})", pl.col("record_key")))
+    checks.add(
+        "record_key",
+        "duplicate_in_file",
+        ~pl.col("record_key").is_first_distinct(),
+        pl.format("duplicate of an earlier row in this file (key {})", pl.col("record_key")),
+    )
 
     conds = frame.select(*(cond.alias(f"__c{i}") for i, (_, _, cond, _) in enumerate(checks.items)))
-    broken = (df.get_column("__broken__") if "__broken__" in df.columns
-              else pl.Series([False] * df.height))
+    broken = (
+        df.get_column("__broken__")
+        if "__broken__" in df.columns
+        else pl.Series([False] * df.height)
+    )
     bad = conds.select(pl.any_horizontal(pl.all())).to_series() | broken if checks.items else broken
 
     frame = frame.with_columns(
-        pl.lit(sha).alias("source_sha256"), pl.lit(name).alias("source_name"),
-        pl.col("__row__").cast(pl.Int64).alias("source_row"), pl.lit(None, pl.Int64).alias("upload_seq"))
+        pl.lit(sha).alias("source_sha256"),
+        pl.lit(name).alias("source_name"),
+        pl.col("__row__").cast(pl.Int64).alias("source_row"),
+        pl.lit(None, pl.Int64).alias("upload_seq"),
+    )
     columns = list(kind_columns(kind))
     good = frame.filter(~bad).select(columns)
 
@@ -222,55 +276,101 @@ def canonical(batch: Batch, kind: str, sources: dict[str, Source], mapping: User
             continue
         failing = frame.filter(mask)
         raw_rows = df.filter(mask)
-        parts.append(pl.DataFrame({
-            "source_row": failing.get_column("__row__").cast(pl.Int64),
-            "field": fname, "reason_code": code,
-            "reason": failing.select(msg).to_series(),
-            "raw": (raw_rows.select(pl.struct(original).struct.json_encode()).to_series()
-                    if original else "")}))
-    quarantine = (pl.concat(parts, how="vertical_relaxed").sort("source_row") if parts else
-                  pl.DataFrame(schema={"source_row": pl.Int64, "field": pl.String,
-                                       "reason_code": pl.String, "reason": pl.String,
-                                       "raw": pl.String}))
+        parts.append(
+            pl.DataFrame(
+                {
+                    "source_row": failing.get_column("__row__").cast(pl.Int64),
+                    "field": fname,
+                    "reason_code": code,
+                    "reason": failing.select(msg).to_series(),
+                    "raw": (
+                        raw_rows.select(pl.struct(original).struct.json_encode()).to_series()
+                        if original
+                        else ""
+                    ),
+                }
+            )
+        )
+    quarantine = (
+        pl.concat(parts, how="vertical_relaxed").sort("source_row")
+        if parts
+        else pl.DataFrame(
+            schema={
+                "source_row": pl.Int64,
+                "field": pl.String,
+                "reason_code": pl.String,
+                "reason": pl.String,
+                "raw": pl.String,
+            }
+        )
+    )
     return good, quarantine
 
 
-def _derive(frame: pl.DataFrame, kind: str, checks: _Checks,
-            known_facilities: set[str] | None) -> pl.DataFrame:
+def _derive(
+    frame: pl.DataFrame, kind: str, checks: _Checks, known_facilities: set[str] | None
+) -> pl.DataFrame:
     """Kind-specific derived columns and cross-field checks."""
     if known_facilities:
         known = sorted(known_facilities)
         for col in ("facility", "from_facility", "to_facility"):
             if col in frame.columns and kind != "facilities":
-                checks.add(col, "unknown_facility",
-                           pl.col(col).is_not_null() & ~pl.col(col).is_in(known),
-                           pl.format(f"{col} '{{}}' is not in the facilities list", pl.col(col)))
+                checks.add(
+                    col,
+                    "unknown_facility",
+                    pl.col(col).is_not_null() & ~pl.col(col).is_in(known),
+                    pl.format(f"{col} '{{}}' is not in the facilities list", pl.col(col)),
+                )
     if kind == "visits":
         frame = frame.with_columns(
             pl.col("party_size").fill_null(1),
             fold_expr(pl.col("name").fill_null("")).alias("name_key"),
             fold_expr(pl.col("escorted_by")).alias("escorted_key"),
-            pl.col("vehicle_plate").str.to_uppercase().str.replace_all(r"[^A-Z0-9]", "")
+            pl.col("vehicle_plate")
+            .str.to_uppercase()
+            .str.replace_all(r"[^A-Z0-9]", "")
             .alias("plate_key"),
             pl.when(pl.col("entered_at_raw").str.contains(r"\d[:hH]\d|[AP]\.?M", strict=False))
-            .then(pl.lit("minute")).otherwise(pl.lit("day")).alias("entered_precision"),
+            .then(pl.lit("minute"))
+            .otherwise(pl.lit("day"))
+            .alias("entered_precision"),
         )
-        checks.add("exited_at", "exit_before_entry", pl.col("exited_at") < pl.col("entered_at"),
-                   pl.format("exit {} is before entry {}", pl.col("exited_at"), pl.col("entered_at")))
+        checks.add(
+            "exited_at",
+            "exit_before_entry",
+            pl.col("exited_at") < pl.col("entered_at"),
+            pl.format("exit {} is before entry {}", pl.col("exited_at"), pl.col("entered_at")),
+        )
     elif kind == "transfers":
-        checks.add("returned_at", "return_before_transfer",
-                   pl.col("returned_at") < pl.col("transferred_at"),
-                   pl.format("return {} is before the transfer {}", pl.col("returned_at"),
-                             pl.col("transferred_at")))
+        checks.add(
+            "returned_at",
+            "return_before_transfer",
+            pl.col("returned_at") < pl.col("transferred_at"),
+            pl.format(
+                "return {} is before the transfer {}",
+                pl.col("returned_at"),
+                pl.col("transferred_at"),
+            ),
+        )
     elif kind == "inmates":
         frame = frame.with_columns(fold_expr(pl.col("name").fill_null("")).alias("name_key"))
     elif kind == "logbooks":
-        checks.add("closed_on", "closed_before_opened", pl.col("closed_on") < pl.col("opened_on"),
-                   pl.format("closed {} before it was opened {}", pl.col("closed_on"),
-                             pl.col("opened_on")))
-        checks.add("last_page", "pages_reversed", pl.col("last_page") < pl.col("first_page"),
-                   pl.format("last page {} is before first page {}", pl.col("last_page"),
-                             pl.col("first_page")))
+        checks.add(
+            "closed_on",
+            "closed_before_opened",
+            pl.col("closed_on") < pl.col("opened_on"),
+            pl.format(
+                "closed {} before it was opened {}", pl.col("closed_on"), pl.col("opened_on")
+            ),
+        )
+        checks.add(
+            "last_page",
+            "pages_reversed",
+            pl.col("last_page") < pl.col("first_page"),
+            pl.format(
+                "last page {} is before first page {}", pl.col("last_page"), pl.col("first_page")
+            ),
+        )
     return frame
 
 
@@ -283,8 +383,11 @@ def _record_key(kind: str, sha: str) -> pl.Expr:
     else:
         parts = [pl.col(c).cast(pl.String).fill_null("") for c in spec.natural_key]
         fallback = pl.concat_str([pl.lit(kind[0].upper() + "|"), *parts], separator="|")
-        own = pl.concat_str([pl.lit("T|"), pl.col("from_facility"), pl.lit("|"),
-                             pl.col("record_id")]) if kind == "transfers" else fallback
+        own = (
+            pl.concat_str([pl.lit("T|"), pl.col("from_facility"), pl.lit("|"), pl.col("record_id")])
+            if kind == "transfers"
+            else fallback
+        )
     if "record_id" in {f.name for f in spec.fields}:
         return pl.when(_blank(pl.col("record_id"))).then(fallback).otherwise(own)
     return fallback
@@ -299,9 +402,14 @@ def plan(path: Path, kind: str | None, mapping: UserMapping) -> Plan:
     return Plan(table, kind, resolve(SPECS[kind], table.columns, mapping, path.name))
 
 
-def ingest_file(store: Store, path: str | Path, kind: str | None = None,
-                mapping: UserMapping | None = None, user: str | None = None,
-                mapping_name: str | None = None) -> IngestResult:
+def ingest_file(
+    store: Store,
+    path: str | Path,
+    kind: str | None = None,
+    mapping: UserMapping | None = None,
+    user: str | None = None,
+    mapping_name: str | None = None,
+) -> IngestResult:
     """Ingest one file: all of it is stored, in one transaction, or none of it.
 
     A file already in the ledger (same SHA-256) is recognised and not stored again;
@@ -317,18 +425,24 @@ def ingest_file(store: Store, path: str | Path, kind: str | None = None,
         result.sha256 = sha = ledger.sha256_file(path)
         with store.read() as con:
             seen = ledger.find(con, sha)
-            facilities = {r[0] for r in con.execute(
-                "SELECT DISTINCT facility FROM facilities").fetchall()}
+            facilities = {
+                r[0] for r in con.execute("SELECT DISTINCT facility FROM facilities").fetchall()
+            }
         if seen:
             result.status, result.kind, result.seq = "duplicate", seen["kind"], seen["seq"]
-            result.message = (f"already uploaded as ledger entry {seen['seq']} "
-                              f"({seen['original_name']}, {seen['uploaded_at']:%Y-%m-%d %H:%M} "
-                              f"by {seen['uploaded_by']})")
+            result.message = (
+                f"already uploaded as ledger entry {seen['seq']} "
+                f"({seen['original_name']}, {seen['uploaded_at']:%Y-%m-%d %H:%M} "
+                f"by {seen['uploaded_by']})"
+            )
             return result
         p = plan(path, kind, mapping)
         result.kind = p.kind
-        result.format, result.encoding, result.delimiter = (p.table.format, p.table.encoding,
-                                                            p.table.delimiter)
+        result.format, result.encoding, result.delimiter = (
+            p.table.format,
+            p.table.encoding,
+            p.table.delimiter,
+        )
         result.mapping = {k: v.describe() for k, v in p.sources.items()}
         ledger.keep_evidence(store, path, sha)
         with store.write() as con:
@@ -351,25 +465,52 @@ def _converted(p: Plan, mapping: UserMapping, sha: str, name: str, facilities: s
             yield pending.result()
 
 
-def _store(con, p: Plan, path: Path, sha: str, user: str | None, mapping_name: str | None,
-           result: IngestResult, mapping: UserMapping, facilities: set[str]) -> None:
+def _store(
+    con,
+    p: Plan,
+    path: Path,
+    sha: str,
+    user: str | None,
+    mapping_name: str | None,
+    result: IngestResult,
+    mapping: UserMapping,
+    facilities: set[str],
+) -> None:
     kind = p.kind
-    entry = ledger.append(con, {
-        "sha256": sha, "size": path.stat().st_size, "original_name": path.name,
-        "uploaded_by": user or getpass.getuser(),
-        "uploaded_at": datetime.now(UTC).replace(tzinfo=None),
-        "kind": kind, "format": p.table.format, "encoding": p.table.encoding,
-        "delimiter": p.table.delimiter,
-        "mapping": json.dumps({"file": mapping_name, "columns": result.mapping}, ensure_ascii=False),
-        "rows_read": None, "rows_stored": None, "rows_quarantined": None, "rows_duplicate": None,
-    }, pending=True)
+    entry = ledger.append(
+        con,
+        {
+            "sha256": sha,
+            "size": path.stat().st_size,
+            "original_name": path.name,
+            "uploaded_by": user or getpass.getuser(),
+            "uploaded_at": datetime.now(UTC).replace(tzinfo=None),
+            "kind": kind,
+            "format": p.table.format,
+            "encoding": p.table.encoding,
+            "delimiter": p.table.delimiter,
+            "mapping": json.dumps(
+                {"file": mapping_name, "columns": result.mapping}, ensure_ascii=False
+            ),
+            "rows_read": None,
+            "rows_stored": None,
+            "rows_quarantined": None,
+            "rows_duplicate": None,
+        },
+        pending=True,
+    )
     result.seq = entry["seq"]
     cols = ", ".join(kind_columns(kind))
-    sel = ", ".join(f"i.{c}" if c != "upload_seq" else "? AS upload_seq" for c in kind_columns(kind))
+    sel = ", ".join(
+        f"i.{c}" if c != "upload_seq" else "? AS upload_seq" for c in kind_columns(kind)
+    )
     for good, quarantine in _converted(p, mapping, sha, path.name, facilities):
         con.register("incoming", good)
-        fresh = con.execute(f"INSERT INTO {kind} ({cols}) SELECT {sel} FROM incoming i "
-                            f"ANTI JOIN {kind} t USING (record_key)", [entry["seq"]]).fetchall()[0][0]
+        fresh = con.execute(
+            f"INSERT INTO {kind} ({cols}) SELECT {sel} FROM incoming i "
+            f"ANTI JOIN {kind} t USING (record_key)",
+            [entry["seq"]],
+        ).fetchall()[0][0]
         con.unregister("incoming")
         bad_rows = quarantine.get_column("source_row").n_unique()
         result.rows_read += good.height + bad_rows
@@ -377,22 +518,39 @@ def _store(con, p: Plan, path: Path, sha: str, user: str | None, mapping_name: s
         result.rows_duplicate += good.height - fresh
         result.rows_quarantined += bad_rows
         if quarantine.height:
-            result.reasons.extend(tuple(r) for r in quarantine.head(20).select(
-                "source_row", "field", "reason").iter_rows())
+            result.reasons.extend(
+                tuple(r)
+                for r in quarantine.head(20).select("source_row", "field", "reason").iter_rows()
+            )
             con.register("q", quarantine)
-            con.execute("INSERT INTO quarantine SELECT ?, ?, ?, source_row, field, reason_code, "
-                        "reason, raw, ? FROM q", [sha, path.name, kind, entry["seq"]])
+            con.execute(
+                "INSERT INTO quarantine SELECT ?, ?, ?, source_row, field, reason_code, "
+                "reason, raw, ? FROM q",
+                [sha, path.name, kind, entry["seq"]],
+            )
             con.unregister("q")
     if result.rows_read == 0:
         raise FileError(path.name, "has a header but no data rows")
     del result.reasons[20:]
-    ledger.seal(con, entry, rows_read=result.rows_read, rows_stored=result.rows_stored,
-                rows_quarantined=result.rows_quarantined, rows_duplicate=result.rows_duplicate)
+    ledger.seal(
+        con,
+        entry,
+        rows_read=result.rows_read,
+        rows_stored=result.rows_stored,
+        rows_quarantined=result.rows_quarantined,
+        rows_duplicate=result.rows_duplicate,
+    )
 
 
-def ingest_paths(store: Store, paths: list[Path], kind: str | None = None,
-                 mapping: UserMapping | None = None, user: str | None = None,
-                 mapping_name: str | None = None, progress=None) -> list[IngestResult]:
+def ingest_paths(
+    store: Store,
+    paths: list[Path],
+    kind: str | None = None,
+    mapping: UserMapping | None = None,
+    user: str | None = None,
+    mapping_name: str | None = None,
+    progress=None,
+) -> list[IngestResult]:
     """Ingest many files, reference kinds (facilities, inmates, logbooks) first."""
     files = _expand(paths)
     files.sort(key=lambda p: INGEST_ORDER.get(_guess_kind(p, kind, mapping), 99))
@@ -408,9 +566,16 @@ def _expand(paths: list[Path]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(x for x in p.rglob("*") if x.is_file() and not x.name.startswith(".")
-                              and x.suffix.lower() in (".csv", ".txt", ".tsv", ".xlsx", ".parquet",
-                                                       ".json", ".ndjson", ".jsonl")))
+            out.extend(
+                sorted(
+                    x
+                    for x in p.rglob("*")
+                    if x.is_file()
+                    and not x.name.startswith(".")
+                    and x.suffix.lower()
+                    in (".csv", ".txt", ".tsv", ".xlsx", ".parquet", ".json", ".ndjson", ".jsonl")
+                )
+            )
         else:
             out.append(p)
     return out
@@ -420,10 +585,27 @@ def _guess_kind(path: Path, kind: str | None, mapping: UserMapping | None) -> st
     if kind or (mapping and mapping.kind):
         return kind or mapping.kind
     name = path.name.lower()
-    for k in ("facilit", "centros", "inmate", "internos", "roster", "logbook", "libros", "transfer",
-              "traslado"):
+    for k in (
+        "facilit",
+        "centros",
+        "inmate",
+        "internos",
+        "roster",
+        "logbook",
+        "libros",
+        "transfer",
+        "traslado",
+    ):
         if k in name:
-            return {"facilit": "facilities", "centros": "facilities", "inmate": "inmates",
-                    "internos": "inmates", "roster": "inmates", "logbook": "logbooks",
-                    "libros": "logbooks", "transfer": "transfers", "traslado": "transfers"}[k]
+            return {
+                "facilit": "facilities",
+                "centros": "facilities",
+                "inmate": "inmates",
+                "internos": "inmates",
+                "roster": "inmates",
+                "logbook": "logbooks",
+                "libros": "logbooks",
+                "transfer": "transfers",
+                "traslado": "transfers",
+            }[k]
     return "visits"

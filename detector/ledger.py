@@ -17,9 +17,24 @@ import duckdb
 from detector.store import Store
 
 # The ledger fields covered by each entry's hash, in this order.
-CHAINED = ("seq", "sha256", "size", "original_name", "uploaded_by", "uploaded_at", "kind",
-           "format", "encoding", "delimiter", "mapping", "rows_read", "rows_stored",
-           "rows_quarantined", "rows_duplicate", "prev_hash")
+CHAINED = (
+    "seq",
+    "sha256",
+    "size",
+    "original_name",
+    "uploaded_by",
+    "uploaded_at",
+    "kind",
+    "format",
+    "encoding",
+    "delimiter",
+    "mapping",
+    "rows_read",
+    "rows_stored",
+    "rows_quarantined",
+    "rows_duplicate",
+    "prev_hash",
+)
 GENESIS = "0" * 64
 
 
@@ -72,12 +87,15 @@ def append(con: duckdb.DuckDBPyConnection, entry: dict, pending: bool = False) -
     seq, prev = con.execute(
         "SELECT coalesce(max(seq), 0) + 1, "
         "coalesce((SELECT entry_hash FROM uploads ORDER BY seq DESC LIMIT 1), ?) FROM uploads",
-        [GENESIS]).fetchall()[0]
+        [GENESIS],
+    ).fetchall()[0]
     entry = {**entry, "seq": seq, "prev_hash": prev}
     entry["entry_hash"] = "pending" if pending else entry_hash(entry)
     cols = [*CHAINED, "entry_hash"]
-    con.execute(f"INSERT INTO uploads ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                [entry[c] for c in cols])
+    con.execute(
+        f"INSERT INTO uploads ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+        [entry[c] for c in cols],
+    )
     return entry
 
 
@@ -86,18 +104,24 @@ def seal(con: duckdb.DuckDBPyConnection, entry: dict, **counts) -> dict:
     entry.update(counts)
     entry["entry_hash"] = entry_hash(entry)
     sets = ", ".join(f"{k} = ?" for k in counts)
-    con.execute(f"UPDATE uploads SET {sets}, entry_hash = ? WHERE seq = ?",
-                [*counts.values(), entry["entry_hash"], entry["seq"]])
+    con.execute(
+        f"UPDATE uploads SET {sets}, entry_hash = ? WHERE seq = ?",
+        [*counts.values(), entry["entry_hash"], entry["seq"]],
+    )
     return entry
 
 
 def find(con: duckdb.DuckDBPyConnection, sha: str) -> dict | None:
-    rows = con.execute("SELECT seq, original_name, uploaded_by, uploaded_at, kind FROM uploads "
-                       "WHERE sha256 = ? ORDER BY seq LIMIT 1", [sha]).fetchall()
+    rows = con.execute(
+        "SELECT seq, original_name, uploaded_by, uploaded_at, kind FROM uploads "
+        "WHERE sha256 = ? ORDER BY seq LIMIT 1",
+        [sha],
+    ).fetchall()
     if not rows:
         return None
-    return dict(zip(("seq", "original_name", "uploaded_by", "uploaded_at", "kind"), rows[0],
-                    strict=True))
+    return dict(
+        zip(("seq", "original_name", "uploaded_by", "uploaded_at", "kind"), rows[0], strict=True)
+    )
 
 
 @dataclass
@@ -114,33 +138,48 @@ def verify(store: Store) -> Verification:
     """Re-hash the chain and every evidence file; report each mismatch in one line."""
     result = Verification()
     with store.read() as con:
-        rows = con.execute(f"SELECT {', '.join(CHAINED)}, entry_hash FROM uploads ORDER BY seq"
-                           ).fetchall()
-        stored = dict(con.execute(
-            "SELECT upload_seq, count(*) FROM (" + " UNION ALL ".join(
-                f"SELECT upload_seq FROM {k}" for k in
-                ("facilities", "inmates", "logbooks", "transfers", "visits")) +
-            ") GROUP BY upload_seq").fetchall())
+        rows = con.execute(
+            f"SELECT {', '.join(CHAINED)}, entry_hash FROM uploads ORDER BY seq"
+        ).fetchall()
+        stored = dict(
+            con.execute(
+                "SELECT upload_seq, count(*) FROM ("
+                + " UNION ALL ".join(
+                    f"SELECT upload_seq FROM {k}"
+                    for k in ("facilities", "inmates", "logbooks", "transfers", "visits")
+                )
+                + ") GROUP BY upload_seq"
+            ).fetchall()
+        )
     prev = GENESIS
     for row in rows:
         entry = dict(zip((*CHAINED, "entry_hash"), row, strict=True))
         result.entries += 1
         seq = entry["seq"]
         if entry["prev_hash"] != prev:
-            result.problems.append(f"ledger entry {seq}: previous-hash link broken "
-                                   "(an entry was removed or reordered)")
+            result.problems.append(
+                f"ledger entry {seq}: previous-hash link broken (an entry was removed or reordered)"
+            )
         if entry_hash(entry) != entry["entry_hash"]:
-            result.problems.append(f"ledger entry {seq} ({entry['original_name']}): contents do "
-                                   "not match its hash (the row was edited)")
+            result.problems.append(
+                f"ledger entry {seq} ({entry['original_name']}): contents do "
+                "not match its hash (the row was edited)"
+            )
         prev = entry["entry_hash"]
         path = evidence_path(store, entry["sha256"])
         if not path.exists():
-            result.problems.append(f"ledger entry {seq}: evidence file {entry['original_name']} "
-                                   f"({entry['sha256'][:12]}…) is missing")
+            result.problems.append(
+                f"ledger entry {seq}: evidence file {entry['original_name']} "
+                f"({entry['sha256'][:12]}…) is missing"
+            )
         elif sha256_file(path) != entry["sha256"]:
-            result.problems.append(f"ledger entry {seq}: evidence file {entry['original_name']} "
-                                   "has changed since upload (SHA-256 differs)")
+            result.problems.append(
+                f"ledger entry {seq}: evidence file {entry['original_name']} "
+                "has changed since upload (SHA-256 differs)"
+            )
         if stored.get(seq, 0) != entry["rows_stored"]:
-            result.problems.append(f"ledger entry {seq}: {entry['rows_stored']} rows recorded as "
-                                   f"stored, {stored.get(seq, 0)} found in the tables")
+            result.problems.append(
+                f"ledger entry {seq}: {entry['rows_stored']} rows recorded as "
+                f"stored, {stored.get(seq, 0)} found in the tables"
+            )
     return result

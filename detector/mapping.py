@@ -128,15 +128,20 @@ def detect_kind(headers: list[str], source: str) -> str:
     ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
     (best, top), (second, runner) = ranked[0], ranked[1]
     if top[0] == 0 and top[1] < 2:
-        raise FileError(source, "no recognisable columns for any record kind "
-                        f"({', '.join(KINDS)}); headers are: {', '.join(headers[:12])}; "
-                        "give --kind and a --mapping file")
+        raise FileError(
+            source,
+            "no recognisable columns for any record kind "
+            f"({', '.join(KINDS)}); headers are: {', '.join(headers[:12])}; "
+            "give --kind and a --mapping file",
+        )
     if top == runner:
         raise FileError(source, f"the headers fit both '{best}' and '{second}': give --kind")
     return best
 
 
-def resolve(spec: KindSpec, headers: list[str], mapping: UserMapping, source: str) -> dict[str, Source]:
+def resolve(
+    spec: KindSpec, headers: list[str], mapping: UserMapping, source: str
+) -> dict[str, Source]:
     """Decide, for every canonical field, which source columns feed it."""
     by_fold = {fold(h): h for h in headers}
     exact = set(headers)
@@ -147,14 +152,20 @@ def resolve(spec: KindSpec, headers: list[str], mapping: UserMapping, source: st
             return name
         if fold(name) in by_fold:
             return by_fold[fold(name)]
-        raise FileError(source, f"mapping for '{target}' names column '{name}', which is not in "
-                        f"the file (headers: {', '.join(headers[:20])})")
+        raise FileError(
+            source,
+            f"mapping for '{target}' names column '{name}', which is not in "
+            f"the file (headers: {', '.join(headers[:20])})",
+        )
 
     known = {f.name for f in spec.fields}
     for target, src in mapping.columns.items():
         if target not in known:
-            raise FileError(source, f"mapping names unknown field '{target}' for {spec.name}; "
-                            f"known: {', '.join(sorted(known))}")
+            raise FileError(
+                source,
+                f"mapping names unknown field '{target}' for {spec.name}; "
+                f"known: {', '.join(sorted(known))}",
+            )
         if isinstance(src, str):
             out[target] = Source("column", (header(src, target),))
         elif isinstance(src, list):
@@ -193,9 +204,12 @@ def resolve(spec: KindSpec, headers: list[str], mapping: UserMapping, source: st
 
     missing = [f for f in spec.required if f not in out]
     if missing:
-        raise FileError(source, f"no column for required field(s) {', '.join(missing)} of kind "
-                        f"'{spec.name}' (headers: {', '.join(headers[:20])}); rename the "
-                        "column or map it in a --mapping file")
+        raise FileError(
+            source,
+            f"no column for required field(s) {', '.join(missing)} of kind "
+            f"'{spec.name}' (headers: {', '.join(headers[:20])}); rename the "
+            "column or map it in a --mapping file",
+        )
     return out
 
 
@@ -204,8 +218,11 @@ def vocab_map(values: pl.Series, vocab: str, overrides: dict[str, str]) -> pl.Se
     distinct = values.unique()
     canon = distinct.to_frame("raw").select(vocab_expr(pl.col("raw"), vocab, overrides)).to_series()
     lookup = pl.DataFrame({"raw": distinct, "canon": canon})
-    return values.to_frame("raw").join(lookup, on="raw", how="left", nulls_equal=True,
-                                       maintain_order="left").get_column("canon")
+    return (
+        values.to_frame("raw")
+        .join(lookup, on="raw", how="left", nulls_equal=True, maintain_order="left")
+        .get_column("canon")
+    )
 
 
 def vocab_expr(raw: pl.Expr, vocab: str, overrides: dict[str, str]) -> pl.Expr:
@@ -214,7 +231,9 @@ def vocab_expr(raw: pl.Expr, vocab: str, overrides: dict[str, str]) -> pl.Expr:
     folded = fold_expr(raw).str.to_lowercase()
     expr = pl.when(raw.is_null() | (raw.str.strip_chars() == "")).then(pl.lit(empty_value))
     for key, canonical in overrides.items():
-        expr = expr.when(folded == fold_expr(pl.lit(key)).str.to_lowercase()).then(pl.lit(canonical))
+        expr = expr.when(folded == fold_expr(pl.lit(key)).str.to_lowercase()).then(
+            pl.lit(canonical)
+        )
     for canonical, words in VOCABULARIES[vocab].items():
         pattern = r"(^|[^a-z0-9])(" + "|".join(re.escape(w) for w in words) + r")($|[^a-z0-9])"
         expr = expr.when(folded.str.contains(pattern)).then(pl.lit(canonical))

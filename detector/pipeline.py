@@ -21,8 +21,11 @@ def run_demo(store: Store, out: Path, console: Console, serve: bool = True) -> N
     logs = [p for k, p in files.items() if k != "truth"]
     results = ingest_paths(store, logs, user="demo")
     for r in results:
-        state = r.message if r.status != "stored" else (
-            f"{r.rows_stored} stored, {r.rows_quarantined} quarantined")
+        state = (
+            r.message
+            if r.status != "stored"
+            else (f"{r.rows_stored} stored, {r.rows_quarantined} quarantined")
+        )
         console.print(f"{Path(r.path).name:<20} {r.kind or '-':<11} {state}", highlight=False)
     failed = [r for r in results if r.status == "failed"]
     if failed:
@@ -30,5 +33,17 @@ def run_demo(store: Store, out: Path, console: Console, serve: bool = True) -> N
     console.print(f"database: {store.path}")
     if serve and DASHBOARD.exists():
         console.print("starting the dashboard (Ctrl-C to stop)")
-        subprocess.run([sys.executable, "-m", "streamlit", "run", str(DASHBOARD),
-                        "--server.headless=true", "--", "--db", str(store.path)], check=False)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(DASHBOARD),
+                "--server.headless=true",
+                "--",
+                "--db",
+                str(store.path),
+            ],
+            check=False,
+        )

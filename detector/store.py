@@ -23,16 +23,30 @@ from detector.schema import KINDS, SPECS
 DEFAULT_DB = Path("data") / "detector.duckdb"
 WAIT_SECONDS = float(os.environ.get("DETECTOR_LOCK_WAIT", "120"))
 
-_SQL_TYPES = {"text": "VARCHAR", "int": "BIGINT", "datetime": "TIMESTAMP", "date": "DATE",
-              "vocab": "VARCHAR"}
+_SQL_TYPES = {
+    "text": "VARCHAR",
+    "int": "BIGINT",
+    "datetime": "TIMESTAMP",
+    "date": "DATE",
+    "vocab": "VARCHAR",
+}
 # Columns derived beside the originals, per kind.
 _DERIVED = {
-    "visits": {"entered_precision": "VARCHAR", "name_key": "VARCHAR", "escorted_key": "VARCHAR",
-               "plate_key": "VARCHAR"},
+    "visits": {
+        "entered_precision": "VARCHAR",
+        "name_key": "VARCHAR",
+        "escorted_key": "VARCHAR",
+        "plate_key": "VARCHAR",
+    },
     "inmates": {"name_key": "VARCHAR"},
 }
-PROVENANCE = {"record_key": "VARCHAR", "source_sha256": "VARCHAR", "source_name": "VARCHAR",
-              "source_row": "BIGINT", "upload_seq": "BIGINT"}
+PROVENANCE = {
+    "record_key": "VARCHAR",
+    "source_sha256": "VARCHAR",
+    "source_name": "VARCHAR",
+    "source_row": "BIGINT",
+    "upload_seq": "BIGINT",
+}
 
 
 def db_path(db: str | Path | None = None) -> Path:
@@ -58,8 +72,12 @@ def kind_columns(kind: str) -> dict[str, str]:
 
 
 SCHEMA = [
-    *(f"CREATE TABLE IF NOT EXISTS {kind} ("
-      + ", ".join(f"{c} {t}" for c, t in kind_columns(kind).items()) + ")" for kind in KINDS),
+    *(
+        f"CREATE TABLE IF NOT EXISTS {kind} ("
+        + ", ".join(f"{c} {t}" for c, t in kind_columns(kind).items())
+        + ")"
+        for kind in KINDS
+    ),
     """CREATE TABLE IF NOT EXISTS uploads (
         seq BIGINT PRIMARY KEY, sha256 VARCHAR NOT NULL, size BIGINT, original_name VARCHAR,
         uploaded_by VARCHAR, uploaded_at TIMESTAMP, kind VARCHAR, format VARCHAR,

@@ -25,10 +25,12 @@ def demo_logs(tmp_path_factory) -> dict[str, Path]:
     return generate(tmp_path_factory.mktemp("demo"), seed=7, months=6)
 
 
-def write_csv(path: Path, header: list[str], rows: list[list], encoding="utf-8",
-              delimiter=",") -> Path:
-    lines = [delimiter.join(header)] + [delimiter.join("" if c is None else str(c) for c in r)
-                                        for r in rows]
+def write_csv(
+    path: Path, header: list[str], rows: list[list], encoding="utf-8", delimiter=","
+) -> Path:
+    lines = [delimiter.join(header)] + [
+        delimiter.join("" if c is None else str(c) for c in r) for r in rows
+    ]
     path.write_bytes(("\r\n".join(lines) + "\r\n").encode(encoding))
     return path
 

@@ -14,16 +14,20 @@ runner = CliRunner()
 
 
 def test_ingest_status_json_and_quarantine_summary(store, tmp_path):
-    path = write_csv(tmp_path / "v.csv", ["facility", "entered_at", "name"],
-                     [["ZAC", "2022-02-05 10:00", "A"], ["ZAC", "nope", "B"]])
+    path = write_csv(
+        tmp_path / "v.csv",
+        ["facility", "entered_at", "name"],
+        [["ZAC", "2022-02-05 10:00", "A"], ["ZAC", "nope", "B"]],
+    )
     result = runner.invoke(app, ["ingest", str(path), "--db", str(store.path), "--user", "ana"])
     assert result.exit_code == 0, result.output
     assert "v.csv row 3, entered_at: entered_at 'nope' is not a date/time" in result.output
     result = runner.invoke(app, ["status", "--format", "json", "--db", str(store.path)])
     report = json.loads(result.output)
     assert report["totals"]["visits"] == 1
-    assert report["quarantine"] == [{"source_name": "v.csv", "reason_code": "unparseable_date",
-                                     "rows": 1}]
+    assert report["quarantine"] == [
+        {"source_name": "v.csv", "reason_code": "unparseable_date", "rows": 1}
+    ]
     assert rows(store, "SELECT uploaded_by FROM uploads") == [("ana",)]
 
 
@@ -38,34 +42,48 @@ def test_file_error_is_one_line_and_exit_code_1(store, tmp_path):
 def test_bad_mapping_file_names_the_field(store, tmp_path):
     mapping = tmp_path / "m.toml"
     mapping.write_text('date_order = "xyz"\n', encoding="utf-8")
-    result = runner.invoke(app, ["ingest", str(mapping), "--mapping", str(mapping),
-                                 "--db", str(store.path)])
+    result = runner.invoke(
+        app, ["ingest", str(mapping), "--mapping", str(mapping), "--db", str(store.path)]
+    )
     assert result.exit_code == 1
     assert "m.toml: mapping field 'date_order'" in result.output
 
 
 @pytest.mark.skipif(not WAVES.exists(), reason="shared/real is not beside the repository")
 def test_waves_real_file_stores_every_row(store):
-    result = runner.invoke(app, ["ingest", str(WAVES), "--mapping",
-                                 str(REPO / "logs" / "mappings" / "waves.toml"),
-                                 "--db", str(store.path)])
+    result = runner.invoke(
+        app,
+        [
+            "ingest",
+            str(WAVES),
+            "--mapping",
+            str(REPO / "logs" / "mappings" / "waves.toml"),
+            "--db",
+            str(store.path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert rows(store, "SELECT count(*) FROM visits") == [(2155,)]
     assert rows(store, "SELECT count(*) FROM quarantine") == [(0,)]
     # arrival time where recorded, else the appointment start: 38 of the 820 rows with no
     # arrival carry a start time, the other 782 only a day (flagged as day precision)
     assert rows(store, "SELECT entered_precision, count(*) FROM visits GROUP BY 1 ORDER BY 1") == [
-        ("day", 782), ("minute", 1373)]
-    assert rows(store, "SELECT name, entered_at::VARCHAR, party_id, party_size FROM visits "
-                       "WHERE source_row = 2") == [("MARC L OSTFIELD", "2022-02-01 11:46:00",
-                                                    "U39721", 2)]
+        ("day", 782),
+        ("minute", 1373),
+    ]
+    assert rows(
+        store,
+        "SELECT name, entered_at::VARCHAR, party_id, party_size FROM visits WHERE source_row = 2",
+    ) == [("MARC L OSTFIELD", "2022-02-01 11:46:00", "U39721", 2)]
 
 
 def test_demo_builds_and_ingests(tmp_path):
     db = tmp_path / "d.duckdb"
-    result = runner.invoke(app, ["demo", "--db", str(db), "--out", str(tmp_path / "logs"),
-                                 "--no-serve"])
+    result = runner.invoke(
+        app, ["demo", "--db", str(db), "--out", str(tmp_path / "logs"), "--no-serve"]
+    )
     assert result.exit_code == 0, result.output
-    again = runner.invoke(app, ["demo", "--db", str(db), "--out", str(tmp_path / "logs"),
-                                "--no-serve"])
+    again = runner.invoke(
+        app, ["demo", "--db", str(db), "--out", str(tmp_path / "logs"), "--no-serve"]
+    )
     assert again.exit_code == 0 and "already uploaded" in again.output

@@ -17,10 +17,16 @@ HEADER = ["Centro Penal", "Fecha", "Hora Ingreso", "Nombre", "Institución"]
 ROW = ["ZAC", "05/02/2022", "08:05", "José Peña", "Dirección €"]
 
 
-@pytest.mark.parametrize("encoding,expected", [
-    ("utf-8", "utf-8"), ("utf-8-sig", "utf-8-sig"), ("cp1252", "cp1252"),
-    ("utf-16", "utf-16"), ("utf-16-le", "utf-16-le"),
-])
+@pytest.mark.parametrize(
+    "encoding,expected",
+    [
+        ("utf-8", "utf-8"),
+        ("utf-8-sig", "utf-8-sig"),
+        ("cp1252", "cp1252"),
+        ("utf-16", "utf-16"),
+        ("utf-16-le", "utf-16-le"),
+    ],
+)
 @pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
 def test_csv_encodings_and_delimiters(tmp_path, encoding, expected, delimiter):
     path = write_csv(tmp_path / "v.csv", HEADER, [ROW, ROW], encoding, delimiter)
@@ -43,21 +49,29 @@ def test_xlsx_parquet_json_ndjson(tmp_path):
     frame.write_excel(tmp_path / "v.xlsx")
     frame.write_parquet(tmp_path / "v.parquet")
     (tmp_path / "v.json").write_text(json.dumps(frame.to_dicts()), encoding="utf-8")
-    (tmp_path / "v.ndjson").write_text("\n".join(json.dumps(r) for r in frame.to_dicts()),
-                                       encoding="utf-8")
-    for name, fmt in (("v.xlsx", "xlsx"), ("v.parquet", "parquet"), ("v.json", "json"),
-                      ("v.ndjson", "ndjson")):
+    (tmp_path / "v.ndjson").write_text(
+        "\n".join(json.dumps(r) for r in frame.to_dicts()), encoding="utf-8"
+    )
+    for name, fmt in (
+        ("v.xlsx", "xlsx"),
+        ("v.parquet", "parquet"),
+        ("v.json", "json"),
+        ("v.ndjson", "ndjson"),
+    ):
         table = read_table(tmp_path / name)
         assert table.format == fmt
         assert table.frame.row(0) == tuple(ROW), name
 
 
-@pytest.mark.parametrize("content,message", [
-    (b"", "empty"),
-    (b"Centro;Fecha;Hora Ingreso\r\n", "header but no data"),
-    (bytes(range(256)) * 40, "binary"),
-    (b"   \n\n  \n", "blank"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"", "empty"),
+        (b"Centro;Fecha;Hora Ingreso\r\n", "header but no data"),
+        (bytes(range(256)) * 40, "binary"),
+        (b"   \n\n  \n", "blank"),
+    ],
+)
 def test_file_level_errors_are_one_clear_line(tmp_path, content, message):
     path = tmp_path / "bad.csv"
     path.write_bytes(content)
@@ -77,8 +91,14 @@ def test_ragged_rows_are_kept_apart_not_fatal(tmp_path):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=12),
-                min_size=3, max_size=3), st.sampled_from([",", ";", "\t", "|"]))
+@given(
+    st.lists(
+        st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=12),
+        min_size=3,
+        max_size=3,
+    ),
+    st.sampled_from([",", ";", "\t", "|"]),
+)
 def test_sniffer_finds_the_delimiter_of_quoted_rows(cells, delimiter):
     import csv
     import io

@@ -17,55 +17,150 @@ from detector.ingest import ingest_file, ingest_paths
 from detector.mapping import UserMapping, load_mapping
 from tests.conftest import REPO, rows, write_csv
 
-SPANISH = ["Correlativo", "Centro Penal", "Garita", "Libro", "Folio", "Línea", "Fecha",
-           "Hora Ingreso", "Hora Salida", "Nombre", "Tipo Documento", "Documento", "Calidad",
-           "Interno", "Personas"]
+SPANISH = [
+    "Correlativo",
+    "Centro Penal",
+    "Garita",
+    "Libro",
+    "Folio",
+    "Línea",
+    "Fecha",
+    "Hora Ingreso",
+    "Hora Salida",
+    "Nombre",
+    "Tipo Documento",
+    "Documento",
+    "Calidad",
+    "Interno",
+    "Personas",
+]
 
 
 def visit(n, fecha="05/02/2022", entra="08:05", sale="09:10", nombre="José Pérez", **kw):
-    base = {"Correlativo": f"R{n}", "Centro Penal": "ZAC", "Garita": "Principal", "Libro": "10",
-            "Folio": "1", "Línea": str(n), "Fecha": fecha, "Hora Ingreso": entra,
-            "Hora Salida": sale, "Nombre": nombre, "Tipo Documento": "DUI",
-            "Documento": "01234567-8", "Calidad": "Familiar", "Interno": "PDL-1", "Personas": "1"}
+    base = {
+        "Correlativo": f"R{n}",
+        "Centro Penal": "ZAC",
+        "Garita": "Principal",
+        "Libro": "10",
+        "Folio": "1",
+        "Línea": str(n),
+        "Fecha": fecha,
+        "Hora Ingreso": entra,
+        "Hora Salida": sale,
+        "Nombre": nombre,
+        "Tipo Documento": "DUI",
+        "Documento": "01234567-8",
+        "Calidad": "Familiar",
+        "Interno": "PDL-1",
+        "Personas": "1",
+    }
     base.update(kw)
     return [base[h] for h in SPANISH]
 
 
 def test_spanish_cp1252_export_maps_to_canonical_visits(store, tmp_path):
-    path = write_csv(tmp_path / "visitas.csv", SPANISH,
-                     [visit(1), visit(2, entra="23:40", sale="01:10", nombre="Acompañante",
-                                      Calidad="Funcionario", **{"Tipo Documento": "Pasaporte"})],
-                     "cp1252", ";")
+    path = write_csv(
+        tmp_path / "visitas.csv",
+        SPANISH,
+        [
+            visit(1),
+            visit(
+                2,
+                entra="23:40",
+                sale="01:10",
+                nombre="Acompañante",
+                Calidad="Funcionario",
+                **{"Tipo Documento": "Pasaporte"},
+            ),
+        ],
+        "cp1252",
+        ";",
+    )
     r = ingest_file(store, path)
     assert (r.status, r.kind, r.rows_stored, r.rows_quarantined) == ("stored", "visits", 2, 0)
     assert (r.encoding, r.delimiter) == ("cp1252", ";")
-    got = rows(store, "SELECT record_id, entered_at::VARCHAR, exited_at::VARCHAR, name, name_key, "
-                      "role, role_raw, id_type, page, line, source_row FROM visits ORDER BY line")
-    assert got[0] == ("R1", "2022-02-05 08:05:00", "2022-02-05 09:10:00", "José Pérez",
-                      "JOSE PEREZ", "family", "Familiar", "DUI", 1, 1, 2)
+    got = rows(
+        store,
+        "SELECT record_id, entered_at::VARCHAR, exited_at::VARCHAR, name, name_key, "
+        "role, role_raw, id_type, page, line, source_row FROM visits ORDER BY line",
+    )
+    assert got[0] == (
+        "R1",
+        "2022-02-05 08:05:00",
+        "2022-02-05 09:10:00",
+        "José Pérez",
+        "JOSE PEREZ",
+        "family",
+        "Familiar",
+        "DUI",
+        1,
+        1,
+        2,
+    )
     # exit time earlier than entry time on a split date/time row: the next day
     assert got[1][1:3] == ("2022-02-05 23:40:00", "2022-02-06 01:10:00")
     assert got[1][5:8] == ("official", "Funcionario", "passport")
 
 
-@pytest.mark.parametrize("kind,header,row,check", [
-    ("transfers", ["Correlativo", "Interno", "Centro Origen", "Centro Destino", "Fecha Traslado",
-                   "Motivo", "Visto Bueno Médico", "Fecha Retorno"],
-     ["T1", "PDL-1", "ZAC", "HRO", "01/03/2020 10:00", "Traslado médico por dolor", "", ""],
-     ("SELECT reason, reason_raw, medical_approval, returned_at FROM transfers",
-      ("medical", "Traslado médico por dolor", None, None))),
-    ("inmates", ["Interno", "Nombre", "Pandilla", "Rango", "Centro Penal"],
-     ["PDL-1", "Juan X", "MS13", "Palabrero", "ZAC"],
-     ("SELECT rank, rank_raw, gang, facility FROM inmates", ("leader", "Palabrero", "MS13", "ZAC"))),
-    ("logbooks", ["Libro", "Centro Penal", "Garita", "Fecha Apertura", "Fecha Cierre",
-                  "Folio Inicial", "Folio Final", "Estado"],
-     ["12", "ZAC", "Principal", "01/02/2020", "28/02/2020", "1", "200", "Sustraído"],
-     ("SELECT status, opened_on::VARCHAR, last_page FROM logbooks", ("removed", "2020-02-01", 200))),
-    ("facilities", ["Codigo", "Nombre", "Tipo", "Nivel Seguridad", "Horario Visitas"],
-     ["ZAC", "Zacatecoluca", "Centro Penal", "Máxima", "08:00-15:00"],
-     ("SELECT kind, security_level, visiting_hours FROM facilities",
-      ("prison", "maximum", "08:00-15:00"))),
-])
+@pytest.mark.parametrize(
+    "kind,header,row,check",
+    [
+        (
+            "transfers",
+            [
+                "Correlativo",
+                "Interno",
+                "Centro Origen",
+                "Centro Destino",
+                "Fecha Traslado",
+                "Motivo",
+                "Visto Bueno Médico",
+                "Fecha Retorno",
+            ],
+            ["T1", "PDL-1", "ZAC", "HRO", "01/03/2020 10:00", "Traslado médico por dolor", "", ""],
+            (
+                "SELECT reason, reason_raw, medical_approval, returned_at FROM transfers",
+                ("medical", "Traslado médico por dolor", None, None),
+            ),
+        ),
+        (
+            "inmates",
+            ["Interno", "Nombre", "Pandilla", "Rango", "Centro Penal"],
+            ["PDL-1", "Juan X", "MS13", "Palabrero", "ZAC"],
+            (
+                "SELECT rank, rank_raw, gang, facility FROM inmates",
+                ("leader", "Palabrero", "MS13", "ZAC"),
+            ),
+        ),
+        (
+            "logbooks",
+            [
+                "Libro",
+                "Centro Penal",
+                "Garita",
+                "Fecha Apertura",
+                "Fecha Cierre",
+                "Folio Inicial",
+                "Folio Final",
+                "Estado",
+            ],
+            ["12", "ZAC", "Principal", "01/02/2020", "28/02/2020", "1", "200", "Sustraído"],
+            (
+                "SELECT status, opened_on::VARCHAR, last_page FROM logbooks",
+                ("removed", "2020-02-01", 200),
+            ),
+        ),
+        (
+            "facilities",
+            ["Codigo", "Nombre", "Tipo", "Nivel Seguridad", "Horario Visitas"],
+            ["ZAC", "Zacatecoluca", "Centro Penal", "Máxima", "08:00-15:00"],
+            (
+                "SELECT kind, security_level, visiting_hours FROM facilities",
+                ("prison", "maximum", "08:00-15:00"),
+            ),
+        ),
+    ],
+)
 @pytest.mark.parametrize("fmt", ["csv-cp1252", "csv-utf16", "xlsx", "parquet", "json", "ndjson"])
 def test_every_kind_in_every_format(store, tmp_path, kind, header, row, check, fmt):
     frame = pl.DataFrame([row], schema=header, orient="row")
@@ -81,7 +176,8 @@ def test_every_kind_in_every_format(store, tmp_path, kind, header, row, check, f
         (path := tmp_path / "f.json").write_text(json.dumps(frame.to_dicts()), encoding="utf-8")
     else:
         (path := tmp_path / "f.ndjson").write_text(
-            "".join(json.dumps(r) + "\n" for r in frame.to_dicts()), encoding="utf-8")
+            "".join(json.dumps(r) + "\n" for r in frame.to_dicts()), encoding="utf-8"
+        )
     r = ingest_file(store, path)
     assert (r.status, r.kind, r.rows_stored) == ("stored", kind, 1), r.message
     sql, expected = check
@@ -89,34 +185,47 @@ def test_every_kind_in_every_format(store, tmp_path, kind, header, row, check, f
 
 
 def test_english_headers_with_first_and_last_names(store, tmp_path):
-    path = write_csv(tmp_path / "v.csv", ["Prison", "Entry Time", "Exit Time", "First Name",
-                                          "Last Name", "Visitor Type", "Plate"],
-                     [["IZA", "2022-02-05T08:05:00", "2022-02-05 10:00", "Ana", "López",
-                       "Lawyer", "p-123 456"]])
+    path = write_csv(
+        tmp_path / "v.csv",
+        ["Prison", "Entry Time", "Exit Time", "First Name", "Last Name", "Visitor Type", "Plate"],
+        [["IZA", "2022-02-05T08:05:00", "2022-02-05 10:00", "Ana", "López", "Lawyer", "p-123 456"]],
+    )
     r = ingest_file(store, path)
     assert r.status == "stored", r.message
-    assert rows(store, "SELECT name, role, plate_key FROM visits") == [("Ana López", "lawyer",
-                                                                        "P123456")]
+    assert rows(store, "SELECT name, role, plate_key FROM visits") == [
+        ("Ana López", "lawyer", "P123456")
+    ]
 
 
 def test_twelve_hour_times_and_month_first_by_mapping(store, tmp_path):
-    path = write_csv(tmp_path / "v.csv", ["site", "date", "time_in", "name"],
-                     [["ZAC", "2/13/2022", "8:05 p.m.", "A"], ["ZAC", "2/13/2022", "12:10 a. m.", "B"]])
+    path = write_csv(
+        tmp_path / "v.csv",
+        ["site", "date", "time_in", "name"],
+        [["ZAC", "2/13/2022", "8:05 p.m.", "A"], ["ZAC", "2/13/2022", "12:10 a. m.", "B"]],
+    )
     r = ingest_file(store, path, mapping=UserMapping(date_order="mdy"))
     assert r.status == "stored", r.message
     assert rows(store, "SELECT entered_at::VARCHAR FROM visits ORDER BY name") == [
-        ("2022-02-13 20:05:00",), ("2022-02-13 00:10:00",)]
+        ("2022-02-13 20:05:00",),
+        ("2022-02-13 00:10:00",),
+    ]
 
 
 def test_mapping_file_renames_headers_and_values(store, tmp_path):
-    path = write_csv(tmp_path / "odd.csv", ["Penal X", "Cuando", "Quien", "Tipo"],
-                     [["ZAC", "05/02/2022 08:00", "Ana", "VIS"]])
+    path = write_csv(
+        tmp_path / "odd.csv",
+        ["Penal X", "Cuando", "Quien", "Tipo"],
+        [["ZAC", "05/02/2022 08:00", "Ana", "VIS"]],
+    )
     mapping = tmp_path / "m.yaml"
-    mapping.write_text(textwrap.dedent("""
+    mapping.write_text(
+        textwrap.dedent("""
         kind: visits
         columns: {facility: Penal X, entered_at: Cuando, name: Quien, role: Tipo}
         values: {role: {VIS: family}}
-    """), encoding="utf-8")
+    """),
+        encoding="utf-8",
+    )
     r = ingest_file(store, path, mapping=load_mapping(mapping))
     assert r.status == "stored", r.message
     assert rows(store, "SELECT role, role_raw FROM visits") == [("family", "VIS")]
@@ -138,15 +247,15 @@ def test_missing_required_column_names_the_field(store, tmp_path):
 def test_hostile_rows_are_quarantined_and_good_rows_kept(store, tmp_path):
     big = "x" * 1_000_000
     data = [
-        visit(1),                                                   # good
-        visit(2, fecha="31/02/2022"),                                # impossible date
-        visit(3, fecha="2022-02-05", entra="08:00"),                 # ISO date mixed in: fine
-        visit(4, **{"Centro Penal": ""}),                            # missing required
-        visit(5, nombre='=HYPERLINK("http://evil","x")'),            # formula: kept as text
-        visit(6, Personas="-2"),                                     # negative party
-        visit(7, Folio="1a"),                                        # not a number
-        visit(8, nombre=big),                                        # 1 MB field: kept
-        visit(9, nombre="Ana\x00Mar"),                               # NUL byte
+        visit(1),  # good
+        visit(2, fecha="31/02/2022"),  # impossible date
+        visit(3, fecha="2022-02-05", entra="08:00"),  # ISO date mixed in: fine
+        visit(4, **{"Centro Penal": ""}),  # missing required
+        visit(5, nombre='=HYPERLINK("http://evil","x")'),  # formula: kept as text
+        visit(6, Personas="-2"),  # negative party
+        visit(7, Folio="1a"),  # not a number
+        visit(8, nombre=big),  # 1 MB field: kept
+        visit(9, nombre="Ana\x00Mar"),  # NUL byte
         visit(10, fecha="05-02-2022", entra="8:05 p.m.", sale="9:00 p.m."),  # other spellings
     ]
     path = write_csv(tmp_path / "hostile.csv", SPANISH, data, "utf-8", ";")
@@ -156,34 +265,51 @@ def test_hostile_rows_are_quarantined_and_good_rows_kept(store, tmp_path):
     assert stored == {"R1", "R3", "R5", "R8", "R10"}
     q = rows(store, "SELECT source_row, field, reason_code, reason FROM quarantine ORDER BY 1")
     assert [(x[0], x[1], x[2]) for x in q] == [
-        (3, "entered_at", "unparseable_date"), (5, "facility", "missing_required"),
-        (7, "party_size", "negative_number"), (8, "page", "invalid_number"), (10, "*", "nul_byte")]
+        (3, "entered_at", "unparseable_date"),
+        (5, "facility", "missing_required"),
+        (7, "party_size", "negative_number"),
+        (8, "page", "invalid_number"),
+        (10, "*", "nul_byte"),
+    ]
     assert "31/02/2022" in q[0][3]
     assert rows(store, "SELECT name FROM visits WHERE record_id='R5'") == [
-        ('=HYPERLINK("http://evil","x")',)]
+        ('=HYPERLINK("http://evil","x")',)
+    ]
     assert rows(store, "SELECT length(name) FROM visits WHERE record_id='R8'") == [(1_000_000,)]
     raw = json.loads(rows(store, "SELECT raw FROM quarantine WHERE source_row=3")[0][0])
     assert raw["Fecha"] == "31/02/2022"
 
 
 def test_exit_before_entry_is_quarantined(store, tmp_path):
-    path = write_csv(tmp_path / "v.csv", ["facility", "entered_at", "exited_at", "name"],
-                     [["ZAC", "2022-02-05 10:00", "2022-02-05 09:00", "A"],
-                      ["ZAC", "2022-02-05 10:00", "2022-02-05 11:00", "B"]])
+    path = write_csv(
+        tmp_path / "v.csv",
+        ["facility", "entered_at", "exited_at", "name"],
+        [
+            ["ZAC", "2022-02-05 10:00", "2022-02-05 09:00", "A"],
+            ["ZAC", "2022-02-05 10:00", "2022-02-05 11:00", "B"],
+        ],
+    )
     r = ingest_file(store, path)
     assert (r.rows_stored, r.rows_quarantined) == (1, 1)
     assert rows(store, "SELECT reason_code FROM quarantine") == [("exit_before_entry",)]
 
 
 def test_unknown_facility_is_quarantined_once_a_facilities_list_exists(store, tmp_path):
-    fac = write_csv(tmp_path / "facilities.csv", ["facility", "name", "security_level"],
-                    [["ZAC", "Zacatecoluca", "maxima"]])
-    v = write_csv(tmp_path / "v.csv", ["facility", "entered_at", "name"],
-                  [["ZAC", "2022-02-05 10:00", "A"], ["XXX", "2022-02-05 10:00", "B"]])
+    fac = write_csv(
+        tmp_path / "facilities.csv",
+        ["facility", "name", "security_level"],
+        [["ZAC", "Zacatecoluca", "maxima"]],
+    )
+    v = write_csv(
+        tmp_path / "v.csv",
+        ["facility", "entered_at", "name"],
+        [["ZAC", "2022-02-05 10:00", "A"], ["XXX", "2022-02-05 10:00", "B"]],
+    )
     results = ingest_paths(store, [v, fac])  # the facilities list goes first whatever the order
     assert [r.kind for r in results] == ["facilities", "visits"]
     assert rows(store, "SELECT field, reason FROM quarantine") == [
-        ("facility", "facility 'XXX' is not in the facilities list")]
+        ("facility", "facility 'XXX' is not in the facilities list")
+    ]
 
 
 def test_same_file_twice_is_recognised(store, tmp_path):
@@ -211,9 +337,13 @@ def test_killed_mid_ingest_leaves_database_unchanged(store, tmp_path):
     ingest_file(store, ok)
     before = rows(store, "SELECT (SELECT count(*) FROM visits), (SELECT count(*) FROM uploads)")
     big = tmp_path / "big.csv"
-    frame = pl.DataFrame({"facility": ["ZAC"] * 400_000,
-                          "entered_at": ["2022-02-05 10:00"] * 400_000,
-                          "record_id": [f"B{i}" for i in range(400_000)]})
+    frame = pl.DataFrame(
+        {
+            "facility": ["ZAC"] * 400_000,
+            "entered_at": ["2022-02-05 10:00"] * 400_000,
+            "record_id": [f"B{i}" for i in range(400_000)],
+        }
+    )
     frame.write_csv(big)
     # The child pauses inside the write transaction, after inserting every row, before commit.
     script = textwrap.dedent(f"""
@@ -224,7 +354,7 @@ def test_killed_mid_ingest_leaves_database_unchanged(store, tmp_path):
         def slow_seal(con, entry, **kw):
             out = real(con, entry, **kw)
             con.execute("INSERT INTO visits (record_key, facility) VALUES ('half-written', 'ZAC')")
-            open({str(tmp_path / 'inside')!r}, 'w').close()
+            open({str(tmp_path / "inside")!r}, 'w').close()
             time.sleep(60)
             return out
         ing.ledger.seal = slow_seal

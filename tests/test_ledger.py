@@ -14,8 +14,11 @@ from tests.conftest import write_csv
 
 def _two_uploads(store, tmp_path):
     for n in (1, 2):
-        path = write_csv(tmp_path / f"v{n}.csv", ["facility", "entered_at", "name"],
-                         [["ZAC", f"2022-02-0{n} 10:00", f"N{n}"]])
+        path = write_csv(
+            tmp_path / f"v{n}.csv",
+            ["facility", "entered_at", "name"],
+            [["ZAC", f"2022-02-0{n} 10:00", f"N{n}"]],
+        )
         ingest_file(store, path, user="auditor")
     return store
 
@@ -37,8 +40,9 @@ def test_changed_evidence_file_is_detected(store, tmp_path):
     os.chmod(kept, 0o644)
     kept.write_bytes(kept.read_bytes().replace(b"N2", b"XX"))
     problems = ledger.verify(store).problems
-    assert problems == ["ledger entry 2: evidence file v2.csv has changed since upload "
-                        "(SHA-256 differs)"]
+    assert problems == [
+        "ledger entry 2: evidence file v2.csv has changed since upload (SHA-256 differs)"
+    ]
 
 
 def test_edited_ledger_row_is_detected_and_cli_exits_non_zero(store, tmp_path):
@@ -65,4 +69,5 @@ def test_removed_records_are_detected(store, tmp_path):
     with store.write() as con:
         con.execute("DELETE FROM visits WHERE upload_seq = 2")
     assert ledger.verify(store).problems == [
-        "ledger entry 2: 1 rows recorded as stored, 0 found in the tables"]
+        "ledger entry 2: 1 rows recorded as stored, 0 found in the tables"
+    ]

@@ -14,21 +14,30 @@ from detector.errors import FileError
 from detector.mapping import detect_kind, fold
 
 
-@pytest.mark.parametrize("header,folded", [
-    ("Fecha Ingreso", "fecha_ingreso"), ("  FECHA_INGRESO ", "fecha_ingreso"),
-    ("Línea", "linea"), ("\ufeffCentro Penal", "centro_penal"), ("Nº Folio", "no_folio"),
-])
+@pytest.mark.parametrize(
+    "header,folded",
+    [
+        ("Fecha Ingreso", "fecha_ingreso"),
+        ("  FECHA_INGRESO ", "fecha_ingreso"),
+        ("Línea", "linea"),
+        ("\ufeffCentro Penal", "centro_penal"),
+        ("Nº Folio", "no_folio"),
+    ],
+)
 def test_fold(header, folded):
     assert fold(header) == folded
 
 
-@pytest.mark.parametrize("headers,kind", [
-    (["Centro Penal", "Fecha", "Hora Ingreso", "Nombre"], "visits"),
-    (["Interno", "Centro Origen", "Centro Destino", "Fecha Traslado"], "transfers"),
-    (["Interno", "Nombre", "Pandilla", "Rango"], "inmates"),
-    (["Libro", "Centro Penal", "Fecha Apertura", "Fecha Cierre"], "logbooks"),
-    (["Codigo", "Nombre", "Nivel Seguridad", "Horario Visitas"], "facilities"),
-])
+@pytest.mark.parametrize(
+    "headers,kind",
+    [
+        (["Centro Penal", "Fecha", "Hora Ingreso", "Nombre"], "visits"),
+        (["Interno", "Centro Origen", "Centro Destino", "Fecha Traslado"], "transfers"),
+        (["Interno", "Nombre", "Pandilla", "Rango"], "inmates"),
+        (["Libro", "Centro Penal", "Fecha Apertura", "Fecha Cierre"], "logbooks"),
+        (["Codigo", "Nombre", "Nivel Seguridad", "Horario Visitas"], "facilities"),
+    ],
+)
 def test_detect_kind(headers, kind):
     assert detect_kind(headers, "f.csv") == kind
 
@@ -39,23 +48,32 @@ def test_detect_kind_rejects_unknown_headers():
 
 
 SPELLINGS = {
-    "dmy": ["{d:02d}/{m:02d}/{Y} {H:02d}:{M:02d}", "{d}/{m}/{Y} {H}:{M:02d}",
-            "{d:02d}-{m:02d}-{Y} {H:02d}:{M:02d}:00", "{Y}-{m:02d}-{d:02d}T{H:02d}:{M:02d}:00",
-            "{d:02d}/{m:02d}/{Y} {h}:{M:02d} {ap}"],
+    "dmy": [
+        "{d:02d}/{m:02d}/{Y} {H:02d}:{M:02d}",
+        "{d}/{m}/{Y} {H}:{M:02d}",
+        "{d:02d}-{m:02d}-{Y} {H:02d}:{M:02d}:00",
+        "{Y}-{m:02d}-{d:02d}T{H:02d}:{M:02d}:00",
+        "{d:02d}/{m:02d}/{Y} {h}:{M:02d} {ap}",
+    ],
     "mdy": ["{m}/{d}/{Y} {H}:{M:02d}", "{m:02d}/{d:02d}/{Y} {h}:{M:02d} {ap}"],
 }
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2035, 12, 31)),
-       st.sampled_from(["dmy", "mdy"]), st.data())
+@given(
+    st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2035, 12, 31)),
+    st.sampled_from(["dmy", "mdy"]),
+    st.data(),
+)
 def test_date_spellings_round_trip(when, order, data):
     when = when.replace(second=0, microsecond=0)
     spelling = data.draw(st.sampled_from(SPELLINGS[order]))
     h = when.hour % 12 or 12
-    ap = data.draw(st.sampled_from(["AM", "a.m.", "a. m."] if when.hour < 12 else
-                                   ["PM", "p.m.", "p. m."]))
-    text = spelling.format(d=when.day, m=when.month, Y=when.year, H=when.hour, M=when.minute,
-                           h=h, ap=ap)
+    ap = data.draw(
+        st.sampled_from(["AM", "a.m.", "a. m."] if when.hour < 12 else ["PM", "p.m.", "p. m."])
+    )
+    text = spelling.format(
+        d=when.day, m=when.month, Y=when.year, H=when.hour, M=when.minute, h=h, ap=ap
+    )
     parsed = to_datetime(pl.Series([text, None, "garbage"]), order)
     assert parsed.to_list() == [when, None, None], text
