@@ -158,6 +158,123 @@ def verify(db: DbOption = None) -> None:
     console.print(f"ledger intact: {result.entries} entries, evidence files match their hashes")
 
 
+RulesOption = Annotated[
+    list[Path] | None,
+    typer.Option("--rules", help="Extra rules folder (repeatable); the built-in rules always run."),
+]
+rules_app = typer.Typer(help="List, explain and test the rules.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+
+
+@app.command()
+def run(
+    db: DbOption = None,
+    rules: RulesOption = None,
+    only: Annotated[
+        list[str] | None, typer.Option(help="Run only this rule id (repeatable).")
+    ] = None,
+) -> None:
+    """Run every rule over the stored logs and update the flags."""
+    from detector.rules import run_rules
+
+    try:
+        report = run_rules(Store(db), rules, only)
+    except DetectorError as exc:
+        _fail(str(exc))
+    table = Table(title=f"Run {report.run_id} ({report.seconds:.1f} s)")
+    for col in ("rule", "hits", "new"):
+        table.add_column(col)
+    for rule_id, count in sorted(report.counts.items()):
+        table.add_row(rule_id, str(count), str(report.new.get(rule_id, 0)))
+    console.print(table)
+    if report.resolved:
+        console.print(f"{report.resolved} flags no longer fire: marked resolved by data")
+    for rule_id, error in report.errors.items():
+        err.print(f"[red]rule {rule_id} failed:[/] {error}", highlight=False)
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def flags(
+    format: Annotated[str, typer.Option("--format", help="csv, json or xlsx")] = "csv",
+    output: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
+    category: Annotated[str | None, typer.Option(help="Only this category.")] = None,
+    min_severity: Annotated[str | None, typer.Option(help="informational…critical")] = None,
+    db: DbOption = None,
+) -> None:
+    """Export flags, one row or object per flag, with evidence and explanation."""
+    from detector.export import load_flags, write_flags
+
+    try:
+        text = write_flags(load_flags(Store(db), category, min_severity), format, output)
+    except (DetectorError, ValueError) as exc:
+        _fail(str(exc))
+    if text is not None:
+        typer.echo(text, nl=False)
+
+
+@rules_app.command("list")
+def rules_list(rules: RulesOption = None) -> None:
+    """Every rule with its category and severity."""
+    from detector.rules import load_rules
+
+    try:
+        loaded = load_rules(rules)
+    except DetectorError as exc:
+        _fail(str(exc))
+    table = Table(title=f"{len(loaded)} rules")
+    for col in ("id", "category", "severity", "title"):
+        table.add_column(col)
+    for r in sorted(loaded, key=lambda r: (r.category, r.id)):
+        table.add_row(r.id, r.category, r.severity, r.title)
+    console.print(table)
+
+
+@rules_app.command("show")
+def rules_show(rule_id: str, rules: RulesOption = None) -> None:
+    """A rule's description, parameters, false positives and query."""
+    from detector.rules import load_rules
+
+    match = [r for r in load_rules(rules) if r.id == rule_id]
+    if not match:
+        _fail(f"no rule with id {rule_id!r} (see `detector rules list`)")
+    r = match[0]
+    console.print(
+        f"[bold]{r.id}[/] — {r.title}\n{r.category}, {r.severity}, {r.status}\n"
+        f"file: {r.path}\n\n{r.description}",
+        highlight=False,
+    )
+    console.print(f"parameters: {json.dumps(r.parameters, ensure_ascii=False)}", highlight=False)
+    console.print(f"false positives: {'; '.join(r.falsepositives) or '-'}", highlight=False)
+    console.print(r.query, highlight=False, markup=False)
+
+
+@rules_app.command("test")
+def rules_test(rules: RulesOption = None) -> None:
+    """Run every rule's regression cases; exit 1 if any rule returns other hits."""
+    import tempfile
+
+    from detector.rules import load_rules, run_case
+
+    try:
+        loaded = load_rules(rules)
+    except DetectorError as exc:
+        _fail(str(exc))
+    failed = 0
+    for r in loaded:
+        for i, case in enumerate(r.regression):
+            with tempfile.TemporaryDirectory() as tmp:
+                problems = run_case(r, case, Path(tmp))
+            mark = "[green]ok[/]" if not problems else "[red]FAIL[/]"
+            console.print(f"{mark} {r.id} case {i + 1}", highlight=False)
+            for p in problems:
+                console.print(f"    {p}", highlight=False, markup=False)
+            failed += bool(problems)
+    if failed:
+        raise typer.Exit(1)
+
+
 @app.command()
 def generate(
     out: Annotated[Path, typer.Argument(help="Folder to write the synthetic logs into.")],

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from detector.generator import generate
 from detector.ingest import ingest_paths
+from detector.rules import run_rules
 from detector.store import Store
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
@@ -30,6 +31,11 @@ def run_demo(store: Store, out: Path, console: Console, serve: bool = True) -> N
     failed = [r for r in results if r.status == "failed"]
     if failed:
         raise SystemExit(f"demo ingest failed: {failed[0].message}")
+    report = run_rules(store, triggered_by="demo")
+    console.print(
+        f"rules: {sum(report.counts.values())} hits from {len(report.counts)} rules, "
+        f"{sum(report.new.values())} new flags ({report.seconds:.1f} s)"
+    )
     console.print(f"database: {store.path}")
     if serve and DASHBOARD.exists():
         console.print("starting the dashboard (Ctrl-C to stop)")

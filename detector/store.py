@@ -87,6 +87,48 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS quarantine (
         source_sha256 VARCHAR, source_name VARCHAR, kind VARCHAR, source_row BIGINT,
         field VARCHAR, reason_code VARCHAR, reason VARCHAR, raw VARCHAR, upload_seq BIGINT)""",
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id BIGINT PRIMARY KEY, kind VARCHAR, started_at TIMESTAMP, ended_at TIMESTAMP,
+        status VARCHAR, triggered_by VARCHAR, rules VARCHAR, counts VARCHAR, errors VARCHAR,
+        scope VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS flags (
+        flag_id VARCHAR PRIMARY KEY, rule_id VARCHAR, category VARCHAR, severity VARCHAR,
+        source VARCHAR, title VARCHAR, facility VARCHAR, logbook VARCHAR,
+        period_start TIMESTAMP, period_end TIMESTAMP, record_keys VARCHAR[],
+        record_ids VARCHAR[], evidence VARCHAR, fields VARCHAR, explanation VARCHAR,
+        score DOUBLE, first_run BIGINT, last_run BIGINT, first_seen TIMESTAMP,
+        last_seen TIMESTAMP, state VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS reviews (
+        flag_id VARCHAR PRIMARY KEY, status VARCHAR, assignee VARCHAR, reason VARCHAR,
+        note VARCHAR, updated_at TIMESTAMP, updated_by VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS review_log (
+        flag_id VARCHAR, acted_at TIMESTAMP, actor VARCHAR, action VARCHAR, old VARCHAR, new VARCHAR,
+        note VARCHAR)""",
+    # The newest roster line of each inmate.
+    """CREATE OR REPLACE VIEW inmates_current AS
+        SELECT * EXCLUDE (rn) FROM (
+            SELECT *, row_number() OVER (PARTITION BY inmate_id
+                                         ORDER BY upload_seq DESC, source_row DESC) AS rn
+            FROM inmates) WHERE rn = 1""",
+    # Every stored record and quarantined row with where it came from: the evidence index.
+    """CREATE OR REPLACE VIEW records AS
+        SELECT record_key, 'visits' AS kind, record_id, facility, logbook, page, line,
+               entered_at AS happened_at, name AS label, source_sha256, source_name, source_row
+          FROM visits
+        UNION ALL
+        SELECT record_key, 'transfers', record_id, from_facility, NULL, NULL, NULL,
+               transferred_at, inmate_id, source_sha256, source_name, source_row FROM transfers
+        UNION ALL
+        SELECT record_key, 'logbooks', logbook, facility, logbook, first_page, NULL,
+               opened_on::TIMESTAMP, checkpoint, source_sha256, source_name, source_row
+          FROM logbooks
+        UNION ALL
+        SELECT record_key, 'inmates', inmate_id, facility, NULL, NULL, NULL, NULL, name,
+               source_sha256, source_name, source_row FROM inmates
+        UNION ALL
+        SELECT DISTINCT 'Q|' || source_sha256[:16] || ':' || source_row, 'quarantine', NULL,
+               NULL, NULL, NULL, NULL, NULL, reason_code, source_sha256, source_name, source_row
+          FROM quarantine""",
 ]
 
 
@@ -97,6 +139,8 @@ class Store:
     ``write()`` takes the writers' lock, opens read-write and runs the body in one
     transaction, committed only if the body returns.
     """
+
+    _ready: set[str] = set()  # files whose schema this process has already created
 
     def __init__(self, db: str | Path | None = None, wait: float = WAIT_SECONDS):
         self.path = db_path(db)
@@ -127,7 +171,7 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        if not self.path.exists():
+        if str(self.path) not in Store._ready or not self.path.exists():
             self.init()
         con = self._open(read_only=True)
         try:
@@ -144,8 +188,10 @@ class Store:
         try:
             con = self._open(read_only=False)
             try:
-                for ddl in SCHEMA:
-                    con.execute(ddl)
+                if str(self.path) not in Store._ready:
+                    for ddl in SCHEMA:
+                        con.execute(ddl)
+                    Store._ready.add(str(self.path))
                 con.execute("BEGIN TRANSACTION")
                 try:
                     yield con

@@ -1,0 +1,481 @@
+"""Rules as data: load and validate rule files, run them in DuckDB, keep flags and runs.
+
+A rule file (YAML) holds Sigma-like metadata and one SQL query that returns the
+offending records or ranges ("a test returns its failures"). Columns the query may return:
+
+- ``record_keys`` (list) or ``record_key``: the records involved (keys of the ``records`` view);
+- ``facility``, ``logbook``, ``period_start``, ``period_end``: where and when;
+- ``severity``: overrides the rule's severity for this hit;
+- ``flag_key``: the hit's identity when it has no records (e.g. a missing page range);
+- any other column: a value quoted by the ``explanation`` template and kept in ``fields``.
+
+The runner, not the SQL, adds rule id, category, severity, flag identity and evidence.
+Parameters are bound as SQL parameters (``$name``), never formatted into the SQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from detector.errors import DetectorError
+from detector.store import Store
+
+BUILTIN_RULES = Path(__file__).resolve().parent.parent / "rules"
+CATEGORIES = (
+    "unidentified_entrant",
+    "logbook_gap",
+    "medical_transfer",
+    "visit_pattern",
+    "vehicle",
+    "data_quality",
+)
+SEVERITIES = ("informational", "low", "medium", "high", "critical")
+SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+class RuleError(DetectorError):
+    """A rule file that cannot be used; the message names the file and the field."""
+
+
+class RegressionCase(BaseModel):
+    """A tiny input (canonical rows per kind) and the hits the rule must return on it."""
+
+    model_config = ConfigDict(extra="forbid")
+    input: dict[
+        Literal["visits", "transfers", "inmates", "logbooks", "facilities"], list[dict[str, Any]]
+    ]
+    expect: list[dict[str, Any]]
+    # Thresholds for the case, so that a tiny input can cross them.
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    # Rows of the input that ingest must quarantine (for rules that read the quarantine).
+    quarantined: int = 0
+
+
+class Rule(BaseModel):
+    """One rule file."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    title: str
+    description: str
+    category: Literal[CATEGORIES]  # type: ignore[valid-type]
+    severity: Literal[SEVERITIES]  # type: ignore[valid-type]
+    status: Literal["stable", "test", "experimental", "deprecated"] = "stable"
+    tags: list[str] = Field(default_factory=list)
+    falsepositives: list[str] = Field(default_factory=list)
+    references: list[str] = Field(default_factory=list)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    query: str
+    explanation: str
+    regression: list[RegressionCase] = Field(min_length=1)
+    path: Path | None = None
+    sha256: str = ""
+
+    @field_validator("query")
+    @classmethod
+    def _select_only(cls, v: str) -> str:
+        first = re.sub(r"--[^\n]*", "", v).strip().split(None, 1)[0].lower() if v.strip() else ""
+        if first not in ("select", "with", "from"):
+            raise ValueError("query must be a SELECT (or WITH ... SELECT) statement")
+        return v
+
+    def bound_parameters(self) -> dict[str, Any]:
+        """Only the parameters the SQL names (DuckDB rejects unused named parameters)."""
+        used = set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", self.query))
+        missing = used - set(self.parameters)
+        if missing:
+            raise RuleError(
+                f"{self.path}: query uses ${', $'.join(sorted(missing))} but "
+                "'parameters' does not define it"
+            )
+        return {k: v for k, v in self.parameters.items() if k in used}
+
+
+def load_rule(path: Path) -> Rule:
+    """Read and validate one rule file; errors name the file and the field."""
+    raw = path.read_bytes()
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise RuleError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RuleError(f"{path}: a rule file must be a mapping of fields")
+    try:
+        rule = Rule.model_validate(
+            {**data, "path": path, "sha256": hashlib.sha256(raw).hexdigest()}
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"field '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors()
+        )
+        raise RuleError(f"{path}: {problems}") from exc
+    if path.parent.name != rule.category:
+        raise RuleError(
+            f"{path}: field 'category' is {rule.category} but the file is in {path.parent.name}/"
+        )
+    return rule
+
+
+def rule_files(dirs: list[Path] | None = None) -> list[Path]:
+    folders = [BUILTIN_RULES, *(dirs or [])]
+    return sorted(p for d in folders for p in Path(d).rglob("*.yml"))
+
+
+def load_rules(dirs: list[Path] | None = None) -> list[Rule]:
+    """The built-in rules plus any extra folders; duplicate ids are an error."""
+    rules: dict[str, Rule] = {}
+    for path in rule_files(dirs):
+        rule = load_rule(path)
+        if rule.id in rules:
+            raise RuleError(
+                f"{path}: field 'id': '{rule.id}' is already used by {rules[rule.id].path}"
+            )
+        rules[rule.id] = rule
+    return list(rules.values())
+
+
+# --- running -------------------------------------------------------------------------------
+
+
+@dataclass
+class Hit:
+    """One offending record set or range, as a flag row."""
+
+    flag_id: str
+    rule: Rule
+    severity: str
+    facility: str | None
+    logbook: str | None
+    period_start: datetime | None
+    period_end: datetime | None
+    record_keys: list[str]
+    fields: dict[str, Any]
+    explanation: str
+
+
+@dataclass
+class RunReport:
+    run_id: int
+    counts: dict[str, int] = field(default_factory=dict)
+    new: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    resolved: int = 0
+    seconds: float = 0.0
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ", timespec="minutes")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float):
+        return round(value, 2)
+    return value
+
+
+class _Quoted(dict):
+    """Template values: lists joined, missing fields shown as '?' rather than failing."""
+
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def explain(template: str, values: dict[str, Any]) -> str:
+    shown = _Quoted(
+        {
+            k: ", ".join(map(str, v)) if isinstance(v, list) else ("—" if v is None else v)
+            for k, v in values.items()
+        }
+    )
+    return template.strip().format_map(shown)
+
+
+def flag_id(rule_id: str, identity: str) -> str:
+    return hashlib.sha256(f"{rule_id}|{identity}".encode()).hexdigest()[:16]
+
+
+def evaluate(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[Hit]:
+    """Run one rule's query and turn each returned row into a hit."""
+    cursor = con.execute(rule.query, rule.bound_parameters())
+    names = [d[0] for d in cursor.description]
+    hits = []
+    for row in cursor.fetchall():
+        values = dict(zip(names, row, strict=True))
+        keys = values.pop("record_keys", None)
+        if keys is None:
+            keys = [values.pop("record_key")] if values.get("record_key") is not None else []
+        values.pop("record_key", None)
+        keys = sorted({k for k in keys if k is not None})
+        identity = values.pop("flag_key", None) or "|".join(keys)
+        if not identity:
+            raise RuleError(f"{rule.path}: a row has neither record keys nor a flag_key")
+        severity = values.pop("severity", None) or rule.severity
+        shown = {k: _plain(v) for k, v in values.items()}
+        hits.append(
+            Hit(
+                flag_id(rule.id, str(identity)),
+                rule,
+                severity,
+                values.get("facility"),
+                None if values.get("logbook") is None else str(values.get("logbook")),
+                values.get("period_start"),
+                values.get("period_end"),
+                keys,
+                shown,
+                explain(rule.explanation, {**rule.parameters, **shown}),
+            )
+        )
+    return hits
+
+
+def _next_run(con, kind: str, triggered_by: str, scope: str) -> int:
+    run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchall()[0][0]
+    con.execute(
+        "INSERT INTO runs (run_id, kind, started_at, status, triggered_by, scope) "
+        "VALUES (?, ?, ?, 'running', ?, ?)",
+        [run_id, kind, _now(), triggered_by, scope],
+    )
+    return run_id
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def run_rules(
+    store: Store,
+    rule_dirs: list[Path] | None = None,
+    only: list[str] | None = None,
+    triggered_by: str = "cli",
+) -> RunReport:
+    """Run every rule, then store the hits as flags in one short write.
+
+    Queries run on a read-only connection so that the dashboard can keep reading while
+    they work; the write takes only the upsert. A rule that fails is recorded in the run
+    and the others still run. Flags of rules that ran and no longer fire are marked
+    ``resolved_by_data``; nothing is deleted, and review state lives apart, keyed by flag id.
+    """
+    import time
+
+    t0 = time.perf_counter()
+    rules = [
+        r for r in load_rules(rule_dirs) if r.status != "deprecated" and (not only or r.id in only)
+    ]
+    started = _now()
+    hits: list[Hit] = []
+    report = RunReport(run_id=0)
+    with store.read() as con:
+        for rule in rules:
+            try:
+                found = evaluate(con, rule)
+            except (duckdb.Error, RuleError) as exc:
+                report.errors[rule.id] = str(exc).splitlines()[0][:500]
+                continue
+            report.counts[rule.id] = len(found)
+            hits.extend(found)
+    with store.write() as con:
+        report.run_id = run_id = _next_run(con, "rules", triggered_by, "full")
+        con.execute("UPDATE runs SET started_at = ? WHERE run_id = ?", [started, run_id])
+        report.new, report.resolved = store_flags(
+            con, hits, [r.id for r in rules if r.id not in report.errors], run_id, source="rule"
+        )
+        con.execute(
+            "UPDATE runs SET ended_at = ?, status = ?, rules = ?, counts = ?, errors = ? "
+            "WHERE run_id = ?",
+            [
+                _now(),
+                "failed" if report.errors and not report.counts else "ok",
+                json.dumps({r.id: r.sha256 for r in rules}),
+                json.dumps(report.counts),
+                json.dumps(report.errors),
+                run_id,
+            ],
+        )
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def store_flags(
+    con, hits: list[Hit], rule_ids: list[str], run_id: int, source: str
+) -> tuple[dict[str, int], int]:
+    """Upsert hits as flags; returns (new flags per rule, flags resolved by data)."""
+    import polars as pl
+
+    now = _now()
+    frame = pl.DataFrame(
+        {
+            "flag_id": [h.flag_id for h in hits],
+            "rule_id": [h.rule.id for h in hits],
+            "category": [h.rule.category for h in hits],
+            "severity": [h.severity for h in hits],
+            "title": [h.rule.title for h in hits],
+            "facility": [h.facility for h in hits],
+            "logbook": [h.logbook for h in hits],
+            "period_start": [h.period_start for h in hits],
+            "period_end": [h.period_end for h in hits],
+            "record_keys": [h.record_keys for h in hits],
+            "fields": [json.dumps(h.fields, ensure_ascii=False, default=str) for h in hits],
+            "explanation": [h.explanation for h in hits],
+        },
+        schema_overrides={
+            "period_start": pl.Datetime("us"),
+            "period_end": pl.Datetime("us"),
+            "record_keys": pl.List(pl.String),
+            "facility": pl.String,
+            "logbook": pl.String,
+        },
+    )
+    frame = frame.unique("flag_id", keep="first")
+    con.register("hits", frame)
+    new = dict(
+        con.execute(
+            "SELECT rule_id, count(*) FROM hits WHERE flag_id NOT IN (SELECT flag_id FROM flags) "
+            "GROUP BY 1"
+        ).fetchall()
+    )
+    # Evidence: where each record came from, resolved once when the flag is written.
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE hit_evidence AS
+        SELECT h.flag_id,
+               list(r.record_id ORDER BY r.source_name, r.source_row)
+                   FILTER (WHERE r.record_key IS NOT NULL) AS record_ids,
+               to_json(list({'kind': r.kind, 'record_id': r.record_id,
+                             'record_key': r.record_key, 'file': r.source_name,
+                             'sha256': r.source_sha256, 'row': r.source_row,
+                             'logbook': r.logbook, 'page': r.page, 'line': r.line}
+                            ORDER BY r.source_name, r.source_row)
+                    FILTER (WHERE r.record_key IS NOT NULL))::VARCHAR AS evidence
+        FROM hits h LEFT JOIN (SELECT flag_id, unnest(record_keys) AS k FROM hits) u
+             USING (flag_id)
+        LEFT JOIN records r ON r.record_key = u.k
+        GROUP BY h.flag_id""")
+    con.execute(
+        """
+        INSERT INTO flags BY NAME
+        SELECT h.*, ? AS source, coalesce(e.record_ids, []) AS record_ids,
+               coalesce(e.evidence, '[]') AS evidence, NULL::DOUBLE AS score,
+               ? AS first_run, ? AS last_run, ? AS first_seen, ? AS last_seen,
+               'active' AS state
+        FROM hits h JOIN hit_evidence e USING (flag_id)
+        ON CONFLICT (flag_id) DO UPDATE SET
+            last_run = excluded.last_run, last_seen = excluded.last_seen, state = 'active',
+            severity = excluded.severity, explanation = excluded.explanation,
+            fields = excluded.fields, record_ids = excluded.record_ids,
+            evidence = excluded.evidence""",
+        [source, run_id, run_id, now, now],
+    )
+    resolved = con.execute(
+        "UPDATE flags SET state = 'resolved_by_data', last_run = ? "
+        "WHERE state = 'active' AND rule_id IN (SELECT unnest(?::VARCHAR[])) "
+        "AND flag_id NOT IN (SELECT flag_id FROM hits)",
+        [run_id, rule_ids],
+    ).fetchall()[0][0]
+    con.unregister("hits")
+    return new, resolved
+
+
+# --- regression cases ----------------------------------------------------------------------
+
+
+def run_case(rule: Rule, case: RegressionCase, workdir: Path) -> list[str]:
+    """Ingest a case's rows through the real pipeline, run the rule, compare with expect.
+
+    Returns the problems found (empty when the rule returns exactly the expected hits).
+    """
+    import polars as pl
+
+    from detector.ingest import ingest_paths
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    store = Store(workdir / "case.duckdb", wait=10)
+    rule = rule.model_copy(update={"parameters": {**rule.parameters, **case.parameters}})
+    paths = []
+    for kind, rows in case.input.items():
+        frame = pl.DataFrame(
+            [
+                {k: None if v is None else str(v) for k, v in r.items()}
+                for r in _expand_series(rows)
+            ],
+            infer_schema_length=None,
+        )
+        path = workdir / f"{kind}.csv"
+        frame.write_csv(path)
+        paths.append(path)
+    results = ingest_paths(store, paths, user="regression")
+    quarantined = sum(r.rows_quarantined for r in results)
+    for result in results:
+        if result.status != "stored" or quarantined != case.quarantined:
+            return [
+                f"case input {Path(result.path).name} did not ingest as the case says: "
+                f"{result.message or result.reasons}"
+            ]
+    with store.read() as con:
+        hits = evaluate(con, rule)
+        ids = dict(
+            con.execute(
+                "SELECT record_key, coalesce(record_id, record_key) FROM records"
+            ).fetchall()
+        )
+    remaining = list(hits)
+    problems = []
+    for want in case.expect:
+        match = next((h for h in remaining if _matches(h, want, ids)), None)
+        if match is None:
+            problems.append(f"expected hit {want} not returned")
+        else:
+            remaining.remove(match)
+    for h in remaining:
+        problems.append(
+            f"unexpected hit: records {[ids.get(k, k) for k in h.record_keys]} {h.fields}"
+        )
+    return problems
+
+
+def _expand_series(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A row with ``every_hours`` and ``until`` stands for a series of entries.
+
+    The copies get record ids ``<record_id>-0``, ``-1``, ... and entered_at stepping on.
+    """
+    from datetime import timedelta
+
+    out = []
+    for row in rows:
+        if "every_hours" not in row:
+            out.append(row)
+            continue
+        row = dict(row)
+        step = timedelta(hours=float(row.pop("every_hours")))
+        until = datetime.fromisoformat(str(row.pop("until")))
+        at, n = datetime.fromisoformat(str(row["entered_at"])), 0
+        while at <= until:
+            out.append(
+                {**row, "record_id": f"{row['record_id']}-{n}", "entered_at": at.isoformat(sep=" ")}
+            )
+            at, n = at + step, n + 1
+    return out
+
+
+def _matches(hit: Hit, want: dict[str, Any], ids: dict[str, str]) -> bool:
+    for key, value in want.items():
+        if key == "record_ids":
+            if sorted(ids.get(k, k) for k in hit.record_keys) != sorted(map(str, value)):
+                return False
+        else:
+            got = {"severity": hit.severity, "facility": hit.facility, "logbook": hit.logbook}.get(
+                key, hit.fields.get(key)
+            )
+            if str(_plain(got)) != str(value):
+                return False
+    return True

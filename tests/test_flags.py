@@ -1,0 +1,200 @@
+"""Rules over the demo world and the real WAVES log: quality, idempotence, exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from detector.cli import app
+from detector.evaluate import hits, rule_quality
+from detector.export import neutralise
+from detector.ingest import ingest_paths
+from detector.mapping import load_mapping
+from detector.rules import run_rules
+from detector.store import Store
+from tests.conftest import REPO, WAVES, rows
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory, demo_logs) -> Store:
+    store = Store(tmp_path_factory.mktemp("demo-db") / "d.duckdb", wait=30)
+    ingest_paths(store, [p for k, p in demo_logs.items() if k != "truth"], user="test")
+    run_rules(store)
+    return store
+
+
+def test_each_planted_anomaly_is_flagged_per_category(demo_store, demo_logs):
+    quality = rule_quality(demo_store, demo_logs["truth"])
+    assert set(quality) == {
+        "unidentified_entrant",
+        "logbook_gap",
+        "medical_transfer",
+        "visit_pattern",
+        "vehicle",
+    }
+    for q in quality.values():
+        assert q.planted > 0
+        assert q.recall >= 0.95, (q.category, q.found, q.planted)
+        assert q.precision >= 0.9, (q.category, q.true_flags, q.flags)
+
+
+def test_no_silent_period_flags_for_nights_sundays_or_holidays(demo_store, demo_logs):
+    truth = json.loads(demo_logs["truth"].read_text(encoding="utf-8"))
+    gaps = [t for t in truth if t["category"] == "logbook_gap" and t.get("period")]
+    silent = rows(
+        demo_store,
+        "SELECT record_ids, facility, logbook, period_start, period_end "
+        "FROM flags WHERE rule_id = 'logbook-silent-period'",
+    )
+    assert len(silent) >= 4
+    for record_ids, facility, logbook, start, end in silent:
+        flag = {
+            "record_ids": record_ids,
+            "facility": facility,
+            "logbook": logbook,
+            "period_start": start,
+            "period_end": end,
+        }
+        assert any(hits(flag, t) for t in gaps), f"silent period {facility} {start}..{end}"
+        assert (end - start).total_seconds() > 24 * 3600  # never one ordinary night
+
+
+def test_non_medical_transfers_never_flagged(demo_store):
+    assert rows(
+        demo_store,
+        """
+        SELECT count(*) FROM flags f, unnest(f.record_keys) k(key)
+        JOIN transfers t ON t.record_key = k.key
+        WHERE f.category = 'medical_transfer' AND t.reason <> 'medical'""",
+    ) == [(0,)]
+
+
+def test_rerun_keeps_flag_ids_and_review_state(demo_store):
+    before = rows(demo_store, "SELECT flag_id FROM flags ORDER BY 1")
+    some = before[0][0]
+    with demo_store.write() as con:
+        con.execute(
+            "INSERT OR REPLACE INTO reviews (flag_id, status, note) "
+            "VALUES (?, 'confirmed', 'seen the paper log')",
+            [some],
+        )
+    report = run_rules(demo_store)
+    assert sum(report.new.values()) == 0 and report.resolved == 0
+    assert rows(demo_store, "SELECT flag_id FROM flags ORDER BY 1") == before
+    assert rows(demo_store, "SELECT status, note FROM reviews WHERE flag_id = ?", [some]) == [
+        ("confirmed", "seen the paper log")
+    ]
+    assert (
+        rows(demo_store, "SELECT count(*) FROM runs WHERE kind = 'rules' AND status = 'ok'")[0][0]
+        >= 2
+    )
+
+
+def test_flags_that_stop_firing_are_resolved_not_deleted(store, tmp_path):
+    path = tmp_path / "v.csv"
+    path.write_text(
+        "facility,entered_at,name,record_id\nZAC,2019-06-01 10:00,N/I,R1\n", encoding="utf-8"
+    )
+    ingest_paths(store, [path])
+    run_rules(store, only=["unidentified-placeholder-name"])
+    with store.write() as con:  # e.g. the record was corrected at the source
+        con.execute("UPDATE visits SET name = 'Ana', name_key = 'ANA'")
+    report = run_rules(store, only=["unidentified-placeholder-name"])
+    assert report.resolved == 1
+    assert rows(store, "SELECT state FROM flags") == [("resolved_by_data",)]
+
+
+def test_every_flag_carries_evidence_to_file_row_logbook_page_line(demo_store):
+    for rule_id, evidence, explanation in rows(
+        demo_store, "SELECT rule_id, evidence, explanation FROM flags"
+    ):
+        items = json.loads(evidence)
+        assert items, rule_id
+        assert all(i["file"] and i["sha256"] and i["row"] for i in items), rule_id
+        assert "?" not in explanation.replace("?)", ""), (rule_id, explanation)
+    page_rows = rows(
+        demo_store,
+        "SELECT evidence FROM flags WHERE rule_id = 'unidentified-placeholder-name' LIMIT 1",
+    )
+    item = json.loads(page_rows[0][0])[0]
+    assert item["logbook"] and item["page"] and item["line"]
+
+
+def test_flags_export_json_and_csv_fields(demo_store):
+    db = ["--db", str(demo_store.path)]
+    out = runner.invoke(app, ["flags", "--format", "json", "--category", "medical_transfer", *db])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert data and all(isinstance(d["record_ids"], list) for d in data)
+    assert {
+        "flag_id",
+        "rule_id",
+        "category",
+        "severity",
+        "facility",
+        "logbook",
+        "period_start",
+        "period_end",
+        "record_ids",
+        "evidence",
+        "explanation",
+    } <= set(data[0])
+    out = runner.invoke(app, ["flags", "--format", "csv", "--min-severity", "critical", *db])
+    table = list(csv.DictReader(io.StringIO(out.output)))
+    assert table and {r["severity"] for r in table} == {"critical"}
+
+
+def test_exports_neutralise_formula_injection(store, tmp_path):
+    path = tmp_path / "v.csv"
+    path.write_text(
+        "facility,entered_at,name,vehicle_plate\n"
+        'ZAC,2019-06-01 10:00,"=HYPERLINK(""http://x"",""y"")",\n'
+        '"@SUM(A1)",2019-06-01 10:00,,+P123\n',
+        encoding="utf-8",
+    )
+    ingest_paths(store, [path])
+    run_rules(store)
+    out = runner.invoke(app, ["flags", "--format", "csv", "--db", str(store.path)])
+    cells = [c for r in csv.reader(io.StringIO(out.output)) for c in r]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@")]
+    assert "'@SUM(A1)" in cells  # the facility cell, escaped
+    xlsx = tmp_path / "f.xlsx"
+    assert (
+        runner.invoke(
+            app, ["flags", "--format", "xlsx", "--output", str(xlsx), "--db", str(store.path)]
+        ).exit_code
+        == 0
+    )
+    import openpyxl
+
+    sheet = openpyxl.load_workbook(xlsx).active
+    values = [c.value for row in sheet.iter_rows() for c in row if isinstance(c.value, str)]
+    assert not [v for v in values if v.startswith("=")]
+    assert neutralise("-1+2") == "'-1+2" and neutralise("Ana") == "Ana"
+
+
+@pytest.mark.skipif(not WAVES.exists(), reason="shared/real is not beside the repository")
+def test_waves_party_rule_flags_exactly_the_short_appointments(store):
+    ingest_paths(store, [WAVES], mapping=load_mapping(REPO / "logs/mappings/waves.toml"))
+    run_rules(store)
+    import polars as pl
+
+    raw = pl.read_csv(WAVES, infer_schema=False)
+    short = (
+        raw.group_by("UIN")
+        .agg(pl.len().alias("named"), pl.col("TOTAL_PEOPLE").cast(pl.Int64).max().alias("total"))
+        .filter(pl.col("total") > pl.col("named"))
+    )
+    flagged = rows(
+        store, "SELECT rule_id, fields FROM flags WHERE category = 'unidentified_entrant'"
+    )
+    assert {r[0] for r in flagged} == {"unidentified-party-larger-than-names"}
+    parties = {json.loads(f)["party_id"] for _, f in flagged}
+    assert parties == set(short.get_column("UIN").to_list())
+    assert len(parties) == short.height > 0

@@ -1,0 +1,136 @@
+"""Rule files: schema, regression cases, custom folders, parameters bound not formatted."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from typer.testing import CliRunner
+
+from detector.cli import app
+from detector.rules import (
+    BUILTIN_RULES,
+    CATEGORIES,
+    RuleError,
+    load_rule,
+    load_rules,
+    rule_files,
+    run_case,
+)
+
+RULES = load_rules()
+
+
+def test_every_rule_file_is_valid():
+    offenders = []
+    for path in rule_files():
+        try:
+            load_rule(path)
+        except RuleError as exc:
+            offenders.append(str(exc))
+    assert offenders == []
+
+
+def test_catalogue_covers_every_category_and_required_rule():
+    ids = {r.id for r in RULES}
+    assert {r.category for r in RULES} == set(CATEGORIES)
+    assert {
+        "unidentified-placeholder-name",
+        "unidentified-missing-document",
+        "unidentified-invalid-dui",
+        "unidentified-party-larger-than-names",
+        "unidentified-companions-of-official",
+        "logbook-page-sequence-gap",
+        "logbook-series-gap",
+        "logbook-not-in-custody",
+        "logbook-silent-period",
+        "logbook-entries-out-of-order",
+        "medical-transfer-without-approval",
+        "medical-transfer-to-non-medical-facility",
+        "medical-transfer-no-return",
+        "medical-transfer-gang-reunification",
+        "visit-outside-visiting-hours",
+        "visit-official-meets-rival-leaders",
+        "visit-no-exit-or-implausible-stay",
+        "visit-exit-before-entry",
+        "vehicle-plate-many-people",
+        "vehicle-plate-without-person",
+    } <= ids
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.id)
+def test_rule_regression_cases(rule, tmp_path):
+    assert rule.regression, f"{rule.path} has no regression case"
+    for i, case in enumerate(rule.regression):
+        assert run_case(rule, case, tmp_path / f"case{i}") == []
+
+
+def _write_rule(folder, body: str, category="data_quality", name="r.yml"):
+    target = folder / category
+    target.mkdir(parents=True, exist_ok=True)
+    (target / name).write_text(textwrap.dedent(body), encoding="utf-8")
+    return target / name
+
+
+GOOD = """
+    id: my-custom-rule
+    title: Visits by a named person
+    description: Custom rule from an auditor's folder.
+    category: data_quality
+    severity: low
+    parameters: {who: "ANA"}
+    query: SELECT record_key, facility FROM visits WHERE name_key = $who
+    explanation: "{facility}: Ana was here"
+    regression:
+      - input:
+          visits:
+            - {record_id: V1, facility: ZAC, entered_at: "2019-06-01 10:00", name: "Ana"}
+            - {record_id: V2, facility: ZAC, entered_at: "2019-06-01 10:00", name: "Ana'; DROP TABLE visits; --"}
+        expect:
+          - {record_ids: [V1]}
+"""
+
+
+def test_custom_rules_folder_runs_without_python(tmp_path):
+    _write_rule(tmp_path / "mine", GOOD)
+    rules = load_rules([tmp_path / "mine"])
+    custom = [r for r in rules if r.id == "my-custom-rule"]
+    assert len(rules) == len(RULES) + 1 and custom
+    assert run_case(custom[0], custom[0].regression[0], tmp_path / "case") == []
+    result = CliRunner().invoke(app, ["rules", "test", "--rules", str(tmp_path / "mine")])
+    assert result.exit_code == 0, result.output
+    assert "ok my-custom-rule case 1" in result.output
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (("severity: low", "severity: huge"), "field 'severity'"),
+        (("category: data_quality", "category: nonsense"), "field 'category'"),
+        (("    regression:", "    regression_missing:"), "field 'regression'"),
+        (("query: SELECT", "query: DELETE FROM visits; SELECT"), "field 'query'"),
+    ],
+)
+def test_schema_errors_name_file_and_field(tmp_path, change, message):
+    path = _write_rule(tmp_path, GOOD.replace(*change))
+    with pytest.raises(RuleError) as exc:
+        load_rule(path)
+    assert str(path) in str(exc.value) and message in str(exc.value)
+
+
+def test_rule_without_a_case_fails(tmp_path):
+    body = GOOD[: GOOD.index("    regression:")] + "    regression: []\n"
+    with pytest.raises(RuleError, match="regression"):
+        load_rule(_write_rule(tmp_path, body))
+
+
+def test_duplicate_rule_id_is_refused(tmp_path):
+    _write_rule(tmp_path / "a", GOOD, name="one.yml")
+    _write_rule(tmp_path / "a", GOOD, name="two.yml")
+    with pytest.raises(RuleError, match="already used"):
+        load_rules([tmp_path / "a"])
+
+
+def test_builtin_rules_live_in_their_category_folders():
+    for path in rule_files():
+        assert path.parent.parent == BUILTIN_RULES
