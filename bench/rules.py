@@ -1,0 +1,120 @@
+"""Benchmark: a full rule run over N synthetic visits stored in DuckDB.
+
+The visits are generated inside DuckDB (out of core), then `run_rules` runs in a fresh
+process so that its peak memory (ru_maxrss) is its own.
+    .venv/bin/python bench/rules.py --rows 1000000 --rows 10000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+REFERENCE = """
+INSERT INTO facilities BY NAME
+SELECT f AS facility, f AS name, 'prison' AS kind, 'high' AS security_level,
+       '08:00-15:00' AS visiting_hours, 'F|' || f AS record_key
+FROM unnest(['ZAC', 'IZA', 'CIU', 'QZT', 'MAR']) t(f);
+INSERT INTO inmates BY NAME
+SELECT 'P' || i AS inmate_id, ['MS13', 'B18S', 'B18R'][i % 3 + 1] AS gang,
+       CASE WHEN i % 50 = 0 THEN 'leader' ELSE 'member' END AS rank,
+       ['ZAC', 'IZA', 'CIU', 'QZT', 'MAR'][i % 5 + 1] AS facility, 'I|' || i AS record_key,
+       1 AS upload_seq, i AS source_row
+FROM range(5000) t(i);
+"""
+
+# Five prisons in turn, 80 entries a day each between 08:00 and 14:40, an hour's stay;
+# each prison's own book/page/line sequence; one placeholder name every 100,000 lines.
+VISITS = """
+INSERT INTO visits BY NAME
+SELECT ['ZAC', 'IZA', 'CIU', 'QZT', 'MAR'][i % 5 + 1] AS facility, 'Garita' AS checkpoint,
+       (i // 5 // 50000)::VARCHAR AS logbook, (i // 5 % 50000) // 25 + 1 AS page,
+       i // 5 % 25 + 1 AS line,
+       TIMESTAMP '2000-01-01' + to_days(i // 400) + to_minutes(480 + i % 400) AS entered_at,
+       TIMESTAMP '2000-01-01' + to_days(i // 400) + to_minutes(540 + i % 400) AS exited_at,
+       CASE WHEN i % 100000 = 7 THEN 'N/I' ELSE ['José Pérez', 'Ana López', 'Carlos Cruz',
+            'Rosa Ayala', 'Luis Flores'][i // 5 % 5 + 1] END AS name,
+       CASE WHEN i % 100000 = 7 THEN 'N/I' ELSE ['JOSE PEREZ', 'ANA LOPEZ', 'CARLOS CRUZ',
+            'ROSA AYALA', 'LUIS FLORES'][i // 5 % 5 + 1] END AS name_key,
+       'AB-' || (hash(i) % 100000000) AS id_number, 'passport' AS id_type,
+       ['staff', 'family', 'lawyer', 'contractor', 'family'][(i // 5) % 5 + 1] AS role,
+       'P' || (hash(i) % 5000) AS inmate_id,
+       CASE WHEN i % 7 = 3 THEN 'P' || (i % 997) END AS vehicle_plate,
+       CASE WHEN i % 7 = 3 THEN 'P' || (i % 997) END AS plate_key,
+       1 AS party_size, 'minute' AS entered_precision, 'V|' || i AS record_key,
+       'bench' AS source_sha256, 'bench.csv' AS source_name, i + 2 AS source_row, 1 AS upload_seq
+FROM range($n) t(i)
+"""
+
+
+def _child(db: str) -> None:
+    sys.path.insert(0, str(ROOT))
+    from detector.rules import run_rules
+    from detector.store import Store
+
+    t0 = time.perf_counter()
+    report = run_rules(Store(db))
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "peak_mb": peak,
+                "hits": sum(report.counts.values()),
+                "errors": report.errors,
+            }
+        )
+    )
+
+
+def build(db: Path, n: int) -> None:
+    sys.path.insert(0, str(ROOT))
+    import duckdb
+
+    from detector.store import Store
+
+    Store(db).init()
+    con = duckdb.connect(str(db))
+    con.execute(REFERENCE)
+    con.execute(VISITS.replace("$n", str(int(n))))
+    con.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, action="append")
+    ap.add_argument("--child")
+    args = ap.parse_args()
+    if args.child:
+        _child(args.child)
+        return
+    for n in args.rows or [1_000_000]:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = Path(tmp) / "bench.duckdb"
+            t0 = time.perf_counter()
+            build(db, n)
+            built = time.perf_counter() - t0
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", str(db)],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            r = json.loads(out.strip().splitlines()[-1])
+            print(
+                f"{n:>11,} visits (built in {built:.0f} s): rules {r['seconds']:.1f} s, "
+                f"peak {r['peak_mb']:,.0f} MB, {r['hits']:,} hits, errors: {r['errors'] or 'none'}"
+            )
+
+
+if __name__ == "__main__":
+    main()
