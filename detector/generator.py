@@ -281,6 +281,16 @@ def _at(d: date, hour: float) -> datetime:
     return datetime.combine(d, time()) + timedelta(minutes=round(hour * 60))
 
 
+# Family visits were suspended at every prison for two weeks (a regime change the
+# scoring has to know about: a family visit then is out of place though nothing else is).
+SUSPENSION_DAYS = (120, 134)
+
+
+def _suspended(w: World, d: date) -> bool:
+    first, last = (w.start + timedelta(days=n) for n in SUSPENSION_DAYS)
+    return first <= d < last
+
+
 def _holiday(d: date) -> bool:
     return (d.month, d.day) in HOLIDAYS
 
@@ -332,7 +342,7 @@ def build_world(seed: int = 7, start: date = date(2019, 6, 1), months: int = 6) 
                     )
             if _holiday(d):
                 continue
-            if d.weekday() in family_days:
+            if d.weekday() in family_days and not _suspended(w, d):
                 for inmate in rng.sample(inmates, 40):
                     rel = rng.choice(relatives[inmate["inmate_id"]])
                     t = rng.uniform(8.0, 13.0)
@@ -386,6 +396,7 @@ def build_world(seed: int = 7, start: date = date(2019, 6, 1), months: int = 6) 
                     )
     _normal_transfers(w, prisons)
     _plant_visit_anomalies(w, officials)
+    _plant_behaviour(w, officials)
     _plant_transfer_anomalies(w)
     _number_lines_and_plant_gaps(w)
     return w
@@ -667,6 +678,125 @@ def _plant_visit_anomalies(w: World, officials: list[Person]) -> None:
             "a vehicle entered with no person logged",
             facility=facility,
             visits=[v],
+        )
+
+
+def _plant_behaviour(w: World, officials: list[Person]) -> None:
+    """Visits that break no rule but are out of place in their context (for the scoring)."""
+    rng = w.rng
+    prisons = {f[0]: f for f in FACILITIES if f[2] == "centro penal"}
+
+    def day_where(facility: str, ok) -> date:
+        while True:
+            d = w.start + timedelta(days=rng.randrange(7, (w.end - w.start).days - 7))
+            if ok(d) and not _holiday(d) and not _suspended(w, d):
+                return d
+
+    def family(facility: str, d: date, inmate: str, stay: float = 1.0, hour=None) -> Visit:
+        t = hour if hour is not None else rng.uniform(9.0, 12.0)
+        v = Visit(
+            facility,
+            _at(d, t),
+            _at(d, t + stay),
+            w.person("family"),
+            inmate_id=inmate,
+            purpose="Visita familiar",
+            anomaly="behaviour",
+        )
+        w.visits.append(v)
+        return v
+
+    def inmate_of(facility: str) -> str:
+        return rng.choice([i for i in w.inmates if i["facility"] == facility])["inmate_id"]
+
+    # A family visit on a weekday the prison never receives families.
+    for facility in ("ZAC", "ZAC", "IZA", "CIU"):
+        days = prisons[facility][6]
+        d = day_where(facility, lambda d, days=days: d.weekday() not in days and d.weekday() < 5)
+        v = family(facility, d, inmate_of(facility))
+        w.plant(
+            "visit_pattern",
+            "family_visit_on_unusual_day",
+            f"family visit at {facility} on a {d:%A}, when it receives no families",
+            facility=facility,
+            visits=[v],
+            contextual=True,
+        )
+    # Family visits while family visits were suspended everywhere.
+    first = w.start + timedelta(days=SUSPENSION_DAYS[0])
+    for k, facility in enumerate(("QZT", "MAR", "IZA")):
+        days = prisons[facility][6]
+        d = first + timedelta(days=2 + k * 3)
+        while d.weekday() not in days or _holiday(d):
+            d += timedelta(days=1)
+        v = family(facility, d, inmate_of(facility))
+        w.plant(
+            "visit_pattern",
+            "family_visit_during_suspension",
+            f"family visit at {facility} while family visits were suspended",
+            facility=facility,
+            visits=[v],
+            contextual=True,
+        )
+    # A relative visiting leaders of rival gangs in three prisons within a month.
+    for _ in range(2):
+        relative = w.person("family")
+        start = day_where("ZAC", lambda d: d.weekday() == 5)
+        trail = []
+        for facility, gang in (("ZAC", "MS13"), ("IZA", "B18S"), ("QZT", "B18R")):
+            d = start
+            while d.weekday() not in prisons[facility][6] or _holiday(d) or _suspended(w, d):
+                d += timedelta(days=1)
+            start = d + timedelta(days=rng.randint(3, 8))
+            leader = rng.choice(_leaders(w, facility, gang))["inmate_id"]
+            t = rng.uniform(9.0, 12.0)
+            v = Visit(
+                facility,
+                _at(d, t),
+                _at(d, t + 1.0),
+                relative,
+                inmate_id=leader,
+                purpose="Visita familiar",
+                anomaly="behaviour",
+            )
+            w.visits.append(v)
+            trail.append(v)
+        w.plant(
+            "visit_pattern",
+            "relative_of_rival_leaders",
+            f"{relative.name} visited leaders of three rival gangs in three prisons within a month",
+            facility="ZAC",
+            visits=trail,
+            contextual=True,
+        )
+    # An official alone on a Sunday, within hours, with no stated purpose.
+    for facility in ("QZT", "CIU"):
+        d = day_where(facility, lambda d: d.weekday() == 6)
+        t = rng.uniform(13.0, 14.5)
+        v = Visit(
+            facility, _at(d, t), _at(d, t + 1.5), officials[1], purpose="", anomaly="behaviour"
+        )
+        w.visits.append(v)
+        w.plant(
+            "visit_pattern",
+            "official_alone_on_sunday",
+            "official alone on a Sunday with no stated purpose",
+            facility=facility,
+            visits=[v],
+            contextual=True,
+        )
+    # A twelve-hour "family" stay (twelve hours is every staff shift, absurd for family).
+    for facility in ("MAR", "QZT"):
+        days = prisons[facility][6]
+        d = day_where(facility, lambda d, days=days: d.weekday() in days)
+        v = family(facility, d, inmate_of(facility), stay=12.0, hour=8.2)
+        w.plant(
+            "visit_pattern",
+            "twelve_hour_family_stay",
+            "a family visit lasting 12 hours",
+            facility=facility,
+            visits=[v],
+            contextual=True,
         )
 
 

@@ -152,7 +152,9 @@ class Hit:
     """One offending record set or range, as a flag row."""
 
     flag_id: str
-    rule: Rule
+    rule_id: str
+    category: str
+    title: str
     severity: str
     facility: str | None
     logbook: str | None
@@ -226,7 +228,9 @@ def evaluate(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[Hit]:
         hits.append(
             Hit(
                 flag_id(rule.id, str(identity)),
-                rule,
+                rule.id,
+                rule.category,
+                rule.title,
                 severity,
                 values.get("facility"),
                 None if values.get("logbook") is None else str(values.get("logbook")),
