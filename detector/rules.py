@@ -321,10 +321,10 @@ def store_flags(
     frame = pl.DataFrame(
         {
             "flag_id": [h.flag_id for h in hits],
-            "rule_id": [h.rule.id for h in hits],
-            "category": [h.rule.category for h in hits],
+            "rule_id": [h.rule_id for h in hits],
+            "category": [h.category for h in hits],
             "severity": [h.severity for h in hits],
-            "title": [h.rule.title for h in hits],
+            "title": [h.title for h in hits],
             "facility": [h.facility for h in hits],
             "logbook": [h.logbook for h in hits],
             "period_start": [h.period_start for h in hits],
