@@ -345,7 +345,7 @@ def build_world(seed: int = 7, start: date = date(2019, 6, 1), months: int = 6) 
             if d.weekday() in family_days and not _suspended(w, d):
                 for inmate in rng.sample(inmates, 40):
                     rel = rng.choice(relatives[inmate["inmate_id"]])
-                    t = rng.uniform(8.0, 13.0)
+                    t = rng.triangular(8.0, 13.5, 9.5)
                     w.visits.append(
                         Visit(
                             code,
@@ -358,7 +358,7 @@ def build_world(seed: int = 7, start: date = date(2019, 6, 1), months: int = 6) 
                     )
             if d.weekday() < 5:
                 for _ in range(rng.randint(2, 5)):
-                    t = rng.uniform(9.0, 14.0)
+                    t = rng.triangular(9.0, 14.5, 10.5)
                     w.visits.append(
                         Visit(
                             code,
@@ -371,7 +371,7 @@ def build_world(seed: int = 7, start: date = date(2019, 6, 1), months: int = 6) 
                     )
                 for _ in range(rng.randint(1, 2)):
                     c = rng.choice(contractors)
-                    t = rng.uniform(8.0, 11.0)
+                    t = rng.triangular(8.0, 11.5, 9.0)
                     w.visits.append(
                         Visit(
                             code,
@@ -384,7 +384,7 @@ def build_world(seed: int = 7, start: date = date(2019, 6, 1), months: int = 6) 
                         )
                     )
                 if rng.random() < 0.25:
-                    t = rng.uniform(9.0, 13.0)
+                    t = rng.triangular(9.0, 13.5, 10.5)
                     w.visits.append(
                         Visit(
                             code,
@@ -868,6 +868,18 @@ def _plant_transfer_anomalies(w: World) -> None:
         )
 
 
+def _forget(w: World, gone_ids: set[int]) -> None:
+    """Drop removed visits from the truth; an anomaly with no visit left is gone too."""
+    kept = []
+    for t in w.truth:
+        if "visits" in t:
+            t["visits"] = [v for v in t["visits"] if id(v) not in gone_ids]
+            if not t["visits"]:
+                continue
+        kept.append(t)
+    w.truth = kept
+
+
 def _number_lines_and_plant_gaps(w: World) -> None:
     """Silent periods, then book/page/line numbers, then torn pages, removed books, back-dating."""
     rng = w.rng
@@ -932,7 +944,7 @@ def _number_lines_and_plant_gaps(w: World) -> None:
         ]
         gone_ids = set(map(id, gone))
         w.visits = [v for v in w.visits if id(v) not in gone_ids]
-        w.truth = [t for t in w.truth if not any(id(v) in gone_ids for v in t.get("visits", []))]
+        _forget(w, gone_ids)
         w.plant(
             "logbook_gap",
             "torn_out_pages",
@@ -950,7 +962,7 @@ def _number_lines_and_plant_gaps(w: World) -> None:
         gone = [v for v in w.visits if (v.facility, v.checkpoint, v.logbook) == key]
         gone_ids = set(map(id, gone))
         w.visits = [v for v in w.visits if id(v) not in gone_ids]
-        w.truth = [t for t in w.truth if not any(id(v) in gone_ids for v in t.get("visits", []))]
+        _forget(w, gone_ids)
         if listed:
             books[key]["status"] = "Retirado"
         else:

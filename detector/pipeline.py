@@ -11,6 +11,7 @@ from rich.console import Console
 from detector.generator import generate
 from detector.ingest import ingest_paths
 from detector.rules import run_rules
+from detector.scoring import score
 from detector.store import Store
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
@@ -35,6 +36,11 @@ def run_demo(store: Store, out: Path, console: Console, serve: bool = True) -> N
     console.print(
         f"rules: {sum(report.counts.values())} hits from {len(report.counts)} rules, "
         f"{sum(report.new.values())} new flags ({report.seconds:.1f} s)"
+    )
+    scored = score(store, triggered_by="demo")
+    console.print(
+        f"scoring: {scored.rows:,} visits scored, {scored.flags_new} new outlier flags "
+        f"({sum(scored.seconds.values()):.1f} s)"
     )
     console.print(f"database: {store.path}")
     if serve and DASHBOARD.exists():

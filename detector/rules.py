@@ -41,6 +41,14 @@ CATEGORIES = (
 )
 SEVERITIES = ("informational", "low", "medium", "high", "critical")
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+# How much one hit of a severity weighs in a visit's risk (see detector.scoring).
+SEVERITY_WEIGHT = {"informational": 0.05, "low": 0.2, "medium": 0.4, "high": 0.6, "critical": 0.8}
+
+
+def severity_case(column: str = "severity") -> str:
+    """SQL mapping a severity column to its weight."""
+    whens = " ".join(f"WHEN '{s}' THEN {w}" for s, w in SEVERITY_WEIGHT.items())
+    return f"(CASE {column} {whens} ELSE 0 END)"
 
 
 class RuleError(DetectorError):
@@ -70,6 +78,9 @@ class Rule(BaseModel):
     description: str
     category: Literal[CATEGORIES]  # type: ignore[valid-type]
     severity: Literal[SEVERITIES]  # type: ignore[valid-type]
+    # "records": the records returned are what is suspicious (they carry the flag's risk);
+    # "range": they only anchor a range (the pages around a gap) and carry no risk.
+    subject: Literal["records", "range"] = "records"
     status: Literal["stable", "test", "experimental", "deprecated"] = "stable"
     tags: list[str] = Field(default_factory=list)
     falsepositives: list[str] = Field(default_factory=list)
@@ -155,6 +166,7 @@ class Hit:
     rule_id: str
     category: str
     title: str
+    subject: str
     severity: str
     facility: str | None
     logbook: str | None
@@ -231,6 +243,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[Hit]:
                 rule.id,
                 rule.category,
                 rule.title,
+                rule.subject,
                 severity,
                 values.get("facility"),
                 None if values.get("logbook") is None else str(values.get("logbook")),
@@ -325,6 +338,7 @@ def store_flags(
             "category": [h.category for h in hits],
             "severity": [h.severity for h in hits],
             "title": [h.title for h in hits],
+            "subject": [h.subject for h in hits],
             "facility": [h.facility for h in hits],
             "logbook": [h.logbook for h in hits],
             "period_start": [h.period_start for h in hits],
@@ -366,10 +380,10 @@ def store_flags(
         LEFT JOIN records r ON r.record_key = u.k
         GROUP BY h.flag_id""")
     con.execute(
-        """
+        f"""
         INSERT INTO flags BY NAME
         SELECT h.*, ? AS source, coalesce(e.record_ids, []) AS record_ids,
-               coalesce(e.evidence, '[]') AS evidence, NULL::DOUBLE AS score,
+               coalesce(e.evidence, '[]') AS evidence, {severity_case("h.severity")} AS score,
                ? AS first_run, ? AS last_run, ? AS first_seen, ? AS last_seen,
                'active' AS state
         FROM hits h JOIN hit_evidence e USING (flag_id)

@@ -93,11 +93,19 @@ SCHEMA = [
         scope VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS flags (
         flag_id VARCHAR PRIMARY KEY, rule_id VARCHAR, category VARCHAR, severity VARCHAR,
-        source VARCHAR, title VARCHAR, facility VARCHAR, logbook VARCHAR,
+        source VARCHAR, title VARCHAR, subject VARCHAR, facility VARCHAR, logbook VARCHAR,
         period_start TIMESTAMP, period_end TIMESTAMP, record_keys VARCHAR[],
         record_ids VARCHAR[], evidence VARCHAR, fields VARCHAR, explanation VARCHAR,
         score DOUBLE, first_run BIGINT, last_run BIGINT, first_seen TIMESTAMP,
         last_seen TIMESTAMP, state VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS models (
+        model_id VARCHAR PRIMARY KEY, run_id BIGINT, model VARCHAR, config VARCHAR,
+        features VARCHAR, fit_from TIMESTAMP, fit_to TIMESTAMP, fit_rows BIGINT,
+        fitted_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS scores (
+        run_id BIGINT, model_id VARCHAR, record_key VARCHAR, outlier_score DOUBLE,
+        outlier_pct DOUBLE, rule_score DOUBLE, risk_score DOUBLE, rules VARCHAR[],
+        top_features VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS reviews (
         flag_id VARCHAR PRIMARY KEY, status VARCHAR, assignee VARCHAR, reason VARCHAR,
         note VARCHAR, updated_at TIMESTAMP, updated_by VARCHAR)""",

@@ -1,0 +1,250 @@
+"""Contextual features per visit: how usual a visit is for its role, place, time and people.
+
+Most suspicious visits are not extreme on any single column; they are out of place in
+their context. Each feature below measures that against the visit's own context (its
+role at its facility, its week, its visitor's and inmate's history), so that the same
+twelve-hour stay is ordinary for staff and absurd for family. Features are computed in
+DuckDB, written to a Parquet file and read back in batches: the work stays out of core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from detector.store import Store
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    description: str
+    # How the value reads in an explanation; fields come from the context columns.
+    template: str
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature(
+        "weekday_rarity",
+        "rarity of this weekday for the role at the facility",
+        "{weekday}: {n_dow} of {n_role} {role} visits at {facility} are on a {weekday}",
+    ),
+    Feature(
+        "hour_rarity",
+        "rarity of this hour of day for the role at the facility",
+        "{hour}h: {n_hour} of {n_timed} timed {role} visits at {facility} start at that hour",
+    ),
+    Feature(
+        "volume_drop",
+        "how far the role's visits that week (at the facility, or at all "
+        "facilities) fall below the usual week, beyond halving",
+        "{n_week} {role} visits at {facility} that week (usually {usual_week}); "
+        "{n_gweek} at all facilities (usually {usual_gweek})",
+    ),
+    Feature(
+        "stay_rarity",
+        "how far the length of stay is from the role's usual stay",
+        "stayed {stay_h} h; {role} visits usually last {usual_stay_h} h",
+    ),
+    Feature(
+        "visitor_spread",
+        "how unusual, for the role, the number of gangs, facilities "
+        "and gang leaders the visitor saw within 30 days is",
+        "the visitor saw {n_gangs} gangs, {n_prisons} facilities and {n_leaders} gang "
+        "leaders within 30 days",
+    ),
+    Feature(
+        "official_with_leader",
+        "an official visiting a gang leader",
+        "an official visiting a {gang} leader",
+    ),
+    Feature(
+        "escorted_by_official",
+        "escorted in by someone logged as an official",
+        "escorted in by official {escorted_by}",
+    ),
+    Feature(
+        "party_excess",
+        "people in the party beyond the names written",
+        "{party_excess} people in the party beyond the names written",
+    ),
+    Feature(
+        "missing_exit",
+        "no exit recorded in a log that records exits",
+        "no exit recorded, though the log records exits",
+    ),
+    Feature("unnamed", "no identifiable name", "no identifiable name written"),
+    Feature(
+        "purpose_missing_rarity",
+        "no purpose, for a role that usually states one",
+        "no purpose stated, as in only {pct_no_purpose}% of {role} visits at {facility}",
+    ),
+)
+FEATURE_NAMES = [f.name for f in FEATURES]
+# The plain baseline the evaluation compares against: marginal columns only.
+MARGINAL = [
+    "hour",
+    "weekday",
+    "stay_min",
+    "role_family",
+    "role_lawyer",
+    "role_official",
+    "role_staff",
+    "role_contractor",
+]
+CONTEXT = [
+    "record_key",
+    "record_id",
+    "facility",
+    "role",
+    "weekday",
+    "hour",
+    "n_dow",
+    "n_hour",
+    "n_timed",
+    "n_role",
+    "n_week",
+    "usual_week",
+    "n_gweek",
+    "usual_gweek",
+    "stay_h",
+    "usual_stay_h",
+    "n_gangs",
+    "n_prisons",
+    "n_leaders",
+    "gang",
+    "escorted_by",
+    "pct_no_purpose",
+    "entered_at",
+    "inmate_id",
+    "official_key",
+]
+
+FEATURE_SQL = r"""
+WITH officials AS (SELECT DISTINCT name_key FROM visits WHERE role = 'official' AND name_key <> ''),
+v AS (
+  SELECT v.record_key, v.record_id, v.facility, coalesce(v.role, 'other') AS role, v.entered_at,
+         v.exited_at, v.inmate_id, v.escorted_by, v.party_size, v.party_id, v.source_sha256,
+         v.entered_precision = 'minute' AS timed,
+         isodow(v.entered_at) AS dow, hour(v.entered_at) AS hr,
+         date_trunc('week', v.entered_at) AS wk,
+         date_diff('minute', v.entered_at, v.exited_at) AS stay_min,
+         CASE WHEN v.name_key <> '' AND regexp_matches(v.name_key, '[A-Z0-9]')
+              THEN v.name_key || '|' || coalesce(v.id_number, '') END AS visitor,
+         i.gang, coalesce(i.rank = 'leader', FALSE) AS leader,
+         v.purpose IS NULL OR trim(v.purpose) = '' AS no_purpose,
+         CASE WHEN v.role = 'official' THEN v.name_key
+              WHEN v.escorted_key IN (SELECT name_key FROM officials) THEN v.escorted_key END
+           AS official_key
+  FROM visits v LEFT JOIN inmates_current i USING (inmate_id)),
+role_n AS (SELECT facility, role, count(*) AS n FROM v GROUP BY ALL),
+timed_n AS (SELECT facility, role, count(*) AS n FROM v WHERE timed GROUP BY ALL),
+dow_n AS (SELECT facility, role, dow, count(*) AS n FROM v GROUP BY ALL),
+hr_n AS (SELECT facility, role, hr, count(*) AS n FROM v WHERE timed GROUP BY ALL),
+week_n AS (SELECT facility, role, wk, count(*) AS n FROM v GROUP BY ALL),
+week_usual AS (SELECT facility, role, median(n) AS usual FROM week_n GROUP BY ALL),
+gweek_n AS (SELECT role, wk, count(*) AS n FROM v GROUP BY ALL),
+gweek_usual AS (SELECT role, median(n) AS usual FROM gweek_n GROUP BY ALL),
+stay_med AS (SELECT role, median(ln(stay_min)) AS med FROM v WHERE stay_min > 0 GROUP BY ALL),
+stay_usual AS (SELECT role, any_value(m.med) AS med, median(abs(ln(stay_min) - m.med)) AS mad
+               FROM v JOIN stay_med m USING (role) WHERE stay_min > 0 GROUP BY ALL),
+visitor_window AS (
+  SELECT record_key,
+         count(DISTINCT gang) OVER w AS gangs, count(DISTINCT facility) OVER w AS prisons,
+         count(DISTINCT CASE WHEN leader THEN inmate_id END) OVER w AS leaders
+  FROM v WHERE visitor IS NOT NULL AND inmate_id IS NOT NULL
+  WINDOW w AS (PARTITION BY visitor ORDER BY entered_at
+               RANGE BETWEEN INTERVAL 30 DAYS PRECEDING AND INTERVAL 30 DAYS FOLLOWING)),
+party AS (SELECT source_sha256, party_id,
+                 max(party_size) - count(*) FILTER (WHERE visitor IS NOT NULL) AS excess
+          FROM v WHERE party_id IS NOT NULL GROUP BY ALL),
+exits AS (SELECT source_sha256, avg(CASE WHEN exited_at IS NULL THEN 0 ELSE 1 END) AS coverage
+          FROM v GROUP BY ALL),
+purpose AS (SELECT facility, role, avg(no_purpose::INT) AS share FROM v GROUP BY ALL),
+raw AS (
+SELECT
+  v.record_key, v.record_id, v.facility, v.role, v.entered_at, v.inmate_id, v.official_key,
+  -ln((d.n + 1.0) / (r.n + 7)) AS weekday_rarity,
+  CASE WHEN v.timed THEN -ln((hh.n + 1.0) / (t.n + 24)) ELSE 0 END AS hour_rarity,
+  -- only drops beyond half the usual volume count: holidays are not suspensions
+  greatest(0, ln((wu.usual + 1.0) / (w.n + 1.0)) - ln(2),
+              ln((gu.usual + 1.0) / (g.n + 1.0)) - ln(2)) AS volume_drop,
+  CASE WHEN v.stay_min > 0
+       THEN abs(ln(v.stay_min) - st.med) / greatest(st.mad, 0.1) ELSE 0 END AS stay_rarity,
+  coalesce(vw.gangs, 0) AS n_gangs, coalesce(vw.prisons, 0) AS n_prisons,
+  coalesce(vw.leaders, 0) AS n_leaders,
+  (v.role = 'official' AND v.leader)::INT AS official_with_leader,
+  (v.official_key IS NOT NULL AND v.role <> 'official')::INT AS escorted_by_official,
+  greatest(0, CASE WHEN v.party_id IS NULL THEN coalesce(v.party_size, 1) - 1
+                   ELSE coalesce(p.excess, 0) END) AS party_excess,
+  (v.exited_at IS NULL AND e.coverage >= 0.5)::INT AS missing_exit,
+  (v.visitor IS NULL)::INT AS unnamed,
+  CASE WHEN v.no_purpose THEN greatest(0, -ln(pu.share + 0.001)) ELSE 0 END
+    AS purpose_missing_rarity,
+  -- marginal columns for the baseline
+  CASE WHEN v.timed THEN v.hr ELSE 12 END AS hour, v.dow AS weekday,
+  coalesce(v.stay_min, -1) AS stay_min,
+  (v.role = 'family')::INT AS role_family, (v.role = 'lawyer')::INT AS role_lawyer,
+  (v.role = 'official')::INT AS role_official, (v.role = 'staff')::INT AS role_staff,
+  (v.role = 'contractor')::INT AS role_contractor,
+  -- context for explanations
+  d.n AS n_dow, coalesce(hh.n, 0) AS n_hour, coalesce(t.n, 0) AS n_timed, r.n AS n_role, w.n AS n_week, wu.usual AS usual_week,
+  g.n AS n_gweek, gu.usual AS usual_gweek, round(v.stay_min / 60.0, 1) AS stay_h,
+  round(exp(st.med) / 60, 1) AS usual_stay_h, v.gang, v.escorted_by,
+  round(100 * pu.share) AS pct_no_purpose
+FROM v
+JOIN role_n r USING (facility, role)
+LEFT JOIN timed_n t USING (facility, role)
+JOIN dow_n d USING (facility, role, dow)
+LEFT JOIN hr_n hh USING (facility, role, hr)
+JOIN week_n w USING (facility, role, wk)
+JOIN week_usual wu USING (facility, role)
+JOIN gweek_n g USING (role, wk)
+JOIN gweek_usual gu USING (role)
+LEFT JOIN stay_usual st USING (role)
+LEFT JOIN visitor_window vw USING (record_key)
+LEFT JOIN party p USING (source_sha256, party_id)
+JOIN exits e USING (source_sha256)
+JOIN purpose pu USING (facility, role))
+-- What is usual depends on the role: a lawyer seeing leaders of three gangs in a month is
+-- routine, a relative doing so is not. Graded features become their surprise within the
+-- role, -ln(share of the role's visits with a value at least as high), and count only in
+-- the role's top 1% (surprise >= ln 100): ordinary variation then adds nothing, so a visit
+-- stands out by what is truly unusual about it, not by many small oddities.
+SELECT * REPLACE ({surprising}),
+  greatest(
+    CASE WHEN n_gangs > 1 THEN {s_gangs} ELSE 0 END,
+    CASE WHEN n_prisons > 1 THEN {s_prisons} ELSE 0 END,
+    CASE WHEN n_leaders > 1 THEN {s_leaders} ELSE 0 END) AS visitor_spread
+FROM raw
+"""
+
+
+SURPRISE_FLOOR = 100  # a value counts when at most 1 in this many visits of the role reach it
+
+
+def _surprise(column: str) -> str:
+    s = f"-ln(cume_dist() OVER (PARTITION BY role ORDER BY {column} DESC))"
+    return f"CASE WHEN {s} >= ln({SURPRISE_FLOOR}) THEN {s} ELSE 0 END"
+
+
+FEATURE_SQL = FEATURE_SQL.format(
+    surprising=", ".join(
+        f"{_surprise(c)} AS {c}" for c in ("weekday_rarity", "hour_rarity", "stay_rarity")
+    ),
+    s_gangs=_surprise("n_gangs"),
+    s_prisons=_surprise("n_prisons"),
+    s_leaders=_surprise("n_leaders"),
+)
+
+
+def build_features(store: Store, out: Path) -> int:
+    """Write one row per stored visit (features, baseline columns, context) to ``out``.
+
+    Returns the number of rows. Runs on a read-only connection; DuckDB spills to disk
+    when the data outgrows memory.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with store.read() as con:
+        con.execute(f"COPY ({FEATURE_SQL}) TO '{out}' (FORMAT parquet)")
+        return con.execute(f"SELECT count(*) FROM read_parquet('{out}')").fetchall()[0][0]
