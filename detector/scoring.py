@@ -240,21 +240,8 @@ def score(
             return ScoreReport(0, "", 0, 0, seconds=seconds)
 
         t = time.perf_counter()
-        lazy = pl.scan_parquet(feats)
-        if config.fit_window_days:
-            newest = lazy.select(pl.col("entered_at").max()).collect().item()
-            lazy = lazy.filter(
-                pl.col("entered_at") >= newest - pl.duration(days=config.fit_window_days)
-            )
-        window = lazy.select("entered_at", *FEATURE_NAMES).collect()
-        fit_from, fit_to = window["entered_at"].min(), window["entered_at"].max()
-        sample = (
-            window.sample(config.fit_sample, seed=config.seed)
-            if window.height > config.fit_sample
-            else window
-        )
-        X_fit = matrix(sample, FEATURE_NAMES)
-        del window
+        # The fitted window, and a seeded sample of it, read by DuckDB: nothing big in memory.
+        fit_from, fit_to, X_fit = _fit_sample(feats, config)
         model = make_model(config).fit(X_fit)
         explainer = FrozenECOD(model if isinstance(model, ECOD) else ECOD().fit(X_fit))
         # ECOD's score is the sum of its per-feature scores: computed once for both.
@@ -333,6 +320,33 @@ def score(
         seconds["store"] = time.perf_counter() - t
     report.seconds = seconds
     return report
+
+
+def _fit_sample(feats: Path, config: ScoringConfig) -> tuple:
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        newest = con.execute(f"SELECT max(entered_at) FROM read_parquet('{feats}')").fetchall()[0][
+            0
+        ]
+        where = ""
+        if config.fit_window_days:
+            where = f"WHERE entered_at >= TIMESTAMP '{newest}' - INTERVAL {int(config.fit_window_days)} DAY"
+        fit_from, fit_to, n = con.execute(
+            f"SELECT min(entered_at), max(entered_at), count(*) FROM read_parquet('{feats}') {where}"
+        ).fetchall()[0]
+        sample = (
+            f"USING SAMPLE reservoir({int(config.fit_sample)} ROWS) REPEATABLE ({config.seed})"
+            if n > config.fit_sample
+            else ""
+        )
+        frame = con.sql(
+            f"SELECT {', '.join(FEATURE_NAMES)} FROM read_parquet('{feats}') {where} {sample}"
+        ).pl()
+    finally:
+        con.close()
+    return fit_from, fit_to, matrix(frame, FEATURE_NAMES)
 
 
 def _now() -> datetime:

@@ -22,6 +22,8 @@ from detector.schema import KINDS, SPECS
 
 DEFAULT_DB = Path("data") / "detector.duckdb"
 WAIT_SECONDS = float(os.environ.get("DETECTOR_LOCK_WAIT", "120"))
+# DuckDB spills to disk past this, so big runs stay within a known budget.
+MEMORY_LIMIT = os.environ.get("DETECTOR_DUCKDB_MEMORY", "2GB")
 
 _SQL_TYPES = {
     "text": "VARCHAR",
@@ -168,7 +170,14 @@ class Store:
         delay = 0.02
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=read_only)
+                return duckdb.connect(
+                    str(self.path),
+                    read_only=read_only,
+                    config={
+                        "memory_limit": MEMORY_LIMIT,
+                        "temp_directory": str(self.path.parent / ".duckdb_tmp"),
+                    },
+                )
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                     if "lock" in str(exc).lower():

@@ -1,0 +1,57 @@
+"""Benchmark: feature building + ECOD scoring of N visits (the visits of bench/rules.py).
+
+    .venv/bin/python bench/score.py --rows 1000000 --rows 10000000
+Each run scores in a fresh process so that its peak memory (ru_maxrss) is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _child(db: str) -> None:
+    from detector.scoring import score
+    from detector.store import Store
+
+    t0 = time.perf_counter()
+    report = score(Store(db), workdir=Path(db).parent)
+    total = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": total, "parts": report.seconds, "rows": report.rows,
+                      "peak_mb": peak}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, action="append")
+    ap.add_argument("--child")
+    args = ap.parse_args()
+    if args.child:
+        _child(args.child)
+        return
+    from bench.rules import build
+
+    for n in args.rows or [1_000_000]:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = Path(tmp) / "bench.duckdb"
+            build(db, n)
+            out = subprocess.run([sys.executable, __file__, "--child", str(db)], check=True,
+                                 capture_output=True, text=True).stdout
+            r = json.loads(out.strip().splitlines()[-1])
+            parts = ", ".join(f"{k} {v:.1f} s" for k, v in r["parts"].items())
+            print(f"{r['rows']:>11,} visits: {r['seconds']:.1f} s ({parts}), "
+                  f"peak {r['peak_mb']:,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
