@@ -27,8 +27,11 @@ def _child(db: str) -> None:
     report = score(Store(db), workdir=Path(db).parent)
     total = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": total, "parts": report.seconds, "rows": report.rows,
-                      "peak_mb": peak}))
+    print(
+        json.dumps(
+            {"seconds": total, "parts": report.seconds, "rows": report.rows, "peak_mb": peak}
+        )
+    )
 
 
 def main() -> None:
@@ -45,12 +48,18 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "bench.duckdb"
             build(db, n)
-            out = subprocess.run([sys.executable, __file__, "--child", str(db)], check=True,
-                                 capture_output=True, text=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", str(db)],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             r = json.loads(out.strip().splitlines()[-1])
             parts = ", ".join(f"{k} {v:.1f} s" for k, v in r["parts"].items())
-            print(f"{r['rows']:>11,} visits: {r['seconds']:.1f} s ({parts}), "
-                  f"peak {r['peak_mb']:,.0f} MB")
+            print(
+                f"{r['rows']:>11,} visits: {r['seconds']:.1f} s ({parts}), "
+                f"peak {r['peak_mb']:,.0f} MB"
+            )
 
 
 if __name__ == "__main__":

@@ -423,5 +423,37 @@ def demo(
         _fail(str(exc))
 
 
+users_app = typer.Typer(help="Dashboard users.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("add")
+def users_add(
+    username: str,
+    role: Annotated[str, typer.Option(help="admin, auditor or viewer")] = "auditor",
+    db: DbOption = None,
+) -> None:
+    """Create a dashboard user (or reset their password); the password is printed once."""
+    from detector import auth
+
+    try:
+        password = auth.add_user(auth.users_file(Store(db).path), username, role)
+    except ValueError as exc:
+        _fail(str(exc))
+    console.print(f"{username} ({role}): password [bold]{password}[/]", highlight=False)
+
+
+@app.command()
+def dashboard(
+    db: DbOption = None,
+    port: int = 8501,
+    address: Annotated[str, typer.Option(help="Interface to listen on.")] = "localhost",
+) -> None:
+    """Start the review dashboard on the database (login required)."""
+    from detector.pipeline import serve_dashboard
+
+    serve_dashboard(Store(db), console, port, address)
+
+
 if __name__ == "__main__":
     app()

@@ -1,13 +1,15 @@
-"""The main job end to end: demo logs -> ingest -> rules -> (dashboard)."""
+"""The main job end to end: demo logs -> ingest -> rules -> scoring -> dashboard."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from rich.console import Console
 
+from detector import auth
 from detector.generator import generate
 from detector.ingest import ingest_paths
 from detector.rules import run_rules
@@ -15,6 +17,7 @@ from detector.scoring import score
 from detector.store import Store
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+MAX_UPLOAD_MB = int(os.environ.get("DETECTOR_MAX_UPLOAD_MB", "1024"))
 
 
 def run_demo(store: Store, out: Path, console: Console, serve: bool = True) -> None:
@@ -26,7 +29,7 @@ def run_demo(store: Store, out: Path, console: Console, serve: bool = True) -> N
         state = (
             r.message
             if r.status != "stored"
-            else (f"{r.rows_stored} stored, {r.rows_quarantined} quarantined")
+            else f"{r.rows_stored} stored, {r.rows_quarantined} quarantined"
         )
         console.print(f"{Path(r.path).name:<20} {r.kind or '-':<11} {state}", highlight=False)
     failed = [r for r in results if r.status == "failed"]
@@ -39,23 +42,48 @@ def run_demo(store: Store, out: Path, console: Console, serve: bool = True) -> N
     )
     scored = score(store, triggered_by="demo")
     console.print(
-        f"scoring: {scored.rows:,} visits scored, {scored.flags_new} new outlier flags "
-        f"({sum(scored.seconds.values()):.1f} s)"
+        f"scoring: {scored.rows:,} visits scored, {scored.flags_new} new outlier "
+        f"flags ({sum(scored.seconds.values()):.1f} s)"
     )
     console.print(f"database: {store.path}")
-    if serve and DASHBOARD.exists():
-        console.print("starting the dashboard (Ctrl-C to stop)")
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                str(DASHBOARD),
-                "--server.headless=true",
-                "--",
-                "--db",
-                str(store.path),
-            ],
-            check=False,
+    if serve:
+        serve_dashboard(store, console)
+
+
+def serve_dashboard(
+    store: Store, console: Console, port: int = 8501, address: str = "localhost"
+) -> None:
+    """Start the Streamlit dashboard on this database (blocks until Ctrl-C)."""
+    users = auth.users_file(store.path)
+    _, created = auth.ensure(users)
+    if created:
+        console.print(
+            f"[bold]Dashboard login: user [green]admin[/], password "
+            f"[green]{created}[/][/] (shown once; stored hashed in {users})",
+            highlight=False,
         )
+    else:
+        console.print(
+            f"Dashboard users are in {users} (`detector users add NAME --role "
+            "admin` resets a password).",
+            highlight=False,
+        )
+    console.print(f"Dashboard: http://{address}:{port} (Ctrl-C to stop)")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(DASHBOARD),
+            "--server.headless=true",
+            f"--server.port={port}",
+            f"--server.address={address}",
+            "--browser.gatherUsageStats=false",
+            f"--server.maxUploadSize={MAX_UPLOAD_MB}",
+            "--",
+            "--db",
+            str(store.path),
+        ],
+        check=False,
+    )

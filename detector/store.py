@@ -111,6 +111,9 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS reviews (
         flag_id VARCHAR PRIMARY KEY, status VARCHAR, assignee VARCHAR, reason VARCHAR,
         note VARCHAR, updated_at TIMESTAMP, updated_by VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS suppressions (
+        rule_id VARCHAR, entity VARCHAR, until DATE, created_by VARCHAR,
+        created_at TIMESTAMP, note VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS review_log (
         flag_id VARCHAR, acted_at TIMESTAMP, actor VARCHAR, action VARCHAR, old VARCHAR, new VARCHAR,
         note VARCHAR)""",

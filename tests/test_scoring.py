@@ -49,8 +49,7 @@ def test_frozen_ecod_does_not_move_with_the_batch_it_scores():
     frozen = FrozenECOD(ECOD().fit(X))
     batch = X[:50]
     polluted = np.vstack([batch, np.full((5000, X.shape[1]), 6.0)])  # a flood of odd rows
-    assert np.allclose(frozen.decision_function(batch),
-                       frozen.decision_function(polluted)[:50])
+    assert np.allclose(frozen.decision_function(batch), frozen.decision_function(polluted)[:50])
 
 
 @pytest.mark.parametrize("name", ["ecod", "iforest", "copod", "hbos"])
@@ -92,13 +91,17 @@ def test_one_score_per_stored_visit_in_the_csv_export(scored):
 
 
 def test_explanations_come_from_ecods_per_feature_scores(scored):
-    top = rows(scored, "SELECT top_features, outlier_score FROM scores "
-                       "WHERE run_id = (SELECT max(run_id) FROM scores) "
-                       "ORDER BY outlier_score DESC LIMIT 20")
+    top = rows(
+        scored,
+        "SELECT top_features, outlier_score FROM scores "
+        "WHERE run_id = (SELECT max(run_id) FROM scores) "
+        "ORDER BY outlier_score DESC LIMIT 20",
+    )
     for text, outlier in top:
         items = json.loads(text)
-        assert [i["feature"] for i in items][:1] and all(i["feature"] in FEATURE_NAMES
-                                                         for i in items)
+        assert [i["feature"] for i in items][:1] and all(
+            i["feature"] in FEATURE_NAMES for i in items
+        )
         contributions = [i["contribution"] for i in items]
         assert contributions == sorted(contributions, reverse=True)
         assert sum(contributions) <= outlier + 1e-6  # a part of ECOD's row sum
@@ -106,22 +109,28 @@ def test_explanations_come_from_ecods_per_feature_scores(scored):
 
 
 def test_model_and_fit_window_are_recorded(scored):
-    (model, config, features, fit_rows, fit_from, fit_to), = rows(
-        scored, "SELECT model, config, features, fit_rows, fit_from, fit_to FROM models")
+    ((model, config, features, fit_rows, fit_from, fit_to),) = rows(
+        scored, "SELECT model, config, features, fit_rows, fit_from, fit_to FROM models"
+    )
     assert model == "ecod" and json.loads(features) == FEATURE_NAMES
     assert fit_rows > 1000 and fit_from < fit_to
     assert json.loads(config)["fit_sample"] == ScoringConfig().fit_sample
 
 
 def test_model_flags_only_for_visits_no_rule_flags(scored):
-    model_flags = rows(scored, "SELECT category, record_keys, explanation FROM flags "
-                               "WHERE source = 'model'")
+    model_flags = rows(
+        scored, "SELECT category, record_keys, explanation FROM flags WHERE source = 'model'"
+    )
     assert model_flags
     for category, keys, explanation in model_flags:
         assert category == "visit_pattern" and len(keys) == 1
         assert "out of place" in explanation
-        assert rows(scored, "SELECT rule_score FROM scores WHERE record_key = ? "
-                            "AND run_id = (SELECT max(run_id) FROM scores)", [keys[0]]) == [(0,)]
+        assert rows(
+            scored,
+            "SELECT rule_score FROM scores WHERE record_key = ? "
+            "AND run_id = (SELECT max(run_id) FROM scores)",
+            [keys[0]],
+        ) == [(0,)]
 
 
 @pytest.mark.parametrize("by", ["official", "inmate", "facility"])
@@ -139,8 +148,13 @@ def test_rescoring_keeps_flag_ids(scored):
     before = rows(scored, "SELECT flag_id FROM flags WHERE source = 'model' ORDER BY 1")
     report = score(scored)
     assert report.flags_new == 0
-    assert rows(scored, "SELECT flag_id FROM flags WHERE source = 'model' AND state = 'active' "
-                        "ORDER BY 1") == before
+    assert (
+        rows(
+            scored,
+            "SELECT flag_id FROM flags WHERE source = 'model' AND state = 'active' ORDER BY 1",
+        )
+        == before
+    )
 
 
 @pytest.mark.slow

@@ -1,0 +1,34 @@
+"""The review dashboard: login, then the pages. Run: streamlit run dashboard/app.py -- --db D."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from dashboard import session  # noqa: E402
+
+st.set_page_config(page_title="Prison access audit", page_icon="🔎", layout="wide")
+user = session.login()
+
+HERE = Path(__file__).parent / "pages"
+pages = [
+    st.Page(HERE / "1_Review_queue.py", title="Review queue", default=True),
+    st.Page(HERE / "2_Flag_detail.py", title="Flag detail"),
+    st.Page(HERE / "3_Upload.py", title="Upload"),
+    st.Page(HERE / "4_Overview.py", title="Overview"),
+    st.Page(HERE / "5_Evidence_and_runs.py", title="Evidence and runs"),
+]
+if session.can("admin"):
+    pages.append(st.Page(HERE / "6_Admin.py", title="Admin"))
+nav = st.navigation(pages)
+with st.sidebar:
+    st.caption(f"Signed in as **{user.username}** ({user.role})")
+    st.caption(f"Database: `{session.db_path()}`")
+    st.session_state["authenticator"].logout("Log out", location="sidebar", key="logout")
+nav.run()

@@ -1,0 +1,354 @@
+"""All database access of the dashboard: parameterised queries only, one connection per call.
+
+Pages call these helpers and never hold a connection across reruns: DuckDB lets one
+process write at a time and then locks every other process out, so each call opens,
+reads and closes. Actions go through detector.review / detector.ingest, which check the
+actor's role on the server side.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date
+
+import polars as pl
+
+from detector.rules import SEVERITIES
+from detector.store import Store
+
+CATEGORIES = (
+    "unidentified_entrant",
+    "logbook_gap",
+    "medical_transfer",
+    "visit_pattern",
+    "vehicle",
+    "data_quality",
+)
+
+
+@dataclass
+class QueueFilter:
+    """What the review queue shows; empty lists mean 'all'."""
+
+    categories: list[str] = field(default_factory=list)
+    severities: list[str] = field(default_factory=list)
+    rules: list[str] = field(default_factory=list)
+    facilities: list[str] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+    assignee: str | None = None
+    text: str = ""
+    since: date | None = None
+    until: date | None = None
+    include_resolved: bool = False
+    include_suppressed: bool = False
+
+    def where(self) -> tuple[str, list]:
+        parts, params = ["1 = 1"], []
+
+        def any_of(column: str, values: list[str]) -> None:
+            if values:
+                parts.append(f"{column} IN (SELECT unnest(?::VARCHAR[]))")
+                params.append(list(values))
+
+        any_of("f.category", self.categories)
+        any_of("f.severity", self.severities)
+        any_of("f.rule_id", self.rules)
+        any_of("f.facility", self.facilities)
+        any_of("coalesce(r.status, 'new')", self.statuses)
+        if self.assignee:
+            parts.append("r.assignee = ?")
+            params.append(self.assignee)
+        if self.text.strip():
+            parts.append(
+                "(f.explanation ILIKE ? OR f.fields ILIKE ? OR "
+                "array_to_string(f.record_ids, ' ') ILIKE ?)"
+            )
+            params += [f"%{self.text.strip()}%"] * 3
+        if self.since:
+            parts.append("coalesce(f.period_end, f.period_start) >= ?")
+            params.append(self.since)
+        if self.until:
+            parts.append("f.period_start < ?::DATE + 1")
+            params.append(self.until)
+        if not self.include_resolved:
+            parts.append("f.state = 'active'")
+        if not self.include_suppressed:
+            parts.append("""NOT EXISTS (SELECT 1 FROM suppressions s
+                WHERE s.rule_id = f.rule_id AND s.until >= current_date
+                  AND (f.facility = s.entity OR f.explanation ILIKE '%' || s.entity || '%'))""")
+        return " AND ".join(parts), params
+
+
+QUEUE_COLUMNS = """f.flag_id, round(f.score, 3) AS risk, f.severity, f.category, f.rule_id,
+    f.facility, f.period_start, f.explanation, coalesce(r.status, 'new') AS status,
+    r.assignee, f.source, f.state"""
+
+
+def queue(store: Store, flt: QueueFilter, page: int = 0, page_size: int = 50) -> pl.DataFrame:
+    """One page of flags, riskiest first."""
+    where, params = flt.where()
+    with store.read() as con:
+        return con.sql(
+            f"SELECT {QUEUE_COLUMNS} FROM flags f LEFT JOIN reviews r USING (flag_id) "
+            f"WHERE {where} ORDER BY f.score DESC NULLS LAST, f.flag_id "
+            f"LIMIT {int(page_size)} OFFSET {int(page) * int(page_size)}",
+            params=params,
+        ).pl()
+
+
+def queue_counts(store: Store, flt: QueueFilter) -> dict[str, int]:
+    where, params = flt.where()
+    with store.read() as con:
+        return dict(
+            con.execute(
+                f"SELECT f.category, count(*) FROM flags f LEFT JOIN reviews r USING (flag_id) "
+                f"WHERE {where} GROUP BY 1 ORDER BY 1",
+                params,
+            ).fetchall()
+        )
+
+
+def filter_options(store: Store) -> dict[str, list[str]]:
+    with store.read() as con:
+
+        def col(sql: str) -> list[str]:
+            return [r[0] for r in con.execute(sql).fetchall() if r[0] is not None]
+
+        return {
+            "rules": col("SELECT DISTINCT rule_id FROM flags ORDER BY 1"),
+            "facilities": col("SELECT DISTINCT facility FROM flags ORDER BY 1"),
+            "assignees": col("SELECT DISTINCT assignee FROM reviews ORDER BY 1"),
+            "severities": list(SEVERITIES),
+            "categories": list(CATEGORIES),
+        }
+
+
+def flag(store: Store, flag_id: str) -> dict | None:
+    with store.read() as con:
+        cur = con.execute(
+            "SELECT f.*, coalesce(r.status, 'new') AS status, r.assignee, "
+            "r.reason, r.note FROM flags f LEFT JOIN reviews r USING (flag_id) "
+            "WHERE f.flag_id = ?",
+            [flag_id],
+        )
+        names = [d[0] for d in cur.description]
+        rows = cur.fetchall()
+    if not rows:
+        return None
+    out = dict(zip(names, rows[0], strict=True))
+    out["evidence"] = json.loads(out["evidence"] or "[]")
+    out["fields"] = json.loads(out["fields"] or "{}")
+    return out
+
+
+def evidence_records(store: Store, record_keys: list[str]) -> dict[str, pl.DataFrame]:
+    """The original values of a flag's records, per kind, with where they came from."""
+    out = {}
+    with store.read() as con:
+        for kind in ("visits", "transfers", "logbooks", "inmates"):
+            frame = con.sql(
+                f"SELECT * EXCLUDE (upload_seq) FROM {kind} "
+                "WHERE record_key IN (SELECT unnest($keys::VARCHAR[]))",
+                params={"keys": record_keys},
+            ).pl()
+            if frame.height:
+                out[kind] = frame
+        q = con.sql(
+            """SELECT source_name, source_row, field, reason, raw, source_sha256
+                       FROM quarantine
+                       WHERE 'Q|' || source_sha256[:16] || ':' || source_row
+                             IN (SELECT unnest($keys::VARCHAR[]))""",
+            params={"keys": record_keys},
+        ).pl()
+        if q.height:
+            out["quarantine"] = q
+    return out
+
+
+RELATIONS = {
+    "same person": "v.name_key <> '' AND v.name_key = x.name_key",
+    "same escort": "v.escorted_key IS NOT NULL AND v.escorted_key = x.escorted_key",
+    "same vehicle": "coalesce(v.plate_key, '') <> '' AND v.plate_key = x.plate_key",
+    "same inmate": "v.inmate_id IS NOT NULL AND v.inmate_id = x.inmate_id",
+    "same day at the facility": "v.facility = x.facility AND v.entered_at::DATE = x.entered_at::DATE",
+}
+
+
+def related(store: Store, record_keys: list[str], limit: int = 200) -> dict[str, pl.DataFrame]:
+    """Visits related to a flag's visits, by each relation."""
+    out = {}
+    with store.read() as con:
+        for label, cond in RELATIONS.items():
+            frame = con.sql(
+                f"""
+                SELECT DISTINCT v.record_id, v.facility, v.entered_at, v.name, v.role,
+                       v.escorted_by, v.inmate_id, v.vehicle_plate, v.source_name, v.source_row
+                FROM visits x JOIN visits v ON {cond} AND v.record_key <> x.record_key
+                WHERE x.record_key IN (SELECT unnest($keys::VARCHAR[]))
+                ORDER BY v.entered_at LIMIT {int(limit)}""",
+                params={"keys": record_keys},
+            ).pl()
+            if frame.height:
+                out[label] = frame
+    return out
+
+
+def timeline(store: Store, facility: str | None, start, end, hours: int = 24) -> pl.DataFrame:
+    """Entries at a facility around a period, for a short timeline."""
+    if not facility or start is None:
+        return pl.DataFrame()
+    with store.read() as con:
+        return con.sql(
+            """
+            SELECT entered_at, coalesce(role, 'other') AS role, coalesce(name, '(blank)') AS name,
+                   record_id, checkpoint
+            FROM visits WHERE facility = $f
+              AND entered_at BETWEEN $s - to_hours($h) AND $e + to_hours($h)
+            ORDER BY entered_at""",
+            params={"f": facility, "s": start, "e": end or start, "h": hours},
+        ).pl()
+
+
+def review_log(store: Store, flag_id: str | None = None) -> pl.DataFrame:
+    where, params = ("WHERE flag_id = $f", {"f": flag_id}) if flag_id else ("", {})
+    with store.read() as con:
+        return con.sql(
+            f"SELECT acted_at, actor, action, old, new, note, flag_id FROM review_log "
+            f"{where} ORDER BY acted_at DESC",
+            params=params,
+        ).pl()
+
+
+# --- overview ------------------------------------------------------------------------------
+
+
+def flags_over_time(store: Store) -> pl.DataFrame:
+    with store.read() as con:
+        return con.sql("""SELECT date_trunc('week', period_start) AS week, facility, category,
+                                 count(*) AS flags
+                          FROM flags WHERE state = 'active' AND period_start IS NOT NULL
+                          GROUP BY ALL ORDER BY 1""").pl()
+
+
+def entries_heatmap(store: Store, facility: str | None = None) -> pl.DataFrame:
+    with store.read() as con:
+        return con.sql(
+            """SELECT facility, isodow(entered_at) AS weekday, hour(entered_at) AS hour,
+                                 count(*) AS entries
+                          FROM visits WHERE entered_precision = 'minute'
+                            AND ($f IS NULL OR facility = $f)
+                          GROUP BY ALL""",
+            params={"f": facility},
+        ).pl()
+
+
+def logbook_coverage(store: Store) -> pl.DataFrame:
+    """Per book: the period its written lines cover, its register status, and the gaps."""
+    with store.read() as con:
+        return con.sql("""
+            SELECT facility, checkpoint, logbook, 'written' AS kind,
+                   min(entered_at) AS start, max(entered_at) AS "end"
+            FROM visits WHERE logbook IS NOT NULL GROUP BY ALL
+            UNION ALL
+            SELECT facility, checkpoint, logbook, 'register: ' || status, opened_on::TIMESTAMP,
+                   closed_on::TIMESTAMP
+            FROM logbooks WHERE status <> 'in_custody'
+            UNION ALL
+            SELECT facility, coalesce(json_extract_string(fields, '$.checkpoint'), ''),
+                   coalesce(logbook, ''), 'gap: ' || rule_id, period_start, period_end
+            FROM flags WHERE category = 'logbook_gap' AND state = 'active'
+                         AND period_start IS NOT NULL AND period_end IS NOT NULL
+            ORDER BY 1, 2, 5""").pl()
+
+
+def transfers_between(store: Store) -> pl.DataFrame:
+    with store.read() as con:
+        return con.sql("""SELECT from_facility, to_facility, reason, count(*) AS transfers,
+                                 count(*) FILTER (WHERE returned_at IS NULL) AS not_returned
+                          FROM transfers GROUP BY ALL ORDER BY transfers DESC""").pl()
+
+
+# --- evidence and runs ---------------------------------------------------------------------
+
+
+def ledger(store: Store) -> pl.DataFrame:
+    with store.read() as con:
+        return con.sql("""SELECT seq, original_name, kind, uploaded_by, uploaded_at, rows_read,
+                                 rows_stored, rows_quarantined, rows_duplicate, sha256, entry_hash
+                          FROM uploads ORDER BY seq DESC""").pl()
+
+
+def runs(store: Store, limit: int = 200) -> pl.DataFrame:
+    with store.read() as con:
+        return con.sql(f"""SELECT run_id, kind, triggered_by, status, started_at, ended_at,
+                                  counts, errors
+                           FROM runs ORDER BY run_id DESC LIMIT {int(limit)}""").pl()
+
+
+def quarantine(store: Store, source: str | None = None, limit: int = 1000) -> pl.DataFrame:
+    with store.read() as con:
+        return con.sql(
+            f"""SELECT source_name, source_row, field, reason_code, reason, raw,
+                                  source_sha256
+                           FROM quarantine WHERE $s IS NULL OR source_name = $s
+                           ORDER BY source_name, source_row LIMIT {int(limit)}""",
+            params={"s": source},
+        ).pl()
+
+
+def totals(store: Store) -> dict[str, int]:
+    with store.read() as con:
+        return dict(
+            con.execute("""
+            SELECT 'visits', count(*) FROM visits UNION ALL
+            SELECT 'flags', count(*) FROM flags WHERE state = 'active' UNION ALL
+            SELECT 'uploads', count(*) FROM uploads UNION ALL
+            SELECT 'quarantined rows', count(DISTINCT (source_sha256, source_row))
+              FROM quarantine""").fetchall()
+        )
+
+
+# --- actions (each checks the actor's role first) ------------------------------------------
+
+
+def ingest_uploaded(store: Store, actor, paths: list, mappings: dict, progress=None) -> list:
+    """Ingest uploaded files as the logged-in user, then run rules and scoring.
+
+    ``mappings`` maps a file name to its UserMapping (or None for the built-in synonyms).
+    Returns the IngestResults; rules and scoring run only when something was stored.
+    """
+    from detector.ingest import ingest_file
+    from detector.review import require
+    from detector.rules import run_rules
+    from detector.scoring import score
+
+    require(actor, "upload")
+    results = []
+    for n, path in enumerate(paths):
+        results.append(
+            ingest_file(
+                store,
+                path,
+                mapping=mappings.get(path.name),
+                user=actor.username,
+                mapping_name="dashboard",
+            )
+        )
+        if progress:
+            progress((n + 1) / len(paths), path.name)
+    if any(r.status == "stored" and r.rows_stored for r in results):
+        run_rules(store, triggered_by=f"upload:{actor.username}")
+        score(store, triggered_by=f"upload:{actor.username}")
+    return results
+
+
+def mapping_toml(kind: str, columns: dict[str, str], date_order: str) -> str:
+    """A mapping file for what the user chose on the upload page."""
+    lines = [f'kind = "{kind}"', f'date_order = "{date_order}"', "", "[columns]"]
+    lines += [
+        f"{field} = {json.dumps(source, ensure_ascii=False)}"
+        for field, source in columns.items()
+        if source
+    ]
+    return "\n".join(lines) + "\n"

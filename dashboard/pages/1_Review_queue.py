@@ -1,0 +1,95 @@
+"""Review queue: flags sorted by risk, filtered, paged; export and dossier of a selection."""
+
+import io
+from datetime import date
+
+import streamlit as st
+
+from dashboard import data, session
+from detector.dossier import render
+from detector.export import load_flags, write_flags
+from detector.review import STATUSES
+
+store = session.store()
+options = session.guarded(data.filter_options, store)
+
+with st.sidebar:
+    st.header("Filters")
+    flt = data.QueueFilter(
+        categories=st.multiselect("Category", options["categories"], key="f_cat"),
+        severities=st.multiselect("Severity", options["severities"], key="f_sev"),
+        rules=st.multiselect("Rule", options["rules"], key="f_rule"),
+        facilities=st.multiselect("Facility", options["facilities"], key="f_fac"),
+        statuses=st.multiselect("Status", list(STATUSES), key="f_status"),
+        assignee=st.selectbox("Assignee", [None, *options["assignees"]], key="f_assignee"),
+        text=st.text_input("Search names, ids, text", key="f_text"),
+        include_resolved=st.checkbox("Include flags resolved by data", key="f_resolved"),
+        include_suppressed=st.checkbox("Include suppressed flags", key="f_suppressed"),
+    )
+    period = st.date_input("Period", value=(), key="f_period")
+    if isinstance(period, tuple) and len(period) == 2:
+        flt.since, flt.until = period
+
+st.title("Review queue")
+counts = session.guarded(data.queue_counts, store, flt)
+total = sum(counts.values())
+cols = st.columns(max(1, len(counts)) + 1)
+cols[0].metric("Flags", f"{total:,}")
+for col, (category, n) in zip(cols[1:], counts.items(), strict=False):
+    col.metric(category.replace("_", " "), f"{n:,}")
+
+page_size = 50
+pages = max(1, -(-total // page_size))
+page = st.number_input("Page", min_value=1, max_value=pages, value=1, key="f_page") - 1
+frame = session.guarded(data.queue, store, flt, page, page_size)
+st.caption(f"Page {page + 1} of {pages}, riskiest first. Select rows to open or export them.")
+event = st.dataframe(
+    frame,
+    hide_index=True,
+    width="stretch",
+    on_select="rerun",
+    selection_mode="multi-row",
+    key="queue",
+    column_config={
+        "risk": st.column_config.ProgressColumn("risk", min_value=0, max_value=1, format="%.2f"),
+        "explanation": st.column_config.TextColumn("explanation", width="large"),
+        "flag_id": st.column_config.TextColumn("flag", width="small"),
+    },
+)
+chosen = [frame["flag_id"][i] for i in event.selection.rows] if frame.height else []
+
+left, mid, right = st.columns(3)
+if left.button("Open selected", disabled=len(chosen) != 1, key="open"):
+    st.session_state["flag_id"] = chosen[0]
+    st.switch_page("pages/2_Flag_detail.py")
+if session.can("export"):
+    flags = load_flags(store, state=None if flt.include_resolved else "active")
+    if flt.categories:
+        flags = flags.filter(flags["category"].is_in(flt.categories))
+    visible = data.queue(store, flt, 0, 10**9)["flag_id"]
+    flags = flags.filter(flags["flag_id"].is_in(visible.to_list()))
+    mid.download_button(
+        "Export CSV (current filter)",
+        write_flags(flags, "csv", None),
+        file_name=f"flags-{date.today()}.csv",
+        mime="text/csv",
+        key="csv",
+    )
+    buf = io.BytesIO()
+    write_flags(flags, "xlsx", buf)
+    mid.download_button(
+        "Export XLSX (current filter)",
+        buf.getvalue(),
+        file_name=f"flags-{date.today()}.xlsx",
+        key="xlsx",
+        mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    )
+    lang = right.radio("Dossier language", ["en", "es"], horizontal=True, key="lang")
+    right.download_button(
+        "Case dossier of selected (HTML)",
+        render(store, chosen, session.actor().username, lang) if chosen else "",
+        file_name=f"dossier-{date.today()}.html",
+        mime="text/html",
+        disabled=not chosen,
+        key="dossier",
+    )

@@ -1,0 +1,128 @@
+"""One flag: explanation, evidence, model features, related records, timeline, review."""
+
+from datetime import date, timedelta
+
+import altair as alt
+import polars as pl
+import streamlit as st
+
+from dashboard import data, session
+from detector import review
+from detector.review import DISMISS_REASONS, ReviewError
+
+store = session.store()
+flag_id = st.text_input("Flag id", value=st.session_state.get("flag_id", ""), key="flag_id_box")
+if not flag_id:
+    st.info("Open a flag from the review queue, or paste its id.")
+    st.stop()
+f = session.guarded(data.flag, store, flag_id.strip())
+if f is None:
+    st.error(f"No flag {flag_id}.")
+    st.stop()
+
+st.title(f["title"])
+st.markdown(
+    f"**{f['severity'].upper()}** · `{f['rule_id']}` ({f['source']}) · "
+    f"{f['category'].replace('_', ' ')} · status **{f['status']}**"
+    + (f" ({f['reason']})" if f.get("reason") else "")
+    + (f" · assigned to {f['assignee']}" if f.get("assignee") else "")
+    + (" · resolved by data" if f["state"] != "active" else "")
+)
+st.info(f["explanation"])
+
+st.subheader("Evidence")
+st.dataframe(
+    pl.DataFrame(f["evidence"]) if f["evidence"] else pl.DataFrame(),
+    hide_index=True,
+    width="stretch",
+    key="evidence",
+)
+for kind, frame in session.guarded(data.evidence_records, store, f["record_keys"]).items():
+    st.caption(f"Original values — {kind}")
+    st.dataframe(frame, hide_index=True, width="stretch", key=f"orig_{kind}")
+
+if f["source"] == "model":
+    st.subheader("Why the model flagged it")
+    st.dataframe(
+        pl.DataFrame(f["fields"].get("top_features", [])),
+        hide_index=True,
+        width="stretch",
+        key="features",
+    )
+else:
+    with st.expander("Values that made the rule fire"):
+        st.json(f["fields"])
+
+st.subheader("Related records")
+related = session.guarded(data.related, store, f["record_keys"])
+if related:
+    for label, tab in zip(related, st.tabs(list(related)), strict=True):
+        tab.dataframe(related[label], hide_index=True, width="stretch", key=f"rel_{label}")
+else:
+    st.caption("No related visits.")
+
+line = session.guarded(data.timeline, store, f["facility"], f["period_start"], f["period_end"])
+if line.height:
+    st.subheader(f"Timeline at {f['facility']} (±24 h)")
+    chart = (
+        alt.Chart(line.to_pandas())
+        .mark_tick(thickness=2, size=18)
+        .encode(
+            x=alt.X("entered_at:T", title=None),
+            y=alt.Y("role:N", title=None),
+            color="role:N",
+            tooltip=["entered_at:T", "name", "role", "record_id", "checkpoint"],
+        )
+    )
+    st.altair_chart(chart, width="stretch")
+
+st.subheader("Review")
+if not session.can("review"):
+    st.caption("Your role can read flags but not change them.")
+else:
+    with st.form("review_form"):
+        status = st.selectbox(
+            "Status",
+            ["in_review", "confirmed", "dismissed", "needs_external_verification"],
+            key="r_status",
+        )
+        reason = st.selectbox(
+            "Dismissal reason", [None, *DISMISS_REASONS], key="r_reason", help="Needed to dismiss."
+        )
+        note = st.text_area("Note", key="r_note")
+        if st.form_submit_button("Save review"):
+            try:
+                review.set_status(
+                    session.writer(), session.actor(), f["flag_id"], status, note or None, reason
+                )
+                st.success(f"Saved: {status}.")
+                st.rerun()
+            except ReviewError as exc:
+                st.error(str(exc))
+    a, b = st.columns(2)
+    with a.form("assign_form"):
+        who = st.text_input("Assign to (username)", value=f.get("assignee") or "", key="r_who")
+        if st.form_submit_button("Assign"):
+            review.assign(session.writer(), session.actor(), f["flag_id"], who.strip() or None)
+            st.rerun()
+    with b.form("suppress_form"):
+        entity = st.text_input(
+            "Suppress this rule for (facility, name, plate…)",
+            value=f.get("facility") or "",
+            key="r_entity",
+        )
+        until = st.date_input("until", value=date.today() + timedelta(days=30), key="r_until")
+        if st.form_submit_button("Suppress"):
+            try:
+                review.suppress(session.writer(), session.actor(), f["rule_id"], entity, until)
+                st.success(f"{f['rule_id']} suppressed for {entity} until {until}.")
+            except ReviewError as exc:
+                st.error(str(exc))
+
+st.subheader("Audit trail")
+st.dataframe(
+    session.guarded(data.review_log, store, f["flag_id"]),
+    hide_index=True,
+    width="stretch",
+    key="audit",
+)

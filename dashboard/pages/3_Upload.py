@@ -1,0 +1,125 @@
+"""Upload: detect each file's kind and layout, review the mapping, ingest, then run checks."""
+
+import tempfile
+from pathlib import Path
+
+import polars as pl
+import streamlit as st
+
+from dashboard import data, session
+from detector.errors import FileError
+from detector.ingest import plan
+from detector.mapping import UserMapping
+from detector.schema import SPECS
+
+st.title("Upload logs")
+if not session.can("upload"):
+    st.warning("Your role can read the logs but not upload them.")
+    st.stop()
+
+files = st.file_uploader(
+    "Visit logbooks, transfers, rosters, custody registers, facilities (CSV, XLSX, Parquet, JSON)",
+    accept_multiple_files=True,
+    key="uploads",
+)
+if not files:
+    st.caption(
+        "Files are kept unchanged as evidence, with their SHA-256, and recognised if "
+        "uploaded again."
+    )
+    st.stop()
+
+workdir = Path(st.session_state.setdefault("upload_dir", tempfile.mkdtemp(prefix="upload-")))
+paths, mappings = [], {}
+for upload in files:
+    path = workdir / Path(upload.name).name
+    path.write_bytes(upload.getvalue())
+    paths.append(path)
+    with st.expander(f"{upload.name} — {len(upload.getvalue()):,} bytes", expanded=True):
+        order = st.selectbox("Date order", ["dmy", "mdy", "ymd"], key=f"order_{upload.name}")
+        try:
+            p = plan(path, None, UserMapping(date_order=order))
+        except FileError as exc:
+            st.error(str(exc))
+            continue
+        st.write(
+            f"Kind **{p.kind}** · format {p.table.format} · encoding "
+            f"{p.table.encoding or '-'} · delimiter {p.table.delimiter!r}"
+        )
+        headers = ["", *p.table.columns]
+        current = {
+            f.name: (
+                p.sources[f.name].columns[0]
+                if f.name in p.sources and p.sources[f.name].op == "column"
+                else ""
+            )
+            for f in SPECS[p.kind].fields
+        }
+        edited = st.data_editor(
+            pl.DataFrame(
+                {
+                    "field": list(current),
+                    "column": list(current.values()),
+                    "as detected": [
+                        p.sources[k].describe() if k in p.sources else "" for k in current
+                    ],
+                }
+            ),
+            column_config={
+                "column": st.column_config.SelectboxColumn(options=headers),
+                "field": st.column_config.TextColumn(disabled=True),
+                "as detected": st.column_config.TextColumn(disabled=True),
+            },
+            hide_index=True,
+            key=f"map_{upload.name}",
+        )
+        chosen = dict(zip(edited["field"], edited["column"], strict=True))
+        changed = {k: v for k, v in chosen.items() if v and v != current[k]}
+        mappings[path.name] = UserMapping(kind=p.kind, date_order=order, columns=changed)
+        st.download_button(
+            "Save this mapping (TOML)",
+            data.mapping_toml(p.kind, {k: v for k, v in chosen.items() if v}, order),
+            file_name=f"{path.stem}.mapping.toml",
+            key=f"save_{upload.name}",
+        )
+        st.caption("Preview (first 20 rows as read)")
+        st.dataframe(
+            next(p.table.batches(20)).frame.head(20),
+            hide_index=True,
+            width="stretch",
+            key=f"preview_{upload.name}",
+        )
+
+if st.button(f"Ingest {len(paths)} file(s) and run the checks", type="primary", key="ingest"):
+    bar = st.progress(0.0, text="ingesting…")
+    results = data.ingest_uploaded(
+        session.writer(),
+        session.actor(),
+        paths,
+        mappings,
+        progress=lambda x, name: bar.progress(x, text=name),
+    )
+    bar.empty()
+    st.session_state["upload_results"] = [r.as_dict() for r in results]
+
+for r in st.session_state.get("upload_results", []):
+    name = Path(r["path"]).name
+    if r["status"] == "failed":
+        st.error(r["message"])
+    elif r["status"] == "duplicate":
+        st.warning(f"{name}: {r['message']}")
+    else:
+        st.success(
+            f"{name}: {r['rows_stored']:,} rows stored, {r['rows_quarantined']:,} "
+            f"quarantined, {r['rows_duplicate']:,} already stored · SHA-256 "
+            f"`{r['sha256']}`"
+        )
+    if r["rows_quarantined"]:
+        report = session.guarded(data.quarantine, session.store(), name)
+        st.dataframe(report.drop("raw"), hide_index=True, width="stretch", key=f"reasons_{name}")
+        st.download_button(
+            f"Validation report of {name} (CSV)",
+            report.write_csv(),
+            file_name=f"{Path(name).stem}-quarantine.csv",
+            key=f"rep_{name}",
+        )

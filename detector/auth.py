@@ -1,0 +1,76 @@
+"""Local dashboard users: bcrypt-hashed passwords with roles, in a YAML file beside the data.
+
+On first start with no users an ``admin`` with a random password is created and the
+password is printed once, like a notebook server's token. The cookie key that signs
+re-login cookies is random too and never leaves the data folder.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import yaml
+from streamlit_authenticator.utilities.hasher import Hasher
+
+from detector.review import ROLES
+
+
+def users_file(db: Path) -> Path:
+    return Path(os.environ.get("DETECTOR_USERS") or db.parent / "users.yaml")
+
+
+def load(path: Path) -> dict:
+    if not path.exists():
+        return {"credentials": {"usernames": {}}, "cookie": {}}
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def save(path: Path, config: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def add_user(
+    path: Path, username: str, role: str, password: str | None = None, name: str | None = None
+) -> str:
+    """Create or reset a user; returns the (generated) password, to be shown once."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    password = password or secrets.token_urlsafe(12)
+    config = load(path)
+    config["credentials"]["usernames"][username] = {
+        "first_name": name or username,
+        "last_name": "",
+        "email": f"{username}@localhost",
+        "password": Hasher.hash(password),
+        "roles": [role],
+        "failed_login_attempts": 0,
+        "logged_in": False,
+    }
+    save(path, config)
+    return password
+
+
+def ensure(path: Path) -> tuple[dict, str | None]:
+    """The users config, creating the admin and a cookie key on first start.
+
+    Returns (config, the new admin password or None when users already existed).
+    """
+    config = load(path)
+    created = None
+    if not config["credentials"]["usernames"]:
+        created = add_user(path, "admin", "admin", name="Administrator")
+        config = load(path)
+    if not config.get("cookie", {}).get("key"):
+        config["cookie"] = {
+            "name": "detector_auth",
+            "key": secrets.token_hex(32),
+            "expiry_days": 0.5,
+        }
+        save(path, config)
+    return config, created

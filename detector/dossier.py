@@ -1,0 +1,166 @@
+"""Case dossier: selected flags as a printable HTML document (Spanish or English)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from jinja2 import Environment, select_autoescape
+
+from detector.store import Store
+
+LABELS = {
+    "en": {
+        "title": "Case dossier",
+        "generated": "Generated",
+        "by": "by",
+        "flags": "flags",
+        "rule": "Rule",
+        "severity": "Severity",
+        "category": "Category",
+        "facility": "Facility",
+        "period": "Period",
+        "status": "Review status",
+        "assignee": "Assigned to",
+        "note": "Review note",
+        "evidence": "Evidence",
+        "file": "Source file",
+        "row": "Row",
+        "logbook": "Logbook",
+        "page": "Page",
+        "line": "Line",
+        "record": "Record",
+        "history": "Review history",
+        "when": "When",
+        "who": "Who",
+        "action": "Action",
+        "files": "Source files and their SHA-256",
+        "none": "none",
+        "intro": "Each finding below states what was expected, what was found, and where "
+        "the evidence is. The SHA-256 of every source file lets anyone check that "
+        "the evidence has not changed since it was received.",
+    },
+    "es": {
+        "title": "Expediente del caso",
+        "generated": "Generado",
+        "by": "por",
+        "flags": "hallazgos",
+        "rule": "Regla",
+        "severity": "Gravedad",
+        "category": "Categoría",
+        "facility": "Centro",
+        "period": "Período",
+        "status": "Estado de revisión",
+        "assignee": "Asignado a",
+        "note": "Nota de revisión",
+        "evidence": "Evidencia",
+        "file": "Archivo de origen",
+        "row": "Fila",
+        "logbook": "Libro",
+        "page": "Folio",
+        "line": "Línea",
+        "record": "Registro",
+        "history": "Historial de revisión",
+        "when": "Cuándo",
+        "who": "Quién",
+        "action": "Acción",
+        "files": "Archivos de origen y su SHA-256",
+        "none": "ninguno",
+        "intro": "Cada hallazgo indica lo esperado, lo encontrado y dónde está la evidencia. "
+        "El SHA-256 de cada archivo de origen permite a cualquiera comprobar que la "
+        "evidencia no ha cambiado desde que se recibió.",
+    },
+}
+
+TEMPLATE = """<!doctype html>
+<html lang="{{ lang }}"><head><meta charset="utf-8">
+<title>{{ t.title }}</title>
+<style>
+ body { font-family: Georgia, serif; margin: 2em; color: #111; }
+ h1 { margin-bottom: 0; } .meta { color: #555; margin-top: .2em; }
+ section { page-break-inside: avoid; border-top: 2px solid #333; margin-top: 1.5em; }
+ table { border-collapse: collapse; width: 100%; font-size: .85em; margin: .5em 0; }
+ th, td { border: 1px solid #999; padding: .25em .4em; text-align: left; vertical-align: top; }
+ .sev-critical, .sev-high { color: #a00; font-weight: bold; } code { font-size: .8em; }
+ @media print { body { margin: 1cm; } }
+</style></head><body>
+<h1>{{ t.title }}</h1>
+<p class="meta">{{ t.generated }} {{ generated }} {{ t.by }} {{ user }} · {{ flags|length }} {{ t.flags }}</p>
+<p>{{ t.intro }}</p>
+{% for f in flags %}
+<section>
+<h2>{{ loop.index }}. {{ f.title }}</h2>
+<p>{{ f.explanation }}</p>
+<table>
+<tr><th>{{ t.rule }}</th><td><code>{{ f.rule_id }}</code> ({{ f.source }})</td>
+    <th>{{ t.severity }}</th><td class="sev-{{ f.severity }}">{{ f.severity }}</td></tr>
+<tr><th>{{ t.category }}</th><td>{{ f.category }}</td><th>{{ t.facility }}</th><td>{{ f.facility or '' }}</td></tr>
+<tr><th>{{ t.period }}</th><td>{{ f.period_start or '' }} – {{ f.period_end or '' }}</td>
+    <th>{{ t.status }}</th><td>{{ f.status }}{% if f.reason %} ({{ f.reason }}){% endif %}</td></tr>
+<tr><th>{{ t.assignee }}</th><td>{{ f.assignee or t.none }}</td><th>{{ t.note }}</th><td>{{ f.note or '' }}</td></tr>
+</table>
+<h3>{{ t.evidence }}</h3>
+<table><tr><th>{{ t.record }}</th><th>{{ t.file }}</th><th>{{ t.row }}</th><th>{{ t.logbook }}</th>
+<th>{{ t.page }}</th><th>{{ t.line }}</th><th>SHA-256</th></tr>
+{% for e in f.evidence %}<tr><td>{{ e.record_id or e.record_key }}</td><td>{{ e.file }}</td><td>{{ e.row }}</td>
+<td>{{ e.logbook or '' }}</td><td>{{ e.page or '' }}</td><td>{{ e.line or '' }}</td><td><code>{{ e.sha256[:16] }}…</code></td></tr>
+{% endfor %}</table>
+{% if f.history %}<h3>{{ t.history }}</h3>
+<table><tr><th>{{ t.when }}</th><th>{{ t.who }}</th><th>{{ t.action }}</th><th></th><th>{{ t.note }}</th></tr>
+{% for h in f.history %}<tr><td>{{ h.acted_at }}</td><td>{{ h.actor }}</td><td>{{ h.action }}</td>
+<td>{{ h.old or '' }} → {{ h.new or '' }}</td><td>{{ h.note or '' }}</td></tr>{% endfor %}
+</table>{% endif %}
+</section>
+{% endfor %}
+<section><h2>{{ t.files }}</h2>
+<table>{% for name, sha in files %}<tr><td>{{ name }}</td><td><code>{{ sha }}</code></td></tr>{% endfor %}</table>
+</section>
+</body></html>
+"""
+
+
+def render(store: Store, flag_ids: list[str], user: str, lang: str = "en") -> str:
+    """The dossier of the given flags, in order, as a self-contained HTML page."""
+    if lang not in LABELS:
+        raise ValueError(f"language must be one of {', '.join(LABELS)}")
+    with store.read() as con:
+        cur = con.execute(
+            """
+            SELECT f.*, coalesce(r.status, 'new') AS status, r.assignee, r.reason, r.note
+            FROM flags f LEFT JOIN reviews r USING (flag_id)
+            WHERE f.flag_id IN (SELECT unnest(?::VARCHAR[]))""",
+            [flag_ids],
+        )
+        names = [d[0] for d in cur.description]
+        found = {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
+        log = con.execute(
+            "SELECT flag_id, acted_at, actor, action, old, new, note FROM review_log "
+            "WHERE flag_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY acted_at",
+            [flag_ids],
+        ).fetchall()
+    flags = []
+    for fid in flag_ids:
+        if fid not in found:
+            continue
+        f = found[fid]
+        f["evidence"] = json.loads(f["evidence"] or "[]")
+        f["history"] = [
+            dict(
+                zip(
+                    ("flag_id", "acted_at", "actor", "action", "old", "new", "note"), h, strict=True
+                )
+            )
+            for h in log
+            if h[0] == fid
+        ]
+        flags.append(f)
+    files = sorted({(e["file"], e["sha256"]) for f in flags for e in f["evidence"]})
+    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+    return env.from_string(TEMPLATE).render(
+        lang=lang,
+        t=LABELS[lang],
+        flags=flags,
+        files=files,
+        user=user,
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )

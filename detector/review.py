@@ -1,0 +1,176 @@
+"""The review workflow: statuses, notes, assignees and suppressions, with an audit trail.
+
+Every action checks the actor's role here, on the server side, whatever the page shows,
+and writes one audit row (who, when, old -> new, note) in the same transaction as the
+change. Nothing in the dashboard edits or deletes audit rows. Review state is keyed by
+flag id, so it survives rule re-runs and restarts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from detector.store import Store
+
+STATUSES = ("new", "in_review", "confirmed", "dismissed", "needs_external_verification")
+DISMISS_REASONS = ("false_positive", "benign", "duplicate", "data_error")
+ROLES = ("admin", "auditor", "viewer")
+# What each role may do.
+PERMISSIONS = {
+    "admin": {"read", "review", "upload", "export", "admin"},
+    "auditor": {"read", "review", "upload", "export"},
+    "viewer": {"read"},
+}
+
+
+class ReviewError(ValueError):
+    """An action that is not allowed as asked (unknown status, missing reason...)."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: the dashboard login, or the CLI user."""
+
+    username: str
+    role: str
+
+
+def require(actor: Actor, permission: str) -> None:
+    """Raise PermissionError unless the actor's role grants the permission."""
+    if permission not in PERMISSIONS.get(actor.role, set()):
+        raise PermissionError(f"{actor.username} ({actor.role}) may not {permission}")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _current(con, flag_id: str) -> dict:
+    if not con.execute("SELECT 1 FROM flags WHERE flag_id = ?", [flag_id]).fetchall():
+        raise ReviewError(f"no flag {flag_id}")
+    rows = con.execute(
+        "SELECT status, assignee, reason, note FROM reviews WHERE flag_id = ?", [flag_id]
+    ).fetchall()
+    if not rows:
+        return {"status": "new", "assignee": None, "reason": None, "note": None}
+    return dict(zip(("status", "assignee", "reason", "note"), rows[0], strict=True))
+
+
+def _save(
+    con,
+    flag_id: str,
+    actor: Actor,
+    state: dict,
+    action: str,
+    old: str | None,
+    new: str | None,
+    note: str | None,
+) -> None:
+    now = _now()
+    con.execute(
+        "INSERT OR REPLACE INTO reviews (flag_id, status, assignee, reason, note, updated_at, "
+        "updated_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            flag_id,
+            state["status"],
+            state["assignee"],
+            state["reason"],
+            state["note"],
+            now,
+            actor.username,
+        ],
+    )
+    con.execute(
+        "INSERT INTO review_log (flag_id, acted_at, actor, action, old, new, note) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [flag_id, now, actor.username, action, old, new, note],
+    )
+
+
+def set_status(
+    store: Store,
+    actor: Actor,
+    flag_id: str,
+    status: str,
+    note: str | None = None,
+    reason: str | None = None,
+) -> None:
+    """Move a flag to a status; dismissing needs one of DISMISS_REASONS."""
+    require(actor, "review")
+    if status not in STATUSES or status == "new":
+        raise ReviewError(f"status must be one of {', '.join(STATUSES[1:])}")
+    if status == "dismissed" and reason not in DISMISS_REASONS:
+        raise ReviewError(f"dismissing needs a reason: {', '.join(DISMISS_REASONS)}")
+    with store.write() as con:
+        state = _current(con, flag_id)
+        old = state["status"]
+        state.update(
+            status=status,
+            reason=reason if status == "dismissed" else None,
+            note=note or state["note"],
+        )
+        _save(
+            con,
+            flag_id,
+            actor,
+            state,
+            "status",
+            old,
+            status + (f" ({reason})" if status == "dismissed" else ""),
+            note,
+        )
+
+
+def add_note(store: Store, actor: Actor, flag_id: str, note: str) -> None:
+    require(actor, "review")
+    if not note.strip():
+        raise ReviewError("the note is empty")
+    with store.write() as con:
+        state = _current(con, flag_id)
+        state["note"] = note
+        _save(con, flag_id, actor, state, "note", None, None, note)
+
+
+def assign(store: Store, actor: Actor, flag_id: str, assignee: str | None) -> None:
+    require(actor, "review")
+    with store.write() as con:
+        state = _current(con, flag_id)
+        old = state["assignee"]
+        state["assignee"] = assignee or None
+        _save(con, flag_id, actor, state, "assign", old, assignee, None)
+
+
+def suppress(
+    store: Store, actor: Actor, rule_id: str, entity: str, until: date, note: str | None = None
+) -> None:
+    """Hide a rule's flags about one entity (facility, person, plate…) until a date."""
+    require(actor, "review")
+    if not entity.strip():
+        raise ReviewError("name the entity to suppress the rule for")
+    if until <= _now().date():
+        raise ReviewError("a suppression must end in the future")
+    with store.write() as con:
+        con.execute(
+            "INSERT INTO suppressions (rule_id, entity, until, created_by, created_at, "
+            "note) VALUES (?, ?, ?, ?, ?, ?)",
+            [rule_id, entity.strip(), until, actor.username, _now(), note],
+        )
+        con.execute(
+            "INSERT INTO review_log (flag_id, acted_at, actor, action, old, new, note) "
+            "VALUES (NULL, ?, ?, 'suppress', NULL, ?, ?)",
+            [_now(), actor.username, f"{rule_id} for {entity.strip()} until {until}", note],
+        )
+
+
+def history(store: Store, flag_id: str | None = None) -> list[dict]:
+    """The audit trail, newest first (one flag's, or all)."""
+    where, params = ("WHERE flag_id = ?", [flag_id]) if flag_id else ("", [])
+    with store.read() as con:
+        cur = con.execute(
+            f"SELECT flag_id, acted_at, actor, action, old, new, note "
+            f"FROM review_log {where} ORDER BY acted_at DESC",
+            params,
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
