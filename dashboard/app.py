@@ -16,7 +16,7 @@ from dashboard import session  # noqa: E402
 st.set_page_config(page_title="Prison access audit", page_icon="🔎", layout="wide")
 user = session.login()
 
-HERE = Path(__file__).parent / "pages"
+HERE = Path(__file__).parent / "views"
 pages = [
     st.Page(HERE / "1_Review_queue.py", title="Review queue", default=True),
     st.Page(HERE / "2_Flag_detail.py", title="Flag detail"),

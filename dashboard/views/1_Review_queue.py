@@ -61,7 +61,7 @@ chosen = [frame["flag_id"][i] for i in event.selection.rows] if frame.height els
 left, mid, right = st.columns(3)
 if left.button("Open selected", disabled=len(chosen) != 1, key="open"):
     st.session_state["flag_id"] = chosen[0]
-    st.switch_page("pages/2_Flag_detail.py")
+    st.switch_page("views/2_Flag_detail.py")
 if session.can("export"):
     flags = load_flags(store, state=None if flt.include_resolved else "active")
     if flt.categories:

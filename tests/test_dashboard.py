@@ -1,0 +1,234 @@
+"""The Streamlit app through AppTest: login, every page, filters, review, upload, exports."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from detector import auth
+from detector.ingest import ingest_paths
+from detector.review import Actor
+from detector.rules import run_rules
+from detector.scoring import score
+from detector.store import Store
+from tests.conftest import REPO, rows, write_csv
+
+APP = str(REPO / "dashboard" / "app.py")
+PASSWORDS = {
+    "ana": ("auditor", "pw-ana-1234"),
+    "victor": ("viewer", "pw-victor-1234"),
+    "root": ("admin", "pw-root-1234"),
+}
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory, demo_logs):
+    db = tmp_path_factory.mktemp("dash") / "d.duckdb"
+    store = Store(db, wait=30)
+    ingest_paths(store, [p for k, p in demo_logs.items() if k != "truth"], user="test")
+    run_rules(store)
+    score(store)
+    for user, (role, password) in PASSWORDS.items():
+        auth.add_user(auth.users_file(db), user, role, password=password)
+    return db
+
+
+@pytest.fixture
+def app(demo_db, monkeypatch):
+    monkeypatch.setenv("DETECTOR_DB", str(demo_db))
+    monkeypatch.delenv("DETECTOR_USERS", raising=False)
+
+    def start(user: str | None = "ana") -> AppTest:
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.run()
+        if user:
+            at.text_input[0].set_value(user)
+            at.text_input[1].set_value(PASSWORDS[user][1])
+            at.button[0].click()
+            at.run()
+            assert not at.exception, at.exception
+        return at
+
+    return start
+
+
+def test_no_page_without_login_and_wrong_password_refused(app):
+    at = app(user=None)
+    assert [t.label for t in at.text_input] == ["Username", "Password"]
+    assert not at.title and not at.dataframe
+    at.text_input[0].set_value("ana")
+    at.text_input[1].set_value("wrong")
+    at.button[0].click()
+    at.run()
+    assert any("incorrect" in e.value for e in at.error)
+    assert not at.title
+
+
+def test_queue_counts_filters_and_search(app):
+    at = app()
+    assert at.title[0].value == "Review queue"
+    total = int(at.metric[0].value.replace(",", ""))
+    assert total > 50 and at.dataframe[0].value.shape[0] == 50  # paged
+    risks = at.dataframe[0].value["risk"].tolist()
+    assert risks == sorted(risks, reverse=True)
+    at.multiselect(key="f_cat").set_value(["medical_transfer"])
+    at.run()
+    assert set(at.dataframe[0].value["category"]) == {"medical_transfer"}
+    at.multiselect(key="f_cat").set_value([])
+    at.text_input(key="f_text").set_value("Lemus")
+    at.run()
+    assert at.dataframe[0].value.shape[0] > 0
+    assert all("Lemus" in e for e in at.dataframe[0].value["explanation"])
+    assert {b.label for b in at.get("download_button")} >= {
+        "Export CSV (current filter)",
+        "Export XLSX (current filter)",
+        "Case dossier of selected (HTML)",
+    }
+
+
+def _open_detail(at: AppTest, demo_db, rule: str) -> str:
+    flag_id = rows(Store(demo_db), "SELECT flag_id FROM flags WHERE rule_id = ? LIMIT 1", [rule])[
+        0
+    ][0]
+    at.session_state["flag_id"] = flag_id
+    at.switch_page("views/2_Flag_detail.py")
+    at.run()
+    assert not at.exception, at.exception
+    return flag_id
+
+
+def test_detail_shows_evidence_related_and_review_changes(app, demo_db):
+    at = app()
+    flag_id = _open_detail(at, demo_db, "unidentified-companions-of-official")
+    assert at.title[0].value == "Unidentified people escorted in by an official"
+    assert "brought" in at.info[0].value
+    evidence = at.dataframe[0].value
+    assert {"file", "row", "logbook", "page", "line", "sha256"} <= set(evidence.columns)
+    assert [t.label for t in at.tabs][:1]  # related records
+    at.selectbox(key="r_status").set_value("confirmed")
+    at.text_area(key="r_note").set_value("seen in the paper log")
+    at.get("form_submit_button")[0].click()
+    at.run()
+    assert rows(
+        Store(demo_db), "SELECT status, note FROM reviews WHERE flag_id = ?", [flag_id]
+    ) == [("confirmed", "seen in the paper log")]
+    log = rows(
+        Store(demo_db), "SELECT actor, old, new FROM review_log WHERE flag_id = ?", [flag_id]
+    )
+    assert ("ana", "new", "confirmed") in log
+
+
+def test_dismiss_needs_a_reason_in_the_page(app, demo_db):
+    at = app()
+    flag_id = _open_detail(at, demo_db, "visit-outside-visiting-hours")
+    at.selectbox(key="r_status").set_value("dismissed")
+    at.get("form_submit_button")[0].click()
+    at.run()
+    assert any("reason" in e.value for e in at.error)
+    at.selectbox(key="r_reason").set_value("benign")
+    at.get("form_submit_button")[0].click()
+    at.run()
+    assert rows(
+        Store(demo_db), "SELECT status, reason FROM reviews WHERE flag_id = ?", [flag_id]
+    ) == [("dismissed", "benign")]
+
+
+def test_model_flag_shows_its_features(app, demo_db):
+    at = app()
+    flag_id = rows(Store(demo_db), "SELECT flag_id FROM flags WHERE source = 'model' LIMIT 1")
+    at.session_state["flag_id"] = flag_id[0][0]
+    at.switch_page("views/2_Flag_detail.py")
+    at.run()
+    assert "Why the model flagged it" in [s.value for s in at.subheader]
+
+
+def test_viewer_reads_but_has_no_review_controls(app, demo_db):
+    at = app("victor")
+    _open_detail(at, demo_db, "unidentified-placeholder-name")
+    assert not at.get("form_submit_button")
+    assert any("cannot" in c.value or "not change" in c.value for c in at.caption)
+    at.switch_page("views/3_Upload.py")
+    at.run()
+    assert any("not upload" in w.value for w in at.warning)
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("views/6_Admin.py")  # not even registered for a viewer
+
+
+def test_upload_ingests_and_reports(app, demo_db, tmp_path):
+    at = app()
+    at.switch_page("views/3_Upload.py")
+    at.run()
+    body = write_csv(
+        tmp_path / "visitas_nuevas.csv",
+        ["Correlativo", "Centro Penal", "Fecha", "Hora Ingreso", "Nombre"],
+        [
+            ["N1", "ZAC", "05/02/2020", "23:10", "Acompañante"],
+            ["N2", "ZAC", "31/02/2020", "10:00", "Ana"],
+        ],
+        "cp1252",
+        ";",
+    ).read_bytes()
+    at.get("file_uploader")[0].upload("visitas_nuevas.csv", body, "text/csv")
+    at.run()
+    assert not at.exception, at.exception
+    assert any("Kind **visits**" in m.value and "cp1252" in m.value for m in at.markdown)
+    at.button(key="ingest").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert any("1 rows stored, 1 quarantined" in s.value for s in at.success)
+    assert rows(
+        Store(demo_db), "SELECT uploaded_by FROM uploads WHERE original_name = 'visitas_nuevas.csv'"
+    ) == [("ana",)]
+    # the new visit went through the rules
+    assert (
+        rows(
+            Store(demo_db),
+            "SELECT count(*) FROM flags f, unnest(f.record_keys) k(key) WHERE key = 'V|ZAC|N1'",
+        )[0][0]
+        >= 1
+    )
+    at.button(key="ingest").click()  # the same file again
+    at.run()
+    assert any("already uploaded" in w.value for w in at.warning)
+
+
+def test_overview_and_evidence_pages(app):
+    at = app()
+    at.switch_page("views/4_Overview.py")
+    at.run()
+    assert not at.exception and at.title[0].value == "Overview"
+    assert len(at.get("arrow_vega_lite_chart")) >= 3 or len(at.get("vega_lite_chart")) >= 3
+    at.switch_page("views/5_Evidence_and_runs.py")
+    at.run()
+    at.button(key="verify").click()
+    at.run()
+    assert any("Ledger intact" in s.value for s in at.success)
+
+
+def test_admin_page_only_for_admins(app, demo_db):
+    at = app("root")
+    at.switch_page("views/6_Admin.py")
+    at.run()
+    at.text_input(key="new_user").set_value("beatriz")
+    at.selectbox(key="new_role").set_value("viewer")
+    at.get("form_submit_button")[0].click()
+    at.run()
+    assert any("beatriz (viewer)" in s.value for s in at.success)
+    assert "beatriz" in auth.load(auth.users_file(demo_db))["credentials"]["usernames"]
+    # An auditor reaching the page's script anyway is refused by the page itself.
+    page = AppTest.from_file(str(REPO / "dashboard" / "views" / "6_Admin.py"), default_timeout=30)
+    page.session_state["actor"] = Actor("ana", "auditor")
+    page.run()
+    assert any("may not admin" in e.value for e in page.error)
+    assert not page.get("form_submit_button")
+
+
+def test_idle_session_expires(app):
+    at = app()
+    assert at.title
+    at.session_state["last_activity"] = time.time() - 10 * 3600
+    at.run()
+    assert any("expired" in i.value for i in at.info)
+    assert [t.label for t in at.text_input][:2] == ["Username", "Password"]

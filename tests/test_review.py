@@ -1,0 +1,136 @@
+"""Review workflow: roles enforced on the server side, audit trail, concurrency with a writer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import date, timedelta
+
+import pytest
+
+from dashboard import data
+from detector.ingest import ingest_paths
+from detector.review import Actor, ReviewError, assign, history, set_status, suppress
+from detector.rules import run_rules
+from detector.store import Store
+from tests.conftest import REPO, rows
+
+AUDITOR = Actor("ana", "auditor")
+VIEWER = Actor("victor", "viewer")
+
+
+@pytest.fixture
+def flagged(store, tmp_path) -> tuple[Store, list[str]]:
+    path = tmp_path / "v.csv"
+    path.write_text(
+        "facility,entered_at,name,record_id\n"
+        + "".join(f"ZAC,2019-06-0{i} 10:00,N/I,R{i}\n" for i in range(1, 4)),
+        encoding="utf-8",
+    )
+    ingest_paths(store, [path])
+    run_rules(store)
+    return store, [r[0] for r in rows(store, "SELECT flag_id FROM flags ORDER BY 1")]
+
+
+def test_status_changes_are_audited(flagged):
+    store, (a, b, *_) = flagged
+    set_status(store, AUDITOR, a, "confirmed", note="matches the paper log, page 12")
+    set_status(store, AUDITOR, b, "dismissed", reason="data_error", note="typo")
+    assign(store, AUDITOR, a, "ben")
+    assert rows(
+        store, "SELECT flag_id, status, reason, assignee FROM reviews ORDER BY 1"
+    ) == sorted([(a, "confirmed", None, "ben"), (b, "dismissed", "data_error", None)])
+    trail = history(store, a)
+    assert [(h["actor"], h["action"], h["old"], h["new"]) for h in trail] == [
+        ("ana", "assign", None, "ben"),
+        ("ana", "status", "new", "confirmed"),
+    ]
+    assert trail[1]["note"] == "matches the paper log, page 12"
+
+
+def test_dismissal_needs_a_reason_and_status_must_exist(flagged):
+    store, (a, *_) = flagged
+    with pytest.raises(ReviewError, match="reason"):
+        set_status(store, AUDITOR, a, "dismissed")
+    with pytest.raises(ReviewError):
+        set_status(store, AUDITOR, a, "approved")
+    assert rows(store, "SELECT count(*) FROM review_log") == [(0,)]
+
+
+def test_viewer_cannot_change_review_state_by_any_action(flagged, tmp_path):
+    store, (a, *_) = flagged
+    for action in (
+        lambda: set_status(store, VIEWER, a, "confirmed"),
+        lambda: assign(store, VIEWER, a, "victor"),
+        lambda: suppress(
+            store, VIEWER, "unidentified-placeholder-name", "ZAC", date.today() + timedelta(days=3)
+        ),
+        lambda: data.ingest_uploaded(store, VIEWER, [tmp_path / "x.csv"], {}),
+    ):
+        with pytest.raises(PermissionError):
+            action()
+    assert rows(store, "SELECT count(*) FROM reviews") == [(0,)]
+    assert rows(store, "SELECT count(*) FROM review_log") == [(0,)]
+
+
+def test_suppression_hides_flags_until_it_expires(flagged):
+    store, flags = flagged
+    flt = data.QueueFilter()
+    assert data.queue(store, flt)["flag_id"].len() == len(flags)
+    suppress(
+        store,
+        AUDITOR,
+        "unidentified-placeholder-name",
+        "ZAC",
+        date.today() + timedelta(days=2),
+        note="known transcription problem",
+    )
+    assert data.queue(store, flt).height == 0
+    assert data.queue(store, data.QueueFilter(include_suppressed=True)).height == len(flags)
+    with store.write() as con:  # time passes
+        con.execute("UPDATE suppressions SET until = current_date - 1")
+    assert data.queue(store, flt).height == len(flags)
+    assert history(store)[0]["action"] == "suppress"
+
+
+def test_review_state_survives_rerun_and_restart(flagged):
+    store, (a, *_) = flagged
+    set_status(store, AUDITOR, a, "needs_external_verification", note="ask the prison")
+    run_rules(store)
+    fresh = Store(store.path)  # a new process would open it like this
+    assert rows(fresh, "SELECT status FROM reviews WHERE flag_id = ?", [a]) == [
+        ("needs_external_verification",)
+    ]
+
+
+@pytest.mark.slow
+def test_actions_wait_for_a_cli_writer_and_none_is_lost(flagged):
+    store, flags = flagged
+    # A second process holds the write lock and the DuckDB file, like a long CLI ingest.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+        import time
+        from detector.store import Store
+        with Store({str(store.path)!r}).write() as con:
+            print("holding", flush=True)
+            time.sleep(4)
+    """),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "holding"
+    t0 = time.monotonic()
+    for i in range(20):
+        set_status(store, AUDITOR, flags[i % len(flags)], "in_review", note=f"action {i}")
+    waited = time.monotonic() - t0
+    holder.wait(timeout=30)
+    assert waited >= 2  # they waited for the writer instead of failing
+    notes = {r[0] for r in rows(store, "SELECT note FROM review_log")}
+    assert notes == {f"action {i}" for i in range(20)}
