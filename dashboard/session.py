@@ -48,7 +48,9 @@ def login() -> Actor:
         str(auth.users_file(db_path())),
         config["cookie"]["name"],
         config["cookie"]["key"],
-        config["cookie"]["expiry_days"],
+        # The re-login cookie lasts no longer than an idle session, so an idle tab that was
+        # logged out cannot log itself back in.
+        min(float(config["cookie"]["expiry_days"]), IDLE_MINUTES / 1440),
         login_sleep_time=0,
     )
     st.session_state["authenticator"] = authenticator

@@ -8,6 +8,7 @@ import streamlit as st
 
 from dashboard import data, session
 from detector import review
+from detector.dossier import render
 from detector.review import DISMISS_REASONS, ReviewError
 
 store = session.store()
@@ -118,6 +119,16 @@ else:
                 st.success(f"{f['rule_id']} suppressed for {entity} until {until}.")
             except ReviewError as exc:
                 st.error(str(exc))
+
+if session.can("export"):
+    lang = st.radio("Dossier language", ["en", "es"], horizontal=True, key="d_lang")
+    st.download_button(
+        "Case dossier of this flag (HTML)",
+        render(store, [f["flag_id"]], session.actor().username, lang),
+        file_name=f"dossier-{f['flag_id']}.html",
+        mime="text/html",
+        key="d_dossier",
+    )
 
 st.subheader("Audit trail")
 st.dataframe(
