@@ -145,6 +145,11 @@ SCHEMA = [
 ]
 
 
+def _transient(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "lock" in text or "different configuration" in text
+
+
 class Store:
     """Opens short-lived connections to one DuckDB file.
 
@@ -181,11 +186,13 @@ class Store:
                         "temp_directory": str(self.path.parent / ".duckdb_tmp"),
                     },
                 )
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    if "lock" in str(exc).lower():
-                        raise StoreBusy(f"{self.path}: busy, another process is writing") from exc
+            except (duckdb.IOException, duckdb.ConnectionException) as exc:
+                # Another process holds the file (a lock), or, inside this process, another
+                # thread holds it open in the other mode (read-only vs read-write): both pass.
+                if not _transient(exc):
                     raise
+                if time.monotonic() > deadline:
+                    raise StoreBusy(f"{self.path}: busy, another process is writing") from exc
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 0.5)
 

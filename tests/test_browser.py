@@ -1,0 +1,280 @@
+"""End to end in a real headless Chromium (Debian's) against a real `streamlit run`.
+
+Logs in, uploads a latin-1 `;` CSV, sees its flags, confirms one with a note, dismisses
+one with a reason, downloads the CSV export and a dossier; screenshots of each page go
+to test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from detector import auth
+from detector.ingest import ingest_paths
+from detector.rules import run_rules
+from detector.scoring import score
+from detector.store import Store
+from tests.conftest import REPO, rows, write_csv
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = REPO / "test-artifacts" / "screenshots"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, demo_logs):
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Debian's chromium is not installed (scripts/test.sh installs it)")
+    db = tmp_path_factory.mktemp("browser") / "d.duckdb"
+    store = Store(db, wait=30)
+    ingest_paths(store, [p for k, p in demo_logs.items() if k != "truth"], user="test")
+    run_rules(store)
+    score(store)
+    auth.add_user(auth.users_file(db), "ana", "auditor", password="pw-ana-1234")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(REPO / "dashboard" / "app.py"),
+            "--server.headless=true",
+            f"--server.port={port}",
+            "--server.address=127.0.0.1",
+            "--browser.gatherUsageStats=false",
+            "--",
+            "--db",
+            str(db),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "streamlit did not start"
+        time.sleep(0.3)
+    yield url, store
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        context = browser.new_context(
+            accept_downloads=True, viewport={"width": 1500, "height": 1000}
+        )
+        context.set_default_timeout(60_000)
+        yield context.new_page()
+        browser.close()
+
+
+def _wait_idle(page) -> None:
+    """Wait until Streamlit has finished the current run."""
+    page.wait_for_timeout(300)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000
+    )
+
+
+def _goto(page, title: str) -> None:
+    page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+    _wait_idle(page)
+
+
+def _choose(page, label: str, option: str) -> None:
+    """Pick an option of a Streamlit selectbox: open it, type to filter, choose."""
+    box = page.get_by_test_id("stSelectbox").filter(has=page.get_by_text(label, exact=True))
+    box.locator("input").click()
+    page.keyboard.type(option)
+    page.get_by_role("option").filter(has_text=option).first.click()
+    _wait_idle(page)
+
+
+def test_auditor_day_in_the_browser(server, page, tmp_path):
+    try:
+        _auditor_day(server, page, tmp_path)
+    except Exception:
+        page.screenshot(path=SHOTS / "failure.png", full_page=True)
+        raise
+
+
+def _auditor_day(server, page, tmp_path):
+    url, store = server
+    page.goto(url)
+    page.get_by_role("textbox", name="Username").wait_for()
+    page.get_by_role("textbox", name="Username").fill("ana")
+    page.get_by_role("textbox", name="Password").fill("pw-ana-1234")
+    page.get_by_role("button", name="Login").click()
+    page.get_by_role("heading", name="Review queue").wait_for()
+    _wait_idle(page)
+    page.screenshot(path=SHOTS / "1-review-queue.png", full_page=True)
+
+    # Upload a latin-1, ';' CSV exported from Excel in a Spanish locale.
+    csv = write_csv(
+        tmp_path / "libro_noche.csv",
+        [
+            "Correlativo",
+            "Centro Penal",
+            "Fecha",
+            "Hora Ingreso",
+            "Hora Salida",
+            "Nombre",
+            "Calidad",
+            "Autorizado por",
+            "Documento",
+        ],
+        [
+            [
+                "B1",
+                "ZAC",
+                "12/03/2020",
+                "22:40",
+                "23:50",
+                "Señor Director",
+                "Funcionario",
+                "",
+                "00000001-8",
+            ],
+            [
+                "B2",
+                "ZAC",
+                "12/03/2020",
+                "22:41",
+                "23:50",
+                "Acompañante",
+                "Otro",
+                "Señor Director",
+                "",
+            ],
+            [
+                "B3",
+                "ZAC",
+                "12/03/2020",
+                "22:42",
+                "23:50",
+                "Encapuchado",
+                "Otro",
+                "Señor Director",
+                "",
+            ],
+        ],
+        "latin-1",
+        ";",
+    )
+    _goto(page, "Upload")
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(csv))
+    page.get_by_text("Kind visits").wait_for()
+    page.get_by_text("latin-1").first.wait_for() if page.get_by_text("latin-1").count() else None
+    page.get_by_role("button", name="Ingest 1 file(s) and run the checks").click()
+    page.get_by_text("3 rows stored").wait_for(timeout=120_000)
+    page.screenshot(path=SHOTS / "2-upload.png", full_page=True)
+    uploaded = rows(
+        store,
+        "SELECT encoding, delimiter, uploaded_by FROM uploads "
+        "WHERE original_name = 'libro_noche.csv'",
+    )
+    assert uploaded and uploaded[0][1:] == (";", "ana")
+    assert uploaded[0][0] in ("cp1252", "latin-1")
+
+    # Its flags are in the queue.
+    _goto(page, "Review queue")
+    page.get_by_label("Search names, ids, text").fill("Señor Director")
+    page.keyboard.press("Enter")
+    _wait_idle(page)
+    found = rows(
+        store,
+        "SELECT flag_id, rule_id FROM flags f WHERE explanation LIKE "
+        "'%Señor Director%' ORDER BY score DESC",
+    )
+    assert {r[1] for r in found} >= {
+        "unidentified-companions-of-official",
+        "visit-outside-visiting-hours",
+    }
+    metric = page.get_by_test_id("stMetricValue").first.inner_text()
+    assert int(metric.replace(",", "")) == len(found)
+    page.screenshot(path=SHOTS / "3-queue-filtered.png", full_page=True)
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Export CSV (current filter)").click()
+    exported = dl.value.path().read_text(encoding="utf-8")
+    assert "Señor Director" in exported and exported.count("\n") == len(found) + 1
+
+    # Confirm one with a note, dismiss another with a reason.
+    confirm_id, dismiss_id = found[0][0], found[1][0]
+    for flag_id, status, note, reason in (
+        (confirm_id, "confirmed", "Paper log page 3", None),
+        (dismiss_id, "dismissed", "Authorised visit", "benign"),
+    ):
+        _goto(page, "Flag detail")
+        box = page.get_by_label("Flag id")
+        box.fill(flag_id)
+        box.press("Enter")
+        _wait_idle(page)
+        page.get_by_role("heading", name="Review", exact=True).wait_for()
+        _choose(page, "Status", status)
+        if reason:
+            _choose(page, "Dismissal reason", reason)
+        page.get_by_label("Note").fill(note)
+        page.get_by_role("button", name="Save review").click()
+        _wait_idle(page)
+        # the flag's header shows the new status once the page has re-run after saving
+        page.locator("strong").filter(has_text=re.compile(f"^{status}$")).first.wait_for()
+        _wait_idle(page)
+    assert rows(store, "SELECT flag_id, status, reason, note FROM reviews ORDER BY status") == [
+        (confirm_id, "confirmed", None, "Paper log page 3"),
+        (dismiss_id, "dismissed", "benign", "Authorised visit"),
+    ]
+    page.screenshot(path=SHOTS / "4-flag-detail.png", full_page=True)
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Case dossier of this flag (HTML)").click()
+    dossier = dl.value.path().read_text(encoding="utf-8")
+    (SHOTS / "dossier.html").write_text(dossier, encoding="utf-8")
+    assert "Case dossier" in dossier and "Authorised visit" in dossier
+    assert {r[0] for r in rows(store, "SELECT actor FROM review_log")} == {"ana"}
+
+    for title, shot in (("Overview", "5-overview.png"), ("Evidence and runs", "6-evidence.png")):
+        _goto(page, title)
+        page.get_by_role("heading", name=title).wait_for()
+        page.screenshot(path=SHOTS / shot, full_page=True)
+    assert all(
+        (SHOTS / f).stat().st_size > 10_000
+        for f in ("1-review-queue.png", "2-upload.png", "4-flag-detail.png", "5-overview.png")
+    )
