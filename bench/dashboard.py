@@ -58,8 +58,10 @@ def main() -> None:
         at.text_input(key="f_text").set_value("N/I")
         at.run()
         search = time.perf_counter() - t0
-        print(f"{args.rows:,} visits, {n_flags:,} flags: queue first paint {first:.2f} s, "
-              f"severity filter {change:.2f} s, text search {search:.2f} s")
+        print(
+            f"{args.rows:,} visits, {n_flags:,} flags: queue first paint {first:.2f} s, "
+            f"severity filter {change:.2f} s, text search {search:.2f} s"
+        )
 
 
 if __name__ == "__main__":

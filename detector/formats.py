@@ -137,6 +137,23 @@ def _looks_utf16(head: bytes) -> bool:
     )
 
 
+_WESTERN_EXTRA = set("€‚„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ")
+
+
+def _reads_as_western(sample: bytes) -> bool:
+    """Whether every non-ASCII byte reads, in Windows-1252, as a Western letter or sign.
+
+    Spanish logs written on Windows are the common case, and statistical detectors guess
+    wrong on short samples with a few accents (Big5, Baltic code pages...).
+    """
+    try:
+        text = sample.decode("cp1252")
+    except UnicodeDecodeError:
+        return False
+    odd = [c for c in text if ord(c) > 127]
+    return bool(odd) and all(0xA0 <= ord(c) <= 0xFF or c in _WESTERN_EXTRA for c in odd)
+
+
 def detect_encoding(head: bytes, complete: bool) -> str:
     """The text encoding of a CSV from its first bytes: BOM, strict UTF-8, else charset-normalizer."""
     if head.startswith(codecs.BOM_UTF8):
@@ -150,11 +167,16 @@ def detect_encoding(head: bytes, complete: bool) -> str:
         return "utf-8"
     except UnicodeDecodeError:
         pass
-    best = from_bytes(head[:SAMPLE]).best()
-    guess = best.encoding if best else "cp1252"
-    if guess in _WESTERN or guess.startswith("utf"):
+    if _reads_as_western(head[:SAMPLE]):
         return "cp1252"
-    return guess
+    matches = from_bytes(head[:SAMPLE])
+    # Short Spanish texts with a few accents are often guessed as Baltic or Central European
+    # code pages; when Windows-1252 is among the plausible readings, it is the one.
+    if any(m.encoding in _WESTERN for m in matches):
+        return "cp1252"
+    best = matches.best()
+    guess = best.encoding if best else "cp1252"
+    return "cp1252" if guess.startswith("utf") else guess
 
 
 def sniff_delimiter(text: str) -> str:

@@ -81,6 +81,10 @@ class Rule(BaseModel):
     # "records": the records returned are what is suspicious (they carry the flag's risk);
     # "range": they only anchor a range (the pages around a gap) and carry no risk.
     subject: Literal["records", "range"] = "records"
+    # What new data a rule's hits can depend on, for incremental runs: "record" (only the
+    # record itself), "logbook" (its logbook), "facility" (its facility's records) or
+    # "global" (anything: always re-run in full).
+    scope: Literal["record", "logbook", "facility", "global"] = "global"
     status: Literal["stable", "test", "experimental", "deprecated"] = "stable"
     tags: list[str] = Field(default_factory=list)
     falsepositives: list[str] = Field(default_factory=list)
@@ -185,6 +189,7 @@ class RunReport:
     errors: dict[str, str] = field(default_factory=dict)
     resolved: int = 0
     seconds: float = 0.0
+    scope: str = "full"
 
 
 def _plain(value: Any) -> Any:
@@ -271,18 +276,148 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+@dataclass
+class Scope:
+    """What changed since the last rule run: the uploads and what they touch."""
+
+    full: bool
+    uploads: list[int] = field(default_factory=list)
+    facilities: list[str] = field(default_factory=list)
+    logbooks: list[str] = field(default_factory=list)  # "facility|checkpoint|logbook"
+    watermark: int = 0
+
+    def describe(self) -> str:
+        if self.full:
+            return "full"
+        return (
+            f"incremental: {len(self.uploads)} upload(s), facilities "
+            f"{', '.join(self.facilities) or '-'}"
+        )
+
+
+def change_scope(con, full: bool = False) -> Scope:
+    """The uploads since the last successful rule run and the facilities/logbooks they touch.
+
+    Inmate rosters and facility lists are context for every facility: they force a full run.
+    """
+    watermark = con.execute("SELECT coalesce(max(seq), 0) FROM uploads").fetchall()[0][0]
+    last = con.execute(
+        "SELECT max(watermark) FROM runs WHERE kind = 'rules' AND status = 'ok'"
+    ).fetchall()[0][0]
+    if full or last is None:
+        return Scope(True, watermark=watermark)
+    uploads = con.execute(
+        "SELECT seq, kind FROM uploads WHERE seq > ? ORDER BY seq", [last]
+    ).fetchall()
+    if any(kind in ("inmates", "facilities") for _, kind in uploads):
+        return Scope(True, watermark=watermark)
+    seqs = [seq for seq, _ in uploads]
+    facilities = [
+        r[0]
+        for r in con.execute(
+            """
+        SELECT facility FROM visits WHERE upload_seq IN (SELECT unnest($1::BIGINT[]))
+        UNION SELECT from_facility FROM transfers WHERE upload_seq IN (SELECT unnest($1::BIGINT[]))
+        UNION SELECT facility FROM logbooks WHERE upload_seq IN (SELECT unnest($1::BIGINT[]))
+        ORDER BY 1""",
+            [seqs],
+        ).fetchall()
+        if r[0] is not None
+    ]
+    logbooks = [
+        r[0]
+        for r in con.execute(
+            """
+        SELECT DISTINCT facility || '|' || coalesce(checkpoint, '') || '|' || logbook FROM (
+            SELECT facility, checkpoint, logbook FROM visits
+             WHERE upload_seq IN (SELECT unnest($1::BIGINT[])) AND logbook IS NOT NULL
+            UNION SELECT facility, checkpoint, logbook FROM logbooks
+             WHERE upload_seq IN (SELECT unnest($1::BIGINT[])))""",
+            [seqs],
+        ).fetchall()
+    ]
+    return Scope(False, seqs, facilities, logbooks, watermark)
+
+
+_SCOPED_TABLES = {
+    "facility": {
+        "visits": "facility IN (SELECT unnest($facilities::VARCHAR[]))",
+        "transfers": "from_facility IN (SELECT unnest($facilities::VARCHAR[]))",
+        "logbooks": "facility IN (SELECT unnest($facilities::VARCHAR[]))",
+    },
+    "logbook": {
+        "visits": "facility || '|' || coalesce(checkpoint, '') || '|' || logbook "
+        "IN (SELECT unnest($logbooks::VARCHAR[]))",
+        "logbooks": "facility || '|' || coalesce(checkpoint, '') || '|' || logbook "
+        "IN (SELECT unnest($logbooks::VARCHAR[]))",
+        "transfers": "FALSE",
+    },
+    "record": {
+        "visits": "upload_seq IN (SELECT unnest($uploads::BIGINT[]))",
+        "transfers": "upload_seq IN (SELECT unnest($uploads::BIGINT[]))",
+        "logbooks": "upload_seq IN (SELECT unnest($uploads::BIGINT[]))",
+    },
+}
+
+
+def _evaluate_scoped(con, rules: list[Rule], scope: Scope, report: RunReport) -> list[Hit]:
+    """Evaluate rules; in an incremental run, local rules see only what the change touches.
+
+    The tables a local rule reads are shadowed, in this connection only, by temporary
+    tables holding the touched part (the file itself is not changed: reads stay read-only).
+    """
+    hits: list[Hit] = []
+    groups: dict[str, list[Rule]] = {}
+    for rule in rules:
+        groups.setdefault("global" if scope.full else rule.scope, []).append(rule)
+    catalog = con.execute("SELECT current_database()").fetchall()[0][0]
+    for kind, group in groups.items():
+        if kind != "global":
+            params = {
+                "facilities": scope.facilities,
+                "logbooks": scope.logbooks,
+                "uploads": scope.uploads,
+            }
+            for table, where in _SCOPED_TABLES[kind].items():
+                used = {k: v for k, v in params.items() if f"${k}" in where}
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM "
+                    f'"{catalog}".main.{table} WHERE {where}',
+                    used,
+                )
+        try:
+            for rule in group:
+                try:
+                    found = evaluate(con, rule)
+                except (duckdb.Error, RuleError) as exc:
+                    report.errors[rule.id] = str(exc).splitlines()[0][:500]
+                    continue
+                report.counts[rule.id] = len(found)
+                hits.extend(found)
+        finally:
+            if kind != "global":
+                for table in _SCOPED_TABLES[kind]:
+                    con.execute(f"DROP TABLE IF EXISTS temp.{table}")
+    return hits
+
+
 def run_rules(
     store: Store,
     rule_dirs: list[Path] | None = None,
     only: list[str] | None = None,
     triggered_by: str = "cli",
+    full: bool = True,
 ) -> RunReport:
-    """Run every rule, then store the hits as flags in one short write.
+    """Run the rules, then store the hits as flags in one short write.
 
+    With ``full=False`` only what changed since the last successful run is re-evaluated:
+    rules of scope record/logbook/facility see only the new records, their logbooks or
+    their facilities, global rules run in full; the flags are the same as a full run's.
     Queries run on a read-only connection so that the dashboard can keep reading while
     they work; the write takes only the upsert. A rule that fails is recorded in the run
-    and the others still run. Flags of rules that ran and no longer fire are marked
-    ``resolved_by_data``; nothing is deleted, and review state lives apart, keyed by flag id.
+    and the others still run. Flags of rules that ran and no longer fire (within what was
+    re-evaluated) are marked ``resolved_by_data``; nothing is deleted, and review state
+    lives apart, keyed by flag id.
     """
     import time
 
@@ -291,22 +426,34 @@ def run_rules(
         r for r in load_rules(rule_dirs) if r.status != "deprecated" and (not only or r.id in only)
     ]
     started = _now()
-    hits: list[Hit] = []
     report = RunReport(run_id=0)
     with store.read() as con:
-        for rule in rules:
-            try:
-                found = evaluate(con, rule)
-            except (duckdb.Error, RuleError) as exc:
-                report.errors[rule.id] = str(exc).splitlines()[0][:500]
-                continue
-            report.counts[rule.id] = len(found)
-            hits.extend(found)
+        scope = change_scope(con, full=full or bool(only))
+        if not scope.full:
+            # A rule whose file changed since the last run is re-run in full.
+            last = con.execute(
+                "SELECT rules FROM runs WHERE kind = 'rules' AND status = 'ok' "
+                "ORDER BY run_id DESC LIMIT 1"
+            ).fetchall()
+            known = json.loads(last[0][0] or "{}") if last else {}
+            rules = [
+                r if known.get(r.id) == r.sha256 else r.model_copy(update={"scope": "global"})
+                for r in rules
+            ]
+        hits = (
+            []
+            if not scope.full and not scope.uploads and all(r.scope != "global" for r in rules)
+            else _evaluate_scoped(con, rules, scope, report)
+        )
     with store.write() as con:
-        report.run_id = run_id = _next_run(con, "rules", triggered_by, "full")
-        con.execute("UPDATE runs SET started_at = ? WHERE run_id = ?", [started, run_id])
+        report.run_id = run_id = _next_run(con, "rules", triggered_by, scope.describe())
+        con.execute(
+            "UPDATE runs SET started_at = ?, watermark = ? WHERE run_id = ?",
+            [started, scope.watermark, run_id],
+        )
+        ran = [r for r in rules if r.id not in report.errors]
         report.new, report.resolved = store_flags(
-            con, hits, [r.id for r in rules if r.id not in report.errors], run_id, source="rule"
+            con, hits, ran, run_id, source="rule", scope=scope
         )
         con.execute(
             "UPDATE runs SET ended_at = ?, status = ?, rules = ?, counts = ?, errors = ? "
@@ -320,14 +467,19 @@ def run_rules(
                 run_id,
             ],
         )
+    report.scope = scope.describe()
     report.seconds = time.perf_counter() - t0
     return report
 
 
 def store_flags(
-    con, hits: list[Hit], rule_ids: list[str], run_id: int, source: str
+    con, hits: list[Hit], rules: list, run_id: int, source: str, scope: Scope | None = None
 ) -> tuple[dict[str, int], int]:
-    """Upsert hits as flags; returns (new flags per rule, flags resolved by data)."""
+    """Upsert hits as flags; returns (new flags per rule, flags resolved by data).
+
+    ``rules`` are the Rule objects (or bare rule ids, re-evaluated in full) that ran: their
+    active flags within what was re-evaluated, and not hit again, are resolved by data.
+    """
     import polars as pl
 
     now = _now()
@@ -394,11 +546,22 @@ def store_flags(
             evidence = excluded.evidence""",
         [source, run_id, run_id, now, now],
     )
+    by_scope: dict[str, list[str]] = {"global": [], "facility": [], "logbook": []}
+    for rule in rules:
+        kind = "global" if isinstance(rule, str) or scope is None or scope.full else rule.scope
+        if kind in by_scope:  # record-scoped flags cannot stop firing: their records are fixed
+            by_scope[kind].append(rule if isinstance(rule, str) else rule.id)
+    fs = scope.facilities if scope else []
+    lbs = [lb.split("|")[0] + "|" + lb.split("|")[2] for lb in (scope.logbooks if scope else [])]
     resolved = con.execute(
-        "UPDATE flags SET state = 'resolved_by_data', last_run = ? "
-        "WHERE state = 'active' AND rule_id IN (SELECT unnest(?::VARCHAR[])) "
-        "AND flag_id NOT IN (SELECT flag_id FROM hits)",
-        [run_id, rule_ids],
+        """UPDATE flags SET state = 'resolved_by_data', last_run = ?
+           WHERE state = 'active' AND flag_id NOT IN (SELECT flag_id FROM hits) AND (
+                 rule_id IN (SELECT unnest(?::VARCHAR[]))
+              OR (rule_id IN (SELECT unnest(?::VARCHAR[]))
+                  AND facility IN (SELECT unnest(?::VARCHAR[])))
+              OR (rule_id IN (SELECT unnest(?::VARCHAR[]))
+                  AND facility || '|' || logbook IN (SELECT unnest(?::VARCHAR[]))))""",
+        [run_id, by_scope["global"], by_scope["facility"], fs, by_scope["logbook"], lbs],
     ).fetchall()[0][0]
     con.unregister("hits")
     return new, resolved

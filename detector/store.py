@@ -92,7 +92,7 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS runs (
         run_id BIGINT PRIMARY KEY, kind VARCHAR, started_at TIMESTAMP, ended_at TIMESTAMP,
         status VARCHAR, triggered_by VARCHAR, rules VARCHAR, counts VARCHAR, errors VARCHAR,
-        scope VARCHAR)""",
+        scope VARCHAR, watermark BIGINT)""",
     """CREATE TABLE IF NOT EXISTS flags (
         flag_id VARCHAR PRIMARY KEY, rule_id VARCHAR, category VARCHAR, severity VARCHAR,
         source VARCHAR, title VARCHAR, subject VARCHAR, facility VARCHAR, logbook VARCHAR,

@@ -37,6 +37,13 @@ def test_csv_encodings_and_delimiters(tmp_path, encoding, expected, delimiter):
     assert table.frame.row(0) == tuple(ROW)
 
 
+@pytest.mark.parametrize("name", ["Óscar Lemus Marroquín", "Peña", "José"])
+def test_a_few_accents_in_a_short_file_are_windows_1252(tmp_path, name):
+    path = write_csv(tmp_path / "v.csv", ["Centro", "Nombre"], [["ZAC", name]], "cp1252", ";")
+    table = read_table(path)
+    assert table.encoding == "cp1252" and table.frame.row(0)[1] == name
+
+
 def test_latin1_without_euro(tmp_path):
     path = write_csv(tmp_path / "v.csv", HEADER, [[*ROW[:4], "Dirección"]], "latin-1", ";")
     table = read_table(path)
