@@ -177,18 +177,24 @@ def run(
         bool, typer.Option(help="Also run outlier scoring (--no-score to skip).")
     ] = True,
     model: Annotated[str, typer.Option(help="ecod, iforest, copod, hbos or ensemble.")] = "ecod",
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full", help="Re-evaluate everything, not only what changed since the last run."
+        ),
+    ] = False,
 ) -> None:
-    """Run every rule over the stored logs, then outlier scoring, and update the flags."""
+    """Run the rules over what changed (all with --full), then outlier scoring."""
     from detector.rules import run_rules
     from detector.scoring import ScoringConfig
     from detector.scoring import score as run_score
 
     try:
-        report = run_rules(Store(db), rules, only)
+        report = run_rules(Store(db), rules, only, full=full)
         scored = run_score(Store(db), ScoringConfig(model=model)) if score else None
     except (DetectorError, ValueError) as exc:
         _fail(str(exc))
-    table = Table(title=f"Run {report.run_id} ({report.seconds:.1f} s)")
+    table = Table(title=f"Run {report.run_id}, {report.scope} ({report.seconds:.1f} s)")
     for col in ("rule", "hits", "new"):
         table.add_column(col)
     for rule_id, count in sorted(report.counts.items()):
@@ -453,6 +459,37 @@ def dashboard(
     from detector.pipeline import serve_dashboard
 
     serve_dashboard(Store(db), console, port, address)
+
+
+@app.command()
+def schedule(
+    config: Annotated[Path, typer.Option(help="Schedule file (TOML).")] = Path("schedule.toml"),
+    once: Annotated[bool, typer.Option(help="Run the jobs once now and exit (for cron).")] = False,
+    job: Annotated[list[str] | None, typer.Option(help="Only this job (repeatable).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Run scheduled jobs: inbox ingest + incremental rules, scoring, full runs, notifications.
+
+    Long-lived (APScheduler, cron expressions from the config); never inside the dashboard.
+    With --once each selected job runs one time, which is what a crontab line or a systemd
+    timer calls.
+    """
+    from detector.schedule import load_config, run_job, serve
+
+    try:
+        cfg = load_config(config)
+    except DetectorError as exc:
+        _fail(str(exc))
+    unknown = set(job or []) - set(cfg.jobs)
+    if unknown:
+        _fail(f"no job named {', '.join(sorted(unknown))} in {config}")
+    store = Store(db)
+    if once:
+        results = [run_job(store, cfg, name) for name in (job or list(cfg.jobs))]
+        if any("error" in r for r in results):
+            raise typer.Exit(1)
+        return
+    serve(store, cfg, job)
 
 
 if __name__ == "__main__":

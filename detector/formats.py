@@ -280,7 +280,14 @@ def _open_csv(path: Path, head: bytes, complete: bool) -> Table:
         source = path  # polars reads it straight from disk
         text_head = head.decode("utf-8", errors="ignore")
     else:
-        keep, encoding = _transcode(path, encoding)
+        try:
+            keep, encoding = _transcode(path, encoding)
+        except UnicodeDecodeError as exc:
+            raise FileError(
+                path.name,
+                f"binary or damaged file: not valid {encoding} text "
+                "(expected a CSV, XLSX, Parquet or JSON export)",
+            ) from exc
         source = Path(keep.name)
         with source.open("rb") as fh:
             text_head = fh.read(SAMPLE).decode("utf-8", errors="ignore")

@@ -16,9 +16,11 @@ def _split(path: Path, out: Path) -> tuple[Path, Path, Path]:
     """Cut a visits log into early, later, and a withheld old stretch (a back-filled book)."""
     header, *lines = path.read_bytes().splitlines(keepends=True)
     n = len(lines)
-    parts = {"a": lines[: int(n * 0.3)] + lines[int(n * 0.4): int(n * 0.6)],
-             "c": lines[int(n * 0.3): int(n * 0.4)],  # uploaded last: an old logbook found later
-             "b": lines[int(n * 0.6):]}
+    parts = {
+        "a": lines[: int(n * 0.3)] + lines[int(n * 0.4) : int(n * 0.6)],
+        "c": lines[int(n * 0.3) : int(n * 0.4)],  # uploaded last: an old logbook found later
+        "b": lines[int(n * 0.6) :],
+    }
     written = []
     for key, chunk in parts.items():
         target = out / f"{path.stem}_{key}{path.suffix}"
@@ -28,8 +30,13 @@ def _split(path: Path, out: Path) -> tuple[Path, Path, Path]:
 
 
 def _active(store: Store) -> set[tuple]:
-    return set(rows(store, "SELECT flag_id, rule_id, explanation FROM flags "
-                           "WHERE state = 'active' AND source = 'rule'"))
+    return set(
+        rows(
+            store,
+            "SELECT flag_id, rule_id, explanation FROM flags "
+            "WHERE state = 'active' AND source = 'rule'",
+        )
+    )
 
 
 @pytest.mark.slow
@@ -64,8 +71,9 @@ def test_incremental_runs_equal_a_full_run(tmp_path, demo_logs):
 
 def test_a_run_with_nothing_new_changes_nothing(store, tmp_path):
     path = tmp_path / "v.csv"
-    path.write_text("facility,entered_at,name,record_id\nZAC,2019-06-01 10:00,N/I,R1\n",
-                    encoding="utf-8")
+    path.write_text(
+        "facility,entered_at,name,record_id\nZAC,2019-06-01 10:00,N/I,R1\n", encoding="utf-8"
+    )
     ingest_paths(store, [path])
     run_rules(store)
     before = _active(store)
@@ -76,8 +84,9 @@ def test_a_run_with_nothing_new_changes_nothing(store, tmp_path):
 
 def test_changed_rule_file_reruns_that_rule_in_full(store, tmp_path):
     path = tmp_path / "v.csv"
-    path.write_text("facility,entered_at,name,record_id\nZAC,2019-06-01 10:00,N/I,R1\n",
-                    encoding="utf-8")
+    path.write_text(
+        "facility,entered_at,name,record_id\nZAC,2019-06-01 10:00,N/I,R1\n", encoding="utf-8"
+    )
     ingest_paths(store, [path])
     run_rules(store)
     with store.write() as con:  # as if the rule file had been edited since

@@ -1,0 +1,188 @@
+"""Scheduled runs: pick up new logs from an inbox, run the rules, notify; in its own process.
+
+APScheduler 3 runs the jobs of a TOML config (cron expressions, one instance of a job at a
+time, missed runs coalesced). Never start it inside Streamlit: every session would start
+another scheduler. Equivalent system-scheduler lines are in the README.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import sys
+import time
+import tomllib
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from detector.errors import DetectorError, FileError
+from detector.ingest import _expand, ingest_file
+from detector.notify import NotifyConfig, send
+from detector.rules import _next_run, run_rules
+from detector.scoring import score
+from detector.store import Store
+
+DEFAULT_CONFIG = Path("schedule.toml")
+SETTLE_SECONDS = 5  # a file modified more recently may still be being copied in
+
+
+class Job(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["tick", "score", "full"] = "tick"
+    cron: str | None = None  # five fields, as in crontab
+    every_seconds: float | None = None  # alternative to cron (tests, tight loops)
+    misfire_grace_seconds: int = 300
+
+
+class ScheduleConfig(BaseModel):
+    """schedule.toml."""
+
+    model_config = ConfigDict(extra="forbid")
+    inbox: str = "logs/inbox"
+    timezone: str = "UTC"
+    jobs: dict[str, Job] = Field(
+        default_factory=lambda: {
+            "ingest_and_rules": Job(action="tick", cron="*/15 * * * *"),
+            "nightly_scoring": Job(action="score", cron="30 2 * * *"),
+            "weekly_full_run": Job(action="full", cron="0 3 * * 0"),
+        }
+    )
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+
+
+def load_config(path: Path | None) -> ScheduleConfig:
+    path = Path(path or DEFAULT_CONFIG)
+    if not path.exists():
+        return ScheduleConfig()
+    try:
+        return ScheduleConfig.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+    except (tomllib.TOMLDecodeError, ValidationError) as exc:
+        raise DetectorError(
+            f"{path}: {str(exc).splitlines()[0]}"
+            + (
+                f" — {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
+                if isinstance(exc, ValidationError)
+                else ""
+            )
+        ) from exc
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def process_inbox(store: Store, inbox: Path) -> list[dict]:
+    """Ingest the settled files of the inbox; move each to processed/ or failed/ (+ reason).
+
+    A file is moved only after its ingest committed, so a crash leaves it in the inbox to
+    be picked up by the next tick.
+    """
+    processed, failed = inbox / "processed", inbox / "failed"
+    for folder in (inbox, processed, failed):
+        folder.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    files = [
+        p
+        for p in _expand([inbox])
+        if p.parent == inbox and now - p.stat().st_mtime >= SETTLE_SECONDS
+    ]
+    outcomes = []
+    for path in files:
+        try:
+            result = ingest_file(store, path, user="scheduler")
+        except DetectorError as exc:  # e.g. the store stayed busy: leave it for next tick
+            outcomes.append({"file": path.name, "status": "retry", "message": str(exc)})
+            continue
+        target = (failed if result.status == "failed" else processed) / f"{_stamp()}_{path.name}"
+        shutil.move(str(path), target)
+        if result.status == "failed":
+            target.with_name(target.name + ".reason.txt").write_text(
+                result.message + "\n", encoding="utf-8"
+            )
+        outcomes.append(
+            {
+                "file": path.name,
+                "status": result.status,
+                "stored": result.rows_stored,
+                "quarantined": result.rows_quarantined,
+                "message": result.message,
+                "moved_to": str(target),
+            }
+        )
+    return outcomes
+
+
+def run_job(store: Store, config: ScheduleConfig, name: str) -> dict:
+    """One execution of a job; a failure is recorded as a failed run and raised no further."""
+    job = config.jobs[name]
+    summary: dict = {"job": name, "action": job.action}
+    try:
+        if job.action == "tick":
+            summary["inbox"] = process_inbox(store, Path(config.inbox))
+            report = run_rules(store, triggered_by=f"schedule:{name}", full=False)
+        elif job.action == "full":
+            report = run_rules(store, triggered_by=f"schedule:{name}", full=True)
+        else:
+            report = None
+            summary["score"] = score(store, triggered_by=f"schedule:{name}").run_id
+        if report is not None:
+            summary.update(
+                run_id=report.run_id,
+                scope=report.scope,
+                errors=report.errors,
+                new_flags=sum(report.new.values()),
+            )
+            summary["notify"] = send(config.notify, store, report.run_id)
+    except (Exception, FileError) as exc:  # noqa: BLE001 — a tick must never kill the scheduler
+        summary["error"] = f"{type(exc).__name__}: {exc}"
+        _record_failure(store, name, summary["error"], traceback.format_exc())
+    print(json.dumps(summary, default=str), flush=True)
+    return summary
+
+
+def _record_failure(store: Store, name: str, error: str, trace: str) -> None:
+    try:
+        with store.write() as con:
+            run_id = _next_run(con, "schedule", f"schedule:{name}", "failed")
+            con.execute(
+                "UPDATE runs SET ended_at = started_at, status = 'failed', errors = ? "
+                "WHERE run_id = ?",
+                [json.dumps({"error": error, "trace": trace[-4000:]}), run_id],
+            )
+    except Exception as exc:  # noqa: BLE001 — the database itself may be what failed
+        print(f"could not record the failed run: {exc}", file=sys.stderr, flush=True)
+
+
+def serve(store: Store, config: ScheduleConfig, only: list[str] | None = None) -> None:
+    """Run the jobs on their schedule until interrupted (Ctrl-C, SIGTERM)."""
+    from apscheduler.schedulers.blocking import BlockingScheduler
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    scheduler = BlockingScheduler(timezone=config.timezone)
+    for name, job in config.jobs.items():
+        if only and name not in only:
+            continue
+        trigger = (
+            IntervalTrigger(seconds=job.every_seconds)
+            if job.every_seconds
+            else CronTrigger.from_crontab(job.cron, timezone=config.timezone)
+        )
+        scheduler.add_job(
+            run_job,
+            trigger,
+            args=[store, config, name],
+            id=name,
+            name=name,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=job.misfire_grace_seconds,
+        )
+    print(f"scheduler started: {', '.join(j.id for j in scheduler.get_jobs())}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):
+        scheduler.start()
