@@ -158,6 +158,17 @@ def _record_failure(store: Store, name: str, error: str, trace: str) -> None:
         print(f"could not record the failed run: {exc}", file=sys.stderr, flush=True)
 
 
+def next_fire(job: Job, timezone: str) -> str:
+    """When a job runs next, as the scheduler computes it."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    if not job.cron:
+        return f"every {job.every_seconds:g} s"
+    trigger = CronTrigger.from_crontab(job.cron, timezone=timezone)
+    when = trigger.get_next_fire_time(None, datetime.now(UTC))
+    return when.strftime("%Y-%m-%d %H:%M %Z") if when else "never"
+
+
 def serve(store: Store, config: ScheduleConfig, only: list[str] | None = None) -> None:
     """Run the jobs on their schedule until interrupted (Ctrl-C, SIGTERM)."""
     from apscheduler.schedulers.blocking import BlockingScheduler

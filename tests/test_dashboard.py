@@ -217,6 +217,10 @@ def test_admin_page_only_for_admins(app, demo_db):
     at.run()
     assert any("beatriz (viewer)" in s.value for s in at.success)
     assert "beatriz" in auth.load(auth.users_file(demo_db))["credentials"]["usernames"]
+    assert not at.error, [e.value for e in at.error]
+    jobs = [d for d in at.dataframe if "job" in d.value.columns][0].value
+    assert set(jobs["job"]) == {"ingest_and_rules", "nightly_scoring", "weekly_full_run"}
+    assert at.dataframe[-1].value.shape[0] >= 2  # the run history: rules and scoring runs
     # An auditor reaching the page's script anyway is refused by the page itself.
     page = AppTest.from_file(str(REPO / "dashboard" / "views" / "6_Admin.py"), default_timeout=30)
     page.session_state["actor"] = Actor("ana", "auditor")

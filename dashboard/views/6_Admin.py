@@ -1,10 +1,16 @@
 """Admin: users and roles (admins only)."""
 
-import streamlit as st
+import os
+import tomllib
+from pathlib import Path
 
-from dashboard import session
+import streamlit as st
+from pydantic import ValidationError
+
+from dashboard import data, session
 from detector import auth
 from detector.review import ROLES, require
+from detector.schedule import ScheduleConfig, next_fire
 
 st.title("Admin")
 try:  # the page is hidden from others; refuse them anyway
@@ -27,3 +33,42 @@ with st.form("add_user"):
     if st.form_submit_button("Create or reset user") and username.strip():
         password = auth.add_user(path, username.strip(), role)
         st.success(f"{username} ({role}) — password, shown once: `{password}`")
+
+st.subheader("Schedules")
+st.caption(
+    "The scheduler (`detector schedule`) runs in its own process and reads this file "
+    "when it starts: restart it after saving."
+)
+schedule_path = Path(os.environ.get("DETECTOR_SCHEDULE", "schedule.toml"))
+text = schedule_path.read_text(encoding="utf-8") if schedule_path.exists() else ""
+try:
+    config = ScheduleConfig.model_validate(tomllib.loads(text)) if text else ScheduleConfig()
+    st.dataframe(
+        [
+            {
+                "job": name,
+                "action": job.action,
+                "when": job.cron or f"every {job.every_seconds:g} s",
+                "next run": next_fire(job, config.timezone),
+            }
+            for name, job in config.jobs.items()
+        ],
+        hide_index=True,
+        key="jobs",
+    )
+except (tomllib.TOMLDecodeError, ValidationError) as exc:
+    st.error(f"{schedule_path}: {exc}")
+with st.form("schedule_form"):
+    edited = st.text_area(f"{schedule_path}", value=text, height=300, key="schedule_text")
+    if st.form_submit_button("Validate and save"):
+        try:
+            ScheduleConfig.model_validate(tomllib.loads(edited))
+            schedule_path.write_text(edited, encoding="utf-8")
+            st.success(f"Saved {schedule_path}.")
+        except (tomllib.TOMLDecodeError, ValidationError) as exc:
+            st.error(f"Not saved: {exc}")
+
+st.subheader("Run history")
+st.dataframe(
+    session.guarded(data.runs, session.store()), hide_index=True, width="stretch", key="admin_runs"
+)
