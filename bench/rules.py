@@ -32,7 +32,8 @@ FROM range(5000) t(i);
 """
 
 # Five prisons in turn, 80 entries a day each between 08:00 and 14:40, an hour's stay;
-# each prison's own book/page/line sequence; one placeholder name every 100,000 lines.
+# each prison's own book/page/line sequence; one placeholder name every 100,000 lines;
+# one line in seven a contractor's van.
 VISITS = """
 INSERT INTO visits BY NAME
 SELECT ['ZAC', 'IZA', 'CIU', 'QZT', 'MAR'][i % 5 + 1] AS facility, 'Garita' AS checkpoint,
@@ -40,15 +41,18 @@ SELECT ['ZAC', 'IZA', 'CIU', 'QZT', 'MAR'][i % 5 + 1] AS facility, 'Garita' AS c
        i // 5 % 25 + 1 AS line,
        TIMESTAMP '2000-01-01' + to_days(i // 400) + to_minutes(480 + i % 400) AS entered_at,
        TIMESTAMP '2000-01-01' + to_days(i // 400) + to_minutes(540 + i % 400) AS exited_at,
-       CASE WHEN i % 100000 = 7 THEN 'N/I' ELSE ['José Pérez', 'Ana López', 'Carlos Cruz',
-            'Rosa Ayala', 'Luis Flores'][i // 5 % 5 + 1] END AS name,
-       CASE WHEN i % 100000 = 7 THEN 'N/I' ELSE ['JOSE PEREZ', 'ANA LOPEZ', 'CARLOS CRUZ',
-            'ROSA AYALA', 'LUIS FLORES'][i // 5 % 5 + 1] END AS name_key,
+       CASE WHEN i % 100000 = 7 THEN 'N/I' WHEN i % 7 = 3 THEN 'Conductor ' || (i // 7000)
+            ELSE ['José Pérez', 'Ana López', 'Carlos Cruz', 'Rosa Ayala',
+                  'Luis Flores'][i // 5 % 5 + 1] END AS name,
+       CASE WHEN i % 100000 = 7 THEN 'N/I' WHEN i % 7 = 3 THEN 'CONDUCTOR ' || (i // 7000)
+            ELSE ['JOSE PEREZ', 'ANA LOPEZ', 'CARLOS CRUZ', 'ROSA AYALA',
+                  'LUIS FLORES'][i // 5 % 5 + 1] END AS name_key,
        'AB-' || (hash(i) % 100000000) AS id_number, 'passport' AS id_type,
        ['staff', 'family', 'lawyer', 'contractor', 'family'][(i // 5) % 5 + 1] AS role,
        'P' || (hash(i) % 5000) AS inmate_id,
-       CASE WHEN i % 7 = 3 THEN 'P' || (i % 997) END AS vehicle_plate,
-       CASE WHEN i % 7 = 3 THEN 'P' || (i % 997) END AS plate_key,
+       -- a contractor's van: the same driver and plate for a stretch of days
+       CASE WHEN i % 7 = 3 THEN 'P' || (i // 7000) END AS vehicle_plate,
+       CASE WHEN i % 7 = 3 THEN 'P' || (i // 7000) END AS plate_key,
        1 AS party_size, 'minute' AS entered_precision, 'V|' || i AS record_key,
        'bench' AS source_sha256, 'bench.csv' AS source_name, i + 2 AS source_row, 1 AS upload_seq
 FROM range($n) t(i)

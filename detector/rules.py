@@ -84,7 +84,8 @@ class Rule(BaseModel):
     # What new data a rule's hits can depend on, for incremental runs: "record" (only the
     # record itself), "logbook" (its logbook), "facility" (its facility's records) or
     # "global" (anything: always re-run in full).
-    scope: Literal["record", "logbook", "facility", "global"] = "global"
+    # "plate": the visits of the vehicle plates in the new records.
+    scope: Literal["record", "logbook", "facility", "plate", "global"] = "global"
     status: Literal["stable", "test", "experimental", "deprecated"] = "stable"
     tags: list[str] = Field(default_factory=list)
     falsepositives: list[str] = Field(default_factory=list)
@@ -285,6 +286,7 @@ class Scope:
     facilities: list[str] = field(default_factory=list)
     logbooks: list[str] = field(default_factory=list)  # "facility|checkpoint|logbook"
     watermark: int = 0
+    plates: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         if self.full:
@@ -336,26 +338,34 @@ def change_scope(con, full: bool = False) -> Scope:
             [seqs],
         ).fetchall()
     ]
-    return Scope(False, seqs, facilities, logbooks, watermark)
+    plates = [r[0] for r in con.execute(
+        "SELECT DISTINCT plate_key FROM visits WHERE upload_seq IN (SELECT unnest($1::BIGINT[])) "
+        "AND coalesce(plate_key, '') <> ''", [seqs]).fetchall()]
+    return Scope(False, seqs, facilities, logbooks, watermark, plates)
 
 
 _SCOPED_TABLES = {
     "facility": {
-        "visits": "facility IN (SELECT unnest($facilities::VARCHAR[]))",
-        "transfers": "from_facility IN (SELECT unnest($facilities::VARCHAR[]))",
-        "logbooks": "facility IN (SELECT unnest($facilities::VARCHAR[]))",
+        "visits": "facility IN (SELECT value FROM scope_facilities)",
+        "transfers": "from_facility IN (SELECT value FROM scope_facilities)",
+        "logbooks": "facility IN (SELECT value FROM scope_facilities)",
     },
     "logbook": {
         "visits": "facility || '|' || coalesce(checkpoint, '') || '|' || logbook "
-        "IN (SELECT unnest($logbooks::VARCHAR[]))",
+                  "IN (SELECT value FROM scope_logbooks)",
         "logbooks": "facility || '|' || coalesce(checkpoint, '') || '|' || logbook "
-        "IN (SELECT unnest($logbooks::VARCHAR[]))",
+                    "IN (SELECT value FROM scope_logbooks)",
         "transfers": "FALSE",
     },
+    "plate": {
+        "visits": "plate_key IN (SELECT value FROM scope_plates)",
+        "transfers": "FALSE",
+        "logbooks": "FALSE",
+    },
     "record": {
-        "visits": "upload_seq IN (SELECT unnest($uploads::BIGINT[]))",
-        "transfers": "upload_seq IN (SELECT unnest($uploads::BIGINT[]))",
-        "logbooks": "upload_seq IN (SELECT unnest($uploads::BIGINT[]))",
+        "visits": "upload_seq IN (SELECT value FROM scope_uploads)",
+        "transfers": "upload_seq IN (SELECT value FROM scope_uploads)",
+        "logbooks": "upload_seq IN (SELECT value FROM scope_uploads)",
     },
 }
 
@@ -364,27 +374,26 @@ def _evaluate_scoped(con, rules: list[Rule], scope: Scope, report: RunReport) ->
     """Evaluate rules; in an incremental run, local rules see only what the change touches.
 
     The tables a local rule reads are shadowed, in this connection only, by temporary
-    tables holding the touched part (the file itself is not changed: reads stay read-only).
+    views of the touched part (the file itself is not changed: reads stay read-only).
     """
     hits: list[Hit] = []
     groups: dict[str, list[Rule]] = {}
     for rule in rules:
         groups.setdefault("global" if scope.full else rule.scope, []).append(rule)
     catalog = con.execute("SELECT current_database()").fetchall()[0][0]
+    if not scope.full:
+        # What changed, as small temporary tables the scoped views filter by.
+        for name, values, sql_type in (("scope_facilities", scope.facilities, "VARCHAR"),
+                                       ("scope_logbooks", scope.logbooks, "VARCHAR"),
+                                       ("scope_uploads", scope.uploads, "BIGINT"),
+                                       ("scope_plates", scope.plates, "VARCHAR")):
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS "
+                        f"SELECT unnest(?::{sql_type}[]) AS value", [values])
     for kind, group in groups.items():
         if kind != "global":
-            params = {
-                "facilities": scope.facilities,
-                "logbooks": scope.logbooks,
-                "uploads": scope.uploads,
-            }
             for table, where in _SCOPED_TABLES[kind].items():
-                used = {k: v for k, v in params.items() if f"${k}" in where}
-                con.execute(
-                    f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM "
-                    f'"{catalog}".main.{table} WHERE {where}',
-                    used,
-                )
+                con.execute(f'CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM '
+                            f'"{catalog}".main.{table} WHERE {where}')
         try:
             for rule in group:
                 try:
@@ -397,7 +406,7 @@ def _evaluate_scoped(con, rules: list[Rule], scope: Scope, report: RunReport) ->
         finally:
             if kind != "global":
                 for table in _SCOPED_TABLES[kind]:
-                    con.execute(f"DROP TABLE IF EXISTS temp.{table}")
+                    con.execute(f"DROP VIEW IF EXISTS temp.main.{table}")
     return hits
 
 
@@ -546,7 +555,7 @@ def store_flags(
             evidence = excluded.evidence""",
         [source, run_id, run_id, now, now],
     )
-    by_scope: dict[str, list[str]] = {"global": [], "facility": [], "logbook": []}
+    by_scope: dict[str, list[str]] = {"global": [], "facility": [], "logbook": [], "plate": []}
     for rule in rules:
         kind = "global" if isinstance(rule, str) or scope is None or scope.full else rule.scope
         if kind in by_scope:  # record-scoped flags cannot stop firing: their records are fixed
@@ -560,8 +569,12 @@ def store_flags(
               OR (rule_id IN (SELECT unnest(?::VARCHAR[]))
                   AND facility IN (SELECT unnest(?::VARCHAR[])))
               OR (rule_id IN (SELECT unnest(?::VARCHAR[]))
-                  AND facility || '|' || logbook IN (SELECT unnest(?::VARCHAR[]))))""",
-        [run_id, by_scope["global"], by_scope["facility"], fs, by_scope["logbook"], lbs],
+                  AND facility || '|' || logbook IN (SELECT unnest(?::VARCHAR[])))
+              OR (rule_id IN (SELECT unnest(?::VARCHAR[]))
+                  AND json_extract_string(fields, '$.plate_key')
+                      IN (SELECT unnest(?::VARCHAR[]))))""",
+        [run_id, by_scope["global"], by_scope["facility"], fs, by_scope["logbook"], lbs,
+         by_scope["plate"], scope.plates if scope else []],
     ).fetchall()[0][0]
     con.unregister("hits")
     return new, resolved
