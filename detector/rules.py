@@ -350,8 +350,11 @@ _SCOPED_TABLES = {
         "transfers": "from_facility IN (SELECT value FROM scope_facilities)",
         "logbooks": "facility IN (SELECT value FROM scope_facilities)",
     },
+    # Cheap column tests first; the exact (facility, checkpoint, logbook) test after them.
     "logbook": {
-        "visits": "facility || '|' || coalesce(checkpoint, '') || '|' || logbook "
+        "visits": "facility IN (SELECT value FROM scope_facilities) "
+                  "AND logbook IN (SELECT split_part(value, '|', 3) FROM scope_logbooks) "
+                  "AND facility || '|' || coalesce(checkpoint, '') || '|' || logbook "
                   "IN (SELECT value FROM scope_logbooks)",
         "logbooks": "facility || '|' || coalesce(checkpoint, '') || '|' || logbook "
                     "IN (SELECT value FROM scope_logbooks)",
