@@ -39,9 +39,11 @@ def main() -> None:
         con.execute("""INSERT INTO uploads (seq, sha256, original_name, kind, entry_hash,
                                             uploaded_at)
                        VALUES (2, 'appended', 'appended.csv', 'visits', 'x', now())""")
-        body = VISITS.replace("$n", str(extra * 5)).replace(
-            "FROM range(", f"FROM (SELECT i + {args.rows} AS i FROM range(").replace(
-            ") t(i)", ") t(i)) u(i)")
+        body = (
+            VISITS.replace("$n", str(extra * 5))
+            .replace("FROM range(", f"FROM (SELECT i + {args.rows} AS i FROM range(")
+            .replace(") t(i)", ") t(i)) u(i)")
+        )
         body = body.replace("1 AS upload_seq", "2 AS upload_seq")
         con.execute(f"CREATE TEMP TABLE more AS {body.split('INSERT INTO visits BY NAME', 1)[1]}")
         con.execute("INSERT INTO visits BY NAME SELECT * FROM more WHERE facility = 'ZAC'")
@@ -50,9 +52,11 @@ def main() -> None:
         t0 = time.perf_counter()
         report = run_rules(store, full=False)
         incremental = time.perf_counter() - t0
-        print(f"{args.rows:,} visits stored, {appended:,} appended ({report.scope}): full run "
-              f"{full:.1f} s, incremental run {incremental:.1f} s "
-              f"({100 * incremental / full:.0f}% of full)")
+        print(
+            f"{args.rows:,} visits stored, {appended:,} appended ({report.scope}): full run "
+            f"{full:.1f} s, incremental run {incremental:.1f} s "
+            f"({100 * incremental / full:.0f}% of full)"
+        )
 
 
 if __name__ == "__main__":

@@ -14,17 +14,8 @@ from datetime import date
 
 import polars as pl
 
-from detector.rules import SEVERITIES
+from detector.rules import CATEGORIES, SEVERITIES
 from detector.store import Store
-
-CATEGORIES = (
-    "unidentified_entrant",
-    "logbook_gap",
-    "medical_transfer",
-    "visit_pattern",
-    "vehicle",
-    "data_quality",
-)
 
 
 @dataclass

@@ -84,8 +84,9 @@ class Rule(BaseModel):
     # What new data a rule's hits can depend on, for incremental runs: "record" (only the
     # record itself), "logbook" (its logbook), "facility" (its facility's records) or
     # "global" (anything: always re-run in full).
-    # "plate": the visits of the vehicle plates in the new records.
-    scope: Literal["record", "logbook", "facility", "plate", "global"] = "global"
+    # "plate": the visits of the vehicle plates in the new records; "official": the visits
+    # of the officials (and of the people they escorted) in the new records.
+    scope: Literal["record", "logbook", "facility", "plate", "official", "global"] = "global"
     status: Literal["stable", "test", "experimental", "deprecated"] = "stable"
     tags: list[str] = Field(default_factory=list)
     falsepositives: list[str] = Field(default_factory=list)
@@ -117,9 +118,21 @@ class Rule(BaseModel):
         return {k: v for k, v in self.parameters.items() if k in used}
 
 
+_PARSED: dict[tuple[str, str], Rule] = {}  # (path, sha256) -> rule: a long-lived scheduler
+# re-reads its rule files every tick, and only a changed file is parsed again.
+
+
 def load_rule(path: Path) -> Rule:
     """Read and validate one rule file; errors name the file and the field."""
     raw = path.read_bytes()
+    key = (str(path), hashlib.sha256(raw).hexdigest())
+    if key in _PARSED:
+        return _PARSED[key]
+    _PARSED[key] = rule = _parse_rule(path, raw)
+    return rule
+
+
+def _parse_rule(path: Path, raw: bytes) -> Rule:
     try:
         data = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
@@ -287,6 +300,7 @@ class Scope:
     logbooks: list[str] = field(default_factory=list)  # "facility|checkpoint|logbook"
     watermark: int = 0
     plates: list[str] = field(default_factory=list)
+    officials: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         if self.full:
@@ -338,10 +352,28 @@ def change_scope(con, full: bool = False) -> Scope:
             [seqs],
         ).fetchall()
     ]
-    plates = [r[0] for r in con.execute(
-        "SELECT DISTINCT plate_key FROM visits WHERE upload_seq IN (SELECT unnest($1::BIGINT[])) "
-        "AND coalesce(plate_key, '') <> ''", [seqs]).fetchall()]
-    return Scope(False, seqs, facilities, logbooks, watermark, plates)
+    plates = [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT plate_key FROM visits WHERE upload_seq IN (SELECT unnest($1::BIGINT[])) "
+            "AND coalesce(plate_key, '') <> ''",
+            [seqs],
+        ).fetchall()
+    ]
+    officials = [
+        r[0]
+        for r in con.execute(
+            """
+        SELECT DISTINCT k FROM (
+            SELECT CASE WHEN role = 'official' THEN name_key END AS k FROM visits
+             WHERE upload_seq IN (SELECT unnest($1::BIGINT[]))
+            UNION ALL SELECT escorted_key FROM visits
+             WHERE upload_seq IN (SELECT unnest($1::BIGINT[])))
+        WHERE coalesce(k, '') <> ''""",
+            [seqs],
+        ).fetchall()
+    ]
+    return Scope(False, seqs, facilities, logbooks, watermark, plates, officials)
 
 
 _SCOPED_TABLES = {
@@ -353,15 +385,21 @@ _SCOPED_TABLES = {
     # Cheap column tests first; the exact (facility, checkpoint, logbook) test after them.
     "logbook": {
         "visits": "facility IN (SELECT value FROM scope_facilities) "
-                  "AND logbook IN (SELECT split_part(value, '|', 3) FROM scope_logbooks) "
-                  "AND facility || '|' || coalesce(checkpoint, '') || '|' || logbook "
-                  "IN (SELECT value FROM scope_logbooks)",
+        "AND logbook IN (SELECT split_part(value, '|', 3) FROM scope_logbooks) "
+        "AND facility || '|' || coalesce(checkpoint, '') || '|' || logbook "
+        "IN (SELECT value FROM scope_logbooks)",
         "logbooks": "facility || '|' || coalesce(checkpoint, '') || '|' || logbook "
-                    "IN (SELECT value FROM scope_logbooks)",
+        "IN (SELECT value FROM scope_logbooks)",
         "transfers": "FALSE",
     },
     "plate": {
         "visits": "plate_key IN (SELECT value FROM scope_plates)",
+        "transfers": "FALSE",
+        "logbooks": "FALSE",
+    },
+    "official": {
+        "visits": "(role = 'official' AND name_key IN (SELECT value FROM scope_officials)) "
+        "OR escorted_key IN (SELECT value FROM scope_officials)",
         "transfers": "FALSE",
         "logbooks": "FALSE",
     },
@@ -386,17 +424,24 @@ def _evaluate_scoped(con, rules: list[Rule], scope: Scope, report: RunReport) ->
     catalog = con.execute("SELECT current_database()").fetchall()[0][0]
     if not scope.full:
         # What changed, as small temporary tables the scoped views filter by.
-        for name, values, sql_type in (("scope_facilities", scope.facilities, "VARCHAR"),
-                                       ("scope_logbooks", scope.logbooks, "VARCHAR"),
-                                       ("scope_uploads", scope.uploads, "BIGINT"),
-                                       ("scope_plates", scope.plates, "VARCHAR")):
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS "
-                        f"SELECT unnest(?::{sql_type}[]) AS value", [values])
+        for name, values, sql_type in (
+            ("scope_facilities", scope.facilities, "VARCHAR"),
+            ("scope_logbooks", scope.logbooks, "VARCHAR"),
+            ("scope_uploads", scope.uploads, "BIGINT"),
+            ("scope_plates", scope.plates, "VARCHAR"),
+            ("scope_officials", scope.officials, "VARCHAR"),
+        ):
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT unnest(?::{sql_type}[]) AS value",
+                [values],
+            )
     for kind, group in groups.items():
         if kind != "global":
             for table, where in _SCOPED_TABLES[kind].items():
-                con.execute(f'CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM '
-                            f'"{catalog}".main.{table} WHERE {where}')
+                con.execute(
+                    f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM "
+                    f'"{catalog}".main.{table} WHERE {where}'
+                )
         try:
             for rule in group:
                 try:
@@ -558,7 +603,13 @@ def store_flags(
             evidence = excluded.evidence""",
         [source, run_id, run_id, now, now],
     )
-    by_scope: dict[str, list[str]] = {"global": [], "facility": [], "logbook": [], "plate": []}
+    by_scope: dict[str, list[str]] = {
+        "global": [],
+        "facility": [],
+        "logbook": [],
+        "plate": [],
+        "official": [],
+    }
     for rule in rules:
         kind = "global" if isinstance(rule, str) or scope is None or scope.full else rule.scope
         if kind in by_scope:  # record-scoped flags cannot stop firing: their records are fixed
@@ -575,9 +626,22 @@ def store_flags(
                   AND facility || '|' || logbook IN (SELECT unnest(?::VARCHAR[])))
               OR (rule_id IN (SELECT unnest(?::VARCHAR[]))
                   AND json_extract_string(fields, '$.plate_key')
+                      IN (SELECT unnest(?::VARCHAR[])))
+              OR (rule_id IN (SELECT unnest(?::VARCHAR[]))
+                  AND json_extract_string(fields, '$.official_key')
                       IN (SELECT unnest(?::VARCHAR[]))))""",
-        [run_id, by_scope["global"], by_scope["facility"], fs, by_scope["logbook"], lbs,
-         by_scope["plate"], scope.plates if scope else []],
+        [
+            run_id,
+            by_scope["global"],
+            by_scope["facility"],
+            fs,
+            by_scope["logbook"],
+            lbs,
+            by_scope["plate"],
+            scope.plates if scope else [],
+            by_scope["official"],
+            scope.officials if scope else [],
+        ],
     ).fetchall()[0][0]
     con.unregister("hits")
     return new, resolved
