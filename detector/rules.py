@@ -435,7 +435,18 @@ def _evaluate_scoped(con, rules: list[Rule], scope: Scope, report: RunReport) ->
                 f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT unnest(?::{sql_type}[]) AS value",
                 [values],
             )
+    keys = {
+        "facility": scope.facilities,
+        "logbook": scope.logbooks,
+        "plate": scope.plates,
+        "official": scope.officials,
+        "record": scope.uploads,
+    }
     for kind, group in groups.items():
+        if kind != "global" and not keys[kind]:
+            # Nothing of this kind was touched: no hit can appear and none can stop firing.
+            report.counts.update({rule.id: 0 for rule in group})
+            continue
         if kind != "global":
             for table, where in _SCOPED_TABLES[kind].items():
                 con.execute(
