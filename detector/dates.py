@@ -90,8 +90,8 @@ def to_datetime(
 ) -> pl.Series:
     """Parse a text column to datetimes, fast: the formats that fit a sample go first.
 
-    Trying every spelling on every row costs one pass per spelling, so the formats are
-    ranked on a sample and only rows still unparsed are tried against the rest.
+    Trying every spelling on every row costs one pass per spelling, so the spellings that
+    read a sample go first and only rows still unparsed are tried against the rest.
     """
     formats = formats or _all_datetime_formats(order)
     text = (
@@ -103,13 +103,17 @@ def to_datetime(
         )
         .to_series()
     )
-    sample = text.drop_nulls().head(2000)
-    hits = []
+    # Greedy on a sample: the first spellings (in order of preference) that read it, until
+    # the whole sample is read; usually one or two spellings, whatever the batch size.
+    sample = text.drop_nulls().unique(maintain_order=True).head(500)
+    ranked = []
     for f in formats:
-        n = sample.str.to_datetime(f, strict=False, time_unit="us").is_not_null().sum()
-        if n:
-            hits.append((n, f))
-    ranked = [f for _, f in sorted(hits, key=lambda h: -h[0])]
+        if sample.is_empty():
+            break
+        read = sample.str.to_datetime(f, strict=False, time_unit="us").is_not_null()
+        if read.any():
+            ranked.append(f)
+            sample = sample.filter(~read)
     result = pl.Series(values.name, [None] * len(values), dtype=pl.Datetime("us"))
     rest = [f for f in formats if f not in ranked]
     for f in [*ranked, *rest]:

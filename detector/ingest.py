@@ -506,10 +506,14 @@ def _store(
     )
     for good, quarantine in _converted(p, mapping, sha, path.name, facilities):
         con.register("incoming", good)
+        # Records already stored (overlapping uploads) are few or none: find them with the
+        # incoming keys as the small side, then insert the rest without joining the table.
+        known = con.execute(
+            f"SELECT count(*) FROM {kind} WHERE record_key IN (SELECT record_key FROM incoming)"
+        ).fetchall()[0][0]
+        skip = f"WHERE record_key NOT IN (SELECT record_key FROM {kind})" if known else ""
         fresh = con.execute(
-            f"INSERT INTO {kind} ({cols}) SELECT {sel} FROM incoming i "
-            f"ANTI JOIN {kind} t USING (record_key)",
-            [entry["seq"]],
+            f"INSERT INTO {kind} ({cols}) SELECT {sel} FROM incoming i {skip}", [entry["seq"]]
         ).fetchall()[0][0]
         con.unregister("incoming")
         bad_rows = quarantine.get_column("source_row").n_unique()
