@@ -150,6 +150,13 @@ def _transient(exc: Exception) -> bool:
     return "lock" in text or "different configuration" in text
 
 
+# Columns added after a table was first released: older database files gain them on open.
+MIGRATIONS = [
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS watermark BIGINT",
+    "ALTER TABLE flags ADD COLUMN IF NOT EXISTS subject VARCHAR",
+]
+
+
 class Store:
     """Opens short-lived connections to one DuckDB file.
 
@@ -216,7 +223,7 @@ class Store:
             con = self._open(read_only=False)
             try:
                 if str(self.path) not in Store._ready:
-                    for ddl in SCHEMA:
+                    for ddl in SCHEMA + MIGRATIONS:
                         con.execute(ddl)
                     Store._ready.add(str(self.path))
                 con.execute("BEGIN TRANSACTION")
