@@ -79,7 +79,7 @@ def rule_quality(store: Store, truth_path: Path, source: str | None = "rule") ->
             len(planted),
             sum(any(hits(f, t) for f in mine) for t in planted),
             len(mine),
-            sum(any(hits(f, t) for t in truth) for f in mine),
+            sum(any(hits(f, t) for t in every) for f in mine),
         )
     return out
 
