@@ -7,19 +7,18 @@ Each side runs in its own process so that peak memory (ru_maxrss) is its own.
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.child import in_child, report  # noqa: E402
 
 
 def _child(mode: str, csv: str, db: str) -> None:
-    sys.path.insert(0, str(ROOT))
     t0 = time.perf_counter()
     if mode == "detector":
         from detector.ingest import ingest_file
@@ -35,20 +34,17 @@ def _child(mode: str, csv: str, db: str) -> None:
         con.execute(f"CREATE TABLE t AS SELECT * FROM read_csv('{csv}', header=true)")
         n = con.execute("SELECT count(*) FROM t").fetchall()[0][0]
         con.close()
-    seconds = time.perf_counter() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"mode": mode, "rows": n, "seconds": seconds, "peak_mb": peak_mb}))
+    report(mode=mode, rows=n, seconds=time.perf_counter() - t0)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--child", nargs=3)
+    ap.add_argument("--child", nargs=3)  # mode, csv, db
     args = ap.parse_args()
     if args.child:
         _child(*args.child)
         return
-    sys.path.insert(0, str(ROOT))
     from bench.synth import visits
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,20 +53,7 @@ def main() -> None:
         print(f"{args.rows:,} rows, {csv.stat().st_size / 1e6:.0f} MB CSV")
         results = {}
         for mode in ("duckdb", "detector"):
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    mode,
-                    str(csv),
-                    str(Path(tmp) / f"{mode}.duckdb"),
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-            results[mode] = json.loads(out.strip().splitlines()[-1])
+            results[mode] = in_child(__file__, mode, str(csv), str(Path(tmp) / f"{mode}.duckdb"))
         for mode, r in results.items():
             print(
                 f"{mode:>9}: {r['seconds']:6.2f} s  {r['rows'] / r['seconds']:>10,.0f} rows/s  "

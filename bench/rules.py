@@ -8,15 +8,15 @@ process so that its peak memory (ru_maxrss) is its own.
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.child import in_child, report  # noqa: E402
 
 REFERENCE = """
 INSERT INTO facilities BY NAME
@@ -60,28 +60,15 @@ FROM range($n) t(i)
 
 
 def _child(db: str) -> None:
-    sys.path.insert(0, str(ROOT))
     from detector.rules import run_rules
     from detector.store import Store
 
     t0 = time.perf_counter()
-    report = run_rules(Store(db))
-    seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        json.dumps(
-            {
-                "seconds": seconds,
-                "peak_mb": peak,
-                "hits": sum(report.counts.values()),
-                "errors": report.errors,
-            }
-        )
-    )
+    result = run_rules(Store(db))
+    report(seconds=time.perf_counter() - t0, hits=sum(result.counts.values()), errors=result.errors)
 
 
 def build(db: Path, n: int) -> None:
-    sys.path.insert(0, str(ROOT))
     import duckdb
 
     from detector.store import Store
@@ -107,13 +94,7 @@ def main() -> None:
             t0 = time.perf_counter()
             build(db, n)
             built = time.perf_counter() - t0
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", str(db)],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-            r = json.loads(out.strip().splitlines()[-1])
+            r = in_child(__file__, str(db))
             print(
                 f"{n:>11,} visits (built in {built:.0f} s): rules {r['seconds']:.1f} s, "
                 f"peak {r['peak_mb']:,.0f} MB, {r['hits']:,} hits, errors: {r['errors'] or 'none'}"

@@ -7,9 +7,6 @@ Each run scores in a fresh process so that its peak memory (ru_maxrss) is its ow
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -18,20 +15,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.child import in_child, report  # noqa: E402
+
 
 def _child(db: str) -> None:
     from detector.scoring import score
     from detector.store import Store
 
     t0 = time.perf_counter()
-    report = score(Store(db), workdir=Path(db).parent)
-    total = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        json.dumps(
-            {"seconds": total, "parts": report.seconds, "rows": report.rows, "peak_mb": peak}
-        )
-    )
+    result = score(Store(db), workdir=Path(db).parent)
+    report(seconds=time.perf_counter() - t0, parts=result.seconds, rows=result.rows)
 
 
 def main() -> None:
@@ -48,13 +41,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "bench.duckdb"
             build(db, n)
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", str(db)],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-            r = json.loads(out.strip().splitlines()[-1])
+            r = in_child(__file__, str(db))
             parts = ", ".join(f"{k} {v:.1f} s" for k, v in r["parts"].items())
             print(
                 f"{r['rows']:>11,} visits: {r['seconds']:.1f} s ({parts}), "
