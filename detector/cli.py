@@ -13,7 +13,7 @@ from rich.table import Table
 
 from detector import ledger
 from detector.errors import DetectorError
-from detector.ingest import _expand, ingest_paths
+from detector.ingest import expand_paths, ingest_paths
 from detector.mapping import load_mapping
 from detector.status import status_report
 from detector.store import Store
@@ -63,7 +63,7 @@ def ingest(
         user_mapping = load_mapping(mapping)
     except DetectorError as exc:
         _fail(str(exc))
-    files = _expand(paths)
+    files = expand_paths(paths)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -556,7 +556,7 @@ def ingest_paths(
     progress=None,
 ) -> list[IngestResult]:
     """Ingest many files, reference kinds (facilities, inmates, logbooks) first."""
-    files = _expand(paths)
+    files = expand_paths(paths)
     files.sort(key=lambda p: INGEST_ORDER.get(_guess_kind(p, kind, mapping), 99))
     results = []
     for p in files:
@@ -566,7 +566,8 @@ def ingest_paths(
     return results
 
 
-def _expand(paths: list[Path]) -> list[Path]:
+def expand_paths(paths: list[Path]) -> list[Path]:
+    """Files named, and the supported files inside folders named (not hidden ones)."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():

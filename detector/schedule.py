@@ -21,7 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from detector.errors import DetectorError, FileError
-from detector.ingest import _expand, ingest_file
+from detector.ingest import expand_paths, ingest_file
 from detector.notify import NotifyConfig, send
 from detector.rules import _next_run, run_rules
 from detector.scoring import score
@@ -88,7 +88,7 @@ def process_inbox(store: Store, inbox: Path) -> list[dict]:
     now = time.time()
     files = [
         p
-        for p in _expand([inbox])
+        for p in expand_paths([inbox])
         if p.parent == inbox and now - p.stat().st_mtime >= SETTLE_SECONDS
     ]
     outcomes = []

@@ -280,3 +280,34 @@ def test_review_actions_during_a_rule_run_are_all_stored(tmp_path, demo_logs):
     assert (
         rows(store, "SELECT count(*) FROM runs WHERE kind = 'rules' AND status = 'ok'")[0][0] == 2
     )
+
+
+def test_schedule_once_from_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from detector.cli import app
+
+    config = tmp_path / "s.toml"
+    config.write_text(
+        textwrap.dedent(f"""
+        inbox = "{tmp_path / "inbox"}"
+        [jobs.ingest_and_rules]
+        action = "tick"
+        cron = "*/15 * * * *"
+        [notify]
+        digest_dir = "{tmp_path / "digests"}"
+    """),
+        encoding="utf-8",
+    )
+    _drop(tmp_path / "inbox", "visits_QZT.csv")
+    db = tmp_path / "d.duckdb"
+    result = CliRunner().invoke(
+        app, ["schedule", "--config", str(config), "--once", "--db", str(db)]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["inbox"][0]["status"] == "stored" and summary["scope"] == "full"
+    bad = CliRunner().invoke(
+        app, ["schedule", "--config", str(config), "--once", "--job", "nope", "--db", str(db)]
+    )
+    assert bad.exit_code == 1 and "no job named nope" in bad.output
