@@ -88,6 +88,18 @@ def queue(store: Store, flt: QueueFilter, page: int = 0, page_size: int = 50) ->
         ).pl()
 
 
+def export_frame(store: Store, flt: QueueFilter) -> pl.DataFrame:
+    """Every flag the filter shows, with the export columns, riskiest first."""
+    where, params = flt.where()
+    with store.read() as con:
+        return con.sql(
+            f"SELECT f.*, coalesce(r.status, 'new') AS review_status, r.assignee "
+            f"FROM flags f LEFT JOIN reviews r USING (flag_id) WHERE {where} "
+            f"ORDER BY f.score DESC NULLS LAST, f.flag_id",
+            params=params,
+        ).pl()
+
+
 def queue_counts(store: Store, flt: QueueFilter) -> dict[str, int]:
     where, params = flt.where()
     with store.read() as con:
@@ -309,13 +321,14 @@ def ingest_uploaded(store: Store, actor, paths: list, mappings: dict, progress=N
     ``mappings`` maps a file name to its UserMapping (or None for the built-in synonyms).
     Returns the IngestResults; rules and scoring run only when something was stored.
     """
-    from detector.ingest import ingest_file
+    from detector.ingest import ingest_file, reference_first
     from detector.review import require
     from detector.rules import run_rules
     from detector.scoring import score
 
     require(actor, "upload")
     results = []
+    paths = reference_first(list(paths))
     for n, path in enumerate(paths):
         results.append(
             ingest_file(

@@ -556,14 +556,20 @@ def ingest_paths(
     progress=None,
 ) -> list[IngestResult]:
     """Ingest many files, reference kinds (facilities, inmates, logbooks) first."""
-    files = expand_paths(paths)
-    files.sort(key=lambda p: INGEST_ORDER.get(_guess_kind(p, kind, mapping), 99))
+    files = reference_first(expand_paths(paths), kind, mapping)
     results = []
     for p in files:
         results.append(ingest_file(store, p, kind, mapping, user, mapping_name))
         if progress:
             progress(p)
     return results
+
+
+def reference_first(
+    files: list[Path], kind: str | None = None, mapping: UserMapping | None = None
+) -> list[Path]:
+    """Facilities, inmates and logbooks before the logs checked against them."""
+    return sorted(files, key=lambda p: INGEST_ORDER.get(_guess_kind(p, kind, mapping), 99))
 
 
 def expand_paths(paths: list[Path]) -> list[Path]:

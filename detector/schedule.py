@@ -21,7 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from detector.errors import DetectorError, FileError
-from detector.ingest import expand_paths, ingest_file
+from detector.ingest import expand_paths, ingest_file, reference_first
 from detector.notify import NotifyConfig, send
 from detector.rules import _next_run, run_rules
 from detector.scoring import score
@@ -86,11 +86,13 @@ def process_inbox(store: Store, inbox: Path) -> list[dict]:
     for folder in (inbox, processed, failed):
         folder.mkdir(parents=True, exist_ok=True)
     now = time.time()
-    files = [
-        p
-        for p in expand_paths([inbox])
-        if p.parent == inbox and now - p.stat().st_mtime >= SETTLE_SECONDS
-    ]
+    files = reference_first(
+        [
+            p
+            for p in expand_paths([inbox])
+            if p.parent == inbox and now - p.stat().st_mtime >= SETTLE_SECONDS
+        ]
+    )
     outcomes = []
     for path in files:
         try:

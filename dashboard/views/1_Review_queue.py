@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboard import data, session
 from detector.dossier import render
-from detector.export import load_flags, write_flags
+from detector.export import write_flags
 from detector.review import STATUSES
 
 store = session.store()
@@ -63,11 +63,7 @@ if left.button("Open selected", disabled=len(chosen) != 1, key="open"):
     st.session_state["flag_id"] = chosen[0]
     st.switch_page("views/2_Flag_detail.py")
 if session.can("export"):
-    flags = load_flags(store, state=None if flt.include_resolved else "active")
-    if flt.categories:
-        flags = flags.filter(flags["category"].is_in(flt.categories))
-    visible = data.queue(store, flt, 0, 10**9)["flag_id"]
-    flags = flags.filter(flags["flag_id"].is_in(visible.to_list()))
+    flags = session.guarded(data.export_frame, store, flt)
     mid.download_button(
         "Export CSV (current filter)",
         write_flags(flags, "csv", None),
