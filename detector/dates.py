@@ -6,11 +6,13 @@ import polars as pl
 
 DATE_ORDERS = ("dmy", "mdy", "ymd")
 
+# Whole seconds before fractions: polars reads the plain spellings with a fast path, and a
+# fraction-capable spelling chosen first would send every row through the slow one.
 _ISO = (
-    "%Y-%m-%dT%H:%M:%S%.f",
-    "%Y-%m-%d %H:%M:%S%.f",
     "%Y-%m-%dT%H:%M:%S",
     "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
     "%Y-%m-%dT%H:%M",
     "%Y-%m-%d %H:%M",
     "%Y/%m/%d %H:%M:%S",
@@ -86,7 +88,7 @@ def _all_datetime_formats(order: str) -> list[str]:
 
 
 def to_datetime(
-    values: pl.Series, order: str = "dmy", formats: list[str] | None = None
+    values: pl.Series, order: str = "dmy", formats: list[str] | None = None, _fast: bool = True
 ) -> pl.Series:
     """Parse a text column to datetimes, fast: the formats that fit a sample go first.
 
@@ -94,6 +96,48 @@ def to_datetime(
     read a sample go first and only rows still unparsed are tried against the rest.
     """
     formats = formats or _all_datetime_formats(order)
+    fast = _as_written(values, formats) if _fast else None
+    if fast is not None:
+        left = fast.is_null() & values.is_not_null()
+        if not left.any():
+            return fast.alias(values.name)
+        # The few rows the sample's spellings could not read go through the full path.
+        idx = left.arg_true()
+        return fast.scatter(idx, to_datetime(values.gather(idx), order, formats, _fast=False))
+    return _full(values, formats)
+
+
+def _as_written(values: pl.Series, formats: list[str]) -> pl.Series | None:
+    """Parse text as written when a sample of it reads without cleaning, else None.
+
+    Cleaning (trimming, a.m./p.m. spellings, offsets) costs several passes over every row;
+    most exports write one clean spelling, which one parse per spelling reads directly.
+    """
+    # Spread over the batch; rows it misses that do not read are caught by the caller.
+    spread = values.gather_every(max(1, len(values) // 5000))
+    sample = spread.drop_nulls().unique(maintain_order=True).head(500)
+    if sample.is_empty():
+        return None
+    ranked = []
+    for f in formats:
+        read = sample.str.to_datetime(f, strict=False, time_unit="us").is_not_null()
+        if read.any():
+            ranked.append(f)
+            sample = sample.filter(~read)
+            if sample.is_empty():
+                break
+    if not sample.is_empty():
+        return None
+    # Caching parses per distinct text pays only when texts repeat (dates without times).
+    cache = spread.n_unique() < len(spread) // 2
+    result = values.str.to_datetime(ranked[0], strict=False, time_unit="us", cache=cache)
+    for f in ranked[1:]:
+        again = values.str.to_datetime(f, strict=False, time_unit="us", cache=cache)
+        result = result.fill_null(again)
+    return result
+
+
+def _full(values: pl.Series, formats: list[str]) -> pl.Series:
     text = (
         values.to_frame("v")
         .select(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import mmap
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -46,6 +47,8 @@ class Batch:
     offset: int = 0
     # Rows that could not be split into the header's columns: (row, reason, raw text).
     broken: list[tuple[int, str, str]] = field(default_factory=list)
+    # True when the source is known to hold no NUL byte, so rows need no check for one.
+    nul_free: bool = False
 
 
 @dataclass
@@ -62,10 +65,12 @@ class Table:
     encoding: str | None = None
     delimiter: str | None = None
     _keep: object = None  # a transcoded temporary file lives as long as the table
+    nul_free: bool = False
 
-    def batches(self, rows: int = BATCH_ROWS) -> Iterator[Batch]:
-        for batch in self.reader(rows):
-            yield Batch(_nulls_for_empty(batch.frame), batch.offset, batch.broken)
+    def batches(self, rows: int | None = None) -> Iterator[Batch]:
+        for batch in self.reader(rows or BATCH_ROWS):
+            frame = _nulls_for_empty(batch.frame)
+            yield Batch(frame, batch.offset, batch.broken, self.nul_free)
 
     @property
     def frame(self) -> pl.DataFrame:
@@ -98,8 +103,9 @@ def _single(frame: pl.DataFrame) -> Callable[[int], Iterator[Batch]]:
     return reader
 
 
-def detect_format(path: Path, head: bytes) -> str:
-    suffix = path.suffix.lower()
+def detect_format(path: Path, head: bytes, name: str | None = None) -> str:
+    name = name or path.name
+    suffix = Path(name).suffix.lower()
     if head.startswith(b"PK\x03\x04") or suffix in (".xlsx", ".xlsm"):
         return "xlsx"
     if head.startswith(b"PAR1") or suffix == ".parquet":
@@ -114,9 +120,9 @@ def detect_format(path: Path, head: bytes) -> str:
     if stripped[:1] in (b"[", b"{") and suffix not in (".csv", ".txt", ".tsv"):
         return "json" if stripped[:1] == b"[" else "ndjson"
     if _looks_binary(head) and not _looks_utf16(head):
-        raise FileError(path.name, "binary file, not a CSV, XLSX, Parquet or JSON export")
+        raise FileError(name, "binary file, not a CSV, XLSX, Parquet or JSON export")
     if suffix in (".xls",):
-        raise FileError(path.name, "old Excel .xls is not supported: save it as .xlsx or CSV")
+        raise FileError(name, "old Excel .xls is not supported: save it as .xlsx or CSV")
     return "csv"
 
 
@@ -194,16 +200,20 @@ def sniff_delimiter(text: str) -> str:
     return best
 
 
-def read_table(path: str | Path, sheet: str | None = None) -> Table:
-    """Open any supported file as text columns, or raise FileError naming the file."""
+def read_table(path: str | Path, sheet: str | None = None, name: str | None = None) -> Table:
+    """Open any supported file as text columns, or raise FileError naming the file.
+
+    ``name`` is the file's original name when ``path`` is a copy (the evidence file): it
+    decides the format by extension and names the file in messages.
+    """
     path = Path(path)
-    name = path.name
+    name = name or path.name
     size = path.stat().st_size
     if size == 0:
         raise FileError(name, "file is empty")
     with path.open("rb") as fh:
         head = fh.read(SAMPLE)
-    fmt = detect_format(path, head)
+    fmt = detect_format(path, head, name)
     try:
         if fmt == "xlsx":
             frame = _as_text(pl.read_excel(path, sheet_name=sheet, infer_schema_length=0))
@@ -212,10 +222,10 @@ def read_table(path: str | Path, sheet: str | None = None) -> Table:
             columns = pl.scan_parquet(path).collect_schema().names()
             table = Table(name, "parquet", [str(c) for c in columns], _parquet_reader(path))
         elif fmt in ("json", "ndjson"):
-            frame = _read_json(path, fmt)
+            frame = _read_json(path, fmt, name)
             table = Table(name, fmt, frame.columns, _single(frame))
         else:
-            table = _open_csv(path, head, size <= SAMPLE)
+            table = _open_csv(path, head, size <= SAMPLE, name)
     except FileError:
         raise
     except Exception as exc:  # a library's parse error becomes one clear line
@@ -245,7 +255,7 @@ def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _read_json(path: Path, fmt: str) -> pl.DataFrame:
+def _read_json(path: Path, fmt: str, name: str) -> pl.DataFrame:
     text = path.read_bytes().decode("utf-8-sig")
     if fmt == "json":
         data = json.loads(text)
@@ -255,9 +265,9 @@ def _read_json(path: Path, fmt: str) -> pl.DataFrame:
     else:
         data = [json.loads(line) for line in text.splitlines() if line.strip()]
     if not data:
-        raise FileError(path.name, "JSON holds no records")
+        raise FileError(name, "JSON holds no records")
     if not all(isinstance(r, dict) for r in data):
-        raise FileError(path.name, "JSON must be a list of objects (one per record)")
+        raise FileError(name, "JSON must be a list of objects (one per record)")
     columns: dict[str, None] = {}
     for r in data:
         columns.update(dict.fromkeys(r))
@@ -273,7 +283,7 @@ def _read_json(path: Path, fmt: str) -> pl.DataFrame:
     )
 
 
-def _open_csv(path: Path, head: bytes, complete: bool) -> Table:
+def _open_csv(path: Path, head: bytes, complete: bool, name: str) -> Table:
     encoding = detect_encoding(head, complete)
     keep = None
     if encoding == "utf-8":
@@ -284,7 +294,7 @@ def _open_csv(path: Path, head: bytes, complete: bool) -> Table:
             keep, encoding = _transcode(path, encoding)
         except UnicodeDecodeError as exc:
             raise FileError(
-                path.name,
+                name,
                 f"binary or damaged file: not valid {encoding} text "
                 "(expected a CSV, XLSX, Parquet or JSON export)",
             ) from exc
@@ -294,9 +304,9 @@ def _open_csv(path: Path, head: bytes, complete: bool) -> Table:
     text_head = text_head.lstrip("\ufeff")
     lines = [ln for ln in text_head.splitlines() if ln.strip()]
     if not lines:
-        raise FileError(path.name, "file holds only blank text")
+        raise FileError(name, "file holds only blank text")
     if complete and len(lines) == 1:
-        raise FileError(path.name, "has a header but no data rows")
+        raise FileError(name, "has a header but no data rows")
     delimiter = sniff_delimiter(text_head)
     columns = [c.lstrip("\ufeff") for c in next(csv.reader([lines[0]], delimiter=delimiter))]
 
@@ -309,14 +319,24 @@ def _open_csv(path: Path, head: bytes, complete: bool) -> Table:
                 yield Batch(frame, offset)
                 offset += frame.height
         except pl.exceptions.NoDataError as exc:
-            raise FileError(path.name, "file is empty") from exc
+            raise FileError(name, "file is empty") from exc
         except pl.exceptions.ComputeError:
             # Ragged rows: read line by line so the good rows survive and the bad ones are
             # named; rows already handed out are skipped.
             frame, broken = _read_csv_slowly(source, delimiter)
             yield Batch(frame.slice(offset), offset, [b for b in broken if b[0] - 2 >= offset])
 
-    return Table(path.name, "csv", columns, reader, encoding, delimiter, keep)
+    table = Table(name, "csv", columns, reader, encoding, delimiter, keep)
+    table.nul_free = not _holds_nul(source)
+    return table
+
+
+def _holds_nul(source: Path) -> bool:
+    """Whether a (UTF-8) file holds a NUL byte: one scan of the bytes, not of every cell."""
+    if source.stat().st_size == 0:
+        return False
+    with source.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        return mm.find(b"\x00") != -1
 
 
 def _transcode(path: Path, encoding: str) -> tuple[object, str]:

@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
+import queue
+import tempfile
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import polars as pl
+import pyarrow as pa
 
 from detector import ledger
 from detector.dates import to_datetime, to_time
 from detector.errors import FileError
 from detector.formats import Batch, Table, read_table
-from detector.mapping import Source, UserMapping, detect_kind, fold_expr, resolve, vocab_map
+from detector.mapping import (
+    Source,
+    UserMapping,
+    detect_kind,
+    fold_expr,
+    fold_values,
+    resolve,
+    vocab_map,
+)
 from detector.schema import INGEST_ORDER, SPECS
 from detector.store import Store, kind_columns
 
@@ -164,7 +179,14 @@ def canonical(
             continue
         e = pl.col(f.name)
         if f.type == "int":
-            out[f.name] = e.str.strip_chars().str.replace(r"\.0+$", "").cast(pl.Int64, strict=False)
+            # Plain digits cast directly; only what that leaves unread is trimmed and
+            # stripped of a spreadsheet's ".0" (a regex pass over every row costs more).
+            direct = e.cast(pl.Int64, strict=False)
+            out[f.name] = direct.fill_null(
+                pl.when(direct.is_null() & e.is_not_null()).then(
+                    e.str.strip_chars().str.replace(r"\.0+$", "").cast(pl.Int64, strict=False)
+                )
+            )
             out[f"{f.name}__txt"] = e
             txt = pl.col(f"{f.name}__txt")
             checks.add(
@@ -237,19 +259,20 @@ def canonical(
         )
 
     frame = _derive(frame, kind, checks, known_facilities)
-    frame = frame.with_columns(_record_key(kind, sha).alias("record_key"))
-    if original:
+    frame = frame.with_columns(_record_key(frame, kind, sha).alias("record_key"))
+    if original and not batch.nul_free:
         nul = df.select(
             pl.any_horizontal(pl.col(original).str.contains("\x00", literal=True).fill_null(False))
         ).to_series()
         frame = frame.with_columns(nul.alias("__nul__"))
         checks.add("*", "nul_byte", pl.col("__nul__"), "the row contains a NUL byte (damaged file)")
-    checks.add(
-        "record_key",
-        "duplicate_in_file",
-        ~pl.col("record_key").is_first_distinct(),
-        pl.format("duplicate of an earlier row in this file (key {})", pl.col("record_key")),
-    )
+    if frame.get_column("record_key").n_unique() < frame.height:  # cheaper than the check
+        checks.add(
+            "record_key",
+            "duplicate_in_file",
+            ~pl.col("record_key").is_first_distinct(),
+            pl.format("duplicate of an earlier row in this file (key {})", pl.col("record_key")),
+        )
 
     conds = frame.select(*(cond.alias(f"__c{i}") for i, (_, _, cond, _) in enumerate(checks.items)))
     broken = (
@@ -324,8 +347,8 @@ def _derive(
     if kind == "visits":
         frame = frame.with_columns(
             pl.col("party_size").fill_null(1),
-            fold_expr(pl.col("name").fill_null("")).alias("name_key"),
-            fold_expr(pl.col("escorted_by")).alias("escorted_key"),
+            fold_values(frame.get_column("name").fill_null("")).alias("name_key"),
+            fold_values(frame.get_column("escorted_by")).alias("escorted_key"),
             pl.col("vehicle_plate")
             .str.to_uppercase()
             .str.replace_all(r"[^A-Z0-9]", "")
@@ -374,7 +397,7 @@ def _derive(
     return frame
 
 
-def _record_key(kind: str, sha: str) -> pl.Expr:
+def _record_key(frame: pl.DataFrame, kind: str, sha: str) -> pl.Expr:
     """A stable key per record: the source's own id where it gives one, else its natural key."""
     spec = SPECS[kind]
     if kind == "visits":
@@ -389,17 +412,31 @@ def _record_key(kind: str, sha: str) -> pl.Expr:
             else fallback
         )
     if "record_id" in {f.name for f in spec.fields}:
+        # Both branches of a when/then are computed for every row: pick one when the
+        # batch allows (usually every row has its id, or none has).
+        blank = frame.select(
+            _blank(pl.col("record_id")).any().alias("some"),
+            _blank(pl.col("record_id")).all().alias("all"),
+        ).row(0)
+        if not blank[0]:
+            return own
+        if blank[1]:
+            return fallback
         return pl.when(_blank(pl.col("record_id"))).then(fallback).otherwise(own)
     return fallback
 
 
-def plan(path: Path, kind: str | None, mapping: UserMapping) -> Plan:
-    """Open a file, decide its kind and map its headers; raises FileError."""
-    table = read_table(path, sheet=mapping.sheet)
-    kind = kind or mapping.kind or detect_kind(table.columns, path.name)
+def plan(path: Path, kind: str | None, mapping: UserMapping, name: str | None = None) -> Plan:
+    """Open a file, decide its kind and map its headers; raises FileError.
+
+    ``name`` is the original file name when ``path`` is its evidence copy.
+    """
+    name = name or path.name
+    table = read_table(path, sheet=mapping.sheet, name=name)
+    kind = kind or mapping.kind or detect_kind(table.columns, name)
     if kind not in SPECS:
-        raise FileError(path.name, f"unknown kind '{kind}'; use one of {', '.join(SPECS)}")
-    return Plan(table, kind, resolve(SPECS[kind], table.columns, mapping, path.name))
+        raise FileError(name, f"unknown kind '{kind}'; use one of {', '.join(SPECS)}")
+    return Plan(table, kind, resolve(SPECS[kind], table.columns, mapping, name))
 
 
 def ingest_file(
@@ -422,21 +459,45 @@ def ingest_file(
     try:
         if not path.is_file():
             raise FileError(path.name, "no such file")
-        result.sha256 = sha = ledger.sha256_file(path)
-        with store.read() as con:
-            seen = ledger.find(con, sha)
-            facilities = {
-                r[0] for r in con.execute("SELECT DISTINCT facility FROM facilities").fetchall()
-            }
-        if seen:
-            result.status, result.kind, result.seq = "duplicate", seen["kind"], seen["seq"]
-            result.message = (
-                f"already uploaded as ledger entry {seen['seq']} "
-                f"({seen['original_name']}, {seen['uploaded_at']:%Y-%m-%d %H:%M} "
-                f"by {seen['uploaded_by']})"
-            )
-            return result
-        p = plan(path, kind, mapping)
+        sha, staged = ledger.stage_evidence(store, path)
+        try:
+            _ingest_staged(store, path, sha, staged, kind, mapping, user, mapping_name, result)
+        finally:
+            staged.unlink(missing_ok=True)
+    except FileError as exc:
+        result.status, result.message = "failed", str(exc)
+    return result
+
+
+def _ingest_staged(
+    store: Store,
+    path: Path,
+    sha: str,
+    staged: Path,
+    kind: str | None,
+    mapping: UserMapping,
+    user: str | None,
+    mapping_name: str | None,
+    result: IngestResult,
+) -> None:
+    """The rest of ``ingest_file`` once the bytes are copied into evidence and hashed."""
+    result.sha256 = sha
+    with store.read() as con:
+        seen = ledger.find(con, sha)
+        facilities = {
+            r[0] for r in con.execute("SELECT DISTINCT facility FROM facilities").fetchall()
+        }
+    if seen:
+        result.status, result.kind, result.seq = "duplicate", seen["kind"], seen["seq"]
+        result.message = (
+            f"already uploaded as ledger entry {seen['seq']} "
+            f"({seen['original_name']}, {seen['uploaded_at']:%Y-%m-%d %H:%M} "
+            f"by {seen['uploaded_by']})"
+        )
+        return
+    evidence, placed = ledger.place_evidence(store, staged, sha)
+    try:
+        p = plan(evidence, kind, mapping, name=path.name)
         result.kind = p.kind
         result.format, result.encoding, result.delimiter = (
             p.table.format,
@@ -444,25 +505,131 @@ def ingest_file(
             p.table.delimiter,
         )
         result.mapping = {k: v.describe() for k, v in p.sources.items()}
-        ledger.keep_evidence(store, path, sha)
         with store.write() as con:
             _store(con, p, path, sha, user, mapping_name, result, mapping, facilities)
-    except FileError as exc:
-        result.status, result.message = "failed", str(exc)
-    return result
+    except FileError:
+        if placed:  # nothing refers to it: a rejected file leaves no evidence behind
+            evidence.unlink(missing_ok=True)
+        raise
 
 
-def _converted(p: Plan, mapping: UserMapping, sha: str, name: str, facilities: set[str]):
-    """Canonical batches, the next one converted in a worker while the caller stores this one."""
-    with ThreadPoolExecutor(1) as pool:
-        pending = None
-        for batch in p.table.batches():
-            nxt = pool.submit(canonical, batch, p.kind, p.sources, mapping, sha, name, facilities)
-            if pending is not None:
-                yield pending.result()
-            pending = nxt
-        if pending is not None:
-            yield pending.result()
+def _converted(
+    p: Plan,
+    mapping: UserMapping,
+    sha: str,
+    name: str,
+    facilities: set[str],
+    workers: int = 2,
+) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+    """Canonical batches in file order, converted by ``workers`` threads while the caller
+    stores earlier ones (one polars conversion alone keeps only part of two cores busy).
+
+    A reader thread reads batches and queues their conversions, at most ``workers + 1``
+    ahead of the caller, so memory stays bounded whatever the file's size.
+    """
+    done = object()
+    ahead: queue.Queue = queue.Queue(maxsize=workers + 1)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="ingest-convert") as pool:
+
+        def read() -> None:
+            try:
+                for batch in p.table.batches():
+                    job = pool.submit(
+                        canonical, batch, p.kind, p.sources, mapping, sha, name, facilities
+                    )
+                    if not put(job):
+                        return
+                put(done)
+            except BaseException as exc:  # handed to the caller's thread
+                put(exc)
+
+        reader = threading.Thread(target=read, name="ingest-read", daemon=True)
+        reader.start()
+        try:
+            while (item := ahead.get()) is not done:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item.result()
+        finally:
+            stop.set()
+            reader.join()
+
+
+# Arrow's string views: polars hands its strings to DuckDB without copying them.
+_ARROW = pl.CompatLevel.newest()
+_POLARS_TYPES = {
+    "VARCHAR": pl.String,
+    "BIGINT": pl.Int64,
+    "TIMESTAMP": pl.Datetime("us"),
+    "DATE": pl.Date,
+}
+
+
+class _Feed:
+    """The canonical rows of one file as one Arrow stream, so DuckDB stores them in a
+    single INSERT (one commit of fresh row groups, no re-checkpoint of small appends).
+
+    Quarantined rows are spilled to Parquet beside the stream and counted as they pass.
+    """
+
+    def __init__(
+        self,
+        p: Plan,
+        mapping: UserMapping,
+        sha: str,
+        name: str,
+        seq: int,
+        facilities: set[str],
+        spill: Path,
+        result: IngestResult,
+    ) -> None:
+        self.plan, self.mapping, self.sha, self.name = p, mapping, sha, name
+        self.seq, self.facilities, self.spill, self.result = seq, facilities, spill, result
+        self.columns = kind_columns(p.kind)
+        empty = pl.DataFrame(schema={c: _POLARS_TYPES[t] for c, t in self.columns.items()})
+        self.schema = empty.to_arrow(compat_level=_ARROW).schema
+        self.quarantine: list[Path] = []
+        self.error: BaseException | None = None
+
+    def reader(self) -> pa.RecordBatchReader:
+        return pa.RecordBatchReader.from_batches(self.schema, self._batches())
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        try:
+            conv = _converted(self.plan, self.mapping, self.sha, self.name, self.facilities)
+            for good, quarantine in conv:
+                self._count(good, quarantine)
+                table = good.with_columns(pl.lit(self.seq, pl.Int64).alias("upload_seq"))
+                yield from table.to_arrow(compat_level=_ARROW).cast(self.schema).to_batches()
+        except BaseException as exc:  # DuckDB would re-raise it as a generic error
+            self.error = exc
+            raise
+
+    def _count(self, good: pl.DataFrame, quarantine: pl.DataFrame) -> None:
+        r = self.result
+        bad_rows = quarantine.get_column("source_row").n_unique()
+        r.rows_read += good.height + bad_rows
+        r.rows_quarantined += bad_rows
+        if quarantine.height:
+            r.reasons.extend(
+                tuple(x)
+                for x in quarantine.head(20).select("source_row", "field", "reason").iter_rows()
+            )
+            del r.reasons[20:]
+            part = self.spill / f"quarantine-{len(self.quarantine)}.parquet"
+            quarantine.write_parquet(part)
+            self.quarantine.append(part)
 
 
 def _store(
@@ -499,43 +666,35 @@ def _store(
         },
         pending=True,
     )
-    result.seq = entry["seq"]
+    seq = result.seq = entry["seq"]
     cols = ", ".join(kind_columns(kind))
-    sel = ", ".join(
-        f"i.{c}" if c != "upload_seq" else "? AS upload_seq" for c in kind_columns(kind)
-    )
-    for good, quarantine in _converted(p, mapping, sha, path.name, facilities):
-        con.register("incoming", good)
-        # Records already stored (overlapping uploads) are few or none: find them with the
-        # incoming keys as the small side, then insert the rest without joining the table.
-        known = con.execute(
-            f"SELECT count(*) FROM {kind} WHERE record_key IN (SELECT record_key FROM incoming)"
-        ).fetchall()[0][0]
-        skip = f"WHERE record_key NOT IN (SELECT record_key FROM {kind})" if known else ""
-        fresh = con.execute(
-            f"INSERT INTO {kind} ({cols}) SELECT {sel} FROM incoming i {skip}", [entry["seq"]]
-        ).fetchall()[0][0]
-        con.unregister("incoming")
-        bad_rows = quarantine.get_column("source_row").n_unique()
-        result.rows_read += good.height + bad_rows
-        result.rows_stored += fresh
-        result.rows_duplicate += good.height - fresh
-        result.rows_quarantined += bad_rows
-        if quarantine.height:
-            result.reasons.extend(
-                tuple(r)
-                for r in quarantine.head(20).select("source_row", "field", "reason").iter_rows()
-            )
-            con.register("q", quarantine)
+    with tempfile.TemporaryDirectory(prefix="detector-quarantine-") as spill:
+        feed = _Feed(p, mapping, sha, path.name, seq, facilities, Path(spill), result)
+        con.register("incoming", feed.reader())
+        # Row order carries no meaning here (every row keeps its source_row); not keeping
+        # it lets DuckDB write the rows straight into the file.
+        con.execute("SET preserve_insertion_order = false")
+        try:
+            con.execute(f"INSERT INTO {kind} ({cols}) SELECT {cols} FROM incoming").fetchall()
+        except duckdb.Error:
+            if feed.error is not None:
+                raise feed.error from None
+            raise
+        finally:
+            with contextlib.suppress(duckdb.Error):  # an aborted transaction refuses these
+                con.unregister("incoming")
+                con.execute("RESET preserve_insertion_order")
+        if feed.quarantine:
             con.execute(
                 "INSERT INTO quarantine SELECT ?, ?, ?, source_row, field, reason_code, "
-                "reason, raw, ? FROM q",
-                [sha, path.name, kind, entry["seq"]],
+                "reason, raw, ? FROM read_parquet(?)",
+                [sha, path.name, kind, seq, [str(q) for q in feed.quarantine]],
             )
-            con.unregister("q")
     if result.rows_read == 0:
         raise FileError(path.name, "has a header but no data rows")
-    del result.reasons[20:]
+    stored = result.rows_read - result.rows_quarantined
+    result.rows_duplicate = _drop_known(con, kind, seq, stored)
+    result.rows_stored = stored - result.rows_duplicate
     ledger.seal(
         con,
         entry,
@@ -544,6 +703,37 @@ def _store(
         rows_quarantined=result.rows_quarantined,
         rows_duplicate=result.rows_duplicate,
     )
+
+
+def _drop_known(con, kind: str, seq: int, stored: int) -> int:
+    """Remove this upload's rows whose record is already stored, by an earlier upload or by
+    an earlier row of this file in another batch; returns how many.
+
+    Overlaps are rare, so cheap counts decide whether the exact, slower delete runs at all:
+    distinct keys against rows within the upload, and (only when the table holds other
+    uploads' rows) this upload's keys among theirs.
+    """
+    mine = f"SELECT record_key FROM {kind} WHERE upload_seq = $seq"
+    (distinct,) = con.execute(
+        f"SELECT count(DISTINCT record_key) FROM ({mine})", {"seq": seq}
+    ).fetchall()[0]
+    overlap = distinct < stored
+    if not overlap:
+        (total,) = con.execute(f"SELECT count(*) FROM {kind}").fetchall()[0]
+        if total > stored:
+            (known,) = con.execute(
+                f"SELECT count(*) FROM {kind} WHERE upload_seq <> $seq AND record_key IN ({mine})",
+                {"seq": seq},
+            ).fetchall()[0]
+            overlap = known > 0
+    if not overlap:
+        return 0
+    return con.execute(
+        f"""DELETE FROM {kind} v WHERE upload_seq = $seq AND EXISTS (
+              SELECT 1 FROM {kind} o WHERE o.record_key = v.record_key
+                 AND (o.upload_seq <> $seq OR o.source_row < v.source_row))""",
+        {"seq": seq},
+    ).fetchall()[0][0]
 
 
 def ingest_paths(

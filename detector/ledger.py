@@ -50,6 +50,43 @@ def evidence_path(store: Store, sha: str) -> Path:
     return store.evidence / sha[:2] / sha
 
 
+def stage_evidence(store: Store, path: Path, chunk: int = 1 << 20) -> tuple[str, Path]:
+    """Copy a file into the evidence folder under a temporary name, hashing the bytes as
+    they are written; returns (sha256, temporary path).
+
+    Everything after this reads the copy, so what is stored is exactly what was hashed,
+    even if the original changes meanwhile.
+    """
+    store.evidence.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=store.evidence, prefix=".incoming-")
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+            while block := src.read(chunk):
+                h.update(block)
+                dst.write(block)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return h.hexdigest(), Path(tmp)
+
+
+def place_evidence(store: Store, staged: Path, sha: str) -> tuple[Path, bool]:
+    """Move a staged copy to its content address, read-only; returns (path, newly placed).
+
+    A copy already there (an earlier upload of the same bytes whose ingest failed) is kept
+    and the staged one dropped.
+    """
+    target = evidence_path(store, sha)
+    if target.exists():
+        staged.unlink(missing_ok=True)
+        return target, False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(staged, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    os.replace(staged, target)
+    return target, True
+
+
 def keep_evidence(store: Store, path: Path, sha: str) -> Path:
     """Copy the original bytes into the evidence folder (atomic rename, then read-only)."""
     target = evidence_path(store, sha)

@@ -213,6 +213,18 @@ def resolve(
     return out
 
 
+def fold_values(values: pl.Series) -> pl.Series:
+    """``fold_expr`` computed once per distinct value (logbooks repeat the same names)."""
+    distinct = values.unique()
+    lookup = distinct.to_frame("raw").with_columns(fold_expr(pl.col("raw")).alias("key"))
+    return (
+        values.to_frame("raw")
+        .join(lookup, on="raw", how="left", nulls_equal=True, maintain_order="left")
+        .get_column("key")
+        .alias(values.name)
+    )
+
+
 def vocab_map(values: pl.Series, vocab: str, overrides: dict[str, str]) -> pl.Series:
     """Canonical vocabulary values for a raw column, computed once per distinct value."""
     distinct = values.unique()

@@ -8,11 +8,13 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import polars as pl
 import pytest
 
+from detector import formats, ingest, ledger
 from detector.ingest import ingest_file, ingest_paths
 from detector.mapping import UserMapping, load_mapping
 from tests.conftest import REPO, rows, write_csv
@@ -329,6 +331,69 @@ def test_overlapping_file_does_not_duplicate_records(store, tmp_path):
     r = ingest_file(store, b)
     assert (r.rows_stored, r.rows_duplicate) == (1, 1)
     assert rows(store, "SELECT record_id FROM visits ORDER BY 1") == [("R1",), ("R2",), ("R3",)]
+
+
+def test_a_file_read_in_many_batches_keeps_every_row_and_reason(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(formats, "BATCH_ROWS", 3)  # 12 data rows -> four batches
+    data = [visit(n) for n in range(1, 11)]
+    data[4] = visit(5, **{"Centro Penal": ""})  # no facility
+    data[7] = visit(8, fecha="31/31/2022")  # no such date
+    data.append(visit(2))  # row 2 again, three batches later
+    data.append(visit(11))
+    path = write_csv(tmp_path / "v.csv", SPANISH, data, "cp1252", ";")
+    r = ingest_file(store, path)
+    assert (r.rows_read, r.rows_stored, r.rows_quarantined, r.rows_duplicate) == (12, 9, 2, 1)
+    assert rows(store, "SELECT source_row, reason_code FROM quarantine ORDER BY 1") == [
+        (6, "missing_required"),
+        (9, "unparseable_date"),
+    ]
+    stored = rows(store, "SELECT source_row FROM visits ORDER BY 1")
+    assert [x for (x,) in stored] == [2, 3, 4, 5, 7, 8, 10, 11, 13]
+    assert rows(store, "SELECT rows_stored, rows_duplicate FROM uploads") == [(9, 1)]
+
+
+def test_a_failure_while_converting_stores_nothing_and_names_itself(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(formats, "BATCH_ROWS", 2)
+    real, calls = ingest.canonical, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("converter broke on the third batch")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "canonical", failing)
+    path = write_csv(tmp_path / "v.csv", SPANISH, [visit(n) for n in range(1, 9)], "cp1252", ";")
+    with pytest.raises(RuntimeError, match="third batch"):
+        ingest_file(store, path)
+    assert rows(store, "SELECT (SELECT count(*) FROM visits), (SELECT count(*) FROM uploads)") == [
+        (0, 0)
+    ]
+    assert not [t for t in threading.enumerate() if t.name.startswith("ingest-")]
+    assert not list(store.evidence.rglob(".incoming-*"))
+
+
+def test_a_rejected_file_leaves_no_evidence_behind(store, tmp_path):
+    path = write_csv(tmp_path / "v.csv", SPANISH, [], "utf-8", ",")
+    r = ingest_file(store, path)
+    assert r.status == "failed" and "no data rows" in r.message
+    assert not [p for p in store.evidence.rglob("*") if p.is_file()]
+
+
+def test_what_is_stored_is_read_from_the_evidence_copy(store, tmp_path, monkeypatch):
+    """The original may change after it was hashed: the stored rows are the hashed bytes."""
+    path = write_csv(tmp_path / "v.csv", SPANISH, [visit(1)], "cp1252", ";")
+    real = ingest.plan
+
+    def plan_then_tamper(*args, **kwargs):
+        write_csv(path, SPANISH, [visit(1, nombre="Cambiado")], "cp1252", ";")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "plan", plan_then_tamper)
+    r = ingest_file(store, path)
+    assert rows(store, "SELECT name FROM visits") == [("José Pérez",)]
+    kept = ledger.evidence_path(store, r.sha256)
+    assert ledger.sha256_file(kept) == r.sha256
 
 
 @pytest.mark.slow

@@ -77,3 +77,23 @@ def test_date_spellings_round_trip(when, order, data):
     )
     parsed = to_datetime(pl.Series([text, None, "garbage"]), order)
     assert parsed.to_list() == [when, None, None], text
+
+
+def test_a_large_column_mixing_spellings_reads_every_row():
+    """Most rows take the fast path (read as written); the odd ones the full one."""
+    base = datetime(2022, 2, 5, 10, 0)
+    texts = [f"2022-02-05T10:{i % 60:02d}:00" for i in range(20_000)]
+    odd = {
+        777: ("05/02/2022 3:15 p.m.", datetime(2022, 2, 5, 15, 15)),
+        9_001: (" 2022-02-05 10:00 ", base),
+        15_000: ("2022-02-05T10:00:00.250", base.replace(microsecond=250_000)),
+        19_999: ("2022-02-05T10:00:00+02:00", base),
+        12_345: ("no date", None),
+    }
+    for i, (text, _) in odd.items():
+        texts[i] = text
+    parsed = to_datetime(pl.Series(texts), "dmy").to_list()
+    for i, (text, expected) in odd.items():
+        assert parsed[i] == expected, text
+    assert parsed[0] == base and parsed[61] == base.replace(minute=1)
+    assert sum(v is None for v in parsed) == 1
