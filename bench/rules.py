@@ -1,7 +1,7 @@
 """Benchmark: a full rule run over N synthetic visits stored in DuckDB.
 
 The visits are generated inside DuckDB (out of core), then `run_rules` runs in a fresh
-process so that its peak memory (ru_maxrss) is its own.
+process so that its peak memory (VmHWM) is its own.
     .venv/bin/python bench/rules.py --rows 1000000 --rows 10000000
 """
 

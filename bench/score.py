@@ -1,7 +1,7 @@
 """Benchmark: feature building + ECOD scoring of N visits (the visits of bench/rules.py).
 
     .venv/bin/python bench/score.py --rows 1000000 --rows 10000000
-Each run scores in a fresh process so that its peak memory (ru_maxrss) is its own.
+Each run scores in a fresh process so that its peak memory (VmHWM) is its own.
 """
 
 from __future__ import annotations

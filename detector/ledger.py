@@ -8,6 +8,7 @@ import os
 import shutil
 import stat
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -50,21 +51,27 @@ def evidence_path(store: Store, sha: str) -> Path:
     return store.evidence / sha[:2] / sha
 
 
-def stage_evidence(store: Store, path: Path, chunk: int = 1 << 20) -> tuple[str, Path]:
+def stage_evidence(store: Store, path: Path, chunk: int = 1 << 22) -> tuple[str, Path]:
     """Copy a file into the evidence folder under a temporary name, hashing the bytes as
     they are written; returns (sha256, temporary path).
 
     Everything after this reads the copy, so what is stored is exactly what was hashed,
-    even if the original changes meanwhile.
+    even if the original changes meanwhile. Each block is hashed in a helper thread while
+    it is written (both release the GIL).
     """
     store.evidence.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=store.evidence, prefix=".incoming-")
     h = hashlib.sha256()
     try:
-        with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+        with ThreadPoolExecutor(1) as pool, open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+            hashing = None
             while block := src.read(chunk):
-                h.update(block)
+                if hashing is not None:
+                    hashing.result()  # blocks are hashed in order
+                hashing = pool.submit(h.update, block)
                 dst.write(block)
+            if hashing is not None:
+                hashing.result()
     except BaseException:
         os.unlink(tmp)
         raise
