@@ -17,6 +17,7 @@ Three ways to load the same CSV, each in its own process (peak memory is its own
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -104,6 +105,9 @@ def main() -> None:
             for mode in MODES:  # interleaved, so a slow moment of the machine hits all three
                 db = Path(tmp) / f"{mode}-{i}" / "bench.duckdb"
                 db.parent.mkdir()
+                # Start from clean page cache state: nobody pays for writing back the
+                # generated CSV or the previous run's database.
+                os.sync()
                 runs[mode].append(in_child(__file__, mode, str(csv), str(db)))
         median = {m: statistics.median(r["seconds"] for r in rs) for m, rs in runs.items()}
         for mode, rs in runs.items():

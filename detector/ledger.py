@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import stat
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -92,23 +91,6 @@ def place_evidence(store: Store, staged: Path, sha: str) -> tuple[Path, bool]:
     os.chmod(staged, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
     os.replace(staged, target)
     return target, True
-
-
-def keep_evidence(store: Store, path: Path, sha: str) -> Path:
-    """Copy the original bytes into the evidence folder (atomic rename, then read-only)."""
-    target = evidence_path(store, sha)
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
-    os.close(fd)
-    shutil.copyfile(path, tmp)
-    if sha256_file(tmp) != sha:
-        os.unlink(tmp)
-        raise OSError(f"{path.name}: file changed while it was being copied into evidence")
-    os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-    os.replace(tmp, target)
-    return target
 
 
 def _canonical(value) -> str:
