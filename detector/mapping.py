@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import tomllib
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -213,27 +214,39 @@ def resolve(
     return out
 
 
-def fold_values(values: pl.Series) -> pl.Series:
-    """``fold_expr`` computed once per distinct value (logbooks repeat the same names)."""
+def _per_distinct(values: pl.Series, convert: Callable[[pl.Series], pl.Series]) -> pl.Series:
+    """``convert`` applied once per distinct value, spread back over the rows.
+
+    Logbooks repeat the same names, roles and document types on most lines, and optional
+    columns are often empty throughout: a single distinct value needs no lookup at all.
+    """
     distinct = values.unique()
-    lookup = distinct.to_frame("raw").with_columns(fold_expr(pl.col("raw")).alias("key"))
+    converted = convert(distinct)
+    if len(distinct) == 1:
+        return pl.repeat(converted[0], len(values), dtype=converted.dtype, eager=True).alias(
+            values.name
+        )
+    lookup = pl.DataFrame({"raw": distinct, "out": converted})
     return (
         values.to_frame("raw")
         .join(lookup, on="raw", how="left", nulls_equal=True, maintain_order="left")
-        .get_column("key")
+        .get_column("out")
         .alias(values.name)
+    )
+
+
+def fold_values(values: pl.Series) -> pl.Series:
+    """``fold_expr`` of a text column, computed once per distinct value."""
+    return _per_distinct(
+        values, lambda d: d.to_frame("raw").select(fold_expr(pl.col("raw"))).to_series()
     )
 
 
 def vocab_map(values: pl.Series, vocab: str, overrides: dict[str, str]) -> pl.Series:
     """Canonical vocabulary values for a raw column, computed once per distinct value."""
-    distinct = values.unique()
-    canon = distinct.to_frame("raw").select(vocab_expr(pl.col("raw"), vocab, overrides)).to_series()
-    lookup = pl.DataFrame({"raw": distinct, "canon": canon})
-    return (
-        values.to_frame("raw")
-        .join(lookup, on="raw", how="left", nulls_equal=True, maintain_order="left")
-        .get_column("canon")
+    return _per_distinct(
+        values,
+        lambda d: d.to_frame("raw").select(vocab_expr(pl.col("raw"), vocab, overrides)).to_series(),
     )
 
 
