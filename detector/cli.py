@@ -153,6 +153,12 @@ def verify(db: DbOption = None) -> None:
     result = ledger.verify(Store(db))
     for problem in result.problems:
         err.print(f"[red]MISMATCH[/] {problem}", highlight=False)
+    for name in result.unreferenced:
+        err.print(
+            f"[yellow]NOTE[/] evidence/{name} is named by no ledger entry "
+            "(an upload that did not complete)",
+            highlight=False,
+        )
     if not result.ok:
         raise typer.Exit(1)
     console.print(f"ledger intact: {result.entries} entries, evidence files match their hashes")

@@ -154,6 +154,9 @@ def find(con: duckdb.DuckDBPyConnection, sha: str) -> dict | None:
 class Verification:
     entries: int = 0
     problems: list[str] = field(default_factory=list)
+    # Files in the evidence folder that no ledger entry names: copies kept by uploads that
+    # never committed (a crash, a lost lock). Not tampering, but worth knowing.
+    unreferenced: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -208,4 +211,11 @@ def verify(store: Store) -> Verification:
                 f"ledger entry {seq}: {entry['rows_stored']} rows recorded as "
                 f"stored, {stored.get(seq, 0)} found in the tables"
             )
+    named = {evidence_path(store, r[CHAINED.index("sha256")]) for r in rows}
+    if store.evidence.is_dir():
+        result.unreferenced = sorted(
+            str(p.relative_to(store.evidence))
+            for p in store.evidence.rglob("*")
+            if p.is_file() and p not in named
+        )
     return result

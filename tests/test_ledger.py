@@ -71,3 +71,17 @@ def test_removed_records_are_detected(store, tmp_path):
     assert ledger.verify(store).problems == [
         "ledger entry 2: 1 rows recorded as stored, 0 found in the tables"
     ]
+
+
+def test_evidence_no_entry_names_is_noted_not_called_tampering(store, tmp_path):
+    """A crash after the copy was placed, before the commit, leaves a copy nobody names."""
+    _two_uploads(store, tmp_path)
+    staged_sha, staged = ledger.stage_evidence(store, tmp_path / "v1.csv")
+    (tmp_path / "v3.csv").write_text("facility,entered_at\nZAC,2022-02-05 10:00\n")
+    orphan_sha, orphan = ledger.stage_evidence(store, tmp_path / "v3.csv")
+    ledger.place_evidence(store, orphan, orphan_sha)
+    result = ledger.verify(store)
+    assert result.ok and result.entries == 2
+    assert sorted(result.unreferenced) == sorted([staged.name, f"{orphan_sha[:2]}/{orphan_sha}"])
+    out = CliRunner().invoke(app, ["verify", "--db", str(store.path)])
+    assert out.exit_code == 0 and "named by no ledger entry" in out.output
