@@ -566,6 +566,9 @@ def _converted(
             reader.join()
 
 
+# Up to this many rows a file's key hashes are kept (80 MB) to rule out repeats cheaply.
+KEY_HASH_ROWS = 10_000_000
+
 # Arrow's string views: polars hands its strings to DuckDB without copying them.
 _ARROW = pl.CompatLevel.newest()
 _POLARS_TYPES = {
@@ -601,6 +604,9 @@ class _Feed:
         self.schema = empty.to_arrow(compat_level=_ARROW).schema
         self.quarantine: list[Path] = []
         self.error: BaseException | None = None
+        # 64-bit hashes of the record keys stored so far, to tell at the end whether the
+        # file repeats a record across batches (8 bytes a row, up to KEY_HASH_ROWS rows).
+        self.key_hashes: list[pl.Series] | None = []
 
     def reader(self) -> pa.RecordBatchReader:
         return pa.RecordBatchReader.from_batches(self.schema, self._batches())
@@ -616,8 +622,22 @@ class _Feed:
             self.error = exc
             raise
 
+    def repeats_records(self) -> bool:
+        """Whether two stored rows of this file may share a record key (False is certain;
+        True may be a hash collision or the key count past the limit)."""
+        if self.key_hashes is None:
+            return True
+        if not self.key_hashes:
+            return False
+        hashes = pl.concat(self.key_hashes)
+        return hashes.n_unique() < len(hashes)
+
     def _count(self, good: pl.DataFrame, quarantine: pl.DataFrame) -> None:
         r = self.result
+        if self.key_hashes is not None:
+            self.key_hashes.append(good.get_column("record_key").hash())
+            if r.rows_read + good.height > KEY_HASH_ROWS:
+                self.key_hashes = None  # the exact check in SQL will do
         bad_rows = quarantine.get_column("source_row").n_unique()
         r.rows_read += good.height + bad_rows
         r.rows_quarantined += bad_rows
@@ -693,7 +713,7 @@ def _store(
     if result.rows_read == 0:
         raise FileError(path.name, "has a header but no data rows")
     stored = result.rows_read - result.rows_quarantined
-    result.rows_duplicate = _drop_known(con, kind, seq, stored)
+    result.rows_duplicate = _drop_known(con, kind, seq, stored, feed.repeats_records())
     result.rows_stored = stored - result.rows_duplicate
     ledger.seal(
         con,
@@ -705,19 +725,22 @@ def _store(
     )
 
 
-def _drop_known(con, kind: str, seq: int, stored: int) -> int:
+def _drop_known(con, kind: str, seq: int, stored: int, repeats: bool = True) -> int:
     """Remove this upload's rows whose record is already stored, by an earlier upload or by
     an earlier row of this file in another batch; returns how many.
 
-    Overlaps are rare, so cheap counts decide whether the exact, slower delete runs at all:
-    distinct keys against rows within the upload, and (only when the table holds other
-    uploads' rows) this upload's keys among theirs.
+    Overlaps are rare, so cheap checks decide whether the exact, slower delete runs at all:
+    within the upload, ``repeats`` (from the key hashes seen while converting) or else
+    distinct keys against rows; and, only when the table holds other uploads' rows, this
+    upload's keys among theirs.
     """
     mine = f"SELECT record_key FROM {kind} WHERE upload_seq = $seq"
-    (distinct,) = con.execute(
-        f"SELECT count(DISTINCT record_key) FROM ({mine})", {"seq": seq}
-    ).fetchall()[0]
-    overlap = distinct < stored
+    overlap = False
+    if repeats:
+        (distinct,) = con.execute(
+            f"SELECT count(DISTINCT record_key) FROM ({mine})", {"seq": seq}
+        ).fetchall()[0]
+        overlap = distinct < stored
     if not overlap:
         (total,) = con.execute(f"SELECT count(*) FROM {kind}").fetchall()[0]
         if total > stored:

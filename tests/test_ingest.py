@@ -333,8 +333,12 @@ def test_overlapping_file_does_not_duplicate_records(store, tmp_path):
     assert rows(store, "SELECT record_id FROM visits ORDER BY 1") == [("R1",), ("R2",), ("R3",)]
 
 
-def test_a_file_read_in_many_batches_keeps_every_row_and_reason(store, tmp_path, monkeypatch):
+@pytest.mark.parametrize("hashed_rows", [1_000, 4], ids=["keys-hashed", "past-hash-limit"])
+def test_a_file_read_in_many_batches_keeps_every_row_and_reason(
+    store, tmp_path, monkeypatch, hashed_rows
+):
     monkeypatch.setattr(formats, "BATCH_ROWS", 3)  # 12 data rows -> four batches
+    monkeypatch.setattr(ingest, "KEY_HASH_ROWS", hashed_rows)  # past it: the SQL check
     data = [visit(n) for n in range(1, 11)]
     data[4] = visit(5, **{"Centro Penal": ""})  # no facility
     data[7] = visit(8, fecha="31/31/2022")  # no such date
