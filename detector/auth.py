@@ -11,8 +11,8 @@ import os
 import secrets
 from pathlib import Path
 
+import bcrypt
 import yaml
-from streamlit_authenticator.utilities.hasher import Hasher
 
 from detector.review import ROLES
 
@@ -47,7 +47,9 @@ def add_user(
         "first_name": name or username,
         "last_name": "",
         "email": f"{username}@localhost",
-        "password": Hasher.hash(password),
+        # The hash streamlit-authenticator checks; hashed here with bcrypt itself, because
+        # importing the authenticator outside a Streamlit run prints runtime warnings.
+        "password": bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt()).decode("ascii"),
         "roles": [role],
         "failed_login_attempts": 0,
         "logged_in": False,
