@@ -564,6 +564,7 @@ def _converted(
         finally:
             stop.set()
             reader.join()
+            pool.shutdown(cancel_futures=True)  # a failed insert wants no more batches
 
 
 # Up to this many rows a file's key hashes are kept (80 MB) to rule out repeats cheaply.
