@@ -73,6 +73,16 @@ def ingest(
         transient=True,
     ) as progress:
         task = progress.add_task("ingesting", total=len(files))
+        # A long file shows its rows read so far on its own line.
+        rows = progress.add_task("", total=None, visible=False)
+
+        def file_done(path: Path) -> None:
+            progress.advance(task)
+            progress.update(rows, completed=0, visible=False)
+
+        def rows_read(path: Path, n: int) -> None:
+            progress.update(rows, description=f"  {path.name}: rows", completed=n, visible=True)
+
         results = ingest_paths(
             store,
             files,
@@ -80,7 +90,8 @@ def ingest(
             user_mapping,
             user,
             str(mapping) if mapping else None,
-            progress=lambda p: progress.advance(task),
+            progress=file_done,
+            on_rows=rows_read,
         )
     table = Table(title="Ingest")
     for col in ("file", "kind", "status", "stored", "quarantined", "duplicates", "sha256"):

@@ -8,7 +8,7 @@ import json
 import queue
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -446,12 +446,14 @@ def ingest_file(
     mapping: UserMapping | None = None,
     user: str | None = None,
     mapping_name: str | None = None,
+    on_rows: Callable[[int], None] | None = None,
 ) -> IngestResult:
     """Ingest one file: all of it is stored, in one transaction, or none of it.
 
     A file already in the ledger (same SHA-256) is recognised and not stored again;
     rows whose record key is already stored are counted as duplicates and skipped.
-    The file is read in batches, so its size is bounded by disk, not memory.
+    The file is read in batches, so its size is bounded by disk, not memory;
+    ``on_rows`` is called with the number of rows read so far after each batch.
     """
     path = Path(path)
     mapping = mapping or UserMapping()
@@ -461,7 +463,9 @@ def ingest_file(
             raise FileError(path.name, "no such file")
         sha, staged = ledger.stage_evidence(store, path)
         try:
-            _ingest_staged(store, path, sha, staged, kind, mapping, user, mapping_name, result)
+            _ingest_staged(
+                store, path, sha, staged, kind, mapping, user, mapping_name, result, on_rows
+            )
         finally:
             staged.unlink(missing_ok=True)
     except FileError as exc:
@@ -479,6 +483,7 @@ def _ingest_staged(
     user: str | None,
     mapping_name: str | None,
     result: IngestResult,
+    on_rows: Callable[[int], None] | None = None,
 ) -> None:
     """The rest of ``ingest_file`` once the bytes are copied into evidence and hashed."""
     result.sha256 = sha
@@ -506,7 +511,7 @@ def _ingest_staged(
         )
         result.mapping = {k: v.describe() for k, v in p.sources.items()}
         with store.write() as con:
-            _store(con, p, path, sha, user, mapping_name, result, mapping, facilities)
+            _store(con, p, path, sha, user, mapping_name, result, mapping, facilities, on_rows)
     except FileError:
         if placed:  # nothing refers to it: a rejected file leaves no evidence behind
             evidence.unlink(missing_ok=True)
@@ -597,9 +602,11 @@ class _Feed:
         facilities: set[str],
         spill: Path,
         result: IngestResult,
+        on_rows: Callable[[int], None] | None = None,
     ) -> None:
         self.plan, self.mapping, self.sha, self.name = p, mapping, sha, name
         self.seq, self.facilities, self.spill, self.result = seq, facilities, spill, result
+        self.on_rows = on_rows
         self.columns = kind_columns(p.kind)
         empty = pl.DataFrame(schema={c: _POLARS_TYPES[t] for c, t in self.columns.items()})
         self.schema = empty.to_arrow(compat_level=_ARROW).schema
@@ -651,6 +658,8 @@ class _Feed:
             part = self.spill / f"quarantine-{len(self.quarantine)}.parquet"
             quarantine.write_parquet(part)
             self.quarantine.append(part)
+        if self.on_rows:
+            self.on_rows(r.rows_read)
 
 
 def _store(
@@ -663,6 +672,7 @@ def _store(
     result: IngestResult,
     mapping: UserMapping,
     facilities: set[str],
+    on_rows: Callable[[int], None] | None = None,
 ) -> None:
     kind = p.kind
     entry = ledger.append(
@@ -690,7 +700,7 @@ def _store(
     seq = result.seq = entry["seq"]
     cols = ", ".join(kind_columns(kind))
     with tempfile.TemporaryDirectory(prefix="detector-quarantine-") as spill:
-        feed = _Feed(p, mapping, sha, path.name, seq, facilities, Path(spill), result)
+        feed = _Feed(p, mapping, sha, path.name, seq, facilities, Path(spill), result, on_rows)
         con.register("incoming", feed.reader())
         # Row order carries no meaning here (every row keeps its source_row); not keeping
         # it lets DuckDB write the rows straight into the file.
@@ -767,13 +777,19 @@ def ingest_paths(
     mapping: UserMapping | None = None,
     user: str | None = None,
     mapping_name: str | None = None,
-    progress=None,
+    progress: Callable[[Path], None] | None = None,
+    on_rows: Callable[[Path, int], None] | None = None,
 ) -> list[IngestResult]:
-    """Ingest many files, reference kinds (facilities, inmates, logbooks) first."""
+    """Ingest many files, reference kinds (facilities, inmates, logbooks) first.
+
+    ``progress(path)`` is called when a file is done, ``on_rows(path, rows)`` as its
+    batches are read.
+    """
     files = reference_first(expand_paths(paths), kind, mapping)
     results = []
     for p in files:
-        results.append(ingest_file(store, p, kind, mapping, user, mapping_name))
+        rows = (lambda n, p=p: on_rows(p, n)) if on_rows else None
+        results.append(ingest_file(store, p, kind, mapping, user, mapping_name, rows))
         if progress:
             progress(p)
     return results

@@ -345,7 +345,9 @@ def test_a_file_read_in_many_batches_keeps_every_row_and_reason(
     data.append(visit(2))  # row 2 again, three batches later
     data.append(visit(11))
     path = write_csv(tmp_path / "v.csv", SPANISH, data, "cp1252", ";")
-    r = ingest_file(store, path)
+    seen: list[int] = []
+    r = ingest_file(store, path, on_rows=seen.append)
+    assert seen == [3, 6, 9, 12]  # progress after each batch, in file order
     assert (r.rows_read, r.rows_stored, r.rows_quarantined, r.rows_duplicate) == (12, 9, 2, 1)
     assert rows(store, "SELECT source_row, reason_code FROM quarantine ORDER BY 1") == [
         (6, "missing_required"),
