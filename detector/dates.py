@@ -88,7 +88,7 @@ def _all_datetime_formats(order: str) -> list[str]:
 
 
 def to_datetime(
-    values: pl.Series, order: str = "dmy", formats: list[str] | None = None, _fast: bool = True
+    values: pl.Series, order: str = "dmy", formats: list[str] | None = None
 ) -> pl.Series:
     """Parse a text column to datetimes, fast: the formats that fit a sample go first.
 
@@ -96,15 +96,15 @@ def to_datetime(
     read a sample go first and only rows still unparsed are tried against the rest.
     """
     formats = formats or _all_datetime_formats(order)
-    fast = _as_written(values, formats) if _fast else None
-    if fast is not None:
-        left = fast.is_null() & values.is_not_null()
-        if not left.any():
-            return fast.alias(values.name)
-        # The few rows the sample's spellings could not read go through the full path.
-        idx = left.arg_true()
-        return fast.scatter(idx, to_datetime(values.gather(idx), order, formats, _fast=False))
-    return _full(values, formats)
+    fast = _as_written(values, formats)
+    if fast is None:
+        return _full(values, formats)
+    left = fast.is_null() & values.is_not_null()
+    if not left.any():
+        return fast.alias(values.name)
+    # The few rows the sample's spellings could not read go through the full path.
+    idx = left.arg_true()
+    return fast.scatter(idx, _full(values.gather(idx), formats)).alias(values.name)
 
 
 def _as_written(values: pl.Series, formats: list[str]) -> pl.Series | None:

@@ -326,9 +326,9 @@ def _open_csv(path: Path, head: bytes, complete: bool, name: str) -> Table:
             frame, broken = _read_csv_slowly(source, delimiter)
             yield Batch(frame.slice(offset), offset, [b for b in broken if b[0] - 2 >= offset])
 
-    table = Table(name, "csv", columns, reader, encoding, delimiter, keep)
-    table.nul_free = not _holds_nul(source)
-    return table
+    return Table(
+        name, "csv", columns, reader, encoding, delimiter, keep, nul_free=not _holds_nul(source)
+    )
 
 
 def _holds_nul(source: Path) -> bool:
