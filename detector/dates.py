@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import polars as pl
 
 DATE_ORDERS = ("dmy", "mdy", "ymd")
@@ -26,14 +28,55 @@ def _with_times(date_formats: tuple[str, ...]) -> list[str]:
 
 
 def _date_formats(order: str) -> tuple[str, ...]:
+    # Four-digit years only: two-digit years are widened first (see ``widen_years``), and
+    # polars' ``%Y`` would otherwise read "17" as the year 17.
     if order == "ymd":
         return ("%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d")
     parts = ("%d", "%m") if order == "dmy" else ("%m", "%d")
-    out = []
-    for sep in ("/", "-", "."):
-        for year in ("%Y", "%y"):
-            out.append(sep.join((*parts, year)))
-    return tuple(out)
+    return tuple(sep.join((*parts, "%Y")) for sep in ("/", "-", "."))
+
+
+# A date written with a two-digit year, split as (before the year, the year, the rest):
+# day and month first (``23/01/17 10:30``) or, in ``ymd`` order, the year first.
+_SHORT_YEAR = {
+    "last": r"^(\s*\d{1,2}[/.\-]\d{1,2}[/.\-])(\d{2})((?:\D.*)?)$",
+    "first": r"^(\s*)(\d{2})([/.\-]\d{1,2}[/.\-]\d{1,2}(?:\D.*)?)$",
+}
+# Two-digit years fall in this window unless a mapping says otherwise: 70 -> 1970, 69 -> 2069.
+DEFAULT_YEARS_FROM = 1970
+# An access log's dates lie between these (the upper bound is next year): anything else is
+# a transcription error, not a date to store.
+PLAUSIBLE_FROM_YEAR = 1950
+
+
+def plausible_until_year() -> int:
+    return date.today().year + 1
+
+
+def widen_years(
+    values: pl.Series, order: str = "dmy", years_from: int = DEFAULT_YEARS_FROM
+) -> pl.Series:
+    """Two-digit years written out in full, into the window ``years_from .. years_from+99``.
+
+    ``23/01/17`` -> ``23/01/2017``; with the year first (``ymd``) ``17-01-23`` ->
+    ``2017-01-23``. Other text is left exactly as written.
+    """
+    pattern = _SHORT_YEAR["first" if order == "ymd" else "last"]
+    if values.dtype != pl.String or not values.str.contains(pattern).any():
+        return values
+    parts = values.str.extract_groups(pattern).struct.unnest()
+    before, yy, rest = (pl.col(c) for c in parts.columns)
+    year = yy.cast(pl.Int32)
+    century = (
+        pl.when(year >= years_from % 100).then(years_from // 100).otherwise(years_from // 100 + 1)
+    )
+    full = pl.concat_str([before, century.cast(pl.String), yy, rest])
+    return (
+        parts.with_columns(v=values)
+        .select(pl.when(yy.is_null()).then(pl.col("v")).otherwise(full))
+        .to_series()
+        .alias(values.name)
+    )
 
 
 def clean(expr: pl.Expr) -> pl.Expr:
@@ -44,36 +87,6 @@ def clean(expr: pl.Expr) -> pl.Expr:
     e = e.str.replace(r"(\d)H(\d)", "${1}:${2}")  # 14h30
     e = e.str.replace(r"Z$", "")
     return pl.when(e == "").then(None).otherwise(e)
-
-
-def parse_datetime(expr: pl.Expr, order: str = "dmy") -> pl.Expr:
-    """A datetime from text in ISO 8601, or day-first/month-first dates with optional time.
-
-    Values that match no known spelling become null; callers compare with the raw
-    value to tell "missing" from "unparseable".
-    """
-    e = clean(expr)
-    # ISO with an offset: keep the wall-clock time as written (logs are local time).
-    e = e.str.replace(r"([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)[+-]\d{2}:?\d{2}$", "${1}")
-    dates = _date_formats(order)
-    formats = [
-        *_ISO,
-        *_with_times(dates),
-        *_with_times(_date_formats("ymd")),
-        *dates,
-        *_date_formats("ymd"),
-    ]
-    return pl.coalesce([e.str.to_datetime(f, strict=False, time_unit="us") for f in formats])
-
-
-def parse_date(expr: pl.Expr, order: str = "dmy") -> pl.Expr:
-    return parse_datetime(expr, order).dt.date()
-
-
-def parse_time(expr: pl.Expr) -> pl.Expr:
-    """A time of day from ``HH:MM[:SS]``, ``h:mm a.m.`` or ``HHMM``."""
-    e = clean(expr)
-    return pl.coalesce([e.str.to_time(f, strict=False) for f in _TIMES])
 
 
 def _all_datetime_formats(order: str) -> list[str]:
@@ -88,14 +101,19 @@ def _all_datetime_formats(order: str) -> list[str]:
 
 
 def to_datetime(
-    values: pl.Series, order: str = "dmy", formats: list[str] | None = None
+    values: pl.Series,
+    order: str = "dmy",
+    formats: list[str] | None = None,
+    years_from: int = DEFAULT_YEARS_FROM,
 ) -> pl.Series:
     """Parse a text column to datetimes, fast: the formats that fit a sample go first.
 
-    Trying every spelling on every row costs one pass per spelling, so the spellings that
-    read a sample go first and only rows still unparsed are tried against the rest.
+    Two-digit years are widened first (``widen_years``). Trying every spelling on every row
+    costs one pass per spelling, so the spellings that read a sample go first and only rows
+    still unparsed are tried against the rest.
     """
     formats = formats or _all_datetime_formats(order)
+    values = widen_years(values, order, years_from)
     fast = _as_written(values, formats)
     if fast is None:
         return _full(values, formats)

@@ -141,10 +141,22 @@ role_n AS (SELECT facility, role, count(*) AS n FROM v GROUP BY ALL),
 timed_n AS (SELECT facility, role, count(*) AS n FROM v WHERE timed GROUP BY ALL),
 dow_n AS (SELECT facility, role, dow, count(*) AS n FROM v GROUP BY ALL),
 hr_n AS (SELECT facility, role, hr, count(*) AS n FROM v WHERE timed GROUP BY ALL),
-week_n AS (SELECT facility, role, wk, count(*) AS n FROM v GROUP BY ALL),
-week_usual AS (SELECT facility, role, median(n) AS usual FROM week_n GROUP BY ALL),
-gweek_n AS (SELECT role, wk, count(*) AS n FROM v GROUP BY ALL),
-gweek_usual AS (SELECT role, median(n) AS usual FROM gweek_n GROUP BY ALL),
+-- A week judges volume only when it lies wholly inside the days the data covers (at the
+-- facility, or anywhere): the partial first and last weeks of a file are not collapses.
+cover AS (SELECT facility, min(entered_at)::DATE AS d0, max(entered_at)::DATE + 1 AS d1
+          FROM v GROUP BY ALL),
+gcover AS (SELECT min(entered_at)::DATE AS d0, max(entered_at)::DATE + 1 AS d1 FROM v),
+week_n AS (SELECT facility, role, wk, count(*) AS n,
+                  any_value(wk >= c.d0 AND wk + INTERVAL 7 DAY <= c.d1) AS whole
+           FROM v JOIN cover c USING (facility) GROUP BY facility, role, wk),
+week_usual AS (SELECT facility, role,
+                      coalesce(median(n) FILTER (WHERE whole), median(n)) AS usual
+               FROM week_n GROUP BY ALL),
+gweek_n AS (SELECT role, wk, count(*) AS n,
+                   any_value(wk >= c.d0 AND wk + INTERVAL 7 DAY <= c.d1) AS whole
+            FROM v, gcover c GROUP BY role, wk),
+gweek_usual AS (SELECT role, coalesce(median(n) FILTER (WHERE whole), median(n)) AS usual
+                FROM gweek_n GROUP BY ALL),
 stay_med AS (SELECT role, median(ln(stay_min)) AS med FROM v WHERE stay_min > 0 GROUP BY ALL),
 stay_usual AS (SELECT role, any_value(m.med) AS med, median(abs(ln(stay_min) - m.med)) AS mad
                FROM v JOIN stay_med m USING (role) WHERE stay_min > 0 GROUP BY ALL),
@@ -167,8 +179,9 @@ SELECT
   -ln((d.n + 1.0) / (r.n + 7)) AS weekday_rarity,
   CASE WHEN v.timed THEN -ln((hh.n + 1.0) / (t.n + 24)) ELSE 0 END AS hour_rarity,
   -- only drops beyond half the usual volume count: holidays are not suspensions
-  greatest(0, ln((wu.usual + 1.0) / (w.n + 1.0)) - ln(2),
-              ln((gu.usual + 1.0) / (g.n + 1.0)) - ln(2)) AS volume_drop,
+  greatest(0, CASE WHEN w.whole THEN ln((wu.usual + 1.0) / (w.n + 1.0)) - ln(2) ELSE 0 END,
+              CASE WHEN g.whole THEN ln((gu.usual + 1.0) / (g.n + 1.0)) - ln(2) ELSE 0 END)
+    AS volume_drop,
   CASE WHEN v.stay_min > 0
        THEN abs(ln(v.stay_min) - st.med) / greatest(st.mad, 0.1) ELSE 0 END AS stay_rarity,
   coalesce(vw.gangs, 0) AS n_gangs, coalesce(vw.prisons, 0) AS n_prisons,

@@ -49,6 +49,8 @@ class Batch:
     broken: list[tuple[int, str, str]] = field(default_factory=list)
     # True when the source is known to hold no NUL byte, so rows need no check for one.
     nul_free: bool = False
+    # The spreadsheet row of the first data row: 2 under a header row, 1 without one.
+    first_row: int = 2
 
 
 @dataclass
@@ -66,11 +68,12 @@ class Table:
     delimiter: str | None = None
     _keep: object = None  # a transcoded temporary file lives as long as the table
     nul_free: bool = False
+    first_row: int = 2
 
     def batches(self, rows: int | None = None) -> Iterator[Batch]:
         for batch in self.reader(rows or BATCH_ROWS):
             frame = _nulls_for_empty(batch.frame)
-            yield Batch(frame, batch.offset, batch.broken, self.nul_free)
+            yield Batch(frame, batch.offset, batch.broken, self.nul_free, self.first_row)
 
     @property
     def frame(self) -> pl.DataFrame:
@@ -200,11 +203,18 @@ def sniff_delimiter(text: str) -> str:
     return best
 
 
-def read_table(path: str | Path, sheet: str | None = None, name: str | None = None) -> Table:
+def read_table(
+    path: str | Path,
+    sheet: str | None = None,
+    name: str | None = None,
+    names: list[str] | None = None,
+) -> Table:
     """Open any supported file as text columns, or raise FileError naming the file.
 
     ``name`` is the file's original name when ``path`` is a copy (the evidence file): it
-    decides the format by extension and names the file in messages.
+    decides the format by extension and names the file in messages. ``names`` are the
+    columns, in order, of a CSV or sheet written without a header row (several FOIA
+    releases): its first line is then data, and rows are numbered from 1.
     """
     path = Path(path)
     name = name or path.name
@@ -216,8 +226,15 @@ def read_table(path: str | Path, sheet: str | None = None, name: str | None = No
     fmt = detect_format(path, head, name)
     try:
         if fmt == "xlsx":
-            frame = _as_text(pl.read_excel(path, sheet_name=sheet, infer_schema_length=0))
+            frame = _as_text(
+                pl.read_excel(
+                    path, sheet_name=sheet, infer_schema_length=0, has_header=names is None
+                )
+            )
+            if names is not None:
+                frame = _named(frame, names, name)
             table = Table(name, "xlsx", frame.columns, _single(frame))
+            table.first_row = 1 if names is not None else 2
         elif fmt == "parquet":
             columns = pl.scan_parquet(path).collect_schema().names()
             table = Table(name, "parquet", [str(c) for c in columns], _parquet_reader(path))
@@ -225,16 +242,29 @@ def read_table(path: str | Path, sheet: str | None = None, name: str | None = No
             frame = _read_json(path, fmt, name)
             table = Table(name, fmt, frame.columns, _single(frame))
         else:
-            table = _open_csv(path, head, size <= SAMPLE, name)
+            table = _open_csv(path, head, size <= SAMPLE, name, names)
     except FileError:
         raise
     except Exception as exc:  # a library's parse error becomes one clear line
         raise FileError(name, f"cannot read as {fmt}: {str(exc).splitlines()[0][:200]}") from exc
     if not table.columns:
         raise FileError(name, "no columns found")
+    if names is not None and fmt not in ("csv", "xlsx"):
+        raise FileError(name, f"'header = false' applies to CSV and XLSX files, not {fmt}")
     if fmt in ("xlsx", "json", "ndjson") and table.frame.height == 0:
         raise FileError(name, "has a header but no data rows")
     return table
+
+
+def _named(frame: pl.DataFrame, names: list[str], source: str) -> pl.DataFrame:
+    """A header-less sheet's columns renamed to the mapping's names, which must fit."""
+    if frame.width != len(names):
+        raise FileError(
+            source,
+            f"the mapping names {len(names)} columns but the file has {frame.width} "
+            "(header = false needs one name per column, in order)",
+        )
+    return frame.rename(dict(zip(frame.columns, names, strict=True)))
 
 
 def _parquet_reader(path: Path) -> Callable[[int], Iterator[Batch]]:
@@ -283,7 +313,9 @@ def _read_json(path: Path, fmt: str, name: str) -> pl.DataFrame:
     )
 
 
-def _open_csv(path: Path, head: bytes, complete: bool, name: str) -> Table:
+def _open_csv(
+    path: Path, head: bytes, complete: bool, name: str, names: list[str] | None = None
+) -> Table:
     encoding = detect_encoding(head, complete)
     keep = None
     if encoding == "utf-8":
@@ -305,15 +337,36 @@ def _open_csv(path: Path, head: bytes, complete: bool, name: str) -> Table:
     lines = [ln for ln in text_head.splitlines() if ln.strip()]
     if not lines:
         raise FileError(name, "file holds only blank text")
-    if complete and len(lines) == 1:
+    if complete and len(lines) == 1 and names is None:
         raise FileError(name, "has a header but no data rows")
     delimiter = sniff_delimiter(text_head)
-    columns = [c.lstrip("\ufeff") for c in next(csv.reader([lines[0]], delimiter=delimiter))]
+    first = [c.lstrip("\ufeff") for c in next(csv.reader([lines[0]], delimiter=delimiter))]
+    if names is not None and len(first) != len(names):
+        raise FileError(
+            name,
+            f"the mapping names {len(names)} columns but the first line has {len(first)} "
+            "(header = false needs one name per column, in order)",
+        )
+    columns = _unique(list(names)) if names is not None else first
+    header = names is None
+    nul_free = not _holds_nul(source)
+    # Rows with too few fields would be padded with nulls by the fast reader, and a quote
+    # left open would swallow the lines after it: such files are read line by line instead.
+    careful = not nul_free or not _lines_fit(source, delimiter, len(columns))
 
     def reader(rows: int) -> Iterator[Batch]:
         offset = 0
         try:
-            lazy = pl.scan_csv(source, separator=delimiter, infer_schema=False, raise_if_empty=True)
+            if careful:
+                raise pl.exceptions.ComputeError("read line by line")
+            lazy = pl.scan_csv(
+                source,
+                separator=delimiter,
+                infer_schema=False,
+                raise_if_empty=True,
+                has_header=header,
+                new_columns=None if header else columns,
+            )
             for frame in lazy.collect_batches(chunk_size=rows):
                 frame = frame.rename({c: c.lstrip("\ufeff") for c in frame.columns})
                 yield Batch(frame, offset)
@@ -323,12 +376,46 @@ def _open_csv(path: Path, head: bytes, complete: bool, name: str) -> Table:
         except pl.exceptions.ComputeError:
             # Ragged rows: read line by line so the good rows survive and the bad ones are
             # named; rows already handed out are skipped.
-            frame, broken = _read_csv_slowly(source, delimiter)
-            yield Batch(frame.slice(offset), offset, [b for b in broken if b[0] - 2 >= offset])
+            frame, broken = _read_csv_slowly(source, delimiter, None if header else columns, name)
+            first_row = 2 if header else 1
+            yield Batch(
+                frame.slice(offset), offset, [b for b in broken if b[0] - first_row >= offset]
+            )
 
     return Table(
-        name, "csv", columns, reader, encoding, delimiter, keep, nul_free=not _holds_nul(source)
+        name,
+        "csv",
+        columns,
+        reader,
+        encoding,
+        delimiter,
+        keep,
+        nul_free=nul_free,
+        first_row=2 if header else 1,
     )
+
+
+def _lines_fit(source: Path, delimiter: str, fields: int) -> bool:
+    """Whether every line of a NUL-free UTF-8 CSV splits into ``fields`` fields with no
+    quoted field running over a line end: one streamed pass over the lines, no parsing.
+    """
+    lines = pl.scan_csv(
+        source,
+        has_header=False,
+        separator="\x00",
+        quote_char=None,
+        new_columns=["line"],
+        infer_schema=False,
+    )
+    line = pl.col("line").str.strip_chars_end("\r")
+    unquoted = line.str.replace_all(r'"[^"]*"', "")
+    odd = line.str.count_matches('"', literal=True) % 2 == 1
+    count = unquoted.str.count_matches(delimiter, literal=True) + 1
+    bad = line.is_not_null() & (line != "") & (odd | (count != fields))
+    try:
+        return not lines.select(bad.any()).collect(engine="streaming").item()
+    except pl.exceptions.PolarsError:
+        return False
 
 
 def _holds_nul(source: Path) -> bool:
@@ -359,18 +446,38 @@ def _transcode(path: Path, encoding: str) -> tuple[object, str]:
     raise AssertionError("unreachable")
 
 
-def _read_csv_slowly(source: Path, delimiter: str) -> tuple[pl.DataFrame, list]:
+def _read_csv_slowly(
+    source: Path, delimiter: str, names: list[str] | None = None, name: str = ""
+) -> tuple[pl.DataFrame, list]:
     with source.open(encoding="utf-8-sig", newline="") as fh:
-        return _split_rows(csv.reader(fh, delimiter=delimiter), delimiter)
+        return _split_rows(csv.reader(fh, delimiter=delimiter), delimiter, names, name)
 
 
-def _split_rows(reader, delimiter: str) -> tuple[pl.DataFrame, list]:
-    header = next(reader)
+def _swallowed(cell: str, delimiter: str, fields: int) -> int:
+    """How many whole lines of data a cell holds: a quote left open reads the next lines
+    (each with the header's delimiters) into one field."""
+    lines = cell.split("\n")[1:]
+    return sum(ln.count(delimiter) >= fields - 1 for ln in lines)
+
+
+def _split_rows(
+    reader, delimiter: str, names: list[str] | None = None, name: str = ""
+) -> tuple[pl.DataFrame, list]:
+    header = list(names) if names is not None else next(reader)
+    first_row = 1 if names is not None else 2
     rows, broken = [], []
-    for row_no, row in enumerate(reader, start=2):
+    for row_no, row in enumerate(reader, start=first_row):
         if not any(cell.strip() for cell in row):
             rows.append([None] * len(header))
             continue
+        for col, cell in enumerate(row):
+            if "\n" in cell and (lost := _swallowed(cell, delimiter, len(header))):
+                where = header[col] if col < len(header) else f"column {col + 1}"
+                raise FileError(
+                    name,
+                    f"row {row_no}, field {where}: a quote opened there is never closed and "
+                    f"swallows the {lost} line(s) after it; fix the quote and upload again",
+                )
         if len(row) != len(header):
             broken.append(
                 (
@@ -386,7 +493,9 @@ def _split_rows(reader, delimiter: str) -> tuple[pl.DataFrame, list]:
     data = [r if r is not None else [None] * len(header) for r in rows]
     frame = pl.DataFrame(data, schema={h: pl.String for h in _unique(header)}, orient="row")
     skip = {b[0] for b in broken}
-    frame = frame.with_columns(pl.Series("__broken__", [i + 2 in skip for i in range(len(data))]))
+    frame = frame.with_columns(
+        pl.Series("__broken__", [i + first_row in skip for i in range(len(data))])
+    )
     return frame, broken
 
 

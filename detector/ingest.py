@@ -19,7 +19,7 @@ import polars as pl
 import pyarrow as pa
 
 from detector import ledger
-from detector.dates import to_datetime, to_time
+from detector.dates import PLAUSIBLE_FROM_YEAR, plausible_until_year, to_datetime, to_time
 from detector.errors import FileError
 from detector.formats import Batch, Table, read_table
 from detector.mapping import (
@@ -28,10 +28,12 @@ from detector.mapping import (
     detect_kind,
     fold_expr,
     fold_values,
+    name_status,
+    refuse_custody_snapshot,
     resolve,
     vocab_map,
 )
-from detector.schema import INGEST_ORDER, SPECS
+from detector.schema import INGEST_ORDER, MAX_MEDIAN_STAY_DAYS, SPECS
 from detector.store import Store, kind_columns
 
 QUARANTINE_COLUMNS = ["source_row", "field", "reason_code", "reason", "raw"]
@@ -119,8 +121,9 @@ def canonical(
     """
     spec = SPECS[kind]
     order = mapping.date_order
+    until = plausible_until_year()
     original = [c for c in batch.frame.columns if c != "__broken__"]
-    df = batch.frame.with_row_index("__row__", offset=2 + batch.offset)
+    df = batch.frame.with_row_index("__row__", offset=batch.first_row + batch.offset)
     checks = _Checks()
     out: dict[str, pl.Expr] = {}
 
@@ -150,7 +153,9 @@ def canonical(
                 if time_col:
                     parsed[f"{f.name}__time"] = to_time(df.get_column(time_col))
                 if date_col:
-                    day = to_datetime(df.get_column(date_col), order).dt.date()
+                    day = to_datetime(
+                        df.get_column(date_col), order, years_from=mapping.two_digit_years_from
+                    ).dt.date()
                     parts = pl.DataFrame({"d": day})
                     if time_col:
                         parts = parts.with_columns(
@@ -168,7 +173,7 @@ def canonical(
                     ).to_series()
             else:
                 raw_s = raw.get_column(f.name)
-                value = to_datetime(raw_s, order)
+                value = to_datetime(raw_s, order, years_from=mapping.two_digit_years_from)
             if f.type == "date" and value is not None:
                 value = value.dt.date()
             parsed[f.name] = value
@@ -257,8 +262,20 @@ def canonical(
                 r,
             ),
         )
+        year = pl.col(f.name).dt.year()
+        checks.add(
+            f.name,
+            "implausible_date",
+            (year < PLAUSIBLE_FROM_YEAR) | (year > until),
+            pl.format(
+                f"{f.name} '{{}}' reads as the year {{}}, outside {PLAUSIBLE_FROM_YEAR}-{until} "
+                "(a transcription error?)",
+                r,
+                year,
+            ),
+        )
 
-    frame = _derive(frame, kind, checks, known_facilities)
+    frame = _derive(frame, kind, checks, known_facilities, mapping, name)
     frame = frame.with_columns(_record_key(frame, kind, sha).alias("record_key"))
     if original and not batch.nul_free:
         nul = df.select(
@@ -280,6 +297,8 @@ def canonical(
         if "__broken__" in df.columns
         else pl.Series([False] * df.height)
     )
+    # A line that could not be split is reported once, for its shape, not per empty field.
+    conds = conds.select(pl.all() & ~broken)
     bad = conds.select(pl.any_horizontal(pl.all())).to_series() | broken if checks.items else broken
 
     frame = frame.with_columns(
@@ -297,7 +316,8 @@ def canonical(
         mask = conds.get_column(f"__c{i}")
         if not mask.any():
             continue
-        failing = frame.filter(mask)
+        # with_columns broadcasts a constant message to every failing row (select would not).
+        failing = frame.filter(mask).with_columns(msg.alias("__reason__"))
         raw_rows = df.filter(mask)
         parts.append(
             pl.DataFrame(
@@ -305,12 +325,25 @@ def canonical(
                     "source_row": failing.get_column("__row__").cast(pl.Int64),
                     "field": fname,
                     "reason_code": code,
-                    "reason": failing.select(msg).to_series(),
+                    "reason": failing.get_column("__reason__"),
                     "raw": (
                         raw_rows.select(pl.struct(original).struct.json_encode()).to_series()
                         if original
                         else ""
                     ),
+                }
+            )
+        )
+    if batch.broken:  # lines the reader could not split into the header's columns
+        rows_, reasons, texts = zip(*batch.broken, strict=True)
+        parts.append(
+            pl.DataFrame(
+                {
+                    "source_row": pl.Series(rows_, dtype=pl.Int64),
+                    "field": "*",
+                    "reason_code": "wrong_field_count",
+                    "reason": list(reasons),
+                    "raw": [json.dumps({"line": t}, ensure_ascii=False) for t in texts],
                 }
             )
         )
@@ -331,7 +364,12 @@ def canonical(
 
 
 def _derive(
-    frame: pl.DataFrame, kind: str, checks: _Checks, known_facilities: set[str] | None
+    frame: pl.DataFrame,
+    kind: str,
+    checks: _Checks,
+    known_facilities: set[str] | None,
+    mapping: UserMapping,
+    batch_name: str,
 ) -> pl.DataFrame:
     """Kind-specific derived columns and cross-field checks."""
     if known_facilities:
@@ -345,9 +383,11 @@ def _derive(
                     pl.format(f"{col} '{{}}' is not in the facilities list", pl.col(col)),
                 )
     if kind == "visits":
+        name_key = fold_values(frame.get_column("name").fill_null(""))
         frame = frame.with_columns(
             pl.col("party_size").fill_null(1),
-            fold_values(frame.get_column("name").fill_null("")).alias("name_key"),
+            name_key.alias("name_key"),
+            name_status(name_key, mapping.placeholders, mapping.redactions).alias("name_status"),
             fold_values(frame.get_column("escorted_by")).alias("escorted_key"),
             pl.col("vehicle_plate")
             .str.to_uppercase()
@@ -358,6 +398,7 @@ def _derive(
             .otherwise(pl.lit("day"))
             .alias("entered_precision"),
         )
+        _refuse_long_stays(frame, batch_name)
         checks.add(
             "exited_at",
             "exit_before_entry",
@@ -397,6 +438,22 @@ def _derive(
     return frame
 
 
+def _refuse_long_stays(frame: pl.DataFrame, source: str) -> None:
+    """Visits last hours; rows whose median stay is days long are custody records (an
+    admission and a discharge), whatever the mapping called them."""
+    stays = frame.select(
+        ((pl.col("exited_at") - pl.col("entered_at")).dt.total_hours() / 24).alias("d")
+    ).get_column("d")
+    stays = stays.drop_nulls()
+    if len(stays) >= 20 and stays.median() > MAX_MEDIAN_STAY_DAYS:
+        raise FileError(
+            source,
+            f"the median stay is {stays.median():,.0f} days: these rows are custody records "
+            "(admission and discharge), not visits; ingest them as an inmate roster "
+            "(--kind inmates) or check which columns the mapping names as entry and exit",
+        )
+
+
 def _record_key(frame: pl.DataFrame, kind: str, sha: str) -> pl.Expr:
     """A stable key per record: the source's own id where it gives one, else its natural key."""
     spec = SPECS[kind]
@@ -432,8 +489,13 @@ def plan(path: Path, kind: str | None, mapping: UserMapping, name: str | None = 
     ``name`` is the original file name when ``path`` is its evidence copy.
     """
     name = name or path.name
-    table = read_table(path, sheet=mapping.sheet, name=name)
-    kind = kind or mapping.kind or detect_kind(table.columns, name)
+    table = read_table(
+        path, sheet=mapping.sheet, name=name, names=None if mapping.header else mapping.names
+    )
+    kind = kind or mapping.kind
+    if kind in (None, "visits"):
+        refuse_custody_snapshot(table.columns, name)
+    kind = kind or detect_kind(table.columns, name)
     if kind not in SPECS:
         raise FileError(name, f"unknown kind '{kind}'; use one of {', '.join(SPECS)}")
     return Plan(table, kind, resolve(SPECS[kind], table.columns, mapping, name))

@@ -12,11 +12,28 @@ from typing import Literal
 
 import polars as pl
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from detector.dates import DATE_ORDERS
+from detector.dates import DATE_ORDERS, DEFAULT_YEARS_FROM
 from detector.errors import FileError
-from detector.schema import KINDS, SPECS, VOCAB_DEFAULTS, VOCABULARIES, KindSpec
+from detector.schema import (
+    CUSTODY_SNAPSHOT,
+    KINDS,
+    NAME_PLACEHOLDERS,
+    PLACEHOLDER_TAIL,
+    REDACTION_TOKENS,
+    SPECS,
+    VOCAB_DEFAULTS,
+    VOCABULARIES,
+    KindSpec,
+)
 
 
 def fold(text: str) -> str:
@@ -60,10 +77,26 @@ class UserMapping(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["visits", "transfers", "inmates", "logbooks", "facilities"] | None = None
     date_order: str = "dmy"
+    # Two-digit years are read into the hundred years starting here (1970: 69 -> 2069).
+    two_digit_years_from: int = Field(default=DEFAULT_YEARS_FROM, ge=1900, le=2100)
     timezone: str | None = None
     sheet: str | None = None
+    # A file written without a header row: ``header = false`` and its columns, in order.
+    header: bool = True
+    names: list[str] | None = None
+    # Words this source writes instead of a name, and its markers of withheld names.
+    placeholders: list[str] = Field(default_factory=list)
+    redactions: list[str] = Field(default_factory=list)
     columns: dict[str, str | list[str] | ColumnSource] = Field(default_factory=dict)
     values: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _headerless(self) -> UserMapping:
+        if not self.header and not self.names:
+            raise ValueError("header = false needs 'names': the file's columns, in order")
+        if self.names and len(set(self.names)) != len(self.names):
+            raise ValueError("'names' must not repeat a column name")
+        return self
 
     @field_validator("date_order")
     @classmethod
@@ -115,6 +148,21 @@ def _find(headers: dict[str, str], synonyms: tuple[str, ...]) -> str | None:
         if fold(s) in headers:
             return headers[fold(s)]
     return None
+
+
+def refuse_custody_snapshot(headers: list[str], source: str) -> None:
+    """Raise FileError when the headers are those of a custody snapshot, not a visit log."""
+    folded = {fold(h) for h in headers}
+    admission = [h for h in headers if fold(h) in {fold(x) for x in CUSTODY_SNAPSHOT["admission"]}]
+    custody = [h for h in headers if fold(h) in {fold(x) for x in CUSTODY_SNAPSHOT["custody"]}]
+    if admission and custody and not folded & {"visitor", "visitante", "checkpoint", "garita"}:
+        raise FileError(
+            source,
+            "this looks like a custody snapshot or roster (one row per person held, with "
+            f"{', '.join(admission + custody[:3])}), not a visit log: an admission is not a "
+            "visit. Ingest it as an inmate roster with --kind inmates and a mapping, or give "
+            "the visit logbooks of the same prisons",
+        )
 
 
 def detect_kind(headers: list[str], source: str) -> str:
@@ -263,3 +311,45 @@ def vocab_expr(raw: pl.Expr, vocab: str, overrides: dict[str, str]) -> pl.Expr:
         pattern = r"(^|[^a-z0-9])(" + "|".join(re.escape(w) for w in words) + r")($|[^a-z0-9])"
         expr = expr.when(folded.str.contains(pattern)).then(pl.lit(canonical))
     return expr.otherwise(pl.lit(unknown_value))
+
+
+def name_status(
+    name_keys: pl.Series, placeholders: list[str] = (), redactions: list[str] = ()
+) -> pl.Series:
+    """How each folded name key reads: ``named``, ``blank``, ``placeholder`` or ``redacted``
+    (see ``schema.NAME_PLACEHOLDERS`` and ``schema.REDACTION_TOKENS``); computed once per
+    distinct value. ``placeholders`` and ``redactions`` are a source's own additions,
+    written as they appear (they are folded here)."""
+    words = sorted({*NAME_PLACEHOLDERS, *(fold_text(w) for w in placeholders)})
+    tokens = [*REDACTION_TOKENS, *(re.escape(fold_text(w)) for w in redactions)]
+    token = "(" + "|".join(tokens) + ")"
+    only_tokens = rf"^{token}([\s,;/-]+{token})*$"
+
+    def classify(d: pl.Series) -> pl.Series:
+        k = pl.col("k").fill_null("")
+        return (
+            d.to_frame("k")
+            .select(
+                pl.when(k.str.contains(only_tokens))
+                .then(pl.lit("redacted"))
+                .when((k == "") | ~k.str.contains("[A-Z0-9]"))
+                .then(pl.lit("blank"))
+                .when(
+                    k.is_in(words)
+                    | (
+                        k.str.split(" ").list.first().is_in(words)
+                        & k.str.contains(PLACEHOLDER_TAIL)
+                    )
+                )
+                .then(pl.lit("placeholder"))
+                .otherwise(pl.lit("named"))
+            )
+            .to_series()
+        )
+
+    return _per_distinct(name_keys, classify)
+
+
+def fold_text(text: str) -> str:
+    """``fold_expr`` of one Python string."""
+    return pl.select(fold_expr(pl.lit(str(text)))).item()

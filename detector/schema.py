@@ -160,6 +160,53 @@ VOCAB_DEFAULTS: dict[str, tuple[str | None, str | None]] = {
     "security_level": (None, None),
 }
 
+# How a visit's name reads (the ``name_status`` column): "named", "blank" (nothing, or only
+# punctuation), "placeholder" (a word written instead of a name) or "redacted" (a marker the
+# publisher wrote where it withheld the name: a legal withholding, not a missing entry).
+# Words are matched on the folded name key (upper case, no accents); a mapping file adds
+# its own with ``placeholders = [...]`` and ``redactions = [...]``.
+NAME_PLACEHOLDERS = (
+    "N/A", "N/I", "NI", "NN", "S/N", "SN", "X", "XX", "XXX", "DESCONOCIDO", "DESCONOCIDA",
+    "ACOMPANANTE", "ENCAPUCHADO", "ENCAPUCHADA", "NO IDENTIFICADO", "NO IDENTIFICADA",
+    "SIN NOMBRE", "UNKNOWN", "ESCOLTA", "INVITADO", "INVITADA", "PERSONA", "VISITANTE",
+    "GUEST", "ESCORT", "NONE", "NAME UNKNOWN",
+)  # fmt: skip
+# A placeholder followed by a number or a "de/del ..." tail is one too ("Acompañante 2").
+PLACEHOLDER_TAIL = r"^\S+ (\d+|DE .*|DEL .*)$"
+# Redaction markers, as whole tokens: FOIA exemption codes ((b)(6), (b)(7)(C)), [REDACTED],
+# WITHHELD, runs of four or more X, asterisks or black squares, and the Spanish forms.
+REDACTION_TOKENS = (
+    r"\(B\)\s*(\(\d+\))+(\([A-Z]\))?",
+    r"\[?REDACTED\]?",
+    r"\[?REDACTADO\]?",
+    r"\[?WITHHELD\]?",
+    r"X{4,}",
+    r"\*{2,}",
+    r"█+",
+    r"\[?TESTADO\]?",
+    r"DATO PROTEGIDO",
+    r"\[?RESERVADO\]?",
+    r"\[?CONFIDENCIAL\]?",
+)
+
+# Layouts that look like visit logs but are not: a daily custody snapshot (one row per
+# person held, per day, with admission and discharge dates, as prison systems publish
+# them) read as visits would turn every admission into a "visit" years long.
+CUSTODY_SNAPSHOT = {
+    "admission": (
+        "admitted_dt", "admission_date", "admitted", "latest_admission_date",
+        "booking_date", "book_date", "fecha_ingreso_penal", "fecha_de_ingreso_al_penal",
+        "fecha_reclusion", "fecha_detencion",
+    ),
+    "custody": (
+        "discharged_dt", "discharge_date", "release_date", "custody_level", "inmate_status_code",
+        "download_date", "snapshot_date", "as_of_date", "bond_amount", "top_charge",
+        "offense", "fecha_egreso", "fecha_libertad", "situacion_juridica",
+    ),
+}  # fmt: skip
+# A "visit" file whose median stay is longer than this holds custody records, not visits.
+MAX_MEDIAN_STAY_DAYS = 3
+
 _PROVENANCE = "Every stored row also carries source_sha256, source_name and source_row."
 
 SPECS: dict[str, KindSpec] = {
@@ -390,3 +437,21 @@ SPECS: dict[str, KindSpec] = {
         signature=("security_level", "nivel_seguridad", "visiting_hours", "horario_visitas"),
     ),
 }
+
+
+def name_status_sql(key: str = "name_key") -> str:
+    """The built-in ``name_status`` classification as a SQL expression over a folded name
+    key: fills the column for rows stored before it existed (see ``store.MIGRATIONS``).
+    ``mapping.name_status`` is the same classification at ingest, with a source's additions.
+    """
+    token = "(" + "|".join(REDACTION_TOKENS) + ")"
+    only_tokens = rf"^{token}([\s,;/-]+{token})*$"
+    words = ", ".join("'" + w.replace("'", "''") + "'" for w in NAME_PLACEHOLDERS)
+    k = f"coalesce({key}, '')"
+    return (
+        f"CASE WHEN regexp_matches({k}, '{only_tokens}') THEN 'redacted' "
+        f"WHEN {k} = '' OR NOT regexp_matches({k}, '[A-Z0-9]') THEN 'blank' "
+        f"WHEN {k} IN ({words}) OR (split_part({k}, ' ', 1) IN ({words}) "
+        f"AND regexp_matches({k}, '{PLACEHOLDER_TAIL}')) THEN 'placeholder' "
+        "ELSE 'named' END"
+    )

@@ -18,7 +18,7 @@ import duckdb
 from filelock import FileLock, Timeout
 
 from detector.errors import StoreBusy
-from detector.schema import KINDS, SPECS
+from detector.schema import KINDS, SPECS, name_status_sql
 
 DEFAULT_DB = Path("data") / "detector.duckdb"
 WAIT_SECONDS = float(os.environ.get("DETECTOR_LOCK_WAIT", "120"))
@@ -39,6 +39,7 @@ _DERIVED = {
         "name_key": "VARCHAR",
         "escorted_key": "VARCHAR",
         "plate_key": "VARCHAR",
+        "name_status": "VARCHAR",
     },
     "inmates": {"name_key": "VARCHAR"},
 }
@@ -154,6 +155,8 @@ def _transient(exc: Exception) -> bool:
 MIGRATIONS = [
     "ALTER TABLE runs ADD COLUMN IF NOT EXISTS watermark BIGINT",
     "ALTER TABLE flags ADD COLUMN IF NOT EXISTS subject VARCHAR",
+    "ALTER TABLE visits ADD COLUMN IF NOT EXISTS name_status VARCHAR",
+    f"UPDATE visits SET name_status = {name_status_sql()} WHERE name_status IS NULL",
 ]
 
 

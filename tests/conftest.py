@@ -10,8 +10,8 @@ from detector.generator import generate
 from detector.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-WAVES = SHARED / "real" / "whitehouse_waves_2022-02.csv"
+REAL = Path(__file__).resolve().parent / "real"
+WAVES = REAL / "whitehouse_waves_2022-02.csv"
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from typer.testing import CliRunner
 
 from detector.cli import app
@@ -49,7 +48,6 @@ def test_bad_mapping_file_names_the_field(store, tmp_path):
     assert "m.toml: mapping field 'date_order'" in result.output
 
 
-@pytest.mark.skipif(not WAVES.exists(), reason="shared/real is not beside the repository")
 def test_waves_real_file_stores_every_row(store):
     result = runner.invoke(
         app,

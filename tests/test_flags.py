@@ -104,7 +104,7 @@ def test_flags_that_stop_firing_are_resolved_not_deleted(store, tmp_path):
     ingest_paths(store, [path])
     run_rules(store, only=["unidentified-placeholder-name"])
     with store.write() as con:  # e.g. the record was corrected at the source
-        con.execute("UPDATE visits SET name = 'Ana', name_key = 'ANA'")
+        con.execute("UPDATE visits SET name = 'Ana', name_key = 'ANA', name_status = 'named'")
     report = run_rules(store, only=["unidentified-placeholder-name"])
     assert report.resolved == 1
     assert rows(store, "SELECT state FROM flags") == [("resolved_by_data",)]
@@ -179,7 +179,6 @@ def test_exports_neutralise_formula_injection(store, tmp_path):
     assert neutralise("-1+2") == "'-1+2" and neutralise("Ana") == "Ana"
 
 
-@pytest.mark.skipif(not WAVES.exists(), reason="shared/real is not beside the repository")
 def test_waves_party_rule_flags_exactly_the_short_appointments(store):
     ingest_paths(store, [WAVES], mapping=load_mapping(REPO / "logs/mappings/waves.toml"))
     run_rules(store)
