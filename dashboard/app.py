@@ -30,5 +30,6 @@ nav = st.navigation(pages)
 with st.sidebar:
     st.caption(f"Signed in as **{user.username}** ({user.role})")
     st.caption(f"Database: `{session.db_path()}`")
-    st.session_state["authenticator"].logout("Log out", location="sidebar", key="logout")
+    # Not key="logout": the authenticator writes that session key itself.
+    st.session_state["authenticator"].logout("Log out", location="sidebar", key="sidebar_logout")
 nav.run()

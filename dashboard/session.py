@@ -44,12 +44,13 @@ def login() -> Actor:
     config, created = auth.ensure(auth.users_file(db_path()))
     if created:
         print(f"\n  Dashboard user 'admin' created; password (shown once): {created}\n", flush=True)
+    # The re-login cookie lasts no longer than an idle session, so a closed tab cannot log
+    # itself back in later. Given the file's path, the authenticator would read the cookie's
+    # lifetime from the file and ignore this one: it gets the credentials themselves.
     authenticator = stauth.Authenticate(
-        str(auth.users_file(db_path())),
+        config["credentials"],
         config["cookie"]["name"],
         config["cookie"]["key"],
-        # The re-login cookie lasts no longer than an idle session, so an idle tab that was
-        # logged out cannot log itself back in.
         min(float(config["cookie"]["expiry_days"]), IDLE_MINUTES / 1440),
         login_sleep_time=0,
     )

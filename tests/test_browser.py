@@ -7,6 +7,7 @@ to test-artifacts/screenshots/.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -46,6 +47,13 @@ def server(tmp_path_factory, demo_logs):
     run_rules(store)
     score(store)
     auth.add_user(auth.users_file(db), "ana", "auditor", password="pw-ana-1234")
+    with _streamlit(db) as url:
+        yield url, store
+
+
+@contextlib.contextmanager
+def _streamlit(db, **env):
+    """A real `streamlit run` of the dashboard on a free loopback port."""
     port = _free_port()
     proc = subprocess.Popen(
         [
@@ -65,6 +73,7 @@ def server(tmp_path_factory, demo_logs):
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        env={**os.environ, **env},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -76,18 +85,20 @@ def server(tmp_path_factory, demo_logs):
             pass
         assert proc.poll() is None and time.monotonic() < deadline, "streamlit did not start"
         time.sleep(0.3)
-    yield url, store
-    proc.terminate()
-    proc.wait(timeout=20)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
     from playwright.sync_api import sync_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
+        chromium = p.chromium.launch(
             executable_path=CHROMIUM,
             args=[
                 "--no-sandbox",
@@ -99,12 +110,31 @@ def page(server):
                 "--disable-sync",
             ],
         )
-        context = browser.new_context(
-            accept_downloads=True, viewport={"width": 1500, "height": 1000}
-        )
-        context.set_default_timeout(60_000)
-        yield context.new_page()
-        browser.close()
+        yield chromium
+        chromium.close()
+
+
+def _context(browser):
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1500, "height": 1000})
+    context.set_default_timeout(60_000)
+    return context
+
+
+@pytest.fixture(scope="module")
+def page(server, browser):
+    context = _context(browser)
+    yield context.new_page()
+    context.close()
+
+
+def _log_in(page, url, user="ana", password="pw-ana-1234") -> None:
+    page.goto(url)
+    page.get_by_role("textbox", name="Username").wait_for()
+    page.get_by_role("textbox", name="Username").fill(user)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Login").click()
+    page.get_by_role("heading", name="Review queue").wait_for()
+    _wait_idle(page)
 
 
 def _wait_idle(page) -> None:
@@ -139,13 +169,7 @@ def test_auditor_day_in_the_browser(server, page, tmp_path):
 
 def _auditor_day(server, page, tmp_path):
     url, store = server
-    page.goto(url)
-    page.get_by_role("textbox", name="Username").wait_for()
-    page.get_by_role("textbox", name="Username").fill("ana")
-    page.get_by_role("textbox", name="Password").fill("pw-ana-1234")
-    page.get_by_role("button", name="Login").click()
-    page.get_by_role("heading", name="Review queue").wait_for()
-    _wait_idle(page)
+    _log_in(page, url)
     page.screenshot(path=SHOTS / "1-review-queue.png", full_page=True)
 
     # Upload a latin-1, ';' CSV exported from Excel in a Spanish locale.
@@ -278,3 +302,42 @@ def _auditor_day(server, page, tmp_path):
         (SHOTS / f).stat().st_size > 10_000
         for f in ("1-review-queue.png", "2-upload.png", "4-flag-detail.png", "5-overview.png")
     )
+
+
+def test_log_out_logs_out_and_a_reload_does_not_log_back_in(server, browser):
+    url, _ = server
+    context = _context(browser)
+    page = context.new_page()
+    try:
+        _log_in(page, url)
+        page.get_by_test_id("stSidebar").get_by_role("button", name="Log out").click()
+        page.get_by_role("textbox", name="Username").wait_for()
+        assert not page.get_by_text("StreamlitWidgetAlreadyInstantiatedError").count()
+        page.reload()
+        page.get_by_role("textbox", name="Username").wait_for()
+        _wait_idle(page)
+        assert not page.get_by_role("heading", name="Review queue").count()
+    except Exception:
+        page.screenshot(path=SHOTS / "failure-logout.png", full_page=True)
+        raise
+    finally:
+        context.close()
+
+
+def test_the_re_login_cookie_lasts_no_longer_than_an_idle_session(server, browser):
+    """Closing the tab and opening a new one after the idle limit asks for the password."""
+    _, store = server
+    with _streamlit(store.path, DETECTOR_IDLE_MINUTES="0.1") as url:
+        context = _context(browser)
+        try:
+            first = context.new_page()
+            _log_in(first, url)
+            first.close()
+            time.sleep(10)  # past the 6 s idle limit
+            second = context.new_page()
+            second.goto(url)
+            second.get_by_role("textbox", name="Username").wait_for()
+            _wait_idle(second)
+            assert not second.get_by_role("heading", name="Review queue").count()
+        finally:
+            context.close()
