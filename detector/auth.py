@@ -28,7 +28,7 @@ def load(path: Path) -> dict:
 
 
 def save(path: Path, config: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     os.chmod(tmp, 0o600)

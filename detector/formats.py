@@ -15,6 +15,7 @@ from pathlib import Path
 import polars as pl
 from charset_normalizer import from_bytes
 
+from detector import sandbox
 from detector.errors import FileError
 
 SAMPLE = 256 * 1024
@@ -226,11 +227,7 @@ def read_table(
     fmt = detect_format(path, head, name)
     try:
         if fmt == "xlsx":
-            frame = _as_text(
-                pl.read_excel(
-                    path, sheet_name=sheet, infer_schema_length=0, has_header=names is None
-                )
-            )
+            frame = _as_text(sandbox.read_excel(path, name, sheet, has_header=names is None))
             if names is not None:
                 frame = _named(frame, names, name)
             table = Table(name, "xlsx", frame.columns, _single(frame))

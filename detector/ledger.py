@@ -58,7 +58,7 @@ def stage_evidence(store: Store, path: Path, chunk: int = 1 << 22) -> tuple[str,
     even if the original changes meanwhile. Each block is hashed in a helper thread while
     it is written (both release the GIL).
     """
-    store.evidence.mkdir(parents=True, exist_ok=True)
+    store.evidence.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=store.evidence, prefix=".incoming-")
     h = hashlib.sha256()
     try:
@@ -87,8 +87,8 @@ def place_evidence(store: Store, staged: Path, sha: str) -> tuple[Path, bool]:
     if target.exists():
         staged.unlink(missing_ok=True)
         return target, False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(staged, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(staged, stat.S_IRUSR)  # read-only, and for the owner alone: logs are personal data
     os.replace(staged, target)
     return target, True
 

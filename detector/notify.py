@@ -65,7 +65,7 @@ def send(config: NotifyConfig, store: Store, run_id: int) -> dict:
         return done
     text = digest_text(flags, run_id)
     folder = Path(config.digest_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = folder / f"digest-{stamp}-run{run_id}.md"
     path.write_text(text, encoding="utf-8")

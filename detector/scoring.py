@@ -269,7 +269,7 @@ def score(
             ).encode()
         ).hexdigest()[:16]
         model_dir = store.path.parent / "models"
-        model_dir.mkdir(parents=True, exist_ok=True)
+        model_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         joblib.dump(model, model_dir / f"{model_id}.joblib")
 
         t = time.perf_counter()

@@ -160,6 +160,13 @@ MIGRATIONS = [
 ]
 
 
+def _owner_only(path: Path) -> None:
+    """The database file (and its write-ahead log) readable and writable by its owner only."""
+    for p in (path, path.with_name(path.name + ".wal")):
+        if p.exists():
+            os.chmod(p, 0o600)
+
+
 class Store:
     """Opens short-lived connections to one DuckDB file.
 
@@ -173,7 +180,8 @@ class Store:
     def __init__(self, db: str | Path | None = None, wait: float = WAIT_SECONDS):
         self.path = db_path(db)
         self.wait = wait
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Logs are personal data: the data folder and the database are the owner's alone.
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock = FileLock(str(self.path) + ".lock")
 
     @property
@@ -228,6 +236,7 @@ class Store:
                 if str(self.path) not in Store._ready:
                     for ddl in SCHEMA + MIGRATIONS:
                         con.execute(ddl)
+                    _owner_only(self.path)
                     Store._ready.add(str(self.path))
                 con.execute("BEGIN TRANSACTION")
                 try:

@@ -1,0 +1,114 @@
+"""Parse untrusted spreadsheets in a child process with a memory cap, so a file built to
+exhaust memory or crash its reader costs that file, not the server or the scheduler.
+
+A 5 KB workbook whose used range ends at XFD1048576 makes calamine (polars' Excel reader)
+try to allocate hundreds of GB and abort the whole process, with no Python exception. The
+declared dimension is checked first; the read itself runs in a child limited by
+``RLIMIT_AS`` and a timeout, and hands its frame back as Parquet.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import polars as pl
+
+from detector.errors import FileError
+
+# A visit logbook sheet is far below these; anything larger is refused before reading.
+MAX_ROWS = int(os.environ.get("DETECTOR_XLSX_MAX_ROWS", "2000000"))
+MAX_COLUMNS = int(os.environ.get("DETECTOR_XLSX_MAX_COLUMNS", "500"))
+MEMORY_BYTES = int(float(os.environ.get("DETECTOR_READER_MEMORY_GB", "4")) * 2**30)
+TIMEOUT_SECONDS = float(os.environ.get("DETECTOR_READER_TIMEOUT", "600"))
+
+_DIMENSION = re.compile(rb'<(?:\w+:)?dimension\s+ref="([A-Z]+)?(\d+)?(?::([A-Z]+)(\d+))?"')
+
+
+def _column_number(letters: str) -> int:
+    n = 0
+    for c in letters:
+        n = n * 26 + ord(c) - 64
+    return n
+
+
+def declared_size(path: Path) -> list[tuple[str, int, int]]:
+    """(sheet part, rows, columns) each worksheet of a workbook declares for its used range."""
+    out = []
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if not re.fullmatch(r"xl/worksheets/[^/]+\.xml", info.filename):
+                continue
+            with zf.open(info) as fh:
+                head = fh.read(4096)
+            m = _DIMENSION.search(head)
+            if not m:
+                continue
+            col = (m.group(3) or m.group(1) or b"A").decode()
+            row = (m.group(4) or m.group(2) or b"1").decode()
+            out.append((info.filename, int(row), _column_number(col)))
+    return out
+
+
+def check_dimensions(path: Path, name: str) -> None:
+    """Refuse a workbook whose sheets declare more rows or columns than a logbook has."""
+    try:
+        sizes = declared_size(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise FileError(name, f"not a readable XLSX workbook: {exc}") from exc
+    for part, rows, cols in sizes:
+        if rows > MAX_ROWS or cols > MAX_COLUMNS:
+            raise FileError(
+                name,
+                f"{part.rsplit('/', 1)[-1]} declares a used range of {rows:,} rows x {cols:,} "
+                f"columns (limits: {MAX_ROWS:,} x {MAX_COLUMNS:,}); a logbook export is far "
+                "smaller: save the sheet again with only its data, or as CSV",
+            )
+
+
+def read_excel(path: Path, name: str, sheet: str | None, has_header: bool) -> pl.DataFrame:
+    """The sheet as text columns, read in a memory-limited child process."""
+    check_dimensions(path, name)
+    with tempfile.TemporaryDirectory(prefix="detector-xlsx-") as tmp:
+        out = Path(tmp) / "sheet.parquet"
+        cmd = [sys.executable, "-m", "detector.sandbox", str(path), str(out), sheet or "",
+               "1" if has_header else "0"]  # fmt: skip
+        try:
+            done = subprocess.run(
+                cmd,
+                capture_output=True,
+                timeout=TIMEOUT_SECONDS,
+                preexec_fn=_limit_memory,
+                env={**os.environ, "POLARS_MAX_THREADS": "1"},
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise FileError(
+                name, f"reading the workbook took longer than {TIMEOUT_SECONDS:g} s"
+            ) from exc
+        if done.returncode != 0:
+            last = (done.stderr.decode(errors="replace").strip().splitlines() or [""])[-1]
+            why = last[:200] if done.returncode > 0 else f"the reader was killed ({done.returncode})"
+            raise FileError(name, f"cannot read as xlsx: {why}")
+        return pl.read_parquet(out)
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
+
+
+def _child(path: str, out: str, sheet: str, header: str) -> None:
+    frame = pl.read_excel(
+        path, sheet_name=sheet or None, infer_schema_length=0, has_header=header == "1"
+    )
+    frame = frame.rename({c: str(c) for c in frame.columns})
+    frame.with_columns(pl.all().cast(pl.String)).write_parquet(out)
+
+
+if __name__ == "__main__":
+    _child(*sys.argv[1:5])
