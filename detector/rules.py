@@ -101,9 +101,12 @@ class Rule(BaseModel):
     @field_validator("query")
     @classmethod
     def _select_only(cls, v: str) -> str:
-        first = re.sub(r"--[^\n]*", "", v).strip().split(None, 1)[0].lower() if v.strip() else ""
-        if first not in ("select", "with", "from"):
-            raise ValueError("query must be a SELECT (or WITH ... SELECT) statement")
+        try:
+            statements = duckdb.extract_statements(v)
+        except duckdb.Error as exc:
+            raise ValueError(f"query is not valid SQL: {str(exc).splitlines()[0]}") from exc
+        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+            raise ValueError("query must be exactly one SELECT (or WITH ... SELECT) statement")
         return v
 
     def bound_parameters(self) -> dict[str, Any]:
@@ -237,6 +240,14 @@ def explain(template: str, values: dict[str, Any]) -> str:
 
 def flag_id(rule_id: str, identity: str) -> str:
     return hashlib.sha256(f"{rule_id}|{identity}".encode()).hexdigest()[:16]
+
+
+def sandbox(con: duckdb.DuckDBPyConnection) -> None:
+    """Lock a connection down before rule SQL runs on it: no files, URLs or extensions
+    (``read_text('/etc/passwd')``, ``COPY ... TO``), and no way to switch that back on.
+    The connection keeps reading the database's own tables; use it for nothing else."""
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
 
 
 def evaluate(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[Hit]:
@@ -508,6 +519,7 @@ def run_rules(
                 r if known.get(r.id) == r.sha256 else r.model_copy(update={"scope": "global"})
                 for r in rules
             ]
+        sandbox(con)  # rule folders may come from auditors: their SQL reads tables only
         hits = (
             []
             if not scope.full and not scope.uploads and all(r.scope != "global" for r in rules)
@@ -694,6 +706,7 @@ def run_case(rule: Rule, case: RegressionCase, workdir: Path) -> list[str]:
                 f"{result.message or result.reasons}"
             ]
     with store.read() as con:
+        sandbox(con)
         hits = evaluate(con, rule)
         ids = dict(
             con.execute(

@@ -1,0 +1,172 @@
+"""Files built to hurt the reader: they cost that file, never the process reading it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import time
+import zipfile
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from detector.errors import FileError
+from detector.formats import read_table
+from detector.ingest import ingest_file
+from tests.conftest import REPO, rows
+
+SAMPLE = REPO / "logs" / "sample"
+
+
+def _workbook(path: Path, far_cell: bool, declare: bool = True) -> Path:
+    """One data row; with ``far_cell`` a value at XFD1048576 (a 5 KB file whose used range
+    is the whole sheet); without ``declare`` the sheet does not say its dimension."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["record_id", "facility", "entered_at", "name"])
+    ws.append(["1", "ZAC", "2022-01-01 10:00", "Ana"])
+    if far_cell:
+        ws["XFD1048576"] = "x"
+    wb.save(path)
+    if not declare:
+        tmp = path.with_suffix(".tmp")
+        with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
+            for info in src.infolist():
+                data = src.read(info.filename)
+                if info.filename.startswith("xl/worksheets/"):
+                    data = re.sub(rb"<dimension [^>]*/>", b"", data)
+                dst.writestr(info, data)
+        tmp.replace(path)
+    return path
+
+
+def test_a_workbook_declaring_the_whole_sheet_is_refused_before_reading(tmp_path):
+    path = _workbook(tmp_path / "bomb.xlsx", far_cell=True)
+    assert path.stat().st_size < 10_000
+    with pytest.raises(FileError, match="1,048,576 rows x 16,384 columns"):
+        read_table(path)
+
+
+def test_a_workbook_that_hides_its_size_kills_only_its_reader(store, tmp_path):
+    """calamine aborts the whole process on this file: the read runs in a memory-capped
+    child, so this process carries on and the file is refused with the reason."""
+    path = _workbook(tmp_path / "liar.xlsx", far_cell=True, declare=False)
+    r = ingest_file(store, path)
+    assert r.status == "failed" and "cannot read as xlsx" in r.message
+    good = ingest_file(store, _workbook(tmp_path / "good.xlsx", far_cell=False))
+    assert good.status == "stored" and good.rows_stored == 1
+    assert rows(store, "SELECT name FROM visits") == [("Ana",)]
+
+
+@pytest.mark.slow
+def test_the_scheduler_moves_a_killer_workbook_to_failed_and_goes_on(tmp_path):
+    """In a real `detector schedule --once` process: the workbook goes to failed/ with its
+    reason, the good file after it is stored, and the process exits normally."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    _workbook(inbox / "a_bomb.xlsx", far_cell=True, declare=False)
+    _workbook(inbox / "b_declared.xlsx", far_cell=True)
+    (inbox / "c_visits.csv").write_bytes((SAMPLE / "visits_QZT.csv").read_bytes())
+    old = time.time() - 60
+    for p in inbox.iterdir():
+        os.utime(p, (old, old))
+    config = tmp_path / "s.toml"
+    config.write_text(
+        textwrap.dedent(f"""
+        inbox = "{inbox}"
+        [jobs.tick]
+        action = "tick"
+        cron = "*/15 * * * *"
+        [notify]
+        digest_dir = "{tmp_path / "digests"}"
+    """)
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "detector.cli", "schedule", "--config", str(config), "--once",
+         "--db", str(tmp_path / "d.duckdb")],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    status = {o["file"]: o["status"] for o in summary["inbox"]}
+    assert status == {
+        "a_bomb.xlsx": "failed",
+        "b_declared.xlsx": "failed",
+        "c_visits.csv": "stored",
+    }
+    failed = sorted(p.name for p in (inbox / "failed").iterdir())
+    assert any(n.endswith("a_bomb.xlsx") for n in failed)
+    reasons = " ".join(p.read_text() for p in (inbox / "failed").glob("*.reason.txt"))
+    assert "cannot read as xlsx" in reasons and "16,384 columns" in reasons
+
+
+def test_data_on_disk_is_the_owners_alone(tmp_path):
+    from detector.store import Store
+
+    store = Store(tmp_path / "data" / "d.duckdb", wait=10)
+    path = tmp_path / "v.csv"
+    path.write_text("record_id,facility,entered_at,name\n1,ZAC,2022-01-01 10:00,Ana\n")
+    assert ingest_file(store, path).status == "stored"
+    mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731
+    assert mode(tmp_path / "data") == 0o700
+    assert mode(store.path) == 0o600
+    evidence = [p for p in store.evidence.rglob("*") if p.is_file()]
+    assert evidence and all(mode(p) == 0o400 for p in evidence)
+    assert all(mode(p) == 0o700 for p in [store.evidence, *store.evidence.rglob("*")] if p.is_dir())
+
+
+RULE = """
+id: {id}
+title: Hostile rule
+description: reads or writes outside the database
+category: visit_pattern
+severity: low
+query: |
+{query}
+explanation: "{{x}}"
+regression:
+  - input:
+      visits:
+        - {{record_id: V1, facility: ZAC, entered_at: "2019-06-01 10:00", name: Ana}}
+    expect: []
+"""
+
+
+def test_rule_sql_cannot_read_or_write_files(store, tmp_path):
+    from detector.rules import RuleError, load_rules, run_rules
+
+    path = tmp_path / "v.csv"
+    path.write_text("record_id,facility,entered_at,name\n1,ZAC,2022-01-01 10:00,Ana\n")
+    ingest_file(store, path)
+    root = tmp_path / "auditor_rules"
+    folder = root / "visit_pattern"
+    folder.mkdir(parents=True)
+    (folder / "read.yml").write_text(
+        RULE.format(
+            id="reads-passwd",
+            query="  SELECT record_key, content AS x FROM visits, read_text('/etc/passwd')",
+        )
+    )
+    report = run_rules(store, [root], only=["reads-passwd"])
+    assert "reads-passwd" in report.errors
+    assert "external access" in report.errors["reads-passwd"].lower() or (
+        "permission" in report.errors["reads-passwd"].lower()
+    )
+    assert rows(store, "SELECT count(*) FROM flags WHERE explanation LIKE '%root:%'") == [(0,)]
+
+    target = tmp_path / "leak.csv"
+    (folder / "read.yml").unlink()
+    (folder / "copy.yml").write_text(
+        RULE.format(
+            id="copies-out",
+            query=f"  SELECT record_key, 1 AS x FROM visits; COPY visits TO '{target}'",
+        )
+    )
+    with pytest.raises(RuleError, match="exactly one SELECT"):
+        load_rules([root])
+    assert not target.exists()
