@@ -93,7 +93,9 @@ def read_excel(path: Path, name: str, sheet: str | None, has_header: bool) -> pl
             ) from exc
         if done.returncode != 0:
             last = (done.stderr.decode(errors="replace").strip().splitlines() or [""])[-1]
-            why = last[:200] if done.returncode > 0 else f"the reader was killed ({done.returncode})"
+            why = (
+                last[:200] if done.returncode > 0 else f"the reader was killed ({done.returncode})"
+            )
             raise FileError(name, f"cannot read as xlsx: {why}")
         return pl.read_parquet(out)
 
