@@ -253,14 +253,18 @@ def read_table(
     return table
 
 
-def _named(frame: pl.DataFrame, names: list[str], source: str) -> pl.DataFrame:
-    """A header-less sheet's columns renamed to the mapping's names, which must fit."""
-    if frame.width != len(names):
+def _check_names(names: list[str], found: int, source: str) -> None:
+    if found != len(names):
         raise FileError(
             source,
-            f"the mapping names {len(names)} columns but the file has {frame.width} "
+            f"the mapping names {len(names)} columns but the first line has {found} "
             "(header = false needs one name per column, in order)",
         )
+
+
+def _named(frame: pl.DataFrame, names: list[str], source: str) -> pl.DataFrame:
+    """A header-less sheet's columns renamed to the mapping's names, which must fit."""
+    _check_names(names, frame.width, source)
     return frame.rename(dict(zip(frame.columns, names, strict=True)))
 
 
@@ -338,12 +342,8 @@ def _open_csv(
         raise FileError(name, "has a header but no data rows")
     delimiter = sniff_delimiter(text_head)
     first = [c.lstrip("\ufeff") for c in next(csv.reader([lines[0]], delimiter=delimiter))]
-    if names is not None and len(first) != len(names):
-        raise FileError(
-            name,
-            f"the mapping names {len(names)} columns but the first line has {len(first)} "
-            "(header = false needs one name per column, in order)",
-        )
+    if names is not None:
+        _check_names(names, len(first), name)
     columns = _unique(list(names)) if names is not None else first
     header = names is None
     nul_free = not _holds_nul(source)
@@ -351,11 +351,20 @@ def _open_csv(
     # left open would swallow the lines after it: such files are read line by line instead.
     careful = not nul_free or not _lines_fit(source, delimiter, len(columns))
 
+    first_row = 2 if header else 1
+
+    def slowly(offset: int) -> Iterator[Batch]:
+        # Line by line, so the good rows survive and the bad ones are named; rows already
+        # handed out by the fast reader are skipped.
+        frame, broken = _read_csv_slowly(source, delimiter, None if header else columns, name)
+        yield Batch(frame.slice(offset), offset, [b for b in broken if b[0] - first_row >= offset])
+
     def reader(rows: int) -> Iterator[Batch]:
+        if careful:
+            yield from slowly(0)
+            return
         offset = 0
         try:
-            if careful:
-                raise pl.exceptions.ComputeError("read line by line")
             lazy = pl.scan_csv(
                 source,
                 separator=delimiter,
@@ -370,14 +379,8 @@ def _open_csv(
                 offset += frame.height
         except pl.exceptions.NoDataError as exc:
             raise FileError(name, "file is empty") from exc
-        except pl.exceptions.ComputeError:
-            # Ragged rows: read line by line so the good rows survive and the bad ones are
-            # named; rows already handed out are skipped.
-            frame, broken = _read_csv_slowly(source, delimiter, None if header else columns, name)
-            first_row = 2 if header else 1
-            yield Batch(
-                frame.slice(offset), offset, [b for b in broken if b[0] - first_row >= offset]
-            )
+        except pl.exceptions.ComputeError:  # ragged rows the line audit did not see
+            yield from slowly(offset)
 
     return Table(
         name,
@@ -388,7 +391,7 @@ def _open_csv(
         delimiter,
         keep,
         nul_free=nul_free,
-        first_row=2 if header else 1,
+        first_row=first_row,
     )
 
 
