@@ -295,11 +295,16 @@ def evaluate(
     seed: int = 7,
     months: int = 6,
     model: Annotated[str, typer.Option(help="ecod, iforest, copod, hbos or ensemble.")] = "ecod",
+    keep: Annotated[
+        Path | None, typer.Option(help="Keep the world and its database in this folder.")
+    ] = None,
 ) -> None:
     """Generate a world, ingest it, run rules and scoring, and measure them against its truth.
 
-    Prints recall/precision per category and the average precision and precision@k of
-    the risk ranking, overall and for the contextual anomalies, next to a baseline (plain
+    A flag counts as true only when it points at a planted anomaly of its own category.
+    Prints recall/precision per category, the open review queue's precision at 50/100/200,
+    its share of true flags and flags per 10,000 visits, per rule; then the average
+    precision and precision@k of the risk ranking of visits, next to a baseline (plain
     ECOD on marginal features) computed in the same run.
     """
     import tempfile
@@ -308,7 +313,8 @@ def evaluate(
     from detector.scoring import ScoringConfig
 
     with tempfile.TemporaryDirectory() as tmp:
-        result = evaluate_world(Path(tmp), seed, months, ScoringConfig(model=model))
+        workdir = keep or Path(tmp)
+        result = evaluate_world(workdir, seed, months, ScoringConfig(model=model))
     for key, title in (("rules", "Rules alone"), ("all_flags", "All flags (rules + model)")):
         t = Table(title=title)
         for col in ("category", "planted", "found", "recall", "flags", "true", "precision"):
@@ -324,6 +330,18 @@ def evaluate(
                 f"{q.precision:.2f}",
             )
         console.print(t)
+    q = result["queue"]
+    t = Table(title="Open review queue (queue order)")
+    for col in ("rule", "flags", "true"):
+        t.add_column(col)
+    for rule_id, (n, ok) in q.per_rule.items():
+        t.add_row(rule_id, str(n), str(ok))
+    console.print(t)
+    console.print(
+        f"open flags {q.flags} for {q.visits} visits ({q.per_10k:.1f} per 10,000); "
+        f"true {q.true_flags} (share {q.share_true:.2f}); "
+        + ", ".join(f"precision@{k} {p:.2f}" for k, p in q.precision_at.items())
+    )
     t = Table(title="Ranking of visits against planted anomalies")
     for col in ("ranking", "AP all", "AP contextual", "P@k all", "P@k contextual"):
         t.add_column(col)
@@ -395,8 +413,11 @@ def rules_show(rule_id: str, rules: RulesOption = None) -> None:
 
 @rules_app.command("test")
 def rules_test(rules: RulesOption = None) -> None:
-    """Run every rule's regression cases; exit 1 if any rule returns other hits."""
+    """Run every rule's regression cases (the hits it must return) and its dont_match
+    cases (look-alikes it must leave alone); exit 1 if any rule returns other hits."""
     import tempfile
+
+    from rich.markup import escape
 
     from detector.rules import load_rules, run_case
 
@@ -406,11 +427,14 @@ def rules_test(rules: RulesOption = None) -> None:
         _fail(str(exc))
     failed = 0
     for r in loaded:
-        for i, case in enumerate(r.regression):
+        cases = [(f"case {i + 1}", c) for i, c in enumerate(r.regression)] + [
+            (f"dont_match {i + 1} ({c.description})", c) for i, c in enumerate(r.dont_match)
+        ]
+        for label, case in cases:
             with tempfile.TemporaryDirectory() as tmp:
                 problems = run_case(r, case, Path(tmp))
             mark = "[green]ok[/]" if not problems else "[red]FAIL[/]"
-            console.print(f"{mark} {r.id} case {i + 1}", highlight=False)
+            console.print(f"{mark} {escape(r.id)} {escape(label)}", highlight=False)
             for p in problems:
                 console.print(f"    {p}", highlight=False, markup=False)
             failed += bool(problems)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from detector.review import OPEN_STATUSES, QUEUE_ORDER
 from detector.store import Store
 
 
@@ -55,21 +56,35 @@ def hits(flag: dict, item: dict) -> bool:
     return False
 
 
-def rule_quality(store: Store, truth_path: Path, source: str | None = "rule") -> dict[str, Quality]:
-    """Recall (planted anomalies of a category hit by a flag of that category) and
-    precision (flags of a category that point at any planted anomaly) per category."""
+def _load(store: Store, truth_path: Path, source: str | None, states: tuple[str, ...]):
     every = json.loads(Path(truth_path).read_text(encoding="utf-8"))
-    # Contextual anomalies are for the scoring: named rules are not expected to find them
-    # (a rule flag that does still counts as a true flag).
-    truth = [t for t in every if source != "rule" or not t.get("contextual")]
     with store.read() as con:
         cur = con.execute(
-            "SELECT category, record_ids, facility, logbook, period_start, "
-            "period_end FROM flags WHERE state = 'active' AND source LIKE ?",
-            [source or "%"],
+            f"""SELECT f.flag_id, f.category, f.rule_id, f.record_ids, f.facility, f.logbook,
+                       f.period_start, f.period_end, f.severity, f.score
+                FROM flags f LEFT JOIN reviews r USING (flag_id)
+                WHERE f.state = 'active' AND f.source LIKE ?
+                  AND coalesce(r.status, 'new') IN ({", ".join("?" * len(states))})
+                ORDER BY {QUEUE_ORDER}""",
+            [source or "%", *states],
         )
         names = [d[0] for d in cur.description]
         flags = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    return every, flags
+
+
+def is_true(flag: dict, truth: list[dict]) -> bool:
+    """A flag is true only when it points at a planted anomaly of its own category."""
+    return any(t["category"] == flag["category"] and hits(flag, t) for t in truth)
+
+
+def rule_quality(store: Store, truth_path: Path, source: str | None = "rule") -> dict[str, Quality]:
+    """Recall (planted anomalies of a category hit by a flag of that category) and
+    precision (flags of a category that point at a planted anomaly of that category)."""
+    every, flags = _load(store, truth_path, source, OPEN_STATUSES)
+    # Contextual anomalies are for the scoring: named rules are not expected to find them
+    # (a rule flag that does still counts as a true flag).
+    truth = [t for t in every if source != "rule" or not t.get("contextual")]
     out = {}
     for category in sorted({t["category"] for t in truth} | {f["category"] for f in flags}):
         planted = [t for t in truth if t["category"] == category]
@@ -79,9 +94,48 @@ def rule_quality(store: Store, truth_path: Path, source: str | None = "rule") ->
             len(planted),
             sum(any(hits(f, t) for f in mine) for t in planted),
             len(mine),
-            sum(any(hits(f, t) for t in every) for f in mine),
+            sum(is_true(f, every) for f in mine),
         )
     return out
+
+
+@dataclass
+class Queue:
+    """What an auditor sees: the open queue, riskiest first."""
+
+    visits: int
+    flags: int
+    true_flags: int
+    precision_at: dict[int, float]
+    per_rule: dict[str, tuple[int, int]]  # rule -> (flags, true flags)
+
+    @property
+    def share_true(self) -> float:
+        return self.true_flags / self.flags if self.flags else 1.0
+
+    @property
+    def per_10k(self) -> float:
+        return 10_000 * self.flags / self.visits if self.visits else 0.0
+
+
+def queue_quality(store: Store, truth_path: Path, ks=(50, 100, 200)) -> Queue:
+    """Precision at k of the open review queue (in queue order), the share of true flags
+    in it, and flags per 10,000 visits; a flag is true only within its own category."""
+    every, flags = _load(store, truth_path, None, OPEN_STATUSES)
+    with store.read() as con:
+        visits = con.execute("SELECT count(*) FROM visits").fetchall()[0][0]
+    truth_of = [is_true(f, every) for f in flags]
+    per_rule: dict[str, tuple[int, int]] = {}
+    for f, ok in zip(flags, truth_of, strict=True):
+        n, t = per_rule.get(f["rule_id"], (0, 0))
+        per_rule[f["rule_id"]] = (n + 1, t + ok)
+    return Queue(
+        visits,
+        len(flags),
+        sum(truth_of),
+        {k: sum(truth_of[:k]) / min(k, len(flags)) if flags else 1.0 for k in ks},
+        dict(sorted(per_rule.items())),
+    )
 
 
 # --- ranking quality of the review queue -----------------------------------------------------
@@ -192,4 +246,5 @@ def evaluate_world(workdir: Path, seed: int = 7, months: int = 6, config=None) -
         "rules": rule_quality(store, files["truth"], source="rule"),
         "all_flags": rule_quality(store, files["truth"], source=None),
         "ranking": ranking_quality(store, files["truth"], workdir),
+        "queue": queue_quality(store, files["truth"]),
     }

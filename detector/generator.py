@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
+import holidays
+
 FACILITIES = [
     # code, name, kind, security, visiting hours, gangs held, family visiting weekdays
     (
@@ -49,18 +51,12 @@ FACILITIES = [
     ("HRO", "Hospital Nacional Rosales", "hospital", "", "", (), ()),
 ]
 SPANISH_LAYOUT = {"ZAC", "IZA", "CIU"}
-HOLIDAYS = {
-    (1, 1),
-    (5, 1),
-    (5, 10),
-    (6, 17),
-    (8, 6),
-    (9, 15),
-    (11, 2),
-    (12, 24),
-    (12, 25),
-    (12, 31),
-}
+# A prison hospital: a medical destination although its type says "centro penal".
+PRISON_HOSPITAL = ("HPN", "Hospital Penitenciario Nacional", "centro penal", "media", "")
+# Hours some facilities declare per role beside their visiting hours (others are learned).
+ROLE_HOURS = {"ZAC": "police 00:00-24:00; contractor Mon-Fri 06:00-11:00"}
+# Prisons where families and lawyers use their own gate, apart from staff.
+VISITOR_GATE = {"ZAC": "Garita de Visitas", "IZA": "Garita de Visitas"}
 LINES_PER_PAGE = 25
 FIRST_NAMES = [
     "José",
@@ -128,6 +124,8 @@ SURNAMES = [
 ]
 PLACEHOLDERS = ["Acompañante", "N/I", "Encapuchado", "", "No identificado", "S/N"]
 ROLE_ES = {
+    "police": "Policía",
+    "ngo": "ONG",
     "family": "Familiar",
     "lawyer": "Abogado",
     "official": "Funcionario",
@@ -281,9 +279,9 @@ def _at(d: date, hour: float) -> datetime:
     return datetime.combine(d, time()) + timedelta(minutes=round(hour * 60))
 
 
-# Family visits were suspended at every prison for two weeks (a regime change the
-# scoring has to know about: a family visit then is out of place though nothing else is).
-SUSPENSION_DAYS = (120, 134)
+# Family visits were suspended at every prison for three months (a regime change: a family
+# visit then is out of place though nothing else is, and the visitors' gate falls silent).
+SUSPENSION_DAYS = (105, 195)
 
 
 def _suspended(w: World, d: date) -> bool:
@@ -291,8 +289,13 @@ def _suspended(w: World, d: date) -> bool:
     return first <= d < last
 
 
+_SV_HOLIDAYS = holidays.country_holidays("SV")
+
+
 def _holiday(d: date) -> bool:
-    return (d.month, d.day) in HOLIDAYS
+    """El Salvador's public holidays (Holy Week included): families, lawyers and
+    contractors stay away, staff shifts go on."""
+    return d in _SV_HOLIDAYS
 
 
 def build_world(seed: int = 7, start: date = date(2019, 6, 1), months: int = 6) -> World:
@@ -342,20 +345,29 @@ def build_world(seed: int = 7, start: date = date(2019, 6, 1), months: int = 6) 
                     )
             if _holiday(d):
                 continue
+            gate = VISITOR_GATE.get(code, "Garita Principal")
             if d.weekday() in family_days and not _suspended(w, d):
                 for inmate in rng.sample(inmates, 40):
                     rel = rng.choice(relatives[inmate["inmate_id"]])
                     t = rng.triangular(8.0, 13.5, 9.5)
+                    # Look-alike: one adult named for a party with children (not hidden people).
+                    minors = rng.randint(1, 2) if rng.random() < 0.05 else 0
                     w.visits.append(
                         Visit(
                             code,
                             _at(d, t),
                             _at(d, t + rng.uniform(0.5, 2.0)),
                             rel,
+                            checkpoint=gate,
                             inmate_id=inmate["inmate_id"],
-                            purpose="Visita familiar",
+                            purpose=f"Visita familiar con {minors} menores"
+                            if minors
+                            else "Visita familiar",
+                            party_size=1 + minors,
                         )
                     )
+                if code in PARISH_VAN:
+                    _parish_van(w, code, d, gate, inmates)
             if d.weekday() < 5:
                 for _ in range(rng.randint(2, 5)):
                     t = rng.triangular(9.0, 14.5, 10.5)
@@ -365,13 +377,15 @@ def build_world(seed: int = 7, start: date = date(2019, 6, 1), months: int = 6) 
                             _at(d, t),
                             _at(d, t + rng.uniform(0.5, 1.5)),
                             rng.choice(lawyers),
+                            checkpoint=gate,
                             inmate_id=rng.choice(inmates)["inmate_id"],
                             purpose="Entrevista con cliente",
                         )
                     )
                 for _ in range(rng.randint(1, 2)):
                     c = rng.choice(contractors)
-                    t = rng.triangular(8.0, 11.5, 9.0)
+                    # Look-alike: deliveries come early, before visiting hours, every day.
+                    t = rng.triangular(6.25, 10.0, 6.9)
                     w.visits.append(
                         Visit(
                             code,
@@ -394,12 +408,86 @@ def build_world(seed: int = 7, start: date = date(2019, 6, 1), months: int = 6) 
                             purpose="Inspección",
                         )
                     )
+    _routine_outside_hours(w, prisons)
     _normal_transfers(w, prisons)
     _plant_visit_anomalies(w, officials)
     _plant_behaviour(w, officials)
     _plant_transfer_anomalies(w)
     _number_lines_and_plant_gaps(w)
     return w
+
+
+# A parish minibus brings families to these prisons on visiting days: one plate, many
+# named passengers arriving together (not one vehicle lent to several drivers).
+PARISH_VAN = {"QZT": "M123-456", "MAR": "M654-321"}
+
+
+def _parish_van(w: World, code: str, d: date, gate: str, inmates: list[dict]) -> None:
+    rng = w.rng
+    t = rng.uniform(8.0, 8.5)
+    for k in range(rng.randint(5, 9)):
+        w.visits.append(
+            Visit(
+                code,
+                _at(d, t + k / 60),
+                _at(d, t + 2.5),
+                w.person("family"),
+                checkpoint=gate,
+                inmate_id=rng.choice(inmates)["inmate_id"],
+                purpose="Visita familiar (transporte parroquial)",
+                vehicle_plate=PARISH_VAN[code],
+            )
+        )
+
+
+def _routine_outside_hours(w: World, prisons) -> None:
+    """Harmless traffic real prisons have that naive rules flag: police bringing detainees
+    at night, the sentence-enforcement judge every week (who interviews leaders too), the
+    ombudsman's monthly inspection and the chaplain's Sunday mass."""
+    rng = w.rng
+    police = [w.person("police", "Policía Nacional Civil") for _ in range(10)]
+    for p in police:
+        p.id_type, p.id_number = "badge", f"PNC-{rng.randrange(10**5):05d}"
+    for code, *_ in prisons:
+        judge = w.person("official", "Juzgado de Vigilancia Penitenciaria")
+        ombudsman = w.person("official", "Procuraduría para la Defensa de los Derechos Humanos")
+        chaplain = w.person("other", "Pastoral Penitenciaria")
+        inmates = [i for i in w.inmates if i["facility"] == code]
+        for d in w.days():
+            if rng.random() < 0.3:
+                t = rng.choice([rng.uniform(20.0, 24.0), rng.uniform(0.0, 4.0)])
+                w.visits.append(
+                    Visit(
+                        code,
+                        _at(d, t),
+                        _at(d, t + rng.uniform(0.3, 1.0)),
+                        rng.choice(police),
+                        purpose="Ingreso de detenido",
+                    )
+                )
+            if d.weekday() == 1 and not _holiday(d):
+                t = rng.uniform(9.0, 9.5)
+                for k, inmate in enumerate(rng.sample(inmates, rng.randint(3, 5))):
+                    w.visits.append(
+                        Visit(
+                            code,
+                            _at(d, t + k * 0.5),
+                            _at(d, t + k * 0.5 + 0.4),
+                            judge,
+                            inmate_id=inmate["inmate_id"],
+                            purpose="Audiencia de vigilancia penitenciaria",
+                        )
+                    )
+            if d.day == 10 and d.weekday() < 5:
+                t = rng.uniform(9.0, 11.0)
+                w.visits.append(
+                    Visit(code, _at(d, t), _at(d, t + 3), ombudsman, purpose="Inspección")
+                )
+            if d.weekday() == 6:
+                t = rng.uniform(7.5, 8.0)
+                w.visits.append(
+                    Visit(code, _at(d, t), _at(d, t + 1.5), chaplain, purpose="Misa dominical")
+                )
 
 
 def _normal_transfers(w: World, prisons) -> None:
@@ -410,17 +498,33 @@ def _normal_transfers(w: World, prisons) -> None:
         day = w.start + timedelta(days=rng.randrange((w.end - w.start).days - 10))
         when = _at(day, rng.uniform(7, 16))
         if n % 3 == 0:
+            hospital = "HRO" if n % 2 else PRISON_HOSPITAL[0]
+            back = when + timedelta(days=rng.randint(1, 5))
             w.transfers.append(
                 _transfer(
                     w,
                     inmate,
-                    "HRO",
+                    hospital,
                     when,
                     "Traslado médico",
                     f"Dr. {rng.choice(SURNAMES)}, Director Médico, ref. DM-{n:03d}",
-                    when + timedelta(days=rng.randint(1, 5)),
+                    back,
                 )
             )
+            if n % 2:
+                # Look-alike: the return leg logged as a transfer of its own, with a
+                # "medical" reason and no approval (it needs none).
+                w.transfers.append(
+                    _transfer(
+                        w,
+                        {**inmate, "facility": hospital},
+                        inmate["facility"],
+                        back,
+                        "Retorno de hospital (alta médica)",
+                        "",
+                        None,
+                    )
+                )
         else:
             dest = rng.choice([c for c in codes if c != inmate["facility"]])
             w.transfers.append(
@@ -529,6 +633,14 @@ def _plant_visit_anomalies(w: World, officials: list[Person]) -> None:
             "companions",
             facility=facility,
             visits=ids,
+        )
+        w.plant(
+            "visit_pattern",
+            "official_at_night",
+            f"{director.name} and his companions entered {facility} at night, long after the "
+            "hours officials keep",
+            facility=facility,
+            visits=list(ids),
         )
         if len(gangs) > 1:
             w.plant(
@@ -679,6 +791,13 @@ def _plant_visit_anomalies(w: World, officials: list[Person]) -> None:
             facility=facility,
             visits=[v],
         )
+        w.plant(
+            "unidentified_entrant",
+            "driver_not_identified",
+            "whoever drove the vehicle in was not written down (no name, no document)",
+            facility=facility,
+            visits=[v],
+        )
 
 
 def _plant_behaviour(w: World, officials: list[Person]) -> None:
@@ -741,7 +860,15 @@ def _plant_behaviour(w: World, officials: list[Person]) -> None:
     # A relative visiting leaders of rival gangs in three prisons within a month.
     for _ in range(2):
         relative = w.person("family")
-        start = day_where("ZAC", lambda d: d.weekday() == 5)
+        # a month with family visits at every prison, all of it inside the world
+        start = day_where(
+            "ZAC",
+            lambda d: (
+                d.weekday() == 5
+                and d + timedelta(days=40) < w.end
+                and not any(_suspended(w, d + timedelta(days=k)) for k in range(40))
+            ),
+        )
         trail = []
         for facility, gang in (("ZAC", "MS13"), ("IZA", "B18S"), ("QZT", "B18R")):
             d = start
@@ -811,6 +938,7 @@ def _pick(w: World, facility: str, role: str) -> Visit:
             and v.id_override is None
             and v.party_size == 1
             and v.exited_at is not None
+            and not v.vehicle_plate  # a planted anomaly never lands on a look-alike
         ):
             v.anomaly = "planted"
             return v
@@ -880,6 +1008,23 @@ def _forget(w: World, gone_ids: set[int]) -> None:
     w.truth = kept
 
 
+def _month_after(start: date, months: int) -> datetime:
+    n = start.month - 1 + months
+    return datetime(start.year + n // 12, n % 12 + 1, 1)
+
+
+def _book_label(w: World, checkpoint: str, at: datetime) -> str:
+    """One book a month per gate, labelled as real gates do: the main gate's books are
+    numbered by month *within the year* ("07/2019": numbering restarts each January), the
+    visitors' gate's carry a prefix ("GV-007"), the vehicle gate's are bare numbers."""
+    month = (at.year - w.start.year) * 12 + at.month - w.start.month
+    if checkpoint == "Garita Principal":
+        return f"{at.month:02d}/{at.year}"
+    if checkpoint == "Garita de Visitas":
+        return f"GV-{month + 1:03d}"
+    return str(500 + month + 1)
+
+
 def _number_lines_and_plant_gaps(w: World) -> None:
     """Silent periods, then book/page/line numbers, then torn pages, removed books, back-dating."""
     rng = w.rng
@@ -909,9 +1054,7 @@ def _number_lines_and_plant_gaps(w: World) -> None:
     counters: dict[tuple, int] = {}
     books: dict[tuple, dict] = {}
     for v in w.visits:
-        month = (v.entered_at.year - w.start.year) * 12 + v.entered_at.month - w.start.month
-        base = 100 if v.checkpoint == "Garita Principal" else 500
-        book = str(base + month + 1)
+        book = _book_label(w, v.checkpoint, v.entered_at)
         key = (v.facility, v.checkpoint, book)
         n = counters.get(key, 0)
         counters[key] = n + 1
@@ -932,7 +1075,7 @@ def _number_lines_and_plant_gaps(w: World) -> None:
         b["last_page"] = max(b["last_page"], v.page)
     # Torn-out pages.
     for facility, book_offset, first in (("CIU", 2, 30), ("MAR", 3, 25), ("ZAC", 1, 12)):
-        book = str(100 + book_offset)
+        book = _book_label(w, "Garita Principal", _month_after(w.start, book_offset))
         pages = (first, first + 2)
         gone = [
             v
@@ -957,7 +1100,7 @@ def _number_lines_and_plant_gaps(w: World) -> None:
         )
     # Removed books: one listed as removed in the register, one missing from the register too.
     for facility, book_offset, listed in (("IZA", 3, True), ("CIU", 4, False)):
-        book = str(100 + book_offset)
+        book = _book_label(w, "Garita Principal", _month_after(w.start, book_offset))
         key = (facility, "Garita Principal", book)
         gone = [v for v in w.visits if (v.facility, v.checkpoint, v.logbook) == key]
         gone_ids = set(map(id, gone))
@@ -1061,8 +1204,11 @@ def write_world(w: World, out: Path) -> dict[str, Path]:
     files["facilities"] = out / "facilities.csv"
     _write(
         files["facilities"],
-        ["facility", "name", "kind", "security_level", "visiting_hours"],
-        [[c, n, k, s, h] for c, n, k, s, h, _, _ in FACILITIES],
+        ["facility", "name", "kind", "security_level", "visiting_hours", "role_hours"],
+        [
+            *([c, n, k, s, h, ROLE_HOURS.get(c, "")] for c, n, k, s, h, _, _ in FACILITIES),
+            [*PRISON_HOSPITAL, ""],
+        ],
     )
     files["inmates"] = out / "internos.csv"
     _write(
