@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
+from detector.review import QUEUE_ORDER
 from detector.rules import SEVERITIES
 from detector.store import Store
 
@@ -49,7 +50,7 @@ def load_flags(
     min_severity: str | None = None,
     state: str | None = "active",
 ) -> pl.DataFrame:
-    """Flags with their review status, most severe first."""
+    """Flags with their review status, in the review queue's order (riskiest first)."""
     where, params = ["1 = 1"], []
     if category:
         where.append("f.category = ?")
@@ -64,9 +65,9 @@ def load_flags(
         SELECT f.*, coalesce(r.status, 'new') AS review_status, r.assignee
         FROM flags f LEFT JOIN reviews r USING (flag_id)
         WHERE {" AND ".join(where)}
-        ORDER BY list_position(?::VARCHAR[], f.severity) DESC, f.period_start, f.flag_id"""
+        ORDER BY {QUEUE_ORDER}"""
     with store.read() as con:
-        return con.sql(sql, params=[*params, list(SEVERITIES)]).pl()
+        return con.sql(sql, params=params).pl()
 
 
 def write_flags(frame: pl.DataFrame, fmt: str, output: Path | None) -> str | None:

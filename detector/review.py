@@ -16,6 +16,16 @@ from detector.store import Store
 STATUSES = ("new", "in_review", "confirmed", "dismissed", "needs_external_verification")
 DISMISS_REASONS = ("false_positive", "benign", "duplicate", "data_error")
 ROLES = ("admin", "auditor", "viewer")
+# Statuses that keep a flag in the open review queue.
+OPEN_STATUSES = ("new", "in_review")
+# The review queue's order (flags ``f``): riskiest first; among equal risks the graver
+# severity, then the more recent period; the flag id only last, for a stable order.
+QUEUE_ORDER = (
+    "f.score DESC NULLS LAST, "
+    "CASE f.severity WHEN 'critical' THEN 4 WHEN 'high' THEN 3 WHEN 'medium' THEN 2 "
+    "WHEN 'low' THEN 1 ELSE 0 END DESC, coalesce(f.period_end, f.period_start) DESC NULLS LAST, "
+    "f.flag_id"
+)
 # What each role may do.
 PERMISSIONS = {
     "admin": {"read", "review", "upload", "export", "admin"},
@@ -49,12 +59,13 @@ def _now() -> datetime:
 def _current(con, flag_id: str) -> dict:
     if not con.execute("SELECT 1 FROM flags WHERE flag_id = ?", [flag_id]).fetchall():
         raise ReviewError(f"no flag {flag_id}")
+    names = ("status", "assignee", "reason", "note", "reopen_on_new")
     rows = con.execute(
-        "SELECT status, assignee, reason, note FROM reviews WHERE flag_id = ?", [flag_id]
+        f"SELECT {', '.join(names)} FROM reviews WHERE flag_id = ?", [flag_id]
     ).fetchall()
     if not rows:
-        return {"status": "new", "assignee": None, "reason": None, "note": None}
-    return dict(zip(("status", "assignee", "reason", "note"), rows[0], strict=True))
+        return dict(zip(names, ("new", None, None, None, False), strict=True))
+    return dict(zip(names, rows[0], strict=True))
 
 
 def _save(
@@ -70,7 +81,7 @@ def _save(
     now = _now()
     con.execute(
         "INSERT OR REPLACE INTO reviews (flag_id, status, assignee, reason, note, updated_at, "
-        "updated_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "updated_by, reopen_on_new) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [
             flag_id,
             state["status"],
@@ -79,6 +90,7 @@ def _save(
             state["note"],
             now,
             actor.username,
+            bool(state["reopen_on_new"]),
         ],
     )
     con.execute(
@@ -139,6 +151,17 @@ def assign(store: Store, actor: Actor, flag_id: str, assignee: str | None) -> No
         old = state["assignee"]
         state["assignee"] = assignee or None
         _save(con, flag_id, actor, state, "assign", old, assignee, None)
+
+
+def reopen_on_new(store: Store, actor: Actor, flag_id: str, on: bool) -> None:
+    """Whether a closed case re-opens when new occurrences of it arrive (off by default:
+    a case dismissed once stays dismissed)."""
+    require(actor, "review")
+    with store.write() as con:
+        state = _current(con, flag_id)
+        old = state["reopen_on_new"]
+        state["reopen_on_new"] = on
+        _save(con, flag_id, actor, state, "reopen_on_new", str(bool(old)), str(on), None)
 
 
 def suppress(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -45,6 +46,45 @@ SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 SEVERITY_WEIGHT = {"informational": 0.05, "low": 0.2, "medium": 0.4, "high": 0.6, "critical": 0.8}
 
 
+# A range flag (a gap, a silent period, a missing book) has no scored visits: its risk is
+# its severity's weight raised by its size, up to RANGE_SIZE_SHARE of the way to 1; half
+# of that at RANGE_SIZE_HALF "magnitude" (the entries the gap hides, as the rule counts).
+RANGE_SIZE_SHARE = 0.3
+RANGE_SIZE_HALF = 50.0
+
+
+def range_risk(alias: str) -> str:
+    """SQL: the queue risk of hits/flags ``alias`` when first stored. Record flags start at
+    their severity's weight (scoring raises it from their visits); range flags get their
+    severity's weight raised by their size and keep it."""
+    m = f"greatest(coalesce(try_cast(json_extract_string({alias}.fields, '$.magnitude') AS DOUBLE), 0), 0)"
+    w = severity_case(f"{alias}.severity")
+    return (
+        f"(CASE WHEN {alias}.subject = 'range' "
+        f"THEN 1 - (1 - {w}) * (1 - {RANGE_SIZE_SHARE} * {m} / ({m} + {RANGE_SIZE_HALF})) "
+        f"ELSE {w} END)"
+    )
+
+
+def reopen_grown_cases(con, now: datetime) -> None:
+    """Re-open closed cases of the temp table ``grown`` whose reviewer asked to be told of
+    new occurrences (``reviews.reopen_on_new``), with an audit row for each."""
+    con.execute(
+        """INSERT INTO review_log (flag_id, acted_at, actor, action, old, new, note)
+           SELECT flag_id, ?, 'system', 'status', status, 'new', 'new occurrences arrived'
+           FROM reviews WHERE reopen_on_new AND status NOT IN ('new', 'in_review')
+             AND flag_id IN (SELECT flag_id FROM grown)""",
+        [now],
+    )
+    con.execute(
+        """UPDATE reviews SET status = 'new', reason = NULL, updated_at = ?,
+                  updated_by = 'system'
+           WHERE reopen_on_new AND status NOT IN ('new', 'in_review')
+             AND flag_id IN (SELECT flag_id FROM grown)""",
+        [now],
+    )
+
+
 def severity_case(column: str = "severity") -> str:
     """SQL mapping a severity column to its weight."""
     whens = " ".join(f"WHEN '{s}' THEN {w}" for s, w in SEVERITY_WEIGHT.items())
@@ -67,6 +107,32 @@ class RegressionCase(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
     # Rows of the input that ingest must quarantine (for rules that read the quarantine).
     quarantined: int = 0
+
+
+class DontMatchCase(BaseModel):
+    """Harmless look-alikes the rule must leave alone (Sigma's ``dont_match``): on this
+    input the rule returns no hit at all."""
+
+    model_config = ConfigDict(extra="forbid")
+    description: str
+    input: dict[
+        Literal["visits", "transfers", "inmates", "logbooks", "facilities"], list[dict[str, Any]]
+    ]
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    quarantined: int = 0
+    expect: list[dict[str, Any]] = Field(default_factory=list, max_length=0)
+
+
+WINDOWS = ("day", "week", "month", "quarter", "year")
+
+
+class Grouping(BaseModel):
+    """Repeated hits of the rule on one entity within a calendar window become one flag
+    (a case), with its occurrences counted: the queue shows cases, not rows."""
+
+    model_config = ConfigDict(extra="forbid")
+    by: list[str] = Field(min_length=1)  # hit fields naming the entity
+    window: Literal[WINDOWS] = "month"  # type: ignore[valid-type]
 
 
 class Rule(BaseModel):
@@ -95,6 +161,8 @@ class Rule(BaseModel):
     query: str
     explanation: str
     regression: list[RegressionCase] = Field(min_length=1)
+    dont_match: list[DontMatchCase] = Field(min_length=1)
+    group: Grouping | None = None
     path: Path | None = None
     sha256: str = ""
 
@@ -242,6 +310,39 @@ def flag_id(rule_id: str, identity: str) -> str:
     return hashlib.sha256(f"{rule_id}|{identity}".encode()).hexdigest()[:16]
 
 
+def holiday_countries() -> list[str]:
+    """Public-holiday calendars rules judge silence against: ``$DETECTOR_HOLIDAYS``, a
+    comma-separated list of ISO country codes, optionally with a subdivision ("US-DC");
+    El Salvador's by default."""
+    return [c.strip() for c in os.environ.get("DETECTOR_HOLIDAYS", "SV").split(",") if c.strip()]
+
+
+def prepare_context(con: duckdb.DuckDBPyConnection) -> None:
+    """Temporary tables rules may read beside the data (on this connection only):
+    ``holidays(day, name, country)``, the public holidays of the configured calendars
+    over the years the visits span (from the ``holidays`` library)."""
+    import holidays
+
+    con.execute("CREATE OR REPLACE TEMP TABLE holidays (day DATE, name VARCHAR, country VARCHAR)")
+    first, last = con.execute(
+        "SELECT min(year(entered_at)), max(year(entered_at)) FROM visits"
+    ).fetchall()[0]
+    if first is None:
+        return
+    rows = []
+    for code in holiday_countries():
+        country, _, subdivision = code.partition("-")
+        try:
+            calendar = holidays.country_holidays(
+                country, subdiv=subdivision or None, years=range(first, last + 1)
+            )
+        except NotImplementedError as exc:
+            raise RuleError(f"DETECTOR_HOLIDAYS: no holiday calendar for {code!r}") from exc
+        rows += [(day, name, code) for day, name in calendar.items()]
+    if rows:
+        con.executemany("INSERT INTO holidays VALUES (?, ?, ?)", rows)
+
+
 def sandbox(con: duckdb.DuckDBPyConnection) -> None:
     """Lock a connection down before rule SQL runs on it: no files, URLs or extensions
     (``read_text('/etc/passwd')``, ``COPY ... TO``), and no way to switch that back on.
@@ -284,7 +385,74 @@ def evaluate(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[Hit]:
                 explain(rule.explanation, {**rule.parameters, **shown}),
             )
         )
-    return hits
+    return group_hits(rule, hits) if rule.group else hits
+
+
+def window_start(at: datetime | None, window: str) -> str:
+    """The calendar window a moment falls in, as a label ("2019-06", "2019-Q2", ...)."""
+    if at is None:
+        return "undated"
+    if window == "day":
+        return at.date().isoformat()
+    if window == "week":
+        iso = at.isocalendar()
+        return f"{iso.year}-W{iso.week:02d}"
+    if window == "month":
+        return f"{at.year}-{at.month:02d}"
+    if window == "quarter":
+        return f"{at.year}-Q{(at.month - 1) // 3 + 1}"
+    return str(at.year)
+
+
+def group_hits(rule: Rule, hits: list[Hit]) -> list[Hit]:
+    """One hit per entity and window: the records of every occurrence, the graver
+    severity, the first occurrence's values, and how many, when first and when last.
+
+    The identity is the rule, the entity and the window, so that a new occurrence in the
+    same window joins the case (and the review state stays with it)."""
+    assert rule.group is not None
+    cases: dict[tuple, list[Hit]] = {}
+    for h in sorted(hits, key=lambda h: (h.period_start or datetime.min, h.flag_id)):
+        entity = tuple(str(h.fields.get(k)) for k in rule.group.by)
+        cases.setdefault((entity, window_start(h.period_start, rule.group.window)), []).append(h)
+    out = []
+    for (entity, window), members in cases.items():
+        first = members[0]
+        starts = [h.period_start for h in members if h.period_start]
+        ends = [h.period_end or h.period_start for h in members if h.period_start]
+        worst = max(members, key=lambda h: SEVERITY_RANK[h.severity]).severity
+        fields = {
+            **first.fields,
+            "occurrences": len(members),
+            "first_at": _plain(min(starts)) if starts else None,
+            "last_at": _plain(max(starts)) if starts else None,
+            "window": window,
+        }
+        explanation = first.explanation
+        if len(members) > 1:
+            explanation += (
+                f" Repeated {len(members)} times in {window} "
+                f"({', '.join(f'{k} {v}' for k, v in zip(rule.group.by, entity, strict=True))}), "
+                f"first {fields['first_at']}, last {fields['last_at']}."
+            )
+        out.append(
+            Hit(
+                flag_id(rule.id, "group|" + "|".join(entity) + "|" + window),
+                rule.id,
+                rule.category,
+                rule.title,
+                rule.subject,
+                worst,
+                first.facility,
+                first.logbook,
+                min(starts) if starts else None,
+                max(ends) if ends else None,
+                sorted({k for h in members for k in h.record_keys}),
+                fields,
+                explanation,
+            )
+        )
+    return out
 
 
 def _next_run(con, kind: str, triggered_by: str, scope: str) -> int:
@@ -519,6 +687,7 @@ def run_rules(
                 r if known.get(r.id) == r.sha256 else r.model_copy(update={"scope": "global"})
                 for r in rules
             ]
+        prepare_context(con)
         sandbox(con)  # rule folders may come from auditors: their SQL reads tables only
         hits = (
             []
@@ -611,21 +780,30 @@ def store_flags(
              USING (flag_id)
         LEFT JOIN records r ON r.record_key = u.k
         GROUP BY h.flag_id""")
+    # Cases that gain occurrences: a closed one re-opens if its reviewer asked for that.
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE grown AS
+        SELECT f.flag_id FROM flags f JOIN hits h USING (flag_id)
+        WHERE len(h.record_keys) > len(f.record_keys)""")
     con.execute(
         f"""
         INSERT INTO flags BY NAME
         SELECT h.*, ? AS source, coalesce(e.record_ids, []) AS record_ids,
-               coalesce(e.evidence, '[]') AS evidence, {severity_case("h.severity")} AS score,
+               coalesce(e.evidence, '[]') AS evidence, {range_risk("h")} AS score,
                ? AS first_run, ? AS last_run, ? AS first_seen, ? AS last_seen,
                'active' AS state
         FROM hits h JOIN hit_evidence e USING (flag_id)
         ON CONFLICT (flag_id) DO UPDATE SET
             last_run = excluded.last_run, last_seen = excluded.last_seen, state = 'active',
             severity = excluded.severity, explanation = excluded.explanation,
-            fields = excluded.fields, record_ids = excluded.record_ids,
-            evidence = excluded.evidence""",
+            fields = excluded.fields, record_keys = excluded.record_keys,
+            record_ids = excluded.record_ids, evidence = excluded.evidence,
+            period_start = excluded.period_start, period_end = excluded.period_end,
+            score = CASE WHEN excluded.subject = 'range' OR flags.score IS NULL
+                         THEN excluded.score ELSE flags.score END""",
         [source, run_id, run_id, now, now],
     )
+    reopen_grown_cases(con, now)
     by_scope: dict[str, list[str]] = {
         "global": [],
         "facility": [],
@@ -706,8 +884,12 @@ def run_case(rule: Rule, case: RegressionCase, workdir: Path) -> list[str]:
                 f"{result.message or result.reasons}"
             ]
     with store.read() as con:
+        prepare_context(con)
         sandbox(con)
-        hits = evaluate(con, rule)
+        try:
+            hits = evaluate(con, rule)
+        except duckdb.Error as exc:
+            return [f"the query failed: {str(exc).splitlines()[0][:500]}"]
         ids = dict(
             con.execute(
                 "SELECT record_key, coalesce(record_id, record_key) FROM records"

@@ -109,6 +109,18 @@ VOCABULARIES: dict[str, dict[str, tuple[str, ...]]] = {
         "other": ("other", "otro"),
     },
     "reason": {
+        # Before "medical": the way back from a hospital is logged as a transfer too, often
+        # with a medical wording ("retorno de hospital, alta médica"); it needs no approval.
+        "medical_return": (
+            "medical_return",
+            "retorno",
+            "regreso",
+            "alta medica",
+            "alta hospitalaria",
+            "return",
+            "discharge",
+            "discharged",
+        ),
         "medical": (
             "medical",
             "medico",
@@ -432,6 +444,12 @@ SPECS: dict[str, KindSpec] = {
                 synonyms=("security_level", "nivel_seguridad", "seguridad"),
             ),
             Field("visiting_hours", synonyms=("visiting_hours", "horario_visitas", "horario")),
+            # Hours per role beside the visiting hours, e.g.
+            # "police 00:00-24:00; contractor Mon-Fri 06:00-11:00; lawyer 08:00-17:00".
+            Field(
+                "role_hours",
+                synonyms=("role_hours", "horario_por_calidad", "horarios_especiales"),
+            ),
         ),
         natural_key=("facility",),
         signature=("security_level", "nivel_seguridad", "visiting_hours", "horario_visitas"),

@@ -417,7 +417,7 @@ def _store_scores(
                 FROM (SELECT flag_id, unnest(record_keys) AS k FROM flags) u
                 JOIN scores s ON s.record_key = u.k AND s.run_id = ?
                 GROUP BY u.flag_id) x
-            WHERE flags.flag_id = x.flag_id""",
+            WHERE flags.flag_id = x.flag_id AND coalesce(flags.subject, 'records') <> 'range'""",
             [run_id],
         )
         con.execute(

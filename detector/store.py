@@ -157,6 +157,8 @@ MIGRATIONS = [
     "ALTER TABLE flags ADD COLUMN IF NOT EXISTS subject VARCHAR",
     "ALTER TABLE visits ADD COLUMN IF NOT EXISTS name_status VARCHAR",
     f"UPDATE visits SET name_status = {name_status_sql()} WHERE name_status IS NULL",
+    "ALTER TABLE facilities ADD COLUMN IF NOT EXISTS role_hours VARCHAR",
+    "ALTER TABLE reviews ADD COLUMN IF NOT EXISTS reopen_on_new BOOLEAN DEFAULT false",
 ]
 
 
