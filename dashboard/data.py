@@ -14,6 +14,7 @@ from datetime import date
 
 import polars as pl
 
+from detector.review import QUEUE_ORDER
 from detector.rules import CATEGORIES, SEVERITIES
 from detector.store import Store
 
@@ -82,7 +83,7 @@ def queue(store: Store, flt: QueueFilter, page: int = 0, page_size: int = 50) ->
     with store.read() as con:
         return con.sql(
             f"SELECT {QUEUE_COLUMNS} FROM flags f LEFT JOIN reviews r USING (flag_id) "
-            f"WHERE {where} ORDER BY f.score DESC NULLS LAST, f.flag_id "
+            f"WHERE {where} ORDER BY {QUEUE_ORDER} "
             f"LIMIT {int(page_size)} OFFSET {int(page) * int(page_size)}",
             params=params,
         ).pl()
@@ -95,7 +96,7 @@ def export_frame(store: Store, flt: QueueFilter) -> pl.DataFrame:
         return con.sql(
             f"SELECT f.*, coalesce(r.status, 'new') AS review_status, r.assignee "
             f"FROM flags f LEFT JOIN reviews r USING (flag_id) WHERE {where} "
-            f"ORDER BY f.score DESC NULLS LAST, f.flag_id",
+            f"ORDER BY {QUEUE_ORDER}",
             params=params,
         ).pl()
 
@@ -131,7 +132,8 @@ def flag(store: Store, flag_id: str) -> dict | None:
     with store.read() as con:
         cur = con.execute(
             "SELECT f.*, coalesce(r.status, 'new') AS status, r.assignee, "
-            "r.reason, r.note FROM flags f LEFT JOIN reviews r USING (flag_id) "
+            "r.reason, r.note, coalesce(r.reopen_on_new, false) AS reopen_on_new "
+            "FROM flags f LEFT JOIN reviews r USING (flag_id) "
             "WHERE f.flag_id = ?",
             [flag_id],
         )

@@ -133,7 +133,8 @@ def _log_in(page, url, user="ana", password="pw-ana-1234") -> None:
     page.get_by_role("textbox", name="Username").fill(user)
     page.get_by_role("textbox", name="Password").fill(password)
     page.get_by_role("button", name="Login").click()
-    page.get_by_role("heading", name="Review queue").wait_for()
+    # .first: while Streamlit reruns, the old heading can linger beside the new one
+    page.get_by_role("heading", name="Review queue").first.wait_for()
     _wait_idle(page)
 
 

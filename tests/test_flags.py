@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import datetime, time, timedelta
 
 import pytest
 from typer.testing import CliRunner
@@ -62,7 +63,12 @@ def test_no_silent_period_flags_for_nights_sundays_or_holidays(demo_store, demo_
             "period_end": end,
         }
         assert any(hits(flag, t) for t in gaps), f"silent period {facility} {start}..{end}"
-        assert (end - start).total_seconds() > 24 * 3600  # never one ordinary night
+        # never one ordinary night: the silence covers working hours (09-15) of some day
+        days = [start.date() + timedelta(days=n) for n in range((end - start).days + 2)]
+        assert any(
+            start < datetime.combine(d, time(15)) and end > datetime.combine(d, time(9))
+            for d in days
+        ), (start, end)
 
 
 def test_non_medical_transfers_never_flagged(demo_store):

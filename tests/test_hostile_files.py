@@ -134,6 +134,11 @@ regression:
       visits:
         - {{record_id: V1, facility: ZAC, entered_at: "2019-06-01 10:00", name: Ana}}
     expect: []
+dont_match:
+  - description: nothing
+    input:
+      visits:
+        - {{record_id: V1, facility: ZAC, entered_at: "2019-06-01 10:00", name: Ana}}
 """
 
 

@@ -65,6 +65,14 @@ def test_rule_regression_cases(rule, tmp_path):
         assert run_case(rule, case, tmp_path / f"case{i}") == []
 
 
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.id)
+def test_rule_leaves_its_look_alikes_alone(rule, tmp_path):
+    """Sigma's dont_match: each rule carries the harmless traffic it must not flag."""
+    assert rule.dont_match, f"{rule.path} has no dont_match case"
+    for i, case in enumerate(rule.dont_match):
+        assert run_case(rule, case, tmp_path / f"dont{i}") == [], case.description
+
+
 def _write_rule(folder, body: str, category="data_quality", name="r.yml"):
     target = folder / category
     target.mkdir(parents=True, exist_ok=True)
@@ -88,6 +96,11 @@ GOOD = """
             - {record_id: V2, facility: ZAC, entered_at: "2019-06-01 10:00", name: "Ana'; DROP TABLE visits; --"}
         expect:
           - {record_ids: [V1]}
+    dont_match:
+      - description: somebody else
+        input:
+          visits:
+            - {record_id: V1, facility: ZAC, entered_at: "2019-06-01 10:00", name: "Anabel"}
 """
 
 
@@ -121,6 +134,12 @@ def test_schema_errors_name_file_and_field(tmp_path, change, message):
 def test_rule_without_a_case_fails(tmp_path):
     body = GOOD[: GOOD.index("    regression:")] + "    regression: []\n"
     with pytest.raises(RuleError, match="regression"):
+        load_rule(_write_rule(tmp_path, body))
+
+
+def test_rule_without_a_dont_match_case_fails(tmp_path):
+    body = GOOD[: GOOD.index("    dont_match:")]
+    with pytest.raises(RuleError, match="dont_match"):
         load_rule(_write_rule(tmp_path, body))
 
 

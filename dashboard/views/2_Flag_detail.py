@@ -30,6 +30,22 @@ st.markdown(
     + (" · resolved by data" if f["state"] != "active" else "")
 )
 st.info(f["explanation"])
+risk, seen, when = st.columns(3)
+risk.metric(
+    "Risk (queue order)",
+    "—" if f["score"] is None else f"{f['score']:.2f}",
+    help=(
+        "A range (gap, silence, missing book) has no visits to score: its risk is its "
+        "severity's weight raised by its size (the entries it hides)."
+        if f["subject"] == "range"
+        else "The highest risk among its visits: the noisy-OR of their rule flags' "
+        "severities and how rare the visit is to the outlier model."
+    ),
+)
+occurrences = f["fields"].get("occurrences")
+if occurrences:
+    seen.metric("Occurrences in this case", occurrences)
+    when.metric("First · last", f"{f['fields'].get('first_at')} · {f['fields'].get('last_at')}")
 
 st.subheader("Evidence")
 st.dataframe(
@@ -91,8 +107,16 @@ else:
             "Dismissal reason", [None, *DISMISS_REASONS], key="r_reason", help="Needed to dismiss."
         )
         note = st.text_area("Note", key="r_note")
+        reopen = st.checkbox(
+            "Re-open this case when new occurrences arrive",
+            value=bool(f["reopen_on_new"]),
+            key="r_reopen",
+            help="Off: a case closed once stays closed however often it repeats.",
+        )
         if st.form_submit_button("Save review"):
             try:
+                if reopen != bool(f["reopen_on_new"]):
+                    review.reopen_on_new(session.writer(), session.actor(), f["flag_id"], reopen)
                 review.set_status(
                     session.writer(), session.actor(), f["flag_id"], status, note or None, reason
                 )
