@@ -120,6 +120,14 @@ def test_detail_shows_evidence_related_and_review_changes(app, demo_db):
     assert ("ana", "new", "confirmed") in log
 
 
+def test_detail_shows_a_range_flags_own_risk(app, demo_db):
+    at = app()
+    flag_id = _open_detail(at, demo_db, "logbook-page-sequence-gap")
+    ((score,),) = rows(Store(demo_db), "SELECT score FROM flags WHERE flag_id = ?", [flag_id])
+    risk = next(m for m in at.metric if m.label == "Risk (queue order)")
+    assert risk.value == f"{score:.2f}" and score >= 0.6
+
+
 def test_dismiss_needs_a_reason_in_the_page(app, demo_db):
     at = app()
     flag_id = _open_detail(at, demo_db, "visit-outside-visiting-hours")
