@@ -92,12 +92,27 @@ class Table:
 
 
 def _nulls_for_empty(frame: pl.DataFrame) -> pl.DataFrame:
-    """An empty cell is missing whatever the format (CSV gives null, XLSX/Parquet/JSON "")."""
+    """An empty cell is missing whatever the format (CSV gives null, XLSX/Parquet/JSON "").
+
+    The schema is read once: asking ``frame.schema`` per column made a wide file quadratic."""
+    schema = frame.schema
     return frame.with_columns(
         pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c)
-        for c in frame.columns
-        if frame.schema[c] == pl.String
+        for c, dtype in schema.items()
+        if dtype == pl.String
     )
+
+
+def _check_width(columns: int, name: str, at_least: bool = False) -> None:
+    """Refuse absurd column counts before any row is read (a 47 KB CSV with 6,000 columns
+    used to hold the write lock for 77 s): no logbook export comes near the limit."""
+    if columns > sandbox.MAX_COLUMNS:
+        raise FileError(
+            name,
+            f"{'over ' if at_least else ''}{columns:,} columns "
+            f"(limit {sandbox.MAX_COLUMNS:,}; set DETECTOR_MAX_COLUMNS "
+            "to raise it): not a logbook export",
+        )
 
 
 def _single(frame: pl.DataFrame) -> Callable[[int], Iterator[Batch]]:
@@ -234,6 +249,7 @@ def read_table(
             table.first_row = 1 if names is not None else 2
         elif fmt == "parquet":
             columns = pl.scan_parquet(path).collect_schema().names()
+            _check_width(len(columns), name)
             table = Table(name, "parquet", [str(c) for c in columns], _parquet_reader(path))
         elif fmt in ("json", "ndjson"):
             frame = _read_json(path, fmt, name)
@@ -302,6 +318,7 @@ def _read_json(path: Path, fmt: str, name: str) -> pl.DataFrame:
     columns: dict[str, None] = {}
     for r in data:
         columns.update(dict.fromkeys(r))
+        _check_width(len(columns), name)
 
     def text_of(v):
         if v is None or isinstance(v, str):
@@ -342,6 +359,8 @@ def _open_csv(
         raise FileError(name, "has a header but no data rows")
     delimiter = sniff_delimiter(text_head)
     first = [c.lstrip("\ufeff") for c in next(csv.reader([lines[0]], delimiter=delimiter))]
+    # a header line longer than the sample read is cut: it has at least these columns
+    _check_width(len(first), name, at_least=not complete and "\n" not in text_head)
     if names is not None:
         _check_names(names, len(first), name)
     columns = _unique(list(names)) if names is not None else first

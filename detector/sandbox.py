@@ -24,7 +24,10 @@ from detector.errors import FileError
 
 # A visit logbook sheet is far below these; anything larger is refused before reading.
 MAX_ROWS = int(os.environ.get("DETECTOR_XLSX_MAX_ROWS", "2000000"))
-MAX_COLUMNS = int(os.environ.get("DETECTOR_XLSX_MAX_COLUMNS", "500"))
+# The widest table any reader accepts (XLSX, CSV, Parquet, JSON).
+MAX_COLUMNS = int(
+    os.environ.get("DETECTOR_MAX_COLUMNS") or os.environ.get("DETECTOR_XLSX_MAX_COLUMNS", "500")
+)
 MEMORY_BYTES = int(float(os.environ.get("DETECTOR_READER_MEMORY_GB", "4")) * 2**30)
 TIMEOUT_SECONDS = float(os.environ.get("DETECTOR_READER_TIMEOUT", "600"))
 

@@ -175,3 +175,32 @@ def test_rule_sql_cannot_read_or_write_files(store, tmp_path):
     with pytest.raises(RuleError, match="exactly one SELECT"):
         load_rules([root])
     assert not target.exists()
+
+
+@pytest.mark.parametrize("width", [6_000, 100_000])
+def test_absurdly_wide_files_are_refused_at_once(store, tmp_path, width):
+    """A 47 KB CSV with 6,000 columns took 77 s under the write lock; 100,000 never ended."""
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(f"c{i}" for i in range(width)) + "\n" + ",".join("x" * width) + "\n")
+    t0 = time.perf_counter()
+    result = ingest_file(store, path)
+    assert time.perf_counter() - t0 < 5
+    assert result.status == "failed"
+    assert "wide.csv" in result.message and "columns (limit 500" in result.message
+    assert f"{width:,} columns" in result.message or "over " in result.message
+    assert rows(store, "SELECT count(*) FROM uploads") == [(0,)]
+
+
+def test_a_wide_but_plausible_file_is_read(store, tmp_path):
+    """Below the limit, width costs linear time: the schema is read once per batch."""
+    extra = [f"note_{i}" for i in range(480)]
+    path = tmp_path / "wide_ok.csv"
+    header = ["record_id", "facility", "entered_at", "name", *extra]
+    lines = [",".join(header)] + [
+        ",".join([str(n), "ZAC", "2022-01-01 10:00", f"Ana {n}", *([""] * len(extra))])
+        for n in range(2_000)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    result = ingest_file(store, path)
+    assert result.status == "stored", result.message
+    assert rows(store, "SELECT count(*) FROM visits") == [(2_000,)]
