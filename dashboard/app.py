@@ -28,8 +28,8 @@ if session.can("admin"):
     pages.append(st.Page(HERE / "6_Admin.py", title="Admin"))
 nav = st.navigation(pages)
 with st.sidebar:
-    st.caption(f"Signed in as **{user.username}** ({user.role})")
-    st.caption(f"Database: `{session.db_path()}`")
+    st.caption(f"Signed in as **{session.md(user.username)}** ({user.role})")
+    st.caption(f"Database: {session.md(session.db_path())}")
     # Not key="logout": the authenticator writes that session key itself.
     st.session_state["authenticator"].logout("Log out", location="sidebar", key="sidebar_logout")
 nav.run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -63,7 +64,7 @@ def login() -> Actor:
     try:
         authenticator.login(location="main", key="login")
     except Exception as exc:  # a wrong cookie or a locked account: say so, do not crash
-        st.error(str(exc))
+        st.error(md(exc))
     if st.session_state.get("expired") and not st.session_state.get("authentication_status"):
         st.info(f"Your session expired after {IDLE_MINUTES:g} idle minutes: log in again.")
     status = st.session_state.get("authentication_status")
@@ -77,6 +78,24 @@ def login() -> Actor:
     actor = Actor(st.session_state["username"], roles[0])
     st.session_state["actor"] = actor
     return actor
+
+
+_ADDRESS = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*:(?=//)|\bwww\.|@")
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|:$<>~&=\"'/@])")
+
+
+def md(value: object) -> str:
+    """Text from logs, files and users, made inert for Streamlit's Markdown: every
+    character Markdown (or its colour, emoji, LaTeX and link extensions) would act on is
+    escaped, so a visitor named ``![p](http://host/pixel.png)`` is shown as written and no
+    reviewer's browser fetches anything. Use it for every value put into ``st.markdown``,
+    ``st.info`` and the like; dataframes and ``st.text`` show text as it is already."""
+    text = "" if value is None else str(value)
+    # The page also turns bare addresses into live links, escaped or not: a zero-width
+    # space after a URL scheme, "www." or an "@" keeps them text (exports and dossiers
+    # keep the value exactly as written).
+    text = _ADDRESS.sub(lambda m: m.group(0) + "\u200b", text)
+    return _MARKDOWN.sub(r"\\\1", text)
 
 
 def actor() -> Actor:

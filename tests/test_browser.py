@@ -342,3 +342,56 @@ def test_the_re_login_cookie_lasts_no_longer_than_an_idle_session(server, browse
             assert not second.get_by_role("heading", name="Review queue").count()
         finally:
             context.close()
+
+
+def test_text_from_logs_and_users_is_shown_as_text_never_fetched(browser, tmp_path):
+    """A visitor named like a Markdown image made every reviewer's browser fetch a
+    tracking pixel; links went live, :red[...] and LaTeX rendered. Now all of it is text."""
+    beacon = "http://127.0.0.1:9/pixel.png?leak=1"
+    name = f"![p]({beacon}) :red[ALERTA] $x^2$ [aquí](http://127.0.0.1:9/phish)"
+    db = tmp_path / "d.duckdb"
+    store = Store(db, wait=30)
+    facilities = write_csv(
+        tmp_path / "f.csv",
+        ["facility", "kind", "visiting_hours"],
+        [["QZT", "centro penal", "08:00-15:00"]],
+    )
+    visits = write_csv(
+        tmp_path / "v.csv",
+        ["record_id", "facility", "entered_at", "name", "role"],
+        [["V1", "QZT", "2019-06-01 21:10", name, "Familiar"]],
+    )
+    ingest_paths(store, [facilities, visits], user="test")
+    run_rules(store)
+    ((flag_id,),) = rows(store, "SELECT flag_id FROM flags WHERE rule_id LIKE 'visit-outside%'")
+    auth.add_user(auth.users_file(db), "ana", "auditor", password="pw-ana-1234")
+    requested: list[str] = []
+    with _streamlit(db) as url:
+        context = _context(browser)
+        page = context.new_page()
+        page.on("request", lambda r: requested.append(r.url))
+        try:
+            _log_in(page, url)
+            _goto(page, "Flag detail")
+            box = page.get_by_label("Flag id")
+            box.fill(flag_id)
+            box.press("Enter")
+            _wait_idle(page)
+            page.get_by_role("heading", name="Review", exact=True).wait_for()
+            page.get_by_label("Note").fill(f"see ![n]({beacon}&note=1)")
+            page.get_by_role("button", name="Save review").click()
+            _wait_idle(page)
+            alert = page.get_by_test_id("stAlert").first
+            # the name as written, brackets and all (a zero-width space keeps addresses dead)
+            assert name in alert.inner_text().replace("\u200b", "")
+            assert not page.locator("img[src*='pixel.png']").count()
+            links = page.locator("a[href*='127.0.0.1:9']")
+            assert not links.count(), [
+                links.nth(i).evaluate("e => e.parentElement.outerHTML")
+                for i in range(links.count())
+            ]
+            assert not page.locator(".katex").count()
+            page.screenshot(path=SHOTS / "markdown-as-text.png", full_page=True)
+        finally:
+            context.close()
+    assert not [u for u in requested if "127.0.0.1:9" in u]

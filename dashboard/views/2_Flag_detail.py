@@ -18,18 +18,19 @@ if not flag_id:
     st.stop()
 f = session.guarded(data.flag, store, flag_id.strip())
 if f is None:
-    st.error(f"No flag {flag_id}.")
+    st.error(f"No flag {session.md(flag_id)}.")
     st.stop()
 
-st.title(f["title"])
+st.title(session.md(f["title"]))
 st.markdown(
-    f"**{f['severity'].upper()}** · `{f['rule_id']}` ({f['source']}) · "
-    f"{f['category'].replace('_', ' ')} · status **{f['status']}**"
-    + (f" ({f['reason']})" if f.get("reason") else "")
-    + (f" · assigned to {f['assignee']}" if f.get("assignee") else "")
+    f"**{session.md(f['severity'].upper())}** · {session.md(f['rule_id'])} "
+    f"({session.md(f['source'])}) · {session.md(f['category'].replace('_', ' '))} · "
+    f"status **{session.md(f['status'])}**"
+    + (f" ({session.md(f['reason'])})" if f.get("reason") else "")
+    + (f" · assigned to {session.md(f['assignee'])}" if f.get("assignee") else "")
     + (" · resolved by data" if f["state"] != "active" else "")
 )
-st.info(f["explanation"])
+st.info(session.md(f["explanation"]))
 risk, seen, when = st.columns(3)
 risk.metric(
     "Risk (queue order)",
@@ -55,7 +56,7 @@ st.dataframe(
     key="evidence",
 )
 for kind, frame in session.guarded(data.evidence_records, store, f["record_keys"]).items():
-    st.caption(f"Original values — {kind}")
+    st.caption(f"Original values — {session.md(kind)}")
     st.dataframe(frame, hide_index=True, width="stretch", key=f"orig_{kind}")
 
 if f["source"] == "model":
@@ -80,7 +81,7 @@ else:
 
 line = session.guarded(data.timeline, store, f["facility"], f["period_start"], f["period_end"])
 if line.height:
-    st.subheader(f"Timeline at {f['facility']} (±24 h)")
+    st.subheader(f"Timeline at {session.md(f['facility'])} (±24 h)")
     chart = (
         alt.Chart(line.to_pandas())
         .mark_tick(thickness=2, size=18)
@@ -120,10 +121,10 @@ else:
                 review.set_status(
                     session.writer(), session.actor(), f["flag_id"], status, note or None, reason
                 )
-                st.success(f"Saved: {status}.")
+                st.success(f"Saved: {session.md(status)}.")
                 st.rerun()
             except ReviewError as exc:
-                st.error(str(exc))
+                st.error(session.md(exc))
     a, b = st.columns(2)
     with a.form("assign_form"):
         who = st.text_input("Assign to (username)", value=f.get("assignee") or "", key="r_who")
@@ -140,9 +141,11 @@ else:
         if st.form_submit_button("Suppress"):
             try:
                 review.suppress(session.writer(), session.actor(), f["rule_id"], entity, until)
-                st.success(f"{f['rule_id']} suppressed for {entity} until {until}.")
+                st.success(
+                    f"{session.md(f['rule_id'])} suppressed for {session.md(entity)} until {until}."
+                )
             except ReviewError as exc:
-                st.error(str(exc))
+                st.error(session.md(exc))
 
 if session.can("export"):
     lang = st.radio("Dossier language", ["en", "es"], horizontal=True, key="d_lang")

@@ -35,16 +35,18 @@ for upload in files:
     path = workdir / Path(upload.name).name
     path.write_bytes(upload.getvalue())
     paths.append(path)
-    with st.expander(f"{upload.name} — {len(upload.getvalue()):,} bytes", expanded=True):
+    with st.expander(
+        f"{session.md(upload.name)} — {len(upload.getvalue()):,} bytes", expanded=True
+    ):
         order = st.selectbox("Date order", ["dmy", "mdy", "ymd"], key=f"order_{upload.name}")
         try:
             p = plan(path, None, UserMapping(date_order=order))
         except FileError as exc:
-            st.error(str(exc))
+            st.error(session.md(exc))
             continue
         st.write(
             f"Kind **{p.kind}** · format {p.table.format} · encoding "
-            f"{p.table.encoding or '-'} · delimiter {p.table.delimiter!r}"
+            f"{session.md(p.table.encoding or '-')} · delimiter {session.md(repr(p.table.delimiter))}"
         )
         headers = ["", *p.table.columns]
         current = {
@@ -105,12 +107,12 @@ if st.button(f"Ingest {len(paths)} file(s) and run the checks", type="primary", 
 for r in st.session_state.get("upload_results", []):
     name = Path(r["path"]).name
     if r["status"] == "failed":
-        st.error(r["message"])
+        st.error(session.md(r["message"]))
     elif r["status"] == "duplicate":
-        st.warning(f"{name}: {r['message']}")
+        st.warning(session.md(f"{name}: {r['message']}"))
     else:
         st.success(
-            f"{name}: {r['rows_stored']:,} rows stored, {r['rows_quarantined']:,} "
+            f"{session.md(name)}: {r['rows_stored']:,} rows stored, {r['rows_quarantined']:,} "
             f"quarantined, {r['rows_duplicate']:,} already stored · SHA-256 "
             f"`{r['sha256']}`"
         )

@@ -18,7 +18,7 @@ if st.button("Verify the ledger and every evidence file", key="verify"):
         )
     else:
         for problem in result.problems:
-            st.error(problem)
+            st.error(session.md(problem))
 
 st.subheader("Runs")
 st.dataframe(session.guarded(data.runs, store), hide_index=True, width="stretch", key="runs")

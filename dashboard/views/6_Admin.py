@@ -16,7 +16,7 @@ st.title("Admin")
 try:  # the page is hidden from others; refuse them anyway
     require(session.actor(), "admin")
 except PermissionError as exc:
-    st.error(str(exc))
+    st.error(session.md(exc))
     st.stop()
 
 path = auth.users_file(session.db_path())
@@ -32,7 +32,7 @@ with st.form("add_user"):
     role = st.selectbox("Role", ROLES, index=1, key="new_role")
     if st.form_submit_button("Create or reset user") and username.strip():
         password = auth.add_user(path, username.strip(), role)
-        st.success(f"{username} ({role}) — password, shown once: `{password}`")
+        st.success(f"{session.md(username)} ({role}) — password, shown once: `{password}`")
 
 st.subheader("Schedules")
 st.caption(
@@ -57,16 +57,16 @@ try:
         key="jobs",
     )
 except (tomllib.TOMLDecodeError, ValidationError) as exc:
-    st.error(f"{schedule_path}: {exc}")
+    st.error(session.md(f"{schedule_path}: {exc}"))
 with st.form("schedule_form"):
     edited = st.text_area(f"{schedule_path}", value=text, height=300, key="schedule_text")
     if st.form_submit_button("Validate and save"):
         try:
             ScheduleConfig.model_validate(tomllib.loads(edited))
             schedule_path.write_text(edited, encoding="utf-8")
-            st.success(f"Saved {schedule_path}.")
+            st.success(f"Saved {session.md(schedule_path)}.")
         except (tomllib.TOMLDecodeError, ValidationError) as exc:
-            st.error(f"Not saved: {exc}")
+            st.error(f"Not saved: {session.md(exc)}")
 
 st.subheader("Run history")
 st.dataframe(
