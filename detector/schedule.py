@@ -28,7 +28,14 @@ from detector.scoring import score
 from detector.store import Store
 
 DEFAULT_CONFIG = Path("schedule.toml")
-SETTLE_SECONDS = 5  # a file modified more recently may still be being copied in
+# A file is taken from the inbox when nobody has written to it for QUIET_SECONDS, or when
+# two looks at least SETTLE_SECONDS apart (in this tick and an earlier one) saw the same
+# size and modification time. A writer that stalls mid-row is thus not cut short; one
+# that may stall longer should write "name.csv.part" and rename it when done (files
+# with other suffixes are never taken).
+SETTLE_SECONDS = 5
+QUIET_SECONDS = 60
+LOOKS_FILE = ".inbox-looks.json"
 
 
 class Job(BaseModel):
@@ -85,13 +92,8 @@ def process_inbox(store: Store, inbox: Path) -> list[dict]:
     processed, failed = inbox / "processed", inbox / "failed"
     for folder in (inbox, processed, failed):
         folder.mkdir(parents=True, exist_ok=True)
-    now = time.time()
     files = reference_first(
-        [
-            p
-            for p in expand_paths([inbox])
-            if p.parent == inbox and now - p.stat().st_mtime >= SETTLE_SECONDS
-        ]
+        settled_files(inbox, [p for p in expand_paths([inbox]) if p.parent == inbox])
     )
     outcomes = []
     for path in files:
@@ -117,6 +119,36 @@ def process_inbox(store: Store, inbox: Path) -> list[dict]:
             }
         )
     return outcomes
+
+
+def settled_files(inbox: Path, candidates: list[Path]) -> list[Path]:
+    """The candidates nobody is still writing: quiet for QUIET_SECONDS, or unchanged (size
+    and modification time) since a look at least SETTLE_SECONDS ago. Each look is kept in
+    ``inbox/.inbox-looks.json``, so that separate ``schedule --once`` processes share them."""
+    looks_path = inbox / LOOKS_FILE
+    try:
+        before = json.loads(looks_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        before = {}
+    now = time.time()
+    looks, ready = {}, []
+    for path in candidates:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        seen = [st.st_size, st.st_mtime_ns]
+        last = before.get(path.name)
+        first_seen = last[2] if last and last[:2] == seen else now
+        looks[path.name] = [*seen, first_seen]
+        if now - st.st_mtime >= QUIET_SECONDS or (
+            now - first_seen >= SETTLE_SECONDS and now - st.st_mtime >= SETTLE_SECONDS
+        ):
+            ready.append(path)
+    tmp = looks_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(looks), encoding="utf-8")
+    tmp.replace(looks_path)
+    return ready
 
 
 def run_job(store: Store, config: ScheduleConfig, name: str) -> dict:

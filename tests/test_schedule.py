@@ -155,6 +155,11 @@ def test_a_failing_tick_is_recorded_and_the_next_one_proceeds(store, tmp_path):
 
 
 @pytest.mark.slow
+def _logs_left(inbox: Path) -> list[Path]:
+    """Files still waiting in the inbox (not its hidden bookkeeping of looks)."""
+    return [p for p in inbox.iterdir() if p.is_file() and not p.name.startswith(".")]
+
+
 def test_scheduler_process_survives_kill_9_mid_run(tmp_path):
     db = tmp_path / "d.duckdb"
     config = tmp_path / "s.toml"
@@ -199,7 +204,7 @@ def test_scheduler_process_survives_kill_9_mid_run(tmp_path):
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline:
-            if not [p for p in (tmp_path / "inbox").iterdir() if p.is_file()]:
+            if not _logs_left(tmp_path / "inbox"):
                 ok = (
                     rows(
                         Store(db),
@@ -215,7 +220,7 @@ def test_scheduler_process_survives_kill_9_mid_run(tmp_path):
         second.terminate()
         second.wait(timeout=30)
     store = Store(db)
-    assert not [p for p in (tmp_path / "inbox").iterdir() if p.is_file()]
+    assert not _logs_left(tmp_path / "inbox")
     assert rows(store, "SELECT count(*) FROM runs WHERE status = 'running'") == [(0,)]
     assert rows(store, "SELECT count(*) - count(DISTINCT flag_id) FROM flags") == [(0,)]
     assert rows(store, "SELECT count(*) - count(DISTINCT record_key) FROM visits") == [(0,)]
@@ -315,3 +320,77 @@ def test_schedule_once_from_the_command_line(tmp_path):
         app, ["schedule", "--config", str(config), "--once", "--job", "nope", "--db", str(db)]
     )
     assert bad.exit_code == 1 and "no job named nope" in bad.output
+
+
+WRITER = """
+import sys, time
+path, rows = sys.argv[1], int(sys.argv[2])
+with open(path, "w", encoding="utf-8") as fh:
+    fh.write("record_id,facility,entered_at,name\\n")
+    for n in range(rows):
+        fh.write(f"{n},QZT,2022-01-01 10:00,Ana {n}\\n")
+    fh.write(f"{rows},QZT,2022-01-")  # half a row, then the writer stalls
+    fh.flush()
+    print("stalled", flush=True)
+    time.sleep(20)
+    fh.write("01 11:00,Luis\\n")
+    for n in range(rows + 1, 2 * rows + 1):
+        fh.write(f"{n},QZT,2022-01-01 10:00,Ana {n}\\n")
+"""
+
+
+@pytest.mark.slow
+def test_a_file_still_being_written_is_left_in_the_inbox(tmp_path):
+    """A writer stalled 7 s mid-row used to get a truncated row stored and the rest of
+    its file lost into processed/. Real processes: the writer (stalled 20 s, so that the
+    first tick surely looks during the stall), and `schedule --once`."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = tmp_path / "s.toml"
+    config.write_text(
+        textwrap.dedent(f"""
+        inbox = "{inbox}"
+        [jobs.tick]
+        action = "tick"
+        cron = "*/15 * * * *"
+        [notify]
+        digest_dir = "{tmp_path / "digests"}"
+    """)
+    )
+    db = tmp_path / "d.duckdb"
+
+    def tick() -> dict:
+        done = subprocess.run(
+            [sys.executable, "-m", "detector.cli", "schedule", "--config", str(config),
+             "--once", "--db", str(db)],
+            cwd=REPO, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        return {o["file"]: o["status"] for o in json.loads(done.stdout.splitlines()[-1])["inbox"]}
+
+    path = inbox / "visits.csv"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path), "100"], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout.readline().strip() == "stalled"
+    time.sleep(6)  # older than the old 5 s settle time, still open and half-written
+    assert tick() == {}
+    assert writer.poll() is None, "the writer finished before the first look"
+    assert path.exists() and not any((inbox / "processed").glob("*"))
+    writer.wait(timeout=60)
+    assert tick() == {}  # it changed since the last look: not yet
+    time.sleep(6)
+    assert tick() == {"visits.csv": "stored"}
+    store = Store(db)
+    assert rows(store, "SELECT count(*), count(DISTINCT name) FROM visits") == [(201, 201)]
+    assert rows(store, "SELECT count(*) FROM quarantine") == [(0,)]
+
+
+def test_part_files_are_never_taken(store, tmp_path):
+    inbox = tmp_path / "inbox"
+    _drop(inbox, "visits_MAR.csv")
+    part = inbox / "visits_QZT.csv.part"
+    part.write_bytes((SAMPLE / "visits_QZT.csv").read_bytes())
+    os.utime(part, (time.time() - 600, time.time() - 600))
+    assert {o["file"] for o in process_inbox(store, inbox)} == {"visits_MAR.csv"}
+    assert part.exists()
