@@ -417,7 +417,9 @@ def _derive(
             ),
         )
     elif kind == "inmates":
-        frame = frame.with_columns(fold_expr(pl.col("name").fill_null("")).alias("name_key"))
+        frame = frame.with_columns(
+            fold_values(frame.get_column("name").fill_null("")).alias("name_key")
+        )
     elif kind == "logbooks":
         checks.add(
             "closed_on",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import polars as pl
+from anyascii import anyascii
 import yaml
 from pydantic import (
     BaseModel,
@@ -44,9 +45,12 @@ def fold(text: str) -> str:
 
 
 def fold_expr(expr: pl.Expr) -> pl.Expr:
-    """Folded comparison key for values: accents removed, upper case, single spaces."""
+    """Folded comparison key for values: invisible format characters (zero-width spaces
+    and joiners, bidi controls, soft hyphens) dropped, compatibility forms (fullwidth,
+    ligatures) and accents removed, upper case, single spaces."""
     return (
-        expr.str.normalize("NFKD")
+        expr.str.replace_all(r"\p{Cf}", "")
+        .str.normalize("NFKD")
         .str.replace_all(r"\p{M}", "")
         .str.to_uppercase()
         .str.replace_all(r"\s+", " ")
@@ -284,10 +288,22 @@ def _per_distinct(values: pl.Series, convert: Callable[[pl.Series], pl.Series]) 
 
 
 def fold_values(values: pl.Series) -> pl.Series:
-    """``fold_expr`` of a text column, computed once per distinct value."""
-    return _per_distinct(
-        values, lambda d: d.to_frame("raw").select(fold_expr(pl.col("raw"))).to_series()
-    )
+    """Identity keys of a text column (names, escorts, plates), computed once per distinct
+    value: ``fold_expr``, then letters of other scripts transliterated to Latin
+    (``anyascii``), so that a name written with look-alike Cyrillic or Greek letters
+    ("Оscar" with a Cyrillic О, "Ν/Ι" in Greek) is the same key as the Latin one."""
+
+    def convert(d: pl.Series) -> pl.Series:
+        folded = d.to_frame("raw").select(fold_expr(pl.col("raw"))).to_series()
+        return folded.map_elements(_latin_key, return_dtype=pl.String, skip_nulls=True)
+
+    return _per_distinct(values, convert)
+
+
+def _latin_key(text: str) -> str:
+    if text.isascii():
+        return text
+    return " ".join(anyascii(text).upper().split())
 
 
 def vocab_map(values: pl.Series, vocab: str, overrides: dict[str, str]) -> pl.Series:

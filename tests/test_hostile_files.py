@@ -204,3 +204,37 @@ def test_a_wide_but_plausible_file_is_read(store, tmp_path):
     result = ingest_file(store, path)
     assert result.status == "stored", result.message
     assert rows(store, "SELECT count(*) FROM visits") == [(2_000,)]
+
+
+def test_look_alike_letters_and_invisible_characters_do_not_split_a_person(store, tmp_path):
+    """Zero-width spaces, bidi controls, fullwidth letters and Cyrillic or Greek look-alikes
+    used to give a name a key of its own: an official's escorts and placeholders escaped
+    the rules that compare names."""
+    path = tmp_path / "v.csv"
+    lines = [
+        "record_id,facility,entered_at,name,role,escorted_by,id_number",
+        "V1,ZAC,2019-06-01 21:00,Óscar Lemus,Funcionario,,00000001-8",
+        # Cyrillic О in the escort, a zero-width space in the placeholder
+        "V2,ZAC,2019-06-01 21:01,N\u200b/I,,\u041escar Lemus,",
+        # Greek Ν/Ι, a bidi override and fullwidth letters in the escort
+        "V3,ZAC,2019-06-01 21:02,\u039d/\u0399,,\u202eＯscar\u202c Lemus,",
+        "V4,ZAC,2019-06-01 21:03,Os\u00adcar Le\u200dmus,Funcionario,,00000001-8",
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert ingest_file(store, path).status == "stored"
+    keys = dict(rows(store, "SELECT record_id, name_key FROM visits"))
+    assert keys["V1"] == keys["V4"] == "OSCAR LEMUS"
+    assert rows(store, "SELECT DISTINCT escorted_key FROM visits WHERE escorted_key <> ''") == [
+        ("OSCAR LEMUS",)
+    ]
+    assert dict(rows(store, "SELECT record_id, name_status FROM visits")) == {
+        "V1": "named",
+        "V2": "placeholder",
+        "V3": "placeholder",
+        "V4": "named",
+    }
+    from detector.rules import run_rules
+
+    run_rules(store, only=["unidentified-companions-of-official"])
+    ((companions,),) = rows(store, "SELECT json_extract(fields, '$.companions')::INT FROM flags")
+    assert companions == 2
