@@ -14,7 +14,7 @@ from datetime import date
 
 import polars as pl
 
-from detector.review import QUEUE_ORDER
+from detector.review import QUEUE_ORDER, SUPPRESSED
 from detector.rules import CATEGORIES, SEVERITIES
 from detector.store import Store
 
@@ -66,9 +66,7 @@ class QueueFilter:
         if not self.include_resolved:
             parts.append("f.state = 'active'")
         if not self.include_suppressed:
-            parts.append("""NOT EXISTS (SELECT 1 FROM suppressions s
-                WHERE s.rule_id = f.rule_id AND s.until >= current_date
-                  AND (f.facility = s.entity OR f.explanation ILIKE '%' || s.entity || '%'))""")
+            parts.append(f"NOT {SUPPRESSED}")
         return " AND ".join(parts), params
 
 

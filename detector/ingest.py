@@ -26,7 +26,6 @@ from detector.mapping import (
     Source,
     UserMapping,
     detect_kind,
-    fold_expr,
     fold_values,
     name_status,
     refuse_custody_snapshot,

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Literal
 
 import polars as pl
-from anyascii import anyascii
 import yaml
+from anyascii import anyascii
 from pydantic import (
     BaseModel,
     ConfigDict,

@@ -164,26 +164,72 @@ def reopen_on_new(store: Store, actor: Actor, flag_id: str, on: bool) -> None:
         _save(con, flag_id, actor, state, "reopen_on_new", str(bool(old)), str(on), None)
 
 
+# What a suppression can name, and how a flag is matched to it: exactly, never by a
+# substring of its text (suppressing "Ana" must not hide "Mariana").
+ENTITY_KINDS = ("facility", "person", "plate")
+
+
+def entity_key(kind: str, entity: str) -> str:
+    """The stored key a suppression matches: the facility code as written, a person's
+    folded name key (as ``visits.name_key`` / ``escorted_key``), a plate's plate key."""
+    import polars as pl
+
+    from detector.mapping import fold_values
+
+    if kind == "facility":
+        return entity.strip()
+    if kind == "plate":
+        return "".join(c for c in entity.upper() if c.isascii() and c.isalnum())
+    return fold_values(pl.Series([entity])).item()
+
+
 def suppress(
-    store: Store, actor: Actor, rule_id: str, entity: str, until: date, note: str | None = None
+    store: Store,
+    actor: Actor,
+    rule_id: str,
+    entity: str,
+    until: date,
+    note: str | None = None,
+    kind: str = "facility",
 ) -> None:
-    """Hide a rule's flags about one entity (facility, person, plate…) until a date."""
+    """Hide a rule's flags about one entity until a date: a facility (flags at it), a
+    person (flags on any visit by them or escorted by them) or a plate. Matching is exact
+    on the entity's key."""
     require(actor, "review")
+    if kind not in ENTITY_KINDS:
+        raise ReviewError(f"the entity must be one of: {', '.join(ENTITY_KINDS)}")
     if not entity.strip():
         raise ReviewError("name the entity to suppress the rule for")
     if until <= _now().date():
         raise ReviewError("a suppression must end in the future")
+    key = entity_key(kind, entity)
+    if not key:
+        raise ReviewError(f"{entity!r} leaves nothing to match as a {kind}")
     with store.write() as con:
         con.execute(
             "INSERT INTO suppressions (rule_id, entity, until, created_by, created_at, "
-            "note) VALUES (?, ?, ?, ?, ?, ?)",
-            [rule_id, entity.strip(), until, actor.username, _now(), note],
+            "note, entity_kind, entity_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [rule_id, entity.strip(), until, actor.username, _now(), note, kind, key],
         )
         con.execute(
             "INSERT INTO review_log (flag_id, acted_at, actor, action, old, new, note) "
             "VALUES (NULL, ?, ?, 'suppress', NULL, ?, ?)",
-            [_now(), actor.username, f"{rule_id} for {entity.strip()} until {until}", note],
+            [_now(), actor.username, f"{rule_id} for {kind} {entity.strip()} until {until}", note],
         )
+
+
+# SQL: whether flag ``f`` is hidden by a suppression in force.
+SUPPRESSED = """EXISTS (
+    SELECT 1 FROM suppressions s
+    WHERE s.rule_id = f.rule_id AND s.until >= current_date AND (
+        (coalesce(s.entity_kind, 'facility') = 'facility'
+         AND f.facility = coalesce(s.entity_key, s.entity))
+     OR (s.entity_kind = 'person' AND list_has_any(f.record_keys, (
+            SELECT coalesce(list(v.record_key), []) FROM visits v
+            WHERE v.name_key = s.entity_key OR v.escorted_key = s.entity_key)))
+     OR (s.entity_kind = 'plate' AND list_has_any(f.record_keys, (
+            SELECT coalesce(list(v.record_key), []) FROM visits v
+            WHERE v.plate_key = s.entity_key)))))"""
 
 
 def history(store: Store, flag_id: str | None = None) -> list[dict]:

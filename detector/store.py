@@ -159,6 +159,9 @@ MIGRATIONS = [
     f"UPDATE visits SET name_status = {name_status_sql()} WHERE name_status IS NULL",
     "ALTER TABLE facilities ADD COLUMN IF NOT EXISTS role_hours VARCHAR",
     "ALTER TABLE reviews ADD COLUMN IF NOT EXISTS reopen_on_new BOOLEAN DEFAULT false",
+    # Typed suppressions (matched exactly); older rows are facility codes.
+    "ALTER TABLE suppressions ADD COLUMN IF NOT EXISTS entity_kind VARCHAR",
+    "ALTER TABLE suppressions ADD COLUMN IF NOT EXISTS entity_key VARCHAR",
 ]
 
 

@@ -134,3 +134,43 @@ def test_actions_wait_for_a_cli_writer_and_none_is_lost(flagged):
     assert waited >= 2  # they waited for the writer instead of failing
     notes = {r[0] for r in rows(store, "SELECT note FROM review_log")}
     assert notes == {f"action {i}" for i in range(20)}
+
+
+def test_suppressions_name_a_typed_entity_and_match_it_exactly(store, tmp_path):
+    """Suppressing "Ana" used to hide every flag whose text contained "ana" (Mariana,
+    Santa Ana...); a suppression now names a facility, a person or a plate, matched on its
+    key."""
+    path = tmp_path / "v.csv"
+    path.write_text(
+        "record_id,facility,entered_at,name,role,escorted_by,vehicle_plate\n"
+        "V1,ZAC,2019-06-01 21:00,Ana Pérez,Abogado,,\n"
+        "V2,ZAC,2019-06-01 21:05,Mariana Cruz,Abogado,,\n"
+        "V3,QZT,2019-06-01 21:10,Luis Ramos,Abogado,,P123-456\n"
+        "V4,QZT,2019-06-01 21:15,Santa Ana Flores,Abogado,,\n",
+        encoding="utf-8",
+    )
+    ingest_paths(store, [path])
+    run_rules(store, only=["unidentified-missing-document"])
+    rule = "unidentified-missing-document"
+    until = date.today() + timedelta(days=5)
+
+    def shown() -> set[str]:
+        names = rows(
+            store,
+            "SELECT DISTINCT v.record_id FROM flags f, unnest(f.record_keys) u(k) "
+            "JOIN visits v ON v.record_key = u.k WHERE f.flag_id IN (SELECT unnest(?))",
+            [data.queue(store, data.QueueFilter())["flag_id"].to_list()],
+        )
+        return {n for (n,) in names}
+
+    assert shown() == {"V1", "V2", "V3", "V4"}
+    suppress(store, AUDITOR, rule, "ana perez", until, kind="person")
+    assert shown() == {"V2", "V3", "V4"}
+    suppress(store, AUDITOR, rule, "p123 456", until, kind="plate")
+    assert shown() == {"V2", "V4"}
+    suppress(store, AUDITOR, rule, "Ana", until, kind="person")  # nobody is just "Ana"
+    assert shown() == {"V2", "V4"}
+    suppress(store, AUDITOR, rule, "QZT", until, kind="facility")
+    assert shown() == {"V2"}
+    with pytest.raises(ReviewError, match="one of"):
+        suppress(store, AUDITOR, rule, "x", until, kind="explanation")

@@ -132,15 +132,18 @@ else:
             review.assign(session.writer(), session.actor(), f["flag_id"], who.strip() or None)
             st.rerun()
     with b.form("suppress_form"):
-        entity = st.text_input(
-            "Suppress this rule for (facility, name, plate…)",
-            value=f.get("facility") or "",
-            key="r_entity",
-        )
+        kind = st.selectbox(
+            "Suppress this rule for a", review.ENTITY_KINDS, key="r_entity_kind",
+            help="Matched exactly: a facility code, a person's name (any spelling of the "
+            "same letters, accents aside), or a plate.",
+        )  # fmt: skip
+        entity = st.text_input("named", value=f.get("facility") or "", key="r_entity")
         until = st.date_input("until", value=date.today() + timedelta(days=30), key="r_until")
         if st.form_submit_button("Suppress"):
             try:
-                review.suppress(session.writer(), session.actor(), f["rule_id"], entity, until)
+                review.suppress(
+                    session.writer(), session.actor(), f["rule_id"], entity, until, kind=kind
+                )
                 st.success(
                     f"{session.md(f['rule_id'])} suppressed for {session.md(entity)} until {until}."
                 )
