@@ -66,6 +66,17 @@ SAMPLES = {
         quarantined={},
         dates={},
     ),
+    # DHS HIFLD Prison Boundaries (public domain): 400 US facilities, 50 of them prison
+    # hospitals and psychiatric units under many names; "-999" for unknown figures.
+    "hifld": Sample(
+        file="hifld_prison_boundaries_sample.csv",
+        mapping="hifld_prisons.toml",
+        kind="facilities",
+        read=400,
+        stored=400,
+        quarantined={},
+        dates={},
+    ),
     # The same publication ten years on (lower-case headers, no discharge column).
     "nyc_doc_2026": Sample(
         file="nyc_doc_inmates_in_custody_2026-08-21.csv",
@@ -210,3 +221,54 @@ def test_the_holiday_calendar_keeps_presidents_day_out_of_the_silences(store):
         env={"DETECTOR_HOLIDAYS": "US"},
     )
     assert rows(store, silent) == []
+
+
+@pytest.mark.slow
+def test_prison_hospitals_of_a_real_facilities_list_are_medical_destinations(store, tmp_path):
+    """HIFLD lists prison hospitals as correctional facilities under dozens of names
+    ("California Medical Facility", "Bellevue Hospital Prison Ward", "Augusta State
+    Medical Prison"): a medical transfer to one of them is not to a non-medical facility;
+    to an ordinary prison it is."""
+    sample = SAMPLES["hifld"]
+    _ingest(store.path, REAL / sample.file, sample.mapping)
+    assert dict(rows(store, "SELECT security_level, count(*) FROM facilities GROUP BY 1")) == {
+        "maximum": 63,
+        "high": 11,  # "CLOSE" custody
+        "medium": 35,
+        "low": 54,  # "MINIMUM"
+        None: 237,  # "NOT AVAILABLE" and "JUVENILE" are not levels
+    }
+    kinds = dict(rows(store, "SELECT kind, count(*) FROM facilities GROUP BY 1"))
+    assert kinds == {"hospital": 41, "prison": 254, "other": 105}
+    medical = [r[0] for r in rows(store, "SELECT facility FROM facilities WHERE kind = 'hospital'")]
+    ordinary = [
+        r[0]
+        for r in rows(
+            store,
+            "SELECT facility FROM facilities WHERE kind = 'prison' ORDER BY facility LIMIT 10",
+        )
+    ]
+    transfers = tmp_path / "transfers.csv"
+    transfers.write_text(
+        "record_id,inmate_id,from_facility,to_facility,transferred_at,reason,medical_approval\n"
+        + "".join(
+            f"T{n},P{n},{ordinary[0]},{dest},2024-03-01 10:00,Medical transfer,Dr. A ref {n}\n"
+            for n, dest in enumerate(medical + ordinary[1:])
+        ),
+        encoding="utf-8",
+    )
+    _ingest(store.path, transfers, None)
+    runner.invoke(
+        app,
+        ["run", "--db", str(store.path), "--no-score", "--only",
+         "medical-transfer-to-non-medical-facility"],
+    )  # fmt: skip
+    flagged = {
+        r[0]
+        for r in rows(
+            store,
+            "SELECT t.to_facility FROM flags f, unnest(f.record_keys) u(k) "
+            "JOIN transfers t ON t.record_key = u.k",
+        )
+    }
+    assert flagged == set(ordinary[1:])
