@@ -14,6 +14,9 @@ import streamlit as st  # noqa: E402
 from dashboard import session  # noqa: E402
 
 st.set_page_config(page_title="Prison access audit", page_icon="🔎", layout="wide")
+# Tables are exported only through the formula-safe buttons of the roles allowed to
+# export: the dataframe toolbar's own "Download as CSV" (raw cells, for every role) is off.
+st.set_option("client.disableDataExport", True)
 user = session.login()
 
 HERE = Path(__file__).parent / "views"

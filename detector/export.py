@@ -44,6 +44,16 @@ def neutralise(value: str | None) -> str | None:
     return value
 
 
+def neutralised(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every text cell of a frame made formula-safe: any table a user can download goes
+    through here first (flags, validation reports)."""
+    return frame.with_columns(
+        pl.col(c).map_elements(neutralise, return_dtype=pl.String, skip_nulls=True)
+        for c, t in frame.schema.items()
+        if t == pl.String
+    )
+
+
 def load_flags(
     store: Store,
     category: str | None = None,
@@ -90,11 +100,7 @@ def write_flags(frame: pl.DataFrame, fmt: str, output: Path | None) -> str | Non
             for c, t in frame.schema.items()
             if t.is_temporal()
         ),
-    ).with_columns(
-        pl.col(c).map_elements(neutralise, return_dtype=pl.String)
-        for c, t in frame.schema.items()
-        if t == pl.String or c == "record_ids"
-    )
+    ).pipe(neutralised)
     if fmt == "csv":
         if output is None:
             return flat.write_csv()

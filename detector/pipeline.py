@@ -17,7 +17,6 @@ from detector.scoring import score
 from detector.store import Store
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
-MAX_UPLOAD_MB = int(os.environ.get("DETECTOR_MAX_UPLOAD_MB", "1024"))
 
 
 def run_demo(store: Store, out: Path, console: Console, serve: bool = True) -> None:
@@ -69,21 +68,35 @@ def serve_dashboard(
             highlight=False,
         )
     console.print(f"Dashboard: http://{address}:{port} (Ctrl-C to stop)")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(DASHBOARD),
-            "--server.headless=true",
-            f"--server.port={port}",
-            f"--server.address={address}",
-            "--browser.gatherUsageStats=false",
-            f"--server.maxUploadSize={MAX_UPLOAD_MB}",
-            "--",
-            "--db",
-            str(store.path),
-        ],
-        check=False,
-    )
+    subprocess.run(streamlit_command(store.path, port, address), check=False)
+
+
+def streamlit_command(db: Path, port: int, address: str) -> list[str]:
+    """The `streamlit run` of the dashboard with the server settings the product relies
+    on: no telemetry, no toolbar "Deploy" button, no raw CSV download from tables (exports
+    go through the formula-safe buttons), XSRF protection on, and an upload limit
+    sized to logbooks (``DETECTOR_MAX_UPLOAD_MB``, 200 MB by default) — Streamlit accepts
+    uploads on its upload endpoint before anyone logs in, so this limit is what a stranger
+    can make the server hold (see SECURITY.md for the proxy in front)."""
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(DASHBOARD),
+        "--server.headless=true",
+        f"--server.port={port}",
+        f"--server.address={address}",
+        "--browser.gatherUsageStats=false",
+        "--server.enableXsrfProtection=true",
+        "--client.toolbarMode=minimal",
+        "--client.disableDataExport=true",
+        f"--server.maxUploadSize={max_upload_mb()}",
+        "--",
+        "--db",
+        str(db),
+    ]
+
+
+def max_upload_mb() -> int:
+    return int(os.environ.get("DETECTOR_MAX_UPLOAD_MB", "200"))

@@ -8,6 +8,7 @@ to test-artifacts/screenshots/.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -55,25 +56,20 @@ def server(tmp_path_factory, demo_logs):
 def _streamlit(db, **env):
     """A real `streamlit run` of the dashboard on a free loopback port."""
     port = _free_port()
+    env = {**os.environ, **env}
+    # the product's own server settings (upload limit, no raw table export...), read in
+    # the child's environment
+    command = subprocess.run(
+        [sys.executable, "-c", "import json, sys; from detector.pipeline import streamlit_command;"
+         f" print(json.dumps(streamlit_command(sys.argv[1], {port}, '127.0.0.1')))", str(db)],
+        cwd=REPO, env=env, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(REPO / "dashboard" / "app.py"),
-            "--server.headless=true",
-            f"--server.port={port}",
-            "--server.address=127.0.0.1",
-            "--browser.gatherUsageStats=false",
-            "--",
-            "--db",
-            str(db),
-        ],
+        json.loads(command),
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env={**os.environ, **env},
+        env=env,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -395,3 +391,40 @@ def test_text_from_logs_and_users_is_shown_as_text_never_fetched(browser, tmp_pa
         finally:
             context.close()
     assert not [u for u in requested if "127.0.0.1:9" in u]
+
+
+def test_tables_offer_no_raw_download_and_every_report_is_formula_safe(server, browser, tmp_path):
+    """The dataframe toolbar's "Download as CSV" was offered to every role (viewers too)
+    and wrote =HYPERLINK(...) cells as they were; the upload page's validation report
+    carried a file name starting with "=". Now tables have no raw download, and the
+    report's cells are neutralised like every other export."""
+    url, store = server
+    name = "=1+2 visitas.csv"
+    path = tmp_path / name
+    path.write_text(
+        "record_id,facility,entered_at,name\n"
+        "Q1,ZAC,2020-03-12 10:00,Ana Pérez\n"
+        "Q2,ZAC,not a date,=HYPERLINK(1)\n",
+        encoding="utf-8",
+    )
+    context = _context(browser)
+    page = context.new_page()
+    try:
+        _log_in(page, url)
+        _goto(page, "Upload")
+        page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(path))
+        page.get_by_text("Kind visits").wait_for()
+        page.get_by_role("button", name="Ingest 1 file(s) and run the checks").click()
+        page.get_by_text("1 rows stored").wait_for(timeout=120_000)
+        with page.expect_download() as dl:
+            page.get_by_role("button", name=re.compile("Validation report of")).click()
+        report = dl.value.path().read_text(encoding="utf-8")
+        assert "'=1+2 visitas.csv" in report and "unparseable_date" in report
+        assert ",=" not in report and "\n=" not in report
+        # No table offers its own raw download.
+        grid = page.get_by_test_id("stDataFrame").first
+        grid.hover()
+        page.wait_for_timeout(500)
+        assert not page.get_by_role("button", name="Download as CSV").count()
+    finally:
+        context.close()

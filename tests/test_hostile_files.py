@@ -238,3 +238,17 @@ def test_look_alike_letters_and_invisible_characters_do_not_split_a_person(store
     run_rules(store, only=["unidentified-companions-of-official"])
     ((companions,),) = rows(store, "SELECT json_extract(fields, '$.companions')::INT FROM flags")
     assert companions == 2
+
+
+def test_the_dashboard_server_runs_with_the_products_limits(monkeypatch, tmp_path):
+    """Streamlit takes uploads on its upload endpoint before anyone logs in; the limit
+    per upload is what a stranger can make the server hold (was 1,024 MB)."""
+    from detector.pipeline import streamlit_command
+
+    command = streamlit_command(tmp_path / "d.duckdb", 8501, "127.0.0.1")
+    assert "--server.maxUploadSize=200" in command
+    assert "--client.disableDataExport=true" in command
+    assert "--server.enableXsrfProtection=true" in command
+    assert "--browser.gatherUsageStats=false" in command
+    monkeypatch.setenv("DETECTOR_MAX_UPLOAD_MB", "50")
+    assert "--server.maxUploadSize=50" in streamlit_command(tmp_path / "d.duckdb", 1, "x")

@@ -8,6 +8,7 @@ import streamlit as st
 
 from dashboard import data, session
 from detector.errors import FileError
+from detector.export import neutralised
 from detector.ingest import plan
 from detector.mapping import UserMapping
 from detector.schema import SPECS
@@ -121,7 +122,7 @@ for r in st.session_state.get("upload_results", []):
         st.dataframe(report.drop("raw"), hide_index=True, width="stretch", key=f"reasons_{name}")
         st.download_button(
             f"Validation report of {name} (CSV)",
-            report.write_csv(),
+            neutralised(report).write_csv(),
             file_name=f"{Path(name).stem}-quarantine.csv",
             key=f"rep_{name}",
         )
