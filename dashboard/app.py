@@ -18,6 +18,7 @@ st.set_page_config(page_title="Prison access audit", page_icon="🔎", layout="w
 # export: the dataframe toolbar's own "Download as CSV" (raw cells, for every role) is off.
 st.set_option("client.disableDataExport", True)
 user = session.login()
+session.save_pending()  # review actions submitted on the last run, written before any read
 
 HERE = Path(__file__).parent / "views"
 pages = [

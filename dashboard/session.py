@@ -102,6 +102,90 @@ def actor() -> Actor:
     return st.session_state["actor"]
 
 
+# --- review actions: queued, then written when the database lets them -----------------------
+
+PENDING_WAIT = float(os.environ.get("DETECTOR_PENDING_WAIT", "3"))
+RETRY_SECONDS = 3
+
+
+def queue_action(action: str, flag_id: str, rule_id: str | None = None, **values) -> None:
+    """Keep a review action the user submitted; it is written by ``save_pending`` at the
+    start of this run and, while the database is busy, retried every few seconds. A form
+    callback calls this, so a submit is kept even when the page then stops on a busy read."""
+    fields = {k: st.session_state.get(key) for k, key in values.items()}
+    st.session_state.setdefault("pending_actions", []).append(
+        {"action": action, "flag_id": flag_id, "rule_id": rule_id, **fields}
+    )
+
+
+def _apply(store: Store, a: dict) -> str:
+    from detector import review
+
+    who = actor()
+    if a["action"] == "status":
+        if a.get("reopen") is not None:
+            review.reopen_on_new(store, who, a["flag_id"], bool(a["reopen"]))
+        review.set_status(
+            store, who, a["flag_id"], a["status"], a.get("note") or None, a.get("reason")
+        )
+        return f"Saved: {a['status']}."
+    if a["action"] == "assign":
+        review.assign(store, who, a["flag_id"], (a.get("who") or "").strip() or None)
+        return f"Assigned to {a.get('who') or 'nobody'}."
+    if a["action"] == "suppress":
+        review.suppress(store, who, a["rule_id"], a["entity"], a["until"], kind=a["kind"])
+        return f"{a['rule_id']} suppressed for {a['kind']} {a['entity']} until {a['until']}."
+    raise ValueError(a["action"])
+
+
+def save_pending() -> None:
+    """Write the queued review actions in order. One refused because the database is busy
+    (an ingest or a scheduled run is writing) stays queued with the ones after it, the page
+    says so, and they are retried every few seconds: a submitted review is never dropped."""
+    pending = list(st.session_state.get("pending_actions") or [])
+    if not pending:
+        return
+    from detector.review import ReviewError
+
+    store = Store(db_path(), wait=PENDING_WAIT)
+    while pending:
+        try:
+            message = _apply(store, pending[0])
+        except StoreBusy:
+            break
+        except (ReviewError, PermissionError) as exc:
+            st.error(md(exc))
+        else:
+            st.success(md(message))
+        pending.pop(0)
+    st.session_state["pending_actions"] = pending
+    if pending:
+        _waiting()
+
+
+@st.fragment(run_every=RETRY_SECONDS)
+def _waiting() -> None:
+    pending = st.session_state.get("pending_actions") or []
+    if not pending:
+        st.rerun(scope="app")
+    st.warning(
+        f"{len(pending)} review action(s) are kept and waiting for the database (an ingest "
+        "or a scheduled run is writing); they are saved as soon as it is free. You can "
+        "keep working or leave this page open."
+    )
+    store = Store(db_path(), wait=PENDING_WAIT)
+    try:
+        _apply(store, pending[0])
+    except StoreBusy:
+        return
+    except Exception:  # noqa: BLE001 - shown by the full run that follows
+        pass
+    else:
+        st.session_state["pending_actions"] = pending[1:]
+        st.toast("Review action saved.")
+    st.rerun(scope="app")
+
+
 def can(permission: str) -> bool:
     try:
         require(actor(), permission)

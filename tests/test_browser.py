@@ -428,3 +428,59 @@ def test_tables_offer_no_raw_download_and_every_report_is_formula_safe(server, b
         assert not page.get_by_role("button", name="Download as CSV").count()
     finally:
         context.close()
+
+
+HOLDER = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])  # read-write: no other process can open the file
+print("holding", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_a_review_saved_while_the_database_is_busy_is_kept_and_written(browser, tmp_path):
+    """The page's busy check ran before the form handler, so a review submitted while an
+    ingest or a run held the database was dropped without a word. Now it is kept, the page
+    says so, and it is written once the database is free."""
+    db = tmp_path / "d.duckdb"
+    store = Store(db, wait=30)
+    visits = write_csv(
+        tmp_path / "v.csv",
+        ["record_id", "facility", "entered_at", "name"],
+        [["V1", "ZAC", "2019-06-01 21:10", "N/I"]],
+    )
+    ingest_paths(store, [visits], user="test")
+    run_rules(store)
+    ((flag_id,),) = rows(store, "SELECT flag_id FROM flags LIMIT 1")
+    auth.add_user(auth.users_file(db), "ana", "auditor", password="pw-ana-1234")
+    with _streamlit(db, DETECTOR_DASHBOARD_WAIT="1", DETECTOR_PENDING_WAIT="1") as url:
+        context = _context(browser)
+        page = context.new_page()
+        try:
+            _log_in(page, url)
+            _goto(page, "Flag detail")
+            box = page.get_by_label("Flag id")
+            box.fill(flag_id)
+            box.press("Enter")
+            _wait_idle(page)
+            page.get_by_role("heading", name="Review", exact=True).wait_for()
+            _choose(page, "Status", "confirmed")
+            page.get_by_label("Note").fill("seen in the paper log, page 4")
+            holder = subprocess.Popen(
+                [sys.executable, "-c", HOLDER, str(db), "12"], stdout=subprocess.PIPE, text=True
+            )
+            assert holder.stdout.readline().strip() == "holding"
+            page.get_by_role("button", name="Save review").click()
+            page.get_by_text("kept and waiting for the database").wait_for(timeout=30_000)
+            page.screenshot(path=SHOTS / "review-kept-while-busy.png", full_page=True)
+            assert holder.poll() is None  # still busy when the page said it kept the review
+            holder.wait(timeout=60)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                saved = rows(Store(db, wait=30), "SELECT status, note FROM reviews")
+                if saved:
+                    break
+                time.sleep(1)
+            assert saved == [("confirmed", "seen in the paper log, page 4")]
+        finally:
+            context.close()

@@ -9,7 +9,7 @@ import streamlit as st
 from dashboard import data, session
 from detector import review
 from detector.dossier import render
-from detector.review import DISMISS_REASONS, ReviewError
+from detector.review import DISMISS_REASONS
 
 store = session.store()
 flag_id = st.text_input("Flag id", value=st.session_state.get("flag_id", ""), key="flag_id_box")
@@ -99,56 +99,47 @@ if not session.can("review"):
     st.caption("Your role can read flags but not change them.")
 else:
     with st.form("review_form"):
-        status = st.selectbox(
+        st.selectbox(
             "Status",
             ["in_review", "confirmed", "dismissed", "needs_external_verification"],
             key="r_status",
         )
-        reason = st.selectbox(
+        st.selectbox(
             "Dismissal reason", [None, *DISMISS_REASONS], key="r_reason", help="Needed to dismiss."
         )
-        note = st.text_area("Note", key="r_note")
-        reopen = st.checkbox(
+        st.text_area("Note", key="r_note")
+        st.checkbox(
             "Re-open this case when new occurrences arrive",
             value=bool(f["reopen_on_new"]),
             key="r_reopen",
             help="Off: a case closed once stays closed however often it repeats.",
         )
-        if st.form_submit_button("Save review"):
-            try:
-                if reopen != bool(f["reopen_on_new"]):
-                    review.reopen_on_new(session.writer(), session.actor(), f["flag_id"], reopen)
-                review.set_status(
-                    session.writer(), session.actor(), f["flag_id"], status, note or None, reason
-                )
-                st.success(f"Saved: {session.md(status)}.")
-                st.rerun()
-            except ReviewError as exc:
-                st.error(session.md(exc))
+        st.form_submit_button(
+            "Save review",
+            on_click=session.queue_action,
+            args=("status", f["flag_id"]),
+            kwargs={"status": "r_status", "reason": "r_reason", "note": "r_note",
+                    "reopen": "r_reopen"},
+        )  # fmt: skip
     a, b = st.columns(2)
     with a.form("assign_form"):
-        who = st.text_input("Assign to (username)", value=f.get("assignee") or "", key="r_who")
-        if st.form_submit_button("Assign"):
-            review.assign(session.writer(), session.actor(), f["flag_id"], who.strip() or None)
-            st.rerun()
+        st.text_input("Assign to (username)", value=f.get("assignee") or "", key="r_who")
+        st.form_submit_button(
+            "Assign", on_click=session.queue_action, args=("assign", f["flag_id"]),
+            kwargs={"who": "r_who"},
+        )  # fmt: skip
     with b.form("suppress_form"):
-        kind = st.selectbox(
+        st.selectbox(
             "Suppress this rule for a", review.ENTITY_KINDS, key="r_entity_kind",
             help="Matched exactly: a facility code, a person's name (any spelling of the "
             "same letters, accents aside), or a plate.",
         )  # fmt: skip
-        entity = st.text_input("named", value=f.get("facility") or "", key="r_entity")
-        until = st.date_input("until", value=date.today() + timedelta(days=30), key="r_until")
-        if st.form_submit_button("Suppress"):
-            try:
-                review.suppress(
-                    session.writer(), session.actor(), f["rule_id"], entity, until, kind=kind
-                )
-                st.success(
-                    f"{session.md(f['rule_id'])} suppressed for {session.md(entity)} until {until}."
-                )
-            except ReviewError as exc:
-                st.error(session.md(exc))
+        st.text_input("named", value=f.get("facility") or "", key="r_entity")
+        st.date_input("until", value=date.today() + timedelta(days=30), key="r_until")
+        st.form_submit_button(
+            "Suppress", on_click=session.queue_action, args=("suppress", f["flag_id"], f["rule_id"]),
+            kwargs={"kind": "r_entity_kind", "entity": "r_entity", "until": "r_until"},
+        )  # fmt: skip
 
 if session.can("export"):
     lang = st.radio("Dossier language", ["en", "es"], horizontal=True, key="d_lang")
