@@ -202,6 +202,8 @@ def run(
     ] = False,
 ) -> None:
     """Run the rules over what changed (all with --full), then outlier scoring."""
+    import duckdb
+
     from detector.rules import run_rules
     from detector.scoring import ScoringConfig
     from detector.scoring import score as run_score
@@ -211,6 +213,12 @@ def run(
         scored = run_score(Store(db), ScoringConfig(model=model)) if score else None
     except (DetectorError, ValueError) as exc:
         _fail(str(exc))
+    except duckdb.Error as exc:  # e.g. out of memory: the run is recorded as failed
+        _fail(
+            f"the run failed and is recorded as failed in the run history: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0]} (DETECTOR_DUCKDB_MEMORY "
+            "sets the memory limit)"
+        )
     table = Table(title=f"Run {report.run_id}, {report.scope} ({report.seconds:.1f} s)")
     for col in ("rule", "hits", "new"):
         table.add_column(col)

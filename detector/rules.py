@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -351,41 +352,60 @@ def sandbox(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET lock_configuration = true")
 
 
+HIT_BATCH = 50_000  # rows fetched, explained and spooled at a time
+
+
 def evaluate(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[Hit]:
-    """Run one rule's query and turn each returned row into a hit."""
+    """Run one rule's query and turn each returned row into a hit (all in memory: for
+    regression cases and small checks; runs stream through ``evaluate_batches``)."""
+    return [h for batch in evaluate_batches(con, rule) for h in batch]
+
+
+def evaluate_batches(con: duckdb.DuckDBPyConnection, rule: Rule) -> Iterator[list[Hit]]:
+    """Run one rule's query and yield its hits in batches of ``HIT_BATCH``, so that a rule
+    matching millions of rows never holds them all as Python objects. A grouped rule
+    yields its cases once its rows are read (a case holds its occurrences' record keys)."""
     cursor = con.execute(rule.query, rule.bound_parameters())
     names = [d[0] for d in cursor.description]
-    hits = []
-    for row in cursor.fetchall():
-        values = dict(zip(names, row, strict=True))
-        keys = values.pop("record_keys", None)
-        if keys is None:
-            keys = [values.pop("record_key")] if values.get("record_key") is not None else []
-        values.pop("record_key", None)
-        keys = sorted({k for k in keys if k is not None})
-        identity = values.pop("flag_key", None) or "|".join(keys)
-        if not identity:
-            raise RuleError(f"{rule.path}: a row has neither record keys nor a flag_key")
-        severity = values.pop("severity", None) or rule.severity
-        shown = {k: _plain(v) for k, v in values.items()}
-        hits.append(
-            Hit(
-                flag_id(rule.id, str(identity)),
-                rule.id,
-                rule.category,
-                rule.title,
-                rule.subject,
-                severity,
-                values.get("facility"),
-                None if values.get("logbook") is None else str(values.get("logbook")),
-                values.get("period_start"),
-                values.get("period_end"),
-                keys,
-                shown,
-                explain(rule.explanation, {**rule.parameters, **shown}),
-            )
-        )
-    return group_hits(rule, hits) if rule.group else hits
+    cases = Cases(rule) if rule.group else None
+    while rows := cursor.fetchmany(HIT_BATCH):
+        hits = [_hit(rule, dict(zip(names, row, strict=True))) for row in rows]
+        if cases is None:
+            yield hits
+        else:
+            cases.add(hits)
+    if cases is not None:
+        merged = cases.hits()
+        for i in range(0, len(merged), HIT_BATCH):
+            yield merged[i : i + HIT_BATCH]
+
+
+def _hit(rule: Rule, values: dict[str, Any]) -> Hit:
+    keys = values.pop("record_keys", None)
+    if keys is None:
+        keys = [values.pop("record_key")] if values.get("record_key") is not None else []
+    values.pop("record_key", None)
+    keys = sorted({k for k in keys if k is not None})
+    identity = values.pop("flag_key", None) or "|".join(keys)
+    if not identity:
+        raise RuleError(f"{rule.path}: a row has neither record keys nor a flag_key")
+    severity = values.pop("severity", None) or rule.severity
+    shown = {k: _plain(v) for k, v in values.items()}
+    return Hit(
+        flag_id(rule.id, str(identity)),
+        rule.id,
+        rule.category,
+        rule.title,
+        rule.subject,
+        severity,
+        values.get("facility"),
+        None if values.get("logbook") is None else str(values.get("logbook")),
+        values.get("period_start"),
+        values.get("period_end"),
+        keys,
+        shown,
+        explain(rule.explanation, {**rule.parameters, **shown}),
+    )
 
 
 def window_start(at: datetime | None, window: str) -> str:
@@ -404,55 +424,102 @@ def window_start(at: datetime | None, window: str) -> str:
     return str(at.year)
 
 
-def group_hits(rule: Rule, hits: list[Hit]) -> list[Hit]:
-    """One hit per entity and window: the records of every occurrence, the graver
-    severity, the first occurrence's values, and how many, when first and when last.
+@dataclass
+class _Case:
+    first: Hit
+    keys: set[str]
+    count: int
+    first_at: datetime | None
+    last_at: datetime | None
+    end_at: datetime | None
+    severity: str
 
-    The identity is the rule, the entity and the window, so that a new occurrence in the
-    same window joins the case (and the review state stays with it)."""
-    assert rule.group is not None
-    cases: dict[tuple, list[Hit]] = {}
-    for h in sorted(hits, key=lambda h: (h.period_start or datetime.min, h.flag_id)):
-        entity = tuple(str(h.fields.get(k)) for k in rule.group.by)
-        cases.setdefault((entity, window_start(h.period_start, rule.group.window)), []).append(h)
-    out = []
-    for (entity, window), members in cases.items():
-        first = members[0]
-        starts = [h.period_start for h in members if h.period_start]
-        ends = [h.period_end or h.period_start for h in members if h.period_start]
-        worst = max(members, key=lambda h: SEVERITY_RANK[h.severity]).severity
-        fields = {
-            **first.fields,
-            "occurrences": len(members),
-            "first_at": _plain(min(starts)) if starts else None,
-            "last_at": _plain(max(starts)) if starts else None,
-            "window": window,
-        }
-        explanation = first.explanation
-        if len(members) > 1:
-            explanation += (
-                f" Repeated {len(members)} times in {window} "
-                f"({', '.join(f'{k} {v}' for k, v in zip(rule.group.by, entity, strict=True))}), "
-                f"first {fields['first_at']}, last {fields['last_at']}."
+
+class Cases:
+    """Repeated hits of a grouped rule gathered into one case per entity and window, as
+    the rows arrive (in any order): the records of every occurrence, the graver severity,
+    the earliest occurrence's values, and how many, when first and when last.
+
+    A case's identity is the rule, the entity and the window, so that a new occurrence in
+    the same window joins it (and its review state stays with it)."""
+
+    def __init__(self, rule: Rule):
+        assert rule.group is not None
+        self.rule = rule
+        self.cases: dict[tuple, _Case] = {}
+
+    def add(self, hits: list[Hit]) -> None:
+        group = self.rule.group
+        for h in hits:
+            entity = tuple(str(h.fields.get(k)) for k in group.by)
+            key = (entity, window_start(h.period_start, group.window))
+            case = self.cases.get(key)
+            end = h.period_end or h.period_start
+            if case is None:
+                self.cases[key] = _Case(
+                    h, set(h.record_keys), 1, h.period_start, h.period_start, end, h.severity
+                )
+                continue
+            case.keys.update(h.record_keys)
+            case.count += 1
+            if _earlier(h, case.first):
+                case.first = h
+            if h.period_start is not None:
+                case.first_at = min(filter(None, (case.first_at, h.period_start)))
+                case.last_at = max(filter(None, (case.last_at, h.period_start)))
+            if end is not None:
+                case.end_at = max(filter(None, (case.end_at, end)))
+            if SEVERITY_RANK[h.severity] > SEVERITY_RANK[case.severity]:
+                case.severity = h.severity
+
+    def hits(self) -> list[Hit]:
+        rule = self.rule
+        out = []
+        for (entity, window), case in sorted(self.cases.items(), key=lambda kv: str(kv[0])):
+            first = case.first
+            fields = {
+                **first.fields,
+                "occurrences": case.count,
+                "first_at": _plain(case.first_at),
+                "last_at": _plain(case.last_at),
+                "window": window,
+            }
+            explanation = first.explanation
+            if case.count > 1:
+                named = ", ".join(f"{k} {v}" for k, v in zip(rule.group.by, entity, strict=True))
+                explanation += (
+                    f" Repeated {case.count} times in {window} ({named}), "
+                    f"first {fields['first_at']}, last {fields['last_at']}."
+                )
+            out.append(
+                Hit(
+                    flag_id(rule.id, "group|" + "|".join(entity) + "|" + window),
+                    rule.id,
+                    rule.category,
+                    rule.title,
+                    rule.subject,
+                    case.severity,
+                    first.facility,
+                    first.logbook,
+                    case.first_at,
+                    case.end_at,
+                    sorted(case.keys),
+                    fields,
+                    explanation,
+                )
             )
-        out.append(
-            Hit(
-                flag_id(rule.id, "group|" + "|".join(entity) + "|" + window),
-                rule.id,
-                rule.category,
-                rule.title,
-                rule.subject,
-                worst,
-                first.facility,
-                first.logbook,
-                min(starts) if starts else None,
-                max(ends) if ends else None,
-                sorted({k for h in members for k in h.record_keys}),
-                fields,
-                explanation,
-            )
-        )
-    return out
+        return out
+
+
+def _earlier(a: Hit, b: Hit) -> bool:
+    return (a.period_start or datetime.min, a.flag_id) < (b.period_start or datetime.min, b.flag_id)
+
+
+def group_hits(rule: Rule, hits: list[Hit]) -> list[Hit]:
+    """The cases of a list of hits (see ``Cases``)."""
+    cases = Cases(rule)
+    cases.add(hits)
+    return cases.hits()
 
 
 def _next_run(con, kind: str, triggered_by: str, scope: str) -> int:
@@ -590,13 +657,17 @@ _SCOPED_TABLES = {
 }
 
 
-def _evaluate_scoped(con, rules: list[Rule], scope: Scope, report: RunReport) -> list[Hit]:
+def _evaluate_scoped(
+    con, rules: list[Rule], scope: Scope, report: RunReport, spool: Path
+) -> list[Path]:
     """Evaluate rules; in an incremental run, local rules see only what the change touches.
 
     The tables a local rule reads are shadowed, in this connection only, by temporary
     views of the touched part (the file itself is not changed: reads stay read-only).
+    Hits are written to Parquet files in ``spool`` as they come (one per rule; a rule that
+    fails leaves none), and those files are returned for ``store_flags``.
     """
-    hits: list[Hit] = []
+    files: list[Path] = []
     groups: dict[str, list[Rule]] = {}
     for rule in rules:
         groups.setdefault("global" if scope.full else rule.scope, []).append(rule)
@@ -634,18 +705,21 @@ def _evaluate_scoped(con, rules: list[Rule], scope: Scope, report: RunReport) ->
                 )
         try:
             for rule in group:
+                path = spool / f"{len(files):04d}-{rule.id}.parquet"
                 try:
-                    found = evaluate(con, rule)
+                    report.counts[rule.id] = spool_hits(evaluate_batches(con, rule), path)
                 except (duckdb.Error, RuleError) as exc:
+                    report.counts.pop(rule.id, None)
                     report.errors[rule.id] = str(exc).splitlines()[0][:500]
+                    path.unlink(missing_ok=True)
                     continue
-                report.counts[rule.id] = len(found)
-                hits.extend(found)
+                if path.exists():
+                    files.append(path)
         finally:
             if kind != "global":
                 for table in _SCOPED_TABLES[kind]:
                     con.execute(f"DROP VIEW IF EXISTS temp.main.{table}")
-    return hits
+    return files
 
 
 def run_rules(
@@ -666,6 +740,7 @@ def run_rules(
     re-evaluated) are marked ``resolved_by_data``; nothing is deleted, and review state
     lives apart, keyed by flag id.
     """
+    import tempfile
     import time
 
     t0 = time.perf_counter()
@@ -674,35 +749,91 @@ def run_rules(
     ]
     started = _now()
     report = RunReport(run_id=0)
-    with store.read() as con:
-        scope = change_scope(con, full=full or bool(only))
-        if not scope.full:
-            # A rule whose file changed since the last run is re-run in full.
-            last = con.execute(
-                "SELECT rules FROM runs WHERE kind = 'rules' AND status = 'ok' "
-                "ORDER BY run_id DESC LIMIT 1"
-            ).fetchall()
-            known = json.loads(last[0][0] or "{}") if last else {}
-            rules = [
-                r if known.get(r.id) == r.sha256 else r.model_copy(update={"scope": "global"})
-                for r in rules
-            ]
-        prepare_context(con)
-        sandbox(con)  # rule folders may come from auditors: their SQL reads tables only
-        hits = (
-            []
-            if not scope.full and not scope.uploads and all(r.scope != "global" for r in rules)
-            else _evaluate_scoped(con, rules, scope, report)
-        )
+    # Hits are spooled to Parquet beside the database (its folder is the owner's alone).
+    with tempfile.TemporaryDirectory(prefix=".hits-", dir=store.path.parent) as tmp:
+        with store.read() as con:
+            scope = change_scope(con, full=full or bool(only))
+            if not scope.full:
+                # A rule whose file changed since the last run is re-run in full.
+                last = con.execute(
+                    "SELECT rules FROM runs WHERE kind = 'rules' AND status = 'ok' "
+                    "ORDER BY run_id DESC LIMIT 1"
+                ).fetchall()
+                known = json.loads(last[0][0] or "{}") if last else {}
+                rules = [
+                    r if known.get(r.id) == r.sha256 else r.model_copy(update={"scope": "global"})
+                    for r in rules
+                ]
+            prepare_context(con)
+            sandbox(con)  # rule folders may come from auditors: their SQL reads tables only
+            hits = (
+                []
+                if not scope.full and not scope.uploads and all(r.scope != "global" for r in rules)
+                else _evaluate_scoped(con, rules, scope, report, Path(tmp))
+            )
+        try:
+            _store_run(store, hits, rules, report, scope, started, triggered_by)
+        except Exception as exc:
+            # Say so in the run history (the run's own row when it was written), then let
+            # the caller know.
+            record_failed_run(
+                store, "rules", triggered_by, scope.describe(), started, exc, report.run_id
+            )
+            raise
+    report.scope = scope.describe()
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def record_failed_run(
+    store: Store,
+    kind: str,
+    triggered_by: str,
+    scope: str,
+    started: datetime,
+    exc: Exception,
+    run_id: int = 0,
+) -> None:
+    """A run whose results could not be stored is still in ``runs``, failed, with why."""
+    try:
+        with store.write() as con:
+            known = con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchall()
+            if not known:
+                run_id = _next_run(con, kind, triggered_by, scope)
+            con.execute(
+                "UPDATE runs SET started_at = ?, ended_at = ?, status = 'failed', errors = ? "
+                "WHERE run_id = ?",
+                [
+                    started,
+                    _now(),
+                    json.dumps({"run": f"{type(exc).__name__}: {str(exc).splitlines()[0][:500]}"}),
+                    run_id,
+                ],
+            )
+    except Exception:  # noqa: BLE001 - the original error is the one to report
+        pass
+
+
+def _store_run(
+    store: Store,
+    hits: list[Path],
+    rules: list[Rule],
+    report: RunReport,
+    scope: Scope,
+    started: datetime,
+    triggered_by: str,
+) -> None:
     with store.write() as con:
         report.run_id = run_id = _next_run(con, "rules", triggered_by, scope.describe())
         con.execute(
             "UPDATE runs SET started_at = ?, watermark = ? WHERE run_id = ?",
             [started, scope.watermark, run_id],
         )
+        con.execute("COMMIT")  # the run is on record before its flags are written
+        con.execute("BEGIN TRANSACTION")
         ran = [r for r in rules if r.id not in report.errors]
         report.new, report.resolved = store_flags(
-            con, hits, ran, run_id, source="rule", scope=scope
+            con, hits, ran, run_id, source="rule", scope=scope, commit_chunks=True
         )
         con.execute(
             "UPDATE runs SET ended_at = ?, status = ?, rules = ?, counts = ?, errors = ? "
@@ -716,23 +847,13 @@ def run_rules(
                 run_id,
             ],
         )
-    report.scope = scope.describe()
-    report.seconds = time.perf_counter() - t0
-    return report
 
 
-def store_flags(
-    con, hits: list[Hit], rules: list, run_id: int, source: str, scope: Scope | None = None
-) -> tuple[dict[str, int], int]:
-    """Upsert hits as flags; returns (new flags per rule, flags resolved by data).
-
-    ``rules`` are the Rule objects (or bare rule ids, re-evaluated in full) that ran: their
-    active flags within what was re-evaluated, and not hit again, are resolved by data.
-    """
+def hits_frame(hits: list[Hit]):
+    """Hits as a table with the flag columns (``fields`` as JSON)."""
     import polars as pl
 
-    now = _now()
-    frame = pl.DataFrame(
+    return pl.DataFrame(
         {
             "flag_id": [h.flag_id for h in hits],
             "rule_id": [h.rule_id for h in hits],
@@ -748,51 +869,103 @@ def store_flags(
             "fields": [json.dumps(h.fields, ensure_ascii=False, default=str) for h in hits],
             "explanation": [h.explanation for h in hits],
         },
-        schema_overrides={
+        schema={
+            "flag_id": pl.String,
+            "rule_id": pl.String,
+            "category": pl.String,
+            "severity": pl.String,
+            "title": pl.String,
+            "subject": pl.String,
+            "facility": pl.String,
+            "logbook": pl.String,
             "period_start": pl.Datetime("us"),
             "period_end": pl.Datetime("us"),
             "record_keys": pl.List(pl.String),
-            "facility": pl.String,
-            "logbook": pl.String,
+            "fields": pl.String,
+            "explanation": pl.String,
         },
     )
-    frame = frame.unique("flag_id", keep="first")
-    con.register("hits", frame)
-    new = dict(
-        con.execute(
-            "SELECT rule_id, count(*) FROM hits WHERE flag_id NOT IN (SELECT flag_id FROM flags) "
-            "GROUP BY 1"
-        ).fetchall()
+
+
+def spool_hits(batches: Iterator[list[Hit]], path: Path) -> int:
+    """Write batches of hits to one Parquet file as they come; returns how many (no file
+    when there are none)."""
+    import pyarrow.parquet as pq
+
+    writer, count = None, 0
+    try:
+        for batch in batches:
+            if not batch:
+                continue
+            table = hits_frame(batch).to_arrow()
+            writer = writer or pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+            count += len(batch)
+    finally:
+        if writer is not None:
+            writer.close()
+    return count
+
+
+FLAG_CHUNK = 25_000  # hits whose evidence is resolved and upserted (and committed) at a time
+
+
+def _stage_hits(con, hits: list) -> int:
+    """The temp table ``hits``: one row per flag id (the first one found), from Hit objects
+    or from spooled Parquet files; returns the number of chunks of FLAG_CHUNK rows (by
+    ``ord``) to upsert. Staging is a plain copy and the de-duplication reads two columns, so
+    that it stays within DuckDB's memory limit however many hits there are."""
+    if hits and isinstance(hits[0], Path):
+        files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in hits)
+        source = f"read_parquet([{files}])"
+    else:
+        con.register("hits_in", hits_frame(hits))
+        source = "hits_in"
+    # ``ord`` numbers the rows (rowid is no dense index inside a transaction)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE hits AS "
+        f"SELECT *, row_number() OVER () - 1 AS ord FROM {source}"
     )
-    # Evidence: where each record came from, resolved once when the flag is written.
-    con.execute("""
+    if source == "hits_in":
+        con.unregister("hits_in")
+    con.execute("DELETE FROM hits WHERE ord NOT IN (SELECT min(ord) FROM hits GROUP BY flag_id)")
+    rows = con.execute("SELECT coalesce(max(ord) + 1, 0) FROM hits").fetchall()[0][0]
+    return -(-rows // FLAG_CHUNK)
+
+
+def _upsert_chunk(con, chunk: int, source: str, run_id: int, now: datetime) -> None:
+    """Resolve the evidence of one chunk of hits (where each record came from: file, row,
+    logbook, page, line) and upsert them as flags. The chunk's range is written into the
+    SQL as integers, so that DuckDB prunes the scan to it."""
+    lo, hi = int(chunk) * FLAG_CHUNK, (int(chunk) + 1) * FLAG_CHUNK - 1
+    con.execute(
+        f"""
         CREATE OR REPLACE TEMP TABLE hit_evidence AS
         SELECT h.flag_id,
                list(r.record_id ORDER BY r.source_name, r.source_row)
                    FILTER (WHERE r.record_key IS NOT NULL) AS record_ids,
-               to_json(list({'kind': r.kind, 'record_id': r.record_id,
-                             'record_key': r.record_key, 'file': r.source_name,
-                             'sha256': r.source_sha256, 'row': r.source_row,
-                             'logbook': r.logbook, 'page': r.page, 'line': r.line}
+               to_json(list({{'kind': r.kind, 'record_id': r.record_id,
+                              'record_key': r.record_key, 'file': r.source_name,
+                              'sha256': r.source_sha256, 'row': r.source_row,
+                              'logbook': r.logbook, 'page': r.page, 'line': r.line}}
                             ORDER BY r.source_name, r.source_row)
                     FILTER (WHERE r.record_key IS NOT NULL))::VARCHAR AS evidence
-        FROM hits h LEFT JOIN (SELECT flag_id, unnest(record_keys) AS k FROM hits) u
+        FROM (SELECT flag_id FROM hits WHERE ord BETWEEN {lo} AND {hi}) h
+        LEFT JOIN (SELECT flag_id, unnest(record_keys) AS k FROM hits
+                   WHERE ord BETWEEN {lo} AND {hi}) u
              USING (flag_id)
         LEFT JOIN records r ON r.record_key = u.k
-        GROUP BY h.flag_id""")
-    # Cases that gain occurrences: a closed one re-opens if its reviewer asked for that.
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE grown AS
-        SELECT f.flag_id FROM flags f JOIN hits h USING (flag_id)
-        WHERE len(h.record_keys) > len(f.record_keys)""")
+        GROUP BY h.flag_id"""
+    )
     con.execute(
         f"""
         INSERT INTO flags BY NAME
-        SELECT h.*, ? AS source, coalesce(e.record_ids, []) AS record_ids,
+        SELECT h.* EXCLUDE (ord), $source AS source, coalesce(e.record_ids, []) AS record_ids,
                coalesce(e.evidence, '[]') AS evidence, {range_risk("h")} AS score,
-               ? AS first_run, ? AS last_run, ? AS first_seen, ? AS last_seen,
+               $run AS first_run, $run AS last_run, $now AS first_seen, $now AS last_seen,
                'active' AS state
         FROM hits h JOIN hit_evidence e USING (flag_id)
+        WHERE h.ord BETWEEN {lo} AND {hi}
         ON CONFLICT (flag_id) DO UPDATE SET
             last_run = excluded.last_run, last_seen = excluded.last_seen, state = 'active',
             severity = excluded.severity, explanation = excluded.explanation,
@@ -801,8 +974,49 @@ def store_flags(
             period_start = excluded.period_start, period_end = excluded.period_end,
             score = CASE WHEN excluded.subject = 'range' OR flags.score IS NULL
                          THEN excluded.score ELSE flags.score END""",
-        [source, run_id, run_id, now, now],
+        {"source": source, "run": run_id, "now": now},
     )
+
+
+def store_flags(
+    con,
+    hits: list,
+    rules: list,
+    run_id: int,
+    source: str,
+    scope: Scope | None = None,
+    commit_chunks: bool = False,
+) -> tuple[dict[str, int], int]:
+    """Upsert hits as flags; returns (new flags per rule, flags resolved by data).
+
+    ``hits`` are Hit objects or Parquet files of them (``spool_hits``); the evidence of
+    each is resolved and the flags upserted FLAG_CHUNK at a time, so that millions of hits
+    stay within DuckDB's memory limit. With ``commit_chunks`` each chunk is committed on
+    its own (DuckDB keeps a transaction's new rows in memory): a run that fails part way
+    keeps the flags it wrote (upserts are idempotent, the next run completes them) and is
+    recorded as failed. ``rules`` are the Rule objects (or bare rule ids, re-evaluated in
+    full) that ran: their active flags within what was re-evaluated, and not hit again,
+    are resolved by data.
+    """
+    now = _now()
+    chunks = _stage_hits(con, hits)
+    new = dict(
+        con.execute(
+            "SELECT rule_id, count(*) FROM hits WHERE flag_id NOT IN (SELECT flag_id FROM flags) "
+            "GROUP BY 1"
+        ).fetchall()
+    )
+    # Cases that gain occurrences: a closed one re-opens if its reviewer asked for that.
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE grown AS
+        SELECT f.flag_id FROM flags f JOIN hits h USING (flag_id)
+        WHERE len(h.record_keys) > len(f.record_keys)""")
+    for chunk in range(chunks):
+        _upsert_chunk(con, chunk, source, run_id, now)
+        if commit_chunks:
+            con.execute("COMMIT")
+            con.execute("CHECKPOINT")  # written rows leave memory only at a checkpoint
+            con.execute("BEGIN TRANSACTION")
     reopen_grown_cases(con, now)
     by_scope: dict[str, list[str]] = {
         "global": [],
@@ -844,7 +1058,7 @@ def store_flags(
             scope.officials if scope else [],
         ],
     ).fetchall()[0][0]
-    con.unregister("hits")
+    con.execute("DROP TABLE IF EXISTS temp.main.hits")
     return new, resolved
 
 

@@ -250,8 +250,12 @@ def _auditor_day(server, page, tmp_path):
         "unidentified-companions-of-official",
         "visit-outside-visiting-hours",
     }
-    metric = page.get_by_test_id("stMetricValue").first.inner_text()
-    assert int(metric.replace(",", "")) == len(found)
+    # the count shown once the search has re-run the page (it may still be re-running)
+    from playwright.sync_api import expect
+
+    expect(page.get_by_test_id("stMetricValue").first).to_have_text(
+        f"{len(found):,}", timeout=30_000
+    )
     page.screenshot(path=SHOTS / "3-queue-filtered.png", full_page=True)
     with page.expect_download() as dl:
         page.get_by_role("button", name="Export CSV (current filter)").click()

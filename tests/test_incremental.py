@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,7 +12,7 @@ import pytest
 from detector.ingest import ingest_paths
 from detector.rules import run_rules
 from detector.store import Store
-from tests.conftest import rows
+from tests.conftest import REPO, rows
 
 
 def _split(path: Path, out: Path) -> tuple[Path, Path, Path]:
@@ -93,3 +96,52 @@ def test_changed_rule_file_reruns_that_rule_in_full(store, tmp_path):
         con.execute("UPDATE runs SET rules = '{}'")
     report = run_rules(store, full=False)
     assert report.counts.get("unidentified-placeholder-name") == 1
+
+
+def _many_hits(db: Path, rows: int) -> None:
+    """``rows`` synthetic visits (bench/rules.py), every one with an invalid DUI."""
+    import duckdb
+
+    from bench.rules import build
+
+    build(db, rows)
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE visits SET id_type = 'DUI'")
+    con.close()
+
+
+@pytest.mark.slow
+def test_a_run_with_hundreds_of_thousands_of_hits_stays_within_the_memory_cap(tmp_path):
+    """1.5M rows matching one rule ended in DuckDB's OutOfMemoryException in store_flags
+    and no run was recorded. Real `detector run` processes under a 200 MB cap: hits are
+    spooled to Parquet and upserted 25,000 at a time, each chunk committed."""
+    db = tmp_path / "many.duckdb"
+    _many_hits(db, 300_000)
+    env = {**os.environ, "DETECTOR_DUCKDB_MEMORY": "200MB"}
+    done = subprocess.run(
+        [sys.executable, "-m", "detector.cli", "run", "--no-score", "--db", str(db)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    store = Store(db)
+    assert rows(store, "SELECT count(*) FROM flags WHERE rule_id = 'unidentified-invalid-dui'") == [
+        (300_000,)
+    ]
+    assert rows(store, "SELECT count(*) - count(DISTINCT flag_id) FROM flags") == [(0,)]
+    assert rows(store, "SELECT status FROM runs") == [("ok",)]
+    assert not list(tmp_path.glob(".hits-*"))  # the spool is gone
+
+
+@pytest.mark.slow
+def test_a_run_that_cannot_store_its_flags_is_recorded_as_failed(tmp_path):
+    db = tmp_path / "many.duckdb"
+    _many_hits(db, 100_000)
+    env = {**os.environ, "DETECTOR_DUCKDB_MEMORY": "24MB"}
+    done = subprocess.run(
+        [sys.executable, "-m", "detector.cli", "run", "--no-score", "--db", str(db)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and "recorded as failed" in " ".join(done.stderr.split())
+    ((status, errors),) = rows(Store(db), "SELECT status, errors FROM runs")
+    assert status == "failed" and "OutOfMemory" in errors
