@@ -42,9 +42,11 @@ def writer() -> Store:
 
 def login() -> Actor:
     """Render the login form until the user is authenticated; enforce idle expiry."""
-    config, created = auth.ensure(auth.users_file(db_path()))
+    users = auth.users_file(db_path())
+    config, created = auth.ensure(users)
     if created:
-        print(f"\n  Dashboard user 'admin' created; password (shown once): {created}\n", flush=True)
+        secret = auth.store_first_password(users, created)
+        print(f"\n  Dashboard user 'admin' created; its password is in {secret}\n", flush=True)
     # The re-login cookie lasts no longer than an idle session, so a closed tab cannot log
     # itself back in later. Given the file's path, the authenticator would read the cookie's
     # lifetime from the file and ignore this one: it gets the credentials themselves.

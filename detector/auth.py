@@ -76,3 +76,14 @@ def ensure(path: Path) -> tuple[dict, str | None]:
         }
         save(path, config)
     return config, created
+
+
+def store_first_password(users: Path, password: str) -> Path:
+    """Write the generated first admin password to a file beside ``users.yaml`` readable by
+    its owner only, and return its path: consoles are often redirected into logs others
+    can read, so the password itself is never printed."""
+    secret = users.with_name("admin-password.txt")
+    secret.touch(mode=0o600)
+    os.chmod(secret, 0o600)
+    secret.write_text(password + "\n", encoding="utf-8")
+    return secret

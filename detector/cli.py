@@ -301,7 +301,9 @@ def risk(
 @app.command()
 def evaluate(
     seed: int = 7,
-    months: int = 6,
+    months: Annotated[
+        int, typer.Option(min=6, help="Months of logs (at least 6: the planted story needs them).")
+    ] = 6,
     model: Annotated[str, typer.Option(help="ecod, iforest, copod, hbos or ensemble.")] = "ecod",
     keep: Annotated[
         Path | None, typer.Option(help="Keep the world and its database in this folder.")
@@ -454,7 +456,9 @@ def rules_test(rules: RulesOption = None) -> None:
 def generate(
     out: Annotated[Path, typer.Argument(help="Folder to write the synthetic logs into.")],
     seed: int = 7,
-    months: int = 6,
+    months: Annotated[
+        int, typer.Option(min=6, help="Months of logs (at least 6: the planted story needs them).")
+    ] = 6,
 ) -> None:
     """Write seeded synthetic logs of all five kinds, with planted anomalies and truth.json."""
     from detector.generator import generate as gen

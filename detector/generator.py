@@ -300,6 +300,9 @@ def _holiday(d: date) -> bool:
 
 def build_world(seed: int = 7, start: date = date(2019, 6, 1), months: int = 6) -> World:
     """Normal traffic for every facility, then the planted anomalies."""
+    if months < 6:
+        # removed books in the fourth and fifth months, a suspension from day 105...
+        raise ValueError("the world needs at least 6 months to plant every anomaly")
     rng = random.Random(seed)
     end_month = start.month - 1 + months
     end = date(start.year + end_month // 12, end_month % 12 + 1, 1)

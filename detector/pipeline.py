@@ -56,9 +56,11 @@ def serve_dashboard(
     users = auth.users_file(store.path)
     _, created = auth.ensure(users)
     if created:
+        secret = auth.store_first_password(users, created)
         console.print(
-            f"[bold]Dashboard login: user [green]admin[/], password "
-            f"[green]{created}[/][/] (shown once; stored hashed in {users})",
+            f"[bold]Dashboard login: user [green]admin[/], password in {secret}[/] "
+            "(readable by you only; delete it once you have changed the password or stored "
+            f"it; the hash is in {users})",
             highlight=False,
         )
     else:

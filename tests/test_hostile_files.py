@@ -252,3 +252,26 @@ def test_the_dashboard_server_runs_with_the_products_limits(monkeypatch, tmp_pat
     assert "--browser.gatherUsageStats=false" in command
     monkeypatch.setenv("DETECTOR_MAX_UPLOAD_MB", "50")
     assert "--server.maxUploadSize=50" in streamlit_command(tmp_path / "d.duckdb", 1, "x")
+
+
+def test_the_first_admin_password_is_written_for_the_owner_not_printed(
+    tmp_path, capsys, monkeypatch
+):
+    """It went to stdout, and so into any redirected log."""
+    import bcrypt
+    from rich.console import Console
+
+    import detector.pipeline as pipeline
+    from detector import auth
+    from detector.store import Store
+
+    store = Store(tmp_path / "data" / "d.duckdb")
+    started = []
+    monkeypatch.setattr(pipeline.subprocess, "run", lambda cmd, check: started.append(cmd))
+    pipeline.serve_dashboard(store, Console(), 8599)  # no real server: its command is kept
+    secret = tmp_path / "data" / "admin-password.txt"
+    password = secret.read_text().strip()
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert password not in capsys.readouterr().out and started
+    stored = auth.load(auth.users_file(store.path))["credentials"]["usernames"]["admin"]
+    assert bcrypt.checkpw(password.encode(), stored["password"].encode())
