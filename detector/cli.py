@@ -159,9 +159,25 @@ def status(
 
 
 @app.command()
-def verify(db: DbOption = None) -> None:
-    """Re-hash every evidence file and the ledger chain; exit 1 on any mismatch."""
-    result = ledger.verify(Store(db))
+def verify(
+    db: DbOption = None,
+    anchor: Annotated[
+        Path | None,
+        typer.Option(help="An anchor written by `detector anchor` and kept off this machine."),
+    ] = None,
+) -> None:
+    """Re-hash every evidence file and the ledger chain; exit 1 on any mismatch.
+
+    With --anchor, also check that the anchored ledger entry still has the hash it had
+    then: a rewrite of the whole chain (every hash recomputed) shows only that way."""
+    store = Store(db)
+    result = ledger.verify(store)
+    if anchor is not None:
+        try:
+            kept = json.loads(anchor.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            _fail(f"{anchor}: not an anchor file ({exc})")
+        result.problems += ledger.verify_anchor(store, kept)
     for problem in result.problems:
         err.print(f"[red]MISMATCH[/] {problem}", highlight=False)
     for name in result.unreferenced:
@@ -173,6 +189,25 @@ def verify(db: DbOption = None) -> None:
     if not result.ok:
         raise typer.Exit(1)
     console.print(f"ledger intact: {result.entries} entries, evidence files match their hashes")
+    if anchor is not None:
+        console.print(f"the anchor of {kept.get('taken_at')} (entry {kept['seq']}) matches")
+
+
+@app.command("anchor")
+def anchor_cmd(
+    db: DbOption = None,
+    output: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
+) -> None:
+    """Print (or write) the ledger's head hash, to be kept off this machine.
+
+    Keep it where whoever runs this machine cannot change it; `detector verify --anchor
+    FILE` later proves the ledger up to that entry was not rewritten."""
+    text = json.dumps(ledger.anchor(Store(db)), indent=1) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"anchor written to {output}: keep a copy off this machine")
 
 
 RulesOption = Annotated[

@@ -219,3 +219,42 @@ def verify(store: Store) -> Verification:
             if p.is_file() and p not in named
         )
     return result
+
+
+def anchor(store: Store) -> dict:
+    """The ledger's head (last entry, its hash, how many entries) with the time it was
+    taken: what to keep *outside* the machine (a signed mail to the supervising office, a
+    print, a timestamping service), so that a later rewrite of the whole chain, hashes
+    recomputed, is still caught by ``verify_anchor``."""
+    with store.read() as con:
+        row = con.execute(
+            "SELECT seq, entry_hash, (SELECT count(*) FROM uploads) FROM uploads "
+            "ORDER BY seq DESC LIMIT 1"
+        ).fetchall()
+    seq, head, entries = row[0] if row else (0, GENESIS, 0)
+    return {
+        "database": str(store.path.name),
+        "seq": seq,
+        "entry_hash": head,
+        "entries": entries,
+        "taken_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def verify_anchor(store: Store, kept: dict) -> list[str]:
+    """Problems between a kept anchor and the ledger now: the anchored entry must still be
+    there with the same hash (entries after it are new uploads, which is fine)."""
+    with store.read() as con:
+        row = con.execute(
+            "SELECT entry_hash FROM uploads WHERE seq = ?", [int(kept["seq"])]
+        ).fetchall()
+    if int(kept["seq"]) == 0:
+        return []
+    if not row:
+        return [f"anchored ledger entry {kept['seq']} is gone (taken {kept.get('taken_at')})"]
+    if row[0][0] != kept["entry_hash"]:
+        return [
+            f"ledger entry {kept['seq']} no longer has the hash anchored on "
+            f"{kept.get('taken_at')}: the chain up to it was rewritten"
+        ]
+    return []

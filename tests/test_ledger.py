@@ -85,3 +85,44 @@ def test_evidence_no_entry_names_is_noted_not_called_tampering(store, tmp_path):
     assert sorted(result.unreferenced) == sorted([staged.name, f"{orphan_sha[:2]}/{orphan_sha}"])
     out = CliRunner().invoke(app, ["verify", "--db", str(store.path)])
     assert out.exit_code == 0 and "named by no ledger entry" in out.output
+
+
+def test_a_rewritten_chain_passes_alone_but_not_against_a_kept_anchor(store, tmp_path):
+    """Whoever can write the database can edit an entry and recompute every hash after it:
+    the chain then checks out. An anchor kept off the machine catches it."""
+    _two_uploads(store, tmp_path)
+    runner = CliRunner()
+    kept = tmp_path / "anchor.json"
+    assert (
+        runner.invoke(app, ["anchor", "--db", str(store.path), "--output", str(kept)]).exit_code
+        == 0
+    )
+    # A later upload does not disturb the anchored entry.
+    ingest_file(
+        store,
+        write_csv(
+            tmp_path / "v3.csv",
+            ["facility", "entered_at", "name"],
+            [["ZAC", "2022-02-03 10:00", "N3"]],
+        ),
+    )
+    ok = runner.invoke(app, ["verify", "--db", str(store.path), "--anchor", str(kept)])
+    assert ok.exit_code == 0 and "anchor" in ok.output
+    # Rewrite: entry 1 says someone else uploaded it, and every hash is recomputed.
+    with store.write() as con:
+        cur = con.execute(f"SELECT {', '.join(ledger.CHAINED)} FROM uploads ORDER BY seq")
+        entries = [dict(zip(ledger.CHAINED, r, strict=True)) for r in cur.fetchall()]
+        prev = ledger.GENESIS
+        for e in entries:
+            if e["seq"] == 1:
+                e["uploaded_by"] = "someone else"
+            e["prev_hash"] = prev
+            prev = ledger.entry_hash(e)
+            con.execute(
+                "UPDATE uploads SET uploaded_by = ?, prev_hash = ?, entry_hash = ? WHERE seq = ?",
+                [e["uploaded_by"], e["prev_hash"], prev, e["seq"]],
+            )
+    assert ledger.verify(store).ok  # the chain alone cannot tell
+    caught = runner.invoke(app, ["verify", "--db", str(store.path), "--anchor", str(kept)])
+    assert caught.exit_code == 1
+    assert "rewritten" in " ".join(caught.output.split())
