@@ -164,7 +164,8 @@ class Verification:
 
 
 def verify(store: Store) -> Verification:
-    """Re-hash the chain and every evidence file; report each mismatch in one line."""
+    """Re-hash the chain, every evidence file and the review audit trail's chain; report
+    each mismatch in one line."""
     result = Verification()
     with store.read() as con:
         rows = con.execute(
@@ -211,6 +212,9 @@ def verify(store: Store) -> Verification:
                 f"ledger entry {seq}: {entry['rows_stored']} rows recorded as "
                 f"stored, {stored.get(seq, 0)} found in the tables"
             )
+    from detector.review import verify_audit
+
+    result.problems += verify_audit(store)  # the reviewers' audit trail is chained too
     named = {evidence_path(store, r[CHAINED.index("sha256")]) for r in rows}
     if store.evidence.is_dir():
         result.unreferenced = sorted(

@@ -8,6 +8,8 @@ flag id, so it survives rule re-runs and restarts.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -52,6 +54,74 @@ def require(actor: Actor, permission: str) -> None:
         raise PermissionError(f"{actor.username} ({actor.role}) may not {permission}")
 
 
+# The audit row fields covered by each row's hash, in this order.
+AUDITED = ("seq", "flag_id", "acted_at", "actor", "action", "old", "new", "note", "prev_hash")
+
+
+def audit_hash(row: dict) -> str:
+    text = json.dumps([str(row[k]) if row[k] is not None else None for k in AUDITED])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def log_action(
+    con,
+    flag_id: str | None,
+    acted_at: datetime,
+    actor: str,
+    action: str,
+    old: str | None,
+    new: str | None,
+    note: str | None,
+) -> None:
+    """Append one audit row, chained to the one before by hash (so that an edited or
+    deleted row is found by ``verify_audit``). Call it inside the write transaction that
+    makes the change it records."""
+    last = con.execute(
+        "SELECT seq, entry_hash FROM review_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
+    ).fetchall()
+    seq, prev = (last[0][0] + 1, last[0][1]) if last else (1, "0" * 64)
+    row = {
+        "seq": seq,
+        "flag_id": flag_id,
+        "acted_at": acted_at,
+        "actor": actor,
+        "action": action,
+        "old": old,
+        "new": new,
+        "note": note,
+        "prev_hash": prev,
+    }
+    con.execute(
+        "INSERT INTO review_log (seq, flag_id, acted_at, actor, action, old, new, note, "
+        "prev_hash, entry_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [*(row[k] for k in AUDITED), audit_hash(row)],
+    )
+
+
+def verify_audit(store: Store) -> list[str]:
+    """Problems in the review audit trail's hash chain: an edited, removed or reordered row."""
+    with store.read() as con:
+        cur = con.execute(
+            f"SELECT {', '.join(AUDITED)}, entry_hash FROM review_log "
+            "WHERE seq IS NOT NULL ORDER BY seq"
+        )
+        rows = [dict(zip((*AUDITED, "entry_hash"), r, strict=True)) for r in cur.fetchall()]
+    problems, prev = [], "0" * 64
+    for row in rows:
+        if row["prev_hash"] != prev:
+            problems.append(
+                f"review audit row {row['seq']}: link to the row before is broken "
+                "(a row was removed or reordered)"
+            )
+        if audit_hash(row) != row["entry_hash"]:
+            problems.append(
+                f"review audit row {row['seq']} ({row['action']} by {row['actor']}): "
+                "contents do not match its hash (the row was edited)"
+            )
+        prev = row["entry_hash"]
+    return problems
+
+
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -93,11 +163,7 @@ def _save(
             bool(state["reopen_on_new"]),
         ],
     )
-    con.execute(
-        "INSERT INTO review_log (flag_id, acted_at, actor, action, old, new, note) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [flag_id, now, actor.username, action, old, new, note],
-    )
+    log_action(con, flag_id, now, actor.username, action, old, new, note)
 
 
 def set_status(
@@ -211,10 +277,15 @@ def suppress(
             "note, entity_kind, entity_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [rule_id, entity.strip(), until, actor.username, _now(), note, kind, key],
         )
-        con.execute(
-            "INSERT INTO review_log (flag_id, acted_at, actor, action, old, new, note) "
-            "VALUES (NULL, ?, ?, 'suppress', NULL, ?, ?)",
-            [_now(), actor.username, f"{rule_id} for {kind} {entity.strip()} until {until}", note],
+        log_action(
+            con,
+            None,
+            _now(),
+            actor.username,
+            "suppress",
+            None,
+            f"{rule_id} for {kind} {entity.strip()} until {until}",
+            note,
         )
 
 

@@ -70,19 +70,20 @@ def range_risk(alias: str) -> str:
 def reopen_grown_cases(con, now: datetime) -> None:
     """Re-open closed cases of the temp table ``grown`` whose reviewer asked to be told of
     new occurrences (``reviews.reopen_on_new``), with an audit row for each."""
-    con.execute(
-        """INSERT INTO review_log (flag_id, acted_at, actor, action, old, new, note)
-           SELECT flag_id, ?, 'system', 'status', status, 'new', 'new occurrences arrived'
-           FROM reviews WHERE reopen_on_new AND status NOT IN ('new', 'in_review')
-             AND flag_id IN (SELECT flag_id FROM grown)""",
-        [now],
-    )
+    from detector.review import log_action
+
+    reopened = con.execute(
+        """SELECT flag_id, status FROM reviews
+           WHERE reopen_on_new AND status NOT IN ('new', 'in_review')
+             AND flag_id IN (SELECT flag_id FROM grown) ORDER BY flag_id"""
+    ).fetchall()
+    for fid, status in reopened:
+        log_action(con, fid, now, "system", "status", status, "new", "new occurrences arrived")
     con.execute(
         """UPDATE reviews SET status = 'new', reason = NULL, updated_at = ?,
                   updated_by = 'system'
-           WHERE reopen_on_new AND status NOT IN ('new', 'in_review')
-             AND flag_id IN (SELECT flag_id FROM grown)""",
-        [now],
+           WHERE flag_id IN (SELECT unnest(?::VARCHAR[]))""",
+        [now, [fid for fid, _ in reopened]],
     )
 
 

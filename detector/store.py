@@ -162,6 +162,10 @@ MIGRATIONS = [
     # Typed suppressions (matched exactly); older rows are facility codes.
     "ALTER TABLE suppressions ADD COLUMN IF NOT EXISTS entity_kind VARCHAR",
     "ALTER TABLE suppressions ADD COLUMN IF NOT EXISTS entity_key VARCHAR",
+    # The review audit trail is hash-chained (rows written before this are not).
+    "ALTER TABLE review_log ADD COLUMN IF NOT EXISTS seq BIGINT",
+    "ALTER TABLE review_log ADD COLUMN IF NOT EXISTS prev_hash VARCHAR",
+    "ALTER TABLE review_log ADD COLUMN IF NOT EXISTS entry_hash VARCHAR",
 ]
 
 

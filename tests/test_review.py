@@ -174,3 +174,29 @@ def test_suppressions_name_a_typed_entity_and_match_it_exactly(store, tmp_path):
     assert shown() == {"V2"}
     with pytest.raises(ReviewError, match="one of"):
         suppress(store, AUDITOR, rule, "x", until, kind="explanation")
+
+
+def test_an_edited_or_deleted_audit_row_is_found(flagged):
+    """The audit trail was append-only by convention only: a row edited or deleted in the
+    database left no trace. Rows are now hash-chained and `detector verify` checks them."""
+    from typer.testing import CliRunner
+
+    from detector.cli import app
+    from detector.ledger import verify
+
+    store, (a, b, *_) = flagged
+    set_status(store, AUDITOR, a, "confirmed", note="paper log page 12")
+    set_status(store, AUDITOR, b, "dismissed", reason="benign", note="authorised")
+    assign(store, AUDITOR, a, "ben")
+    assert verify(store).ok
+    with store.write() as con:  # someone softens a finding afterwards
+        con.execute("UPDATE review_log SET new = 'dismissed' WHERE seq = 1")
+    problems = verify(store).problems
+    assert problems == ["review audit row 1 (status by ana): contents do not match its hash "
+                        "(the row was edited)"]  # fmt: skip
+    with store.write() as con:
+        con.execute("UPDATE review_log SET new = 'confirmed' WHERE seq = 1")
+        con.execute("DELETE FROM review_log WHERE seq = 2")
+    assert any("row 3" in p and "removed" in p for p in verify(store).problems)
+    result = CliRunner().invoke(app, ["verify", "--db", str(store.path)])
+    assert result.exit_code == 1
