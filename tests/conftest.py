@@ -38,3 +38,30 @@ def write_csv(
 def rows(store: Store, sql: str, params=None) -> list[tuple]:
     with store.read() as con:
         return con.execute(sql, params or []).fetchall()
+
+
+def demo_store(path: Path, demo_logs: dict[str, Path], scored: bool = True) -> Store:
+    """A database of the demo world: every file ingested, the rules run, and the
+    scoring too unless ``scored`` is False."""
+    from detector.ingest import ingest_paths
+    from detector.rules import run_rules
+    from detector.scoring import score
+
+    store = Store(path, wait=30)
+    ingest_paths(store, [p for k, p in demo_logs.items() if k != "truth"], user="test")
+    run_rules(store)
+    if scored:
+        score(store)
+    return store
+
+
+def tick_config(tmp_path: Path, inbox: Path) -> Path:
+    """A schedule file with one `tick` job on ``inbox`` (for `detector schedule --once`)."""
+    config = tmp_path / "s.toml"
+    config.write_text(
+        f'inbox = "{inbox}"\n'
+        '[jobs.tick]\naction = "tick"\ncron = "*/15 * * * *"\n'
+        f'[notify]\ndigest_dir = "{tmp_path / "digests"}"\n',
+        encoding="utf-8",
+    )
+    return config

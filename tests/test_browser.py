@@ -134,6 +134,16 @@ def _log_in(page, url, user="ana", password="pw-ana-1234") -> None:
     _wait_idle(page)
 
 
+def _open_flag(page, flag_id: str) -> None:
+    """The flag's detail page, by its id, down to its review form."""
+    _goto(page, "Flag detail")
+    box = page.get_by_label("Flag id")
+    box.fill(flag_id)
+    box.press("Enter")
+    _wait_idle(page)
+    page.get_by_role("heading", name="Review", exact=True).wait_for()
+
+
 def _wait_idle(page) -> None:
     """Wait until Streamlit has finished the current run."""
     page.wait_for_timeout(300)
@@ -372,12 +382,7 @@ def test_text_from_logs_and_users_is_shown_as_text_never_fetched(browser, tmp_pa
         page.on("request", lambda r: requested.append(r.url))
         try:
             _log_in(page, url)
-            _goto(page, "Flag detail")
-            box = page.get_by_label("Flag id")
-            box.fill(flag_id)
-            box.press("Enter")
-            _wait_idle(page)
-            page.get_by_role("heading", name="Review", exact=True).wait_for()
+            _open_flag(page, flag_id)
             page.get_by_label("Note").fill(f"see ![n]({beacon}&note=1)")
             page.get_by_role("button", name="Save review").click()
             _wait_idle(page)
@@ -462,12 +467,7 @@ def test_a_review_saved_while_the_database_is_busy_is_kept_and_written(browser, 
         page = context.new_page()
         try:
             _log_in(page, url)
-            _goto(page, "Flag detail")
-            box = page.get_by_label("Flag id")
-            box.fill(flag_id)
-            box.press("Enter")
-            _wait_idle(page)
-            page.get_by_role("heading", name="Review", exact=True).wait_for()
+            _open_flag(page, flag_id)
             _choose(page, "Status", "confirmed")
             page.get_by_label("Note").fill("seen in the paper log, page 4")
             holder = subprocess.Popen(

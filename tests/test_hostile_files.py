@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 import time
 import zipfile
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from detector.errors import FileError
 from detector.formats import read_table
 from detector.ingest import ingest_file
-from tests.conftest import REPO, rows
+from tests.conftest import REPO, rows, tick_config
 
 SAMPLE = REPO / "logs" / "sample"
 
@@ -75,17 +74,7 @@ def test_the_scheduler_moves_a_killer_workbook_to_failed_and_goes_on(tmp_path):
     old = time.time() - 60
     for p in inbox.iterdir():
         os.utime(p, (old, old))
-    config = tmp_path / "s.toml"
-    config.write_text(
-        textwrap.dedent(f"""
-        inbox = "{inbox}"
-        [jobs.tick]
-        action = "tick"
-        cron = "*/15 * * * *"
-        [notify]
-        digest_dir = "{tmp_path / "digests"}"
-    """)
-    )
+    config = tick_config(tmp_path, inbox)
     done = subprocess.run(
         [sys.executable, "-m", "detector.cli", "schedule", "--config", str(config), "--once",
          "--db", str(tmp_path / "d.duckdb")],

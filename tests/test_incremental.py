@@ -98,6 +98,15 @@ def test_changed_rule_file_reruns_that_rule_in_full(store, tmp_path):
     assert report.counts.get("unidentified-placeholder-name") == 1
 
 
+def _run_capped(db: Path, memory: str) -> subprocess.CompletedProcess:
+    """A real `detector run --no-score` process under a DuckDB memory cap."""
+    return subprocess.run(
+        [sys.executable, "-m", "detector.cli", "run", "--no-score", "--db", str(db)],
+        cwd=REPO, env={**os.environ, "DETECTOR_DUCKDB_MEMORY": memory},
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
 def _many_hits(db: Path, rows: int) -> None:
     """``rows`` synthetic visits (bench/rules.py), every one with an invalid DUI."""
     import duckdb
@@ -117,11 +126,7 @@ def test_a_run_with_hundreds_of_thousands_of_hits_stays_within_the_memory_cap(tm
     spooled to Parquet and upserted 25,000 at a time, each chunk committed."""
     db = tmp_path / "many.duckdb"
     _many_hits(db, 300_000)
-    env = {**os.environ, "DETECTOR_DUCKDB_MEMORY": "200MB"}
-    done = subprocess.run(
-        [sys.executable, "-m", "detector.cli", "run", "--no-score", "--db", str(db)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    done = _run_capped(db, "200MB")
     assert done.returncode == 0, done.stderr[-2000:]
     store = Store(db)
     assert rows(store, "SELECT count(*) FROM flags WHERE rule_id = 'unidentified-invalid-dui'") == [
@@ -136,11 +141,7 @@ def test_a_run_with_hundreds_of_thousands_of_hits_stays_within_the_memory_cap(tm
 def test_a_run_that_cannot_store_its_flags_is_recorded_as_failed(tmp_path):
     db = tmp_path / "many.duckdb"
     _many_hits(db, 100_000)
-    env = {**os.environ, "DETECTOR_DUCKDB_MEMORY": "24MB"}
-    done = subprocess.run(
-        [sys.executable, "-m", "detector.cli", "run", "--no-score", "--db", str(db)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    done = _run_capped(db, "24MB")
     assert done.returncode == 1
     assert "Traceback" not in done.stderr and "recorded as failed" in " ".join(done.stderr.split())
     ((status, errors),) = rows(Store(db), "SELECT status, errors FROM runs")

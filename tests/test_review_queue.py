@@ -11,20 +11,15 @@ from detector.export import load_flags
 from detector.ingest import ingest_paths
 from detector.review import Actor, reopen_on_new, set_status
 from detector.rules import run_rules
-from detector.scoring import score
 from detector.store import Store
-from tests.conftest import rows, write_csv
+from tests.conftest import demo_store, rows, write_csv
 
 ANA = Actor("ana", "auditor")
 
 
 @pytest.fixture(scope="module")
 def scored_demo(tmp_path_factory, demo_logs) -> Store:
-    store = Store(tmp_path_factory.mktemp("queue") / "q.duckdb", wait=30)
-    ingest_paths(store, [p for k, p in demo_logs.items() if k != "truth"], user="test")
-    run_rules(store)
-    score(store)
-    return store
+    return demo_store(tmp_path_factory.mktemp("queue") / "q.duckdb", demo_logs)
 
 
 def test_a_high_range_flag_ranks_above_every_routine_medium_entry(scored_demo):

@@ -19,7 +19,7 @@ from detector.notify import NotifyConfig
 from detector.review import Actor, set_status
 from detector.schedule import Job, ScheduleConfig, process_inbox, run_job
 from detector.store import Store
-from tests.conftest import REPO, rows
+from tests.conftest import REPO, rows, tick_config
 
 SAMPLE = REPO / "logs" / "sample"
 
@@ -323,7 +323,7 @@ def test_schedule_once_from_the_command_line(tmp_path):
 
 
 WRITER = """
-import sys, time
+import os, sys, time
 path, rows = sys.argv[1], int(sys.argv[2])
 with open(path, "w", encoding="utf-8") as fh:
     fh.write("record_id,facility,entered_at,name\\n")
@@ -332,7 +332,8 @@ with open(path, "w", encoding="utf-8") as fh:
     fh.write(f"{rows},QZT,2022-01-")  # half a row, then the writer stalls
     fh.flush()
     print("stalled", flush=True)
-    time.sleep(20)
+    while not os.path.exists(sys.argv[3]):  # stalled until the test lets it go on
+        time.sleep(0.1)
     fh.write("01 11:00,Luis\\n")
     for n in range(rows + 1, 2 * rows + 1):
         fh.write(f"{n},QZT,2022-01-01 10:00,Ana {n}\\n")
@@ -342,21 +343,11 @@ with open(path, "w", encoding="utf-8") as fh:
 @pytest.mark.slow
 def test_a_file_still_being_written_is_left_in_the_inbox(tmp_path):
     """A writer stalled 7 s mid-row used to get a truncated row stored and the rest of
-    its file lost into processed/. Real processes: the writer (stalled 20 s, so that the
-    first tick surely looks during the stall), and `schedule --once`."""
+    its file lost into processed/. Real processes: the writer (stalled mid-row until the
+    first tick has looked), and `schedule --once`."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    config = tmp_path / "s.toml"
-    config.write_text(
-        textwrap.dedent(f"""
-        inbox = "{inbox}"
-        [jobs.tick]
-        action = "tick"
-        cron = "*/15 * * * *"
-        [notify]
-        digest_dir = "{tmp_path / "digests"}"
-    """)
-    )
+    config = tick_config(tmp_path, inbox)
     db = tmp_path / "d.duckdb"
 
     def tick() -> dict:
@@ -369,14 +360,17 @@ def test_a_file_still_being_written_is_left_in_the_inbox(tmp_path):
         return {o["file"]: o["status"] for o in json.loads(done.stdout.splitlines()[-1])["inbox"]}
 
     path = inbox / "visits.csv"
+    go = tmp_path / "go"
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path), "100"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", WRITER, str(path), "100", str(go)],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert writer.stdout.readline().strip() == "stalled"
     time.sleep(6)  # older than the old 5 s settle time, still open and half-written
     assert tick() == {}
-    assert writer.poll() is None, "the writer finished before the first look"
     assert path.exists() and not any((inbox / "processed").glob("*"))
+    go.touch()
     writer.wait(timeout=60)
     assert tick() == {}  # it changed since the last look: not yet
     time.sleep(6)

@@ -16,11 +16,9 @@ from typer.testing import CliRunner
 from detector.cli import app
 from detector.evaluate import evaluate_world
 from detector.features import FEATURE_NAMES
-from detector.ingest import ingest_paths
-from detector.rules import run_rules
 from detector.scoring import FrozenECOD, RankEnsemble, ScoringConfig, _make, rollup, score
 from detector.store import Store
-from tests.conftest import rows
+from tests.conftest import demo_store, rows
 
 runner = CliRunner()
 
@@ -71,11 +69,7 @@ def test_rank_ensemble_has_the_pyod_contract():
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory, demo_logs) -> Store:
-    store = Store(tmp_path_factory.mktemp("scored") / "d.duckdb", wait=30)
-    ingest_paths(store, [p for k, p in demo_logs.items() if k != "truth"], user="test")
-    run_rules(store)
-    score(store)
-    return store
+    return demo_store(tmp_path_factory.mktemp("scored") / "d.duckdb", demo_logs)
 
 
 def test_one_score_per_stored_visit_in_the_csv_export(scored):
