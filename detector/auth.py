@@ -1,8 +1,8 @@
 """Local dashboard users: bcrypt-hashed passwords with roles, in a YAML file beside the data.
 
 On first start with no users an ``admin`` with a random password is created and the
-password is printed once, like a notebook server's token. The cookie key that signs
-re-login cookies is random too and never leaves the data folder.
+password is written to a file only its owner can read (``admin-password.txt``). The
+cookie key that signs re-login cookies is random too and never leaves the data folder.
 """
 
 from __future__ import annotations

@@ -324,6 +324,12 @@ def test_log_out_logs_out_and_a_reload_does_not_log_back_in(server, browser):
         page.get_by_test_id("stSidebar").get_by_role("button", name="Log out").click()
         page.get_by_role("textbox", name="Username").wait_for()
         assert not page.get_by_text("StreamlitWidgetAlreadyInstantiatedError").count()
+        # The page deletes the re-login cookie from the browser a moment after the form
+        # shows: reload once it is gone (if it never goes, log out did not log out).
+        deadline = time.monotonic() + 30
+        while any(c["name"] == "detector_auth" for c in context.cookies()):
+            assert time.monotonic() < deadline, "the re-login cookie survived log out"
+            page.wait_for_timeout(200)
         page.reload()
         page.get_by_role("textbox", name="Username").wait_for()
         _wait_idle(page)
