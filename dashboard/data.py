@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import PurePosixPath
 
 import polars as pl
 
@@ -318,7 +319,8 @@ def totals(store: Store) -> dict[str, int]:
 def ingest_uploaded(store: Store, actor, paths: list, mappings: dict, progress=None) -> list:
     """Ingest uploaded files as the logged-in user, then run rules and scoring.
 
-    ``mappings`` maps a file name to its UserMapping (or None for the built-in synonyms).
+    ``mappings`` maps a file's path (or name) to its UserMapping (or None for the
+    built-in synonyms).
     Returns the IngestResults; rules and scoring run only when something was stored.
     """
     from detector.ingest import ingest_file, reference_first
@@ -334,7 +336,7 @@ def ingest_uploaded(store: Store, actor, paths: list, mappings: dict, progress=N
             ingest_file(
                 store,
                 path,
-                mapping=mappings.get(path.name),
+                mapping=mappings.get(path, mappings.get(path.name)),
                 user=actor.username,
                 mapping_name="dashboard",
             )
@@ -345,6 +347,12 @@ def ingest_uploaded(store: Store, actor, paths: list, mappings: dict, progress=N
         run_rules(store, triggered_by=f"upload:{actor.username}")
         score(store, triggered_by=f"upload:{actor.username}")
     return results
+
+
+def safe_file_name(name: str) -> str:
+    """An uploaded file's name as a plain file name: no folders, never "." or ".."."""
+    base = PurePosixPath(name.replace("\\", "/")).name.strip()
+    return base if base not in ("", ".", "..") else "upload"
 
 
 def mapping_toml(kind: str, columns: dict[str, str], date_order: str) -> str:

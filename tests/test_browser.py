@@ -494,3 +494,39 @@ def test_a_review_saved_while_the_database_is_busy_is_kept_and_written(browser, 
             assert saved == [("confirmed", "seen in the paper log, page 4")]
         finally:
             context.close()
+
+
+def test_two_files_of_one_name_and_a_file_named_dot_dot_upload_cleanly(server, browser):
+    """Two uploads with the same name crashed the page (duplicate widget keys), a file
+    named ".." gave a traceback, and the copies stayed in /tmp/upload-*."""
+    import glob
+    import tempfile
+
+    url, store = server
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "upload-*")))
+    header = b"record_id,facility,entered_at,name\n"
+    files = [
+        {"name": "libro.csv", "mimeType": "text/csv",
+         "buffer": header + b"D1,ZAC,2020-05-01 10:00,Rosa Uno\n"},
+        {"name": "libro.csv", "mimeType": "text/csv",
+         "buffer": header + b"D2,ZAC,2020-05-02 10:00,Rosa Dos\n"},
+        {"name": "..", "mimeType": "text/csv",
+         "buffer": header + b"D3,ZAC,2020-05-03 10:00,Rosa Tres\n"},
+    ]  # fmt: skip
+    context = _context(browser)
+    page = context.new_page()
+    try:
+        _log_in(page, url)
+        _goto(page, "Upload")
+        page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(files)
+        page.get_by_role("button", name="Ingest 3 file(s) and run the checks").click()
+        page.get_by_text("1 rows stored").nth(2).wait_for(timeout=120_000)
+        assert not page.get_by_test_id("stException").count()
+        assert rows(
+            store,
+            "SELECT name FROM visits WHERE record_id IN ('D1', 'D2', 'D3') "
+            "AND name IN ('Rosa Uno', 'Rosa Dos', 'Rosa Tres') ORDER BY record_id",
+        ) == [("Rosa Uno",), ("Rosa Dos",), ("Rosa Tres",)]
+        assert set(glob.glob(os.path.join(tempfile.gettempdir(), "upload-*"))) <= before
+    finally:
+        context.close()

@@ -197,7 +197,10 @@ def test_upload_ingests_and_reports(app, demo_db, tmp_path):
         )[0][0]
         >= 1
     )
-    at.button(key="ingest").click()  # the same file again
+    # the box is emptied after an ingest; the same file dropped again is recognised
+    at.get("file_uploader")[0].upload("visitas_nuevas.csv", body, "text/csv")
+    at.run()
+    at.button(key="ingest").click()
     at.run()
     assert any("already uploaded" in w.value for w in at.warning)
 

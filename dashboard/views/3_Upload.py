@@ -1,5 +1,6 @@
 """Upload: detect each file's kind and layout, review the mapping, ingest, then run checks."""
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,28 +19,63 @@ if not session.can("upload"):
     st.warning("Your role can read the logs but not upload them.")
     st.stop()
 
+
+def show_results() -> None:
+    """What the last ingest of this session stored, refused and quarantined."""
+    for n, r in enumerate(st.session_state.get("upload_results", [])):
+        name = Path(r["path"]).name
+        if r["status"] == "failed":
+            st.error(session.md(r["message"]))
+        elif r["status"] == "duplicate":
+            st.warning(session.md(f"{name}: {r['message']}"))
+        else:
+            st.success(
+                f"{session.md(name)}: {r['rows_stored']:,} rows stored, {r['rows_quarantined']:,} "
+                f"quarantined, {r['rows_duplicate']:,} already stored · SHA-256 "
+                f"`{r['sha256']}`"
+            )
+        if r["rows_quarantined"]:
+            report = session.guarded(data.quarantine, session.store(), name)
+            st.dataframe(
+                report.drop("raw"), hide_index=True, width="stretch", key=f"reasons_{n}_{name}"
+            )
+            st.download_button(
+                f"Validation report of {name} (CSV)",
+                neutralised(report).write_csv(),
+                file_name=f"{Path(name).stem}-quarantine.csv",
+                key=f"rep_{n}_{name}",
+            )
+
+
 files = st.file_uploader(
     "Visit logbooks, transfers, rosters, custody registers, facilities (CSV, XLSX, Parquet, JSON)",
     accept_multiple_files=True,
-    key="uploads",
+    # a new key after each ingest empties the box, so the copies are not made again
+    key=f"uploads_{st.session_state.get('upload_round', 0)}",
 )
 if not files:
     st.caption(
         "Files are kept unchanged as evidence, with their SHA-256, and recognised if "
         "uploaded again."
     )
+    show_results()
     st.stop()
 
-workdir = Path(st.session_state.setdefault("upload_dir", tempfile.mkdtemp(prefix="upload-")))
+if "upload_dir" not in st.session_state:  # (setdefault would make a new folder every run)
+    st.session_state["upload_dir"] = tempfile.mkdtemp(prefix="upload-")
+workdir = Path(st.session_state["upload_dir"])
 paths, mappings = [], {}
-for upload in files:
-    path = workdir / Path(upload.name).name
+for i, upload in enumerate(files):
+    # Each file in its own folder under a safe name: two files may share a name, and a
+    # name such as ".." must not reach the file system as a path.
+    path = workdir / str(i) / data.safe_file_name(upload.name)
+    path.parent.mkdir(exist_ok=True)
     path.write_bytes(upload.getvalue())
     paths.append(path)
     with st.expander(
         f"{session.md(upload.name)} — {len(upload.getvalue()):,} bytes", expanded=True
     ):
-        order = st.selectbox("Date order", ["dmy", "mdy", "ymd"], key=f"order_{upload.name}")
+        order = st.selectbox("Date order", ["dmy", "mdy", "ymd"], key=f"order_{i}_{upload.name}")
         try:
             p = plan(path, None, UserMapping(date_order=order))
         except FileError as exc:
@@ -74,23 +110,23 @@ for upload in files:
                 "as detected": st.column_config.TextColumn(disabled=True),
             },
             hide_index=True,
-            key=f"map_{upload.name}",
+            key=f"map_{i}_{upload.name}",
         )
         chosen = dict(zip(edited["field"], edited["column"], strict=True))
         changed = {k: v for k, v in chosen.items() if v and v != current[k]}
-        mappings[path.name] = UserMapping(kind=p.kind, date_order=order, columns=changed)
+        mappings[path] = UserMapping(kind=p.kind, date_order=order, columns=changed)
         st.download_button(
             "Save this mapping (TOML)",
             data.mapping_toml(p.kind, {k: v for k, v in chosen.items() if v}, order),
             file_name=f"{path.stem}.mapping.toml",
-            key=f"save_{upload.name}",
+            key=f"save_{i}_{upload.name}",
         )
         st.caption("Preview (first 20 rows as read)")
         st.dataframe(
             next(p.table.batches(20)).frame.head(20),
             hide_index=True,
             width="stretch",
-            key=f"preview_{upload.name}",
+            key=f"preview_{i}_{upload.name}",
         )
 
 if st.button(f"Ingest {len(paths)} file(s) and run the checks", type="primary", key="ingest"):
@@ -104,25 +140,7 @@ if st.button(f"Ingest {len(paths)} file(s) and run the checks", type="primary", 
     )
     bar.empty()
     st.session_state["upload_results"] = [r.as_dict() for r in results]
-
-for r in st.session_state.get("upload_results", []):
-    name = Path(r["path"]).name
-    if r["status"] == "failed":
-        st.error(session.md(r["message"]))
-    elif r["status"] == "duplicate":
-        st.warning(session.md(f"{name}: {r['message']}"))
-    else:
-        st.success(
-            f"{session.md(name)}: {r['rows_stored']:,} rows stored, {r['rows_quarantined']:,} "
-            f"quarantined, {r['rows_duplicate']:,} already stored · SHA-256 "
-            f"`{r['sha256']}`"
-        )
-    if r["rows_quarantined"]:
-        report = session.guarded(data.quarantine, session.store(), name)
-        st.dataframe(report.drop("raw"), hide_index=True, width="stretch", key=f"reasons_{name}")
-        st.download_button(
-            f"Validation report of {name} (CSV)",
-            neutralised(report).write_csv(),
-            file_name=f"{Path(name).stem}-quarantine.csv",
-            key=f"rep_{name}",
-        )
+    # The copies served their purpose: the evidence folder keeps the originals.
+    shutil.rmtree(st.session_state.pop("upload_dir"), ignore_errors=True)
+    st.session_state["upload_round"] = st.session_state.get("upload_round", 0) + 1
+    st.rerun()
