@@ -278,12 +278,7 @@ def _auditor_day(server, page, tmp_path):
         (confirm_id, "confirmed", "Paper log page 3", None),
         (dismiss_id, "dismissed", "Authorised visit", "benign"),
     ):
-        _goto(page, "Flag detail")
-        box = page.get_by_label("Flag id")
-        box.fill(flag_id)
-        box.press("Enter")
-        _wait_idle(page)
-        page.get_by_role("heading", name="Review", exact=True).wait_for()
+        _open_flag(page, flag_id)
         _choose(page, "Status", status)
         if reason:
             _choose(page, "Dismissal reason", reason)
