@@ -99,9 +99,15 @@ def _canonical(value) -> str:
     return "" if value is None else str(value)
 
 
-def entry_hash(entry: dict) -> str:
-    payload = json.dumps([_canonical(entry.get(k)) for k in CHAINED], ensure_ascii=False)
+def chain_hash(row: dict, fields: tuple[str, ...]) -> str:
+    """The hash of a chained row (its ``fields``, in order, the previous hash among them):
+    the ledger's entries and the review audit trail are chained alike."""
+    payload = json.dumps([_canonical(row.get(k)) for k in fields], ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def entry_hash(entry: dict) -> str:
+    return chain_hash(entry, CHAINED)
 
 
 def append(con: duckdb.DuckDBPyConnection, entry: dict, pending: bool = False) -> dict:

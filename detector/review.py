@@ -8,11 +8,10 @@ flag id, so it survives rule re-runs and restarts.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from detector.ledger import GENESIS, chain_hash
 from detector.store import Store
 
 STATUSES = ("new", "in_review", "confirmed", "dismissed", "needs_external_verification")
@@ -59,8 +58,7 @@ AUDITED = ("seq", "flag_id", "acted_at", "actor", "action", "old", "new", "note"
 
 
 def audit_hash(row: dict) -> str:
-    text = json.dumps([str(row[k]) if row[k] is not None else None for k in AUDITED])
-    return hashlib.sha256(text.encode()).hexdigest()
+    return chain_hash(row, AUDITED)
 
 
 def log_action(
@@ -79,7 +77,7 @@ def log_action(
     last = con.execute(
         "SELECT seq, entry_hash FROM review_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
     ).fetchall()
-    seq, prev = (last[0][0] + 1, last[0][1]) if last else (1, "0" * 64)
+    seq, prev = (last[0][0] + 1, last[0][1]) if last else (1, GENESIS)
     row = {
         "seq": seq,
         "flag_id": flag_id,
@@ -106,7 +104,7 @@ def verify_audit(store: Store) -> list[str]:
             "WHERE seq IS NOT NULL ORDER BY seq"
         )
         rows = [dict(zip((*AUDITED, "entry_hash"), r, strict=True)) for r in cur.fetchall()]
-    problems, prev = [], "0" * 64
+    problems, prev = [], GENESIS
     for row in rows:
         if row["prev_hash"] != prev:
             problems.append(

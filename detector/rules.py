@@ -30,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from detector.errors import DetectorError
+from detector.review import log_action
 from detector.store import Store
 
 BUILTIN_RULES = Path(__file__).resolve().parent.parent / "rules"
@@ -70,8 +71,6 @@ def range_risk(alias: str) -> str:
 def reopen_grown_cases(con, now: datetime) -> None:
     """Re-open closed cases of the temp table ``grown`` whose reviewer asked to be told of
     new occurrences (``reviews.reopen_on_new``), with an audit row for each."""
-    from detector.review import log_action
-
     reopened = con.execute(
         """SELECT flag_id, status FROM reviews
            WHERE reopen_on_new AND status NOT IN ('new', 'in_review')
@@ -514,13 +513,6 @@ class Cases:
 
 def _earlier(a: Hit, b: Hit) -> bool:
     return (a.period_start or datetime.min, a.flag_id) < (b.period_start or datetime.min, b.flag_id)
-
-
-def group_hits(rule: Rule, hits: list[Hit]) -> list[Hit]:
-    """The cases of a list of hits (see ``Cases``)."""
-    cases = Cases(rule)
-    cases.add(hits)
-    return cases.hits()
 
 
 def _next_run(con, kind: str, triggered_by: str, scope: str) -> int:
