@@ -31,6 +31,7 @@ from detector.mapping import (
     refuse_custody_snapshot,
     resolve,
     vocab_map,
+    withheld,
 )
 from detector.schema import INGEST_ORDER, MAX_MEDIAN_STAY_DAYS, SPECS
 from detector.store import Store, kind_columns
@@ -275,7 +276,9 @@ def canonical(
         )
 
     frame = _derive(frame, kind, checks, known_facilities, mapping, name)
-    frame = frame.with_columns(_record_key(frame, kind, sha).alias("record_key"))
+    frame = frame.with_columns(
+        _record_key(frame, kind, sha, mapping.redactions).alias("record_key")
+    )
     if original and not batch.nul_free:
         nul = df.select(
             pl.any_horizontal(pl.col(original).str.contains("\x00", literal=True).fill_null(False))
@@ -455,15 +458,22 @@ def _refuse_long_stays(frame: pl.DataFrame, source: str) -> None:
         )
 
 
-def _record_key(frame: pl.DataFrame, kind: str, sha: str) -> pl.Expr:
-    """A stable key per record: the source's own id where it gives one, else its natural key."""
+def _record_key(frame: pl.DataFrame, kind: str, sha: str, redactions: list[str] = ()) -> pl.Expr:
+    """A stable key per record: the source's own id where it gives one, else its natural key.
+
+    A natural key whose person is withheld ("(b)(6)" for every inmate of a FOIA release)
+    tells no row from another: such rows are keyed by their place in the file, so two
+    placements on one day are two records, not a duplicate."""
     spec = SPECS[kind]
+    position = pl.concat_str([pl.lit(sha[:16] + ":"), pl.col("__row__").cast(pl.String)])
     if kind == "visits":
         own = pl.concat_str([pl.lit("V|"), pl.col("facility"), pl.lit("|"), pl.col("record_id")])
-        fallback = pl.concat_str([pl.lit(sha[:16] + ":"), pl.col("__row__").cast(pl.String)])
+        fallback = position
     else:
         parts = [pl.col(c).cast(pl.String).fill_null("") for c in spec.natural_key]
         fallback = pl.concat_str([pl.lit(kind[0].upper() + "|"), *parts], separator="|")
+        if "inmate_id" in spec.natural_key:
+            fallback = pl.when(withheld("inmate_id", redactions)).then(position).otherwise(fallback)
         own = (
             pl.concat_str([pl.lit("T|"), pl.col("from_facility"), pl.lit("|"), pl.col("record_id")])
             if kind == "transfers"

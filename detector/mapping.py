@@ -337,9 +337,7 @@ def name_status(
     distinct value. ``placeholders`` and ``redactions`` are a source's own additions,
     written as they appear (they are folded here)."""
     words = sorted({*NAME_PLACEHOLDERS, *(fold_text(w) for w in placeholders)})
-    tokens = [*REDACTION_TOKENS, *(re.escape(fold_text(w)) for w in redactions)]
-    token = "(" + "|".join(tokens) + ")"
-    only_tokens = rf"^{token}([\s,;/-]+{token})*$"
+    only_tokens = redaction_pattern(redactions)
 
     def classify(d: pl.Series) -> pl.Series:
         k = pl.col("k").fill_null("")
@@ -364,6 +362,21 @@ def name_status(
         )
 
     return _per_distinct(name_keys, classify)
+
+
+def redaction_pattern(redactions: list[str] = ()) -> str:
+    """A regex matching a folded value made only of redaction markers ("(b)(6),(b)(7)(c)"):
+    ``schema.REDACTION_TOKENS`` plus a source's own markers."""
+    tokens = [*REDACTION_TOKENS, *(re.escape(fold_text(w)) for w in redactions)]
+    token = "(" + "|".join(tokens) + ")"
+    return rf"^{token}([\s,;/-]+{token})*$"
+
+
+def withheld(column: str, redactions: list[str] = ()) -> pl.Expr:
+    """True where an identifying value is missing or was withheld by the publisher: it
+    tells no record from another, so it cannot be part of a record's key."""
+    folded = fold_expr(pl.col(column).cast(pl.String)).fill_null("")
+    return (folded == "") | folded.str.contains(redaction_pattern(redactions))
 
 
 def fold_text(text: str) -> str:

@@ -76,7 +76,8 @@ def check_dimensions(path: Path, name: str) -> None:
 
 
 def read_excel(path: Path, name: str, sheet: str | None, has_header: bool) -> pl.DataFrame:
-    """The sheet as text columns, read in a memory-limited child process."""
+    """The sheet (or with ``"*"`` every sheet, stacked) as text columns, read in a
+    memory-limited child process."""
     check_dimensions(path, name)
     with tempfile.TemporaryDirectory(prefix="detector-xlsx-") as tmp:
         out = Path(tmp) / "sheet.parquet"
@@ -107,12 +108,54 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
 
 
+# ``sheet = "*"`` in a mapping: every sheet, stacked (FOIA releases often put one year per
+# sheet). Each row keeps the sheet it came from and its row there in these two columns.
+ALL_SHEETS = "*"
+SHEET_COLUMNS = ("sheet", "sheet_row")
+
+
 def _child(path: str, out: str, sheet: str, header: str) -> None:
-    frame = pl.read_excel(
-        path, sheet_name=sheet or None, infer_schema_length=0, has_header=header == "1"
-    )
+    has_header = header == "1"
+    if sheet == ALL_SHEETS:
+        frames = pl.read_excel(path, sheet_id=0, infer_schema_length=0, has_header=has_header)
+        frame = stack_sheets(frames, first_row=2 if has_header else 1)
+    else:
+        frame = pl.read_excel(
+            path, sheet_name=sheet or None, infer_schema_length=0, has_header=has_header
+        )
     frame = frame.rename({c: str(c) for c in frame.columns})
     frame.with_columns(pl.all().cast(pl.String)).write_parquet(out)
+
+
+def stack_sheets(frames: dict[str, pl.DataFrame], first_row: int = 2) -> pl.DataFrame:
+    """The sheets of a workbook as one table, in workbook order, each row tagged with its
+    sheet and its row there. Headers must match (case and spacing aside), else the error
+    names the sheet that differs."""
+    names = list(frames)
+    if not names:
+        raise ValueError("the workbook has no sheets")
+    columns = [str(c) for c in frames[names[0]].columns]
+    key = [c.strip().casefold() for c in columns]
+    taken = [c for c in SHEET_COLUMNS if c.casefold() in key]
+    if taken:
+        raise ValueError(f"sheet = '*' adds the column {taken[0]!r}, which the sheets have already")
+    parts = []
+    for name in names:
+        frame = frames[name]
+        if [str(c).strip().casefold() for c in frame.columns] != key:
+            raise ValueError(
+                f"sheet {name!r} has other columns than sheet {names[0]!r}: "
+                "sheet = '*' stacks sheets with the same header only"
+            )
+        parts.append(
+            frame.rename(dict(zip(frame.columns, columns, strict=True)))
+            .with_columns(pl.all().cast(pl.String))
+            .with_columns(
+                pl.lit(name).alias(SHEET_COLUMNS[0]),
+                (pl.int_range(pl.len()) + first_row).cast(pl.String).alias(SHEET_COLUMNS[1]),
+            )
+        )
+    return pl.concat(parts, how="vertical")
 
 
 if __name__ == "__main__":

@@ -221,10 +221,10 @@ NAME_PLACEHOLDERS = (
 )  # fmt: skip
 # A placeholder followed by a number or a "de/del ..." tail is one too ("Acompañante 2").
 PLACEHOLDER_TAIL = r"^\S+ (\d+|DE .*|DEL .*)$"
-# Redaction markers, as whole tokens: FOIA exemption codes ((b)(6), (b)(7)(C)), [REDACTED],
+# Redaction markers, as whole tokens: FOIA exemption codes ((b)(6), (b)(7)(C), (b)(7)(c )), [REDACTED],
 # WITHHELD, runs of four or more X, asterisks or black squares, and the Spanish forms.
 REDACTION_TOKENS = (
-    r"\(B\)\s*(\(\d+\))+(\([A-Z]\))?",
+    r"\(B\)\s*(\(\s*\d+\s*\))+(\(\s*[A-Z]\s*\))?",  # also "(b)(7)(c )", as ICE types it
     r"\[?REDACTED\]?",
     r"\[?REDACTADO\]?",
     r"\[?WITHHELD\]?",

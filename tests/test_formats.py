@@ -116,3 +116,24 @@ def test_sniffer_finds_the_delimiter_of_quoted_rows(cells, delimiter):
     for _ in range(5):
         w.writerow(cells)
     assert sniff_delimiter(buf.getvalue()) == delimiter
+
+
+def test_all_sheets_stack_with_their_sheet_and_row():
+    """``sheet = "*"``: a FOIA workbook with one sheet per year is one table; headers
+    that differ only in case match, and a sheet with other columns is named."""
+    from detector.sandbox import stack_sheets
+
+    frames = {
+        "2020": pl.DataFrame({"Date in": ["2020-01-02", "2020-01-03"], "Reason": ["a", "b"]}),
+        "2015": pl.DataFrame({"date in ": ["2015-01-03"], "reason": ["c"]}),
+    }
+    out = stack_sheets(frames)
+    assert out.columns == ["Date in", "Reason", "sheet", "sheet_row"]
+    assert out.rows() == [
+        ("2020-01-02", "a", "2020", "2"),
+        ("2020-01-03", "b", "2020", "3"),
+        ("2015-01-03", "c", "2015", "2"),
+    ]
+    frames["2014"] = pl.DataFrame({"Fecha": ["2014-01-01"], "Reason": ["d"]})
+    with pytest.raises(ValueError, match="sheet '2014' has other columns than sheet '2020'"):
+        stack_sheets(frames)

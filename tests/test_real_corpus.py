@@ -87,6 +87,29 @@ SAMPLES = {
         quarantined={},
         dates={},
     ),
+    # ICE FOIA release: admissions to the segregation unit of the Northwest Detention
+    # Center, one sheet per year (2015 to May 2020), every name and A-number withheld as
+    # "(b)(6),(b)(7)(c )". The 494 rows in quarantine are the empty template rows under
+    # each year's data (only the "Total days" formula filled). Medical placements kept
+    # over 30 days (8) and one case for a register that records no medical approvals,
+    # instead of a flag on each of its 418 medical placements.
+    "ice_nwdc_rhu": Sample(
+        file="ice_nwdc_rhu_admissions_2015-2020_redacted.xlsx",
+        mapping="ice_nwdc_rhu.toml",
+        kind="transfers",
+        read=3026,
+        stored=2532,
+        quarantined={"missing_required": 494},
+        dates={
+            ("transfers", "transferred_at"): ("2015-01-03", "2020-05-28"),
+            ("transfers", "returned_at"): ("2015-01-05", "2020-05-29"),
+        },
+        flags={
+            "data-unreadable-rows": 1,
+            "medical-approvals-not-recorded": 1,
+            "medical-transfer-no-return": 8,
+        },
+    ),
 }
 
 
@@ -272,3 +295,20 @@ def test_prison_hospitals_of_a_real_facilities_list_are_medical_destinations(sto
         )
     }
     assert flagged == set(ordinary[1:])
+
+
+@pytest.mark.slow
+def test_withheld_inmates_of_a_yearly_workbook_are_all_kept(store):
+    """Every sheet of the ICE workbook is read (one per year), and placements whose
+    inmate is withheld are not "duplicates" of each other: before, 1,789 of them went to
+    quarantine because "(b)(6),(b)(7)(c )" on the same day made the same key."""
+    sample = SAMPLES["ice_nwdc_rhu"]
+    assert _ingest(store.path, REAL / sample.file, sample.mapping).exit_code == 0
+    per_year = dict(
+        rows(store, "SELECT year(transferred_at), count(*) FROM transfers GROUP BY 1")
+    )
+    assert per_year == {2015: 361, 2016: 443, 2017: 534, 2018: 590, 2019: 468, 2020: 136}
+    assert rows(store, "SELECT DISTINCT inmate_id FROM transfers") == [("(b)(6),(b)(7)(c )",)]
+    # the quarantined template rows say which sheet and row they are
+    raw = json.loads(rows(store, "SELECT raw FROM quarantine ORDER BY source_row LIMIT 1")[0][0])
+    assert (raw["sheet"], raw["sheet_row"], raw["Total days"]) == ("2020", "138", "1")
