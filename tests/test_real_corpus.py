@@ -304,9 +304,7 @@ def test_withheld_inmates_of_a_yearly_workbook_are_all_kept(store):
     quarantine because "(b)(6),(b)(7)(c )" on the same day made the same key."""
     sample = SAMPLES["ice_nwdc_rhu"]
     assert _ingest(store.path, REAL / sample.file, sample.mapping).exit_code == 0
-    per_year = dict(
-        rows(store, "SELECT year(transferred_at), count(*) FROM transfers GROUP BY 1")
-    )
+    per_year = dict(rows(store, "SELECT year(transferred_at), count(*) FROM transfers GROUP BY 1"))
     assert per_year == {2015: 361, 2016: 443, 2017: 534, 2018: 590, 2019: 468, 2020: 136}
     assert rows(store, "SELECT DISTINCT inmate_id FROM transfers") == [("(b)(6),(b)(7)(c )",)]
     # the quarantined template rows say which sheet and row they are
