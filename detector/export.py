@@ -54,6 +54,15 @@ def neutralised(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def xlsx_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Text cells ready for a workbook. A workbook cell written as a string is never run as
+    a formula, so no quote is prepended (it would show); a carriage return would show as
+    ``_x000D_``, so line ends become plain new lines."""
+    return frame.with_columns(
+        pl.col(c).str.replace_all("\r\n?", "\n") for c, t in frame.schema.items() if t == pl.String
+    )
+
+
 def load_flags(
     store: Store,
     category: str | None = None,
@@ -100,16 +109,18 @@ def write_flags(frame: pl.DataFrame, fmt: str, output: Path | None) -> str | Non
             for c, t in frame.schema.items()
             if t.is_temporal()
         ),
-    ).pipe(neutralised)
+    )
     if fmt == "csv":
+        flat = flat.pipe(neutralised)
         if output is None:
             return flat.write_csv()
         flat.write_csv(output)
     elif fmt == "xlsx":
         if output is None:
             raise ValueError("xlsx needs --output FILE")
-        # Strings are written as strings, never as formulas.
-        flat.write_excel(output, worksheet="flags", autofit=True, table_style="Table Style Light 9")
+        xlsx_text(flat).write_excel(
+            output, worksheet="flags", autofit=True, table_style="Table Style Light 9"
+        )
     else:
         raise ValueError(f"unknown format {fmt!r}: use csv, json or xlsx")
     return None

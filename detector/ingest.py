@@ -566,12 +566,7 @@ def _ingest_staged(
             r[0] for r in con.execute("SELECT DISTINCT facility FROM facilities").fetchall()
         }
     if seen:
-        result.status, result.kind, result.seq = "duplicate", seen["kind"], seen["seq"]
-        result.message = (
-            f"already uploaded as ledger entry {seen['seq']} "
-            f"({seen['original_name']}, {seen['uploaded_at']:%Y-%m-%d %H:%M} "
-            f"by {seen['uploaded_by']})"
-        )
+        _already(result, seen)
         return
     evidence, placed = ledger.place_evidence(store, staged, sha)
     try:
@@ -584,11 +579,26 @@ def _ingest_staged(
         )
         result.mapping = {k: v.describe() for k, v in p.sources.items()}
         with store.write() as con:
+            # Checked again under the writers' lock: two ingests of one file started
+            # together both passed the check above, and only one may store it.
+            seen = ledger.find(con, sha)
+            if seen:
+                _already(result, seen)
+                return
             _store(con, p, path, sha, user, mapping_name, result, mapping, facilities, on_rows)
     except FileError:
         if placed:  # nothing refers to it: a rejected file leaves no evidence behind
             evidence.unlink(missing_ok=True)
         raise
+
+
+def _already(result: IngestResult, seen: dict) -> None:
+    result.status, result.kind, result.seq = "duplicate", seen["kind"], seen["seq"]
+    result.message = (
+        f"already uploaded as ledger entry {seen['seq']} "
+        f"({seen['original_name']}, {seen['uploaded_at']:%Y-%m-%d %H:%M} "
+        f"by {seen['uploaded_by']})"
+    )
 
 
 def _converted(
@@ -806,6 +816,7 @@ def _store(
         rows_stored=result.rows_stored,
         rows_quarantined=result.rows_quarantined,
         rows_duplicate=result.rows_duplicate,
+        rows_digest=ledger.rows_digest(con, kind, seq),
     )
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import duckdb
 
-from detector.store import Store
+from detector.schema import KINDS
+from detector.store import Store, sealed_columns
 
 # The ledger fields covered by each entry's hash, in this order.
 CHAINED = (
@@ -106,8 +107,28 @@ def chain_hash(row: dict, fields: tuple[str, ...]) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+# Sealed into an entry's hash when present: entries written before the digest existed
+# keep the hash they were given.
+DIGEST = "rows_digest"
+
+
 def entry_hash(entry: dict) -> str:
-    return chain_hash(entry, CHAINED)
+    fields = CHAINED if entry.get(DIGEST) is None else (*CHAINED, DIGEST)
+    return chain_hash(entry, fields)
+
+
+def rows_digest(con: duckdb.DuckDBPyConnection, kind: str, seq: int) -> str:
+    """SHA-256 over the rows one upload stored, in source-row order: each row's fields as
+    read and its provenance (``store.sealed_columns``). Sealed into the ledger entry, so an
+    edited, added or deleted record is caught by ``verify`` even inside the database."""
+    row = " || chr(31) || ".join(
+        f"coalesce(CAST({c} AS VARCHAR), chr(0))" for c in sealed_columns(kind)
+    )
+    return con.execute(
+        f"SELECT sha256(coalesce(string_agg(sha256({row}), '' ORDER BY source_row, "
+        f"record_key), '')) FROM {kind} WHERE upload_seq = ?",
+        [seq],
+    ).fetchone()[0]
 
 
 def append(con: duckdb.DuckDBPyConnection, entry: dict, pending: bool = False) -> dict:
@@ -175,8 +196,15 @@ def verify(store: Store) -> Verification:
     result = Verification()
     with store.read() as con:
         rows = con.execute(
-            f"SELECT {', '.join(CHAINED)}, entry_hash FROM uploads ORDER BY seq"
+            f"SELECT {', '.join(CHAINED)}, entry_hash, {DIGEST} FROM uploads ORDER BY seq"
         ).fetchall()
+        digests = {
+            seq: rows_digest(con, kind, seq)
+            for seq, kind, sealed in con.execute(
+                f"SELECT seq, kind, {DIGEST} FROM uploads ORDER BY seq"
+            ).fetchall()
+            if sealed is not None and kind in KINDS
+        }
         stored = dict(
             con.execute(
                 "SELECT upload_seq, count(*) FROM ("
@@ -189,7 +217,7 @@ def verify(store: Store) -> Verification:
         )
     prev = GENESIS
     for row in rows:
-        entry = dict(zip((*CHAINED, "entry_hash"), row, strict=True))
+        entry = dict(zip((*CHAINED, "entry_hash", DIGEST), row, strict=True))
         result.entries += 1
         seq = entry["seq"]
         if entry["prev_hash"] != prev:
@@ -217,6 +245,11 @@ def verify(store: Store) -> Verification:
             result.problems.append(
                 f"ledger entry {seq}: {entry['rows_stored']} rows recorded as "
                 f"stored, {stored.get(seq, 0)} found in the tables"
+            )
+        elif seq in digests and digests[seq] != entry[DIGEST]:
+            result.problems.append(
+                f"ledger entry {seq} ({entry['original_name']}): its stored rows differ "
+                "from those sealed at upload (a record was edited, added or removed)"
             )
     from detector.review import verify_audit
 

@@ -7,6 +7,7 @@ through a lock file, and opening retries with backoff while another process hold
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import time
@@ -72,6 +73,14 @@ def kind_columns(kind: str) -> dict[str, str]:
     cols.update(_DERIVED.get(kind, {}))
     cols.update(PROVENANCE)
     return cols
+
+
+def sealed_columns(kind: str) -> list[str]:
+    """The columns a stored row's digest covers (``ledger.rows_digest``): what was read from
+    the file and where it came from. Derived columns are left out, as a later version may
+    fill a new one in for old rows."""
+    derived = _DERIVED.get(kind, {})
+    return [c for c in kind_columns(kind) if c not in derived]
 
 
 SCHEMA = [
@@ -166,6 +175,8 @@ MIGRATIONS = [
     "ALTER TABLE review_log ADD COLUMN IF NOT EXISTS seq BIGINT",
     "ALTER TABLE review_log ADD COLUMN IF NOT EXISTS prev_hash VARCHAR",
     "ALTER TABLE review_log ADD COLUMN IF NOT EXISTS entry_hash VARCHAR",
+    # A digest of each upload's stored rows, sealed into its ledger entry.
+    "ALTER TABLE uploads ADD COLUMN IF NOT EXISTS rows_digest VARCHAR",
 ]
 
 
@@ -174,6 +185,21 @@ def _owner_only(path: Path) -> None:
     for p in (path, path.with_name(path.name + ".wal")):
         if p.exists():
             os.chmod(p, 0o600)
+
+
+_COLUMNS_SQL = "SELECT table_name, column_name FROM information_schema.columns"
+
+
+@functools.cache
+def _expected_columns() -> frozenset[tuple[str, str]]:
+    """Every (table, column) that SCHEMA and MIGRATIONS create, read off an empty database."""
+    con = duckdb.connect(":memory:")
+    try:
+        for ddl in SCHEMA + MIGRATIONS:
+            con.execute(ddl)
+        return frozenset(con.execute(_COLUMNS_SQL).fetchall())
+    finally:
+        con.close()
 
 
 class Store:
@@ -185,6 +211,7 @@ class Store:
     """
 
     _ready: set[str] = set()  # files whose schema this process has already created
+    _readable: set[str] = set()  # files found to have the whole schema already
 
     def __init__(self, db: str | Path | None = None, wait: float = WAIT_SECONDS):
         self.path = db_path(db)
@@ -225,8 +252,12 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        if str(self.path) not in Store._ready or not self.path.exists():
-            self.init()
+        key = str(self.path)
+        if not (key in Store._ready or key in Store._readable) or not self.path.exists():
+            if self.path.exists() and self._schema_current():
+                Store._readable.add(key)  # a writer still runs the DDL once (views)
+            else:
+                self.init()
         con = self._open(read_only=True)
         try:
             yield con
@@ -258,6 +289,17 @@ class Store:
                 con.close()
         finally:
             self._lock.release()
+
+    def _schema_current(self) -> bool:
+        """True when the file already has every table and column this version creates, so
+        that a reader (``status``, ``verify``) needs no write: it works on a full disk, on
+        a read-only copy and while a writer holds the lock."""
+        con = self._open(read_only=True)
+        try:
+            have = set(con.execute(_COLUMNS_SQL).fetchall())
+        finally:
+            con.close()
+        return _expected_columns() <= have
 
     def init(self) -> None:
         """Create the file and its tables if they do not exist yet."""

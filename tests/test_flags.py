@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import zipfile
 from datetime import datetime, time, timedelta
 
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -179,16 +181,33 @@ def test_exports_neutralise_formula_injection(store, tmp_path):
     )
     import openpyxl
 
+    # A workbook stores them as text cells, never formulas, and as written: no visible
+    # quote in front (the CSV needs one; a workbook cell typed as a string does not).
+    with zipfile.ZipFile(xlsx) as zf:
+        assert b"<f>" not in zf.read("xl/worksheets/sheet1.xml")
     sheet = openpyxl.load_workbook(xlsx).active
-    values = [c.value for row in sheet.iter_rows() for c in row if isinstance(c.value, str)]
-    assert not [v for v in values if v.startswith("=")]
+    cells = [c for row in sheet.iter_rows() for c in row if isinstance(c.value, str)]
+    assert not [c for c in cells if c.data_type == "f"]
+    assert "@SUM(A1)" in {c.value for c in cells}
+    assert not [c.value for c in cells if c.value.startswith("'")]
     assert neutralise("-1+2") == "'-1+2" and neutralise("Ana") == "Ana"
+
+
+def test_xlsx_export_shows_line_ends_as_line_ends(tmp_path):
+    """A carriage return in a note or explanation showed as "_x000D_" in the workbook."""
+    from detector.export import xlsx_text
+
+    frame = pl.DataFrame({"note": ["line 1\r\nline 2", "a\rb"]})
+    out = tmp_path / "n.xlsx"
+    xlsx_text(frame).write_excel(out)
+    with zipfile.ZipFile(out) as zf:
+        assert b"_x000D_" not in zf.read("xl/sharedStrings.xml")
+    assert pl.read_excel(out).get_column("note").to_list() == ["line 1\nline 2", "a\nb"]
 
 
 def test_waves_party_rule_flags_exactly_the_short_appointments(store):
     ingest_paths(store, [WAVES], mapping=load_mapping(REPO / "logs/mappings/waves.toml"))
     run_rules(store)
-    import polars as pl
 
     raw = pl.read_csv(WAVES, infer_schema=False)
     short = (

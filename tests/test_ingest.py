@@ -442,3 +442,36 @@ def test_killed_mid_ingest_leaves_database_unchanged(store, tmp_path):
     assert after == before
     # and the same file can then be ingested for real
     assert ingest_file(store, big).rows_stored == 400_000
+
+
+def test_the_same_file_ingested_twice_at_once_is_stored_once(store, tmp_path, monkeypatch):
+    """Both ingests passed the "already uploaded" check before either committed, and both
+    stored the file; the check is made again under the writers' lock."""
+    import threading
+
+    from detector import ingest
+    from detector.store import Store
+
+    path = write_csv(
+        tmp_path / "v.csv", ["facility", "entered_at", "name"], [["ZAC", "2022-02-01 10:00", "A"]]
+    )
+    both_checked = threading.Barrier(2, timeout=30)
+    real_plan = ingest.plan
+
+    def plan_after_both_checked(*args, **kwargs):
+        both_checked.wait()
+        return real_plan(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "plan", plan_after_both_checked)
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(ingest.ingest_file(Store(store.path), path)))
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(r.status for r in results) == ["duplicate", "stored"]
+    assert rows(store, "SELECT count(*) FROM uploads") == [(1,)]
+    assert rows(store, "SELECT count(*) FROM visits") == [(1,)]

@@ -73,6 +73,56 @@ def test_removed_records_are_detected(store, tmp_path):
     ]
 
 
+def test_an_edited_or_swapped_record_is_caught_by_the_sealed_digest(store, tmp_path):
+    """Editing a stored visit inside the database, or swapping a record for another one
+    (the count stays right), used to pass as "intact"; the digest of each upload's rows is
+    sealed into its ledger entry."""
+    _two_uploads(store, tmp_path)
+    with store.write() as con:
+        con.execute("UPDATE visits SET name = 'Someone Else' WHERE upload_seq = 1")
+    assert ledger.verify(store).problems == [
+        "ledger entry 1 (v1.csv): its stored rows differ from those sealed at upload "
+        "(a record was edited, added or removed)"
+    ]
+    with store.write() as con:
+        con.execute("UPDATE visits SET name = 'N1' WHERE upload_seq = 1")
+    assert ledger.verify(store).ok  # put back as it was: intact again
+    with store.write() as con:
+        con.execute("UPDATE visits SET entered_at = entered_at + INTERVAL 1 DAY, source_row = 3")
+    assert len(ledger.verify(store).problems) == 2
+    with store.write() as con:  # the digest itself cannot be rewritten without the hash
+        con.execute("UPDATE visits SET entered_at = entered_at - INTERVAL 1 DAY, source_row = 2")
+        con.execute("UPDATE uploads SET rows_digest = NULL WHERE seq = 2")
+    assert any("ledger entry 2" in p and "edited" in p for p in ledger.verify(store).problems)
+
+
+def test_entries_sealed_before_the_digest_existed_still_verify(store, tmp_path):
+    _two_uploads(store, tmp_path)
+    with store.write() as con:  # as an older version wrote them: no digest, hash without it
+        for seq, *row in con.execute(
+            f"SELECT seq, {', '.join(ledger.CHAINED)} FROM uploads ORDER BY seq"
+        ).fetchall():
+            entry = dict(zip(ledger.CHAINED, row, strict=True))
+            con.execute(
+                "UPDATE uploads SET rows_digest = NULL, entry_hash = ? WHERE seq = ?",
+                [ledger.chain_hash(entry, ledger.CHAINED), seq],
+            )
+        heads = [
+            h for (h,) in con.execute("SELECT entry_hash FROM uploads ORDER BY seq").fetchall()
+        ]
+        con.execute("UPDATE uploads SET prev_hash = ? WHERE seq = 2", [heads[0]])
+    with store.write() as con:
+        ((seq, *row),) = con.execute(
+            f"SELECT seq, {', '.join(ledger.CHAINED)} FROM uploads WHERE seq = 2"
+        ).fetchall()
+        entry = dict(zip(ledger.CHAINED, row, strict=True))
+        con.execute(
+            "UPDATE uploads SET entry_hash = ? WHERE seq = 2",
+            [ledger.chain_hash(entry, ledger.CHAINED)],
+        )
+    assert ledger.verify(store).ok
+
+
 def test_evidence_no_entry_names_is_noted_not_called_tampering(store, tmp_path):
     """A crash after the copy was placed, before the commit, leaves a copy nobody names."""
     _two_uploads(store, tmp_path)
@@ -110,8 +160,9 @@ def test_a_rewritten_chain_passes_alone_but_not_against_a_kept_anchor(store, tmp
     assert ok.exit_code == 0 and "anchor" in ok.output
     # Rewrite: entry 1 says someone else uploaded it, and every hash is recomputed.
     with store.write() as con:
-        cur = con.execute(f"SELECT {', '.join(ledger.CHAINED)} FROM uploads ORDER BY seq")
-        entries = [dict(zip(ledger.CHAINED, r, strict=True)) for r in cur.fetchall()]
+        fields = (*ledger.CHAINED, ledger.DIGEST)
+        cur = con.execute(f"SELECT {', '.join(fields)} FROM uploads ORDER BY seq")
+        entries = [dict(zip(fields, r, strict=True)) for r in cur.fetchall()]
         prev = ledger.GENESIS
         for e in entries:
             if e["seq"] == 1:

@@ -53,3 +53,29 @@ def test_readers_and_a_writer_in_threads_of_one_process(store):
     assert errors == []
     with store.read() as con:
         assert con.execute("SELECT count(*) FROM suppressions").fetchall() == [(10,)]
+
+
+def test_status_and_verify_need_no_write_on_a_current_database(tmp_path):
+    """Each process wrote the schema before reading, so `status` and `verify` failed with a
+    traceback on a full disk or waited on a writer's lock; a current database is read
+    without writing (here: a writer holds the lock the whole time)."""
+    import os
+    import subprocess
+    import sys
+
+    from filelock import FileLock
+
+    db = tmp_path / "d.duckdb"
+    Store(db).init()
+    env = {**os.environ, "DETECTOR_LOCK_WAIT": "2"}
+    with FileLock(str(db) + ".lock"):
+        for cmd in (["status"], ["verify"]):
+            done = subprocess.run(
+                [sys.executable, "-m", "detector.cli", *cmd, "--db", str(db)],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=120,
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert "Traceback" not in done.stderr
