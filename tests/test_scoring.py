@@ -160,3 +160,19 @@ def test_quality_floors_against_planted_behaviour(tmp_path, seed):
     assert risk.ap_all >= baseline.ap_all + 0.3
     assert risk.ap_contextual >= baseline.ap_contextual + 0.2
     assert outlier.ap_contextual >= baseline.ap_contextual + 0.2
+
+
+def test_the_model_never_restates_a_rule(scored):
+    """Five model features re-encoded rules (unnamed, companion of an official, party
+    beyond its names, missing exit, official with a leader): the noisy-OR then counted one
+    fact twice. The model has none of them, and no explanation of an outlier score names
+    one (before, "no identifiable name written" led many of them)."""
+    from detector.features import RULE_RESTATED
+
+    assert not set(FEATURE_NAMES) & set(RULE_RESTATED)
+    named = {
+        i["feature"]
+        for (text,) in rows(scored, "SELECT top_features FROM scores")
+        for i in json.loads(text)
+    }
+    assert named and not named & set(RULE_RESTATED)
