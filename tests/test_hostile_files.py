@@ -17,6 +17,7 @@ import pytest
 from detector.errors import FileError
 from detector.formats import read_table
 from detector.ingest import ingest_file
+from detector.store import Store
 from tests.conftest import REPO, rows, tick_config
 
 SAMPLE = REPO / "logs" / "sample"
@@ -264,3 +265,52 @@ def test_the_first_admin_password_is_written_for_the_owner_not_printed(
     assert password not in capsys.readouterr().out and started
     stored = auth.load(auth.users_file(store.path))["credentials"]["usernames"]["admin"]
     assert bcrypt.checkpw(password.encode(), stored["password"].encode())
+
+
+@pytest.mark.slow
+def test_damaged_csvs_lose_nothing_without_a_word(tmp_path):
+    """Through the real command line: an unterminated quote turned a 200,001-line file
+    into one stored row holding an 8 MB name (exit 0); short rows were stored with NULLs;
+    two over-long rows crashed with ShapeError. Now the first file is refused naming the
+    row and field, and the damaged lines of the second are quarantined, the rest stored."""
+    db = tmp_path / "d.duckdb"
+
+    def ingest(path):
+        return subprocess.run(
+            [sys.executable, "-m", "detector.cli", "ingest", str(path), "--db", str(db)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    swallowed = tmp_path / "swallowed.csv"
+    with swallowed.open("w", encoding="utf-8") as fh:
+        fh.write("facility,entered_at,name\n")
+        fh.write('ZAC,2022-03-01 10:00,"Ana\n')  # the quote is never closed
+        for n in range(200_000):
+            fh.write(f"ZAC,2022-03-01 10:00,N{n}\n")
+    done = ingest(swallowed)
+    text = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "row 2" in text and "never closed" in text
+    assert rows(Store(db), "SELECT count(*) FROM visits") == [(0,)]
+
+    damaged = tmp_path / "damaged.csv"
+    damaged.write_text(
+        "facility,entered_at,name\n"
+        "ZAC,2022-03-01 10:00,Ana\n"
+        "ZAC,2022-03-01 11:00\n"  # short
+        "ZAC,2022-03-01 12:00,Luz,extra,more\n"  # long
+        "ZAC,2022-03-01 13:00,Eva,extra\n"  # long
+        "ZAC,2022-03-01 14:00,Kim\n",
+        encoding="utf-8",
+    )
+    done = ingest(damaged)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    store = Store(db)
+    assert rows(store, "SELECT name FROM visits ORDER BY name") == [("Ana",), ("Kim",)]
+    assert rows(store, "SELECT source_row, reason_code FROM quarantine ORDER BY source_row") == [
+        (3, "wrong_field_count"),
+        (4, "wrong_field_count"),
+        (5, "wrong_field_count"),
+    ]
