@@ -14,7 +14,6 @@ from pathlib import Path
 
 import duckdb
 
-from detector.schema import KINDS
 from detector.store import Store, sealed_columns
 
 # The ledger fields covered by each entry's hash, in this order.
@@ -195,15 +194,17 @@ def verify(store: Store) -> Verification:
     each mismatch in one line."""
     result = Verification()
     with store.read() as con:
-        rows = con.execute(
-            f"SELECT {', '.join(CHAINED)}, entry_hash, {DIGEST} FROM uploads ORDER BY seq"
-        ).fetchall()
-        digests = {
-            seq: rows_digest(con, kind, seq)
-            for seq, kind, sealed in con.execute(
-                f"SELECT seq, kind, {DIGEST} FROM uploads ORDER BY seq"
+        fields = (*CHAINED, "entry_hash", DIGEST)
+        entries = [
+            dict(zip(fields, row, strict=True))
+            for row in con.execute(
+                f"SELECT {', '.join(fields)} FROM uploads ORDER BY seq"
             ).fetchall()
-            if sealed is not None and kind in KINDS
+        ]
+        digests = {
+            e["seq"]: rows_digest(con, e["kind"], e["seq"])
+            for e in entries
+            if e[DIGEST] is not None
         }
         stored = dict(
             con.execute(
@@ -216,8 +217,7 @@ def verify(store: Store) -> Verification:
             ).fetchall()
         )
     prev = GENESIS
-    for row in rows:
-        entry = dict(zip((*CHAINED, "entry_hash", DIGEST), row, strict=True))
+    for entry in entries:
         result.entries += 1
         seq = entry["seq"]
         if entry["prev_hash"] != prev:
@@ -254,7 +254,7 @@ def verify(store: Store) -> Verification:
     from detector.review import verify_audit
 
     result.problems += verify_audit(store)  # the reviewers' audit trail is chained too
-    named = {evidence_path(store, r[CHAINED.index("sha256")]) for r in rows}
+    named = {evidence_path(store, e["sha256"]) for e in entries}
     if store.evidence.is_dir():
         result.unreferenced = sorted(
             str(p.relative_to(store.evidence))
