@@ -77,6 +77,9 @@ def build(db: Path, n: int) -> None:
     con = duckdb.connect(str(db))
     con.execute(REFERENCE)
     con.execute(VISITS.replace("$n", str(int(n))))
+    # the ledger entry of the synthetic upload (what incremental runs count from)
+    con.execute("""INSERT INTO uploads (seq, sha256, original_name, kind, entry_hash, uploaded_at)
+                   VALUES (1, 'bench', 'bench.csv', 'visits', 'x', now())""")
     con.close()
 
 

@@ -344,7 +344,8 @@ def ingest_uploaded(store: Store, actor, paths: list, mappings: dict, progress=N
         if progress:
             progress((n + 1) / len(paths), path.name)
     if any(r.status == "stored" and r.rows_stored for r in results):
-        run_rules(store, triggered_by=f"upload:{actor.username}")
+        # What the upload changed, against the kept reference (as the scheduler's tick does).
+        run_rules(store, triggered_by=f"upload:{actor.username}", full=False)
         score(store, triggered_by=f"upload:{actor.username}")
     return results
 

@@ -235,8 +235,12 @@ def run(
             "--full", help="Re-evaluate everything, not only what changed since the last run."
         ),
     ] = False,
+    refit: Annotated[
+        bool, typer.Option("--refit", help="Fit a new scoring reference (and re-score all).")
+    ] = False,
 ) -> None:
-    """Run the rules over what changed (all with --full), then outlier scoring."""
+    """Run the rules over what changed (all with --full), then outlier scoring of the new
+    visits against the kept reference (fitted on the first run, or with --refit)."""
     import duckdb
 
     from detector.rules import run_rules
@@ -245,7 +249,11 @@ def run(
 
     try:
         report = run_rules(Store(db), rules, only, full=full)
-        scored = run_score(Store(db), ScoringConfig(model=model)) if score else None
+        scored = (
+            run_score(Store(db), ScoringConfig(model=model), refit=refit, full=full)
+            if score
+            else None
+        )
     except (DetectorError, ValueError) as exc:
         _fail(str(exc))
     except duckdb.Error as exc:  # e.g. out of memory: the run is recorded as failed
@@ -263,11 +271,7 @@ def run(
     if report.resolved:
         console.print(f"{report.resolved} flags no longer fire: marked resolved by data")
     if scored:
-        console.print(
-            f"scored {scored.rows:,} visits with {model} (model {scored.model_id}, "
-            f"fitted on {scored.fit_rows:,}); {scored.flags_new} new outlier flags "
-            f"({sum(scored.seconds.values()):.1f} s)"
-        )
+        _print_score(scored, model)
     for rule_id, error in report.errors.items():
         err.print(f"[red]rule {rule_id} failed:[/] {error}", highlight=False)
     if report.errors:
@@ -296,6 +300,45 @@ def _write_frame(frame, format: str, output: Path | None) -> None:
         output.write_text(text, encoding="utf-8")
     else:
         typer.echo(text, nl=False)
+
+
+def _print_score(scored, model: str) -> None:
+    console.print(
+        f"scoring ({scored.scope}): {scored.rows:,} visits scored with {model}, model "
+        f"{scored.model_id} fitted on {scored.fit_rows:,}; {scored.flags_new} new outlier "
+        f"flags, {scored.flags_resolved} resolved ({sum(scored.seconds.values()):.1f} s)",
+        highlight=False,
+    )
+
+
+@app.command("score")
+def score_cmd(
+    db: DbOption = None,
+    model: Annotated[str, typer.Option(help="ecod, iforest, copod, hbos or ensemble.")] = "ecod",
+    refit: Annotated[
+        bool,
+        typer.Option(
+            "--refit", help="Fit a new reference on the history window and re-score every visit."
+        ),
+    ] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="Re-score every visit against the kept reference.")
+    ] = False,
+) -> None:
+    """Outlier scoring alone. The fitted model and its feature context (the reference) are
+    kept: a run scores the visits that are new since the last one (and those whose week or
+    visitor they change) against it. Nothing is refitted unless asked (--refit, or the
+    scheduler's scoring job) or no reference fits the chosen model yet."""
+    import duckdb
+
+    from detector.scoring import ScoringConfig
+    from detector.scoring import score as run_score
+
+    try:
+        scored = run_score(Store(db), ScoringConfig(model=model), refit=refit, full=full)
+    except (DetectorError, ValueError, duckdb.Error) as exc:
+        _fail(str(exc).splitlines()[0])
+    _print_score(scored, model)
 
 
 @app.command()

@@ -187,11 +187,7 @@ def ranking_quality(store: Store, truth_path: Path, workdir: Path) -> list[Ranki
     truth = json.loads(Path(truth_path).read_text(encoding="utf-8"))
     with store.read() as con:
         key_of = dict(con.execute("SELECT record_id, record_key FROM visits").fetchall())
-        run = con.execute("SELECT max(run_id) FROM scores").fetchall()[0][0]
-        scored = con.sql(
-            "SELECT record_key, risk_score, outlier_score FROM scores WHERE run_id = $r",
-            params={"r": run},
-        ).pl()
+        scored = con.sql("SELECT record_key, risk_score, outlier_score FROM scores").pl()
     positives = {key_of[v] for t in truth for v in t.get("visits", []) if v in key_of}
     contextual = {
         key_of[v] for t in truth if t.get("contextual") for v in t.get("visits", []) if v in key_of

@@ -27,36 +27,38 @@ FEATURES: tuple[Feature, ...] = (
     Feature(
         "weekday_rarity",
         "rarity of this weekday for the role at the facility",
-        "{weekday}: {n_dow} of {n_role} {role} visits at {facility} are on a {weekday}",
+        "{Role_plural} seldom come to {facility} on a {weekday}: {n_dow} of the "
+        "{n_role} {role} visits there in the reference period",
     ),
     Feature(
         "hour_rarity",
         "rarity of this hour of day for the role at the facility",
-        "{hour}h: {n_hour} of {n_timed} timed {role} visits at {facility} start at that hour",
+        "{Role_plural} seldom arrive at {facility} at {hour}:00: {n_hour} of the {n_timed} "
+        "timed {role} visits there in the reference period",
     ),
     Feature(
         "volume_drop",
         "how far the role's visits that week (at the facility, or at all "
         "facilities) fall below the usual week, beyond halving",
-        "{n_week} {role} visits at {facility} that week (usually {usual_week}); "
-        "{n_gweek} at all facilities (usually {usual_gweek})",
+        "The {role} visits that week were far fewer than usual: {n_week} at {facility} "
+        "(a usual week has {usual_week}), {n_gweek} at all facilities (usually {usual_gweek})",
     ),
     Feature(
         "stay_rarity",
         "how far the length of stay is from the role's usual stay",
-        "stayed {stay_h} h; {role} visits usually last {usual_stay_h} h",
+        "The visit lasted {stay_h} hours; {role} visits usually last about {usual_stay_h} hours",
     ),
     Feature(
         "visitor_spread",
         "how unusual, for the role, the number of gangs, facilities "
         "and gang leaders the visitor saw within 30 days is",
-        "the visitor saw {n_gangs} gangs, {n_prisons} facilities and {n_leaders} gang "
-        "leaders within 30 days",
+        "Within 30 days this visitor saw inmates of {n_gangs} gangs, at {n_prisons} "
+        "facilities, {n_leaders} of them gang leaders: few {role} visitors do",
     ),
     Feature(
         "purpose_missing_rarity",
         "no purpose, for a role that usually states one",
-        "no purpose stated, as in only {pct_no_purpose}% of {role} visits at {facility}",
+        "No purpose was written, as in only {pct_no_purpose}% of {role} visits at {facility}",
     ),
 )
 FEATURE_NAMES = [f.name for f in FEATURES]
@@ -112,46 +114,74 @@ CONTEXT = [
     "official_key",
 ]
 
-FEATURE_SQL = r"""
-WITH officials AS (SELECT DISTINCT name_key FROM visits WHERE role = 'official' AND name_key <> ''),
-v AS (
-  SELECT v.record_key, v.record_id, v.facility, coalesce(v.role, 'other') AS role, v.entered_at,
-         v.exited_at, v.inmate_id, v.escorted_by,
-         v.entered_precision = 'minute' AS timed,
-         isodow(v.entered_at) AS dow, hour(v.entered_at) AS hr,
-         date_trunc('week', v.entered_at) AS wk,
-         date_diff('minute', v.entered_at, v.exited_at) AS stay_min,
-         CASE WHEN v.name_key <> '' AND regexp_matches(v.name_key, '[A-Z0-9]')
-              THEN v.name_key || '|' || coalesce(v.id_number, '') END AS visitor,
-         i.gang, coalesce(i.rank = 'leader', FALSE) AS leader,
-         v.purpose IS NULL OR trim(v.purpose) = '' AS no_purpose,
-         CASE WHEN v.role = 'official' THEN v.name_key
-              WHEN v.escorted_key IN (SELECT name_key FROM officials) THEN v.escorted_key END
-           AS official_key
-  FROM visits v LEFT JOIN inmates_current i USING (inmate_id)),
-role_n AS (SELECT facility, role, count(*) AS n FROM v GROUP BY ALL),
-timed_n AS (SELECT facility, role, count(*) AS n FROM v WHERE timed GROUP BY ALL),
-dow_n AS (SELECT facility, role, dow, count(*) AS n FROM v GROUP BY ALL),
-hr_n AS (SELECT facility, role, hr, count(*) AS n FROM v WHERE timed GROUP BY ALL),
--- A week judges volume only when it lies wholly inside the days the data covers (at the
--- facility, or anywhere): the partial first and last weeks of a file are not collapses.
+
+# --- the reference: what "usual" means, fixed when the model is fitted ----------------------
+#
+# A visit is judged against a reference: per role and facility, the weekdays, hours,
+# weekly volumes, stays and stated purposes of the visits in the fitted window, and per
+# role the distribution of each graded feature (its tail, for the surprise below). The
+# reference is computed once, when the model is fitted, and kept with it as Parquet files;
+# later visits are judged against the same reference, so that a visit's features (and
+# score) do not move because unrelated visits arrived. What a visit's own neighbourhood
+# says (how many visits its week had, what its visitor did within 30 days) is read from
+# the stored visits around it.
+
+# The visits, with the columns every feature needs. ``{where}`` restricts the rows read.
+VISITS_SQL = """
+SELECT v.record_key, v.record_id, v.facility, coalesce(v.role, 'other') AS role, v.entered_at,
+       v.exited_at, v.inmate_id, v.escorted_by,
+       v.entered_precision = 'minute' AS timed,
+       isodow(v.entered_at) AS dow, hour(v.entered_at) AS hr,
+       date_trunc('week', v.entered_at) AS wk,
+       date_diff('minute', v.entered_at, v.exited_at) AS stay_min,
+       CASE WHEN v.name_key <> '' AND regexp_matches(v.name_key, '[A-Z0-9]')
+            THEN v.name_key || '|' || coalesce(v.id_number, '') END AS visitor,
+       i.gang, coalesce(i.rank = 'leader', FALSE) AS leader,
+       v.purpose IS NULL OR trim(v.purpose) = '' AS no_purpose,
+       CASE WHEN v.role = 'official' THEN v.name_key
+            WHEN v.escorted_key IN (SELECT name_key FROM visits
+                                    WHERE role = 'official' AND name_key <> '')
+            THEN v.escorted_key END AS official_key
+FROM visits v LEFT JOIN inmates_current i USING (inmate_id)
+WHERE {where}
+"""
+
+# A week judges volume only when it lies wholly inside the days the data covers (at the
+# facility, or anywhere): the partial first and last weeks of a file are not collapses.
+WEEKS_SQL = """
 cover AS (SELECT facility, min(entered_at)::DATE AS d0, max(entered_at)::DATE + 1 AS d1
-          FROM v GROUP BY ALL),
-gcover AS (SELECT min(entered_at)::DATE AS d0, max(entered_at)::DATE + 1 AS d1 FROM v),
+          FROM {covered} GROUP BY ALL),
+gcover AS (SELECT min(entered_at)::DATE AS d0, max(entered_at)::DATE + 1 AS d1 FROM {covered}),
 week_n AS (SELECT facility, role, wk, count(*) AS n,
                   any_value(wk >= c.d0 AND wk + INTERVAL 7 DAY <= c.d1) AS whole
            FROM v JOIN cover c USING (facility) GROUP BY facility, role, wk),
-week_usual AS (SELECT facility, role,
-                      coalesce(median(n) FILTER (WHERE whole), median(n)) AS usual
-               FROM week_n GROUP BY ALL),
 gweek_n AS (SELECT role, wk, count(*) AS n,
                    any_value(wk >= c.d0 AND wk + INTERVAL 7 DAY <= c.d1) AS whole
-            FROM v, gcover c GROUP BY role, wk),
-gweek_usual AS (SELECT role, coalesce(median(n) FILTER (WHERE whole), median(n)) AS usual
-                FROM gweek_n GROUP BY ALL),
-stay_med AS (SELECT role, median(ln(stay_min)) AS med FROM v WHERE stay_min > 0 GROUP BY ALL),
-stay_usual AS (SELECT role, any_value(m.med) AS med, median(abs(ln(stay_min) - m.med)) AS mad
-               FROM v JOIN stay_med m USING (role) WHERE stay_min > 0 GROUP BY ALL),
+            FROM v, gcover c GROUP BY role, wk)"""
+
+# Each table of the reference, computed from the fitted window's visits (``v``).
+CONTEXT: dict[str, str] = {
+    "role_n": "SELECT facility, role, count(*) AS n FROM v GROUP BY ALL",
+    "timed_n": "SELECT facility, role, count(*) AS n FROM v WHERE timed GROUP BY ALL",
+    "dow_n": "SELECT facility, role, dow, count(*) AS n FROM v GROUP BY ALL",
+    "hr_n": "SELECT facility, role, hr, count(*) AS n FROM v WHERE timed GROUP BY ALL",
+    "week_usual": "SELECT facility, role, coalesce(median(n) FILTER (WHERE whole), median(n))"
+    " AS usual FROM week_n GROUP BY ALL",
+    "gweek_usual": "SELECT role, coalesce(median(n) FILTER (WHERE whole), median(n)) AS usual"
+    " FROM gweek_n GROUP BY ALL",
+    "stay_usual": """
+        SELECT role, any_value(m.med) AS med, median(abs(ln(stay_min) - m.med)) AS mad
+        FROM v JOIN (SELECT role, median(ln(stay_min)) AS med FROM v WHERE stay_min > 0
+                     GROUP BY ALL) m USING (role)
+        WHERE stay_min > 0 GROUP BY ALL""",
+    "purpose": "SELECT facility, role, avg(no_purpose::INT) AS share FROM v GROUP BY ALL",
+}
+
+# One row per target visit: its raw features against the reference ({ref} names the
+# reference's files), its neighbourhood read from ``v`` (the visits around the targets).
+RAW_SQL = r"""
+WITH v AS ({visits}),
+{weeks},
 visitor_window AS (
   SELECT record_key,
          count(DISTINCT gang) OVER w AS gangs, count(DISTINCT facility) OVER w AS prisons,
@@ -159,109 +189,212 @@ visitor_window AS (
   FROM v WHERE visitor IS NOT NULL AND inmate_id IS NOT NULL
   WINDOW w AS (PARTITION BY visitor ORDER BY entered_at
                RANGE BETWEEN INTERVAL 30 DAYS PRECEDING AND INTERVAL 30 DAYS FOLLOWING)),
-purpose AS (SELECT facility, role, avg(no_purpose::INT) AS share FROM v GROUP BY ALL),
-raw AS (
+t AS (SELECT * FROM v WHERE {targets})
 SELECT
-  v.record_key, v.record_id, v.facility, v.role, v.entered_at, v.inmate_id, v.official_key,
-  -ln((d.n + 1.0) / (r.n + 7)) AS weekday_rarity,
-  CASE WHEN v.timed THEN -ln((hh.n + 1.0) / (t.n + 24)) ELSE 0 END AS hour_rarity,
+  t.record_key, t.record_id, t.facility, t.role, t.entered_at, t.inmate_id, t.official_key,
+  -ln((coalesce(d.n, 0) + 1.0) / (coalesce(r.n, 0) + 7)) AS weekday_rarity,
+  CASE WHEN t.timed THEN -ln((coalesce(hh.n, 0) + 1.0) / (coalesce(tn.n, 0) + 24)) ELSE 0 END
+    AS hour_rarity,
   -- only drops beyond half the usual volume count: holidays are not suspensions
-  greatest(0, CASE WHEN w.whole THEN ln((wu.usual + 1.0) / (w.n + 1.0)) - ln(2) ELSE 0 END,
-              CASE WHEN g.whole THEN ln((gu.usual + 1.0) / (g.n + 1.0)) - ln(2) ELSE 0 END)
-    AS volume_drop,
-  CASE WHEN v.stay_min > 0
-       THEN abs(ln(v.stay_min) - st.med) / greatest(st.mad, 0.1) ELSE 0 END AS stay_rarity,
+  greatest(0,
+    CASE WHEN w.whole AND wu.usual IS NOT NULL
+         THEN ln((wu.usual + 1.0) / (w.n + 1.0)) - ln(2) ELSE 0 END,
+    CASE WHEN g.whole AND gu.usual IS NOT NULL
+         THEN ln((gu.usual + 1.0) / (g.n + 1.0)) - ln(2) ELSE 0 END) AS volume_drop,
+  CASE WHEN t.stay_min > 0 AND st.med IS NOT NULL
+       THEN abs(ln(t.stay_min) - st.med) / greatest(st.mad, 0.1) ELSE 0 END AS stay_rarity,
   coalesce(vw.gangs, 0) AS n_gangs, coalesce(vw.prisons, 0) AS n_prisons,
   coalesce(vw.leaders, 0) AS n_leaders,
-  CASE WHEN v.no_purpose THEN greatest(0, -ln(pu.share + 0.001)) ELSE 0 END
+  CASE WHEN t.no_purpose THEN greatest(0, -ln(coalesce(pu.share, 1) + 0.001)) ELSE 0 END
     AS purpose_missing_rarity,
   -- marginal columns for the baseline
-  CASE WHEN v.timed THEN v.hr ELSE 12 END AS hour, v.dow AS weekday,
-  coalesce(v.stay_min, -1) AS stay_min,
-  (v.role = 'family')::INT AS role_family, (v.role = 'lawyer')::INT AS role_lawyer,
-  (v.role = 'official')::INT AS role_official, (v.role = 'staff')::INT AS role_staff,
-  (v.role = 'contractor')::INT AS role_contractor,
+  CASE WHEN t.timed THEN t.hr ELSE 12 END AS hour, t.dow AS weekday,
+  coalesce(t.stay_min, -1) AS stay_min,
+  (t.role = 'family')::INT AS role_family, (t.role = 'lawyer')::INT AS role_lawyer,
+  (t.role = 'official')::INT AS role_official, (t.role = 'staff')::INT AS role_staff,
+  (t.role = 'contractor')::INT AS role_contractor,
   -- context for explanations
-  d.n AS n_dow, coalesce(hh.n, 0) AS n_hour, coalesce(t.n, 0) AS n_timed, r.n AS n_role, w.n AS n_week, wu.usual AS usual_week,
-  g.n AS n_gweek, gu.usual AS usual_gweek, round(v.stay_min / 60.0, 1) AS stay_h,
-  round(exp(st.med) / 60, 1) AS usual_stay_h, v.gang, v.escorted_by,
+  coalesce(d.n, 0) AS n_dow, coalesce(hh.n, 0) AS n_hour, coalesce(tn.n, 0) AS n_timed,
+  coalesce(r.n, 0) AS n_role, w.n AS n_week, wu.usual AS usual_week,
+  g.n AS n_gweek, gu.usual AS usual_gweek, round(t.stay_min / 60.0, 1) AS stay_h,
+  round(exp(st.med) / 60, 1) AS usual_stay_h, t.gang, t.escorted_by,
   round(100 * pu.share) AS pct_no_purpose
-FROM v
-JOIN role_n r USING (facility, role)
-LEFT JOIN timed_n t USING (facility, role)
-JOIN dow_n d USING (facility, role, dow)
-LEFT JOIN hr_n hh USING (facility, role, hr)
+FROM t
+LEFT JOIN {ref}role_n r USING (facility, role)
+LEFT JOIN {ref}timed_n tn USING (facility, role)
+LEFT JOIN {ref}dow_n d USING (facility, role, dow)
+LEFT JOIN {ref}hr_n hh USING (facility, role, hr)
 JOIN week_n w USING (facility, role, wk)
-JOIN week_usual wu USING (facility, role)
+LEFT JOIN {ref}week_usual wu USING (facility, role)
 JOIN gweek_n g USING (role, wk)
-JOIN gweek_usual gu USING (role)
-LEFT JOIN stay_usual st USING (role)
+LEFT JOIN {ref}gweek_usual gu USING (role)
+LEFT JOIN {ref}stay_usual st USING (role)
 LEFT JOIN visitor_window vw USING (record_key)
-JOIN purpose pu USING (facility, role))
-SELECT * FROM raw
+LEFT JOIN {ref}purpose pu USING (facility, role)
 """
 
 # What is usual depends on the role: a lawyer seeing leaders of three gangs in a month is
 # routine, a relative doing so is not. Graded features become their surprise within the
-# role, -ln(share of the role's visits with a value at least as high), and count only in
-# the role's top 1% (surprise >= ln 100): ordinary variation then adds nothing, so a visit
-# stands out by what is truly unusual about it, not by many small oddities. The shares come
-# from per-role value counts joined back (cheap), not from sorting every visit.
+# role, -ln(share of the role's reference visits with a value at least as high), and count
+# only in the role's top 1% (surprise >= ln 100): ordinary variation then adds nothing, so
+# a visit stands out by what is truly unusual about it, not by many small oddities. The
+# shares are the reference's per-role tails (value counts, cheap); a value beyond the
+# reference's highest is rarer than any it saw.
 SURPRISE_FLOOR = 100  # a value counts when at most 1 in this many visits of the role reach it
 GRADED = ("weekday_rarity", "hour_rarity", "stay_rarity", "n_gangs", "n_prisons", "n_leaders")
 
 
-def _surprise_sql(raw: Path) -> str:
-    tails = ",\n".join(
-        f"""
-  t_{c} AS (
-    SELECT role, v AS {c}_v, -ln(sum(n) OVER (PARTITION BY role ORDER BY v DESC)
-                                 / sum(n) OVER (PARTITION BY role)) AS s
-    FROM (SELECT role, round({c}, 3) AS v, count(*) AS n FROM raw GROUP BY ALL))"""
+def tail_sql(raw: str, column: str) -> str:
+    """The reference tail of one graded feature: per role and value, the surprise of
+    reaching it (``-ln`` of the share of the role's visits at or above it)."""
+    return f"""
+    SELECT role, v, -ln(sum(n) OVER (PARTITION BY role ORDER BY v DESC)
+                        / sum(n) OVER (PARTITION BY role)) AS s,
+           ln(sum(n) OVER (PARTITION BY role) + 1) AS beyond
+    FROM (SELECT role, round({column}, 3) AS v, count(*) AS n FROM {raw} GROUP BY ALL)"""
+
+
+def _surprise_sql(raw: str, ref: str) -> str:
+    # ASOF: the reference's smallest value at or above the visit's value.
+    joins = "\n".join(
+        f"  ASOF LEFT JOIN {ref}tail_{c} t_{c} "
+        f"ON t_{c}.role = raw.role AND round(raw.{c}, 3) <= t_{c}.v"
         for c in GRADED
     )
-    joins = "\n".join(
-        f"  JOIN t_{c} ON t_{c}.role = raw.role AND t_{c}.{c}_v = round(raw.{c}, 3)" for c in GRADED
-    )
+
+    def s(c: str) -> str:
+        return (
+            f"coalesce(t_{c}.s, (SELECT max(beyond) FROM {ref}tail_{c} b "
+            f"WHERE b.role = raw.role), 0)"
+        )
 
     def kept(c: str, when: str = "TRUE") -> str:
-        return f"CASE WHEN {when} AND t_{c}.s >= ln({SURPRISE_FLOOR}) THEN t_{c}.s ELSE 0 END"
+        return f"CASE WHEN {when} AND {s(c)} >= ln({SURPRISE_FLOOR}) THEN {s(c)} ELSE 0 END"
 
     return f"""
-WITH raw AS (SELECT * FROM read_parquet('{raw}')),
-{tails}
 SELECT raw.* REPLACE ({kept("weekday_rarity")} AS weekday_rarity,
                       {kept("hour_rarity")} AS hour_rarity,
                       {kept("stay_rarity")} AS stay_rarity),
   -- seeing one gang, one prison or one leader is what visitors do: only more counts
   greatest({kept("n_gangs", "raw.n_gangs > 1")}, {kept("n_prisons", "raw.n_prisons > 1")},
            {kept("n_leaders", "raw.n_leaders > 1")}) AS visitor_spread
-FROM raw
+FROM {raw} raw
 {joins}
 """
 
 
-def build_features(store: Store, out: Path) -> int:
-    """Write one row per stored visit (features, baseline columns, context) to ``out``.
+def _quoted(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
 
-    Returns the number of rows. The per-visit context is computed on a read-only
-    connection to the store, the within-role surprises on a private in-memory one; both
-    spill to disk when the data outgrows memory.
-    """
+
+def _ref_views(con, ref: Path, tails: bool = True) -> str:
+    """Temporary views over a reference's Parquet files; returns their name prefix."""
+    for name in [*CONTEXT, *(f"tail_{c}" for c in GRADED if tails)]:
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW ref_{name} AS "
+            f"SELECT * FROM read_parquet({_quoted(ref / f'{name}.parquet')})"
+        )
+    return "ref_"
+
+
+def _private_con(workdir: Path):
     import duckdb
 
     from detector.store import MEMORY_LIMIT
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    raw = out.with_name(out.stem + ".raw.parquet")
-    with store.read() as con:
-        con.execute(f"COPY ({FEATURE_SQL}) TO '{raw}' (FORMAT parquet)")
-    con = duckdb.connect(
-        config={"memory_limit": MEMORY_LIMIT, "temp_directory": str(out.parent / ".duckdb_tmp")}
+    return duckdb.connect(
+        config={"memory_limit": MEMORY_LIMIT, "temp_directory": str(workdir / ".duckdb_tmp")}
     )
+
+
+def build_reference(store: Store, ref: Path, window: tuple | None = None) -> int:
+    """Compute the reference from the visits in ``window`` (``(from, to)`` timestamps,
+    ``None``: all) into Parquet files in ``ref``; returns the number of visits it holds.
+
+    The context tables come first; the raw features of the window's visits against them
+    give the per-role tails of the graded features."""
+    ref.mkdir(parents=True, exist_ok=True)
+    where = (
+        "TRUE"
+        if window is None
+        else f"v.entered_at BETWEEN TIMESTAMP '{window[0]}' AND TIMESTAMP '{window[1]}'"
+    )
+    raw = ref / ".raw.parquet"
+    with store.read() as con:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE ref_v AS {VISITS_SQL.format(where=where)}")
+        weeks = WEEKS_SQL.format(covered="v")
+        for name, sql in CONTEXT.items():
+            con.execute(
+                f"COPY (WITH v AS (SELECT * FROM ref_v), {weeks} {sql}) "
+                f"TO {_quoted(ref / f'{name}.parquet')} (FORMAT parquet)"
+            )
+        con.execute("DROP TABLE ref_v")
+        prefix = _ref_views(con, ref, tails=False)
+        con.execute(
+            f"COPY ({_raw_sql(prefix, where, 'TRUE', covered='v')}) TO {_quoted(raw)} "
+            "(FORMAT parquet)"
+        )
+    con = _private_con(ref)
     try:
-        con.execute(f"COPY ({_surprise_sql(raw)}) TO '{out}' (FORMAT parquet)")
-        return con.execute(f"SELECT count(*) FROM read_parquet('{out}')").fetchall()[0][0]
+        for c in GRADED:
+            con.execute(
+                f"COPY ({tail_sql(f'read_parquet({_quoted(raw)})', c)}) "
+                f"TO {_quoted(ref / f'tail_{c}.parquet')} (FORMAT parquet)"
+            )
+        return con.execute(f"SELECT count(*) FROM read_parquet({_quoted(raw)})").fetchall()[0][0]
+    finally:
+        con.close()
+        raw.unlink(missing_ok=True)
+
+
+def _raw_sql(prefix: str, neighbourhood: str, targets: str, covered: str = "visits") -> str:
+    return RAW_SQL.format(
+        visits=VISITS_SQL.format(where=neighbourhood),
+        weeks=WEEKS_SQL.format(covered=covered),
+        targets=targets,
+        ref=prefix,
+    )
+
+
+def build_features(
+    store: Store,
+    out: Path,
+    ref: Path | None = None,
+    neighbourhood: str = "TRUE",
+    targets: str = "TRUE",
+) -> int:
+    """Write one row per target visit (features, baseline columns, context) to ``out``.
+
+    ``ref`` is the reference to judge the visits against (``None``: one computed from all
+    stored visits, for a one-off look such as the evaluation's baseline). ``targets`` is an
+    SQL condition on the visits to write (on the read connection: it may name temporary
+    tables made there), ``neighbourhood`` one on the visits around them that their weeks
+    and visitors' 30-day windows need (``TRUE``: all). Returns the number of rows. The
+    neighbourhood is computed on a read-only connection to the store, the within-role
+    surprises on a private one; both spill to disk when the data outgrows memory.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if ref is None:
+        ref = out.with_name(out.stem + ".reference")
+        build_reference(store, ref)
+    raw = out.with_name(out.stem + ".raw.parquet")
+    return _features_from(store, out, ref, raw, neighbourhood, targets)
+
+
+def _features_from(store, out, ref, raw, neighbourhood, targets) -> int:
+    with store.read() as con:
+        prefix = _ref_views(con, ref, tails=False)
+        con.execute(
+            f"COPY ({_raw_sql(prefix, neighbourhood, targets)}) TO {_quoted(raw)} (FORMAT parquet)"
+        )
+    con = _private_con(out.parent)
+    try:
+        prefix = _ref_views(con, ref)
+        con.execute(
+            f"COPY ({_surprise_sql(f'read_parquet({_quoted(raw)})', prefix)}) "
+            f"TO {_quoted(out)} (FORMAT parquet)"
+        )
+        return con.execute(f"SELECT count(*) FROM read_parquet({_quoted(out)})").fetchall()[0][0]
     finally:
         con.close()
         raw.unlink(missing_ok=True)

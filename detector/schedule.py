@@ -156,14 +156,18 @@ def run_job(store: Store, config: ScheduleConfig, name: str) -> dict:
     job = config.jobs[name]
     summary: dict = {"job": name, "action": job.action}
     try:
+        by = f"schedule:{name}"
         if job.action == "tick":
             summary["inbox"] = process_inbox(store, Path(config.inbox))
-            report = run_rules(store, triggered_by=f"schedule:{name}", full=False)
+            report = run_rules(store, triggered_by=by, full=False)
+            # the new visits scored against the kept reference (none: it is fitted now)
+            summary["score"] = score(store, triggered_by=by).scope
         elif job.action == "full":
-            report = run_rules(store, triggered_by=f"schedule:{name}", full=True)
-        else:
+            report = run_rules(store, triggered_by=by, full=True)
+            summary["score"] = score(store, triggered_by=by, full=True).scope
+        else:  # the scoring job refits the reference on the history window
             report = None
-            summary["score"] = score(store, triggered_by=f"schedule:{name}").run_id
+            summary["score"] = score(store, triggered_by=by, refit=True).scope
         if report is not None:
             summary.update(
                 run_id=report.run_id,

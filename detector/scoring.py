@@ -31,15 +31,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import joblib
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 from pyod.models.copod import COPOD
 from pyod.models.ecod import ECOD
@@ -47,8 +51,8 @@ from pyod.models.hbos import HBOS
 from pyod.models.iforest import IForest
 from scipy.stats import skew
 
-from detector.features import FEATURE_NAMES, FEATURES, build_features
-from detector.rules import Hit, severity_case, store_flags
+from detector.features import FEATURE_NAMES, FEATURES, build_features, build_reference
+from detector.rules import Hit, _next_run, severity_case, store_flags
 from detector.store import Store
 
 MODELS = {"ecod": ECOD, "iforest": IForest, "copod": COPOD, "hbos": HBOS}
@@ -67,7 +71,6 @@ class ScoringConfig:
     top_features: int = 3
     batch_rows: int = 500_000
     seed: int = 42
-    keep_runs: int = 2
 
 
 class FrozenECOD:
@@ -83,6 +86,13 @@ class FrozenECOD:
         self.n_ = X.shape[0]
         self.sorted_ = np.sort(X, axis=0)
         self.skew_ = np.sign(np.nan_to_num(skew(X, axis=0)))
+
+    @classmethod
+    def from_arrays(cls, sorted_: np.ndarray, skew_: np.ndarray) -> FrozenECOD:
+        """The scorer of a kept reference: its sorted training columns and tail signs."""
+        self = cls.__new__(cls)
+        self.sorted_, self.skew_, self.n_ = sorted_, skew_, sorted_.shape[0]
+        return self
 
     def per_feature(self, X: np.ndarray) -> np.ndarray:
         n, out = self.n_, np.empty(X.shape, dtype=float)
@@ -156,6 +166,8 @@ class ScoreReport:
     flags_new: int = 0
     flags_resolved: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    scope: str = ""  # what was scored, and against which reference (refitted or kept)
+    refit: bool = False
 
 
 def _describe(feature: str, row: dict) -> str:
@@ -217,109 +229,403 @@ def explain_rows(context: pl.DataFrame, contributions: np.ndarray, k: int) -> li
     return out
 
 
+# --- the kept reference ----------------------------------------------------------------------
+
+# Bumped when the features' meaning changes: a reference of another version is refitted.
+REFERENCE_VERSION = 2
+_SCORER_FILE = "model.joblib"
+_ECDF_FILE = "ecdf.npz"
+
+
+@dataclass
+class Reference:
+    """A fitted model and the feature context it was fitted with, kept on disk.
+
+    ``path`` holds the context's Parquet files (``features.build_reference``), the training
+    ECDFs and training scores (``ecdf.npz``) and, for a model other than ECOD, the fitted
+    model (``model.joblib``). ``content_hash`` covers every file: a reference whose files
+    changed is not loaded (and a pickled model is never loaded before its hash is checked).
+    """
+
+    model_id: str
+    path: Path
+    explainer: FrozenECOD
+    scorer: Callable[[np.ndarray], np.ndarray] | None  # None: ECOD's own per-feature sum
+    train_scores: np.ndarray
+    fit_from: datetime | None
+    fit_to: datetime | None
+    fit_rows: int
+    content_hash: str = ""
+    new: bool = False  # fitted in this run (not yet recorded in ``models``)
+
+    def raw_scores(self, X: np.ndarray, contributions: np.ndarray) -> np.ndarray:
+        return contributions.sum(axis=1) if self.scorer is None else self.scorer(X)
+
+
+def models_dir(store: Store) -> Path:
+    return store.path.parent / "models"
+
+
+def content_hash(path: Path) -> str:
+    """SHA-256 over a reference folder's files (names and contents), in name order."""
+    digest = hashlib.sha256()
+    for f in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
+        digest.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _reference_key(config: ScoringConfig) -> str:
+    """What a stored reference must match to be reused: the model and its fitting."""
+    return json.dumps(
+        {
+            "version": REFERENCE_VERSION,
+            "features": FEATURE_NAMES,
+            "model": config.model,
+            "ensemble": list(config.ensemble) if config.model == "ensemble" else None,
+            "fit_sample": config.fit_sample,
+            "fit_window_days": config.fit_window_days,
+            "seed": config.seed,
+        },
+        sort_keys=True,
+    )
+
+
+def load_reference(store: Store, config: ScoringConfig) -> tuple[Reference | None, str]:
+    """The newest stored reference fitted as ``config`` asks, or None and why not."""
+    with store.read() as con:
+        found = con.execute(
+            "SELECT model_id, content_hash, fit_from, fit_to, fit_rows, config FROM models "
+            "WHERE content_hash IS NOT NULL ORDER BY fitted_at DESC"
+        ).fetchall()
+    wanted = json.loads(_reference_key(config))
+    for model_id, digest, fit_from, fit_to, fit_rows, stored in found:
+        if json.loads(stored).get("reference") != wanted:
+            continue
+        path = models_dir(store) / model_id
+        if not path.is_dir():
+            return None, f"the files of reference {model_id} are gone"
+        if content_hash(path) != digest:
+            return None, f"the files of reference {model_id} changed since it was fitted"
+        ecdf = np.load(path / _ECDF_FILE)
+        explainer = FrozenECOD.from_arrays(ecdf["sorted"], ecdf["skew"])
+        scorer = None
+        if (path / _SCORER_FILE).exists():
+            scorer = _scorer(joblib.load(path / _SCORER_FILE))
+        return (
+            Reference(
+                model_id,
+                path,
+                explainer,
+                scorer,
+                ecdf["train_scores"],
+                fit_from,
+                fit_to,
+                fit_rows,
+                digest,
+            ),
+            "",
+        )
+    return None, "no reference fitted yet" if not found else "no reference fitted this way"
+
+
+def fit_reference(store: Store, config: ScoringConfig, workdir: Path) -> Reference:
+    """Fit the model on a sample of the window and keep it with the window's context."""
+    newest, oldest = _stored_range(store)
+    window = None
+    if config.fit_window_days and newest is not None:
+        window = (newest - timedelta(days=int(config.fit_window_days)), newest)
+    staging = models_dir(store) / f".fitting-{os.getpid()}-{time.time_ns()}"
+    staging.mkdir(mode=0o700, parents=True)
+    try:
+        build_reference(store, staging, window)
+        feats = workdir / "fit_features.parquet"
+        where = (
+            "TRUE"
+            if window is None
+            else f"entered_at BETWEEN TIMESTAMP '{window[0]}' AND TIMESTAMP '{window[1]}'"
+        )
+        build_features(store, feats, staging, neighbourhood="TRUE", targets=where)
+        fit_from, fit_to, X_fit = _fit_sample(feats, config)
+        model = make_model(config).fit(X_fit)
+        explainer = FrozenECOD(model if isinstance(model, ECOD) else ECOD().fit(X_fit))
+        scorer = None
+        if not isinstance(model, ECOD):
+            scorer = model.decision_function if isinstance(model, RankEnsemble) else _scorer(model)
+            joblib.dump(model, staging / _SCORER_FILE)
+        train = explainer.decision_function(X_fit) if scorer is None else scorer(X_fit)
+        train_scores = np.sort(train)
+        np.savez(
+            staging / _ECDF_FILE,
+            sorted=explainer.sorted_,
+            skew=explainer.skew_,
+            train_scores=train_scores,
+        )
+        digest = content_hash(staging)
+        model_id = hashlib.sha256(
+            (_reference_key(config) + str(fit_from) + str(fit_to) + digest).encode()
+        ).hexdigest()[:16]
+        path = models_dir(store) / model_id
+        if path.exists():
+            shutil.rmtree(path)
+        staging.rename(path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Reference(
+        model_id,
+        path,
+        explainer,
+        scorer,
+        train_scores,
+        fit_from,
+        fit_to,
+        X_fit.shape[0],
+        digest,
+        new=True,
+    )
+
+
+def _stored_range(store: Store):
+    with store.read() as con:
+        return con.execute("SELECT max(entered_at), min(entered_at) FROM visits").fetchall()[0]
+
+
+# --- what a run scores ------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """The visits a scoring run re-scores: all of them, or the new ones and those whose
+    neighbourhood they change (same weeks, same visitor within 30 days)."""
+
+    full: bool
+    why: str
+    watermark: int
+    targets: str = "TRUE"  # SQL condition on visits
+    neighbourhood: str = "TRUE"  # SQL condition on the visits the targets' features read
+    new_rows: int = 0
+    rules_since: int = 0  # rule flags changed after this run id get their visits' risk redone
+
+
+def plan_run(store: Store, reference: Reference, full: bool, tmp: Path) -> Plan:
+    """Full when asked, when the reference is new or the roster changed since the last
+    scoring run; otherwise the new visits and their neighbourhood."""
+    with store.read() as con:
+        watermark = con.execute("SELECT coalesce(max(seq), 0) FROM uploads").fetchall()[0][0]
+        last = con.execute(
+            "SELECT run_id, watermark FROM runs WHERE kind = 'score' AND status = 'ok' "
+            "ORDER BY run_id DESC LIMIT 1"
+        ).fetchall()
+        if reference.new:
+            return Plan(True, f"refitted: new reference {reference.model_id}", watermark)
+        if full:
+            return Plan(True, f"full re-scoring against reference {reference.model_id}", watermark)
+        others = con.execute(
+            "SELECT count(*) FROM scores WHERE model_id IS DISTINCT FROM ?", [reference.model_id]
+        ).fetchall()[0][0]
+        if not last or last[0][1] is None or others:
+            return Plan(True, f"first scoring against reference {reference.model_id}", watermark)
+        last_run, since = last[0]
+        roster = con.execute(
+            "SELECT count(*) FROM uploads WHERE seq > ? AND kind = 'inmates'", [since]
+        ).fetchall()[0][0]
+        if roster:
+            return Plan(True, "the roster changed: every visit re-scored", watermark)
+        new_rows, neighbourhood = _write_targets(con, since, watermark, tmp / "targets.parquet")
+        ruled = con.execute(
+            "SELECT count(*) FROM flags WHERE source = 'rule' AND last_run > ?", [last_run]
+        ).fetchall()[0][0]
+    if not new_rows and not ruled:
+        return Plan(False, "nothing new since the last scoring run", watermark, "FALSE", "FALSE")
+    targets = f"record_key IN (SELECT record_key FROM read_parquet('{tmp / 'targets.parquet'}'))"
+    return Plan(
+        False,
+        f"incremental: {new_rows:,} new visits against reference {reference.model_id}",
+        watermark,
+        targets,
+        neighbourhood,
+        new_rows,
+        last_run,
+    )
+
+
+_VISITOR = """CASE WHEN name_key <> '' AND regexp_matches(name_key, '[A-Z0-9]')
+                  THEN name_key || '|' || coalesce(id_number, '') END"""
+MAX_RANGES = 200  # beyond this many separate stretches of time, read every visit
+
+
+def _write_targets(con, since: int, upto: int, out: Path) -> tuple[int, str]:
+    """Write the keys of the visits to re-score; return (new visits, neighbourhood SQL).
+
+    Re-scored: the new visits; every visit in a week they fall in (its week's volume
+    changed), or in a week at an end of the covered days they moved (that week is now
+    whole); and the visits of their visitors within 30 days (the visitor's spread changed).
+    """
+    new = "upload_seq > $since AND upload_seq <= $upto"
+    params = {"since": since, "upto": upto}
+    lo, hi, n = con.execute(
+        f"SELECT min(entered_at), max(entered_at), count(*) FROM visits WHERE {new}", params
+    ).fetchall()[0]
+    if not n:
+        con.execute(f"COPY (SELECT ''::VARCHAR AS record_key LIMIT 0) TO '{out}' (FORMAT parquet)")
+        return 0, "FALSE"
+    weeks = [
+        w
+        for (w,) in con.execute(
+            f"""
+        WITH n AS (SELECT facility, entered_at FROM visits WHERE {new}),
+        o AS (SELECT facility, min(entered_at) AS lo, max(entered_at) AS hi FROM visits
+              WHERE upload_seq <= $since GROUP BY ALL),
+        nf AS (SELECT facility, min(entered_at) AS lo, max(entered_at) AS hi FROM n GROUP BY ALL),
+        og AS (SELECT min(lo) AS lo, max(hi) AS hi FROM o),
+        ng AS (SELECT min(lo) AS lo, max(hi) AS hi FROM nf)
+        SELECT DISTINCT date_trunc('week', entered_at) FROM n
+        UNION SELECT date_trunc('week', o.lo) FROM o JOIN nf USING (facility)
+              WHERE nf.lo::DATE < o.lo::DATE
+        UNION SELECT date_trunc('week', o.hi) FROM o JOIN nf USING (facility)
+              WHERE nf.hi::DATE > o.hi::DATE
+        UNION SELECT date_trunc('week', og.lo) FROM og, ng WHERE ng.lo::DATE < og.lo::DATE
+        UNION SELECT date_trunc('week', og.hi) FROM og, ng WHERE ng.hi::DATE > og.hi::DATE""",
+            params,
+        ).fetchall()
+        if w is not None
+    ]
+    day = timedelta(days=1)
+    in_weeks = _ranges([(w, w + 7 * day) for w in weeks])
+    near = (lo - 30 * day, hi + 30 * day)
+    con.execute(
+        f"""
+        COPY (
+          SELECT record_key FROM visits WHERE {in_weeks}
+          UNION SELECT record_key FROM visits WHERE {new}
+          UNION SELECT record_key FROM visits
+                WHERE entered_at BETWEEN TIMESTAMP '{near[0]}' AND TIMESTAMP '{near[1]}'
+                  AND {_VISITOR} IN (SELECT {_VISITOR} FROM visits WHERE {new})
+        ) TO '{out}' (FORMAT parquet)""",
+        params,
+    )
+    # Around each re-scored visit: its whole week and its visitor's 30 days either side.
+    around = [(w - 31 * day, w + 38 * day) for w in weeks]
+    around.append((lo - 61 * day, hi + 61 * day))
+    return n, _ranges(around)
+
+
+def _ranges(spans: list[tuple]) -> str:
+    """An SQL condition on entered_at for a union of [start, end) spans (merged)."""
+    merged: list[list] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    if not merged:
+        return "FALSE"
+    if len(merged) > MAX_RANGES:
+        return "TRUE"
+    return (
+        "("
+        + " OR ".join(
+            f"(entered_at >= TIMESTAMP '{a}' AND entered_at < TIMESTAMP '{b}')" for a, b in merged
+        )
+        + ")"
+    )
+
+
 def score(
     store: Store,
     config: ScoringConfig | None = None,
     triggered_by: str = "cli",
     workdir: Path | None = None,
+    refit: bool = False,
+    full: bool = False,
 ) -> ScoreReport:
-    """Build features, fit on the history window, score every visit, store scores and risk.
+    """Score the visits against the kept reference; fit one only when asked or missing.
 
-    The heavy work reads the database read-only and writes Parquet files; only the final
-    load of scores and model flags takes the write lock.
+    Without ``refit`` the newest stored reference fitted as ``config`` asks is loaded and
+    only new visits (and those whose neighbourhood they change) are scored against it, so
+    that a visit's score does not move because unrelated visits arrived. With ``refit``,
+    or when there is no usable reference, one is fitted on the history window and every
+    visit is re-scored; the run says which (``ScoreReport.scope``). The heavy work reads
+    the database read-only and writes Parquet files; only the final load of scores and
+    model flags takes the write lock.
     """
     config = config or ScoringConfig()
     seconds: dict[str, float] = {}
     with TemporaryDirectory(dir=workdir) as tmp:
         tmp = Path(tmp)
         t = time.perf_counter()
-        feats = tmp / "features.parquet"
-        rows = build_features(store, feats)
-        seconds["features"] = time.perf_counter() - t
-        if rows == 0:
-            return ScoreReport(0, "", 0, 0, seconds=seconds)
-
-        t = time.perf_counter()
-        # The fitted window, and a seeded sample of it, read by DuckDB: nothing big in memory.
-        fit_from, fit_to, X_fit = _fit_sample(feats, config)
-        model = make_model(config).fit(X_fit)
-        explainer = FrozenECOD(model if isinstance(model, ECOD) else ECOD().fit(X_fit))
-        # ECOD's score is the sum of its per-feature scores: computed once for both.
-        scorer = (
-            None
-            if isinstance(model, ECOD)
-            else (model.decision_function if isinstance(model, RankEnsemble) else _scorer(model))
-        )
-        train_scores = np.sort(
-            explainer.decision_function(X_fit) if scorer is None else scorer(X_fit)
-        )
+        reference, why = (None, "asked to refit") if refit else load_reference(store, config)
+        if reference is None:
+            if _stored_range(store)[0] is None:
+                return ScoreReport(0, "", 0, 0, seconds=seconds, scope="nothing to score")
+            reference = fit_reference(store, config, tmp)
         seconds["fit"] = time.perf_counter() - t
 
-        model_id = hashlib.sha256(
-            json.dumps(
-                [
-                    config.__dict__,
-                    FEATURE_NAMES,
-                    str(fit_from),
-                    str(fit_to),
-                    X_fit.shape[0],
-                    float(X_fit.sum()),
-                ],
-                default=str,
-            ).encode()
-        ).hexdigest()[:16]
-        model_dir = store.path.parent / "models"
-        model_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        joblib.dump(model, model_dir / f"{model_id}.joblib")
+        t = time.perf_counter()
+        plan = plan_run(store, reference, full, tmp)
+        if plan.targets == "FALSE":  # no run recorded: nothing would change
+            return ScoreReport(
+                0, reference.model_id, 0, reference.fit_rows, seconds=seconds, scope=plan.why
+            )
+        if plan.full and why and reference.new:
+            plan.why = f"refitted ({why}): new reference {reference.model_id}"
+        feats = tmp / "features.parquet"
+        rows = build_features(store, feats, reference.path, plan.neighbourhood, plan.targets)
+        seconds["features"] = time.perf_counter() - t
 
         t = time.perf_counter()
         out = tmp / "scores.parquet"
-        writer = None
-        for batch in pq.ParquetFile(feats).iter_batches(batch_size=config.batch_rows):
-            frame = pl.from_arrow(batch)
-            X = matrix(frame, FEATURE_NAMES)
-            contributions = explainer.per_feature(X)
-            raw = contributions.sum(axis=1) if scorer is None else scorer(X)
-            pct = percentile(train_scores, raw)
-            explained = brief_explanations(contributions, X, config.top_features)
-            # Sentences with the visit's context where someone will read them: the top 10%.
-            top = pct >= 0.9
-            if top.any():
-                sel = frame.filter(pl.Series(top))
-                explained[np.flatnonzero(top)] = explain_rows(
-                    sel, contributions[top], config.top_features
-                )
-            result = pl.DataFrame(
-                {
-                    "record_key": frame["record_key"],
-                    "outlier_score": raw,
-                    "outlier_pct": pct,
-                    "top_features": pl.Series(explained.tolist(), dtype=pl.String),
-                }
-            )
-            table = result.to_arrow()
-            if writer is None:
-                writer = pq.ParquetWriter(out, table.schema)
-            writer.write_table(table)
-        writer.close()
+        _score_batches(feats, reference, config, out)
         seconds["score"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        report = _store_scores(
-            store,
-            config,
-            model_id,
-            out,
-            feats,
-            rows,
-            X_fit.shape[0],
-            fit_from,
-            fit_to,
-            triggered_by,
-        )
+        report = _store_scores(store, config, reference, plan, out, rows, triggered_by)
         seconds["store"] = time.perf_counter() - t
     report.seconds = seconds
     return report
+
+
+def _score_batches(feats: Path, reference: Reference, config: ScoringConfig, out: Path) -> None:
+    """Score the feature rows in batches against the reference, writing ``out``."""
+    writer = None
+    schema = pa.schema(
+        [
+            ("record_key", pa.string()),
+            ("outlier_score", pa.float64()),
+            ("outlier_pct", pa.float64()),
+            ("top_features", pa.string()),
+        ]
+    )
+    for batch in pq.ParquetFile(feats).iter_batches(batch_size=config.batch_rows):
+        frame = pl.from_arrow(batch)
+        X = matrix(frame, FEATURE_NAMES)
+        contributions = reference.explainer.per_feature(X)
+        raw = reference.raw_scores(X, contributions)
+        pct = percentile(reference.train_scores, raw)
+        explained = brief_explanations(contributions, X, config.top_features)
+        # Sentences with the visit's context where someone will read them: the top 10%.
+        top = pct >= 0.9
+        if top.any():
+            sel = frame.filter(pl.Series(top))
+            explained[np.flatnonzero(top)] = explain_rows(
+                sel, contributions[top], config.top_features
+            )
+        table = pa.table(
+            {
+                "record_key": frame["record_key"].to_arrow().cast(pa.string()),
+                "outlier_score": raw,
+                "outlier_pct": pct,
+                "top_features": pa.array(explained.tolist(), type=pa.string()),
+            },
+            schema=schema,
+        )
+        if writer is None:
+            writer = pq.ParquetWriter(out, schema)
+        writer.write_table(table)
+    if writer is None:
+        pq.write_table(schema.empty_table(), out)
+    else:
+        writer.close()
 
 
 def _fit_sample(feats: Path, config: ScoringConfig) -> tuple:
@@ -327,14 +633,8 @@ def _fit_sample(feats: Path, config: ScoringConfig) -> tuple:
 
     con = duckdb.connect()
     try:
-        newest = con.execute(f"SELECT max(entered_at) FROM read_parquet('{feats}')").fetchall()[0][
-            0
-        ]
-        where = ""
-        if config.fit_window_days:
-            where = f"WHERE entered_at >= TIMESTAMP '{newest}' - INTERVAL {int(config.fit_window_days)} DAY"
         fit_from, fit_to, n = con.execute(
-            f"SELECT min(entered_at), max(entered_at), count(*) FROM read_parquet('{feats}') {where}"
+            f"SELECT min(entered_at), max(entered_at), count(*) FROM read_parquet('{feats}')"
         ).fetchall()[0]
         sample = (
             f"USING SAMPLE reservoir({int(config.fit_sample)} ROWS) REPEATABLE ({config.seed})"
@@ -342,7 +642,7 @@ def _fit_sample(feats: Path, config: ScoringConfig) -> tuple:
             else ""
         )
         frame = con.sql(
-            f"SELECT {', '.join(FEATURE_NAMES)} FROM read_parquet('{feats}') {where} {sample}"
+            f"SELECT {', '.join(FEATURE_NAMES)} FROM read_parquet('{feats}') {sample}"
         ).pl()
     finally:
         con.close()
@@ -353,93 +653,156 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+# The risk of the visits in temp table ``affected``: the noisy-OR of the severity weights of
+# their active rule flags, with their outlier part.
+_RULE_PART = f"""
+    SELECT k AS record_key,
+           1 - product(1 - {severity_case("f.severity")}) AS rule_score,
+           list(DISTINCT f.rule_id ORDER BY f.rule_id) AS rules
+    FROM flags f, unnest(f.record_keys) u(k)
+    WHERE f.state = 'active' AND f.source = 'rule' AND f.subject = 'records'
+      AND k IN (SELECT record_key FROM affected)
+    GROUP BY k"""
+
+
+def _risk(rule_score: str, scores: str) -> str:
+    """The noisy-OR of a visit's rule part and its outlier part (see the module's doc)."""
+    return f"1 - (1 - {rule_score}) * (1 - 0.7 * pow({scores}.outlier_pct, 200))"
+
+
 def _store_scores(
     store: Store,
     config: ScoringConfig,
-    model_id: str,
+    reference: Reference,
+    plan: Plan,
     scores: Path,
-    feats: Path,
     rows: int,
-    fit_rows: int,
-    fit_from,
-    fit_to,
     triggered_by: str,
 ) -> ScoreReport:
-    from detector.rules import _next_run
+    """Write the run's scores, their risk, the model's flags and the flags' queue places.
 
+    Besides the visits just scored, a visit whose rule flags changed since the last scoring
+    run gets its risk recomputed (its outlier part stays): together they are ``affected``,
+    and only their model flags and the flags holding them are touched."""
+    src = f"read_parquet('{scores}')"
     with store.write() as con:
-        run_id = _next_run(con, "score", triggered_by, "full")
-        con.execute(
-            """INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            [
-                model_id,
-                run_id,
-                config.model,
-                json.dumps(config.__dict__, default=str),
-                json.dumps(FEATURE_NAMES),
-                fit_from,
-                fit_to,
-                fit_rows,
-                _now(),
-            ],
-        )
-        # Rule evidence per visit: noisy-OR of the severity weights of its active rule flags.
+        run_id = _next_run(con, "score", triggered_by, plan.why)
+        con.execute("UPDATE runs SET watermark = ? WHERE run_id = ?", [plan.watermark, run_id])
+        if reference.new:
+            con.execute(
+                "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    reference.model_id,
+                    run_id,
+                    config.model,
+                    json.dumps(
+                        {**config.__dict__, "reference": json.loads(_reference_key(config))},
+                        default=str,
+                    ),
+                    json.dumps(FEATURE_NAMES),
+                    reference.fit_from,
+                    reference.fit_to,
+                    reference.fit_rows,
+                    _now(),
+                    reference.content_hash,
+                ],
+            )
+        if plan.full:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE affected AS SELECT record_key FROM {src}")
+            con.execute("DELETE FROM scores")
+        else:
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE affected AS
+                SELECT record_key FROM {src}
+                UNION SELECT unnest(record_keys) FROM flags
+                      WHERE source = 'rule' AND last_run > ?""",
+                [plan.rules_since],
+            )
+            con.execute(f"DELETE FROM scores WHERE record_key IN (SELECT record_key FROM {src})")
         con.execute(
             f"""
             INSERT INTO scores
             SELECT ? AS run_id, ? AS model_id, s.record_key, s.outlier_score, s.outlier_pct,
                    coalesce(r.rule_score, 0) AS rule_score,
-                   1 - (1 - coalesce(r.rule_score, 0)) * (1 - 0.7 * pow(s.outlier_pct, 200))
-                     AS risk_score,
+                   {_risk("coalesce(r.rule_score, 0)", "s")} AS risk_score,
                    coalesce(r.rules, []) AS rules, s.top_features
-            FROM read_parquet('{scores}') s
-            LEFT JOIN (
-                SELECT k AS record_key,
-                       1 - product(1 - {severity_case("f.severity")}) AS rule_score,
-                       list(DISTINCT f.rule_id) AS rules
-                FROM flags f, unnest(f.record_keys) u(k)
-                WHERE f.state = 'active' AND f.source = 'rule' AND f.subject = 'records'
-                GROUP BY k) r USING (record_key)""",
-            [run_id, model_id],
+            FROM {src} s LEFT JOIN ({_RULE_PART}) r USING (record_key)""",
+            [run_id, reference.model_id],
         )
-        con.execute(
-            "DELETE FROM scores WHERE run_id NOT IN (SELECT run_id FROM runs "
-            "WHERE kind = 'score' ORDER BY run_id DESC LIMIT ?)",
-            [config.keep_runs],
+        if not plan.full:
+            # Visits whose rule flags changed: the rule part of their risk is redone.
+            con.execute(
+                f"""
+                UPDATE scores SET rule_score = coalesce(r.rule_score, 0),
+                                  risk_score = {_risk("coalesce(r.rule_score, 0)", "scores")},
+                                  rules = coalesce(r.rules, [])
+                FROM (SELECT a.record_key, x.rule_score, x.rules
+                      FROM affected a LEFT JOIN ({_RULE_PART}) x USING (record_key)) r
+                WHERE scores.record_key = r.record_key AND scores.run_id <> ?""",
+                [run_id],
+            )
+        hits = _model_hits(con, config)
+        rule_id = f"outlier-{config.model}"
+        new, resolved = store_flags(
+            con, hits, [rule_id] if plan.full else [], run_id, source="model"
         )
-        hits = _model_hits(con, config, run_id, feats)
-        new, resolved = store_flags(con, hits, [f"outlier-{config.model}"], run_id, source="model")
+        if not plan.full:
+            resolved += con.execute(
+                """UPDATE flags SET state = 'resolved_by_data', last_run = ?
+                   WHERE state = 'active' AND rule_id = ? AND last_run < ?
+                     AND record_keys[1] IN (SELECT record_key FROM affected)""",
+                [run_id, rule_id, run_id],
+            ).fetchall()[0][0]
         # A flag's place in the review queue: the highest risk among its visits.
         con.execute(
             """
             UPDATE flags SET score = x.risk FROM (
+                WITH u AS (SELECT flag_id, unnest(record_keys) AS k FROM flags
+                           WHERE coalesce(subject, 'records') <> 'range')
                 SELECT u.flag_id, max(s.risk_score) AS risk
-                FROM (SELECT flag_id, unnest(record_keys) AS k FROM flags) u
-                JOIN scores s ON s.record_key = u.k AND s.run_id = ?
+                FROM u JOIN scores s ON s.record_key = u.k
+                WHERE u.flag_id IN (SELECT flag_id FROM u
+                                    WHERE k IN (SELECT record_key FROM affected))
                 GROUP BY u.flag_id) x
-            WHERE flags.flag_id = x.flag_id AND coalesce(flags.subject, 'records') <> 'range'""",
-            [run_id],
+            WHERE flags.flag_id = x.flag_id"""
         )
+        affected = con.execute("SELECT count(*) FROM affected").fetchall()[0][0]
         con.execute(
             "UPDATE runs SET ended_at = ?, status = 'ok', counts = ? WHERE run_id = ?",
-            [_now(), json.dumps({"scored": rows, "model_flags": len(hits)}), run_id],
+            [
+                _now(),
+                json.dumps({"scored": rows, "affected": affected, "model_flags": len(hits)}),
+                run_id,
+            ],
         )
-    return ScoreReport(run_id, model_id, rows, fit_rows, sum(new.values()), resolved)
+        con.execute("DROP TABLE IF EXISTS temp.main.affected")
+    return ScoreReport(
+        run_id,
+        reference.model_id,
+        rows,
+        reference.fit_rows,
+        sum(new.values()),
+        resolved,
+        scope=plan.why,
+        refit=reference.new,
+    )
 
 
-def _model_hits(con, config: ScoringConfig, run_id: int, feats: Path) -> list[Hit]:
-    """The top outliers that no rule flags become visit_pattern flags of source model."""
+def _model_hits(con, config: ScoringConfig) -> list[Hit]:
+    """The top outliers among the affected visits that no rule flags become visit_pattern
+    flags of source model."""
     from detector.rules import _plain, flag_id
 
     rule_id = f"outlier-{config.model}"
     cur = con.execute(
-        f"""
-        SELECT s.record_key, s.outlier_score, s.outlier_pct, s.top_features, f.facility,
-               f.role, f.entered_at
-        FROM scores s JOIN read_parquet('{feats}') f USING (record_key)
-        WHERE s.run_id = ? AND s.rule_score = 0 AND s.outlier_pct >= ?
-        ORDER BY s.outlier_score DESC""",
-        [run_id, 1 - config.flag_top_fraction],
+        """
+        SELECT s.record_key, s.outlier_score, s.outlier_pct, s.top_features, v.facility,
+               coalesce(v.role, 'other'), v.entered_at
+        FROM (SELECT * FROM scores WHERE rule_score = 0 AND outlier_pct >= ?
+                AND record_key IN (SELECT record_key FROM affected)) s
+        JOIN visits v USING (record_key)
+        ORDER BY s.outlier_score DESC, s.record_key""",
+        [1 - config.flag_top_fraction],
     )
     hits = []
     for key, raw, pct, top, facility, role, at in cur.fetchall():
@@ -480,16 +843,14 @@ ROLLUPS = {
 }
 
 
-def latest_run(con) -> int | None:
-    rows = con.execute("SELECT max(run_id) FROM scores").fetchall()
-    return rows[0][0]
+def has_scores(con) -> bool:
+    return bool(con.execute("SELECT count(*) FROM (SELECT 1 FROM scores LIMIT 1)").fetchall()[0][0])
 
 
 def load_scores(store: Store, top: int | None = None) -> pl.DataFrame:
     """One row per scored visit of the latest scoring run, riskiest first."""
     with store.read() as con:
-        run = latest_run(con)
-        if run is None:
+        if not has_scores(con):
             return pl.DataFrame()
         limit = f"LIMIT {int(top)}" if top else ""
         return con.sql(
@@ -499,8 +860,7 @@ def load_scores(store: Store, top: int | None = None) -> pl.DataFrame:
                    s.rule_score, s.rules, s.top_features, v.source_name, v.source_row,
                    v.logbook, v.page, v.line
             FROM scores s JOIN visits v USING (record_key)
-            WHERE s.run_id = $run ORDER BY s.risk_score DESC, s.record_key {limit}""",
-            params={"run": run},
+            ORDER BY s.risk_score DESC, s.record_key {limit}"""
         ).pl()
 
 
@@ -517,8 +877,7 @@ def rollup(store: Store, by: str) -> pl.DataFrame:
         "facility": "v.facility",
     }[by]
     with store.read() as con:
-        run = latest_run(con)
-        if run is None:
+        if not has_scores(con):
             return pl.DataFrame()
         return con.sql(
             f"""
@@ -529,7 +888,6 @@ def rollup(store: Store, by: str) -> pl.DataFrame:
                    count(*) FILTER (WHERE s.rule_score > 0) AS visits_with_rule_hits,
                    round(avg(s.outlier_pct), 3) AS mean_outlier_pct
             FROM scores s JOIN visits v USING (record_key)
-            WHERE s.run_id = $run AND {key} IS NOT NULL
-            GROUP BY ALL ORDER BY total_risk DESC""",
-            params={"run": run},
+            WHERE {key} IS NOT NULL
+            GROUP BY ALL ORDER BY total_risk DESC"""
         ).pl()

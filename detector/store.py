@@ -177,6 +177,8 @@ MIGRATIONS = [
     "ALTER TABLE review_log ADD COLUMN IF NOT EXISTS entry_hash VARCHAR",
     # A digest of each upload's stored rows, sealed into its ledger entry.
     "ALTER TABLE uploads ADD COLUMN IF NOT EXISTS rows_digest VARCHAR",
+    # A fitted model is kept with its feature context (``scoring.Reference``), hashed.
+    "ALTER TABLE models ADD COLUMN IF NOT EXISTS content_hash VARCHAR",
 ]
 
 
