@@ -14,7 +14,7 @@ import pytest
 
 from detector.ingest import ingest_paths
 from detector.rules import run_rules
-from detector.scoring import load_reference, score, ScoringConfig
+from detector.scoring import ScoringConfig, load_reference, score
 from detector.store import Store
 from tests.conftest import rows
 
