@@ -21,7 +21,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -154,6 +154,12 @@ class Rule(BaseModel):
     # "plate": the visits of the vehicle plates in the new records; "official": the visits
     # of the officials (and of the people they escorted) in the new records.
     scope: Literal["record", "logbook", "facility", "plate", "official", "global"] = "global"
+    # For a facility-scoped rule whose hits depend on a bounded stretch of history (a
+    # silence on the weeks before it): the days before a hit its evaluation reads. An
+    # incremental run then reads every facility's visits only from this many days before
+    # the calendar window (the group's window, else the month) in which the new visits can
+    # first change a hit, and re-evaluates the hits from that window on; earlier ones stand.
+    lookback_days: int | None = Field(default=None, ge=1)
     status: Literal["stable", "test", "experimental", "deprecated"] = "stable"
     tags: list[str] = Field(default_factory=list)
     falsepositives: list[str] = Field(default_factory=list)
@@ -408,6 +414,20 @@ def _hit(rule: Rule, values: dict[str, Any]) -> Hit:
     )
 
 
+def window_floor(at: datetime, window: str) -> datetime:
+    """The first moment of the calendar window ``at`` falls in."""
+    day = datetime(at.year, at.month, at.day)
+    if window == "day":
+        return day
+    if window == "week":
+        return day - timedelta(days=day.weekday())
+    if window == "month":
+        return day.replace(day=1)
+    if window == "quarter":
+        return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+    return day.replace(month=1, day=1)
+
+
 def window_start(at: datetime | None, window: str) -> str:
     """The calendar window a moment falls in, as a label ("2019-06", "2019-Q2", ...)."""
     if at is None:
@@ -540,14 +560,27 @@ class Scope:
     watermark: int = 0
     plates: list[str] = field(default_factory=list)
     officials: list[str] = field(default_factory=list)
+    # The earliest moment whose hits the new visits can change, for rules with a lookback:
+    # per touched facility the last entry before the week of its first new visit (a
+    # silence ending in that week starts there), the earliest of them. None: no new visits.
+    since: datetime | None = None
 
     def describe(self) -> str:
         if self.full:
             return "full"
+        since = f", visits from {self.since:%Y-%m-%d %H:%M}" if self.since else ""
         return (
             f"incremental: {len(self.uploads)} upload(s), facilities "
-            f"{', '.join(self.facilities) or '-'}"
+            f"{', '.join(self.facilities) or '-'}{since}"
         )
+
+    def zone(self, rule: Rule) -> tuple[datetime, datetime] | None:
+        """For a rule with a lookback, in an incremental run: (re-evaluated from, read
+        from). Hits from the first are re-evaluated on visits from the second."""
+        if self.full or rule.lookback_days is None or self.since is None:
+            return None
+        start = window_floor(self.since, rule.group.window if rule.group else "month")
+        return start, start - timedelta(days=rule.lookback_days)
 
 
 def change_scope(con, full: bool = False) -> Scope:
@@ -612,7 +645,16 @@ def change_scope(con, full: bool = False) -> Scope:
             [seqs],
         ).fetchall()
     ]
-    return Scope(False, seqs, facilities, logbooks, watermark, plates, officials)
+    since = con.execute(
+        """
+        WITH n AS (SELECT facility, date_trunc('week', min(entered_at)) AS wk FROM visits
+                   WHERE upload_seq IN (SELECT unnest($1::BIGINT[])) GROUP BY ALL)
+        SELECT min(coalesce((SELECT max(o.entered_at) FROM visits o
+                             WHERE o.facility = n.facility AND o.entered_at < n.wk), n.wk))
+        FROM n""",
+        [seqs],
+    ).fetchall()[0][0]
+    return Scope(False, seqs, facilities, logbooks, watermark, plates, officials, since)
 
 
 _SCOPED_TABLES = {
@@ -663,7 +705,8 @@ def _evaluate_scoped(
     files: list[Path] = []
     groups: dict[str, list[Rule]] = {}
     for rule in rules:
-        groups.setdefault("global" if scope.full else rule.scope, []).append(rule)
+        kind = "global" if scope.full else rule.scope
+        groups.setdefault("window" if scope.zone(rule) else kind, []).append(rule)
     catalog = con.execute("SELECT current_database()").fetchall()[0][0]
     if not scope.full:
         # What changed, as small temporary tables the scoped views filter by.
@@ -686,6 +729,9 @@ def _evaluate_scoped(
         "record": scope.uploads,
     }
     for kind, group in groups.items():
+        if kind == "window":
+            files += _evaluate_windowed(con, group, scope, report, spool, catalog, len(files))
+            continue
         if kind != "global" and not keys[kind]:
             # Nothing of this kind was touched: no hit can appear and none can stop firing.
             report.counts.update({rule.id: 0 for rule in group})
@@ -712,6 +758,37 @@ def _evaluate_scoped(
             if kind != "global":
                 for table in _SCOPED_TABLES[kind]:
                     con.execute(f"DROP VIEW IF EXISTS temp.main.{table}")
+    return files
+
+
+def _evaluate_windowed(
+    con, rules: list[Rule], scope: Scope, report: RunReport, spool: Path, catalog: str, n: int
+) -> list[Path]:
+    """Rules with a lookback in an incremental run: each reads the visits of every facility
+    from its zone's reading start, and keeps the hits from the zone's start on."""
+    files = []
+    for rule in rules:
+        start, read_from = scope.zone(rule)
+        con.execute(
+            f'CREATE OR REPLACE TEMP VIEW visits AS SELECT * FROM "{catalog}".main.visits '
+            f"WHERE entered_at >= TIMESTAMP '{read_from}'"
+        )
+        path = spool / f"{n + len(files):04d}-{rule.id}.parquet"
+        try:
+            batches = (
+                [h for h in batch if h.period_start is not None and h.period_start >= start]
+                for batch in evaluate_batches(con, rule)
+            )
+            report.counts[rule.id] = spool_hits(batches, path)
+        except (duckdb.Error, RuleError) as exc:
+            report.counts.pop(rule.id, None)
+            report.errors[rule.id] = str(exc).splitlines()[0][:500]
+            path.unlink(missing_ok=True)
+            continue
+        finally:
+            con.execute("DROP VIEW IF EXISTS temp.main.visits")
+        if path.exists():
+            files.append(path)
     return files
 
 
@@ -1018,8 +1095,12 @@ def store_flags(
         "plate": [],
         "official": [],
     }
+    zoned: list[tuple[str, datetime]] = []
     for rule in rules:
         kind = "global" if isinstance(rule, str) or scope is None or scope.full else rule.scope
+        if not isinstance(rule, str) and scope is not None and scope.zone(rule):
+            zoned.append((rule.id, scope.zone(rule)[0]))
+            continue
         if kind in by_scope:  # record-scoped flags cannot stop firing: their records are fixed
             by_scope[kind].append(rule if isinstance(rule, str) else rule.id)
     fs = scope.facilities if scope else []
@@ -1037,7 +1118,10 @@ def store_flags(
                       IN (SELECT unnest(?::VARCHAR[])))
               OR (rule_id IN (SELECT unnest(?::VARCHAR[]))
                   AND json_extract_string(fields, '$.official_key')
-                      IN (SELECT unnest(?::VARCHAR[]))))""",
+                      IN (SELECT unnest(?::VARCHAR[])))
+              OR EXISTS (SELECT 1 FROM (SELECT unnest(?::VARCHAR[]) AS r,
+                                               unnest(?::TIMESTAMP[]) AS s) z
+                         WHERE z.r = flags.rule_id AND flags.period_start >= z.s))""",
         [
             run_id,
             by_scope["global"],
@@ -1049,6 +1133,8 @@ def store_flags(
             scope.plates if scope else [],
             by_scope["official"],
             scope.officials if scope else [],
+            [r for r, _ in zoned],
+            [t for _, t in zoned],
         ],
     ).fetchall()[0][0]
     con.execute("DROP TABLE IF EXISTS temp.main.hits")

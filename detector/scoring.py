@@ -55,6 +55,7 @@ from detector.features import FEATURE_NAMES, FEATURES, build_features, build_ref
 from detector.rules import Hit, _next_run, severity_case, store_flags
 from detector.store import Store
 
+FEATURE_DESCRIPTIONS = {f.name: f.description for f in FEATURES}
 MODELS = {"ecod": ECOD, "iforest": IForest, "copod": COPOD, "hbos": HBOS}
 WEEKDAYS = ["", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
@@ -170,14 +171,31 @@ class ScoreReport:
     refit: bool = False
 
 
+ROLE_PLURAL = {
+    "family": "Relatives",
+    "lawyer": "Lawyers",
+    "official": "Officials",
+    "staff": "Staff",
+    "contractor": "Contractors",
+    "ngo": "Aid workers",
+    "other": "Visitors of this kind",
+}
+
+
 def _describe(feature: str, row: dict) -> str:
+    """The sentence an auditor reads for one feature of one visit, with its context's
+    figures (never the feature's name or a score)."""
     template = next(f.template for f in FEATURES if f.name == feature)
-    shown = {k: ("—" if v is None else v) for k, v in row.items()}
-    shown["weekday"] = WEEKDAYS[int(row["weekday"])] if row.get("weekday") else "?"
+    shown = {k: ("unknown" if v is None else v) for k, v in row.items()}
+    shown["weekday"] = WEEKDAYS[int(row["weekday"])] if row.get("weekday") else "that day"
+    shown["Role_plural"] = ROLE_PLURAL.get(row.get("role") or "other", "Visitors")
+    for k, v in shown.items():
+        if isinstance(v, float) and v.is_integer():
+            shown[k] = int(v)
     try:
         return template.format(**shown)
     except (KeyError, ValueError, IndexError):
-        return feature
+        return FEATURE_DESCRIPTIONS.get(feature, "an unusual feature").capitalize()
 
 
 def percentile(sorted_reference: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -788,6 +806,13 @@ def _store_scores(
     )
 
 
+def _share(fraction: float) -> str:
+    """A small share as a person says it: "0.05%", "1 in 2,000"."""
+    if fraction <= 0:
+        return "0.01%"
+    return f"{100 * fraction:.2g}%" if fraction >= 0.0001 else f"1 in {round(1 / fraction):,}"
+
+
 def _model_hits(con, config: ScoringConfig) -> list[Hit]:
     """The top outliers among the affected visits that no rule flags become visit_pattern
     flags of source model."""
@@ -806,7 +831,7 @@ def _model_hits(con, config: ScoringConfig) -> list[Hit]:
     )
     hits = []
     for key, raw, pct, top, facility, role, at in cur.fetchall():
-        reasons = "; ".join(t["context"] for t in json.loads(top or "[]"))
+        reasons = ". ".join(t["context"] for t in json.loads(top or "[]"))
         fields = {
             "outlier_score": round(raw, 2),
             "percentile": round(100 * pct, 2),
@@ -827,8 +852,8 @@ def _model_hits(con, config: ScoringConfig) -> list[Hit]:
                 at,
                 [key],
                 fields,
-                f"A {role} visit at {facility} on {_plain(at)} is out of place (outlier score "
-                f"{raw:.1f}, top {100 * (1 - pct):.2f}% of the fitted window): {reasons}.",
+                f"A {role} visit at {facility} on {_plain(at)} is out of place: among the "
+                f"rarest {_share(1 - pct)} of visits in the reference period. {reasons}.",
             )
         )
     return hits

@@ -120,6 +120,27 @@ def test_detail_shows_evidence_related_and_review_changes(app, demo_db):
     assert ("ana", "new", "confirmed") in log
 
 
+def test_a_model_flags_reasons_are_sentences_without_feature_names_or_scores(app, demo_db):
+    """Each reason reads as a sentence with the figures of the visit's context; the feature
+    identifiers and scores stay in the expander's table, not in what the page says."""
+    import re
+
+    from detector.features import FEATURE_NAMES
+
+    at = app()
+    _open_detail(at, demo_db, "outlier-ecod")
+    said = [m.value for m in at.markdown] + [at.title[0].value] + [i.value for i in at.info]
+    reasons = [m for m in said if m.startswith("- ")]
+    assert reasons, said
+    for text in said:
+        assert not any(name in text for name in FEATURE_NAMES), text
+        assert "_" not in re.sub(r"[`\\]", "", text.split("](")[0]) or "http" in text, text
+        assert "outlier score" not in text and "contribution" not in text, text
+    assert any(re.search(r"\b\d+ of the \d+\b|usually|\d+ gangs|only \d+%", r) for r in reasons)
+    tables = [list(d.value.columns) for d in at.dataframe]
+    assert ["Reason", "Observed value", "Weight in the outlier score"] in tables
+
+
 def test_detail_shows_a_range_flags_own_risk(app, demo_db):
     at = app()
     flag_id = _open_detail(at, demo_db, "logbook-page-sequence-gap")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,50 @@ def test_a_run_that_cannot_store_its_flags_is_recorded_as_failed(tmp_path):
     assert "Traceback" not in done.stderr and "recorded as failed" in " ".join(done.stderr.split())
     ((status, errors),) = rows(Store(db), "SELECT status, errors FROM runs")
     assert status == "failed" and "OutOfMemory" in errors
+
+
+@pytest.mark.slow
+def test_a_rule_with_a_lookback_rereads_only_its_window_and_equals_a_full_run(tmp_path):
+    """Silent periods are judged on the weeks before them: an incremental run re-reads the
+    visits from the calendar year its new visits fall in (less the lookback), not every
+    year, and still finds what a full run finds, a silence before the new visits included."""
+    from detector.generator import generate
+    from detector.rules import load_rules, window_floor
+
+    logs = generate(tmp_path / "logs", seed=11, months=15)  # June 2019 to August 2020
+    reference = [logs[k] for k in ("facilities", "inmates", "logbooks", "transfers")]
+    early, later = [], []
+    for key, path in logs.items():
+        if key.startswith("visits_"):
+            header, *lines = path.read_bytes().splitlines(keepends=True)
+            cut = int(len(lines) * 0.9)
+            before, after = lines[:cut], lines[cut:]
+            if key == "visits_MAR":  # a silence across the two uploads (the old side stands)
+                before, after = before[:-150], after[150:]
+            if key == "visits_QZT":  # a silence inside the new visits
+                after = after[:300] + after[800:]
+            for part, chunk in (("early", before), ("later", after)):
+                target = tmp_path / f"{path.stem}_{part}{path.suffix}"
+                target.write_bytes(header + b"".join(chunk))
+                (early if part == "early" else later).append(target)
+    step = Store(tmp_path / "step.duckdb", wait=30)
+    ingest_paths(step, reference + early)
+    run_rules(step, full=False)
+    ingest_paths(step, later)
+    second = run_rules(step, full=False)
+    assert "visits from 2020-" in second.scope
+    (silent,) = [r for r in load_rules() if r.id == "logbook-silent-period"]
+
+    since = datetime.strptime(second.scope.rsplit("visits from ", 1)[1], "%Y-%m-%d %H:%M")
+    assert window_floor(since, silent.group.window) == datetime(2020, 1, 1)
+
+    whole = Store(tmp_path / "whole.duckdb", wait=30)
+    ingest_paths(whole, reference + early + later)
+    run_rules(whole, full=True)
+    assert _active(step) == _active(whole)
+    starts = rows(
+        whole,
+        "SELECT period_start >= TIMESTAMP '2020-01-01', count(*) FROM flags "
+        "WHERE rule_id = 'logbook-silent-period' AND state = 'active' GROUP BY 1",
+    )
+    assert dict(starts).get(True) and dict(starts).get(False)  # re-evaluated, and standing

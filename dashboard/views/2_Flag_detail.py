@@ -61,12 +61,22 @@ for kind, frame in session.guarded(data.evidence_records, store, f["record_keys"
 
 if f["source"] == "model":
     st.subheader("Why the model flagged it")
-    st.dataframe(
-        pl.DataFrame(f["fields"].get("top_features", [])),
-        hide_index=True,
-        width="stretch",
-        key="features",
-    )
+    reasons = f["fields"].get("top_features", [])
+    for reason in reasons:
+        st.markdown(f"- {session.md(reason.get('context', ''))}")
+    with st.expander("The figures behind these sentences"):
+        st.dataframe(
+            pl.DataFrame(
+                {
+                    "Reason": [r.get("context", "") for r in reasons],
+                    "Observed value": [r.get("value") for r in reasons],
+                    "Weight in the outlier score": [r.get("contribution") for r in reasons],
+                }
+            ),
+            hide_index=True,
+            width="stretch",
+            key="features",
+        )
 else:
     with st.expander("Values that made the rule fire"):
         st.json(f["fields"])
