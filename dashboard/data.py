@@ -290,6 +290,24 @@ def runs(store: Store, limit: int = 200) -> pl.DataFrame:
                            FROM runs ORDER BY run_id DESC LIMIT {int(limit)}""").pl()
 
 
+def weights(store: Store) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The weight factors reviews earned (per rule) and the history of their changes."""
+    with store.read() as con:
+        current = con.sql(
+            """SELECT rule_id AS "Rule", factor AS "Weight factor",
+                      confirmed AS "Confirmed", dismissed AS "Dismissed (false or benign)",
+                      run_id AS "Since run", updated_at AS "Changed at"
+               FROM rule_weights ORDER BY factor, rule_id"""
+        ).pl()
+        changes = con.sql(
+            """SELECT run_id AS "Run", rule_id AS "Rule", old AS "From", new AS "To",
+                      confirmed AS "Confirmed", dismissed AS "Dismissed (false or benign)",
+                      changed_at AS "Changed at"
+               FROM weight_changes ORDER BY run_id DESC, rule_id LIMIT 500"""
+        ).pl()
+    return current, changes
+
+
 def quarantine(store: Store, source: str | None = None, limit: int = 1000) -> pl.DataFrame:
     with store.read() as con:
         return con.sql(

@@ -56,6 +56,25 @@ FEATURES: tuple[Feature, ...] = (
         "facilities, {n_leaders} of them gang leaders: few {role} visitors do",
     ),
     Feature(
+        "person_time_rarity",
+        "how far the time of the visit is from the visitor's own habit",
+        "This visitor came {n_person} times in the reference period, {near_person} of them "
+        "on a {weekday} within two hours of {hour}:00",
+    ),
+    Feature(
+        "gang_switch",
+        "a visit to a gang leader of a gang the visitor's own earlier visits did not go to",
+        "This visit is to a {gang} leader; {n_same_gang} of the visitor's {n_person_gang} "
+        "visits to gang members in the reference period went to {gang}",
+    ),
+    Feature(
+        "official_surge",
+        "how far an official's visits to this facility around this one exceed the "
+        "official's usual rate there",
+        "This official came to {facility} {n_official_near} times within 15 days either "
+        "side; usually about {usual_official_month} times a month",
+    ),
+    Feature(
         "purpose_missing_rarity",
         "no purpose, for a role that usually states one",
         "No purpose was written, as in only {pct_no_purpose}% of {role} visits at {facility}",
@@ -86,33 +105,6 @@ MARGINAL = [
     "role_staff",
     "role_contractor",
 ]
-CONTEXT = [
-    "record_key",
-    "record_id",
-    "facility",
-    "role",
-    "weekday",
-    "hour",
-    "n_dow",
-    "n_hour",
-    "n_timed",
-    "n_role",
-    "n_week",
-    "usual_week",
-    "n_gweek",
-    "usual_gweek",
-    "stay_h",
-    "usual_stay_h",
-    "n_gangs",
-    "n_prisons",
-    "n_leaders",
-    "gang",
-    "escorted_by",
-    "pct_no_purpose",
-    "entered_at",
-    "inmate_id",
-    "official_key",
-]
 
 
 # --- the reference: what "usual" means, fixed when the model is fitted ----------------------
@@ -126,16 +118,22 @@ CONTEXT = [
 # says (how many visits its week had, what its visitor did within 30 days) is read from
 # the stored visits around it.
 
+# A person, as the features know them: a written name (not a placeholder, a blank or a
+# redaction) with its document as written.
+VISITOR_SQL = (
+    "CASE WHEN {v}name_status = 'named' THEN {v}name_key || '|' || coalesce({v}id_number, '') END"
+)
+
 # The visits, with the columns every feature needs. ``{where}`` restricts the rows read.
-VISITS_SQL = """
-SELECT v.record_key, v.record_id, v.facility, coalesce(v.role, 'other') AS role, v.entered_at,
+VISITS_SQL = f"""
+SELECT v.record_key, v.record_id, v.upload_seq, v.facility, coalesce(v.role, 'other') AS role,
+       v.entered_at,
        v.exited_at, v.inmate_id, v.escorted_by,
        v.entered_precision = 'minute' AS timed,
        isodow(v.entered_at) AS dow, hour(v.entered_at) AS hr,
        date_trunc('week', v.entered_at) AS wk,
        date_diff('minute', v.entered_at, v.exited_at) AS stay_min,
-       CASE WHEN v.name_key <> '' AND regexp_matches(v.name_key, '[A-Z0-9]')
-            THEN v.name_key || '|' || coalesce(v.id_number, '') END AS visitor,
+       {VISITOR_SQL.format(v="v.")} AS visitor,
        i.gang, coalesce(i.rank = 'leader', FALSE) AS leader,
        v.purpose IS NULL OR trim(v.purpose) = '' AS no_purpose,
        CASE WHEN v.role = 'official' THEN v.name_key
@@ -143,7 +141,7 @@ SELECT v.record_key, v.record_id, v.facility, coalesce(v.role, 'other') AS role,
                                     WHERE role = 'official' AND name_key <> '')
             THEN v.escorted_key END AS official_key
 FROM visits v LEFT JOIN inmates_current i USING (inmate_id)
-WHERE {where}
+WHERE {{where}}
 """
 
 # A week judges volume only when it lies wholly inside the days the data covers (at the
@@ -160,7 +158,10 @@ gweek_n AS (SELECT role, wk, count(*) AS n,
             FROM v, gcover c GROUP BY role, wk)"""
 
 # Each table of the reference, computed from the fitted window's visits (``v``).
-CONTEXT: dict[str, str] = {
+REFERENCE_TABLES: dict[str, str] = {
+    # which stored visits the reference holds: those stored up to this upload, in the window
+    "meta": "SELECT (SELECT coalesce(max(seq), 0) FROM uploads) AS seq, min(entered_at) AS d0,"
+    " max(entered_at) AS d1 FROM v",
     "role_n": "SELECT facility, role, count(*) AS n FROM v GROUP BY ALL",
     "timed_n": "SELECT facility, role, count(*) AS n FROM v WHERE timed GROUP BY ALL",
     "dow_n": "SELECT facility, role, dow, count(*) AS n FROM v GROUP BY ALL",
@@ -175,6 +176,18 @@ CONTEXT: dict[str, str] = {
                      GROUP BY ALL) m USING (role)
         WHERE stay_min > 0 GROUP BY ALL""",
     "purpose": "SELECT facility, role, avg(no_purpose::INT) AS share FROM v GROUP BY ALL",
+    # Each person's own habits (a person is a name with its document, as written).
+    "person_slot": "SELECT visitor, dow, hr, count(*) AS n FROM v "
+    "WHERE visitor IS NOT NULL AND timed GROUP BY ALL",
+    "person_n": "SELECT visitor, count(*) AS n FROM v "
+    "WHERE visitor IS NOT NULL AND timed GROUP BY ALL",
+    "person_gang": "SELECT visitor, gang, count(*) AS n FROM v "
+    "WHERE visitor IS NOT NULL AND gang IS NOT NULL GROUP BY ALL",
+    "official_rate": """
+        SELECT visitor, facility, count(*) AS n,
+               greatest(30, date_diff('day', any_value(s.d0), any_value(s.d1))) AS days
+        FROM v, (SELECT min(entered_at) AS d0, max(entered_at) AS d1 FROM v) s
+        WHERE visitor IS NOT NULL AND role = 'official' GROUP BY ALL""",
 }
 
 # One row per target visit: its raw features against the reference ({ref} names the
@@ -189,7 +202,21 @@ visitor_window AS (
   FROM v WHERE visitor IS NOT NULL AND inmate_id IS NOT NULL
   WINDOW w AS (PARTITION BY visitor ORDER BY entered_at
                RANGE BETWEEN INTERVAL 30 DAYS PRECEDING AND INTERVAL 30 DAYS FOLLOWING)),
-t AS (SELECT * FROM v WHERE {targets})
+official_window AS (
+  SELECT record_key, count(*) OVER w AS n
+  FROM v WHERE visitor IS NOT NULL AND role = 'official'
+  WINDOW w AS (PARTITION BY visitor, facility ORDER BY entered_at
+               RANGE BETWEEN INTERVAL 15 DAYS PRECEDING AND INTERVAL 15 DAYS FOLLOWING)),
+-- in_ref: the visit is one of the reference's own (stored when it was fitted, inside its
+-- window); a person's habits are then judged without it (leave one out)
+t AS (SELECT v.*, v.upload_seq <= m.seq AND v.entered_at BETWEEN m.d0 AND m.d1 AS in_ref
+      FROM v, {ref}meta m WHERE {targets}),
+person_near AS (
+  SELECT t.record_key, sum(ps.n) AS near
+  FROM t JOIN {ref}person_slot ps
+    ON ps.visitor = t.visitor AND ps.dow = t.dow AND abs(ps.hr - t.hr) <= 2
+  WHERE t.timed GROUP BY ALL),
+person_gangs AS (SELECT visitor, sum(n) AS n FROM {ref}person_gang GROUP BY ALL)
 SELECT
   t.record_key, t.record_id, t.facility, t.role, t.entered_at, t.inmate_id, t.official_key,
   -ln((coalesce(d.n, 0) + 1.0) / (coalesce(r.n, 0) + 7)) AS weekday_rarity,
@@ -205,6 +232,17 @@ SELECT
        THEN abs(ln(t.stay_min) - st.med) / greatest(st.mad, 0.1) ELSE 0 END AS stay_rarity,
   coalesce(vw.gangs, 0) AS n_gangs, coalesce(vw.prisons, 0) AS n_prisons,
   coalesce(vw.leaders, 0) AS n_leaders,
+  -- the person's own habits: only for a person with a history to speak of
+  CASE WHEN t.timed AND pn.n - t.in_ref::INT >= 6
+       THEN -ln((coalesce(pnear.near, 0) - t.in_ref::INT + 0.5) / (pn.n - t.in_ref::INT + 1))
+       ELSE 0 END AS person_time_rarity,
+  CASE WHEN t.leader AND pgs.n - t.in_ref::INT >= 3
+       THEN -ln((coalesce(pg.n, 0) - t.in_ref::INT + 0.5) / (pgs.n - t.in_ref::INT + 1))
+       ELSE 0 END AS gang_switch,
+  -- more than three times the official's usual rate there (outside this month's visits)
+  CASE WHEN t.role = 'official'
+       THEN greatest(0, ln((coalesce(ow.n, 1) + 1.0) / (coalesce(orate.usual, 0) + 1)) - ln(3))
+       ELSE 0 END AS official_surge,
   CASE WHEN t.no_purpose THEN greatest(0, -ln(coalesce(pu.share, 1) + 0.001)) ELSE 0 END
     AS purpose_missing_rarity,
   -- marginal columns for the baseline
@@ -218,7 +256,13 @@ SELECT
   coalesce(r.n, 0) AS n_role, w.n AS n_week, wu.usual AS usual_week,
   g.n AS n_gweek, gu.usual AS usual_gweek, round(t.stay_min / 60.0, 1) AS stay_h,
   round(exp(st.med) / 60, 1) AS usual_stay_h, t.gang, t.escorted_by,
-  round(100 * pu.share) AS pct_no_purpose
+  round(100 * pu.share) AS pct_no_purpose,
+  coalesce(pn.n - t.in_ref::INT, 0) AS n_person,
+  coalesce(pnear.near - t.in_ref::INT, 0) AS near_person,
+  coalesce(pg.n - t.in_ref::INT, 0) AS n_same_gang,
+  coalesce(pgs.n - t.in_ref::INT, 0) AS n_person_gang,
+  coalesce(ow.n, 0) AS n_official_near,
+  round(coalesce(orate.usual, 0), 1) AS usual_official_month
 FROM t
 LEFT JOIN {ref}role_n r USING (facility, role)
 LEFT JOIN {ref}timed_n tn USING (facility, role)
@@ -231,6 +275,18 @@ LEFT JOIN {ref}gweek_usual gu USING (role)
 LEFT JOIN {ref}stay_usual st USING (role)
 LEFT JOIN visitor_window vw USING (record_key)
 LEFT JOIN {ref}purpose pu USING (facility, role)
+LEFT JOIN {ref}person_n pn ON pn.visitor = t.visitor
+LEFT JOIN person_near pnear ON pnear.record_key = t.record_key
+LEFT JOIN {ref}person_gang pg ON pg.visitor = t.visitor AND pg.gang = t.gang
+LEFT JOIN person_gangs pgs ON pgs.visitor = t.visitor
+LEFT JOIN official_window ow ON ow.record_key = t.record_key
+LEFT JOIN (
+  -- the official's usual visits there per 30 days, the visits around this one left out
+  SELECT t.record_key, greatest(0, r.n - CASE WHEN t.in_ref THEN coalesce(ow.n, 1) ELSE 0 END)
+           * 30.0 / greatest(30, r.days - CASE WHEN t.in_ref THEN 30 ELSE 0 END) AS usual
+  FROM t JOIN {ref}official_rate r ON r.visitor = t.visitor AND r.facility = t.facility
+  LEFT JOIN official_window ow ON ow.record_key = t.record_key) orate
+  ON orate.record_key = t.record_key
 """
 
 # What is usual depends on the role: a lawyer seeing leaders of three gangs in a month is
@@ -241,7 +297,16 @@ LEFT JOIN {ref}purpose pu USING (facility, role)
 # shares are the reference's per-role tails (value counts, cheap); a value beyond the
 # reference's highest is rarer than any it saw.
 SURPRISE_FLOOR = 100  # a value counts when at most 1 in this many visits of the role reach it
-GRADED = ("weekday_rarity", "hour_rarity", "stay_rarity", "n_gangs", "n_prisons", "n_leaders")
+GRADED = (
+    "weekday_rarity",
+    "hour_rarity",
+    "stay_rarity",
+    "n_gangs",
+    "n_prisons",
+    "n_leaders",
+    "person_time_rarity",
+    "gang_switch",
+)
 
 
 def tail_sql(raw: str, column: str) -> str:
@@ -274,7 +339,9 @@ def _surprise_sql(raw: str, ref: str) -> str:
     return f"""
 SELECT raw.* REPLACE ({kept("weekday_rarity")} AS weekday_rarity,
                       {kept("hour_rarity")} AS hour_rarity,
-                      {kept("stay_rarity")} AS stay_rarity),
+                      {kept("stay_rarity")} AS stay_rarity,
+                      {kept("person_time_rarity")} AS person_time_rarity,
+                      {kept("gang_switch")} AS gang_switch),
   -- seeing one gang, one prison or one leader is what visitors do: only more counts
   greatest({kept("n_gangs", "raw.n_gangs > 1")}, {kept("n_prisons", "raw.n_prisons > 1")},
            {kept("n_leaders", "raw.n_leaders > 1")}) AS visitor_spread
@@ -289,7 +356,7 @@ def _quoted(path: Path) -> str:
 
 def _ref_views(con, ref: Path, tails: bool = True) -> str:
     """Temporary views over a reference's Parquet files; returns their name prefix."""
-    for name in [*CONTEXT, *(f"tail_{c}" for c in GRADED if tails)]:
+    for name in [*REFERENCE_TABLES, *(f"tail_{c}" for c in GRADED if tails)]:
         con.execute(
             f"CREATE OR REPLACE TEMP VIEW ref_{name} AS "
             f"SELECT * FROM read_parquet({_quoted(ref / f'{name}.parquet')})"
@@ -323,7 +390,7 @@ def build_reference(store: Store, ref: Path, window: tuple | None = None) -> int
     with store.read() as con:
         con.execute(f"CREATE OR REPLACE TEMP TABLE ref_v AS {VISITS_SQL.format(where=where)}")
         weeks = WEEKS_SQL.format(covered="v")
-        for name, sql in CONTEXT.items():
+        for name, sql in REFERENCE_TABLES.items():
             con.execute(
                 f"COPY (WITH v AS (SELECT * FROM ref_v), {weeks} {sql}) "
                 f"TO {_quoted(ref / f'{name}.parquet')} (FORMAT parquet)"

@@ -58,9 +58,12 @@ RANGE_SIZE_HALF = 50.0
 def range_risk(alias: str) -> str:
     """SQL: the queue risk of hits/flags ``alias`` when first stored. Record flags start at
     their severity's weight (scoring raises it from their visits); range flags get their
-    severity's weight raised by their size and keep it."""
+    severity's weight raised by their size and keep it. Weights carry the factor the
+    rule's reviews earned (``detector.calibration``)."""
+    from detector.calibration import weighted
+
     m = f"greatest(coalesce(try_cast(json_extract_string({alias}.fields, '$.magnitude') AS DOUBLE), 0), 0)"
-    w = severity_case(f"{alias}.severity")
+    w = weighted(severity_case(f"{alias}.severity"), f"{alias}.rule_id")
     return (
         f"(CASE WHEN {alias}.subject = 'range' "
         f"THEN 1 - (1 - {w}) * (1 - {RANGE_SIZE_SHARE} * {m} / ({m} + {RANGE_SIZE_HALF})) "

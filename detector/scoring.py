@@ -51,8 +51,16 @@ from pyod.models.hbos import HBOS
 from pyod.models.iforest import IForest
 from scipy.stats import skew
 
-from detector.features import FEATURE_NAMES, FEATURES, build_features, build_reference
-from detector.rules import Hit, _next_run, severity_case, store_flags
+from detector import calibration
+from detector.calibration import weighted
+from detector.features import (
+    FEATURE_NAMES,
+    FEATURES,
+    VISITOR_SQL,
+    build_features,
+    build_reference,
+)
+from detector.rules import Hit, _next_run, range_risk, severity_case, store_flags
 from detector.store import Store
 
 FEATURE_DESCRIPTIONS = {f.name: f.description for f in FEATURES}
@@ -250,7 +258,7 @@ def explain_rows(context: pl.DataFrame, contributions: np.ndarray, k: int) -> li
 # --- the kept reference ----------------------------------------------------------------------
 
 # Bumped when the features' meaning changes: a reference of another version is refitted.
-REFERENCE_VERSION = 2
+REFERENCE_VERSION = 3
 _SCORER_FILE = "model.joblib"
 _ECDF_FILE = "ecdf.npz"
 
@@ -452,7 +460,7 @@ def plan_run(store: Store, reference: Reference, full: bool, tmp: Path) -> Plan:
         new_rows, neighbourhood = _write_targets(con, since, watermark, tmp / "targets.parquet")
         ruled = con.execute(
             "SELECT count(*) FROM flags WHERE source = 'rule' AND last_run > ?", [last_run]
-        ).fetchall()[0][0]
+        ).fetchall()[0][0] + len(calibration.pending(con))
     if not new_rows and not ruled:
         return Plan(False, "nothing new since the last scoring run", watermark, "FALSE", "FALSE")
     targets = f"record_key IN (SELECT record_key FROM read_parquet('{tmp / 'targets.parquet'}'))"
@@ -467,8 +475,7 @@ def plan_run(store: Store, reference: Reference, full: bool, tmp: Path) -> Plan:
     )
 
 
-_VISITOR = """CASE WHEN name_key <> '' AND regexp_matches(name_key, '[A-Z0-9]')
-                  THEN name_key || '|' || coalesce(id_number, '') END"""
+_VISITOR = VISITOR_SQL.format(v="")
 MAX_RANGES = 200  # beyond this many separate stretches of time, read every visit
 
 
@@ -675,7 +682,7 @@ def _now() -> datetime:
 # their active rule flags, with their outlier part.
 _RULE_PART = f"""
     SELECT k AS record_key,
-           1 - product(1 - {severity_case("f.severity")}) AS rule_score,
+           1 - product(1 - {weighted(severity_case("f.severity"), "f.rule_id")}) AS rule_score,
            list(DISTINCT f.rule_id ORDER BY f.rule_id) AS rules
     FROM flags f, unnest(f.record_keys) u(k)
     WHERE f.state = 'active' AND f.source = 'rule' AND f.subject = 'records'
@@ -683,9 +690,11 @@ _RULE_PART = f"""
     GROUP BY k"""
 
 
-def _risk(rule_score: str, scores: str) -> str:
-    """The noisy-OR of a visit's rule part and its outlier part (see the module's doc)."""
-    return f"1 - (1 - {rule_score}) * (1 - 0.7 * pow({scores}.outlier_pct, 200))"
+def _risk(rule_score: str, scores: str, model_rule: str) -> str:
+    """The noisy-OR of a visit's rule part and its outlier part (see the module's doc); the
+    outlier part carries the factor the model's reviewed flags earned."""
+    weight = weighted("0.7", f"'{model_rule}'")
+    return f"1 - (1 - {rule_score}) * (1 - {weight} * pow({scores}.outlier_pct, 200))"
 
 
 def _store_scores(
@@ -703,9 +712,14 @@ def _store_scores(
     run gets its risk recomputed (its outlier part stays): together they are ``affected``,
     and only their model flags and the flags holding them are touched."""
     src = f"read_parquet('{scores}')"
+    rule_id = f"outlier-{config.model}"
     with store.write() as con:
         run_id = _next_run(con, "score", triggered_by, plan.why)
         con.execute("UPDATE runs SET watermark = ? WHERE run_id = ?", [plan.watermark, run_id])
+        # What the reviews taught since the last run: re-weighed rules (see calibration).
+        changes = calibration.pending(con)
+        calibration.apply(con, run_id, changes)
+        reweighed = [c.rule_id for c in changes]
         if reference.new:
             con.execute(
                 "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -733,8 +747,11 @@ def _store_scores(
                 f"""CREATE OR REPLACE TEMP TABLE affected AS
                 SELECT record_key FROM {src}
                 UNION SELECT unnest(record_keys) FROM flags
-                      WHERE source = 'rule' AND last_run > ?""",
-                [plan.rules_since],
+                      WHERE source = 'rule' AND last_run > ?
+                UNION SELECT unnest(record_keys) FROM flags
+                      WHERE rule_id IN (SELECT unnest(?::VARCHAR[]))
+                UNION SELECT record_key FROM scores WHERE ? -- the model re-weighed: all""",
+                [plan.rules_since, reweighed, rule_id in reweighed],
             )
             con.execute(f"DELETE FROM scores WHERE record_key IN (SELECT record_key FROM {src})")
         con.execute(
@@ -742,7 +759,7 @@ def _store_scores(
             INSERT INTO scores
             SELECT ? AS run_id, ? AS model_id, s.record_key, s.outlier_score, s.outlier_pct,
                    coalesce(r.rule_score, 0) AS rule_score,
-                   {_risk("coalesce(r.rule_score, 0)", "s")} AS risk_score,
+                   {_risk("coalesce(r.rule_score, 0)", "s", rule_id)} AS risk_score,
                    coalesce(r.rules, []) AS rules, s.top_features
             FROM {src} s LEFT JOIN ({_RULE_PART}) r USING (record_key)""",
             [run_id, reference.model_id],
@@ -752,15 +769,19 @@ def _store_scores(
             con.execute(
                 f"""
                 UPDATE scores SET rule_score = coalesce(r.rule_score, 0),
-                                  risk_score = {_risk("coalesce(r.rule_score, 0)", "scores")},
+                                  risk_score = {_risk("coalesce(r.rule_score, 0)", "scores", rule_id)},
                                   rules = coalesce(r.rules, [])
                 FROM (SELECT a.record_key, x.rule_score, x.rules
                       FROM affected a LEFT JOIN ({_RULE_PART}) x USING (record_key)) r
                 WHERE scores.record_key = r.record_key AND scores.run_id <> ?""",
                 [run_id],
             )
+        con.execute(
+            f"UPDATE flags SET score = {range_risk('flags')} "
+            "WHERE subject = 'range' AND rule_id IN (SELECT unnest(?::VARCHAR[]))",
+            [reweighed],
+        )
         hits = _model_hits(con, config)
-        rule_id = f"outlier-{config.model}"
         new, resolved = store_flags(
             con, hits, [rule_id] if plan.full else [], run_id, source="model"
         )
@@ -861,10 +882,23 @@ def _model_hits(con, config: ScoringConfig) -> list[Hit]:
 
 # --- reading scores and roll-ups -----------------------------------------------------------
 
-ROLLUPS = {
-    "official": "official_key",
-    "inmate": "inmate_id",
-    "facility": "facility",
+# Whom risk is rolled up to: the SQL giving (record_key, the entity) for each scored visit.
+# A person is a written name (placeholders and blanks are no one) credited with their own
+# visits and with those of the people they escorted in; an official likewise.
+ROLLUPS: dict[str, str] = {
+    "official": """
+        SELECT record_key, name_key AS k FROM visits WHERE role = 'official'
+        UNION ALL
+        SELECT record_key, escorted_key FROM visits
+        WHERE coalesce(role, '') <> 'official'
+          AND escorted_key IN (SELECT name_key FROM visits WHERE role = 'official')""",
+    "person": """
+        SELECT record_key, name_key AS k FROM visits WHERE name_status = 'named'
+        UNION ALL
+        SELECT record_key, escorted_key FROM visits
+        WHERE coalesce(escorted_key, '') <> '' AND escorted_key <> coalesce(name_key, '')""",
+    "inmate": "SELECT record_key, inmate_id AS k FROM visits",
+    "facility": "SELECT record_key, facility AS k FROM visits",
 }
 
 
@@ -890,29 +924,27 @@ def load_scores(store: Store, top: int | None = None) -> pl.DataFrame:
 
 
 def rollup(store: Store, by: str) -> pl.DataFrame:
-    """Risk accumulated per official (incl. people they escorted), inmate or facility."""
+    """Risk accumulated per official or person (with the people they escorted in), inmate
+    or facility, riskiest first; a person's row also says which roles, documents and
+    facilities their visits carry, and how many of them are model flags."""
     if by not in ROLLUPS:
         raise ValueError(f"roll up by one of {', '.join(ROLLUPS)}")
-    key = {
-        "official": """CASE WHEN v.role = 'official' THEN v.name_key
-                              WHEN v.escorted_key IN (SELECT name_key FROM visits
-                                                     WHERE role = 'official') THEN v.escorted_key
-                         END""",
-        "inmate": "v.inmate_id",
-        "facility": "v.facility",
-    }[by]
     with store.read() as con:
         if not has_scores(con):
             return pl.DataFrame()
         return con.sql(
             f"""
-            SELECT {key} AS {by}, count(*) AS visits,
+            SELECT e.k AS {by}, count(*) AS visits,
                    round(sum(s.risk_score), 3) AS total_risk,
                    round(max(s.risk_score), 3) AS max_risk,
                    count(*) FILTER (WHERE s.risk_score >= 0.5) AS high_risk_visits,
                    count(*) FILTER (WHERE s.rule_score > 0) AS visits_with_rule_hits,
-                   round(avg(s.outlier_pct), 3) AS mean_outlier_pct
-            FROM scores s JOIN visits v USING (record_key)
-            WHERE {key} IS NOT NULL
-            GROUP BY ALL ORDER BY total_risk DESC"""
+                   count(*) FILTER (WHERE s.outlier_pct >= 0.999) AS rarest_visits,
+                   round(avg(s.outlier_pct), 3) AS mean_outlier_pct,
+                   string_agg(DISTINCT v.role, ', ' ORDER BY v.role) AS roles,
+                   string_agg(DISTINCT v.facility, ', ' ORDER BY v.facility) AS facilities
+            FROM ({ROLLUPS[by]}) e JOIN scores s USING (record_key)
+            JOIN visits v USING (record_key)
+            WHERE e.k IS NOT NULL AND e.k <> ''
+            GROUP BY ALL ORDER BY total_risk DESC, {by}"""
         ).pl()

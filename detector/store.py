@@ -118,6 +118,13 @@ SCHEMA = [
         run_id BIGINT, model_id VARCHAR, record_key VARCHAR, outlier_score DOUBLE,
         outlier_pct DOUBLE, rule_score DOUBLE, risk_score DOUBLE, rules VARCHAR[],
         top_features VARCHAR)""",
+    # Weight factors learnt from reviews (``detector.calibration``), and their history.
+    """CREATE TABLE IF NOT EXISTS rule_weights (
+        rule_id VARCHAR PRIMARY KEY, factor DOUBLE, confirmed BIGINT, dismissed BIGINT,
+        run_id BIGINT, updated_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS weight_changes (
+        run_id BIGINT, rule_id VARCHAR, old DOUBLE, new DOUBLE, confirmed BIGINT,
+        dismissed BIGINT, changed_at TIMESTAMP)""",
     """CREATE TABLE IF NOT EXISTS reviews (
         flag_id VARCHAR PRIMARY KEY, status VARCHAR, assignee VARCHAR, reason VARCHAR,
         note VARCHAR, updated_at TIMESTAMP, updated_by VARCHAR)""",

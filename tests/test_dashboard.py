@@ -253,6 +253,31 @@ def test_admin_page_only_for_admins(app, demo_db):
     jobs = [d for d in at.dataframe if "job" in d.value.columns][0].value
     assert set(jobs["job"]) == {"ingest_and_rules", "nightly_scoring", "weekly_full_run"}
     assert at.dataframe[-1].value.shape[0] >= 2  # the run history: rules and scoring runs
+    assert any("No rule has been re-weighed" in c.value for c in at.caption)
+
+
+def test_admin_page_shows_the_weights_reviews_taught(app, demo_db, tmp_path):
+    from detector.review import set_status
+
+    store = Store(demo_db)
+    flags = rows(store, "SELECT flag_id FROM flags WHERE rule_id = 'visit-outside-visiting-hours'")
+    assert len(flags) >= 5
+    for (flag,) in flags[:5]:
+        set_status(store, Actor("ana", "auditor"), flag, "dismissed", reason="benign")
+    score(store)
+    at = app("root")
+    at.switch_page("views/6_Admin.py")
+    at.run()
+    assert not at.exception, at.exception
+    tables = {tuple(d.value.columns): d.value for d in at.dataframe}
+    weights = next(v for k, v in tables.items() if "Weight factor" in k)
+    assert weights.iloc[0]["Rule"] == "visit-outside-visiting-hours"
+    assert weights.iloc[0]["Weight factor"] < 1
+    history = next(v for k, v in tables.items() if "From" in k and "To" in k)
+    assert history.iloc[0]["From"] == 1.0
+    for (flag,) in flags[:5]:  # leave the shared database as it was
+        set_status(store, Actor("ana", "auditor"), flag, "in_review")
+    score(store)
     # An auditor reaching the page's script anyway is refused by the page itself.
     page = AppTest.from_file(str(REPO / "dashboard" / "views" / "6_Admin.py"), default_timeout=30)
     page.session_state["actor"] = Actor("ana", "auditor")

@@ -68,6 +68,19 @@ with st.form("schedule_form"):
         except (tomllib.TOMLDecodeError, ValidationError) as exc:
             st.error(f"Not saved: {session.md(exc)}")
 
+st.subheader("Weights learnt from reviews")
+st.caption(
+    "Each scoring run re-weighs a rule (or the outlier model) from its reviewed flags: "
+    "confirmed ones raise its weight in the risk score, ones dismissed as false or benign "
+    "lower it; below five decided flags the rule keeps its set weight."
+)
+current, changes = session.guarded(data.weights, session.store())
+if current.height:
+    st.dataframe(current, hide_index=True, width="stretch", key="weights")
+    st.dataframe(changes, hide_index=True, width="stretch", key="weight_changes")
+else:
+    st.caption("No rule has been re-weighed yet: every rule keeps its set weight.")
+
 st.subheader("Run history")
 st.dataframe(
     session.guarded(data.runs, session.store()), hide_index=True, width="stretch", key="admin_runs"
