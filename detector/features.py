@@ -57,9 +57,12 @@ FEATURES: tuple[Feature, ...] = (
     ),
     Feature(
         "person_time_rarity",
-        "how far the time of the visit is from the visitor's own habit",
-        "This visitor came {n_person} times in the reference period, {near_person} of them "
-        "on a {weekday} within two hours of {hour}:00",
+        "for a visitor who keeps a set time of day (four in five visits within two hours of "
+        "one hour), a visit six hours or more away from it: how much rarer that time is for "
+        "them than for their role there",
+        "This visitor keeps to one time of day: {habit_n} of their {n_person} visits in the "
+        "reference period came within two hours of {habit_hour}:00, {near_person} near "
+        "{hour}:00, when {role} visits there are usual",
     ),
     Feature(
         "gang_switch",
@@ -134,6 +137,9 @@ SELECT v.record_key, v.record_id, v.upload_seq, v.facility, coalesce(v.role, 'ot
        date_trunc('week', v.entered_at) AS wk,
        date_diff('minute', v.entered_at, v.exited_at) AS stay_min,
        {VISITOR_SQL.format(v="v.")} AS visitor,
+       -- the person's first arrival that day (a habit is about arrivals, not re-entries)
+       row_number() OVER (PARTITION BY {VISITOR_SQL.format(v="v.")}, v.entered_at::DATE
+                          ORDER BY v.entered_at, v.record_key) = 1 AS first_of_day,
        i.gang, coalesce(i.rank = 'leader', FALSE) AS leader,
        v.purpose IS NULL OR trim(v.purpose) = '' AS no_purpose,
        CASE WHEN v.role = 'official' THEN v.name_key
@@ -155,7 +161,9 @@ week_n AS (SELECT facility, role, wk, count(*) AS n,
            FROM v JOIN cover c USING (facility) GROUP BY facility, role, wk),
 gweek_n AS (SELECT role, wk, count(*) AS n,
                    any_value(wk >= c.d0 AND wk + INTERVAL 7 DAY <= c.d1) AS whole
-            FROM v, gcover c GROUP BY role, wk)"""
+            FROM v, gcover c GROUP BY role, wk),
+person_slot AS (SELECT visitor, hr, count(*) AS n FROM v
+                WHERE visitor IS NOT NULL AND timed AND first_of_day GROUP BY ALL)"""
 
 # Each table of the reference, computed from the fitted window's visits (``v``).
 REFERENCE_TABLES: dict[str, str] = {
@@ -177,10 +185,20 @@ REFERENCE_TABLES: dict[str, str] = {
         WHERE stay_min > 0 GROUP BY ALL""",
     "purpose": "SELECT facility, role, avg(no_purpose::INT) AS share FROM v GROUP BY ALL",
     # Each person's own habits (a person is a name with its document, as written).
-    "person_slot": "SELECT visitor, dow, hr, count(*) AS n FROM v "
-    "WHERE visitor IS NOT NULL AND timed GROUP BY ALL",
+    "person_slot": "SELECT * FROM person_slot",
     "person_n": "SELECT visitor, count(*) AS n FROM v "
-    "WHERE visitor IS NOT NULL AND timed GROUP BY ALL",
+    "WHERE visitor IS NOT NULL AND timed AND first_of_day GROUP BY ALL",
+    # how set a person's habit is: the largest share of their visits within two hours of
+    # one hour of the day (1.0: always the same time)
+    "person_habit": """
+        SELECT a.visitor, max(a.near) / any_value(tot.n) AS top_share,
+               arg_max(a.hr, a.near) AS habit_hr, max(a.near) AS habit_n
+        FROM (SELECT a.visitor, a.hr, sum(b.n) AS near
+              FROM person_slot a JOIN person_slot b
+                ON b.visitor = a.visitor AND least(abs(b.hr - a.hr), 24 - abs(b.hr - a.hr)) <= 2
+              GROUP BY ALL) a
+        JOIN (SELECT visitor, sum(n) AS n FROM person_slot GROUP BY ALL) tot USING (visitor)
+        GROUP BY a.visitor""",
     "person_gang": "SELECT visitor, gang, count(*) AS n FROM v "
     "WHERE visitor IS NOT NULL AND gang IS NOT NULL GROUP BY ALL",
     "official_rate": """
@@ -214,8 +232,14 @@ t AS (SELECT v.*, v.upload_seq <= m.seq AND v.entered_at BETWEEN m.d0 AND m.d1 A
 person_near AS (
   SELECT t.record_key, sum(ps.n) AS near
   FROM t JOIN {ref}person_slot ps
-    ON ps.visitor = t.visitor AND ps.dow = t.dow AND abs(ps.hr - t.hr) <= 2
+    ON ps.visitor = t.visitor AND least(abs(ps.hr - t.hr), 24 - abs(ps.hr - t.hr)) <= 2
   WHERE t.timed GROUP BY ALL),
+role_near AS (
+  SELECT t.record_key, sum(h.n) AS near
+  FROM t JOIN {ref}hr_n h
+    ON h.facility = t.facility AND h.role = t.role
+   AND least(abs(h.hr - t.hr), 24 - abs(h.hr - t.hr)) <= 2
+  WHERE t.timed AND t.visitor IS NOT NULL GROUP BY ALL),
 person_gangs AS (SELECT visitor, sum(n) AS n FROM {ref}person_gang GROUP BY ALL)
 SELECT
   t.record_key, t.record_id, t.facility, t.role, t.entered_at, t.inmate_id, t.official_key,
@@ -233,15 +257,31 @@ SELECT
   coalesce(vw.gangs, 0) AS n_gangs, coalesce(vw.prisons, 0) AS n_prisons,
   coalesce(vw.leaders, 0) AS n_leaders,
   -- the person's own habits: only for a person with a history to speak of
-  CASE WHEN t.timed AND pn.n - t.in_ref::INT >= 6
-       THEN -ln((coalesce(pnear.near, 0) - t.in_ref::INT + 0.5) / (pn.n - t.in_ref::INT + 1))
+  -- a departure from a set time of day (first arrivals of a day; going out and back in
+  -- is no departure): four in five of the person's arrivals fall within
+  -- two hours of one hour, this one is six hours or more away from it (another part of
+  -- the day, not a late morning), at most one in ten came near it, and this time is ten
+  -- times rarer for them than for their role there (a lawyer who seldom comes at 14:00
+  -- where lawyers seldom do is the role's rarity, counted already; a relative changing
+  -- days at the usual hour is nothing); the value is how much rarer (ln of the ratio)
+  CASE WHEN t.timed AND t.first_of_day AND pn.n - t.in_ref::INT >= 6 AND ph.top_share >= 0.8
+        AND least(abs(t.hr - ph.habit_hr), 24 - abs(t.hr - ph.habit_hr)) >= 6
+        AND coalesce(pnear.near, 0) - t.in_ref::INT <= 0.1 * (pn.n - t.in_ref::INT)
+        AND ln((coalesce(rnear.near, 0) - t.in_ref::INT + 1.0) / (coalesce(tn.n, 0) + 1))
+            - ln((coalesce(pnear.near, 0) - t.in_ref::INT + 0.5) / (pn.n - t.in_ref::INT + 1))
+            >= ln(10)
+       THEN ln((coalesce(rnear.near, 0) - t.in_ref::INT + 1.0) / (coalesce(tn.n, 0) + 1))
+            - ln((coalesce(pnear.near, 0) - t.in_ref::INT + 0.5) / (pn.n - t.in_ref::INT + 1))
        ELSE 0 END AS person_time_rarity,
-  CASE WHEN t.leader AND pgs.n - t.in_ref::INT >= 3
-       THEN -ln((coalesce(pg.n, 0) - t.in_ref::INT + 0.5) / (pgs.n - t.in_ref::INT + 1))
-       ELSE 0 END AS gang_switch,
-  -- more than three times the official's usual rate there (outside this month's visits)
-  CASE WHEN t.role = 'official'
-       THEN greatest(0, ln((coalesce(ow.n, 1) + 1.0) / (coalesce(orate.usual, 0) + 1)) - ln(3))
+  -- a leader of a gang none of the visitor's earlier visits (three or more) went to; the
+  -- longer the history, the stronger
+  CASE WHEN t.leader AND pgs.n - t.in_ref::INT >= 3 AND coalesce(pg.n, 0) - t.in_ref::INT <= 0
+       THEN ln(pgs.n - t.in_ref::INT + 1) ELSE 0 END AS gang_switch,
+  -- four or more visits around this one, four times the official's usual rate there or
+  -- more; the value is ln of the ratio
+  CASE WHEN t.role = 'official' AND coalesce(ow.n, 1) >= 4
+        AND (coalesce(ow.n, 1) + 1.0) / (coalesce(orate.usual, 0) + 1) >= 4
+       THEN ln((coalesce(ow.n, 1) + 1.0) / (coalesce(orate.usual, 0) + 1))
        ELSE 0 END AS official_surge,
   CASE WHEN t.no_purpose THEN greatest(0, -ln(coalesce(pu.share, 1) + 0.001)) ELSE 0 END
     AS purpose_missing_rarity,
@@ -259,6 +299,7 @@ SELECT
   round(100 * pu.share) AS pct_no_purpose,
   coalesce(pn.n - t.in_ref::INT, 0) AS n_person,
   coalesce(pnear.near - t.in_ref::INT, 0) AS near_person,
+  ph.habit_hr AS habit_hour, ph.habit_n,
   coalesce(pg.n - t.in_ref::INT, 0) AS n_same_gang,
   coalesce(pgs.n - t.in_ref::INT, 0) AS n_person_gang,
   coalesce(ow.n, 0) AS n_official_near,
@@ -276,7 +317,9 @@ LEFT JOIN {ref}stay_usual st USING (role)
 LEFT JOIN visitor_window vw USING (record_key)
 LEFT JOIN {ref}purpose pu USING (facility, role)
 LEFT JOIN {ref}person_n pn ON pn.visitor = t.visitor
+LEFT JOIN {ref}person_habit ph ON ph.visitor = t.visitor
 LEFT JOIN person_near pnear ON pnear.record_key = t.record_key
+LEFT JOIN role_near rnear ON rnear.record_key = t.record_key
 LEFT JOIN {ref}person_gang pg ON pg.visitor = t.visitor AND pg.gang = t.gang
 LEFT JOIN person_gangs pgs ON pgs.visitor = t.visitor
 LEFT JOIN official_window ow ON ow.record_key = t.record_key
@@ -304,8 +347,6 @@ GRADED = (
     "n_gangs",
     "n_prisons",
     "n_leaders",
-    "person_time_rarity",
-    "gang_switch",
 )
 
 
@@ -339,9 +380,7 @@ def _surprise_sql(raw: str, ref: str) -> str:
     return f"""
 SELECT raw.* REPLACE ({kept("weekday_rarity")} AS weekday_rarity,
                       {kept("hour_rarity")} AS hour_rarity,
-                      {kept("stay_rarity")} AS stay_rarity,
-                      {kept("person_time_rarity")} AS person_time_rarity,
-                      {kept("gang_switch")} AS gang_switch),
+                      {kept("stay_rarity")} AS stay_rarity),
   -- seeing one gang, one prison or one leader is what visitors do: only more counts
   greatest({kept("n_gangs", "raw.n_gangs > 1")}, {kept("n_prisons", "raw.n_prisons > 1")},
            {kept("n_leaders", "raw.n_leaders > 1")}) AS visitor_spread

@@ -243,6 +243,8 @@ def explain_rows(context: pl.DataFrame, contributions: np.ndarray, k: int) -> li
         items = []
         for j in top[i]:
             name = FEATURE_NAMES[j]
+            if not row[name]:  # a feature at zero says nothing about this visit
+                continue
             items.append(
                 {
                     "feature": name,
@@ -258,7 +260,7 @@ def explain_rows(context: pl.DataFrame, contributions: np.ndarray, k: int) -> li
 # --- the kept reference ----------------------------------------------------------------------
 
 # Bumped when the features' meaning changes: a reference of another version is refitted.
-REFERENCE_VERSION = 3
+REFERENCE_VERSION = 7
 _SCORER_FILE = "model.joblib"
 _ECDF_FILE = "ecdf.npz"
 

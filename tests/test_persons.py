@@ -1,7 +1,7 @@
 """Per-person baselines: a visitor's, an official's own history as context, and risk
 rolled up per person. Each planted anomaly has a harmless look-alike beside it that must
-stay quiet: a person whose habit holds, one whose habit is two days, an official who
-always comes often, a relative who stays with their own gang."""
+stay quiet: a guard a little late on the usual shift, a guard who rotates shifts, an
+official who always comes often, a relative who stays with their own gang."""
 
 from __future__ import annotations
 
@@ -48,13 +48,15 @@ def world(demo_logs, tmp_path_factory):
     rng = random.Random(5)
     lines, n = [], 0
 
-    def visit(who, at, facility, checkpoint, role, inmate_id="", purpose="Visita familiar"):
+    def visit(
+        who, at, facility, checkpoint, role, inmate_id="", purpose="Visita familiar", hours=1
+    ):
         nonlocal n
         n += 1
         name, doc = who
         lines.append(
             [f"P-{n:04d}", facility, checkpoint, f"{at:%Y-%m-%dT%H:%M}",
-             f"{at + timedelta(hours=1):%Y-%m-%dT%H:%M}", name, "DUI", doc, role,
+             f"{at + timedelta(hours=hours):%Y-%m-%dT%H:%M}", name, "DUI", doc, role,
              "Juzgado" if role == "official" else "", inmate_id, purpose, 1]
         )  # fmt: skip
         return f"P-{n:04d}"
@@ -62,30 +64,45 @@ def world(demo_logs, tmp_path_factory):
     def person(name):
         return (name, make_dui(rng))
 
-    iza = inmate("IZA", "B18S", "member")
     planted, alike = {}, {}
-    # Every Thursday morning for 12 weeks; then a Sunday (a family day at IZA). Family
-    # visits are suspended from mid-September in this world: all of it happens before.
-    rosa = person("Rosa Habitual Jueves")
-    for at in _weekly(datetime(2019, 6, 6, 9, 0), 12):
-        visit(rosa, at, "IZA", "Garita de Visitas", "family", iza)
+
+    # A guard on the day shift (06:00, twelve hours) for six weeks, then a night shift at
+    # 18:30 — when many guards arrive, but never this one.
+    def shifts(who, first, days, hour):
+        out = []
+        for k in range(days):
+            d = first + timedelta(days=k)
+            if d.weekday() < 5:
+                out.append(visit(who, d.replace(hour=hour), "IZA", "Garita Principal",
+                                 "staff", purpose="Turno", hours=12))  # fmt: skip
+        return out
+
+    rosa = person("Rosa Turno Diurno")
+    shifts(rosa, datetime(2019, 7, 1), 42, 6)
     planted["person_time_rarity"] = visit(
-        rosa, datetime(2019, 9, 1, 10, 30), "IZA", "Garita de Visitas", "family", iza
-    )
-    # Look-alikes: the same habit, a little later that Thursday; a two-day habit.
-    elena = person("Elena Habitual Tarde")
-    for at in _weekly(datetime(2019, 6, 6, 9, 0), 12):
-        visit(elena, at, "IZA", "Garita de Visitas", "family", iza)
+        rosa, datetime(2019, 8, 13, 18, 30), "IZA", "Garita Principal", "staff",
+        purpose="Turno", hours=12,
+    )  # fmt: skip
+    # Look-alikes: the same day shift, a little late one morning, and back in after a shift
+    # (a re-entry, as a real log's regulars show); a guard rotating shifts.
+    elena = person("Elena Turno Diurno")
+    shifts(elena, datetime(2019, 7, 1), 42, 6)
     alike["person_time_rarity"] = [
-        visit(elena, datetime(2019, 9, 5, 10, 45), "IZA", "Garita de Visitas", "family", iza)
-    ]
-    julia = person("Julia Alterna Domingo")
-    for k, at in enumerate(_weekly(datetime(2019, 6, 6, 9, 0), 12)):
-        visit(julia, at + timedelta(days=3 * (k % 2), hours=k % 2), "IZA", "Garita de Visitas",
-              "family", iza)  # fmt: skip
+        visit(elena, datetime(2019, 8, 13, 7, 45), "IZA", "Garita Principal", "staff",
+              purpose="Turno", hours=12)
+    ]  # fmt: skip
+    elena_back = visit(  # out after her shift, back in the same evening
+        elena, datetime(2019, 8, 9, 18, 30), "IZA", "Garita Principal", "staff",
+        purpose="Turno",
+    )  # fmt: skip
+    alike["person_time_rarity"].append(elena_back)
+    julia = person("Julia Turno Rotativo")
+    for week in range(6):
+        shifts(julia, datetime(2019, 7, 1) + timedelta(days=7 * week), 7, 6 if week % 2 else 18)
     alike["person_time_rarity"].append(
-        visit(julia, datetime(2019, 9, 1, 10, 30), "IZA", "Garita de Visitas", "family", iza)
-    )
+        visit(julia, datetime(2019, 8, 13, 18, 30), "IZA", "Garita Principal", "staff",
+              purpose="Turno", hours=12)
+    )  # fmt: skip
 
     # A relative of an MS13 member, then a B18R leader; the look-alike sees an MS13 leader.
     member, ms_leader = inmate("ZAC", "MS13", "member"), inmate("ZAC", "MS13", "leader")
@@ -166,8 +183,8 @@ def test_risk_by_person_ranks_the_planted_people_above_their_look_alikes(world):
     assert frame.columns[0] == "person" and frame["total_risk"].is_sorted(descending=True)
     rank = {p: i for i, p in enumerate(frame["person"].to_list())}
     for planted, alike in (
-        ("ROSA HABITUAL JUEVES", "ELENA HABITUAL TARDE"),
-        ("ROSA HABITUAL JUEVES", "JULIA ALTERNA DOMINGO"),
+        ("ROSA TURNO DIURNO", "ELENA TURNO DIURNO"),
+        ("ROSA TURNO DIURNO", "JULIA TURNO ROTATIVO"),
         ("CARMEN FIEL PANDILLA", "LIDIA MISMA PANDILLA"),
         ("RAMIRO OLEADA FUNCIONARIO", "TEODORO CONSTANTE FUNCIONARIO"),
     ):
