@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from detector.errors import DetectorError, FileError
 from detector.ingest import expand_paths, ingest_file, reference_first
@@ -45,6 +45,32 @@ class Job(BaseModel):
     every_seconds: float | None = None  # alternative to cron (tests, tight loops)
     misfire_grace_seconds: int = 300
 
+    @field_validator("cron")
+    @classmethod
+    def _crontab(cls, value: str | None) -> str | None:
+        """A cron that APScheduler cannot read is refused here, before it is saved, not
+        when the scheduler or the Admin page next reads the file."""
+        if value is None:
+            return value
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(
+                f"{value!r} is not a crontab expression of five fields (minute hour "
+                f'day-of-month month day-of-week, e.g. "*/15 * * * *"): {exc}'
+            ) from exc
+        return value
+
+    @model_validator(mode="after")
+    def _when(self) -> Job:
+        if (self.cron is None) == (self.every_seconds is None):
+            raise ValueError("give a job either cron or every_seconds (one of them)")
+        if self.every_seconds is not None and self.every_seconds <= 0:
+            raise ValueError("every_seconds must be more than 0")
+        return self
+
 
 class ScheduleConfig(BaseModel):
     """schedule.toml."""
@@ -61,6 +87,17 @@ class ScheduleConfig(BaseModel):
     )
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
 
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (e.g. America/El_Salvador)") from exc
+        return value
+
 
 def load_config(path: Path | None) -> ScheduleConfig:
     path = Path(path or DEFAULT_CONFIG)
@@ -68,15 +105,19 @@ def load_config(path: Path | None) -> ScheduleConfig:
         return ScheduleConfig()
     try:
         return ScheduleConfig.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
-    except (tomllib.TOMLDecodeError, ValidationError) as exc:
-        raise DetectorError(
-            f"{path}: {str(exc).splitlines()[0]}"
-            + (
-                f" — {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
-                if isinstance(exc, ValidationError)
-                else ""
-            )
-        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise DetectorError(f"{path}: not valid TOML: {exc}") from exc
+    except ValidationError as exc:
+        raise DetectorError(f"{path}: {config_error(exc)}") from exc
+
+
+def config_error(exc: ValidationError) -> str:
+    """A schedule's validation errors as a person reads them: where, then why."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'schedule'}: "
+        f"{e['msg'].removeprefix('Value error, ')}"
+        for e in exc.errors()
+    )
 
 
 def _stamp() -> str:

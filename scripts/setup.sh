@@ -7,4 +7,11 @@ if [ ! -x .tools/bin/uv ]; then
   python3 -m venv .tools
   .tools/bin/python -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
 fi
-.tools/bin/uv sync --frozen --python "$(command -v python3)" "$@"
+# The interpreter itself, not a launcher: a pyenv shim's path differs from the one .venv
+# records, and uv would then remove and rebuild .venv on every call (under a running
+# dashboard, and dropping the dev tools). An existing .venv is only brought in line.
+PYTHON="$(python3 -c 'import sys; print(sys.executable)')"
+if [ -x .venv/bin/python ] && .venv/bin/python -c 'import sys' 2>/dev/null; then
+  PYTHON=.venv/bin/python
+fi
+.tools/bin/uv sync --frozen --python "$PYTHON" "$@"

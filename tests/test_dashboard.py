@@ -256,6 +256,24 @@ def test_admin_page_only_for_admins(app, demo_db):
     assert any("No rule has been re-weighed" in c.value for c in at.caption)
 
 
+def test_an_invalid_schedule_is_refused_on_the_admin_page_and_not_saved(app, tmp_path, monkeypatch):
+    schedule = tmp_path / "schedule.toml"
+    good = '[jobs.tick]\naction = "tick"\ncron = "*/15 * * * *"\n'
+    schedule.write_text(good, encoding="utf-8")
+    monkeypatch.setenv("DETECTOR_SCHEDULE", str(schedule))
+    at = app("root")
+    at.switch_page("views/6_Admin.py")
+    at.run()
+    at.text_area(key="schedule_text").set_value(good.replace("*/15 * * * *", "every quarter hour"))
+    at.get("form_submit_button")[1].click()
+    at.run()
+    assert not at.exception, at.exception
+    assert any("Not saved" in e.value and "not a crontab" in e.value for e in at.error)
+    assert schedule.read_text(encoding="utf-8") == good
+    jobs = [d for d in at.dataframe if "job" in d.value.columns][0].value
+    assert list(jobs["when"]) == ["*/15 * * * *"]
+
+
 def test_admin_page_shows_the_weights_reviews_taught(app, demo_db, tmp_path):
     from detector.review import set_status
 

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from detector.errors import DetectorError
 from detector.notify import NotifyConfig
 from detector.review import Actor, set_status
-from detector.schedule import Job, ScheduleConfig, process_inbox, run_job
+from detector.schedule import Job, ScheduleConfig, load_config, process_inbox, run_job
 from detector.store import Store
 from tests.conftest import REPO, rows, tick_config
 
@@ -388,3 +389,32 @@ def test_part_files_are_never_taken(store, tmp_path):
     os.utime(part, (time.time() - 600, time.time() - 600))
     assert {o["file"] for o in process_inbox(store, inbox)} == {"visits_MAR.csv"}
     assert part.exists()
+
+
+@pytest.mark.parametrize(
+    ("toml", "said"),
+    [
+        ('[jobs.tick]\naction = "tick"\ncron = "every quarter hour"\n', "not a crontab"),
+        ('[jobs.tick]\naction = "tick"\ncron = "*/15 * * *"\n', "not a crontab"),
+        ('[jobs.tick]\naction = "tick"\ncron = "61 * * * *"\n', "not a crontab"),
+        ('[jobs.tick]\naction = "tick"\n', "either cron or every_seconds"),
+        ('timezone = "Mars/Olympus"\n[jobs.tick]\naction = "tick"\ncron = "* * * * *"\n',
+         "unknown time zone"),
+    ],
+)  # fmt: skip
+def test_an_invalid_schedule_is_refused_with_why_before_anything_runs(tmp_path, toml, said):
+    """'every quarter hour' was saved, then crashed the Admin page and `detector schedule`
+    with a ValueError traceback. It is refused on reading, with the reason."""
+    from typer.testing import CliRunner
+
+    from detector.cli import app
+
+    config = tmp_path / "schedule.toml"
+    config.write_text(toml, encoding="utf-8")
+    with pytest.raises(DetectorError, match=said):
+        load_config(config)
+    out = CliRunner().invoke(
+        app, ["schedule", "--config", str(config), "--once", "--db", str(tmp_path / "d.duckdb")]
+    )
+    told = " ".join(out.output.split())
+    assert out.exit_code != 0 and said in told and "Traceback" not in told, told

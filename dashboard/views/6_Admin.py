@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from dashboard import data, session
 from detector import auth
 from detector.review import ROLES, require
-from detector.schedule import ScheduleConfig, next_fire
+from detector.schedule import ScheduleConfig, config_error, next_fire
 
 st.title("Admin")
 try:  # the page is hidden from others; refuse them anyway
@@ -56,8 +56,10 @@ try:
         hide_index=True,
         key="jobs",
     )
-except (tomllib.TOMLDecodeError, ValidationError) as exc:
-    st.error(session.md(f"{schedule_path}: {exc}"))
+except tomllib.TOMLDecodeError as exc:
+    st.error(session.md(f"{schedule_path}: not valid TOML: {exc}"))
+except ValidationError as exc:
+    st.error(session.md(f"{schedule_path}: {config_error(exc)}"))
 with st.form("schedule_form"):
     edited = st.text_area(f"{schedule_path}", value=text, height=300, key="schedule_text")
     if st.form_submit_button("Validate and save"):
@@ -65,8 +67,10 @@ with st.form("schedule_form"):
             ScheduleConfig.model_validate(tomllib.loads(edited))
             schedule_path.write_text(edited, encoding="utf-8")
             st.success(f"Saved {session.md(schedule_path)}.")
-        except (tomllib.TOMLDecodeError, ValidationError) as exc:
-            st.error(f"Not saved: {session.md(exc)}")
+        except tomllib.TOMLDecodeError as exc:
+            st.error(f"Not saved, not valid TOML: {session.md(exc)}")
+        except ValidationError as exc:
+            st.error(f"Not saved: {session.md(config_error(exc))}")
 
 st.subheader("Weights learnt from reviews")
 st.caption(
