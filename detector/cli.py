@@ -214,6 +214,13 @@ RulesOption = Annotated[
     list[Path] | None,
     typer.Option("--rules", help="Extra rules folder (repeatable); the built-in rules always run."),
 ]
+ModelOption = Annotated[str, typer.Option(help="ecod, iforest, copod, hbos or ensemble.")]
+RefitOption = Annotated[
+    bool,
+    typer.Option(
+        "--refit", help="Fit a new scoring reference on the history window; re-score every visit."
+    ),
+]
 rules_app = typer.Typer(help="List, explain and test the rules.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 
@@ -228,16 +235,14 @@ def run(
     score: Annotated[
         bool, typer.Option(help="Also run outlier scoring (--no-score to skip).")
     ] = True,
-    model: Annotated[str, typer.Option(help="ecod, iforest, copod, hbos or ensemble.")] = "ecod",
+    model: ModelOption = "ecod",
     full: Annotated[
         bool,
         typer.Option(
             "--full", help="Re-evaluate everything, not only what changed since the last run."
         ),
     ] = False,
-    refit: Annotated[
-        bool, typer.Option("--refit", help="Fit a new scoring reference (and re-score all).")
-    ] = False,
+    refit: RefitOption = False,
 ) -> None:
     """Run the rules over what changed (all with --full), then outlier scoring of the new
     visits against the kept reference (fitted on the first run, or with --refit)."""
@@ -314,13 +319,8 @@ def _print_score(scored, model: str) -> None:
 @app.command("score")
 def score_cmd(
     db: DbOption = None,
-    model: Annotated[str, typer.Option(help="ecod, iforest, copod, hbos or ensemble.")] = "ecod",
-    refit: Annotated[
-        bool,
-        typer.Option(
-            "--refit", help="Fit a new reference on the history window and re-score every visit."
-        ),
-    ] = False,
+    model: ModelOption = "ecod",
+    refit: RefitOption = False,
     full: Annotated[
         bool, typer.Option("--full", help="Re-score every visit against the kept reference.")
     ] = False,

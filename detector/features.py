@@ -413,12 +413,16 @@ def _private_con(workdir: Path):
     )
 
 
-def build_reference(store: Store, ref: Path, window: tuple | None = None) -> int:
+def build_reference(
+    store: Store, ref: Path, window: tuple | None = None, features: Path | None = None
+) -> int:
     """Compute the reference from the visits in ``window`` (``(from, to)`` timestamps,
     ``None``: all) into Parquet files in ``ref``; returns the number of visits it holds.
 
     The context tables come first; the raw features of the window's visits against them
-    give the per-role tails of the graded features."""
+    give the per-role tails of the graded features. With ``features``, the window's
+    finished features are written there too (they are what fitting reads: computing the
+    raw ones once serves both)."""
     ref.mkdir(parents=True, exist_ok=True)
     where = (
         "TRUE"
@@ -447,10 +451,26 @@ def build_reference(store: Store, ref: Path, window: tuple | None = None) -> int
                 f"COPY ({tail_sql(f'read_parquet({_quoted(raw)})', c)}) "
                 f"TO {_quoted(ref / f'tail_{c}.parquet')} (FORMAT parquet)"
             )
-        return con.execute(f"SELECT count(*) FROM read_parquet({_quoted(raw)})").fetchall()[0][0]
+        if features is not None:
+            return _surprise_into(con, ref, raw, features)
+        return _count(con, raw)
     finally:
         con.close()
         raw.unlink(missing_ok=True)
+
+
+def _count(con, path: Path) -> int:
+    return con.execute(f"SELECT count(*) FROM read_parquet({_quoted(path)})").fetchall()[0][0]
+
+
+def _surprise_into(con, ref: Path, raw: Path, out: Path) -> int:
+    """The finished features of ``raw`` (graded ones as surprises) into ``out``."""
+    prefix = _ref_views(con, ref)
+    con.execute(
+        f"COPY ({_surprise_sql(f'read_parquet({_quoted(raw)})', prefix)}) "
+        f"TO {_quoted(out)} (FORMAT parquet)"
+    )
+    return _count(con, out)
 
 
 def _raw_sql(prefix: str, neighbourhood: str, targets: str, covered: str = "visits") -> str:
@@ -495,12 +515,7 @@ def _features_from(store, out, ref, raw, neighbourhood, targets) -> int:
         )
     con = _private_con(out.parent)
     try:
-        prefix = _ref_views(con, ref)
-        con.execute(
-            f"COPY ({_surprise_sql(f'read_parquet({_quoted(raw)})', prefix)}) "
-            f"TO {_quoted(out)} (FORMAT parquet)"
-        )
-        return con.execute(f"SELECT count(*) FROM read_parquet({_quoted(out)})").fetchall()[0][0]
+        return _surprise_into(con, ref, raw, out)
     finally:
         con.close()
         raw.unlink(missing_ok=True)

@@ -285,6 +285,9 @@ class Reference:
     fit_rows: int
     content_hash: str = ""
     new: bool = False  # fitted in this run (not yet recorded in ``models``)
+    # the window's features as fitted (when the window is every stored visit, they are
+    # what a full scoring right after fitting would compute again)
+    features: Path | None = None
 
     def raw_scores(self, X: np.ndarray, contributions: np.ndarray) -> np.ndarray:
         return contributions.sum(axis=1) if self.scorer is None else self.scorer(X)
@@ -365,14 +368,8 @@ def fit_reference(store: Store, config: ScoringConfig, workdir: Path) -> Referen
     staging = models_dir(store) / f".fitting-{os.getpid()}-{time.time_ns()}"
     staging.mkdir(mode=0o700, parents=True)
     try:
-        build_reference(store, staging, window)
         feats = workdir / "fit_features.parquet"
-        where = (
-            "TRUE"
-            if window is None
-            else f"entered_at BETWEEN TIMESTAMP '{window[0]}' AND TIMESTAMP '{window[1]}'"
-        )
-        build_features(store, feats, staging, neighbourhood="TRUE", targets=where)
+        build_reference(store, staging, window, features=feats)
         fit_from, fit_to, X_fit = _fit_sample(feats, config)
         model = make_model(config).fit(X_fit)
         explainer = FrozenECOD(model if isinstance(model, ECOD) else ECOD().fit(X_fit))
@@ -410,6 +407,7 @@ def fit_reference(store: Store, config: ScoringConfig, workdir: Path) -> Referen
         X_fit.shape[0],
         digest,
         new=True,
+        features=feats if window is None else None,
     )
 
 
@@ -596,8 +594,12 @@ def score(
             )
         if plan.full and why and reference.new:
             plan.why = f"refitted ({why}): new reference {reference.model_id}"
-        feats = tmp / "features.parquet"
-        rows = build_features(store, feats, reference.path, plan.neighbourhood, plan.targets)
+        if plan.full and reference.features is not None:
+            feats = reference.features
+            rows = pq.ParquetFile(feats).metadata.num_rows
+        else:
+            feats = tmp / "features.parquet"
+            rows = build_features(store, feats, reference.path, plan.neighbourhood, plan.targets)
         seconds["features"] = time.perf_counter() - t
 
         t = time.perf_counter()
