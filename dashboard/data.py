@@ -35,6 +35,7 @@ class QueueFilter:
     until: date | None = None
     include_resolved: bool = False
     include_suppressed: bool = False
+    include_closed: bool = True  # confirmed and dismissed flags (the queue page hides them)
 
     def where(self) -> tuple[str, list]:
         parts, params = ["1 = 1"], []
@@ -53,11 +54,15 @@ class QueueFilter:
             parts.append("r.assignee = ?")
             params.append(self.assignee)
         if self.text.strip():
+            # accents and case aside: "oscar" finds "Óscar", "OSCAR" and "Oscar"
             parts.append(
-                "(f.explanation ILIKE ? OR f.fields ILIKE ? OR "
-                "array_to_string(f.record_ids, ' ') ILIKE ?)"
+                "(strip_accents(f.explanation) ILIKE strip_accents(?) "
+                "OR strip_accents(f.fields) ILIKE strip_accents(?) "
+                "OR array_to_string(f.record_ids, ' ') ILIKE ?)"
             )
             params += [f"%{self.text.strip()}%"] * 3
+        if not self.include_closed:
+            parts.append("coalesce(r.status, 'new') NOT IN ('confirmed', 'dismissed')")
         if self.since:
             parts.append("coalesce(f.period_end, f.period_start) >= ?")
             params.append(self.since)
@@ -71,9 +76,9 @@ class QueueFilter:
         return " AND ".join(parts), params
 
 
-QUEUE_COLUMNS = """f.flag_id, round(f.score, 3) AS risk, f.severity, f.category, f.rule_id,
-    f.facility, f.period_start, f.explanation, coalesce(r.status, 'new') AS status,
-    r.assignee, f.source, f.state"""
+QUEUE_COLUMNS = """f.flag_id, round(f.score, 3) AS risk, coalesce(r.status, 'new') AS status,
+    r.assignee, f.severity, f.category, f.rule_id, f.facility, f.period_start, f.explanation,
+    f.source, f.state"""
 
 
 def queue(store: Store, flt: QueueFilter, page: int = 0, page_size: int = 50) -> pl.DataFrame:

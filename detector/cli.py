@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -11,12 +12,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from detector import ledger
 from detector.errors import DetectorError
-from detector.ingest import expand_paths, ingest_paths
-from detector.mapping import load_mapping
-from detector.status import status_report
-from detector.store import Store
+
+# Commands import what they use when they run: `detector --help` and a mistyped option
+# answer at once instead of loading polars, DuckDB and PyOD first.
 
 app = typer.Typer(
     help="Audit prison access logs: ingest, check, score and review.",
@@ -32,6 +31,12 @@ DbOption = Annotated[
         "--db", envvar="DETECTOR_DB", help="DuckDB file (default ./data/detector.duckdb)."
     ),
 ]
+
+
+def _store(db: Path | None):
+    from detector.store import Store
+
+    return Store(db)
 
 
 def _fail(message: str) -> None:
@@ -59,10 +64,14 @@ def ingest(
     only when a file could not be stored at all.
     """
     try:
-        store = Store(db)
+        store = _store(db)
+        from detector.mapping import load_mapping
+
         user_mapping = load_mapping(mapping)
     except DetectorError as exc:
         _fail(str(exc))
+    from detector.ingest import expand_paths, ingest_paths
+
     files = expand_paths(paths)
     with Progress(
         TextColumn("{task.description}"),
@@ -133,7 +142,9 @@ def status(
     db: DbOption = None,
 ) -> None:
     """What is stored: rows per kind and facility, date ranges, quarantine counts."""
-    report = status_report(Store(db))
+    from detector.status import status_report
+
+    report = status_report(_store(db))
     if format == "json":
         typer.echo(json.dumps(report, indent=1, default=str, ensure_ascii=False))
         return
@@ -170,7 +181,9 @@ def verify(
 
     With --anchor, also check that the anchored ledger entry still has the hash it had
     then: a rewrite of the whole chain (every hash recomputed) shows only that way."""
-    store = Store(db)
+    store = _store(db)
+    from detector import ledger
+
     result = ledger.verify(store)
     if anchor is not None:
         try:
@@ -202,7 +215,9 @@ def anchor_cmd(
 
     Keep it where whoever runs this machine cannot change it; `detector verify --anchor
     FILE` later proves the ledger up to that entry was not rewritten."""
-    text = json.dumps(ledger.anchor(Store(db)), indent=1) + "\n"
+    from detector import ledger
+
+    text = json.dumps(ledger.anchor(_store(db)), indent=1) + "\n"
     if output is None:
         typer.echo(text, nl=False)
     else:
@@ -253,9 +268,9 @@ def run(
     from detector.scoring import score as run_score
 
     try:
-        report = run_rules(Store(db), rules, only, full=full)
+        report = run_rules(_store(db), rules, only, full=full)
         scored = (
-            run_score(Store(db), ScoringConfig(model=model), refit=refit, full=full)
+            run_score(_store(db), ScoringConfig(model=model), refit=refit, full=full)
             if score
             else None
         )
@@ -335,7 +350,7 @@ def score_cmd(
     from detector.scoring import score as run_score
 
     try:
-        scored = run_score(Store(db), ScoringConfig(model=model), refit=refit, full=full)
+        scored = run_score(_store(db), ScoringConfig(model=model), refit=refit, full=full)
     except (DetectorError, ValueError, duckdb.Error) as exc:
         _fail(str(exc).splitlines()[0])
     _print_score(scored, model)
@@ -351,7 +366,7 @@ def scores(
     """One row per scored visit: record_id, risk_score, outlier_score, top_features, evidence."""
     from detector.scoring import load_scores
 
-    frame = load_scores(Store(db), top)
+    frame = load_scores(_store(db), top)
     if frame.is_empty():
         _fail("no scores yet: run `detector run` first")
     _write_frame(frame, format, output)
@@ -368,7 +383,7 @@ def risk(
     from detector.scoring import rollup
 
     try:
-        frame = rollup(Store(db), by)
+        frame = rollup(_store(db), by)
     except ValueError as exc:
         _fail(str(exc))
     if frame.is_empty():
@@ -446,7 +461,12 @@ def evaluate(
 
 @app.command()
 def flags(
-    format: Annotated[str, typer.Option("--format", help="csv, json or xlsx")] = "csv",
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format", help="csv, csv-semicolon (for a Spanish-locale Excel), json or xlsx"
+        ),
+    ] = "csv",
     output: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
     category: Annotated[str | None, typer.Option(help="Only this category.")] = None,
     min_severity: Annotated[str | None, typer.Option(help="informational…critical")] = None,
@@ -456,10 +476,13 @@ def flags(
     from detector.export import load_flags, write_flags
 
     try:
-        text = write_flags(load_flags(Store(db), category, min_severity), format, output)
+        text = write_flags(load_flags(_store(db), category, min_severity), format, output)
     except (DetectorError, ValueError) as exc:
         _fail(str(exc))
-    if text is not None:
+    if isinstance(text, bytes):
+        sys.stdout.buffer.write(text)
+        sys.stdout.flush()
+    elif text is not None:
         typer.echo(text, nl=False)
 
 
@@ -555,7 +578,7 @@ def demo(
     from detector.pipeline import run_demo
 
     try:
-        run_demo(Store(db), out, console, serve=serve)
+        run_demo(_store(db), out, console, serve=serve)
     except DetectorError as exc:
         _fail(str(exc))
 
@@ -574,7 +597,7 @@ def users_add(
     from detector import auth
 
     try:
-        password = auth.add_user(auth.users_file(Store(db).path), username, role)
+        password = auth.add_user(auth.users_file(_store(db).path), username, role)
     except ValueError as exc:
         _fail(str(exc))
     console.print(f"{username} ({role}): password [bold]{password}[/]", highlight=False)
@@ -589,7 +612,7 @@ def dashboard(
     """Start the review dashboard on the database (login required)."""
     from detector.pipeline import serve_dashboard
 
-    serve_dashboard(Store(db), console, port, address)
+    serve_dashboard(_store(db), console, port, address)
 
 
 @app.command()
@@ -614,7 +637,7 @@ def schedule(
     unknown = set(job or []) - set(cfg.jobs)
     if unknown:
         _fail(f"no job named {', '.join(sorted(unknown))} in {config}")
-    store = Store(db)
+    store = _store(db)
     if once:
         results = [run_job(store, cfg, name) for name in (job or list(cfg.jobs))]
         if any("error" in r for r in results):

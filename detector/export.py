@@ -11,29 +11,38 @@ from detector.review import QUEUE_ORDER
 from detector.rules import SEVERITIES
 from detector.store import Store
 
+# Columns of an export, in the queue's reading order: what to look at first on the left.
 FLAG_FIELDS = [
     "flag_id",
-    "rule_id",
-    "category",
+    "risk",
+    "review_status",
+    "assignee",
     "severity",
-    "source",
+    "category",
+    "rule_id",
     "title",
     "facility",
     "logbook",
     "period_start",
     "period_end",
-    "record_ids",
-    "evidence",
     "explanation",
+    "record_ids",
+    "evidence_files",
+    "evidence_places",
+    "evidence",
     "fields",
+    "source",
     "state",
-    "review_status",
-    "assignee",
     "first_seen",
     "last_seen",
     "first_run",
     "last_run",
 ]
+# Spreadsheet exports: the dialects auditors' spreadsheets open without an import dialog.
+# Excel in a Spanish (or most European) locale splits CSV on ";", and reads UTF-8 only
+# with a byte-order mark.
+CSV_DIALECTS = {"csv": ",", "csv-semicolon": ";"}
+WIDE_COLUMNS = {"explanation": 90, "title": 40, "evidence_places": 60, "fields": 60}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -89,8 +98,38 @@ def load_flags(
         return con.sql(sql, params=params).pl()
 
 
-def write_flags(frame: pl.DataFrame, fmt: str, output: Path | None) -> str | None:
-    """Write flags as csv, json or xlsx; returns the text when no output file is given."""
+def _evidence_text(evidence: str | None) -> dict[str, str]:
+    """A flag's evidence (JSON) as two readable cells: the files, and the places in them."""
+    items = json.loads(evidence or "[]")
+    files = sorted({str(i.get("file")) for i in items if i.get("file")})
+    places = []
+    for i in items:
+        where = [f"{i.get('file')} row {i.get('row')}"]
+        where += [
+            f"{label} {i[k]}"
+            for k, label in (("logbook", "book"), ("page", "page"), ("line", "line"))
+            if i.get(k) not in (None, "")
+        ]
+        places.append(", ".join(where))
+    return {"evidence_files": "; ".join(files), "evidence_places": "; ".join(places)}
+
+
+def _fields_text(fields: str | None) -> str:
+    """The values that made a rule fire as "name: value" pairs (not a JSON blob)."""
+    values = json.loads(fields or "{}")
+    return "; ".join(
+        f"{k}: {json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v}"
+        for k, v in values.items()
+    )
+
+
+def write_flags(frame: pl.DataFrame, fmt: str, output: Path | None) -> str | bytes | None:
+    """Write flags as csv (``,``), csv-semicolon (``;``, for a Spanish-locale Excel), json
+    or xlsx; returns the content when no output file is given. CSV is UTF-8 with a
+    byte-order mark, so that Excel reads accents right; evidence comes as readable columns
+    (files, and file/row/book/page/line of each record) besides its JSON."""
+    if "score" in frame.columns and "risk" not in frame.columns:
+        frame = frame.with_columns(pl.col("score").round(3).alias("risk"))
     frame = frame.select([c for c in FLAG_FIELDS if c in frame.columns])
     if fmt == "json":
         rows = frame.to_dicts()
@@ -102,25 +141,39 @@ def write_flags(frame: pl.DataFrame, fmt: str, output: Path | None) -> str | Non
             return text
         Path(output).write_text(text, encoding="utf-8")
         return None
+    evidence = [_evidence_text(e) for e in frame["evidence"]] if "evidence" in frame.columns else []
     flat = frame.with_columns(
         pl.col("record_ids").list.join("; "),
+        pl.Series("fields", [_fields_text(f) for f in frame["fields"]], dtype=pl.String),
         *(
             pl.col(c).dt.strftime("%Y-%m-%d %H:%M:%S")
             for c, t in frame.schema.items()
             if t.is_temporal()
         ),
     )
-    if fmt == "csv":
-        flat = flat.pipe(neutralised)
+    if evidence:
+        flat = flat.with_columns(
+            pl.Series(k, [e[k] for e in evidence], dtype=pl.String)
+            for k in ("evidence_files", "evidence_places")
+        )
+    flat = flat.select([c for c in FLAG_FIELDS if c in flat.columns])
+    if fmt in CSV_DIALECTS:
+        text = flat.pipe(neutralised).write_csv(separator=CSV_DIALECTS[fmt])
+        data = "\ufeff".encode() + text.encode("utf-8")
         if output is None:
-            return flat.write_csv()
-        flat.write_csv(output)
+            return data
+        Path(output).write_bytes(data)
     elif fmt == "xlsx":
         if output is None:
             raise ValueError("xlsx needs --output FILE")
         xlsx_text(flat).write_excel(
-            output, worksheet="flags", autofit=True, table_style="Table Style Light 9"
+            output,
+            worksheet="flags",
+            autofit=True,
+            table_style="Table Style Light 9",  # a table: a filter button on every header
+            freeze_panes=(1, 1),  # the header row and the flag id stay in view
+            column_widths={c: 7 * w for c, w in WIDE_COLUMNS.items() if c in flat.columns},
         )
     else:
-        raise ValueError(f"unknown format {fmt!r}: use csv, json or xlsx")
+        raise ValueError(f"unknown format {fmt!r}: use csv, csv-semicolon, json or xlsx")
     return None

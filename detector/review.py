@@ -209,7 +209,16 @@ def add_note(store: Store, actor: Actor, flag_id: str, note: str) -> None:
 
 
 def assign(store: Store, actor: Actor, flag_id: str, assignee: str | None) -> None:
+    """Assign a flag to a user of this database's dashboard (None: to nobody); a name that
+    is no user is refused, so that a flag is never assigned to a typo."""
     require(actor, "review")
+    if assignee:
+        from detector import auth
+
+        users = auth.load(auth.users_file(store.path))["credentials"]["usernames"]
+        if assignee not in users:
+            known = ", ".join(sorted(users)) or "none yet"
+            raise ReviewError(f"no user {assignee!r} to assign to (users: {known})")
     with store.write() as con:
         state = _current(con, flag_id)
         old = state["assignee"]

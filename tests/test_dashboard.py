@@ -88,6 +88,42 @@ def test_queue_counts_filters_and_search(app):
     }
 
 
+def test_search_ignores_accents_and_case_and_clear_filters_resets(app):
+    """ "oscar" found 8 flags and "Óscar" 26: the search now ignores accents and case."""
+    at = app()
+    found = {}
+    for text in ("oscar", "Óscar", "ÓSCAR LEMUS"):
+        at.text_input(key="f_text").set_value(text)
+        at.run()
+        found[text] = int(at.metric[0].value.replace(",", ""))
+    assert found["oscar"] == found["Óscar"] >= found["ÓSCAR LEMUS"] > 0, found
+    at.multiselect(key="f_cat").set_value(["medical_transfer"])
+    at.run()
+    at.button(key="f_clear").click()
+    at.run()
+    assert at.text_input(key="f_text").value == "" and at.multiselect(key="f_cat").value == []
+    columns = list(at.dataframe[0].value.columns)
+    assert columns[:4] == ["flag_id", "risk", "status", "assignee"]  # no scrolling to them
+
+
+def test_closed_flags_leave_the_queue_unless_asked_for(app, demo_db):
+    from detector.review import set_status
+
+    store = Store(demo_db)
+    (flag,) = rows(
+        store, "SELECT flag_id FROM flags WHERE rule_id = 'unidentified-invalid-dui' LIMIT 1"
+    )[0]
+    at = app()
+    before = int(at.metric[0].value.replace(",", ""))
+    set_status(store, Actor("ana", "auditor"), flag, "dismissed", reason="data_error")
+    at.run()
+    assert int(at.metric[0].value.replace(",", "")) == before - 1
+    at.checkbox(key="f_closed").check()
+    at.run()
+    assert int(at.metric[0].value.replace(",", "")) == before
+    set_status(store, Actor("ana", "auditor"), flag, "in_review")
+
+
 def _open_detail(at: AppTest, demo_db, rule: str) -> str:
     flag_id = rows(Store(demo_db), "SELECT flag_id FROM flags WHERE rule_id = ? LIMIT 1", [rule])[
         0
@@ -139,6 +175,43 @@ def test_a_model_flags_reasons_are_sentences_without_feature_names_or_scores(app
     assert any(re.search(r"\b\d+ of the \d+\b|usually|\d+ gangs|only \d+%", r) for r in reasons)
     tables = [list(d.value.columns) for d in at.dataframe]
     assert ["Reason", "Observed value", "Weight in the outlier score"] in tables
+
+
+def test_the_review_form_shows_the_opened_flags_own_state(app, demo_db):
+    """A confirmed flag's form said "in_review" (saving would silently reopen it) and the
+    assignee box carried the previous flag's value."""
+    store = Store(demo_db)
+    (a, b) = [
+        f
+        for (f,) in rows(
+            store,
+            "SELECT flag_id FROM flags WHERE rule_id = 'unidentified-placeholder-name' "
+            "ORDER BY flag_id LIMIT 2",
+        )
+    ]
+    actor = Actor("ana", "auditor")
+    from detector.review import assign, set_status
+
+    set_status(store, actor, a, "confirmed", note="seen in the paper book")
+    assign(store, actor, a, "victor")
+    at = app()
+    at.session_state["flag_id"] = a
+    at.switch_page("views/2_Flag_detail.py")
+    at.run()
+    assert at.selectbox(key="r_status").value == "confirmed"
+    assert at.text_area(key="r_note").value == "seen in the paper book"
+    assert at.text_input(key="r_who").value == "victor"
+    at.text_input(key="flag_id_box").set_value(b)
+    at.run()
+    assert at.selectbox(key="r_status").value == "in_review"  # new: nothing decided yet
+    assert at.text_area(key="r_note").value == ""
+    assert at.text_input(key="r_who").value == ""
+    at.text_input(key="r_who").set_value("nobody-here")
+    at.get("form_submit_button")[1].click()
+    at.run()
+    said = [e.value.replace("\\", "") for e in at.error]  # markdown-escaped
+    assert any("no user 'nobody-here' to assign to (users: ana, root, victor)" in e for e in said)
+    assert rows(store, "SELECT assignee FROM reviews WHERE flag_id = ?", [b]) in ([], [(None,)])
 
 
 def test_detail_shows_a_range_flags_own_risk(app, demo_db):

@@ -222,3 +222,54 @@ def test_waves_party_rule_flags_exactly_the_short_appointments(store):
     parties = {json.loads(f)["party_id"] for _, f in flagged}
     assert parties == set(short.get_column("UIN").to_list())
     assert len(parties) == short.height > 0
+
+
+def test_exports_open_in_a_spanish_locale_spreadsheet(store, tmp_path):
+    """Exports carried no risk column, evidence as one JSON cell, a UTF-8 CSV without BOM
+    and with ',' (a Spanish-locale Excel splits on ';' and needs the BOM for accents), and
+    an XLSX without a frozen header or filter."""
+    import openpyxl
+
+    from detector.review import Actor, set_status
+    from detector.scoring import score
+
+    path = tmp_path / "v.csv"
+    path.write_text(
+        "facility;entered_at;name;record_id;logbook;page;line\n"
+        "ZAC;2019-06-01 10:00;N/I;R1;501;3;4\n"
+        "ZAC;2019-06-02 10:00;Acompañante de Óscar;R2;501;3;5\n",
+        encoding="utf-8",
+    )
+    ingest_paths(store, [path])
+    run_rules(store)
+    score(store)
+    flag = rows(store, "SELECT flag_id FROM flags ORDER BY flag_id LIMIT 1")[0][0]
+    set_status(store, Actor("ana", "auditor"), flag, "confirmed")
+    out = tmp_path / "flags.csv"
+    result = runner.invoke(
+        app, ["flags", "--format", "csv-semicolon", "--output", str(out), "--db", str(store.path)]
+    )
+    assert result.exit_code == 0, result.output
+    raw = out.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # the byte-order mark
+    table = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig")), delimiter=";"))
+    assert list(table[0])[:4] == ["flag_id", "risk", "review_status", "assignee"]
+    assert {"evidence_files", "evidence_places"} <= set(table[0])
+    assert any(r["review_status"] == "confirmed" for r in table)
+    assert all(float(r["risk"]) > 0 for r in table)
+    places = " ".join(r["evidence_places"] for r in table)
+    assert "v.csv row 2, book 501, page 3, line 4" in places
+    assert any("Óscar" in r["explanation"] or "Óscar" in r["fields"] for r in table)
+    plain = runner.invoke(app, ["flags", "--format", "csv", "--db", str(store.path)])
+    assert plain.output.startswith("\ufeffflag_id,risk,")
+
+    xlsx = tmp_path / "flags.xlsx"
+    runner.invoke(
+        app, ["flags", "--format", "xlsx", "--output", str(xlsx), "--db", str(store.path)]
+    )
+    sheet = openpyxl.load_workbook(xlsx).active
+    assert sheet.freeze_panes == "B2"
+    assert sheet.tables and next(iter(sheet.tables.values())).autoFilter is not None
+    header = [c.value for c in sheet[1]]
+    widths = {header[i]: sheet.column_dimensions[chr(65 + i)].width for i in range(len(header))}
+    assert widths["explanation"] > widths["severity"]

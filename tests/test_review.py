@@ -11,6 +11,7 @@ from datetime import date, timedelta
 import pytest
 
 from dashboard import data
+from detector import auth
 from detector.ingest import ingest_paths
 from detector.review import Actor, ReviewError, assign, history, set_status, suppress
 from detector.rules import run_rules
@@ -31,6 +32,7 @@ def flagged(store, tmp_path) -> tuple[Store, list[str]]:
     )
     ingest_paths(store, [path])
     run_rules(store)
+    auth.add_user(auth.users_file(store.path), "ben", "auditor", password="pw-ben-12345")
     return store, [r[0] for r in rows(store, "SELECT flag_id FROM flags ORDER BY 1")]
 
 
@@ -48,6 +50,17 @@ def test_status_changes_are_audited(flagged):
         ("ana", "status", "new", "confirmed"),
     ]
     assert trail[1]["note"] == "matches the paper log, page 12"
+
+
+def test_a_flag_is_assigned_only_to_a_user(flagged):
+    """An unknown username was accepted as assignee: the flag then belonged to no one."""
+    store, (a, *_) = flagged
+    with pytest.raises(ReviewError, match="no user 'bne'.*ben"):
+        assign(store, AUDITOR, a, "bne")
+    assert rows(store, "SELECT count(*) FROM reviews WHERE assignee IS NOT NULL") == [(0,)]
+    assign(store, AUDITOR, a, "ben")
+    assign(store, AUDITOR, a, None)  # to nobody
+    assert rows(store, "SELECT assignee FROM reviews WHERE flag_id = ?", [a]) == [(None,)]
 
 
 def test_dismissal_needs_a_reason_and_status_must_exist(flagged):

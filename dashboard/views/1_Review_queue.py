@@ -13,8 +13,20 @@ from detector.review import STATUSES
 store = session.store()
 options = session.guarded(data.filter_options, store)
 
+FILTER_KEYS = {
+    "f_cat": [], "f_sev": [], "f_rule": [], "f_fac": [], "f_status": [], "f_assignee": None,
+    "f_text": "", "f_resolved": False, "f_suppressed": False, "f_closed": False,
+    "f_period": (), "f_page": 1,
+}  # fmt: skip
+
+
+def _clear_filters() -> None:
+    st.session_state.update(FILTER_KEYS)
+
+
 with st.sidebar:
     st.header("Filters")
+    st.button("Clear filters", on_click=_clear_filters, key="f_clear")
     flt = data.QueueFilter(
         categories=st.multiselect("Category", options["categories"], key="f_cat"),
         severities=st.multiselect("Severity", options["severities"], key="f_sev"),
@@ -25,6 +37,12 @@ with st.sidebar:
         text=st.text_input("Search names, ids, text", key="f_text"),
         include_resolved=st.checkbox("Include flags resolved by data", key="f_resolved"),
         include_suppressed=st.checkbox("Include suppressed flags", key="f_suppressed"),
+        include_closed=st.checkbox(
+            "Include closed flags (confirmed, dismissed)",
+            key="f_closed",
+            help="Closed flags leave the queue; they stay in exports and dossiers of a "
+            "filter that includes them.",
+        ),
     )
     period = st.date_input("Period", value=(), key="f_period")
     if isinstance(period, tuple) and len(period) == 2:
@@ -70,6 +88,15 @@ if session.can("export"):
         file_name=f"flags-{date.today()}.csv",
         mime="text/csv",
         key="csv",
+    )
+    mid.download_button(
+        "Export CSV for Excel with ; (current filter)",
+        write_flags(flags, "csv-semicolon", None),
+        file_name=f"flags-{date.today()}-semicolon.csv",
+        mime="text/csv",
+        key="csv_semicolon",
+        help="For a spreadsheet in a Spanish (or most European) locale, which splits "
+        "columns on ';'.",
     )
     buf = io.BytesIO()
     write_flags(flags, "xlsx", buf)

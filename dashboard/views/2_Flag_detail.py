@@ -108,6 +108,20 @@ st.subheader("Review")
 if not session.can("review"):
     st.caption("Your role can read flags but not change them.")
 else:
+    # The form shows the opened flag's stored review: loaded again when another flag is
+    # opened or its review changed (a confirmed flag must not show "in_review", and the
+    # previous flag's assignee must not carry over).
+    stored = (f["flag_id"], f["status"], f["reason"], f["note"], f["assignee"],
+              bool(f["reopen_on_new"]))  # fmt: skip
+    if st.session_state.get("r_loaded") != stored:
+        st.session_state.update(
+            r_loaded=stored,
+            r_status=f["status"] if f["status"] != "new" else "in_review",
+            r_reason=f["reason"],
+            r_note=f["note"] or "",
+            r_who=f["assignee"] or "",
+            r_reopen=bool(f["reopen_on_new"]),
+        )
     with st.form("review_form"):
         st.selectbox(
             "Status",
@@ -120,7 +134,6 @@ else:
         st.text_area("Note", key="r_note")
         st.checkbox(
             "Re-open this case when new occurrences arrive",
-            value=bool(f["reopen_on_new"]),
             key="r_reopen",
             help="Off: a case closed once stays closed however often it repeats.",
         )
@@ -133,7 +146,7 @@ else:
         )  # fmt: skip
     a, b = st.columns(2)
     with a.form("assign_form"):
-        st.text_input("Assign to (username)", value=f.get("assignee") or "", key="r_who")
+        st.text_input("Assign to (username)", key="r_who")
         st.form_submit_button(
             "Assign", on_click=session.queue_action, args=("assign", f["flag_id"]),
             kwargs={"who": "r_who"},
