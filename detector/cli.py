@@ -364,7 +364,7 @@ def scores(
     db: DbOption = None,
 ) -> None:
     """One row per scored visit: record_id, risk_score, outlier_score, top_features, evidence."""
-    from detector.scoring import load_scores
+    from detector.risk import load_scores
 
     frame = load_scores(_store(db), top)
     if frame.is_empty():
@@ -380,7 +380,7 @@ def risk(
     db: DbOption = None,
 ) -> None:
     """Risk rolled up per official (with the people they escorted), inmate or facility."""
-    from detector.scoring import rollup
+    from detector.risk import rollup
 
     try:
         frame = rollup(_store(db), by)

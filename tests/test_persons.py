@@ -16,8 +16,9 @@ from detector.cli import app
 from detector.features import build_features
 from detector.generator import make_dui
 from detector.ingest import ingest_paths
+from detector.risk import rollup
 from detector.rules import run_rules
-from detector.scoring import ScoringConfig, load_reference, rollup, score
+from detector.scoring import ScoringConfig, load_reference, score
 from detector.store import Store
 from tests.conftest import rows, write_csv
 

@@ -4,7 +4,7 @@ import altair as alt
 import streamlit as st
 
 from dashboard import data, session
-from detector.scoring import rollup
+from detector.risk import rollup
 
 store = session.store()
 st.title("Overview")

@@ -1,0 +1,77 @@
+"""Reading scores: one row per scored visit, and risk rolled up per person, official,
+inmate or facility. Apart from ``detector.scoring`` so that reading (the dashboard, `detector
+risk`, `detector scores`) does not load the models.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from detector.store import Store
+
+# Whom risk is rolled up to: the SQL giving (record_key, the entity) for each scored visit.
+# A person is a written name (placeholders and blanks are no one) credited with their own
+# visits and with those of the people they escorted in; an official likewise.
+ROLLUPS: dict[str, str] = {
+    "official": """
+        SELECT record_key, name_key AS k FROM visits WHERE role = 'official'
+        UNION ALL
+        SELECT record_key, escorted_key FROM visits
+        WHERE coalesce(role, '') <> 'official'
+          AND escorted_key IN (SELECT name_key FROM visits WHERE role = 'official')""",
+    "person": """
+        SELECT record_key, name_key AS k FROM visits WHERE name_status = 'named'
+        UNION ALL
+        SELECT record_key, escorted_key FROM visits
+        WHERE coalesce(escorted_key, '') <> '' AND escorted_key <> coalesce(name_key, '')""",
+    "inmate": "SELECT record_key, inmate_id AS k FROM visits",
+    "facility": "SELECT record_key, facility AS k FROM visits",
+}
+
+
+def has_scores(con) -> bool:
+    return bool(con.execute("SELECT count(*) FROM (SELECT 1 FROM scores LIMIT 1)").fetchall()[0][0])
+
+
+def load_scores(store: Store, top: int | None = None) -> pl.DataFrame:
+    """One row per scored visit of the latest scoring run, riskiest first."""
+    with store.read() as con:
+        if not has_scores(con):
+            return pl.DataFrame()
+        limit = f"LIMIT {int(top)}" if top else ""
+        return con.sql(
+            f"""
+            SELECT coalesce(v.record_id, s.record_key) AS record_id, s.record_key, v.facility,
+                   v.entered_at, v.name, v.role, s.risk_score, s.outlier_score, s.outlier_pct,
+                   s.rule_score, s.rules, s.top_features, v.source_name, v.source_row,
+                   v.logbook, v.page, v.line
+            FROM scores s JOIN visits v USING (record_key)
+            ORDER BY s.risk_score DESC, s.record_key {limit}"""
+        ).pl()
+
+
+def rollup(store: Store, by: str) -> pl.DataFrame:
+    """Risk accumulated per official or person (with the people they escorted in), inmate
+    or facility, riskiest first; a person's row also says which roles, documents and
+    facilities their visits carry, and how many of them are model flags."""
+    if by not in ROLLUPS:
+        raise ValueError(f"roll up by one of {', '.join(ROLLUPS)}")
+    with store.read() as con:
+        if not has_scores(con):
+            return pl.DataFrame()
+        return con.sql(
+            f"""
+            SELECT e.k AS {by}, count(*) AS visits,
+                   round(sum(s.risk_score), 3) AS total_risk,
+                   round(max(s.risk_score), 3) AS max_risk,
+                   count(*) FILTER (WHERE s.risk_score >= 0.5) AS high_risk_visits,
+                   count(*) FILTER (WHERE s.rule_score > 0) AS visits_with_rule_hits,
+                   count(*) FILTER (WHERE s.outlier_pct >= 0.999) AS rarest_visits,
+                   round(avg(s.outlier_pct), 3) AS mean_outlier_pct,
+                   string_agg(DISTINCT v.role, ', ' ORDER BY v.role) AS roles,
+                   string_agg(DISTINCT v.facility, ', ' ORDER BY v.facility) AS facilities
+            FROM ({ROLLUPS[by]}) e JOIN scores s USING (record_key)
+            JOIN visits v USING (record_key)
+            WHERE e.k IS NOT NULL AND e.k <> ''
+            GROUP BY ALL ORDER BY total_risk DESC, {by}"""
+        ).pl()
