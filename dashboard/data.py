@@ -240,15 +240,27 @@ def flags_over_time(store: Store) -> pl.DataFrame:
                           GROUP BY ALL ORDER BY 1""").pl()
 
 
+WEEKDAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+
 def entries_heatmap(store: Store, facility: str | None = None) -> pl.DataFrame:
+    """Timed entries per facility, weekday (by name) and hour: every weekday and all 24
+    hours, empty ones at 0, so that a silent night shows as silent instead of missing."""
     with store.read() as con:
         return con.sql(
-            """SELECT facility, isodow(entered_at) AS weekday, hour(entered_at) AS hour,
+            """WITH n AS (SELECT facility, isodow(entered_at) AS d, hour(entered_at) AS hour,
                                  count(*) AS entries
                           FROM visits WHERE entered_precision = 'minute'
                             AND ($f IS NULL OR facility = $f)
-                          GROUP BY ALL""",
-            params={"f": facility},
+                          GROUP BY ALL),
+               grid AS (SELECT f.facility, d.d, h.hour
+                        FROM (SELECT DISTINCT facility FROM n) f, range(1, 8) d(d),
+                             range(0, 24) h(hour))
+               SELECT g.facility, $names[g.d] AS weekday, g.d AS weekday_number, g.hour,
+                      coalesce(n.entries, 0) AS entries
+               FROM grid g LEFT JOIN n USING (facility, d, hour)
+               ORDER BY g.facility, g.d, g.hour""",
+            params={"f": facility, "names": WEEKDAY_NAMES},
         ).pl()
 
 

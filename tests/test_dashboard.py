@@ -299,12 +299,24 @@ def test_upload_ingests_and_reports(app, demo_db, tmp_path):
     assert any("already uploaded" in w.value for w in at.warning)
 
 
+def test_the_weekday_heatmap_names_days_and_keeps_empty_hours(demo_db):
+    from dashboard.data import WEEKDAY_NAMES, entries_heatmap
+
+    heat = entries_heatmap(Store(demo_db), "ZAC")
+    assert heat.height == 7 * 24  # every weekday and hour, empty ones at 0
+    assert list(dict.fromkeys(heat["weekday"].to_list())) == WEEKDAY_NAMES
+    assert heat.filter(heat["entries"] == 0).height > 0
+
+
 def test_overview_and_evidence_pages(app):
     at = app()
     at.switch_page("views/4_Overview.py")
     at.run()
     assert not at.exception and at.title[0].value == "Overview"
     assert len(at.get("arrow_vega_lite_chart")) >= 3 or len(at.get("vega_lite_chart")) >= 3
+    assert [t.label for t in at.tabs][:4] == ["Persons", "Officials", "Inmates", "Facilities"]
+    persons = [d.value for d in at.dataframe if "person" in d.value.columns][0]
+    assert persons.shape[0] > 0 and "N/I" not in set(persons["person"])
     at.switch_page("views/5_Evidence_and_runs.py")
     at.run()
     at.button(key="verify").click()

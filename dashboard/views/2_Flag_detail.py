@@ -96,10 +96,16 @@ if line.height:
         alt.Chart(line.to_pandas())
         .mark_tick(thickness=2, size=18)
         .encode(
-            x=alt.X("entered_at:T", title=None),
+            x=alt.X("entered_at:T", title=None, axis=alt.Axis(format="%d %b %Y %H:%M")),
             y=alt.Y("role:N", title=None),
             color="role:N",
-            tooltip=["entered_at:T", "name", "role", "record_id", "checkpoint"],
+            tooltip=[
+                alt.Tooltip("entered_at:T", format="%Y-%m-%d %H:%M"),
+                "name",
+                "role",
+                "record_id",
+                "checkpoint",
+            ],
         )
     )
     st.altair_chart(chart, width="stretch")

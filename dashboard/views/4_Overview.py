@@ -4,7 +4,7 @@ import altair as alt
 import streamlit as st
 
 from dashboard import data, session
-from detector.risk import rollup
+from detector.risk import ROLLUPS, rollup
 
 store = session.store()
 st.title("Overview")
@@ -19,11 +19,11 @@ if flags.height:
         alt.Chart(flags.to_pandas())
         .mark_bar()
         .encode(
-            x=alt.X("week:T"),
+            x=alt.X("week:T", title="week", axis=alt.Axis(format="%d %b %Y")),
             y="sum(flags):Q",
             color="category:N",
             column=alt.Column("facility:N", title=None),
-            tooltip=["week:T", "facility", "category", "flags"],
+            tooltip=[alt.Tooltip("week:T", format="%Y-%m-%d"), "facility", "category", "flags"],
         )
         .properties(width=160),
         key="flags_time",
@@ -37,8 +37,8 @@ if heat.height:
         alt.Chart(heat.filter(heat["facility"] == facility).to_pandas())
         .mark_rect()
         .encode(
-            x="hour:O",
-            y=alt.Y("weekday:O", title="weekday (1 = Mon)"),
+            x=alt.X("hour:O", title="hour of entry (0–23)"),
+            y=alt.Y("weekday:N", title=None, sort=data.WEEKDAY_NAMES),
             color=alt.Color("entries:Q", scale=alt.Scale(type="sqrt")),
             tooltip=["weekday", "hour", "entries"],
         ),
@@ -58,13 +58,20 @@ if cover.height:
         alt.Chart(cover.to_pandas())
         .mark_bar(height=10)
         .encode(
-            x="start:T",
+            x=alt.X("start:T", title=None, axis=alt.Axis(format="%d %b %Y")),
             x2="end:T",
             y=alt.Y("lane:N", title=None),
             color=alt.condition(
                 alt.datum.kind == "written", alt.value("#4c78a8"), alt.value("#d62728")
             ),
-            tooltip=["facility", "checkpoint", "logbook", "kind", "start:T", "end:T"],
+            tooltip=[
+                "facility",
+                "checkpoint",
+                "logbook",
+                "kind",
+                alt.Tooltip("start:T", format="%Y-%m-%d %H:%M"),
+                alt.Tooltip("end:T", format="%Y-%m-%d %H:%M"),
+            ],
         ),
         width="stretch",
         key="coverage",
@@ -87,10 +94,15 @@ if moves.height:
         key="transfers",
     )
 
-st.subheader("Risk per official, inmate and facility")
-for by, tab in zip(
-    ("official", "inmate", "facility"), st.tabs(["Officials", "Inmates", "Facilities"]), strict=True
-):
+st.subheader("Risk per person, official, inmate and facility")
+st.caption(
+    "A person or an official is credited with their own visits and those of the people "
+    "they escorted in; placeholders and blank names are no one."
+)
+RISK_TABS = {"person": "Persons", "official": "Officials", "inmate": "Inmates",
+             "facility": "Facilities"}  # fmt: skip
+assert set(RISK_TABS) == set(ROLLUPS)  # a roll-up added to detector.risk gets its tab here
+for by, tab in zip(RISK_TABS, st.tabs(list(RISK_TABS.values())), strict=True):
     frame = session.guarded(rollup, store, by)
     if frame.height:
         tab.dataframe(frame.head(100), hide_index=True, width="stretch", key=f"risk_{by}")
