@@ -243,9 +243,12 @@ role_near AS (
 person_gangs AS (SELECT visitor, sum(n) AS n FROM {ref}person_gang GROUP BY ALL)
 SELECT
   t.record_key, t.record_id, t.facility, t.role, t.entered_at, t.inmate_id, t.official_key,
-  -ln((coalesce(d.n, 0) + 1.0) / (coalesce(r.n, 0) + 7)) AS weekday_rarity,
-  CASE WHEN t.timed THEN -ln((coalesce(hh.n, 0) + 1.0) / (coalesce(tn.n, 0) + 24)) ELSE 0 END
-    AS hour_rarity,
+  -- a facility and role the reference has not seen has no usual to depart from: unknown
+  -- is not rare (the run says so; a refit includes them)
+  CASE WHEN r.n IS NOT NULL THEN -ln((coalesce(d.n, 0) + 1.0) / (r.n + 7)) ELSE 0 END
+    AS weekday_rarity,
+  CASE WHEN t.timed AND tn.n IS NOT NULL THEN -ln((coalesce(hh.n, 0) + 1.0) / (tn.n + 24))
+       ELSE 0 END AS hour_rarity,
   -- only drops beyond half the usual volume count: holidays are not suspensions
   greatest(0,
     CASE WHEN w.whole AND wu.usual IS NOT NULL
@@ -278,8 +281,8 @@ SELECT
   CASE WHEN t.leader AND pgs.n - t.in_ref::INT >= 3 AND coalesce(pg.n, 0) - t.in_ref::INT <= 0
        THEN ln(pgs.n - t.in_ref::INT + 1) ELSE 0 END AS gang_switch,
   -- four or more visits around this one, four times the official's usual rate there or
-  -- more; the value is ln of the ratio
-  CASE WHEN t.role = 'official' AND coalesce(ow.n, 1) >= 4
+  -- more (at a facility the reference knows); the value is ln of the ratio
+  CASE WHEN t.role = 'official' AND r.n IS NOT NULL AND coalesce(ow.n, 1) >= 4
         AND (coalesce(ow.n, 1) + 1.0) / (coalesce(orate.usual, 0) + 1) >= 4
        THEN ln((coalesce(ow.n, 1) + 1.0) / (coalesce(orate.usual, 0) + 1))
        ELSE 0 END AS official_surge,
@@ -337,8 +340,10 @@ LEFT JOIN (
 # role, -ln(share of the role's reference visits with a value at least as high), and count
 # only in the role's top 1% (surprise >= ln 100): ordinary variation then adds nothing, so
 # a visit stands out by what is truly unusual about it, not by many small oddities. The
-# shares are the reference's per-role tails (value counts, cheap); a value beyond the
-# reference's highest is rarer than any it saw.
+# shares are the reference's per-role tails (value counts, cheap). A value beyond the
+# reference's highest counts as its rarest, not rarer: when a fifth prison's logs arrive,
+# every lawyer who visits all five is beyond a reference that knew four, and that is the
+# data's coverage growing, not five thousand anomalies.
 SURPRISE_FLOOR = 100  # a value counts when at most 1 in this many visits of the role reach it
 GRADED = (
     "weekday_rarity",
@@ -355,8 +360,7 @@ def tail_sql(raw: str, column: str) -> str:
     reaching it (``-ln`` of the share of the role's visits at or above it)."""
     return f"""
     SELECT role, v, -ln(sum(n) OVER (PARTITION BY role ORDER BY v DESC)
-                        / sum(n) OVER (PARTITION BY role)) AS s,
-           ln(sum(n) OVER (PARTITION BY role) + 1) AS beyond
+                        / sum(n) OVER (PARTITION BY role)) AS s
     FROM (SELECT role, round({column}, 3) AS v, count(*) AS n FROM {raw} GROUP BY ALL)"""
 
 
@@ -370,8 +374,7 @@ def _surprise_sql(raw: str, ref: str) -> str:
 
     def s(c: str) -> str:
         return (
-            f"coalesce(t_{c}.s, (SELECT max(beyond) FROM {ref}tail_{c} b "
-            f"WHERE b.role = raw.role), 0)"
+            f"coalesce(t_{c}.s, (SELECT max(b.s) FROM {ref}tail_{c} b WHERE b.role = raw.role), 0)"
         )
 
     def kept(c: str, when: str = "TRUE") -> str:

@@ -260,7 +260,7 @@ def explain_rows(context: pl.DataFrame, contributions: np.ndarray, k: int) -> li
 # --- the kept reference ----------------------------------------------------------------------
 
 # Bumped when the features' meaning changes: a reference of another version is refitted.
-REFERENCE_VERSION = 7
+REFERENCE_VERSION = 9
 _SCORER_FILE = "model.joblib"
 _ECDF_FILE = "ecdf.npz"
 
@@ -601,6 +601,13 @@ def score(
             feats = tmp / "features.parquet"
             rows = build_features(store, feats, reference.path, plan.neighbourhood, plan.targets)
         seconds["features"] = time.perf_counter() - t
+        unseen = _unseen(feats)
+        if unseen:
+            plan.why += (
+                f"; {unseen:,} visits of a facility and role the reference has not seen are "
+                "judged without their weekday and hour context: refit to include them "
+                "(detector score --refit, or the nightly scoring job)"
+            )
 
         t = time.perf_counter()
         out = tmp / "scores.parquet"
@@ -612,6 +619,16 @@ def score(
         seconds["store"] = time.perf_counter() - t
     report.seconds = seconds
     return report
+
+
+def _unseen(feats: Path) -> int:
+    """Visits whose facility and role the reference holds nothing of."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        return con.execute(
+            f"SELECT count(*) FROM read_parquet('{feats}') WHERE n_role = 0"
+        ).fetchall()[0][0]
 
 
 def _score_batches(feats: Path, reference: Reference, config: ScoringConfig, out: Path) -> None:

@@ -140,3 +140,29 @@ def test_a_reference_whose_files_changed_is_not_loaded(appended, tmp_path):
         assert again is None and "changed since it was fitted" in why
     finally:
         target.write_bytes(saved)
+
+
+def test_a_facility_the_reference_has_not_seen_is_not_judged_rare(demo_logs, tmp_path):
+    """A whole prison's logs arriving after the fit made 5,281 of its 5,812 visits outlier
+    flags: with no usual weekday or hour to compare with, everything looked rare. Unknown
+    is not rare: those visits are judged without that context until a refit, and the run
+    says so."""
+    store = Store(tmp_path / "db" / "detector.duckdb", wait=30)
+    first = [p for k, p in demo_logs.items() if k not in ("truth", "visits_MAR")]
+    ingest_paths(store, first, user="test")
+    run_rules(store)
+    score(store)
+    before = rows(store, "SELECT count(*) FROM flags WHERE source = 'model'")[0][0]
+    ingest_paths(store, [demo_logs["visits_MAR"]], user="test")
+    run_rules(store, full=False)
+    report = score(store)
+    assert "has not seen" in report.scope and "refit" in report.scope
+    mar = rows(
+        store,
+        "SELECT count(*) FROM flags WHERE source = 'model' AND state = 'active' "
+        "AND facility = 'MAR'",
+    )[0][0]
+    visits = rows(store, "SELECT count(*) FROM visits WHERE facility = 'MAR'")[0][0]
+    assert mar <= 0.005 * visits, (mar, visits, before)
+    refitted = score(store, refit=True)
+    assert "has not seen" not in refitted.scope
