@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -71,16 +72,16 @@ def test_queue_counts_filters_and_search(app):
     assert at.title[0].value == "Review queue"
     total = int(at.metric[0].value.replace(",", ""))
     assert total > 50 and at.dataframe[0].value.shape[0] == 50  # paged
-    risks = at.dataframe[0].value["risk"].tolist()
+    risks = at.dataframe[0].value["Risk"].tolist()
     assert risks == sorted(risks, reverse=True)
     at.multiselect(key="f_cat").set_value(["medical_transfer"])
     at.run()
-    assert set(at.dataframe[0].value["category"]) == {"medical_transfer"}
+    assert set(at.dataframe[0].value["Category"]) == {"medical transfer"}
     at.multiselect(key="f_cat").set_value([])
     at.text_input(key="f_text").set_value("Lemus")
     at.run()
     assert at.dataframe[0].value.shape[0] > 0
-    assert all("Lemus" in e for e in at.dataframe[0].value["explanation"])
+    assert all("Lemus" in e for e in at.dataframe[0].value["Explanation"])
     assert {b.label for b in at.get("download_button")} >= {
         "Export CSV (current filter)",
         "Export XLSX (current filter)",
@@ -103,7 +104,7 @@ def test_search_ignores_accents_and_case_and_clear_filters_resets(app):
     at.run()
     assert at.text_input(key="f_text").value == "" and at.multiselect(key="f_cat").value == []
     columns = list(at.dataframe[0].value.columns)
-    assert columns[:4] == ["flag_id", "risk", "status", "assignee"]  # no scrolling to them
+    assert columns[:4] == ["Flag", "Risk", "Status", "Assigned to"]  # no scrolling to them
 
 
 def test_closed_flags_leave_the_queue_unless_asked_for(app, demo_db):
@@ -141,7 +142,7 @@ def test_detail_shows_evidence_related_and_review_changes(app, demo_db):
     assert at.title[0].value == "Unidentified people escorted in by an official"
     assert "brought" in at.info[0].value
     evidence = at.dataframe[0].value
-    assert {"file", "row", "logbook", "page", "line", "sha256"} <= set(evidence.columns)
+    assert {"File", "Row", "Book", "Page", "Line", "SHA-256"} <= set(evidence.columns)
     assert [t.label for t in at.tabs][:1]  # related records
     at.selectbox(key="r_status").set_value("confirmed")
     at.text_area(key="r_note").set_value("seen in the paper log")
@@ -315,8 +316,8 @@ def test_overview_and_evidence_pages(app):
     assert not at.exception and at.title[0].value == "Overview"
     assert len(at.get("arrow_vega_lite_chart")) >= 3 or len(at.get("vega_lite_chart")) >= 3
     assert [t.label for t in at.tabs][:4] == ["Persons", "Officials", "Inmates", "Facilities"]
-    persons = [d.value for d in at.dataframe if "person" in d.value.columns][0]
-    assert persons.shape[0] > 0 and "N/I" not in set(persons["person"])
+    persons = [d.value for d in at.dataframe if "Person" in d.value.columns][0]
+    assert persons.shape[0] > 0 and "N/I" not in set(persons["Person"])
     at.switch_page("views/5_Evidence_and_runs.py")
     at.run()
     at.button(key="verify").click()
@@ -335,8 +336,8 @@ def test_admin_page_only_for_admins(app, demo_db):
     assert any("beatriz (viewer)" in s.value for s in at.success)
     assert "beatriz" in auth.load(auth.users_file(demo_db))["credentials"]["usernames"]
     assert not at.error, [e.value for e in at.error]
-    jobs = [d for d in at.dataframe if "job" in d.value.columns][0].value
-    assert set(jobs["job"]) == {"ingest_and_rules", "nightly_scoring", "weekly_full_run"}
+    jobs = [d for d in at.dataframe if "Job" in d.value.columns][0].value
+    assert set(jobs["Job"]) == {"ingest_and_rules", "nightly_scoring", "weekly_full_run"}
     assert at.dataframe[-1].value.shape[0] >= 2  # the run history: rules and scoring runs
     assert any("No rule has been re-weighed" in c.value for c in at.caption)
 
@@ -355,8 +356,8 @@ def test_an_invalid_schedule_is_refused_on_the_admin_page_and_not_saved(app, tmp
     assert not at.exception, at.exception
     assert any("Not saved" in e.value and "not a crontab" in e.value for e in at.error)
     assert schedule.read_text(encoding="utf-8") == good
-    jobs = [d for d in at.dataframe if "job" in d.value.columns][0].value
-    assert list(jobs["when"]) == ["*/15 * * * *"]
+    jobs = [d for d in at.dataframe if "Job" in d.value.columns][0].value
+    assert list(jobs["When"]) == ["*/15 * * * *"]
 
 
 def test_admin_page_shows_the_weights_reviews_taught(app, demo_db, tmp_path):
@@ -396,3 +397,63 @@ def test_idle_session_expires(app):
     at.run()
     assert any("expired" in i.value for i in at.info)
     assert [t.label for t in at.text_input][:2] == ["Username", "Password"]
+
+
+def _said(at: AppTest) -> tuple[list[str], list]:
+    """Every text a person reads on the page, and its tables."""
+    texts = [
+        e.value
+        for kind in (
+            "title",
+            "header",
+            "subheader",
+            "markdown",
+            "caption",
+            "info",
+            "success",
+            "warning",
+            "error",
+        )
+        for e in at.get(kind)
+    ]
+    texts += [str(m.label) for m in at.metric] + [str(m.value) for m in at.metric]
+    return texts, [d.value for d in at.dataframe]  # fmt: skip
+
+
+SNAKE = re.compile(r"\b[a-z]+_[a-z_]+\b")
+CODED = {"Status", "Category", "Found by", "State", "Kind", "Problem", "Reason", "Role",
+         "Name written", "Severity", "Action", "Time known to"}  # fmt: skip
+
+
+def _readable(page: str, at: AppTest) -> None:
+    texts, tables = _said(at)
+    for text in texts:
+        plain = text.replace("\\", "")
+        assert not SNAKE.search(plain), (page, plain)
+        assert not re.search(r"\bNone\b", plain), (page, plain)
+    for table in tables:
+        for column in table.columns:
+            assert "_" not in str(column) and str(column)[:1].isupper(), (page, column)
+        for column in table.columns:
+            for cell in table[column].tolist():
+                text = "" if cell is None else str(cell)
+                assert text not in ("None", "nan", "NaT"), (page, column, cell)
+                assert not text.startswith(("[{", '{"')), (page, column, text[:80])
+                # values the tool codes read as words (what people wrote, such as file
+                # names or schedule job names, shows as written)
+                assert column not in CODED or not SNAKE.search(text), (page, column, text)
+
+
+def test_every_page_reads_as_words_not_as_database(app, demo_db):
+    """No `None`, internal key, snake_case name or raw JSON anywhere a person reads: the
+    walk opens every page (a rule flag, a model flag and a range flag in detail)."""
+    at = app("root")
+    _readable("queue", at)
+    for rule in ("unidentified-placeholder-name", "outlier-ecod", "logbook-silent-period"):
+        _open_detail(at, demo_db, rule)
+        _readable(f"detail {rule}", at)
+    for view in ("3_Upload", "4_Overview", "5_Evidence_and_runs", "6_Admin"):
+        at.switch_page(f"views/{view}.py")
+        at.run()
+        assert not at.exception, (view, at.exception)
+        _readable(view, at)

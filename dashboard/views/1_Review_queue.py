@@ -6,6 +6,7 @@ from datetime import date
 import streamlit as st
 
 from dashboard import data, session
+from dashboard.labels import readable
 from detector.dossier import render
 from detector.export import write_flags
 from detector.review import STATUSES
@@ -54,7 +55,7 @@ total = sum(counts.values())
 cols = st.columns(max(1, len(counts)) + 1)
 cols[0].metric("Flags", f"{total:,}")
 for col, (category, n) in zip(cols[1:], counts.items(), strict=False):
-    col.metric(category.replace("_", " "), f"{n:,}")
+    col.metric(category.replace("_", " ").capitalize(), f"{n:,}")
 
 page_size = 50
 pages = max(1, -(-total // page_size))
@@ -62,16 +63,16 @@ page = st.number_input("Page", min_value=1, max_value=pages, value=1, key="f_pag
 frame = session.guarded(data.queue, store, flt, page, page_size)
 st.caption(f"Page {page + 1} of {pages}, riskiest first. Select rows to open or export them.")
 event = st.dataframe(
-    frame,
+    readable(frame),
     hide_index=True,
     width="stretch",
     on_select="rerun",
     selection_mode="multi-row",
     key="queue",
     column_config={
-        "risk": st.column_config.ProgressColumn("risk", min_value=0, max_value=1, format="%.2f"),
-        "explanation": st.column_config.TextColumn("explanation", width="large"),
-        "flag_id": st.column_config.TextColumn("flag", width="small"),
+        "Risk": st.column_config.ProgressColumn("Risk", min_value=0, max_value=1, format="%.2f"),
+        "Explanation": st.column_config.TextColumn("Explanation", width="large"),
+        "Flag": st.column_config.TextColumn("Flag", width="small"),
     },
 )
 chosen = [frame["flag_id"][i] for i in event.selection.rows] if frame.height else []

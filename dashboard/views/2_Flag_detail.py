@@ -7,6 +7,7 @@ import polars as pl
 import streamlit as st
 
 from dashboard import data, session
+from dashboard.labels import VALUES, readable, readable_value
 from detector import review
 from detector.dossier import render
 from detector.review import DISMISS_REASONS
@@ -22,13 +23,14 @@ if f is None:
     st.stop()
 
 st.title(session.md(f["title"]))
+status = VALUES["status"].get(f["status"], f["status"])
 st.markdown(
     f"**{session.md(f['severity'].upper())}** · {session.md(f['rule_id'])} "
-    f"({session.md(f['source'])}) · {session.md(f['category'].replace('_', ' '))} · "
-    f"status **{session.md(f['status'])}**"
-    + (f" ({session.md(f['reason'])})" if f.get("reason") else "")
+    f"({session.md(VALUES['source'].get(f['source'], f['source']))}) · "
+    f"{session.md(f['category'].replace('_', ' '))} · status **{session.md(status)}**"
+    + (f" ({session.md(f['reason'].replace('_', ' '))})" if f.get("reason") else "")
     + (f" · assigned to {session.md(f['assignee'])}" if f.get("assignee") else "")
-    + (" · resolved by data" if f["state"] != "active" else "")
+    + (" · resolved by later data" if f["state"] != "active" else "")
 )
 st.info(session.md(f["explanation"]))
 risk, seen, when = st.columns(3)
@@ -50,14 +52,14 @@ if occurrences:
 
 st.subheader("Evidence")
 st.dataframe(
-    pl.DataFrame(f["evidence"]) if f["evidence"] else pl.DataFrame(),
+    readable(pl.DataFrame(f["evidence"])) if f["evidence"] else pl.DataFrame(),
     hide_index=True,
     width="stretch",
     key="evidence",
 )
 for kind, frame in session.guarded(data.evidence_records, store, f["record_keys"]).items():
     st.caption(f"Original values — {session.md(kind)}")
-    st.dataframe(frame, hide_index=True, width="stretch", key=f"orig_{kind}")
+    st.dataframe(readable(frame), hide_index=True, width="stretch", key=f"orig_{kind}")
 
 if f["source"] == "model":
     st.subheader("Why the model flagged it")
@@ -79,13 +81,25 @@ if f["source"] == "model":
         )
 else:
     with st.expander("Values that made the rule fire"):
-        st.json(f["fields"])
+        st.dataframe(
+            readable(
+                [
+                    {"field": k.replace("_", " "), "value": readable_value(v)}
+                    for k, v in f["fields"].items()
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+            key="fields",
+        )
 
 st.subheader("Related records")
 related = session.guarded(data.related, store, f["record_keys"])
 if related:
     for label, tab in zip(related, st.tabs(list(related)), strict=True):
-        tab.dataframe(related[label], hide_index=True, width="stretch", key=f"rel_{label}")
+        tab.dataframe(
+            readable(related[label]), hide_index=True, width="stretch", key=f"rel_{label}"
+        )
 else:
     st.caption("No related visits.")
 
@@ -182,7 +196,7 @@ if session.can("export"):
 
 st.subheader("Audit trail")
 st.dataframe(
-    session.guarded(data.review_log, store, f["flag_id"]),
+    readable(session.guarded(data.review_log, store, f["flag_id"])),
     hide_index=True,
     width="stretch",
     key="audit",

@@ -8,6 +8,7 @@ import polars as pl
 import streamlit as st
 
 from dashboard import data, session
+from dashboard.labels import readable
 from detector.errors import FileError
 from detector.export import neutralised
 from detector.ingest import plan
@@ -37,7 +38,10 @@ def show_results() -> None:
         if r["rows_quarantined"]:
             report = session.guarded(data.quarantine, session.store(), name)
             st.dataframe(
-                report.drop("raw"), hide_index=True, width="stretch", key=f"reasons_{n}_{name}"
+                readable(report.drop("raw")),
+                hide_index=True,
+                width="stretch",
+                key=f"reasons_{n}_{name}",
             )
             st.download_button(
                 f"Validation report of {name} (CSV)",

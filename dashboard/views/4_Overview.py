@@ -4,6 +4,7 @@ import altair as alt
 import streamlit as st
 
 from dashboard import data, session
+from dashboard.labels import readable
 from detector.risk import ROLLUPS, rollup
 
 store = session.store()
@@ -105,6 +106,6 @@ assert set(RISK_TABS) == set(ROLLUPS)  # a roll-up added to detector.risk gets i
 for by, tab in zip(RISK_TABS, st.tabs(list(RISK_TABS.values())), strict=True):
     frame = session.guarded(rollup, store, by)
     if frame.height:
-        tab.dataframe(frame.head(100), hide_index=True, width="stretch", key=f"risk_{by}")
+        tab.dataframe(readable(frame.head(100)), hide_index=True, width="stretch", key=f"risk_{by}")
     else:
         tab.caption("No scores yet.")

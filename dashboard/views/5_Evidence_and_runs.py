@@ -3,13 +3,16 @@
 import streamlit as st
 
 from dashboard import data, session
+from dashboard.labels import readable
 from detector import ledger
 
 store = session.store()
 st.title("Evidence and runs")
 
 st.subheader("Evidence ledger")
-st.dataframe(session.guarded(data.ledger, store), hide_index=True, width="stretch", key="ledger")
+st.dataframe(
+    readable(session.guarded(data.ledger, store)), hide_index=True, width="stretch", key="ledger"
+)
 if st.button("Verify the ledger and every evidence file", key="verify"):
     result = session.guarded(ledger.verify, store)
     if result.ok:
@@ -21,7 +24,9 @@ if st.button("Verify the ledger and every evidence file", key="verify"):
             st.error(session.md(problem))
 
 st.subheader("Runs")
-st.dataframe(session.guarded(data.runs, store), hide_index=True, width="stretch", key="runs")
+st.dataframe(
+    readable(session.guarded(data.runs, store)), hide_index=True, width="stretch", key="runs"
+)
 
 st.subheader("Quarantine")
 q = session.guarded(data.quarantine, store)
@@ -29,4 +34,4 @@ files = sorted(q["source_name"].unique().to_list()) if q.height else []
 chosen = st.selectbox("File", [None, *files], key="q_file")
 if chosen:
     q = q.filter(q["source_name"] == chosen)
-st.dataframe(q, hide_index=True, width="stretch", key="quarantine")
+st.dataframe(readable(q), hide_index=True, width="stretch", key="quarantine")

@@ -8,6 +8,7 @@ import streamlit as st
 from pydantic import ValidationError
 
 from dashboard import data, session
+from dashboard.labels import readable
 from detector import auth
 from detector.review import ROLES, require
 from detector.schedule import ScheduleConfig, config_error, next_fire
@@ -23,7 +24,7 @@ path = auth.users_file(session.db_path())
 users = auth.load(path)["credentials"]["usernames"]
 st.subheader("Users")
 st.dataframe(
-    [{"username": u, "role": (v.get("roles") or ["?"])[0]} for u, v in users.items()],
+    readable([{"username": u, "role": (v.get("roles") or ["?"])[0]} for u, v in users.items()]),
     hide_index=True,
     key="users",
 )
@@ -44,15 +45,17 @@ text = schedule_path.read_text(encoding="utf-8") if schedule_path.exists() else 
 try:
     config = ScheduleConfig.model_validate(tomllib.loads(text)) if text else ScheduleConfig()
     st.dataframe(
-        [
-            {
-                "job": name,
-                "action": job.action,
-                "when": job.cron or f"every {job.every_seconds:g} s",
-                "next run": next_fire(job, config.timezone),
-            }
-            for name, job in config.jobs.items()
-        ],
+        readable(
+            [
+                {
+                    "job": name,
+                    "action": job.action,
+                    "when": job.cron or f"every {job.every_seconds:g} s",
+                    "next run": next_fire(job, config.timezone),
+                }
+                for name, job in config.jobs.items()
+            ]
+        ),
         hide_index=True,
         key="jobs",
     )
@@ -87,5 +90,8 @@ else:
 
 st.subheader("Run history")
 st.dataframe(
-    session.guarded(data.runs, session.store()), hide_index=True, width="stretch", key="admin_runs"
+    readable(session.guarded(data.runs, session.store())),
+    hide_index=True,
+    width="stretch",
+    key="admin_runs",
 )
