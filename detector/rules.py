@@ -21,7 +21,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from detector.errors import DetectorError
 from detector.review import log_action
+from detector.runs import next_run, now, record_failed
 from detector.store import Store
 
 BUILTIN_RULES = Path(__file__).resolve().parent.parent / "rules"
@@ -287,13 +288,14 @@ class RunReport:
     scope: str = "full"
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """A hit's value as an explanation shows it: minutes, dates, two decimals."""
     if isinstance(value, datetime):
         return value.isoformat(sep=" ", timespec="minutes")
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, float):
         return round(value, 2)
     return value
@@ -399,7 +401,7 @@ def _hit(rule: Rule, values: dict[str, Any]) -> Hit:
     if not identity:
         raise RuleError(f"{rule.path}: a row has neither record keys nor a flag_key")
     severity = values.pop("severity", None) or rule.severity
-    shown = {k: _plain(v) for k, v in values.items()}
+    shown = {k: plain(v) for k, v in values.items()}
     return Hit(
         flag_id(rule.id, str(identity)),
         rule.id,
@@ -503,8 +505,8 @@ class Cases:
             fields = {
                 **first.fields,
                 "occurrences": case.count,
-                "first_at": _plain(case.first_at),
-                "last_at": _plain(case.last_at),
+                "first_at": plain(case.first_at),
+                "last_at": plain(case.last_at),
                 "window": window,
             }
             explanation = first.explanation
@@ -536,20 +538,6 @@ class Cases:
 
 def _earlier(a: Hit, b: Hit) -> bool:
     return (a.period_start or datetime.min, a.flag_id) < (b.period_start or datetime.min, b.flag_id)
-
-
-def _next_run(con, kind: str, triggered_by: str, scope: str) -> int:
-    run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchall()[0][0]
-    con.execute(
-        "INSERT INTO runs (run_id, kind, started_at, status, triggered_by, scope) "
-        "VALUES (?, ?, ?, 'running', ?, ?)",
-        [run_id, kind, _now(), triggered_by, scope],
-    )
-    return run_id
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass
@@ -820,7 +808,7 @@ def run_rules(
     rules = [
         r for r in load_rules(rule_dirs) if r.status != "deprecated" and (not only or r.id in only)
     ]
-    started = _now()
+    started = now()
     report = RunReport(run_id=0)
     # Hits are spooled to Parquet beside the database (its folder is the owner's alone).
     with tempfile.TemporaryDirectory(prefix=".hits-", dir=store.path.parent) as tmp:
@@ -849,42 +837,13 @@ def run_rules(
         except Exception as exc:
             # Say so in the run history (the run's own row when it was written), then let
             # the caller know.
-            record_failed_run(
+            record_failed(
                 store, "rules", triggered_by, scope.describe(), started, exc, report.run_id
             )
             raise
     report.scope = scope.describe()
     report.seconds = time.perf_counter() - t0
     return report
-
-
-def record_failed_run(
-    store: Store,
-    kind: str,
-    triggered_by: str,
-    scope: str,
-    started: datetime,
-    exc: Exception,
-    run_id: int = 0,
-) -> None:
-    """A run whose results could not be stored is still in ``runs``, failed, with why."""
-    try:
-        with store.write() as con:
-            known = con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchall()
-            if not known:
-                run_id = _next_run(con, kind, triggered_by, scope)
-            con.execute(
-                "UPDATE runs SET started_at = ?, ended_at = ?, status = 'failed', errors = ? "
-                "WHERE run_id = ?",
-                [
-                    started,
-                    _now(),
-                    json.dumps({"run": f"{type(exc).__name__}: {str(exc).splitlines()[0][:500]}"}),
-                    run_id,
-                ],
-            )
-    except Exception:  # noqa: BLE001 - the original error is the one to report
-        pass
 
 
 def _store_run(
@@ -897,7 +856,7 @@ def _store_run(
     triggered_by: str,
 ) -> None:
     with store.write() as con:
-        report.run_id = run_id = _next_run(con, "rules", triggered_by, scope.describe())
+        report.run_id = run_id = next_run(con, "rules", triggered_by, scope.describe())
         con.execute(
             "UPDATE runs SET started_at = ?, watermark = ? WHERE run_id = ?",
             [started, scope.watermark, run_id],
@@ -912,7 +871,7 @@ def _store_run(
             "UPDATE runs SET ended_at = ?, status = ?, rules = ?, counts = ?, errors = ? "
             "WHERE run_id = ?",
             [
-                _now(),
+                now(),
                 "failed" if report.errors and not report.counts else "ok",
                 json.dumps({r.id: r.sha256 for r in rules}),
                 json.dumps(report.counts),
@@ -1071,7 +1030,7 @@ def store_flags(
     full) that ran: their active flags within what was re-evaluated, and not hit again,
     are resolved by data.
     """
-    now = _now()
+    at = now()
     chunks = _stage_hits(con, hits)
     new = dict(
         con.execute(
@@ -1085,12 +1044,12 @@ def store_flags(
         SELECT f.flag_id FROM flags f JOIN hits h USING (flag_id)
         WHERE len(h.record_keys) > len(f.record_keys)""")
     for chunk in range(chunks):
-        _upsert_chunk(con, chunk, source, run_id, now)
+        _upsert_chunk(con, chunk, source, run_id, at)
         if commit_chunks:
             con.execute("COMMIT")
             con.execute("CHECKPOINT")  # written rows leave memory only at a checkpoint
             con.execute("BEGIN TRANSACTION")
-    reopen_grown_cases(con, now)
+    reopen_grown_cases(con, at)
     by_scope: dict[str, list[str]] = {
         "global": [],
         "facility": [],
@@ -1239,6 +1198,6 @@ def _matches(hit: Hit, want: dict[str, Any], ids: dict[str, str]) -> bool:
             got = {"severity": hit.severity, "facility": hit.facility, "logbook": hit.logbook}.get(
                 key, hit.fields.get(key)
             )
-            if str(_plain(got)) != str(value):
+            if str(plain(got)) != str(value):
                 return False
     return True

@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from detector.errors import DetectorError, FileError
 from detector.ingest import expand_paths, ingest_file, reference_first
 from detector.notify import NotifyConfig, send
-from detector.rules import _next_run, run_rules
+from detector.rules import run_rules
+from detector.runs import next_run
 from detector.scoring import score
 from detector.store import Store
 
@@ -227,7 +228,7 @@ def run_job(store: Store, config: ScheduleConfig, name: str) -> dict:
 def _record_failure(store: Store, name: str, error: str, trace: str) -> None:
     try:
         with store.write() as con:
-            run_id = _next_run(con, "schedule", f"schedule:{name}", "failed")
+            run_id = next_run(con, "schedule", f"schedule:{name}", "failed")
             con.execute(
                 "UPDATE runs SET ended_at = started_at, status = 'failed', errors = ? "
                 "WHERE run_id = ?",

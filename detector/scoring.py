@@ -36,7 +36,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -60,7 +60,8 @@ from detector.features import (
     build_features,
     build_reference,
 )
-from detector.rules import Hit, _next_run, range_risk, severity_case, store_flags
+from detector.rules import Hit, range_risk, severity_case, store_flags
+from detector.runs import next_run, now
 from detector.store import Store
 
 FEATURE_DESCRIPTIONS = {f.name: f.description for f in FEATURES}
@@ -695,10 +696,6 @@ def _fit_sample(feats: Path, config: ScoringConfig) -> tuple:
     return fit_from, fit_to, matrix(frame, FEATURE_NAMES)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 # The risk of the visits in temp table ``affected``: the noisy-OR of the severity weights of
 # their active rule flags, with their outlier part.
 _RULE_PART = f"""
@@ -735,7 +732,7 @@ def _store_scores(
     src = f"read_parquet('{scores}')"
     rule_id = f"outlier-{config.model}"
     with store.write() as con:
-        run_id = _next_run(con, "score", triggered_by, plan.why)
+        run_id = next_run(con, "score", triggered_by, plan.why)
         con.execute("UPDATE runs SET watermark = ? WHERE run_id = ?", [plan.watermark, run_id])
         # What the reviews taught since the last run: re-weighed rules (see calibration).
         changes = calibration.pending(con)
@@ -756,7 +753,7 @@ def _store_scores(
                     reference.fit_from,
                     reference.fit_to,
                     reference.fit_rows,
-                    _now(),
+                    now(),
                     reference.content_hash,
                 ],
             )
@@ -830,7 +827,7 @@ def _store_scores(
         con.execute(
             "UPDATE runs SET ended_at = ?, status = 'ok', counts = ? WHERE run_id = ?",
             [
-                _now(),
+                now(),
                 json.dumps({"scored": rows, "affected": affected, "model_flags": len(hits)}),
                 run_id,
             ],
@@ -858,7 +855,7 @@ def _share(fraction: float) -> str:
 def _model_hits(con, config: ScoringConfig) -> list[Hit]:
     """The top outliers among the affected visits that no rule flags become visit_pattern
     flags of source model."""
-    from detector.rules import _plain, flag_id
+    from detector.rules import flag_id, plain
 
     rule_id = f"outlier-{config.model}"
     cur = con.execute(
@@ -894,7 +891,7 @@ def _model_hits(con, config: ScoringConfig) -> list[Hit]:
                 at,
                 [key],
                 fields,
-                f"A {role} visit at {facility} on {_plain(at)} is out of place: among the "
+                f"A {role} visit at {facility} on {plain(at)} is out of place: among the "
                 f"rarest {_share(1 - pct)} of visits in the reference period. {reasons}.",
             )
         )
