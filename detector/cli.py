@@ -464,7 +464,8 @@ def flags(
     format: Annotated[
         str,
         typer.Option(
-            "--format", help="csv, csv-semicolon (for a Spanish-locale Excel), json or xlsx"
+            "--format",
+            help="csv, csv-semicolon (for a Spanish-locale Excel), xlsx or json",
         ),
     ] = "csv",
     output: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,

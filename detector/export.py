@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -43,6 +45,44 @@ FLAG_FIELDS = [
 # with a byte-order mark.
 CSV_DIALECTS = {"csv": ",", "csv-semicolon": ";"}
 WIDE_COLUMNS = {"explanation": 90, "title": 40, "evidence_places": 60, "fields": 60}
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One way flags leave the tool (the dashboard's buttons and `detector flags`)."""
+
+    label: str
+    suffix: str
+    mime: str
+    help: str = ""
+
+
+# The export registry: a new format is declared here and written in ``write_flags``.
+EXPORT_FORMATS: dict[str, ExportFormat] = {
+    "csv": ExportFormat("CSV", ".csv", "text/csv"),
+    "csv-semicolon": ExportFormat(
+        "CSV for Excel with ;",
+        "-semicolon.csv",
+        "text/csv",
+        "For a spreadsheet in a Spanish (or most European) locale, which splits columns on ';'.",
+    ),
+    "xlsx": ExportFormat(
+        "XLSX", ".xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    ),
+    "json": ExportFormat("JSON", ".json", "application/json"),
+}
+
+
+def flags_bytes(frame: pl.DataFrame, fmt: str) -> bytes:
+    """An export of ``frame`` in memory, for a download button."""
+    if fmt == "xlsx":
+        buf = io.BytesIO()
+        write_flags(frame, fmt, buf)
+        return buf.getvalue()
+    out = write_flags(frame, fmt, None)
+    return out if isinstance(out, bytes) else str(out).encode("utf-8")
+
+
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 

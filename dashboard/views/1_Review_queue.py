@@ -1,6 +1,5 @@
 """Review queue: flags sorted by risk, filtered, paged; export and dossier of a selection."""
 
-import io
 from datetime import date
 
 import streamlit as st
@@ -8,7 +7,7 @@ import streamlit as st
 from dashboard import data, session
 from dashboard.labels import readable
 from detector.dossier import render
-from detector.export import write_flags
+from detector.export import EXPORT_FORMATS, flags_bytes
 from detector.review import STATUSES
 
 store = session.store()
@@ -83,31 +82,16 @@ if left.button("Open selected", disabled=len(chosen) != 1, key="open"):
     st.switch_page("views/2_Flag_detail.py")
 if session.can("export"):
     flags = session.guarded(data.export_frame, store, flt)
-    mid.download_button(
-        "Export CSV (current filter)",
-        write_flags(flags, "csv", None),
-        file_name=f"flags-{date.today()}.csv",
-        mime="text/csv",
-        key="csv",
-    )
-    mid.download_button(
-        "Export CSV for Excel with ; (current filter)",
-        write_flags(flags, "csv-semicolon", None),
-        file_name=f"flags-{date.today()}-semicolon.csv",
-        mime="text/csv",
-        key="csv_semicolon",
-        help="For a spreadsheet in a Spanish (or most European) locale, which splits "
-        "columns on ';'.",
-    )
-    buf = io.BytesIO()
-    write_flags(flags, "xlsx", buf)
-    mid.download_button(
-        "Export XLSX (current filter)",
-        buf.getvalue(),
-        file_name=f"flags-{date.today()}.xlsx",
-        key="xlsx",
-        mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    )
+    for fmt in ("csv", "csv-semicolon", "xlsx"):
+        spec = EXPORT_FORMATS[fmt]
+        mid.download_button(
+            f"Export {spec.label} (current filter)",
+            flags_bytes(flags, fmt),
+            file_name=f"flags-{date.today()}{spec.suffix}",
+            mime=spec.mime,
+            key=f"export_{fmt}",
+            help=spec.help or None,
+        )
     lang = right.radio("Dossier language", ["en", "es"], horizontal=True, key="lang")
     right.download_button(
         "Case dossier of selected (HTML)",
