@@ -366,8 +366,9 @@ def fit_reference(store: Store, config: ScoringConfig, workdir: Path) -> Referen
     window = None
     if config.fit_window_days and newest is not None:
         window = (newest - timedelta(days=int(config.fit_window_days)), newest)
+    models_dir(store).mkdir(mode=0o700, parents=True, exist_ok=True)  # the owner's alone
     staging = models_dir(store) / f".fitting-{os.getpid()}-{time.time_ns()}"
-    staging.mkdir(mode=0o700, parents=True)
+    staging.mkdir(mode=0o700)
     try:
         feats = workdir / "fit_features.parquet"
         build_reference(store, staging, window, features=feats)
