@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import polars as pl
 
@@ -383,6 +383,32 @@ def ingest_uploaded(store: Store, actor, paths: list, mappings: dict, progress=N
         run_rules(store, triggered_by=f"upload:{actor.username}", full=False)
         score(store, triggered_by=f"upload:{actor.username}")
     return results
+
+
+def column_samples(path: Path, mapping=None, rows: int = 500, k: int = 3) -> pl.DataFrame:
+    """Every column of a file with a few of its distinct values, for mapping it by hand."""
+    from detector.formats import read_table
+    from detector.mapping import UserMapping
+
+    mapping = mapping or UserMapping()
+    table = read_table(path, sheet=mapping.sheet, names=None if mapping.header else mapping.names)
+    frame = next(table.batches(rows)).frame.head(rows)
+    samples = []
+    for column in table.columns:
+        values = frame[column].drop_nulls().unique(maintain_order=True).head(k).to_list()
+        samples.append(" · ".join(str(v) for v in values))
+    return pl.DataFrame({"column": table.columns, "samples": samples})
+
+
+def date_readings(value: str) -> dict[str, str]:
+    """How a written date reads under each date order ("3/4/2019" is 3 April or 4 March)."""
+    from detector.dates import to_datetime
+
+    out = {}
+    for order in ("dmy", "mdy", "ymd"):
+        parsed = to_datetime(pl.Series([value], dtype=pl.String), order)[0]
+        out[order] = "not a date in this order" if parsed is None else f"{parsed:%d %B %Y %H:%M}"
+    return out
 
 
 def safe_file_name(name: str) -> str:

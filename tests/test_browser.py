@@ -533,6 +533,60 @@ def test_two_files_of_one_name_and_a_file_named_dot_dot_upload_cleanly(server, b
         context.close()
 
 
+def test_a_layout_the_tool_does_not_know_is_mapped_in_the_upload_page(server, browser, tmp_path):
+    """The upload page was a dead end for a layout its synonyms do not know (the White
+    House WAVES release): it said to write a --mapping file and listed 20 headers. Now it
+    lists every column with sample values, takes a column per field, shows how a date of
+    the file reads under each order, and ingests with that mapping."""
+    from tests.conftest import WAVES
+
+    url, store = server
+    # the White House's buildings join the facilities list (else the rows are quarantined
+    # as visits to an unknown facility, as designed)
+    buildings = write_csv(
+        tmp_path / "wh_facilities.csv",
+        ["facility", "name", "kind"],
+        [["WH", "White House", "office"], ["OEOB", "Eisenhower Building", "office"],
+         ["NEOB", "New Executive Office Building", "office"]],
+    )  # fmt: skip
+    ingest_paths(store, [buildings], user="test")
+    head = WAVES.read_bytes().splitlines(keepends=True)[:21]
+    sample = tmp_path / "waves_head.csv"
+    sample.write_bytes(b"".join(head))
+    context = _context(browser)
+    page = context.new_page()
+    try:
+        _log_in(page, url)
+        _goto(page, "Upload")
+        page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(sample))
+        page.get_by_text("Map this file's columns.").wait_for()
+        # every column is offered (MEETING_LOC is the 22nd: the message lists only 20)
+        _choose(page, "Facility (required)", "MEETING_LOC")
+        _choose(page, "Entered at (required)", "TOA")
+        page.get_by_text("reads as").wait_for()
+        assert "mdy: 01 February 2022 11:46" in page.get_by_text("reads as").inner_text()
+        _choose(page, "Date order", "mdy")
+        _choose(page, "Name", "NAMELAST")
+        page.get_by_text("Kind visits").wait_for()
+        page.screenshot(path=SHOTS / "6-upload-mapped-by-hand.png", full_page=True)
+        page.get_by_role("button", name="Ingest 1 file(s) and run the checks").click()
+        # six rows have no arrival time (TOA): they wait in quarantine, saying so
+        page.get_by_text("14 rows stored, 6 quarantined").wait_for(timeout=120_000)
+    except Exception:
+        page.screenshot(path=SHOTS / "failure-mapping.png", full_page=True)
+        raise
+    finally:
+        context.close()
+    stored = rows(
+        store,
+        "SELECT min(entered_at)::DATE, max(entered_at)::DATE, count(*), "
+        "list(DISTINCT facility ORDER BY facility) FROM visits "
+        "WHERE source_name = 'waves_head.csv'",
+    )
+    assert [str(v) for v in stored[0][:2]] == ["2022-02-01", "2022-02-01"]  # month first
+    assert stored[0][2] == 14 and set(stored[0][3]) <= {"WH", "OEOB", "NEOB"}
+
+
 def test_the_server_console_stays_quiet_through_the_walk(server):
     """Streamlit printed a StreamlitValueAssignmentNotAllowedError (and other warnings) on
     every reload of a signed-in page. After the walks above, the console has no warning,

@@ -12,7 +12,7 @@ from dashboard.labels import readable
 from detector.errors import FileError
 from detector.export import neutralised
 from detector.ingest import plan
-from detector.mapping import UserMapping
+from detector.mapping import UserMapping, load_mapping
 from detector.schema import SPECS
 
 st.title("Upload logs")
@@ -51,6 +51,66 @@ def show_results() -> None:
             )
 
 
+def map_by_hand(i: int, name: str, path: Path, order: str):
+    """A layout the synonyms do not know: the user says what the file holds and which
+    column holds each field (every column listed with sample values, the date order shown
+    on a value of the file), or uploads a mapping file. Returns (plan, mapping) once the
+    required fields are mapped, else None."""
+    st.markdown(
+        "**Map this file's columns.** Say what the file holds and which column holds each "
+        "field, or upload a mapping file (the one `detector ingest --mapping` reads)."
+    )
+    mapping_file = st.file_uploader(
+        "Mapping file (TOML or YAML)", type=["toml", "yaml", "yml"], key=f"mapfile_{i}_{name}"
+    )
+    if mapping_file is not None:
+        kept = path.parent / data.safe_file_name(mapping_file.name)
+        kept.write_bytes(mapping_file.getvalue())
+        try:
+            mapping = load_mapping(kept)
+            return plan(path, None, mapping), mapping
+        except (FileError, ValueError) as exc:
+            st.error(session.md(f"{mapping_file.name}: {exc}"))
+            return None
+    kind = st.selectbox("The file holds", list(SPECS), key=f"kind_{i}_{name}")
+    samples = session.guarded(data.column_samples, path)
+    st.caption("The file's columns, with a few values of each")
+    st.dataframe(readable(samples), hide_index=True, width="stretch", key=f"samples_{i}_{name}")
+    columns = ["", *samples["column"].to_list()]
+    picked = {}
+    fields = sorted(SPECS[kind].fields, key=lambda f: not f.required)
+    for f in fields:
+        picked[f.name] = st.selectbox(
+            f"{f.name.replace('_', ' ').capitalize()}" + (" (required)" if f.required else ""),
+            columns,
+            key=f"pick_{i}_{name}_{kind}_{f.name}",
+        )
+    first_date = next(
+        (picked[f.name] for f in fields if f.type == "datetime" and picked.get(f.name)), None
+    )
+    if first_date:
+        values = samples.filter(samples["column"] == first_date)["samples"][0].split(" · ")
+        if values and values[0]:
+            readings = data.date_readings(values[0])
+            st.caption(
+                f'"{session.md(values[0])}" reads as: '
+                + "; ".join(f"{o}: {session.md(r)}" for o, r in readings.items())
+                + f" (the date order chosen above is {order})"
+            )
+    mapping = UserMapping(
+        kind=kind, date_order=order, columns={k: v for k, v in picked.items() if v}
+    )
+    missing = [f for f in SPECS[kind].required if not picked.get(f)]
+    if missing:
+        st.info(f"Still to map: {', '.join(m.replace('_', ' ') for m in missing)}.")
+        return None
+    try:
+        return plan(path, None, mapping), mapping
+    except FileError as exc:
+        st.error(session.md(exc))
+        return None
+
+
 files = st.file_uploader(
     "Visit logbooks, transfers, rosters, custody registers, facilities (CSV, XLSX, Parquet, JSON)",
     accept_multiple_files=True,
@@ -80,11 +140,15 @@ for i, upload in enumerate(files):
         f"{session.md(upload.name)} — {len(upload.getvalue()):,} bytes", expanded=True
     ):
         order = st.selectbox("Date order", ["dmy", "mdy", "ymd"], key=f"order_{i}_{upload.name}")
+        base = UserMapping(date_order=order)
         try:
-            p = plan(path, None, UserMapping(date_order=order))
+            p = plan(path, None, base)
         except FileError as exc:
-            st.error(session.md(exc))
-            continue
+            st.warning(session.md(exc))
+            picked = map_by_hand(i, upload.name, path, order)
+            if picked is None:
+                continue
+            p, base = picked
         st.write(
             f"Kind **{p.kind}** · format {p.table.format} · encoding "
             f"{session.md(p.table.encoding or '-')} · delimiter {session.md(repr(p.table.delimiter))}"
@@ -118,7 +182,10 @@ for i, upload in enumerate(files):
         )
         chosen = dict(zip(edited["field"], edited["column"], strict=True))
         changed = {k: v for k, v in chosen.items() if v and v != current[k]}
-        mappings[path] = UserMapping(kind=p.kind, date_order=order, columns=changed)
+        mappings[path] = base.model_copy(
+            update={"kind": p.kind, "date_order": base.date_order,
+                    "columns": {**base.columns, **changed}}
+        )  # fmt: skip
         st.download_button(
             "Save this mapping (TOML)",
             data.mapping_toml(p.kind, {k: v for k, v in chosen.items() if v}, order),
