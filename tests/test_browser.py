@@ -163,6 +163,16 @@ def _goto(page, title: str) -> None:
     _wait_idle(page)
 
 
+def _fresh_upload(browser, url: str, path: Path):
+    """A new browser session, logged in, with ``path`` dropped on the upload page."""
+    context = _context(browser)
+    page = context.new_page()
+    _log_in(page, url)
+    _goto(page, "Upload")
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(path))
+    return context, page
+
+
 def _choose(page, label: str, option: str) -> None:
     """Pick an option of a Streamlit selectbox: open it, type to filter, choose."""
     box = page.get_by_test_id("stSelectbox").filter(has=page.get_by_text(label, exact=True))
@@ -423,12 +433,8 @@ def test_tables_offer_no_raw_download_and_every_report_is_formula_safe(server, b
         "Q2,ZAC,not a date,=HYPERLINK(1)\n",
         encoding="utf-8",
     )
-    context = _context(browser)
-    page = context.new_page()
+    context, page = _fresh_upload(browser, url, path)
     try:
-        _log_in(page, url)
-        _goto(page, "Upload")
-        page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(path))
         page.get_by_text("Kind visits").wait_for()
         page.get_by_role("button", name="Ingest 1 file(s) and run the checks").click()
         page.get_by_text("1 rows stored").wait_for(timeout=120_000)
@@ -553,12 +559,8 @@ def test_a_layout_the_tool_does_not_know_is_mapped_in_the_upload_page(server, br
     head = WAVES.read_bytes().splitlines(keepends=True)[:21]
     sample = tmp_path / "waves_head.csv"
     sample.write_bytes(b"".join(head))
-    context = _context(browser)
-    page = context.new_page()
+    context, page = _fresh_upload(browser, url, sample)
     try:
-        _log_in(page, url)
-        _goto(page, "Upload")
-        page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(sample))
         page.get_by_text("Map this file's columns.").wait_for()
         # every column is offered (MEETING_LOC is the 22nd: the message lists only 20)
         _choose(page, "Facility (required)", "MEETING_LOC")
