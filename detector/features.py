@@ -507,10 +507,6 @@ def build_features(
         ref = out.with_name(out.stem + ".reference")
         build_reference(store, ref)
     raw = out.with_name(out.stem + ".raw.parquet")
-    return _features_from(store, out, ref, raw, neighbourhood, targets)
-
-
-def _features_from(store, out, ref, raw, neighbourhood, targets) -> int:
     with store.read() as con:
         prefix = _ref_views(con, ref, tails=False)
         con.execute(

@@ -362,7 +362,7 @@ def load_reference(store: Store, config: ScoringConfig) -> tuple[Reference | Non
 
 def fit_reference(store: Store, config: ScoringConfig, workdir: Path) -> Reference:
     """Fit the model on a sample of the window and keep it with the window's context."""
-    newest, oldest = _stored_range(store)
+    newest = _newest_visit(store)
     window = None
     if config.fit_window_days and newest is not None:
         window = (newest - timedelta(days=int(config.fit_window_days)), newest)
@@ -377,7 +377,7 @@ def fit_reference(store: Store, config: ScoringConfig, workdir: Path) -> Referen
         explainer = FrozenECOD(model if isinstance(model, ECOD) else ECOD().fit(X_fit))
         scorer = None
         if not isinstance(model, ECOD):
-            scorer = model.decision_function if isinstance(model, RankEnsemble) else _scorer(model)
+            scorer = _scorer(model)
             joblib.dump(model, staging / _SCORER_FILE)
         train = explainer.decision_function(X_fit) if scorer is None else scorer(X_fit)
         train_scores = np.sort(train)
@@ -413,9 +413,9 @@ def fit_reference(store: Store, config: ScoringConfig, workdir: Path) -> Referen
     )
 
 
-def _stored_range(store: Store):
+def _newest_visit(store: Store) -> datetime | None:
     with store.read() as con:
-        return con.execute("SELECT max(entered_at), min(entered_at) FROM visits").fetchall()[0]
+        return con.execute("SELECT max(entered_at) FROM visits").fetchall()[0][0]
 
 
 # --- what a run scores ------------------------------------------------------------------------
@@ -431,13 +431,15 @@ class Plan:
     watermark: int
     targets: str = "TRUE"  # SQL condition on visits
     neighbourhood: str = "TRUE"  # SQL condition on the visits the targets' features read
-    new_rows: int = 0
     rules_since: int = 0  # rule flags changed after this run id get their visits' risk redone
 
 
-def plan_run(store: Store, reference: Reference, full: bool, tmp: Path) -> Plan:
-    """Full when asked, when the reference is new or the roster changed since the last
-    scoring run; otherwise the new visits and their neighbourhood."""
+def plan_run(
+    store: Store, reference: Reference, full: bool, tmp: Path, refit_why: str = ""
+) -> Plan:
+    """Full when asked, when the reference is new (fitted because of ``refit_why``) or the
+    roster changed since the last scoring run; otherwise the new visits and their
+    neighbourhood."""
     with store.read() as con:
         watermark = con.execute("SELECT coalesce(max(seq), 0) FROM uploads").fetchall()[0][0]
         last = con.execute(
@@ -445,7 +447,9 @@ def plan_run(store: Store, reference: Reference, full: bool, tmp: Path) -> Plan:
             "ORDER BY run_id DESC LIMIT 1"
         ).fetchall()
         if reference.new:
-            return Plan(True, f"refitted: new reference {reference.model_id}", watermark)
+            return Plan(
+                True, f"refitted ({refit_why}): new reference {reference.model_id}", watermark
+            )
         if full:
             return Plan(True, f"full re-scoring against reference {reference.model_id}", watermark)
         others = con.execute(
@@ -472,7 +476,6 @@ def plan_run(store: Store, reference: Reference, full: bool, tmp: Path) -> Plan:
         watermark,
         targets,
         neighbourhood,
-        new_rows,
         last_run,
     )
 
@@ -583,19 +586,17 @@ def score(
         t = time.perf_counter()
         reference, why = (None, "asked to refit") if refit else load_reference(store, config)
         if reference is None:
-            if _stored_range(store)[0] is None:
+            if _newest_visit(store) is None:
                 return ScoreReport(0, "", 0, 0, seconds=seconds, scope="nothing to score")
             reference = fit_reference(store, config, tmp)
         seconds["fit"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        plan = plan_run(store, reference, full, tmp)
+        plan = plan_run(store, reference, full, tmp, refit_why=why)
         if plan.targets == "FALSE":  # no run recorded: nothing would change
             return ScoreReport(
                 0, reference.model_id, 0, reference.fit_rows, seconds=seconds, scope=plan.why
             )
-        if plan.full and why and reference.new:
-            plan.why = f"refitted ({why}): new reference {reference.model_id}"
         if plan.full and reference.features is not None:
             feats = reference.features
             rows = pq.ParquetFile(feats).metadata.num_rows
@@ -603,7 +604,11 @@ def score(
             feats = tmp / "features.parquet"
             rows = build_features(store, feats, reference.path, plan.neighbourhood, plan.targets)
         seconds["features"] = time.perf_counter() - t
-        unseen = _unseen(feats)
+
+        t = time.perf_counter()
+        out = tmp / "scores.parquet"
+        unseen = _score_batches(feats, reference, config, out)
+        seconds["score"] = time.perf_counter() - t
         if unseen:
             plan.why += (
                 f"; {unseen:,} visits of a facility and role the reference has not seen are "
@@ -612,30 +617,16 @@ def score(
             )
 
         t = time.perf_counter()
-        out = tmp / "scores.parquet"
-        _score_batches(feats, reference, config, out)
-        seconds["score"] = time.perf_counter() - t
-
-        t = time.perf_counter()
         report = _store_scores(store, config, reference, plan, out, rows, triggered_by)
         seconds["store"] = time.perf_counter() - t
     report.seconds = seconds
     return report
 
 
-def _unseen(feats: Path) -> int:
-    """Visits whose facility and role the reference holds nothing of."""
-    import duckdb
-
-    with duckdb.connect() as con:
-        return con.execute(
-            f"SELECT count(*) FROM read_parquet('{feats}') WHERE n_role = 0"
-        ).fetchall()[0][0]
-
-
-def _score_batches(feats: Path, reference: Reference, config: ScoringConfig, out: Path) -> None:
-    """Score the feature rows in batches against the reference, writing ``out``."""
-    writer = None
+def _score_batches(feats: Path, reference: Reference, config: ScoringConfig, out: Path) -> int:
+    """Score the feature rows in batches against the reference, writing ``out``; returns
+    how many rows are of a facility and role the reference holds nothing of."""
+    writer, unseen = None, 0
     schema = pa.schema(
         [
             ("record_key", pa.string()),
@@ -646,6 +637,7 @@ def _score_batches(feats: Path, reference: Reference, config: ScoringConfig, out
     )
     for batch in pq.ParquetFile(feats).iter_batches(batch_size=config.batch_rows):
         frame = pl.from_arrow(batch)
+        unseen += int((frame["n_role"] == 0).sum())
         X = matrix(frame, FEATURE_NAMES)
         contributions = reference.explainer.per_feature(X)
         raw = reference.raw_scores(X, contributions)
@@ -674,6 +666,7 @@ def _score_batches(feats: Path, reference: Reference, config: ScoringConfig, out
         pq.write_table(schema.empty_table(), out)
     else:
         writer.close()
+    return unseen
 
 
 def _fit_sample(feats: Path, config: ScoringConfig) -> tuple:
@@ -740,61 +733,8 @@ def _store_scores(
         calibration.apply(con, run_id, changes)
         reweighed = [c.rule_id for c in changes]
         if reference.new:
-            con.execute(
-                "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    reference.model_id,
-                    run_id,
-                    config.model,
-                    json.dumps(
-                        {**config.__dict__, "reference": json.loads(_reference_key(config))},
-                        default=str,
-                    ),
-                    json.dumps(FEATURE_NAMES),
-                    reference.fit_from,
-                    reference.fit_to,
-                    reference.fit_rows,
-                    now(),
-                    reference.content_hash,
-                ],
-            )
-        if plan.full:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE affected AS SELECT record_key FROM {src}")
-            con.execute("DELETE FROM scores")
-        else:
-            con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE affected AS
-                SELECT record_key FROM {src}
-                UNION SELECT unnest(record_keys) FROM flags
-                      WHERE source = 'rule' AND last_run > ?
-                UNION SELECT unnest(record_keys) FROM flags
-                      WHERE rule_id IN (SELECT unnest(?::VARCHAR[]))
-                UNION SELECT record_key FROM scores WHERE ? -- the model re-weighed: all""",
-                [plan.rules_since, reweighed, rule_id in reweighed],
-            )
-            con.execute(f"DELETE FROM scores WHERE record_key IN (SELECT record_key FROM {src})")
-        con.execute(
-            f"""
-            INSERT INTO scores
-            SELECT ? AS run_id, ? AS model_id, s.record_key, s.outlier_score, s.outlier_pct,
-                   coalesce(r.rule_score, 0) AS rule_score,
-                   {_risk("coalesce(r.rule_score, 0)", "s", rule_id)} AS risk_score,
-                   coalesce(r.rules, []) AS rules, s.top_features
-            FROM {src} s LEFT JOIN ({_RULE_PART}) r USING (record_key)""",
-            [run_id, reference.model_id],
-        )
-        if not plan.full:
-            # Visits whose rule flags changed: the rule part of their risk is redone.
-            con.execute(
-                f"""
-                UPDATE scores SET rule_score = coalesce(r.rule_score, 0),
-                                  risk_score = {_risk("coalesce(r.rule_score, 0)", "scores", rule_id)},
-                                  rules = coalesce(r.rules, [])
-                FROM (SELECT a.record_key, x.rule_score, x.rules
-                      FROM affected a LEFT JOIN ({_RULE_PART}) x USING (record_key)) r
-                WHERE scores.record_key = r.record_key AND scores.run_id <> ?""",
-                [run_id],
-            )
+            _record_reference(con, config, reference, run_id)
+        _replace_scores(con, plan, src, rule_id, reweighed, run_id, reference.model_id)
         con.execute(
             f"UPDATE flags SET score = {range_risk('flags')} "
             "WHERE subject = 'range' AND rule_id IN (SELECT unnest(?::VARCHAR[]))",
@@ -811,19 +751,7 @@ def _store_scores(
                      AND record_keys[1] IN (SELECT record_key FROM affected)""",
                 [run_id, rule_id, run_id],
             ).fetchall()[0][0]
-        # A flag's place in the review queue: the highest risk among its visits.
-        con.execute(
-            """
-            UPDATE flags SET score = x.risk FROM (
-                WITH u AS (SELECT flag_id, unnest(record_keys) AS k FROM flags
-                           WHERE coalesce(subject, 'records') <> 'range')
-                SELECT u.flag_id, max(s.risk_score) AS risk
-                FROM u JOIN scores s ON s.record_key = u.k
-                WHERE u.flag_id IN (SELECT flag_id FROM u
-                                    WHERE k IN (SELECT record_key FROM affected))
-                GROUP BY u.flag_id) x
-            WHERE flags.flag_id = x.flag_id"""
-        )
+        _queue_places(con)
         affected = con.execute("SELECT count(*) FROM affected").fetchall()[0][0]
         con.execute(
             "UPDATE runs SET ended_at = ?, status = 'ok', counts = ? WHERE run_id = ?",
@@ -843,6 +771,88 @@ def _store_scores(
         resolved,
         scope=plan.why,
         refit=reference.new,
+    )
+
+
+def _record_reference(con, config: ScoringConfig, reference: Reference, run_id: int) -> None:
+    """A newly fitted reference in ``models``: what it is, its window and content hash."""
+    con.execute(
+        "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            reference.model_id,
+            run_id,
+            config.model,
+            json.dumps(
+                {**config.__dict__, "reference": json.loads(_reference_key(config))}, default=str
+            ),
+            json.dumps(FEATURE_NAMES),
+            reference.fit_from,
+            reference.fit_to,
+            reference.fit_rows,
+            now(),
+            reference.content_hash,
+        ],
+    )
+
+
+def _replace_scores(
+    con, plan: Plan, src: str, rule_id: str, reweighed: list[str], run_id: int, model_id: str
+) -> None:
+    """The scores of the visits just scored replace theirs (all of them in a full run); the
+    visits whose rule flags changed, or whose rules were re-weighed, get their rule part
+    redone. Leaves the temp table ``affected``: every visit whose risk was written."""
+    if plan.full:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE affected AS SELECT record_key FROM {src}")
+        con.execute("DELETE FROM scores")
+    else:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE affected AS
+            SELECT record_key FROM {src}
+            UNION SELECT unnest(record_keys) FROM flags
+                  WHERE source = 'rule' AND last_run > ?
+            UNION SELECT unnest(record_keys) FROM flags
+                  WHERE rule_id IN (SELECT unnest(?::VARCHAR[]))
+            UNION SELECT record_key FROM scores WHERE ? -- the model re-weighed: all""",
+            [plan.rules_since, reweighed, rule_id in reweighed],
+        )
+        con.execute(f"DELETE FROM scores WHERE record_key IN (SELECT record_key FROM {src})")
+    con.execute(
+        f"""
+        INSERT INTO scores
+        SELECT ? AS run_id, ? AS model_id, s.record_key, s.outlier_score, s.outlier_pct,
+               coalesce(r.rule_score, 0) AS rule_score,
+               {_risk("coalesce(r.rule_score, 0)", "s", rule_id)} AS risk_score,
+               coalesce(r.rules, []) AS rules, s.top_features
+        FROM {src} s LEFT JOIN ({_RULE_PART}) r USING (record_key)""",
+        [run_id, model_id],
+    )
+    if not plan.full:
+        con.execute(
+            f"""
+            UPDATE scores SET rule_score = coalesce(r.rule_score, 0),
+                              risk_score = {_risk("coalesce(r.rule_score, 0)", "scores", rule_id)},
+                              rules = coalesce(r.rules, [])
+            FROM (SELECT a.record_key, x.rule_score, x.rules
+                  FROM affected a LEFT JOIN ({_RULE_PART}) x USING (record_key)) r
+            WHERE scores.record_key = r.record_key AND scores.run_id <> ?""",
+            [run_id],
+        )
+
+
+def _queue_places(con) -> None:
+    """A flag's place in the review queue: the highest risk among its visits (for the
+    flags holding an ``affected`` visit; range flags keep their own)."""
+    con.execute(
+        """
+        UPDATE flags SET score = x.risk FROM (
+            WITH u AS (SELECT flag_id, unnest(record_keys) AS k FROM flags
+                       WHERE coalesce(subject, 'records') <> 'range')
+            SELECT u.flag_id, max(s.risk_score) AS risk
+            FROM u JOIN scores s ON s.record_key = u.k
+            WHERE u.flag_id IN (SELECT flag_id FROM u
+                                WHERE k IN (SELECT record_key FROM affected))
+            GROUP BY u.flag_id) x
+        WHERE flags.flag_id = x.flag_id"""
     )
 
 
