@@ -287,12 +287,12 @@ def anchor(store: Store) -> dict:
 def verify_anchor(store: Store, kept: dict) -> list[str]:
     """Problems between a kept anchor and the ledger now: the anchored entry must still be
     there with the same hash (entries after it are new uploads, which is fine)."""
+    if int(kept["seq"]) == 0:  # anchored while the ledger was empty
+        return []
     with store.read() as con:
         row = con.execute(
             "SELECT entry_hash FROM uploads WHERE seq = ?", [int(kept["seq"])]
         ).fetchall()
-    if int(kept["seq"]) == 0:
-        return []
     if not row:
         return [f"anchored ledger entry {kept['seq']} is gone (taken {kept.get('taken_at')})"]
     if row[0][0] != kept["entry_hash"]:
