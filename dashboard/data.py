@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 
 import polars as pl
 
+from detector.i18n import CODES, N_
 from detector.review import QUEUE_ORDER, SUPPRESSED
 from detector.rules import CATEGORIES, SEVERITIES
 from detector.store import Store
@@ -78,7 +79,7 @@ class QueueFilter:
 
 QUEUE_COLUMNS = """f.flag_id, round(f.score, 3) AS risk, coalesce(r.status, 'new') AS status,
     r.assignee, f.severity, f.category, f.rule_id, f.facility, f.period_start, f.explanation,
-    f.source, f.state"""
+    f.source, f.state, f.title, f.fields"""
 
 
 def queue(store: Store, flt: QueueFilter, page: int = 0, page_size: int = 50) -> pl.DataFrame:
@@ -175,12 +176,15 @@ def evidence_records(store: Store, record_keys: list[str]) -> dict[str, pl.DataF
     return out
 
 
+# (the labels are shown through the catalogue: detector.i18n.N_ marks them for it)
 RELATIONS = {
-    "same person": "v.name_key <> '' AND v.name_key = x.name_key",
-    "same escort": "v.escorted_key IS NOT NULL AND v.escorted_key = x.escorted_key",
-    "same vehicle": "coalesce(v.plate_key, '') <> '' AND v.plate_key = x.plate_key",
-    "same inmate": "v.inmate_id IS NOT NULL AND v.inmate_id = x.inmate_id",
-    "same day at the facility": "v.facility = x.facility AND v.entered_at::DATE = x.entered_at::DATE",
+    N_("same person"): "v.name_key <> '' AND v.name_key = x.name_key",
+    N_("same escort"): "v.escorted_key IS NOT NULL AND v.escorted_key = x.escorted_key",
+    N_("same vehicle"): "coalesce(v.plate_key, '') <> '' AND v.plate_key = x.plate_key",
+    N_("same inmate"): "v.inmate_id IS NOT NULL AND v.inmate_id = x.inmate_id",
+    N_(
+        "same day at the facility"
+    ): "v.facility = x.facility AND v.entered_at::DATE = x.entered_at::DATE",
 }
 
 
@@ -243,7 +247,9 @@ def flags_over_time(store: Store) -> pl.DataFrame:
 WEEKDAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
-def entries_heatmap(store: Store, facility: str | None = None) -> pl.DataFrame:
+def entries_heatmap(
+    store: Store, facility: str | None = None, names: list[str] = WEEKDAY_NAMES
+) -> pl.DataFrame:
     """Timed entries per facility, weekday (by name) and hour: every weekday and all 24
     hours, empty ones at 0, so that a silent night shows as silent instead of missing."""
     with store.read() as con:
@@ -260,7 +266,7 @@ def entries_heatmap(store: Store, facility: str | None = None) -> pl.DataFrame:
                       coalesce(n.entries, 0) AS entries
                FROM grid g LEFT JOIN n USING (facility, d, hour)
                ORDER BY g.facility, g.d, g.hour""",
-            params={"f": facility, "names": WEEKDAY_NAMES},
+            params={"f": facility, "names": names},
         ).pl()
 
 
@@ -281,6 +287,20 @@ def logbook_coverage(store: Store) -> pl.DataFrame:
             FROM flags WHERE category = 'logbook_gap' AND state = 'active'
                          AND period_start IS NOT NULL AND period_end IS NOT NULL
             ORDER BY 1, 2, 5""").pl()
+
+
+def coverage_kind(_):
+    """How a coverage bar's kind reads ("written", "register: removed", "gap: <rule>")."""
+
+    def shown(kind: str) -> str:
+        if kind == "written":
+            return _("written")
+        what, _sep, value = kind.partition(": ")
+        if what == "register":
+            return _("register: {status}").format(status=_(CODES.get(value, value)))
+        return _("gap: {rule}").format(rule=value)
+
+    return shown
 
 
 def transfers_between(store: Store) -> pl.DataFrame:
@@ -311,15 +331,13 @@ def weights(store: Store) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The weight factors reviews earned (per rule) and the history of their changes."""
     with store.read() as con:
         current = con.sql(
-            """SELECT rule_id AS "Rule", factor AS "Weight factor",
-                      confirmed AS "Confirmed", dismissed AS "Dismissed (false or benign)",
-                      run_id AS "Since run", updated_at AS "Changed at"
+            """SELECT rule_id, factor AS weight_factor, confirmed, dismissed,
+                      run_id AS since_run, updated_at AS changed_at
                FROM rule_weights ORDER BY factor, rule_id"""
         ).pl()
         changes = con.sql(
-            """SELECT run_id AS "Run", rule_id AS "Rule", old AS "From", new AS "To",
-                      confirmed AS "Confirmed", dismissed AS "Dismissed (false or benign)",
-                      changed_at AS "Changed at"
+            """SELECT run_id, rule_id, old AS weight_from, new AS weight_to, confirmed,
+                      dismissed, changed_at
                FROM weight_changes ORDER BY run_id DESC, rule_id LIMIT 500"""
         ).pl()
     return current, changes
@@ -336,7 +354,12 @@ def quarantine(store: Store, source: str | None = None, limit: int = 1000) -> pl
         ).pl()
 
 
+TOTALS = {"visits": N_("Visits"), "flags": N_("Flags"), "uploads": N_("Uploads"),
+          "quarantined rows": N_("Quarantined rows")}  # fmt: skip
+
+
 def totals(store: Store) -> dict[str, int]:
+    """The overview's counts, by the keys of ``TOTALS`` (their headings)."""
     with store.read() as con:
         return dict(
             con.execute("""
@@ -351,11 +374,13 @@ def totals(store: Store) -> dict[str, int]:
 # --- actions (each checks the actor's role first) ------------------------------------------
 
 
-def ingest_uploaded(store: Store, actor, paths: list, mappings: dict, progress=None) -> list:
+def ingest_uploaded(
+    store: Store, actor, paths: list, mappings: dict, progress=None, labels: dict | None = None
+) -> list:
     """Ingest uploaded files as the logged-in user, then run rules and scoring.
 
     ``mappings`` maps a file's path (or name) to its UserMapping (or None for the
-    built-in synonyms).
+    built-in synonyms); ``labels`` to how the ledger names a saved mapping used.
     Returns the IngestResults; rules and scoring run only when something was stored.
     """
     from detector.ingest import ingest_file, reference_first
@@ -373,7 +398,7 @@ def ingest_uploaded(store: Store, actor, paths: list, mappings: dict, progress=N
                 path,
                 mapping=mappings.get(path, mappings.get(path.name)),
                 user=actor.username,
-                mapping_name="dashboard",
+                mapping_name=(labels or {}).get(path, "dashboard"),
             )
         )
         if progress:
@@ -400,15 +425,52 @@ def column_samples(path: Path, mapping=None, rows: int = 500, k: int = 3) -> pl.
     return pl.DataFrame({"column": table.columns, "samples": samples})
 
 
-def date_readings(value: str) -> dict[str, str]:
-    """How a written date reads under each date order ("3/4/2019" is 3 April or 4 March)."""
+DATE_ORDERS = {"dmy": N_("day/month/year"), "mdy": N_("month/day/year"),
+               "ymd": N_("year/month/day")}  # fmt: skip
+
+
+_READING = {"en": "d MMMM yyyy HH:mm", "es": "d 'de' MMMM 'de' yyyy HH:mm"}
+
+
+def date_readings(value: str, lang: str = "en") -> dict[str, str]:
+    """How a written date reads under each date order ("3/4/2019" is 3 April or 4 March),
+    the month in words so that the two readings cannot be confused."""
+    from babel.dates import format_datetime
+
+    from detector import i18n
     from detector.dates import to_datetime
 
     out = {}
-    for order in ("dmy", "mdy", "ymd"):
+    for order in DATE_ORDERS:
         parsed = to_datetime(pl.Series([value], dtype=pl.String), order)[0]
-        out[order] = "not a date in this order" if parsed is None else f"{parsed:%d %B %Y %H:%M}"
+        out[order] = (
+            i18n.translate(lang, "not a date in this order")
+            if parsed is None
+            else format_datetime(parsed, _READING[i18n.known(lang)], locale=i18n.known(lang))
+        )
     return out
+
+
+def save_mapping(store: Store, actor, name: str, mapping):
+    """Keep the mapping made on the upload page under a name (uploaders only)."""
+    from detector.mapping import save_named
+    from detector.review import require
+
+    require(actor, "upload")
+    return save_named(store, name, mapping, actor.username)
+
+
+def canonical_preview(path: Path, mapping, rows: int = 20) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The first rows of a file as they would be stored with ``mapping`` (the kind's
+    fields, typed), and those of them that would go to quarantine, with the reasons."""
+    from detector.ingest import canonical, plan
+    from detector.schema import SPECS
+
+    p = plan(path, None, mapping)
+    batch = next(p.table.batches(rows))
+    good, bad = canonical(batch, p.kind, p.sources, mapping, "", Path(path).name)
+    shown = [f.name for f in SPECS[p.kind].fields if f.name in good.columns]
+    return good.head(rows).select(shown), bad
 
 
 def safe_file_name(name: str) -> str:

@@ -11,7 +11,8 @@ from pathlib import Path
 import streamlit as st
 import streamlit_authenticator as stauth
 
-from detector import auth
+from dashboard.text import _, lang, ngettext, words
+from detector import auth, i18n
 from detector.errors import StoreBusy
 from detector.review import Actor, require
 from detector.store import Store
@@ -63,21 +64,30 @@ def login() -> Actor:
     if st.session_state.get("authentication_status") and last and now - last > IDLE_MINUTES * 60:
         authenticator.logout(location="unrendered")
         st.session_state["expired"] = True
+    fields = {"Form name": _("Log in"), "Username": _("Username"),
+              "Password": _("Password"), "Login": _("Log in")}  # fmt: skip
     try:
-        authenticator.login(location="main", key="login")
+        authenticator.login(location="main", key="login", fields=fields)
     except Exception as exc:  # a wrong cookie or a locked account: say so, do not crash
         st.error(md(exc))
     if st.session_state.get("expired") and not st.session_state.get("authentication_status"):
-        st.info(f"Your session expired after {IDLE_MINUTES:g} idle minutes: log in again.")
+        st.info(
+            _("Your session expired after {minutes} idle minutes: log in again.").format(
+                minutes=f"{IDLE_MINUTES:g}"
+            )
+        )
     status = st.session_state.get("authentication_status")
     if status is False:
-        st.error("Username or password is incorrect.")
+        st.error(_("Username or password is incorrect."))
     if not status:
         st.stop()
     st.session_state["expired"] = False
     st.session_state["last_activity"] = now
     roles = st.session_state.get("roles") or ["viewer"]
     actor = Actor(st.session_state["username"], roles[0])
+    if st.session_state.get("lang_of") != actor.username:  # the user's own language, once
+        st.session_state["lang"] = i18n.known(auth.language(users, actor.username))
+        st.session_state["lang_of"] = actor.username
     st.session_state["actor"] = actor
     return actor
 
@@ -102,6 +112,46 @@ def md(value: object) -> str:
 
 def actor() -> Actor:
     return st.session_state["actor"]
+
+
+def _save_language() -> None:
+    chosen = st.session_state.get("ui_lang")
+    if chosen in i18n.LANGUAGES:
+        st.session_state["lang"] = chosen
+        auth.set_language(auth.users_file(db_path()), actor().username, chosen)
+
+
+def streamlit_words() -> None:
+    """The few words Streamlit writes itself (its file uploader's button and size limit),
+    in the reader's language: replaced in CSS, since Streamlit offers no setting."""
+    if lang() == "en":
+        return
+    from detector.pipeline import max_upload_mb
+
+    button = _("Choose files")
+    limit = _("Up to {mb} MB per file").format(mb=max_upload_mb())
+    drop = '[data-testid="stFileUploaderDropzone"]'
+    st.html(
+        "<style>"
+        f'{drop} button [data-testid="stMarkdownContainer"] p {{display: none}}'
+        f'{drop} button [data-testid="stMarkdownContainer"]::after {{content: "{button}"}}'
+        f'{drop} [data-testid="stFileUploaderDropzoneInstructions"] span {{display: none}}'
+        f'{drop} [data-testid="stFileUploaderDropzoneInstructions"] > div::after '
+        f'{{content: "{limit}"; font-size: 0.875rem}}'
+        "</style>"
+    )
+
+
+def language_switch() -> None:
+    """The sidebar's language choice, saved with the user (their next login keeps it)."""
+    st.session_state["ui_lang"] = lang()
+    st.selectbox(
+        _("Language"),
+        list(i18n.LANGUAGES),
+        format_func=i18n.LANGUAGES.get,
+        key="ui_lang",
+        on_change=_save_language,
+    )
 
 
 # --- review actions: queued, then written when the database lets them -----------------------
@@ -130,13 +180,17 @@ def _apply(store: Store, a: dict) -> str:
         review.set_status(
             store, who, a["flag_id"], a["status"], a.get("note") or None, a.get("reason")
         )
-        return f"Saved: {a['status']}."
+        return _("Saved: {status}.").format(status=words(a["status"]))
     if a["action"] == "assign":
         review.assign(store, who, a["flag_id"], (a.get("who") or "").strip() or None)
-        return f"Assigned to {a.get('who') or 'nobody'}."
+        who_ = a.get("who") or _("nobody")
+        return _("Assigned to {who}.").format(who=who_)
     if a["action"] == "suppress":
         review.suppress(store, who, a["rule_id"], a["entity"], a["until"], kind=a["kind"])
-        return f"{a['rule_id']} suppressed for {a['kind']} {a['entity']} until {a['until']}."
+        return _("{rule} suppressed for {kind} {entity} until {until}.").format(
+            rule=a["rule_id"], kind=words(a["kind"]), entity=a["entity"],
+            until=i18n.moment(a["until"], lang()),
+        )  # fmt: skip
     raise ValueError(a["action"])
 
 
@@ -155,7 +209,9 @@ def save_pending() -> None:
             message = _apply(store, pending[0])
         except StoreBusy:
             break
-        except (ReviewError, PermissionError) as exc:
+        except ReviewError as exc:
+            st.error(md(exc.said(lang())))
+        except PermissionError as exc:
             st.error(md(exc))
         else:
             st.success(md(message))
@@ -171,9 +227,15 @@ def _waiting() -> None:
     if not pending:
         st.rerun(scope="app")
     st.warning(
-        f"{len(pending)} review action(s) are kept and waiting for the database (an ingest "
-        "or a scheduled run is writing); they are saved as soon as it is free. You can "
-        "keep working or leave this page open."
+        ngettext(
+            "{n} review action is kept and waiting for the database (an ingest or a "
+            "scheduled run is writing); it is saved as soon as it is free. You can keep "
+            "working or leave this page open.",
+            "{n} review actions are kept and waiting for the database (an ingest or a "
+            "scheduled run is writing); they are saved as soon as it is free. You can keep "
+            "working or leave this page open.",
+            len(pending),
+        ).format(n=len(pending))
     )
     store = Store(db_path(), wait=PENDING_WAIT)
     try:
@@ -184,7 +246,7 @@ def _waiting() -> None:
         pass
     else:
         st.session_state["pending_actions"] = pending[1:]
-        st.toast("Review action saved.")
+        st.toast(_("Review action saved."))
     st.rerun(scope="app")
 
 
@@ -202,9 +264,11 @@ def guarded(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except StoreBusy:
         st.warning(
-            "The database is busy (an ingest or a scheduled run is writing). "
-            "This page will load when it finishes."
+            _(
+                "The database is busy (an ingest or a scheduled run is writing). "
+                "This page will load when it finishes."
+            )
         )
-        if st.button("Try again"):
+        if st.button(_("Try again")):
             st.rerun()
         st.stop()

@@ -58,6 +58,26 @@ def add_user(
     return password
 
 
+def set_language(path: Path, username: str, lang: str) -> None:
+    """Keep a user's dashboard language with the user (``es`` or ``en``)."""
+    from detector.i18n import LANGUAGES
+
+    if lang not in LANGUAGES:
+        raise ValueError(f"language must be one of {', '.join(LANGUAGES)}")
+    config = load(path)
+    user = config["credentials"]["usernames"].get(username)
+    if user is None:
+        raise ValueError(f"no dashboard user {username!r}")
+    user["language"] = lang
+    save(path, config)
+
+
+def language(path: Path, username: str) -> str | None:
+    """The language the user chose, or None (the configured default then applies)."""
+    user = load(path)["credentials"]["usernames"].get(username) or {}
+    return user.get("language")
+
+
 def ensure(path: Path) -> tuple[dict, str | None]:
     """The users config, creating the admin and a cookie key on first start.
 

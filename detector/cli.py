@@ -54,7 +54,13 @@ def ingest(
             "facilities (detected from headers if omitted)."
         ),
     ] = None,
-    mapping: Annotated[Path | None, typer.Option(help="Mapping file (TOML or YAML).")] = None,
+    mapping: Annotated[
+        str | None,
+        typer.Option(
+            help="Mapping file (TOML or YAML), or the name of a mapping saved in the "
+            "dashboard's upload page (see `detector mappings`)."
+        ),
+    ] = None,
     user: Annotated[str | None, typer.Option(help="Who uploads (default: the OS user).")] = None,
     db: DbOption = None,
 ) -> None:
@@ -65,9 +71,9 @@ def ingest(
     """
     try:
         store = _store(db)
-        from detector.mapping import load_mapping
+        from detector.mapping import resolve_mapping
 
-        user_mapping = load_mapping(mapping)
+        user_mapping, mapping_label = resolve_mapping(store, mapping)
     except DetectorError as exc:
         _fail(str(exc))
     from detector.ingest import expand_paths, ingest_paths
@@ -98,7 +104,7 @@ def ingest(
             kind,
             user_mapping,
             user,
-            str(mapping) if mapping else None,
+            mapping_label,
             progress=file_done,
             on_rows=rows_read,
         )
@@ -134,6 +140,39 @@ def ingest(
             failed = True
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def mappings(
+    show: Annotated[str | None, typer.Argument(help="A name: print that mapping.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Mappings saved by name (from the dashboard's upload page): each usable as
+    `detector ingest --mapping NAME` and by the inbox (files in inbox/NAME/)."""
+    store = _store(db)
+    if show:
+        from detector.mapping import load_named, mapping_text
+
+        try:
+            saved = load_named(store, show)
+        except DetectorError as exc:
+            _fail(str(exc))
+        if saved is None:
+            _fail(f"no mapping saved under the name {show!r}")
+        typer.echo(f"# {saved.label}")
+        typer.echo(mapping_text(saved.mapping), nl=False)
+        return
+    with store.read() as con:
+        found = con.execute(
+            "SELECT name, max(version), arg_max(kind, version), arg_max(sha256, version), "
+            "arg_max(saved_by, version), max(saved_at) FROM mappings GROUP BY name ORDER BY name"
+        ).fetchall()
+    t = Table(title="Saved mappings")
+    for col in ("name", "version", "kind", "sha256", "saved by", "saved at"):
+        t.add_column(col)
+    for name, version, kind, sha, who, at in found:
+        t.add_row(name, str(version), kind or "-", sha[:16] + "…", who or "", str(at)[:16])
+    console.print(t)
 
 
 @app.command()
@@ -471,13 +510,24 @@ def flags(
     output: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
     category: Annotated[str | None, typer.Option(help="Only this category.")] = None,
     min_severity: Annotated[str | None, typer.Option(help="informational…critical")] = None,
+    language: Annotated[
+        str | None,
+        typer.Option(
+            help="es or en: titles, explanations and evidence places "
+            "(default: $DETECTOR_LANGUAGE, else es)"
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Export flags, one row or object per flag, with evidence and explanation."""
+    from detector import i18n
     from detector.export import load_flags, write_flags
 
+    lang = language or i18n.default_language()
+    if lang not in i18n.LANGUAGES:
+        _fail(f"--language must be one of {', '.join(i18n.LANGUAGES)}")
     try:
-        text = write_flags(load_flags(_store(db), category, min_severity), format, output)
+        text = write_flags(load_flags(_store(db), category, min_severity), format, output, lang)
     except (DetectorError, ValueError) as exc:
         _fail(str(exc))
     if isinstance(text, bytes):

@@ -7,70 +7,43 @@ from datetime import UTC, datetime
 
 from jinja2 import Environment, select_autoescape
 
+from detector import i18n
+from detector.i18n import N_
 from detector.store import Store
 
+# The dossier's headings (through the catalogue, in the dossier's language).
 LABELS = {
-    "en": {
-        "title": "Case dossier",
-        "generated": "Generated",
-        "by": "by",
-        "flags": "flags",
-        "rule": "Rule",
-        "severity": "Severity",
-        "category": "Category",
-        "facility": "Facility",
-        "period": "Period",
-        "status": "Review status",
-        "assignee": "Assigned to",
-        "note": "Review note",
-        "evidence": "Evidence",
-        "file": "Source file",
-        "row": "Row",
-        "logbook": "Logbook",
-        "page": "Page",
-        "line": "Line",
-        "record": "Record",
-        "history": "Review history",
-        "when": "When",
-        "who": "Who",
-        "action": "Action",
-        "files": "Source files and their SHA-256",
-        "none": "none",
-        "intro": "Each finding below states what was expected, what was found, and where "
-        "the evidence is. The SHA-256 of every source file lets anyone check that "
-        "the evidence has not changed since it was received.",
-    },
-    "es": {
-        "title": "Expediente del caso",
-        "generated": "Generado",
-        "by": "por",
-        "flags": "hallazgos",
-        "rule": "Regla",
-        "severity": "Gravedad",
-        "category": "Categoría",
-        "facility": "Centro",
-        "period": "Período",
-        "status": "Estado de revisión",
-        "assignee": "Asignado a",
-        "note": "Nota de revisión",
-        "evidence": "Evidencia",
-        "file": "Archivo de origen",
-        "row": "Fila",
-        "logbook": "Libro",
-        "page": "Folio",
-        "line": "Línea",
-        "record": "Registro",
-        "history": "Historial de revisión",
-        "when": "Cuándo",
-        "who": "Quién",
-        "action": "Acción",
-        "files": "Archivos de origen y su SHA-256",
-        "none": "ninguno",
-        "intro": "Cada hallazgo indica lo esperado, lo encontrado y dónde está la evidencia. "
-        "El SHA-256 de cada archivo de origen permite a cualquiera comprobar que la "
-        "evidencia no ha cambiado desde que se recibió.",
-    },
+    "title": N_("Case dossier"),
+    "generated": N_("Generated"),
+    "by": N_("by"),
+    "rule": N_("Rule"),
+    "severity": N_("Severity"),
+    "category": N_("Category"),
+    "facility": N_("Facility"),
+    "period": N_("Period"),
+    "status": N_("Review status"),
+    "assignee": N_("Assigned to"),
+    "note": N_("Review note"),
+    "evidence": N_("Evidence"),
+    "file": N_("Source file"),
+    "row": N_("Row"),
+    "logbook": N_("Logbook"),
+    "page": N_("Page"),
+    "line": N_("Line"),
+    "record": N_("Record"),
+    "history": N_("Review history"),
+    "when": N_("When"),
+    "who": N_("Who"),
+    "action": N_("Action"),
+    "files": N_("Source files and their SHA-256"),
+    "none": N_("none"),
+    "intro": N_(
+        "Each finding below states what was expected, what was found, and where the "
+        "evidence is. The SHA-256 of every source file lets anyone check that the evidence "
+        "has not changed since it was received."
+    ),
 }
+
 
 TEMPLATE = """<!doctype html>
 <html lang="{{ lang }}"><head><meta charset="utf-8">
@@ -85,18 +58,18 @@ TEMPLATE = """<!doctype html>
  @media print { body { margin: 1cm; } }
 </style></head><body>
 <h1>{{ t.title }}</h1>
-<p class="meta">{{ t.generated }} {{ generated }} {{ t.by }} {{ user }} · {{ flags|length }} {{ t.flags }}</p>
+<p class="meta">{{ t.generated }} {{ generated }} {{ t.by }} {{ user }} · {{ count }}</p>
 <p>{{ t.intro }}</p>
 {% for f in flags %}
 <section>
 <h2>{{ loop.index }}. {{ f.title }}</h2>
 <p>{{ f.explanation }}</p>
 <table>
-<tr><th>{{ t.rule }}</th><td><code>{{ f.rule_id }}</code> ({{ f.source }})</td>
-    <th>{{ t.severity }}</th><td class="sev-{{ f.severity }}">{{ f.severity }}</td></tr>
-<tr><th>{{ t.category }}</th><td>{{ f.category }}</td><th>{{ t.facility }}</th><td>{{ f.facility or '' }}</td></tr>
-<tr><th>{{ t.period }}</th><td>{{ f.period_start or '' }} – {{ f.period_end or '' }}</td>
-    <th>{{ t.status }}</th><td>{{ f.status }}{% if f.reason %} ({{ f.reason }}){% endif %}</td></tr>
+<tr><th>{{ t.rule }}</th><td><code>{{ f.rule_id }}</code> ({{ f.source|word }})</td>
+    <th>{{ t.severity }}</th><td class="sev-{{ f.severity }}">{{ f.severity|word }}</td></tr>
+<tr><th>{{ t.category }}</th><td>{{ f.category|word }}</td><th>{{ t.facility }}</th><td>{{ f.facility or '' }}</td></tr>
+<tr><th>{{ t.period }}</th><td>{{ f.period_start|moment }} – {{ f.period_end|moment }}</td>
+    <th>{{ t.status }}</th><td>{{ f.status|word }}{% if f.reason %} ({{ f.reason|word }}){% endif %}</td></tr>
 <tr><th>{{ t.assignee }}</th><td>{{ f.assignee or t.none }}</td><th>{{ t.note }}</th><td>{{ f.note or '' }}</td></tr>
 </table>
 <h3>{{ t.evidence }}</h3>
@@ -107,8 +80,8 @@ TEMPLATE = """<!doctype html>
 {% endfor %}</table>
 {% if f.history %}<h3>{{ t.history }}</h3>
 <table><tr><th>{{ t.when }}</th><th>{{ t.who }}</th><th>{{ t.action }}</th><th></th><th>{{ t.note }}</th></tr>
-{% for h in f.history %}<tr><td>{{ h.acted_at }}</td><td>{{ h.actor }}</td><td>{{ h.action }}</td>
-<td>{{ h.old or '' }} → {{ h.new or '' }}</td><td>{{ h.note or '' }}</td></tr>{% endfor %}
+{% for h in f.history %}<tr><td>{{ h.acted_at|moment }}</td><td>{{ h.actor }}</td><td>{{ h.action|word }}</td>
+<td>{{ (h.old or '')|word }} → {{ (h.new or '')|word }}</td><td>{{ h.note or '' }}</td></tr>{% endfor %}
 </table>{% endif %}
 </section>
 {% endfor %}
@@ -120,9 +93,10 @@ TEMPLATE = """<!doctype html>
 
 
 def render(store: Store, flag_ids: list[str], user: str, lang: str = "en") -> str:
-    """The dossier of the given flags, in order, as a self-contained HTML page."""
-    if lang not in LABELS:
-        raise ValueError(f"language must be one of {', '.join(LABELS)}")
+    """The dossier of the given flags, in order, as a self-contained HTML page, in ``lang``
+    (headings, titles, explanations, coded values, dates)."""
+    if lang not in i18n.LANGUAGES:
+        raise ValueError(f"language must be one of {', '.join(i18n.LANGUAGES)}")
     with store.read() as con:
         cur = con.execute(
             """
@@ -139,10 +113,13 @@ def render(store: Store, flag_ids: list[str], user: str, lang: str = "en") -> st
             [flag_ids],
         ).fetchall()
     flags = []
+    rules = i18n.rules_by_id() if lang != i18n.SOURCE else {}
     for fid in flag_ids:
         if fid not in found:
             continue
         f = found[fid]
+        f["fields"] = json.loads(f["fields"] or "{}")
+        f["title"], f["explanation"] = i18n.flag_wording(f, lang, rules)
         f["evidence"] = json.loads(f["evidence"] or "[]")
         f["history"] = [
             dict(
@@ -156,11 +133,16 @@ def render(store: Store, flag_ids: list[str], user: str, lang: str = "en") -> st
         flags.append(f)
     files = sorted({(e["file"], e["sha256"]) for f in flags for e in f["evidence"]})
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+    env.filters["word"] = lambda v: i18n.code(v, lang)
+    env.filters["moment"] = lambda v: i18n.moment(v, lang)
     return env.from_string(TEMPLATE).render(
         lang=lang,
-        t=LABELS[lang],
+        t={k: i18n.translate(lang, v) for k, v in LABELS.items()},
+        count=i18n.translate_plural(lang, "{n} finding", "{n} findings", len(flags)).format(
+            n=len(flags)
+        ),
         flags=flags,
         files=files,
         user=user,
-        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        generated=i18n.moment(datetime.now(UTC), lang) + " UTC",
     )

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import polars as pl
 
+from detector import i18n
+from detector.i18n import N_
 from detector.review import QUEUE_ORDER
 from detector.rules import SEVERITIES
 from detector.store import Store
@@ -61,10 +63,12 @@ class ExportFormat:
 EXPORT_FORMATS: dict[str, ExportFormat] = {
     "csv": ExportFormat("CSV", ".csv", "text/csv"),
     "csv-semicolon": ExportFormat(
-        "CSV for Excel with ;",
+        N_("CSV for Excel with ;"),
         "-semicolon.csv",
         "text/csv",
-        "For a spreadsheet in a Spanish (or most European) locale, which splits columns on ';'.",
+        N_(
+            "For a spreadsheet in a Spanish (or most European) locale, which splits columns on ';'."
+        ),
     ),
     "xlsx": ExportFormat(
         "XLSX", ".xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -73,13 +77,13 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
 }
 
 
-def flags_bytes(frame: pl.DataFrame, fmt: str) -> bytes:
+def flags_bytes(frame: pl.DataFrame, fmt: str, lang: str = i18n.SOURCE) -> bytes:
     """An export of ``frame`` in memory, for a download button."""
     if fmt == "xlsx":
         buf = io.BytesIO()
-        write_flags(frame, fmt, buf)
+        write_flags(frame, fmt, buf, lang)
         return buf.getvalue()
-    out = write_flags(frame, fmt, None)
+    out = write_flags(frame, fmt, None, lang)
     return out if isinstance(out, bytes) else str(out).encode("utf-8")
 
 
@@ -138,17 +142,19 @@ def load_flags(
         return con.sql(sql, params=params).pl()
 
 
-def _evidence_text(evidence: str | None) -> dict[str, str]:
+PLACE_WORDS = {"row": N_("row"), "logbook": N_("book"), "page": N_("page"), "line": N_("line")}
+
+
+def _evidence_text(evidence: str | None, lang: str = i18n.SOURCE) -> dict[str, str]:
     """A flag's evidence (JSON) as two readable cells: the files, and the places in them."""
     items = json.loads(evidence or "[]")
     files = sorted({str(i.get("file")) for i in items if i.get("file")})
+    word = {k: i18n.translate(lang, v) for k, v in PLACE_WORDS.items()}
     places = []
     for i in items:
-        where = [f"{i.get('file')} row {i.get('row')}"]
+        where = [f"{i.get('file')} {word['row']} {i.get('row')}"]
         where += [
-            f"{label} {i[k]}"
-            for k, label in (("logbook", "book"), ("page", "page"), ("line", "line"))
-            if i.get(k) not in (None, "")
+            f"{word[k]} {i[k]}" for k in ("logbook", "page", "line") if i.get(k) not in (None, "")
         ]
         places.append(", ".join(where))
     return {"evidence_files": "; ".join(files), "evidence_places": "; ".join(places)}
@@ -163,13 +169,30 @@ def _fields_text(fields: str | None) -> str:
     )
 
 
-def write_flags(frame: pl.DataFrame, fmt: str, output: Path | None) -> str | bytes | None:
+def worded(frame: pl.DataFrame, lang: str) -> pl.DataFrame:
+    """Flags with their titles and explanations in ``lang`` (from their rules and values)."""
+    if lang == i18n.SOURCE or not frame.height or "fields" not in frame.columns:
+        return frame
+    rules = i18n.rules_by_id()
+    texts = [i18n.flag_wording(r, lang, rules) for r in frame.iter_rows(named=True)]
+    return frame.with_columns(
+        pl.Series("title", [t for t, _ in texts], dtype=pl.String),
+        pl.Series("explanation", [e for _, e in texts], dtype=pl.String),
+    )
+
+
+def write_flags(
+    frame: pl.DataFrame, fmt: str, output: Path | None, lang: str = i18n.SOURCE
+) -> str | bytes | None:
     """Write flags as csv (``,``), csv-semicolon (``;``, for a Spanish-locale Excel), json
     or xlsx; returns the content when no output file is given. CSV is UTF-8 with a
     byte-order mark, so that Excel reads accents right; evidence comes as readable columns
-    (files, and file/row/book/page/line of each record) besides its JSON."""
+    (files, and file/row/book/page/line of each record) besides its JSON. Titles,
+    explanations and the evidence places are in ``lang``; column names and coded values
+    stay the same in every language, so that a script reads any export."""
     if "score" in frame.columns and "risk" not in frame.columns:
         frame = frame.with_columns(pl.col("score").round(3).alias("risk"))
+    frame = worded(frame, lang)
     frame = frame.select([c for c in FLAG_FIELDS if c in frame.columns])
     if fmt == "json":
         rows = frame.to_dicts()
@@ -181,7 +204,9 @@ def write_flags(frame: pl.DataFrame, fmt: str, output: Path | None) -> str | byt
             return text
         Path(output).write_text(text, encoding="utf-8")
         return None
-    evidence = [_evidence_text(e) for e in frame["evidence"]] if "evidence" in frame.columns else []
+    evidence = (
+        [_evidence_text(e, lang) for e in frame["evidence"]] if "evidence" in frame.columns else []
+    )
     flat = frame.with_columns(
         pl.col("record_ids").list.join("; "),
         pl.Series("fields", [_fields_text(f) for f in frame["fields"]], dtype=pl.String),

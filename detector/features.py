@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from detector.i18n import N_
 from detector.store import Store
 
 
@@ -26,61 +27,85 @@ class Feature:
 FEATURES: tuple[Feature, ...] = (
     Feature(
         "weekday_rarity",
-        "rarity of this weekday for the role at the facility",
-        "{Role_plural} seldom come to {facility} on a {weekday}: {n_dow} of the "
-        "{n_role} {role} visits there in the reference period",
+        N_("rarity of this weekday for the role at the facility"),
+        N_(
+            "{Role_plural} seldom come to {facility} on a {weekday}: {n_dow} of the "
+            "{n_role} {role} visits there in the reference period"
+        ),
     ),
     Feature(
         "hour_rarity",
-        "rarity of this hour of day for the role at the facility",
-        "{Role_plural} seldom arrive at {facility} at {hour}:00: {n_hour} of the {n_timed} "
-        "timed {role} visits there in the reference period",
+        N_("rarity of this hour of day for the role at the facility"),
+        N_(
+            "{Role_plural} seldom arrive at {facility} at {hour}:00: {n_hour} of the {n_timed} "
+            "timed {role} visits there in the reference period"
+        ),
     ),
     Feature(
         "volume_drop",
-        "how far the role's visits that week (at the facility, or at all "
-        "facilities) fall below the usual week, beyond halving",
-        "The {role} visits that week were far fewer than usual: {n_week} at {facility} "
-        "(a usual week has {usual_week}), {n_gweek} at all facilities (usually {usual_gweek})",
+        N_(
+            "how far the role's visits that week (at the facility, or at all "
+            "facilities) fall below the usual week, beyond halving"
+        ),
+        N_(
+            "The {role} visits that week were far fewer than usual: {n_week} at {facility} "
+            "(a usual week has {usual_week}), {n_gweek} at all facilities (usually {usual_gweek})"
+        ),
     ),
     Feature(
         "stay_rarity",
-        "how far the length of stay is from the role's usual stay",
-        "The visit lasted {stay_h} hours; {role} visits usually last about {usual_stay_h} hours",
+        N_("how far the length of stay is from the role's usual stay"),
+        N_(
+            "The visit lasted {stay_h} hours; {role} visits usually last about {usual_stay_h} hours"
+        ),
     ),
     Feature(
         "visitor_spread",
-        "how unusual, for the role, the number of gangs, facilities "
-        "and gang leaders the visitor saw within 30 days is",
-        "Within 30 days this visitor saw inmates of {n_gangs} gangs, at {n_prisons} "
-        "facilities, {n_leaders} of them gang leaders: few {role} visitors do",
+        N_(
+            "how unusual, for the role, the number of gangs, facilities "
+            "and gang leaders the visitor saw within 30 days is"
+        ),
+        N_(
+            "Within 30 days this visitor saw inmates of {n_gangs} gangs, at {n_prisons} "
+            "facilities, {n_leaders} of them gang leaders: few {role} visitors do"
+        ),
     ),
     Feature(
         "person_time_rarity",
-        "for a visitor who keeps a set time of day (four in five visits within two hours of "
-        "one hour), a visit six hours or more away from it: how much rarer that time is for "
-        "them than for their role there",
-        "This visitor keeps to one time of day: {habit_n} of their {n_person} visits in the "
-        "reference period came within two hours of {habit_hour}:00, {near_person} near "
-        "{hour}:00, when {role} visits there are usual",
+        N_(
+            "for a visitor who keeps a set time of day (four in five visits within two hours of "
+            "one hour), a visit six hours or more away from it: how much rarer that time is for "
+            "them than for their role there"
+        ),
+        N_(
+            "This visitor keeps to one time of day: {habit_n} of their {n_person} visits in the "
+            "reference period came within two hours of {habit_hour}:00, {near_person} near "
+            "{hour}:00, when {role} visits there are usual"
+        ),
     ),
     Feature(
         "gang_switch",
-        "a visit to a gang leader of a gang the visitor's own earlier visits did not go to",
-        "This visit is to a {gang} leader; {n_same_gang} of the visitor's {n_person_gang} "
-        "visits to gang members in the reference period went to {gang}",
+        N_("a visit to a gang leader of a gang the visitor's own earlier visits did not go to"),
+        N_(
+            "This visit is to a {gang} leader; {n_same_gang} of the visitor's {n_person_gang} "
+            "visits to gang members in the reference period went to {gang}"
+        ),
     ),
     Feature(
         "official_surge",
-        "how far an official's visits to this facility around this one exceed the "
-        "official's usual rate there",
-        "This official came to {facility} {n_official_near} times within 15 days either "
-        "side; usually about {usual_official_month} times a month",
+        N_(
+            "how far an official's visits to this facility around this one exceed the "
+            "official's usual rate there"
+        ),
+        N_(
+            "This official came to {facility} {n_official_near} times within 15 days either "
+            "side; usually about {usual_official_month} times a month"
+        ),
     ),
     Feature(
         "purpose_missing_rarity",
-        "no purpose, for a role that usually states one",
-        "No purpose was written, as in only {pct_no_purpose}% of {role} visits at {facility}",
+        N_("no purpose, for a role that usually states one"),
+        N_("No purpose was written, as in only {pct_no_purpose}% of {role} visits at {facility}"),
     ),
 )
 FEATURE_NAMES = [f.name for f in FEATURES]

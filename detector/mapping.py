@@ -128,6 +128,106 @@ def load_mapping(path: str | Path | None) -> UserMapping:
         raise FileError(path.name, f"mapping field '{where}': {first['msg']}") from exc
 
 
+# --- mappings saved by name ----------------------------------------------------------------
+
+NAME = re.compile(r"^[\w][\w .-]{0,79}$")
+
+
+@dataclass(frozen=True)
+class SavedMapping:
+    """A mapping kept in the database under a name: every version stays, with its SHA-256,
+    and each upload's ledger entry names the version and hash it was read with."""
+
+    name: str
+    version: int
+    sha256: str
+    mapping: UserMapping
+
+    @property
+    def label(self) -> str:
+        """How the ledger names it: ``saved:waves v2 sha256:1f3a…`` (the full hash)."""
+        return f"saved:{self.name} v{self.version} sha256:{self.sha256}"
+
+
+def mapping_text(mapping: UserMapping) -> str:
+    """A mapping as the YAML a mapping file holds (only what differs from the defaults)."""
+    data = mapping.model_dump(mode="json", exclude_defaults=True, exclude_none=True)
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=True)
+
+
+def save_named(store, name: str, mapping: UserMapping, user: str) -> SavedMapping:
+    """Keep ``mapping`` under ``name``; the same content again is the same version, a
+    change is a new one (earlier versions stay: uploads read with them cite them)."""
+    import hashlib
+    from datetime import UTC, datetime
+
+    name = name.strip()
+    if not NAME.match(name):
+        raise ValueError(
+            "a mapping name is 1-80 letters, digits, spaces, '.', '-' or '_' "
+            f"(not starting with a space or a sign): {name!r}"
+        )
+    body = mapping_text(mapping)
+    sha = hashlib.sha256(body.encode("utf-8")).hexdigest()
+    with store.write() as con:
+        found = con.execute(
+            "SELECT version, sha256 FROM mappings WHERE name = ? ORDER BY version DESC LIMIT 1",
+            [name],
+        ).fetchall()
+        if found and found[0][1] == sha:
+            return SavedMapping(name, found[0][0], sha, mapping)
+        version = found[0][0] + 1 if found else 1
+        con.execute(
+            "INSERT INTO mappings VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [name, version, sha, mapping.kind, body, user,
+             datetime.now(UTC).replace(tzinfo=None)],
+        )  # fmt: skip
+    return SavedMapping(name, version, sha, mapping)
+
+
+def load_named(store, name: str) -> SavedMapping | None:
+    """The latest version of the mapping saved as ``name``, checked against its hash."""
+    import hashlib
+
+    with store.read() as con:
+        found = con.execute(
+            "SELECT version, sha256, body FROM mappings WHERE name = ? "
+            "ORDER BY version DESC LIMIT 1",
+            [name.strip()],
+        ).fetchall()
+    if not found:
+        return None
+    version, sha, body = found[0]
+    if hashlib.sha256(body.encode("utf-8")).hexdigest() != sha:
+        raise FileError(name, "the saved mapping does not match its recorded SHA-256")
+    try:
+        mapping = UserMapping.model_validate(yaml.safe_load(body) or {})
+    except ValidationError as exc:
+        raise FileError(name, f"saved mapping no longer valid: {exc.errors()[0]['msg']}") from exc
+    return SavedMapping(name.strip(), version, sha, mapping)
+
+
+def named_mappings(store) -> list[str]:
+    with store.read() as con:
+        return [
+            r[0] for r in con.execute("SELECT DISTINCT name FROM mappings ORDER BY 1").fetchall()
+        ]
+
+
+def resolve_mapping(store, value: str | Path | None) -> tuple[UserMapping, str | None]:
+    """A ``--mapping`` value: a mapping file, else a mapping saved under that name.
+    Returns the mapping and how the ledger names it."""
+    if value is None:
+        return UserMapping(), None
+    path = Path(value)
+    if path.exists():
+        return load_mapping(path), str(path)
+    saved = load_named(store, str(value))
+    if saved is None:
+        raise FileError(str(value), "no such mapping file, and no mapping saved under that name")
+    return saved.mapping, saved.label
+
+
 # --- resolving headers -------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from detector.i18n import N_
 from detector.ledger import GENESIS, chain_hash
 from detector.store import Store
 
@@ -36,7 +37,20 @@ PERMISSIONS = {
 
 
 class ReviewError(ValueError):
-    """An action that is not allowed as asked (unknown status, missing reason...)."""
+    """An action that is not allowed as asked (unknown status, missing reason...).
+
+    The message is a catalogue entry with its values, so that the dashboard says it in
+    the reader's language (:meth:`said`); ``str()`` is the English."""
+
+    def __init__(self, message: str, **values):
+        self.template = message
+        self.values = values
+        super().__init__(message.format(**values))
+
+    def said(self, lang: str) -> str:
+        from detector import i18n
+
+        return i18n.translate(lang, self.template).format(**self.values)
 
 
 @dataclass(frozen=True)
@@ -126,7 +140,7 @@ def _now() -> datetime:
 
 def _current(con, flag_id: str) -> dict:
     if not con.execute("SELECT 1 FROM flags WHERE flag_id = ?", [flag_id]).fetchall():
-        raise ReviewError(f"no flag {flag_id}")
+        raise ReviewError(N_("no flag {flag}"), flag=flag_id)
     names = ("status", "assignee", "reason", "note", "reopen_on_new")
     rows = con.execute(
         f"SELECT {', '.join(names)} FROM reviews WHERE flag_id = ?", [flag_id]
@@ -175,9 +189,11 @@ def set_status(
     """Move a flag to a status; dismissing needs one of DISMISS_REASONS."""
     require(actor, "review")
     if status not in STATUSES or status == "new":
-        raise ReviewError(f"status must be one of {', '.join(STATUSES[1:])}")
+        raise ReviewError(N_("status must be one of {statuses}"), statuses=", ".join(STATUSES[1:]))
     if status == "dismissed" and reason not in DISMISS_REASONS:
-        raise ReviewError(f"dismissing needs a reason: {', '.join(DISMISS_REASONS)}")
+        raise ReviewError(
+            N_("dismissing needs a reason: {reasons}"), reasons=", ".join(DISMISS_REASONS)
+        )
     with store.write() as con:
         state = _current(con, flag_id)
         old = state["status"]
@@ -201,7 +217,7 @@ def set_status(
 def add_note(store: Store, actor: Actor, flag_id: str, note: str) -> None:
     require(actor, "review")
     if not note.strip():
-        raise ReviewError("the note is empty")
+        raise ReviewError(N_("the note is empty"))
     with store.write() as con:
         state = _current(con, flag_id)
         state["note"] = note
@@ -218,7 +234,9 @@ def assign(store: Store, actor: Actor, flag_id: str, assignee: str | None) -> No
         users = auth.load(auth.users_file(store.path))["credentials"]["usernames"]
         if assignee not in users:
             known = ", ".join(sorted(users)) or "none yet"
-            raise ReviewError(f"no user {assignee!r} to assign to (users: {known})")
+            raise ReviewError(
+                N_("no user {user} to assign to (users: {known})"), user=repr(assignee), known=known
+            )
     with store.write() as con:
         state = _current(con, flag_id)
         old = state["assignee"]
@@ -270,14 +288,16 @@ def suppress(
     on the entity's key."""
     require(actor, "review")
     if kind not in ENTITY_KINDS:
-        raise ReviewError(f"the entity must be one of: {', '.join(ENTITY_KINDS)}")
+        raise ReviewError(N_("the entity must be one of: {kinds}"), kinds=", ".join(ENTITY_KINDS))
     if not entity.strip():
-        raise ReviewError("name the entity to suppress the rule for")
+        raise ReviewError(N_("name the entity to suppress the rule for"))
     if until <= _now().date():
-        raise ReviewError("a suppression must end in the future")
+        raise ReviewError(N_("a suppression must end in the future"))
     key = entity_key(kind, entity)
     if not key:
-        raise ReviewError(f"{entity!r} leaves nothing to match as a {kind}")
+        raise ReviewError(
+            N_("{entity} leaves nothing to match as a {kind}"), entity=repr(entity), kind=kind
+        )
     with store.write() as con:
         con.execute(
             "INSERT INTO suppressions (rule_id, entity, until, created_by, created_at, "

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+import string
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -27,7 +28,14 @@ from typing import Any, Literal
 
 import duckdb
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from detector.errors import DetectorError
 from detector.review import log_action
@@ -140,6 +148,23 @@ class Grouping(BaseModel):
     window: Literal[WINDOWS] = "month"  # type: ignore[valid-type]
 
 
+class RuleText(BaseModel):
+    """A rule's words in another language (the ``es:`` block): title, description, the
+    explanation template and the usual false positives. The explanation quotes the same
+    fields as the English one; a field ``X_es`` the query returns is the Spanish reading of
+    ``X`` (a sentence the query composes), shown in its place."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1)
+    description: str = Field(min_length=1)
+    explanation: str = Field(min_length=1)
+    falsepositives: list[str] = Field(default_factory=list)
+
+
+def _placeholders(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
 class Rule(BaseModel):
     """One rule file."""
 
@@ -171,6 +196,8 @@ class Rule(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
     query: str
     explanation: str
+    # Spanish beside the English: a rule without it is refused.
+    es: RuleText
     regression: list[RegressionCase] = Field(min_length=1)
     dont_match: list[DontMatchCase] = Field(min_length=1)
     group: Grouping | None = None
@@ -187,6 +214,35 @@ class Rule(BaseModel):
         if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
             raise ValueError("query must be exactly one SELECT (or WITH ... SELECT) statement")
         return v
+
+    @model_validator(mode="after")
+    def _same_fields_in_spanish(self) -> Rule:
+        """The Spanish explanation quotes what the English one does (or a field's Spanish
+        reading ``X_es``): a typo would show "?" to every Spanish reader."""
+        english = _placeholders(self.explanation) | set(self.parameters)
+        strange = sorted(
+            n for n in _placeholders(self.es.explanation)
+            if n not in english and not n.endswith("_es")
+        )  # fmt: skip
+        if strange:
+            raise ValueError(
+                f"es.explanation quotes {', '.join(strange)}, which the English explanation "
+                "does not (use the same fields, or a field X_es the query returns)"
+            )
+        if len(self.es.falsepositives) != len(self.falsepositives):
+            raise ValueError("es.falsepositives must translate each of falsepositives")
+        return self
+
+    def text(self, lang: str) -> RuleText:
+        """Title, description, explanation and false positives in ``lang``."""
+        if lang == "es":
+            return self.es
+        return RuleText(
+            title=self.title,
+            description=self.description,
+            explanation=self.explanation,
+            falsepositives=self.falsepositives,
+        )
 
     def bound_parameters(self) -> dict[str, Any]:
         """Only the parameters the SQL names (DuckDB rejects unused named parameters)."""
@@ -316,6 +372,70 @@ def explain(template: str, values: dict[str, Any]) -> str:
         }
     )
     return template.strip().format_map(shown)
+
+
+def repeated(rule: Rule, fields: dict[str, Any], lang: str) -> str:
+    """The sentence a case adds to its first occurrence's explanation: how many, in which
+    window, for which entity, first and last."""
+    from detector import i18n
+
+    named = ", ".join(
+        f"{k if lang == i18n.SOURCE else i18n.field_name(k, lang).lower()} {fields.get(k)}"
+        for k in (rule.group.by if rule.group else [])
+    )
+    n = int(fields.get("occurrences") or 0)
+    window = fields.get("window")
+    if lang != i18n.SOURCE and isinstance(window, str) and _ISO_MOMENT.match(window):
+        window = i18n.moment(date.fromisoformat(window), lang)
+    return i18n.translate_plural(
+        lang,
+        "Repeated {n} time in {window} ({named}), first {first}, last {last}.",
+        "Repeated {n} times in {window} ({named}), first {first}, last {last}.",
+        n,
+    ).format(
+        n=n,
+        window=window,
+        named=named,
+        first=fields.get("first_at")
+        if lang == i18n.SOURCE
+        else i18n.moment(fields.get("first_at"), lang),
+        last=fields.get("last_at")
+        if lang == i18n.SOURCE
+        else i18n.moment(fields.get("last_at"), lang),
+    )
+
+
+_ISO_MOMENT = re.compile(r"^\d{4}-\d{2}-\d{2}( \d{2}:\d{2}(:\d{2})?)?$")
+
+
+def localised(fields: dict[str, Any], lang: str) -> dict[str, Any]:
+    """A hit's stored values as ``lang`` writes them: a field's own reading in the language
+    (``X_es``) in place of ``X``, coded values in words, dates and decimals localised."""
+    from detector import i18n
+
+    out: dict[str, Any] = {}
+    for k, v in fields.items():
+        if f"{k}_{lang}" in fields:
+            v = fields[f"{k}_{lang}"]
+        elif isinstance(v, str) and _ISO_MOMENT.match(v):
+            v = i18n.moment(v, lang)
+        elif isinstance(v, float):
+            v = i18n.number(v, lang)
+        elif isinstance(v, str):
+            v = i18n.code(v, lang)
+        elif isinstance(v, list):
+            v = [i18n.code(x, lang) for x in v]
+        out[k] = v
+    return out
+
+
+def rule_wording(rule: Rule, fields: dict[str, Any], lang: str) -> tuple[str, str]:
+    """(title, explanation) of a rule's flag in ``lang``, from its stored values."""
+    text = rule.text(lang)
+    explanation = explain(text.explanation, {**rule.parameters, **localised(fields, lang)})
+    if int(fields.get("occurrences") or 0) > 1:
+        explanation += " " + repeated(rule, fields, lang)
+    return text.title, explanation
 
 
 def flag_id(rule_id: str, identity: str) -> str:
@@ -511,11 +631,7 @@ class Cases:
             }
             explanation = first.explanation
             if case.count > 1:
-                named = ", ".join(f"{k} {v}" for k, v in zip(rule.group.by, entity, strict=True))
-                explanation += (
-                    f" Repeated {case.count} times in {window} ({named}), "
-                    f"first {fields['first_at']}, last {fields['last_at']}."
-                )
+                explanation += " " + repeated(rule, fields, "en")
             out.append(
                 Hit(
                     flag_id(rule.id, "group|" + "|".join(entity) + "|" + window),
@@ -1106,10 +1222,13 @@ def store_flags(
 # --- regression cases ----------------------------------------------------------------------
 
 
-def run_case(rule: Rule, case: RegressionCase, workdir: Path) -> list[str]:
+def run_case(
+    rule: Rule, case: RegressionCase, workdir: Path, fields_out: list[dict] | None = None
+) -> list[str]:
     """Ingest a case's rows through the real pipeline, run the rule, compare with expect.
 
-    Returns the problems found (empty when the rule returns exactly the expected hits).
+    Returns the problems found (empty when the rule returns exactly the expected hits);
+    ``fields_out`` receives each hit's stored values (to render its texts).
     """
     import polars as pl
 
@@ -1150,6 +1269,8 @@ def run_case(rule: Rule, case: RegressionCase, workdir: Path) -> list[str]:
                 "SELECT record_key, coalesce(record_id, record_key) FROM records"
             ).fetchall()
         )
+    if fields_out is not None:
+        fields_out.extend(h.fields for h in hits)
     remaining = list(hits)
     problems = []
     for want in case.expect:

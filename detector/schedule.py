@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from detector.errors import DetectorError, FileError
 from detector.ingest import expand_paths, ingest_file, reference_first
+from detector.mapping import named_mappings, resolve_mapping
 from detector.notify import NotifyConfig, send
 from detector.rules import run_rules
 from detector.runs import next_run
@@ -127,6 +128,7 @@ def _stamp() -> str:
 
 def process_inbox(store: Store, inbox: Path) -> list[dict]:
     """Ingest the settled files of the inbox; move each to processed/ or failed/ (+ reason).
+    Files in a subfolder named as a saved mapping (``inbox/waves/``) are read with it.
 
     A file is moved only after its ingest committed, so a crash leaves it in the inbox to
     be picked up by the next tick.
@@ -134,13 +136,25 @@ def process_inbox(store: Store, inbox: Path) -> list[dict]:
     processed, failed = inbox / "processed", inbox / "failed"
     for folder in (inbox, processed, failed):
         folder.mkdir(parents=True, exist_ok=True)
+    # A file in inbox/NAME/ is read with the mapping saved as NAME (the upload page's).
+    saved = set(named_mappings(store))
     files = reference_first(
-        settled_files(inbox, [p for p in expand_paths([inbox]) if p.parent == inbox])
+        settled_files(
+            inbox,
+            [
+                p
+                for p in expand_paths([inbox])
+                if p.parent == inbox or (p.parent.parent == inbox and p.parent.name in saved)
+            ],
+        )
     )
     outcomes = []
     for path in files:
         try:
-            result = ingest_file(store, path, user="scheduler")
+            mapping, label = (
+                resolve_mapping(store, path.parent.name) if path.parent != inbox else (None, None)
+            )
+            result = ingest_file(store, path, mapping=mapping, user="scheduler", mapping_name=label)
         except DetectorError as exc:  # e.g. the store stayed busy: leave it for next tick
             outcomes.append({"file": path.name, "status": "retry", "message": str(exc)})
             continue

@@ -51,7 +51,7 @@ from pyod.models.hbos import HBOS
 from pyod.models.iforest import IForest
 from scipy.stats import skew
 
-from detector import calibration
+from detector import calibration, i18n
 from detector.calibration import weighted
 from detector.features import (
     FEATURE_NAMES,
@@ -60,13 +60,13 @@ from detector.features import (
     build_features,
     build_reference,
 )
+from detector.i18n import MODEL_EXPLANATION, MODEL_TITLE, N_, share
 from detector.rules import Hit, range_risk, severity_case, store_flags
 from detector.runs import next_run, now
 from detector.store import Store
 
 FEATURE_DESCRIPTIONS = {f.name: f.description for f in FEATURES}
 MODELS = {"ecod": ECOD, "iforest": IForest, "copod": COPOD, "hbos": HBOS}
-WEEKDAYS = ["", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
 @dataclass
@@ -181,30 +181,39 @@ class ScoreReport:
 
 
 ROLE_PLURAL = {
-    "family": "Relatives",
-    "lawyer": "Lawyers",
-    "official": "Officials",
-    "staff": "Staff",
-    "contractor": "Contractors",
-    "ngo": "Aid workers",
-    "other": "Visitors of this kind",
+    "family": N_("Relatives"),
+    "lawyer": N_("Lawyers"),
+    "official": N_("Officials"),
+    "staff": N_("Staff"),
+    "contractor": N_("Contractors"),
+    "ngo": N_("Aid workers"),
+    "police": N_("Police officers"),
+    "other": N_("Visitors of this kind"),
 }
 
 
-def _describe(feature: str, row: dict) -> str:
+def _describe(feature: str, row: dict, lang: str = "en") -> str:
     """The sentence an auditor reads for one feature of one visit, with its context's
-    figures (never the feature's name or a score)."""
-    template = next(f.template for f in FEATURES if f.name == feature)
-    shown = {k: ("unknown" if v is None else v) for k, v in row.items()}
-    shown["weekday"] = WEEKDAYS[int(row["weekday"])] if row.get("weekday") else "that day"
-    shown["Role_plural"] = ROLE_PLURAL.get(row.get("role") or "other", "Visitors")
+    figures (never the feature's name or a score), in ``lang``."""
+    template = i18n.translate(lang, next(f.template for f in FEATURES if f.name == feature))
+    shown = {k: (i18n.translate(lang, "unknown") if v is None else v) for k, v in row.items()}
+    shown["weekday"] = (
+        i18n.weekday(int(row["weekday"]), lang)
+        if row.get("weekday")
+        else i18n.translate(lang, "that day")
+    )
+    role = row.get("role") or "other"
+    shown["Role_plural"] = i18n.translate(lang, ROLE_PLURAL.get(role, ROLE_PLURAL["other"]))
+    shown["role"] = i18n.words(role, lang)
     for k, v in shown.items():
-        if isinstance(v, float) and v.is_integer():
-            shown[k] = int(v)
+        if isinstance(v, float):
+            shown[k] = int(v) if v.is_integer() else (i18n.number(v, lang) if lang != "en" else v)
     try:
         return template.format(**shown)
     except (KeyError, ValueError, IndexError):
-        return FEATURE_DESCRIPTIONS.get(feature, "an unusual feature").capitalize()
+        return i18n.translate(
+            lang, FEATURE_DESCRIPTIONS.get(feature, "an unusual feature")
+        ).capitalize()
 
 
 def percentile(sorted_reference: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -252,6 +261,11 @@ def explain_rows(context: pl.DataFrame, contributions: np.ndarray, k: int) -> li
                     "value": round(float(row[name]), 3),
                     "contribution": round(float(contributions[i, j]), 3),
                     "context": _describe(name, row),
+                    **{
+                        f"context_{lang}": _describe(name, row, lang)
+                        for lang in i18n.LANGUAGES
+                        if lang != i18n.SOURCE
+                    },
                 }
             )
         out.append(json.dumps(items, ensure_ascii=False))
@@ -856,13 +870,6 @@ def _queue_places(con) -> None:
     )
 
 
-def _share(fraction: float) -> str:
-    """A small share as a person says it: "0.05%", "1 in 2,000"."""
-    if fraction <= 0:
-        return "0.01%"
-    return f"{100 * fraction:.2g}%" if fraction >= 0.0001 else f"1 in {round(1 / fraction):,}"
-
-
 def _model_hits(con, config: ScoringConfig) -> list[Hit]:
     """The top outliers among the affected visits that no rule flags become visit_pattern
     flags of source model."""
@@ -893,7 +900,7 @@ def _model_hits(con, config: ScoringConfig) -> list[Hit]:
                 flag_id(rule_id, key),
                 rule_id,
                 "visit_pattern",
-                f"Visit out of place ({config.model.upper()} outlier)",
+                MODEL_TITLE.format(model=config.model.upper()),
                 "records",
                 "medium",
                 facility,
@@ -902,8 +909,13 @@ def _model_hits(con, config: ScoringConfig) -> list[Hit]:
                 at,
                 [key],
                 fields,
-                f"A {role} visit at {facility} on {plain(at)} is out of place: among the "
-                f"rarest {_share(1 - pct)} of visits in the reference period. {reasons}.",
+                MODEL_EXPLANATION.format(
+                    role=role,
+                    facility=facility,
+                    at=plain(at),
+                    share=share(1 - pct),
+                    reasons=reasons,
+                ),
             )
         )
     return hits

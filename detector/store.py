@@ -186,6 +186,10 @@ MIGRATIONS = [
     "ALTER TABLE uploads ADD COLUMN IF NOT EXISTS rows_digest VARCHAR",
     # A fitted model is kept with its feature context (``scoring.Reference``), hashed.
     "ALTER TABLE models ADD COLUMN IF NOT EXISTS content_hash VARCHAR",
+    # Mappings saved by name (``detector.mapping.save_named``): each version kept, hashed.
+    """CREATE TABLE IF NOT EXISTS mappings (
+        name VARCHAR, version INTEGER, sha256 VARCHAR, kind VARCHAR, body VARCHAR,
+        saved_by VARCHAR, saved_at TIMESTAMP, PRIMARY KEY (name, version))""",
 ]
 
 

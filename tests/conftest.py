@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from detector.generator import generate
 from detector.store import Store
+
+# The dashboard speaks Spanish unless configured otherwise; most tests read its English
+# (and the dashboard servers they start inherit this). The Spanish walk sets "es" itself.
+os.environ["DETECTOR_LANGUAGE"] = "en"
 
 REPO = Path(__file__).resolve().parent.parent
 REAL = Path(__file__).resolve().parent / "real"

@@ -134,7 +134,7 @@ def _log_in(page, url, user="ana", password="pw-ana-1234") -> None:
     page.get_by_role("textbox", name="Username").wait_for()
     page.get_by_role("textbox", name="Username").fill(user)
     page.get_by_role("textbox", name="Password").fill(password)
-    page.get_by_role("button", name="Login").click()
+    page.get_by_role("button", name="Log in").click()
     # .first: while Streamlit reruns, the old heading can linger beside the new one
     page.get_by_role("heading", name="Review queue").first.wait_for()
     _wait_idle(page)
@@ -564,10 +564,12 @@ def test_a_layout_the_tool_does_not_know_is_mapped_in_the_upload_page(server, br
         page.get_by_text("Map this file's columns.").wait_for()
         # every column is offered (MEETING_LOC is the 22nd: the message lists only 20)
         _choose(page, "Facility (required)", "MEETING_LOC")
-        _choose(page, "Entered at (required)", "TOA")
+        _choose(page, "Entered (required)", "TOA")
         page.get_by_text("reads as").wait_for()
-        assert "mdy: 01 February 2022 11:46" in page.get_by_text("reads as").inner_text()
-        _choose(page, "Date order", "mdy")
+        readings = page.get_by_text("reads as").inner_text()
+        assert "month/day/year: 1 February 2022 11:46" in readings
+        assert "day/month/year: 2 January 2022 11:46" in readings
+        _choose(page, "Date order", "month/day/year")
         _choose(page, "Name", "NAMELAST")
         page.get_by_text("Kind visits").wait_for()
         page.screenshot(path=SHOTS / "6-upload-mapped-by-hand.png", full_page=True)
@@ -587,6 +589,431 @@ def test_a_layout_the_tool_does_not_know_is_mapped_in_the_upload_page(server, br
     )
     assert [str(v) for v in stored[0][:2]] == ["2022-02-01", "2022-02-01"]  # month first
     assert stored[0][2] == 14 and set(stored[0][3]) <= {"WH", "OEOB", "NEOB"}
+
+
+# Words that are English and not Spanish: none may be left in the Spanish interface
+# (identifiers such as rule ids, file names and codes are skipped: they hold a "-", "_"
+# or "."; names in the data are Spanish in the demo world).
+ENGLISH = frozenset(
+    [
+        "the",
+        "and",
+        "of",
+        "to",
+        "in",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "with",
+        "without",
+        "for",
+        "from",
+        "by",
+        "on",
+        "at",
+        "or",
+        "not",
+        "none",
+        "all",
+        "any",
+        "every",
+        "each",
+        "which",
+        "who",
+        "what",
+        "when",
+        "where",
+        "why",
+        "how",
+        "yet",
+        "only",
+        "also",
+        "than",
+        "then",
+        "there",
+        "here",
+        "more",
+        "most",
+        "less",
+        "first",
+        "last",
+        "new",
+        "open",
+        "opened",
+        "close",
+        "closed",
+        "save",
+        "saved",
+        "load",
+        "loading",
+        "upload",
+        "uploaded",
+        "uploads",
+        "file",
+        "files",
+        "flag",
+        "flags",
+        "rule",
+        "rules",
+        "risk",
+        "review",
+        "reviews",
+        "queue",
+        "status",
+        "search",
+        "filter",
+        "filters",
+        "clear",
+        "include",
+        "select",
+        "selected",
+        "export",
+        "page",
+        "pages",
+        "book",
+        "books",
+        "line",
+        "lines",
+        "row",
+        "rows",
+        "column",
+        "columns",
+        "field",
+        "fields",
+        "required",
+        "mapping",
+        "map",
+        "date",
+        "dates",
+        "order",
+        "week",
+        "weeks",
+        "hour",
+        "hours",
+        "day",
+        "days",
+        "entries",
+        "entry",
+        "visit",
+        "visits",
+        "visitor",
+        "visitors",
+        "person",
+        "persons",
+        "people",
+        "official",
+        "officials",
+        "inmate",
+        "inmates",
+        "facility",
+        "facilities",
+        "transfer",
+        "transfers",
+        "evidence",
+        "ledger",
+        "run",
+        "runs",
+        "schedule",
+        "schedules",
+        "user",
+        "users",
+        "username",
+        "password",
+        "role",
+        "roles",
+        "log",
+        "login",
+        "logout",
+        "signed",
+        "assigned",
+        "assign",
+        "assignee",
+        "note",
+        "notes",
+        "reason",
+        "confirmed",
+        "dismissed",
+        "suppressed",
+        "suppress",
+        "until",
+        "named",
+        "reads",
+        "read",
+        "kind",
+        "holds",
+        "drag",
+        "drop",
+        "browse",
+        "limit",
+        "per",
+        "choose",
+        "options",
+        "option",
+        "nothing",
+        "empty",
+        "please",
+        "click",
+        "show",
+        "shown",
+        "hide",
+        "found",
+        "missing",
+        "removed",
+        "model",
+        "score",
+        "scores",
+        "scoring",
+        "outlier",
+        "explanation",
+        "period",
+        "overview",
+        "timeline",
+        "related",
+        "same",
+        "history",
+        "action",
+        "actions",
+        "weights",
+        "verify",
+        "intact",
+        "preview",
+        "try",
+        "again",
+        "busy",
+        "database",
+        "expired",
+        "idle",
+        "minutes",
+        "seconds",
+        "deploy",
+        "running",
+        "stop",
+        "settings",
+        "rerun",
+        "print",
+        "record",
+        "records",
+        "source",
+        "state",
+        "category",
+        "severity",
+        "high",
+        "low",
+        "medium",
+        "critical",
+        "informational",
+        "quarantine",
+        "quarantined",
+        "stored",
+        "duplicate",
+        "already",
+        "english",
+        "yes",
+        "rarest",
+        "there",
+        "reference",
+        "usual",
+        "usually",
+        "seldom",
+        "lasted",
+        "between",
+        "within",
+    ]
+)
+VISIBLE_TEXT = """() => {
+  const out = [];
+  const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walk.nextNode()) {
+    const el = walk.currentNode.parentElement;
+    // (icon names are ligatures of an icon font, not words anyone reads)
+    if (!el || el.closest('textarea, code, pre, script, style, noscript, [data-testid="stIconMaterial"]')) continue;
+    if (!el.checkVisibility({checkVisibilityCSS: true, checkOpacity: true})) continue;
+    const box = el.getBoundingClientRect();  // a skip link parked off-screen until focused
+    if (box.right <= 0 || box.bottom <= 0 || box.width * box.height <= 1) continue;
+    out.push(walk.currentNode.textContent);
+  }
+  return out.join(' ');
+}"""
+
+
+def english_words(text: str) -> list[str]:
+    """English words of the list in a text, identifiers (with "-", "_", ".", "/", "@" or a
+    digit) left out."""
+    found = []
+    for token in text.split():
+        if any(c in token for c in "-_./@") or any(c.isdigit() for c in token):
+            continue
+        word = "".join(c for c in token if c.isalpha()).lower()
+        if word in ENGLISH:
+            found.append(word)
+    return sorted(set(found))
+
+
+def _spanish_only(page, name: str) -> None:
+    """The page as a person sees it has no English word; its screenshot is kept."""
+    _wait_idle(page)
+    page.screenshot(path=SHOTS / f"es-{name}.png", full_page=True)
+    text = page.evaluate(VISIBLE_TEXT)
+    assert not english_words(text), (name, english_words(text), text[:3000])
+
+
+@pytest.fixture(scope="module")
+def server_es(tmp_path_factory, demo_logs):
+    """The dashboard of a Spanish-speaking office: Spanish by default (the users have not
+    chosen a language yet)."""
+    db = tmp_path_factory.mktemp("browser_es") / "d.duckdb"
+    store = Store(db, wait=30)
+    ingest_paths(store, [p for k, p in demo_logs.items() if k != "truth"], user="test")
+    run_rules(store)
+    score(store)
+    auth.add_user(auth.users_file(db), "lucia", "admin", password="pw-lucia-1234")
+    with _streamlit(db, DETECTOR_LANGUAGE="es") as url:
+        yield url, store
+
+
+def _go(page, title: str) -> None:
+    page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+    _wait_idle(page)
+
+
+def test_a_spanish_walk_through_every_page(server_es, browser, tmp_path):
+    """Login, queue, a rule flag and a model flag in detail, a review, the dossier, an
+    upload of an unknown layout mapped in the page and saved by name, the overview, the
+    evidence, the admin page: all in Spanish, with no English word left; then the user
+    switches to English and the choice stays with the user."""
+    from tests.conftest import WAVES
+
+    url, store = server_es
+    context = _context(browser)
+    page = context.new_page()
+    try:
+        _spanish_walk(url, store, page, tmp_path, WAVES)
+    except Exception:
+        page.screenshot(path=SHOTS / "failure-es.png", full_page=True)
+        raise
+    finally:
+        context.close()
+    # The language chosen in the sidebar is kept with the user: a new session is English.
+    context = _context(browser)
+    page = context.new_page()
+    try:
+        page.goto(url)
+        page.get_by_role("textbox", name="Usuario").fill("lucia")
+        page.get_by_role("textbox", name="Contraseña").fill("pw-lucia-1234")
+        page.get_by_role("button", name="Iniciar sesión").click()
+        page.get_by_role("heading", name="Review queue").first.wait_for()
+    finally:
+        context.close()
+
+
+def _spanish_walk(url, store, page, tmp_path, waves):
+    page.goto(url)
+    page.get_by_role("textbox", name="Usuario").wait_for()
+    _spanish_only(page, "1-inicio-de-sesion")
+    page.get_by_role("textbox", name="Usuario").fill("lucia")
+    page.get_by_role("textbox", name="Contraseña").fill("pw-lucia-1234")
+    page.get_by_role("button", name="Iniciar sesión").click()
+    page.get_by_role("heading", name="Cola de revisión").first.wait_for()
+    page.get_by_role("button", name="Expediente de los seleccionados (HTML)").wait_for()
+    _spanish_only(page, "2-cola-de-revision")
+
+    # A rule flag in detail, reviewed, and its dossier.
+    (rule_flag,) = rows(
+        store,
+        "SELECT flag_id FROM flags WHERE rule_id = 'unidentified-companions-of-official' "
+        "ORDER BY score DESC, flag_id LIMIT 1",
+    )[0]
+    _go(page, "Detalle del hallazgo")
+    box = page.get_by_label("Id del hallazgo")
+    box.fill(rule_flag)
+    box.press("Enter")
+    page.get_by_role("heading", name="Revisión", exact=True).wait_for()
+    page.get_by_role("heading", name="Registro de auditoría").wait_for()
+    assert page.get_by_text("personas no identificadas").count()
+    _spanish_only(page, "3-detalle-regla")
+    _choose(page, "Estado", "confirmado")
+    page.get_by_label("Nota").fill("visto en el libro en papel, folio 4")
+    page.get_by_role("button", name="Guardar revisión").click()
+    page.get_by_text("Guardado: confirmado.").wait_for()
+    assert rows(store, f"SELECT status FROM reviews WHERE flag_id = '{rule_flag}'") == [
+        ("confirmed",)
+    ]
+    _spanish_only(page, "4-revision-guardada")
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Expediente de este hallazgo (HTML)").click()
+    dossier = dl.value.path().read_text(encoding="utf-8")
+    (SHOTS / "es-expediente.html").write_text(dossier, encoding="utf-8")
+    said = re.sub(r"<style.*?</style>|<code>.*?</code>|<[^>]+>", " ", dossier, flags=re.S)
+    assert "Expediente del caso" in said and "1 hallazgo" in said and "confirmado" in said
+    assert not english_words(said), english_words(said)
+
+    # A model flag: why the model flagged it, in sentences.
+    (model_flag,) = rows(
+        store, "SELECT flag_id FROM flags WHERE source = 'model' ORDER BY score DESC LIMIT 1"
+    )[0]
+    box.fill(model_flag)
+    box.press("Enter")
+    page.get_by_role("heading", name="Por qué lo señaló el modelo").wait_for()
+    page.get_by_role("heading", name="Registro de auditoría").wait_for()
+    _spanish_only(page, "5-detalle-modelo")
+
+    # An unknown layout (the White House WAVES release) mapped in the page, saved by name.
+    buildings = write_csv(
+        tmp_path / "wh_facilities.csv",
+        ["facility", "name", "kind"],
+        [["WH", "White House", "office"], ["OEOB", "Eisenhower Building", "office"],
+         ["NEOB", "New Executive Office Building", "office"]],
+    )  # fmt: skip
+    ingest_paths(store, [buildings], user="test")
+    sample = tmp_path / "waves_head.csv"
+    sample.write_bytes(b"".join(waves.read_bytes().splitlines(keepends=True)[:21]))
+    _go(page, "Cargar")
+    _spanish_only(page, "6-carga")
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(sample))
+    page.get_by_text("Asigne las columnas de este archivo.").wait_for()
+    _choose(page, "Centro (obligatorio)", "MEETING_LOC")
+    _choose(page, "Entrada (obligatorio)", "TOA")
+    readings = page.get_by_text("se lee como").inner_text()
+    assert "mes/día/año: 1 de febrero de 2022 11:46" in readings, readings
+    _choose(page, "Orden de fecha", "mes/día/año")
+    _choose(page, "Nombre", "NAMELAST")
+    page.get_by_text("Tipo visitas").wait_for()
+    _spanish_only(page, "7-carga-asignada")
+    page.get_by_role("textbox", name="Guardar como asignación con nombre").fill("waves-mano")
+    page.get_by_role("button", name="Guardar asignación").click()
+    page.get_by_text("Guardado como waves-mano, versión 1").wait_for()
+    page.get_by_role("button", name="Cargar 1 archivo(s) y ejecutar las comprobaciones").click()
+    page.get_by_text("14 filas guardadas, 6 en cuarentena").wait_for(timeout=120_000)
+    _spanish_only(page, "8-carga-hecha")
+    (label,) = rows(store, "SELECT mapping FROM uploads WHERE original_name = 'waves_head.csv'")[0]
+    assert json.loads(label)["file"].startswith("saved:waves-mano v1 sha256:")
+
+    _go(page, "Panorama")
+    page.get_by_role("heading", name="Riesgo por persona, funcionario, interno y centro").wait_for()
+    page.get_by_role("tab", name="Centros").wait_for()
+    _spanish_only(page, "9-panorama")
+    _go(page, "Evidencia y ejecuciones")
+    page.get_by_role("button", name="Verificar el libro y cada archivo de evidencia").click()
+    page.get_by_text("Libro íntegro").wait_for()
+    page.get_by_role("heading", name="Cuarentena").wait_for()
+    _spanish_only(page, "10-evidencia")
+    _go(page, "Administración")
+    page.get_by_role("heading", name="Historial de ejecuciones").wait_for()
+    _spanish_only(page, "11-administracion")
+
+    # The reader switches to English in the sidebar: the page follows, the user keeps it.
+    _choose(page, "Idioma", "English")
+    page.get_by_role("heading", name="Weights learnt from reviews").wait_for()
+    assert auth.language(auth.users_file(store.path), "lucia") == "en"
 
 
 def test_the_server_console_stays_quiet_through_the_walk(server):

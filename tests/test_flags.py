@@ -262,6 +262,23 @@ def test_exports_open_in_a_spanish_locale_spreadsheet(store, tmp_path):
     assert any("Óscar" in r["explanation"] or "Óscar" in r["fields"] for r in table)
     plain = runner.invoke(app, ["flags", "--format", "csv", "--db", str(store.path)])
     assert plain.output.startswith("\ufeffflag_id,risk,")
+    # In Spanish: the same columns and codes (scripts read any export), the words in Spanish.
+    spanish = tmp_path / "hallazgos.csv"
+    result = runner.invoke(
+        app,
+        ["flags", "--format", "csv-semicolon", "--language", "es", "--output", str(spanish),
+         "--db", str(store.path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    es = list(csv.DictReader(io.StringIO(spanish.read_text("utf-8-sig")), delimiter=";"))
+    assert list(es[0]) == list(table[0]) and [r["flag_id"] for r in es] == [
+        r["flag_id"] for r in table
+    ]
+    assert {r["review_status"] for r in es} == {r["review_status"] for r in table}
+    assert "v.csv fila 2, libro 501, folio 3, línea 4" in " ".join(r["evidence_places"] for r in es)
+    named = next(r for r in es if r["rule_id"] == "unidentified-placeholder-name")
+    assert named["title"].startswith("Persona anotada con un marcador")
+    assert "alguien entró anotado como" in named["explanation"]
 
     xlsx = tmp_path / "flags.xlsx"
     runner.invoke(

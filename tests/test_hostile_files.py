@@ -119,6 +119,7 @@ severity: low
 query: |
 {query}
 explanation: "{{x}}"
+es: {{title: Regla hostil, description: lee o escribe fuera de la base, explanation: "{{x}} aquí"}}
 regression:
   - input:
       visits:

@@ -89,6 +89,10 @@ GOOD = """
     parameters: {who: "ANA"}
     query: SELECT record_key, facility FROM visits WHERE name_key = $who
     explanation: "{facility}: Ana was here"
+    es:
+      title: Visitas de una persona con nombre
+      description: Regla propia de la carpeta de un auditor.
+      explanation: "{facility}: Ana estuvo aquí"
     regression:
       - input:
           visits:
@@ -122,6 +126,9 @@ def test_custom_rules_folder_runs_without_python(tmp_path):
         (("category: data_quality", "category: nonsense"), "field 'category'"),
         (("    regression:", "    regression_missing:"), "field 'regression'"),
         (("query: SELECT", "query: DELETE FROM visits; SELECT"), "field 'query'"),
+        # Spanish beside the English: none, or one quoting a field the English does not
+        (("    es:", "    es_missing:"), "field 'es'"),
+        (("Ana estuvo aquí", "{visitor} estuvo aquí"), "es.explanation quotes visitor"),
     ],
 )
 def test_schema_errors_name_file_and_field(tmp_path, change, message):

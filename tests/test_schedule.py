@@ -253,6 +253,7 @@ def test_review_actions_during_a_rule_run_are_all_stored(tmp_path, demo_logs):
         query: |
           SELECT 'x' AS flag_key, count(*) AS n FROM range(400000000) t(i) WHERE i % 7 = 99
         explanation: "{n}"
+        es: {title: Una regla lenta a propósito, description: Mantiene ocupada la ejecución., explanation: "n = {n}"}
         regression:
           - input: {visits: [{facility: A, entered_at: "2019-01-01 10:00"}]}
             expect: [{n: 0}]

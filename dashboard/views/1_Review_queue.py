@@ -6,8 +6,9 @@ import streamlit as st
 
 from dashboard import data, session
 from dashboard.labels import readable
+from dashboard.text import _, lang, number, words
 from detector.dossier import render
-from detector.export import EXPORT_FORMATS, flags_bytes
+from detector.export import EXPORT_FORMATS, flags_bytes, worded
 from detector.review import STATUSES
 
 store = session.store()
@@ -25,42 +26,68 @@ def _clear_filters() -> None:
 
 
 with st.sidebar:
-    st.header("Filters")
-    st.button("Clear filters", on_click=_clear_filters, key="f_clear")
+    st.header(_("Filters"))
+    st.button(_("Clear filters"), on_click=_clear_filters, key="f_clear")
+    choose = _("Choose")
     flt = data.QueueFilter(
-        categories=st.multiselect("Category", options["categories"], key="f_cat"),
-        severities=st.multiselect("Severity", options["severities"], key="f_sev"),
-        rules=st.multiselect("Rule", options["rules"], key="f_rule"),
-        facilities=st.multiselect("Facility", options["facilities"], key="f_fac"),
-        statuses=st.multiselect("Status", list(STATUSES), key="f_status"),
-        assignee=st.selectbox("Assignee", [None, *options["assignees"]], key="f_assignee"),
-        text=st.text_input("Search names, ids, text", key="f_text"),
-        include_resolved=st.checkbox("Include flags resolved by data", key="f_resolved"),
-        include_suppressed=st.checkbox("Include suppressed flags", key="f_suppressed"),
-        include_closed=st.checkbox(
-            "Include closed flags (confirmed, dismissed)",
-            key="f_closed",
-            help="Closed flags leave the queue; they stay in exports and dossiers of a "
-            "filter that includes them.",
+        categories=st.multiselect(
+            _("Category"), options["categories"], format_func=words, key="f_cat",
+            placeholder=choose,
         ),
+        severities=st.multiselect(
+            _("Severity"), options["severities"], format_func=words, key="f_sev",
+            placeholder=choose,
+        ),
+        rules=st.multiselect(_("Rule"), options["rules"], key="f_rule", placeholder=choose),
+        facilities=st.multiselect(
+            _("Facility"), options["facilities"], key="f_fac", placeholder=choose
+        ),
+        statuses=st.multiselect(
+            _("Status"), list(STATUSES), format_func=words, key="f_status", placeholder=choose
+        ),
+        assignee=st.selectbox(
+            _("Assigned to"), [None, *options["assignees"]], key="f_assignee",
+            format_func=lambda u: _("anyone") if u is None else u,
+        ),
+        text=st.text_input(_("Search names, ids, text"), key="f_text"),
+        include_resolved=st.checkbox(_("Include flags resolved by data"), key="f_resolved"),
+        include_suppressed=st.checkbox(_("Include suppressed flags"), key="f_suppressed"),
+        include_closed=st.checkbox(
+            _("Include closed flags (confirmed, dismissed)"),
+            key="f_closed",
+            help=_(
+                "Closed flags leave the queue; they stay in exports and dossiers of a "
+                "filter that includes them."
+            ),
+        ),
+    )  # fmt: skip
+    period = st.date_input(
+        _("Period"),
+        value=(),
+        key="f_period",
+        format="DD/MM/YYYY" if lang() == "es" else "YYYY-MM-DD",
     )
-    period = st.date_input("Period", value=(), key="f_period")
     if isinstance(period, tuple) and len(period) == 2:
         flt.since, flt.until = period
 
-st.title("Review queue")
+st.title(_("Review queue"))
 counts = session.guarded(data.queue_counts, store, flt)
 total = sum(counts.values())
 cols = st.columns(max(1, len(counts)) + 1)
-cols[0].metric("Flags", f"{total:,}")
+cols[0].metric(_("Flags"), number(total))
 for col, (category, n) in zip(cols[1:], counts.items(), strict=False):
-    col.metric(category.replace("_", " ").capitalize(), f"{n:,}")
+    col.metric(words(category).capitalize(), number(n))
 
 page_size = 50
 pages = max(1, -(-total // page_size))
-page = st.number_input("Page", min_value=1, max_value=pages, value=1, key="f_page") - 1
+page = st.number_input(_("Queue page"), min_value=1, max_value=pages, value=1, key="f_page") - 1
 frame = session.guarded(data.queue, store, flt, page, page_size)
-st.caption(f"Page {page + 1} of {pages}, riskiest first. Select rows to open or export them.")
+frame = worded(frame, lang()).drop("fields", "title", strict=False)  # in the reader's language
+st.caption(
+    _("Page {page} of {pages}, riskiest first. Select rows to open or export them.").format(
+        page=page + 1, pages=pages
+    )
+)
 event = st.dataframe(
     readable(frame),
     hide_index=True,
@@ -69,15 +96,17 @@ event = st.dataframe(
     selection_mode="multi-row",
     key="queue",
     column_config={
-        "Risk": st.column_config.ProgressColumn("Risk", min_value=0, max_value=1, format="%.2f"),
-        "Explanation": st.column_config.TextColumn("Explanation", width="large"),
-        "Flag": st.column_config.TextColumn("Flag", width="small"),
+        _("Risk"): st.column_config.ProgressColumn(
+            _("Risk"), min_value=0, max_value=1, format="%.2f"
+        ),
+        _("Explanation"): st.column_config.TextColumn(_("Explanation"), width="large"),
+        _("Flag"): st.column_config.TextColumn(_("Flag"), width="small"),
     },
 )
 chosen = [frame["flag_id"][i] for i in event.selection.rows] if frame.height else []
 
 left, mid, right = st.columns(3)
-if left.button("Open selected", disabled=len(chosen) != 1, key="open"):
+if left.button(_("Open selected"), disabled=len(chosen) != 1, key="open"):
     st.session_state["flag_id"] = chosen[0]
     st.switch_page("views/2_Flag_detail.py")
 if session.can("export"):
@@ -85,18 +114,17 @@ if session.can("export"):
     for fmt in ("csv", "csv-semicolon", "xlsx"):
         spec = EXPORT_FORMATS[fmt]
         mid.download_button(
-            f"Export {spec.label} (current filter)",
-            flags_bytes(flags, fmt),
-            file_name=f"flags-{date.today()}{spec.suffix}",
+            _("Export {format} (current filter)").format(format=_(spec.label)),
+            flags_bytes(flags, fmt, lang()),
+            file_name=f"{_('flags')}-{date.today()}{spec.suffix}",
             mime=spec.mime,
             key=f"export_{fmt}",
-            help=spec.help or None,
+            help=_(spec.help) if spec.help else None,
         )
-    lang = right.radio("Dossier language", ["en", "es"], horizontal=True, key="lang")
     right.download_button(
-        "Case dossier of selected (HTML)",
-        render(store, chosen, session.actor().username, lang) if chosen else "",
-        file_name=f"dossier-{date.today()}.html",
+        _("Case dossier of selected (HTML)"),
+        render(store, chosen, session.actor().username, lang()) if chosen else "",
+        file_name=f"{_('dossier')}-{date.today()}.html",
         mime="text/html",
         disabled=not chosen,
         key="dossier",

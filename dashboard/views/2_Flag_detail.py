@@ -7,50 +7,62 @@ import polars as pl
 import streamlit as st
 
 from dashboard import data, session
-from dashboard.labels import VALUES, readable, readable_value
+from dashboard.labels import readable, readable_value
+from dashboard.text import _, lang, moment, number, worded, words
 from detector import review
 from detector.dossier import render
+from detector.i18n import field_name, flag_wording
 from detector.review import DISMISS_REASONS
 
 store = session.store()
-flag_id = st.text_input("Flag id", value=st.session_state.get("flag_id", ""), key="flag_id_box")
+flag_id = st.text_input(_("Flag id"), value=st.session_state.get("flag_id", ""), key="flag_id_box")
 if not flag_id:
-    st.info("Open a flag from the review queue, or paste its id.")
+    st.info(_("Open a flag from the review queue, or paste its id."))
     st.stop()
 f = session.guarded(data.flag, store, flag_id.strip())
 if f is None:
-    st.error(f"No flag {session.md(flag_id)}.")
+    st.error(_("No flag {flag}.").format(flag=session.md(flag_id)))
     st.stop()
 
-st.title(session.md(f["title"]))
-status = VALUES["status"].get(f["status"], f["status"])
+title, explanation = flag_wording(f, lang())
+st.title(session.md(title))
 st.markdown(
-    f"**{session.md(f['severity'].upper())}** · {session.md(f['rule_id'])} "
-    f"({session.md(VALUES['source'].get(f['source'], f['source']))}) · "
-    f"{session.md(f['category'].replace('_', ' '))} · status **{session.md(status)}**"
-    + (f" ({session.md(f['reason'].replace('_', ' '))})" if f.get("reason") else "")
-    + (f" · assigned to {session.md(f['assignee'])}" if f.get("assignee") else "")
-    + (" · resolved by later data" if f["state"] != "active" else "")
+    f"**{session.md(words(f['severity']).upper())}** · {session.md(f['rule_id'])} "
+    f"({session.md(words(f['source']))}) · "
+    f"{session.md(words(f['category']))} · "
+    + _("status **{status}**").format(status=session.md(words(f["status"])))
+    + (f" ({session.md(words(f['reason']))})" if f.get("reason") else "")
+    + (
+        " · " + _("assigned to {who}").format(who=session.md(f["assignee"]))
+        if f.get("assignee")
+        else ""
+    )
+    + (" · " + _("resolved by later data") if f["state"] != "active" else "")
 )
-st.info(session.md(f["explanation"]))
+st.info(session.md(explanation))
 risk, seen, when = st.columns(3)
 risk.metric(
-    "Risk (queue order)",
-    "—" if f["score"] is None else f"{f['score']:.2f}",
-    help=(
+    _("Risk (queue order)"),
+    "—" if f["score"] is None else number(f["score"], 2),
+    help=_(
         "A range (gap, silence, missing book) has no visits to score: its risk is its "
         "severity's weight raised by its size (the entries it hides)."
-        if f["subject"] == "range"
-        else "The highest risk among its visits: the noisy-OR of their rule flags' "
+    )
+    if f["subject"] == "range"
+    else _(
+        "The highest risk among its visits: the noisy-OR of their rule flags' "
         "severities and how rare the visit is to the outlier model."
     ),
 )
 occurrences = f["fields"].get("occurrences")
 if occurrences:
-    seen.metric("Occurrences in this case", occurrences)
-    when.metric("First · last", f"{f['fields'].get('first_at')} · {f['fields'].get('last_at')}")
+    seen.metric(_("Occurrences in this case"), number(occurrences))
+    when.metric(
+        _("First · last"),
+        f"{moment(f['fields'].get('first_at'))} · {moment(f['fields'].get('last_at'))}",
+    )
 
-st.subheader("Evidence")
+st.subheader(_("Evidence"))
 st.dataframe(
     readable(pl.DataFrame(f["evidence"])) if f["evidence"] else pl.DataFrame(),
     hide_index=True,
@@ -58,21 +70,22 @@ st.dataframe(
     key="evidence",
 )
 for kind, frame in session.guarded(data.evidence_records, store, f["record_keys"]).items():
-    st.caption(f"Original values — {session.md(kind)}")
+    st.caption(_("Original values — {kind}").format(kind=session.md(words(kind))))
     st.dataframe(readable(frame), hide_index=True, width="stretch", key=f"orig_{kind}")
 
 if f["source"] == "model":
-    st.subheader("Why the model flagged it")
+    st.subheader(_("Why the model flagged it"))
     reasons = f["fields"].get("top_features", [])
-    for reason in reasons:
-        st.markdown(f"- {session.md(reason.get('context', ''))}")
-    with st.expander("The figures behind these sentences"):
+    said = [r.get(f"context_{lang()}") or r.get("context", "") for r in reasons]
+    for sentence in said:
+        st.markdown(f"- {session.md(sentence)}")
+    with st.expander(_("The figures behind these sentences")):
         st.dataframe(
             pl.DataFrame(
                 {
-                    "Reason": [r.get("context", "") for r in reasons],
-                    "Observed value": [r.get("value") for r in reasons],
-                    "Weight in the outlier score": [r.get("contribution") for r in reasons],
+                    _("Reason"): said,
+                    _("Observed value"): [r.get("value") for r in reasons],
+                    _("Weight in the outlier score"): [r.get("contribution") for r in reasons],
                 }
             ),
             hide_index=True,
@@ -80,12 +93,22 @@ if f["source"] == "model":
             key="features",
         )
 else:
-    with st.expander("Values that made the rule fire"):
+    with st.expander(_("Values that made the rule fire")):
+        values = f["fields"]
+        # a field's reading in another language (X_es) stands in for X in that language
+        shown = {
+            k: values.get(f"{k}_{lang()}", v)
+            for k, v in values.items()
+            if not any(k.endswith(f"_{code}") for code in ("es", "en"))
+        }
         st.dataframe(
             readable(
                 [
-                    {"field": k.replace("_", " "), "value": readable_value(v)}
-                    for k, v in f["fields"].items()
+                    {
+                        "field": field_name(k, lang()),
+                        "value": readable_value(words(v) if isinstance(v, str) else v),
+                    }
+                    for k, v in shown.items()
                 ]
             ),
             hide_index=True,
@@ -93,40 +116,41 @@ else:
             key="fields",
         )
 
-st.subheader("Related records")
+st.subheader(_("Related records"))
 related = session.guarded(data.related, store, f["record_keys"])
 if related:
-    for label, tab in zip(related, st.tabs(list(related)), strict=True):
+    for label, tab in zip(related, st.tabs([_(label) for label in related]), strict=True):
         tab.dataframe(
             readable(related[label]), hide_index=True, width="stretch", key=f"rel_{label}"
         )
 else:
-    st.caption("No related visits.")
+    st.caption(_("No related visits."))
 
 line = session.guarded(data.timeline, store, f["facility"], f["period_start"], f["period_end"])
 if line.height:
-    st.subheader(f"Timeline at {session.md(f['facility'])} (±24 h)")
+    st.subheader(_("Timeline at {facility} (±24 h)").format(facility=session.md(f["facility"])))
+    line = line.with_columns(role=worded(line["role"]))
     chart = (
         alt.Chart(line.to_pandas())
         .mark_tick(thickness=2, size=18)
         .encode(
-            x=alt.X("entered_at:T", title=None, axis=alt.Axis(format="%d %b %Y %H:%M")),
+            x=alt.X("entered_at:T", title=None, axis=alt.Axis(format="%d/%m/%Y %H:%M")),
             y=alt.Y("role:N", title=None),
-            color="role:N",
+            color=alt.Color("role:N", title=_("Role")),
             tooltip=[
-                alt.Tooltip("entered_at:T", format="%Y-%m-%d %H:%M"),
-                "name",
-                "role",
-                "record_id",
-                "checkpoint",
+                alt.Tooltip("entered_at:T", format="%d/%m/%Y %H:%M", title=_("Entered")),
+                alt.Tooltip("name:N", title=_("Name")),
+                alt.Tooltip("role:N", title=_("Role")),
+                alt.Tooltip("record_id:N", title=_("Record")),
+                alt.Tooltip("checkpoint:N", title=_("Checkpoint")),
             ],
         )
     )
     st.altair_chart(chart, width="stretch")
 
-st.subheader("Review")
+st.subheader(_("Review"))
 if not session.can("review"):
-    st.caption("Your role can read flags but not change them.")
+    st.caption(_("Your role can read flags but not change them."))
 else:
     # The form shows the opened flag's stored review: loaded again when another flag is
     # opened or its review changed (a confirmed flag must not show "in_review", and the
@@ -144,21 +168,23 @@ else:
         )
     with st.form("review_form"):
         st.selectbox(
-            "Status",
+            _("Status"),
             ["in_review", "confirmed", "dismissed", "needs_external_verification"],
+            format_func=words,
             key="r_status",
         )
         st.selectbox(
-            "Dismissal reason", [None, *DISMISS_REASONS], key="r_reason", help="Needed to dismiss."
-        )
-        st.text_area("Note", key="r_note")
+            _("Dismissal reason"), [None, *DISMISS_REASONS], key="r_reason",
+            format_func=lambda r: "—" if r is None else words(r), help=_("Needed to dismiss."),
+        )  # fmt: skip
+        st.text_area(_("Note"), key="r_note")
         st.checkbox(
-            "Re-open this case when new occurrences arrive",
+            _("Re-open this case when new occurrences arrive"),
             key="r_reopen",
-            help="Off: a case closed once stays closed however often it repeats.",
+            help=_("Off: a case closed once stays closed however often it repeats."),
         )
         st.form_submit_button(
-            "Save review",
+            _("Save review"),
             on_click=session.queue_action,
             args=("status", f["flag_id"]),
             kwargs={"status": "r_status", "reason": "r_reason", "note": "r_note",
@@ -166,35 +192,38 @@ else:
         )  # fmt: skip
     a, b = st.columns(2)
     with a.form("assign_form"):
-        st.text_input("Assign to (username)", key="r_who")
+        st.text_input(_("Assign to (username)"), key="r_who")
         st.form_submit_button(
-            "Assign", on_click=session.queue_action, args=("assign", f["flag_id"]),
+            _("Assign"), on_click=session.queue_action, args=("assign", f["flag_id"]),
             kwargs={"who": "r_who"},
         )  # fmt: skip
     with b.form("suppress_form"):
         st.selectbox(
-            "Suppress this rule for a", review.ENTITY_KINDS, key="r_entity_kind",
-            help="Matched exactly: a facility code, a person's name (any spelling of the "
-            "same letters, accents aside), or a plate.",
+            _("Suppress this rule for a"), review.ENTITY_KINDS, key="r_entity_kind",
+            format_func=words,
+            help=_("Matched exactly: a facility code, a person's name (any spelling of the "
+                   "same letters, accents aside), or a plate."),
         )  # fmt: skip
-        st.text_input("named", value=f.get("facility") or "", key="r_entity")
-        st.date_input("until", value=date.today() + timedelta(days=30), key="r_until")
+        st.text_input(_("named"), value=f.get("facility") or "", key="r_entity")
+        st.date_input(
+            _("until"), value=date.today() + timedelta(days=30), key="r_until",
+            format="DD/MM/YYYY" if lang() == "es" else "YYYY-MM-DD",
+        )  # fmt: skip
         st.form_submit_button(
-            "Suppress", on_click=session.queue_action, args=("suppress", f["flag_id"], f["rule_id"]),
+            _("Suppress"), on_click=session.queue_action, args=("suppress", f["flag_id"], f["rule_id"]),
             kwargs={"kind": "r_entity_kind", "entity": "r_entity", "until": "r_until"},
         )  # fmt: skip
 
 if session.can("export"):
-    lang = st.radio("Dossier language", ["en", "es"], horizontal=True, key="d_lang")
     st.download_button(
-        "Case dossier of this flag (HTML)",
-        render(store, [f["flag_id"]], session.actor().username, lang),
-        file_name=f"dossier-{f['flag_id']}.html",
+        _("Case dossier of this flag (HTML)"),
+        render(store, [f["flag_id"]], session.actor().username, lang()),
+        file_name=f"{_('dossier')}-{f['flag_id']}.html",
         mime="text/html",
         key="d_dossier",
     )
 
-st.subheader("Audit trail")
+st.subheader(_("Audit trail"))
 st.dataframe(
     readable(session.guarded(data.review_log, store, f["flag_id"])),
     hide_index=True,

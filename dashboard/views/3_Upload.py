@@ -9,15 +9,23 @@ import streamlit as st
 
 from dashboard import data, session
 from dashboard.labels import readable
+from dashboard.text import _, lang, number, words
 from detector.errors import FileError
 from detector.export import neutralised
+from detector.i18n import field_name
 from detector.ingest import plan
-from detector.mapping import UserMapping, load_mapping
+from detector.mapping import (
+    UserMapping,
+    load_mapping,
+    load_named,
+    mapping_text,
+    named_mappings,
+)
 from detector.schema import SPECS
 
-st.title("Upload logs")
+st.title(_("Upload logs"))
 if not session.can("upload"):
-    st.warning("Your role can read the logs but not upload them.")
+    st.warning(_("Your role can read the logs but not upload them."))
     st.stop()
 
 
@@ -31,9 +39,16 @@ def show_results() -> None:
             st.warning(session.md(f"{name}: {r['message']}"))
         else:
             st.success(
-                f"{session.md(name)}: {r['rows_stored']:,} rows stored, {r['rows_quarantined']:,} "
-                f"quarantined, {r['rows_duplicate']:,} already stored · SHA-256 "
-                f"`{r['sha256']}`"
+                _(
+                    "{file}: {stored} rows stored, {quarantined} quarantined, {duplicate} "
+                    "already stored · SHA-256 `{sha}`"
+                ).format(
+                    file=session.md(name),
+                    stored=number(r["rows_stored"]),
+                    quarantined=number(r["rows_quarantined"]),
+                    duplicate=number(r["rows_duplicate"]),
+                    sha=r["sha256"],
+                )
             )
         if r["rows_quarantined"]:
             report = session.guarded(data.quarantine, session.store(), name)
@@ -44,7 +59,7 @@ def show_results() -> None:
                 key=f"reasons_{n}_{name}",
             )
             st.download_button(
-                f"Validation report of {name} (CSV)",
+                _("Validation report of {file} (CSV)").format(file=name),
                 neutralised(report).write_csv(),
                 file_name=f"{Path(name).stem}-quarantine.csv",
                 key=f"rep_{n}_{name}",
@@ -57,11 +72,13 @@ def map_by_hand(i: int, name: str, path: Path, order: str):
     on a value of the file), or uploads a mapping file. Returns (plan, mapping) once the
     required fields are mapped, else None."""
     st.markdown(
-        "**Map this file's columns.** Say what the file holds and which column holds each "
-        "field, or upload a mapping file (the one `detector ingest --mapping` reads)."
+        _(
+            "**Map this file's columns.** Say what the file holds and which column holds "
+            "each field, or upload a mapping file (the one `detector ingest --mapping` reads)."
+        )
     )
     mapping_file = st.file_uploader(
-        "Mapping file (TOML or YAML)", type=["toml", "yaml", "yml"], key=f"mapfile_{i}_{name}"
+        _("Mapping file (TOML or YAML)"), type=["toml", "yaml", "yml"], key=f"mapfile_{i}_{name}"
     )
     if mapping_file is not None:
         kept = path.parent / data.safe_file_name(mapping_file.name)
@@ -72,17 +89,19 @@ def map_by_hand(i: int, name: str, path: Path, order: str):
         except (FileError, ValueError) as exc:
             st.error(session.md(f"{mapping_file.name}: {exc}"))
             return None
-    kind = st.selectbox("The file holds", list(SPECS), key=f"kind_{i}_{name}")
+    kind = st.selectbox(_("The file holds"), list(SPECS), format_func=words, key=f"kind_{i}_{name}")
     samples = session.guarded(data.column_samples, path)
-    st.caption("The file's columns, with a few values of each")
+    st.caption(_("The file's columns, with a few values of each"))
     st.dataframe(readable(samples), hide_index=True, width="stretch", key=f"samples_{i}_{name}")
     columns = ["", *samples["column"].to_list()]
+    unmapped = _("(not in this file)")
     picked = {}
     fields = sorted(SPECS[kind].fields, key=lambda f: not f.required)
     for f in fields:
         picked[f.name] = st.selectbox(
-            f"{f.name.replace('_', ' ').capitalize()}" + (" (required)" if f.required else ""),
+            field_name(f.name, lang()) + (" " + _("(required)") if f.required else ""),
             columns,
+            format_func=lambda c: c or unmapped,
             key=f"pick_{i}_{name}_{kind}_{f.name}",
         )
     first_date = next(
@@ -91,18 +110,26 @@ def map_by_hand(i: int, name: str, path: Path, order: str):
     if first_date:
         values = samples.filter(samples["column"] == first_date)["samples"][0].split(" · ")
         if values and values[0]:
-            readings = data.date_readings(values[0])
+            readings = data.date_readings(values[0], lang())
             st.caption(
-                f'"{session.md(values[0])}" reads as: '
-                + "; ".join(f"{o}: {session.md(r)}" for o, r in readings.items())
-                + f" (the date order chosen above is {order})"
+                _('"{value}" reads as: {readings} (the date order chosen above is {order})').format(
+                    value=session.md(values[0]),
+                    readings="; ".join(
+                        f"{_(data.DATE_ORDERS[o])}: {session.md(r)}" for o, r in readings.items()
+                    ),
+                    order=_(data.DATE_ORDERS[order]),
+                )
             )
     mapping = UserMapping(
         kind=kind, date_order=order, columns={k: v for k, v in picked.items() if v}
     )
     missing = [f for f in SPECS[kind].required if not picked.get(f)]
     if missing:
-        st.info(f"Still to map: {', '.join(m.replace('_', ' ') for m in missing)}.")
+        st.info(
+            _("Still to map: {fields}.").format(
+                fields=", ".join(field_name(m, lang()) for m in missing)
+            )
+        )
         return None
     try:
         return plan(path, None, mapping), mapping
@@ -112,15 +139,19 @@ def map_by_hand(i: int, name: str, path: Path, order: str):
 
 
 files = st.file_uploader(
-    "Visit logbooks, transfers, rosters, custody registers, facilities (CSV, XLSX, Parquet, JSON)",
+    _(
+        "Visit logbooks, transfers, rosters, custody registers, facilities (CSV, XLSX, Parquet, JSON)"
+    ),
     accept_multiple_files=True,
     # a new key after each ingest empties the box, so the copies are not made again
     key=f"uploads_{st.session_state.get('upload_round', 0)}",
 )
 if not files:
     st.caption(
-        "Files are kept unchanged as evidence, with their SHA-256, and recognised if "
-        "uploaded again."
+        _(
+            "Files are kept unchanged as evidence, with their SHA-256, and recognised if "
+            "uploaded again."
+        )
     )
     show_results()
     st.stop()
@@ -128,7 +159,9 @@ if not files:
 if "upload_dir" not in st.session_state:  # (setdefault would make a new folder every run)
     st.session_state["upload_dir"] = tempfile.mkdtemp(prefix="upload-")
 workdir = Path(st.session_state["upload_dir"])
-paths, mappings = [], {}
+paths, mappings, labels = [], {}, {}
+store = session.store()
+saved_names = session.guarded(named_mappings, store)
 for i, upload in enumerate(files):
     # Each file in its own folder under a safe name: two files may share a name, and a
     # name such as ".." must not reach the file system as a path.
@@ -137,10 +170,34 @@ for i, upload in enumerate(files):
     path.write_bytes(upload.getvalue())
     paths.append(path)
     with st.expander(
-        f"{session.md(upload.name)} — {len(upload.getvalue()):,} bytes", expanded=True
+        _("{file} — {size} bytes").format(
+            file=session.md(upload.name), size=number(len(upload.getvalue()))
+        ),
+        expanded=True,
     ):
-        order = st.selectbox("Date order", ["dmy", "mdy", "ymd"], key=f"order_{i}_{upload.name}")
-        base = UserMapping(date_order=order)
+        saved_name = (
+            st.selectbox(
+                _("Saved mapping"), [None, *saved_names], key=f"saved_{i}_{upload.name}",
+                format_func=lambda n: _("none: detect the columns") if n is None else n,
+            )
+            if saved_names
+            else None
+        )  # fmt: skip
+        if saved_name:
+            saved = session.guarded(load_named, store, saved_name)
+            base, order = saved.mapping, saved.mapping.date_order
+            labels[path] = saved.label
+            st.caption(
+                _("Read with the saved mapping {name}, version {version}.").format(
+                    name=session.md(saved.name), version=saved.version
+                )
+            )
+        else:
+            order = st.selectbox(
+                _("Date order"), list(data.DATE_ORDERS),
+                format_func=lambda o: _(data.DATE_ORDERS[o]), key=f"order_{i}_{upload.name}",
+            )  # fmt: skip
+            base = UserMapping(date_order=order)
         try:
             p = plan(path, None, base)
         except FileError as exc:
@@ -150,8 +207,14 @@ for i, upload in enumerate(files):
                 continue
             p, base = picked
         st.write(
-            f"Kind **{p.kind}** · format {p.table.format} · encoding "
-            f"{session.md(p.table.encoding or '-')} · delimiter {session.md(repr(p.table.delimiter))}"
+            _(
+                "Kind **{kind}** · format {format} · encoding {encoding} · delimiter {delimiter}"
+            ).format(
+                kind=session.md(words(p.kind)),
+                format=p.table.format,
+                encoding=session.md(p.table.encoding or "-"),
+                delimiter=session.md(repr(p.table.delimiter)),
+            )
         )
         headers = ["", *p.table.columns]
         current = {
@@ -165,7 +228,7 @@ for i, upload in enumerate(files):
         edited = st.data_editor(
             pl.DataFrame(
                 {
-                    "field": list(current),
+                    "field": [field_name(k, lang()) for k in current],
                     "column": list(current.values()),
                     "as detected": [
                         p.sources[k].describe() if k in p.sources else "" for k in current
@@ -173,41 +236,82 @@ for i, upload in enumerate(files):
                 }
             ),
             column_config={
-                "column": st.column_config.SelectboxColumn(options=headers),
-                "field": st.column_config.TextColumn(disabled=True),
-                "as detected": st.column_config.TextColumn(disabled=True),
+                "column": st.column_config.SelectboxColumn(_("Column"), options=headers),
+                "field": st.column_config.TextColumn(_("Field"), disabled=True),
+                "as detected": st.column_config.TextColumn(_("As detected"), disabled=True),
             },
             hide_index=True,
             key=f"map_{i}_{upload.name}",
         )
-        chosen = dict(zip(edited["field"], edited["column"], strict=True))
+        chosen = dict(zip(current, edited["column"], strict=True))
         changed = {k: v for k, v in chosen.items() if v and v != current[k]}
         mappings[path] = base.model_copy(
             update={"kind": p.kind, "date_order": base.date_order,
                     "columns": {**base.columns, **changed}}
         )  # fmt: skip
-        st.download_button(
-            "Save this mapping (TOML)",
+        # Read with the named mapping as saved (the ledger cites it), unless changed since.
+        named = st.session_state.get(f"named_{i}_{upload.name}")
+        if named and named[1] == mapping_text(mappings[path]):
+            labels[path] = named[0]
+        keep, download = st.columns(2)
+        with keep.form(f"name_{i}_{upload.name}", border=False):
+            name = st.text_input(
+                _("Save as a named mapping"), key=f"mapname_{i}_{upload.name}",
+                help=_("Kept in the database with its SHA-256; usable with `detector ingest "
+                       "--mapping NAME` and by the inbox (files in inbox/NAME/)."),
+            )  # fmt: skip
+            if st.form_submit_button(_("Save mapping")) and name.strip():
+                try:
+                    saved = data.save_mapping(
+                        session.writer(), session.actor(), name, mappings[path]
+                    )
+                except (ValueError, PermissionError) as exc:
+                    st.error(session.md(exc))
+                else:
+                    st.session_state[f"named_{i}_{upload.name}"] = (
+                        saved.label,
+                        mapping_text(mappings[path]),
+                    )
+                    st.success(
+                        _("Saved as {name}, version {version} (SHA-256 {sha}).").format(
+                            name=session.md(saved.name), version=saved.version,
+                            sha=saved.sha256[:16] + "…",
+                        )
+                    )  # fmt: skip
+        download.download_button(
+            _("Download this mapping (TOML)"),
             data.mapping_toml(p.kind, {k: v for k, v in chosen.items() if v}, order),
             file_name=f"{path.stem}.mapping.toml",
             key=f"save_{i}_{upload.name}",
         )
-        st.caption("Preview (first 20 rows as read)")
-        st.dataframe(
-            next(p.table.batches(20)).frame.head(20),
-            hide_index=True,
-            width="stretch",
-            key=f"preview_{i}_{upload.name}",
-        )
+        st.caption(_("Preview: the first rows as they will be stored"))
+        try:
+            good, bad = data.canonical_preview(path, mappings[path])
+        except FileError as exc:
+            st.warning(session.md(exc))
+        else:
+            st.dataframe(
+                readable(good), hide_index=True, width="stretch", key=f"preview_{i}_{upload.name}"
+            )
+            if bad.height:
+                st.caption(
+                    _("{n} of these rows would go to quarantine: {reasons}").format(
+                        n=bad["source_row"].n_unique(),
+                        reasons=", ".join(words(c) for c in bad["reason_code"].unique().sort()),
+                    )
+                )
 
-if st.button(f"Ingest {len(paths)} file(s) and run the checks", type="primary", key="ingest"):
-    bar = st.progress(0.0, text="ingesting…")
+if st.button(
+    _("Ingest {n} file(s) and run the checks").format(n=len(paths)), type="primary", key="ingest"
+):
+    bar = st.progress(0.0, text=_("ingesting…"))
     results = data.ingest_uploaded(
         session.writer(),
         session.actor(),
         paths,
         mappings,
         progress=lambda x, name: bar.progress(x, text=name),
+        labels=labels,
     )
     bar.empty()
     st.session_state["upload_results"] = [r.as_dict() for r in results]

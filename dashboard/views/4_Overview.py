@@ -5,107 +5,138 @@ import streamlit as st
 
 from dashboard import data, session
 from dashboard.labels import readable
+from dashboard.text import _, lang, number, worded
+from detector import i18n
 from detector.risk import ROLLUPS, rollup
 
 store = session.store()
-st.title("Overview")
+st.title(_("Overview"))
 totals = session.guarded(data.totals, store)
-for col, (label, n) in zip(st.columns(len(totals)), totals.items(), strict=True):
-    col.metric(label, f"{n:,}")
+for col, (key, n) in zip(st.columns(len(totals)), totals.items(), strict=True):
+    col.metric(_(data.TOTALS[key]), number(n))
 
-st.subheader("Flags over time")
+st.subheader(_("Flags over time"))
 flags = session.guarded(data.flags_over_time, store)
 if flags.height:
+    flags = flags.with_columns(category=worded(flags["category"]))
     st.altair_chart(
         alt.Chart(flags.to_pandas())
         .mark_bar()
         .encode(
-            x=alt.X("week:T", title="week", axis=alt.Axis(format="%d %b %Y")),
-            y="sum(flags):Q",
-            color="category:N",
+            x=alt.X("week:T", title=_("week"), axis=alt.Axis(format="%d/%m/%Y")),
+            y=alt.Y("sum(flags):Q", title=_("Flags")),
+            color=alt.Color("category:N", title=_("Category")),
             column=alt.Column("facility:N", title=None),
-            tooltip=[alt.Tooltip("week:T", format="%Y-%m-%d"), "facility", "category", "flags"],
+            tooltip=[
+                alt.Tooltip("week:T", format="%d/%m/%Y", title=_("week")),
+                alt.Tooltip("facility:N", title=_("Facility")),
+                alt.Tooltip("category:N", title=_("Category")),
+                alt.Tooltip("flags:Q", title=_("Flags")),
+            ],
         )
         .properties(width=160),
         key="flags_time",
     )
 
-st.subheader("Entries by hour and weekday")
-heat = session.guarded(data.entries_heatmap, store)
+st.subheader(_("Entries by hour and weekday"))
+days = i18n.weekdays(lang())
+heat = session.guarded(data.entries_heatmap, store, None, days)
 if heat.height:
-    facility = st.selectbox("Facility", sorted(heat["facility"].unique().to_list()), key="heat_f")
+    facility = st.selectbox(
+        _("Facility"), sorted(heat["facility"].unique().to_list()), key="heat_f"
+    )
     st.altair_chart(
         alt.Chart(heat.filter(heat["facility"] == facility).to_pandas())
         .mark_rect()
         .encode(
-            x=alt.X("hour:O", title="hour of entry (0–23)"),
-            y=alt.Y("weekday:N", title=None, sort=data.WEEKDAY_NAMES),
-            color=alt.Color("entries:Q", scale=alt.Scale(type="sqrt")),
-            tooltip=["weekday", "hour", "entries"],
+            x=alt.X("hour:O", title=_("hour of entry (0–23)")),
+            y=alt.Y("weekday:N", title=None, sort=days),
+            color=alt.Color("entries:Q", scale=alt.Scale(type="sqrt"), title=_("Entries")),
+            tooltip=[
+                alt.Tooltip("weekday:N", title=_("Weekday")),
+                alt.Tooltip("hour:O", title=_("Hour")),
+                alt.Tooltip("entries:Q", title=_("Entries")),
+            ],
         ),
         width="stretch",
         key="heatmap",
     )
 
-st.subheader("Logbook coverage")
+st.subheader(_("Logbook coverage"))
 st.caption(
-    "Bars: the period each book's written lines cover; red: registered missing/removed "
-    "books and the gaps the rules found (missing pages, missing books, silent periods)."
+    _(
+        "Bars: the period each book's written lines cover; red: registered missing/removed "
+        "books and the gaps the rules found (missing pages, missing books, silent periods)."
+    )
 )
 cover = session.guarded(data.logbook_coverage, store)
 if cover.height:
-    cover = cover.with_columns((cover["facility"] + " · " + cover["checkpoint"]).alias("lane"))
+    cover = cover.with_columns(
+        (cover["facility"] + " · " + cover["checkpoint"]).alias("lane"),
+        cover["kind"]
+        .replace({k: data.coverage_kind(_)(k) for k in cover["kind"].unique()})
+        .alias("shown"),
+    )
     st.altair_chart(
         alt.Chart(cover.to_pandas())
         .mark_bar(height=10)
         .encode(
-            x=alt.X("start:T", title=None, axis=alt.Axis(format="%d %b %Y")),
+            x=alt.X("start:T", title=None, axis=alt.Axis(format="%d/%m/%Y")),
             x2="end:T",
             y=alt.Y("lane:N", title=None),
             color=alt.condition(
                 alt.datum.kind == "written", alt.value("#4c78a8"), alt.value("#d62728")
             ),
             tooltip=[
-                "facility",
-                "checkpoint",
-                "logbook",
-                "kind",
-                alt.Tooltip("start:T", format="%Y-%m-%d %H:%M"),
-                alt.Tooltip("end:T", format="%Y-%m-%d %H:%M"),
+                alt.Tooltip("facility:N", title=_("Facility")),
+                alt.Tooltip("checkpoint:N", title=_("Checkpoint")),
+                alt.Tooltip("logbook:N", title=_("Book")),
+                alt.Tooltip("shown:N", title=_("Kind")),
+                alt.Tooltip("start:T", format="%d/%m/%Y %H:%M", title=_("From")),
+                alt.Tooltip("end:T", format="%d/%m/%Y %H:%M", title=_("To")),
             ],
         ),
         width="stretch",
         key="coverage",
     )
 
-st.subheader("Transfers between facilities")
+st.subheader(_("Transfers between facilities"))
 moves = session.guarded(data.transfers_between, store)
 if moves.height:
+    moves = moves.with_columns(reason=worded(moves["reason"]))
     st.altair_chart(
         alt.Chart(moves.to_pandas())
         .mark_circle()
         .encode(
-            x="to_facility:N",
-            y="from_facility:N",
-            size="transfers:Q",
-            color="reason:N",
-            tooltip=["from_facility", "to_facility", "reason", "transfers", "not_returned"],
+            x=alt.X("to_facility:N", title=_("To facility")),
+            y=alt.Y("from_facility:N", title=_("From facility")),
+            size=alt.Size("transfers:Q", title=_("Transfers")),
+            color=alt.Color("reason:N", title=_("Reason")),
+            tooltip=[
+                alt.Tooltip("from_facility:N", title=_("From facility")),
+                alt.Tooltip("to_facility:N", title=_("To facility")),
+                alt.Tooltip("reason:N", title=_("Reason")),
+                alt.Tooltip("transfers:Q", title=_("Transfers")),
+                alt.Tooltip("not_returned:Q", title=_("Not returned")),
+            ],
         ),
         width="stretch",
         key="transfers",
     )
 
-st.subheader("Risk per person, official, inmate and facility")
+st.subheader(_("Risk per person, official, inmate and facility"))
 st.caption(
-    "A person or an official is credited with their own visits and those of the people "
-    "they escorted in; placeholders and blank names are no one."
+    _(
+        "A person or an official is credited with their own visits and those of the people "
+        "they escorted in; placeholders and blank names are no one."
+    )
 )
-RISK_TABS = {"person": "Persons", "official": "Officials", "inmate": "Inmates",
-             "facility": "Facilities"}  # fmt: skip
+RISK_TABS = {"person": i18n.N_("Persons"), "official": i18n.N_("Officials"),
+             "inmate": i18n.N_("Inmates"), "facility": i18n.N_("Facilities")}  # fmt: skip
 assert set(RISK_TABS) == set(ROLLUPS)  # a roll-up added to detector.risk gets its tab here
-for by, tab in zip(RISK_TABS, st.tabs(list(RISK_TABS.values())), strict=True):
+for by, tab in zip(RISK_TABS, st.tabs([_(t) for t in RISK_TABS.values()]), strict=True):
     frame = session.guarded(rollup, store, by)
     if frame.height:
         tab.dataframe(readable(frame.head(100)), hide_index=True, width="stretch", key=f"risk_{by}")
     else:
-        tab.caption("No scores yet.")
+        tab.caption(_("No scores yet."))

@@ -4,34 +4,44 @@ import streamlit as st
 
 from dashboard import data, session
 from dashboard.labels import readable
+from dashboard.text import _, ngettext
 from detector import ledger
 
 store = session.store()
-st.title("Evidence and runs")
+st.title(_("Evidence and runs"))
 
-st.subheader("Evidence ledger")
+st.subheader(_("Evidence ledger"))
 st.dataframe(
     readable(session.guarded(data.ledger, store)), hide_index=True, width="stretch", key="ledger"
 )
-if st.button("Verify the ledger and every evidence file", key="verify"):
+if st.button(_("Verify the ledger and every evidence file"), key="verify"):
     result = session.guarded(ledger.verify, store)
     if result.ok:
         st.success(
-            f"Ledger intact: {result.entries} entries; every evidence file matches its SHA-256."
+            ngettext(
+                "Ledger intact: {n} entry; every evidence file matches its SHA-256.",
+                "Ledger intact: {n} entries; every evidence file matches its SHA-256.",
+                result.entries,
+            ).format(n=result.entries)
         )
     else:
         for problem in result.problems:
             st.error(session.md(problem))
 
-st.subheader("Runs")
+st.subheader(_("Runs"))
 st.dataframe(
     readable(session.guarded(data.runs, store)), hide_index=True, width="stretch", key="runs"
 )
 
-st.subheader("Quarantine")
+st.subheader(_("Quarantine"))
 q = session.guarded(data.quarantine, store)
 files = sorted(q["source_name"].unique().to_list()) if q.height else []
-chosen = st.selectbox("File", [None, *files], key="q_file")
+chosen = st.selectbox(
+    _("File"),
+    [None, *files],
+    key="q_file",
+    format_func=lambda f: _("every file") if f is None else f,
+)
 if chosen:
     q = q.filter(q["source_name"] == chosen)
 st.dataframe(readable(q), hide_index=True, width="stretch", key="quarantine")

@@ -9,11 +9,13 @@ from pydantic import ValidationError
 
 from dashboard import data, session
 from dashboard.labels import readable
+from dashboard.text import _, moment, words
 from detector import auth
+from detector.i18n import LANGUAGES
 from detector.review import ROLES, require
 from detector.schedule import ScheduleConfig, config_error, next_fire
 
-st.title("Admin")
+st.title(_("Admin"))
 try:  # the page is hidden from others; refuse them anyway
     require(session.actor(), "admin")
 except PermissionError as exc:
@@ -22,23 +24,38 @@ except PermissionError as exc:
 
 path = auth.users_file(session.db_path())
 users = auth.load(path)["credentials"]["usernames"]
-st.subheader("Users")
+st.subheader(_("Users"))
 st.dataframe(
-    readable([{"username": u, "role": (v.get("roles") or ["?"])[0]} for u, v in users.items()]),
+    readable(
+        [
+            {
+                "username": u,
+                "role": (v.get("roles") or ["?"])[0],
+                "language": LANGUAGES.get(v.get("language") or "", ""),
+            }
+            for u, v in users.items()
+        ]
+    ),
     hide_index=True,
     key="users",
 )
 with st.form("add_user"):
-    username = st.text_input("Username", key="new_user")
-    role = st.selectbox("Role", ROLES, index=1, key="new_role")
-    if st.form_submit_button("Create or reset user") and username.strip():
+    username = st.text_input(_("Username"), key="new_user")
+    role = st.selectbox(_("Role"), ROLES, index=1, key="new_role", format_func=words)
+    if st.form_submit_button(_("Create or reset user")) and username.strip():
         password = auth.add_user(path, username.strip(), role)
-        st.success(f"{session.md(username)} ({role}) — password, shown once: `{password}`")
+        st.success(
+            _("{user} ({role}) — password, shown once: `{password}`").format(
+                user=session.md(username), role=words(role), password=password
+            )
+        )
 
-st.subheader("Schedules")
+st.subheader(_("Schedules"))
 st.caption(
-    "The scheduler (`detector schedule`) runs in its own process and reads this file "
-    "when it starts: restart it after saving."
+    _(
+        "The scheduler (`detector schedule`) runs in its own process and reads this file "
+        "when it starts: restart it after saving."
+    )
 )
 schedule_path = Path(os.environ.get("DETECTOR_SCHEDULE", "schedule.toml"))
 text = schedule_path.read_text(encoding="utf-8") if schedule_path.exists() else ""
@@ -50,8 +67,9 @@ try:
                 {
                     "job": name,
                     "action": job.action,
-                    "when": job.cron or f"every {job.every_seconds:g} s",
-                    "next run": next_fire(job, config.timezone),
+                    "when": job.cron
+                    or _("every {seconds} s").format(seconds=f"{job.every_seconds:g}"),
+                    "next run": moment(next_fire(job, config.timezone)),
                 }
                 for name, job in config.jobs.items()
             ]
@@ -60,35 +78,39 @@ try:
         key="jobs",
     )
 except tomllib.TOMLDecodeError as exc:
-    st.error(session.md(f"{schedule_path}: not valid TOML: {exc}"))
+    st.error(
+        session.md(_("{file}: not valid TOML: {problem}").format(file=schedule_path, problem=exc))
+    )
 except ValidationError as exc:
     st.error(session.md(f"{schedule_path}: {config_error(exc)}"))
 with st.form("schedule_form"):
     edited = st.text_area(f"{schedule_path}", value=text, height=300, key="schedule_text")
-    if st.form_submit_button("Validate and save"):
+    if st.form_submit_button(_("Validate and save")):
         try:
             ScheduleConfig.model_validate(tomllib.loads(edited))
             schedule_path.write_text(edited, encoding="utf-8")
-            st.success(f"Saved {session.md(schedule_path)}.")
+            st.success(_("Saved {file}.").format(file=session.md(schedule_path)))
         except tomllib.TOMLDecodeError as exc:
-            st.error(f"Not saved, not valid TOML: {session.md(exc)}")
+            st.error(_("Not saved, not valid TOML: {problem}").format(problem=session.md(exc)))
         except ValidationError as exc:
-            st.error(f"Not saved: {session.md(config_error(exc))}")
+            st.error(_("Not saved: {problem}").format(problem=session.md(config_error(exc))))
 
-st.subheader("Weights learnt from reviews")
+st.subheader(_("Weights learnt from reviews"))
 st.caption(
-    "Each scoring run re-weighs a rule (or the outlier model) from its reviewed flags: "
-    "confirmed ones raise its weight in the risk score, ones dismissed as false or benign "
-    "lower it; below five decided flags the rule keeps its set weight."
+    _(
+        "Each scoring run re-weighs a rule (or the outlier model) from its reviewed flags: "
+        "confirmed ones raise its weight in the risk score, ones dismissed as false or benign "
+        "lower it; below five decided flags the rule keeps its set weight."
+    )
 )
 current, changes = session.guarded(data.weights, session.store())
 if current.height:
-    st.dataframe(current, hide_index=True, width="stretch", key="weights")
-    st.dataframe(changes, hide_index=True, width="stretch", key="weight_changes")
+    st.dataframe(readable(current), hide_index=True, width="stretch", key="weights")
+    st.dataframe(readable(changes), hide_index=True, width="stretch", key="weight_changes")
 else:
-    st.caption("No rule has been re-weighed yet: every rule keeps its set weight.")
+    st.caption(_("No rule has been re-weighed yet: every rule keeps its set weight."))
 
-st.subheader("Run history")
+st.subheader(_("Run history"))
 st.dataframe(
     readable(session.guarded(data.runs, session.store())),
     hide_index=True,

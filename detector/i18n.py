@@ -1,0 +1,495 @@
+"""Spanish and English: the words a person reads, and dates and numbers as their language
+writes them.
+
+Messages are written in English in the code and translated through a gettext catalogue
+(Babel): ``detector/locales/<lang>/LC_MESSAGES/messages.po`` is the one file a translator
+edits; it is compiled in memory when first used, so there is no build step. Strings kept
+in module-level registries are marked with :func:`N_` (extracted, translated when shown);
+strings shown at once go through :func:`translate`. ``tests/test_i18n.py`` extracts every
+marked string with Babel and fails on one the Spanish catalogue does not translate.
+
+Rule texts live in the rule files (an ``es:`` block beside the English one, required by
+the schema); :func:`flag_wording` gives a stored flag's title and explanation in a
+language from its rule and its stored values.
+
+To add a message: mark it, then run ``scripts/i18n.sh`` (extracts and merges into the
+catalogue) and write its Spanish.
+"""
+
+from __future__ import annotations
+
+import functools
+import gettext as _gettext
+import io
+import os
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+LANGUAGES: dict[str, str] = {"es": "Español", "en": "English"}
+SOURCE = "en"  # the language the code is written in
+LOCALES = Path(__file__).parent / "locales"
+
+
+def N_(message: str) -> str:
+    """Mark a string for the catalogue without translating it here (registries)."""
+    return message
+
+
+def default_language() -> str:
+    """``$DETECTOR_LANGUAGE`` (``es`` or ``en``); Spanish when unset, for the first users."""
+    lang = (os.environ.get("DETECTOR_LANGUAGE") or "es").strip().lower()[:2]
+    return lang if lang in LANGUAGES else "es"
+
+
+def known(lang: str | None) -> str:
+    """The language itself when supported, else the default."""
+    return lang if lang in LANGUAGES else default_language()
+
+
+@functools.cache
+def translations(lang: str) -> _gettext.NullTranslations:
+    """The catalogue of ``lang``, compiled from its ``.po`` file in memory."""
+    if lang == SOURCE:
+        return _gettext.NullTranslations()
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+    from babel.support import Translations
+
+    with (LOCALES / lang / "LC_MESSAGES" / "messages.po").open("rb") as handle:
+        catalog = read_po(handle, locale=lang)
+    compiled = io.BytesIO()
+    write_mo(compiled, catalog)
+    compiled.seek(0)
+    return Translations(fp=compiled)
+
+
+def translate(lang: str, message: str) -> str:
+    return translations(known(lang)).gettext(message) if message else message
+
+
+def translate_plural(lang: str, singular: str, plural: str, n: int) -> str:
+    return translations(known(lang)).ngettext(singular, plural, n)
+
+
+# --- dates and numbers ---------------------------------------------------------------------
+
+_MOMENT = {"es": "dd/MM/yyyy HH:mm", "en": "yyyy-MM-dd HH:mm"}
+_DAY = {"es": "dd/MM/yyyy", "en": "yyyy-MM-dd"}
+
+
+def number(value: float | int | None, lang: str, decimals: int | None = None) -> str:
+    """``1.234,5`` in Spanish, ``1,234.5`` in English; blank for nothing."""
+    if value is None:
+        return ""
+    from babel.numbers import format_decimal
+
+    pattern = None if decimals is None else "#,##0" + ("." + "0" * decimals if decimals else "")
+    return format_decimal(value, format=pattern, locale=known(lang))
+
+
+def moment(value: datetime | date | str | None, lang: str) -> str:
+    """A date and time as the language writes it (24 hours): ``01/06/2019 21:00``."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    from babel.dates import format_date, format_datetime
+
+    if isinstance(value, datetime):
+        return format_datetime(value, _MOMENT[known(lang)], locale=known(lang))
+    return format_date(value, _DAY[known(lang)], locale=known(lang))
+
+
+def weekday(n: int, lang: str) -> str:
+    """ISO weekday (1 = Monday) as a word: ``lunes``, ``Monday``."""
+    from babel.dates import get_day_names
+
+    return get_day_names("wide", locale=known(lang))[(int(n) - 1) % 7]
+
+
+def weekdays(lang: str) -> list[str]:
+    return [weekday(n, lang) for n in range(1, 8)]
+
+
+# --- coded values and field names ----------------------------------------------------------
+
+# Coded values the tool writes (statuses, severities, categories, roles, sources, states,
+# problems found in rows): the word a person reads, per column it appears in.
+CODES: dict[str, str] = {
+    # review statuses
+    "new": N_("new"),
+    "in_review": N_("in review"),
+    "confirmed": N_("confirmed"),
+    "dismissed": N_("dismissed"),
+    "needs_external_verification": N_("needs external verification"),
+    # dismissal reasons
+    "false_positive": N_("false positive"),
+    "benign": N_("benign"),
+    "duplicate": N_("duplicate"),
+    "data_error": N_("data error"),
+    "out_of_scope": N_("out of scope"),
+    # severities
+    "informational": N_("informational"),
+    "low": N_("low"),
+    "medium": N_("medium"),
+    "high": N_("high"),
+    "critical": N_("critical"),
+    # categories
+    "unidentified_entrant": N_("unidentified entrant"),
+    "logbook_gap": N_("logbook gap"),
+    "medical_transfer": N_("medical transfer"),
+    "visit_pattern": N_("visit pattern"),
+    "vehicle": N_("vehicle"),
+    "data_quality": N_("data quality"),
+    # roles
+    "family": N_("family"),
+    "lawyer": N_("lawyer"),
+    "official": N_("official"),
+    "staff": N_("staff"),
+    "contractor": N_("contractor"),
+    "ngo": N_("aid worker"),
+    "police": N_("police"),
+    "other": N_("other"),
+    # how a name was written
+    "named": N_("named"),
+    "placeholder": N_("placeholder"),
+    "redacted": N_("redacted"),
+    "blank": N_("blank"),
+    # what found a flag, and its state
+    "rule": N_("rule"),
+    "model": N_("outlier model"),
+    "active": N_("active"),
+    "resolved_by_data": N_("resolved by later data"),
+    # record kinds
+    "visits": N_("visits"),
+    "transfers": N_("transfers"),
+    "inmates": N_("inmates"),
+    "logbooks": N_("logbooks"),
+    "facilities": N_("facilities"),
+    # run kinds and outcomes
+    "rules": N_("rules"),
+    "score": N_("scoring"),
+    "ingest": N_("ingest"),
+    "running": N_("running"),
+    "ok": N_("ok"),
+    "failed": N_("failed"),
+    "partial": N_("partial"),
+    # problems of a row (the quarantine's reason codes)
+    "closed_before_opened": N_("closed before opened"),
+    "duplicate_in_file": N_("duplicate in the file"),
+    "exit_before_entry": N_("exit before entry"),
+    "implausible_date": N_("implausible date"),
+    "invalid_number": N_("invalid number"),
+    "missing_required": N_("required field empty"),
+    "negative_number": N_("negative number"),
+    "nul_byte": N_("damaged line (NUL byte)"),
+    "pages_reversed": N_("pages reversed"),
+    "return_before_transfer": N_("return before transfer"),
+    "unknown_facility": N_("unknown facility"),
+    "unparseable_date": N_("unreadable date"),
+    "wrong_field_count": N_("wrong number of fields"),
+    # dashboard roles
+    "admin": N_("administrator"),
+    "auditor": N_("auditor"),
+    "viewer": N_("viewer"),
+    # review actions
+    "status": N_("status"),
+    "assign": N_("assignment"),
+    "note": N_("note"),
+    "suppress": N_("suppression"),
+    "reopen_on_new": N_("re-open on new occurrences"),
+    # what a suppression names
+    "facility": N_("facility"),
+    "person": N_("person"),
+    "plate": N_("plate"),
+    # custody of a logbook
+    "in_custody": N_("in custody"),
+    "missing": N_("missing"),
+    "removed": N_("removed"),
+    "destroyed": N_("destroyed"),
+    # gang rank, security level, transfer reasons, facility kinds
+    "leader": N_("leader"),
+    "member": N_("member"),
+    "maximum": N_("maximum"),
+    "unknown": N_("unknown"),
+    "medical": N_("medical"),
+    "medical_return": N_("return from hospital"),
+    "security": N_("security"),
+    "court": N_("court"),
+    "relocation": N_("relocation"),
+    "hospital": N_("hospital"),
+    "prison": N_("prison"),
+}
+
+
+# Field and column names as headings: the database's own names never reach a reader.
+FIELDS: dict[str, str] = {
+    "flag_id": N_("Flag"),
+    "risk": N_("Risk"),
+    "status": N_("Status"),
+    "review_status": N_("Status"),
+    "assignee": N_("Assigned to"),
+    "severity": N_("Severity"),
+    "category": N_("Category"),
+    "rule_id": N_("Rule"),
+    "facility": N_("Facility"),
+    "period_start": N_("From"),
+    "period_end": N_("To"),
+    "explanation": N_("Explanation"),
+    "source": N_("Found by"),
+    "state": N_("State"),
+    "kind": N_("Kind"),
+    "record_id": N_("Record"),
+    "record_key": N_("Record key"),
+    "file": N_("File"),
+    "row": N_("Row"),
+    "logbook": N_("Book"),
+    "page": N_("Page"),
+    "line": N_("Line"),
+    "sha256": N_("SHA-256"),
+    "source_name": N_("File"),
+    "source_row": N_("Row"),
+    "source_sha256": N_("File SHA-256"),
+    "source_sheet": N_("Sheet"),
+    "checkpoint": N_("Checkpoint"),
+    "entered_at": N_("Entered"),
+    "exited_at": N_("Left"),
+    "name": N_("Name"),
+    "name_key": N_("Name (folded)"),
+    "name_status": N_("Name written"),
+    "id_type": N_("Document type"),
+    "id_number": N_("Document"),
+    "role": N_("Role"),
+    "organization": N_("Organisation"),
+    "escorted_by": N_("Escorted by"),
+    "escorted_key": N_("Escort (folded)"),
+    "inmate_id": N_("Inmate"),
+    "purpose": N_("Purpose"),
+    "vehicle_plate": N_("Plate"),
+    "plate_key": N_("Plate (folded)"),
+    "party_size": N_("Party size"),
+    "party_id": N_("Party"),
+    "authorized_by": N_("Authorised by"),
+    "entered_precision": N_("Time known to"),
+    "seq": N_("Entry"),
+    "original_name": N_("File"),
+    "uploaded_by": N_("Uploaded by"),
+    "uploaded_at": N_("Uploaded at"),
+    "format": N_("Format"),
+    "encoding": N_("Encoding"),
+    "delimiter": N_("Delimiter"),
+    "mapping": N_("Mapping"),
+    "rows_read": N_("Rows read"),
+    "rows_stored": N_("Rows stored"),
+    "rows_quarantined": N_("Rows quarantined"),
+    "rows_duplicate": N_("Rows already stored"),
+    "size": N_("Bytes"),
+    "entry_hash": N_("Entry hash"),
+    "prev_hash": N_("Previous entry hash"),
+    "rows_digest": N_("Rows digest"),
+    "run_id": N_("Run"),
+    "triggered_by": N_("Started by"),
+    "started_at": N_("Started"),
+    "ended_at": N_("Ended"),
+    "counts": N_("Counts"),
+    "errors": N_("Errors"),
+    "scope": N_("Scope"),
+    "field": N_("Field"),
+    "reason_code": N_("Problem"),
+    "reason": N_("Reason"),
+    "raw": N_("Row as read"),
+    "acted_at": N_("When"),
+    "actor": N_("Who"),
+    "action": N_("Action"),
+    "old": N_("Before"),
+    "new": N_("After"),
+    "note": N_("Note"),
+    "username": N_("User"),
+    "job": N_("Job"),
+    "when": N_("When"),
+    "next run": N_("Next run"),
+    "visits": N_("Visits"),
+    "total_risk": N_("Total risk"),
+    "max_risk": N_("Highest risk"),
+    "high_risk_visits": N_("Visits of risk 0.5 or more"),
+    "visits_with_rule_hits": N_("Visits with rule flags"),
+    "rarest_visits": N_("Among the rarest 0.1%"),
+    "mean_outlier_pct": N_("Mean outlier percentile"),
+    "roles": N_("Roles"),
+    "facilities": N_("Facilities"),
+    "person": N_("Person"),
+    "official": N_("Official"),
+    "inmate": N_("Inmate"),
+    "gang": N_("Gang"),
+    "rank": N_("Rank"),
+    "transferred_at": N_("Transferred"),
+    "from_facility": N_("From facility"),
+    "to_facility": N_("To facility"),
+    "approved_by": N_("Approved by"),
+    "medical_approval": N_("Medical approval"),
+    "returned_at": N_("Returned"),
+    "opened_on": N_("Opened"),
+    "closed_on": N_("Closed"),
+    "first_page": N_("First page"),
+    "last_page": N_("Last page"),
+    "custody_status": N_("Custody"),
+    "language": N_("Language"),
+    "body": N_("Content"),
+    "config": N_("Settings"),
+    "content_hash": N_("Content SHA-256"),
+    "created_at": N_("Created at"),
+    "created_by": N_("Created by"),
+    "entity": N_("Applies to"),
+    "entity_key": N_("Applies to (folded)"),
+    "entity_kind": N_("Applies to a"),
+    "evidence": N_("Evidence"),
+    "factor": N_("Weight factor"),
+    "features": N_("Features"),
+    "fields": N_("Values"),
+    "first_run": N_("First run"),
+    "first_seen": N_("First seen"),
+    "last_run": N_("Last run"),
+    "last_seen": N_("Last seen"),
+    "fit_from": N_("Fitted from"),
+    "fit_to": N_("Fitted to"),
+    "fit_rows": N_("Visits fitted"),
+    "fitted_at": N_("Fitted at"),
+    "happened_at": N_("Happened at"),
+    "label": N_("Label"),
+    "model": N_("Model"),
+    "model_id": N_("Model"),
+    "outlier_pct": N_("Outlier percentile"),
+    "outlier_score": N_("Outlier score"),
+    "record_ids": N_("Records"),
+    "record_keys": N_("Record keys"),
+    "reopen_on_new": N_("Re-open on new occurrences"),
+    "risk_score": N_("Risk"),
+    "role_hours": N_("Hours per role"),
+    "rule_score": N_("Rule part of the risk"),
+    "rules": N_("Rules"),
+    "saved_at": N_("Saved at"),
+    "saved_by": N_("Saved by"),
+    "score": N_("Risk"),
+    "security_level": N_("Security level"),
+    "subject": N_("Subject"),
+    "title": N_("Title"),
+    "top_features": N_("Main reasons"),
+    "until": N_("Until"),
+    "updated_at": N_("Updated at"),
+    "updated_by": N_("Updated by"),
+    "upload_seq": N_("Upload"),
+    "version": N_("Version"),
+    "visiting_hours": N_("Visiting hours"),
+    "watermark": N_("Up to upload"),
+    "weight_factor": N_("Weight factor"),
+    "confirmed": N_("Confirmed"),
+    "dismissed": N_("Dismissed (false or benign)"),
+    "since_run": N_("Since run"),
+    "changed_at": N_("Changed at"),
+    "weight_from": N_("From"),
+    "weight_to": N_("To"),
+    "not_returned": N_("Not returned"),
+    "transfers": N_("Transfers"),
+    "value": N_("Value"),
+    "samples": N_("Sample values"),
+    "column": N_("Column"),
+}
+
+
+def field_name(name: str, lang: str) -> str:
+    """A field's heading in ``lang`` (``period_start`` → ``Desde``); an unknown one with
+    its underscores as spaces."""
+    if name in FIELDS:
+        return translate(lang, FIELDS[name])
+    if name.endswith("_raw") and name[:-4] in FIELDS:  # the value as the file wrote it
+        return translate(lang, "{field} as written").format(field=field_name(name[:-4], lang))
+    return name.replace("_", " ").capitalize()
+
+
+def code(value: Any, lang: str) -> Any:
+    """A coded value in words (``in_review`` → ``en revisión``); other values unchanged."""
+    if isinstance(value, str) and value in CODES:
+        return translate(lang, CODES[value])
+    return value
+
+
+def words(value: str | None, lang: str) -> str | None:
+    """A coded value in words, or an unknown code with its underscores as spaces."""
+    if value is None:
+        return None
+    return translate(lang, CODES[value]) if value in CODES else value.replace("_", " ")
+
+
+# --- a stored flag in a language -----------------------------------------------------------
+
+
+def flag_wording(flag: dict, lang: str, rules: dict | None = None) -> tuple[str, str]:
+    """(title, explanation) of a stored flag in ``lang``: the source text as stored, or
+    the rule's (or the model's) text in that language filled with the flag's own values.
+    ``rules`` (id → rule) saves reading the rule files again for each of many flags."""
+    lang = known(lang)
+    if lang == SOURCE:
+        return flag["title"], flag["explanation"]
+    fields = flag.get("fields") or {}
+    if isinstance(fields, str):
+        import json
+
+        fields = json.loads(fields or "{}")
+    if str(flag.get("rule_id", "")).startswith("outlier-"):
+        return model_wording(flag, fields, lang)
+    from detector.rules import rule_wording
+
+    rule = (rules if rules is not None else rules_by_id()).get(flag["rule_id"])
+    if rule is None:
+        return flag["title"], flag["explanation"]
+    return rule_wording(rule, fields, lang)
+
+
+# --- the outlier model's flags (here, not in detector.scoring: reading them needs no model)
+
+
+def share(fraction: float, lang: str = "en") -> str:
+    """A small share as a person says it: "0.05%", "1 in 2,000" ("0,05 %", "1 de cada 2.000")."""
+    if fraction <= 0:
+        fraction = 0.0001
+    if fraction >= 0.0001:
+        figure = float(f"{100 * fraction:.2g}")
+        shown = f"{figure:g}" if lang == "en" else number(figure, lang)
+        return translate(lang, "{share}%").format(share=shown)
+    n = round(1 / fraction)
+    return translate(lang, "1 in {n}").format(n=f"{n:,}" if lang == "en" else number(n, lang))
+
+
+MODEL_TITLE = N_("Visit out of place ({model} outlier)")
+MODEL_EXPLANATION = N_(
+    "A {role} visit at {facility} on {at} is out of place: among the rarest {share} of "
+    "visits in the reference period. {reasons}."
+)
+
+
+def model_wording(flag: dict, fields: dict, lang: str) -> tuple[str, str]:
+    """(title, explanation) of an outlier flag in ``lang``, from its stored values and
+    the sentences kept for each language when it was scored."""
+    model = str(flag.get("rule_id", "")).removeprefix("outlier-").upper()
+    reasons = ". ".join(
+        t.get(f"context_{lang}") or t.get("context", "") for t in fields.get("top_features", [])
+    )
+    pct = float(fields.get("percentile") or 0) / 100
+    explanation = translate(lang, MODEL_EXPLANATION).format(
+        role=words(fields.get("role") or "other", lang),
+        facility=flag.get("facility") or "",
+        at=moment(flag.get("period_start"), lang),
+        share=share(1 - pct, lang),
+        reasons=reasons,
+    )
+    return translate(lang, MODEL_TITLE).format(model=model), explanation
+
+
+def rules_by_id() -> dict:
+    from detector.rules import load_rules
+
+    return {r.id: r for r in load_rules()}

@@ -1,0 +1,133 @@
+"""Spanish and English: the catalogue translates every marked message, every rule's
+Spanish text fills in from its own hits, and dates and numbers read as each language
+writes them."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po
+
+from detector import i18n
+from detector.rules import load_rules, rule_wording, run_case
+from tests.conftest import REPO
+
+KEYWORDS = {
+    "_": None,
+    "N_": None,
+    "ngettext": (1, 2),
+    "translate": (2,),
+    "translate_plural": (2, 3),
+}
+
+
+def _marked() -> set[str]:
+    """Every message the code marks for translation, extracted as `scripts/i18n.sh` does."""
+    found = set()
+    for folder in ("detector", "dashboard"):
+        for _file, _line, message, _comments, _context in extract_from_dir(
+            REPO / folder, keywords=KEYWORDS, comment_tags=()
+        ):
+            found.add(message[0] if isinstance(message, tuple) else message)
+    return found
+
+
+def test_every_marked_message_has_its_spanish():
+    with (i18n.LOCALES / "es" / "LC_MESSAGES" / "messages.po").open("rb") as handle:
+        catalog = read_po(handle, locale="es")
+    translated = {
+        (m.id[0] if isinstance(m.id, tuple) else m.id)
+        for m in catalog
+        if m.id and (all(m.string) if isinstance(m.string, tuple) else m.string)
+        and "fuzzy" not in m.flags
+    }  # fmt: skip
+    missing = sorted(_marked() - translated)
+    assert not missing, f"run scripts/i18n.sh and translate: {missing[:10]}"
+
+
+def test_a_message_placeholders_survive_translation():
+    """A Spanish message that drops or renames a {value} would fail at .format()."""
+    import string
+
+    with (i18n.LOCALES / "es" / "LC_MESSAGES" / "messages.po").open("rb") as handle:
+        catalog = read_po(handle, locale="es")
+    for m in catalog:
+        if not m.id:
+            continue
+        ids = m.id if isinstance(m.id, tuple) else (m.id,)
+        strings = m.string if isinstance(m.string, tuple) else (m.string,)
+        wanted = {n for _, n, _, _ in string.Formatter().parse(ids[-1]) if n}
+        for s in strings:
+            got = {n for _, n, _, _ in string.Formatter().parse(s) if n}
+            assert got == wanted, (m.id, s)
+
+
+@pytest.mark.parametrize("rule", load_rules(), ids=lambda r: r.id)
+def test_each_rule_reads_in_spanish_from_its_own_hits(rule, tmp_path):
+    """The Spanish explanation of each regression hit fills every field (no "?"), shows
+    the Spanish reading of a sentence the query composes, and keeps no English of it."""
+    hits: list[dict] = []
+    for i, case in enumerate(rule.regression):
+        assert run_case(rule, case, tmp_path / str(i), hits) == []
+    assert hits, rule.id
+    for fields in hits:
+        title, text = rule_wording(rule, fields, "es")
+        assert title == rule.es.title
+        assert "?" not in text.replace("¿", ""), (rule.id, text)
+        for k, v in fields.items():
+            if f"{k}_es" in fields and isinstance(v, str) and len(v) > 8:
+                assert v not in text, (rule.id, k, text)
+        english_title, english = rule_wording(rule, fields, "en")
+        assert english_title == rule.title and "?" not in english
+
+
+def test_dates_and_numbers_per_language():
+    at = datetime(2019, 6, 1, 21, 5)
+    assert i18n.moment(at, "es") == "01/06/2019 21:05"
+    assert i18n.moment(at, "en") == "2019-06-01 21:05"
+    assert i18n.moment(date(2019, 6, 1), "es") == "01/06/2019"
+    assert i18n.moment("2019-06-01 21:05", "es") == "01/06/2019 21:05"
+    assert i18n.number(1234.5, "es") == "1234,5" or i18n.number(1234.5, "es") == "1.234,5"
+    assert i18n.number(1234567, "es") == "1.234.567"
+    assert i18n.number(1234567, "en") == "1,234,567"
+    assert i18n.weekday(1, "es") == "lunes" and i18n.weekday(7, "en") == "Sunday"
+
+
+def test_coded_values_and_plurals():
+    assert i18n.words("needs_external_verification", "es") == "requiere verificación externa"
+    assert i18n.words("in_review", "en") == "in review"
+    assert i18n.words("some_new_code", "es") == "some new code"
+    assert i18n.translate_plural("es", "{n} finding", "{n} findings", 1) == "{n} hallazgo"
+    assert i18n.translate_plural("es", "{n} finding", "{n} findings", 3) == "{n} hallazgos"
+
+
+def test_unknown_language_falls_back_to_the_default(monkeypatch):
+    monkeypatch.setenv("DETECTOR_LANGUAGE", "fr")
+    assert i18n.default_language() == "es"
+    monkeypatch.setenv("DETECTOR_LANGUAGE", "en")
+    assert i18n.known("de") == "en" and i18n.known("es") == "es"
+
+
+def test_every_column_a_page_can_show_has_a_heading_in_both_languages(store):
+    """Tables show the database's columns through their headings: each column of every
+    table (and of the risk roll-ups) has one, so no snake_case name reaches a reader in
+    either language (a value as the file wrote it reads as "<heading> as written")."""
+    from detector.risk import ROLLUPS, rollup
+
+    with store.read() as con:
+        columns = {
+            c for (c,) in con.execute(
+                "SELECT DISTINCT column_name FROM information_schema.columns "
+                "WHERE table_schema = 'main'"
+            ).fetchall()
+        }  # fmt: skip
+    for by in ROLLUPS:
+        columns |= set(rollup(store, by).columns)
+    missing = sorted(
+        c for c in columns if c not in i18n.FIELDS and c.removesuffix("_raw") not in i18n.FIELDS
+    )
+    assert not missing, missing
+    assert i18n.field_name("entered_at_raw", "es") == "Entrada tal como se escribió"
+    assert i18n.field_name("period_start", "es") == "Desde"
