@@ -76,3 +76,26 @@ def readable(frame: pl.DataFrame | list[dict]) -> pl.DataFrame:
             col = col.fill_null("")
         out.append(col.alias(field_name(name, reader)))
     return frame.select(out)
+
+
+_MOMENT = {"es": "DD/MM/YYYY HH:mm", "en": "YYYY-MM-DD HH:mm"}
+_DAY = {"es": "DD/MM/YYYY", "en": "YYYY-MM-DD"}
+
+
+def table(frame: pl.DataFrame | list[dict], key: str, where=None, **kwargs):
+    """Show a table as a person reads it (:func:`readable`), its dates and times written
+    as the reader's language writes them; ``where`` is a column, tab or the page."""
+    import streamlit as st
+
+    shown = readable(frame)
+    reader = lang()
+    config = {}
+    for name, dtype in shown.schema.items():
+        if dtype == pl.Datetime or isinstance(dtype, pl.Datetime):
+            config[name] = st.column_config.DatetimeColumn(name, format=_MOMENT[reader])
+        elif dtype == pl.Date:
+            config[name] = st.column_config.DateColumn(name, format=_DAY[reader])
+    config.update(kwargs.pop("column_config", None) or {})
+    kwargs.setdefault("hide_index", True)
+    kwargs.setdefault("width", "stretch")
+    return (where or st).dataframe(shown, key=key, column_config=config, **kwargs)

@@ -6,12 +6,28 @@ class DetectorError(Exception):
 
 
 class FileError(DetectorError):
-    """A whole file cannot be used (empty, binary, unknown format, no required columns)."""
+    """A whole file cannot be used (empty, binary, unknown format, no required columns).
 
-    def __init__(self, source: str, message: str):
+    ``message`` is a catalogue entry and ``values`` fill its ``{names}``, so that the
+    dashboard says it in the reader's language (:meth:`said`); ``str()`` is the English."""
+
+    def __init__(self, source: str, message: str, **values):
         self.source = source
-        self.message = message
-        super().__init__(f"{source}: {message}")
+        self.template = message
+        self.values = values
+        self.message = message.format(**values) if values else message
+        super().__init__(f"{source}: {self.message}")
+
+    def said(self, lang: str) -> str:
+        return said(self.source, self.template, self.values, lang)
+
+
+def said(source: str, template: str, values: dict, lang: str) -> str:
+    """A file's problem in ``lang``: "<file>: <message>"."""
+    from detector.i18n import translate
+
+    text = translate(lang, template)
+    return f"{source}: {text.format(**values) if values else text}"
 
 
 class StoreBusy(DetectorError):

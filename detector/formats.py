@@ -17,6 +17,7 @@ from charset_normalizer import from_bytes
 
 from detector import sandbox
 from detector.errors import FileError
+from detector.i18n import N_
 
 SAMPLE = 256 * 1024
 BATCH_ROWS = 250_000
@@ -109,9 +110,12 @@ def _check_width(columns: int, name: str, at_least: bool = False) -> None:
     if columns > sandbox.MAX_COLUMNS:
         raise FileError(
             name,
-            f"{'over ' if at_least else ''}{columns:,} columns "
-            f"(limit {sandbox.MAX_COLUMNS:,}; set DETECTOR_MAX_COLUMNS "
-            "to raise it): not a logbook export",
+            N_(
+                "{count} columns (limit {limit}; set DETECTOR_MAX_COLUMNS to raise it): "
+                "not a logbook export"
+            ),
+            count=f"{'over ' if at_least else ''}{columns:,}",
+            limit=f"{sandbox.MAX_COLUMNS:,}",
         )
 
 
@@ -139,9 +143,9 @@ def detect_format(path: Path, head: bytes, name: str | None = None) -> str:
     if stripped[:1] in (b"[", b"{") and suffix not in (".csv", ".txt", ".tsv"):
         return "json" if stripped[:1] == b"[" else "ndjson"
     if _looks_binary(head) and not _looks_utf16(head):
-        raise FileError(name, "binary file, not a CSV, XLSX, Parquet or JSON export")
+        raise FileError(name, N_("binary file, not a CSV, XLSX, Parquet or JSON export"))
     if suffix in (".xls",):
-        raise FileError(name, "old Excel .xls is not supported: save it as .xlsx or CSV")
+        raise FileError(name, N_("old Excel .xls is not supported: save it as .xlsx or CSV"))
     return "csv"
 
 
@@ -236,7 +240,7 @@ def read_table(
     name = name or path.name
     size = path.stat().st_size
     if size == 0:
-        raise FileError(name, "file is empty")
+        raise FileError(name, N_("file is empty"))
     with path.open("rb") as fh:
         head = fh.read(SAMPLE)
     fmt = detect_format(path, head, name)
@@ -259,13 +263,20 @@ def read_table(
     except FileError:
         raise
     except Exception as exc:  # a library's parse error becomes one clear line
-        raise FileError(name, f"cannot read as {fmt}: {str(exc).splitlines()[0][:200]}") from exc
+        raise FileError(
+            name,
+            N_("cannot read as {format}: {problem}"),
+            format=fmt,
+            problem=str(exc).splitlines()[0][:200],
+        ) from exc
     if not table.columns:
-        raise FileError(name, "no columns found")
+        raise FileError(name, N_("no columns found"))
     if names is not None and fmt not in ("csv", "xlsx"):
-        raise FileError(name, f"'header = false' applies to CSV and XLSX files, not {fmt}")
+        raise FileError(
+            name, N_("'header = false' applies to CSV and XLSX files, not {format}"), format=fmt
+        )
     if fmt in ("xlsx", "json", "ndjson") and table.frame.height == 0:
-        raise FileError(name, "has a header but no data rows")
+        raise FileError(name, N_("has a header but no data rows"))
     return table
 
 
@@ -273,8 +284,12 @@ def _check_names(names: list[str], found: int, source: str) -> None:
     if found != len(names):
         raise FileError(
             source,
-            f"the mapping names {len(names)} columns but the first line has {found} "
-            "(header = false needs one name per column, in order)",
+            N_(
+                "the mapping names {named} columns but the first line has {found} "
+                "(header = false needs one name per column, in order)"
+            ),
+            named=len(names),
+            found=found,
         )
 
 
@@ -312,9 +327,9 @@ def _read_json(path: Path, fmt: str, name: str) -> pl.DataFrame:
     else:
         data = [json.loads(line) for line in text.splitlines() if line.strip()]
     if not data:
-        raise FileError(name, "JSON holds no records")
+        raise FileError(name, N_("JSON holds no records"))
     if not all(isinstance(r, dict) for r in data):
-        raise FileError(name, "JSON must be a list of objects (one per record)")
+        raise FileError(name, N_("JSON must be a list of objects (one per record)"))
     columns: dict[str, None] = {}
     for r in data:
         columns.update(dict.fromkeys(r))
@@ -345,8 +360,11 @@ def _open_csv(
         except UnicodeDecodeError as exc:
             raise FileError(
                 name,
-                f"binary or damaged file: not valid {encoding} text "
-                "(expected a CSV, XLSX, Parquet or JSON export)",
+                N_(
+                    "binary or damaged file: not valid {encoding} text "
+                    "(expected a CSV, XLSX, Parquet or JSON export)"
+                ),
+                encoding=encoding,
             ) from exc
         source = Path(keep.name)
         with source.open("rb") as fh:
@@ -354,9 +372,9 @@ def _open_csv(
     text_head = text_head.lstrip("\ufeff")
     lines = [ln for ln in text_head.splitlines() if ln.strip()]
     if not lines:
-        raise FileError(name, "file holds only blank text")
+        raise FileError(name, N_("file holds only blank text"))
     if complete and len(lines) == 1 and names is None:
-        raise FileError(name, "has a header but no data rows")
+        raise FileError(name, N_("has a header but no data rows"))
     delimiter = sniff_delimiter(text_head)
     first = [c.lstrip("\ufeff") for c in next(csv.reader([lines[0]], delimiter=delimiter))]
     # a header line longer than the sample read is cut: it has at least these columns
@@ -397,7 +415,7 @@ def _open_csv(
                 yield Batch(frame, offset)
                 offset += frame.height
         except pl.exceptions.NoDataError as exc:
-            raise FileError(name, "file is empty") from exc
+            raise FileError(name, N_("file is empty")) from exc
         except pl.exceptions.ComputeError:  # ragged rows the line audit did not see
             yield from slowly(offset)
 
@@ -494,8 +512,13 @@ def _split_rows(
                 where = header[col] if col < len(header) else f"column {col + 1}"
                 raise FileError(
                     name,
-                    f"row {row_no}, field {where}: a quote opened there is never closed and "
-                    f"swallows the {lost} line(s) after it; fix the quote and upload again",
+                    N_(
+                        "row {row}, field {field}: a quote opened there is never closed and "
+                        "swallows the {lost} line(s) after it; fix the quote and upload again"
+                    ),
+                    row=row_no,
+                    field=where,
+                    lost=lost,
                 )
         if len(row) != len(header):
             broken.append(

@@ -22,6 +22,7 @@ from detector import ledger
 from detector.dates import PLAUSIBLE_FROM_YEAR, plausible_until_year, to_datetime, to_time
 from detector.errors import FileError
 from detector.formats import Batch, Table, read_table
+from detector.i18n import N_
 from detector.mapping import (
     Source,
     UserMapping,
@@ -58,6 +59,10 @@ class IngestResult:
     rows_duplicate: int = 0
     reasons: list[tuple[int, str, str]] = field(default_factory=list)
     message: str = ""
+    # The message as a catalogue entry and its values, to be said in another language.
+    template: str = ""
+    values: dict = field(default_factory=dict)
+    source: str = ""  # what a failure names (the file, or a sheet of it)
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -452,9 +457,12 @@ def _refuse_long_stays(frame: pl.DataFrame, source: str) -> None:
     if len(stays) >= 20 and stays.median() > MAX_MEDIAN_STAY_DAYS:
         raise FileError(
             source,
-            f"the median stay is {stays.median():,.0f} days: these rows are custody records "
-            "(admission and discharge), not visits; ingest them as an inmate roster "
-            "(--kind inmates) or check which columns the mapping names as entry and exit",
+            N_(
+                "the median stay is {days} days: these rows are custody records "
+                "(admission and discharge), not visits; ingest them as an inmate roster "
+                "(--kind inmates) or check which columns the mapping names as entry and exit"
+            ),
+            days=f"{stays.median():,.0f}",
         )
 
 
@@ -508,7 +516,9 @@ def plan(path: Path, kind: str | None, mapping: UserMapping, name: str | None = 
         refuse_custody_snapshot(table.columns, name)
     kind = kind or detect_kind(table.columns, name)
     if kind not in SPECS:
-        raise FileError(name, f"unknown kind '{kind}'; use one of {', '.join(SPECS)}")
+        raise FileError(
+            name, N_("unknown kind '{kind}'; use one of {kinds}"), kind=kind, kinds=", ".join(SPECS)
+        )
     return Plan(table, kind, resolve(SPECS[kind], table.columns, mapping, name))
 
 
@@ -533,7 +543,7 @@ def ingest_file(
     result = IngestResult(path=str(path))
     try:
         if not path.is_file():
-            raise FileError(path.name, "no such file")
+            raise FileError(path.name, N_("no such file"))
         sha, staged = ledger.stage_evidence(store, path)
         try:
             _ingest_staged(
@@ -543,6 +553,7 @@ def ingest_file(
             staged.unlink(missing_ok=True)
     except FileError as exc:
         result.status, result.message = "failed", str(exc)
+        result.template, result.values, result.source = exc.template, exc.values, exc.source
     return result
 
 
@@ -594,11 +605,14 @@ def _ingest_staged(
 
 def _already(result: IngestResult, seen: dict) -> None:
     result.status, result.kind, result.seq = "duplicate", seen["kind"], seen["seq"]
-    result.message = (
-        f"already uploaded as ledger entry {seen['seq']} "
-        f"({seen['original_name']}, {seen['uploaded_at']:%Y-%m-%d %H:%M} "
-        f"by {seen['uploaded_by']})"
-    )
+    result.template = N_("already uploaded as ledger entry {seq} ({file}, {when} by {who})")
+    result.values = {
+        "seq": seen["seq"],
+        "file": seen["original_name"],
+        "when": f"{seen['uploaded_at']:%Y-%m-%d %H:%M}",
+        "who": seen["uploaded_by"],
+    }
+    result.message = result.template.format(**result.values)
 
 
 def _converted(
@@ -805,7 +819,7 @@ def _store(
                 [sha, path.name, kind, seq, [str(q) for q in feed.quarantine]],
             )
     if result.rows_read == 0:
-        raise FileError(path.name, "has a header but no data rows")
+        raise FileError(path.name, N_("has a header but no data rows"))
     stored = result.rows_read - result.rows_quarantined
     result.rows_duplicate = _drop_known(con, kind, seq, stored, feed.repeats_records())
     result.rows_stored = stored - result.rows_duplicate

@@ -24,6 +24,7 @@ from pydantic import (
 
 from detector.dates import DATE_ORDERS, DEFAULT_YEARS_FROM
 from detector.errors import FileError
+from detector.i18n import N_
 from detector.schema import (
     CUSTODY_SNAPSHOT,
     KINDS,
@@ -119,13 +120,17 @@ def load_mapping(path: str | Path | None) -> UserMapping:
         text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text) if path.suffix.lower() == ".toml" else yaml.safe_load(text)
     except (OSError, tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise FileError(path.name, f"cannot read mapping file: {exc}") from exc
+        raise FileError(
+            path.name, N_("cannot read mapping file: {problem}"), problem=str(exc)
+        ) from exc
     try:
         return UserMapping.model_validate(data or {})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise FileError(path.name, f"mapping field '{where}': {first['msg']}") from exc
+        raise FileError(
+            path.name, N_("mapping field '{field}': {problem}"), field=where, problem=first["msg"]
+        ) from exc
 
 
 # --- mappings saved by name ----------------------------------------------------------------
@@ -163,9 +168,12 @@ def save_named(store, name: str, mapping: UserMapping, user: str) -> SavedMappin
 
     name = name.strip()
     if not NAME.match(name):
-        raise ValueError(
-            "a mapping name is 1-80 letters, digits, spaces, '.', '-' or '_' "
-            f"(not starting with a space or a sign): {name!r}"
+        raise FileError(
+            repr(name),
+            N_(
+                "a mapping name is 1-80 letters, digits, spaces, '.', '-' or '_', not "
+                "starting with a space or a sign"
+            ),
         )
     body = mapping_text(mapping)
     sha = hashlib.sha256(body.encode("utf-8")).hexdigest()
@@ -199,11 +207,13 @@ def load_named(store, name: str) -> SavedMapping | None:
         return None
     version, sha, body = found[0]
     if hashlib.sha256(body.encode("utf-8")).hexdigest() != sha:
-        raise FileError(name, "the saved mapping does not match its recorded SHA-256")
+        raise FileError(name, N_("the saved mapping does not match its recorded SHA-256"))
     try:
         mapping = UserMapping.model_validate(yaml.safe_load(body) or {})
     except ValidationError as exc:
-        raise FileError(name, f"saved mapping no longer valid: {exc.errors()[0]['msg']}") from exc
+        raise FileError(
+            name, N_("saved mapping no longer valid: {problem}"), problem=exc.errors()[0]["msg"]
+        ) from exc
     return SavedMapping(name.strip(), version, sha, mapping)
 
 
@@ -224,7 +234,9 @@ def resolve_mapping(store, value: str | Path | None) -> tuple[UserMapping, str |
         return load_mapping(path), str(path)
     saved = load_named(store, str(value))
     if saved is None:
-        raise FileError(str(value), "no such mapping file, and no mapping saved under that name")
+        raise FileError(
+            str(value), N_("no such mapping file, and no mapping saved under that name")
+        )
     return saved.mapping, saved.label
 
 
@@ -262,10 +274,13 @@ def refuse_custody_snapshot(headers: list[str], source: str) -> None:
     if admission and custody and not folded & {"visitor", "visitante", "checkpoint", "garita"}:
         raise FileError(
             source,
-            "this looks like a custody snapshot or roster (one row per person held, with "
-            f"{', '.join(admission + custody[:3])}), not a visit log: an admission is not a "
-            "visit. Ingest it as an inmate roster with --kind inmates and a mapping, or give "
-            "the visit logbooks of the same prisons",
+            N_(
+                "this looks like a custody snapshot or roster (one row per person held, with "
+                "{columns}), not a visit log: an admission is not a visit. Ingest it as an "
+                "inmate roster with --kind inmates and a mapping, or give the visit logbooks "
+                "of the same prisons"
+            ),
+            columns=", ".join(admission + custody[:3]),
         )
 
 
@@ -283,12 +298,20 @@ def detect_kind(headers: list[str], source: str) -> str:
     if top[0] == 0 and top[1] < 2:
         raise FileError(
             source,
-            "no recognisable columns for any record kind "
-            f"({', '.join(KINDS)}); headers are: {', '.join(headers[:12])}; "
-            "give --kind and a --mapping file",
+            N_(
+                "no recognisable columns for any record kind ({kinds}); headers are: "
+                "{headers}; give --kind and a --mapping file"
+            ),
+            kinds=", ".join(KINDS),
+            headers=", ".join(headers[:12]),
         )
     if top == runner:
-        raise FileError(source, f"the headers fit both '{best}' and '{second}': give --kind")
+        raise FileError(
+            source,
+            N_("the headers fit both '{best}' and '{second}': give --kind"),
+            best=best,
+            second=second,
+        )
     return best
 
 
@@ -307,8 +330,13 @@ def resolve(
             return by_fold[fold(name)]
         raise FileError(
             source,
-            f"mapping for '{target}' names column '{name}', which is not in "
-            f"the file (headers: {', '.join(headers[:20])})",
+            N_(
+                "mapping for '{field}' names column '{column}', which is not in the file "
+                "(headers: {headers})"
+            ),
+            field=target,
+            column=name,
+            headers=", ".join(headers[:20]),
         )
 
     known = {f.name for f in spec.fields}
@@ -316,8 +344,10 @@ def resolve(
         if target not in known:
             raise FileError(
                 source,
-                f"mapping names unknown field '{target}' for {spec.name}; "
-                f"known: {', '.join(sorted(known))}",
+                N_("mapping names unknown field '{field}' for {kind}; known: {known}"),
+                field=target,
+                kind=spec.name,
+                known=", ".join(sorted(known)),
             )
         if isinstance(src, str):
             out[target] = Source("column", (header(src, target),))
@@ -359,9 +389,13 @@ def resolve(
     if missing:
         raise FileError(
             source,
-            f"no column for required field(s) {', '.join(missing)} of kind "
-            f"'{spec.name}' (headers: {', '.join(headers[:20])}); rename the "
-            "column or map it in a --mapping file",
+            N_(
+                "no column for required field(s) {fields} of kind '{kind}' (headers: "
+                "{headers}); rename the column or map it in a --mapping file"
+            ),
+            fields=", ".join(missing),
+            kind=spec.name,
+            headers=", ".join(headers[:20]),
         )
     return out
 

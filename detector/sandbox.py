@@ -21,6 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from detector.errors import FileError
+from detector.i18n import N_
 
 # A visit logbook sheet is far below these; anything larger is refused before reading.
 MAX_ROWS = int(os.environ.get("DETECTOR_XLSX_MAX_ROWS", "2000000"))
@@ -64,14 +65,23 @@ def check_dimensions(path: Path, name: str) -> None:
     try:
         sizes = declared_size(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise FileError(name, f"not a readable XLSX workbook: {exc}") from exc
+        raise FileError(
+            name, N_("not a readable XLSX workbook: {problem}"), problem=str(exc)
+        ) from exc
     for part, rows, cols in sizes:
         if rows > MAX_ROWS or cols > MAX_COLUMNS:
             raise FileError(
                 name,
-                f"{part.rsplit('/', 1)[-1]} declares a used range of {rows:,} rows x {cols:,} "
-                f"columns (limits: {MAX_ROWS:,} x {MAX_COLUMNS:,}); a logbook export is far "
-                "smaller: save the sheet again with only its data, or as CSV",
+                N_(
+                    "{sheet} declares a used range of {rows} rows x {columns} columns "
+                    "(limits: {max_rows} x {max_columns}); a logbook export is far smaller: "
+                    "save the sheet again with only its data, or as CSV"
+                ),
+                sheet=part.rsplit("/", 1)[-1],
+                rows=f"{rows:,}",
+                columns=f"{cols:,}",
+                max_rows=f"{MAX_ROWS:,}",
+                max_columns=f"{MAX_COLUMNS:,}",
             )
 
 
@@ -93,14 +103,16 @@ def read_excel(path: Path, name: str, sheet: str | None, has_header: bool) -> pl
             )
         except subprocess.TimeoutExpired as exc:
             raise FileError(
-                name, f"reading the workbook took longer than {TIMEOUT_SECONDS:g} s"
+                name,
+                N_("reading the workbook took longer than {seconds} s"),
+                seconds=f"{TIMEOUT_SECONDS:g}",
             ) from exc
         if done.returncode != 0:
             last = (done.stderr.decode(errors="replace").strip().splitlines() or [""])[-1]
             why = (
                 last[:200] if done.returncode > 0 else f"the reader was killed ({done.returncode})"
             )
-            raise FileError(name, f"cannot read as xlsx: {why}")
+            raise FileError(name, N_("cannot read as xlsx: {problem}"), problem=why)
         return pl.read_parquet(out)
 
 

@@ -131,3 +131,26 @@ def test_every_column_a_page_can_show_has_a_heading_in_both_languages(store):
     assert not missing, missing
     assert i18n.field_name("entered_at_raw", "es") == "Entrada tal como se escribió"
     assert i18n.field_name("period_start", "es") == "Desde"
+
+
+def test_a_refused_or_repeated_file_is_explained_in_spanish(store, tmp_path):
+    """What the upload page says about a file it cannot store, or has stored already,
+    follows the reader's language like everything else."""
+    from detector.errors import said
+    from detector.ingest import ingest_file
+
+    empty = tmp_path / "vacio.csv"
+    empty.write_bytes(b"")
+    failed = ingest_file(store, empty)
+    assert failed.status == "failed" and failed.message == "vacio.csv: file is empty"
+    assert said(failed.source, failed.template, failed.values, "es") == (
+        "vacio.csv: el archivo está vacío"
+    )
+    good = tmp_path / "v.csv"
+    good.write_text("facility,entered_at,name\nZAC,2019-06-01 10:00,Ana\n", encoding="utf-8")
+    ingest_file(store, good)
+    again = ingest_file(store, good)
+    assert again.status == "duplicate"
+    assert said("v.csv", again.template, again.values, "es").startswith(
+        "v.csv: ya se cargó como asiento 1 del libro de evidencias (v.csv, "
+    )

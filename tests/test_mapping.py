@@ -136,7 +136,7 @@ def test_a_saved_mapping_keeps_each_version_with_its_hash(store):
     assert loaded.label == f"saved:libro viejo v2 sha256:{second.sha256}"
     assert named_mappings(store) == ["libro viejo"]
     assert rows(store, "SELECT count(*) FROM mappings") == [(2,)]
-    with pytest.raises(ValueError, match="mapping name"):
+    with pytest.raises(FileError, match="mapping name"):
         save_named(store, "../etc/passwd", _hand_mapping(), "ana")
 
 

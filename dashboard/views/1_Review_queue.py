@@ -5,7 +5,7 @@ from datetime import date
 import streamlit as st
 
 from dashboard import data, session
-from dashboard.labels import readable
+from dashboard.labels import table
 from dashboard.text import _, lang, number, words
 from detector.dossier import render
 from detector.export import EXPORT_FORMATS, flags_bytes, worded
@@ -88,10 +88,8 @@ st.caption(
         page=page + 1, pages=pages
     )
 )
-event = st.dataframe(
-    readable(frame),
-    hide_index=True,
-    width="stretch",
+event = table(
+    frame,
     on_select="rerun",
     selection_mode="multi-row",
     key="queue",

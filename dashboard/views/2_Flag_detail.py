@@ -7,7 +7,7 @@ import polars as pl
 import streamlit as st
 
 from dashboard import data, session
-from dashboard.labels import readable, readable_value
+from dashboard.labels import readable, readable_value, table
 from dashboard.text import _, lang, moment, number, worded, words
 from detector import review
 from detector.dossier import render
@@ -63,15 +63,10 @@ if occurrences:
     )
 
 st.subheader(_("Evidence"))
-st.dataframe(
-    readable(pl.DataFrame(f["evidence"])) if f["evidence"] else pl.DataFrame(),
-    hide_index=True,
-    width="stretch",
-    key="evidence",
-)
+table(pl.DataFrame(f["evidence"]) if f["evidence"] else pl.DataFrame(), key="evidence")
 for kind, frame in session.guarded(data.evidence_records, store, f["record_keys"]).items():
     st.caption(_("Original values — {kind}").format(kind=session.md(words(kind))))
-    st.dataframe(readable(frame), hide_index=True, width="stretch", key=f"orig_{kind}")
+    table(frame, key=f"orig_{kind}")
 
 if f["source"] == "model":
     st.subheader(_("Why the model flagged it"))
@@ -120,9 +115,7 @@ st.subheader(_("Related records"))
 related = session.guarded(data.related, store, f["record_keys"])
 if related:
     for label, tab in zip(related, st.tabs([_(label) for label in related]), strict=True):
-        tab.dataframe(
-            readable(related[label]), hide_index=True, width="stretch", key=f"rel_{label}"
-        )
+        table(related[label], key=f"rel_{label}", where=tab)
 else:
     st.caption(_("No related visits."))
 
@@ -224,9 +217,4 @@ if session.can("export"):
     )
 
 st.subheader(_("Audit trail"))
-st.dataframe(
-    readable(session.guarded(data.review_log, store, f["flag_id"])),
-    hide_index=True,
-    width="stretch",
-    key="audit",
-)
+table(session.guarded(data.review_log, store, f["flag_id"]), key="audit")

@@ -8,9 +8,9 @@ import polars as pl
 import streamlit as st
 
 from dashboard import data, session
-from dashboard.labels import readable
+from dashboard.labels import table
 from dashboard.text import _, lang, number, words
-from detector.errors import FileError
+from detector.errors import FileError, said
 from detector.export import neutralised
 from detector.i18n import field_name
 from detector.ingest import plan
@@ -33,10 +33,15 @@ def show_results() -> None:
     """What the last ingest of this session stored, refused and quarantined."""
     for n, r in enumerate(st.session_state.get("upload_results", [])):
         name = Path(r["path"]).name
+        message = (
+            said(r["source"] or name, r["template"], r["values"], lang())
+            if r["template"]
+            else f"{name}: {r['message']}"
+        )
         if r["status"] == "failed":
-            st.error(session.md(r["message"]))
+            st.error(session.md(message if r["template"] else r["message"]))
         elif r["status"] == "duplicate":
-            st.warning(session.md(f"{name}: {r['message']}"))
+            st.warning(session.md(message))
         else:
             st.success(
                 _(
@@ -52,12 +57,7 @@ def show_results() -> None:
             )
         if r["rows_quarantined"]:
             report = session.guarded(data.quarantine, session.store(), name)
-            st.dataframe(
-                readable(report.drop("raw")),
-                hide_index=True,
-                width="stretch",
-                key=f"reasons_{n}_{name}",
-            )
+            table(report.drop("raw"), key=f"reasons_{n}_{name}")
             st.download_button(
                 _("Validation report of {file} (CSV)").format(file=name),
                 neutralised(report).write_csv(),
@@ -86,13 +86,13 @@ def map_by_hand(i: int, name: str, path: Path, order: str):
         try:
             mapping = load_mapping(kept)
             return plan(path, None, mapping), mapping
-        except (FileError, ValueError) as exc:
-            st.error(session.md(f"{mapping_file.name}: {exc}"))
+        except FileError as exc:
+            st.error(session.md(exc.said(lang())))
             return None
     kind = st.selectbox(_("The file holds"), list(SPECS), format_func=words, key=f"kind_{i}_{name}")
     samples = session.guarded(data.column_samples, path)
     st.caption(_("The file's columns, with a few values of each"))
-    st.dataframe(readable(samples), hide_index=True, width="stretch", key=f"samples_{i}_{name}")
+    table(samples, key=f"samples_{i}_{name}")
     columns = ["", *samples["column"].to_list()]
     unmapped = _("(not in this file)")
     picked = {}
@@ -134,7 +134,7 @@ def map_by_hand(i: int, name: str, path: Path, order: str):
     try:
         return plan(path, None, mapping), mapping
     except FileError as exc:
-        st.error(session.md(exc))
+        st.error(session.md(exc.said(lang())))
         return None
 
 
@@ -201,7 +201,7 @@ for i, upload in enumerate(files):
         try:
             p = plan(path, None, base)
         except FileError as exc:
-            st.warning(session.md(exc))
+            st.warning(session.md(exc.said(lang())))
             picked = map_by_hand(i, upload.name, path, order)
             if picked is None:
                 continue
@@ -265,7 +265,9 @@ for i, upload in enumerate(files):
                     saved = data.save_mapping(
                         session.writer(), session.actor(), name, mappings[path]
                     )
-                except (ValueError, PermissionError) as exc:
+                except FileError as exc:
+                    st.error(session.md(exc.said(lang())))
+                except PermissionError as exc:
                     st.error(session.md(exc))
                 else:
                     st.session_state[f"named_{i}_{upload.name}"] = (
@@ -288,11 +290,9 @@ for i, upload in enumerate(files):
         try:
             good, bad = data.canonical_preview(path, mappings[path])
         except FileError as exc:
-            st.warning(session.md(exc))
+            st.warning(session.md(exc.said(lang())))
         else:
-            st.dataframe(
-                readable(good), hide_index=True, width="stretch", key=f"preview_{i}_{upload.name}"
-            )
+            table(good, key=f"preview_{i}_{upload.name}")
             if bad.height:
                 st.caption(
                     _("{n} of these rows would go to quarantine: {reasons}").format(

@@ -4,7 +4,7 @@ import altair as alt
 import streamlit as st
 
 from dashboard import data, session
-from dashboard.labels import readable
+from dashboard.labels import table
 from dashboard.text import _, lang, number, worded
 from detector import i18n
 from detector.risk import ROLLUPS, rollup
@@ -137,6 +137,6 @@ assert set(RISK_TABS) == set(ROLLUPS)  # a roll-up added to detector.risk gets i
 for by, tab in zip(RISK_TABS, st.tabs([_(t) for t in RISK_TABS.values()]), strict=True):
     frame = session.guarded(rollup, store, by)
     if frame.height:
-        tab.dataframe(readable(frame.head(100)), hide_index=True, width="stretch", key=f"risk_{by}")
+        table(frame.head(100), key=f"risk_{by}", where=tab)
     else:
         tab.caption(_("No scores yet."))

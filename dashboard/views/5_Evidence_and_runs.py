@@ -3,7 +3,7 @@
 import streamlit as st
 
 from dashboard import data, session
-from dashboard.labels import readable
+from dashboard.labels import table
 from dashboard.text import _, ngettext
 from detector import ledger
 
@@ -11,9 +11,7 @@ store = session.store()
 st.title(_("Evidence and runs"))
 
 st.subheader(_("Evidence ledger"))
-st.dataframe(
-    readable(session.guarded(data.ledger, store)), hide_index=True, width="stretch", key="ledger"
-)
+table(session.guarded(data.ledger, store), key="ledger")
 if st.button(_("Verify the ledger and every evidence file"), key="verify"):
     result = session.guarded(ledger.verify, store)
     if result.ok:
@@ -29,9 +27,7 @@ if st.button(_("Verify the ledger and every evidence file"), key="verify"):
             st.error(session.md(problem))
 
 st.subheader(_("Runs"))
-st.dataframe(
-    readable(session.guarded(data.runs, store)), hide_index=True, width="stretch", key="runs"
-)
+table(session.guarded(data.runs, store), key="runs")
 
 st.subheader(_("Quarantine"))
 q = session.guarded(data.quarantine, store)
@@ -44,4 +40,4 @@ chosen = st.selectbox(
 )
 if chosen:
     q = q.filter(q["source_name"] == chosen)
-st.dataframe(readable(q), hide_index=True, width="stretch", key="quarantine")
+table(q, key="quarantine")

@@ -8,7 +8,7 @@ import streamlit as st
 from pydantic import ValidationError
 
 from dashboard import data, session
-from dashboard.labels import readable
+from dashboard.labels import readable, table
 from dashboard.text import _, moment, words
 from detector import auth
 from detector.i18n import LANGUAGES
@@ -105,15 +105,10 @@ st.caption(
 )
 current, changes = session.guarded(data.weights, session.store())
 if current.height:
-    st.dataframe(readable(current), hide_index=True, width="stretch", key="weights")
-    st.dataframe(readable(changes), hide_index=True, width="stretch", key="weight_changes")
+    table(current, key="weights")
+    table(changes, key="weight_changes")
 else:
     st.caption(_("No rule has been re-weighed yet: every rule keeps its set weight."))
 
 st.subheader(_("Run history"))
-st.dataframe(
-    readable(session.guarded(data.runs, session.store())),
-    hide_index=True,
-    width="stretch",
-    key="admin_runs",
-)
+table(session.guarded(data.runs, session.store()), key="admin_runs")
