@@ -18,6 +18,7 @@ import polars as pl
 from detector.i18n import CODES, N_
 from detector.review import QUEUE_ORDER, SUPPRESSED
 from detector.rules import CATEGORIES, SEVERITIES
+from detector.schema import KINDS, SPECS
 from detector.store import Store
 
 
@@ -156,7 +157,7 @@ def evidence_records(store: Store, record_keys: list[str]) -> dict[str, pl.DataF
     """The original values of a flag's records, per kind, with where they came from."""
     out = {}
     with store.read() as con:
-        for kind in ("visits", "transfers", "logbooks", "inmates"):
+        for kind in (k for k in reversed(KINDS) if SPECS[k].evidence is not None):
             frame = con.sql(
                 f"SELECT * EXCLUDE (upload_seq) FROM {kind} "
                 "WHERE record_key IN (SELECT unnest($keys::VARCHAR[]))",
@@ -205,6 +206,42 @@ def related(store: Store, record_keys: list[str], limit: int = 200) -> dict[str,
             if frame.height:
                 out[label] = frame
     return out
+
+
+def person_timeline(store: Store, record_keys: list[str], hours: int = 24) -> pl.DataFrame:
+    """The people of a flag's records (reader events and logbook lines), with every read
+    of theirs and every logbook line of theirs within ``hours`` of the flag's records, in
+    time order: what the gate saw beside what the book says."""
+    with store.read() as con:
+        return con.sql(
+            f"""
+            WITH mine AS (
+                SELECT name_key, person_key AS badge, NULL AS id_number, seen_at AS moment
+                FROM events WHERE record_key IN (SELECT unnest($keys::VARCHAR[]))
+                UNION ALL
+                SELECT name_key, NULL, id_number, entered_at FROM visits
+                WHERE record_key IN (SELECT unnest($keys::VARCHAR[])) AND name_status = 'named'),
+            span AS (SELECT min(moment) - INTERVAL {int(hours)} HOUR AS s,
+                            max(moment) + INTERVAL {int(hours)} HOUR AS e FROM mine)
+            SELECT e.seen_at AS happened_at, 'events' AS kind, e.facility,
+                   e.reader AS place, e.direction, e.name, e.badge, e.source_name, e.source_row,
+                   NULL AS logbook, NULL AS page, NULL AS line
+            FROM events e, span
+            WHERE e.seen_at BETWEEN span.s AND span.e
+              AND (e.name_key IN (SELECT name_key FROM mine WHERE coalesce(name_key, '') <> '')
+                   OR e.person_key IN (SELECT badge FROM mine)
+                   OR e.id_number IN (SELECT id_number FROM mine))
+            UNION ALL
+            SELECT v.entered_at, 'visits', v.facility, v.checkpoint, NULL, v.name, v.id_number,
+                   v.source_name, v.source_row, v.logbook, v.page, v.line
+            FROM visits v, span
+            WHERE v.entered_at BETWEEN span.s AND span.e
+              AND (v.name_key IN (SELECT name_key FROM mine WHERE coalesce(name_key, '') <> '')
+                   OR v.id_number IN (SELECT badge FROM mine)
+                   OR v.id_number IN (SELECT id_number FROM mine))
+            ORDER BY 1, 2""",
+            params={"keys": record_keys},
+        ).pl()
 
 
 def timeline(store: Store, facility: str | None, start, end, hours: int = 24) -> pl.DataFrame:

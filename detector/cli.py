@@ -413,12 +413,13 @@ def scores(
 
 @app.command()
 def risk(
-    by: Annotated[str, typer.Option(help="official, inmate or facility")] = "official",
+    by: Annotated[str, typer.Option(help="person, official, inmate or facility")] = "official",
     format: Annotated[str, typer.Option("--format", help="csv or json")] = "csv",
     output: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
     db: DbOption = None,
 ) -> None:
-    """Risk rolled up per official (with the people they escorted), inmate or facility."""
+    """Risk rolled up per person or official (with the people they escorted; a person's
+    flags on reader events count too), inmate or facility."""
     from detector.risk import rollup
 
     try:
@@ -611,11 +612,18 @@ def generate(
     months: Annotated[
         int, typer.Option(min=6, help="Months of logs (at least 6: the planted story needs them).")
     ] = 6,
+    events: Annotated[
+        bool,
+        typer.Option(
+            help="Also the perimeter gate's reader events and the zones, with planted access "
+            "anomalies (marcaciones.csv, zonas.csv)."
+        ),
+    ] = False,
 ) -> None:
     """Write seeded synthetic logs of all five kinds, with planted anomalies and truth.json."""
     from detector.generator import generate as gen
 
-    files = gen(out, seed=seed, months=months)
+    files = gen(out, seed=seed, months=months, events=events)
     console.print(f"wrote {len(files)} files to {out}")
 
 

@@ -41,7 +41,7 @@ def hits(flag: dict, item: dict) -> bool:
     are at the same facility and the flag's logbook or period overlaps the planted one.
     """
     ids = set(flag["record_ids"] or [])
-    if ids & set(item.get("visits", []) + item.get("transfers", [])):
+    if ids & set(item.get("visits", []) + item.get("transfers", []) + item.get("events", [])):
         return True
     facility = item.get("facility")
     if not facility or facility not in (flag["facility"] or ""):

@@ -126,21 +126,72 @@ def _single(frame: pl.DataFrame) -> Callable[[int], Iterator[Batch]]:
     return reader
 
 
+def _open_xlsx(path, head, size, name, sheet, names) -> Table:
+    frame = _as_text(sandbox.read_excel(path, name, sheet, has_header=names is None))
+    if names is not None:
+        frame = _named(frame, names, name)
+    table = Table(name, "xlsx", frame.columns, _single(frame))
+    table.first_row = 1 if names is not None else 2
+    return table
+
+
+def _open_parquet(path, head, size, name, sheet, names) -> Table:
+    columns = pl.scan_parquet(path).collect_schema().names()
+    _check_width(len(columns), name)
+    return Table(name, "parquet", [str(c) for c in columns], _parquet_reader(path))
+
+
+def _open_json(fmt: str):
+    def opener(path, head, size, name, sheet, names) -> Table:
+        frame = _read_json(path, fmt, name)
+        return Table(name, fmt, frame.columns, _single(frame))
+
+    return opener
+
+
+def _open_text(path, head, size, name, sheet, names) -> Table:
+    return _open_csv(path, head, size <= SAMPLE, name, names)
+
+
+@dataclass(frozen=True)
+class Reader:
+    """One file format the tool reads: the suffixes and first bytes that say it, and how
+    it opens. ``detect_format``, ``read_table`` and the folders an ingest walks all read
+    this registry, so a format is added here once."""
+
+    suffixes: tuple[str, ...]
+    open: Callable[..., Table]
+    magic: bytes = b""
+    headerless: bool = False  # can read a file written without a header row
+    in_memory: bool = False  # read whole (so an empty one is refused at once)
+
+
+READERS: dict[str, Reader] = {
+    "xlsx": Reader((".xlsx", ".xlsm"), _open_xlsx, b"PK\x03\x04", headerless=True, in_memory=True),
+    "parquet": Reader((".parquet",), _open_parquet, b"PAR1"),
+    "ndjson": Reader((".ndjson", ".jsonl"), _open_json("ndjson"), in_memory=True),
+    "json": Reader((".json",), _open_json("json"), in_memory=True),
+    "csv": Reader((".csv", ".txt", ".tsv"), _open_text, headerless=True),
+}
+# Every suffix a folder given to ingest is searched for.
+SUFFIXES = tuple(s for r in READERS.values() for s in r.suffixes)
+
+
 def detect_format(path: Path, head: bytes, name: str | None = None) -> str:
+    """The reader of ``READERS`` a file needs: by its first bytes, else its suffix, else
+    by sniffing JSON; a text file is CSV."""
     name = name or path.name
     suffix = Path(name).suffix.lower()
-    if head.startswith(b"PK\x03\x04") or suffix in (".xlsx", ".xlsm"):
-        return "xlsx"
-    if head.startswith(b"PAR1") or suffix == ".parquet":
-        return "parquet"
-    if suffix in (".ndjson", ".jsonl"):
-        return "ndjson"
-    if suffix == ".json":
-        return "json"
+    for fmt, reader in READERS.items():
+        if fmt != "csv" and (
+            (reader.magic and head.startswith(reader.magic)) or suffix in reader.suffixes
+        ):
+            return fmt
+    # Text: CSV, unless it reads as JSON and is not named as CSV; never binary.
     if head.startswith((b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf")):
         return "csv"
     stripped = head.lstrip()
-    if stripped[:1] in (b"[", b"{") and suffix not in (".csv", ".txt", ".tsv"):
+    if stripped[:1] in (b"[", b"{") and suffix not in READERS["csv"].suffixes:
         return "json" if stripped[:1] == b"[" else "ndjson"
     if _looks_binary(head) and not _looks_utf16(head):
         raise FileError(name, N_("binary file, not a CSV, XLSX, Parquet or JSON export"))
@@ -244,22 +295,9 @@ def read_table(
     with path.open("rb") as fh:
         head = fh.read(SAMPLE)
     fmt = detect_format(path, head, name)
+    reader = READERS[fmt]
     try:
-        if fmt == "xlsx":
-            frame = _as_text(sandbox.read_excel(path, name, sheet, has_header=names is None))
-            if names is not None:
-                frame = _named(frame, names, name)
-            table = Table(name, "xlsx", frame.columns, _single(frame))
-            table.first_row = 1 if names is not None else 2
-        elif fmt == "parquet":
-            columns = pl.scan_parquet(path).collect_schema().names()
-            _check_width(len(columns), name)
-            table = Table(name, "parquet", [str(c) for c in columns], _parquet_reader(path))
-        elif fmt in ("json", "ndjson"):
-            frame = _read_json(path, fmt, name)
-            table = Table(name, fmt, frame.columns, _single(frame))
-        else:
-            table = _open_csv(path, head, size <= SAMPLE, name, names)
+        table = reader.open(path, head, size, name, sheet, names)
     except FileError:
         raise
     except Exception as exc:  # a library's parse error becomes one clear line
@@ -271,11 +309,11 @@ def read_table(
         ) from exc
     if not table.columns:
         raise FileError(name, N_("no columns found"))
-    if names is not None and fmt not in ("csv", "xlsx"):
+    if names is not None and not reader.headerless:
         raise FileError(
             name, N_("'header = false' applies to CSV and XLSX files, not {format}"), format=fmt
         )
-    if fmt in ("xlsx", "json", "ndjson") and table.frame.height == 0:
+    if reader.in_memory and table.frame.height == 0:
         raise FileError(name, N_("has a header but no data rows"))
     return table
 

@@ -242,6 +242,9 @@ class World:
     transfers: list[dict] = field(default_factory=list)
     logbooks: list[dict] = field(default_factory=list)
     truth: list[dict] = field(default_factory=list)
+    # The perimeter gate's reader events and the zones (with ``build_events``).
+    events: list[dict] = field(default_factory=list)
+    zones: list[dict] = field(default_factory=list)
 
     def person(self, role: str, organization: str = "") -> Person:
         rng = self.rng
@@ -1155,6 +1158,140 @@ def _number_lines_and_plant_gaps(w: World) -> None:
         v.record_id = f"{v.facility}-{per[v.facility]:06d}"
 
 
+# --- the gate's reader events -------------------------------------------------------------
+
+EVENT_FIELDS = ["marcacion_id", "centro", "fecha_hora", "nombre", "tarjeta", "lector", "sentido"]
+GATE, TURNSTILE = "Portón principal", "Torniquete 1"
+
+
+def build_events(w: World) -> None:
+    """The perimeter gate's reader events beside the books: every named, documented visitor
+    badges in before the book's line and out after the exit; staff also pass the building's
+    turnstile. Planted, with their truth: escorts of the director seen only by the gate,
+    an exit from the building with no entry (piggy-backing), the director's badge at two
+    prisons twelve minutes apart, a lawyer who leaves without badging out again and again.
+    Look-alikes, not planted: readers missing a read now and then, a family that badges
+    once for the whole party written in the book, the masked companions (no badge: the
+    book's placeholders already tell)."""
+    rng = random.Random(w.rng.random())
+    events: list[dict] = []
+
+    def read(facility, at, name, badge, reader, direction) -> dict:
+        row = {"centro": facility, "fecha_hora": at, "nombre": name, "tarjeta": badge,
+               "lector": reader, "sentido": direction}  # fmt: skip
+        events.append(row)
+        return row
+
+    # A reader stream cannot put one person at two prisons at once; the generator's books
+    # can (it does not schedule a visitor's day across prisons): a visit starting less than
+    # an hour after the person's stay at another prison is not badged. Back-to-back shifts
+    # at one prison are one stay.
+    people: dict[tuple, list[Visit]] = {}
+    badged_parties: set[str] = set()
+    for v in w.visits:
+        name = v.name_override if v.name_override is not None else v.person.name
+        if not name or v.anomaly == "masked_companion" or v.name_override is not None:
+            continue
+        if v.party_id and v.person.role == "family":  # one badge for the family's party
+            if v.party_id in badged_parties:
+                continue
+            badged_parties.add(v.party_id)
+        people.setdefault((name, v.person.id_number), []).append(v)
+    for (name, number), visits in people.items():
+        stays: list[list] = []
+        for v in sorted(visits, key=lambda v: v.entered_at):
+            last = stays[-1] if stays else None
+            end = last and (last[2] or last[1] + timedelta(hours=1))
+            if last and v.facility == last[0] and v.entered_at <= end + timedelta(minutes=30):
+                last[2] = max(end, v.exited_at or end)
+                continue
+            if last and v.facility != last[0] and v.entered_at < end + timedelta(hours=1):
+                continue  # at another prison an hour ago: not badged
+            stays.append([v.facility, v.entered_at, v.exited_at, v.person.role])
+        badge = number or f"PASE-{abs(hash(name)) % 10**6:06d}"  # no document: a visitor pass
+        for home, entered, exited, role in stays:
+            read(home, entered - timedelta(minutes=rng.randint(1, 8)), name, badge, GATE,
+                 "Entrada")  # fmt: skip
+            if role == "staff":
+                read(home, entered + timedelta(minutes=2), name, badge, TURNSTILE, "Entrada")
+            if exited is None:
+                continue
+            if role == "staff":
+                read(home, exited - timedelta(minutes=2), name, badge, TURNSTILE, "Salida")
+            if rng.random() >= 0.002:  # a reader misses a read now and then
+                read(home, exited + timedelta(minutes=rng.randint(1, 5)), name, badge, GATE,
+                     "Salida")  # fmt: skip
+    _plant_event_anomalies(w, rng, read)
+    events.sort(key=lambda e: (e["fecha_hora"], e["centro"], e["tarjeta"]))
+    for n, e in enumerate(events, 1):
+        e["marcacion_id"] = f"EV-{n:06d}"
+    w.events = events
+    w.zones = [
+        row
+        for code, *_ in FACILITIES
+        for row in (
+            {"centro": code, "zona": "perimetro", "dentro_de": "", "lector": GATE},
+            {"centro": code, "zona": "edificio", "dentro_de": "perimetro", "lector": TURNSTILE},
+        )
+    ]
+
+
+def _plant_event_anomalies(w: World, rng: random.Random, read) -> None:
+    night = [v for v in w.visits if v.anomaly == "official_night"]
+    director = night[0].person
+    # Escorts of the director the gate read with visitor passes; the book has no line.
+    for n, lead in enumerate(night[:3]):
+        rows = [
+            read(
+                lead.facility,
+                lead.entered_at - timedelta(minutes=3),
+                f"{rng.choice(FIRST_NAMES)} {rng.choice(SURNAMES)}",
+                f"PASE-{n}{k}",
+                GATE,
+                "Entrada",
+            )  # fmt: skip
+            for k in range(2)
+        ]
+        w.plant("access_events", "unlogged_escort",
+                f"two escorts of {director.name} read at the {lead.facility} gate, not in the book",
+                facility=lead.facility, events=rows)  # fmt: skip
+    # Piggy-backing: out of the building at night, never badged into it.
+    staff = next(v for v in w.visits if v.person.role == "staff" and v.facility == "IZA")
+    day = staff.entered_at.date() + timedelta(days=3)
+    row = read("IZA", _at(day, 22.5), staff.person.name, staff.person.id_number, TURNSTILE,
+               "Salida")  # fmt: skip
+    w.plant("access_events", "piggy_backing",
+            f"{staff.person.name} left the IZA building at night with no entry read",
+            facility="IZA", events=[row])  # fmt: skip
+    # The director's badge at two prisons twelve minutes apart.
+    lead = night[-1]
+    first = read("ZAC", lead.entered_at - timedelta(hours=5), director.name,
+                 director.id_number, GATE, "Entrada")  # fmt: skip
+    second = read("IZA", lead.entered_at - timedelta(hours=5) + timedelta(minutes=12),
+                  director.name, director.id_number, GATE, "Entrada")  # fmt: skip
+    w.plant("access_events", "badge_two_places",
+            f"{director.name}'s document read at ZAC and at IZA twelve minutes apart",
+            facility="ZAC", events=[first, second])  # fmt: skip
+    # A lawyer who leaves without badging out, again and again.
+    lawyer_visits = [v for v in w.visits if v.person.role == "lawyer" and v.facility == "QZT"]
+    lawyer = lawyer_visits[0].person
+    start = lawyer_visits[0].entered_at.date()
+    rows = [
+        read(
+            "QZT",
+            _at(start + timedelta(days=k * 4 + 1), 9.0 + k / 10),
+            lawyer.name,
+            lawyer.id_number,
+            GATE,
+            "Entrada",
+        )  # fmt: skip
+        for k in range(4)
+    ]
+    w.plant("access_events", "exits_not_read",
+            f"{lawyer.name} entered QZT four times in a fortnight with no exit read",
+            facility="QZT", events=rows)  # fmt: skip
+
+
 def _visit_row(v: Visit) -> dict:
     id_type, id_number = v.id_override or (v.person.id_type, v.person.id_number)
     name = v.name_override if v.name_override is not None else v.person.name
@@ -1332,7 +1469,21 @@ def write_world(w: World, out: Path) -> dict[str, Path]:
             path = out / f"visits_{code}.csv"
             _write(path, VISIT_FIELDS, [[_iso(r[f]) for f in VISIT_FIELDS] for r in rows])
         files[f"visits_{code}"] = path
-    truth = [{**t, "visits": [v.record_id for v in t.get("visits", [])]} for t in w.truth]
+    if w.events:
+        files["events"] = out / "marcaciones.csv"
+        _write(files["events"], EVENT_FIELDS,
+               [[_iso(e[f]) for f in EVENT_FIELDS] for e in w.events])  # fmt: skip
+        files["zones"] = out / "zonas.csv"
+        fields = ["centro", "zona", "dentro_de", "lector"]
+        _write(files["zones"], fields, [[z[f] for f in fields] for z in w.zones])
+    truth = [
+        {
+            **t,
+            "visits": [v.record_id for v in t.get("visits", [])],
+            "events": [e["marcacion_id"] for e in t.get("events", [])],
+        }
+        for t in w.truth
+    ]
     (out / "truth.json").write_text(
         json.dumps(truth, indent=1, default=_iso, ensure_ascii=False), encoding="utf-8"
     )
@@ -1340,6 +1491,12 @@ def write_world(w: World, out: Path) -> dict[str, Path]:
     return files
 
 
-def generate(out: str | Path, seed: int = 7, months: int = 6) -> dict[str, Path]:
-    """Build and write a world; returns the written files by kind."""
-    return write_world(build_world(seed=seed, months=months), Path(out))
+def generate(
+    out: str | Path, seed: int = 7, months: int = 6, events: bool = False
+) -> dict[str, Path]:
+    """Build and write a world; returns the written files by kind. With ``events``, the
+    perimeter gate's reader events and the zones too (``build_events``)."""
+    w = build_world(seed=seed, months=months)
+    if events:
+        build_events(w)
+    return write_world(w, Path(out))

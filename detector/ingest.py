@@ -21,7 +21,7 @@ import pyarrow as pa
 from detector import ledger
 from detector.dates import PLAUSIBLE_FROM_YEAR, plausible_until_year, to_datetime, to_time
 from detector.errors import FileError
-from detector.formats import Batch, Table, read_table
+from detector.formats import SUFFIXES, Batch, Table, read_table
 from detector.i18n import N_
 from detector.mapping import (
     Source,
@@ -378,80 +378,72 @@ def _derive(
     mapping: UserMapping,
     batch_name: str,
 ) -> pl.DataFrame:
-    """Kind-specific derived columns and cross-field checks."""
+    """The columns and checks the kind's declaration (``schema.SPECS``) asks for: names and
+    plates folded into keys, how a name reads, whether a time is known to the minute,
+    defaults, facilities checked against the list, dates that must come in order."""
+    spec = SPECS[kind]
     if known_facilities:
         known = sorted(known_facilities)
-        for col in ("facility", "from_facility", "to_facility"):
-            if col in frame.columns and kind != "facilities":
-                checks.add(
-                    col,
-                    "unknown_facility",
-                    pl.col(col).is_not_null() & ~pl.col(col).is_in(known),
-                    pl.format(f"{col} '{{}}' is not in the facilities list", pl.col(col)),
+        for col in spec.facility_fields:
+            checks.add(
+                col,
+                "unknown_facility",
+                pl.col(col).is_not_null() & ~pl.col(col).is_in(known),
+                pl.format(f"{col} '{{}}' is not in the facilities list", pl.col(col)),
+            )
+    derived = [pl.col(f).fill_null(v).alias(f) for f, v in spec.defaults.items()]
+    for key, source in spec.folded.items():
+        values = frame.get_column(source)
+        derived.append(
+            fold_values(values.fill_null("") if key == "name_key" else values).alias(key)
+        )
+    if spec.name_status_of:
+        folded = fold_values(frame.get_column(spec.name_status_of).fill_null(""))
+        derived.append(
+            name_status(folded, mapping.placeholders, mapping.redactions).alias("name_status")
+        )
+    for key, source in spec.plates.items():
+        derived.append(
+            pl.col(source).str.to_uppercase().str.replace_all(r"[^A-Z0-9]", "").alias(key)
+        )
+    for key, sources in spec.person.items():
+        later = [s for s in sources if s in spec.folded]  # folded in this same step
+        derived.append(
+            pl.coalesce(
+                *(
+                    fold_values(frame.get_column(spec.folded[s])).replace("", None)
+                    if s in later
+                    else pl.col(s).cast(pl.String).str.strip_chars().replace("", None)
+                    for s in sources
                 )
-    if kind == "visits":
-        name_key = fold_values(frame.get_column("name").fill_null(""))
-        frame = frame.with_columns(
-            pl.col("party_size").fill_null(1),
-            name_key.alias("name_key"),
-            name_status(name_key, mapping.placeholders, mapping.redactions).alias("name_status"),
-            fold_values(frame.get_column("escorted_by")).alias("escorted_key"),
-            pl.col("vehicle_plate")
-            .str.to_uppercase()
-            .str.replace_all(r"[^A-Z0-9]", "")
-            .alias("plate_key"),
-            pl.when(pl.col("entered_at_raw").str.contains(r"\d[:hH]\d|[AP]\.?M", strict=False))
+            ).alias(key)
+        )
+    for key, source in spec.precision.items():
+        derived.append(
+            pl.when(pl.col(f"{source}_raw").str.contains(r"\d[:hH]\d|[AP]\.?M", strict=False))
             .then(pl.lit("minute"))
             .otherwise(pl.lit("day"))
-            .alias("entered_precision"),
+            .alias(key)
         )
-        _refuse_long_stays(frame, batch_name)
+    if derived:
+        frame = frame.with_columns(derived)
+    if spec.stays:
+        _refuse_long_stays(frame, batch_name, *spec.stays)
+    for order in spec.orders:
         checks.add(
-            "exited_at",
-            "exit_before_entry",
-            pl.col("exited_at") < pl.col("entered_at"),
-            pl.format("exit {} is before entry {}", pl.col("exited_at"), pl.col("entered_at")),
-        )
-    elif kind == "transfers":
-        checks.add(
-            "returned_at",
-            "return_before_transfer",
-            pl.col("returned_at") < pl.col("transferred_at"),
-            pl.format(
-                "return {} is before the transfer {}",
-                pl.col("returned_at"),
-                pl.col("transferred_at"),
-            ),
-        )
-    elif kind == "inmates":
-        frame = frame.with_columns(
-            fold_values(frame.get_column("name").fill_null("")).alias("name_key")
-        )
-    elif kind == "logbooks":
-        checks.add(
-            "closed_on",
-            "closed_before_opened",
-            pl.col("closed_on") < pl.col("opened_on"),
-            pl.format(
-                "closed {} before it was opened {}", pl.col("closed_on"), pl.col("opened_on")
-            ),
-        )
-        checks.add(
-            "last_page",
-            "pages_reversed",
-            pl.col("last_page") < pl.col("first_page"),
-            pl.format(
-                "last page {} is before first page {}", pl.col("last_page"), pl.col("first_page")
-            ),
+            order.later,
+            order.code,
+            pl.col(order.later) < pl.col(order.earlier),
+            pl.format(order.message, pl.col(order.later), pl.col(order.earlier)),
         )
     return frame
 
 
-def _refuse_long_stays(frame: pl.DataFrame, source: str) -> None:
+def _refuse_long_stays(frame: pl.DataFrame, source: str, entered: str, exited: str) -> None:
     """Visits last hours; rows whose median stay is days long are custody records (an
     admission and a discharge), whatever the mapping called them."""
     stays = frame.select(
-        ((pl.col("exited_at") - pl.col("entered_at")).dt.total_hours() / 24).alias("d")
+        ((pl.col(exited) - pl.col(entered)).dt.total_hours() / 24).alias("d")
     ).get_column("d")
     stays = stays.drop_nulls()
     if len(stays) >= 20 and stays.median() > MAX_MEDIAN_STAY_DAYS:
@@ -467,39 +459,40 @@ def _refuse_long_stays(frame: pl.DataFrame, source: str) -> None:
 
 
 def _record_key(frame: pl.DataFrame, kind: str, sha: str, redactions: list[str] = ()) -> pl.Expr:
-    """A stable key per record: the source's own id where it gives one, else its natural key.
+    """A stable key per record: the source's own id where it gives one (with the fields
+    the kind declares make it unique), else its natural key, else its place in the file.
 
     A natural key whose person is withheld ("(b)(6)" for every inmate of a FOIA release)
     tells no row from another: such rows are keyed by their place in the file, so two
     placements on one day are two records, not a duplicate."""
     spec = SPECS[kind]
     position = pl.concat_str([pl.lit(sha[:16] + ":"), pl.col("__row__").cast(pl.String)])
-    if kind == "visits":
-        own = pl.concat_str([pl.lit("V|"), pl.col("facility"), pl.lit("|"), pl.col("record_id")])
-        fallback = position
-    else:
+    if spec.natural_key:
         parts = [pl.col(c).cast(pl.String).fill_null("") for c in spec.natural_key]
-        fallback = pl.concat_str([pl.lit(kind[0].upper() + "|"), *parts], separator="|")
-        if "inmate_id" in spec.natural_key:
-            fallback = pl.when(withheld("inmate_id", redactions)).then(position).otherwise(fallback)
-        own = (
-            pl.concat_str([pl.lit("T|"), pl.col("from_facility"), pl.lit("|"), pl.col("record_id")])
-            if kind == "transfers"
-            else fallback
-        )
-    if "record_id" in {f.name for f in spec.fields}:
-        # Both branches of a when/then are computed for every row: pick one when the
-        # batch allows (usually every row has its id, or none has).
-        blank = frame.select(
-            _blank(pl.col("record_id")).any().alias("some"),
-            _blank(pl.col("record_id")).all().alias("all"),
-        ).row(0)
-        if not blank[0]:
-            return own
-        if blank[1]:
-            return fallback
-        return pl.when(_blank(pl.col("record_id"))).then(fallback).otherwise(own)
-    return fallback
+        fallback = pl.concat_str([pl.lit(spec.key_prefix + "|"), *parts], separator="|")
+        if spec.person_key:
+            fallback = (
+                pl.when(withheld(spec.person_key, redactions)).then(position).otherwise(fallback)
+            )
+    else:
+        fallback = position
+    if "record_id" not in {f.name for f in spec.fields}:
+        return fallback
+    own = pl.concat_str(
+        [pl.lit(spec.key_prefix), *(pl.col(c).cast(pl.String) for c in spec.own_key)],
+        separator="|",
+    )
+    # Both branches of a when/then are computed for every row: pick one when the batch
+    # allows (usually every row has its id, or none has).
+    blank = frame.select(
+        _blank(pl.col("record_id")).any().alias("some"),
+        _blank(pl.col("record_id")).all().alias("all"),
+    ).row(0)
+    if not blank[0]:
+        return own
+    if blank[1]:
+        return fallback
+    return pl.when(_blank(pl.col("record_id"))).then(fallback).otherwise(own)
 
 
 def plan(path: Path, kind: str | None, mapping: UserMapping, name: str | None = None) -> Plan:
@@ -897,7 +890,7 @@ def reference_first(
     files: list[Path], kind: str | None = None, mapping: UserMapping | None = None
 ) -> list[Path]:
     """Facilities, inmates and logbooks before the logs checked against them."""
-    return sorted(files, key=lambda p: INGEST_ORDER.get(_guess_kind(p, kind, mapping), 99))
+    return sorted(files, key=lambda p: INGEST_ORDER.get(_kind_of(p, kind, mapping), 99))
 
 
 def expand_paths(paths: list[Path]) -> list[Path]:
@@ -909,10 +902,7 @@ def expand_paths(paths: list[Path]) -> list[Path]:
                 sorted(
                     x
                     for x in p.rglob("*")
-                    if x.is_file()
-                    and not x.name.startswith(".")
-                    and x.suffix.lower()
-                    in (".csv", ".txt", ".tsv", ".xlsx", ".parquet", ".json", ".ndjson", ".jsonl")
+                    if x.is_file() and not x.name.startswith(".") and x.suffix.lower() in SUFFIXES
                 )
             )
         else:
@@ -920,31 +910,12 @@ def expand_paths(paths: list[Path]) -> list[Path]:
     return out
 
 
-def _guess_kind(path: Path, kind: str | None, mapping: UserMapping | None) -> str:
+def _kind_of(path: Path, kind: str | None, mapping: UserMapping | None) -> str | None:
+    """The kind a file will be read as: given, else its mapping's, else detected from its
+    headers as ingest will (None when it cannot be read: it fails on its own turn)."""
     if kind or (mapping and mapping.kind):
         return kind or mapping.kind
-    name = path.name.lower()
-    for k in (
-        "facilit",
-        "centros",
-        "inmate",
-        "internos",
-        "roster",
-        "logbook",
-        "libros",
-        "transfer",
-        "traslado",
-    ):
-        if k in name:
-            return {
-                "facilit": "facilities",
-                "centros": "facilities",
-                "inmate": "inmates",
-                "internos": "inmates",
-                "roster": "inmates",
-                "logbook": "logbooks",
-                "libros": "logbooks",
-                "transfer": "transfers",
-                "traslado": "transfers",
-            }[k]
-    return "visits"
+    try:
+        return detect_kind(read_table(path).columns, path.name)
+    except FileError:
+        return None

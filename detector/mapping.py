@@ -80,7 +80,7 @@ class UserMapping(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["visits", "transfers", "inmates", "logbooks", "facilities"] | None = None
+    kind: Literal[KINDS] | None = None  # type: ignore[valid-type]
     date_order: str = "dmy"
     # Two-digit years are read into the hundred years starting here (1970: 69 -> 2069).
     two_digit_years_from: int = Field(default=DEFAULT_YEARS_FROM, ge=1900, le=2100)

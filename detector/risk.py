@@ -50,28 +50,65 @@ def load_scores(store: Store, top: int | None = None) -> pl.DataFrame:
         ).pl()
 
 
+# A person's reader events are credited to them too: the flags on their events (access
+# rules, and the gate reads the logbook is silent about), by the person the event names
+# (the folded name, else the badge or document).
+EVENT_PEOPLE = """
+    SELECT f.flag_id, any_value(f.score) AS risk,
+           coalesce(nullif(e.name_key, ''), e.person_key) AS k
+    FROM (SELECT flag_id, score, unnest(record_keys) AS key FROM flags
+          WHERE state = 'active') f
+    JOIN events e ON e.record_key = f.key
+    GROUP BY ALL"""
+
+
 def rollup(store: Store, by: str) -> pl.DataFrame:
     """Risk accumulated per official or person (with the people they escorted in), inmate
     or facility, riskiest first; a person's row also says which roles, documents and
-    facilities their visits carry, and how many of them are model flags."""
+    facilities their visits carry, and how many of them are model flags. A person's flags
+    on reader events (``event_flags``, their risk in ``event_risk``) add to their total, so
+    that someone whose gate or badge anomalies repeat rises with them."""
     if by not in ROLLUPS:
         raise ValueError(f"roll up by one of {', '.join(ROLLUPS)}")
     with store.read() as con:
-        if not has_scores(con):
+        scored = has_scores(con)
+        if not scored and by != "person":
             return pl.DataFrame()
-        return con.sql(
-            f"""
-            SELECT e.k AS {by}, count(*) AS visits,
-                   round(sum(s.risk_score), 3) AS total_risk,
-                   round(max(s.risk_score), 3) AS max_risk,
+        visits = f"""
+            SELECT e.k, count(*) AS visits,
+                   sum(s.risk_score) AS visit_risk,
+                   max(s.risk_score) AS max_risk,
                    count(*) FILTER (WHERE s.risk_score >= 0.5) AS high_risk_visits,
                    count(*) FILTER (WHERE s.rule_score > 0) AS visits_with_rule_hits,
                    count(*) FILTER (WHERE s.outlier_pct >= 0.999) AS rarest_visits,
-                   round(avg(s.outlier_pct), 3) AS mean_outlier_pct,
+                   avg(s.outlier_pct) AS mean_outlier_pct,
                    string_agg(DISTINCT v.role, ', ' ORDER BY v.role) AS roles,
                    string_agg(DISTINCT v.facility, ', ' ORDER BY v.facility) AS facilities
             FROM ({ROLLUPS[by]}) e JOIN scores s USING (record_key)
             JOIN visits v USING (record_key)
             WHERE e.k IS NOT NULL AND e.k <> ''
-            GROUP BY ALL ORDER BY total_risk DESC, {by}"""
+            GROUP BY ALL"""
+        events = (
+            f"SELECT k, count(*) AS event_flags, sum(risk) AS event_risk, max(risk) AS event_max "
+            f"FROM ({EVENT_PEOPLE}) WHERE coalesce(k, '') <> '' GROUP BY ALL"
+            if by == "person"
+            else "SELECT NULL::VARCHAR AS k, 0 AS event_flags, 0.0 AS event_risk, "
+            "0.0 AS event_max WHERE false"
+        )
+        return con.sql(
+            f"""
+            WITH v AS ({visits}), ev AS ({events})
+            SELECT coalesce(v.k, ev.k) AS {by}, coalesce(v.visits, 0) AS visits,
+                   round(coalesce(v.visit_risk, 0) + coalesce(ev.event_risk, 0), 3) AS total_risk,
+                   round(greatest(coalesce(v.max_risk, 0), coalesce(ev.event_max, 0)), 3)
+                     AS max_risk,
+                   coalesce(v.high_risk_visits, 0) AS high_risk_visits,
+                   coalesce(v.visits_with_rule_hits, 0) AS visits_with_rule_hits,
+                   coalesce(v.rarest_visits, 0) AS rarest_visits,
+                   round(v.mean_outlier_pct, 3) AS mean_outlier_pct,
+                   coalesce(ev.event_flags, 0) AS event_flags,
+                   round(coalesce(ev.event_risk, 0), 3) AS event_risk,
+                   v.roles, v.facilities
+            FROM v FULL OUTER JOIN ev ON ev.k = v.k
+            ORDER BY total_risk DESC, {by}"""
         ).pl()

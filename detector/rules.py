@@ -40,6 +40,8 @@ from pydantic import (
 from detector.errors import DetectorError
 from detector.review import log_action
 from detector.runs import next_run, now, record_failed
+from detector.schema import KINDS, SPECS
+from detector.scopes import SCOPE_NAMES, SCOPES
 from detector.store import Store
 
 BUILTIN_RULES = Path(__file__).resolve().parent.parent / "rules"
@@ -50,6 +52,7 @@ CATEGORIES = (
     "visit_pattern",
     "vehicle",
     "data_quality",
+    "access_events",
 )
 SEVERITIES = ("informational", "low", "medium", "high", "critical")
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
@@ -113,7 +116,7 @@ class RegressionCase(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     input: dict[
-        Literal["visits", "transfers", "inmates", "logbooks", "facilities"], list[dict[str, Any]]
+        Literal[KINDS], list[dict[str, Any]]  # type: ignore[valid-type]
     ]
     expect: list[dict[str, Any]]
     # Thresholds for the case, so that a tiny input can cross them.
@@ -129,7 +132,7 @@ class DontMatchCase(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str
     input: dict[
-        Literal["visits", "transfers", "inmates", "logbooks", "facilities"], list[dict[str, Any]]
+        Literal[KINDS], list[dict[str, Any]]  # type: ignore[valid-type]
     ]
     parameters: dict[str, Any] = Field(default_factory=dict)
     quarantined: int = 0
@@ -182,7 +185,7 @@ class Rule(BaseModel):
     # "global" (anything: always re-run in full).
     # "plate": the visits of the vehicle plates in the new records; "official": the visits
     # of the officials (and of the people they escorted) in the new records.
-    scope: Literal["record", "logbook", "facility", "plate", "official", "global"] = "global"
+    scope: Literal[SCOPE_NAMES] = "global"  # type: ignore[valid-type]  # detector.scopes
     # For a facility-scoped rule whose hits depend on a bounded stretch of history (a
     # silence on the weeks before it): the days before a hit its evaluation reads. An
     # incremental run then reads every facility's visits only from this many days before
@@ -661,16 +664,32 @@ class Scope:
     """What changed since the last rule run: the uploads and what they touch."""
 
     full: bool
-    uploads: list[int] = field(default_factory=list)
-    facilities: list[str] = field(default_factory=list)
-    logbooks: list[str] = field(default_factory=list)  # "facility|checkpoint|logbook"
     watermark: int = 0
-    plates: list[str] = field(default_factory=list)
-    officials: list[str] = field(default_factory=list)
+    # What the new uploads touch, per scope of ``detector.scopes.SCOPES`` (uploads for
+    # "record", facility codes, "facility|checkpoint|logbook", plate keys, officials).
+    keys: dict[str, list] = field(default_factory=dict)
     # The earliest moment whose hits the new visits can change, for rules with a lookback:
     # per touched facility the last entry before the week of its first new visit (a
     # silence ending in that week starts there), the earliest of them. None: no new visits.
     since: datetime | None = None
+
+    @property
+    def uploads(self) -> list[int]:
+        return self.keys.get("record", [])
+
+    @property
+    def facilities(self) -> list[str]:
+        return self.keys.get("facility", [])
+
+    def tables(self, con) -> None:
+        """The touched keys as small temporary tables ``scope_<name>`` on ``con``, which
+        the narrowed views and the flags' resolution filter by."""
+        for name, kind in SCOPES.items():
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE scope_{name} AS "
+                f"SELECT unnest(?::{kind.sql_type}[]) AS value",
+                [self.keys.get(name, [])],
+            )
 
     def describe(self) -> str:
         if self.full:
@@ -700,58 +719,17 @@ def change_scope(con, full: bool = False) -> Scope:
         "SELECT max(watermark) FROM runs WHERE kind = 'rules' AND status = 'ok'"
     ).fetchall()[0][0]
     if full or last is None:
-        return Scope(True, watermark=watermark)
+        return Scope(True, watermark)
     uploads = con.execute(
         "SELECT seq, kind FROM uploads WHERE seq > ? ORDER BY seq", [last]
     ).fetchall()
-    if any(kind in ("inmates", "facilities") for _, kind in uploads):
+    if any(SPECS[kind].context for _, kind in uploads if kind in SPECS):
         return Scope(True, watermark=watermark)
     seqs = [seq for seq, _ in uploads]
-    facilities = [
-        r[0]
-        for r in con.execute(
-            """
-        SELECT facility FROM visits WHERE upload_seq IN (SELECT unnest($1::BIGINT[]))
-        UNION SELECT from_facility FROM transfers WHERE upload_seq IN (SELECT unnest($1::BIGINT[]))
-        UNION SELECT facility FROM logbooks WHERE upload_seq IN (SELECT unnest($1::BIGINT[]))
-        ORDER BY 1""",
-            [seqs],
-        ).fetchall()
-        if r[0] is not None
-    ]
-    logbooks = [
-        r[0]
-        for r in con.execute(
-            """
-        SELECT DISTINCT facility || '|' || coalesce(checkpoint, '') || '|' || logbook FROM (
-            SELECT facility, checkpoint, logbook FROM visits
-             WHERE upload_seq IN (SELECT unnest($1::BIGINT[])) AND logbook IS NOT NULL
-            UNION SELECT facility, checkpoint, logbook FROM logbooks
-             WHERE upload_seq IN (SELECT unnest($1::BIGINT[])))""",
-            [seqs],
-        ).fetchall()
-    ]
-    plates = [
-        r[0]
-        for r in con.execute(
-            "SELECT DISTINCT plate_key FROM visits WHERE upload_seq IN (SELECT unnest($1::BIGINT[])) "
-            "AND coalesce(plate_key, '') <> ''",
-            [seqs],
-        ).fetchall()
-    ]
-    officials = [
-        r[0]
-        for r in con.execute(
-            """
-        SELECT DISTINCT k FROM (
-            SELECT CASE WHEN role = 'official' THEN name_key END AS k FROM visits
-             WHERE upload_seq IN (SELECT unnest($1::BIGINT[]))
-            UNION ALL SELECT escorted_key FROM visits
-             WHERE upload_seq IN (SELECT unnest($1::BIGINT[])))
-        WHERE coalesce(k, '') <> ''""",
-            [seqs],
-        ).fetchall()
-    ]
+    keys = {
+        name: [r[0] for r in con.execute(kind.touched, [seqs]).fetchall() if r[0] is not None]
+        for name, kind in SCOPES.items()
+    }
     since = con.execute(
         """
         WITH n AS (SELECT facility, date_trunc('week', min(entered_at)) AS wk FROM visits
@@ -761,42 +739,12 @@ def change_scope(con, full: bool = False) -> Scope:
         FROM n""",
         [seqs],
     ).fetchall()[0][0]
-    return Scope(False, seqs, facilities, logbooks, watermark, plates, officials, since)
+    return Scope(False, watermark, {k: sorted(v) for k, v in keys.items()}, since)
 
 
-_SCOPED_TABLES = {
-    "facility": {
-        "visits": "facility IN (SELECT value FROM scope_facilities)",
-        "transfers": "from_facility IN (SELECT value FROM scope_facilities)",
-        "logbooks": "facility IN (SELECT value FROM scope_facilities)",
-    },
-    # Cheap column tests first; the exact (facility, checkpoint, logbook) test after them.
-    "logbook": {
-        "visits": "facility IN (SELECT value FROM scope_facilities) "
-        "AND logbook IN (SELECT split_part(value, '|', 3) FROM scope_logbooks) "
-        "AND facility || '|' || coalesce(checkpoint, '') || '|' || logbook "
-        "IN (SELECT value FROM scope_logbooks)",
-        "logbooks": "facility || '|' || coalesce(checkpoint, '') || '|' || logbook "
-        "IN (SELECT value FROM scope_logbooks)",
-        "transfers": "FALSE",
-    },
-    "plate": {
-        "visits": "plate_key IN (SELECT value FROM scope_plates)",
-        "transfers": "FALSE",
-        "logbooks": "FALSE",
-    },
-    "official": {
-        "visits": "(role = 'official' AND name_key IN (SELECT value FROM scope_officials)) "
-        "OR escorted_key IN (SELECT value FROM scope_officials)",
-        "transfers": "FALSE",
-        "logbooks": "FALSE",
-    },
-    "record": {
-        "visits": "upload_seq IN (SELECT value FROM scope_uploads)",
-        "transfers": "upload_seq IN (SELECT value FROM scope_uploads)",
-        "logbooks": "upload_seq IN (SELECT value FROM scope_uploads)",
-    },
-}
+# The tables a scoped rule sees narrowed to what changed: every kind but the context ones
+# (a roster, the facilities list), which every facility's checks read whole.
+NARROWED = tuple(k for k in KINDS if not SPECS[k].context)
 
 
 def _evaluate_scoped(
@@ -816,38 +764,20 @@ def _evaluate_scoped(
         groups.setdefault("window" if scope.zone(rule) else kind, []).append(rule)
     catalog = con.execute("SELECT current_database()").fetchall()[0][0]
     if not scope.full:
-        # What changed, as small temporary tables the scoped views filter by.
-        for name, values, sql_type in (
-            ("scope_facilities", scope.facilities, "VARCHAR"),
-            ("scope_logbooks", scope.logbooks, "VARCHAR"),
-            ("scope_uploads", scope.uploads, "BIGINT"),
-            ("scope_plates", scope.plates, "VARCHAR"),
-            ("scope_officials", scope.officials, "VARCHAR"),
-        ):
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT unnest(?::{sql_type}[]) AS value",
-                [values],
-            )
-    keys = {
-        "facility": scope.facilities,
-        "logbook": scope.logbooks,
-        "plate": scope.plates,
-        "official": scope.officials,
-        "record": scope.uploads,
-    }
+        scope.tables(con)
     for kind, group in groups.items():
         if kind == "window":
             files += _evaluate_windowed(con, group, scope, report, spool, catalog, len(files))
             continue
-        if kind != "global" and not keys[kind]:
+        if kind != "global" and not scope.keys.get(kind):
             # Nothing of this kind was touched: no hit can appear and none can stop firing.
             report.counts.update({rule.id: 0 for rule in group})
             continue
         if kind != "global":
-            for table, where in _SCOPED_TABLES[kind].items():
+            for table in NARROWED:
                 con.execute(
                     f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM "
-                    f'"{catalog}".main.{table} WHERE {where}'
+                    f'"{catalog}".main.{table} WHERE {SCOPES[kind].table_filter(table)}'
                 )
         try:
             for rule in group:
@@ -863,7 +793,7 @@ def _evaluate_scoped(
                     files.append(path)
         finally:
             if kind != "global":
-                for table in _SCOPED_TABLES[kind]:
+                for table in NARROWED:
                     con.execute(f"DROP VIEW IF EXISTS temp.main.{table}")
     return files
 
@@ -1166,54 +1096,33 @@ def store_flags(
             con.execute("CHECKPOINT")  # written rows leave memory only at a checkpoint
             con.execute("BEGIN TRANSACTION")
     reopen_grown_cases(con, at)
-    by_scope: dict[str, list[str]] = {
-        "global": [],
-        "facility": [],
-        "logbook": [],
-        "plate": [],
-        "official": [],
-    }
+    by_scope: dict[str, list[str]] = {name: [] for name in (*SCOPES, "global")}
     zoned: list[tuple[str, datetime]] = []
     for rule in rules:
         kind = "global" if isinstance(rule, str) or scope is None or scope.full else rule.scope
         if not isinstance(rule, str) and scope is not None and scope.zone(rule):
             zoned.append((rule.id, scope.zone(rule)[0]))
             continue
-        if kind in by_scope:  # record-scoped flags cannot stop firing: their records are fixed
-            by_scope[kind].append(rule if isinstance(rule, str) else rule.id)
-    fs = scope.facilities if scope else []
-    lbs = [lb.split("|")[0] + "|" + lb.split("|")[2] for lb in (scope.logbooks if scope else [])]
+        by_scope[kind].append(rule if isinstance(rule, str) else rule.id)
+    (scope or Scope(True)).tables(con)
+    # A flag no longer returned stops firing where the run looked at all of its part.
+    covered = ["rule_id IN (SELECT unnest(?::VARCHAR[]))"]
+    params: list = [by_scope["global"]]
+    for name, kind in SCOPES.items():
+        if kind.covers is not None:  # (record-scoped flags cannot stop firing)
+            covered.append(f"(rule_id IN (SELECT unnest(?::VARCHAR[])) AND {kind.covers})")
+            params.append(by_scope[name])
+    covered.append(
+        "EXISTS (SELECT 1 FROM (SELECT unnest(?::VARCHAR[]) AS r, unnest(?::TIMESTAMP[]) AS s) z "
+        "WHERE z.r = flags.rule_id AND flags.period_start >= z.s)"
+    )
+    params += [[r for r, _ in zoned], [t for _, t in zoned]]
     resolved = con.execute(
-        """UPDATE flags SET state = 'resolved_by_data', last_run = ?
-           WHERE state = 'active' AND flag_id NOT IN (SELECT flag_id FROM hits) AND (
-                 rule_id IN (SELECT unnest(?::VARCHAR[]))
-              OR (rule_id IN (SELECT unnest(?::VARCHAR[]))
-                  AND facility IN (SELECT unnest(?::VARCHAR[])))
-              OR (rule_id IN (SELECT unnest(?::VARCHAR[]))
-                  AND facility || '|' || logbook IN (SELECT unnest(?::VARCHAR[])))
-              OR (rule_id IN (SELECT unnest(?::VARCHAR[]))
-                  AND json_extract_string(fields, '$.plate_key')
-                      IN (SELECT unnest(?::VARCHAR[])))
-              OR (rule_id IN (SELECT unnest(?::VARCHAR[]))
-                  AND json_extract_string(fields, '$.official_key')
-                      IN (SELECT unnest(?::VARCHAR[])))
-              OR EXISTS (SELECT 1 FROM (SELECT unnest(?::VARCHAR[]) AS r,
-                                               unnest(?::TIMESTAMP[]) AS s) z
-                         WHERE z.r = flags.rule_id AND flags.period_start >= z.s))""",
-        [
-            run_id,
-            by_scope["global"],
-            by_scope["facility"],
-            fs,
-            by_scope["logbook"],
-            lbs,
-            by_scope["plate"],
-            scope.plates if scope else [],
-            by_scope["official"],
-            scope.officials if scope else [],
-            [r for r, _ in zoned],
-            [t for _, t in zoned],
-        ],
+        "UPDATE flags SET state = 'resolved_by_data', last_run = ? "
+        "WHERE state = 'active' AND flag_id NOT IN (SELECT flag_id FROM hits) AND ("
+        + " OR ".join(covered)
+        + ")",
+        [run_id, *params],
     ).fetchall()[0][0]
     con.execute("DROP TABLE IF EXISTS temp.main.hits")
     return new, resolved

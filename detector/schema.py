@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-KINDS = ("facilities", "inmates", "logbooks", "transfers", "visits")
-# Reference kinds first, so that one ingest of a whole folder can check visits against them.
-INGEST_ORDER = {kind: i for i, kind in enumerate(KINDS)}
-
 
 @dataclass(frozen=True)
 class Field:
@@ -37,17 +33,77 @@ class Composite:
 
 
 @dataclass(frozen=True)
+class Order:
+    """A cross-field check: the value of ``later`` may not come before that of
+    ``earlier``; a row where it does goes to the quarantine as ``code``."""
+
+    later: str
+    earlier: str
+    code: str
+    message: str  # "exit {} is before entry {}": the later value, then the earlier
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """How a kind's records appear in the ``records`` view, the evidence index every flag
+    cites: SQL expressions over the kind's table for each column of the view."""
+
+    record_id: str
+    facility: str
+    logbook: str = "NULL"
+    page: str = "NULL"
+    line: str = "NULL"
+    happened_at: str = "NULL"
+    label: str = "NULL"
+
+
+@dataclass(frozen=True)
 class KindSpec:
+    """One record kind, declared once: its fields and header synonyms, the columns derived
+    at ingest and their checks, how a record is keyed, and how it is cited as evidence.
+    The store's table, the ingest, the ``records`` view and the rule schema read it from
+    here, so a new kind is one entry of ``SPECS``."""
+
     name: str
     fields: tuple[Field, ...]
     composites: tuple[Composite, ...] = ()
     # A name may instead be joined from these (first names, last names) columns.
     name_parts: tuple[tuple[str, ...], ...] = ()
-    # Fields that identify one record when the source has no record_id.
+    # Fields that identify one record when the source has no record_id (none: its place
+    # in the file does).
     natural_key: tuple[str, ...] = ()
+    # With the record_id the source gives: the fields that make it unique ("V|ZAC|812").
+    own_key: tuple[str, ...] = ()
+    # A natural-key field naming a person: when the publisher withheld it, the row is
+    # keyed by its place in the file (two withheld placements are two records).
+    person_key: str | None = None
     # Headers that point strongly to this kind when detecting it.
     signature: tuple[str, ...] = ()
+    # Reference data every facility's checks read (a roster, the facilities list): an
+    # upload of it makes the next rule run a full one; it is ingested before the rest.
+    context: bool = False
+    # Derived at ingest beside the originals: column -> SQL type, and how each is made.
+    derived: dict[str, str] = field(default_factory=dict)
+    folded: dict[str, str] = field(default_factory=dict)  # a name folded: key column -> field
+    plates: dict[str, str] = field(default_factory=dict)  # a plate folded: key column -> field
+    name_status_of: str | None = None  # classify this field's name (placeholder, redacted...)
+    precision: dict[str, str] = field(default_factory=dict)  # column -> datetime field
+    # Who a row is: the first of these present (a badge, a document, a folded name).
+    person: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    defaults: dict[str, object] = field(default_factory=dict)  # field -> value when empty
+    orders: tuple[Order, ...] = ()
+    # Fields checked against the facilities list when there is one.
+    facility_fields: tuple[str, ...] = ()
+    # (entered, exited): a file whose median stay is days long is refused as custody data.
+    stays: tuple[str, str] | None = None
+    evidence: Evidence | None = None
+    # Views the kind brings (SQL), created with its table: what rules read it through.
+    views: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
+
+    @property
+    def key_prefix(self) -> str:
+        return self.name[0].upper()
 
     def field(self, name: str) -> Field:
         return next(f for f in self.fields if f.name == name)
@@ -195,6 +251,11 @@ VOCABULARIES: dict[str, dict[str, tuple[str, ...]]] = {
         "medium": ("medium", "media"),
         "low": ("low", "baja", "minimum", "minima"),
     },
+    # Which way a reader saw someone go (badge readers, turnstiles, gate registers).
+    "direction": {
+        "in": ("in", "entrada", "entry", "enter", "ingreso", "ingresa", "entra", "ent", "e", "i"),
+        "out": ("out", "salida", "exit", "egreso", "sale", "sal", "leave", "s", "o"),
+    },
 }
 
 # What a vocabulary column holds when the raw value is empty, and when it is not recognised.
@@ -206,6 +267,7 @@ VOCAB_DEFAULTS: dict[str, tuple[str | None, str | None]] = {
     "status": ("in_custody", "other"),
     "facility_kind": (None, "other"),
     "security_level": (None, None),
+    "direction": ("unknown", "unknown"),
 }
 
 # How a visit's name reads (the ``name_status`` column): "named", "blank" (nothing, or only
@@ -254,6 +316,33 @@ CUSTODY_SNAPSHOT = {
 }  # fmt: skip
 # A "visit" file whose median stay is longer than this holds custody records, not visits.
 MAX_MEDIAN_STAY_DAYS = 3
+
+# Events paired into stays: per person and zone (the event's zone, else its reader's zone in
+# the zones list, else the reader itself), each "in" with the next event when that is an
+# "out"; the unmatched ends are kept: an entry whose next event is another entry (or
+# nothing) has no exit, an exit whose previous event is another exit (or nothing) no entry.
+EVENT_STAYS = """CREATE OR REPLACE VIEW event_stays AS
+WITH ev AS (
+    SELECT e.record_key, e.facility, coalesce(e.zone, z.zone, e.reader, '') AS zone,
+           e.person_key, e.name_key, e.seen_at, e.direction
+    FROM events e
+    LEFT JOIN (SELECT facility, reader, min(zone) AS zone FROM zones
+               WHERE reader IS NOT NULL GROUP BY ALL) z
+      ON z.facility = e.facility AND z.reader = e.reader
+    WHERE e.person_key IS NOT NULL AND e.direction IN ('in', 'out')),
+seq AS (
+    SELECT *, lead(direction) OVER w AS next_dir, lead(seen_at) OVER w AS next_at,
+           lead(record_key) OVER w AS next_key, lag(direction) OVER w AS prev_dir
+    FROM ev WINDOW w AS (PARTITION BY facility, zone, person_key ORDER BY seen_at, record_key))
+SELECT facility, zone, person_key, name_key, seen_at AS entered_at, next_at AS exited_at,
+       record_key AS in_key, next_key AS out_key, 'paired' AS pairing
+FROM seq WHERE direction = 'in' AND next_dir = 'out'
+UNION ALL
+SELECT facility, zone, person_key, name_key, seen_at, NULL, record_key, NULL, 'no_exit'
+FROM seq WHERE direction = 'in' AND coalesce(next_dir, 'in') = 'in'
+UNION ALL
+SELECT facility, zone, person_key, name_key, NULL, seen_at, NULL, record_key, 'no_entry'
+FROM seq WHERE direction = 'out' AND coalesce(prev_dir, 'out') = 'out'"""
 
 _PROVENANCE = "Every stored row also carries source_sha256, source_name and source_row."
 
@@ -355,6 +444,25 @@ SPECS: dict[str, KindSpec] = {
             ("first_name", "first_names", "nombres", "nombre_s"),
             ("last_name", "last_names", "apellidos", "apellido"),
         ),
+        own_key=("facility", "record_id"),
+        derived={
+            "entered_precision": "VARCHAR",
+            "name_key": "VARCHAR",
+            "escorted_key": "VARCHAR",
+            "plate_key": "VARCHAR",
+            "name_status": "VARCHAR",
+        },
+        folded={"name_key": "name", "escorted_key": "escorted_by"},
+        plates={"plate_key": "vehicle_plate"},
+        name_status_of="name",
+        precision={"entered_precision": "entered_at"},
+        defaults={"party_size": 1},
+        orders=(
+            Order("exited_at", "entered_at", "exit_before_entry", "exit {} is before entry {}"),
+        ),
+        facility_fields=("facility",),
+        stays=("entered_at", "exited_at"),
+        evidence=Evidence("record_id", "facility", "logbook", "page", "line", "entered_at", "name"),
         signature=(
             "entered_at",
             "visitor",
@@ -411,6 +519,20 @@ SPECS: dict[str, KindSpec] = {
             ),
         ),
         natural_key=("inmate_id", "from_facility", "to_facility", "transferred_at"),
+        own_key=("from_facility", "record_id"),
+        person_key="inmate_id",
+        orders=(
+            Order(
+                "returned_at",
+                "transferred_at",
+                "return_before_transfer",
+                "return {} is before the transfer {}",
+            ),
+        ),
+        facility_fields=("from_facility", "to_facility"),
+        evidence=Evidence(
+            "record_id", "from_facility", happened_at="transferred_at", label="inmate_id"
+        ),
         signature=(
             "from_facility",
             "to_facility",
@@ -439,6 +561,12 @@ SPECS: dict[str, KindSpec] = {
             Field("facility", synonyms=("facility", "centro_penal", "centro", "prison")),
         ),
         natural_key=("inmate_id", "facility", "gang", "rank_raw", "name"),
+        person_key="inmate_id",
+        context=True,
+        derived={"name_key": "VARCHAR"},
+        folded={"name_key": "name"},
+        facility_fields=("facility",),
+        evidence=Evidence("inmate_id", "facility", label="name"),
         signature=("gang", "pandilla", "estructura", "rank", "rango"),
     ),
     "logbooks": KindSpec(
@@ -456,6 +584,26 @@ SPECS: dict[str, KindSpec] = {
             Field("status", "vocab", vocab="status", synonyms=("status", "estado")),
         ),
         natural_key=("facility", "checkpoint", "logbook"),
+        orders=(
+            Order(
+                "closed_on",
+                "opened_on",
+                "closed_before_opened",
+                "closed {} before it was opened {}",
+            ),
+            Order(
+                "last_page", "first_page", "pages_reversed", "last page {} is before first page {}"
+            ),
+        ),
+        facility_fields=("facility",),
+        evidence=Evidence(
+            "logbook",
+            "facility",
+            "logbook",
+            "first_page",
+            happened_at="opened_on::TIMESTAMP",
+            label="checkpoint",
+        ),
         signature=(
             "opened_on",
             "closed_on",
@@ -466,6 +614,146 @@ SPECS: dict[str, KindSpec] = {
             "folio_inicial",
             "folio_final",
         ),
+    ),
+    # Reader and turnstile events (badge systems, gate registers, plate cameras): one row
+    # per time someone (or a vehicle) was seen at a reader, going in or out.
+    "events": KindSpec(
+        name="events",
+        fields=(
+            Field(
+                "record_id", synonyms=("record_id", "event_id", "id", "marcacion_id", "correlativo")
+            ),
+            Field(
+                "seen_at",
+                "datetime",
+                required=True,
+                synonyms=(
+                    "at",
+                    "seen_at",
+                    "time",
+                    "timestamp",
+                    "datetime",
+                    "event_time",
+                    "fecha_hora",
+                    "marcacion",
+                    "hora_marcacion",
+                    "date_time",
+                ),
+            ),
+            Field(
+                "facility",
+                required=True,
+                synonyms=(
+                    "facility",
+                    "site",
+                    "sitio",
+                    "centro_penal",
+                    "centro",
+                    "prison",
+                    "building",
+                ),
+            ),
+            Field(
+                "name",
+                synonyms=("name", "nombre", "person", "persona", "employee", "empleado", "titular"),
+            ),
+            Field(
+                "badge",
+                synonyms=(
+                    "badge",
+                    "badge_id",
+                    "card",
+                    "card_id",
+                    "tarjeta",
+                    "gafete",
+                    "credencial",
+                    "carnet",
+                ),
+            ),
+            Field("id_number", synonyms=("id_number", "documento", "dui", "document")),
+            Field(
+                "reader",
+                synonyms=(
+                    "reader",
+                    "lector",
+                    "door",
+                    "puerta",
+                    "torniquete",
+                    "turnstile",
+                    "device",
+                    "dispositivo",
+                    "gate",
+                ),
+            ),
+            Field("zone", synonyms=("zone", "zona", "area", "sector")),
+            Field(
+                "direction",
+                "vocab",
+                vocab="direction",
+                synonyms=(
+                    "direction",
+                    "direccion",
+                    "sentido",
+                    "in_out",
+                    "entrada_salida",
+                    "tipo_marcacion",
+                ),
+            ),
+            Field("vehicle_plate", synonyms=("vehicle_plate", "plate", "placa", "matricula")),
+            Field("source_system", synonyms=("source_system", "system", "sistema", "fuente")),
+        ),
+        composites=(Composite("seen_at", ("date", "fecha"), ("hour", "hora")),),
+        natural_key=("facility", "reader", "seen_at", "badge", "name", "direction_raw"),
+        own_key=("facility", "record_id"),
+        signature=(
+            "reader",
+            "lector",
+            "torniquete",
+            "turnstile",
+            "badge",
+            "tarjeta",
+            "gafete",
+            "direction",
+            "direccion",
+            "sentido",
+            "marcacion",
+        ),
+        derived={"name_key": "VARCHAR", "plate_key": "VARCHAR", "person_key": "VARCHAR"},
+        folded={"name_key": "name"},
+        plates={"plate_key": "vehicle_plate"},
+        person={"person_key": ("badge", "id_number", "name_key")},
+        facility_fields=("facility",),
+        evidence=Evidence(
+            "coalesce(record_id, reader)",
+            "facility",
+            happened_at="seen_at",
+            label="coalesce(name, badge, vehicle_plate, reader)",
+        ),
+        views=(EVENT_STAYS,),
+    ),
+    # The zones of a facility, nested (perimeter ⊃ building ⊃ maximum-security wing), and
+    # the readers in each: what the event rules read "inside" and "further in" by.
+    "zones": KindSpec(
+        name="zones",
+        fields=(
+            Field(
+                "facility",
+                required=True,
+                synonyms=("facility", "site", "sitio", "centro_penal", "centro"),
+            ),
+            Field("zone", required=True, synonyms=("zone", "zona", "area", "sector")),
+            Field(
+                "inside",
+                synonyms=("inside", "parent", "within", "dentro_de", "zona_padre", "padre"),
+            ),
+            Field(
+                "reader", synonyms=("reader", "lector", "door", "puerta", "torniquete", "turnstile")
+            ),
+        ),
+        natural_key=("facility", "zone", "reader"),
+        signature=("inside", "parent", "dentro_de", "zona_padre"),
+        context=True,
+        facility_fields=("facility",),
     ),
     "facilities": KindSpec(
         name="facilities",
@@ -488,9 +776,16 @@ SPECS: dict[str, KindSpec] = {
             ),
         ),
         natural_key=("facility",),
+        context=True,
         signature=("security_level", "nivel_seguridad", "visiting_hours", "horario_visitas"),
     ),
 }
+
+
+# Every kind, in ingest order: reference kinds first (the facilities list, then the
+# roster), so that one ingest of a whole folder can check the rest against them.
+KINDS = tuple(sorted(SPECS, key=lambda k: (not SPECS[k].context, k != "facilities", k)))
+INGEST_ORDER = {kind: i for i, kind in enumerate(KINDS)}
 
 
 def name_status_sql(key: str = "name_key") -> str:

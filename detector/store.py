@@ -33,17 +33,6 @@ _SQL_TYPES = {
     "date": "DATE",
     "vocab": "VARCHAR",
 }
-# Columns derived beside the originals, per kind.
-_DERIVED = {
-    "visits": {
-        "entered_precision": "VARCHAR",
-        "name_key": "VARCHAR",
-        "escorted_key": "VARCHAR",
-        "plate_key": "VARCHAR",
-        "name_status": "VARCHAR",
-    },
-    "inmates": {"name_key": "VARCHAR"},
-}
 PROVENANCE = {
     "record_key": "VARCHAR",
     "source_sha256": "VARCHAR",
@@ -70,7 +59,7 @@ def kind_columns(kind: str) -> dict[str, str]:
         cols[f.name] = _SQL_TYPES[f.type]
         if f.type in ("vocab", "datetime", "date"):
             cols[f"{f.name}_raw"] = "VARCHAR"
-    cols.update(_DERIVED.get(kind, {}))
+    cols.update(SPECS[kind].derived)
     cols.update(PROVENANCE)
     return cols
 
@@ -79,8 +68,27 @@ def sealed_columns(kind: str) -> list[str]:
     """The columns a stored row's digest covers (``ledger.rows_digest``): what was read from
     the file and where it came from. Derived columns are left out, as a later version may
     fill a new one in for old rows."""
-    derived = _DERIVED.get(kind, {})
+    derived = SPECS[kind].derived
     return [c for c in kind_columns(kind) if c not in derived]
+
+
+def records_view_sql() -> str:
+    """The ``records`` view: each kind's records as its ``Evidence`` declaration cites
+    them, and the quarantined rows."""
+    parts = [
+        f"SELECT record_key, '{kind}' AS kind, {e.record_id} AS record_id, "
+        f"{e.facility} AS facility, {e.logbook} AS logbook, {e.page} AS page, {e.line} AS line, "
+        f"{e.happened_at} AS happened_at, {e.label} AS label, source_sha256, source_name, "
+        f"source_row FROM {kind}"
+        for kind, e in ((k, SPECS[k].evidence) for k in KINDS)
+        if e is not None
+    ]
+    parts.append(
+        "SELECT DISTINCT 'Q|' || source_sha256[:16] || ':' || source_row, 'quarantine', NULL, "
+        "NULL, NULL, NULL, NULL, NULL, reason_code, source_sha256, source_name, source_row "
+        "FROM quarantine"
+    )
+    return "CREATE OR REPLACE VIEW records AS\n" + "\nUNION ALL\n".join(parts)
 
 
 SCHEMA = [
@@ -141,24 +149,9 @@ SCHEMA = [
                                          ORDER BY upload_seq DESC, source_row DESC) AS rn
             FROM inmates) WHERE rn = 1""",
     # Every stored record and quarantined row with where it came from: the evidence index.
-    """CREATE OR REPLACE VIEW records AS
-        SELECT record_key, 'visits' AS kind, record_id, facility, logbook, page, line,
-               entered_at AS happened_at, name AS label, source_sha256, source_name, source_row
-          FROM visits
-        UNION ALL
-        SELECT record_key, 'transfers', record_id, from_facility, NULL, NULL, NULL,
-               transferred_at, inmate_id, source_sha256, source_name, source_row FROM transfers
-        UNION ALL
-        SELECT record_key, 'logbooks', logbook, facility, logbook, first_page, NULL,
-               opened_on::TIMESTAMP, checkpoint, source_sha256, source_name, source_row
-          FROM logbooks
-        UNION ALL
-        SELECT record_key, 'inmates', inmate_id, facility, NULL, NULL, NULL, NULL, name,
-               source_sha256, source_name, source_row FROM inmates
-        UNION ALL
-        SELECT DISTINCT 'Q|' || source_sha256[:16] || ':' || source_row, 'quarantine', NULL,
-               NULL, NULL, NULL, NULL, NULL, reason_code, source_sha256, source_name, source_row
-          FROM quarantine""",
+    records_view_sql(),
+    # The views each kind brings (events paired into stays...).
+    *(view for kind in KINDS for view in SPECS[kind].views),
 ]
 
 

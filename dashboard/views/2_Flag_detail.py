@@ -111,6 +111,12 @@ else:
             key="fields",
         )
 
+if f["category"] == "access_events" or any(
+    str(k).startswith("E|") for k in f["record_keys"]
+):  # what the gate saw beside what the book says, for the people of this flag
+    st.subheader(_("Reads and logbook lines of these people (±24 h)"))
+    table(session.guarded(data.person_timeline, store, f["record_keys"]), key="person_timeline")
+
 st.subheader(_("Related records"))
 related = session.guarded(data.related, store, f["record_keys"])
 if related:
