@@ -28,7 +28,7 @@ from bench.child import in_child, report  # noqa: E402
 SYNTH = """
 COPY (
   SELECT 'E' || i AS event_id,
-         'F' || (i % 5) AS centro,
+         'F' || ((i // 2) % 5) AS centro,
          strftime(TIMESTAMP '2024-01-01 06:00' + to_minutes((i // 10)::BIGINT)
                   + to_minutes(((i % 2) * 480)::BIGINT), '%d/%m/%Y %H:%M') AS fecha_hora,
          'Persona ' || ((i // 2) % 10000) AS nombre,
