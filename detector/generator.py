@@ -1160,8 +1160,10 @@ def _number_lines_and_plant_gaps(w: World) -> None:
 
 # --- the gate's reader events -------------------------------------------------------------
 
-EVENT_FIELDS = ["marcacion_id", "centro", "fecha_hora", "nombre", "tarjeta", "lector", "sentido"]
-GATE, TURNSTILE = "Portón principal", "Torniquete 1"
+EVENT_FIELDS = [
+    "marcacion_id", "centro", "fecha_hora", "nombre", "tarjeta", "placa", "lector", "sentido",
+]  # fmt: skip
+GATE, TURNSTILE, CAMERA = "Portón principal", "Torniquete 1", "Cámara de placas"
 
 
 def build_events(w: World) -> None:
@@ -1176,11 +1178,18 @@ def build_events(w: World) -> None:
     rng = random.Random(w.rng.random())
     events: list[dict] = []
 
-    def read(facility, at, name, badge, reader, direction) -> dict:
+    def read(facility, at, name, badge, reader, direction, plate="") -> dict:
         row = {"centro": facility, "fecha_hora": at, "nombre": name, "tarjeta": badge,
-               "lector": reader, "sentido": direction}  # fmt: skip
+               "placa": plate, "lector": reader, "sentido": direction}  # fmt: skip
         events.append(row)
         return row
+
+    # The plate camera reads every vehicle the book writes a plate for (deliveries, the
+    # parish van, a relative's car), a few minutes before its line.
+    for v in w.visits:
+        if v.vehicle_plate:
+            read(v.facility, v.entered_at - timedelta(minutes=rng.randint(1, 6)), "", "",
+                 CAMERA, "Entrada", v.vehicle_plate)  # fmt: skip
 
     # A reader stream cannot put one person at two prisons at once; the generator's books
     # can (it does not schedule a visitor's day across prisons): a visit starting less than
@@ -1255,6 +1264,13 @@ def _plant_event_anomalies(w: World, rng: random.Random, read) -> None:
         w.plant("access_events", "unlogged_escort",
                 f"two escorts of {director.name} read at the {lead.facility} gate, not in the book",
                 facility=lead.facility, events=rows)  # fmt: skip
+    # The vehicle the escorts came in: read by the plate camera, in no line of the book.
+    lead = night[1]
+    row = read(lead.facility, lead.entered_at - timedelta(minutes=5), "", "", CAMERA,
+               "Entrada", f"N-{rng.randrange(1000, 9999)}")  # fmt: skip
+    w.plant("access_events", "unlogged_vehicle",
+            f"a vehicle read at the {lead.facility} gate with {director.name}'s party, in no line",
+            facility=lead.facility, events=[row])  # fmt: skip
     # Piggy-backing: out of the building at night, never badged into it.
     staff = next(v for v in w.visits if v.person.role == "staff" and v.facility == "IZA")
     day = staff.entered_at.date() + timedelta(days=3)

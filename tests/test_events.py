@@ -159,8 +159,9 @@ def test_the_gate_and_the_book_held_against_each_other_and_the_person_roll_up(st
 
 @pytest.mark.slow
 def test_the_generated_gate_stream_planted_anomalies_are_found_and_look_alikes_left(tmp_path):
-    """The generator's gate beside its books: escorts only the gate saw, piggy-backing, a
-    badge at two prisons, exits not read again and again are each found; readers missing a
+    """The generator's gate beside its books: escorts only the gate saw, their vehicle,
+    piggy-backing, a badge at two prisons, exits not read again and again are each found;
+    every plate the book writes read by the camera, readers missing a
     read now and then, families badging once for the party and back-to-back shifts are not
     flagged by the access rules. The line-without-gate-read rule flags only lines of the
     generator's own book that put a person at a second prison while the gate read them at
@@ -184,16 +185,24 @@ def test_the_generated_gate_stream_planted_anomalies_are_found_and_look_alikes_l
         )
         names = [d[0] for d in cur.description]
         flags = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    assert len(planted) == 6
+    assert len(planted) == 7
     missed = [t["type"] for t in planted if not any(hits(f, t) for f in flags)]
     assert not missed
     book_rule = "reconcile-logbook-line-without-gate-read"
+    both = "reconcile-inside-while-written-elsewhere"  # the same contradiction, from the gate
     false = [
         f["rule_id"]
         for f in flags
-        if f["rule_id"] != book_rule and not any(hits(f, t) for t in planted)
+        if f["rule_id"] not in (book_rule, both) and not any(hits(f, t) for t in planted)
     ]
-    assert not false, false  # the access rules and the gate-read rule: every flag planted
+    assert not false, false  # the access rules and the gate-read rules: every flag planted
+    for f in (f for f in flags if f["rule_id"] == both):
+        sides = rows(
+            store,
+            "SELECT kind, facility FROM records WHERE record_key IN (SELECT unnest(?::VARCHAR[]))",
+            [f["record_keys"]],
+        )
+        assert {k for k, _ in sides} == {"events", "visits"} and len({f for _, f in sides}) >= 2
     keys = [k for f in flags if f["rule_id"] == book_rule for k in f["record_keys"]]
     elsewhere = rows(
         store,
@@ -253,3 +262,44 @@ def test_an_event_flag_shows_the_gate_reads_beside_the_logbook_lines(tmp_path, m
     [timeline] = [d.value for d in at.dataframe if "Lector o puesto" in d.value.columns]
     assert timeline["Tipo"].to_list() == ["eventos de lectores"]  # Carlos: the gate only
     assert timeline["Lector o puesto"].to_list() == ["Portón principal"]
+
+
+def test_a_badge_challenge_layout_runs_end_to_end_with_its_shipped_mapping(store, tmp_path):
+    """The layout of the VAST Challenge 2009 badge log (Datetime, ID, Type; building entry
+    readers, classified-area entry and exit readers), read with the mapping and zones
+    shipped in logs/mappings/: a person leaving the classified area with no entry
+    (piggy-backing) is flagged, high, and leads the person roll-up; a building whose
+    readers read entries only is no 'entry without exit'. (A sample written here in that
+    layout: the challenge's own file is not redistributed.)"""
+    import json
+
+    from detector.mapping import load_mapping
+    from tests.conftest import REPO
+
+    lines = ["Datetime,ID,Type"]
+    for day in range(2, 9):
+        for person in ("1", "2", "30"):
+            lines.append(
+                f"2008-01-{day:02d}T08:{10 + int(person) % 50:02d},{person},prox-in-building"
+            )
+            if person != "30" or day % 2:
+                lines += [
+                    f"2008-01-{day:02d}T10:00,{person},prox-in-classified",
+                    f"2008-01-{day:02d}T11:00,{person},prox-out-classified",
+                ]
+            else:  # behind a colleague into the classified area, out on their own badge
+                lines.append(f"2008-01-{day:02d}T11:02,{person},prox-out-classified")
+    path = tmp_path / "proxLog.csv"
+    path.write_text("\n".join(lines) + "\n")
+    mappings = REPO / "logs" / "mappings"
+    ingest_paths(store, [mappings / "vast2009_zones.csv"])
+    [result] = ingest_paths(store, [path], mapping=load_mapping(mappings / "vast2009_prox.toml"))
+    assert result.status == "stored" and result.rows_stored == len(lines) - 1, result.message
+    run_rules(store)
+    fired = rows(store, "SELECT rule_id, severity, fields FROM flags")
+    assert [(r, s) for r, s, _ in fired] == [("access-exit-without-entry", "high")]
+    assert json.loads(fired[0][2])["occurrences"] == 3 and json.loads(fired[0][2])["badge"] == "30"
+    result = CliRunner().invoke(
+        app, ["risk", "--by", "person", "--format", "json", "--db", str(store.path)]
+    )
+    assert json.loads(result.output)[0]["person"] == "30"

@@ -67,11 +67,19 @@ def test_a_message_placeholders_survive_translation():
 @pytest.mark.parametrize("rule", load_rules(), ids=lambda r: r.id)
 def test_each_rule_reads_in_spanish_from_its_own_hits(rule, tmp_path):
     """The Spanish explanation of each regression hit fills every field (no "?"), shows
-    the Spanish reading of a sentence the query composes, and keeps no English of it."""
+    the Spanish reading of a sentence the query composes, and keeps no English of it; and
+    each value the rule quotes has a heading in both languages (the detail page's table of
+    the values that made it fire)."""
     hits: list[dict] = []
     for i, case in enumerate(rule.regression):
         assert run_case(rule, case, tmp_path / str(i), hits) == []
     assert hits, rule.id
+    unnamed = {
+        k for f in hits for k in f
+        if k not in i18n.FIELDS and not k.endswith("_es")
+        and k.removesuffix("_raw") not in i18n.FIELDS
+    }  # fmt: skip
+    assert not unnamed, f"values {rule.id} quotes with no heading in detector.i18n.FIELDS"
     for fields in hits:
         title, text = rule_wording(rule, fields, "es")
         assert title == rule.es.title
