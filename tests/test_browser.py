@@ -539,16 +539,12 @@ def test_two_files_of_one_name_and_a_file_named_dot_dot_upload_cleanly(server, b
         context.close()
 
 
-def test_a_layout_the_tool_does_not_know_is_mapped_in_the_upload_page(server, browser, tmp_path):
-    """The upload page was a dead end for a layout its synonyms do not know (the White
-    House WAVES release): it said to write a --mapping file and listed 20 headers. Now it
-    lists every column with sample values, takes a column per field, shows how a date of
-    the file reads under each order, and ingests with that mapping."""
+def _waves_sample(store, tmp_path) -> Path:
+    """The head of the White House WAVES release (a layout the synonyms do not know), with
+    the White House's buildings in the facilities list (else its rows are quarantined as
+    visits to an unknown facility, as designed)."""
     from tests.conftest import WAVES
 
-    url, store = server
-    # the White House's buildings join the facilities list (else the rows are quarantined
-    # as visits to an unknown facility, as designed)
     buildings = write_csv(
         tmp_path / "wh_facilities.csv",
         ["facility", "name", "kind"],
@@ -556,9 +552,19 @@ def test_a_layout_the_tool_does_not_know_is_mapped_in_the_upload_page(server, br
          ["NEOB", "New Executive Office Building", "office"]],
     )  # fmt: skip
     ingest_paths(store, [buildings], user="test")
-    head = WAVES.read_bytes().splitlines(keepends=True)[:21]
     sample = tmp_path / "waves_head.csv"
-    sample.write_bytes(b"".join(head))
+    sample.write_bytes(b"".join(WAVES.read_bytes().splitlines(keepends=True)[:21]))
+    return sample
+
+
+def test_a_layout_the_tool_does_not_know_is_mapped_in_the_upload_page(server, browser, tmp_path):
+    """The upload page was a dead end for a layout its synonyms do not know (the White
+    House WAVES release): it said to write a --mapping file and listed 20 headers. Now it
+    lists every column with sample values, takes a column per field, shows how a date of
+    the file reads under each order, and ingests with that mapping."""
+
+    url, store = server
+    sample = _waves_sample(store, tmp_path)
     context, page = _fresh_upload(browser, url, sample)
     try:
         page.get_by_text("Map this file's columns.").wait_for()
@@ -890,13 +896,11 @@ def test_a_spanish_walk_through_every_page(server_es, browser, tmp_path):
     upload of an unknown layout mapped in the page and saved by name, the overview, the
     evidence, the admin page: all in Spanish, with no English word left; then the user
     switches to English and the choice stays with the user."""
-    from tests.conftest import WAVES
-
     url, store = server_es
     context = _context(browser)
     page = context.new_page()
     try:
-        _spanish_walk(url, store, page, tmp_path, WAVES)
+        _spanish_walk(url, store, page, tmp_path)
     except Exception:
         page.screenshot(path=SHOTS / "failure-es.png", full_page=True)
         raise
@@ -915,7 +919,7 @@ def test_a_spanish_walk_through_every_page(server_es, browser, tmp_path):
         context.close()
 
 
-def _spanish_walk(url, store, page, tmp_path, waves):
+def _spanish_walk(url, store, page, tmp_path):
     page.goto(url)
     page.get_by_role("textbox", name="Usuario").wait_for()
     _spanish_only(page, "1-inicio-de-sesion")
@@ -967,15 +971,7 @@ def _spanish_walk(url, store, page, tmp_path, waves):
     _spanish_only(page, "5-detalle-modelo")
 
     # An unknown layout (the White House WAVES release) mapped in the page, saved by name.
-    buildings = write_csv(
-        tmp_path / "wh_facilities.csv",
-        ["facility", "name", "kind"],
-        [["WH", "White House", "office"], ["OEOB", "Eisenhower Building", "office"],
-         ["NEOB", "New Executive Office Building", "office"]],
-    )  # fmt: skip
-    ingest_paths(store, [buildings], user="test")
-    sample = tmp_path / "waves_head.csv"
-    sample.write_bytes(b"".join(waves.read_bytes().splitlines(keepends=True)[:21]))
+    sample = _waves_sample(store, tmp_path)
     _go(page, "Cargar")
     _spanish_only(page, "6-carga")
     page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(sample))
