@@ -927,7 +927,7 @@ def _spanish_walk(url, store, page, tmp_path):
     page.get_by_role("textbox", name="Contraseña").fill("pw-lucia-1234")
     page.get_by_role("button", name="Iniciar sesión").click()
     page.get_by_role("heading", name="Cola de revisión").first.wait_for()
-    page.get_by_role("button", name="Expediente de los seleccionados (HTML)").wait_for()
+    page.get_by_role("button", name="Expediente de los seleccionados (HTML)").first.wait_for()
     _spanish_only(page, "2-cola-de-revision")
 
     # A rule flag in detail, reviewed, and its dossier.
@@ -940,14 +940,14 @@ def _spanish_walk(url, store, page, tmp_path):
     box = page.get_by_label("Id del hallazgo")
     box.fill(rule_flag)
     box.press("Enter")
-    page.get_by_role("heading", name="Revisión", exact=True).wait_for()
-    page.get_by_role("heading", name="Registro de auditoría").wait_for()
+    page.get_by_role("heading", name="Revisión", exact=True).first.wait_for()
+    page.get_by_role("heading", name="Registro de auditoría").first.wait_for()
     assert page.get_by_text("personas no identificadas").count()
     _spanish_only(page, "3-detalle-regla")
     _choose(page, "Estado", "confirmado")
     page.get_by_label("Nota").fill("visto en el libro en papel, folio 4")
     page.get_by_role("button", name="Guardar revisión").click()
-    page.get_by_text("Guardado: confirmado.").wait_for()
+    page.get_by_text("Guardado: confirmado.").first.wait_for()
     assert rows(store, f"SELECT status FROM reviews WHERE flag_id = '{rule_flag}'") == [
         ("confirmed",)
     ]
@@ -966,8 +966,8 @@ def _spanish_walk(url, store, page, tmp_path):
     )[0]
     box.fill(model_flag)
     box.press("Enter")
-    page.get_by_role("heading", name="Por qué lo señaló el modelo").wait_for()
-    page.get_by_role("heading", name="Registro de auditoría").wait_for()
+    page.get_by_role("heading", name="Por qué lo señaló el modelo").first.wait_for()
+    page.get_by_role("heading", name="Registro de auditoría").first.wait_for()
     _spanish_only(page, "5-detalle-modelo")
 
     # An unknown layout (the White House WAVES release) mapped in the page, saved by name.
@@ -975,40 +975,42 @@ def _spanish_walk(url, store, page, tmp_path):
     _go(page, "Cargar")
     _spanish_only(page, "6-carga")
     page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(sample))
-    page.get_by_text("Asigne las columnas de este archivo.").wait_for()
+    page.get_by_text("Asigne las columnas de este archivo.").first.wait_for()
     _choose(page, "Centro (obligatorio)", "MEETING_LOC")
     _choose(page, "Entrada (obligatorio)", "TOA")
-    readings = page.get_by_text("se lee como").inner_text()
+    readings = page.get_by_text("se lee como").first.inner_text()
     assert "mes/día/año: 1 de febrero de 2022 11:46" in readings, readings
     _choose(page, "Orden de fecha", "mes/día/año")
     _choose(page, "Nombre", "NAMELAST")
-    page.get_by_text("Tipo visitas").wait_for()
+    page.get_by_text("Tipo visitas").first.wait_for()
     _spanish_only(page, "7-carga-asignada")
     page.get_by_role("textbox", name="Guardar como asignación con nombre").fill("waves-mano")
     page.get_by_role("button", name="Guardar asignación").click()
-    page.get_by_text("Guardado como waves-mano, versión 1").wait_for()
+    page.get_by_text("Guardado como waves-mano, versión 1").first.wait_for()
     page.get_by_role("button", name="Cargar 1 archivo(s) y ejecutar las comprobaciones").click()
-    page.get_by_text("14 filas guardadas, 6 en cuarentena").wait_for(timeout=120_000)
+    page.get_by_text("14 filas guardadas, 6 en cuarentena").first.wait_for(timeout=120_000)
     _spanish_only(page, "8-carga-hecha")
     (label,) = rows(store, "SELECT mapping FROM uploads WHERE original_name = 'waves_head.csv'")[0]
     assert json.loads(label)["file"].startswith("saved:waves-mano v1 sha256:")
 
     _go(page, "Panorama")
-    page.get_by_role("heading", name="Riesgo por persona, funcionario, interno y centro").wait_for()
-    page.get_by_role("tab", name="Centros").wait_for()
+    page.get_by_role(
+        "heading", name="Riesgo por persona, funcionario, interno y centro"
+    ).first.wait_for()
+    page.get_by_role("tab", name="Centros").first.wait_for()
     _spanish_only(page, "9-panorama")
     _go(page, "Evidencia y ejecuciones")
     page.get_by_role("button", name="Verificar el libro y cada archivo de evidencia").click()
-    page.get_by_text("Libro íntegro").wait_for()
-    page.get_by_role("heading", name="Cuarentena").wait_for()
+    page.get_by_text("Libro íntegro").first.wait_for()
+    page.get_by_role("heading", name="Cuarentena").first.wait_for()
     _spanish_only(page, "10-evidencia")
     _go(page, "Administración")
-    page.get_by_role("heading", name="Historial de ejecuciones").wait_for()
+    page.get_by_role("heading", name="Historial de ejecuciones").first.wait_for()
     _spanish_only(page, "11-administracion")
 
     # The reader switches to English in the sidebar: the page follows, the user keeps it.
     _choose(page, "Idioma", "English")
-    page.get_by_role("heading", name="Weights learnt from reviews").wait_for()
+    page.get_by_role("heading", name="Weights learnt from reviews").first.wait_for()
     assert auth.language(auth.users_file(store.path), "lucia") == "en"
 
 
