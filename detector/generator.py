@@ -301,7 +301,9 @@ def _holiday(d: date) -> bool:
     return d in _SV_HOLIDAYS
 
 
-def build_world(seed: int = 7, start: date = date(2019, 6, 1), months: int = 6) -> World:
+def build_world(
+    seed: int = 7, start: date = date(2019, 6, 1), months: int = 6, possible_schedules: bool = False
+) -> World:
     """Normal traffic for every facility, then the planted anomalies."""
     if months < 6:
         # removed books in the fourth and fifth months, a suspension from day 105...
@@ -419,8 +421,36 @@ def build_world(seed: int = 7, start: date = date(2019, 6, 1), months: int = 6) 
     _plant_visit_anomalies(w, officials)
     _plant_behaviour(w, officials)
     _plant_transfer_anomalies(w)
+    if possible_schedules:
+        _possible_schedules(w)
     _number_lines_and_plant_gaps(w)
     return w
+
+
+def _possible_schedules(w: World) -> None:
+    """Drop the routine visits that would put one person at two prisons within an hour.
+    The pools of lawyers and contractors are drawn per prison and per day independently,
+    so the books alone can hold a lawyer at two prisons minutes apart; a world with a gate
+    stream beside its books (``build_events``) cannot, or its books would contradict its
+    gates where nothing was planted. Planted visits are never dropped."""
+    planted = {id(v) for t in w.truth for v in t.get("visits", [])}
+    by_person: dict[int, list[Visit]] = {}
+    for v in w.visits:
+        if v.person.id_number:
+            by_person.setdefault(id(v.person), []).append(v)
+    dropped: set[int] = set()
+    for visits in by_person.values():
+        last = None
+        for v in sorted(visits, key=lambda v: v.entered_at):
+            busy_until = last and (last.exited_at or last.entered_at) + timedelta(hours=1)
+            clash = last and v.facility != last.facility and v.entered_at < busy_until
+            if clash and id(v) not in planted:
+                dropped.add(id(v))
+                continue
+            if clash and id(last) not in planted:  # a planted visit keeps its place
+                dropped.add(id(last))
+            last = v
+    w.visits = [v for v in w.visits if id(v) not in dropped]
 
 
 # A parish minibus brings families to these prisons on visiting days: one plate, many
@@ -1161,7 +1191,8 @@ def _number_lines_and_plant_gaps(w: World) -> None:
 # --- the gate's reader events -------------------------------------------------------------
 
 EVENT_FIELDS = [
-    "marcacion_id", "centro", "fecha_hora", "nombre", "tarjeta", "placa", "lector", "sentido",
+    "marcacion_id", "centro", "fecha_hora", "nombre", "tarjeta", "documento", "placa",
+    "lector", "sentido",
 ]  # fmt: skip
 GATE, TURNSTILE, CAMERA = "Portón principal", "Torniquete 1", "Cámara de placas"
 
@@ -1180,7 +1211,8 @@ def build_events(w: World) -> None:
 
     def read(facility, at, name, badge, reader, direction, plate="") -> dict:
         row = {"centro": facility, "fecha_hora": at, "nombre": name, "tarjeta": badge,
-               "placa": plate, "lector": reader, "sentido": direction}  # fmt: skip
+               "documento": "" if badge.startswith("PASE") else badge, "placa": plate,
+               "lector": reader, "sentido": direction}  # fmt: skip
         events.append(row)
         return row
 
@@ -1512,7 +1544,7 @@ def generate(
 ) -> dict[str, Path]:
     """Build and write a world; returns the written files by kind. With ``events``, the
     perimeter gate's reader events and the zones too (``build_events``)."""
-    w = build_world(seed=seed, months=months)
+    w = build_world(seed=seed, months=months, possible_schedules=events)
     if events:
         build_events(w)
     return write_world(w, Path(out))

@@ -324,7 +324,7 @@ MAX_MEDIAN_STAY_DAYS = 3
 EVENT_STAYS = """CREATE OR REPLACE VIEW event_stays AS
 WITH ev AS (
     SELECT e.record_key, e.facility, coalesce(e.zone, z.zone, e.reader, '') AS zone,
-           e.person_key, e.name_key, e.seen_at, e.direction
+           e.person_key, e.name_key, e.id_number, e.seen_at, e.direction
     FROM events e
     LEFT JOIN (SELECT facility, reader, min(zone) AS zone FROM zones
                WHERE reader IS NOT NULL GROUP BY ALL) z
@@ -334,14 +334,17 @@ seq AS (
     SELECT *, lead(direction) OVER w AS next_dir, lead(seen_at) OVER w AS next_at,
            lead(record_key) OVER w AS next_key, lag(direction) OVER w AS prev_dir
     FROM ev WINDOW w AS (PARTITION BY facility, zone, person_key ORDER BY seen_at, record_key))
-SELECT facility, zone, person_key, name_key, seen_at AS entered_at, next_at AS exited_at,
+SELECT facility, zone, person_key, name_key, id_number, seen_at AS entered_at,
+       next_at AS exited_at,
        record_key AS in_key, next_key AS out_key, 'paired' AS pairing
 FROM seq WHERE direction = 'in' AND next_dir = 'out'
 UNION ALL
-SELECT facility, zone, person_key, name_key, seen_at, NULL, record_key, NULL, 'no_exit'
+SELECT facility, zone, person_key, name_key, id_number, seen_at, NULL, record_key, NULL,
+       'no_exit'
 FROM seq WHERE direction = 'in' AND coalesce(next_dir, 'in') = 'in'
 UNION ALL
-SELECT facility, zone, person_key, name_key, NULL, seen_at, NULL, record_key, 'no_entry'
+SELECT facility, zone, person_key, name_key, id_number, NULL, seen_at, NULL, record_key,
+       'no_entry'
 FROM seq WHERE direction = 'out' AND coalesce(prev_dir, 'out') = 'out'"""
 
 _PROVENANCE = "Every stored row also carries source_sha256, source_name and source_row."

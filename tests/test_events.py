@@ -163,9 +163,9 @@ def test_the_generated_gate_stream_planted_anomalies_are_found_and_look_alikes_l
     piggy-backing, a badge at two prisons, exits not read again and again are each found;
     every plate the book writes read by the camera, readers missing a
     read now and then, families badging once for the party and back-to-back shifts are not
-    flagged by the access rules. The line-without-gate-read rule flags only lines of the
-    generator's own book that put a person at a second prison while the gate read them at
-    another one (its visitors are not scheduled across prisons): contradictions of the book."""
+    flagged by the access rules. The two rules holding the book against the gate flag only
+    contradictions of the generator's own book (a person written at a second prison while
+    the gate read them at another)."""
     import json
 
     from detector.evaluate import hits
