@@ -43,14 +43,20 @@ def _free_port() -> int:
 def server(tmp_path_factory, demo_logs):
     if not os.path.exists(CHROMIUM):
         pytest.fail("Debian's chromium is not installed (scripts/test.sh installs it)")
-    db = tmp_path_factory.mktemp("browser") / "d.duckdb"
-    store = Store(db, wait=30)
+    store = _scored_demo(tmp_path_factory.mktemp("browser"), demo_logs, "ana", "auditor")
+    with _streamlit(store.path) as url:
+        yield url, store
+
+
+def _scored_demo(folder, demo_logs, user: str, role: str) -> Store:
+    """The demo world ingested, its rules run and scored, with one dashboard user whose
+    password is ``pw-<user>-1234``."""
+    store = Store(folder / "d.duckdb", wait=30)
     ingest_paths(store, [p for k, p in demo_logs.items() if k != "truth"], user="test")
     run_rules(store)
     score(store)
-    auth.add_user(auth.users_file(db), "ana", "auditor", password="pw-ana-1234")
-    with _streamlit(db) as url:
-        yield url, store
+    auth.add_user(auth.users_file(store.path), user, role, password=f"pw-{user}-1234")
+    return store
 
 
 @contextlib.contextmanager
@@ -876,13 +882,8 @@ def _spanish_only(page, name: str) -> None:
 def server_es(tmp_path_factory, demo_logs):
     """The dashboard of a Spanish-speaking office: Spanish by default (the users have not
     chosen a language yet)."""
-    db = tmp_path_factory.mktemp("browser_es") / "d.duckdb"
-    store = Store(db, wait=30)
-    ingest_paths(store, [p for k, p in demo_logs.items() if k != "truth"], user="test")
-    run_rules(store)
-    score(store)
-    auth.add_user(auth.users_file(db), "lucia", "admin", password="pw-lucia-1234")
-    with _streamlit(db, DETECTOR_LANGUAGE="es") as url:
+    store = _scored_demo(tmp_path_factory.mktemp("browser_es"), demo_logs, "lucia", "admin")
+    with _streamlit(store.path, DETECTOR_LANGUAGE="es") as url:
         yield url, store
 
 
