@@ -20,8 +20,9 @@ DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 
 
 def run_demo(store: Store, out: Path, console: Console, serve: bool = True) -> None:
-    """Generate the demo logs, ingest them (a re-run recognises them), run the checks."""
-    files = generate(out)
+    """Generate the demo logs (the books, and the perimeter gate's reads beside them), ingest
+    them (a re-run recognises them), run the checks."""
+    files = generate(out, events=True)  # the books and the gate beside them
     logs = [p for k, p in files.items() if k != "truth"]
     results = ingest_paths(store, logs, user="demo")
     for r in results:
