@@ -175,7 +175,10 @@ def _fresh_upload(browser, url: str, path: Path):
     page = context.new_page()
     _log_in(page, url)
     _goto(page, "Upload")
-    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(path))
+    # (an ingest the previous test started may still hold the server: give it time)
+    dropzone = page.locator("[data-testid='stFileUploaderDropzoneInput']")
+    dropzone.wait_for(state="attached", timeout=180_000)
+    dropzone.set_input_files(str(path))
     return context, page
 
 
