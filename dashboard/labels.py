@@ -14,8 +14,8 @@ import json
 
 import polars as pl
 
-from dashboard.text import lang
-from detector.i18n import FIELDS, field_name, words
+from dashboard.text import lang, worded
+from detector.i18n import FIELDS, field_name
 
 # The registries live in ``detector.i18n`` (shared with the dossier and the exports):
 # field names as headings, coded values as words, both in the reader's language.
@@ -65,9 +65,7 @@ def readable(frame: pl.DataFrame | list[dict]) -> pl.DataFrame:
     for name, dtype in frame.schema.items():
         col = pl.col(name)
         if name in CODED and dtype == pl.String:
-            # A mapping built here, not a Python function: polars calls those from its own
-            # threads, which cannot read the session's language.
-            col = col.replace({v: words(v, reader) for v in frame[name].drop_nulls().unique()})
+            col = worded(frame[name])
         elif dtype == pl.String:
             col = col.map_elements(_json_text, return_dtype=pl.String, skip_nulls=True)
         elif dtype == pl.List(pl.String):

@@ -142,14 +142,11 @@ def load_flags(
         return con.sql(sql, params=params).pl()
 
 
-PLACE_WORDS = {"row": N_("row"), "logbook": N_("book"), "page": N_("page"), "line": N_("line")}
-
-
 def _evidence_text(evidence: str | None, lang: str = i18n.SOURCE) -> dict[str, str]:
     """A flag's evidence (JSON) as two readable cells: the files, and the places in them."""
     items = json.loads(evidence or "[]")
     files = sorted({str(i.get("file")) for i in items if i.get("file")})
-    word = {k: i18n.translate(lang, v) for k, v in PLACE_WORDS.items()}
+    word = {k: i18n.field_name(k, lang).lower() for k in ("row", "logbook", "page", "line")}
     places = []
     for i in items:
         where = [f"{i.get('file')} {word['row']} {i.get('row')}"]

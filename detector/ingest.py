@@ -392,27 +392,32 @@ def _derive(
                 pl.format(f"{col} '{{}}' is not in the facilities list", pl.col(col)),
             )
     derived = [pl.col(f).fill_null(v).alias(f) for f, v in spec.defaults.items()]
-    for key, source in spec.folded.items():
-        values = frame.get_column(source)
-        derived.append(
-            fold_values(values.fill_null("") if key == "name_key" else values).alias(key)
-        )
+    # Each folded key once: a name's key also says how the name reads, and who a row is.
+    folded = {
+        key: fold_values(frame.get_column(source).fill_null("") if key == "name_key" else frame.get_column(source))
+        for key, source in spec.folded.items()
+    }  # fmt: skip
+    derived += [values.alias(key) for key, values in folded.items()]
     if spec.name_status_of:
-        folded = fold_values(frame.get_column(spec.name_status_of).fill_null(""))
+        key = next((k for k, s in spec.folded.items() if s == spec.name_status_of), None)
+        names = (
+            folded[key].fill_null("")
+            if key
+            else fold_values(frame.get_column(spec.name_status_of).fill_null(""))
+        )
         derived.append(
-            name_status(folded, mapping.placeholders, mapping.redactions).alias("name_status")
+            name_status(names, mapping.placeholders, mapping.redactions).alias("name_status")
         )
     for key, source in spec.plates.items():
         derived.append(
             pl.col(source).str.to_uppercase().str.replace_all(r"[^A-Z0-9]", "").alias(key)
         )
     for key, sources in spec.person.items():
-        later = [s for s in sources if s in spec.folded]  # folded in this same step
         derived.append(
             pl.coalesce(
                 *(
-                    fold_values(frame.get_column(spec.folded[s])).replace("", None)
-                    if s in later
+                    folded[s].replace("", None)
+                    if s in folded
                     else pl.col(s).cast(pl.String).str.strip_chars().replace("", None)
                     for s in sources
                 )
@@ -889,7 +894,11 @@ def ingest_paths(
 def reference_first(
     files: list[Path], kind: str | None = None, mapping: UserMapping | None = None
 ) -> list[Path]:
-    """Facilities, inmates and logbooks before the logs checked against them."""
+    """Facilities, inmates and logbooks before the logs checked against them. The kind is
+    read from each file's headers (a workbook is opened in its sandbox for that, and again
+    by its ingest), so a single file is not opened for it."""
+    if len(files) <= 1:
+        return list(files)
     return sorted(files, key=lambda p: INGEST_ORDER.get(_kind_of(p, kind, mapping), 99))
 
 

@@ -382,14 +382,19 @@ def repeated(rule: Rule, fields: dict[str, Any], lang: str) -> str:
     window, for which entity, first and last."""
     from detector import i18n
 
+    english = lang == i18n.SOURCE  # as the stored explanation already says it
+
+    def when(value):
+        return value if english else i18n.moment(value, lang)
+
     named = ", ".join(
-        f"{k if lang == i18n.SOURCE else i18n.field_name(k, lang).lower()} {fields.get(k)}"
+        f"{k if english else i18n.field_name(k, lang).lower()} {fields.get(k)}"
         for k in (rule.group.by if rule.group else [])
     )
     n = int(fields.get("occurrences") or 0)
     window = fields.get("window")
-    if lang != i18n.SOURCE and isinstance(window, str) and _ISO_MOMENT.match(window):
-        window = i18n.moment(date.fromisoformat(window), lang)
+    if isinstance(window, str) and _ISO_MOMENT.match(window):
+        window = when(date.fromisoformat(window))
     return i18n.translate_plural(
         lang,
         "Repeated {n} time in {window} ({named}), first {first}, last {last}.",
@@ -399,12 +404,8 @@ def repeated(rule: Rule, fields: dict[str, Any], lang: str) -> str:
         n=n,
         window=window,
         named=named,
-        first=fields.get("first_at")
-        if lang == i18n.SOURCE
-        else i18n.moment(fields.get("first_at"), lang),
-        last=fields.get("last_at")
-        if lang == i18n.SOURCE
-        else i18n.moment(fields.get("last_at"), lang),
+        first=when(fields.get("first_at")),
+        last=when(fields.get("last_at")),
     )
 
 

@@ -32,7 +32,6 @@ class ScopeKind:
 
 
 _IN = "(SELECT unnest($1::BIGINT[]))"
-_KEYS = "(SELECT value FROM scope_{name})"
 
 SCOPES: dict[str, ScopeKind] = {
     "record": ScopeKind(
