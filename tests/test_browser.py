@@ -174,12 +174,17 @@ def _fresh_upload(browser, url: str, path: Path):
     context = _context(browser)
     page = context.new_page()
     _log_in(page, url)
+    _upload_page(page).set_input_files(str(path))
+    return context, page
+
+
+def _upload_page(page):
+    """The upload page's file input. On a loaded CI machine the page has once taken over
+    a minute to appear after the busy-database test: it is given three."""
     _goto(page, "Upload")
-    # (an ingest the previous test started may still hold the server: give it time)
     dropzone = page.locator("[data-testid='stFileUploaderDropzoneInput']")
     dropzone.wait_for(state="attached", timeout=180_000)
-    dropzone.set_input_files(str(path))
-    return context, page
+    return dropzone
 
 
 def _choose(page, label: str, option: str) -> None:
@@ -256,8 +261,7 @@ def _auditor_day(server, page, tmp_path):
         "latin-1",
         ";",
     )
-    _goto(page, "Upload")
-    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(csv))
+    _upload_page(page).set_input_files(str(csv))
     page.get_by_text("Kind visits").wait_for()
     page.get_by_text("latin-1").first.wait_for() if page.get_by_text("latin-1").count() else None
     page.get_by_role("button", name="Ingest 1 file(s) and run the checks").click()
@@ -533,8 +537,7 @@ def test_two_files_of_one_name_and_a_file_named_dot_dot_upload_cleanly(server, b
     page = context.new_page()
     try:
         _log_in(page, url)
-        _goto(page, "Upload")
-        page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(files)
+        _upload_page(page).set_input_files(files)
         page.get_by_role("button", name="Ingest 3 file(s) and run the checks").click()
         page.get_by_text("1 rows stored").nth(2).wait_for(timeout=120_000)
         assert not page.get_by_test_id("stException").count()
