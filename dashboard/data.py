@@ -216,7 +216,7 @@ def person_timeline(store: Store, record_keys: list[str], hours: int = 24) -> pl
         return con.sql(
             f"""
             WITH mine AS (
-                SELECT name_key, person_key AS badge, NULL AS id_number, seen_at AS moment
+                SELECT name_key, badge, id_number, seen_at AS moment
                 FROM events WHERE record_key IN (SELECT unnest($keys::VARCHAR[]))
                 UNION ALL
                 SELECT name_key, NULL, id_number, entered_at FROM visits
@@ -229,7 +229,7 @@ def person_timeline(store: Store, record_keys: list[str], hours: int = 24) -> pl
             FROM events e, span
             WHERE e.seen_at BETWEEN span.s AND span.e
               AND (e.name_key IN (SELECT name_key FROM mine WHERE coalesce(name_key, '') <> '')
-                   OR e.person_key IN (SELECT badge FROM mine)
+                   OR e.badge IN (SELECT badge FROM mine)
                    OR e.id_number IN (SELECT id_number FROM mine))
             UNION ALL
             SELECT v.entered_at, 'visits', v.facility, v.checkpoint, NULL, v.name, v.id_number,

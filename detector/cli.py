@@ -426,6 +426,8 @@ def risk(
         frame = rollup(_store(db), by)
     except ValueError as exc:
         _fail(str(exc))
+    if frame.is_empty() and by == "person":
+        _fail("nothing to roll up: no scored visits and no flags on reader events yet")
     if frame.is_empty():
         _fail("no scores yet: run `detector run` first")
     _write_frame(frame, format, output)

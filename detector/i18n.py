@@ -374,6 +374,7 @@ FIELDS: dict[str, str] = {
     "declared": N_("Declared"),
     "destination": N_("Destination"),
     "destination_kind": N_("Kind of destination"),
+    "entries": N_("Entries"),
     "entry_time": N_("Time of entry"),
     "expected": N_("Entries expected"),
     "expected_staff": N_("Staff entries expected"),

@@ -412,13 +412,18 @@ def _derive(
         derived.append(
             pl.col(source).str.to_uppercase().str.replace_all(r"[^A-Z0-9]", "").alias(key)
         )
+    def present(source: str) -> pl.Expr | pl.Series:
+        if source in folded:
+            return folded[source].replace("", None)
+        return pl.col(source).cast(pl.String).str.strip_chars().replace("", None)
+
     for key, sources in spec.person.items():
         derived.append(
             pl.coalesce(
                 *(
-                    folded[s].replace("", None)
-                    if s in folded
-                    else pl.col(s).cast(pl.String).str.strip_chars().replace("", None)
+                    pl.concat_str([present(p) for p in s], separator="|")  # null if one is
+                    if isinstance(s, tuple)
+                    else present(s)
                     for s in sources
                 )
             ).alias(key)

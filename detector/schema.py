@@ -88,8 +88,9 @@ class KindSpec:
     plates: dict[str, str] = field(default_factory=dict)  # a plate folded: key column -> field
     name_status_of: str | None = None  # classify this field's name (placeholder, redacted...)
     precision: dict[str, str] = field(default_factory=dict)  # column -> datetime field
-    # Who a row is: the first of these present (a badge, a document, a folded name).
-    person: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Who a row is: the first of these present (a badge, a document, a folded name); a
+    # tuple stands for all its fields together ("C-100|ana perez"), present when all are.
+    person: dict[str, tuple[str | tuple[str, ...], ...]] = field(default_factory=dict)
     defaults: dict[str, object] = field(default_factory=dict)  # field -> value when empty
     orders: tuple[Order, ...] = ()
     # Fields checked against the facilities list when there is one.
@@ -724,7 +725,10 @@ SPECS: dict[str, KindSpec] = {
         derived={"name_key": "VARCHAR", "plate_key": "VARCHAR", "person_key": "VARCHAR"},
         folded={"name_key": "name"},
         plates={"plate_key": "vehicle_plate"},
-        person={"person_key": ("badge", "id_number", "name_key")},
+        # A badge and the name it was read under are one person: a visitor badge handed
+        # back and issued to the next visitor (the White House's WAVES reuses one within
+        # the hour) is two people, while a badge lent or cloned still reads its holder's name.
+        person={"person_key": (("badge", "name_key"), "badge", "id_number", "name_key")},
         facility_fields=("facility",),
         evidence=Evidence(
             "coalesce(record_id, reader)",

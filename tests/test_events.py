@@ -71,16 +71,39 @@ def test_spanish_reader_exports_are_read_and_paired_with_unmatched_ends_kept(sto
         "SELECT person_key, zone, pairing, strftime(coalesce(entered_at, exited_at), '%d %H:%M') "
         "FROM event_stays ORDER BY 1, 2, 4",
     )
+    # A person is their badge with the name it was read under.
     assert stays == [
-        ("C-100", "edificio", "paired", "03 08:05"),
-        ("C-100", "perimetro", "paired", "03 08:00"),
-        ("C-200", "maxima", "no_entry", "03 21:00"),
+        ("C-100|ANA PEREZ", "edificio", "paired", "03 08:05"),
+        ("C-100|ANA PEREZ", "perimetro", "paired", "03 08:00"),
+        ("C-200|LUIS RUIZ", "maxima", "no_entry", "03 21:00"),
         # two entries and a read of no direction: each entry has no exit (ends kept)
-        ("C-300", "perimetro", "no_exit", "04 07:00"),
-        ("C-300", "perimetro", "no_exit", "04 09:00"),
+        ("C-300|ROSA DIAZ", "perimetro", "no_exit", "04 07:00"),
+        ("C-300|ROSA DIAZ", "perimetro", "no_exit", "04 09:00"),
     ]
     cited = rows(store, "SELECT source_name, source_row FROM records WHERE kind = 'events'")
     assert sorted(cited)[0] == ("marcaciones.csv", 2)
+
+
+def test_a_visitor_badge_issued_again_is_another_person(store, tmp_path):
+    """Visitor badges go back to the desk and out again (WAVES reuses one within the hour):
+    the next visitor's entry is not the first one's entry without exit. A badge read with
+    no name, and a name with no badge, are still who they are."""
+    events = _events(
+        tmp_path,
+        [
+            ["ZAC", "03/06/2019 08:00", "Ana Pérez", "V-7", "Portón principal", "Entrada"],
+            ["ZAC", "03/06/2019 09:10", "Luis Ruiz", "V-7", "Portón principal", "Entrada"],
+            ["ZAC", "03/06/2019 11:00", "", "C-200", "Portón principal", "Entrada"],
+            ["ZAC", "03/06/2019 12:00", "Rosa Díaz", "", "Portón principal", "Entrada"],
+        ],
+    )
+    ingest_paths(store, [events])
+    assert rows(store, "SELECT person_key FROM events ORDER BY seen_at") == [
+        ("V-7|ANA PEREZ",),
+        ("V-7|LUIS RUIZ",),
+        ("C-200",),
+        ("ROSA DIAZ",),
+    ]
 
 
 def test_a_headerless_badge_export_is_read_through_a_mapping(store, tmp_path):
