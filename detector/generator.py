@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -1202,8 +1203,8 @@ def build_events(w: World) -> None:
     badges in before the book's line and out after the exit; staff also pass the building's
     turnstile. Planted, with their truth: escorts of the director seen only by the gate,
     an exit from the building with no entry (piggy-backing), the director's badge at two
-    prisons twelve minutes apart, a lawyer who leaves without badging out again and again.
-    Look-alikes, not planted: readers missing a read now and then, a family that badges
+    prisons twelve minutes apart, a lawyer who leaves without badging out again and again,
+    a guard's card passed back over the turnstile for two more people. Look-alikes, not planted: readers missing a read now and then, a family that badges
     once for the whole party written in the book, the masked companions (no badge: the
     book's placeholders already tell)."""
     rng = random.Random(w.rng.random())
@@ -1249,7 +1250,7 @@ def build_events(w: World) -> None:
             if last and v.facility != last[0] and v.entered_at < end + timedelta(hours=1):
                 continue  # at another prison an hour ago: not badged
             stays.append([v.facility, v.entered_at, v.exited_at, v.person.role])
-        badge = number or f"PASE-{abs(hash(name)) % 10**6:06d}"  # no document: a visitor pass
+        badge = number or f"PASE-{zlib.crc32(name.encode()) % 10**6:06d}"  # a visitor pass
         for home, entered, exited, role in stays:
             read(home, entered - timedelta(minutes=rng.randint(1, 8)), name, badge, GATE,
                  "Entrada")  # fmt: skip
@@ -1311,6 +1312,19 @@ def _plant_event_anomalies(w: World, rng: random.Random, read) -> None:
     w.plant("access_events", "piggy_backing",
             f"{staff.person.name} left the IZA building at night with no entry read",
             facility="IZA", events=[row])  # fmt: skip
+    # A guard's card passed back over the building's turnstile at night: it lets two more
+    # people in, neither of them in the book.
+    guard = next(v for v in w.visits if v.person.role == "staff" and v.facility == "ZAC")
+    day = guard.entered_at.date() + timedelta(days=5)
+    name, badge = guard.person.name, guard.person.id_number
+    rows = [read("ZAC", _at(day, 20.9), name, badge, GATE, "Entrada")] + [
+        read("ZAC", _at(day, 21.0) + timedelta(minutes=2 * k), name, badge, TURNSTILE, "Entrada")
+        for k in range(3)
+    ] + [read("ZAC", _at(day, 23.0), name, badge, TURNSTILE, "Salida"),
+         read("ZAC", _at(day, 23.1), name, badge, GATE, "Salida")]  # fmt: skip
+    w.plant("access_events", "card_passed_back",
+            f"{name}'s card read into the ZAC building three times in four minutes at night",
+            facility="ZAC", events=rows)  # fmt: skip
     # The director's badge at two prisons twelve minutes apart.
     lead = night[-1]
     first = read("ZAC", lead.entered_at - timedelta(hours=5), director.name,
