@@ -246,6 +246,7 @@ class World:
     # The perimeter gate's reader events and the zones (with ``build_events``).
     events: list[dict] = field(default_factory=list)
     zones: list[dict] = field(default_factory=list)
+    absences: list[dict] = field(default_factory=list)  # the personnel roster's leaves
 
     def person(self, role: str, organization: str = "") -> Person:
         rng = self.rng
@@ -1204,7 +1205,8 @@ def build_events(w: World) -> None:
     turnstile. Planted, with their truth: escorts of the director seen only by the gate,
     an exit from the building with no entry (piggy-backing), the director's badge at two
     prisons twelve minutes apart, a lawyer who leaves without badging out again and again,
-    a guard's card passed back over the turnstile for two more people. Look-alikes, not planted: readers missing a read now and then, a family that badges
+    a guard's card passed back over the turnstile for two more people, a guard's card read
+    in the middle of their leave (with the personnel roster's absences). Look-alikes, not planted: readers missing a read now and then, a family that badges
     once for the whole party written in the book, the masked companions (no badge: the
     book's placeholders already tell)."""
     rng = random.Random(w.rng.random())
@@ -1264,6 +1266,7 @@ def build_events(w: World) -> None:
                 read(home, exited + timedelta(minutes=rng.randint(1, 5)), name, badge, GATE,
                      "Salida")  # fmt: skip
     _plant_event_anomalies(w, rng, read)
+    _leave_roster(w, rng, read)
     events.sort(key=lambda e: (e["fecha_hora"], e["centro"], e["tarjeta"]))
     for n, e in enumerate(events, 1):
         e["marcacion_id"] = f"EV-{n:06d}"
@@ -1352,6 +1355,42 @@ def _plant_event_anomalies(w: World, rng: random.Random, read) -> None:
     w.plant("access_events", "exits_not_read",
             f"{lawyer.name} entered QZT four times in a fortnight with no exit read",
             facility="QZT", events=rows)  # fmt: skip
+
+
+def _leave_roster(w: World, rng: random.Random, read) -> None:
+    """The personnel roster's absences: guards on leave in a week or more between their
+    shifts, and a few dismissed after their last one (no end date). Their reads the day
+    before and the day after a leave are the look-alikes. Planted: one guard's card read
+    at the gate in the middle of their leave."""
+    days: dict[tuple, set] = {}
+    for v in w.visits:
+        if v.person.role == "staff" and v.anomaly is None:
+            days.setdefault((v.person.name, v.person.id_number, v.facility), set()).add(
+                v.entered_at.date()
+            )
+    end = max(v.entered_at for v in w.visits).date()
+    for (name, number, home), seen in sorted(days.items()):
+        seen = sorted(seen)
+        away = [(a + timedelta(days=1), b - timedelta(days=1)) for a, b in zip(seen, seen[1:])
+                if (b - a).days >= 7 and rng.random() < 0.3]  # fmt: skip
+        if (end - seen[-1]).days >= 20 and rng.random() < 0.1:
+            away.append((seen[-1] + timedelta(days=1), None))  # dismissed
+        for starts, ends in away:
+            reason = "despido" if ends is None else rng.choice(LEAVE_REASONS)
+            w.absences.append({"nombre": name, "documento": number, "centro_penal": home,
+                               "licencia_desde": starts, "licencia_hasta": ends or "",
+                               "motivo_ausencia": reason})  # fmt: skip
+    leave = next(a for a in w.absences if a["licencia_hasta"])
+    middle = leave["licencia_desde"] + (leave["licencia_hasta"] - leave["licencia_desde"]) / 2
+    row = read(leave["centro_penal"], _at(middle, 7.8), leave["nombre"], leave["documento"],
+               GATE, "Entrada")  # fmt: skip
+    w.plant("access_events", "read_while_away",
+            f"{leave['nombre']}'s card read at the {leave['centro_penal']} gate on "
+            f"{middle:%Y-%m-%d}, in the middle of their leave",
+            facility=leave["centro_penal"], events=[row])  # fmt: skip
+
+
+LEAVE_REASONS = ("vacaciones", "incapacidad", "licencia con goce", "permiso personal")
 
 
 def _visit_row(v: Visit) -> dict:
@@ -1538,6 +1577,10 @@ def write_world(w: World, out: Path) -> dict[str, Path]:
         files["zones"] = out / "zonas.csv"
         fields = ["centro", "zona", "dentro_de", "lector"]
         _write(files["zones"], fields, [[z[f] for f in fields] for z in w.zones])
+    if w.absences:
+        files["absences"] = out / "ausencias_personal.csv"
+        fields = list(w.absences[0])
+        _write(files["absences"], fields, [[_iso(a[f]) for f in fields] for a in w.absences])
     truth = [
         {
             **t,

@@ -173,6 +173,7 @@ CODES: dict[str, str] = {
     "facilities": N_("facilities"),
     "events": N_("reader events"),
     "zones": N_("zones"),
+    "absences": N_("staff away (leave roster)"),
     # run kinds and outcomes
     "rules": N_("rules"),
     "score": N_("scoring"),
@@ -183,6 +184,7 @@ CODES: dict[str, str] = {
     "partial": N_("partial"),
     # problems of a row (the quarantine's reason codes)
     "closed_before_opened": N_("closed before opened"),
+    "ends_before_start": N_("back before away"),
     "duplicate_in_file": N_("duplicate in the file"),
     "exit_before_entry": N_("exit before entry"),
     "implausible_date": N_("implausible date"),
@@ -342,6 +344,8 @@ FIELDS: dict[str, str] = {
     "medical_approval": N_("Medical approval"),
     "returned_at": N_("Returned"),
     "opened_on": N_("Opened"),
+    "starts_on": N_("Away from"),
+    "ends_on": N_("Away until"),
     "closed_on": N_("Closed"),
     "first_page": N_("First page"),
     "last_page": N_("Last page"),

@@ -52,10 +52,11 @@ def load_scores(store: Store, top: int | None = None) -> pl.DataFrame:
 
 # A person's reader events are credited to them too: the flags on their events (access
 # rules, and the gate reads the logbook is silent about), by the person the event names
-# (the folded name, else the badge or document).
+# (the folded name, else the badge or document: "Acompañante" on a pass names nobody).
 EVENT_PEOPLE = """
     SELECT f.flag_id, any_value(f.score) AS risk,
-           coalesce(nullif(e.name_key, ''), e.person_key) AS k
+           CASE WHEN e.name_status = 'named' THEN e.name_key
+                ELSE coalesce(e.badge, e.id_number, e.person_key) END AS k
     FROM (SELECT flag_id, score, unnest(record_keys) AS key FROM flags
           WHERE state = 'active') f
     JOIN events e ON e.record_key = f.key

@@ -722,9 +722,15 @@ SPECS: dict[str, KindSpec] = {
             "sentido",
             "marcacion",
         ),
-        derived={"name_key": "VARCHAR", "plate_key": "VARCHAR", "person_key": "VARCHAR"},
+        derived={
+            "name_key": "VARCHAR",
+            "plate_key": "VARCHAR",
+            "person_key": "VARCHAR",
+            "name_status": "VARCHAR",
+        },
         folded={"name_key": "name"},
         plates={"plate_key": "vehicle_plate"},
+        name_status_of="name",  # "Acompañante" on a visitor pass names nobody
         # A badge and the name it was read under are one person: a visitor badge handed
         # back and issued to the next visitor (the White House's WAVES reuses one within
         # the hour) is two people, while a badge lent or cloned still reads its holder's name.
@@ -761,6 +767,60 @@ SPECS: dict[str, KindSpec] = {
         signature=("inside", "parent", "dentro_de", "zona_padre"),
         context=True,
         facility_fields=("facility",),
+    ),
+    # Staff away by the personnel roster (leave, sick leave, suspension, dismissal): a
+    # badge read while its holder is away was used by someone else, or the roster is wrong.
+    "absences": KindSpec(
+        name="absences",
+        fields=(
+            Field("record_id", synonyms=("record_id", "id", "correlativo")),
+            Field(
+                "name",
+                synonyms=("name", "nombre", "employee", "empleado", "servidor", "agente"),
+            ),
+            Field("badge", synonyms=("badge", "badge_id", "card", "tarjeta", "gafete", "carnet")),
+            Field("id_number", synonyms=("id_number", "documento", "dui", "document")),
+            Field("facility", synonyms=("facility", "centro_penal", "centro", "site", "sitio")),
+            Field(
+                "starts_on",
+                "date",
+                required=True,
+                synonyms=(
+                    "starts_on", "away_from", "absent_from", "leave_from", "leave_start",
+                    "ausente_desde", "licencia_desde", "fecha_inicio_licencia", "desde",
+                ),
+            ),  # fmt: skip
+            Field(
+                "ends_on",
+                "date",
+                synonyms=(
+                    "ends_on", "away_until", "absent_until", "leave_until", "leave_end",
+                    "ausente_hasta", "licencia_hasta", "fecha_fin_licencia", "hasta",
+                ),
+            ),  # fmt: skip
+            Field(
+                "reason",
+                synonyms=("reason", "leave_type", "motivo", "motivo_ausencia", "tipo_licencia"),
+            ),
+        ),
+        natural_key=("name", "badge", "id_number", "starts_on"),
+        own_key=("record_id",),
+        signature=(
+            "starts_on", "ends_on", "away_from", "absent_from", "leave_from", "leave_start", "ausente_desde",
+            "licencia_desde", "fecha_inicio_licencia", "motivo_ausencia", "tipo_licencia",
+        ),  # fmt: skip
+        context=True,
+        derived={"name_key": "VARCHAR", "person_key": "VARCHAR"},
+        folded={"name_key": "name"},
+        person={"person_key": ("badge", "id_number", "name_key")},
+        orders=(Order("ends_on", "starts_on", "ends_before_start", "back {} before away {}"),),
+        facility_fields=("facility",),
+        evidence=Evidence(
+            "coalesce(record_id, badge, id_number)",
+            "facility",
+            happened_at="starts_on::TIMESTAMP",
+            label="name",
+        ),
     ),
     "facilities": KindSpec(
         name="facilities",

@@ -166,6 +166,11 @@ MIGRATIONS = [
     "ALTER TABLE flags ADD COLUMN IF NOT EXISTS subject VARCHAR",
     "ALTER TABLE visits ADD COLUMN IF NOT EXISTS name_status VARCHAR",
     f"UPDATE visits SET name_status = {name_status_sql()} WHERE name_status IS NULL",
+    # Reader events: how the name reads, and a person as their badge with that name.
+    "ALTER TABLE events ADD COLUMN IF NOT EXISTS name_status VARCHAR",
+    f"UPDATE events SET name_status = {name_status_sql()} WHERE name_status IS NULL",
+    "UPDATE events SET person_key = person_key || '|' || name_key "
+    "WHERE person_key = badge AND coalesce(name_key, '') <> ''",
     "ALTER TABLE facilities ADD COLUMN IF NOT EXISTS role_hours VARCHAR",
     "ALTER TABLE reviews ADD COLUMN IF NOT EXISTS reopen_on_new BOOLEAN DEFAULT false",
     # Typed suppressions (matched exactly); older rows are facility codes.
