@@ -500,12 +500,12 @@ def save_mapping(store: Store, actor, name: str, mapping):
 def canonical_preview(path: Path, mapping, rows: int = 20) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The first rows of a file as they would be stored with ``mapping`` (the kind's
     fields, typed), and those of them that would go to quarantine, with the reasons."""
-    from detector.ingest import canonical, plan
+    from detector.ingest import Upload, canonical, plan
     from detector.schema import SPECS
 
     p = plan(path, None, mapping)
     batch = next(p.table.batches(rows))
-    good, bad = canonical(batch, p.kind, p.sources, mapping, "", Path(path).name)
+    good, bad = canonical(batch, p, Upload(Path(path), mapping))
     shown = [f.name for f in SPECS[p.kind].fields if f.name in good.columns]
     return good.head(rows).select(shown), bad
 

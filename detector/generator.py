@@ -14,6 +14,7 @@ import random
 import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import holidays
@@ -1371,7 +1372,7 @@ def _leave_roster(w: World, rng: random.Random, read) -> None:
     end = max(v.entered_at for v in w.visits).date()
     for (name, number, home), seen in sorted(days.items()):
         seen = sorted(seen)
-        away = [(a + timedelta(days=1), b - timedelta(days=1)) for a, b in zip(seen, seen[1:])
+        away = [(a + timedelta(days=1), b - timedelta(days=1)) for a, b in pairwise(seen)
                 if (b - a).days >= 7 and rng.random() < 0.3]  # fmt: skip
         if (end - seen[-1]).days >= 20 and rng.random() < 0.1:
             away.append((seen[-1] + timedelta(days=1), None))  # dismissed

@@ -77,6 +77,27 @@ class Plan:
     sources: dict[str, Source]
 
 
+@dataclass
+class Upload:
+    """One file on its way in, carried through the ingest: the file as the user named it
+    (its name is what evidence cites), how to read it, who sent it, its SHA-256 once
+    hashed, the facilities its rows are checked against, and what became of it."""
+
+    path: Path
+    mapping: UserMapping = field(default_factory=UserMapping)
+    result: IngestResult = field(default_factory=lambda: IngestResult(path=""))
+    kind: str | None = None  # as asked for (None: the mapping's, else detected)
+    user: str | None = None
+    mapping_name: str | None = None
+    on_rows: Callable[[int], None] | None = None
+    sha: str = ""
+    facilities: set[str] = field(default_factory=set)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
 def _blank(e: pl.Expr) -> pl.Expr:
     return e.is_null() | (e.str.strip_chars() == "")
 
@@ -110,80 +131,103 @@ class _Checks:
         self.items.append((field_name, code, cond.fill_null(False), msg))
 
 
-def canonical(
-    batch: Batch,
-    kind: str,
-    sources: dict[str, Source],
-    mapping: UserMapping,
-    sha: str,
-    name: str,
-    known_facilities: set[str] | None = None,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+def canonical(batch: Batch, p: Plan, up: Upload) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Canonical rows and quarantine rows for one batch of a source.
 
     Returns ``(good, quarantine)``: ``good`` has exactly the kind's table columns;
     ``quarantine`` has source_row, field, reason_code, reason and raw (the row as JSON).
+    The steps: the source's columns per field (``_fields``), dates parsed
+    (``_read_dates``), the other fields typed (``_typed``) and the dates joined with
+    their checks (``_dated``), derived columns and the record key, checks of the whole
+    row (``_row_checks``), then the split into good rows and quarantine (``_split``).
     """
-    spec = SPECS[kind]
-    order = mapping.date_order
-    until = plausible_until_year()
-    original = [c for c in batch.frame.columns if c != "__broken__"]
+    spec = SPECS[p.kind]
     df = batch.frame.with_row_index("__row__", offset=batch.first_row + batch.offset)
     checks = _Checks()
-    out: dict[str, pl.Expr] = {}
+    raw = _fields(df, spec, p.sources)
+    dates = _read_dates(df, raw, spec, p.sources, up.mapping)
+    frame = _typed(raw, spec, up.mapping, checks).with_columns(
+        pl.Series("__row__", df.get_column("__row__"))
+    )
+    frame = _dated(frame, spec, dates, up.mapping.date_order, checks)
+    frame = _derive(frame, p.kind, checks, up.facilities, up.mapping, up.name)
+    frame = frame.with_columns(
+        _record_key(frame, p.kind, up.sha, up.mapping.redactions).alias("record_key")
+    )
+    original = [c for c in batch.frame.columns if c != "__broken__"]
+    frame = _row_checks(frame, df, batch, original, checks)
+    return _split(frame, df, batch, original, checks, p.kind, up)
 
-    raw = df.select(
+
+def _fields(df: pl.DataFrame, spec, sources: dict[str, Source]) -> pl.DataFrame:
+    """Each field's text as the source gives it (a date built from two columns aside)."""
+    return df.select(
         *(
             _source_expr(sources.get(f.name)).alias(f.name)
             for f in spec.fields
             if not (sources.get(f.name) and sources[f.name].op == "datetime")
         ),
     )
+
+
+def _read_dates(
+    df: pl.DataFrame, raw: pl.DataFrame, spec, sources: dict[str, Source], mapping: UserMapping
+) -> dict[str, pl.Series]:
+    """Each date and datetime field parsed (``name``), with its text as written
+    (``name_raw``) and, for a date-and-time pair, its time alone (``name__time``); an exit
+    given as a time only is None here and placed on the entry's day by ``_dated``."""
+    order, years = mapping.date_order, mapping.two_digit_years_from
     parsed: dict[str, pl.Series] = {}
     for f in spec.fields:
+        if f.type not in ("datetime", "date"):
+            continue
         src = sources.get(f.name)
-        if f.type in ("datetime", "date"):
-            if src is not None and src.op == "datetime":
-                date_col, time_col = (*src.columns, "")[:2]
-                raw_s = df.select(
-                    _text(
-                        pl.concat_str(
-                            [pl.col(c) for c in (date_col, time_col) if c],
-                            separator=" ",
-                            ignore_nulls=True,
-                        )
+        if src is not None and src.op == "datetime":
+            date_col, time_col = (*src.columns, "")[:2]
+            raw_s = df.select(
+                _text(
+                    pl.concat_str(
+                        [pl.col(c) for c in (date_col, time_col) if c],
+                        separator=" ",
+                        ignore_nulls=True,
                     )
-                ).to_series()
-                value = None
+                )
+            ).to_series()
+            value = None
+            if time_col:
+                parsed[f"{f.name}__time"] = to_time(df.get_column(time_col))
+            if date_col:
+                day = to_datetime(df.get_column(date_col), order, years_from=years).dt.date()
+                parts = pl.DataFrame({"d": day})
                 if time_col:
-                    parsed[f"{f.name}__time"] = to_time(df.get_column(time_col))
-                if date_col:
-                    day = to_datetime(
-                        df.get_column(date_col), order, years_from=mapping.two_digit_years_from
-                    ).dt.date()
-                    parts = pl.DataFrame({"d": day})
-                    if time_col:
-                        parts = parts.with_columns(
-                            t=parsed[f"{f.name}__time"],
-                            no_time=df.select(_blank(pl.col(time_col))).to_series(),
-                        )
-                    else:
-                        parts = parts.with_columns(t=pl.lit(None, pl.Time), no_time=pl.lit(True))
-                    # A date with no time still places the record in its day.
-                    value = parts.select(
-                        pl.when(pl.col("t").is_not_null())
-                        .then(pl.col("d").dt.combine(pl.col("t")))
-                        .when(pl.col("no_time"))
-                        .then(pl.col("d").cast(pl.Datetime("us")))
-                    ).to_series()
-            else:
-                raw_s = raw.get_column(f.name)
-                value = to_datetime(raw_s, order, years_from=mapping.two_digit_years_from)
-            if f.type == "date" and value is not None:
-                value = value.dt.date()
-            parsed[f.name] = value
-            parsed[f"{f.name}_raw"] = raw_s
+                    parts = parts.with_columns(
+                        t=parsed[f"{f.name}__time"],
+                        no_time=df.select(_blank(pl.col(time_col))).to_series(),
+                    )
+                else:
+                    parts = parts.with_columns(t=pl.lit(None, pl.Time), no_time=pl.lit(True))
+                # A date with no time still places the record in its day.
+                value = parts.select(
+                    pl.when(pl.col("t").is_not_null())
+                    .then(pl.col("d").dt.combine(pl.col("t")))
+                    .when(pl.col("no_time"))
+                    .then(pl.col("d").cast(pl.Datetime("us")))
+                ).to_series()
+        else:
+            raw_s = raw.get_column(f.name)
+            value = to_datetime(raw_s, order, years_from=years)
+        if f.type == "date" and value is not None:
+            value = value.dt.date()
+        parsed[f.name] = value
+        parsed[f"{f.name}_raw"] = raw_s
+    return parsed
 
+
+def _typed(raw: pl.DataFrame, spec, mapping: UserMapping, checks: _Checks) -> pl.DataFrame:
+    """The fields other than dates typed: whole numbers (with their text kept for the
+    message), vocabularies mapped (with the original in ``name_raw``), required ones
+    checked."""
+    out: dict[str, pl.Expr] = {}
     for f in spec.fields:
         if f.type in ("datetime", "date"):
             continue
@@ -218,37 +262,24 @@ def canonical(
             out[f.name] = e
         if f.required:
             checks.add(f.name, "missing_required", _blank(e), f"required field {f.name} is empty")
+    return raw.with_columns(**out)
 
-    frame = raw.with_columns(**out).with_columns(pl.Series("__row__", df.get_column("__row__")))
-    # Datetimes (and their original text) join the frame.
+
+def _dated(
+    frame: pl.DataFrame, spec, parsed: dict[str, pl.Series], order: str, checks: _Checks
+) -> pl.DataFrame:
+    """The parsed dates joined to the frame with their original text, and their checks:
+    required, unreadable, implausible year. An exit given as a time only takes the
+    entry's day (the next day when it would come before the entry)."""
+    until = plausible_until_year()
     for f in spec.fields:
         if f.type not in ("datetime", "date"):
             continue
         value = parsed[f.name]
-        raw_s = parsed[f"{f.name}_raw"]
-        frame = frame.with_columns(raw_s.alias(f"{f.name}_raw"))
-        if value is None:  # exit time with the entry's date
-            base = parsed["entered_at"]
+        frame = frame.with_columns(parsed[f"{f.name}_raw"].alias(f"{f.name}_raw"))
+        if value is None:
             t = parsed[f"{f.name}__time"]
-            tmp = (
-                pl.DataFrame({"b": base, "t": t})
-                .select(
-                    pl.when(pl.col("b").is_not_null() & pl.col("t").is_not_null()).then(
-                        pl.col("b").dt.date().dt.combine(pl.col("t"))
-                    )
-                )
-                .to_series()
-            )
-            tmp = (
-                pl.DataFrame({"b": base, "x": tmp})
-                .select(
-                    pl.when(pl.col("x") < pl.col("b"))
-                    .then(pl.col("x") + pl.duration(days=1))
-                    .otherwise(pl.col("x"))
-                )
-                .to_series()
-            )
-            value = tmp
+            value = _on_entry_day(parsed["entered_at"], t)
             # Only the time itself can be wrong here; an unreadable entry date is reported there.
             failed = t.is_null()
         else:
@@ -279,11 +310,33 @@ def canonical(
                 year,
             ),
         )
+    return frame
 
-    frame = _derive(frame, kind, checks, known_facilities, mapping, name)
-    frame = frame.with_columns(
-        _record_key(frame, kind, sha, mapping.redactions).alias("record_key")
+
+def _on_entry_day(entered: pl.Series, t: pl.Series) -> pl.Series:
+    """A time of exit placed on the day of the entry, or the next day if it would be earlier."""
+    return (
+        pl.DataFrame({"b": entered, "t": t})
+        .select(
+            x=pl.when(pl.col("b").is_not_null() & pl.col("t").is_not_null()).then(
+                pl.col("b").dt.date().dt.combine(pl.col("t"))
+            ),
+            b=pl.col("b"),
+        )
+        .select(
+            pl.when(pl.col("x") < pl.col("b"))
+            .then(pl.col("x") + pl.duration(days=1))
+            .otherwise(pl.col("x"))
+        )
+        .to_series()
     )
+
+
+def _row_checks(
+    frame: pl.DataFrame, df: pl.DataFrame, batch: Batch, original: list[str], checks: _Checks
+) -> pl.DataFrame:
+    """Checks of the whole row: a NUL byte anywhere (a damaged file), a record repeated
+    within the file."""
     if original and not batch.nul_free:
         nul = df.select(
             pl.any_horizontal(pl.col(original).str.contains("\x00", literal=True).fill_null(False))
@@ -297,7 +350,30 @@ def canonical(
             ~pl.col("record_key").is_first_distinct(),
             pl.format("duplicate of an earlier row in this file (key {})", pl.col("record_key")),
         )
+    return frame
 
+
+QUARANTINE_SCHEMA = {
+    "source_row": pl.Int64,
+    "field": pl.String,
+    "reason_code": pl.String,
+    "reason": pl.String,
+    "raw": pl.String,
+}
+
+
+def _split(
+    frame: pl.DataFrame,
+    df: pl.DataFrame,
+    batch: Batch,
+    original: list[str],
+    checks: _Checks,
+    kind: str,
+    up: Upload,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows that pass every check, as the kind's table columns; and one quarantine row per
+    failed check, with its reason and the source row as JSON (lines the reader could not
+    split are reported once, for their shape)."""
     conds = frame.select(*(cond.alias(f"__c{i}") for i, (_, _, cond, _) in enumerate(checks.items)))
     broken = (
         df.get_column("__broken__")
@@ -307,17 +383,44 @@ def canonical(
     # A line that could not be split is reported once, for its shape, not per empty field.
     conds = conds.select(pl.all() & ~broken)
     bad = conds.select(pl.any_horizontal(pl.all())).to_series() | broken if checks.items else broken
-
     frame = frame.with_columns(
-        pl.lit(sha).alias("source_sha256"),
-        pl.lit(name).alias("source_name"),
+        pl.lit(up.sha).alias("source_sha256"),
+        pl.lit(up.name).alias("source_name"),
         pl.col("__row__").cast(pl.Int64).alias("source_row"),
         pl.lit(None, pl.Int64).alias("upload_seq"),
     )
-    columns = list(kind_columns(kind))
-    good = frame.filter(~bad).select(columns)
+    good = frame.filter(~bad).select(list(kind_columns(kind)))
+    parts = _failed_checks(frame, df, original, checks, conds)
+    if batch.broken:  # lines the reader could not split into the header's columns
+        rows_, reasons, texts = zip(*batch.broken, strict=True)
+        parts.append(
+            pl.DataFrame(
+                {
+                    "source_row": pl.Series(rows_, dtype=pl.Int64),
+                    "field": "*",
+                    "reason_code": "wrong_field_count",
+                    "reason": list(reasons),
+                    "raw": [json.dumps({"line": t}, ensure_ascii=False) for t in texts],
+                }
+            )
+        )
+    quarantine = (
+        pl.concat(parts, how="vertical_relaxed").sort("source_row")
+        if parts
+        else pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    )
+    return good, quarantine
 
-    # Messages and raw rows only for the failing rows: building them for all is the slow part.
+
+def _failed_checks(
+    frame: pl.DataFrame,
+    df: pl.DataFrame,
+    original: list[str],
+    checks: _Checks,
+    conds: pl.DataFrame,
+) -> list[pl.DataFrame]:
+    """One quarantine frame per check that failed somewhere. Messages and raw rows are built
+    for the failing rows only: building them for all is the slow part."""
     parts = []
     for i, (fname, code, _, msg) in enumerate(checks.items):
         mask = conds.get_column(f"__c{i}")
@@ -341,33 +444,7 @@ def canonical(
                 }
             )
         )
-    if batch.broken:  # lines the reader could not split into the header's columns
-        rows_, reasons, texts = zip(*batch.broken, strict=True)
-        parts.append(
-            pl.DataFrame(
-                {
-                    "source_row": pl.Series(rows_, dtype=pl.Int64),
-                    "field": "*",
-                    "reason_code": "wrong_field_count",
-                    "reason": list(reasons),
-                    "raw": [json.dumps({"line": t}, ensure_ascii=False) for t in texts],
-                }
-            )
-        )
-    quarantine = (
-        pl.concat(parts, how="vertical_relaxed").sort("source_row")
-        if parts
-        else pl.DataFrame(
-            schema={
-                "source_row": pl.Int64,
-                "field": pl.String,
-                "reason_code": pl.String,
-                "reason": pl.String,
-                "raw": pl.String,
-            }
-        )
-    )
-    return good, quarantine
+    return parts
 
 
 def _derive(
@@ -412,6 +489,7 @@ def _derive(
         derived.append(
             pl.col(source).str.to_uppercase().str.replace_all(r"[^A-Z0-9]", "").alias(key)
         )
+
     def present(source: str) -> pl.Expr | pl.Series:
         if source in folded:
             return folded[source].replace("", None)
@@ -542,16 +620,14 @@ def ingest_file(
     ``on_rows`` is called with the number of rows read so far after each batch.
     """
     path = Path(path)
-    mapping = mapping or UserMapping()
     result = IngestResult(path=str(path))
+    up = Upload(path, mapping or UserMapping(), result, kind, user, mapping_name, on_rows)
     try:
         if not path.is_file():
             raise FileError(path.name, N_("no such file"))
-        sha, staged = ledger.stage_evidence(store, path)
+        up.sha, staged = ledger.stage_evidence(store, path)
         try:
-            _ingest_staged(
-                store, path, sha, staged, kind, mapping, user, mapping_name, result, on_rows
-            )
+            _ingest_staged(store, up, staged)
         finally:
             staged.unlink(missing_ok=True)
     except FileError as exc:
@@ -560,31 +636,21 @@ def ingest_file(
     return result
 
 
-def _ingest_staged(
-    store: Store,
-    path: Path,
-    sha: str,
-    staged: Path,
-    kind: str | None,
-    mapping: UserMapping,
-    user: str | None,
-    mapping_name: str | None,
-    result: IngestResult,
-    on_rows: Callable[[int], None] | None = None,
-) -> None:
+def _ingest_staged(store: Store, up: Upload, staged: Path) -> None:
     """The rest of ``ingest_file`` once the bytes are copied into evidence and hashed."""
-    result.sha256 = sha
+    result = up.result
+    result.sha256 = up.sha
     with store.read() as con:
-        seen = ledger.find(con, sha)
-        facilities = {
+        seen = ledger.find(con, up.sha)
+        up.facilities = {
             r[0] for r in con.execute("SELECT DISTINCT facility FROM facilities").fetchall()
         }
     if seen:
         _already(result, seen)
         return
-    evidence, placed = ledger.place_evidence(store, staged, sha)
+    evidence, placed = ledger.place_evidence(store, staged, up.sha)
     try:
-        p = plan(evidence, kind, mapping, name=path.name)
+        p = plan(evidence, up.kind, up.mapping, name=up.name)
         result.kind = p.kind
         result.format, result.encoding, result.delimiter = (
             p.table.format,
@@ -595,11 +661,11 @@ def _ingest_staged(
         with store.write() as con:
             # Checked again under the writers' lock: two ingests of one file started
             # together both passed the check above, and only one may store it.
-            seen = ledger.find(con, sha)
+            seen = ledger.find(con, up.sha)
             if seen:
                 _already(result, seen)
                 return
-            _store(con, p, path, sha, user, mapping_name, result, mapping, facilities, on_rows)
+            _store(con, p, up)
     except FileError:
         if placed:  # nothing refers to it: a rejected file leaves no evidence behind
             evidence.unlink(missing_ok=True)
@@ -619,12 +685,7 @@ def _already(result: IngestResult, seen: dict) -> None:
 
 
 def _converted(
-    p: Plan,
-    mapping: UserMapping,
-    sha: str,
-    name: str,
-    facilities: set[str],
-    workers: int = 2,
+    p: Plan, up: Upload, workers: int = 2
 ) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
     """Canonical batches in file order, converted by ``workers`` threads while the caller
     stores earlier ones (one polars conversion alone keeps only part of two cores busy).
@@ -650,9 +711,7 @@ def _converted(
         def read() -> None:
             try:
                 for batch in p.table.batches():
-                    job = pool.submit(
-                        canonical, batch, p.kind, p.sources, mapping, sha, name, facilities
-                    )
+                    job = pool.submit(canonical, batch, p, up)
                     if not put(job):
                         return
                 put(done)
@@ -692,21 +751,9 @@ class _Feed:
     Quarantined rows are spilled to Parquet beside the stream and counted as they pass.
     """
 
-    def __init__(
-        self,
-        p: Plan,
-        mapping: UserMapping,
-        sha: str,
-        name: str,
-        seq: int,
-        facilities: set[str],
-        spill: Path,
-        result: IngestResult,
-        on_rows: Callable[[int], None] | None = None,
-    ) -> None:
-        self.plan, self.mapping, self.sha, self.name = p, mapping, sha, name
-        self.seq, self.facilities, self.spill, self.result = seq, facilities, spill, result
-        self.on_rows = on_rows
+    def __init__(self, p: Plan, up: Upload, seq: int, spill: Path) -> None:
+        self.plan, self.upload, self.seq, self.spill = p, up, seq, spill
+        self.result, self.on_rows = up.result, up.on_rows
         self.columns = kind_columns(p.kind)
         empty = pl.DataFrame(schema={c: _POLARS_TYPES[t] for c, t in self.columns.items()})
         self.schema = empty.to_arrow(compat_level=_ARROW).schema
@@ -721,7 +768,7 @@ class _Feed:
 
     def _batches(self) -> Iterator[pa.RecordBatch]:
         try:
-            conv = _converted(self.plan, self.mapping, self.sha, self.name, self.facilities)
+            conv = _converted(self.plan, self.upload)
             for good, quarantine in conv:
                 self._count(good, quarantine)
                 table = good.with_columns(pl.lit(self.seq, pl.Int64).alias("upload_seq"))
@@ -762,33 +809,25 @@ class _Feed:
             self.on_rows(r.rows_read)
 
 
-def _store(
-    con,
-    p: Plan,
-    path: Path,
-    sha: str,
-    user: str | None,
-    mapping_name: str | None,
-    result: IngestResult,
-    mapping: UserMapping,
-    facilities: set[str],
-    on_rows: Callable[[int], None] | None = None,
-) -> None:
-    kind = p.kind
+def _store(con, p: Plan, up: Upload) -> None:
+    """Store one planned file under the writers' lock: its ledger entry (sealed at the end
+    with its counts and rows' digest), its rows in one INSERT, its quarantine, and the
+    rows already stored dropped as duplicates."""
+    kind, result, sha, path = p.kind, up.result, up.sha, up.path
     entry = ledger.append(
         con,
         {
             "sha256": sha,
             "size": path.stat().st_size,
             "original_name": path.name,
-            "uploaded_by": user or getpass.getuser(),
+            "uploaded_by": up.user or getpass.getuser(),
             "uploaded_at": datetime.now(UTC).replace(tzinfo=None),
             "kind": kind,
             "format": p.table.format,
             "encoding": p.table.encoding,
             "delimiter": p.table.delimiter,
             "mapping": json.dumps(
-                {"file": mapping_name, "columns": result.mapping}, ensure_ascii=False
+                {"file": up.mapping_name, "columns": result.mapping}, ensure_ascii=False
             ),
             "rows_read": None,
             "rows_stored": None,
@@ -800,7 +839,7 @@ def _store(
     seq = result.seq = entry["seq"]
     cols = ", ".join(kind_columns(kind))
     with tempfile.TemporaryDirectory(prefix="detector-quarantine-") as spill:
-        feed = _Feed(p, mapping, sha, path.name, seq, facilities, Path(spill), result, on_rows)
+        feed = _Feed(p, up, seq, Path(spill))
         con.register("incoming", feed.reader())
         # Row order carries no meaning here (every row keeps its source_row); not keeping
         # it lets DuckDB write the rows straight into the file.
