@@ -363,6 +363,7 @@ FIELDS: dict[str, str] = {
     "out_key": N_("Exit read"),
     "pairing": N_("Pairing"),
     "place": N_("Reader or checkpoint"),
+    "event_occurrences": N_("Times on reader events"),
     "event_risk": N_("Risk from reader events"),
     "language": N_("Language"),
     # values the rules quote (the "values that made the rule fire" table)

@@ -53,12 +53,17 @@ def load_scores(store: Store, top: int | None = None) -> pl.DataFrame:
 # A person's reader events are credited to them too: the flags on their events (access
 # rules, and the gate reads the logbook is silent about), by the person the event names
 # (the folded name, else the badge or document: "Acompañante" on a pass names nobody).
+# A case repeated n times weighs 1 - (1 - risk)^n: three exits of a wing never entered
+# count for more than one, and never for more than certainty.
 EVENT_PEOPLE = """
-    SELECT f.flag_id, any_value(f.score) AS risk,
+    SELECT f.flag_id, any_value(1 - pow(1 - f.score, f.times)) AS risk,
+           any_value(f.times) AS times,
            CASE WHEN e.name_status = 'named' THEN e.name_key
                 ELSE coalesce(e.badge, e.id_number, e.person_key) END AS k
-    FROM (SELECT flag_id, score, unnest(record_keys) AS key FROM flags
-          WHERE state = 'active') f
+    FROM (SELECT flag_id, score, unnest(record_keys) AS key,
+                 greatest(coalesce(try_cast(json_extract_string(fields, '$.occurrences')
+                                            AS INTEGER), 1), 1) AS times
+          FROM flags WHERE state = 'active') f
     JOIN events e ON e.record_key = f.key
     GROUP BY ALL"""
 
@@ -67,8 +72,10 @@ def rollup(store: Store, by: str) -> pl.DataFrame:
     """Risk accumulated per official or person (with the people they escorted in), inmate
     or facility, riskiest first; a person's row also says which roles, documents and
     facilities their visits carry, and how many of them are model flags. A person's flags
-    on reader events (``event_flags``, their risk in ``event_risk``) add to their total, so
-    that someone whose gate or badge anomalies repeat rises with them."""
+    on reader events (``event_flags``, how many times their cases happened in
+    ``event_occurrences``, their risk in ``event_risk``: a case repeated n times weighs
+    ``1 - (1 - risk)^n``) add to their total, so that someone whose gate or badge anomalies
+    repeat rises with them."""
     if by not in ROLLUPS:
         raise ValueError(f"roll up by one of {', '.join(ROLLUPS)}")
     with store.read() as con:
@@ -90,10 +97,11 @@ def rollup(store: Store, by: str) -> pl.DataFrame:
             WHERE e.k IS NOT NULL AND e.k <> ''
             GROUP BY ALL"""
         events = (
-            f"SELECT k, count(*) AS event_flags, sum(risk) AS event_risk, max(risk) AS event_max "
+            f"SELECT k, count(*) AS event_flags, sum(times)::BIGINT AS event_times, "
+            f"sum(risk) AS event_risk, max(risk) AS event_max "
             f"FROM ({EVENT_PEOPLE}) WHERE coalesce(k, '') <> '' GROUP BY ALL"
             if by == "person"
-            else "SELECT NULL::VARCHAR AS k, 0 AS event_flags, 0.0 AS event_risk, "
+            else "SELECT NULL::VARCHAR AS k, 0 AS event_flags, 0 AS event_times, 0.0 AS event_risk, "
             "0.0 AS event_max WHERE false"
         )
         return con.sql(
@@ -108,6 +116,7 @@ def rollup(store: Store, by: str) -> pl.DataFrame:
                    coalesce(v.rarest_visits, 0) AS rarest_visits,
                    round(v.mean_outlier_pct, 3) AS mean_outlier_pct,
                    coalesce(ev.event_flags, 0) AS event_flags,
+                   coalesce(ev.event_times, 0) AS event_occurrences,
                    round(coalesce(ev.event_risk, 0), 3) AS event_risk,
                    v.roles, v.facilities
             FROM v FULL OUTER JOIN ev ON ev.k = v.k
