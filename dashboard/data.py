@@ -497,15 +497,15 @@ def save_mapping(store: Store, actor, name: str, mapping):
     return save_named(store, name, mapping, actor.username)
 
 
-def canonical_preview(path: Path, mapping, rows: int = 20) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The first rows of a file as they would be stored with ``mapping`` (the kind's
-    fields, typed), and those of them that would go to quarantine, with the reasons."""
-    from detector.ingest import Upload, canonical, plan
+def canonical_preview(p, mapping, rows: int = 20) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The first rows of a planned file (``ingest.plan``) as they would be stored with
+    ``mapping`` (the kind's fields, typed), and those of them that would go to quarantine,
+    with the reasons."""
+    from detector.ingest import Upload, canonical
     from detector.schema import SPECS
 
-    p = plan(path, None, mapping)
     batch = next(p.table.batches(rows))
-    good, bad = canonical(batch, p, Upload(Path(path), mapping))
+    good, bad = canonical(batch, p, Upload(Path(p.table.name), mapping))
     shown = [f.name for f in SPECS[p.kind].fields if f.name in good.columns]
     return good.head(rows).select(shown), bad
 
