@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 
 import polars as pl
 
-from detector.i18n import CODES, N_
+from detector.i18n import CODES, N_, reason_wording
 from detector.review import QUEUE_ORDER, SUPPRESSED
 from detector.rules import CATEGORIES, SEVERITIES
 from detector.schema import KINDS, SPECS
@@ -153,8 +153,11 @@ def flag(store: Store, flag_id: str) -> dict | None:
     return out
 
 
-def evidence_records(store: Store, record_keys: list[str]) -> dict[str, pl.DataFrame]:
-    """The original values of a flag's records, per kind, with where they came from."""
+def evidence_records(
+    store: Store, record_keys: list[str], lang: str = "en"
+) -> dict[str, pl.DataFrame]:
+    """The original values of a flag's records, per kind, with where they came from (a
+    quarantined row's reason said in ``lang``)."""
     out = {}
     with store.read() as con:
         for kind in (k for k in reversed(KINDS) if SPECS[k].evidence is not None):
@@ -166,14 +169,15 @@ def evidence_records(store: Store, record_keys: list[str]) -> dict[str, pl.DataF
             if frame.height:
                 out[kind] = frame
         q = con.sql(
-            """SELECT source_name, source_row, field, reason, raw, source_sha256
+            """SELECT source_name, source_row, field, reason_code, reason, raw, source_sha256,
+                      reason_values
                        FROM quarantine
                        WHERE 'Q|' || source_sha256[:16] || ':' || source_row
                              IN (SELECT unnest($keys::VARCHAR[]))""",
             params={"keys": record_keys},
         ).pl()
         if q.height:
-            out["quarantine"] = q
+            out["quarantine"] = worded_reasons(q, lang)
     return out
 
 
@@ -380,15 +384,31 @@ def weights(store: Store) -> tuple[pl.DataFrame, pl.DataFrame]:
     return current, changes
 
 
-def quarantine(store: Store, source: str | None = None, limit: int = 1000) -> pl.DataFrame:
+def quarantine(
+    store: Store, source: str | None = None, limit: int = 1000, lang: str = "en"
+) -> pl.DataFrame:
+    """Quarantined rows (of one file, or all), each reason said in ``lang``."""
     with store.read() as con:
-        return con.sql(
+        frame = con.sql(
             f"""SELECT source_name, source_row, field, reason_code, reason, raw,
-                                  source_sha256
-                           FROM quarantine WHERE $s IS NULL OR source_name = $s
-                           ORDER BY source_name, source_row LIMIT {int(limit)}""",
+                       source_sha256, reason_values
+                FROM quarantine WHERE $s IS NULL OR source_name = $s
+                ORDER BY source_name, source_row LIMIT {int(limit)}""",
             params={"s": source},
         ).pl()
+    return worded_reasons(frame, lang)
+
+
+def worded_reasons(frame: pl.DataFrame, lang: str) -> pl.DataFrame:
+    """Quarantine rows with ``reason`` in ``lang`` (from ``reason_code`` and
+    ``reason_values``, which is then dropped)."""
+    if "reason_values" not in frame.columns:
+        return frame
+    said = [
+        reason_wording(c, f, v, r, lang)
+        for c, f, v, r in frame.select("reason_code", "field", "reason_values", "reason").rows()
+    ]
+    return frame.with_columns(pl.Series("reason", said, pl.String)).drop("reason_values")
 
 
 TOTALS = {"visits": N_("Visits"), "flags": N_("Flags"), "uploads": N_("Uploads"),

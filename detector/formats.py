@@ -48,7 +48,8 @@ class Batch:
     frame: pl.DataFrame
     offset: int = 0
     # Rows that could not be split into the header's columns: (row, reason, raw text).
-    broken: list[tuple[int, str, str]] = field(default_factory=list)
+    # lines that could not be split: (row, {"found": n, "expected": m}, the line)
+    broken: list[tuple[int, dict, str]] = field(default_factory=list)
     # True when the source is known to hold no NUL byte, so rows need no check for one.
     nul_free: bool = False
     # The spreadsheet row of the first data row: 2 under a header row, 1 without one.
@@ -88,7 +89,7 @@ class Table:
         )
 
     @property
-    def broken(self) -> list[tuple[int, str, str]]:
+    def broken(self) -> list[tuple[int, dict, str]]:
         return [r for b in self.batches() for r in b.broken]
 
 
@@ -560,11 +561,7 @@ def _split_rows(
                 )
         if len(row) != len(header):
             broken.append(
-                (
-                    row_no,
-                    f"row has {len(row)} fields, the header has {len(header)}",
-                    delimiter.join(row),
-                )
+                (row_no, {"found": len(row), "expected": len(header)}, delimiter.join(row))
             )
             rows.append(None)
         else:

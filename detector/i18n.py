@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import gettext as _gettext
 import io
+import json
 import os
 from datetime import date, datetime
 from pathlib import Path
@@ -238,6 +239,33 @@ CODES: dict[str, str] = {
 
 
 # Field and column names as headings: the database's own names never reach a reader.
+# What a quarantined row is told, by its reason code: the English is stored with the row
+# (``quarantine.reason``), the values beside it (``quarantine.reason_values``, JSON), so the
+# row reads in any language; ``{field}`` is the field (its heading when translated).
+REASONS: dict[str, str] = {
+    "missing_required": N_("required field {field} is empty"),
+    "invalid_number": N_("{field} '{value}' is not a whole number"),
+    "negative_number": N_("{field} {value} is negative"),
+    "unparseable_date": N_(
+        "{field} '{value}' is not a date/time this tool can read "
+        "(expected ISO 8601 or {order} order)"
+    ),
+    "implausible_date": N_(
+        "{field} '{value}' reads as the year {year}, outside {first}-{last} "
+        "(a transcription error?)"
+    ),
+    "unknown_facility": N_("{field} '{value}' is not in the facilities list"),
+    "exit_before_entry": N_("exit {value} is before entry {earlier}"),
+    "return_before_transfer": N_("return {value} is before the transfer {earlier}"),
+    "closed_before_opened": N_("closed {value} before it was opened {earlier}"),
+    "pages_reversed": N_("last page {value} is before first page {earlier}"),
+    "ends_before_start": N_("back {value} before away {earlier}"),
+    "nul_byte": N_("the row contains a NUL byte (damaged file)"),
+    "duplicate_in_file": N_("duplicate of an earlier row in this file (key {key})"),
+    "wrong_field_count": N_("row has {found} fields, the header has {expected}"),
+}
+
+
 FIELDS: dict[str, str] = {
     "flag_id": N_("Flag"),
     "risk": N_("Risk"),
@@ -312,6 +340,7 @@ FIELDS: dict[str, str] = {
     "field": N_("Field"),
     "reason_code": N_("Problem"),
     "reason": N_("Reason"),
+    "reason_values": N_("Values of the reason"),
     "raw": N_("Row as read"),
     "acted_at": N_("When"),
     "actor": N_("Who"),
@@ -497,6 +526,17 @@ def field_name(name: str, lang: str) -> str:
     if name.endswith("_raw") and name[:-4] in FIELDS:  # the value as the file wrote it
         return translate(lang, "{field} as written").format(field=field_name(name[:-4], lang))
     return name.replace("_", " ").capitalize()
+
+
+def reason_wording(code: str, field: str, values: str | None, stored: str, lang: str) -> str:
+    """A quarantined row's reason in ``lang``, from its code and values; the stored English
+    sentence in English, or when the row was quarantined before its values were kept."""
+    template = REASONS.get(code)
+    if lang == "en" or template is None or values is None:
+        return stored
+    filled = {k: "—" if v is None else v for k, v in json.loads(values).items()}
+    shown = field if field in ("*", "record_key") else field_name(field, lang)
+    return translate(lang, template).format_map({**filled, "field": shown})
 
 
 def code(value: Any, lang: str) -> Any:

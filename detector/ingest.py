@@ -6,6 +6,7 @@ import contextlib
 import getpass
 import json
 import queue
+import string
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from detector import ledger
 from detector.dates import PLAUSIBLE_FROM_YEAR, plausible_until_year, to_datetime, to_time
 from detector.errors import FileError
 from detector.formats import SUFFIXES, Batch, Table, read_table
-from detector.i18n import N_
+from detector.i18n import N_, REASONS
 from detector.mapping import (
     Source,
     UserMapping,
@@ -36,8 +37,6 @@ from detector.mapping import (
 )
 from detector.schema import INGEST_ORDER, MAX_MEDIAN_STAY_DAYS, SPECS
 from detector.store import Store, kind_columns
-
-QUARANTINE_COLUMNS = ["source_row", "field", "reason_code", "reason", "raw"]
 
 
 @dataclass
@@ -121,14 +120,44 @@ def _source_expr(src: Source | None) -> pl.Expr:
 
 
 class _Checks:
-    """Row-level problems, collected as (field, code, condition, message) expressions."""
+    """Row-level problems, collected as (field, code, condition, message, values): the
+    message is the reason's English sentence (``detector.i18n.REASONS``) filled with the
+    row's values, which are kept beside it (as JSON) to say it in another language."""
 
     def __init__(self) -> None:
-        self.items: list[tuple[str, str, pl.Expr, pl.Expr]] = []
+        self.items: list[tuple[str, str, pl.Expr, pl.Expr, pl.Expr]] = []
 
-    def add(self, field_name: str, code: str, cond: pl.Expr, message: pl.Expr | str) -> None:
-        msg = pl.lit(message) if isinstance(message, str) else message
-        self.items.append((field_name, code, cond.fill_null(False), msg))
+    def add(self, field_name: str, code: str, cond: pl.Expr, **values: pl.Expr | str) -> None:
+        exprs = {k: v if isinstance(v, pl.Expr) else pl.lit(v) for k, v in values.items()}
+        self.items.append(
+            (
+                field_name,
+                code,
+                cond.fill_null(False),
+                reason_expr(REASONS[code], field_name, exprs),
+                _values_json(exprs),
+            )
+        )
+
+
+def reason_expr(template: str, field_name: str, values: dict[str, pl.Expr]) -> pl.Expr:
+    """A reason's sentence per row: ``{field}`` is the field's name, the other
+    placeholders the row's values."""
+    fmt, args = [], []
+    for literal, name, _spec, _conv in string.Formatter().parse(template):
+        fmt.append(literal)
+        if name == "field":
+            fmt.append(field_name)
+        elif name is not None:
+            fmt.append("{}")
+            args.append(values[name])
+    return pl.format("".join(fmt), *args) if args else pl.lit("".join(fmt))
+
+
+def _values_json(values: dict[str, pl.Expr]) -> pl.Expr:
+    if not values:
+        return pl.lit("{}")
+    return pl.struct(**{k: v.cast(pl.String) for k, v in values.items()}).struct.json_encode()
 
 
 def canonical(batch: Batch, p: Plan, up: Upload) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -243,25 +272,15 @@ def _typed(raw: pl.DataFrame, spec, mapping: UserMapping, checks: _Checks) -> pl
             )
             out[f"{f.name}__txt"] = e
             txt = pl.col(f"{f.name}__txt")
-            checks.add(
-                f.name,
-                "invalid_number",
-                ~_blank(txt) & pl.col(f.name).is_null(),
-                pl.format(f"{f.name} '{{}}' is not a whole number", txt),
-            )
-            checks.add(
-                f.name,
-                "negative_number",
-                pl.col(f.name) < 0,
-                pl.format(f"{f.name} {{}} is negative", txt),
-            )
+            checks.add(f.name, "invalid_number", ~_blank(txt) & pl.col(f.name).is_null(), value=txt)
+            checks.add(f.name, "negative_number", pl.col(f.name) < 0, value=txt)
         elif f.type == "vocab":
             out[f"{f.name}_raw"] = e
             out[f.name] = vocab_map(raw.get_column(f.name), f.vocab, mapping.values.get(f.name, {}))
         else:
             out[f.name] = e
         if f.required:
-            checks.add(f.name, "missing_required", _blank(e), f"required field {f.name} is empty")
+            checks.add(f.name, "missing_required", _blank(e))
     return raw.with_columns(**out)
 
 
@@ -287,28 +306,18 @@ def _dated(
         frame = frame.with_columns(value.alias(f.name), failed.alias(f"__failed_{f.name}"))
         r = pl.col(f"{f.name}_raw")
         if f.required:
-            checks.add(f.name, "missing_required", _blank(r), f"required field {f.name} is empty")
-        checks.add(
-            f.name,
-            "unparseable_date",
-            ~_blank(r) & pl.col(f"__failed_{f.name}"),
-            pl.format(
-                f"{f.name} '{{}}' is not a date/time this tool can read "
-                f"(expected ISO 8601 or {order} order)",
-                r,
-            ),
-        )
+            checks.add(f.name, "missing_required", _blank(r))
+        failed = ~_blank(r) & pl.col(f"__failed_{f.name}")
+        checks.add(f.name, "unparseable_date", failed, value=r, order=order)
         year = pl.col(f.name).dt.year()
         checks.add(
             f.name,
             "implausible_date",
             (year < PLAUSIBLE_FROM_YEAR) | (year > until),
-            pl.format(
-                f"{f.name} '{{}}' reads as the year {{}}, outside {PLAUSIBLE_FROM_YEAR}-{until} "
-                "(a transcription error?)",
-                r,
-                year,
-            ),
+            value=r,
+            year=year,
+            first=str(PLAUSIBLE_FROM_YEAR),
+            last=str(until),
         )
     return frame
 
@@ -342,13 +351,13 @@ def _row_checks(
             pl.any_horizontal(pl.col(original).str.contains("\x00", literal=True).fill_null(False))
         ).to_series()
         frame = frame.with_columns(nul.alias("__nul__"))
-        checks.add("*", "nul_byte", pl.col("__nul__"), "the row contains a NUL byte (damaged file)")
+        checks.add("*", "nul_byte", pl.col("__nul__"))
     if frame.get_column("record_key").n_unique() < frame.height:  # cheaper than the check
         checks.add(
             "record_key",
             "duplicate_in_file",
             ~pl.col("record_key").is_first_distinct(),
-            pl.format("duplicate of an earlier row in this file (key {})", pl.col("record_key")),
+            key=pl.col("record_key"),
         )
     return frame
 
@@ -359,6 +368,7 @@ QUARANTINE_SCHEMA = {
     "reason_code": pl.String,
     "reason": pl.String,
     "raw": pl.String,
+    "reason_values": pl.String,
 }
 
 
@@ -374,7 +384,7 @@ def _split(
     """Rows that pass every check, as the kind's table columns; and one quarantine row per
     failed check, with its reason and the source row as JSON (lines the reader could not
     split are reported once, for their shape)."""
-    conds = frame.select(*(cond.alias(f"__c{i}") for i, (_, _, cond, _) in enumerate(checks.items)))
+    conds = frame.select(*(item[2].alias(f"__c{i}") for i, item in enumerate(checks.items)))
     broken = (
         df.get_column("__broken__")
         if "__broken__" in df.columns
@@ -392,15 +402,17 @@ def _split(
     good = frame.filter(~bad).select(list(kind_columns(kind)))
     parts = _failed_checks(frame, df, original, checks, conds)
     if batch.broken:  # lines the reader could not split into the header's columns
-        rows_, reasons, texts = zip(*batch.broken, strict=True)
+        rows_, counts, texts = zip(*batch.broken, strict=True)
+        template = REASONS["wrong_field_count"]
         parts.append(
             pl.DataFrame(
                 {
                     "source_row": pl.Series(rows_, dtype=pl.Int64),
                     "field": "*",
                     "reason_code": "wrong_field_count",
-                    "reason": list(reasons),
+                    "reason": [template.format(**c) for c in counts],
                     "raw": [json.dumps({"line": t}, ensure_ascii=False) for t in texts],
+                    "reason_values": [json.dumps(c) for c in counts],
                 }
             )
         )
@@ -422,12 +434,14 @@ def _failed_checks(
     """One quarantine frame per check that failed somewhere. Messages and raw rows are built
     for the failing rows only: building them for all is the slow part."""
     parts = []
-    for i, (fname, code, _, msg) in enumerate(checks.items):
+    for i, (fname, code, _, msg, values) in enumerate(checks.items):
         mask = conds.get_column(f"__c{i}")
         if not mask.any():
             continue
         # with_columns broadcasts a constant message to every failing row (select would not).
-        failing = frame.filter(mask).with_columns(msg.alias("__reason__"))
+        failing = frame.filter(mask).with_columns(
+            msg.alias("__reason__"), values.alias("__values__")
+        )
         raw_rows = df.filter(mask)
         parts.append(
             pl.DataFrame(
@@ -441,6 +455,7 @@ def _failed_checks(
                         if original
                         else ""
                     ),
+                    "reason_values": failing.get_column("__values__"),
                 }
             )
         )
@@ -466,7 +481,7 @@ def _derive(
                 col,
                 "unknown_facility",
                 pl.col(col).is_not_null() & ~pl.col(col).is_in(known),
-                pl.format(f"{col} '{{}}' is not in the facilities list", pl.col(col)),
+                value=pl.col(col),
             )
     derived = [pl.col(f).fill_null(v).alias(f) for f, v in spec.defaults.items()]
     # Each folded key once: a name's key also says how the name reads, and who a row is.
@@ -522,9 +537,17 @@ def _derive(
             order.later,
             order.code,
             pl.col(order.later) < pl.col(order.earlier),
-            pl.format(order.message, pl.col(order.later), pl.col(order.earlier)),
+            value=_shown(frame, order.later),
+            earlier=_shown(frame, order.earlier),
         )
     return frame
+
+
+def _shown(frame: pl.DataFrame, column: str) -> pl.Expr:
+    """A value as a reason quotes it: a time to the minute, anything else as it is."""
+    if isinstance(frame.schema[column], pl.Datetime):
+        return pl.col(column).dt.to_string("%Y-%m-%d %H:%M")
+    return pl.col(column)
 
 
 def _refuse_long_stays(frame: pl.DataFrame, source: str, entered: str, exited: str) -> None:
@@ -856,8 +879,10 @@ def _store(con, p: Plan, up: Upload) -> None:
                 con.execute("RESET preserve_insertion_order")
         if feed.quarantine:
             con.execute(
-                "INSERT INTO quarantine SELECT ?, ?, ?, source_row, field, reason_code, "
-                "reason, raw, ? FROM read_parquet(?)",
+                "INSERT INTO quarantine (source_sha256, source_name, kind, source_row, field, "
+                "reason_code, reason, raw, upload_seq, reason_values) SELECT ?, ?, ?, "
+                "source_row, field, reason_code, reason, raw, ?, reason_values "
+                "FROM read_parquet(?)",
                 [sha, path.name, kind, seq, [str(q) for q in feed.quarantine]],
             )
     if result.rows_read == 0:

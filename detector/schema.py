@@ -35,12 +35,12 @@ class Composite:
 @dataclass(frozen=True)
 class Order:
     """A cross-field check: the value of ``later`` may not come before that of
-    ``earlier``; a row where it does goes to the quarantine as ``code``."""
+    ``earlier``; a row where it does goes to the quarantine as ``code`` (its sentence is
+    ``detector.i18n.REASONS[code]``)."""
 
     later: str
     earlier: str
     code: str
-    message: str  # "exit {} is before entry {}": the later value, then the earlier
 
 
 @dataclass(frozen=True)
@@ -462,7 +462,7 @@ SPECS: dict[str, KindSpec] = {
         precision={"entered_precision": "entered_at"},
         defaults={"party_size": 1},
         orders=(
-            Order("exited_at", "entered_at", "exit_before_entry", "exit {} is before entry {}"),
+            Order("exited_at", "entered_at", "exit_before_entry"),
         ),
         facility_fields=("facility",),
         stays=("entered_at", "exited_at"),
@@ -526,12 +526,7 @@ SPECS: dict[str, KindSpec] = {
         own_key=("from_facility", "record_id"),
         person_key="inmate_id",
         orders=(
-            Order(
-                "returned_at",
-                "transferred_at",
-                "return_before_transfer",
-                "return {} is before the transfer {}",
-            ),
+            Order("returned_at", "transferred_at", "return_before_transfer"),
         ),
         facility_fields=("from_facility", "to_facility"),
         evidence=Evidence(
@@ -589,15 +584,8 @@ SPECS: dict[str, KindSpec] = {
         ),
         natural_key=("facility", "checkpoint", "logbook"),
         orders=(
-            Order(
-                "closed_on",
-                "opened_on",
-                "closed_before_opened",
-                "closed {} before it was opened {}",
-            ),
-            Order(
-                "last_page", "first_page", "pages_reversed", "last page {} is before first page {}"
-            ),
+            Order("closed_on", "opened_on", "closed_before_opened"),
+            Order("last_page", "first_page", "pages_reversed"),
         ),
         facility_fields=("facility",),
         evidence=Evidence(
@@ -836,7 +824,7 @@ SPECS: dict[str, KindSpec] = {
         derived={"name_key": "VARCHAR", "person_key": "VARCHAR"},
         folded={"name_key": "name"},
         person={"person_key": ("badge", "id_number", "name_key")},
-        orders=(Order("ends_on", "starts_on", "ends_before_start", "back {} before away {}"),),
+        orders=(Order("ends_on", "starts_on", "ends_before_start"),),
         facility_fields=("facility",),
         evidence=Evidence(
             "coalesce(record_id, badge, id_number)",

@@ -172,6 +172,8 @@ MIGRATIONS = [
     "UPDATE events SET person_key = person_key || '|' || name_key "
     "WHERE person_key = badge AND coalesce(name_key, '') <> ''",
     "ALTER TABLE facilities ADD COLUMN IF NOT EXISTS role_hours VARCHAR",
+    # A quarantined row's values beside its English reason, to say it in another language.
+    "ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS reason_values VARCHAR",
     "ALTER TABLE reviews ADD COLUMN IF NOT EXISTS reopen_on_new BOOLEAN DEFAULT false",
     # Typed suppressions (matched exactly); older rows are facility codes.
     "ALTER TABLE suppressions ADD COLUMN IF NOT EXISTS entity_kind VARCHAR",

@@ -162,3 +162,33 @@ def test_a_refused_or_repeated_file_is_explained_in_spanish(store, tmp_path):
     assert said("v.csv", again.template, again.values, "es").startswith(
         "v.csv: ya se cargó como asiento 1 del libro de evidencias (v.csv, "
     )
+
+
+def test_a_quarantined_row_reads_in_the_users_language(store, tmp_path):
+    """Each quarantined row keeps its values beside its English reason: a Spanish user
+    reads why in Spanish, with the field's Spanish heading; an English one reads the
+    sentence stored with the row."""
+    from dashboard.data import quarantine
+    from detector.ingest import ingest_paths
+
+    path = tmp_path / "libro.csv"
+    path.write_text(
+        "correlativo,centro_penal,ingreso,salida,nombre,folio\n"
+        "1,ZAC,31/02/2019 08:00,,Ana Pérez,3\n"
+        "2,ZAC,03/06/2019 10:00,03/06/2019 09:00,Luis Ruiz,4\n"
+        "3,ZAC,04/06/2019 10:00,,Rosa Díaz,-2\n"
+        "4,ZAC,05/06/2019 10:00,,Marta Gómez,5,extra\n",
+        encoding="utf-8",
+    )
+    [result] = ingest_paths(store, [path])
+    assert result.rows_quarantined == 4, result.reasons
+    english = dict(quarantine(store).select("reason_code", "reason").rows())
+    spanish = dict(quarantine(store, lang="es").select("reason_code", "reason").rows())
+    assert english["unparseable_date"].startswith("entered_at '31/02/2019 08:00' is not a date")
+    assert spanish == {
+        "unparseable_date": "Entrada '31/02/2019 08:00' no es una fecha u hora que esta "
+        "herramienta pueda leer (se esperaba ISO 8601 o el orden dmy)",
+        "exit_before_entry": "la salida 2019-06-03 09:00 es anterior a la entrada 2019-06-03 10:00",
+        "negative_number": "Folio -2 es negativo",
+        "wrong_field_count": "la fila tiene 7 campos y el encabezado 6",
+    }

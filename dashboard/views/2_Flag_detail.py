@@ -64,7 +64,7 @@ if occurrences:
 
 st.subheader(_("Evidence"))
 table(pl.DataFrame(f["evidence"]) if f["evidence"] else pl.DataFrame(), key="evidence")
-for kind, frame in session.guarded(data.evidence_records, store, f["record_keys"]).items():
+for kind, frame in session.guarded(data.evidence_records, store, f["record_keys"], lang()).items():
     st.caption(_("Original values — {kind}").format(kind=session.md(words(kind))))
     table(frame, key=f"orig_{kind}")
 

@@ -70,7 +70,7 @@ def show_results() -> None:
                 )
             )
         if r["rows_quarantined"]:
-            report = session.guarded(data.quarantine, session.store(), name)
+            report = session.guarded(data.quarantine, session.store(), name, lang=lang())
             table(report.drop("raw"), key=f"reasons_{n}_{name}")
             st.download_button(
                 _("Validation report of {file} (CSV)").format(file=name),

@@ -4,7 +4,7 @@ import streamlit as st
 
 from dashboard import data, session
 from dashboard.labels import table
-from dashboard.text import _, ngettext
+from dashboard.text import _, lang, ngettext
 from detector import ledger
 
 store = session.store()
@@ -30,7 +30,7 @@ st.subheader(_("Runs"))
 table(session.guarded(data.runs, store), key="runs")
 
 st.subheader(_("Quarantine"))
-q = session.guarded(data.quarantine, store)
+q = session.guarded(data.quarantine, store, lang=lang())
 files = sorted(q["source_name"].unique().to_list()) if q.height else []
 chosen = st.selectbox(
     _("File"),
