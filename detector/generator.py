@@ -1209,7 +1209,8 @@ def build_events(w: World) -> None:
     a guard's card passed back over the turnstile for two more people, a guard's card read
     in the middle of their leave (with the personnel roster's absences). Look-alikes, not planted: readers missing a read now and then, a family that badges
     once for the whole party written in the book, the masked companions (no badge: the
-    book's placeholders already tell)."""
+    book's placeholders already tell), contractors and staff cars the visitors' book never
+    records."""
     rng = random.Random(w.rng.random())
     events: list[dict] = []
 
@@ -1266,6 +1267,7 @@ def build_events(w: World) -> None:
             if rng.random() >= 0.002:  # a reader misses a read now and then
                 read(home, exited + timedelta(minutes=rng.randint(1, 5)), name, badge, GATE,
                      "Salida")  # fmt: skip
+    _regulars_not_in_the_book(w, rng, read)
     _plant_event_anomalies(w, rng, read)
     _leave_roster(w, rng, read)
     events.sort(key=lambda e: (e["fecha_hora"], e["centro"], e["tarjeta"]))
@@ -1280,6 +1282,27 @@ def build_events(w: World) -> None:
             {"centro": code, "zona": "edificio", "dentro_de": "perimetro", "lector": TURNSTILE},
         )
     ]
+
+
+def _regulars_not_in_the_book(w: World, rng: random.Random, read) -> None:
+    """Look-alikes of unlogged entrants: at each prison two contractors (kitchen, works)
+    badge in and out on weekdays and two staff cars come in, none of them ever written in
+    the visitors' book (it records visitors and staff on duty, not them)."""
+    for code, *_ in FACILITIES:
+        people = [(f"{rng.choice(FIRST_NAMES)} {rng.choice(SURNAMES)}", f"CONT-{code}-{k}")
+                  for k in range(2)]  # fmt: skip
+        plates = [f"P-{rng.randrange(100000, 999999)}" for _ in range(2)]
+        for d in w.days():
+            if d.weekday() >= 5:
+                continue
+            for name, badge in people:
+                if rng.random() < 0.1:  # a day off now and then
+                    continue
+                read(code, _at(d, 6.0 + rng.random() / 2), name, badge, GATE, "Entrada")
+                read(code, _at(d, 14.5 + rng.random()), name, badge, GATE, "Salida")
+            for plate in plates:
+                if rng.random() < 0.9:
+                    read(code, _at(d, 5.6 + rng.random() / 3), "", "", CAMERA, "Entrada", plate)
 
 
 def _plant_event_anomalies(w: World, rng: random.Random, read) -> None:

@@ -461,9 +461,7 @@ SPECS: dict[str, KindSpec] = {
         name_status_of="name",
         precision={"entered_precision": "entered_at"},
         defaults={"party_size": 1},
-        orders=(
-            Order("exited_at", "entered_at", "exit_before_entry"),
-        ),
+        orders=(Order("exited_at", "entered_at", "exit_before_entry"),),
         facility_fields=("facility",),
         stays=("entered_at", "exited_at"),
         evidence=Evidence("record_id", "facility", "logbook", "page", "line", "entered_at", "name"),
@@ -525,9 +523,7 @@ SPECS: dict[str, KindSpec] = {
         natural_key=("inmate_id", "from_facility", "to_facility", "transferred_at"),
         own_key=("from_facility", "record_id"),
         person_key="inmate_id",
-        orders=(
-            Order("returned_at", "transferred_at", "return_before_transfer"),
-        ),
+        orders=(Order("returned_at", "transferred_at", "return_before_transfer"),),
         facility_fields=("from_facility", "to_facility"),
         evidence=Evidence(
             "record_id", "from_facility", happened_at="transferred_at", label="inmate_id"

@@ -188,8 +188,9 @@ def test_the_generated_gate_stream_planted_anomalies_are_found_and_look_alikes_l
     piggy-backing, a badge at two prisons, exits not read again and again, a card passed
     back over the turnstile are each found;
     every plate the book writes read by the camera, readers missing a
-    read now and then, families badging once for the party and back-to-back shifts are not
-    flagged by the access rules. The two rules holding the book against the gate flag only
+    read now and then, families badging once for the party, back-to-back shifts, and
+    contractors and staff cars the visitors' book never records are not flagged by the
+    access rules. The two rules holding the book against the gate flag only
     contradictions of the generator's own book (a person written at a second prison while
     the gate read them at another)."""
     import json
