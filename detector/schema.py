@@ -348,6 +348,18 @@ SELECT facility, zone, person_key, name_key, id_number, NULL, seen_at, NULL, rec
        'no_entry'
 FROM seq WHERE direction = 'out' AND coalesce(prev_dir, 'out') = 'out'"""
 
+# Headers that name the first day away (a leave's start): only a personnel roster has them.
+_AWAY_FROM = (
+    "starts_on",
+    "away_from",
+    "absent_from",
+    "leave_from",
+    "leave_start",
+    "ausente_desde",
+    "licencia_desde",
+    "fecha_inicio_licencia",
+)
+
 _PROVENANCE = "Every stored row also carries source_sha256, source_name and source_row."
 
 SPECS: dict[str, KindSpec] = {
@@ -769,17 +781,7 @@ SPECS: dict[str, KindSpec] = {
                 "starts_on",
                 "date",
                 required=True,
-                synonyms=(
-                    "starts_on",
-                    "away_from",
-                    "absent_from",
-                    "leave_from",
-                    "leave_start",
-                    "ausente_desde",
-                    "licencia_desde",
-                    "fecha_inicio_licencia",
-                    "desde",
-                ),
+                synonyms=(*_AWAY_FROM, "desde"),
             ),
             Field(
                 "ends_on",
@@ -803,19 +805,7 @@ SPECS: dict[str, KindSpec] = {
         ),
         natural_key=("name", "badge", "id_number", "starts_on"),
         own_key=("record_id",),
-        signature=(
-            "starts_on",
-            "ends_on",
-            "away_from",
-            "absent_from",
-            "leave_from",
-            "leave_start",
-            "ausente_desde",
-            "licencia_desde",
-            "fecha_inicio_licencia",
-            "motivo_ausencia",
-            "tipo_licencia",
-        ),
+        signature=(*_AWAY_FROM, "ends_on", "motivo_ausencia", "tipo_licencia"),
         context=True,
         derived={"name_key": "VARCHAR", "person_key": "VARCHAR"},
         folded={"name_key": "name"},
