@@ -60,7 +60,7 @@ def _child(mode: str, csv: str, db: str) -> None:
 
     if mode != "duckdb":
         from detector.ingest import ingest_file
-        from detector.store import SCHEMA, Store
+        from detector.store import DDL, Store
 
     t0 = time.perf_counter()
     if mode == "detector":
@@ -69,7 +69,7 @@ def _child(mode: str, csv: str, db: str) -> None:
         assert r.status == "stored" and r.rows_quarantined == 0, r
     elif mode == "duckdb-wide":
         con = duckdb.connect(db)
-        for ddl in SCHEMA:
+        for ddl in DDL:
             con.execute(ddl)
         con.execute("BEGIN")
         con.execute("SET preserve_insertion_order = false")  # as detector's insert does

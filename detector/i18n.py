@@ -200,6 +200,8 @@ CODES: dict[str, str] = {
     "wrong_field_count": N_("wrong number of fields"),
     # which way a reader saw someone go
     "in": N_("in"),
+    "granted": N_("granted"),
+    "denied": N_("denied"),
     "out": N_("out"),
     "paired": N_("entry and exit"),
     "no_exit": N_("entry with no exit"),
@@ -385,6 +387,7 @@ FIELDS: dict[str, str] = {
     "zone": N_("Zone"),
     "inside": N_("Inside of"),
     "direction": N_("Direction"),
+    "outcome": N_("Reader's answer"),
     "source_system": N_("Source system"),
     "person_key": N_("Person (folded)"),
     "event_flags": N_("Flags on reader events"),

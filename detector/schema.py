@@ -257,6 +257,19 @@ VOCABULARIES: dict[str, dict[str, tuple[str, ...]]] = {
         "in": ("in", "entrada", "entry", "enter", "ingreso", "ingresa", "entra", "ent", "e", "i"),
         "out": ("out", "salida", "exit", "egreso", "sale", "sal", "leave", "s", "o"),
     },
+    # Whether the reader let the person through (checked in this order: "no autorizado" is
+    # a refusal). A refused read is kept as evidence (the card was there) but is no passage.
+    "outcome": {
+        "denied": (
+            "denied", "denegado", "denegada", "rechazado", "rechazada", "refused", "rejected",
+            "invalid", "invalido", "invalida", "no autorizado", "no autorizada", "unauthorized",
+            "not authorized", "failed", "fallido", "fallida", "bloqueado", "blocked",
+        ),
+        "granted": (
+            "granted", "concedido", "concedida", "permitido", "permitida", "autorizado",
+            "autorizada", "valid", "valido", "valida", "aceptado", "aceptada", "ok", "allowed",
+        ),
+    },  # fmt: skip
 }
 
 # What a vocabulary column holds when the raw value is empty, and when it is not recognised.
@@ -269,6 +282,7 @@ VOCAB_DEFAULTS: dict[str, tuple[str | None, str | None]] = {
     "facility_kind": (None, "other"),
     "security_level": (None, None),
     "direction": ("unknown", "unknown"),
+    "outcome": ("granted", "unknown"),  # an export without the column lists passages
 }
 
 # How a visit's name reads (the ``name_status`` column): "named", "blank" (nothing, or only
@@ -320,7 +334,7 @@ MAX_MEDIAN_STAY_DAYS = 3
 
 # Events paired into stays: per person and zone (the event's zone, else its reader's zone in
 # the zones list, else the reader itself), each "in" with the next event when that is an
-# "out"; the unmatched ends are kept: an entry whose next event is another entry (or
+# "out" (reads the reader refused are no passage); the unmatched ends are kept: an entry whose next event is another entry (or
 # nothing) has no exit, an exit whose previous event is another exit (or nothing) no entry.
 EVENT_STAYS = """CREATE OR REPLACE VIEW event_stays AS
 WITH ev AS (
@@ -330,7 +344,8 @@ WITH ev AS (
     LEFT JOIN (SELECT facility, reader, min(zone) AS zone FROM zones
                WHERE reader IS NOT NULL GROUP BY ALL) z
       ON z.facility = e.facility AND z.reader = e.reader
-    WHERE e.person_key IS NOT NULL AND e.direction IN ('in', 'out')),
+    WHERE e.person_key IS NOT NULL AND e.direction IN ('in', 'out')
+      AND e.outcome IS DISTINCT FROM 'denied'),
 seq AS (
     SELECT *, lead(direction) OVER w AS next_dir, lead(seen_at) OVER w AS next_at,
            lead(record_key) OVER w AS next_key, lag(direction) OVER w AS prev_dir
@@ -699,11 +714,29 @@ SPECS: dict[str, KindSpec] = {
                     "tipo_marcacion",
                 ),
             ),
+            Field(
+                "outcome",
+                "vocab",
+                vocab="outcome",
+                synonyms=(
+                    "outcome",
+                    "result",
+                    "resultado",
+                    "access_result",
+                    "resultado_acceso",
+                    "event_type",
+                    "tipo_evento",
+                    "evento",
+                    "estado_acceso",
+                ),
+            ),
             Field("vehicle_plate", synonyms=("vehicle_plate", "plate", "placa", "matricula")),
             Field("source_system", synonyms=("source_system", "system", "sistema", "fuente")),
         ),
         composites=(Composite("seen_at", ("date", "fecha"), ("hour", "hora")),),
-        natural_key=("facility", "reader", "seen_at", "badge", "name", "direction_raw"),
+        natural_key=(
+            "facility", "reader", "seen_at", "badge", "name", "direction_raw", "outcome_raw",
+        ),  # fmt: skip
         own_key=("facility", "record_id"),
         signature=(
             "reader",

@@ -142,6 +142,10 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS review_log (
         flag_id VARCHAR, acted_at TIMESTAMP, actor VARCHAR, action VARCHAR, old VARCHAR, new VARCHAR,
         note VARCHAR)""",
+    # (the views are in VIEWS: made after MIGRATIONS, so they may read migrated columns)
+]
+
+VIEWS = [
     # The newest roster line of each inmate.
     """CREATE OR REPLACE VIEW inmates_current AS
         SELECT * EXCLUDE (rn) FROM (
@@ -168,6 +172,8 @@ MIGRATIONS = [
     f"UPDATE visits SET name_status = {name_status_sql()} WHERE name_status IS NULL",
     # Reader events: how the name reads, and a person as their badge with that name.
     "ALTER TABLE events ADD COLUMN IF NOT EXISTS name_status VARCHAR",
+    "ALTER TABLE events ADD COLUMN IF NOT EXISTS outcome VARCHAR",
+    "ALTER TABLE events ADD COLUMN IF NOT EXISTS outcome_raw VARCHAR",
     f"UPDATE events SET name_status = {name_status_sql()} WHERE name_status IS NULL",
     "UPDATE events SET person_key = person_key || '|' || name_key "
     "WHERE person_key = badge AND coalesce(name_key, '') <> ''",
@@ -192,6 +198,10 @@ MIGRATIONS = [
         saved_by VARCHAR, saved_at TIMESTAMP, PRIMARY KEY (name, version))""",
 ]
 
+# Everything a database file needs, in order: tables, then the columns added since, then
+# the views over both.
+DDL = SCHEMA + MIGRATIONS + VIEWS
+
 
 def _owner_only(path: Path) -> None:
     """The database file (and its write-ahead log) readable and writable by its owner only."""
@@ -205,10 +215,10 @@ _COLUMNS_SQL = "SELECT table_name, column_name FROM information_schema.columns"
 
 @functools.cache
 def _expected_columns() -> frozenset[tuple[str, str]]:
-    """Every (table, column) that SCHEMA and MIGRATIONS create, read off an empty database."""
+    """Every (table, column) that DDL creates, read off an empty database."""
     con = duckdb.connect(":memory:")
     try:
-        for ddl in SCHEMA + MIGRATIONS:
+        for ddl in DDL:
             con.execute(ddl)
         return frozenset(con.execute(_COLUMNS_SQL).fetchall())
     finally:
@@ -287,7 +297,7 @@ class Store:
             con = self._open(read_only=False)
             try:
                 if str(self.path) not in Store._ready:
-                    for ddl in SCHEMA + MIGRATIONS:
+                    for ddl in DDL:
                         con.execute(ddl)
                     _owner_only(self.path)
                     Store._ready.add(str(self.path))

@@ -84,6 +84,61 @@ def test_spanish_reader_exports_are_read_and_paired_with_unmatched_ends_kept(sto
     assert sorted(cited)[0] == ("marcaciones.csv", 2)
 
 
+def test_a_read_the_reader_refused_is_kept_but_is_no_passage(store, tmp_path):
+    """Access-control exports say whether the reader let the person through ("Acceso
+    denegado", "No autorizado", "Access Granted"): a refused read is stored, with what the
+    system wrote, but pairs with nothing."""
+    path = write_csv(
+        tmp_path / "accesos.csv",
+        ["centro", "fecha_hora", "nombre", "tarjeta", "lector", "sentido", "resultado"],
+        [
+            [
+                "ZAC",
+                "03/06/2019 08:00",
+                "Ana Pérez",
+                "C-100",
+                "Portón",
+                "Entrada",
+                "Acceso denegado",
+            ],
+            ["ZAC", "03/06/2019 08:01", "Ana Pérez", "C-100", "Portón", "Entrada", "No autorizado"],
+            [
+                "ZAC",
+                "03/06/2019 08:02",
+                "Ana Pérez",
+                "C-100",
+                "Portón",
+                "Entrada",
+                "Access Granted",
+            ],
+            [
+                "ZAC",
+                "03/06/2019 17:00",
+                "Ana Pérez",
+                "C-100",
+                "Portón",
+                "Salida",
+                "Acceso concedido",
+            ],
+            ["ZAC", "03/06/2019 17:05", "Ana Pérez", "C-100", "Portón", "Salida", "Puerta forzada"],
+        ],
+    )
+    [result] = ingest_paths(store, [path])
+    assert result.status == "stored" and result.rows_stored == 5, result.message
+    assert rows(store, "SELECT outcome, outcome_raw FROM events ORDER BY seen_at") == [
+        ("denied", "Acceso denegado"),
+        ("denied", "No autorizado"),
+        ("granted", "Access Granted"),
+        ("granted", "Acceso concedido"),
+        ("unknown", "Puerta forzada"),
+    ]
+    # the granted entry pairs with the granted exit; the read of unknown answer is an exit
+    assert rows(
+        store,
+        "SELECT pairing, strftime(coalesce(entered_at, exited_at), '%H:%M') FROM event_stays ORDER BY 2",
+    ) == [("paired", "08:02"), ("no_entry", "17:05")]
+
+
 def test_a_visitor_badge_issued_again_is_another_person(store, tmp_path):
     """Visitor badges go back to the desk and out again (WAVES reuses one within the hour):
     the next visitor's entry is not the first one's entry without exit. A badge read with
