@@ -380,10 +380,20 @@ def resolve(
         col = _find(free, f.synonyms)
         if col is not None:
             out[f.name] = Source("column", (col,))
-    if "name" in known and "name" not in out and spec.name_parts:
-        parts = [_find(free, syn) for syn in spec.name_parts]
-        if any(parts):
-            out["name"] = Source("join", tuple(p for p in parts if p))
+    if "name" in known and spec.name_parts:
+        taken = {c for s in out.values() for c in s.columns}
+        parts = [p for p in (_find(free, syn) for syn in spec.name_parts) if p and p not in taken]
+        last = _find(free, spec.name_parts[-1])
+        if "name" not in out and parts:
+            out["name"] = Source("join", tuple(parts))
+        elif (
+            "name" in out
+            and out["name"].op == "column"
+            and "name" not in mapping.columns
+            and last in parts
+        ):
+            # "Nombre" beside "Apellido": the name column holds the given names only
+            out["name"] = Source("join", (*out["name"].columns, last))
 
     missing = [f for f in spec.required if f not in out]
     if missing:

@@ -403,3 +403,42 @@ def test_a_badge_challenge_layout_runs_end_to_end_with_its_shipped_mapping(store
         ("38", 1, 1),
     ]
     assert people[0]["event_risk"] > people[1]["event_risk"]
+
+
+def test_an_access_control_vendor_export_is_read_as_it_comes(store, tmp_path):
+    """The columns access-control software writes in its Spanish event report (date and
+    time apart, given names and surname apart, "No. Tarjeta", "Nombre del dispositivo",
+    "Estado de E/S", "Descripción del evento") are read without a mapping; an unregistered
+    card and an anti-passback refusal are no passage."""
+    path = write_csv(
+        tmp_path / "reporte_eventos.csv",
+        ["Fecha", "Hora", "No. Personal", "Nombre", "Apellido", "No. Tarjeta",
+         "Nombre del dispositivo", "Estado de E/S", "Descripción del evento"],
+        [
+            ["03/06/2019", "07:58:12", "1001", "Ana", "Pérez", "C-100", "Acceso Principal",
+             "Entrada", "Apertura normal con tarjeta"],
+            ["03/06/2019", "07:59:40", "", "", "", "C-999", "Acceso Principal", "Entrada",
+             "Tarjeta no registrada"],
+            ["03/06/2019", "08:03:05", "1001", "Ana", "Pérez", "C-100", "Acceso Principal",
+             "Entrada", "Antipassback"],
+            ["03/06/2019", "17:01:00", "1001", "Ana", "Pérez", "C-100", "Acceso Principal",
+             "Salida", "Apertura normal con tarjeta"],
+        ],
+    )  # fmt: skip
+    from detector.mapping import UserMapping
+
+    [result] = ingest_paths(
+        store, [path], mapping=UserMapping(columns={"facility": {"value": "ZAC"}})
+    )
+    assert result.status == "stored" and result.rows_stored == 4, result.message
+    assert result.mapping["name"] == "join(Nombre, Apellido)"
+    assert rows(
+        store,
+        "SELECT name, badge, id_number, reader, direction, outcome FROM events ORDER BY seen_at",
+    ) == [
+        ("Ana Pérez", "C-100", "1001", "Acceso Principal", "in", "unknown"),
+        (None, "C-999", None, "Acceso Principal", "in", "denied"),
+        ("Ana Pérez", "C-100", "1001", "Acceso Principal", "in", "denied"),
+        ("Ana Pérez", "C-100", "1001", "Acceso Principal", "out", "unknown"),
+    ]
+    assert rows(store, "SELECT pairing FROM event_stays") == [("paired",)]
