@@ -134,13 +134,13 @@ class _Checks:
                 field_name,
                 code,
                 cond.fill_null(False),
-                reason_expr(REASONS[code], field_name, exprs),
+                _reason_expr(REASONS[code], field_name, exprs),
                 _values_json(exprs),
             )
         )
 
 
-def reason_expr(template: str, field_name: str, values: dict[str, pl.Expr]) -> pl.Expr:
+def _reason_expr(template: str, field_name: str, values: dict[str, pl.Expr]) -> pl.Expr:
     """A reason's sentence per row: ``{field}`` is the field's name, the other
     placeholders the row's values."""
     fmt, args = [], []
@@ -164,8 +164,8 @@ def canonical(batch: Batch, p: Plan, up: Upload) -> tuple[pl.DataFrame, pl.DataF
     """Canonical rows and quarantine rows for one batch of a source.
 
     Returns ``(good, quarantine)``: ``good`` has exactly the kind's table columns;
-    ``quarantine`` has source_row, field, reason_code, reason and raw (the row as JSON).
-    The steps: the source's columns per field (``_fields``), dates parsed
+    ``quarantine`` has source_row, field, reason_code, reason, raw (the row as JSON) and
+    reason_values (the values the reason quotes, as JSON). The steps: the source's columns per field (``_fields``), dates parsed
     (``_read_dates``), the other fields typed (``_typed``) and the dates joined with
     their checks (``_dated``), derived columns and the record key, checks of the whole
     row (``_row_checks``), then the split into good rows and quarantine (``_split``).
