@@ -201,6 +201,8 @@ CODES: dict[str, str] = {
     # which way a reader saw someone go
     "in": N_("in"),
     "granted": N_("granted"),
+    "yes": N_("yes"),
+    "no": N_("no"),
     "denied": N_("denied"),
     "out": N_("out"),
     "paired": N_("entry and exit"),
@@ -388,6 +390,7 @@ FIELDS: dict[str, str] = {
     "inside": N_("Inside of"),
     "direction": N_("Direction"),
     "outcome": N_("Reader's answer"),
+    "strict": N_("Badge every passage"),
     "source_system": N_("Source system"),
     "person_key": N_("Person (folded)"),
     "event_flags": N_("Flags on reader events"),

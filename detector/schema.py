@@ -257,6 +257,11 @@ VOCABULARIES: dict[str, dict[str, tuple[str, ...]]] = {
         "in": ("in", "entrada", "entry", "enter", "ingreso", "ingresa", "entra", "ent", "e", "i"),
         "out": ("out", "salida", "exit", "egreso", "sale", "sal", "leave", "s", "o"),
     },
+    # A yes or a no, as people write them.
+    "yes_no": {
+        "yes": ("yes", "y", "si", "s", "true", "1", "x", "strict", "estricta", "estricto"),
+        "no": ("no", "n", "false", "0"),
+    },
     # Whether the reader let the person through (checked in this order: "no autorizado" is
     # a refusal). A refused read is kept as evidence (the card was there) but is no passage.
     "outcome": {
@@ -320,6 +325,7 @@ VOCAB_DEFAULTS: dict[str, tuple[str | None, str | None]] = {
     "security_level": (None, None),
     "direction": ("unknown", "unknown"),
     "outcome": ("granted", "unknown"),  # an export without the column lists passages
+    "yes_no": ("no", "no"),
 }
 
 # How a visit's name reads (the ``name_status`` column): "named", "blank" (nothing, or only
@@ -869,6 +875,14 @@ SPECS: dict[str, KindSpec] = {
             ),
             Field(
                 "reader", synonyms=("reader", "lector", "door", "puerta", "torniquete", "turnstile")
+            ),
+            # Everyone must badge in and out of it, one by one (a classified area, the
+            # maximum-security wing): a single exit never read coming in is a finding there.
+            Field(
+                "strict",
+                "vocab",
+                vocab="yes_no",
+                synonyms=("strict", "estricta", "control_estricto", "badge_every_passage"),
             ),
         ),
         natural_key=("facility", "zone", "reader"),

@@ -174,6 +174,8 @@ MIGRATIONS = [
     "ALTER TABLE events ADD COLUMN IF NOT EXISTS name_status VARCHAR",
     "ALTER TABLE events ADD COLUMN IF NOT EXISTS outcome VARCHAR",
     "ALTER TABLE events ADD COLUMN IF NOT EXISTS outcome_raw VARCHAR",
+    "ALTER TABLE zones ADD COLUMN IF NOT EXISTS strict VARCHAR",
+    "ALTER TABLE zones ADD COLUMN IF NOT EXISTS strict_raw VARCHAR",
     f"UPDATE events SET name_status = {name_status_sql()} WHERE name_status IS NULL",
     "UPDATE events SET person_key = person_key || '|' || name_key "
     "WHERE person_key = badge AND coalesce(name_key, '') <> ''",

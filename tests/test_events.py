@@ -243,7 +243,7 @@ def test_the_generated_gate_stream_planted_anomalies_are_found_and_look_alikes_l
     piggy-backing, a badge at two prisons, exits not read again and again, a card passed
     back over the turnstile are each found;
     every plate the book writes read by the camera, readers missing a
-    read now and then (entries too: a low flag each, the person read into the perimeter),
+    read now and then (entries too),
     families badging once for the party, back-to-back shifts, and
     contractors and staff cars the visitors' book never records are not flagged by the
     access rules. The two rules holding the book against the gate flag only
@@ -278,9 +278,10 @@ def test_the_generated_gate_stream_planted_anomalies_are_found_and_look_alikes_l
         for f in flags
         if f["rule_id"] not in (book_rule, both) and not any(hits(f, t) for t in planted)
     ]
-    # The access rules and the gate-read rules: every flag planted, but for the turnstile's
-    # missed entry reads (one in 500), each low: the person was read into the perimeter.
-    assert false and set(false) == {("access-exit-without-entry", "low")}, false
+    # The access rules and the gate-read rules: every flag planted; the turnstile's missed
+    # entry reads (one in 500) are not flagged: the person was read into the perimeter and
+    # the building is not a strict zone.
+    assert not false, false
     for f in (f for f in flags if f["rule_id"] == both):
         sides = rows(
             store,
@@ -355,9 +356,9 @@ def test_a_badge_challenge_layout_runs_end_to_end_with_its_shipped_mapping(store
     shipped in logs/mappings/: a person leaving the classified area with no entry
     (piggy-backing) is flagged, high, and leads the person roll-up; a building whose
     readers read entries only is no 'entry without exit'. As in the challenge, the insider
-    (30) slips in three times and a colleague (38) once: high for the repeated case, low for
-    the single one (he had badged into the building: a missed read is as likely), and the
-    insider first in the roll-up. (A sample written here in that layout:
+    (30) slips in three times and a colleague (38) once: high for the repeated case, medium
+    for the single one (he had badged into the building, but the classified area is strict),
+    and the insider first in the roll-up. (A sample written here in that layout:
     the challenge's own file is not redistributed.)"""
     import json
 
@@ -391,8 +392,9 @@ def test_a_badge_challenge_layout_runs_end_to_end_with_its_shipped_mapping(store
     )
     assert fired == [
         ("access-exit-without-entry", "high", "30", "3"),
-        # once, having badged into the building that morning: a missed read is as likely
-        ("access-exit-without-entry", "low", "38", "1"),
+        # once, having badged into the building that morning: flagged because the zones
+        # list declares the classified area strict (everyone badges in and out)
+        ("access-exit-without-entry", "medium", "38", "1"),
     ]
     result = CliRunner().invoke(
         app, ["risk", "--by", "person", "--format", "json", "--db", str(store.path)]
