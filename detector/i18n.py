@@ -431,6 +431,7 @@ FIELDS: dict[str, str] = {
     "leaders": N_("Leaders"),
     "line_after": N_("Line after"),
     "line_before": N_("Line before"),
+    "lines": N_("Lines"),
     "magnitude": N_("Entries it hides"),
     "matched_pct": N_("Lines read at the gate (%)"),
     "minors": N_("Minors stated"),

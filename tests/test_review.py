@@ -155,11 +155,13 @@ def test_suppressions_name_a_typed_entity_and_match_it_exactly(store, tmp_path):
     key."""
     path = tmp_path / "v.csv"
     path.write_text(
-        "record_id,facility,entered_at,name,role,escorted_by,vehicle_plate\n"
-        "V1,ZAC,2019-06-01 21:00,Ana Pérez,Abogado,,\n"
-        "V2,ZAC,2019-06-01 21:05,Mariana Cruz,Abogado,,\n"
-        "V3,QZT,2019-06-01 21:10,Luis Ramos,Abogado,,P123-456\n"
-        "V4,QZT,2019-06-01 21:15,Santa Ana Flores,Abogado,,\n",
+        "record_id,facility,entered_at,name,role,escorted_by,vehicle_plate,id_number\n"
+        "V1,ZAC,2019-06-01 21:00,Ana Pérez,Abogado,,,\n"
+        "V2,ZAC,2019-06-01 21:05,Mariana Cruz,Abogado,,,\n"
+        "V3,QZT,2019-06-01 21:10,Luis Ramos,Abogado,,P123-456,\n"
+        "V4,QZT,2019-06-01 21:15,Santa Ana Flores,Abogado,,,\n"
+        # the log records documents (a log that records none is one case of its own)
+        "V5,QZT,2019-06-01 21:20,Eva Ruiz,Abogado,,,01234567-8\n",
         encoding="utf-8",
     )
     ingest_paths(store, [path])
