@@ -47,8 +47,8 @@ class Batch:
 
     frame: pl.DataFrame
     offset: int = 0
-    # Rows that could not be split into the header's columns: (row, reason, raw text).
-    # lines that could not be split: (row, {"found": n, "expected": m}, the line)
+    # Rows that could not be split into the header's columns:
+    # (row, {"found": fields on the line, "expected": the header's}, the line as read).
     broken: list[tuple[int, dict, str]] = field(default_factory=list)
     # True when the source is known to hold no NUL byte, so rows need no check for one.
     nul_free: bool = False

@@ -1207,7 +1207,8 @@ def build_events(w: World) -> None:
     an exit from the building with no entry (piggy-backing), the director's badge at two
     prisons twelve minutes apart, a lawyer who leaves without badging out again and again,
     a guard's card passed back over the turnstile for two more people, a guard's card read
-    in the middle of their leave (with the personnel roster's absences). Look-alikes, not planted: readers missing a read now and then, a family that badges
+    in the middle of their leave (with the personnel roster's absences). Look-alikes, not
+    planted: readers missing a read now and then (entries and exits), a family that badges
     once for the whole party written in the book, the masked companions (no badge: the
     book's placeholders already tell), contractors and staff cars the visitors' book never
     records."""

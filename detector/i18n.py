@@ -200,11 +200,12 @@ CODES: dict[str, str] = {
     "wrong_field_count": N_("wrong number of fields"),
     # which way a reader saw someone go
     "in": N_("in"),
+    "out": N_("out"),
+    # what the reader answered; a zone's yes or no (strict)
     "granted": N_("granted"),
+    "denied": N_("denied"),
     "yes": N_("yes"),
     "no": N_("no"),
-    "denied": N_("denied"),
-    "out": N_("out"),
     "paired": N_("entry and exit"),
     "no_exit": N_("entry with no exit"),
     "no_entry": N_("exit with no entry"),
@@ -242,7 +243,6 @@ CODES: dict[str, str] = {
 }
 
 
-# Field and column names as headings: the database's own names never reach a reader.
 # What a quarantined row is told, by its reason code: the English is stored with the row
 # (``quarantine.reason``), the values beside it (``quarantine.reason_values``, JSON), so the
 # row reads in any language; ``{field}`` is the field (its heading when translated).
@@ -270,6 +270,7 @@ REASONS: dict[str, str] = {
 }
 
 
+# Field and column names as headings: the database's own names never reach a reader.
 FIELDS: dict[str, str] = {
     "flag_id": N_("Flag"),
     "risk": N_("Risk"),
@@ -387,6 +388,7 @@ FIELDS: dict[str, str] = {
     "badge": N_("Badge"),
     "reader": N_("Reader"),
     "zone": N_("Zone"),
+    "zone_of": N_("Zone passed"),
     "inside": N_("Inside of"),
     "direction": N_("Direction"),
     "outcome": N_("Reader's answer"),
@@ -539,7 +541,7 @@ def reason_wording(code: str, field: str, values: str | None, stored: str, lang:
     """A quarantined row's reason in ``lang``, from its code and values; the stored English
     sentence in English, or when the row was quarantined before its values were kept."""
     template = REASONS.get(code)
-    if lang == "en" or template is None or values is None:
+    if lang == SOURCE or template is None or values is None:
         return stored
     filled = {k: "—" if v is None else v for k, v in json.loads(values).items()}
     shown = field if field in ("*", "record_key") else field_name(field, lang)

@@ -97,11 +97,12 @@ def rollup(store: Store, by: str) -> pl.DataFrame:
             WHERE e.k IS NOT NULL AND e.k <> ''
             GROUP BY ALL"""
         events = (
-            f"SELECT k, count(*) AS event_flags, sum(times)::BIGINT AS event_times, "
+            f"SELECT k, count(*) AS event_flags, sum(times)::BIGINT AS event_occurrences, "
             f"sum(risk) AS event_risk, max(risk) AS event_max "
             f"FROM ({EVENT_PEOPLE}) WHERE coalesce(k, '') <> '' GROUP BY ALL"
             if by == "person"
-            else "SELECT NULL::VARCHAR AS k, 0 AS event_flags, 0 AS event_times, 0.0 AS event_risk, "
+            else "SELECT NULL::VARCHAR AS k, 0 AS event_flags, 0 AS event_occurrences, "
+            "0.0 AS event_risk, "
             "0.0 AS event_max WHERE false"
         )
         return con.sql(
@@ -116,7 +117,7 @@ def rollup(store: Store, by: str) -> pl.DataFrame:
                    coalesce(v.rarest_visits, 0) AS rarest_visits,
                    round(v.mean_outlier_pct, 3) AS mean_outlier_pct,
                    coalesce(ev.event_flags, 0) AS event_flags,
-                   coalesce(ev.event_times, 0) AS event_occurrences,
+                   coalesce(ev.event_occurrences, 0) AS event_occurrences,
                    round(coalesce(ev.event_risk, 0), 3) AS event_risk,
                    v.roles, v.facilities
             FROM v FULL OUTER JOIN ev ON ev.k = v.k

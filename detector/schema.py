@@ -375,20 +375,27 @@ CUSTODY_SNAPSHOT = {
 # A "visit" file whose median stay is longer than this holds custody records, not visits.
 MAX_MEDIAN_STAY_DAYS = 3
 
-# Events paired into stays: per person and zone (the event's zone, else its reader's zone in
-# the zones list, else the reader itself), each "in" with the next event when that is an
-# "out" (reads the reader refused are no passage); the unmatched ends are kept: an entry whose next event is another entry (or
-# nothing) has no exit, an exit whose previous event is another exit (or nothing) no entry.
+# A person's passages through zones: reads of someone going in or out that the reader did
+# not refuse, each with the zone it passes (``zone_of``: the read's zone, else its reader's
+# zone in the zones list, else the reader itself). What pairing and the zone rules read.
+PASSAGES = """CREATE OR REPLACE VIEW passages AS
+SELECT e.*, coalesce(e.zone, z.zone, e.reader, '') AS zone_of
+FROM events e
+LEFT JOIN (SELECT facility, reader, min(zone) AS zone FROM zones
+           WHERE reader IS NOT NULL GROUP BY ALL) z
+  ON z.facility = e.facility AND z.reader = e.reader
+WHERE e.person_key IS NOT NULL AND e.direction IN ('in', 'out')
+  AND e.outcome IS DISTINCT FROM 'denied'"""
+
+# Passages paired into stays: per person and zone, each "in" with the next passage when
+# that is an "out"; the unmatched ends are kept: an entry whose next passage is another
+# entry (or nothing) has no exit, an exit whose previous passage is another exit (or
+# nothing) no entry.
 EVENT_STAYS = """CREATE OR REPLACE VIEW event_stays AS
 WITH ev AS (
-    SELECT e.record_key, e.facility, coalesce(e.zone, z.zone, e.reader, '') AS zone,
-           e.person_key, e.name_key, e.id_number, e.seen_at, e.direction
-    FROM events e
-    LEFT JOIN (SELECT facility, reader, min(zone) AS zone FROM zones
-               WHERE reader IS NOT NULL GROUP BY ALL) z
-      ON z.facility = e.facility AND z.reader = e.reader
-    WHERE e.person_key IS NOT NULL AND e.direction IN ('in', 'out')
-      AND e.outcome IS DISTINCT FROM 'denied'),
+    SELECT record_key, facility, zone_of AS zone, person_key, name_key, id_number, seen_at,
+           direction
+    FROM passages),
 seq AS (
     SELECT *, lead(direction) OVER w AS next_dir, lead(seen_at) OVER w AS next_at,
            lead(record_key) OVER w AS next_key, lag(direction) OVER w AS prev_dir
@@ -856,7 +863,7 @@ SPECS: dict[str, KindSpec] = {
             happened_at="seen_at",
             label="coalesce(name, badge, vehicle_plate, reader)",
         ),
-        views=(EVENT_STAYS,),
+        views=(PASSAGES, EVENT_STAYS),
     ),
     # The zones of a facility, nested (perimeter ⊃ building ⊃ maximum-security wing), and
     # the readers in each: what the event rules read "inside" and "further in" by.
