@@ -935,40 +935,19 @@ def _drop_known(con, kind: str, seq: int, stored: int, repeats: bool = True) -> 
     ).fetchall()[0][0]
 
 
-def ingest_paths(
-    store: Store,
-    paths: list[Path],
-    kind: str | None = None,
-    mapping: UserMapping | None = None,
-    user: str | None = None,
-    mapping_name: str | None = None,
-    progress: Callable[[Path], None] | None = None,
-    on_rows: Callable[[Path, int], None] | None = None,
-) -> list[IngestResult]:
-    """Ingest many files, reference kinds (facilities, inmates, logbooks) first.
-
-    ``progress(path)`` is called when a file is done, ``on_rows(path, rows)`` as its
-    batches are read.
-    """
-    files = reference_first(expand_paths(paths), kind, mapping)
-    results = []
-    for p in files:
-        rows = (lambda n, p=p: on_rows(p, n)) if on_rows else None
-        results.append(ingest_file(store, p, kind, mapping, user, mapping_name, rows))
-        if progress:
-            progress(p)
-    return results
-
-
 def reference_first(
-    files: list[Path], kind: str | None = None, mapping: UserMapping | None = None
+    files: list[Path],
+    kind_of: Callable[[Path], tuple[str | None, UserMapping | None]] | None = None,
 ) -> list[Path]:
-    """Facilities, inmates and logbooks before the logs checked against them. The kind is
-    read from each file's headers (a workbook is opened in its sandbox for that, and again
-    by its ingest), so a single file is not opened for it."""
+    """Facilities, inmates and logbooks before the logs checked against them.
+
+    ``kind_of(path)`` gives the kind and mapping a file is read with (None: detected); a
+    file's kind is otherwise read from its headers (a workbook is opened in its sandbox for
+    that, and again by its ingest), so a single file is not opened for it."""
     if len(files) <= 1:
         return list(files)
-    return sorted(files, key=lambda p: INGEST_ORDER.get(_kind_of(p, kind, mapping), 99))
+    kind_of = kind_of or (lambda p: (None, None))
+    return sorted(files, key=lambda p: INGEST_ORDER.get(_kind_of(p, *kind_of(p)), 99))
 
 
 def expand_paths(paths: list[Path]) -> list[Path]:

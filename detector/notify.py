@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from detector.rules import SEVERITIES
+from detector.flags import FlagQuery, read_flags
 from detector.store import Store
 
 
@@ -30,19 +30,10 @@ class NotifyConfig(BaseModel):
 
 
 def new_serious_flags(store: Store, run_id: int, min_severity: str) -> list[dict]:
-    """Flags first raised by this run at or above the severity."""
-    allowed = list(SEVERITIES[SEVERITIES.index(min_severity) :])
-    with store.read() as con:
-        cur = con.execute(
-            """SELECT flag_id, rule_id, severity, category, facility, period_start,
-                                    explanation
-                             FROM flags WHERE first_run = ? AND state = 'active'
-                               AND severity IN (SELECT unnest(?::VARCHAR[]))
-                             ORDER BY severity DESC, period_start""",
-            [run_id, allowed],
-        )
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    """Flags first raised by this run at or above the severity (not suppressed), riskiest
+    first."""
+    query = FlagQuery(first_run=run_id, min_severity=min_severity)
+    return read_flags(store, query).to_dicts()
 
 
 def digest_text(flags: list[dict], run_id: int) -> str:

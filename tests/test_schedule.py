@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from detector.auth import Actor
 from detector.errors import DetectorError
 from detector.notify import NotifyConfig
-from detector.review import Actor, set_status
+from detector.review import set_status
 from detector.schedule import Job, ScheduleConfig, load_config, process_inbox, run_job
 from detector.store import Store
 from tests.conftest import REPO, rows, tick_config
@@ -234,11 +235,11 @@ def test_scheduler_process_survives_kill_9_mid_run(tmp_path):
 
 @pytest.mark.slow
 def test_review_actions_during_a_rule_run_are_all_stored(tmp_path, demo_logs):
-    from detector.ingest import ingest_paths
-    from detector.rules import run_rules
+    from detector.engine import run_rules
+    from detector.pipeline import ingest_files
 
     store = Store(tmp_path / "d.duckdb", wait=120)
-    ingest_paths(store, [p for k, p in demo_logs.items() if k != "truth"])
+    ingest_files(store, [p for k, p in demo_logs.items() if k != "truth"])
     run_rules(store)
     flags = [r[0] for r in rows(store, "SELECT flag_id FROM flags ORDER BY 1")]
     slow = tmp_path / "slow" / "data_quality"
@@ -269,7 +270,7 @@ def test_review_actions_during_a_rule_run_are_all_stored(tmp_path, demo_logs):
             "-c",
             textwrap.dedent(f"""
         from pathlib import Path
-        from detector.rules import run_rules
+        from detector.engine import run_rules
         from detector.store import Store
         print("start", flush=True)
         r = run_rules(Store({str(store.path)!r}), [Path({str(tmp_path / "slow")!r})])

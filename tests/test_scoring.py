@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from detector.cli import app
 from detector.evaluate import evaluate_world
 from detector.features import FEATURE_NAMES
-from detector.risk import rollup
+from detector.rollup import rollup
 from detector.scoring import FrozenECOD, RankEnsemble, ScoringConfig, _make, score
 from detector.store import Store
 from tests.conftest import demo_store, rows
