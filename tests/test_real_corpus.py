@@ -500,6 +500,125 @@ def test_few_flags_where_nothing_is_known_to_be_wrong(store, name):
     assert unexplained * 10_000 <= MAX_FLAGS_PER_10K * read, flags
 
 
+def _write_mapping(tmp_path, base: str, **columns: str):
+    """The sample's mapping with some columns mapped otherwise, as a user might write it."""
+    text = (MAPPINGS / base).read_text()
+    for column, source in columns.items():
+        lines = [ln for ln in text.splitlines() if not ln.startswith(f"{column} =")]
+        lines.insert(lines.index("[columns]") + 1, f"{column} = {source}")
+        text = "\n".join(lines) + "\n"
+    path = tmp_path / f"{base.removesuffix('.toml')}_{len(columns)}.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 24: with exited_at = { date, time } a blank exit time is read as midnight "
+    "of that date: 10 INPE rows quarantined as exit before entry instead of stored without exit",
+)
+def test_a_blank_exit_time_mapped_with_its_date_is_no_exit(store, tmp_path):
+    """INPE leaves the exit time blank for ten visitors. Mapped as a user naturally writes
+    it (the day and the exit time), those ten are visits with no exit, not exits at 00:00."""
+    mapping = _write_mapping(
+        tmp_path,
+        "inpe_visitas.toml",
+        exited_at='{ date = "Fecha", time = "Hora salida" }',
+        entered_at='{ date = "Fecha", time = "Hora ingreso" }',
+    )
+    result = runner.invoke(
+        app,
+        ["ingest", str(REAL / SAMPLES["inpe"].file), "--mapping", str(mapping), "--db",
+         str(store.path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert rows(store, "SELECT count(*), count(exited_at) FROM visits") == [(60, 50)]
+    assert rows(store, "SELECT count(*) FROM quarantine") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    "exit_source",
+    [
+        pytest.param(
+            '"fechaVisitaTermino"',
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="issue 24: a departure written as a time alone ('21:15'), mapped as "
+                "the exit column, quarantines both Congreso rows as unreadable dates",
+            ),
+        ),
+        pytest.param(
+            '{ time = "fechaVisitaTermino" }',
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="issue 24: exited_at = { time = ... } is accepted and the departure "
+                "silently dropped: both Congreso visits stored with no exit",
+            ),
+        ),
+    ],
+)
+def test_a_departure_written_as_a_time_alone(store, tmp_path, exit_source):
+    """Congreso writes the arrival as a date-time and the departure as a time ("21:15"):
+    mapped either way a user would try, the departure is 21:15 on the arrival's day (as the
+    built-in "hora_salida" column is read), or the mapping is refused; never lost."""
+    mapping = _write_mapping(tmp_path, "congreso_visitas.toml", exited_at=exit_source)
+    result = runner.invoke(
+        app,
+        ["ingest", str(REAL / SAMPLES["congreso"].file), "--mapping", str(mapping), "--db",
+         str(store.path)],
+    )  # fmt: skip
+    if result.exit_code != 0:  # refusing the mapping as a whole, naming the field, is right too
+        assert "exited_at" in result.output and "Traceback" not in result.output
+        assert rows(store, "SELECT count(*) FROM quarantine") == [(0,)]
+        return
+    assert rows(store, "SELECT exited_at::VARCHAR FROM visits") == [
+        ("2021-08-24 21:15:00",),
+        ("2021-08-24 21:15:00",),
+    ]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 24: the same bytes read again under a corrected mapping are refused as "
+    "'already uploaded': the 2 Congreso visits quarantined by the first mapping stay lost",
+)
+def test_a_file_read_again_under_a_corrected_mapping(store, tmp_path):
+    """A first try maps the departure wrongly and both rows go to quarantine; the user
+    corrects the mapping and ingests the same file: its rows are then read."""
+    wrong = _write_mapping(tmp_path, "congreso_visitas.toml", exited_at='"fechaVisitaTermino"')
+    file = REAL / SAMPLES["congreso"].file
+    runner.invoke(app, ["ingest", str(file), "--mapping", str(wrong), "--db", str(store.path)])
+    assert rows(store, "SELECT count(*) FROM visits") == [(0,)]
+    again = _ingest(store.path, file, "congreso_visitas.toml")
+    assert "Traceback" not in again.output
+    assert rows(store, "SELECT count(*) FROM visits") == [(2,)]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 24: the officials visited (a host column, mapped as escorted_by) are listed "
+    "by `risk --by person` as people with visits: 25 INPE officials, one with 10 'visits'",
+)
+def test_the_officials_visited_are_not_visitors(store):
+    """Peru's registers name the official each visitor came to see. Read as escorted_by,
+    those officials must not appear in the roll-up of people as if they had come in."""
+    _ingest(store.path, REAL / SAMPLES["inpe"].file, SAMPLES["inpe"].mapping)
+    runner.invoke(app, ["run", "--db", str(store.path)])
+    risk = runner.invoke(app, ["risk", "--by", "person", "--db", str(store.path)])
+    assert risk.exit_code == 0, risk.output
+    people = {line.split(",")[0] for line in risk.output.splitlines()[1:] if line}
+    hosts = {
+        r[0]
+        for r in rows(
+            store,
+            "SELECT DISTINCT escorted_key FROM visits WHERE escorted_key NOT IN "
+            "(SELECT name_key FROM visits WHERE name_key IS NOT NULL)",
+        )
+    }
+    assert len(hosts) == 25 and not people & hosts, sorted(people & hosts)[:5]
+
+
 def test_a_booking_register_is_never_read_as_visits(store):
     """Buncombe County's booking register (a booking date, bond and charge per row) is
     refused as visits, as a custody snapshot is, even when the kind is forced."""
@@ -508,3 +627,86 @@ def test_a_booking_register_is_never_read_as_visits(store):
         result = _ingest(store.path, file, None, *extra)
         assert result.exit_code == 1 and "custody snapshot" in " ".join(result.output.split())
     assert rows(store, "SELECT count(*) FROM visits") == [(0,)]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 24: a daily custody count ('Count Date', 'Book ID', 'Primary Charge') mapped "
+    "as visits is stored as 1,999 visits at midnight instead of refused as a custody snapshot",
+)
+def test_a_daily_custody_count_is_never_read_as_visits(store, tmp_path):
+    """Buncombe County's list of everyone in custody on each day asked for is a custody
+    snapshot (its date is the day of the count, its charge the primary charge); mapped as a
+    visit log, with the count date as the arrival, it is refused as one."""
+    mapping = tmp_path / "as_visits.toml"
+    mapping.write_text(
+        'kind = "visits"\ndate_order = "mdy"\n[columns]\nentered_at = "Count Date"\n'
+    )
+    file = REAL / SAMPLES["buncombe_custody"].file
+    result = runner.invoke(
+        app, ["ingest", str(file), "--mapping", str(mapping), "--db", str(store.path)]
+    )
+    assert result.exit_code == 1 and "custody snapshot" in " ".join(result.output.split())
+    assert rows(store, "SELECT count(*) FROM visits") == [(0,)]
+
+
+def _mef_rewritten(tmp_path, layout: str) -> Path:
+    """The MEF sample rewritten as other systems write times (a derived file, not a new
+    source): arrival and departure in one column each."""
+    import datetime as dt
+
+    data = json.loads((REAL / SAMPLES["mef"].file).read_text())["data"]
+    lima = dt.timezone(dt.timedelta(hours=-5))
+    out = []
+    for row in data:
+        start, end = (
+            dt.datetime.strptime(f"{row['fecha']} {row[k]}", "%d/%m/%Y %H:%M")
+            for k in ("horaIn", "horaOut")
+        )
+        if layout == "epoch_ms":  # as JSON web services often give them
+            times = {k: int(t.replace(tzinfo=lima).timestamp() * 1000) for k, t in
+                     (("inicio", start), ("fin", end))}  # fmt: skip
+        elif layout == "zone_suffix":  # "2020-03-12 09:30:00 PET"
+            times = {
+                "inicio": f"{start:%Y-%m-%d %H:%M:%S} PET",
+                "fin": f"{end:%Y-%m-%d %H:%M:%S} PET",
+            }
+        else:  # a worded departure date in the optional exit field
+            months = "enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre"
+            worded = f"{end.day} de {months.split()[end.month - 1]} de {end.year} {end:%H:%M}"
+            times = {"inicio": f"{start:%Y-%m-%d %H:%M}", "fin": worded}
+        out.append({**row, **times})
+    path = tmp_path / f"mef_{layout}.json"
+    path.write_text(json.dumps(out, ensure_ascii=False))
+    return path
+
+
+def _fails(layout: str, why: str):
+    return pytest.param(layout, marks=pytest.mark.xfail(strict=True, reason=f"issue 24: {why}"))
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        _fails("epoch_ms", "arrivals in epoch milliseconds (JSON) are quarantined as unreadable"),
+        _fails("zone_suffix", "date-times with a zone suffix ('2020-03-12 09:30:00 PET') are "
+               "quarantined as unreadable"),
+        _fails("worded", "a departure written '12 de marzo de 2020 10:50' in the optional exit "
+               "field quarantines the whole row"),
+    ],
+)  # fmt: skip
+def test_times_as_other_systems_write_them(store, tmp_path, layout):
+    """Every visit of the MEF sample is stored whatever way its times are written; an exit
+    the tool cannot read leaves the visit stored without one, never quarantines it."""
+    path = _mef_rewritten(tmp_path, layout)
+    mapping = tmp_path / "mef_rewritten.toml"
+    mapping.write_text(
+        'kind = "visits"\n[columns]\nfacility = "razon_social"\nentered_at = "inicio"\n'
+        'exited_at = "fin"\nname = "visitante"\nescorted_by = "funcionario"\n'
+    )
+    result = runner.invoke(
+        app, ["ingest", str(path), "--mapping", str(mapping), "--db", str(store.path)]
+    )
+    assert "Traceback" not in result.output
+    assert rows(store, "SELECT count(*) FROM visits") == [(10,)]
+    assert rows(store, "SELECT min(entered_at)::DATE::VARCHAR FROM visits") == [("2020-03-12",)]
