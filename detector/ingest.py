@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+import os
 import queue
+import stat
 import string
 import tempfile
 import threading
+import unicodedata
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -90,11 +93,34 @@ class Upload:
     mapping_name: str | None = None
     on_rows: Callable[[int], None] | None = None
     sha: str = ""
+    size: int = 0  # of the bytes hashed (the evidence copy), not of the path now
     facilities: set[str] = field(default_factory=set)
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return shown_name(self.path.name)
+
+
+def shown_name(name: str) -> str:
+    """A file name (or path) as messages, the ledger and the evidence show it.
+
+    Names come as the file system holds them: bytes that are not UTF-8 (``año`` written
+    in latin-1 by older Windows tools arrives as a surrogate escape, which DuckDB and
+    UTF-8 output refuse) are shown as ``\\xf1``, without guessing their encoding; control
+    characters (a line break inside a name) as ``\\x0a``. A name that is valid UTF-8
+    without control characters is shown unchanged."""
+    try:
+        raw = os.fsencode(name)
+    except UnicodeEncodeError:  # a lone surrogate no file system gave
+        raw = name.encode("utf-8", "backslashreplace")
+    text = raw.decode("utf-8", "backslashreplace")
+    return text if text.isprintable() else "".join(map(_shown_char, text))
+
+
+def _shown_char(c: str) -> str:
+    if unicodedata.category(c) not in ("Cc", "Zl", "Zp"):
+        return c
+    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
 
 
 def _blank(e: pl.Expr) -> pl.Expr:
@@ -611,7 +637,7 @@ def plan(path: Path, kind: str | None, mapping: UserMapping, name: str | None = 
 
     ``name`` is the original file name when ``path`` is its evidence copy.
     """
-    name = name or path.name
+    name = name or shown_name(path.name)
     table = read_table(
         path, sheet=mapping.sheet, name=name, names=None if mapping.header else mapping.names
     )
@@ -634,6 +660,7 @@ def ingest_file(
     user: str | None = None,
     mapping_name: str | None = None,
     on_rows: Callable[[int], None] | None = None,
+    regular_only: bool = False,
 ) -> IngestResult:
     """Ingest one file: all of it is stored, in one transaction, or none of it.
 
@@ -641,15 +668,19 @@ def ingest_file(
     rows whose record key is already stored are counted as duplicates and skipped.
     The file is read in batches, so its size is bounded by disk, not memory;
     ``on_rows`` is called with the number of rows read so far after each batch.
+    ``regular_only`` (the inbox's files, which others write) refuses a symbolic link, a
+    FIFO or a device in the file's place: the file is opened without following a link
+    and its bytes are read from that open file, so a link swapped in later is not read.
+    The file's name is shown as ``shown_name`` does, in messages and in the ledger.
     """
     path = Path(path)
-    result = IngestResult(path=str(path))
+    result = IngestResult(path=shown_name(str(path)))
     up = Upload(path, mapping or UserMapping(), result, kind, user, mapping_name, on_rows)
     try:
-        if not path.is_file():
-            raise FileError(path.name, N_("no such file"))
-        up.sha, staged = ledger.stage_evidence(store, path)
+        with _opened(path, up.name, regular_only) as source:
+            up.sha, staged = ledger.stage_evidence(store, source)
         try:
+            up.size = staged.stat().st_size
             _ingest_staged(store, up, staged)
         finally:
             staged.unlink(missing_ok=True)
@@ -657,6 +688,38 @@ def ingest_file(
         result.status, result.message = "failed", str(exc)
         result.template, result.values, result.source = exc.template, exc.values, exc.source
     return result
+
+
+@contextlib.contextmanager
+def _opened(path: Path, name: str, regular_only: bool) -> Iterator[Path]:
+    """The path to read a file's bytes from: the path itself, or (``regular_only``) the
+    file opened without following a link, checked to be a regular file and read through
+    its descriptor."""
+    if not regular_only:
+        if not path.is_file():
+            raise FileError(name, N_("no such file"))
+        yield path
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise FileError(name, N_("no such file")) from None
+    except OSError as exc:  # ELOOP: the name is a symbolic link
+        raise FileError(
+            name, N_("not a regular file ({problem}); only plain files are taken"),
+            problem="symbolic link" if path.is_symlink() else exc.strerror,
+        ) from None  # fmt: skip
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise FileError(
+                name,
+                N_("not a regular file ({problem}); only plain files are taken"),
+                problem="FIFO, device or folder",
+            )
+        by_fd = Path(f"/proc/self/fd/{fd}")
+        yield by_fd if by_fd.exists() else path
+    finally:
+        os.close(fd)
 
 
 def _ingest_staged(store: Store, up: Upload, staged: Path) -> None:
@@ -836,13 +899,13 @@ def _store(con, p: Plan, up: Upload) -> None:
     """Store one planned file under the writers' lock: its ledger entry (sealed at the end
     with its counts and rows' digest), its rows in one INSERT, its quarantine, and the
     rows already stored dropped as duplicates."""
-    kind, result, sha, path = p.kind, up.result, up.sha, up.path
+    kind, result, sha = p.kind, up.result, up.sha
     entry = ledger.append(
         con,
         {
             "sha256": sha,
-            "size": path.stat().st_size,
-            "original_name": path.name,
+            "size": up.size,
+            "original_name": up.name,
             "uploaded_by": up.user or getpass.getuser(),
             "uploaded_at": datetime.now(UTC).replace(tzinfo=None),
             "kind": kind,
@@ -883,10 +946,10 @@ def _store(con, p: Plan, up: Upload) -> None:
                 "reason_code, reason, raw, upload_seq, reason_values) SELECT ?, ?, ?, "
                 "source_row, field, reason_code, reason, raw, ?, reason_values "
                 "FROM read_parquet(?)",
-                [sha, path.name, kind, seq, [str(q) for q in feed.quarantine]],
+                [sha, up.name, kind, seq, [str(q) for q in feed.quarantine]],
             )
     if result.rows_read == 0:
-        raise FileError(path.name, N_("has a header but no data rows"))
+        raise FileError(up.name, N_("has a header but no data rows"))
     stored = result.rows_read - result.rows_quarantined
     result.rows_duplicate = _drop_known(con, kind, seq, stored, feed.repeats_records())
     result.rows_stored = stored - result.rows_duplicate
@@ -994,6 +1057,7 @@ def _kind_of(path: Path, kind: str | None, mapping: UserMapping | None) -> str |
     if kind or (mapping and mapping.kind):
         return kind or mapping.kind
     try:
-        return detect_kind(read_table(path).columns, path.name)
+        name = shown_name(path.name)
+        return detect_kind(read_table(path, name=name).columns, name)
     except FileError:
         return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -21,8 +22,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from detector.errors import DetectorError, FileError
-from detector.ingest import expand_paths, ingest_file, reference_first
-from detector.mapping import named_mappings, resolve_mapping
+from detector.formats import SUFFIXES
+from detector.ingest import IngestResult, ingest_file, reference_first, shown_name
+from detector.mapping import named_mappings, reserved_name, resolve_mapping
 from detector.notify import NotifyConfig, send
 from detector.rules import run_rules
 from detector.runs import next_run
@@ -38,6 +40,9 @@ DEFAULT_CONFIG = Path("schedule.toml")
 SETTLE_SECONDS = 5
 QUIET_SECONDS = 60
 LOOKS_FILE = ".inbox-looks.json"
+# What is added to a file's name in processed/ and failed/ ("20261204T101500Z_" before it,
+# "-2" when that name is taken, ".reason.txt" after it): the name is cut to leave room.
+_REASON = ".reason.txt"
 
 
 class Job(BaseModel):
@@ -131,50 +136,105 @@ def process_inbox(store: Store, inbox: Path) -> list[dict]:
     Files in a subfolder named as a saved mapping (``inbox/waves/``) are read with it.
 
     A file is moved only after its ingest committed, so a crash leaves it in the inbox to
-    be picked up by the next tick.
+    be picked up by the next tick. No file stops the tick: one that cannot be read, or
+    whose ingest raises anything but a busy store, goes to failed/ with its reason.
     """
     processed, failed = inbox / "processed", inbox / "failed"
     for folder in (inbox, processed, failed):
         folder.mkdir(parents=True, exist_ok=True)
     # A file in inbox/NAME/ is read with the mapping saved as NAME (the upload page's).
     saved = set(named_mappings(store))
-    files = reference_first(
-        settled_files(
-            inbox,
-            [
-                p
-                for p in expand_paths([inbox])
-                if p.parent == inbox or (p.parent.parent == inbox and p.parent.name in saved)
-            ],
+    files = reference_first(settled_files(inbox, inbox_files(inbox, saved)))
+    return [_take(store, inbox, path) for path in files]
+
+
+def inbox_files(inbox: Path, saved: set[str]) -> list[Path]:
+    """The inbox's candidate files: regular files (never a symbolic link, FIFO or device:
+    ``lstat``) with a readable suffix, not hidden, at the top or in a real folder named as
+    a saved mapping; the inbox's own processed/ and failed/ are never such a folder."""
+    found = []
+    for entry in _entries(inbox):
+        if entry.is_dir(follow_symlinks=False):
+            if entry.name in saved and not reserved_name(entry.name):
+                found.extend(Path(e.path) for e in _entries(entry.path) if _takeable(e))
+        elif _takeable(entry):
+            found.append(Path(entry.path))
+    return sorted(found)
+
+
+def _entries(folder) -> list[os.DirEntry]:
+    with os.scandir(folder) as it:
+        return [e for e in it if not e.name.startswith(".")]
+
+
+def _takeable(entry: os.DirEntry) -> bool:
+    return entry.is_file(follow_symlinks=False) and Path(entry.name).suffix.lower() in SUFFIXES
+
+
+def _take(store: Store, inbox: Path, path: Path) -> dict:
+    """One inbox file ingested and moved; what became of it."""
+    name = shown_name(path.name)
+    try:
+        mapping, label = (
+            resolve_mapping(store, path.parent.name) if path.parent != inbox else (None, None)
         )
-    )
-    outcomes = []
-    for path in files:
-        try:
-            mapping, label = (
-                resolve_mapping(store, path.parent.name) if path.parent != inbox else (None, None)
-            )
-            result = ingest_file(store, path, mapping=mapping, user="scheduler", mapping_name=label)
-        except DetectorError as exc:  # e.g. the store stayed busy: leave it for next tick
-            outcomes.append({"file": path.name, "status": "retry", "message": str(exc)})
-            continue
-        target = (failed if result.status == "failed" else processed) / f"{_stamp()}_{path.name}"
+        result = ingest_file(
+            store, path, mapping=mapping, user="scheduler", mapping_name=label, regular_only=True
+        )
+    except DetectorError as exc:  # e.g. the store stayed busy: leave it for next tick
+        return {"file": name, "status": "retry", "message": str(exc)}
+    except Exception as exc:  # noqa: BLE001 — one file must never stop the tick
+        traceback.print_exc()
+        result = IngestResult(path=name, status="failed")
+        result.message = f"{name}: could not be ingested ({type(exc).__name__}: {exc})"
+    outcome = {
+        "file": name,
+        "status": result.status,
+        "stored": result.rows_stored,
+        "quarantined": result.rows_quarantined,
+        "message": result.message,
+    }
+    folder = inbox / ("failed" if result.status == "failed" else "processed")
+    try:
+        target = _free_name(folder, path.name)
         shutil.move(str(path), target)
+        outcome["moved_to"] = shown_name(str(target))
         if result.status == "failed":
-            target.with_name(target.name + ".reason.txt").write_text(
-                result.message + "\n", encoding="utf-8"
-            )
-        outcomes.append(
-            {
-                "file": path.name,
-                "status": result.status,
-                "stored": result.rows_stored,
-                "quarantined": result.rows_quarantined,
-                "message": result.message,
-                "moved_to": str(target),
-            }
-        )
-    return outcomes
+            _write_reason(target.with_name(target.name + _REASON), result.message)
+    except OSError as exc:  # it stays in the inbox; the next tick tries again
+        outcome["move_error"] = f"could not move it to {folder.name}/: {exc}"
+    return outcome
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """A name in ``folder`` for a file arriving as ``name``: a UTC stamp before it, cut
+    (keeping its suffix) so that it and its ".reason.txt" fit the file system's limit on a
+    name (a 240-byte name with the stamp did not), and numbered if already taken."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    stem, suffix = os.path.splitext(name)
+    if len(os.fsencode(suffix)) > 16:  # no suffix the inbox takes is this long
+        stem, suffix = name, ""
+    stamp = _stamp()
+    for n in range(1000):
+        tail = f"-{n}" if n else ""
+        room = limit - len(os.fsencode(f"{stamp}_{tail}{suffix}{_REASON}"))
+        cut = stem
+        while len(os.fsencode(cut)) > room:
+            cut = cut[:-1]
+        target = folder / f"{stamp}_{cut}{tail}{suffix}"
+        if not (target.exists() or target.with_name(target.name + _REASON).exists()):
+            return target
+    raise OSError(f"no free name in {folder} for {shown_name(name)}")
+
+
+def _write_reason(path: Path, message: str) -> None:
+    """The reason a file failed, for the owner alone (it may quote the file's content)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
+        fh.write(message + "\n")
 
 
 def settled_files(inbox: Path, candidates: list[Path]) -> list[Path]:
