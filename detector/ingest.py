@@ -953,6 +953,8 @@ def _store(con, p: Plan, up: Upload) -> None:
     stored = result.rows_read - result.rows_quarantined
     result.rows_duplicate = _drop_known(con, kind, seq, stored, feed.repeats_records())
     result.rows_stored = stored - result.rows_duplicate
+    if SPECS[kind].nesting:
+        _refuse_circles(con, kind, seq, up.name)
     ledger.seal(
         con,
         entry,
@@ -962,6 +964,108 @@ def _store(con, p: Plan, up: Upload) -> None:
         rows_duplicate=result.rows_duplicate,
         rows_digest=ledger.rows_digest(con, kind, seq),
     )
+
+
+def _refuse_circles(con, kind: str, seq: int, name: str) -> None:
+    """Refuse an upload whose rows would make its kind's nesting circular, with the circle
+    named, the stored rows included (a zone inside itself, or A inside B inside A: the
+    gate rule's idea of outer and inner zones goes, and it falls silent).
+
+    The whole file is refused rather than its circle's rows quarantined: the nesting is
+    one plan of the prison, and a plan missing the zones of the circle would still be
+    read by the rules, silently otherwise than the file says. Only circles through this
+    upload's rows are refused (one stored earlier does not block every later file)."""
+    group, child, parent = SPECS[kind].nesting
+    found = con.execute(
+        f"SELECT {group}, {child}, {parent}, bool_or(upload_seq = $seq) FROM {kind} "
+        f"WHERE {parent} IS NOT NULL AND {group} IN "
+        f"(SELECT {group} FROM {kind} WHERE upload_seq = $seq) GROUP BY ALL ORDER BY ALL",
+        {"seq": seq},
+    ).fetchall()
+    graphs: dict[str, dict[str, set[str]]] = {}
+    new: list[tuple[str, str, str]] = []
+    for where, inner, outer, mine in found:
+        graphs.setdefault(where, {}).setdefault(inner, set()).add(outer)
+        if mine:
+            new.append((where, inner, outer))
+    parts = {where: _strong_parts(graph) for where, graph in graphs.items()}
+    for where, inner, outer in new:
+        if parts[where][inner] != parts[where][outer]:
+            continue  # no way back from the outer zone: no circle through this row
+        if inner == outer:
+            raise FileError(
+                name,
+                N_("at facility {facility}, zone {zone} is inside itself: zones must nest "
+                   "without a circle; the file is refused"),
+                facility=where, zone=inner,
+            )  # fmt: skip
+        back = _path_between(graphs[where], outer, inner)
+        if back:
+            raise FileError(
+                name,
+                N_("at facility {facility}, zone {zone} is inside {chain}, which is inside "
+                   "{zone}: zones must nest without a circle; the file is refused"),
+                facility=where, zone=inner, chain=", which is inside ".join(back[:-1]),
+            )  # fmt: skip
+
+
+def _strong_parts(graph: dict[str, set[str]]) -> dict[str, str]:
+    """Each node's strongly connected part (Kosaraju, without recursion): two nodes share
+    one exactly when each reaches the other, so an edge within a part closes a circle."""
+    nodes = sorted(set(graph) | {n for outs in graph.values() for n in outs})
+    order: list[str] = []
+    seen: set[str] = set()
+    for first in nodes:
+        if first in seen:
+            continue
+        seen.add(first)
+        stack = [(first, iter(sorted(graph.get(first, ()))))]
+        while stack:
+            node, rest = stack[-1]
+            nxt = next((n for n in rest if n not in seen), None)
+            if nxt is None:
+                stack.pop()
+                order.append(node)
+            else:
+                seen.add(nxt)
+                stack.append((nxt, iter(sorted(graph.get(nxt, ())))))
+    back: dict[str, set[str]] = {}
+    for node, outs in graph.items():
+        for out in outs:
+            back.setdefault(out, set()).add(node)
+    part: dict[str, str] = {}
+    for first in reversed(order):
+        if first in part:
+            continue
+        part[first], stack2 = first, [first]
+        while stack2:
+            for m in back.get(stack2.pop(), ()):
+                if m not in part:
+                    part[m] = first
+                    stack2.append(m)
+    return part
+
+
+def _path_between(graph: dict[str, set[str]], start: str, goal: str) -> list[str]:
+    """The nodes from ``start`` to ``goal`` following ``graph``'s edges (both included),
+    shortest first; empty when ``goal`` cannot be reached. Breadth first, no recursion."""
+    came: dict[str, str | None] = {start: None}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for nxt in sorted(graph.get(node, ())):
+                if nxt in came:
+                    continue
+                came[nxt] = node
+                if nxt == goal:
+                    path = [goal]
+                    while came[path[-1]] is not None:
+                        path.append(came[path[-1]])
+                    return path[::-1]
+                following.append(nxt)
+        frontier = following
+    return []
 
 
 def _drop_known(con, kind: str, seq: int, stored: int, repeats: bool = True) -> int:
