@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import json
+import os
 import re
 import smtplib
 import socket
@@ -24,6 +25,15 @@ from detector.store import Store
 # secret of the service (a database password, a cloud key) and have it sent to a server of
 # their choosing, so only variables under this prefix may be named.
 SMTP_PASSWORD_PREFIX = "DETECTOR_SMTP_"
+# A webhook on a loopback, private or link-local address (a receiver on this host or the
+# internal network, a cloud's metadata service) is allowed only when the service's own
+# environment says so: the schedule file is edited from the dashboard, and its admin must
+# not be able to make the scheduler POST to internal services.
+ALLOW_PRIVATE_WEBHOOK = "DETECTOR_WEBHOOK_ALLOW_PRIVATE"
+
+
+def private_webhooks_allowed() -> bool:
+    return os.environ.get(ALLOW_PRIVATE_WEBHOOK, "").strip().lower() in ("1", "true", "yes")
 
 
 class NotifyConfig(BaseModel):
@@ -39,11 +49,7 @@ class NotifyConfig(BaseModel):
     smtp_password_env: str | None = None
     # certificates to verify the SMTP server's against (default: the system's)
     smtp_ca_file: str | None = None
-    webhook_url: str | None = None
-    # a webhook on a loopback, private or link-local address (a receiver on this host or
-    # the internal network) must be allowed explicitly: otherwise whoever edits the
-    # schedule could make the scheduler POST to internal services
-    webhook_allow_private: bool = False
+    webhook_url: str | None = None  # http(s); internal addresses: ALLOW_PRIVATE_WEBHOOK
     timeout_seconds: float = 10
 
     @field_validator("smtp_password_env")
@@ -68,7 +74,7 @@ class NotifyConfig(BaseModel):
 
     @model_validator(mode="after")
     def _public_webhook(self) -> NotifyConfig:
-        if self.webhook_url and not self.webhook_allow_private:
+        if self.webhook_url and not private_webhooks_allowed():
             host = urllib.parse.urlsplit(self.webhook_url).hostname
             try:
                 address = ipaddress.ip_address(host)
@@ -87,7 +93,7 @@ def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 def _not_public(host: str, address: str) -> str:
     return (
         f"webhook host {host} is {address}, a loopback, private or link-local address; "
-        "set webhook_allow_private = true to send there"
+        f"only sent there when the service's environment sets {ALLOW_PRIVATE_WEBHOOK}=1"
     )
 
 
@@ -141,8 +147,6 @@ def digest_text(flags: list[dict], run_id: int) -> str:
 
 def send(config: NotifyConfig, store: Store, run_id: int) -> dict:
     """Write the digest and deliver it; returns what was done (and any delivery error)."""
-    import os
-
     flags = new_serious_flags(store, run_id, config.min_severity)
     done: dict = {"flags": len(flags)}
     if not flags:
@@ -190,7 +194,7 @@ def _post(config: NotifyConfig, body: bytes) -> str:
     """POST ``body`` as JSON to the webhook; redirects are not followed.
 
     The host is resolved once, every address it resolves to is checked (unless
-    ``webhook_allow_private``), and the connection goes to the address checked, so a
+    ``ALLOW_PRIVATE_WEBHOOK`` is set), and the connection goes to the address checked, so a
     name that resolves to an internal address, now or on a second lookup, is not reached.
     """
     parts = urllib.parse.urlsplit(config.webhook_url)
@@ -198,7 +202,7 @@ def _post(config: NotifyConfig, body: bytes) -> str:
     port = parts.port or (443 if secure else 80)
     found = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     addresses = [info[4][0] for info in found]
-    if not config.webhook_allow_private:
+    if not private_webhooks_allowed():
         for address in addresses:
             if not _public(ipaddress.ip_address(address.split("%")[0])):
                 raise _Refused(_not_public(parts.hostname, address))

@@ -88,6 +88,7 @@ def _sent(monkeypatch, config: NotifyConfig) -> dict:
 def test_log_text_cannot_add_lines_links_or_images_to_the_digest_mail_or_webhook(
     tmp_path, monkeypatch, receiver
 ):
+    monkeypatch.setenv("DETECTOR_WEBHOOK_ALLOW_PRIVATE", "1")  # the receiver is on this host
     from aiosmtpd.controller import Controller
     from aiosmtpd.handlers import Sink
 
@@ -110,7 +111,6 @@ def test_log_text_cannot_add_lines_links_or_images_to_the_digest_mail_or_webhook
                 smtp_port=smtp.port,
                 smtp_to=["auditor@example.org"],
                 webhook_url=f"http://127.0.0.1:{receiver.server_port}/hook",
-                webhook_allow_private=True,
             ),
         )
     finally:
@@ -251,11 +251,16 @@ def test_a_webhook_must_be_http_to_a_public_address(url):
         NotifyConfig(webhook_url=url)
 
 
-def test_internal_webhook_addresses_need_the_explicit_setting():
-    assert NotifyConfig(webhook_url="http://127.0.0.1/h", webhook_allow_private=True).webhook_url
+def test_internal_webhook_addresses_need_the_services_own_setting(monkeypatch):
+    """The schedule file (edited on the dashboard) cannot allow internal addresses; the
+    service's environment can."""
     assert NotifyConfig(webhook_url="https://hooks.example.org/x").webhook_url
+    with pytest.raises(ValidationError):
+        NotifyConfig(webhook_url="http://127.0.0.1/h", webhook_allow_private=True)
+    monkeypatch.setenv("DETECTOR_WEBHOOK_ALLOW_PRIVATE", "1")
+    assert NotifyConfig(webhook_url="http://127.0.0.1/h").webhook_url
     with pytest.raises(ValidationError, match="webhook"):
-        NotifyConfig(webhook_url="file:///etc/passwd", webhook_allow_private=True)
+        NotifyConfig(webhook_url="file:///etc/passwd")
 
 
 def test_a_webhook_name_resolving_to_an_internal_address_is_not_contacted(
@@ -268,18 +273,17 @@ def test_a_webhook_name_resolving_to_an_internal_address_is_not_contacted(
         ),
     )
     assert done["webhook"].startswith("failed: webhook host localhost is ")
-    assert "webhook_allow_private" in done["webhook"]
+    assert "DETECTOR_WEBHOOK_ALLOW_PRIVATE=1" in done["webhook"]
     assert _Receiver.requests == []
 
 
 def test_a_webhook_redirect_is_not_followed(tmp_path, monkeypatch, receiver):
+    monkeypatch.setenv("DETECTOR_WEBHOOK_ALLOW_PRIVATE", "1")
     _Receiver.answer = 302
     done = _sent(
         monkeypatch,
         NotifyConfig(
-            digest_dir=str(tmp_path),
-            webhook_url=f"http://127.0.0.1:{receiver.server_port}/hook",
-            webhook_allow_private=True,
+            digest_dir=str(tmp_path), webhook_url=f"http://127.0.0.1:{receiver.server_port}/hook"
         ),
     )
     assert done["webhook"] == "failed: HTTP 302"

@@ -83,7 +83,8 @@ class _Hook(BaseHTTPRequestHandler):
         pass
 
 
-def test_new_serious_flags_reach_digest_email_and_webhook(store, tmp_path):
+def test_new_serious_flags_reach_digest_email_and_webhook(store, tmp_path, monkeypatch):
+    monkeypatch.setenv("DETECTOR_WEBHOOK_ALLOW_PRIVATE", "1")  # the receiver is on this host
     from aiosmtpd.controller import Controller
     from aiosmtpd.handlers import Sink
 
@@ -110,7 +111,6 @@ def test_new_serious_flags_reach_digest_email_and_webhook(store, tmp_path):
             smtp_port=smtp_port,
             smtp_to=["auditor@example.org"],
             webhook_url=f"http://127.0.0.1:{http.server_port}/hook",
-            webhook_allow_private=True,  # the receiver is on this host
         )
         _drop(tmp_path / "inbox", "facilities.csv", "internos.csv", "visitas_ZAC.csv")
         summary = run_job(store, config, "tick")
