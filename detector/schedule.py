@@ -40,8 +40,9 @@ DEFAULT_CONFIG = Path("schedule.toml")
 SETTLE_SECONDS = 5
 QUIET_SECONDS = 60
 LOOKS_FILE = ".inbox-looks.json"
-# What is added to a file's name in processed/ and failed/ ("20261204T101500Z_" before it,
-# "-2" when that name is taken, ".reason.txt" after it): the name is cut to leave room.
+# Beside a file moved to failed/: why. A moved file's name gets a stamp before it
+# ("20261204T101500Z_"), "-1", "-2"... when that name is taken, and must leave room for
+# this suffix too: ``_free_name`` cuts it to fit.
 _REASON = ".reason.txt"
 
 
@@ -225,7 +226,7 @@ def _free_name(folder: Path, name: str) -> Path:
         while len(os.fsencode(cut)) > room:
             cut = cut[:-1]
         target = folder / f"{stamp}_{cut}{tail}{suffix}"
-        if not (target.exists() or target.with_name(target.name + _REASON).exists()):
+        if not any(os.path.lexists(p) for p in (target, f"{target}{_REASON}")):
             return target
     raise OSError(f"no free name in {folder} for {shown_name(name)}")
 
