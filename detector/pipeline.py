@@ -8,6 +8,7 @@ dashboard's upload page, the scheduler's jobs, `detector evaluate` and the tests
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,13 @@ from typing import TYPE_CHECKING
 
 from detector.engine import RunReport, run_rules
 from detector.errors import DetectorError
-from detector.ingest import IngestResult, expand_paths, ingest_file, reference_first
+from detector.ingest import (
+    IngestResult,
+    expand_paths,
+    ingest_file,
+    reference_first,
+    shown_name,
+)
 from detector.mapping import UserMapping
 from detector.store import Store
 
@@ -31,6 +38,9 @@ class Source:
     mapping: UserMapping | None = None
     mapping_name: str | None = None  # how the ledger names the mapping ("saved:waves v2")
     kind: str | None = None
+    # Refuse a symbolic link, FIFO or device in the file's place (files others write:
+    # the inbox), reading the bytes through the file opened without following links.
+    regular_only: bool = False
 
 
 @dataclass
@@ -116,12 +126,24 @@ def _ingest(
     store: Store, source: Source, user: str | None, on_rows: Callable | None
 ) -> IngestResult:
     rows = (lambda n: on_rows(source, n)) if on_rows else None
+    name = shown_name(source.path.name)
     try:
         return ingest_file(
-            store, source.path, source.kind, source.mapping, user, source.mapping_name, rows
+            store,
+            source.path,
+            source.kind,
+            source.mapping,
+            user,
+            source.mapping_name,
+            rows,
+            regular_only=source.regular_only,
         )
     except DetectorError as exc:  # e.g. the store stayed busy: the file is left as it is
-        return IngestResult(path=str(source.path), status="retry", message=str(exc))
+        return IngestResult(path=name, status="retry", message=str(exc))
+    except Exception as exc:  # noqa: BLE001 - one file never stops the others (nor a tick)
+        traceback.print_exc()
+        message = f"{name}: could not be ingested ({type(exc).__name__}: {exc})"
+        return IngestResult(path=name, status="failed", message=message)
 
 
 def _in_order(sources: list[Source]) -> list[Source]:

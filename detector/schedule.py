@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -22,8 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from detector import pipeline
 from detector.errors import DetectorError, FileError
-from detector.ingest import IngestResult, expand_paths
-from detector.mapping import named_mappings, resolve_mapping
+from detector.formats import SUFFIXES
+from detector.ingest import IngestResult, shown_name
+from detector.mapping import named_mappings, reserved_name, resolve_mapping
 from detector.notify import NotifyConfig, send
 from detector.pipeline import INGEST_ONLY, Source, Steps
 from detector.runs import next_run
@@ -38,6 +40,10 @@ from detector.store import Store
 SETTLE_SECONDS = 5
 QUIET_SECONDS = 60
 LOOKS_FILE = ".inbox-looks.json"
+# Beside a file moved to failed/: why. A moved file's name gets a stamp before it
+# ("20261204T101500Z_"), "-1", "-2"... when that name is taken, and must leave room for
+# this suffix too: ``_free_name`` cuts it to fit.
+_REASON = ".reason.txt"
 
 
 class Job(BaseModel):
@@ -132,7 +138,9 @@ class Inbox:
     """The inbox folder of scheduled runs: the settled files to ingest (a file in a
     subfolder named as a saved mapping, ``inbox/waves/``, is read with it), each moved to
     processed/ or failed/ (+ reason) once its ingest committed, so that a crash leaves it
-    in the inbox to be picked up by the next tick."""
+    in the inbox to be picked up by the next tick. No file stops the tick: one that cannot
+    be read, or whose ingest raises anything but a busy store, goes to failed/ with its
+    reason; one the store was too busy to take stays for the next tick."""
 
     def __init__(self, store: Store, folder: Path):
         self.store, self.folder = store, folder
@@ -140,21 +148,14 @@ class Inbox:
         self.outcomes: list[dict] = []
 
     def sources(self) -> list[Source]:
-        """The settled files, with the saved mapping each is read with."""
+        """The settled files, with the saved mapping each is read with (regular files
+        only: see :func:`inbox_files`)."""
         for folder in (self.folder, self.processed, self.failed):
             folder.mkdir(parents=True, exist_ok=True)
+        # A file in inbox/NAME/ is read with the mapping saved as NAME (the upload page's).
         saved = set(named_mappings(self.store))
-        files = settled_files(
-            self.folder,
-            [
-                p
-                for p in expand_paths([self.folder])
-                if p.parent == self.folder
-                or (p.parent.parent == self.folder and p.parent.name in saved)
-            ],
-        )
         out = []
-        for path in files:
+        for path in settled_files(self.folder, inbox_files(self.folder, saved)):
             try:
                 mapping, label = (
                     resolve_mapping(self.store, path.parent.name)
@@ -162,36 +163,30 @@ class Inbox:
                     else (None, None)
                 )
             except DetectorError as exc:  # e.g. a saved mapping refused: left for next tick
-                self.outcomes.append({"file": path.name, "status": "retry", "message": str(exc)})
+                name = shown_name(path.name)
+                self.outcomes.append({"file": name, "status": "retry", "message": str(exc)})
                 continue
-            out.append(Source(path, mapping, label))
+            out.append(Source(path, mapping, label, regular_only=True))
         return out
 
     def done(self, source: Source, result: IngestResult) -> None:
-        """Move an ingested file out of the inbox (one the store was too busy to take
-        stays for the next tick) and note what became of it."""
-        path = source.path
+        """Move an ingested file out of the inbox and note what became of it."""
+        path, name = source.path, shown_name(source.path.name)
+        outcome = {"file": name, "status": result.status, "message": result.message}
         if result.status == "retry":
-            self.outcomes.append({"file": path.name, "status": "retry", "message": result.message})
+            self.outcomes.append(outcome)
             return
-        target = (self.failed if result.status == "failed" else self.processed) / (
-            f"{_stamp()}_{path.name}"
-        )
-        shutil.move(str(path), target)
-        if result.status == "failed":
-            target.with_name(target.name + ".reason.txt").write_text(
-                result.message + "\n", encoding="utf-8"
-            )
-        self.outcomes.append(
-            {
-                "file": path.name,
-                "status": result.status,
-                "stored": result.rows_stored,
-                "quarantined": result.rows_quarantined,
-                "message": result.message,
-                "moved_to": str(target),
-            }
-        )
+        outcome.update(stored=result.rows_stored, quarantined=result.rows_quarantined)
+        folder = self.failed if result.status == "failed" else self.processed
+        try:
+            target = _free_name(folder, path.name)
+            shutil.move(str(path), target)
+            outcome["moved_to"] = shown_name(str(target))
+            if result.status == "failed":
+                _write_reason(target.with_name(target.name + _REASON), result.message)
+        except OSError as exc:  # it stays in the inbox; the next tick tries again
+            outcome["move_error"] = f"could not move it to {folder.name}/: {exc}"
+        self.outcomes.append(outcome)
 
 
 def process_inbox(store: Store, inbox: Path) -> list[dict]:
@@ -199,6 +194,60 @@ def process_inbox(store: Store, inbox: Path) -> list[dict]:
     box = Inbox(store, inbox)
     pipeline.run(store, box.sources(), INGEST_ONLY, user="scheduler", on_file=box.done)
     return box.outcomes
+
+
+def inbox_files(inbox: Path, saved: set[str]) -> list[Path]:
+    """The inbox's candidate files: regular files (never a symbolic link, FIFO or device:
+    ``lstat``) with a readable suffix, not hidden, at the top or in a real folder named as
+    a saved mapping; the inbox's own processed/ and failed/ are never such a folder."""
+    found = []
+    for entry in _entries(inbox):
+        if entry.is_dir(follow_symlinks=False):
+            if entry.name in saved and not reserved_name(entry.name):
+                found.extend(Path(e.path) for e in _entries(entry.path) if _takeable(e))
+        elif _takeable(entry):
+            found.append(Path(entry.path))
+    return sorted(found)
+
+
+def _entries(folder) -> list[os.DirEntry]:
+    with os.scandir(folder) as it:
+        return [e for e in it if not e.name.startswith(".")]
+
+
+def _takeable(entry: os.DirEntry) -> bool:
+    return entry.is_file(follow_symlinks=False) and Path(entry.name).suffix.lower() in SUFFIXES
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """A name in ``folder`` for a file arriving as ``name``: a UTC stamp before it, cut
+    (keeping its suffix) so that it and its ".reason.txt" fit the file system's limit on a
+    name (a 240-byte name with the stamp did not), and numbered if already taken."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    stem, suffix = os.path.splitext(name)
+    if len(os.fsencode(suffix)) > 16:  # no suffix the inbox takes is this long
+        stem, suffix = name, ""
+    stamp = _stamp()
+    for n in range(1000):
+        tail = f"-{n}" if n else ""
+        room = limit - len(os.fsencode(f"{stamp}_{tail}{suffix}{_REASON}"))
+        cut = stem
+        while len(os.fsencode(cut)) > room:
+            cut = cut[:-1]
+        target = folder / f"{stamp}_{cut}{tail}{suffix}"
+        if not any(os.path.lexists(p) for p in (target, f"{target}{_REASON}")):
+            return target
+    raise OSError(f"no free name in {folder} for {shown_name(name)}")
+
+
+def _write_reason(path: Path, message: str) -> None:
+    """The reason a file failed, for the owner alone (it may quote the file's content)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
+        fh.write(message + "\n")
 
 
 def settled_files(inbox: Path, candidates: list[Path]) -> list[Path]:

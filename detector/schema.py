@@ -105,6 +105,9 @@ class KindSpec:
     evidence: Evidence | None = None
     # Views the kind brings (SQL), created with its table: what rules read it through.
     views: tuple[str, ...] = ()
+    # (group, child, parent): records that nest within their group (a zone inside another
+    # of its facility); an upload that would make the nesting circular is refused.
+    nesting: tuple[str, str, str] | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -920,6 +923,7 @@ SPECS: dict[str, KindSpec] = {
         context=True,
         facility_fields=("facility",),
         evidence=Evidence("zone", "facility", label="coalesce(reader, inside)"),
+        nesting=("facility", "zone", "inside"),
     ),
     # Staff away by the personnel roster (leave, sick leave, suspension, dismissal): a
     # badge read while its holder is away was used by someone else, or the roster is wrong.

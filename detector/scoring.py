@@ -19,8 +19,10 @@ and its weights are in ``detector.risk``.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -304,10 +306,35 @@ def models_dir(store: Store) -> Path:
 
 def content_hash(path: Path) -> str:
     """SHA-256 over a reference folder's files (names and contents), in name order."""
-    digest = hashlib.sha256()
+    return _read_hashed(path)[0]
+
+
+def _read_hashed(path: Path, keep: tuple[str, ...] = ()) -> tuple[str, dict[str, bytes]]:
+    """``content_hash`` of a folder, and the bytes it hashed of the files named in ``keep``:
+    what is loaded is then exactly what was checked (a file swapped after the hash and
+    before a second read was loaded unchecked: a pickle runs code)."""
+    digest, kept = hashlib.sha256(), {}
     for f in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
-        digest.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
-    return digest.hexdigest()
+        data = f.read_bytes()
+        digest.update(os.fsencode(f.name) + b"\0" + hashlib.sha256(data).digest())
+        if f.name in keep:
+            kept[f.name] = data
+    return digest.hexdigest(), kept
+
+
+# A reference's id as ``fit_reference`` makes it (16 hex digits), or any plain name: never
+# a path (``/elsewhere``, ``..``) that would load a pickle from outside the models folder.
+_MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def reference_folder(store: Store, model_id: object) -> Path | None:
+    """The folder of the reference ``model_id`` inside the models folder, or None when the
+    id is not a plain name or the folder resolves (through a link) outside it."""
+    if not isinstance(model_id, str) or not _MODEL_ID.fullmatch(model_id):
+        return None
+    root = models_dir(store).resolve()
+    path = (root / model_id).resolve()
+    return path if path.parent == root else None
 
 
 def _reference_key(config: ScoringConfig) -> str:
@@ -337,16 +364,19 @@ def load_reference(store: Store, config: ScoringConfig) -> tuple[Reference | Non
     for model_id, digest, fit_from, fit_to, fit_rows, stored in found:
         if json.loads(stored).get("reference") != wanted:
             continue
-        path = models_dir(store) / model_id
+        path = reference_folder(store, model_id)
+        if path is None:
+            return None, f"reference {model_id!r} is not a folder inside the models folder"
         if not path.is_dir():
             return None, f"the files of reference {model_id} are gone"
-        if content_hash(path) != digest:
+        checked, files = _read_hashed(path, keep=(_ECDF_FILE, _SCORER_FILE))
+        if checked != digest or _ECDF_FILE not in files:
             return None, f"the files of reference {model_id} changed since it was fitted"
-        ecdf = np.load(path / _ECDF_FILE)
+        ecdf = np.load(io.BytesIO(files[_ECDF_FILE]))  # arrays only: no pickles allowed
         explainer = FrozenECOD.from_arrays(ecdf["sorted"], ecdf["skew"])
         scorer = None
-        if (path / _SCORER_FILE).exists():
-            scorer = _scorer(joblib.load(path / _SCORER_FILE))
+        if _SCORER_FILE in files:
+            scorer = _scorer(joblib.load(io.BytesIO(files[_SCORER_FILE])))
         return (
             Reference(
                 model_id,

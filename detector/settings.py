@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     dashboard_wait: float = Field(
         20, description="Seconds a dashboard page waits for a busy database."
     )
+    webhook_allow_private: bool = Field(
+        False,
+        description="Allow a notification webhook on a loopback, private or link-local "
+        "address (set in the service's environment, never in the schedule file).",
+    )
     pending_wait: float = Field(
         3, description="Seconds a review saved on a busy database is retried before it is queued."
     )

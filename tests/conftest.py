@@ -109,3 +109,15 @@ def rule_cases(rule_id: str) -> CaseResults:
     ]
     dont = [run_case(rule, c, folder / f"dont{i}") for i, c in enumerate(rule.dont_match)]
     return CaseResults(regression, dont, hits)
+
+
+def tick_config(tmp_path: Path, inbox: Path) -> Path:
+    """A schedule file with one `tick` job on ``inbox`` (for `detector schedule --once`)."""
+    config = tmp_path / "s.toml"
+    config.write_text(
+        f'inbox = "{inbox}"\n'
+        '[jobs.tick]\naction = "tick"\ncron = "*/15 * * * *"\n'
+        f'[notify]\ndigest_dir = "{tmp_path / "digests"}"\n',
+        encoding="utf-8",
+    )
+    return config

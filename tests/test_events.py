@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from detector.cli import app
 from detector.engine import run_rules
+from detector.ingest import ingest_file
 from detector.pipeline import ingest_files
 from detector.schema import KINDS, SPECS
 from detector.store import Store, kind_columns
@@ -558,3 +559,53 @@ def test_a_prison_written_apart_from_the_generator_raises_only_what_was_planted(
         "WHERE f.rule_id LIKE 'reconcile-gate%' GROUP BY f.flag_id",
     )
     assert json.loads(fields)["occurrences"] == 2 and badges == ["PASE-N1", "PASE-N2"]
+
+
+# --- zones that nest in a circle ---------------------------------------------------------------
+
+ZONE_HEADER = ["centro", "zona", "dentro_de", "lector"]
+
+
+@pytest.mark.parametrize(
+    "lines,said",
+    [
+        (
+            [["ZAC", "perimetro", "", "Portón"], ["ZAC", "maxima", "maxima", "Lector máxima"]],
+            "at facility ZAC, zone maxima is inside itself",
+        ),
+        (
+            [["ZAC", "A", "B", "L1"], ["ZAC", "B", "A", "L2"]],
+            "at facility ZAC, zone A is inside B, which is inside A",
+        ),
+        (
+            [["ZAC", "A", "B", "L1"], ["ZAC", "B", "C", "L2"], ["ZAC", "C", "A", "L3"],
+             ["ZAC", "D", "A", "L4"]],
+            "at facility ZAC, zone A is inside B, which is inside C, which is inside A",
+        ),
+    ],
+)  # fmt: skip
+def test_a_zones_file_nesting_in_a_circle_is_refused_naming_it(store, tmp_path, lines, said):
+    """A circle in ``inside`` (7,449 high flags appeared and the gate rule fell silent) is
+    refused at ingest: the file is not stored, and the message names the circle."""
+    result = ingest_file(store, write_csv(tmp_path / "zonas.csv", ZONE_HEADER, lines))
+    assert result.status == "failed", result
+    assert result.message.startswith(f"zonas.csv: {said}")
+    assert rows(store, "SELECT count(*) FROM zones") == [(0,)]
+    assert rows(store, "SELECT count(*) FROM uploads") == [(0,)]
+
+
+def test_a_circle_closed_by_a_later_zones_file_is_refused(store, tmp_path):
+    first = ingest_file(store, _zones(tmp_path))
+    assert first.status == "stored" and first.rows_stored == 3
+    later = write_csv(
+        tmp_path / "zonas_2.csv", ZONE_HEADER, [["ZAC", "perimetro", "maxima", "Portón 2"]]
+    )
+    result = ingest_file(store, later)
+    assert result.status == "failed"
+    assert (
+        "zone perimetro is inside maxima, which is inside edificio, which is inside "
+        "perimetro" in result.message
+    )
+    assert rows(store, "SELECT count(*) FROM zones") == [(3,)]
+    other = write_csv(tmp_path / "zonas_3.csv", ZONE_HEADER, [["IZA", "A", "B", "L"]])
+    assert ingest_file(store, other).status == "stored"  # another facility, no circle
