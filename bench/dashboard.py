@@ -27,7 +27,7 @@ def main() -> None:
 
     from bench.rules import build
     from detector import auth
-    from detector.rules import run_rules
+    from detector.engine import run_rules
     from detector.scoring import score
     from detector.store import Store
 

@@ -58,8 +58,9 @@ COPY (
 
 def _child(mode: str, csv: str, db: str) -> None:
     """One step in its own process; libraries are imported before the clock starts."""
+    from detector.engine import run_rules
     from detector.ingest import ingest_file
-    from detector.rules import load_rules, run_rules
+    from detector.rulebook import load_rules
     from detector.store import Store
 
     store = Store(Path(db), wait=600)

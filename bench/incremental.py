@@ -44,7 +44,7 @@ def _append(db: Path, rows: int) -> int:
 
 def measure(rows: int) -> None:
     from bench.rules import build
-    from detector.rules import run_rules
+    from detector.engine import run_rules
     from detector.scoring import score
     from detector.store import Store
 

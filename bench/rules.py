@@ -60,7 +60,7 @@ FROM range($n) t(i)
 
 
 def _child(db: str) -> None:
-    from detector.rules import run_rules
+    from detector.engine import run_rules
     from detector.store import Store
 
     t0 = time.perf_counter()

@@ -9,114 +9,30 @@ actor's role on the server side.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path, PurePosixPath
 
 import polars as pl
 
+from detector.flags import QUEUE_COLUMNS, FlagQuery, count_flags, read_flags
 from detector.i18n import CODES, N_, reason_wording
-from detector.review import QUEUE_ORDER, SUPPRESSED
-from detector.rules import CATEGORIES, SEVERITIES
+from detector.risk import SEVERITIES
+from detector.rulebook import categories
 from detector.schema import KINDS, SPECS
 from detector.store import Store
 
 
-@dataclass
-class QueueFilter:
-    """What the review queue shows; empty lists mean 'all'."""
-
-    categories: list[str] = field(default_factory=list)
-    severities: list[str] = field(default_factory=list)
-    rules: list[str] = field(default_factory=list)
-    facilities: list[str] = field(default_factory=list)
-    statuses: list[str] = field(default_factory=list)
-    assignee: str | None = None
-    text: str = ""
-    since: date | None = None
-    until: date | None = None
-    include_resolved: bool = False
-    include_suppressed: bool = False
-    include_closed: bool = True  # confirmed and dismissed flags (the queue page hides them)
-
-    def where(self) -> tuple[str, list]:
-        parts, params = ["1 = 1"], []
-
-        def any_of(column: str, values: list[str]) -> None:
-            if values:
-                parts.append(f"{column} IN (SELECT unnest(?::VARCHAR[]))")
-                params.append(list(values))
-
-        any_of("f.category", self.categories)
-        any_of("f.severity", self.severities)
-        any_of("f.rule_id", self.rules)
-        any_of("f.facility", self.facilities)
-        any_of("coalesce(r.status, 'new')", self.statuses)
-        if self.assignee:
-            parts.append("r.assignee = ?")
-            params.append(self.assignee)
-        if self.text.strip():
-            # accents and case aside: "oscar" finds "Óscar", "OSCAR" and "Oscar"
-            parts.append(
-                "(strip_accents(f.explanation) ILIKE strip_accents(?) "
-                "OR strip_accents(f.fields) ILIKE strip_accents(?) "
-                "OR array_to_string(f.record_ids, ' ') ILIKE ?)"
-            )
-            params += [f"%{self.text.strip()}%"] * 3
-        if not self.include_closed:
-            parts.append("coalesce(r.status, 'new') NOT IN ('confirmed', 'dismissed')")
-        if self.since:
-            parts.append("coalesce(f.period_end, f.period_start) >= ?")
-            params.append(self.since)
-        if self.until:
-            parts.append("f.period_start < ?::DATE + 1")
-            params.append(self.until)
-        if not self.include_resolved:
-            parts.append("f.state = 'active'")
-        if not self.include_suppressed:
-            parts.append(f"NOT {SUPPRESSED}")
-        return " AND ".join(parts), params
-
-
-QUEUE_COLUMNS = """f.flag_id, round(f.score, 3) AS risk, coalesce(r.status, 'new') AS status,
-    r.assignee, f.severity, f.category, f.rule_id, f.facility, f.period_start, f.explanation,
-    f.source, f.state, f.title, f.fields"""
-
-
-def queue(store: Store, flt: QueueFilter, page: int = 0, page_size: int = 50) -> pl.DataFrame:
+def queue(store: Store, flt: FlagQuery, page: int = 0, page_size: int = 50) -> pl.DataFrame:
     """One page of flags, riskiest first."""
-    where, params = flt.where()
-    with store.read() as con:
-        return con.sql(
-            f"SELECT {QUEUE_COLUMNS} FROM flags f LEFT JOIN reviews r USING (flag_id) "
-            f"WHERE {where} ORDER BY {QUEUE_ORDER} "
-            f"LIMIT {int(page_size)} OFFSET {int(page) * int(page_size)}",
-            params=params,
-        ).pl()
+    return read_flags(store, flt, QUEUE_COLUMNS, limit=page_size, offset=page * page_size)
 
 
-def export_frame(store: Store, flt: QueueFilter) -> pl.DataFrame:
+def export_frame(store: Store, flt: FlagQuery) -> pl.DataFrame:
     """Every flag the filter shows, with the export columns, riskiest first."""
-    where, params = flt.where()
-    with store.read() as con:
-        return con.sql(
-            f"SELECT f.*, coalesce(r.status, 'new') AS review_status, r.assignee "
-            f"FROM flags f LEFT JOIN reviews r USING (flag_id) WHERE {where} "
-            f"ORDER BY {QUEUE_ORDER}",
-            params=params,
-        ).pl()
+    return read_flags(store, flt)
 
 
-def queue_counts(store: Store, flt: QueueFilter) -> dict[str, int]:
-    where, params = flt.where()
-    with store.read() as con:
-        return dict(
-            con.execute(
-                f"SELECT f.category, count(*) FROM flags f LEFT JOIN reviews r USING (flag_id) "
-                f"WHERE {where} GROUP BY 1 ORDER BY 1",
-                params,
-            ).fetchall()
-        )
+def queue_counts(store: Store, flt: FlagQuery) -> dict[str, int]:
+    return count_flags(store, flt, "category")
 
 
 def filter_options(store: Store) -> dict[str, list[str]]:
@@ -130,24 +46,19 @@ def filter_options(store: Store) -> dict[str, list[str]]:
             "facilities": col("SELECT DISTINCT facility FROM flags ORDER BY 1"),
             "assignees": col("SELECT DISTINCT assignee FROM reviews ORDER BY 1"),
             "severities": list(SEVERITIES),
-            "categories": list(CATEGORIES),
+            "categories": categories(),
         }
 
 
 def flag(store: Store, flag_id: str) -> dict | None:
-    with store.read() as con:
-        cur = con.execute(
-            "SELECT f.*, coalesce(r.status, 'new') AS status, r.assignee, "
-            "r.reason, r.note, coalesce(r.reopen_on_new, false) AS reopen_on_new "
-            "FROM flags f LEFT JOIN reviews r USING (flag_id) "
-            "WHERE f.flag_id = ?",
-            [flag_id],
-        )
-        names = [d[0] for d in cur.description]
-        rows = cur.fetchall()
+    """One flag with its review (any state), its evidence and values decoded."""
+    every = FlagQuery(
+        flag_ids=[flag_id], include_resolved=True, include_suppressed=True, include_closed=True
+    )
+    rows = read_flags(store, every).rename({"review_status": "status"}).to_dicts()
     if not rows:
         return None
-    out = dict(zip(names, rows[0], strict=True))
+    out = rows[0]
     out["evidence"] = json.loads(out["evidence"] or "[]")
     out["fields"] = json.loads(out["fields"] or "{}")
     return out
@@ -434,37 +345,39 @@ def totals(store: Store) -> dict[str, int]:
 def ingest_uploaded(
     store: Store, actor, paths: list, mappings: dict, progress=None, labels: dict | None = None
 ) -> list:
-    """Ingest uploaded files as the logged-in user, then run rules and scoring.
+    """Ingest uploaded files as the logged-in user, then run rules and scoring (the
+    pipeline: what the upload changed, against the kept scoring reference, as the
+    scheduler's tick does).
 
     ``mappings`` maps a file's path (or name) to its UserMapping (or None for the
     built-in synonyms); ``labels`` to how the ledger names a saved mapping used.
     Returns the IngestResults; rules and scoring run only when something was stored.
     """
-    from detector.ingest import ingest_file, reference_first
-    from detector.review import require
-    from detector.rules import run_rules
-    from detector.scoring import score
+    from detector import pipeline
+    from detector.auth import require
 
     require(actor, "upload")
-    results = []
-    paths = reference_first(list(paths))
-    for n, path in enumerate(paths):
-        results.append(
-            ingest_file(
-                store,
-                path,
-                mapping=mappings.get(path, mappings.get(path.name)),
-                user=actor.username,
-                mapping_name=(labels or {}).get(path, "dashboard"),
-            )
+    sources = [
+        pipeline.Source(
+            path, mappings.get(path, mappings.get(path.name)), (labels or {}).get(path, "dashboard")
         )
+        for path in paths
+    ]
+    done = []
+
+    def file_done(source, result) -> None:
+        done.append(source)
         if progress:
-            progress((n + 1) / len(paths), path.name)
-    if any(r.status == "stored" and r.rows_stored for r in results):
-        # What the upload changed, against the kept reference (as the scheduler's tick does).
-        run_rules(store, triggered_by=f"upload:{actor.username}", full=False)
-        score(store, triggered_by=f"upload:{actor.username}")
-    return results
+            progress(len(done) / len(sources), source.path.name)
+
+    report = pipeline.run(
+        store,
+        sources,
+        user=actor.username,
+        triggered_by=f"upload:{actor.username}",
+        on_file=file_done,
+    )
+    return report.ingested
 
 
 def column_samples(path: Path, mapping=None, rows: int = 500, k: int = 3) -> pl.DataFrame:
@@ -510,8 +423,8 @@ def date_readings(value: str, lang: str = "en") -> dict[str, str]:
 
 def save_mapping(store: Store, actor, name: str, mapping):
     """Keep the mapping made on the upload page under a name (uploaders only)."""
+    from detector.auth import require
     from detector.mapping import save_named
-    from detector.review import require
 
     require(actor, "upload")
     return save_named(store, name, mapping, actor.username)

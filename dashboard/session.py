@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import time
@@ -13,12 +12,11 @@ import streamlit_authenticator as stauth
 
 from dashboard.text import _, lang, ngettext, words
 from detector import auth, i18n
+from detector.auth import Actor, require
 from detector.errors import StoreBusy
-from detector.review import Actor, require
+from detector.settings import settings
 from detector.store import Store
-
-IDLE_MINUTES = float(os.environ.get("DETECTOR_IDLE_MINUTES", "30"))
-READ_WAIT = float(os.environ.get("DETECTOR_DASHBOARD_WAIT", "20"))
+from detector.store import db_path as store_db_path
 
 
 def db_path() -> Path:
@@ -26,14 +24,12 @@ def db_path() -> Path:
     argv = sys.argv
     if "--db" in argv[:-1]:
         return Path(argv[argv.index("--db") + 1])
-    from detector.store import db_path as default
-
-    return default()
+    return store_db_path()
 
 
 def store() -> Store:
     """A store handle (no open connection): reads wait a little, writes wait their turn."""
-    return Store(db_path(), wait=READ_WAIT)
+    return Store(db_path(), wait=settings().dashboard_wait)
 
 
 def writer() -> Store:
@@ -55,13 +51,17 @@ def login() -> Actor:
         config["credentials"],
         config["cookie"]["name"],
         config["cookie"]["key"],
-        min(float(config["cookie"]["expiry_days"]), IDLE_MINUTES / 1440),
+        min(float(config["cookie"]["expiry_days"]), settings().idle_minutes / 1440),
         login_sleep_time=0,
     )
     st.session_state["authenticator"] = authenticator
     now = time.time()
     last = st.session_state.get("last_activity")
-    if st.session_state.get("authentication_status") and last and now - last > IDLE_MINUTES * 60:
+    if (
+        st.session_state.get("authentication_status")
+        and last
+        and now - last > settings().idle_minutes * 60
+    ):
         authenticator.logout(location="unrendered")
         st.session_state["expired"] = True
     fields = {"Form name": _("Log in"), "Username": _("Username"),
@@ -73,7 +73,7 @@ def login() -> Actor:
     if st.session_state.get("expired") and not st.session_state.get("authentication_status"):
         st.info(
             _("Your session expired after {minutes} idle minutes: log in again.").format(
-                minutes=f"{IDLE_MINUTES:g}"
+                minutes=f"{settings().idle_minutes:g}"
             )
         )
     status = st.session_state.get("authentication_status")
@@ -126,7 +126,7 @@ def streamlit_words() -> None:
     in the reader's language: replaced in CSS, since Streamlit offers no setting."""
     if lang() == "en":
         return
-    from detector.pipeline import max_upload_mb
+    from detector.demo import max_upload_mb
 
     button = _("Choose files")
     limit = _("Up to {mb} MB per file").format(mb=max_upload_mb())
@@ -156,7 +156,6 @@ def language_switch() -> None:
 
 # --- review actions: queued, then written when the database lets them -----------------------
 
-PENDING_WAIT = float(os.environ.get("DETECTOR_PENDING_WAIT", "3"))
 RETRY_SECONDS = 3
 
 
@@ -203,7 +202,7 @@ def save_pending() -> None:
         return
     from detector.review import ReviewError
 
-    store = Store(db_path(), wait=PENDING_WAIT)
+    store = Store(db_path(), wait=settings().pending_wait)
     while pending:
         try:
             message = _apply(store, pending[0])
@@ -237,7 +236,7 @@ def _waiting() -> None:
             len(pending),
         ).format(n=len(pending))
     )
-    store = Store(db_path(), wait=PENDING_WAIT)
+    store = Store(db_path(), wait=settings().pending_wait)
     try:
         _apply(store, pending[0])
     except StoreBusy:

@@ -1,4 +1,5 @@
-"""Local dashboard users: bcrypt-hashed passwords with roles, in a YAML file beside the data.
+"""Local dashboard users: bcrypt-hashed passwords with roles, in a YAML file beside the data;
+what each role may do (checked on the server side by every action).
 
 On first start with no users an ``admin`` with a random password is created and the
 password is written to a file only its owner can read (``admin-password.txt``). The
@@ -9,16 +10,41 @@ from __future__ import annotations
 
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 import bcrypt
 import yaml
 
-from detector.review import ROLES
+from detector.i18n import LANGUAGES
+from detector.settings import settings
+
+ROLES = ("admin", "auditor", "viewer")
+# What each role may do.
+PERMISSIONS = {
+    "admin": {"read", "review", "upload", "export", "admin"},
+    "auditor": {"read", "review", "upload", "export"},
+    "viewer": {"read"},
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: the dashboard login, or the CLI user."""
+
+    username: str
+    role: str
+
+
+def require(actor: Actor, permission: str) -> None:
+    """Raise PermissionError unless the actor's role grants the permission."""
+    if permission not in PERMISSIONS.get(actor.role, set()):
+        raise PermissionError(f"{actor.username} ({actor.role}) may not {permission}")
 
 
 def users_file(db: Path) -> Path:
-    return Path(os.environ.get("DETECTOR_USERS") or db.parent / "users.yaml")
+    """The users file: ``$DETECTOR_USERS``, else ``users.yaml`` beside the database."""
+    return settings().users or db.parent / "users.yaml"
 
 
 def load(path: Path) -> dict:
@@ -60,8 +86,6 @@ def add_user(
 
 def set_language(path: Path, username: str, lang: str) -> None:
     """Keep a user's dashboard language with the user (``es`` or ``en``)."""
-    from detector.i18n import LANGUAGES
-
     if lang not in LANGUAGES:
         raise ValueError(f"language must be one of {', '.join(LANGUAGES)}")
     config = load(path)

@@ -17,6 +17,7 @@ a high rule (weight 0.6) all dismissed as benign give precision (0 + 2) / (10 + 
 factor 0.29, weight 0.17: below an untouched medium rule (0.4). Ten confirmed give 0.86,
 factor 1.71, weight 0.95 at most.
 
+The factor multiplies the rule's severity weight in the risk formula (``detector.risk``).
 Factors are recomputed at each scoring run; a change is recorded in ``weight_changes``
 (run, counts, old → new), the visits and flags of the rule re-weighed, and shown on the
 Admin page.
@@ -31,7 +32,6 @@ PRIOR = 0.5
 STRENGTH = 4.0
 MIN_REVIEWS = 5
 FACTOR_BOUNDS = (0.1, 2.0)
-MAX_WEIGHT = 0.95  # no single piece of evidence makes a visit certain
 AGAINST = ("false_positive", "benign")
 
 
@@ -87,11 +87,3 @@ def apply(con, run_id: int, changes: list[Change]) -> None:
             "INSERT INTO weight_changes VALUES (?, ?, ?, ?, ?, ?, ?)",
             [run_id, ch.rule_id, ch.old, ch.new, ch.confirmed, ch.dismissed, now],
         )
-
-
-def weighted(severity_weight: str, rule_id: str) -> str:
-    """SQL: a severity weight times its rule's factor (1 when it has none), capped."""
-    return (
-        f"least({MAX_WEIGHT}, {severity_weight} * coalesce((SELECT w.factor FROM rule_weights w "
-        f"WHERE w.rule_id = {rule_id}), 1))"
-    )

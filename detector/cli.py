@@ -50,8 +50,7 @@ def ingest(
     kind: Annotated[
         str | None,
         typer.Option(
-            help="visits, transfers, inmates, logbooks or "
-            "facilities (detected from headers if omitted)."
+            help="A record kind (see `detector status`); detected from headers if omitted."
         ),
     ] = None,
     mapping: Annotated[
@@ -62,6 +61,14 @@ def ingest(
         ),
     ] = None,
     user: Annotated[str | None, typer.Option(help="Who uploads (default: the OS user).")] = None,
+    then_run: Annotated[
+        bool,
+        typer.Option(
+            "--run",
+            help="Then run the rules over what changed and score the new visits (as the "
+            "dashboard's upload does); `detector run` does it later for many ingests at once.",
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Ingest log files into the database, keeping the originals as evidence.
@@ -69,6 +76,8 @@ def ingest(
     Bad rows go to quarantine with their reasons; the rest is stored. Exits non-zero
     only when a file could not be stored at all.
     """
+    from detector import pipeline
+
     try:
         store = _store(db)
         from detector.mapping import resolve_mapping
@@ -76,9 +85,10 @@ def ingest(
         user_mapping, mapping_label = resolve_mapping(store, mapping)
     except DetectorError as exc:
         _fail(str(exc))
-    from detector.ingest import expand_paths, ingest_paths
+    from detector.ingest import expand_paths
 
     files = expand_paths(paths)
+    sources = [pipeline.Source(p, user_mapping, mapping_label, kind) for p in files]
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -91,23 +101,21 @@ def ingest(
         # A long file shows its rows read so far on its own line.
         rows = progress.add_task("", total=None, visible=False)
 
-        def file_done(path: Path) -> None:
+        def file_done(source, result) -> None:
             progress.advance(task)
             progress.update(rows, completed=0, visible=False)
 
-        def rows_read(path: Path, n: int) -> None:
-            progress.update(rows, description=f"  {path.name}: rows", completed=n, visible=True)
+        def rows_read(source, n: int) -> None:
+            progress.update(
+                rows, description=f"  {source.path.name}: rows", completed=n, visible=True
+            )
 
-        results = ingest_paths(
-            store,
-            files,
-            kind,
-            user_mapping,
-            user,
-            mapping_label,
-            progress=file_done,
-            on_rows=rows_read,
-        )
+        steps = pipeline.Steps() if then_run else pipeline.INGEST_ONLY
+        try:
+            report = pipeline.run(store, sources, steps, user, on_file=file_done, on_rows=rows_read)
+        except (DetectorError, ValueError) as exc:
+            _fail(str(exc))
+    results = report.ingested
     table = Table(title="Ingest")
     for col in ("file", "kind", "status", "stored", "quarantined", "duplicates", "sha256"):
         table.add_column(col)
@@ -124,7 +132,7 @@ def ingest(
     console.print(table)
     failed = False
     for r in results:
-        if r.status == "failed":
+        if r.status in ("failed", "retry"):
             err.print(f"[red]error:[/] {r.message}", highlight=False)
             failed = True
         elif r.status == "duplicate":
@@ -138,8 +146,27 @@ def ingest(
             )
         if r.status == "stored" and r.rows_stored == 0 and r.rows_duplicate == 0:
             failed = True
+    _print_steps(report)
     if failed:
         raise typer.Exit(1)
+
+
+def _print_steps(report) -> None:
+    """What the rules and the scoring of a pipeline run did."""
+    rules = report.rules
+    if rules is not None:
+        table = Table(title=f"Run {rules.run_id}, {rules.scope} ({rules.seconds:.1f} s)")
+        for col in ("rule", "hits", "new"):
+            table.add_column(col)
+        for rule_id, count in sorted(rules.counts.items()):
+            table.add_row(rule_id, str(count), str(rules.new.get(rule_id, 0)))
+        console.print(table)
+        if rules.resolved:
+            console.print(f"{rules.resolved} flags no longer fire: marked resolved by data")
+        for rule_id, error in rules.errors.items():
+            err.print(f"[red]rule {rule_id} failed:[/] {error}", highlight=False)
+    if report.scoring is not None:
+        _print_score(report.scoring)
 
 
 @app.command()
@@ -302,17 +329,13 @@ def run(
     visits against the kept reference (fitted on the first run, or with --refit)."""
     import duckdb
 
-    from detector.rules import run_rules
-    from detector.scoring import ScoringConfig
-    from detector.scoring import score as run_score
+    from detector import pipeline
 
+    steps = pipeline.Steps(
+        score=score, full=full, refit=refit, model=model, rule_dirs=rules, only=only
+    )
     try:
-        report = run_rules(_store(db), rules, only, full=full)
-        scored = (
-            run_score(_store(db), ScoringConfig(model=model), refit=refit, full=full)
-            if score
-            else None
-        )
+        report = pipeline.run(_store(db), [], steps)
     except (DetectorError, ValueError) as exc:
         _fail(str(exc))
     except duckdb.Error as exc:  # e.g. out of memory: the run is recorded as failed
@@ -321,19 +344,8 @@ def run(
             f"{type(exc).__name__}: {str(exc).splitlines()[0]} (DETECTOR_DUCKDB_MEMORY "
             "sets the memory limit)"
         )
-    table = Table(title=f"Run {report.run_id}, {report.scope} ({report.seconds:.1f} s)")
-    for col in ("rule", "hits", "new"):
-        table.add_column(col)
-    for rule_id, count in sorted(report.counts.items()):
-        table.add_row(rule_id, str(count), str(report.new.get(rule_id, 0)))
-    console.print(table)
-    if report.resolved:
-        console.print(f"{report.resolved} flags no longer fire: marked resolved by data")
-    if scored:
-        _print_score(scored, model)
-    for rule_id, error in report.errors.items():
-        err.print(f"[red]rule {rule_id} failed:[/] {error}", highlight=False)
-    if report.errors:
+    _print_steps(report)
+    if report.rules is not None and report.rules.errors:
         raise typer.Exit(1)
 
 
@@ -361,9 +373,9 @@ def _write_frame(frame, format: str, output: Path | None) -> None:
         typer.echo(text, nl=False)
 
 
-def _print_score(scored, model: str) -> None:
+def _print_score(scored) -> None:
     console.print(
-        f"scoring ({scored.scope}): {scored.rows:,} visits scored with {model}, model "
+        f"scoring ({scored.scope}): {scored.rows:,} visits scored, model "
         f"{scored.model_id} fitted on {scored.fit_rows:,}; {scored.flags_new} new outlier "
         f"flags, {scored.flags_resolved} resolved ({sum(scored.seconds.values()):.1f} s)",
         highlight=False,
@@ -385,14 +397,14 @@ def score_cmd(
     scheduler's scoring job) or no reference fits the chosen model yet."""
     import duckdb
 
-    from detector.scoring import ScoringConfig
-    from detector.scoring import score as run_score
+    from detector import pipeline
 
+    steps = pipeline.Steps(rules=False, refit=refit, full=full, model=model)
     try:
-        scored = run_score(_store(db), ScoringConfig(model=model), refit=refit, full=full)
+        report = pipeline.run(_store(db), [], steps)
     except (DetectorError, ValueError, duckdb.Error) as exc:
         _fail(str(exc).splitlines()[0])
-    _print_score(scored, model)
+    _print_score(report.scoring)
 
 
 @app.command()
@@ -403,7 +415,7 @@ def scores(
     db: DbOption = None,
 ) -> None:
     """One row per scored visit: record_id, risk_score, outlier_score, top_features, evidence."""
-    from detector.risk import load_scores
+    from detector.rollup import load_scores
 
     frame = load_scores(_store(db), top)
     if frame.is_empty():
@@ -420,7 +432,7 @@ def risk(
 ) -> None:
     """Risk rolled up per person or official (with the people they escorted; a person's
     flags on reader events count too), inmate or facility."""
-    from detector.risk import rollup
+    from detector.rollup import rollup
 
     try:
         frame = rollup(_store(db), by)
@@ -455,11 +467,10 @@ def evaluate(
     import tempfile
 
     from detector.evaluate import evaluate_world
-    from detector.scoring import ScoringConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = keep or Path(tmp)
-        result = evaluate_world(workdir, seed, months, ScoringConfig(model=model))
+        result = evaluate_world(workdir, seed, months, model)
     for key, title in (("rules", "Rules alone"), ("all_flags", "All flags (rules + model)")):
         t = Table(title=title)
         for col in ("category", "planted", "found", "recall", "flags", "true", "precision"):
@@ -524,26 +535,70 @@ def flags(
 ) -> None:
     """Export flags, one row or object per flag, with evidence and explanation."""
     from detector import i18n
-    from detector.export import load_flags, write_flags
+    from detector.export import EXPORT_FORMATS, flags_bytes
+    from detector.flags import FlagQuery, read_flags
 
     lang = language or i18n.default_language()
     if lang not in i18n.LANGUAGES:
         _fail(f"--language must be one of {', '.join(i18n.LANGUAGES)}")
+    if format not in EXPORT_FORMATS:
+        _fail(f"unknown format {format!r}: use {', '.join(EXPORT_FORMATS)}")
+    if format == "xlsx" and output is None:
+        _fail("xlsx needs --output FILE")
+    from detector.risk import SEVERITIES
+
+    if min_severity and min_severity not in SEVERITIES:
+        _fail(f"--min-severity must be one of {', '.join(SEVERITIES)}")
+    query = FlagQuery(
+        categories=[category] if category else [],
+        min_severity=min_severity,
+        include_suppressed=True,  # an export is the record: everything active
+    )
     try:
-        text = write_flags(load_flags(_store(db), category, min_severity), format, output, lang)
+        data = flags_bytes(read_flags(_store(db), query), format, lang)
+    except (DetectorError, ValueError, KeyError) as exc:
+        _fail(str(exc))
+    if output is not None:
+        output.write_bytes(data)
+    elif format == "json":
+        typer.echo(data.decode("utf-8"), nl=False)
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+
+
+@app.command()
+def reword(
+    rule: Annotated[
+        list[str] | None, typer.Option(help="Only the flags of this rule id (repeatable).")
+    ] = None,
+    rules: RulesOption = None,
+    user: Annotated[str | None, typer.Option(help="Who asks (default: the OS user).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Word stored findings anew from their rules as they are now.
+
+    A finding keeps the words it was raised with: editing a rule file never changes an old
+    one. After a rule's wording is corrected, this re-words its flags (in every language);
+    each flag re-worded is written to the review audit trail with who asked."""
+    import getpass
+
+    from detector.auth import Actor
+    from detector.flags import reword as reword_flags
+    from detector.rulebook import load_rules
+
+    try:
+        loaded = {r.id: r for r in load_rules(rules)}
+        changed = reword_flags(_store(db), Actor(user or getpass.getuser(), "admin"), loaded, rule)
     except (DetectorError, ValueError) as exc:
         _fail(str(exc))
-    if isinstance(text, bytes):
-        sys.stdout.buffer.write(text)
-        sys.stdout.flush()
-    elif text is not None:
-        typer.echo(text, nl=False)
+    console.print(f"{changed} flags re-worded (each on the audit trail)")
 
 
 @rules_app.command("list")
 def rules_list(rules: RulesOption = None) -> None:
     """Every rule with its category and severity."""
-    from detector.rules import load_rules
+    from detector.rulebook import load_rules
 
     try:
         loaded = load_rules(rules)
@@ -560,7 +615,7 @@ def rules_list(rules: RulesOption = None) -> None:
 @rules_app.command("show")
 def rules_show(rule_id: str, rules: RulesOption = None) -> None:
     """A rule's description, parameters, false positives and query."""
-    from detector.rules import load_rules
+    from detector.rulebook import load_rules
 
     match = [r for r in load_rules(rules) if r.id == rule_id]
     if not match:
@@ -584,7 +639,8 @@ def rules_test(rules: RulesOption = None) -> None:
 
     from rich.markup import escape
 
-    from detector.rules import load_rules, run_case
+    from detector.rulebook import load_rules
+    from detector.rulecases import run_case
 
     try:
         loaded = load_rules(rules)
@@ -636,7 +692,7 @@ def demo(
     serve: Annotated[bool, typer.Option(help="Start the dashboard afterwards.")] = True,
 ) -> None:
     """The main job: build demo logs, ingest them, run the pipeline, start the dashboard."""
-    from detector.pipeline import run_demo
+    from detector.demo import run_demo
 
     try:
         run_demo(_store(db), out, console, serve=serve)
@@ -671,14 +727,17 @@ def dashboard(
     address: Annotated[str, typer.Option(help="Interface to listen on.")] = "localhost",
 ) -> None:
     """Start the review dashboard on the database (login required)."""
-    from detector.pipeline import serve_dashboard
+    from detector.demo import serve_dashboard
 
     serve_dashboard(_store(db), console, port, address)
 
 
 @app.command()
 def schedule(
-    config: Annotated[Path, typer.Option(help="Schedule file (TOML).")] = Path("schedule.toml"),
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Schedule file (TOML); default $DETECTOR_SCHEDULE, else schedule.toml."),
+    ] = None,
     once: Annotated[bool, typer.Option(help="Run the jobs once now and exit (for cron).")] = False,
     job: Annotated[list[str] | None, typer.Option(help="Only this job (repeatable).")] = None,
     db: DbOption = None,
@@ -697,7 +756,7 @@ def schedule(
         _fail(str(exc))
     unknown = set(job or []) - set(cfg.jobs)
     if unknown:
-        _fail(f"no job named {', '.join(sorted(unknown))} in {config}")
+        _fail(f"no job named {', '.join(sorted(unknown))} in {config or 'the schedule file'}")
     store = _store(db)
     if once:
         results = [run_job(store, cfg, name) for name in (job or list(cfg.jobs))]

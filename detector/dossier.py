@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 from jinja2 import Environment, select_autoescape
 
 from detector import i18n
+from detector.flags import FlagQuery, read_flags
 from detector.i18n import N_
 from detector.store import Store
+from detector.wording import flag_wording
 
 # The dossier's headings (through the catalogue, in the dossier's language).
 LABELS = {
@@ -97,29 +99,26 @@ def render(store: Store, flag_ids: list[str], user: str, lang: str = "en") -> st
     (headings, titles, explanations, coded values, dates)."""
     if lang not in i18n.LANGUAGES:
         raise ValueError(f"language must be one of {', '.join(i18n.LANGUAGES)}")
+    every = FlagQuery(
+        flag_ids=list(flag_ids), include_resolved=True, include_suppressed=True, include_closed=True
+    )
+    found = {
+        f["flag_id"]: f
+        for f in read_flags(store, every).rename({"review_status": "status"}).to_dicts()
+    }
     with store.read() as con:
-        cur = con.execute(
-            """
-            SELECT f.*, coalesce(r.status, 'new') AS status, r.assignee, r.reason, r.note
-            FROM flags f LEFT JOIN reviews r USING (flag_id)
-            WHERE f.flag_id IN (SELECT unnest(?::VARCHAR[]))""",
-            [flag_ids],
-        )
-        names = [d[0] for d in cur.description]
-        found = {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
         log = con.execute(
             "SELECT flag_id, acted_at, actor, action, old, new, note FROM review_log "
             "WHERE flag_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY acted_at",
             [flag_ids],
         ).fetchall()
     flags = []
-    rules = i18n.rules_by_id() if lang != i18n.SOURCE else {}
     for fid in flag_ids:
         if fid not in found:
             continue
         f = found[fid]
         f["fields"] = json.loads(f["fields"] or "{}")
-        f["title"], f["explanation"] = i18n.flag_wording(f, lang, rules)
+        f["title"], f["explanation"] = flag_wording(f, lang)
         f["evidence"] = json.loads(f["evidence"] or "[]")
         f["history"] = [
             dict(

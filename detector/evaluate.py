@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from detector.review import OPEN_STATUSES, QUEUE_ORDER
+from detector.flags import FlagQuery, read_flags
+from detector.review import OPEN_STATUSES
 from detector.store import Store
 
 
@@ -58,18 +59,8 @@ def hits(flag: dict, item: dict) -> bool:
 
 def _load(store: Store, truth_path: Path, source: str | None, states: tuple[str, ...]):
     every = json.loads(Path(truth_path).read_text(encoding="utf-8"))
-    with store.read() as con:
-        cur = con.execute(
-            f"""SELECT f.flag_id, f.category, f.rule_id, f.record_ids, f.facility, f.logbook,
-                       f.period_start, f.period_end, f.severity, f.score
-                FROM flags f LEFT JOIN reviews r USING (flag_id)
-                WHERE f.state = 'active' AND f.source LIKE ?
-                  AND coalesce(r.status, 'new') IN ({", ".join("?" * len(states))})
-                ORDER BY {QUEUE_ORDER}""",
-            [source or "%", *states],
-        )
-        names = [d[0] for d in cur.description]
-        flags = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    query = FlagQuery(source=source, statuses=list(states), include_suppressed=True)
+    flags = read_flags(store, query).to_dicts()
     return every, flags
 
 
@@ -226,18 +217,16 @@ def ranking_quality(store: Store, truth_path: Path, workdir: Path) -> list[Ranki
     ]
 
 
-def evaluate_world(workdir: Path, seed: int = 7, months: int = 6, config=None) -> dict:
-    """Generator -> ingest -> rules -> scoring on a fresh database; all the figures."""
+def evaluate_world(workdir: Path, seed: int = 7, months: int = 6, model: str = "ecod") -> dict:
+    """Generator -> the pipeline (ingest, rules, scoring) on a fresh database; all the
+    figures."""
+    from detector import pipeline
     from detector.generator import generate
-    from detector.ingest import ingest_paths
-    from detector.rules import run_rules
-    from detector.scoring import score
 
     files = generate(workdir / "logs", seed=seed, months=months)
     store = Store(workdir / "evaluate.duckdb", wait=30)
-    ingest_paths(store, [p for k, p in files.items() if k != "truth"], user="evaluate")
-    run_rules(store, triggered_by="evaluate")
-    score(store, config, triggered_by="evaluate")
+    logs = [p for k, p in files.items() if k != "truth"]
+    pipeline.run(store, logs, pipeline.Steps(model=model), "evaluate", triggered_by="evaluate")
     return {
         "rules": rule_quality(store, files["truth"], source="rule"),
         "all_flags": rule_quality(store, files["truth"], source=None),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from detector.i18n import N_
+from detector.settings import settings
 from detector.store import Store
 
 
@@ -434,10 +435,11 @@ def _ref_views(con, ref: Path, tails: bool = True) -> str:
 def _private_con(workdir: Path):
     import duckdb
 
-    from detector.store import MEMORY_LIMIT
-
     return duckdb.connect(
-        config={"memory_limit": MEMORY_LIMIT, "temp_directory": str(workdir / ".duckdb_tmp")}
+        config={
+            "memory_limit": settings().duckdb_memory,
+            "temp_directory": str(workdir / ".duckdb_tmp"),
+        }
     )
 
 

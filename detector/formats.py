@@ -18,6 +18,7 @@ from charset_normalizer import from_bytes
 from detector import sandbox
 from detector.errors import FileError
 from detector.i18n import N_
+from detector.settings import settings
 
 SAMPLE = 256 * 1024
 BATCH_ROWS = 250_000
@@ -108,7 +109,8 @@ def _nulls_for_empty(frame: pl.DataFrame) -> pl.DataFrame:
 def _check_width(columns: int, name: str, at_least: bool = False) -> None:
     """Refuse absurd column counts before any row is read (a 47 KB CSV with 6,000 columns
     used to hold the write lock for 77 s): no logbook export comes near the limit."""
-    if columns > sandbox.MAX_COLUMNS:
+    limit = settings().max_columns
+    if columns > limit:
         raise FileError(
             name,
             N_(
@@ -116,7 +118,7 @@ def _check_width(columns: int, name: str, at_least: bool = False) -> None:
                 "not a logbook export"
             ),
             count=f"{'over ' if at_least else ''}{columns:,}",
-            limit=f"{sandbox.MAX_COLUMNS:,}",
+            limit=f"{limit:,}",
         )
 
 

@@ -9,8 +9,8 @@ strings shown at once go through :func:`translate`. ``tests/test_i18n.py`` extra
 marked string with Babel and fails on one the Spanish catalogue does not translate.
 
 Rule texts live in the rule files (an ``es:`` block beside the English one, required by
-the schema); :func:`flag_wording` gives a stored flag's title and explanation in a
-language from its rule and its stored values.
+the schema); ``detector.wording`` words a flag from them. This module is the bottom layer:
+it imports nothing of the project but its settings.
 
 To add a message: mark it, then run ``scripts/i18n.sh`` (extracts and merges into the
 catalogue) and write its Spanish.
@@ -22,10 +22,11 @@ import functools
 import gettext as _gettext
 import io
 import json
-import os
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+
+from detector.settings import settings
 
 LANGUAGES: dict[str, str] = {"es": "Español", "en": "English"}
 SOURCE = "en"  # the language the code is written in
@@ -39,8 +40,7 @@ def N_(message: str) -> str:
 
 def default_language() -> str:
     """``$DETECTOR_LANGUAGE`` (``es`` or ``en``); Spanish when unset, for the first users."""
-    lang = (os.environ.get("DETECTOR_LANGUAGE") or "es").strip().lower()[:2]
-    return lang if lang in LANGUAGES else "es"
+    return settings().language
 
 
 def known(lang: str | None) -> str:
@@ -75,8 +75,10 @@ def translate_plural(lang: str, singular: str, plural: str, n: int) -> str:
 
 # --- dates and numbers ---------------------------------------------------------------------
 
-_MOMENT = {"es": "dd/MM/yyyy HH:mm", "en": "yyyy-MM-dd HH:mm"}
-_DAY = {"es": "dd/MM/yyyy", "en": "yyyy-MM-dd"}
+# Dates and times are written with digits only (no month names), so they need no locale
+# data: a plain strftime pattern per language.
+_MOMENT = {"es": "%d/%m/%Y %H:%M", "en": "%Y-%m-%d %H:%M"}
+_DAY = {"es": "%d/%m/%Y", "en": "%Y-%m-%d"}
 
 
 def number(value: float | int | None, lang: str, decimals: int | None = None) -> str:
@@ -94,15 +96,21 @@ def moment(value: datetime | date | str | None, lang: str) -> str:
     if value is None or value == "":
         return ""
     if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return value
-    from babel.dates import format_date, format_datetime
-
+        return _moment_text(value, known(lang))
     if isinstance(value, datetime):
-        return format_datetime(value, _MOMENT[known(lang)], locale=known(lang))
-    return format_date(value, _DAY[known(lang)], locale=known(lang))
+        return value.strftime(_MOMENT[known(lang)])
+    return value.strftime(_DAY[known(lang)])
+
+
+@functools.lru_cache(maxsize=4096)
+def _moment_text(value: str, lang: str) -> str:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if len(value) == 10:  # a date alone
+        return parsed.strftime(_DAY[lang])
+    return parsed.strftime(_MOMENT[lang])
 
 
 def weekday(n: int, lang: str) -> str:
@@ -219,6 +227,7 @@ CODES: dict[str, str] = {
     "note": N_("note"),
     "suppress": N_("suppression"),
     "reopen_on_new": N_("re-open on new occurrences"),
+    "reword": N_("re-worded from the rule as it is now"),
     # what a suppression names
     "facility": N_("facility"),
     "person": N_("person"),
@@ -524,6 +533,8 @@ FIELDS: dict[str, str] = {
     "value": N_("Value"),
     "samples": N_("Sample values"),
     "column": N_("Column"),
+    "wording": N_("Words as raised"),
+    "rule_version": N_("Rule version (SHA-256)"),
 }
 
 
@@ -562,32 +573,7 @@ def words(value: str | None, lang: str) -> str | None:
     return translate(lang, CODES[value]) if value in CODES else value.replace("_", " ")
 
 
-# --- a stored flag in a language -----------------------------------------------------------
-
-
-def flag_wording(flag: dict, lang: str, rules: dict | None = None) -> tuple[str, str]:
-    """(title, explanation) of a stored flag in ``lang``: the source text as stored, or
-    the rule's (or the model's) text in that language filled with the flag's own values.
-    ``rules`` (id → rule) saves reading the rule files again for each of many flags."""
-    lang = known(lang)
-    if lang == SOURCE:
-        return flag["title"], flag["explanation"]
-    fields = flag.get("fields") or {}
-    if isinstance(fields, str):
-        import json
-
-        fields = json.loads(fields or "{}")
-    if str(flag.get("rule_id", "")).startswith("outlier-"):
-        return model_wording(flag, fields, lang)
-    from detector.rules import rule_wording
-
-    rule = (rules if rules is not None else rules_by_id()).get(flag["rule_id"])
-    if rule is None:
-        return flag["title"], flag["explanation"]
-    return rule_wording(rule, fields, lang)
-
-
-# --- the outlier model's flags (here, not in detector.scoring: reading them needs no model)
+# --- shares ------------------------------------------------------------------------------
 
 
 def share(fraction: float, lang: str = "en") -> str:
@@ -600,34 +586,3 @@ def share(fraction: float, lang: str = "en") -> str:
         return translate(lang, "{share}%").format(share=shown)
     n = round(1 / fraction)
     return translate(lang, "1 in {n}").format(n=f"{n:,}" if lang == "en" else number(n, lang))
-
-
-MODEL_TITLE = N_("Visit out of place ({model} outlier)")
-MODEL_EXPLANATION = N_(
-    "A {role} visit at {facility} on {at} is out of place: among the rarest {share} of "
-    "visits in the reference period. {reasons}."
-)
-
-
-def model_wording(flag: dict, fields: dict, lang: str) -> tuple[str, str]:
-    """(title, explanation) of an outlier flag in ``lang``, from its stored values and
-    the sentences kept for each language when it was scored."""
-    model = str(flag.get("rule_id", "")).removeprefix("outlier-").upper()
-    reasons = ". ".join(
-        t.get(f"context_{lang}") or t.get("context", "") for t in fields.get("top_features", [])
-    )
-    pct = float(fields.get("percentile") or 0) / 100
-    explanation = translate(lang, MODEL_EXPLANATION).format(
-        role=words(fields.get("role") or "other", lang),
-        facility=flag.get("facility") or "",
-        at=moment(flag.get("period_start"), lang),
-        share=share(1 - pct, lang),
-        reasons=reasons,
-    )
-    return translate(lang, MODEL_TITLE).format(model=model), explanation
-
-
-def rules_by_id() -> dict:
-    from detector.rules import load_rules
-
-    return {r.id: r for r in load_rules()}

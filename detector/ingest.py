@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+import os
 import queue
+import stat
 import string
 import tempfile
 import threading
+import unicodedata
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -90,11 +93,34 @@ class Upload:
     mapping_name: str | None = None
     on_rows: Callable[[int], None] | None = None
     sha: str = ""
+    size: int = 0  # of the bytes hashed (the evidence copy), not of the path now
     facilities: set[str] = field(default_factory=set)
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return shown_name(self.path.name)
+
+
+def shown_name(name: str) -> str:
+    """A file name (or path) as messages, the ledger and the evidence show it.
+
+    Names come as the file system holds them: bytes that are not UTF-8 (``año`` written
+    in latin-1 by older Windows tools arrives as a surrogate escape, which DuckDB and
+    UTF-8 output refuse) are shown as ``\\xf1``, without guessing their encoding; control
+    characters (a line break inside a name) as ``\\x0a``. A name that is valid UTF-8
+    without control characters is shown unchanged."""
+    try:
+        raw = os.fsencode(name)
+    except UnicodeEncodeError:  # a lone surrogate no file system gave
+        raw = name.encode("utf-8", "backslashreplace")
+    text = raw.decode("utf-8", "backslashreplace")
+    return text if text.isprintable() else "".join(map(_shown_char, text))
+
+
+def _shown_char(c: str) -> str:
+    if unicodedata.category(c) not in ("Cc", "Zl", "Zp"):
+        return c
+    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
 
 
 def _blank(e: pl.Expr) -> pl.Expr:
@@ -611,7 +637,7 @@ def plan(path: Path, kind: str | None, mapping: UserMapping, name: str | None = 
 
     ``name`` is the original file name when ``path`` is its evidence copy.
     """
-    name = name or path.name
+    name = name or shown_name(path.name)
     table = read_table(
         path, sheet=mapping.sheet, name=name, names=None if mapping.header else mapping.names
     )
@@ -634,6 +660,7 @@ def ingest_file(
     user: str | None = None,
     mapping_name: str | None = None,
     on_rows: Callable[[int], None] | None = None,
+    regular_only: bool = False,
 ) -> IngestResult:
     """Ingest one file: all of it is stored, in one transaction, or none of it.
 
@@ -641,15 +668,19 @@ def ingest_file(
     rows whose record key is already stored are counted as duplicates and skipped.
     The file is read in batches, so its size is bounded by disk, not memory;
     ``on_rows`` is called with the number of rows read so far after each batch.
+    ``regular_only`` (the inbox's files, which others write) refuses a symbolic link, a
+    FIFO or a device in the file's place: the file is opened without following a link
+    and its bytes are read from that open file, so a link swapped in later is not read.
+    The file's name is shown as ``shown_name`` does, in messages and in the ledger.
     """
     path = Path(path)
-    result = IngestResult(path=str(path))
+    result = IngestResult(path=shown_name(str(path)))
     up = Upload(path, mapping or UserMapping(), result, kind, user, mapping_name, on_rows)
     try:
-        if not path.is_file():
-            raise FileError(path.name, N_("no such file"))
-        up.sha, staged = ledger.stage_evidence(store, path)
+        with _opened(path, up.name, regular_only) as source:
+            up.sha, staged = ledger.stage_evidence(store, source)
         try:
+            up.size = staged.stat().st_size
             _ingest_staged(store, up, staged)
         finally:
             staged.unlink(missing_ok=True)
@@ -657,6 +688,38 @@ def ingest_file(
         result.status, result.message = "failed", str(exc)
         result.template, result.values, result.source = exc.template, exc.values, exc.source
     return result
+
+
+@contextlib.contextmanager
+def _opened(path: Path, name: str, regular_only: bool) -> Iterator[Path]:
+    """The path to read a file's bytes from: the path itself, or (``regular_only``) the
+    file opened without following a link, checked to be a regular file and read through
+    its descriptor."""
+    if not regular_only:
+        if not path.is_file():
+            raise FileError(name, N_("no such file"))
+        yield path
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise FileError(name, N_("no such file")) from None
+    except OSError as exc:  # ELOOP: the name is a symbolic link
+        raise FileError(
+            name, N_("not a regular file ({problem}); only plain files are taken"),
+            problem="symbolic link" if path.is_symlink() else exc.strerror,
+        ) from None  # fmt: skip
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise FileError(
+                name,
+                N_("not a regular file ({problem}); only plain files are taken"),
+                problem="FIFO, device or folder",
+            )
+        by_fd = Path(f"/proc/self/fd/{fd}")
+        yield by_fd if by_fd.exists() else path
+    finally:
+        os.close(fd)
 
 
 def _ingest_staged(store: Store, up: Upload, staged: Path) -> None:
@@ -836,13 +899,13 @@ def _store(con, p: Plan, up: Upload) -> None:
     """Store one planned file under the writers' lock: its ledger entry (sealed at the end
     with its counts and rows' digest), its rows in one INSERT, its quarantine, and the
     rows already stored dropped as duplicates."""
-    kind, result, sha, path = p.kind, up.result, up.sha, up.path
+    kind, result, sha = p.kind, up.result, up.sha
     entry = ledger.append(
         con,
         {
             "sha256": sha,
-            "size": path.stat().st_size,
-            "original_name": path.name,
+            "size": up.size,
+            "original_name": up.name,
             "uploaded_by": up.user or getpass.getuser(),
             "uploaded_at": datetime.now(UTC).replace(tzinfo=None),
             "kind": kind,
@@ -883,13 +946,15 @@ def _store(con, p: Plan, up: Upload) -> None:
                 "reason_code, reason, raw, upload_seq, reason_values) SELECT ?, ?, ?, "
                 "source_row, field, reason_code, reason, raw, ?, reason_values "
                 "FROM read_parquet(?)",
-                [sha, path.name, kind, seq, [str(q) for q in feed.quarantine]],
+                [sha, up.name, kind, seq, [str(q) for q in feed.quarantine]],
             )
     if result.rows_read == 0:
-        raise FileError(path.name, N_("has a header but no data rows"))
+        raise FileError(up.name, N_("has a header but no data rows"))
     stored = result.rows_read - result.rows_quarantined
     result.rows_duplicate = _drop_known(con, kind, seq, stored, feed.repeats_records())
     result.rows_stored = stored - result.rows_duplicate
+    if SPECS[kind].nesting:
+        _refuse_circles(con, kind, seq, up.name)
     ledger.seal(
         con,
         entry,
@@ -899,6 +964,108 @@ def _store(con, p: Plan, up: Upload) -> None:
         rows_duplicate=result.rows_duplicate,
         rows_digest=ledger.rows_digest(con, kind, seq),
     )
+
+
+def _refuse_circles(con, kind: str, seq: int, name: str) -> None:
+    """Refuse an upload whose rows would make its kind's nesting circular, with the circle
+    named, the stored rows included (a zone inside itself, or A inside B inside A: the
+    gate rule's idea of outer and inner zones goes, and it falls silent).
+
+    The whole file is refused rather than its circle's rows quarantined: the nesting is
+    one plan of the prison, and a plan missing the zones of the circle would still be
+    read by the rules, silently otherwise than the file says. Only circles through this
+    upload's rows are refused (one stored earlier does not block every later file)."""
+    group, child, parent = SPECS[kind].nesting
+    found = con.execute(
+        f"SELECT {group}, {child}, {parent}, bool_or(upload_seq = $seq) FROM {kind} "
+        f"WHERE {parent} IS NOT NULL AND {group} IN "
+        f"(SELECT {group} FROM {kind} WHERE upload_seq = $seq) GROUP BY ALL ORDER BY ALL",
+        {"seq": seq},
+    ).fetchall()
+    graphs: dict[str, dict[str, set[str]]] = {}
+    new: list[tuple[str, str, str]] = []
+    for where, inner, outer, mine in found:
+        graphs.setdefault(where, {}).setdefault(inner, set()).add(outer)
+        if mine:
+            new.append((where, inner, outer))
+    parts = {where: _strong_parts(graph) for where, graph in graphs.items()}
+    for where, inner, outer in new:
+        if parts[where][inner] != parts[where][outer]:
+            continue  # no way back from the outer zone: no circle through this row
+        if inner == outer:
+            raise FileError(
+                name,
+                N_("at facility {facility}, zone {zone} is inside itself: zones must nest "
+                   "without a circle; the file is refused"),
+                facility=where, zone=inner,
+            )  # fmt: skip
+        back = _path_between(graphs[where], outer, inner)
+        if back:
+            raise FileError(
+                name,
+                N_("at facility {facility}, zone {zone} is inside {chain}, which is inside "
+                   "{zone}: zones must nest without a circle; the file is refused"),
+                facility=where, zone=inner, chain=", which is inside ".join(back[:-1]),
+            )  # fmt: skip
+
+
+def _strong_parts(graph: dict[str, set[str]]) -> dict[str, str]:
+    """Each node's strongly connected part (Kosaraju, without recursion): two nodes share
+    one exactly when each reaches the other, so an edge within a part closes a circle."""
+    nodes = sorted(set(graph) | {n for outs in graph.values() for n in outs})
+    order: list[str] = []
+    seen: set[str] = set()
+    for first in nodes:
+        if first in seen:
+            continue
+        seen.add(first)
+        stack = [(first, iter(sorted(graph.get(first, ()))))]
+        while stack:
+            node, rest = stack[-1]
+            nxt = next((n for n in rest if n not in seen), None)
+            if nxt is None:
+                stack.pop()
+                order.append(node)
+            else:
+                seen.add(nxt)
+                stack.append((nxt, iter(sorted(graph.get(nxt, ())))))
+    back: dict[str, set[str]] = {}
+    for node, outs in graph.items():
+        for out in outs:
+            back.setdefault(out, set()).add(node)
+    part: dict[str, str] = {}
+    for first in reversed(order):
+        if first in part:
+            continue
+        part[first], stack2 = first, [first]
+        while stack2:
+            for m in back.get(stack2.pop(), ()):
+                if m not in part:
+                    part[m] = first
+                    stack2.append(m)
+    return part
+
+
+def _path_between(graph: dict[str, set[str]], start: str, goal: str) -> list[str]:
+    """The nodes from ``start`` to ``goal`` following ``graph``'s edges (both included),
+    shortest first; empty when ``goal`` cannot be reached. Breadth first, no recursion."""
+    came: dict[str, str | None] = {start: None}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for nxt in sorted(graph.get(node, ())):
+                if nxt in came:
+                    continue
+                came[nxt] = node
+                if nxt == goal:
+                    path = [goal]
+                    while came[path[-1]] is not None:
+                        path.append(came[path[-1]])
+                    return path[::-1]
+                following.append(nxt)
+        frontier = following
+    return []
 
 
 def _drop_known(con, kind: str, seq: int, stored: int, repeats: bool = True) -> int:
@@ -935,40 +1102,19 @@ def _drop_known(con, kind: str, seq: int, stored: int, repeats: bool = True) -> 
     ).fetchall()[0][0]
 
 
-def ingest_paths(
-    store: Store,
-    paths: list[Path],
-    kind: str | None = None,
-    mapping: UserMapping | None = None,
-    user: str | None = None,
-    mapping_name: str | None = None,
-    progress: Callable[[Path], None] | None = None,
-    on_rows: Callable[[Path, int], None] | None = None,
-) -> list[IngestResult]:
-    """Ingest many files, reference kinds (facilities, inmates, logbooks) first.
-
-    ``progress(path)`` is called when a file is done, ``on_rows(path, rows)`` as its
-    batches are read.
-    """
-    files = reference_first(expand_paths(paths), kind, mapping)
-    results = []
-    for p in files:
-        rows = (lambda n, p=p: on_rows(p, n)) if on_rows else None
-        results.append(ingest_file(store, p, kind, mapping, user, mapping_name, rows))
-        if progress:
-            progress(p)
-    return results
-
-
 def reference_first(
-    files: list[Path], kind: str | None = None, mapping: UserMapping | None = None
+    files: list[Path],
+    kind_of: Callable[[Path], tuple[str | None, UserMapping | None]] | None = None,
 ) -> list[Path]:
-    """Facilities, inmates and logbooks before the logs checked against them. The kind is
-    read from each file's headers (a workbook is opened in its sandbox for that, and again
-    by its ingest), so a single file is not opened for it."""
+    """Facilities, inmates and logbooks before the logs checked against them.
+
+    ``kind_of(path)`` gives the kind and mapping a file is read with (None: detected); a
+    file's kind is otherwise read from its headers (a workbook is opened in its sandbox for
+    that, and again by its ingest), so a single file is not opened for it."""
     if len(files) <= 1:
         return list(files)
-    return sorted(files, key=lambda p: INGEST_ORDER.get(_kind_of(p, kind, mapping), 99))
+    kind_of = kind_of or (lambda p: (None, None))
+    return sorted(files, key=lambda p: INGEST_ORDER.get(_kind_of(p, *kind_of(p)), 99))
 
 
 def expand_paths(paths: list[Path]) -> list[Path]:
@@ -994,6 +1140,7 @@ def _kind_of(path: Path, kind: str | None, mapping: UserMapping | None) -> str |
     if kind or (mapping and mapping.kind):
         return kind or mapping.kind
     try:
-        return detect_kind(read_table(path).columns, path.name)
+        name = shown_name(path.name)
+        return detect_kind(read_table(path, name=name).columns, name)
     except FileError:
         return None

@@ -1,4 +1,5 @@
-"""The evidence ledger: original files kept by content hash, uploads chained by hash."""
+"""The evidence ledger: original files kept by content hash, uploads chained by hash, the
+review audit trail chained alike, and the check of all of it (:func:`verify`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 
+from detector.schema import KINDS
 from detector.store import Store, sealed_columns
 
 # The ledger fields covered by each entry's hash, in this order.
@@ -116,6 +118,38 @@ def entry_hash(entry: dict) -> str:
     return chain_hash(entry, fields)
 
 
+# The audit row fields covered by each row's hash, in this order.
+AUDITED = ("seq", "flag_id", "acted_at", "actor", "action", "old", "new", "note", "prev_hash")
+
+
+def audit_hash(row: dict) -> str:
+    return chain_hash(row, AUDITED)
+
+
+def verify_audit(store: Store) -> list[str]:
+    """Problems in the review audit trail's hash chain: an edited, removed or reordered row."""
+    with store.read() as con:
+        cur = con.execute(
+            f"SELECT {', '.join(AUDITED)}, entry_hash FROM review_log "
+            "WHERE seq IS NOT NULL ORDER BY seq"
+        )
+        rows = [dict(zip((*AUDITED, "entry_hash"), r, strict=True)) for r in cur.fetchall()]
+    problems, prev = [], GENESIS
+    for row in rows:
+        if row["prev_hash"] != prev:
+            problems.append(
+                f"review audit row {row['seq']}: link to the row before is broken "
+                "(a row was removed or reordered)"
+            )
+        if audit_hash(row) != row["entry_hash"]:
+            problems.append(
+                f"review audit row {row['seq']} ({row['action']} by {row['actor']}): "
+                "contents do not match its hash (the row was edited)"
+            )
+        prev = row["entry_hash"]
+    return problems
+
+
 def rows_digest(con: duckdb.DuckDBPyConnection, kind: str, seq: int) -> str:
     """SHA-256 over the rows one upload stored, in source-row order: each row's fields as
     read and its provenance (``store.sealed_columns``). Sealed into the ledger entry, so an
@@ -189,9 +223,24 @@ class Verification:
         return not self.problems
 
 
+# Rows per upload, over every kind's table.
+_STORED_SQL = (
+    "SELECT upload_seq, count(*) FROM ("
+    + " UNION ALL ".join(f"SELECT upload_seq FROM {kind}" for kind in KINDS)
+    + ") GROUP BY upload_seq"
+)
+# Rows no ledger entry accounts for: no upload, or an upload the ledger does not hold.
+_ORPHANS_SQL = " UNION ALL ".join(
+    f"SELECT '{kind}', upload_seq, count(*) FROM {kind} "
+    "WHERE upload_seq IS NULL OR upload_seq NOT IN (SELECT seq FROM uploads) GROUP BY ALL"
+    for kind in (*KINDS, "quarantine")
+)
+
+
 def verify(store: Store) -> Verification:
-    """Re-hash the chain, every evidence file and the review audit trail's chain; report
-    each mismatch in one line."""
+    """Re-hash the chain, every evidence file and the review audit trail's chain, count and
+    re-digest every kind's stored rows per upload, and find rows no upload accounts for;
+    report each mismatch in one line."""
     result = Verification()
     with store.read() as con:
         fields = (*CHAINED, "entry_hash", DIGEST)
@@ -206,16 +255,13 @@ def verify(store: Store) -> Verification:
             for e in entries
             if e[DIGEST] is not None
         }
-        stored = dict(
+        stored = dict(con.execute(_STORED_SQL).fetchall())
+        quarantined = dict(
             con.execute(
-                "SELECT upload_seq, count(*) FROM ("
-                + " UNION ALL ".join(
-                    f"SELECT upload_seq FROM {k}"
-                    for k in ("facilities", "inmates", "logbooks", "transfers", "visits")
-                )
-                + ") GROUP BY upload_seq"
+                "SELECT upload_seq, count(DISTINCT source_row) FROM quarantine GROUP BY ALL"
             ).fetchall()
         )
+        orphans = con.execute(_ORPHANS_SQL).fetchall()
     prev = GENESIS
     for entry in entries:
         result.entries += 1
@@ -251,8 +297,20 @@ def verify(store: Store) -> Verification:
                 f"ledger entry {seq} ({entry['original_name']}): its stored rows differ "
                 "from those sealed at upload (a record was edited, added or removed)"
             )
-    from detector.review import verify_audit
-
+        if (
+            entry["rows_quarantined"] is not None
+            and quarantined.get(seq, 0) != (entry["rows_quarantined"])
+        ):
+            result.problems.append(
+                f"ledger entry {seq}: {entry['rows_quarantined']} rows recorded as "
+                f"quarantined, {quarantined.get(seq, 0)} found in the quarantine"
+            )
+    for kind, seq, rows in orphans:
+        belongs = "no upload" if seq is None else f"upload {seq}, which the ledger does not hold"
+        result.problems.append(
+            f"{rows} {kind} row(s) belong to {belongs}: stored outside the ledger "
+            "(rules and scoring would read them as evidence)"
+        )
     result.problems += verify_audit(store)  # the reviewers' audit trail is chained too
     named = {evidence_path(store, e["sha256"]) for e in entries}
     if store.evidence.is_dir():

@@ -95,6 +95,18 @@ class UserMapping(BaseModel):
     columns: dict[str, str | list[str] | ColumnSource] = Field(default_factory=dict)
     values: dict[str, dict[str, str]] = Field(default_factory=dict)
 
+    @field_validator("values")
+    @classmethod
+    def _value_tables(cls, v: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for name, table in v.items():
+            if len(table) > MAX_VALUE_ENTRIES:
+                raise ValueError(
+                    f"the value table of '{name}' has {len(table):,} entries (limit "
+                    f"{MAX_VALUE_ENTRIES:,}): a vocabulary has a few dozen spellings, not one "
+                    "per row"
+                )
+        return v
+
     @model_validator(mode="after")
     def _headerless(self) -> UserMapping:
         if not self.header and not self.names:
@@ -111,6 +123,93 @@ class UserMapping(BaseModel):
         return v
 
 
+# A mapping is at most four levels deep (``columns.name.first_of[0]``): far deeper is a
+# file built to exhaust the parser's recursion, not a mapping.
+MAX_DEPTH = 16
+# Entries of one ``[values.FIELD]`` table: a vocabulary has a few dozen spellings.
+MAX_VALUE_ENTRIES = 5_000
+
+
+class _MappingLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no tags that build objects) that refuses a key given twice in
+    one table: PyYAML keeps the last silently, so ``date_order`` written twice read as
+    whichever came last."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # the base class reports an unhashable key
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} appears twice (lines {seen[key] + 1} and "
+                    f"{key_node.start_mark.line + 1}); a mapping says each thing once",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_mapping(text: str):
+    """A mapping file's YAML, read only after its events show a plausible shape: nesting
+    no deeper than MAX_DEPTH (the event parser is iterative; composing is recursive) and no
+    aliases (a mapping has no use for them; they are how a small file expands into a
+    billion entries)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise _Shape(
+                f"line {event.start_mark.line + 1}: aliases (*name) are not allowed in a "
+                "mapping file"
+            )
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _Shape(
+                    f"line {event.start_mark.line + 1}: nested more than {MAX_DEPTH} levels "
+                    "deep; a mapping is a few levels deep"
+                )
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+    return yaml.load(text, Loader=_MappingLoader)  # noqa: S506 — a SafeLoader subclass
+
+
+class _Shape(ValueError):
+    """A mapping file's text parses but is not shaped like a mapping."""
+
+
+def _too_deep(data) -> bool:
+    """Whether parsed data nests deeper than MAX_DEPTH (walked without recursion)."""
+    stack = [(data, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= MAX_DEPTH:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((c, depth + 1) for c in children)
+    return False
+
+
+def parse_mapping(text: str, toml: bool):
+    """A mapping file's text as data (TOML or YAML); raises ValueError-like errors with the
+    problem: not parseable, a key given twice, nested absurdly deep, aliases."""
+    try:
+        data = tomllib.loads(text) if toml else _yaml_mapping(text)
+    except RecursionError:
+        raise _Shape(
+            f"nested more than {MAX_DEPTH} levels deep; a mapping is a few levels deep"
+        ) from None
+    if _too_deep(data):
+        raise _Shape(f"nested more than {MAX_DEPTH} levels deep; a mapping is a few levels deep")
+    return data
+
+
 def load_mapping(path: str | Path | None) -> UserMapping:
     """Read and validate a mapping file; errors name the file and the field."""
     if path is None:
@@ -118,8 +217,8 @@ def load_mapping(path: str | Path | None) -> UserMapping:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else yaml.safe_load(text)
-    except (OSError, tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        data = parse_mapping(text, toml=path.suffix.lower() == ".toml")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, yaml.YAMLError, _Shape) as exc:
         raise FileError(
             path.name, N_("cannot read mapping file: {problem}"), problem=str(exc)
         ) from exc
@@ -136,6 +235,15 @@ def load_mapping(path: str | Path | None) -> UserMapping:
 # --- mappings saved by name ----------------------------------------------------------------
 
 NAME = re.compile(r"^[\w][\w .-]{0,79}$")
+# The inbox's own folders: a mapping saved under one of these names would make every tick
+# take the files already processed (or failed) as new ones, and rename them again.
+RESERVED_NAMES = ("processed", "failed")
+
+
+def reserved_name(name: str) -> bool:
+    """Whether ``name`` is one of the inbox's own folders (in any case: some file systems
+    do not tell ``Failed`` from ``failed``)."""
+    return name.strip().casefold() in RESERVED_NAMES
 
 
 @dataclass(frozen=True)
@@ -175,6 +283,16 @@ def save_named(store, name: str, mapping: UserMapping, user: str) -> SavedMappin
                 "starting with a space or a sign"
             ),
         )
+    if reserved_name(name):
+        raise FileError(
+            repr(name),
+            N_(
+                "'{name}' is the name of one of the inbox's own folders ({reserved}); "
+                "choose another name for the mapping"
+            ),
+            name=name,
+            reserved=", ".join(RESERVED_NAMES),
+        )
     body = mapping_text(mapping)
     sha = hashlib.sha256(body.encode("utf-8")).hexdigest()
     with store.write() as con:
@@ -209,7 +327,11 @@ def load_named(store, name: str) -> SavedMapping | None:
     if hashlib.sha256(body.encode("utf-8")).hexdigest() != sha:
         raise FileError(name, N_("the saved mapping does not match its recorded SHA-256"))
     try:
-        mapping = UserMapping.model_validate(yaml.safe_load(body) or {})
+        mapping = UserMapping.model_validate(parse_mapping(body, toml=False) or {})
+    except (yaml.YAMLError, _Shape) as exc:
+        raise FileError(
+            name, N_("saved mapping no longer valid: {problem}"), problem=str(exc)
+        ) from exc
     except ValidationError as exc:
         raise FileError(
             name, N_("saved mapping no longer valid: {problem}"), problem=exc.errors()[0]["msg"]
@@ -451,22 +573,48 @@ def _latin_key(text: str) -> str:
 
 
 def vocab_map(values: pl.Series, vocab: str, overrides: dict[str, str]) -> pl.Series:
-    """Canonical vocabulary values for a raw column, computed once per distinct value."""
-    return _per_distinct(
-        values,
-        lambda d: d.to_frame("raw").select(vocab_expr(pl.col("raw"), vocab, overrides)).to_series(),
-    )
+    """Canonical vocabulary values for a raw column, computed once per distinct value.
+
+    A mapping's own values (``overrides``) are looked up by a join on their folded form,
+    so a table of thousands of entries costs in proportion to its size (one condition per
+    entry made a chain of thousands that took gigabytes to plan); they win over the
+    built-in vocabulary, and the first of several entries folding alike wins."""
+
+    def convert(d: pl.Series) -> pl.Series:
+        frame = d.to_frame("raw").with_columns(
+            __key=fold_expr(pl.col("raw")).str.to_lowercase(),
+            __builtin=vocab_expr(pl.col("raw"), vocab),
+        )
+        if not overrides:
+            return frame.get_column("__builtin")
+        table = (
+            pl.DataFrame(
+                {"__key": list(overrides), "__own": list(overrides.values())},
+                schema={"__key": pl.String, "__own": pl.String},
+            )
+            .with_columns(fold_expr(pl.col("__key")).str.to_lowercase())
+            .unique("__key", keep="first", maintain_order=True)
+        )
+        raw = pl.col("raw")
+        return (
+            frame.join(table, on="__key", how="left", maintain_order="left")
+            .select(
+                pl.when(raw.is_null() | (raw.str.strip_chars() == ""))
+                .then(pl.col("__builtin"))
+                .otherwise(pl.coalesce("__own", "__builtin"))
+            )
+            .to_series()
+        )
+
+    return _per_distinct(values, convert).alias(values.name)
 
 
-def vocab_expr(raw: pl.Expr, vocab: str, overrides: dict[str, str]) -> pl.Expr:
-    """Canonical vocabulary value for a raw text column (user overrides win)."""
+def vocab_expr(raw: pl.Expr, vocab: str) -> pl.Expr:
+    """Canonical value of the built-in vocabulary for a raw text column (a mapping's own
+    values are joined on by ``vocab_map``, not chained here: one condition per entry)."""
     empty_value, unknown_value = VOCAB_DEFAULTS[vocab]
     folded = fold_expr(raw).str.to_lowercase()
     expr = pl.when(raw.is_null() | (raw.str.strip_chars() == "")).then(pl.lit(empty_value))
-    for key, canonical in overrides.items():
-        expr = expr.when(folded == fold_expr(pl.lit(key)).str.to_lowercase()).then(
-            pl.lit(canonical)
-        )
     for canonical, words in VOCABULARIES[vocab].items():
         pattern = r"(^|[^a-z0-9])(" + "|".join(re.escape(w) for w in words) + r")($|[^a-z0-9])"
         expr = expr.when(folded.str.contains(pattern)).then(pl.lit(canonical))

@@ -1,105 +1,173 @@
-"""The main job end to end: demo logs -> ingest -> rules -> scoring -> dashboard."""
+"""The one pipeline: ingest files -> run the rules over what changed -> score the visits.
+
+The command line (`detector ingest --run`, `detector run`, `detector demo`), the
+dashboard's upload page, the scheduler's jobs, `detector evaluate` and the tests all call
+:func:`run`; none of them sequences the steps itself. What a call does is its
+:class:`Steps`; what happened is its :class:`PipelineReport`.
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-
-from detector import auth
-from detector.generator import generate
-from detector.ingest import ingest_paths
-from detector.rules import run_rules
-from detector.scoring import score
+from detector.engine import RunReport, run_rules
+from detector.errors import DetectorError
+from detector.ingest import (
+    IngestResult,
+    expand_paths,
+    ingest_file,
+    reference_first,
+    shown_name,
+)
+from detector.mapping import UserMapping
 from detector.store import Store
 
-DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+if TYPE_CHECKING:  # scoring loads PyOD: it is imported only when a run scores
+    from detector.scoring import ScoreReport
 
 
-def run_demo(store: Store, out: Path, console: Console, serve: bool = True) -> None:
-    """Generate the demo logs (the books, and the perimeter gate's reads beside them), ingest
-    them (a re-run recognises them), run the checks."""
-    files = generate(out, events=True)  # the books and the gate beside them
-    logs = [p for k, p in files.items() if k != "truth"]
-    results = ingest_paths(store, logs, user="demo")
-    for r in results:
-        state = (
-            r.message
-            if r.status != "stored"
-            else f"{r.rows_stored} stored, {r.rows_quarantined} quarantined"
+@dataclass
+class Source:
+    """One file to ingest, and how to read it (no mapping: the built-in synonyms)."""
+
+    path: Path
+    mapping: UserMapping | None = None
+    mapping_name: str | None = None  # how the ledger names the mapping ("saved:waves v2")
+    kind: str | None = None
+    # Refuse a symbolic link, FIFO or device in the file's place (files others write:
+    # the inbox), reading the bytes through the file opened without following links.
+    regular_only: bool = False
+
+
+@dataclass
+class Steps:
+    """What a pipeline run does after ingesting its files.
+
+    ``full`` re-evaluates every rule over everything (else only what changed since the last
+    run) and re-scores every visit; ``refit`` fits a new scoring reference first. With
+    files to ingest, the rules and the scoring run only when one of them stored rows."""
+
+    rules: bool = True
+    score: bool = True
+    full: bool = False
+    refit: bool = False
+    model: str = "ecod"
+    # Run the rules and the scoring even when none of the files stored rows (the
+    # scheduler: something else may have arrived since the last run).
+    even_if_nothing_stored: bool = False
+    rule_dirs: list[Path] | None = None
+    only: list[str] | None = None  # rule ids to run (a full run of those alone)
+
+
+# Ingest alone, as `detector ingest` does unless asked to run the rest.
+INGEST_ONLY = Steps(rules=False, score=False)
+
+
+@dataclass
+class PipelineReport:
+    ingested: list[IngestResult] = field(default_factory=list)
+    rules: RunReport | None = None
+    scoring: ScoreReport | None = None
+
+    @property
+    def stored(self) -> int:
+        return sum(r.rows_stored for r in self.ingested if r.status == "stored")
+
+    @property
+    def failed(self) -> list[IngestResult]:
+        return [r for r in self.ingested if r.status in ("failed", "retry")]
+
+
+def run(
+    store: Store,
+    sources: list[Source | Path] = (),
+    steps: Steps | None = None,
+    user: str | None = None,
+    triggered_by: str = "cli",
+    on_file: Callable[[Source, IngestResult], None] | None = None,
+    on_rows: Callable[[Source, int], None] | None = None,
+) -> PipelineReport:
+    """Ingest ``sources`` (reference kinds first), then run ``steps``.
+
+    ``on_file(source, result)`` is called as each file is done (the inbox moves it then),
+    ``on_rows(source, rows)`` as its batches are read. A file the store stayed too busy to
+    take is reported with status ``retry`` and left for the next attempt.
+    """
+    steps = steps or Steps()
+    report = PipelineReport()
+    for source in _in_order([s if isinstance(s, Source) else Source(Path(s)) for s in sources]):
+        report.ingested.append(result := _ingest(store, source, user, on_rows))
+        if on_file:
+            on_file(source, result)
+    if sources and not report.stored and not steps.even_if_nothing_stored:
+        return report  # nothing new: nothing to re-evaluate
+    if steps.rules:
+        report.rules = run_rules(
+            store, steps.rule_dirs, steps.only, triggered_by=triggered_by, full=steps.full
         )
-        console.print(f"{Path(r.path).name:<20} {r.kind or '-':<11} {state}", highlight=False)
-    failed = [r for r in results if r.status == "failed"]
-    if failed:
-        raise SystemExit(f"demo ingest failed: {failed[0].message}")
-    report = run_rules(store, triggered_by="demo")
-    console.print(
-        f"rules: {sum(report.counts.values())} hits from {len(report.counts)} rules, "
-        f"{sum(report.new.values())} new flags ({report.seconds:.1f} s)"
+    if steps.score:
+        from detector.scoring import ScoringConfig, score
+
+        report.scoring = score(
+            store,
+            ScoringConfig(model=steps.model),
+            triggered_by=triggered_by,
+            refit=steps.refit,
+            full=steps.full,
+        )
+    return report
+
+
+def _ingest(
+    store: Store, source: Source, user: str | None, on_rows: Callable | None
+) -> IngestResult:
+    rows = (lambda n: on_rows(source, n)) if on_rows else None
+    name = shown_name(source.path.name)
+    try:
+        return ingest_file(
+            store,
+            source.path,
+            source.kind,
+            source.mapping,
+            user,
+            source.mapping_name,
+            rows,
+            regular_only=source.regular_only,
+        )
+    except DetectorError as exc:  # e.g. the store stayed busy: the file is left as it is
+        return IngestResult(path=name, status="retry", message=str(exc))
+    except Exception as exc:  # noqa: BLE001 - one file never stops the others (nor a tick)
+        traceback.print_exc()
+        message = f"{name}: could not be ingested ({type(exc).__name__}: {exc})"
+        return IngestResult(path=name, status="failed", message=message)
+
+
+def _in_order(sources: list[Source]) -> list[Source]:
+    """Facilities, rosters and the other reference kinds before the logs checked against
+    them (``ingest.reference_first``)."""
+    by_path = {}
+    for s in sources:
+        by_path.setdefault(s.path, []).append(s)
+    ordered = reference_first(
+        [s.path for s in sources],
+        kind_of=lambda p: (by_path[p][0].kind, by_path[p][0].mapping),
     )
-    scored = score(store, triggered_by="demo")
-    console.print(
-        f"scoring: {scored.rows:,} visits scored, {scored.flags_new} new outlier "
-        f"flags ({sum(scored.seconds.values()):.1f} s)"
-    )
-    console.print(f"database: {store.path}")
-    if serve:
-        serve_dashboard(store, console)
+    return [by_path[p].pop(0) for p in ordered]
 
 
-def serve_dashboard(
-    store: Store, console: Console, port: int = 8501, address: str = "localhost"
-) -> None:
-    """Start the Streamlit dashboard on this database (blocks until Ctrl-C)."""
-    users = auth.users_file(store.path)
-    _, created = auth.ensure(users)
-    if created:
-        secret = auth.store_first_password(users, created)
-        console.print(
-            f"[bold]Dashboard login: user [green]admin[/], password in {secret}[/] "
-            "(readable by you only; delete it once you have changed the password or stored "
-            f"it; the hash is in {users})",
-            highlight=False,
-        )
-    else:
-        console.print(
-            f"Dashboard users are in {users} (`detector users add NAME --role "
-            "admin` resets a password).",
-            highlight=False,
-        )
-    console.print(f"Dashboard: http://{address}:{port} (Ctrl-C to stop)")
-    subprocess.run(streamlit_command(store.path, port, address), check=False)
-
-
-def streamlit_command(db: Path, port: int, address: str) -> list[str]:
-    """The `streamlit run` of the dashboard with the server settings the product relies
-    on: no telemetry, no toolbar "Deploy" button, no raw CSV download from tables (exports
-    go through the formula-safe buttons), XSRF protection on, and an upload limit
-    sized to logbooks (``DETECTOR_MAX_UPLOAD_MB``, 200 MB by default) — Streamlit accepts
-    uploads on its upload endpoint before anyone logs in, so this limit is what a stranger
-    can make the server hold (see SECURITY.md for the proxy in front)."""
-    return [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(DASHBOARD),
-        "--server.headless=true",
-        f"--server.port={port}",
-        f"--server.address={address}",
-        "--browser.gatherUsageStats=false",
-        "--server.enableXsrfProtection=true",
-        "--client.toolbarMode=minimal",
-        "--client.disableDataExport=true",
-        f"--server.maxUploadSize={max_upload_mb()}",
-        "--",
-        "--db",
-        str(db),
-    ]
-
-
-def max_upload_mb() -> int:
-    return int(os.environ.get("DETECTOR_MAX_UPLOAD_MB", "200"))
+def ingest_files(
+    store: Store,
+    paths: list[Path],
+    kind: str | None = None,
+    mapping: UserMapping | None = None,
+    user: str | None = None,
+    mapping_name: str | None = None,
+) -> list[IngestResult]:
+    """Ingest files and the supported files of folders, all read alike, and nothing else
+    (the pipeline with ``INGEST_ONLY``); what became of each."""
+    sources = [Source(p, mapping, mapping_name, kind) for p in expand_paths(paths)]
+    return run(store, sources, INGEST_ONLY, user).ingested

@@ -8,32 +8,21 @@ flag id, so it survives rule re-runs and restarts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from detector.i18n import N_
-from detector.ledger import GENESIS, chain_hash
+import polars as pl
+
+from detector import auth
+from detector.auth import Actor, require
+from detector.i18n import N_, translate
+from detector.ledger import AUDITED, GENESIS, audit_hash
+from detector.mapping import fold_values
 from detector.store import Store
 
 STATUSES = ("new", "in_review", "confirmed", "dismissed", "needs_external_verification")
 DISMISS_REASONS = ("false_positive", "benign", "duplicate", "data_error")
-ROLES = ("admin", "auditor", "viewer")
 # Statuses that keep a flag in the open review queue.
 OPEN_STATUSES = ("new", "in_review")
-# The review queue's order (flags ``f``): riskiest first; among equal risks the graver
-# severity, then the more recent period; the flag id only last, for a stable order.
-QUEUE_ORDER = (
-    "f.score DESC NULLS LAST, "
-    "CASE f.severity WHEN 'critical' THEN 4 WHEN 'high' THEN 3 WHEN 'medium' THEN 2 "
-    "WHEN 'low' THEN 1 ELSE 0 END DESC, coalesce(f.period_end, f.period_start) DESC NULLS LAST, "
-    "f.flag_id"
-)
-# What each role may do.
-PERMISSIONS = {
-    "admin": {"read", "review", "upload", "export", "admin"},
-    "auditor": {"read", "review", "upload", "export"},
-    "viewer": {"read"},
-}
 
 
 class ReviewError(ValueError):
@@ -48,31 +37,7 @@ class ReviewError(ValueError):
         super().__init__(message.format(**values))
 
     def said(self, lang: str) -> str:
-        from detector import i18n
-
-        return i18n.translate(lang, self.template).format(**self.values)
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who acts: the dashboard login, or the CLI user."""
-
-    username: str
-    role: str
-
-
-def require(actor: Actor, permission: str) -> None:
-    """Raise PermissionError unless the actor's role grants the permission."""
-    if permission not in PERMISSIONS.get(actor.role, set()):
-        raise PermissionError(f"{actor.username} ({actor.role}) may not {permission}")
-
-
-# The audit row fields covered by each row's hash, in this order.
-AUDITED = ("seq", "flag_id", "acted_at", "actor", "action", "old", "new", "note", "prev_hash")
-
-
-def audit_hash(row: dict) -> str:
-    return chain_hash(row, AUDITED)
+        return translate(lang, self.template).format(**self.values)
 
 
 def log_action(
@@ -108,30 +73,6 @@ def log_action(
         "prev_hash, entry_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [*(row[k] for k in AUDITED), audit_hash(row)],
     )
-
-
-def verify_audit(store: Store) -> list[str]:
-    """Problems in the review audit trail's hash chain: an edited, removed or reordered row."""
-    with store.read() as con:
-        cur = con.execute(
-            f"SELECT {', '.join(AUDITED)}, entry_hash FROM review_log "
-            "WHERE seq IS NOT NULL ORDER BY seq"
-        )
-        rows = [dict(zip((*AUDITED, "entry_hash"), r, strict=True)) for r in cur.fetchall()]
-    problems, prev = [], GENESIS
-    for row in rows:
-        if row["prev_hash"] != prev:
-            problems.append(
-                f"review audit row {row['seq']}: link to the row before is broken "
-                "(a row was removed or reordered)"
-            )
-        if audit_hash(row) != row["entry_hash"]:
-            problems.append(
-                f"review audit row {row['seq']} ({row['action']} by {row['actor']}): "
-                "contents do not match its hash (the row was edited)"
-            )
-        prev = row["entry_hash"]
-    return problems
 
 
 def _now() -> datetime:
@@ -229,8 +170,6 @@ def assign(store: Store, actor: Actor, flag_id: str, assignee: str | None) -> No
     is no user is refused, so that a flag is never assigned to a typo."""
     require(actor, "review")
     if assignee:
-        from detector import auth
-
         users = auth.load(auth.users_file(store.path))["credentials"]["usernames"]
         if assignee not in users:
             known = ", ".join(sorted(users)) or "none yet"
@@ -263,10 +202,6 @@ ENTITY_KINDS = ("facility", "person", "plate")
 def entity_key(kind: str, entity: str) -> str:
     """The stored key a suppression matches: the facility code as written, a person's
     folded name key (as ``visits.name_key`` / ``escorted_key``), a plate's plate key."""
-    import polars as pl
-
-    from detector.mapping import fold_values
-
     if kind == "facility":
         return entity.strip()
     if kind == "plate":

@@ -1,125 +1,92 @@
-"""Reading scores: one row per scored visit, and risk rolled up per person, official,
-inmate or facility. Apart from ``detector.scoring`` so that reading (the dashboard, `detector
-risk`, `detector scores`) does not load the models.
+"""The risk formula: severity weights, the risk of a range flag, and a visit's risk as the
+noisy-OR of its rule flags and its outlier part (SQL builders; the scores are written by
+``detector.scoring``, rolled up by ``detector.rollup``).
+
+Risk (one number per visit, 0..1) is a noisy-OR of independent evidence::
+
+    rule_score    = 1 - prod(1 - w[severity])   over the rule flags the visit is in
+    outlier_part  = 0.7 * percentile ** 200     (mid-rank percentile of the outlier score
+                                                 in the fitted window: only the top ~1% count)
+    risk_score    = 1 - (1 - rule_score) * (1 - outlier_part)
+
+with w = informational 0.05, low 0.2, medium 0.4, high 0.6, critical 0.8, each times the
+factor the rule's reviews earned (``detector.calibration``), capped at ``MAX_WEIGHT``. A
+critical rule hit alone gives 0.8; a top-0.1% outlier alone about 0.57 (between a medium
+and a high hit), a top-0.01% outlier about 0.69, a top-1% outlier only 0.09: a named rule
+finding outranks a merely unusual visit unless the visit is among the rarest. Both
+together give more than either. Every part is bounded and monotone, so the order of the
+review queue is easy to defend.
+
+A range flag (a gap, a silent period, a missing book) has no scored visits: its risk is its
+severity's weight raised by its size, up to ``RANGE_SIZE_SHARE`` of the way to 1; half of
+that at ``RANGE_SIZE_HALF`` "magnitude" (the entries the gap hides, as the rule counts).
 """
 
 from __future__ import annotations
 
-import polars as pl
+SEVERITIES = ("informational", "low", "medium", "high", "critical")
+SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+# How much one hit of a severity weighs in a visit's risk.
+SEVERITY_WEIGHT = {"informational": 0.05, "low": 0.2, "medium": 0.4, "high": 0.6, "critical": 0.8}
+MAX_WEIGHT = 0.95  # no single piece of evidence makes a visit certain
+OUTLIER_WEIGHT = 0.7  # the outlier part of a visit at the very top of the reference
+OUTLIER_POWER = 200  # only the top ~1% of the reference count
 
-from detector.store import Store
-
-# Whom risk is rolled up to: the SQL giving (record_key, the entity) for each scored visit.
-# A person is a written name (placeholders and blanks are no one) credited with their own
-# visits and with those of the people they escorted in; an official likewise.
-ROLLUPS: dict[str, str] = {
-    "official": """
-        SELECT record_key, name_key AS k FROM visits WHERE role = 'official'
-        UNION ALL
-        SELECT record_key, escorted_key FROM visits
-        WHERE coalesce(role, '') <> 'official'
-          AND escorted_key IN (SELECT name_key FROM visits WHERE role = 'official')""",
-    "person": """
-        SELECT record_key, name_key AS k FROM visits WHERE name_status = 'named'
-        UNION ALL
-        SELECT record_key, escorted_key FROM visits
-        WHERE coalesce(escorted_key, '') <> '' AND escorted_key <> coalesce(name_key, '')""",
-    "inmate": "SELECT record_key, inmate_id AS k FROM visits",
-    "facility": "SELECT record_key, facility AS k FROM visits",
-}
+RANGE_SIZE_SHARE = 0.3
+RANGE_SIZE_HALF = 50.0
 
 
-def has_scores(con) -> bool:
-    return bool(con.execute("SELECT count(*) FROM (SELECT 1 FROM scores LIMIT 1)").fetchall()[0][0])
+def severity_case(column: str = "severity") -> str:
+    """SQL mapping a severity column to its weight."""
+    whens = " ".join(f"WHEN '{s}' THEN {w}" for s, w in SEVERITY_WEIGHT.items())
+    return f"(CASE {column} {whens} ELSE 0 END)"
 
 
-def load_scores(store: Store, top: int | None = None) -> pl.DataFrame:
-    """One row per scored visit of the latest scoring run, riskiest first."""
-    with store.read() as con:
-        if not has_scores(con):
-            return pl.DataFrame()
-        limit = f"LIMIT {int(top)}" if top else ""
-        return con.sql(
-            f"""
-            SELECT coalesce(v.record_id, s.record_key) AS record_id, s.record_key, v.facility,
-                   v.entered_at, v.name, v.role, s.risk_score, s.outlier_score, s.outlier_pct,
-                   s.rule_score, s.rules, s.top_features, v.source_name, v.source_row,
-                   v.logbook, v.page, v.line
-            FROM scores s JOIN visits v USING (record_key)
-            ORDER BY s.risk_score DESC, s.record_key {limit}"""
-        ).pl()
+def severity_rank(column: str = "severity") -> str:
+    """SQL: a severity column's rank (informational 0 ... critical 4)."""
+    whens = " ".join(f"WHEN '{s}' THEN {i}" for s, i in SEVERITY_RANK.items())
+    return f"(CASE {column} {whens} ELSE -1 END)"
 
 
-# A person's reader events are credited to them too: the flags on their events (access
-# rules, and the gate reads the logbook is silent about), by the person the event names
-# (the folded name, else the badge or document: "Acompañante" on a pass names nobody).
-# A case repeated n times weighs 1 - (1 - risk)^n: three exits of a wing never entered
-# count for more than one, and never for more than certainty.
-EVENT_PEOPLE = """
-    SELECT f.flag_id, any_value(1 - pow(1 - f.score, f.times)) AS risk,
-           any_value(f.times) AS times,
-           CASE WHEN e.name_status = 'named' THEN e.name_key
-                ELSE coalesce(e.badge, e.id_number, e.person_key) END AS k
-    FROM (SELECT flag_id, score, unnest(record_keys) AS key,
-                 greatest(coalesce(try_cast(json_extract_string(fields, '$.occurrences')
-                                            AS INTEGER), 1), 1) AS times
-          FROM flags WHERE state = 'active') f
-    JOIN events e ON e.record_key = f.key
-    GROUP BY ALL"""
+def weighted(severity_weight: str, rule_id: str) -> str:
+    """SQL: a severity weight times its rule's factor (1 when it has none), capped."""
+    return (
+        f"least({MAX_WEIGHT}, {severity_weight} * coalesce((SELECT w.factor FROM rule_weights w "
+        f"WHERE w.rule_id = {rule_id}), 1))"
+    )
 
 
-def rollup(store: Store, by: str) -> pl.DataFrame:
-    """Risk accumulated per official or person (with the people they escorted in), inmate
-    or facility, riskiest first; a person's row also says which roles, documents and
-    facilities their visits carry, and how many of them are model flags. A person's flags
-    on reader events (``event_flags``, how many times their cases happened in
-    ``event_occurrences``, their risk in ``event_risk``: a case repeated n times weighs
-    ``1 - (1 - risk)^n``) add to their total, so that someone whose gate or badge anomalies
-    repeat rises with them."""
-    if by not in ROLLUPS:
-        raise ValueError(f"roll up by one of {', '.join(ROLLUPS)}")
-    with store.read() as con:
-        scored = has_scores(con)
-        if not scored and by != "person":
-            return pl.DataFrame()
-        visits = f"""
-            SELECT e.k, count(*) AS visits,
-                   sum(s.risk_score) AS visit_risk,
-                   max(s.risk_score) AS max_risk,
-                   count(*) FILTER (WHERE s.risk_score >= 0.5) AS high_risk_visits,
-                   count(*) FILTER (WHERE s.rule_score > 0) AS visits_with_rule_hits,
-                   count(*) FILTER (WHERE s.outlier_pct >= 0.999) AS rarest_visits,
-                   avg(s.outlier_pct) AS mean_outlier_pct,
-                   string_agg(DISTINCT v.role, ', ' ORDER BY v.role) AS roles,
-                   string_agg(DISTINCT v.facility, ', ' ORDER BY v.facility) AS facilities
-            FROM ({ROLLUPS[by]}) e JOIN scores s USING (record_key)
-            JOIN visits v USING (record_key)
-            WHERE e.k IS NOT NULL AND e.k <> ''
-            GROUP BY ALL"""
-        events = (
-            f"SELECT k, count(*) AS event_flags, sum(times)::BIGINT AS event_occurrences, "
-            f"sum(risk) AS event_risk, max(risk) AS event_max "
-            f"FROM ({EVENT_PEOPLE}) WHERE coalesce(k, '') <> '' GROUP BY ALL"
-            if by == "person"
-            else "SELECT NULL::VARCHAR AS k, 0 AS event_flags, 0 AS event_occurrences, "
-            "0.0 AS event_risk, "
-            "0.0 AS event_max WHERE false"
-        )
-        return con.sql(
-            f"""
-            WITH v AS ({visits}), ev AS ({events})
-            SELECT coalesce(v.k, ev.k) AS {by}, coalesce(v.visits, 0) AS visits,
-                   round(coalesce(v.visit_risk, 0) + coalesce(ev.event_risk, 0), 3) AS total_risk,
-                   round(greatest(coalesce(v.max_risk, 0), coalesce(ev.event_max, 0)), 3)
-                     AS max_risk,
-                   coalesce(v.high_risk_visits, 0) AS high_risk_visits,
-                   coalesce(v.visits_with_rule_hits, 0) AS visits_with_rule_hits,
-                   coalesce(v.rarest_visits, 0) AS rarest_visits,
-                   round(v.mean_outlier_pct, 3) AS mean_outlier_pct,
-                   coalesce(ev.event_flags, 0) AS event_flags,
-                   coalesce(ev.event_occurrences, 0) AS event_occurrences,
-                   round(coalesce(ev.event_risk, 0), 3) AS event_risk,
-                   v.roles, v.facilities
-            FROM v FULL OUTER JOIN ev ON ev.k = v.k
-            ORDER BY total_risk DESC, {by}"""
-        ).pl()
+def range_risk(alias: str) -> str:
+    """SQL: the queue risk of hits/flags ``alias`` when first stored. Record flags start at
+    their severity's weight (scoring raises it from their visits); range flags get their
+    severity's weight raised by their size and keep it. Weights carry the factor the
+    rule's reviews earned (``detector.calibration``)."""
+    m = (
+        f"greatest(coalesce(try_cast(json_extract_string({alias}.fields, '$.magnitude') "
+        "AS DOUBLE), 0), 0)"
+    )
+    w = weighted(severity_case(f"{alias}.severity"), f"{alias}.rule_id")
+    return (
+        f"(CASE WHEN {alias}.subject = 'range' "
+        f"THEN 1 - (1 - {w}) * (1 - {RANGE_SIZE_SHARE} * {m} / ({m} + {RANGE_SIZE_HALF})) "
+        f"ELSE {w} END)"
+    )
+
+
+# The rule part of the risk of the visits in temp table ``affected``: the noisy-OR of the
+# severity weights of their active rule flags, and which rules they are.
+RULE_PART = f"""
+    SELECT k AS record_key,
+           1 - product(1 - {weighted(severity_case("f.severity"), "f.rule_id")}) AS rule_score,
+           list(DISTINCT f.rule_id ORDER BY f.rule_id) AS rules
+    FROM flags f, unnest(f.record_keys) u(k)
+    WHERE f.state = 'active' AND f.source = 'rule' AND f.subject = 'records'
+      AND k IN (SELECT record_key FROM affected)
+    GROUP BY k"""
+
+
+def visit_risk(rule_score: str, scores: str, model_rule: str) -> str:
+    """SQL: the noisy-OR of a visit's rule part and its outlier part; the outlier part
+    carries the factor the model's reviewed flags earned."""
+    weight = weighted(str(OUTLIER_WEIGHT), f"'{model_rule}'")
+    return f"1 - (1 - {rule_score}) * (1 - {weight} * pow({scores}.outlier_pct, {OUTLIER_POWER}))"

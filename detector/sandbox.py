@@ -22,15 +22,12 @@ import polars as pl
 
 from detector.errors import FileError
 from detector.i18n import N_
+from detector.settings import settings
 
-# A visit logbook sheet is far below these; anything larger is refused before reading.
-MAX_ROWS = int(os.environ.get("DETECTOR_XLSX_MAX_ROWS", "2000000"))
-# The widest table any reader accepts (XLSX, CSV, Parquet, JSON).
-MAX_COLUMNS = int(
-    os.environ.get("DETECTOR_MAX_COLUMNS") or os.environ.get("DETECTOR_XLSX_MAX_COLUMNS", "500")
-)
-MEMORY_BYTES = int(float(os.environ.get("DETECTOR_READER_MEMORY_GB", "4")) * 2**30)
-TIMEOUT_SECONDS = float(os.environ.get("DETECTOR_READER_TIMEOUT", "600"))
+# A visit logbook sheet is far below the row and column limits (``settings().xlsx_max_rows``,
+# ``max_columns``: the widest table any reader accepts); anything larger is refused before
+# reading. The child that opens a workbook is capped in memory and time
+# (``reader_memory_gb``, ``reader_timeout``).
 
 _DIMENSION = re.compile(rb'<(?:\w+:)?dimension\s+ref="([A-Z]+)?(\d+)?(?::([A-Z]+)(\d+))?"')
 
@@ -69,7 +66,8 @@ def check_dimensions(path: Path, name: str) -> None:
             name, N_("not a readable XLSX workbook: {problem}"), problem=str(exc)
         ) from exc
     for part, rows, cols in sizes:
-        if rows > MAX_ROWS or cols > MAX_COLUMNS:
+        limits = settings()
+        if rows > limits.xlsx_max_rows or cols > limits.max_columns:
             raise FileError(
                 name,
                 N_(
@@ -80,8 +78,8 @@ def check_dimensions(path: Path, name: str) -> None:
                 sheet=part.rsplit("/", 1)[-1],
                 rows=f"{rows:,}",
                 columns=f"{cols:,}",
-                max_rows=f"{MAX_ROWS:,}",
-                max_columns=f"{MAX_COLUMNS:,}",
+                max_rows=f"{limits.xlsx_max_rows:,}",
+                max_columns=f"{limits.max_columns:,}",
             )
 
 
@@ -97,7 +95,7 @@ def read_excel(path: Path, name: str, sheet: str | None, has_header: bool) -> pl
             done = subprocess.run(
                 cmd,
                 capture_output=True,
-                timeout=TIMEOUT_SECONDS,
+                timeout=settings().reader_timeout,
                 preexec_fn=_limit_memory,
                 env={**os.environ, "POLARS_MAX_THREADS": "1"},
             )
@@ -105,7 +103,7 @@ def read_excel(path: Path, name: str, sheet: str | None, has_header: bool) -> pl
             raise FileError(
                 name,
                 N_("reading the workbook took longer than {seconds} s"),
-                seconds=f"{TIMEOUT_SECONDS:g}",
+                seconds=f"{settings().reader_timeout:g}",
             ) from exc
         if done.returncode != 0:
             last = (done.stderr.decode(errors="replace").strip().splitlines() or [""])[-1]
@@ -117,7 +115,8 @@ def read_excel(path: Path, name: str, sheet: str | None, has_header: bool) -> pl
 
 
 def _limit_memory() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
+    cap = int(settings().reader_memory_gb * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
 
 # ``sheet = "*"`` in a mapping: every sheet, stacked (FOIA releases often put one year per

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -20,16 +21,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from detector import pipeline
 from detector.errors import DetectorError, FileError
-from detector.ingest import expand_paths, ingest_file, reference_first
-from detector.mapping import named_mappings, resolve_mapping
+from detector.formats import SUFFIXES
+from detector.ingest import IngestResult, shown_name
+from detector.mapping import named_mappings, reserved_name, resolve_mapping
 from detector.notify import NotifyConfig, send
-from detector.rules import run_rules
+from detector.pipeline import INGEST_ONLY, Source, Steps
 from detector.runs import next_run
-from detector.scoring import score
+from detector.settings import settings
 from detector.store import Store
 
-DEFAULT_CONFIG = Path("schedule.toml")
 # A file is taken from the inbox when nobody has written to it for QUIET_SECONDS, or when
 # two looks at least SETTLE_SECONDS apart (in this tick and an earlier one) saw the same
 # size and modification time. A writer that stalls mid-row is thus not cut short; one
@@ -38,6 +40,10 @@ DEFAULT_CONFIG = Path("schedule.toml")
 SETTLE_SECONDS = 5
 QUIET_SECONDS = 60
 LOOKS_FILE = ".inbox-looks.json"
+# Beside a file moved to failed/: why. A moved file's name gets a stamp before it
+# ("20261204T101500Z_"), "-1", "-2"... when that name is taken, and must leave room for
+# this suffix too: ``_free_name`` cuts it to fit.
+_REASON = ".reason.txt"
 
 
 class Job(BaseModel):
@@ -101,8 +107,10 @@ class ScheduleConfig(BaseModel):
         return value
 
 
-def load_config(path: Path | None) -> ScheduleConfig:
-    path = Path(path or DEFAULT_CONFIG)
+def load_config(path: Path | None = None) -> ScheduleConfig:
+    """The schedule file (``$DETECTOR_SCHEDULE``, else ``schedule.toml``), or the defaults
+    when there is none."""
+    path = Path(path or settings().schedule)
     if not path.exists():
         return ScheduleConfig()
     try:
@@ -126,55 +134,120 @@ def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def process_inbox(store: Store, inbox: Path) -> list[dict]:
-    """Ingest the settled files of the inbox; move each to processed/ or failed/ (+ reason).
-    Files in a subfolder named as a saved mapping (``inbox/waves/``) are read with it.
+class Inbox:
+    """The inbox folder of scheduled runs: the settled files to ingest (a file in a
+    subfolder named as a saved mapping, ``inbox/waves/``, is read with it), each moved to
+    processed/ or failed/ (+ reason) once its ingest committed, so that a crash leaves it
+    in the inbox to be picked up by the next tick. No file stops the tick: one that cannot
+    be read, or whose ingest raises anything but a busy store, goes to failed/ with its
+    reason; one the store was too busy to take stays for the next tick."""
 
-    A file is moved only after its ingest committed, so a crash leaves it in the inbox to
-    be picked up by the next tick.
-    """
-    processed, failed = inbox / "processed", inbox / "failed"
-    for folder in (inbox, processed, failed):
-        folder.mkdir(parents=True, exist_ok=True)
-    # A file in inbox/NAME/ is read with the mapping saved as NAME (the upload page's).
-    saved = set(named_mappings(store))
-    files = reference_first(
-        settled_files(
-            inbox,
-            [
-                p
-                for p in expand_paths([inbox])
-                if p.parent == inbox or (p.parent.parent == inbox and p.parent.name in saved)
-            ],
-        )
-    )
-    outcomes = []
-    for path in files:
+    def __init__(self, store: Store, folder: Path):
+        self.store, self.folder = store, folder
+        self.processed, self.failed = folder / "processed", folder / "failed"
+        self.outcomes: list[dict] = []
+
+    def sources(self) -> list[Source]:
+        """The settled files, with the saved mapping each is read with (regular files
+        only: see :func:`inbox_files`)."""
+        for folder in (self.folder, self.processed, self.failed):
+            folder.mkdir(parents=True, exist_ok=True)
+        # A file in inbox/NAME/ is read with the mapping saved as NAME (the upload page's).
+        saved = set(named_mappings(self.store))
+        out = []
+        for path in settled_files(self.folder, inbox_files(self.folder, saved)):
+            try:
+                mapping, label = (
+                    resolve_mapping(self.store, path.parent.name)
+                    if path.parent != self.folder
+                    else (None, None)
+                )
+            except DetectorError as exc:  # e.g. a saved mapping refused: left for next tick
+                name = shown_name(path.name)
+                self.outcomes.append({"file": name, "status": "retry", "message": str(exc)})
+                continue
+            out.append(Source(path, mapping, label, regular_only=True))
+        return out
+
+    def done(self, source: Source, result: IngestResult) -> None:
+        """Move an ingested file out of the inbox and note what became of it."""
+        path, name = source.path, shown_name(source.path.name)
+        outcome = {"file": name, "status": result.status, "message": result.message}
+        if result.status == "retry":
+            self.outcomes.append(outcome)
+            return
+        outcome.update(stored=result.rows_stored, quarantined=result.rows_quarantined)
+        folder = self.failed if result.status == "failed" else self.processed
         try:
-            mapping, label = (
-                resolve_mapping(store, path.parent.name) if path.parent != inbox else (None, None)
-            )
-            result = ingest_file(store, path, mapping=mapping, user="scheduler", mapping_name=label)
-        except DetectorError as exc:  # e.g. the store stayed busy: leave it for next tick
-            outcomes.append({"file": path.name, "status": "retry", "message": str(exc)})
-            continue
-        target = (failed if result.status == "failed" else processed) / f"{_stamp()}_{path.name}"
-        shutil.move(str(path), target)
-        if result.status == "failed":
-            target.with_name(target.name + ".reason.txt").write_text(
-                result.message + "\n", encoding="utf-8"
-            )
-        outcomes.append(
-            {
-                "file": path.name,
-                "status": result.status,
-                "stored": result.rows_stored,
-                "quarantined": result.rows_quarantined,
-                "message": result.message,
-                "moved_to": str(target),
-            }
-        )
-    return outcomes
+            target = _free_name(folder, path.name)
+            shutil.move(str(path), target)
+            outcome["moved_to"] = shown_name(str(target))
+            if result.status == "failed":
+                _write_reason(target.with_name(target.name + _REASON), result.message)
+        except OSError as exc:  # it stays in the inbox; the next tick tries again
+            outcome["move_error"] = f"could not move it to {folder.name}/: {exc}"
+        self.outcomes.append(outcome)
+
+
+def process_inbox(store: Store, inbox: Path) -> list[dict]:
+    """Ingest the inbox's settled files (nothing else); what became of each."""
+    box = Inbox(store, inbox)
+    pipeline.run(store, box.sources(), INGEST_ONLY, user="scheduler", on_file=box.done)
+    return box.outcomes
+
+
+def inbox_files(inbox: Path, saved: set[str]) -> list[Path]:
+    """The inbox's candidate files: regular files (never a symbolic link, FIFO or device:
+    ``lstat``) with a readable suffix, not hidden, at the top or in a real folder named as
+    a saved mapping; the inbox's own processed/ and failed/ are never such a folder."""
+    found = []
+    for entry in _entries(inbox):
+        if entry.is_dir(follow_symlinks=False):
+            if entry.name in saved and not reserved_name(entry.name):
+                found.extend(Path(e.path) for e in _entries(entry.path) if _takeable(e))
+        elif _takeable(entry):
+            found.append(Path(entry.path))
+    return sorted(found)
+
+
+def _entries(folder) -> list[os.DirEntry]:
+    with os.scandir(folder) as it:
+        return [e for e in it if not e.name.startswith(".")]
+
+
+def _takeable(entry: os.DirEntry) -> bool:
+    return entry.is_file(follow_symlinks=False) and Path(entry.name).suffix.lower() in SUFFIXES
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """A name in ``folder`` for a file arriving as ``name``: a UTC stamp before it, cut
+    (keeping its suffix) so that it and its ".reason.txt" fit the file system's limit on a
+    name (a 240-byte name with the stamp did not), and numbered if already taken."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    stem, suffix = os.path.splitext(name)
+    if len(os.fsencode(suffix)) > 16:  # no suffix the inbox takes is this long
+        stem, suffix = name, ""
+    stamp = _stamp()
+    for n in range(1000):
+        tail = f"-{n}" if n else ""
+        room = limit - len(os.fsencode(f"{stamp}_{tail}{suffix}{_REASON}"))
+        cut = stem
+        while len(os.fsencode(cut)) > room:
+            cut = cut[:-1]
+        target = folder / f"{stamp}_{cut}{tail}{suffix}"
+        if not any(os.path.lexists(p) for p in (target, f"{target}{_REASON}")):
+            return target
+    raise OSError(f"no free name in {folder} for {shown_name(name)}")
+
+
+def _write_reason(path: Path, message: str) -> None:
+    """The reason a file failed, for the owner alone (it may quote the file's content)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
+        fh.write(message + "\n")
 
 
 def settled_files(inbox: Path, candidates: list[Path]) -> list[Path]:
@@ -207,31 +280,40 @@ def settled_files(inbox: Path, candidates: list[Path]) -> list[Path]:
     return ready
 
 
+# What each action of a job runs through the pipeline (a tick adds the inbox's files).
+ACTIONS = {
+    # what changed, and the new visits scored against the kept reference
+    "tick": Steps(full=False, even_if_nothing_stored=True),
+    # everything re-evaluated and re-scored
+    "full": Steps(full=True),
+    # the scoring reference refitted on the history window, every visit re-scored
+    "score": Steps(rules=False, refit=True),
+}
+
+
 def run_job(store: Store, config: ScheduleConfig, name: str) -> dict:
     """One execution of a job; a failure is recorded as a failed run and raised no further."""
     job = config.jobs[name]
     summary: dict = {"job": name, "action": job.action}
     try:
         by = f"schedule:{name}"
+        box = Inbox(store, Path(config.inbox))
+        sources = box.sources() if job.action == "tick" else []
+        report = pipeline.run(
+            store, sources, ACTIONS[job.action], "scheduler", triggered_by=by, on_file=box.done
+        )
         if job.action == "tick":
-            summary["inbox"] = process_inbox(store, Path(config.inbox))
-            report = run_rules(store, triggered_by=by, full=False)
-            # the new visits scored against the kept reference (none: it is fitted now)
-            summary["score"] = score(store, triggered_by=by).scope
-        elif job.action == "full":
-            report = run_rules(store, triggered_by=by, full=True)
-            summary["score"] = score(store, triggered_by=by, full=True).scope
-        else:  # the scoring job refits the reference on the history window
-            report = None
-            summary["score"] = score(store, triggered_by=by, refit=True).scope
-        if report is not None:
+            summary["inbox"] = box.outcomes
+        if report.scoring is not None:
+            summary["score"] = report.scoring.scope
+        if report.rules is not None:
             summary.update(
-                run_id=report.run_id,
-                scope=report.scope,
-                errors=report.errors,
-                new_flags=sum(report.new.values()),
+                run_id=report.rules.run_id,
+                scope=report.rules.scope,
+                errors=report.rules.errors,
+                new_flags=sum(report.rules.new.values()),
             )
-            summary["notify"] = send(config.notify, store, report.run_id)
+            summary["notify"] = send(config.notify, store, report.rules.run_id)
     except (Exception, FileError) as exc:  # noqa: BLE001 — a tick must never kill the scheduler
         summary["error"] = f"{type(exc).__name__}: {exc}"
         _record_failure(store, name, summary["error"], traceback.format_exc())

@@ -97,9 +97,17 @@ class KindSpec:
     facility_fields: tuple[str, ...] = ()
     # (entered, exited): a file whose median stay is days long is refused as custody data.
     stays: tuple[str, str] | None = None
+    # The field giving the instant a record happened (a visit's entry, a read, a transfer):
+    # what an incremental run narrows a rule's look-back by. None for records that span a
+    # time (a logbook's custody, a leave) or have none (a roster, the facilities list).
+    moment: str | None = None
+    # How the kind's records are cited as evidence (the ``records`` view): every kind has one.
     evidence: Evidence | None = None
     # Views the kind brings (SQL), created with its table: what rules read it through.
     views: tuple[str, ...] = ()
+    # (group, child, parent): records that nest within their group (a zone inside another
+    # of its facility); an upload that would make the nesting circular is refused.
+    nesting: tuple[str, str, str] | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -112,6 +120,21 @@ class KindSpec:
     @property
     def required(self) -> list[str]:
         return [f.name for f in self.fields if f.required]
+
+    @property
+    def facility(self) -> str:
+        """SQL over the kind's table: the facility a record belongs to (a transfer's origin)."""
+        return self.evidence.facility
+
+    @property
+    def happened_at(self) -> str | None:
+        """SQL over the kind's table: when a record happened or began, if it has a time."""
+        return None if self.evidence.happened_at == "NULL" else self.evidence.happened_at
+
+    def has(self, *names: str) -> bool:
+        """Whether the kind's table has all these columns (fields or derived columns)."""
+        columns = {f.name for f in self.fields} | set(self.derived)
+        return all(n in columns for n in names)
 
 
 # Vocabularies: canonical value -> folded words that mean it (matched as whole words or
@@ -545,6 +568,7 @@ SPECS: dict[str, KindSpec] = {
         orders=(Order("exited_at", "entered_at", "exit_before_entry"),),
         facility_fields=("facility",),
         stays=("entered_at", "exited_at"),
+        moment="entered_at",
         evidence=Evidence("record_id", "facility", "logbook", "page", "line", "entered_at", "name"),
         signature=(
             "entered_at",
@@ -604,6 +628,7 @@ SPECS: dict[str, KindSpec] = {
         natural_key=("inmate_id", "from_facility", "to_facility", "transferred_at"),
         own_key=("from_facility", "record_id"),
         person_key="inmate_id",
+        moment="transferred_at",
         orders=(Order("returned_at", "transferred_at", "return_before_transfer"),),
         facility_fields=("from_facility", "to_facility"),
         evidence=Evidence(
@@ -857,6 +882,7 @@ SPECS: dict[str, KindSpec] = {
         # the hour) is two people, while a badge lent or cloned still reads its holder's name.
         person={"person_key": (("badge", "name_key"), "badge", "id_number", "name_key")},
         facility_fields=("facility",),
+        moment="seen_at",
         evidence=Evidence(
             "coalesce(record_id, reader)",
             "facility",
@@ -896,6 +922,8 @@ SPECS: dict[str, KindSpec] = {
         signature=("inside", "parent", "dentro_de", "zona_padre"),
         context=True,
         facility_fields=("facility",),
+        evidence=Evidence("zone", "facility", label="coalesce(reader, inside)"),
+        nesting=("facility", "zone", "inside"),
     ),
     # Staff away by the personnel roster (leave, sick leave, suspension, dismissal): a
     # badge read while its holder is away was used by someone else, or the roster is wrong.
@@ -976,6 +1004,7 @@ SPECS: dict[str, KindSpec] = {
         natural_key=("facility",),
         context=True,
         signature=("security_level", "nivel_seguridad", "visiting_hours", "horario_visitas"),
+        evidence=Evidence("facility", "facility", label="name"),
     ),
 }
 

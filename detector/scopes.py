@@ -1,104 +1,105 @@
 """Rule scopes: what new data a rule's hits can depend on, declared once.
 
 An incremental rule run reads, for a rule of a scope, only the part of each table that the
-new uploads touch, and resolves only the flags of that part that stopped firing. Each
-scope says how to list the keys the new uploads touch, how each table is narrowed to
-them, and which stored flags they cover. A table a scope does not name reads nothing for
-it (``FALSE``): a new record kind needs an entry only where a scope can narrow it.
+new uploads touch, and resolves only the flags of that part that stopped firing. A scope
+names, for any record kind, the keys a row of it touches (SQL over the kind's table): the
+touched keys are those of the new uploads' rows, and each table is narrowed to its rows
+with a touched key. The keys come from the kinds' declarations (``detector.schema``): a
+kind with a facility is narrowed by the facility scope, one with a logbook by the logbook
+scope, and so on, so a new kind is narrowed without being named here. A table a scope has
+no key for reads nothing for it (``FALSE``).
 
 ``global`` is not here: such rules always read everything.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from detector.schema import KINDS, SPECS, KindSpec
+
+# The kinds an incremental run narrows: every kind but the reference ones (a roster, the
+# facilities list), which every facility's checks read whole.
+NARROWED = tuple(k for k in KINDS if not SPECS[k].context)
+
+_IN = "(SELECT unnest($1::BIGINT[]))"
 
 
 @dataclass(frozen=True)
 class ScopeKind:
     name: str
-    # SQL listing the keys the uploads $1 (a BIGINT[] of upload seqs) touch, one per row.
-    touched: str
-    # Table -> condition narrowing it to the touched keys (held in temp table ``scope_<name>``).
-    tables: dict[str, str] = field(default_factory=dict)
+    # The keys a row of a kind touches, as SQL over its table (none: not narrowed by this).
+    keys: Callable[[KindSpec], tuple[str, ...]]
     # Condition on a stored flag (table ``flags``) meaning the touched keys cover it, so it
     # resolves when the narrowed run no longer returns it; None: its flags never resolve
     # (their records are fixed).
     covers: str | None = None
     sql_type: str = "VARCHAR"
 
+    @property
+    def touched(self) -> str:
+        """SQL listing, one per row, the keys the uploads $1 (a BIGINT[] of upload seqs)
+        touch."""
+        if self.name == "record":
+            return "SELECT unnest($1::BIGINT[])"
+        parts = [
+            f"SELECT {key} AS k FROM {kind} WHERE upload_seq IN {_IN}"
+            for kind in NARROWED
+            for key in self.keys(SPECS[kind])
+        ]
+        return (
+            "SELECT DISTINCT k FROM (" + " UNION ALL ".join(parts) + ") WHERE coalesce(k, '') <> ''"
+        )
+
     def table_filter(self, table: str) -> str:
-        return self.tables.get(table, "FALSE")
+        """The condition narrowing ``table`` to the touched keys (held in temp table
+        ``scope_<name>``)."""
+        keys = self.keys(SPECS[table]) if table in SPECS else ()
+        if not keys:
+            return "FALSE"
+        return " OR ".join(f"({key}) IN (SELECT value FROM scope_{self.name})" for key in keys)
 
 
-_IN = "(SELECT unnest($1::BIGINT[]))"
+def _logbook(spec: KindSpec) -> tuple[str, ...]:
+    """ "facility|checkpoint|logbook" of kinds that record a logbook."""
+    if not spec.has("logbook"):
+        return ()
+    checkpoint = "coalesce(checkpoint, '')" if spec.has("checkpoint") else "''"
+    return (f"{spec.facility} || '|' || {checkpoint} || '|' || logbook",)
+
+
+def _official(spec: KindSpec) -> tuple[str, ...]:
+    """The official a row names: an official's own line, and the official escorting a
+    visitor (kinds with a role and an escort)."""
+    if not spec.has("role", "name_key", "escorted_key"):
+        return ()
+    return ("CASE WHEN role = 'official' THEN name_key END", "escorted_key")
+
 
 SCOPES: dict[str, ScopeKind] = {
-    "record": ScopeKind(
-        "record",
-        touched="SELECT unnest($1::BIGINT[])",
-        tables={
-            t: "upload_seq IN (SELECT value FROM scope_record)"
-            for t in ("visits", "transfers", "logbooks", "events")
-        },
-        sql_type="BIGINT",
-    ),
+    "record": ScopeKind("record", lambda spec: ("upload_seq",), sql_type="BIGINT"),
     "facility": ScopeKind(
         "facility",
-        touched=f"""
-            SELECT facility FROM visits WHERE upload_seq IN {_IN}
-            UNION SELECT from_facility FROM transfers WHERE upload_seq IN {_IN}
-            UNION SELECT facility FROM logbooks WHERE upload_seq IN {_IN}
-            UNION SELECT facility FROM events WHERE upload_seq IN {_IN}""",
-        tables={
-            "visits": "facility IN (SELECT value FROM scope_facility)",
-            "transfers": "from_facility IN (SELECT value FROM scope_facility)",
-            "logbooks": "facility IN (SELECT value FROM scope_facility)",
-            "events": "facility IN (SELECT value FROM scope_facility)",
-        },
+        lambda spec: (spec.facility,),
         covers="flags.facility IN (SELECT value FROM scope_facility)",
     ),
-    # "facility|checkpoint|logbook"; cheap column tests first, the exact one after them.
     "logbook": ScopeKind(
         "logbook",
-        touched=f"""
-            SELECT DISTINCT facility || '|' || coalesce(checkpoint, '') || '|' || logbook FROM (
-                SELECT facility, checkpoint, logbook FROM visits
-                 WHERE upload_seq IN {_IN} AND logbook IS NOT NULL
-                UNION SELECT facility, checkpoint, logbook FROM logbooks
-                 WHERE upload_seq IN {_IN})""",
-        tables={
-            "visits": "facility IN (SELECT split_part(value, '|', 1) FROM scope_logbook) "
-            "AND logbook IN (SELECT split_part(value, '|', 3) FROM scope_logbook) "
-            "AND facility || '|' || coalesce(checkpoint, '') || '|' || logbook "
-            "IN (SELECT value FROM scope_logbook)",
-            "logbooks": "facility || '|' || coalesce(checkpoint, '') || '|' || logbook "
-            "IN (SELECT value FROM scope_logbook)",
-        },
+        _logbook,
         covers="flags.facility || '|' || flags.logbook IN "
-        "(SELECT split_part(value, '|', 1) || '|' || split_part(value, '|', 3) FROM scope_logbook)",
+        "(SELECT split_part(value, '|', 1) || '|' || split_part(value, '|', 3) "
+        "FROM scope_logbook)",
     ),
     "plate": ScopeKind(
         "plate",
-        touched=f"""
-            SELECT DISTINCT plate_key FROM visits
-            WHERE upload_seq IN {_IN} AND coalesce(plate_key, '') <> ''""",
-        tables={"visits": "plate_key IN (SELECT value FROM scope_plate)"},
+        lambda spec: ("plate_key",) if spec.has("plate_key") else (),
         covers="json_extract_string(flags.fields, '$.plate_key') "
         "IN (SELECT value FROM scope_plate)",
     ),
     "official": ScopeKind(
         "official",
-        touched=f"""
-            SELECT DISTINCT k FROM (
-                SELECT CASE WHEN role = 'official' THEN name_key END AS k FROM visits
-                 WHERE upload_seq IN {_IN}
-                UNION ALL SELECT escorted_key FROM visits WHERE upload_seq IN {_IN})
-            WHERE coalesce(k, '') <> ''""",
-        tables={
-            "visits": "(role = 'official' AND name_key IN (SELECT value FROM scope_official)) "
-            "OR escorted_key IN (SELECT value FROM scope_official)"
-        },
+        _official,
         covers="json_extract_string(flags.fields, '$.official_key') "
         "IN (SELECT value FROM scope_official)",
     ),

@@ -12,26 +12,17 @@ training ECDFs and applies ECOD's own formula to new rows (tests check it agrees
 PyOD on the training rows). Its per-dimension scores (ECOD's ``O`` matrix) are the
 explanations, whatever model ranks the visits.
 
-Risk (one number per visit, 0..1) is a noisy-OR of independent evidence::
-
-    rule_score    = 1 - prod(1 - w[severity])   over the rule flags the visit is in
-    outlier_part  = 0.7 * percentile ** 200     (mid-rank percentile of the outlier score
-                                                 in the fitted window: only the top ~1% count)
-    risk_score    = 1 - (1 - rule_score) * (1 - outlier_part)
-
-with w = informational 0.05, low 0.2, medium 0.4, high 0.6, critical 0.8. A critical rule
-hit alone gives 0.8; a top-0.1% outlier alone about 0.57 (between a medium and a high
-hit), a top-0.01% outlier about 0.69, a top-1% outlier only 0.09: a named rule finding
-outranks a merely unusual visit unless the visit is among the rarest. Both together give
-more than either. Every part is bounded and monotone, so the order of the review queue is
-easy to defend.
+Each visit's risk is the noisy-OR of its rule flags and its outlier part: the formula
+and its weights are in ``detector.risk``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -52,7 +43,6 @@ from pyod.models.iforest import IForest
 from scipy.stats import skew
 
 from detector import calibration, i18n
-from detector.calibration import weighted
 from detector.features import (
     FEATURE_NAMES,
     FEATURES,
@@ -60,10 +50,12 @@ from detector.features import (
     build_features,
     build_reference,
 )
-from detector.i18n import MODEL_EXPLANATION, MODEL_TITLE, N_, share
-from detector.rules import Hit, range_risk, severity_case, store_flags
+from detector.flags import Hit, Resolution, flag_id, store_flags
+from detector.i18n import N_
+from detector.risk import RULE_PART, range_risk, visit_risk
 from detector.runs import next_run, now
 from detector.store import Store
+from detector.wording import model_wording
 
 FEATURE_DESCRIPTIONS = {f.name: f.description for f in FEATURES}
 MODELS = {"ecod": ECOD, "iforest": IForest, "copod": COPOD, "hbos": HBOS}
@@ -314,10 +306,35 @@ def models_dir(store: Store) -> Path:
 
 def content_hash(path: Path) -> str:
     """SHA-256 over a reference folder's files (names and contents), in name order."""
-    digest = hashlib.sha256()
+    return _read_hashed(path)[0]
+
+
+def _read_hashed(path: Path, keep: tuple[str, ...] = ()) -> tuple[str, dict[str, bytes]]:
+    """``content_hash`` of a folder, and the bytes it hashed of the files named in ``keep``:
+    what is loaded is then exactly what was checked (a file swapped after the hash and
+    before a second read was loaded unchecked: a pickle runs code)."""
+    digest, kept = hashlib.sha256(), {}
     for f in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
-        digest.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
-    return digest.hexdigest()
+        data = f.read_bytes()
+        digest.update(os.fsencode(f.name) + b"\0" + hashlib.sha256(data).digest())
+        if f.name in keep:
+            kept[f.name] = data
+    return digest.hexdigest(), kept
+
+
+# A reference's id as ``fit_reference`` makes it (16 hex digits), or any plain name: never
+# a path (``/elsewhere``, ``..``) that would load a pickle from outside the models folder.
+_MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def reference_folder(store: Store, model_id: object) -> Path | None:
+    """The folder of the reference ``model_id`` inside the models folder, or None when the
+    id is not a plain name or the folder resolves (through a link) outside it."""
+    if not isinstance(model_id, str) or not _MODEL_ID.fullmatch(model_id):
+        return None
+    root = models_dir(store).resolve()
+    path = (root / model_id).resolve()
+    return path if path.parent == root else None
 
 
 def _reference_key(config: ScoringConfig) -> str:
@@ -347,16 +364,19 @@ def load_reference(store: Store, config: ScoringConfig) -> tuple[Reference | Non
     for model_id, digest, fit_from, fit_to, fit_rows, stored in found:
         if json.loads(stored).get("reference") != wanted:
             continue
-        path = models_dir(store) / model_id
+        path = reference_folder(store, model_id)
+        if path is None:
+            return None, f"reference {model_id!r} is not a folder inside the models folder"
         if not path.is_dir():
             return None, f"the files of reference {model_id} are gone"
-        if content_hash(path) != digest:
+        checked, files = _read_hashed(path, keep=(_ECDF_FILE, _SCORER_FILE))
+        if checked != digest or _ECDF_FILE not in files:
             return None, f"the files of reference {model_id} changed since it was fitted"
-        ecdf = np.load(path / _ECDF_FILE)
+        ecdf = np.load(io.BytesIO(files[_ECDF_FILE]))  # arrays only: no pickles allowed
         explainer = FrozenECOD.from_arrays(ecdf["sorted"], ecdf["skew"])
         scorer = None
-        if (path / _SCORER_FILE).exists():
-            scorer = _scorer(joblib.load(path / _SCORER_FILE))
+        if _SCORER_FILE in files:
+            scorer = _scorer(joblib.load(io.BytesIO(files[_SCORER_FILE])))
         return (
             Reference(
                 model_id,
@@ -704,25 +724,6 @@ def _fit_sample(feats: Path, config: ScoringConfig) -> tuple:
     return fit_from, fit_to, matrix(frame, FEATURE_NAMES)
 
 
-# The risk of the visits in temp table ``affected``: the noisy-OR of the severity weights of
-# their active rule flags, with their outlier part.
-_RULE_PART = f"""
-    SELECT k AS record_key,
-           1 - product(1 - {weighted(severity_case("f.severity"), "f.rule_id")}) AS rule_score,
-           list(DISTINCT f.rule_id ORDER BY f.rule_id) AS rules
-    FROM flags f, unnest(f.record_keys) u(k)
-    WHERE f.state = 'active' AND f.source = 'rule' AND f.subject = 'records'
-      AND k IN (SELECT record_key FROM affected)
-    GROUP BY k"""
-
-
-def _risk(rule_score: str, scores: str, model_rule: str) -> str:
-    """The noisy-OR of a visit's rule part and its outlier part (see the module's doc); the
-    outlier part carries the factor the model's reviewed flags earned."""
-    weight = weighted("0.7", f"'{model_rule}'")
-    return f"1 - (1 - {rule_score}) * (1 - {weight} * pow({scores}.outlier_pct, 200))"
-
-
 def _store_scores(
     store: Store,
     config: ScoringConfig,
@@ -756,7 +757,11 @@ def _store_scores(
         )
         hits = _model_hits(con, config)
         new, resolved = store_flags(
-            con, hits, [rule_id] if plan.full else [], run_id, source="model"
+            con,
+            hits,
+            run_id,
+            source="model",
+            resolution=Resolution({"global": [rule_id]} if plan.full else {}),
         )
         if not plan.full:
             resolved += con.execute(
@@ -835,19 +840,19 @@ def _replace_scores(
         INSERT INTO scores
         SELECT ? AS run_id, ? AS model_id, s.record_key, s.outlier_score, s.outlier_pct,
                coalesce(r.rule_score, 0) AS rule_score,
-               {_risk("coalesce(r.rule_score, 0)", "s", rule_id)} AS risk_score,
+               {visit_risk("coalesce(r.rule_score, 0)", "s", rule_id)} AS risk_score,
                coalesce(r.rules, []) AS rules, s.top_features
-        FROM {src} s LEFT JOIN ({_RULE_PART}) r USING (record_key)""",
+        FROM {src} s LEFT JOIN ({RULE_PART}) r USING (record_key)""",
         [run_id, model_id],
     )
     if not plan.full:
         con.execute(
             f"""
             UPDATE scores SET rule_score = coalesce(r.rule_score, 0),
-                              risk_score = {_risk("coalesce(r.rule_score, 0)", "scores", rule_id)},
+                              risk_score = {visit_risk("coalesce(r.rule_score, 0)", "scores", rule_id)},
                               rules = coalesce(r.rules, [])
             FROM (SELECT a.record_key, x.rule_score, x.rules
-                  FROM affected a LEFT JOIN ({_RULE_PART}) x USING (record_key)) r
+                  FROM affected a LEFT JOIN ({RULE_PART}) x USING (record_key)) r
             WHERE scores.record_key = r.record_key AND scores.run_id <> ?""",
             [run_id],
         )
@@ -873,8 +878,6 @@ def _queue_places(con) -> None:
 def _model_hits(con, config: ScoringConfig) -> list[Hit]:
     """The top outliers among the affected visits that no rule flags become visit_pattern
     flags of source model."""
-    from detector.rules import flag_id, plain
-
     rule_id = f"outlier-{config.model}"
     cur = con.execute(
         """
@@ -888,19 +891,20 @@ def _model_hits(con, config: ScoringConfig) -> list[Hit]:
     )
     hits = []
     for key, raw, pct, top, facility, role, at in cur.fetchall():
-        reasons = ". ".join(t["context"] for t in json.loads(top or "[]"))
         fields = {
             "outlier_score": round(raw, 2),
             "percentile": round(100 * pct, 2),
             "role": role,
             "top_features": json.loads(top or "[]"),
         }
+        flag = {"rule_id": rule_id, "facility": facility, "period_start": at}
+        title, explanation = model_wording(flag, fields, i18n.SOURCE)
         hits.append(
             Hit(
                 flag_id(rule_id, key),
                 rule_id,
                 "visit_pattern",
-                MODEL_TITLE.format(model=config.model.upper()),
+                title,
                 "records",
                 "medium",
                 facility,
@@ -909,13 +913,7 @@ def _model_hits(con, config: ScoringConfig) -> list[Hit]:
                 at,
                 [key],
                 fields,
-                MODEL_EXPLANATION.format(
-                    role=role,
-                    facility=facility,
-                    at=plain(at),
-                    share=share(1 - pct),
-                    reasons=reasons,
-                ),
+                explanation,
             )
         )
     return hits

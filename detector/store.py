@@ -20,11 +20,7 @@ from filelock import FileLock, Timeout
 
 from detector.errors import StoreBusy
 from detector.schema import KINDS, SPECS, name_status_sql
-
-DEFAULT_DB = Path("data") / "detector.duckdb"
-WAIT_SECONDS = float(os.environ.get("DETECTOR_LOCK_WAIT", "120"))
-# DuckDB spills to disk past this, so big runs stay within a known budget.
-MEMORY_LIMIT = os.environ.get("DETECTOR_DUCKDB_MEMORY", "2GB")
+from detector.settings import settings
 
 _SQL_TYPES = {
     "text": "VARCHAR",
@@ -44,7 +40,7 @@ PROVENANCE = {
 
 def db_path(db: str | Path | None = None) -> Path:
     """The database file: the argument, else $DETECTOR_DB, else ./data/detector.duckdb."""
-    return Path(db or os.environ.get("DETECTOR_DB") or DEFAULT_DB)
+    return Path(db or settings().db)
 
 
 def evidence_dir(db: str | Path | None = None) -> Path:
@@ -192,6 +188,9 @@ MIGRATIONS = [
     "ALTER TABLE review_log ADD COLUMN IF NOT EXISTS entry_hash VARCHAR",
     # A digest of each upload's stored rows, sealed into its ledger entry.
     "ALTER TABLE uploads ADD COLUMN IF NOT EXISTS rows_digest VARCHAR",
+    # A flag keeps its words (every language) and the rule version it was worded under.
+    "ALTER TABLE flags ADD COLUMN IF NOT EXISTS wording VARCHAR",
+    "ALTER TABLE flags ADD COLUMN IF NOT EXISTS rule_version VARCHAR",
     # A fitted model is kept with its feature context (``scoring.Reference``), hashed.
     "ALTER TABLE models ADD COLUMN IF NOT EXISTS content_hash VARCHAR",
     # Mappings saved by name (``detector.mapping.save_named``): each version kept, hashed.
@@ -238,9 +237,9 @@ class Store:
     _ready: set[str] = set()  # files whose schema this process has already created
     _readable: set[str] = set()  # files found to have the whole schema already
 
-    def __init__(self, db: str | Path | None = None, wait: float = WAIT_SECONDS):
+    def __init__(self, db: str | Path | None = None, wait: float | None = None):
         self.path = db_path(db)
-        self.wait = wait
+        self.wait = settings().lock_wait if wait is None else wait
         # Logs are personal data: the data folder and the database are the owner's alone.
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock = FileLock(str(self.path) + ".lock")
@@ -261,7 +260,8 @@ class Store:
                     str(self.path),
                     read_only=read_only,
                     config={
-                        "memory_limit": MEMORY_LIMIT,
+                        # DuckDB spills to disk past this: big runs stay within a known budget.
+                        "memory_limit": settings().duckdb_memory,
                         "temp_directory": str(self.path.parent / ".duckdb_tmp"),
                     },
                 )

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import shutil
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -45,19 +50,65 @@ def rows(store: Store, sql: str, params=None) -> list[tuple]:
         return con.execute(sql, params or []).fetchall()
 
 
-def demo_store(path: Path, demo_logs: dict[str, Path], scored: bool = True) -> Store:
-    """A database of the demo world: every file ingested, the rules run, and the
-    scoring too unless ``scored`` is False."""
-    from detector.ingest import ingest_paths
-    from detector.rules import run_rules
-    from detector.scoring import score
+# The demo world's databases, built once per test session through the pipeline (one with
+# its rules run, one scored as well) and copied for each test that asks for one.
+_DEMO_TEMPLATES: dict[bool, Path] = {}
 
-    store = Store(path, wait=30)
-    ingest_paths(store, [p for k, p in demo_logs.items() if k != "truth"], user="test")
-    run_rules(store)
-    if scored:
-        score(store)
-    return store
+
+def _demo_template(demo_logs: dict[str, Path], scored: bool) -> Path:
+    if scored not in _DEMO_TEMPLATES:
+        from detector import pipeline
+
+        folder = Path(tempfile.mkdtemp(prefix=f"demo-{'scored' if scored else 'rules'}-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        logs = [p for k, p in demo_logs.items() if k != "truth"]
+        store = Store(folder / "detector.duckdb", wait=30)
+        pipeline.run(store, logs, pipeline.Steps(score=scored), user="test")
+        _DEMO_TEMPLATES[scored] = folder
+    return _DEMO_TEMPLATES[scored]
+
+
+def demo_store(path: Path, demo_logs: dict[str, Path], scored: bool = True) -> Store:
+    """A database of the demo world at ``path``: every file ingested, the rules run, and
+    the scoring too unless ``scored`` is False (a copy of the session's own, with its
+    evidence files and scoring reference beside it)."""
+    template = _demo_template(demo_logs, scored)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for item in template.iterdir():
+        target = path if item.name == "detector.duckdb" else path.parent / item.name
+        if item.is_dir():
+            shutil.copytree(item, target, dirs_exist_ok=True)
+        elif not item.name.endswith((".lock", ".wal")):
+            shutil.copy2(item, target)
+    return Store(path, wait=30)
+
+
+@dataclass
+class CaseResults:
+    """What a rule's cases gave: the problems of each regression case and of each
+    dont_match case, and the stored values of the regression hits."""
+
+    regression: list[list[str]]
+    dont_match: list[list[str]]
+    hits: list[dict]
+
+
+@functools.cache
+def rule_cases(rule_id: str) -> CaseResults:
+    """Every case of a built-in rule, run once per test session through the real ingest
+    (the rule tests and the Spanish tests both read them)."""
+    from detector.rulebook import load_rules
+    from detector.rulecases import run_case
+
+    rule = next(r for r in load_rules() if r.id == rule_id)
+    folder = Path(tempfile.mkdtemp(prefix=f"cases-{rule_id}-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    hits: list[dict] = []
+    regression = [
+        run_case(rule, c, folder / f"case{i}", hits) for i, c in enumerate(rule.regression)
+    ]
+    dont = [run_case(rule, c, folder / f"dont{i}") for i, c in enumerate(rule.dont_match)]
+    return CaseResults(regression, dont, hits)
 
 
 def tick_config(tmp_path: Path, inbox: Path) -> Path:

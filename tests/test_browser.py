@@ -22,11 +22,10 @@ from pathlib import Path
 import pytest
 
 from detector import auth
-from detector.ingest import ingest_paths
-from detector.rules import run_rules
-from detector.scoring import score
+from detector.engine import run_rules
+from detector.pipeline import ingest_files
 from detector.store import Store
-from tests.conftest import REPO, rows, write_csv
+from tests.conftest import REPO, demo_store, rows, write_csv
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -51,10 +50,7 @@ def server(tmp_path_factory, demo_logs):
 def _scored_demo(folder, demo_logs, user: str, role: str) -> Store:
     """The demo world ingested, its rules run and scored, with one dashboard user whose
     password is ``pw-<user>-1234``."""
-    store = Store(folder / "d.duckdb", wait=30)
-    ingest_paths(store, [p for k, p in demo_logs.items() if k != "truth"], user="test")
-    run_rules(store)
-    score(store)
+    store = demo_store(folder / "d.duckdb", demo_logs)
     auth.add_user(auth.users_file(store.path), user, role, password=f"pw-{user}-1234")
     return store
 
@@ -67,7 +63,7 @@ def _streamlit(db, **env):
     # the product's own server settings (upload limit, no raw table export...), read in
     # the child's environment
     command = subprocess.run(
-        [sys.executable, "-c", "import json, sys; from detector.pipeline import streamlit_command;"
+        [sys.executable, "-c", "import json, sys; from detector.demo import streamlit_command;"
          f" print(json.dumps(streamlit_command(sys.argv[1], {port}, '127.0.0.1')))", str(db)],
         cwd=REPO, env=env, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
@@ -401,7 +397,7 @@ def test_text_from_logs_and_users_is_shown_as_text_never_fetched(browser, tmp_pa
         ["record_id", "facility", "entered_at", "name", "role"],
         [["V1", "QZT", "2019-06-01 21:10", name, "Familiar"]],
     )
-    ingest_paths(store, [facilities, visits], user="test")
+    ingest_files(store, [facilities, visits], user="test")
     run_rules(store)
     ((flag_id,),) = rows(store, "SELECT flag_id FROM flags WHERE rule_id LIKE 'visit-outside%'")
     auth.add_user(auth.users_file(db), "ana", "auditor", password="pw-ana-1234")
@@ -484,7 +480,7 @@ def test_a_review_saved_while_the_database_is_busy_is_kept_and_written(browser, 
         ["record_id", "facility", "entered_at", "name"],
         [["V1", "ZAC", "2019-06-01 21:10", "N/I"]],
     )
-    ingest_paths(store, [visits], user="test")
+    ingest_files(store, [visits], user="test")
     run_rules(store)
     ((flag_id,),) = rows(store, "SELECT flag_id FROM flags LIMIT 1")
     auth.add_user(auth.users_file(db), "ana", "auditor", password="pw-ana-1234")
@@ -563,7 +559,7 @@ def _waves_sample(store, tmp_path) -> Path:
         [["WH", "White House", "office"], ["OEOB", "Eisenhower Building", "office"],
          ["NEOB", "New Executive Office Building", "office"]],
     )  # fmt: skip
-    ingest_paths(store, [buildings], user="test")
+    ingest_files(store, [buildings], user="test")
     sample = tmp_path / "waves_head.csv"
     sample.write_bytes(b"".join(WAVES.read_bytes().splitlines(keepends=True)[:21]))
     return sample

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from detector import calibration
-from detector.export import load_flags
-from detector.review import Actor, set_status
+from detector.auth import Actor
+from detector.flags import FlagQuery, read_flags
+from detector.review import set_status
 from detector.scoring import score
 from tests.conftest import demo_store, rows
 
@@ -28,13 +29,13 @@ def store(tmp_path_factory, demo_logs):
 
 
 def _ranks(store, rule: str) -> list[int]:
-    queue = load_flags(store)["rule_id"].to_list()
+    queue = read_flags(store, FlagQuery(include_suppressed=True))["rule_id"].to_list()
     return [i for i, r in enumerate(queue) if r == rule]
 
 
 def test_dismissals_sink_a_rule_confirmations_raise_it_and_reverting_restores_the_order(store):
     rule = "visit-outside-visiting-hours"
-    original = load_flags(store)["flag_id"].to_list()
+    original = read_flags(store, FlagQuery(include_suppressed=True))["flag_id"].to_list()
     before = _ranks(store, rule)
     flags = [f for (f,) in rows(store, "SELECT flag_id FROM flags WHERE rule_id = ?", [rule])]
     assert len(flags) >= 8 and len(before) >= 8
@@ -59,7 +60,7 @@ def test_dismissals_sink_a_rule_confirmations_raise_it_and_reverting_restores_th
     for flag in flags[:8]:  # back to undecided: the prior stands again, and the old order
         set_status(store, ANA, flag, "in_review")
     report = score(store)
-    assert load_flags(store)["flag_id"].to_list() == original
+    assert read_flags(store, FlagQuery(include_suppressed=True))["flag_id"].to_list() == original
     assert rows(
         store,
         "SELECT old, new FROM weight_changes WHERE rule_id = ? AND run_id = ?",

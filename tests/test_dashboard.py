@@ -9,12 +9,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from detector import auth
-from detector.ingest import ingest_paths
-from detector.review import Actor
-from detector.rules import run_rules
+from detector.auth import Actor
 from detector.scoring import score
 from detector.store import Store
-from tests.conftest import REPO, rows, write_csv
+from tests.conftest import REPO, demo_store, rows, write_csv
 
 APP = str(REPO / "dashboard" / "app.py")
 PASSWORDS = {
@@ -26,11 +24,7 @@ PASSWORDS = {
 
 @pytest.fixture(scope="module")
 def demo_db(tmp_path_factory, demo_logs):
-    db = tmp_path_factory.mktemp("dash") / "d.duckdb"
-    store = Store(db, wait=30)
-    ingest_paths(store, [p for k, p in demo_logs.items() if k != "truth"], user="test")
-    run_rules(store)
-    score(store)
+    db = demo_store(tmp_path_factory.mktemp("dash") / "d.duckdb", demo_logs).path
     for user, (role, password) in PASSWORDS.items():
         auth.add_user(auth.users_file(db), user, role, password=password)
     return db

@@ -8,8 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from detector.cli import app
-from detector.ingest import ingest_paths
-from detector.rules import run_rules
+from detector.engine import run_rules
+from detector.ingest import ingest_file
+from detector.pipeline import ingest_files
 from detector.schema import KINDS, SPECS
 from detector.store import Store, kind_columns
 from tests.conftest import rows, write_csv
@@ -56,7 +57,7 @@ def test_spanish_reader_exports_are_read_and_paired_with_unmatched_ends_kept(sto
             ["ZAC", "04/06/2019 09:30", "Rosa Díaz", "C-300", "Portón principal", "lectura"],
         ],
     )
-    results = ingest_paths(store, [events, _zones(tmp_path)])  # order given does not matter
+    results = ingest_files(store, [events, _zones(tmp_path)])  # order given does not matter
     assert [(r.kind, r.status, r.rows_stored) for r in results] == [
         ("zones", "stored", 3),
         ("events", "stored", 8),
@@ -123,7 +124,7 @@ def test_a_read_the_reader_refused_is_kept_but_is_no_passage(store, tmp_path):
             ["ZAC", "03/06/2019 17:05", "Ana Pérez", "C-100", "Portón", "Salida", "Puerta forzada"],
         ],
     )
-    [result] = ingest_paths(store, [path])
+    [result] = ingest_files(store, [path])
     assert result.status == "stored" and result.rows_stored == 5, result.message
     assert rows(store, "SELECT outcome, outcome_raw FROM events ORDER BY seen_at") == [
         ("denied", "Acceso denegado"),
@@ -152,7 +153,7 @@ def test_a_visitor_badge_issued_again_is_another_person(store, tmp_path):
             ["ZAC", "03/06/2019 12:00", "Rosa Díaz", "", "Portón principal", "Entrada"],
         ],
     )
-    ingest_paths(store, [events])
+    ingest_files(store, [events])
     assert rows(store, "SELECT person_key FROM events ORDER BY seen_at") == [
         ("V-7|ANA PEREZ",),
         ("V-7|LUIS RUIZ",),
@@ -179,7 +180,7 @@ def test_a_headerless_badge_export_is_read_through_a_mapping(store, tmp_path):
             "facility": {"value": "ZAC"},
         },
     )
-    [result] = ingest_paths(store, [path], mapping=mapping)
+    [result] = ingest_files(store, [path], mapping=mapping)
     assert result.status == "stored" and result.rows_stored == 2, result.message
     assert rows(store, "SELECT pairing FROM event_stays") == [("paired",)]
 
@@ -207,7 +208,7 @@ def test_the_gate_and_the_book_held_against_each_other_and_the_person_roll_up(st
             ["IZA", "03/06/2019 21:41", "Osiris Luna", "D-1", "Garita", "Entrada"],
         ],
     )
-    ingest_paths(store, [_zones(tmp_path), visits, events])
+    ingest_files(store, [_zones(tmp_path), visits, events])
     run_rules(store)
     fired = dict(rows(store, "SELECT rule_id, count(*) FROM flags GROUP BY 1"))
     # the companions at ZAC (one case that night), and the director at IZA, whose book
@@ -256,7 +257,7 @@ def test_the_generated_gate_stream_planted_anomalies_are_found_and_look_alikes_l
 
     files = generate(tmp_path / "logs", seed=7, months=6, events=True)
     store = Store(tmp_path / "d.duckdb", wait=60)
-    ingest_paths(store, [p for k, p in files.items() if k != "truth"])
+    ingest_files(store, [p for k, p in files.items() if k != "truth"])
     run_rules(store)
     planted = [
         t for t in json.loads(files["truth"].read_text()) if t["category"] == "access_events"
@@ -323,7 +324,7 @@ def test_an_event_flag_shows_the_gate_reads_beside_the_logbook_lines(tmp_path, m
             ["ZAC", "03/06/2019 21:31", "Carlos Mejía", "PASE-1", "Portón principal", "Entrada"],
         ],
     )
-    ingest_paths(store, [_zones(tmp_path), visits, events])
+    ingest_files(store, [_zones(tmp_path), visits, events])
     run_rules(store)
     [(flag_id,)] = rows(
         store,
@@ -381,8 +382,8 @@ def test_a_badge_challenge_layout_runs_end_to_end_with_its_shipped_mapping(store
     path = tmp_path / "proxLog.csv"
     path.write_text("\n".join(lines) + "\n")
     mappings = REPO / "logs" / "mappings"
-    ingest_paths(store, [mappings / "vast2009_zones.csv"])
-    [result] = ingest_paths(store, [path], mapping=load_mapping(mappings / "vast2009_prox.toml"))
+    ingest_files(store, [mappings / "vast2009_zones.csv"])
+    [result] = ingest_files(store, [path], mapping=load_mapping(mappings / "vast2009_prox.toml"))
     assert result.status == "stored" and result.rows_stored == len(lines) - 1, result.message
     run_rules(store)
     fired = rows(
@@ -429,7 +430,7 @@ def test_an_access_control_vendor_export_is_read_as_it_comes(store, tmp_path):
     )  # fmt: skip
     from detector.mapping import UserMapping
 
-    [result] = ingest_paths(
+    [result] = ingest_files(
         store, [path], mapping=UserMapping(columns={"facility": {"value": "ZAC"}})
     )
     assert result.status == "stored" and result.rows_stored == 4, result.message
@@ -535,7 +536,7 @@ def test_a_prison_written_apart_from_the_generator_raises_only_what_was_planted(
     the log's edges) beside a flag on each of 586 undocumented lines."""
     import json
 
-    results = ingest_paths(store, _one_prison(tmp_path))
+    results = ingest_files(store, _one_prison(tmp_path))
     assert [r.status for r in results] == ["stored"] * 3
     run_rules(store)
     fired = rows(
@@ -558,3 +559,53 @@ def test_a_prison_written_apart_from_the_generator_raises_only_what_was_planted(
         "WHERE f.rule_id LIKE 'reconcile-gate%' GROUP BY f.flag_id",
     )
     assert json.loads(fields)["occurrences"] == 2 and badges == ["PASE-N1", "PASE-N2"]
+
+
+# --- zones that nest in a circle ---------------------------------------------------------------
+
+ZONE_HEADER = ["centro", "zona", "dentro_de", "lector"]
+
+
+@pytest.mark.parametrize(
+    "lines,said",
+    [
+        (
+            [["ZAC", "perimetro", "", "Portón"], ["ZAC", "maxima", "maxima", "Lector máxima"]],
+            "at facility ZAC, zone maxima is inside itself",
+        ),
+        (
+            [["ZAC", "A", "B", "L1"], ["ZAC", "B", "A", "L2"]],
+            "at facility ZAC, zone A is inside B, which is inside A",
+        ),
+        (
+            [["ZAC", "A", "B", "L1"], ["ZAC", "B", "C", "L2"], ["ZAC", "C", "A", "L3"],
+             ["ZAC", "D", "A", "L4"]],
+            "at facility ZAC, zone A is inside B, which is inside C, which is inside A",
+        ),
+    ],
+)  # fmt: skip
+def test_a_zones_file_nesting_in_a_circle_is_refused_naming_it(store, tmp_path, lines, said):
+    """A circle in ``inside`` (7,449 high flags appeared and the gate rule fell silent) is
+    refused at ingest: the file is not stored, and the message names the circle."""
+    result = ingest_file(store, write_csv(tmp_path / "zonas.csv", ZONE_HEADER, lines))
+    assert result.status == "failed", result
+    assert result.message.startswith(f"zonas.csv: {said}")
+    assert rows(store, "SELECT count(*) FROM zones") == [(0,)]
+    assert rows(store, "SELECT count(*) FROM uploads") == [(0,)]
+
+
+def test_a_circle_closed_by_a_later_zones_file_is_refused(store, tmp_path):
+    first = ingest_file(store, _zones(tmp_path))
+    assert first.status == "stored" and first.rows_stored == 3
+    later = write_csv(
+        tmp_path / "zonas_2.csv", ZONE_HEADER, [["ZAC", "perimetro", "maxima", "Portón 2"]]
+    )
+    result = ingest_file(store, later)
+    assert result.status == "failed"
+    assert (
+        "zone perimetro is inside maxima, which is inside edificio, which is inside "
+        "perimetro" in result.message
+    )
+    assert rows(store, "SELECT count(*) FROM zones") == [(3,)]
+    other = write_csv(tmp_path / "zonas_3.csv", ZONE_HEADER, [["IZA", "A", "B", "L"]])
+    assert ingest_file(store, other).status == "stored"  # another facility, no circle

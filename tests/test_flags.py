@@ -13,23 +13,21 @@ import pytest
 from typer.testing import CliRunner
 
 from detector.cli import app
+from detector.engine import run_rules
 from detector.evaluate import hits, rule_quality
 from detector.export import neutralise
-from detector.ingest import ingest_paths
 from detector.mapping import load_mapping
-from detector.rules import run_rules
+from detector.pipeline import ingest_files
 from detector.store import Store
 from tests.conftest import REPO, WAVES, rows
+from tests.conftest import demo_store as copy_demo
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def demo_store(tmp_path_factory, demo_logs) -> Store:
-    store = Store(tmp_path_factory.mktemp("demo-db") / "d.duckdb", wait=30)
-    ingest_paths(store, [p for k, p in demo_logs.items() if k != "truth"], user="test")
-    run_rules(store)
-    return store
+    return copy_demo(tmp_path_factory.mktemp("demo-db") / "d.duckdb", demo_logs, scored=False)
 
 
 def test_each_planted_anomaly_is_flagged_per_category(demo_store, demo_logs):
@@ -109,7 +107,7 @@ def test_flags_that_stop_firing_are_resolved_not_deleted(store, tmp_path):
     path.write_text(
         "facility,entered_at,name,record_id\nZAC,2019-06-01 10:00,N/I,R1\n", encoding="utf-8"
     )
-    ingest_paths(store, [path])
+    ingest_files(store, [path])
     run_rules(store, only=["unidentified-placeholder-name"])
     with store.write() as con:  # e.g. the record was corrected at the source
         con.execute("UPDATE visits SET name = 'Ana', name_key = 'ANA', name_status = 'named'")
@@ -166,7 +164,7 @@ def test_exports_neutralise_formula_injection(store, tmp_path):
         '"@SUM(A1)",2019-06-01 10:00,,+P123\n',
         encoding="utf-8",
     )
-    ingest_paths(store, [path])
+    ingest_files(store, [path])
     run_rules(store)
     out = runner.invoke(app, ["flags", "--format", "csv", "--db", str(store.path)])
     cells = [c for r in csv.reader(io.StringIO(out.output)) for c in r]
@@ -206,7 +204,7 @@ def test_xlsx_export_shows_line_ends_as_line_ends(tmp_path):
 
 
 def test_waves_party_rule_flags_exactly_the_short_appointments(store):
-    ingest_paths(store, [WAVES], mapping=load_mapping(REPO / "logs/mappings/waves.toml"))
+    ingest_files(store, [WAVES], mapping=load_mapping(REPO / "logs/mappings/waves.toml"))
     run_rules(store)
 
     raw = pl.read_csv(WAVES, infer_schema=False)
@@ -230,7 +228,8 @@ def test_exports_open_in_a_spanish_locale_spreadsheet(store, tmp_path):
     an XLSX without a frozen header or filter."""
     import openpyxl
 
-    from detector.review import Actor, set_status
+    from detector.auth import Actor
+    from detector.review import set_status
     from detector.scoring import score
 
     path = tmp_path / "v.csv"
@@ -240,7 +239,7 @@ def test_exports_open_in_a_spanish_locale_spreadsheet(store, tmp_path):
         "ZAC;2019-06-02 10:00;Acompañante de Óscar;R2;501;3;5\n",
         encoding="utf-8",
     )
-    ingest_paths(store, [path])
+    ingest_files(store, [path])
     run_rules(store)
     score(store)
     flag = rows(store, "SELECT flag_id FROM flags ORDER BY flag_id LIMIT 1")[0][0]

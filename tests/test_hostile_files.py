@@ -134,7 +134,8 @@ dont_match:
 
 
 def test_rule_sql_cannot_read_or_write_files(store, tmp_path):
-    from detector.rules import RuleError, load_rules, run_rules
+    from detector.engine import run_rules
+    from detector.rulebook import RuleError, load_rules
 
     path = tmp_path / "v.csv"
     path.write_text("record_id,facility,entered_at,name\n1,ZAC,2022-01-01 10:00,Ana\n")
@@ -224,7 +225,7 @@ def test_look_alike_letters_and_invisible_characters_do_not_split_a_person(store
         "V3": "placeholder",
         "V4": "named",
     }
-    from detector.rules import run_rules
+    from detector.engine import run_rules
 
     run_rules(store, only=["unidentified-companions-of-official"])
     ((companions,),) = rows(store, "SELECT json_extract(fields, '$.companions')::INT FROM flags")
@@ -234,7 +235,7 @@ def test_look_alike_letters_and_invisible_characters_do_not_split_a_person(store
 def test_the_dashboard_server_runs_with_the_products_limits(monkeypatch, tmp_path):
     """Streamlit takes uploads on its upload endpoint before anyone logs in; the limit
     per upload is what a stranger can make the server hold (was 1,024 MB)."""
-    from detector.pipeline import streamlit_command
+    from detector.demo import streamlit_command
 
     command = streamlit_command(tmp_path / "d.duckdb", 8501, "127.0.0.1")
     assert "--server.maxUploadSize=200" in command
@@ -252,7 +253,7 @@ def test_the_first_admin_password_is_written_for_the_owner_not_printed(
     import bcrypt
     from rich.console import Console
 
-    import detector.pipeline as pipeline
+    import detector.demo as pipeline
     from detector import auth
     from detector.store import Store
 

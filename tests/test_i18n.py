@@ -11,8 +11,9 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
 from detector import i18n
-from detector.rules import load_rules, rule_wording, run_case
-from tests.conftest import REPO
+from detector.rulebook import load_rules
+from detector.wording import rule_wording
+from tests.conftest import REPO, rule_cases
 
 KEYWORDS = {
     "_": None,
@@ -65,14 +66,14 @@ def test_a_message_placeholders_survive_translation():
 
 
 @pytest.mark.parametrize("rule", load_rules(), ids=lambda r: r.id)
-def test_each_rule_reads_in_spanish_from_its_own_hits(rule, tmp_path):
+def test_each_rule_reads_in_spanish_from_its_own_hits(rule):
     """The Spanish explanation of each regression hit fills every field (no "?"), shows
     the Spanish reading of a sentence the query composes, and keeps no English of it; and
     each value the rule quotes has a heading in both languages (the detail page's table of
     the values that made it fire)."""
-    hits: list[dict] = []
-    for i, case in enumerate(rule.regression):
-        assert run_case(rule, case, tmp_path / str(i), hits) == []
+    cases = rule_cases(rule.id)
+    assert cases.regression and all(p == [] for p in cases.regression), rule.id
+    hits = cases.hits
     assert hits, rule.id
     unnamed = {
         k for f in hits for k in f
@@ -122,7 +123,7 @@ def test_every_column_a_page_can_show_has_a_heading_in_both_languages(store):
     """Tables show the database's columns through their headings: each column of every
     table (and of the risk roll-ups) has one, so no snake_case name reaches a reader in
     either language (a value as the file wrote it reads as "<heading> as written")."""
-    from detector.risk import ROLLUPS, rollup
+    from detector.rollup import ROLLUPS, rollup
 
     with store.read() as con:
         columns = {
@@ -169,7 +170,7 @@ def test_a_quarantined_row_reads_in_the_users_language(store, tmp_path):
     reads why in Spanish, with the field's Spanish heading; an English one reads the
     sentence stored with the row."""
     from dashboard.data import quarantine
-    from detector.ingest import ingest_paths
+    from detector.pipeline import ingest_files
 
     path = tmp_path / "libro.csv"
     path.write_text(
@@ -180,7 +181,7 @@ def test_a_quarantined_row_reads_in_the_users_language(store, tmp_path):
         "4,ZAC,05/06/2019 10:00,,Marta Gómez,5,extra\n",
         encoding="utf-8",
     )
-    [result] = ingest_paths(store, [path])
+    [result] = ingest_files(store, [path])
     assert result.rows_quarantined == 4, result.reasons
     english = dict(quarantine(store).select("reason_code", "reason").rows())
     spanish = dict(quarantine(store, lang="es").select("reason_code", "reason").rows())

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from detector.ingest import ingest_paths
-from detector.rules import run_rules
+from detector.engine import run_rules
+from detector.pipeline import ingest_files
 from detector.store import Store
 from tests.conftest import REPO, rows
 
@@ -52,20 +52,20 @@ def test_incremental_runs_equal_a_full_run(tmp_path, demo_logs):
     later = [s[2] for s in splits]
 
     step = Store(tmp_path / "incremental.duckdb", wait=30)
-    ingest_paths(step, reference + early)
+    ingest_files(step, reference + early)
     first = run_rules(step, full=False)
     assert first.scope == "full"  # nothing to be incremental against yet
-    ingest_paths(step, later)
+    ingest_files(step, later)
     second = run_rules(step, full=False)
     assert second.scope.startswith("incremental")
     gaps_before_backfill = _active(step)
-    ingest_paths(step, backfill)
+    ingest_files(step, backfill)
     third = run_rules(step, full=False)
     assert third.scope.startswith("incremental")
     assert third.resolved > 0  # silent periods of the withheld stretch resolve
 
     whole = Store(tmp_path / "full.duckdb", wait=30)
-    ingest_paths(whole, reference + early + later + backfill)
+    ingest_files(whole, reference + early + later + backfill)
     run_rules(whole, full=True)
     assert _active(step) == _active(whole)
     assert gaps_before_backfill != _active(whole)
@@ -78,7 +78,7 @@ def test_a_run_with_nothing_new_changes_nothing(store, tmp_path):
     path.write_text(
         "facility,entered_at,name,record_id\nZAC,2019-06-01 10:00,N/I,R1\n", encoding="utf-8"
     )
-    ingest_paths(store, [path])
+    ingest_files(store, [path])
     run_rules(store)
     before = _active(store)
     report = run_rules(store, full=False)
@@ -91,7 +91,7 @@ def test_changed_rule_file_reruns_that_rule_in_full(store, tmp_path):
     path.write_text(
         "facility,entered_at,name,record_id\nZAC,2019-06-01 10:00,N/I,R1\n", encoding="utf-8"
     )
-    ingest_paths(store, [path])
+    ingest_files(store, [path])
     run_rules(store)
     with store.write() as con:  # as if the rule file had been edited since
         con.execute("UPDATE runs SET rules = '{}'")
@@ -154,8 +154,9 @@ def test_a_rule_with_a_lookback_rereads_only_its_window_and_equals_a_full_run(tm
     """Silent periods are judged on the weeks before them: an incremental run re-reads the
     visits from the calendar year its new visits fall in (less the lookback), not every
     year, and still finds what a full run finds, a silence before the new visits included."""
+    from detector.engine import window_floor
     from detector.generator import generate
-    from detector.rules import load_rules, window_floor
+    from detector.rulebook import load_rules
 
     logs = generate(tmp_path / "logs", seed=11, months=15)  # June 2019 to August 2020
     reference = [logs[k] for k in ("facilities", "inmates", "logbooks", "transfers")]
@@ -174,9 +175,9 @@ def test_a_rule_with_a_lookback_rereads_only_its_window_and_equals_a_full_run(tm
                 target.write_bytes(header + b"".join(chunk))
                 (early if part == "early" else later).append(target)
     step = Store(tmp_path / "step.duckdb", wait=30)
-    ingest_paths(step, reference + early)
+    ingest_files(step, reference + early)
     run_rules(step, full=False)
-    ingest_paths(step, later)
+    ingest_files(step, later)
     second = run_rules(step, full=False)
     assert "visits from 2020-" in second.scope
     (silent,) = [r for r in load_rules() if r.id == "logbook-silent-period"]
@@ -185,7 +186,7 @@ def test_a_rule_with_a_lookback_rereads_only_its_window_and_equals_a_full_run(tm
     assert window_floor(since, silent.group.window) == datetime(2020, 1, 1)
 
     whole = Store(tmp_path / "whole.duckdb", wait=30)
-    ingest_paths(whole, reference + early + later)
+    ingest_files(whole, reference + early + later)
     run_rules(whole, full=True)
     assert _active(step) == _active(whole)
     starts = rows(

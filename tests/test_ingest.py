@@ -15,8 +15,9 @@ import polars as pl
 import pytest
 
 from detector import formats, ingest, ledger
-from detector.ingest import ingest_file, ingest_paths
+from detector.ingest import ingest_file
 from detector.mapping import UserMapping, load_mapping
+from detector.pipeline import ingest_files
 from tests.conftest import REPO, rows, write_csv
 
 SPANISH = [
@@ -307,7 +308,7 @@ def test_unknown_facility_is_quarantined_once_a_facilities_list_exists(store, tm
         ["facility", "entered_at", "name"],
         [["ZAC", "2022-02-05 10:00", "A"], ["XXX", "2022-02-05 10:00", "B"]],
     )
-    results = ingest_paths(store, [v, fac])  # the facilities list goes first whatever the order
+    results = ingest_files(store, [v, fac])  # the facilities list goes first whatever the order
     assert [r.kind for r in results] == ["facilities", "visits"]
     assert rows(store, "SELECT field, reason FROM quarantine") == [
         ("facility", "facility 'XXX' is not in the facilities list")

@@ -199,3 +199,122 @@ def test_the_inbox_reads_a_folder_named_as_a_saved_mapping_with_it(store, tmp_pa
     [(ledger_mapping,)] = rows(store, "SELECT mapping FROM uploads")
     assert json.loads(ledger_mapping)["file"] == saved.label
     assert stray.exists()
+
+
+# --- hostile mapping files --------------------------------------------------------------------
+
+VALUE_TABLE_CHILD = """
+import resource, sys
+from pathlib import Path
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # 3 GB of address space
+from detector.ingest import ingest_file
+from detector.mapping import load_mapping
+from detector.store import Store
+r = ingest_file(Store(Path(sys.argv[1]), wait=30), sys.argv[2], mapping=load_mapping(sys.argv[3]))
+print(r.status, r.rows_stored)
+"""
+
+
+def test_a_large_value_table_is_a_lookup_not_a_chain_of_conditions(tmp_path):
+    """2,000 entries under [values.role] took 10 GB and two minutes for a small file (one
+    condition per entry); as a join it fits a 3 GB address-space cap in seconds, in a
+    process of its own (as the dashboard and the inbox run it)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    entries = "\n".join(f'"spelling {n}" = "lawyer"' for n in range(2_000))
+    mapping = tmp_path / "m.toml"
+    mapping.write_text(f'[values.role]\n"Contractor" = "official"\n{entries}\n', encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-c", VALUE_TABLE_CHILD, str(tmp_path / "d.duckdb"),
+         str(REPO / "logs" / "sample" / "visits_QZT.csv"), str(mapping)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["stored", "5776"]
+    store = __import__("detector.store", fromlist=["Store"]).Store(tmp_path / "d.duckdb")
+    got = dict(rows(store, "SELECT role_raw, any_value(role) FROM visits GROUP BY 1"))
+    assert got["contractor"] == "official" and got["family"] == "family"
+
+
+def test_a_value_table_maps_by_folded_spelling_and_the_first_entry_wins():
+    from detector.mapping import vocab_map
+
+    raw = pl.Series("role", ["VA", " va ", "Abogáda", None, "", "familia", "zzz"])
+    out = vocab_map(raw, "role", {"va": "other", "VA": "lawyer", "ABOGADA": "official"})
+    assert out.to_list() == ["other", "other", "official", None, None, "family", "other"]
+
+
+def test_a_value_table_past_the_limit_is_refused_with_its_size(tmp_path):
+    from detector.mapping import MAX_VALUE_ENTRIES, load_mapping
+
+    path = tmp_path / "huge.toml"
+    path.write_text(
+        "[values.role]\n" + "\n".join(f'"v{n}" = "family"' for n in range(MAX_VALUE_ENTRIES + 1)),
+        encoding="utf-8",
+    )
+    with pytest.raises(FileError, match=r"huge.toml: .*'role' has 5,001 entries \(limit 5,000\)"):
+        load_mapping(path)
+
+
+@pytest.mark.parametrize(
+    "name,text",
+    [
+        ("deep.yaml", "columns:\n  name: " + "[" * 20_000 + "]" * 20_000 + "\n"),
+        ("deep_block.yaml", "".join(f"{'  ' * n}k{n}:\n" for n in range(40)) + "  " * 40 + "x\n"),
+        ("deep.toml", 'kind = "visits"\nx = ' + "[" * 20_000 + "]" * 20_000 + "\n"),
+    ],
+)
+def test_a_mapping_nested_absurdly_deep_is_refused_naming_the_file(tmp_path, name, text):
+    from detector.mapping import load_mapping
+
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(FileError, match=rf"{name}: cannot read mapping file: .*nested more than"):
+        load_mapping(path)
+
+
+def test_a_key_given_twice_in_a_yaml_mapping_is_refused(tmp_path):
+    from detector.mapping import load_mapping
+
+    path = tmp_path / "dup.yaml"
+    path.write_text("date_order: dmy\nkind: visits\ndate_order: mdy\n", encoding="utf-8")
+    with pytest.raises(
+        FileError, match=r"dup.yaml: .*'date_order' appears twice \(lines 1 and 3\)"
+    ):
+        load_mapping(path)
+    nested = tmp_path / "dup2.yaml"
+    nested.write_text("values:\n  role:\n    VA: other\n    VA: lawyer\n", encoding="utf-8")
+    with pytest.raises(FileError, match="'VA' appears twice"):
+        load_mapping(nested)
+    toml = tmp_path / "dup.toml"
+    toml.write_text('date_order = "dmy"\ndate_order = "mdy"\n', encoding="utf-8")
+    with pytest.raises(FileError, match="dup.toml: cannot read mapping file"):
+        load_mapping(toml)
+
+
+@pytest.mark.parametrize(
+    "text,said",
+    [
+        ("!!python/object/apply:os.system ['echo pwned']\n", "could not determine a constructor"),
+        ("a: &a [x, x]\nb: &b [*a, *a]\ncolumns: {name: *b}\n", "aliases"),
+    ],
+)
+def test_yaml_tags_and_aliases_stay_refused(tmp_path, text, said):
+    from detector.mapping import load_mapping
+
+    path = tmp_path / "m.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(FileError, match=said):
+        load_mapping(path)
+
+
+@pytest.mark.parametrize("name", ["processed", "failed", " Failed "])
+def test_the_inbox_folders_names_are_not_mapping_names(store, name):
+    from detector.mapping import save_named
+
+    with pytest.raises(FileError, match="one of the inbox's own folders"):
+        save_named(store, name, _hand_mapping(), "ana")
+    assert rows(store, "SELECT count(*) FROM mappings") == [(0,)]

@@ -13,11 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 from detector.cli import app
+from detector.engine import run_rules
 from detector.features import build_features
 from detector.generator import make_dui
-from detector.ingest import ingest_paths
-from detector.risk import rollup
-from detector.rules import run_rules
+from detector.pipeline import ingest_files
+from detector.rollup import rollup
 from detector.scoring import ScoringConfig, load_reference, score
 from detector.store import Store
 from tests.conftest import rows, write_csv
@@ -36,7 +36,7 @@ def _weekly(first: datetime, weeks: int, step: int = 7) -> list[datetime]:
 def world(demo_logs, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("persons")
     store = Store(tmp / "db" / "detector.duckdb", wait=30)
-    ingest_paths(store, [p for k, p in demo_logs.items() if k != "truth"], user="test")
+    ingest_files(store, [p for k, p in demo_logs.items() if k != "truth"], user="test")
 
     def inmate(facility, gang, rank):
         return rows(
@@ -134,7 +134,7 @@ def world(demo_logs, tmp_path_factory):
         for at in _weekly(datetime(2019, 6, 5, 10, 0), 24)
     ]
     extra = write_csv(tmp / "visits_persons.csv", HEADER, lines)
-    ingest_paths(store, [extra], user="test")
+    ingest_files(store, [extra], user="test")
     run_rules(store)
     score(store)
     return store, planted, alike

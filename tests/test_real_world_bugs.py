@@ -13,11 +13,11 @@ import polars as pl
 import pytest
 
 from detector.dates import to_datetime
+from detector.engine import run_rules
 from detector.errors import FileError
 from detector.features import build_features
 from detector.ingest import ingest_file
 from detector.mapping import UserMapping, load_mapping
-from detector.rules import run_rules
 from tests.conftest import rows, write_csv
 
 HEADER = ["record_id", "facility", "entered_at", "name"]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from detector.ingest import ingest_paths
-from detector.rules import run_rules
+from detector.engine import run_rules
+from detector.pipeline import ingest_files
 from detector.scoring import ScoringConfig, load_reference, score
 from detector.store import Store
 from tests.conftest import rows
@@ -72,11 +72,11 @@ def appended(demo_logs, tmp_path_factory):
         else:
             first.append(path)
     store = Store(tmp / "db" / "detector.duckdb", wait=30)
-    ingest_paths(store, first, user="test")
+    ingest_files(store, first, user="test")
     run_rules(store)
     fitted = score(store)
     before = _scores(store)
-    ingest_paths(store, later, user="test")
+    ingest_files(store, later, user="test")
     run_rules(store, full=False)
     report = score(store)
     return store, fitted, report, before
@@ -149,11 +149,11 @@ def test_a_facility_the_reference_has_not_seen_is_not_judged_rare(demo_logs, tmp
     says so."""
     store = Store(tmp_path / "db" / "detector.duckdb", wait=30)
     first = [p for k, p in demo_logs.items() if k not in ("truth", "visits_MAR")]
-    ingest_paths(store, first, user="test")
+    ingest_files(store, first, user="test")
     run_rules(store)
     score(store)
     before = rows(store, "SELECT count(*) FROM flags WHERE source = 'model'")[0][0]
-    ingest_paths(store, [demo_logs["visits_MAR"]], user="test")
+    ingest_files(store, [demo_logs["visits_MAR"]], user="test")
     run_rules(store, full=False)
     report = score(store)
     assert "has not seen" in report.scope and "refit" in report.scope

@@ -12,9 +12,11 @@ import pytest
 
 from dashboard import data
 from detector import auth
-from detector.ingest import ingest_paths
-from detector.review import Actor, ReviewError, assign, history, set_status, suppress
-from detector.rules import run_rules
+from detector.auth import Actor
+from detector.engine import run_rules
+from detector.flags import FlagQuery
+from detector.pipeline import ingest_files
+from detector.review import ReviewError, assign, history, set_status, suppress
 from detector.store import Store
 from tests.conftest import REPO, rows
 
@@ -30,7 +32,7 @@ def flagged(store, tmp_path) -> tuple[Store, list[str]]:
         + "".join(f"ZAC,2019-06-0{i} 10:00,N/I,R{i}\n" for i in range(1, 4)),
         encoding="utf-8",
     )
-    ingest_paths(store, [path])
+    ingest_files(store, [path])
     run_rules(store)
     auth.add_user(auth.users_file(store.path), "ben", "auditor", password="pw-ben-12345")
     return store, [r[0] for r in rows(store, "SELECT flag_id FROM flags ORDER BY 1")]
@@ -90,7 +92,7 @@ def test_viewer_cannot_change_review_state_by_any_action(flagged, tmp_path):
 
 def test_suppression_hides_flags_until_it_expires(flagged):
     store, flags = flagged
-    flt = data.QueueFilter()
+    flt = FlagQuery()
     assert data.queue(store, flt)["flag_id"].len() == len(flags)
     suppress(
         store,
@@ -101,7 +103,7 @@ def test_suppression_hides_flags_until_it_expires(flagged):
         note="known transcription problem",
     )
     assert data.queue(store, flt).height == 0
-    assert data.queue(store, data.QueueFilter(include_suppressed=True)).height == len(flags)
+    assert data.queue(store, FlagQuery(include_suppressed=True)).height == len(flags)
     with store.write() as con:  # time passes
         con.execute("UPDATE suppressions SET until = current_date - 1")
     assert data.queue(store, flt).height == len(flags)
@@ -164,7 +166,7 @@ def test_suppressions_name_a_typed_entity_and_match_it_exactly(store, tmp_path):
         "V5,QZT,2019-06-01 21:20,Eva Ruiz,Abogado,,,01234567-8\n",
         encoding="utf-8",
     )
-    ingest_paths(store, [path])
+    ingest_files(store, [path])
     run_rules(store, only=["unidentified-missing-document"])
     rule = "unidentified-missing-document"
     until = date.today() + timedelta(days=5)
@@ -174,7 +176,7 @@ def test_suppressions_name_a_typed_entity_and_match_it_exactly(store, tmp_path):
             store,
             "SELECT DISTINCT v.record_id FROM flags f, unnest(f.record_keys) u(k) "
             "JOIN visits v ON v.record_key = u.k WHERE f.flag_id IN (SELECT unnest(?))",
-            [data.queue(store, data.QueueFilter())["flag_id"].to_list()],
+            [data.queue(store, FlagQuery())["flag_id"].to_list()],
         )
         return {n for (n,) in names}
 

@@ -7,10 +7,11 @@ import json
 
 import pytest
 
-from detector.export import load_flags
-from detector.ingest import ingest_paths
-from detector.review import Actor, reopen_on_new, set_status
-from detector.rules import run_rules
+from detector.auth import Actor
+from detector.engine import run_rules
+from detector.flags import FlagQuery, read_flags
+from detector.pipeline import ingest_files
+from detector.review import reopen_on_new, set_status
 from detector.store import Store
 from tests.conftest import demo_store, rows, write_csv
 
@@ -26,7 +27,7 @@ def test_a_high_range_flag_ranks_above_every_routine_medium_entry(scored_demo):
     """Range flags used to take the risk of their anchor visits (0 after scoring), so a
     removed book ranked below routine medium entries. A routine entry here is a medium
     rule flag on visits the model does not find rare (below the top 1%)."""
-    queue = load_flags(scored_demo).with_row_index("rank")
+    queue = read_flags(scored_demo, FlagQuery(include_suppressed=True)).with_row_index("rank")
     routine = rows(
         scored_demo,
         """SELECT DISTINCT f.flag_id FROM flags f, unnest(f.record_keys) u(k)
@@ -82,8 +83,8 @@ def test_repeated_hits_are_one_case_dismissed_once(store, tmp_path):
         ["facility", "kind", "visiting_hours"],
         [["QZT", "centro penal", "08:00-15:00"]],
     )
-    ingest_paths(store, [tmp_path / "f.csv"])
-    ingest_paths(
+    ingest_files(store, [tmp_path / "f.csv"])
+    ingest_files(
         store,
         [
             _late_visits(
@@ -97,13 +98,13 @@ def test_repeated_hits_are_one_case_dismissed_once(store, tmp_path):
     set_status(store, ANA, flag_id, "dismissed", "her shift ends at 18:00", "benign")
 
     # A third late entry that month joins the same case, which stays dismissed.
-    ingest_paths(store, [_late_visits(tmp_path / "b.csv", [("V3", "2019-06-15 20:05")])])
+    ingest_files(store, [_late_visits(tmp_path / "b.csv", [("V3", "2019-06-15 20:05")])])
     run_rules(store, only=["visit-outside-visiting-hours"])
     assert _case(store) == (flag_id, 3, 3, "dismissed")
 
     # Asked to be told, the reviewer sees the case re-open on the next occurrence.
     reopen_on_new(store, ANA, flag_id, True)
-    ingest_paths(store, [_late_visits(tmp_path / "c.csv", [("V4", "2019-06-22 19:55")])])
+    ingest_files(store, [_late_visits(tmp_path / "c.csv", [("V4", "2019-06-22 19:55")])])
     run_rules(store, only=["visit-outside-visiting-hours"])
     assert _case(store) == (flag_id, 4, 4, "new")
     assert rows(

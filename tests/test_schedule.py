@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from detector.auth import Actor
 from detector.errors import DetectorError
 from detector.notify import NotifyConfig
-from detector.review import Actor, set_status
+from detector.review import set_status
 from detector.schedule import Job, ScheduleConfig, load_config, process_inbox, run_job
 from detector.store import Store
 from tests.conftest import REPO, rows, tick_config
@@ -83,7 +84,8 @@ class _Hook(BaseHTTPRequestHandler):
         pass
 
 
-def test_new_serious_flags_reach_digest_email_and_webhook(store, tmp_path):
+def test_new_serious_flags_reach_digest_email_and_webhook(store, tmp_path, monkeypatch):
+    monkeypatch.setenv("DETECTOR_WEBHOOK_ALLOW_PRIVATE", "1")  # the receiver is on this host
     from aiosmtpd.controller import Controller
     from aiosmtpd.handlers import Sink
 
@@ -234,11 +236,11 @@ def test_scheduler_process_survives_kill_9_mid_run(tmp_path):
 
 @pytest.mark.slow
 def test_review_actions_during_a_rule_run_are_all_stored(tmp_path, demo_logs):
-    from detector.ingest import ingest_paths
-    from detector.rules import run_rules
+    from detector.engine import run_rules
+    from detector.pipeline import ingest_files
 
     store = Store(tmp_path / "d.duckdb", wait=120)
-    ingest_paths(store, [p for k, p in demo_logs.items() if k != "truth"])
+    ingest_files(store, [p for k, p in demo_logs.items() if k != "truth"])
     run_rules(store)
     flags = [r[0] for r in rows(store, "SELECT flag_id FROM flags ORDER BY 1")]
     slow = tmp_path / "slow" / "data_quality"
@@ -269,7 +271,7 @@ def test_review_actions_during_a_rule_run_are_all_stored(tmp_path, demo_logs):
             "-c",
             textwrap.dedent(f"""
         from pathlib import Path
-        from detector.rules import run_rules
+        from detector.engine import run_rules
         from detector.store import Store
         print("start", flush=True)
         r = run_rules(Store({str(store.path)!r}), [Path({str(tmp_path / "slow")!r})])
@@ -419,3 +421,149 @@ def test_an_invalid_schedule_is_refused_with_why_before_anything_runs(tmp_path, 
     )
     told = " ".join(out.output.split())
     assert out.exit_code != 0 and said in told and "Traceback" not in told, told
+
+
+# --- hostile inbox files ----------------------------------------------------------------------
+
+
+def test_no_inbox_file_stops_the_tick(tmp_path):
+    """In a real `detector schedule --once` process: a name that is not UTF-8 (latin-1, as
+    older Windows tools write), a 240-character name, a symbolic link to a file outside
+    the inbox and a FIFO used to stop every tick before the rules ran (or, for the link,
+    put the first line of the linked file in a world-readable reason file). Now the two
+    names are stored and moved under names that fit, the link and the FIFO are not
+    taken, and the tick goes on to the rules."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    data = (SAMPLE / "visits_QZT.csv").read_bytes()
+    latin = os.fsdecode(b"visitas_a\xf1o.csv")
+    (inbox / latin).write_bytes(data)
+    (inbox / ("v" * 236 + ".csv")).write_bytes(data.replace(b"QZT-", b"QZU-"))
+    secret = tmp_path / "secret.csv"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n", encoding="utf-8")
+    (inbox / "link.csv").symlink_to(secret)
+    os.mkfifo(inbox / "pipe.csv")
+    old = time.time() - 120
+    for p in inbox.iterdir():
+        os.utime(p, (old, old), follow_symlinks=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "detector.cli", "schedule", "--config",
+         str(tick_config(tmp_path, inbox)), "--once", "--db", str(tmp_path / "d.duckdb")],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "error" not in summary, summary
+    assert summary["run_id"] and summary["scope"] == "full"  # the rules ran
+    status = {o["file"]: (o["status"], o["stored"]) for o in summary["inbox"]}
+    assert status == {
+        "visitas_a\\xf1o.csv": ("stored", 5776),
+        "v" * 236 + ".csv": ("stored", 5776),
+    }
+    moved = sorted(os.listdir(os.fsencode(inbox / "processed")))
+    assert len(moved) == 2 and all(len(n) <= 255 - len(".reason.txt") for n in moved)
+    assert any(n.endswith(b"_visitas_a\xf1o.csv") for n in moved)
+    assert any(n.endswith(b"vvv.csv") for n in moved)
+    store = Store(tmp_path / "d.duckdb")
+    names = {n for (n,) in rows(store, "SELECT original_name FROM uploads")}
+    assert "visitas_a\\xf1o.csv" in names
+    # the link and the FIFO stay where they were, and nothing read the linked file
+    assert (inbox / "link.csv").is_symlink() and (inbox / "pipe.csv").exists()
+    assert not list((inbox / "failed").iterdir())
+    assert rows(store, "SELECT count(*) FROM uploads") == [(2,)]
+
+
+def test_the_command_line_ingests_a_file_whose_name_is_not_utf8(store, tmp_path):
+    from typer.testing import CliRunner
+
+    from detector.cli import app
+
+    path = tmp_path / os.fsdecode(b"visitas_a\xf1o.csv")
+    path.write_bytes((SAMPLE / "visits_QZT.csv").read_bytes())
+    result = CliRunner().invoke(app, ["ingest", str(path), "--db", str(store.path)])
+    assert result.exit_code == 0, result.output
+    assert rows(store, "SELECT original_name, rows_stored FROM uploads") == [
+        ("visitas_a\\xf1o.csv", 5776)
+    ]
+    assert rows(store, "SELECT DISTINCT source_name FROM visits") == [("visitas_a\\xf1o.csv",)]
+
+
+def test_a_file_that_fails_is_moved_under_a_name_that_fits_with_an_owner_only_reason(
+    store, tmp_path
+):
+    inbox = tmp_path / "inbox"
+    long_name = "é" * 118 + ".csv"  # 240 bytes in UTF-8
+    _drop(inbox, long_name, "empty.csv", content=b"")
+    outcome = {o["file"]: o for o in process_inbox(store, inbox)}
+    assert {k: v["status"] for k, v in outcome.items()} == {
+        long_name: "failed",
+        "empty.csv": "failed",
+    }
+    reasons = sorted((inbox / "failed").glob("*.reason.txt"))
+    assert len(reasons) == 2
+    for reason in reasons:
+        assert len(os.fsencode(reason.name)) <= 255
+        assert reason.stat().st_mode & 0o777 == 0o600
+        assert "file is empty" in reason.read_text(encoding="utf-8")
+    cut = next(p for p in (inbox / "failed").iterdir() if p.name.endswith("é.csv"))
+    assert cut.name.startswith(outcome[long_name]["moved_to"].rsplit("/", 1)[1][:16])
+
+
+def test_names_in_processed_and_failed_fit_and_never_overwrite(tmp_path):
+    from detector.schedule import _free_name
+
+    folder = tmp_path / "processed"
+    folder.mkdir()
+    name = os.fsdecode(b"a\xf1" * 120 + b".xlsx")
+    first = _free_name(folder, name)
+    first.write_bytes(b"1")
+    second = _free_name(folder, name)
+    assert second != first and second.suffix == ".xlsx"
+    for target in (first, second):
+        assert len(os.fsencode(target.name + ".reason.txt")) <= 255
+    assert _free_name(folder, "short.csv").name.endswith("_short.csv")
+
+
+def test_a_mapping_saved_as_an_inbox_folder_never_re_takes_that_folder(store, tmp_path):
+    """A mapping saved as "processed" before the name was reserved (or written into the
+    database directly) must not make each tick re-take processed/ and rename its files
+    again until the names are too long."""
+    import hashlib
+
+    from detector.mapping import UserMapping, mapping_text
+
+    body = mapping_text(UserMapping(kind="visits"))
+    with store.write() as con:
+        con.execute(
+            "INSERT INTO mappings VALUES ('processed', 1, ?, 'visits', ?, 'old', now())",
+            [hashlib.sha256(body.encode()).hexdigest(), body],
+        )
+    inbox = tmp_path / "inbox"
+    _drop(inbox, "visits_QZT.csv")
+    first = process_inbox(store, inbox)
+    assert [o["status"] for o in first] == ["stored"]
+    for p in (inbox / "processed").iterdir():
+        os.utime(p, (time.time() - 120, time.time() - 120))
+    assert process_inbox(store, inbox) == []
+    assert len(list((inbox / "processed").iterdir())) == 1
+
+
+def test_an_inbox_file_replaced_by_a_link_or_a_fifo_is_refused_not_read(store, tmp_path):
+    """Between the inbox listing and the ingest a file can be swapped for a link: the
+    inbox's ingest opens it without following links and reads that open file."""
+    from detector.ingest import ingest_file
+
+    secret = tmp_path / "secret.csv"
+    secret.write_text("user,password\nroot,hunter2\n", encoding="utf-8")
+    link = tmp_path / "swapped.csv"
+    link.symlink_to(secret)
+    r = ingest_file(store, link, regular_only=True)
+    assert r.status == "failed" and "not a regular file (symbolic link)" in r.message
+    assert "hunter2" not in r.message and "password" not in r.message
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    r = ingest_file(store, fifo, regular_only=True)  # would block forever if opened to read
+    assert r.status == "failed" and "not a regular file" in r.message
+    assert rows(store, "SELECT count(*) FROM uploads") == [(0,)]
+    plain = ingest_file(store, SAMPLE / "visits_QZT.csv", regular_only=True)
+    assert plain.status == "stored" and plain.rows_stored == 5776

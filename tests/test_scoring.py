@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from detector.cli import app
 from detector.evaluate import evaluate_world
 from detector.features import FEATURE_NAMES
-from detector.risk import rollup
+from detector.rollup import rollup
 from detector.scoring import FrozenECOD, RankEnsemble, ScoringConfig, _make, score
 from detector.store import Store
 from tests.conftest import demo_store, rows
@@ -177,3 +177,102 @@ def test_the_model_never_restates_a_rule(scored):
         for i in json.loads(text)
     }
     assert named and not named & set(RULE_RESTATED)
+
+
+# --- the kept reference against someone who can write the models folder ----------------------
+
+
+def _planted_pickle(marker) -> bytes:
+    """A pickle that writes a file when loaded: proof that code from the folder ran."""
+    import pickle
+
+    class Run:
+        def __reduce__(self):
+            return (exec, (f"open({str(marker)!r}, 'w').write('ran')",))
+
+    return pickle.dumps(Run())
+
+
+def _kept_reference(store: Store, folder_name: str, root=None):
+    """A reference recorded in ``models`` whose files are a harmless HBOS model: returns
+    its folder (under the models folder, or ``root``) and the id recorded for it."""
+    import joblib
+    from pyod.models.hbos import HBOS
+
+    from detector.scoring import _ECDF_FILE, _SCORER_FILE, _reference_key, content_hash, models_dir
+
+    folder = (root or models_dir(store)) / folder_name
+    folder.mkdir(parents=True)
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    joblib.dump(HBOS().fit(X), folder / _SCORER_FILE)
+    np.savez(folder / _ECDF_FILE, sorted=np.sort(X, axis=0), skew=np.ones(3), train_scores=X[:, 0])
+    config = ScoringConfig(model="hbos")
+    model_id = str(folder) if root else folder_name
+    with store.write() as con:
+        con.execute(
+            "INSERT INTO models (model_id, config, fitted_at, content_hash) VALUES (?, ?, now(), ?)",
+            [model_id, json.dumps({"reference": json.loads(_reference_key(config))}),
+             content_hash(folder)],
+        )  # fmt: skip
+    return folder, model_id, config
+
+
+def test_a_model_swapped_between_its_hash_and_its_load_is_never_unpickled(tmp_path, monkeypatch):
+    """The pickle is read once: hashed and loaded from the same bytes. Swapping the file
+    right after the hash read it (as a racing writer of the models folder would) used to
+    load the swapped file unchecked, running its code."""
+    from pathlib import Path
+
+    from detector.scoring import _SCORER_FILE, load_reference
+
+    store = Store(tmp_path / "db" / "detector.duckdb", wait=30)
+    _, _, config = _kept_reference(store, "0123456789abcdef")
+    marker = tmp_path / "ran"
+    evil = _planted_pickle(marker)
+    real_read = Path.read_bytes
+    swapped = []
+
+    def read_then_swap(self):
+        data = real_read(self)
+        if self.name == _SCORER_FILE and not swapped:
+            self.write_bytes(evil)  # the swap, just after the check's read
+            swapped.append(self)
+        return data
+
+    monkeypatch.setattr(Path, "read_bytes", read_then_swap)
+    reference, why = load_reference(store, config)
+    assert swapped, "the hash did not read the model file"
+    assert not marker.exists(), "code from the swapped pickle ran"
+    assert reference is not None and reference.scorer is not None, why
+    assert reference.scorer(np.zeros((2, 3))).shape == (2,)
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "link"])
+def test_a_model_id_that_leads_outside_the_models_folder_is_never_loaded(tmp_path, how):
+    """``models.model_id`` names a folder inside the models folder; an absolute id, one
+    with ``..``, or a link out of the folder with a matching hash loaded a pickle from
+    anywhere."""
+    import os
+
+    from detector.scoring import _SCORER_FILE, content_hash, load_reference, models_dir
+
+    store = Store(tmp_path / "db" / "detector.duckdb", wait=30)
+    folder, _, config = _kept_reference(store, "ref", root=tmp_path / "elsewhere")
+    marker = tmp_path / "ran"
+    (folder / _SCORER_FILE).write_bytes(_planted_pickle(marker))
+    models_dir(store).mkdir(parents=True, exist_ok=True)
+    new_id = {
+        "absolute": str(folder),
+        "dotdot": os.path.relpath(folder, models_dir(store)),
+        "link": "0123456789abcdef",
+    }[how]
+    if how == "link":
+        (models_dir(store) / new_id).symlink_to(folder, target_is_directory=True)
+    with store.write() as con:
+        con.execute(
+            "UPDATE models SET model_id = ?, content_hash = ?",
+            [new_id, content_hash(folder)],
+        )
+    reference, why = load_reference(store, config)
+    assert reference is None and "not a folder inside the models folder" in why
+    assert not marker.exists()

@@ -9,6 +9,7 @@ from dashboard.labels import table
 from dashboard.text import _, lang, number, words
 from detector.dossier import render
 from detector.export import EXPORT_FORMATS, flags_bytes, worded
+from detector.flags import FlagQuery
 from detector.review import STATUSES
 
 store = session.store()
@@ -29,7 +30,7 @@ with st.sidebar:
     st.header(_("Filters"))
     st.button(_("Clear filters"), on_click=_clear_filters, key="f_clear")
     choose = _("Choose")
-    flt = data.QueueFilter(
+    flt = FlagQuery(
         categories=st.multiselect(
             _("Category"), options["categories"], format_func=words, key="f_cat",
             placeholder=choose,
@@ -82,7 +83,9 @@ page_size = 50
 pages = max(1, -(-total // page_size))
 page = st.number_input(_("Queue page"), min_value=1, max_value=pages, value=1, key="f_page") - 1
 frame = session.guarded(data.queue, store, flt, page, page_size)
-frame = worded(frame, lang()).drop("fields", "title", strict=False)  # in the reader's language
+frame = worded(frame, lang()).drop(
+    "fields", "title", "wording", strict=False
+)  # in the reader's language
 st.caption(
     _("Page {page} of {pages}, riskiest first. Select rows to open or export them.").format(
         page=page + 1, pages=pages

@@ -11,8 +11,9 @@ from dashboard.labels import readable, readable_value, table
 from dashboard.text import _, lang, moment, number, worded, words
 from detector import review
 from detector.dossier import render
-from detector.i18n import field_name, flag_wording
+from detector.i18n import field_name
 from detector.review import DISMISS_REASONS
+from detector.wording import flag_wording
 
 store = session.store()
 flag_id = st.text_input(_("Flag id"), value=st.session_state.get("flag_id", ""), key="flag_id_box")

@@ -7,7 +7,7 @@ from dashboard import data, session
 from dashboard.labels import table
 from dashboard.text import _, lang, number, worded
 from detector import i18n
-from detector.risk import ROLLUPS, rollup
+from detector.rollup import ROLLUPS, rollup
 
 store = session.store()
 st.title(_("Overview"))

@@ -1,8 +1,6 @@
 """Admin: users and roles (admins only)."""
 
-import os
 import tomllib
-from pathlib import Path
 
 import streamlit as st
 from pydantic import ValidationError
@@ -11,9 +9,10 @@ from dashboard import data, session
 from dashboard.labels import readable, table
 from dashboard.text import _, moment, words
 from detector import auth
+from detector.auth import ROLES, require
 from detector.i18n import LANGUAGES
-from detector.review import ROLES, require
 from detector.schedule import ScheduleConfig, config_error, next_fire
+from detector.settings import settings
 
 st.title(_("Admin"))
 try:  # the page is hidden from others; refuse them anyway
@@ -57,7 +56,7 @@ st.caption(
         "when it starts: restart it after saving."
     )
 )
-schedule_path = Path(os.environ.get("DETECTOR_SCHEDULE", "schedule.toml"))
+schedule_path = settings().schedule
 text = schedule_path.read_text(encoding="utf-8") if schedule_path.exists() else ""
 try:
     config = ScheduleConfig.model_validate(tomllib.loads(text)) if text else ScheduleConfig()

@@ -1,0 +1,554 @@
+"""Running rules: each rule's query on a sandboxed read-only connection, its rows turned
+into hits (grouped into cases where the rule says so), and, in an incremental run, only
+what the new uploads touch re-evaluated (``detector.scopes``); the hits are then stored as
+flags (``detector.flags``) in one short write.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from detector.flags import Hit, Resolution, flag_id, spool_hits, store_flags
+from detector.risk import SEVERITY_RANK
+from detector.rulebook import Rule, RuleError, load_rules
+from detector.runs import next_run, now, record_failed
+from detector.schema import SPECS
+from detector.scopes import NARROWED, SCOPES
+from detector.settings import settings
+from detector.store import Store
+from detector.wording import explain, plain, repeated
+
+
+@dataclass
+class RunReport:
+    run_id: int
+    counts: dict[str, int] = field(default_factory=dict)
+    new: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    resolved: int = 0
+    seconds: float = 0.0
+    scope: str = "full"
+
+
+def holiday_countries() -> list[str]:
+    """Public-holiday calendars rules judge silence against: ``$DETECTOR_HOLIDAYS``, a
+    comma-separated list of ISO country codes, optionally with a subdivision ("US-DC");
+    El Salvador's by default."""
+    return [c.strip() for c in settings().holidays.split(",") if c.strip()]
+
+
+def prepare_context(con: duckdb.DuckDBPyConnection) -> None:
+    """Temporary tables rules may read beside the data (on this connection only):
+    ``holidays(day, name, country)``, the public holidays of the configured calendars
+    over the years the visits span (from the ``holidays`` library)."""
+    import holidays
+
+    con.execute("CREATE OR REPLACE TEMP TABLE holidays (day DATE, name VARCHAR, country VARCHAR)")
+    first, last = con.execute(
+        "SELECT min(year(entered_at)), max(year(entered_at)) FROM visits"
+    ).fetchall()[0]
+    if first is None:
+        return
+    rows = []
+    for code in holiday_countries():
+        country, _, subdivision = code.partition("-")
+        try:
+            calendar = holidays.country_holidays(
+                country, subdiv=subdivision or None, years=range(first, last + 1)
+            )
+        except NotImplementedError as exc:
+            raise RuleError(f"DETECTOR_HOLIDAYS: no holiday calendar for {code!r}") from exc
+        rows += [(day, name, code) for day, name in calendar.items()]
+    if rows:
+        con.executemany("INSERT INTO holidays VALUES (?, ?, ?)", rows)
+
+
+def sandbox(con: duckdb.DuckDBPyConnection) -> None:
+    """Lock a connection down before rule SQL runs on it: no files, URLs or extensions
+    (``read_text('/etc/passwd')``, ``COPY ... TO``), and no way to switch that back on.
+    The connection keeps reading the database's own tables; use it for nothing else."""
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+HIT_BATCH = 50_000  # rows fetched, explained and spooled at a time
+
+
+def evaluate(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[Hit]:
+    """Run one rule's query and turn each returned row into a hit (all in memory: for
+    regression cases and small checks; runs stream through ``evaluate_batches``)."""
+    return [h for batch in evaluate_batches(con, rule) for h in batch]
+
+
+def evaluate_batches(con: duckdb.DuckDBPyConnection, rule: Rule) -> Iterator[list[Hit]]:
+    """Run one rule's query and yield its hits in batches of ``HIT_BATCH``, so that a rule
+    matching millions of rows never holds them all as Python objects. A grouped rule
+    yields its cases once its rows are read (a case holds its occurrences' record keys)."""
+    cursor = con.execute(rule.query, rule.bound_parameters())
+    names = [d[0] for d in cursor.description]
+    cases = Cases(rule) if rule.group else None
+    while rows := cursor.fetchmany(HIT_BATCH):
+        hits = [_hit(rule, dict(zip(names, row, strict=True))) for row in rows]
+        if cases is None:
+            yield hits
+        else:
+            cases.add(hits)
+    if cases is not None:
+        merged = cases.hits()
+        for i in range(0, len(merged), HIT_BATCH):
+            yield merged[i : i + HIT_BATCH]
+
+
+def _hit(rule: Rule, values: dict[str, Any]) -> Hit:
+    keys = values.pop("record_keys", None)
+    if keys is None:
+        keys = [values.pop("record_key")] if values.get("record_key") is not None else []
+    values.pop("record_key", None)
+    keys = sorted({k for k in keys if k is not None})
+    identity = values.pop("flag_key", None) or "|".join(keys)
+    if not identity:
+        raise RuleError(f"{rule.path}: a row has neither record keys nor a flag_key")
+    severity = values.pop("severity", None) or rule.severity
+    shown = {k: plain(v) for k, v in values.items()}
+    return Hit(
+        flag_id(rule.id, str(identity)),
+        rule.id,
+        rule.category,
+        rule.title,
+        rule.subject,
+        severity,
+        values.get("facility"),
+        None if values.get("logbook") is None else str(values.get("logbook")),
+        values.get("period_start"),
+        values.get("period_end"),
+        keys,
+        shown,
+        explain(rule.explanation, {**rule.parameters, **shown}),
+    )
+
+
+def window_floor(at: datetime, window: str) -> datetime:
+    """The first moment of the calendar window ``at`` falls in."""
+    day = datetime(at.year, at.month, at.day)
+    if window == "day":
+        return day
+    if window == "week":
+        return day - timedelta(days=day.weekday())
+    if window == "month":
+        return day.replace(day=1)
+    if window == "quarter":
+        return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+    return day.replace(month=1, day=1)
+
+
+def window_start(at: datetime | None, window: str) -> str:
+    """The calendar window a moment falls in, as a label ("2019-06", "2019-Q2", ...)."""
+    if at is None:
+        return "undated"
+    if window == "day":
+        return at.date().isoformat()
+    if window == "week":
+        iso = at.isocalendar()
+        return f"{iso.year}-W{iso.week:02d}"
+    if window == "month":
+        return f"{at.year}-{at.month:02d}"
+    if window == "quarter":
+        return f"{at.year}-Q{(at.month - 1) // 3 + 1}"
+    return str(at.year)
+
+
+@dataclass
+class _Case:
+    first: Hit
+    keys: set[str]
+    count: int
+    first_at: datetime | None
+    last_at: datetime | None
+    end_at: datetime | None
+    severity: str
+
+
+class Cases:
+    """Repeated hits of a grouped rule gathered into one case per entity and window, as
+    the rows arrive (in any order): the records of every occurrence, the graver severity,
+    the earliest occurrence's values, and how many, when first and when last.
+
+    A case's identity is the rule, the entity and the window, so that a new occurrence in
+    the same window joins it (and its review state stays with it)."""
+
+    def __init__(self, rule: Rule):
+        assert rule.group is not None
+        self.rule = rule
+        self.cases: dict[tuple, _Case] = {}
+
+    def add(self, hits: list[Hit]) -> None:
+        group = self.rule.group
+        for h in hits:
+            entity = tuple(str(h.fields.get(k)) for k in group.by)
+            key = (entity, window_start(h.period_start, group.window))
+            case = self.cases.get(key)
+            end = h.period_end or h.period_start
+            if case is None:
+                self.cases[key] = _Case(
+                    h, set(h.record_keys), 1, h.period_start, h.period_start, end, h.severity
+                )
+                continue
+            case.keys.update(h.record_keys)
+            case.count += 1
+            if _earlier(h, case.first):
+                case.first = h
+            if h.period_start is not None:
+                case.first_at = min(filter(None, (case.first_at, h.period_start)))
+                case.last_at = max(filter(None, (case.last_at, h.period_start)))
+            if end is not None:
+                case.end_at = max(filter(None, (case.end_at, end)))
+            if SEVERITY_RANK[h.severity] > SEVERITY_RANK[case.severity]:
+                case.severity = h.severity
+
+    def hits(self) -> list[Hit]:
+        rule = self.rule
+        out = []
+        for (entity, window), case in sorted(self.cases.items(), key=lambda kv: str(kv[0])):
+            first = case.first
+            fields = {
+                **first.fields,
+                "occurrences": case.count,
+                "first_at": plain(case.first_at),
+                "last_at": plain(case.last_at),
+                "window": window,
+            }
+            explanation = first.explanation
+            if case.count > 1:
+                explanation += " " + repeated(rule, fields, "en")
+            out.append(
+                Hit(
+                    flag_id(rule.id, "group|" + "|".join(entity) + "|" + window),
+                    rule.id,
+                    rule.category,
+                    rule.title,
+                    rule.subject,
+                    case.severity,
+                    first.facility,
+                    first.logbook,
+                    case.first_at,
+                    case.end_at,
+                    sorted(case.keys),
+                    fields,
+                    explanation,
+                )
+            )
+        return out
+
+
+def _earlier(a: Hit, b: Hit) -> bool:
+    return (a.period_start or datetime.min, a.flag_id) < (b.period_start or datetime.min, b.flag_id)
+
+
+@dataclass
+class Scope:
+    """What changed since the last rule run: the uploads and what they touch."""
+
+    full: bool
+    watermark: int = 0
+    # What the new uploads touch, per scope of ``detector.scopes.SCOPES`` (uploads for
+    # "record", facility codes, "facility|checkpoint|logbook", plate keys, officials).
+    keys: dict[str, list] = field(default_factory=dict)
+    # The earliest moment whose hits the new visits can change, for rules with a lookback:
+    # per touched facility the last entry before the week of its first new visit (a
+    # silence ending in that week starts there), the earliest of them. None: no new visits.
+    since: datetime | None = None
+
+    @property
+    def uploads(self) -> list[int]:
+        return self.keys.get("record", [])
+
+    @property
+    def facilities(self) -> list[str]:
+        return self.keys.get("facility", [])
+
+    def tables(self, con) -> None:
+        """The touched keys as small temporary tables ``scope_<name>`` on ``con``, which
+        the narrowed views and the flags' resolution filter by."""
+        for name, kind in SCOPES.items():
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE scope_{name} AS "
+                f"SELECT unnest(?::{kind.sql_type}[]) AS value",
+                [self.keys.get(name, [])],
+            )
+
+    def describe(self) -> str:
+        if self.full:
+            return "full"
+        since = f", visits from {self.since:%Y-%m-%d %H:%M}" if self.since else ""
+        return (
+            f"incremental: {len(self.uploads)} upload(s), facilities "
+            f"{', '.join(self.facilities) or '-'}{since}"
+        )
+
+    def resolution(self, rules: list[Rule]) -> Resolution:
+        """Which flags of ``rules`` this run looked at all of (``flags.Resolution``): in a
+        full run every flag of theirs; in an incremental one those within what each rule's
+        scope re-evaluated, or, for a rule with a lookback, those from its window on."""
+        out = Resolution()
+        for rule in rules:
+            zone = self.zone(rule)
+            if zone:
+                out.since[rule.id] = zone[0]
+            else:
+                out.by_scope.setdefault("global" if self.full else rule.scope, []).append(rule.id)
+        return out
+
+    def zone(self, rule: Rule) -> tuple[datetime, datetime] | None:
+        """For a rule with a lookback, in an incremental run: (re-evaluated from, read
+        from). Hits from the first are re-evaluated on visits from the second."""
+        if self.full or rule.lookback_days is None or self.since is None:
+            return None
+        start = window_floor(self.since, rule.group.window if rule.group else "month")
+        return start, start - timedelta(days=rule.lookback_days)
+
+
+def change_scope(con, full: bool = False) -> Scope:
+    """The uploads since the last successful rule run and the facilities/logbooks they touch.
+
+    Inmate rosters and facility lists are context for every facility: they force a full run.
+    """
+    watermark = con.execute("SELECT coalesce(max(seq), 0) FROM uploads").fetchall()[0][0]
+    last = con.execute(
+        "SELECT max(watermark) FROM runs WHERE kind = 'rules' AND status = 'ok'"
+    ).fetchall()[0][0]
+    if full or last is None:
+        return Scope(True, watermark)
+    uploads = con.execute(
+        "SELECT seq, kind FROM uploads WHERE seq > ? ORDER BY seq", [last]
+    ).fetchall()
+    if any(SPECS[kind].context for _, kind in uploads if kind in SPECS):
+        return Scope(True, watermark=watermark)
+    seqs = [seq for seq, _ in uploads]
+    keys = {
+        name: [r[0] for r in con.execute(kind.touched, [seqs]).fetchall() if r[0] is not None]
+        for name, kind in SCOPES.items()
+    }
+    return Scope(False, watermark, {k: sorted(v) for k, v in keys.items()}, _since(con, seqs))
+
+
+# The kinds whose records happen at an instant: what a rule's look-back narrows.
+TIMED = tuple(k for k in NARROWED if SPECS[k].moment)
+
+
+def _since(con, seqs: list[int]) -> datetime | None:
+    """The earliest moment whose hits the new records can change, for rules with a
+    look-back: per facility, the last record before the week of its first new one (a
+    silence ending in that week starts there), the earliest of them; None without new
+    timed records."""
+    if not TIMED:
+        return None
+    timed = " UNION ALL ".join(
+        f"SELECT {SPECS[k].facility} AS facility, {SPECS[k].moment} AS moment, upload_seq FROM {k}"
+        for k in TIMED
+    )
+    return con.execute(
+        f"""
+        WITH t AS ({timed}),
+        n AS (SELECT facility, date_trunc('week', min(moment)) AS wk FROM t
+              WHERE upload_seq IN (SELECT unnest($1::BIGINT[])) GROUP BY ALL)
+        SELECT min(coalesce((SELECT max(o.moment) FROM t o
+                             WHERE o.facility = n.facility AND o.moment < n.wk), n.wk))
+        FROM n""",
+        [seqs],
+    ).fetchall()[0][0]
+
+
+def _evaluate_scoped(
+    con, rules: list[Rule], scope: Scope, report: RunReport, spool: Path
+) -> list[Path]:
+    """Evaluate rules; in an incremental run, local rules see only what the change touches.
+
+    The tables a local rule reads are shadowed, in this connection only, by temporary
+    views of the touched part (the file itself is not changed: reads stay read-only).
+    Hits are written to Parquet files in ``spool`` as they come (one per rule; a rule that
+    fails leaves none), and those files are returned for ``store_flags``.
+    """
+    files: list[Path] = []
+    groups: dict[str, list[Rule]] = {}
+    for rule in rules:
+        kind = "global" if scope.full else rule.scope
+        groups.setdefault("window" if scope.zone(rule) else kind, []).append(rule)
+    catalog = con.execute("SELECT current_database()").fetchall()[0][0]
+    if not scope.full:
+        scope.tables(con)
+    for kind, group in groups.items():
+        if kind == "window":
+            files += _evaluate_windowed(con, group, scope, report, spool, catalog, len(files))
+            continue
+        if kind != "global" and not scope.keys.get(kind):
+            # Nothing of this kind was touched: no hit can appear and none can stop firing.
+            report.counts.update({rule.id: 0 for rule in group})
+            continue
+        if kind != "global":
+            for table in NARROWED:
+                con.execute(
+                    f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM "
+                    f'"{catalog}".main.{table} WHERE {SCOPES[kind].table_filter(table)}'
+                )
+        try:
+            for rule in group:
+                path = spool / f"{len(files):04d}-{rule.id}.parquet"
+                try:
+                    report.counts[rule.id] = spool_hits(evaluate_batches(con, rule), path)
+                except (duckdb.Error, RuleError) as exc:
+                    report.counts.pop(rule.id, None)
+                    report.errors[rule.id] = str(exc).splitlines()[0][:500]
+                    path.unlink(missing_ok=True)
+                    continue
+                if path.exists():
+                    files.append(path)
+        finally:
+            if kind != "global":
+                for table in NARROWED:
+                    con.execute(f"DROP VIEW IF EXISTS temp.main.{table}")
+    return files
+
+
+def _evaluate_windowed(
+    con, rules: list[Rule], scope: Scope, report: RunReport, spool: Path, catalog: str, n: int
+) -> list[Path]:
+    """Rules with a lookback in an incremental run: each reads the timed records (visits,
+    reads, transfers) of every facility from its zone's reading start, and keeps the hits
+    from the zone's start on."""
+    files = []
+    for rule in rules:
+        start, read_from = scope.zone(rule)
+        for table in TIMED:
+            con.execute(
+                f'CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM "{catalog}".main.{table} '
+                f"WHERE {SPECS[table].moment} >= TIMESTAMP '{read_from}'"
+            )
+        path = spool / f"{n + len(files):04d}-{rule.id}.parquet"
+        try:
+            batches = (
+                [h for h in batch if h.period_start is not None and h.period_start >= start]
+                for batch in evaluate_batches(con, rule)
+            )
+            report.counts[rule.id] = spool_hits(batches, path)
+        except (duckdb.Error, RuleError) as exc:
+            report.counts.pop(rule.id, None)
+            report.errors[rule.id] = str(exc).splitlines()[0][:500]
+            path.unlink(missing_ok=True)
+            continue
+        finally:
+            for table in TIMED:
+                con.execute(f"DROP VIEW IF EXISTS temp.main.{table}")
+        if path.exists():
+            files.append(path)
+    return files
+
+
+def run_rules(
+    store: Store,
+    rule_dirs: list[Path] | None = None,
+    only: list[str] | None = None,
+    triggered_by: str = "cli",
+    full: bool = True,
+) -> RunReport:
+    """Run the rules, then store the hits as flags in one short write.
+
+    With ``full=False`` only what changed since the last successful run is re-evaluated:
+    rules of scope record/logbook/facility see only the new records, their logbooks or
+    their facilities, global rules run in full; the flags are the same as a full run's.
+    Queries run on a read-only connection so that the dashboard can keep reading while
+    they work; the write takes only the upsert. A rule that fails is recorded in the run
+    and the others still run. Flags of rules that ran and no longer fire (within what was
+    re-evaluated) are marked ``resolved_by_data``; nothing is deleted, and review state
+    lives apart, keyed by flag id.
+    """
+    t0 = time.perf_counter()
+    rules = [
+        r for r in load_rules(rule_dirs) if r.status != "deprecated" and (not only or r.id in only)
+    ]
+    started = now()
+    report = RunReport(run_id=0)
+    # Hits are spooled to Parquet beside the database (its folder is the owner's alone).
+    with tempfile.TemporaryDirectory(prefix=".hits-", dir=store.path.parent) as tmp:
+        with store.read() as con:
+            scope = change_scope(con, full=full or bool(only))
+            if not scope.full:
+                # A rule whose file changed since the last run is re-run in full.
+                last = con.execute(
+                    "SELECT rules FROM runs WHERE kind = 'rules' AND status = 'ok' "
+                    "ORDER BY run_id DESC LIMIT 1"
+                ).fetchall()
+                known = json.loads(last[0][0] or "{}") if last else {}
+                rules = [
+                    r if known.get(r.id) == r.sha256 else r.model_copy(update={"scope": "global"})
+                    for r in rules
+                ]
+            prepare_context(con)
+            sandbox(con)  # rule folders may come from auditors: their SQL reads tables only
+            hits = (
+                []
+                if not scope.full and not scope.uploads and all(r.scope != "global" for r in rules)
+                else _evaluate_scoped(con, rules, scope, report, Path(tmp))
+            )
+        try:
+            _store_run(store, hits, rules, report, scope, started, triggered_by)
+        except Exception as exc:
+            # Say so in the run history (the run's own row when it was written), then let
+            # the caller know.
+            record_failed(
+                store, "rules", triggered_by, scope.describe(), started, exc, report.run_id
+            )
+            raise
+    report.scope = scope.describe()
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _store_run(
+    store: Store,
+    hits: list[Path],
+    rules: list[Rule],
+    report: RunReport,
+    scope: Scope,
+    started: datetime,
+    triggered_by: str,
+) -> None:
+    with store.write() as con:
+        report.run_id = run_id = next_run(con, "rules", triggered_by, scope.describe())
+        con.execute(
+            "UPDATE runs SET started_at = ?, watermark = ? WHERE run_id = ?",
+            [started, scope.watermark, run_id],
+        )
+        con.execute("COMMIT")  # the run is on record before its flags are written
+        con.execute("BEGIN TRANSACTION")
+        ran = [r for r in rules if r.id not in report.errors]
+        scope.tables(con)
+        report.new, report.resolved = store_flags(
+            con,
+            hits,
+            run_id,
+            source="rule",
+            rules={r.id: r for r in ran},
+            resolution=scope.resolution(ran),
+            commit_chunks=True,
+        )
+        con.execute(
+            "UPDATE runs SET ended_at = ?, status = ?, rules = ?, counts = ?, errors = ? "
+            "WHERE run_id = ?",
+            [
+                now(),
+                "failed" if report.errors and not report.counts else "ok",
+                json.dumps({r.id: r.sha256 for r in rules}),
+                json.dumps(report.counts),
+                json.dumps(report.errors),
+                run_id,
+            ],
+        )

@@ -1,0 +1,125 @@
+"""Reading scores: one row per scored visit, and risk rolled up per person, official,
+inmate or facility. Apart from ``detector.scoring`` so that reading (the dashboard, `detector
+risk`, `detector scores`) does not load the models.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from detector.store import Store
+
+# Whom risk is rolled up to: the SQL giving (record_key, the entity) for each scored visit.
+# A person is a written name (placeholders and blanks are no one) credited with their own
+# visits and with those of the people they escorted in; an official likewise.
+ROLLUPS: dict[str, str] = {
+    "official": """
+        SELECT record_key, name_key AS k FROM visits WHERE role = 'official'
+        UNION ALL
+        SELECT record_key, escorted_key FROM visits
+        WHERE coalesce(role, '') <> 'official'
+          AND escorted_key IN (SELECT name_key FROM visits WHERE role = 'official')""",
+    "person": """
+        SELECT record_key, name_key AS k FROM visits WHERE name_status = 'named'
+        UNION ALL
+        SELECT record_key, escorted_key FROM visits
+        WHERE coalesce(escorted_key, '') <> '' AND escorted_key <> coalesce(name_key, '')""",
+    "inmate": "SELECT record_key, inmate_id AS k FROM visits",
+    "facility": "SELECT record_key, facility AS k FROM visits",
+}
+
+
+def has_scores(con) -> bool:
+    return bool(con.execute("SELECT count(*) FROM (SELECT 1 FROM scores LIMIT 1)").fetchall()[0][0])
+
+
+def load_scores(store: Store, top: int | None = None) -> pl.DataFrame:
+    """One row per scored visit of the latest scoring run, riskiest first."""
+    with store.read() as con:
+        if not has_scores(con):
+            return pl.DataFrame()
+        limit = f"LIMIT {int(top)}" if top else ""
+        return con.sql(
+            f"""
+            SELECT coalesce(v.record_id, s.record_key) AS record_id, s.record_key, v.facility,
+                   v.entered_at, v.name, v.role, s.risk_score, s.outlier_score, s.outlier_pct,
+                   s.rule_score, s.rules, s.top_features, v.source_name, v.source_row,
+                   v.logbook, v.page, v.line
+            FROM scores s JOIN visits v USING (record_key)
+            ORDER BY s.risk_score DESC, s.record_key {limit}"""
+        ).pl()
+
+
+# A person's reader events are credited to them too: the flags on their events (access
+# rules, and the gate reads the logbook is silent about), by the person the event names
+# (the folded name, else the badge or document: "Acompañante" on a pass names nobody).
+# A case repeated n times weighs 1 - (1 - risk)^n: three exits of a wing never entered
+# count for more than one, and never for more than certainty.
+EVENT_PEOPLE = """
+    SELECT f.flag_id, any_value(1 - pow(1 - f.score, f.times)) AS risk,
+           any_value(f.times) AS times,
+           CASE WHEN e.name_status = 'named' THEN e.name_key
+                ELSE coalesce(e.badge, e.id_number, e.person_key) END AS k
+    FROM (SELECT flag_id, score, unnest(record_keys) AS key,
+                 greatest(coalesce(try_cast(json_extract_string(fields, '$.occurrences')
+                                            AS INTEGER), 1), 1) AS times
+          FROM flags WHERE state = 'active') f
+    JOIN events e ON e.record_key = f.key
+    GROUP BY ALL"""
+
+
+def rollup(store: Store, by: str) -> pl.DataFrame:
+    """Risk accumulated per official or person (with the people they escorted in), inmate
+    or facility, riskiest first; a person's row also says which roles, documents and
+    facilities their visits carry, and how many of them are model flags. A person's flags
+    on reader events (``event_flags``, how many times their cases happened in
+    ``event_occurrences``, their risk in ``event_risk``: a case repeated n times weighs
+    ``1 - (1 - risk)^n``) add to their total, so that someone whose gate or badge anomalies
+    repeat rises with them."""
+    if by not in ROLLUPS:
+        raise ValueError(f"roll up by one of {', '.join(ROLLUPS)}")
+    with store.read() as con:
+        scored = has_scores(con)
+        if not scored and by != "person":
+            return pl.DataFrame()
+        visits = f"""
+            SELECT e.k, count(*) AS visits,
+                   sum(s.risk_score) AS visit_risk,
+                   max(s.risk_score) AS max_risk,
+                   count(*) FILTER (WHERE s.risk_score >= 0.5) AS high_risk_visits,
+                   count(*) FILTER (WHERE s.rule_score > 0) AS visits_with_rule_hits,
+                   count(*) FILTER (WHERE s.outlier_pct >= 0.999) AS rarest_visits,
+                   avg(s.outlier_pct) AS mean_outlier_pct,
+                   string_agg(DISTINCT v.role, ', ' ORDER BY v.role) AS roles,
+                   string_agg(DISTINCT v.facility, ', ' ORDER BY v.facility) AS facilities
+            FROM ({ROLLUPS[by]}) e JOIN scores s USING (record_key)
+            JOIN visits v USING (record_key)
+            WHERE e.k IS NOT NULL AND e.k <> ''
+            GROUP BY ALL"""
+        events = (
+            f"SELECT k, count(*) AS event_flags, sum(times)::BIGINT AS event_occurrences, "
+            f"sum(risk) AS event_risk, max(risk) AS event_max "
+            f"FROM ({EVENT_PEOPLE}) WHERE coalesce(k, '') <> '' GROUP BY ALL"
+            if by == "person"
+            else "SELECT NULL::VARCHAR AS k, 0 AS event_flags, 0 AS event_occurrences, "
+            "0.0 AS event_risk, "
+            "0.0 AS event_max WHERE false"
+        )
+        return con.sql(
+            f"""
+            WITH v AS ({visits}), ev AS ({events})
+            SELECT coalesce(v.k, ev.k) AS {by}, coalesce(v.visits, 0) AS visits,
+                   round(coalesce(v.visit_risk, 0) + coalesce(ev.event_risk, 0), 3) AS total_risk,
+                   round(greatest(coalesce(v.max_risk, 0), coalesce(ev.event_max, 0)), 3)
+                     AS max_risk,
+                   coalesce(v.high_risk_visits, 0) AS high_risk_visits,
+                   coalesce(v.visits_with_rule_hits, 0) AS visits_with_rule_hits,
+                   coalesce(v.rarest_visits, 0) AS rarest_visits,
+                   round(v.mean_outlier_pct, 3) AS mean_outlier_pct,
+                   coalesce(ev.event_flags, 0) AS event_flags,
+                   coalesce(ev.event_occurrences, 0) AS event_occurrences,
+                   round(coalesce(ev.event_risk, 0), 3) AS event_risk,
+                   v.roles, v.facilities
+            FROM v FULL OUTER JOIN ev ON ev.k = v.k
+            ORDER BY total_risk DESC, {by}"""
+        ).pl()
