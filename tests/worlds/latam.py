@@ -508,6 +508,8 @@ class World:
                 )
             )
             v.minors = minors if j == 0 and fac != "CBA" else 0
+            if not special and t_in.hour < 8:
+                v.tags.add("gate_opens_minutes_early")
             if v.minors:
                 v.tags.add("minors_counted_in_party")
             out.append(v)
@@ -771,7 +773,8 @@ class World:
                                 motivo="Ingreso de detenidos"
                                 if fac != "MSZ"
                                 else "Custodia a audiencia",
-                                tags={"police_at_night"} if h < 6 or h > 20 else set(),
+                                tags={"police_patrol_rotating_crews"}
+                                | ({"police_at_night"} if h < 6 or h > 20 else set()),
                             )
                         )
                         pl = ""
@@ -1196,7 +1199,8 @@ class World:
                 for v in self.family_party(
                     "IZA", d, lead, 15, None, people=[forged], tags={"U_FORGED"}
                 ):
-                    v.calidad = "Esposa"
+                    if v.person is forged:
+                        v.calidad = "Esposa"
         self.anomaly(
             "unidentified_entrant",
             facility="IZA",
@@ -1204,16 +1208,16 @@ class World:
             description="A 'wife' of a Barrio 18 palabrero visits three times with a "
             "DUI whose check digit is wrong",
         )
-        # A vice-ministry official at Ciudad Barrios at night: one name, a party of six.
+        # A vice-ministry official at Izalco at night: one name, a party of six.
         d = date(2019, 9, 26)
         if self.in_window(d):
             vm = self.person(female=False)
             vm.given = "Lic. " + vm.given
-            lead = self.leaders("CBA", "MS-13", ("Palabrero",))[1]
+            lead = self.leaders("IZA", "Barrio 18 Sureños", ("Palabrero",))[3]
             t = at(d, 22.67)
             self.add(
                 Visit(
-                    "CBA",
+                    "IZA",
                     t,
                     t + timedelta(minutes=80),
                     vm,
@@ -1227,16 +1231,16 @@ class World:
             )
             self.anomaly(
                 "unidentified_entrant",
-                facility="CBA",
+                facility="IZA",
                 tag="U_VM",
-                description="An official of the ministry enters Ciudad Barrios at "
+                description="An official of the ministry enters Izalco at "
                 "22:40 with five people nobody named (party of 6, one line)",
             )
             self.anomaly(
                 "visit_pattern",
-                facility="CBA",
+                facility="IZA",
                 tag="VP_VM",
-                description="The same official meets an MS-13 palabrero at 22:40, "
+                description="The same official meets a Barrio 18 Sureños palabrero at 22:40, "
                 "far outside officials' hours",
             )
         # One DUI, two names, two prisons, three and a half hours apart.
@@ -1294,7 +1298,8 @@ class World:
         ):
             if self.in_window(d):
                 for v in self.family_party(fac, d, iid, 15, None, people=[sandra], tags={"VP_MSG"}):
-                    v.calidad = cal
+                    if v.person is sandra:
+                        v.calidad = cal
         self.anomaly(
             "visit_pattern",
             facility="CBA",
@@ -1874,14 +1879,26 @@ class World:
                 tags |= {"staff_on_24h_shifts"}
                 read(t_in, ENT, "Entrada", g, b, tags=tags - {"guard_leave_edges"})
                 if id(g) in staff_cars:
-                    read(t_in - timedelta(minutes=2), VEH, "Entrada", plate=staff_cars[id(g)])
+                    read(
+                        t_in - timedelta(minutes=2),
+                        VEH,
+                        "Entrada",
+                        plate=staff_cars[id(g)],
+                        tags={"staff_on_24h_shifts"},
+                    )
                 if k < 7:
                     t2 = tags - {"guard_leave_edges"}
                     read(t_in + timedelta(minutes=r.randint(8, 20)), SEC, "Entrada", g, b, t2)
                     read(t_out - timedelta(minutes=r.randint(10, 25)), SEC, "Salida", g, b, t2)
                 read(t_out, SAL, "Salida", g, b, tags=tags)
                 if id(g) in staff_cars:
-                    read(t_out + timedelta(minutes=2), VEH, "Salida", plate=staff_cars[id(g)])
+                    read(
+                        t_out + timedelta(minutes=2),
+                        VEH,
+                        "Salida",
+                        plate=staff_cars[id(g)],
+                        tags={"staff_on_24h_shifts"},
+                    )
         mid = date(2019, 11, 8)
         if self.in_window(mid):
             b = badge[id(ever)]
@@ -1913,11 +1930,13 @@ class World:
                 if r.random() < 0.04:
                     continue
                 t_in, t_out = at(d, r.uniform(7.6, 8.1)), at(d, r.uniform(16, 16.5))
-                read(t_in, ENT, "Entrada", p, badge[id(p)])
-                read(t_out, SAL, "Salida", p, badge[id(p)])
+                office = {"admin_staff_weekdays"}
+                read(t_in, ENT, "Entrada", p, badge[id(p)], office)
+                read(t_out, SAL, "Salida", p, badge[id(p)], office)
                 if id(p) in admin_cars:
-                    read(t_in - timedelta(minutes=1), VEH, "Entrada", plate=admin_cars[id(p)])
-                    read(t_out + timedelta(minutes=1), VEH, "Salida", plate=admin_cars[id(p)])
+                    car = admin_cars[id(p)]
+                    read(t_in - timedelta(minutes=1), VEH, "Entrada", plate=car, tags=office)
+                    read(t_out + timedelta(minutes=1), VEH, "Salida", plate=car, tags=office)
         # Every visitor the book writes gets a pass at the gate (the book's later fate
         # does not change what the gate read).
         # A person written on several lines of one stay (a judge per hearing, the director
@@ -1957,8 +1976,8 @@ class World:
                 read(t_out - timedelta(minutes=r.randint(5, 12)), SEC, "Salida", who, b, tags)
             read(t_out + timedelta(minutes=r.randint(0, 3)), SAL, "Salida", who, b, tags)
             if plate:
-                read(t_in - timedelta(minutes=2), VEH, "Entrada", plate=plate)
-                read(t_out + timedelta(minutes=4), VEH, "Salida", plate=plate)
+                read(t_in - timedelta(minutes=2), VEH, "Entrada", plate=plate, tags=tags)
+                read(t_out + timedelta(minutes=4), VEH, "Salida", plate=plate, tags=tags)
         # The director's nights: his convoy and companions on "INVITADO" passes.
         for k, (d, t, n) in enumerate(self.nights):
             tag = f"E_NIGHT{k + 1}"
@@ -2088,6 +2107,12 @@ class World:
             "leave begins",
             "authorized_by_duty_chief": "Zacatecoluca writes the chief on duty in 'Autorizado "
             "por' for lawyers, suppliers, police and doctors",
+            "gate_opens_minutes_early": "Families let in a few minutes before 08:00 on an "
+            "ordinary visiting day",
+            "police_patrol_rotating_crews": "A prison's two police patrol cars, written on "
+            "the line of whichever agent drove, different agents each time",
+            "admin_staff_weekdays": "Zacatecoluca's office staff and their cars, Monday to "
+            "Friday, badging at the gate, never in the visitors' book",
             "minors_counted_in_party": "Minors entering with an adult are counted in the "
             "adult's party (Personas) and never written on a line of their own (Izalco adds "
             "a num_menores column, Quezaltepeque a remark 'Ingresa con 2 menor(es)')",
@@ -2121,8 +2146,18 @@ class World:
             facility="QUE", period=[d.isoformat() for d in FUMIGATION]
         )
         by_class["shift_pattern_change"].update(
-            facility="CHA", logbook=None, period=[CHA_SHIFT_CHANGE.isoformat()] * 2
+            facility="CHA",
+            logbook=None,
+            # the change, and the four weeks a judge of recent patterns needs to learn it
+            period=[CHA_SHIFT_CHANGE.isoformat(), (CHA_SHIFT_CHANGE + timedelta(28)).isoformat()],
         )
+        # A special day on a weekday without visits teaches that weekday visits for weeks.
+        by_class["special_visiting_day"]["periods"] = [
+            [(d + timedelta(7 * k)).isoformat()] * 2
+            for d in SPECIAL_DAYS
+            for k in range(1, 5)
+            if self.in_window(d)
+        ]
         changes, opens, restarts = [], [], []
         present = set(map(id, self.visits))
         for (fac, cp), books in self.book_of.items():
