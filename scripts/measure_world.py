@@ -121,9 +121,14 @@ def flag_records(flag: dict, rows: dict) -> tuple[set[str], set[str]]:
 
 
 def record_ids(item: dict) -> set[str]:
-    return (
-        set(item.get("visits", [])) | set(item.get("transfers", [])) | set(item.get("events", []))
-    )
+    """The record ids a planted anomaly or a look-alike class lists (built once per item)."""
+    if "_ids" not in item:
+        item["_ids"] = (
+            set(item.get("visits", []))
+            | set(item.get("transfers", []))
+            | set(item.get("events", []))
+        )
+    return item["_ids"]
 
 
 def is_range(flag: dict, ids: set[str]) -> bool:
