@@ -1,0 +1,2 @@
+"""Worlds written apart from detector/generator.py, to measure the tool on data its rules
+were not written beside."""
