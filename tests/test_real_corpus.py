@@ -512,11 +512,6 @@ def _write_mapping(tmp_path, base: str, **columns: str):
     return path
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 24: with exited_at = { date, time } a blank exit time is read as midnight "
-    "of that date: 10 INPE rows quarantined as exit before entry instead of stored without exit",
-)
 def test_a_blank_exit_time_mapped_with_its_date_is_no_exit(store, tmp_path):
     """INPE leaves the exit time blank for ten visitors. Mapped as a user naturally writes
     it (the day and the exit time), those ten are visits with no exit, not exits at 00:00."""
@@ -538,24 +533,7 @@ def test_a_blank_exit_time_mapped_with_its_date_is_no_exit(store, tmp_path):
 
 @pytest.mark.parametrize(
     "exit_source",
-    [
-        pytest.param(
-            '"fechaVisitaTermino"',
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 24: a departure written as a time alone ('21:15'), mapped as "
-                "the exit column, quarantines both Congreso rows as unreadable dates",
-            ),
-        ),
-        pytest.param(
-            '{ time = "fechaVisitaTermino" }',
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 24: exited_at = { time = ... } is accepted and the departure "
-                "silently dropped: both Congreso visits stored with no exit",
-            ),
-        ),
-    ],
+    ['"fechaVisitaTermino"', '{ time = "fechaVisitaTermino" }'],
 )
 def test_a_departure_written_as_a_time_alone(store, tmp_path, exit_source):
     """Congreso writes the arrival as a date-time and the departure as a time ("21:15"):
@@ -577,15 +555,11 @@ def test_a_departure_written_as_a_time_alone(store, tmp_path, exit_source):
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 24: the same bytes read again under a corrected mapping are refused as "
-    "'already uploaded': the 2 Congreso visits quarantined by the first mapping stay lost",
-)
 def test_a_file_read_again_under_a_corrected_mapping(store, tmp_path):
-    """A first try maps the departure wrongly and both rows go to quarantine; the user
+    """A first try maps the arrival wrongly (to the departure, a time alone: a departure
+    mapped as the exit column is now read right) and both rows go to quarantine; the user
     corrects the mapping and ingests the same file: its rows are then read."""
-    wrong = _write_mapping(tmp_path, "congreso_visitas.toml", exited_at='"fechaVisitaTermino"')
+    wrong = _write_mapping(tmp_path, "congreso_visitas.toml", entered_at='"fechaVisitaTermino"')
     file = REAL / SAMPLES["congreso"].file
     runner.invoke(app, ["ingest", str(file), "--mapping", str(wrong), "--db", str(store.path)])
     assert rows(store, "SELECT count(*) FROM visits") == [(0,)]
@@ -595,11 +569,6 @@ def test_a_file_read_again_under_a_corrected_mapping(store, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 24: the officials visited (a host column, mapped as escorted_by) are listed "
-    "by `risk --by person` as people with visits: 25 INPE officials, one with 10 'visits'",
-)
 def test_the_officials_visited_are_not_visitors(store):
     """Peru's registers name the official each visitor came to see. Read as escorted_by,
     those officials must not appear in the roll-up of people as if they had come in."""
@@ -629,11 +598,6 @@ def test_a_booking_register_is_never_read_as_visits(store):
     assert rows(store, "SELECT count(*) FROM visits") == [(0,)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 24: a daily custody count ('Count Date', 'Book ID', 'Primary Charge') mapped "
-    "as visits is stored as 1,999 visits at midnight instead of refused as a custody snapshot",
-)
 def test_a_daily_custody_count_is_never_read_as_visits(store, tmp_path):
     """Buncombe County's list of everyone in custody on each day asked for is a custody
     snapshot (its date is the day of the count, its charge the primary charge); mapped as a
@@ -681,20 +645,7 @@ def _mef_rewritten(tmp_path, layout: str) -> Path:
     return path
 
 
-def _fails(layout: str, why: str):
-    return pytest.param(layout, marks=pytest.mark.xfail(strict=True, reason=f"issue 24: {why}"))
-
-
-@pytest.mark.parametrize(
-    "layout",
-    [
-        _fails("epoch_ms", "arrivals in epoch milliseconds (JSON) are quarantined as unreadable"),
-        _fails("zone_suffix", "date-times with a zone suffix ('2020-03-12 09:30:00 PET') are "
-               "quarantined as unreadable"),
-        _fails("worded", "a departure written '12 de marzo de 2020 10:50' in the optional exit "
-               "field quarantines the whole row"),
-    ],
-)  # fmt: skip
+@pytest.mark.parametrize("layout", ["epoch_ms", "zone_suffix", "worded"])
 def test_times_as_other_systems_write_them(store, tmp_path, layout):
     """Every visit of the MEF sample is stored whatever way its times are written; an exit
     the tool cannot read leaves the visit stored without one, never quarantines it."""
