@@ -358,6 +358,7 @@ FIELDS: dict[str, str] = {
     "reason_code": N_("Problem"),
     "reason": N_("Reason"),
     "reason_values": N_("Values of the reason"),
+    "example": N_("Example as written"),
     "raw": N_("Row as read"),
     "acted_at": N_("When"),
     "actor": N_("Who"),
