@@ -49,6 +49,7 @@ from detector.mapping import (
 )
 from detector.schema import (
     DOCUMENT_PREFIX,
+    DOCUMENT_SHAPES,
     INGEST_ORDER,
     LONG_STAY_QUARTILE_DAYS,
     MAX_MEDIAN_STAY_DAYS,
@@ -169,6 +170,13 @@ def _source_expr(src: Source | None) -> pl.Expr:
         return pl.lit(None, dtype=pl.String)
     if src.op == "value":
         return pl.lit(src.value, dtype=pl.String)
+    if src.op == "typed":  # the type a document column's header names, where it fits
+        number = pl.col(src.columns[0])
+        return (
+            pl.when(number.str.contains(DOCUMENT_SHAPES[src.value]).fill_null(False))
+            .then(pl.lit(src.value, dtype=pl.String))
+            .otherwise(None)
+        )
     cols = [_text(pl.col(c)) for c in src.columns if c]
     if src.op == "column":
         return pl.col(src.columns[0])

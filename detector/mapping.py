@@ -385,7 +385,7 @@ def resolve_mapping(store, value: str | Path | None) -> tuple[UserMapping, str |
 class Source:
     """Where a canonical field comes from in one file."""
 
-    op: str  # column | join | first_of | value | datetime
+    op: str  # column | join | first_of | value | datetime | typed
     columns: tuple[str, ...] = ()
     value: str | None = None
 
@@ -394,6 +394,8 @@ class Source:
             return f"constant {self.value!r}"
         if self.op == "column":
             return self.columns[0]
+        if self.op == "typed":
+            return f"{self.value!r} where {self.columns[0]} has its shape"
         return f"{self.op}({', '.join(self.columns)})"
 
 
@@ -583,7 +585,7 @@ def resolve(
 
     typed = _typed_document(spec, out, mapping)
     if typed:
-        out["id_type"] = Source("value", value=typed)
+        out["id_type"] = Source("typed", out["id_number"].columns, value=typed)
     missing = [f for f in spec.required if f not in out]
     if missing:
         raise FileError(
@@ -602,7 +604,10 @@ def resolve(
 def _typed_document(spec: KindSpec, out: dict[str, Source], mapping: UserMapping) -> str | None:
     """The document type a file's document column names in its header ("DUI", "DNI",
     "Pasaporte") when it has no column of document types: a visitors' book with a "DUI"
-    column writes DUIs in it (and the DUI checks apply to them)."""
+    column writes DUIs in it (and the DUI checks apply to them). Ingest gives that type to
+    the numbers of its shape written there (``schema.DOCUMENT_SHAPES``); a value of another
+    shape is another document (a foreign visitor's passport in the DUI column), whose type
+    is left unknown."""
     if "id_type" not in {f.name for f in spec.fields} or "id_type" in out:
         return None
     src = out.get("id_number")

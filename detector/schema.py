@@ -461,6 +461,14 @@ TYPED_DOCUMENTS = {
     "dui": "DUI", "numero_dui": "DUI", "no_dui": "DUI", "dni": "DNI", "numero_dni": "DNI",
     "pasaporte": "passport", "passport": "passport", "numero_pasaporte": "passport",
 }  # fmt: skip
+# The shape of a document of each type such a column gives: a value of another shape is
+# another document written there (a foreign visitor's DNI or passport in the DUI column),
+# whose type is left unknown rather than judged as a bad DUI.
+DOCUMENT_SHAPES = {
+    "DUI": r"^\s*\d{8}\s*-?\s*\d\s*$",
+    "DNI": r"^\s*\d{8}\s*$",
+    "passport": r"^\s*[A-Za-z0-9]{5,12}\s*$",
+}
 # A document written with its type in the same cell ("DNI 09272448", "DNI/LE: 0927",
 # "Pasaporte N° X123"): the type's word, then the number.
 DOCUMENT_PREFIX = (
