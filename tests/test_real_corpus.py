@@ -661,3 +661,74 @@ def test_times_as_other_systems_write_them(store, tmp_path, layout):
     assert "Traceback" not in result.output
     assert rows(store, "SELECT count(*) FROM visits") == [(10,)]
     assert rows(store, "SELECT min(entered_at)::DATE::VARCHAR FROM visits") == [("2020-03-12",)]
+
+
+def test_text_of_the_registers_is_stored_tidy(store):
+    """INPE writes " Asambleas De Dios" with a leading space, MINAM doubled spaces inside
+    names ("PATRICIA  ITURREGUI BYRNE") and a non-breaking space for a blank organisation:
+    each was stored as written, so the same organisation or name read as two, and a blank
+    as a value. Stored tidy now; the evidence file keeps every byte."""
+    _ingest(store.path, REAL / SAMPLES["inpe"].file, SAMPLES["inpe"].mapping)
+    assert rows(store, "SELECT organization FROM visits WHERE record_id = '19'") == [
+        ("Asambleas De Dios",)
+    ]
+    _ingest(store.path, REAL / SAMPLES["minam"].file, SAMPLES["minam"].mapping)
+    minam = "source_name LIKE 'minam%'"
+    assert rows(store, f"SELECT count(*) FROM visits WHERE {minam} AND name LIKE '%  %'") == [(0,)]
+    assert rows(
+        store, f"SELECT organization FROM visits WHERE {minam} AND name LIKE 'YANETH%'"
+    ) == [(None,)]
+    assert rows(
+        store, "SELECT count(*) FROM visits WHERE regexp_matches(name, '^\\s|\\s$|\\s\\s')"
+    ) == [(0,)]
+
+
+@pytest.mark.slow
+def test_one_release_read_as_visits_and_as_badge_reads(store):
+    """WAVES is a visit log and a badge log: the second reading was refused as already
+    uploaded. Each reading is now its own ledger entry, the second citing the first; the
+    same reading again is still recognised; verify holds."""
+    file = REAL / SAMPLES["waves"].file
+    assert _ingest(store.path, file, "waves.toml").exit_code == 0
+    assert _ingest(store.path, file, "waves_badges.toml").exit_code == 0
+    again = _ingest(store.path, file, "waves.toml")
+    assert "already uploaded as ledger entry 1" in " ".join(again.output.split())
+    assert rows(
+        store,
+        "SELECT seq, kind, rows_stored, json_extract(mapping, '$.reading_of')::INTEGER "
+        "FROM uploads ORDER BY seq",
+    ) == [(1, "visits", 2155, None), (2, "events", 1335, 1)]
+    verified = runner.invoke(app, ["verify", "--db", str(store.path)])
+    assert verified.exit_code == 0, verified.output
+
+
+@pytest.mark.slow
+def test_the_person_visited_is_no_visitor_and_is_counted_apart(store):
+    """The Despacho Presidencial's register names the official each visitor saw, now read
+    as the host: those officials are no people with visits in the roll-up."""
+    sample = SAMPLES["despacho_presidencial"]
+    _ingest(store.path, REAL / sample.file, sample.mapping)
+    runner.invoke(app, ["run", "--db", str(store.path)])
+    risk = runner.invoke(app, ["risk", "--by", "person", "--format", "json", "--db",
+                               str(store.path)])  # fmt: skip
+    assert risk.exit_code == 0, risk.output
+    people = json.loads(risk.output)
+    hosts = {r[0] for r in rows(store, "SELECT DISTINCT host_key FROM visits")}
+    assert len(hosts) > 10 and not {p["person"] for p in people} & hosts
+    assert {p["visits"] for p in people} >= {1} and all(p["hosted_visits"] == 0 for p in people)
+    assert rows(store, "SELECT count(*) FROM visits WHERE escorted_by IS NOT NULL") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    "name,layout",
+    [("buncombe_custody", "daily custody count"), ("buncombe_bookings", "booking register")],
+)
+def test_a_jails_records_are_named_for_what_they_are(store, name, layout):
+    """Without a mapping the daily count's headers 'fit both facilities and absences'; each
+    file is now refused as visits naming its layout and the kind to read it as."""
+    file = REAL / SAMPLES[name].file
+    for extra in ((), ("--kind", "visits")):
+        result = _ingest(store.path, file, None, *extra)
+        text = " ".join(result.output.split())
+        assert result.exit_code == 1 and layout in text and "--kind inmates" in text, text
+        assert SAMPLES[name].file in text
