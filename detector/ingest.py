@@ -259,18 +259,30 @@ def canonical(batch: Batch, p: Plan, up: Upload) -> tuple[pl.DataFrame, pl.DataF
 def _fields(df: pl.DataFrame, spec, sources: dict[str, Source]) -> pl.DataFrame:
     """Each field's text as the source gives it (a date built from two columns aside);
     text tidied (``_tidy``), while dates and vocabularies keep theirs as written for their
-    ``*_raw`` columns."""
-    return _documents(
-        df.select(
-            *(
-                (_tidy(e) if f.type in ("text", "int") else e).alias(f.name)
-                for f in spec.fields
-                if not (sources.get(f.name) and sources[f.name].op == "datetime")
-                for e in (_source_expr(sources.get(f.name)),)
-            ),
-        ),
-        spec,
+    ``*_raw`` columns, and whole numbers are trimmed as they are read."""
+    raw = df.select(
+        _source_expr(sources.get(f.name)).alias(f.name)
+        for f in spec.fields
+        if not (sources.get(f.name) and sources[f.name].op == "datetime")
     )
+    # Most exports are tidy already: a column is rewritten only when some cell needs it.
+    # (whole numbers are read through their own trim: see ``_typed``)
+    text = [f.name for f in spec.fields if f.type == "text" and f.name in raw.columns]
+    untidy = raw.select(_untidy(pl.col(text)).any()).row(0) if text else ()
+    raw = raw.with_columns(
+        _tidy(pl.col(c)).alias(c) for c, bad in zip(text, untidy, strict=True) if bad
+    )
+    return _documents(raw, spec)
+
+
+# Spaces other than " " that exports leave in cells (tabs, line ends, non-breaking spaces).
+_ODD_SPACES = ["  ", "\t", "\r", "\n", "\u00a0", "\u2007", "\u202f", "\u3000"]
+
+
+def _untidy(e: pl.Expr) -> pl.Expr:
+    """A cell with a space around it, a run of spaces or an odd space: literal searches,
+    cheaper than a regular expression over every cell of a tidy export."""
+    return e.str.starts_with(" ") | e.str.ends_with(" ") | e.str.contains_any(_ODD_SPACES)
 
 
 def _documents(raw: pl.DataFrame, spec) -> pl.DataFrame:
@@ -279,7 +291,10 @@ def _documents(raw: pl.DataFrame, spec) -> pl.DataFrame:
     ``id_type`` (kept in ``id_type_raw``)."""
     if not spec.has("id_number", "id_type") or "id_number" not in raw.columns:
         return raw
-    found = raw.get_column("id_number").str.extract_groups(DOCUMENT_PREFIX)
+    numbers = raw.get_column("id_number")
+    if not numbers.str.contains(r"[A-Za-z]").any():  # digits alone, as most books write them
+        return raw
+    found = numbers.str.extract_groups(DOCUMENT_PREFIX)
     if found.struct.field("1").is_null().all():
         return raw
     word, number = found.struct.field("1"), found.struct.field("2").str.strip_chars()
@@ -432,19 +447,22 @@ def _dated(
             # An unreadable start is reported there, not again as this field.
             unplaced = (start.is_null() & t.is_not_null()).fill_null(False)
         raw = parsed[f"{f.name}_raw"]
-        failed = value.is_null() & ~_blank_series(raw) & ~unplaced
         year = value.dt.year()
         implausible = ((year < PLAUSIBLE_FROM_YEAR) | (year > until)).fill_null(False)
         if not f.required:  # left empty; the text stays in *_raw
-            value = pl.select(pl.when(pl.lit(implausible)).then(None).otherwise(value)).to_series()
+            if implausible.any():
+                value = pl.select(
+                    pl.when(pl.lit(implausible)).then(None).otherwise(pl.lit(value))
+                ).to_series()
+            frame = frame.with_columns(raw.alias(f"{f.name}_raw"), value.alias(f.name))
+            continue
+        failed = value.is_null() & ~_blank_series(raw) & ~unplaced
         frame = frame.with_columns(
             raw.alias(f"{f.name}_raw"),
             value.alias(f.name),
             failed.alias(f"__failed_{f.name}"),
             implausible.alias(f"__implausible_{f.name}"),
         )
-        if not f.required:
-            continue
         r = pl.col(f"{f.name}_raw")
         checks.add(f.name, "missing_required", _blank(r))
         checks.add(f.name, "unparseable_date", pl.col(f"__failed_{f.name}"), value=r, order=order)
@@ -682,19 +700,26 @@ def _derive(
     if spec.stays:
         _refuse_long_stays(frame, batch_name, *spec.stays)
     for order in spec.orders:
-        later, earlier = pl.col(order.later), pl.col(order.earlier)
-        before = later < earlier
-        if spec.field(order.later).type == spec.field(order.earlier).type == "datetime":
-            dated = ~timed(pl.col(f"{order.later}_raw")) | ~timed(pl.col(f"{order.earlier}_raw"))
-            before = pl.when(dated).then(later.dt.date() < earlier.dt.date()).otherwise(before)
+        frame = frame.with_columns(_before(frame, spec, order.later, order.earlier))
         checks.add(
             order.later,
             order.code,
-            before,
+            pl.col(f"__before_{order.later}"),
             value=_shown(frame, order.later),
             earlier=_shown(frame, order.earlier),
         )
     return frame
+
+
+def _before(frame: pl.DataFrame, spec, later: str, earlier: str) -> pl.Series:
+    """Where ``later`` comes before ``earlier``: for two datetimes, at day precision when
+    either is written without a time (judged only on the few rows that look out of order)."""
+    before = frame.select((pl.col(later) < pl.col(earlier)).fill_null(False)).to_series()
+    if spec.field(later).type == spec.field(earlier).type == "datetime" and before.any():
+        dated = ~timed(pl.col(f"{later}_raw")) | ~timed(pl.col(f"{earlier}_raw"))
+        same_day = pl.col(later).dt.date() >= pl.col(earlier).dt.date()
+        before = frame.select(pl.lit(before) & ~(dated & same_day)).to_series()
+    return before.alias(f"__before_{later}")
 
 
 def _shown(frame: pl.DataFrame, column: str) -> pl.Expr:
@@ -715,7 +740,8 @@ def _refuse_long_stays(frame: pl.DataFrame, source: str, entered: str, exited: s
     stays = stays.drop_nulls()
     if len(stays) < 20:
         return
-    median, upper = stays.median(), stays.quantile(0.75)
+    ranked = stays.sort()  # once, for the median and the upper quartile
+    median, upper = ranked.median(), ranked[int(0.75 * (len(ranked) - 1) + 0.5)]
     over_week = (stays > 7).mean()
     if median > MAX_MEDIAN_STAY_DAYS:
         raise FileError(
