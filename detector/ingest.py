@@ -305,8 +305,9 @@ def _typed(raw: pl.DataFrame, spec, mapping: UserMapping, checks: _Checks) -> pl
             out[f.name] = vocab_map(raw.get_column(f.name), f.vocab, mapping.values.get(f.name, {}))
         else:
             out[f.name] = e
-        if f.required:
-            checks.add(f.name, "missing_required", _blank(e))
+        if f.required:  # judged on the text as read (a number's or a vocabulary's too)
+            written = {"int": f"{f.name}__txt", "vocab": f"{f.name}_raw"}.get(f.type, f.name)
+            checks.add(f.name, "missing_required", _blank(pl.col(written)))
     return raw.with_columns(**out)
 
 
