@@ -981,6 +981,50 @@ SPECS: dict[str, KindSpec] = {
             label="name",
         ),
     ),
+    # The daily headcount register (conteo / recuento de internos): the prison counted its
+    # inmates that day, so it was running and staffed, whatever its books say.
+    "headcounts": KindSpec(
+        name="headcounts",
+        fields=(
+            Field(
+                "facility",
+                required=True,
+                synonyms=("facility", "centro_penal", "centro", "penal", "prison", "site"),
+            ),
+            Field(
+                "counted_on",
+                "date",
+                required=True,
+                synonyms=("counted_on", "count_date", "fecha_conteo", "fecha_recuento", "fecha"),
+            ),
+            Field(
+                "population",
+                "int",
+                required=True,
+                synonyms=(
+                    "population",
+                    "count",
+                    "poblacion",
+                    "total_internos",
+                    "internos_presentes",
+                    "conteo",
+                    "recuento",
+                ),
+            ),
+            Field("shift", synonyms=("shift", "turno")),
+            Field("counted_by", synonyms=("counted_by", "contado_por", "responsable")),
+        ),
+        natural_key=("facility", "counted_on", "shift"),
+        signature=("population", "poblacion", "total_internos", "fecha_conteo", "recuento"),
+        facility_fields=("facility",),
+        moment="counted_on",
+        evidence=Evidence(
+            "strftime(counted_on, '%Y-%m-%d') || coalesce(' ' || shift, '')",
+            "facility",
+            happened_at="counted_on::TIMESTAMP",
+            label="population::VARCHAR",
+        ),
+    ),
     "facilities": KindSpec(
         name="facilities",
         fields=(

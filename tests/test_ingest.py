@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from datetime import date
 
 import polars as pl
 import pytest
@@ -476,3 +477,19 @@ def test_the_same_file_ingested_twice_at_once_is_stored_once(store, tmp_path, mo
     assert sorted(r.status for r in results) == ["duplicate", "stored"]
     assert rows(store, "SELECT count(*) FROM uploads") == [(1,)]
     assert rows(store, "SELECT count(*) FROM visits") == [(1,)]
+
+
+def test_a_headcount_register_is_read_by_its_spanish_headers(store, tmp_path):
+    """The daily headcount register is detected from its headers; a day without its count
+    is quarantined (a required whole number), the rest stored."""
+    path = write_csv(
+        tmp_path / "conteo.csv",
+        ["Centro Penal", "Fecha Conteo", "Población", "Turno"],
+        [["ZAC", "01/06/2019", "912", "mañana"], ["ZAC", "02/06/2019", "", "mañana"]],
+        delimiter=";",
+    )
+    [result] = ingest_files(store, [path])
+    assert (result.kind, result.rows_stored, result.rows_quarantined) == ("headcounts", 1, 1)
+    assert rows(store, "SELECT counted_on, population FROM headcounts") == [
+        (date(2019, 6, 1), 912)
+    ]
