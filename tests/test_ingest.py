@@ -490,6 +490,4 @@ def test_a_headcount_register_is_read_by_its_spanish_headers(store, tmp_path):
     )
     [result] = ingest_files(store, [path])
     assert (result.kind, result.rows_stored, result.rows_quarantined) == ("headcounts", 1, 1)
-    assert rows(store, "SELECT counted_on, population FROM headcounts") == [
-        (date(2019, 6, 1), 912)
-    ]
+    assert rows(store, "SELECT counted_on, population FROM headcounts") == [(date(2019, 6, 1), 912)]
