@@ -105,9 +105,33 @@ class RuleText(BaseModel):
     explanation: str = Field(min_length=1)
     falsepositives: list[str] = Field(default_factory=list)
 
+    @field_validator("explanation")
+    @classmethod
+    def _plain_explanation(cls, v: str) -> str:
+        return plain_template(v)
+
 
 def _placeholders(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def plain_template(template: str) -> str:
+    """An explanation template quotes fields by name only (``{facility}``): no attribute or
+    index lookups, conversions or format specs. A spec such as ``{x:>300000000}`` would
+    build a string of that width for every hit and stop the whole run."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"not a valid template: {exc}") from exc
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if spec or conversion or not name.isidentifier():
+            shown = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            raise ValueError(
+                f"quotes {{{shown}}}: a template quotes fields by their plain name only"
+            )
+    return template
 
 
 class Rule(BaseModel):
@@ -160,6 +184,11 @@ class Rule(BaseModel):
         if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
             raise ValueError("query must be exactly one SELECT (or WITH ... SELECT) statement")
         return v
+
+    @field_validator("explanation")
+    @classmethod
+    def _plain_explanation(cls, v: str) -> str:
+        return plain_template(v)
 
     @model_validator(mode="after")
     def _same_fields_in_spanish(self) -> Rule:
