@@ -31,7 +31,7 @@ def run_case(
     store = Store(workdir / "case.duckdb", wait=10)
     rule = rule.model_copy(update={"parameters": {**rule.parameters, **case.parameters}})
     paths = []
-    for kind, rows in case.input.items():
+    for name, rows in case.input.items():  # one file each, in order ("visits.resent")
         frame = pl.DataFrame(
             [
                 {k: None if v is None else str(v) for k, v in r.items()}
@@ -39,7 +39,7 @@ def run_case(
             ],
             infer_schema_length=None,
         )
-        path = workdir / f"{kind}.csv"
+        path = workdir / f"{name}.csv"
         frame.write_csv(path)
         paths.append(path)
     results = ingest_files(store, paths, user="regression")

@@ -185,3 +185,38 @@ def test_the_last_entry_removed_with_its_rows_is_caught_without_an_anchor(tmp_pa
     said = " ".join(runner.invoke(app, ["verify", "--db", str(db)]).output.split())
     assert "1 visits row(s) belong to upload 1, which the ledger does not hold" in said
     assert "cite v0.csv" in said
+
+
+def test_a_tampered_copy_sent_again_is_a_finding_not_a_duplicate(tmp_path):
+    """Re-sending an ingested file with one row changed stored the change as a 'duplicate'
+    of the original and said nothing: the changed row is quarantined beside the original,
+    and the conflict is a high finding citing both; the unchanged rows are duplicates."""
+    header = ["record_id", "facility", "entered_at", "name"]
+    first = [
+        ["V1", "ZAC", "2019-06-01 10:00", "Ana Pérez"],
+        ["V2", "ZAC", "2019-06-01 11:00", "Luis Ruiz"],
+    ]
+    original = write_csv(tmp_path / "libro.csv", header, first)
+    altered = write_csv(tmp_path / "libro_copia.csv", header, [first[0], [*first[1][:3], "N/I"]])
+    db = str(tmp_path / "d.duckdb")
+    assert runner.invoke(app, ["ingest", str(original), "--db", db]).exit_code == 0
+    again = runner.invoke(app, ["ingest", str(altered), "--run", "--db", db])
+    said = " ".join(again.output.split())
+    assert again.exit_code == 0, said
+    assert "record V|ZAC|V2" in said or "conflicts" in said or "other values" in said
+    store = Store(db)
+    assert rows(
+        store, "SELECT rows_stored, rows_quarantined, rows_duplicate FROM uploads WHERE seq = 2"
+    ) == [(0, 1, 1)]
+    assert rows(store, "SELECT name FROM visits ORDER BY record_id") == [
+        ("Ana Pérez",),
+        ("Luis Ruiz",),
+    ]
+    [(severity, fields)] = rows(
+        store, "SELECT severity, fields FROM flags WHERE rule_id = 'data-conflicting-resend'"
+    )
+    assert severity == "high" and json.loads(fields)["changed"] == "name"
+    assert rows(store, "SELECT count(*) FROM flags WHERE rule_id = 'data-unreadable-rows'") == [
+        (0,)
+    ]
+    assert runner.invoke(app, ["verify", "--db", db]).exit_code == 0
