@@ -184,6 +184,7 @@ CODES: dict[str, str] = {
     "events": N_("reader events"),
     "zones": N_("zones"),
     "absences": N_("staff away (leave roster)"),
+    "headcounts": N_("daily headcounts"),
     # run kinds and outcomes
     "rules": N_("rules"),
     "score": N_("scoring"),
@@ -196,6 +197,7 @@ CODES: dict[str, str] = {
     "closed_before_opened": N_("closed before opened"),
     "ends_before_start": N_("back before away"),
     "duplicate_in_file": N_("duplicate in the file"),
+    "conflicts_with_stored": N_("stored before with other values"),
     "exit_before_entry": N_("exit before entry"),
     "implausible_date": N_("implausible date"),
     "invalid_number": N_("invalid number"),
@@ -276,6 +278,10 @@ REASONS: dict[str, str] = {
     "ends_before_start": N_("back {value} before away {earlier}"),
     "nul_byte": N_("the row contains a NUL byte (damaged file)"),
     "duplicate_in_file": N_("duplicate of an earlier row in this file (key {key})"),
+    "conflicts_with_stored": N_(
+        "record {key} was already stored from {file} row {row} with other values "
+        "({fields}): a copy sent again with changes"
+    ),
     "wrong_field_count": N_("row has {found} fields, the header has {expected}"),
 }
 
@@ -394,6 +400,20 @@ FIELDS: dict[str, str] = {
     "returned_at": N_("Returned"),
     "opened_on": N_("Opened"),
     "starts_on": N_("Away from"),
+    "counted_on": N_("Counted on"),
+    "readers": N_("Readers"),
+    "stored_file": N_("Stored from file"),
+    "stored_row": N_("Stored from row"),
+    "changed": N_("Values changed"),
+    "reads": N_("Reads"),
+    "unnamed_readers": N_("Readers not in the zones list"),
+    "reader_key": N_("Reader (folded)"),
+    "zone_key": N_("Zone (folded)"),
+    "population": N_("Inmates counted"),
+    "shift": N_("Shift"),
+    "counted_by": N_("Counted by"),
+    "counted_before": N_("Days counted in the four weeks before"),
+    "written_before": N_("Of them, days with lines written"),
     "ends_on": N_("Away until"),
     "closed_on": N_("Closed"),
     "first_page": N_("First page"),

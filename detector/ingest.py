@@ -56,7 +56,7 @@ from detector.schema import (
     SPECS,
     WEEK_STAY_SHARE,
 )
-from detector.store import Store, kind_columns
+from detector.store import Store, kind_columns, sealed_columns
 
 
 @dataclass
@@ -412,8 +412,9 @@ def _typed(raw: pl.DataFrame, spec, mapping: UserMapping, checks: _Checks) -> pl
             out[f.name] = pl.when(_says_none(e, f.none_words)).then(None).otherwise(e)
         else:
             out[f.name] = e
-        if f.required:
-            checks.add(f.name, "missing_required", _blank(e))
+        if f.required:  # judged on the text as read (a number's or a vocabulary's too)
+            written = {"int": f"{f.name}__txt", "vocab": f"{f.name}_raw"}.get(f.type, f.name)
+            checks.add(f.name, "missing_required", _blank(pl.col(written)))
     return raw.with_columns(**out)
 
 
@@ -1143,8 +1144,11 @@ def _store(con, p: Plan, up: Upload) -> None:
     if result.rows_read == 0:
         raise FileError(up.name, N_("has a header but no data rows"))
     stored = result.rows_read - result.rows_quarantined
-    result.rows_duplicate = _drop_known(con, kind, seq, stored, feed.repeats_records())
-    result.rows_stored = stored - result.rows_duplicate
+    dropped, conflicts = _drop_known(con, kind, seq, stored, feed.repeats_records(), up)
+    result.rows_duplicate = dropped - len(conflicts)
+    result.rows_quarantined += len(conflicts)
+    result.reasons = (result.reasons + conflicts)[:20]
+    result.rows_stored = stored - dropped
     if SPECS[kind].nesting:
         _refuse_circles(con, kind, seq, up.name)
     ledger.seal(
@@ -1260,9 +1264,12 @@ def _path_between(graph: dict[str, set[str]], start: str, goal: str) -> list[str
     return []
 
 
-def _drop_known(con, kind: str, seq: int, stored: int, repeats: bool = True) -> int:
+def _drop_known(
+    con, kind: str, seq: int, stored: int, repeats: bool, up: Upload
+) -> tuple[int, list[tuple[int, str, str]]]:
     """Remove this upload's rows whose record is already stored, by an earlier upload or by
-    an earlier row of this file in another batch; returns how many.
+    an earlier row of this file in another batch; returns how many, and the reasons of
+    those that conflict (moved to the quarantine by :func:`_quarantine_conflicts`).
 
     Overlaps are rare, so cheap checks decide whether the exact, slower delete runs at all:
     within the upload, ``repeats`` (from the key hashes seen while converting) or else
@@ -1276,22 +1283,65 @@ def _drop_known(con, kind: str, seq: int, stored: int, repeats: bool = True) -> 
             f"SELECT count(DISTINCT record_key) FROM ({mine})", {"seq": seq}
         ).fetchall()[0]
         overlap = distinct < stored
-    if not overlap:
-        (total,) = con.execute(f"SELECT count(*) FROM {kind}").fetchall()[0]
-        if total > stored:
-            (known,) = con.execute(
-                f"SELECT count(*) FROM {kind} WHERE upload_seq <> $seq AND record_key IN ({mine})",
-                {"seq": seq},
-            ).fetchall()[0]
-            overlap = known > 0
-    if not overlap:
-        return 0
-    return con.execute(
+    known = 0
+    (total,) = con.execute(f"SELECT count(*) FROM {kind}").fetchall()[0]
+    if total > stored:
+        (known,) = con.execute(
+            f"SELECT count(*) FROM {kind} WHERE upload_seq <> $seq AND record_key IN ({mine})",
+            {"seq": seq},
+        ).fetchall()[0]
+    if not overlap and not known:
+        return 0, []
+    conflicts = _quarantine_conflicts(con, kind, seq, up) if known else []
+    dropped = con.execute(
         f"""DELETE FROM {kind} v WHERE upload_seq = $seq AND EXISTS (
               SELECT 1 FROM {kind} o WHERE o.record_key = v.record_key
                  AND (o.upload_seq <> $seq OR o.source_row < v.source_row))""",
         {"seq": seq},
     ).fetchall()[0][0]
+    return dropped, conflicts
+
+
+def _quarantine_conflicts(con, kind: str, seq: int, up: Upload) -> list[tuple[int, str, str]]:
+    """This upload's rows whose record an earlier upload stored *with other values* (a copy
+    of a log altered and sent again): each goes to the quarantine as
+    ``conflicts_with_stored``, naming the stored row and the fields that differ, instead of
+    passing as a duplicate. Returns their (row, field, reason)."""
+    provenance = ("record_key", "source_sha256", "source_name", "source_row", "upload_seq")
+    compared = [c for c in sealed_columns(kind) if c not in provenance]
+    differs = ", ".join(f"CASE WHEN v.{c} IS DISTINCT FROM o.{c} THEN '{c}' END" for c in compared)
+    found = con.execute(
+        f"""
+        WITH first AS (SELECT * FROM {kind} WHERE upload_seq <> $seq
+                       QUALIFY row_number() OVER (PARTITION BY record_key
+                                                  ORDER BY upload_seq, source_row) = 1)
+        SELECT v.source_row, o.record_key, o.source_name, o.source_row,
+               list_filter([{differs}], lambda x: x IS NOT NULL) AS fields,
+               to_json(v)::VARCHAR AS raw
+        FROM {kind} v JOIN first o USING (record_key)
+        -- the same bytes read again another way (a second reading) are no altered copy
+        WHERE v.upload_seq = $seq AND o.source_sha256 IS DISTINCT FROM v.source_sha256""",
+        {"seq": seq},
+    ).fetchall()
+    rows, reasons = [], []
+    for row, key, file, stored_row, fields, raw in found:
+        if not fields:
+            continue  # the same record sent again: a duplicate
+        values = {"key": key, "file": file, "row": stored_row, "fields": ", ".join(fields)}
+        reason = REASONS["conflicts_with_stored"].format(**values)
+        rows.append(
+            (up.sha, up.name, kind, row, fields[0], "conflicts_with_stored", reason, raw, seq,
+             json.dumps(values, ensure_ascii=False))
+        )  # fmt: skip
+        reasons.append((row, fields[0], reason))
+    if rows:
+        con.executemany(
+            "INSERT INTO quarantine (source_sha256, source_name, kind, source_row, field, "
+            "reason_code, reason, raw, upload_seq, reason_values) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+    return reasons
 
 
 def reference_first(

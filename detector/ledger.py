@@ -261,6 +261,16 @@ _ORPHANS_SQL = " UNION ALL ".join(
 )
 
 
+# Files flags cite as evidence that no ledger entry holds.
+_CITED_SQL = """
+    SELECT sha, any_value(name), count(DISTINCT flag_id) FROM (
+        SELECT f.flag_id, json_extract_string(e.value, '$.sha256') AS sha,
+               json_extract_string(e.value, '$.file') AS name
+        FROM flags f, json_each(f.evidence) e)
+    WHERE sha IS NOT NULL AND sha NOT IN (SELECT sha256 FROM uploads)
+    GROUP BY sha ORDER BY sha"""
+
+
 def verify(store: Store) -> Verification:
     """Re-hash the chain, every evidence file and the review audit trail's chain, count and
     re-digest every kind's stored rows per upload, and find rows no upload accounts for;
@@ -286,6 +296,13 @@ def verify(store: Store) -> Verification:
             ).fetchall()
         )
         orphans = con.execute(_ORPHANS_SQL).fetchall()
+        # Traces an upload leaves beyond its entry: the runs that saw it, the flags citing
+        # its file. They catch the last entries removed with their rows, anchor or not.
+        seen = con.execute(
+            "SELECT run_id, kind, watermark FROM runs WHERE watermark IS NOT NULL "
+            "ORDER BY watermark DESC, run_id LIMIT 1"
+        ).fetchall()
+        cited = con.execute(_CITED_SQL).fetchall()
     prev = GENESIS
     for entry in entries:
         result.entries += 1
@@ -329,6 +346,18 @@ def verify(store: Store) -> Verification:
                 f"ledger entry {seq}: {entry['rows_quarantined']} rows recorded as "
                 f"quarantined, {quarantined.get(seq, 0)} found in the quarantine"
             )
+    last = entries[-1]["seq"] if entries else 0
+    if seen and seen[0][2] > last:
+        run_id, kind, watermark = seen[0]
+        result.problems.append(
+            f"ledger entries {last + 1} to {watermark} are gone: {kind} run {run_id} had "
+            f"seen uploads up to entry {watermark} (entries were removed from the end)"
+        )
+    for sha, name, flags in cited:
+        result.problems.append(
+            f"{flags} flag(s) cite {name} ({sha[:12]}…), which no ledger entry holds "
+            "(its entry was removed)"
+        )
     for kind, seq, rows in orphans:
         belongs = "no upload" if seq is None else f"upload {seq}, which the ledger does not hold"
         result.problems.append(

@@ -487,28 +487,49 @@ WEEK_STAY_SHARE = 0.10
 # A person's passages through zones: reads of someone going in or out that the reader did
 # not refuse, each with the zone it passes (``zone_of``: the read's zone, else its reader's
 # zone in the zones list, else the reader itself). What pairing and the zone rules read.
-PASSAGES = """CREATE OR REPLACE VIEW passages AS
-SELECT e.*, coalesce(e.zone, z.zone, e.reader, '') AS zone_of
-FROM events e
-LEFT JOIN (SELECT facility, reader, min(zone) AS zone FROM zones
-           WHERE reader IS NOT NULL GROUP BY ALL) z
-  ON z.facility = e.facility AND z.reader = e.reader
-WHERE e.person_key IS NOT NULL AND e.direction IN ('in', 'out')
-  AND e.outcome IS DISTINCT FROM 'denied'"""
+# Two reads of one person at one reader, the same way, this close are one passage (a
+# reader reading a card twice, a merged export listing a read twice; the one-badge rule
+# judges bursts beyond the same window).
+BOUNCE_SECONDS = 10
+
+# A person's passages through zones: reads of someone going in or out that the reader did
+# not refuse, each with the zone it passes (``zone_of``: the read's zone, else its reader's
+# zone in the zones list, else the reader itself; matched to the zones list folded, and
+# named as the list names it). A read repeating the one before it at the same reader, the
+# same way, within BOUNCE_SECONDS is left out. What pairing and the zone rules read.
+PASSAGES = f"""CREATE OR REPLACE VIEW passages AS
+WITH readers AS (SELECT facility, reader_key, min(zone) AS zone FROM zones
+                 WHERE reader_key IS NOT NULL GROUP BY ALL),
+     named AS (SELECT facility, zone_key, min(zone) AS zone FROM zones GROUP BY ALL),
+     reads AS (
+    SELECT e.*, coalesce(n.zone, e.zone, r.zone, e.reader, '') AS zone_of,
+           lag(e.seen_at) OVER w AS previous_at, lag(e.direction) OVER w AS previous_way
+    FROM events e
+    LEFT JOIN readers r ON r.facility = e.facility AND r.reader_key = e.reader_key
+    LEFT JOIN named n ON n.facility = e.facility AND n.zone_key = e.zone_key
+    WHERE e.person_key IS NOT NULL AND e.direction IN ('in', 'out')
+      AND e.outcome IS DISTINCT FROM 'denied'
+    WINDOW w AS (PARTITION BY e.facility, e.person_key, coalesce(e.reader_key, '')
+                 ORDER BY e.seen_at, e.direction, e.upload_seq, e.source_row))
+SELECT * EXCLUDE (previous_at, previous_way) FROM reads
+WHERE previous_at IS NULL OR previous_way <> direction
+   OR seen_at - previous_at > INTERVAL {BOUNCE_SECONDS} SECOND"""
 
 # Passages paired into stays: per person and zone, each "in" with the next passage when
 # that is an "out"; the unmatched ends are kept: an entry whose next passage is another
 # entry (or nothing) has no exit, an exit whose previous passage is another exit (or
-# nothing) no entry.
+# nothing) no entry. Reads at one moment are ordered entries first, then as the file
+# listed them (not by their record keys' text: "EV-100" sorts before "EV-99").
 EVENT_STAYS = """CREATE OR REPLACE VIEW event_stays AS
 WITH ev AS (
     SELECT record_key, facility, zone_of AS zone, person_key, name_key, id_number, seen_at,
-           direction
+           direction, upload_seq, source_row
     FROM passages),
 seq AS (
     SELECT *, lead(direction) OVER w AS next_dir, lead(seen_at) OVER w AS next_at,
            lead(record_key) OVER w AS next_key, lag(direction) OVER w AS prev_dir
-    FROM ev WINDOW w AS (PARTITION BY facility, zone, person_key ORDER BY seen_at, record_key))
+    FROM ev WINDOW w AS (PARTITION BY facility, zone, person_key
+                         ORDER BY seen_at, direction, upload_seq, source_row))
 SELECT facility, zone, person_key, name_key, id_number, seen_at AS entered_at,
        next_at AS exited_at,
        record_key AS in_key, next_key AS out_key, 'paired' AS pairing
@@ -988,8 +1009,12 @@ SPECS: dict[str, KindSpec] = {
             "plate_key": "VARCHAR",
             "person_key": "VARCHAR",
             "name_status": "VARCHAR",
+            "reader_key": "VARCHAR",
+            "zone_key": "VARCHAR",
         },
-        folded={"name_key": "name"},
+        # Readers and zones are matched to the zones list folded, as people write them
+        # ("PROX-IN-BUILDING", "Perimetro" and "perímetro" are one).
+        folded={"name_key": "name", "reader_key": "reader", "zone_key": "zone"},
         plates={"plate_key": "vehicle_plate"},
         name_status_of="name",  # "Acompañante" on a visitor pass names nobody
         # A badge and the name it was read under are one person: a visitor badge handed
@@ -1036,6 +1061,8 @@ SPECS: dict[str, KindSpec] = {
         natural_key=("facility", "zone", "reader"),
         signature=("inside", "parent", "dentro_de", "zona_padre"),
         context=True,
+        derived={"reader_key": "VARCHAR", "zone_key": "VARCHAR"},
+        folded={"reader_key": "reader", "zone_key": "zone"},
         facility_fields=("facility",),
         evidence=Evidence("zone", "facility", label="coalesce(reader, inside)"),
         nesting=("facility", "zone", "inside"),
@@ -1096,6 +1123,50 @@ SPECS: dict[str, KindSpec] = {
             label="name",
         ),
     ),
+    # The daily headcount register (conteo / recuento de internos): the prison counted its
+    # inmates that day, so it was running and staffed, whatever its books say.
+    "headcounts": KindSpec(
+        name="headcounts",
+        fields=(
+            Field(
+                "facility",
+                required=True,
+                synonyms=("facility", "centro_penal", "centro", "penal", "prison", "site"),
+            ),
+            Field(
+                "counted_on",
+                "date",
+                required=True,
+                synonyms=("counted_on", "count_date", "fecha_conteo", "fecha_recuento", "fecha"),
+            ),
+            Field(
+                "population",
+                "int",
+                required=True,
+                synonyms=(
+                    "population",
+                    "count",
+                    "poblacion",
+                    "total_internos",
+                    "internos_presentes",
+                    "conteo",
+                    "recuento",
+                ),
+            ),
+            Field("shift", synonyms=("shift", "turno")),
+            Field("counted_by", synonyms=("counted_by", "contado_por", "responsable")),
+        ),
+        natural_key=("facility", "counted_on", "shift"),
+        signature=("population", "poblacion", "total_internos", "fecha_conteo", "recuento"),
+        facility_fields=("facility",),
+        moment="counted_on",
+        evidence=Evidence(
+            "strftime(counted_on, '%Y-%m-%d') || coalesce(' ' || shift, '')",
+            "facility",
+            happened_at="counted_on::TIMESTAMP",
+            label="population::VARCHAR",
+        ),
+    ),
     "facilities": KindSpec(
         name="facilities",
         fields=(
@@ -1128,6 +1199,12 @@ SPECS: dict[str, KindSpec] = {
 # roster), so that one ingest of a whole folder can check the rest against them.
 KINDS = tuple(sorted(SPECS, key=lambda k: (not SPECS[k].context, k != "facilities", k)))
 INGEST_ORDER = {kind: i for i, kind in enumerate(KINDS)}
+
+
+def fold_sql(expr: str) -> str:
+    """A text folded in SQL as ``mapping.fold_values`` folds it at ingest (accents and
+    case aside, single spaces): to fill a folded column for rows stored before it existed."""
+    return f"nullif(trim(regexp_replace(upper(strip_accents({expr})), '\\s+', ' ', 'g')), '')"
 
 
 def name_status_sql(key: str = "name_key") -> str:

@@ -19,7 +19,7 @@ import duckdb
 from filelock import FileLock, Timeout
 
 from detector.errors import StoreBusy
-from detector.schema import KINDS, SPECS, name_status_sql
+from detector.schema import KINDS, SPECS, fold_sql, name_status_sql
 from detector.settings import settings
 
 _SQL_TYPES = {
@@ -223,6 +223,15 @@ MIGRATIONS = [
     "ALTER TABLE review_log ADD COLUMN IF NOT EXISTS entry_hash VARCHAR",
     # A digest of each upload's stored rows, sealed into its ledger entry.
     "ALTER TABLE uploads ADD COLUMN IF NOT EXISTS rows_digest VARCHAR",
+    # Readers and zones matched folded (events and the zones list).
+    "ALTER TABLE events ADD COLUMN IF NOT EXISTS reader_key VARCHAR",
+    "ALTER TABLE events ADD COLUMN IF NOT EXISTS zone_key VARCHAR",
+    "ALTER TABLE zones ADD COLUMN IF NOT EXISTS reader_key VARCHAR",
+    "ALTER TABLE zones ADD COLUMN IF NOT EXISTS zone_key VARCHAR",
+    f"UPDATE events SET reader_key = {fold_sql('reader')}, zone_key = {fold_sql('zone')} "
+    "WHERE reader_key IS NULL AND zone_key IS NULL AND coalesce(reader, zone) IS NOT NULL",
+    f"UPDATE zones SET reader_key = {fold_sql('reader')}, zone_key = {fold_sql('zone')} "
+    "WHERE zone_key IS NULL",
     # A flag keeps its words (every language) and the rule version it was worded under.
     "ALTER TABLE flags ADD COLUMN IF NOT EXISTS wording VARCHAR",
     "ALTER TABLE flags ADD COLUMN IF NOT EXISTS rule_version VARCHAR",

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from datetime import date
 
 import polars as pl
 import pytest
@@ -628,3 +629,32 @@ def test_a_second_reading_of_a_file_is_its_own_entry_citing_the_first(store, tmp
         (5, 5)
     ]
     assert verify(store).ok, verify(store).problems
+
+
+def test_a_headcount_register_is_read_by_its_spanish_headers(store, tmp_path):
+    """The daily headcount register is detected from its headers; a day without its count
+    is quarantined (a required whole number), the rest stored."""
+    path = write_csv(
+        tmp_path / "conteo.csv",
+        ["Centro Penal", "Fecha Conteo", "Población", "Turno"],
+        [["ZAC", "01/06/2019", "912", "mañana"], ["ZAC", "02/06/2019", "", "mañana"]],
+        delimiter=";",
+    )
+    [result] = ingest_files(store, [path])
+    assert (result.kind, result.rows_stored, result.rows_quarantined) == ("headcounts", 1, 1)
+    assert rows(store, "SELECT counted_on, population FROM headcounts") == [(date(2019, 6, 1), 912)]
+
+
+def test_a_second_reading_of_the_same_kind_adds_no_conflict_with_the_first(store, tmp_path):
+    """Read again as the same kind under another mapping, records the first reading stored
+    are duplicates of it (the same bytes, read another way), not a re-send with other
+    values (conflicts_with_stored)."""
+    header = ["record_id", "facility", "entered_at", "name", "motivo", "nota"]
+    data = [[f"R{i}", "ZAC", f"2022-02-01 10:0{i}", f"Persona {i}", "Visita", f"N{i}"]
+            for i in range(4)]  # fmt: skip
+    path = write_csv(tmp_path / "v.csv", header, data)
+    first = ingest_file(store, path)
+    second = ingest_file(store, path, mapping=UserMapping(columns={"purpose": "nota"}))
+    assert (first.rows_stored, second.status, second.reading_of) == (4, "stored", first.seq)
+    assert (second.rows_stored, second.rows_duplicate, second.rows_quarantined) == (0, 4, 0)
+    assert rows(store, "SELECT count(*) FROM quarantine") == [(0,)]
