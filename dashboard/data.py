@@ -68,7 +68,8 @@ def evidence_records(
     store: Store, record_keys: list[str], lang: str = "en"
 ) -> dict[str, pl.DataFrame]:
     """The original values of a flag's records, per kind, with where they came from (a
-    quarantined row's reason said in ``lang``)."""
+    quarantined row's reason said in ``lang``); a column empty for all of them (a field
+    their files did not have) is left out."""
     out = {}
     with store.read() as con:
         for kind in (k for k in reversed(KINDS) if SPECS[k].evidence is not None):
@@ -77,8 +78,8 @@ def evidence_records(
                 "WHERE record_key IN (SELECT unnest($keys::VARCHAR[]))",
                 params={"keys": record_keys},
             ).pl()
-            if frame.height:
-                out[kind] = frame
+            if frame.height:  # the fields its files did not have are left out
+                out[kind] = frame.select(c.name for c in frame if c.null_count() < c.len())
         q = con.sql(
             """SELECT source_name, source_row, field, reason_code, reason, raw, source_sha256,
                       reason_values
