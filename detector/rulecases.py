@@ -80,9 +80,10 @@ def run_case(
 
 
 def _expand_series(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A row with ``every_hours`` and ``until`` stands for a series of entries.
+    """A row with ``every_hours`` and ``until`` stands for a series of entries (or of reads:
+    a row with ``seen_at`` steps that instead of ``entered_at``).
 
-    The copies get record ids ``<record_id>-0``, ``-1``, ... and entered_at stepping on.
+    The copies get record ids ``<record_id>-0``, ``-1``, ... and their time stepping on.
     """
     out = []
     for row in rows:
@@ -92,10 +93,11 @@ def _expand_series(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row = dict(row)
         step = timedelta(hours=float(row.pop("every_hours")))
         until = datetime.fromisoformat(str(row.pop("until")))
-        at, n = datetime.fromisoformat(str(row["entered_at"])), 0
+        column = "seen_at" if "seen_at" in row else "entered_at"
+        at, n = datetime.fromisoformat(str(row[column])), 0
         while at <= until:
             out.append(
-                {**row, "record_id": f"{row['record_id']}-{n}", "entered_at": at.isoformat(sep=" ")}
+                {**row, "record_id": f"{row['record_id']}-{n}", column: at.isoformat(sep=" ")}
             )
             at, n = at + step, n + 1
     return out
