@@ -85,8 +85,161 @@ def clean(expr: pl.Expr) -> pl.Expr:
     e = e.str.replace_all(r"\s+", " ")
     e = e.str.replace_all(r"\s*A\.?\s?M\.?$", " AM").str.replace_all(r"\s*P\.?\s?M\.?$", " PM")
     e = e.str.replace(r"(\d)H(\d)", "${1}:${2}")  # 14h30
-    e = e.str.replace(r"Z$", "")
+    e = e.str.replace(r"(\d)Z$", "${1}")
     return pl.when(e == "").then(None).otherwise(e)
+
+
+# Whether a date's text as written gives a time of day (a clock time, a.m./p.m., or an
+# epoch, which is an instant): a date alone is judged at day precision.
+TIMED = r"\d[:hH]\d|[AP]\.?M|^\s*\d{9,13}(\.\d+)?\s*$"
+
+
+def timed(raw: pl.Expr) -> pl.Expr:
+    """True where a date's original text gives a time of day (see ``TIMED``)."""
+    return raw.str.contains(TIMED, strict=False).fill_null(False)
+
+
+# Zones written after a time, in minutes east of UTC. Abbreviations mean what they mean in
+# the Americas (CST is US Central, not China) and are believed as written: an "EST" in July
+# is read as UTC-5.
+ZONES = {
+    "Z": 0, "UT": 0, "UTC": 0, "GMT": 0, "WET": 0, "WEST": 60, "CET": 60, "CEST": 120,
+    "EST": -300, "EDT": -240, "CST": -360, "CDT": -300, "MST": -420, "MDT": -360,
+    "PST": -480, "PDT": -420, "AKST": -540, "AKDT": -480, "HST": -600,
+    "AST": -240, "ADT": -180, "PET": -300, "PEST": -240, "COT": -300, "ECT": -300,
+    "BOT": -240, "VET": -240, "CLT": -240, "CLST": -180, "ART": -180, "BRT": -180,
+    "PYT": -240, "PYST": -180, "UYT": -180,
+}  # fmt: skip
+# A clock time (with a.m./p.m.), then the zone: a name (``EST``), a numeric offset
+# (``-05:00``, ``-0500``, ``GMT-5``) or both.
+_TIME_PART = r"^(.*\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:\s*[AP]\.?\s?M\.?)?)"
+_ZONE_OFFSET = _TIME_PART + r"\s*(?:UTC|GMT)?\s*([+-])(\d{1,2})(?::?(\d{2}))?$"
+_ZONE_NAME = _TIME_PART + r"\s*\(?([A-Z]{1,5})\)?$"
+
+
+def _zones(text: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """The text with a zone written after its time set aside, and that zone's offset in
+    minutes east of UTC (None where the text names none, or a word that is no zone)."""
+    t = text.str.strip_chars().str.to_uppercase()
+    frame = t.to_frame("t").with_columns(
+        num=pl.col("t").str.extract_groups(_ZONE_OFFSET),
+        name=pl.col("t").str.extract_groups(_ZONE_NAME),
+    )
+    num, name = pl.col("num").struct, pl.col("name").struct
+    hours = num.field("3").cast(pl.Int32, strict=False)
+    minutes = num.field("4").cast(pl.Int32, strict=False).fill_null(0)
+    sign = pl.when(num.field("2") == "-").then(-1).otherwise(1)
+    named = name.field("2").replace_strict(ZONES, default=None, return_dtype=pl.Int32)
+    out = frame.select(
+        text=pl.when(hours.is_not_null())
+        .then(num.field("1"))
+        .when(named.is_not_null())
+        .then(name.field("1"))
+        .otherwise(pl.col("t")),
+        offset=pl.when(hours.is_not_null())
+        .then(sign * (hours * 60 + minutes))
+        .otherwise(named)
+        .cast(pl.Int32),
+    )
+    return out.get_column("text").alias(text.name), out.get_column("offset")
+
+
+# Months in words (Spanish and English, whole or cut short), upper case without accents.
+MONTHS = {
+    **dict.fromkeys(("ENERO", "ENE", "JANUARY", "JAN"), 1),
+    **dict.fromkeys(("FEBRERO", "FEB", "FEBRUARY"), 2),
+    **dict.fromkeys(("MARZO", "MAR", "MARCH"), 3),
+    **dict.fromkeys(("ABRIL", "ABR", "APRIL", "APR"), 4),
+    **dict.fromkeys(("MAYO", "MAY"), 5),
+    **dict.fromkeys(("JUNIO", "JUN", "JUNE"), 6),
+    **dict.fromkeys(("JULIO", "JUL", "JULY"), 7),
+    **dict.fromkeys(("AGOSTO", "AGO", "AUGUST", "AUG"), 8),
+    **dict.fromkeys(("SEPTIEMBRE", "SETIEMBRE", "SEPT", "SEP", "SET", "SEPTEMBER"), 9),
+    **dict.fromkeys(("OCTUBRE", "OCT", "OCTOBER"), 10),
+    **dict.fromkeys(("NOVIEMBRE", "NOV", "NOVEMBER"), 11),
+    **dict.fromkeys(("DICIEMBRE", "DIC", "DECEMBER", "DEC"), 12),
+}
+# "12 de marzo de 2020", "12-mar-2020", "jueves, 12 de marzo del 2020 10:50"; and the
+# English "March 12, 2020".
+_DAY_FIRST = (
+    r"^(?:[A-Z\u00C0-\u00DD]+,?\s+)?(\d{1,2})(?:\s+DE\s+|\s*[-/.]\s*|\s+)([A-Z]{3,10})\.?"
+    r"(?:\s+DEL?\s+|\s*[-/.,]\s*|\s+)(\d{4}|\d{2})(?:\s*,?\s+(.*))?$"
+)
+_MONTH_FIRST = r"^([A-Z]{3,10})\.?\s+(\d{1,2}),?\s+(\d{4})(?:\s*,?\s+(.*))?$"
+
+
+def _worded(text: pl.Series, years_from: int = DEFAULT_YEARS_FROM) -> pl.Series:
+    """Dates with the month in words written as ``yyyy-mm-dd`` (a time after them kept);
+    anything else as it was."""
+    if not text.str.contains(r"[A-Z]{3}").any():
+        return text
+    frame = text.to_frame("t").with_columns(
+        d=pl.col("t").str.extract_groups(_DAY_FIRST),
+        m=pl.col("t").str.extract_groups(_MONTH_FIRST),
+    )
+    d, m = pl.col("d").struct, pl.col("m").struct
+    day = pl.coalesce(d.field("1"), m.field("2"))
+    word = pl.when(d.field("1").is_not_null()).then(d.field("2")).otherwise(m.field("1"))
+    year = pl.coalesce(d.field("3"), m.field("3"))
+    rest = pl.when(d.field("1").is_not_null()).then(d.field("4")).otherwise(m.field("4"))
+    month = word.replace_strict(MONTHS, default=None, return_dtype=pl.Int32)
+    yy = year.cast(pl.Int32)
+    full_year = (
+        pl.when(year.str.len_chars() == 4)
+        .then(yy)
+        .when(yy >= years_from % 100)
+        .then(years_from // 100 * 100 + yy)
+        .otherwise((years_from // 100 + 1) * 100 + yy)
+    )
+    iso = pl.concat_str(
+        full_year.cast(pl.String),
+        pl.lit("-"),
+        month.cast(pl.String).str.zfill(2),
+        pl.lit("-"),
+        day.str.zfill(2),
+        pl.when(rest.is_not_null() & (rest != "")).then(pl.lit(" ") + rest).otherwise(pl.lit("")),
+    )
+    return (
+        frame.select(pl.when(month.is_not_null()).then(iso).otherwise(pl.col("t")))
+        .to_series()
+        .alias(text.name)
+    )
+
+
+def _epochs(text: pl.Series) -> pl.Series | None:
+    """Epoch times (seconds, with or without a fraction, or milliseconds, as JSON services
+    and spreadsheets export them) as UTC datetimes; None when no row is one."""
+    seconds = r"^(\d{9,10})(?:\.\d+)?$"
+    millis = r"^(\d{12,13})$"
+    if not text.str.contains(f"{seconds}|{millis}").any():
+        return None
+    micros = text.to_frame("t").select(
+        pl.coalesce(
+            pl.col("t").str.extract(seconds).cast(pl.Int64) * 1_000_000,
+            pl.col("t").str.extract(millis).cast(pl.Int64) * 1_000,
+        )
+    )
+    return pl.from_epoch(micros.to_series(), time_unit="us").alias(text.name)
+
+
+def _on_clock(values: pl.Series, offsets: pl.Series, timezone: str) -> pl.Series:
+    """Times written in a zone (``offsets``, minutes east of UTC) as the clock of
+    ``timezone`` showed them; times written without one stay as they are."""
+    return (
+        pl.DataFrame({"v": values, "o": offsets})
+        .select(
+            pl.when(pl.col("o").is_null())
+            .then(pl.col("v"))
+            .otherwise(
+                (pl.col("v") - pl.duration(minutes=pl.col("o")))
+                .dt.replace_time_zone("UTC")
+                .dt.convert_time_zone(timezone)
+                .dt.replace_time_zone(None)
+            )
+        )
+        .to_series()
+        .alias(values.name)
+    )
 
 
 def _all_datetime_formats(order: str) -> list[str]:
@@ -105,24 +258,30 @@ def to_datetime(
     order: str = "dmy",
     formats: list[str] | None = None,
     years_from: int = DEFAULT_YEARS_FROM,
+    timezone: str | None = None,
 ) -> pl.Series:
     """Parse a text column to datetimes, fast: the formats that fit a sample go first.
 
     Two-digit years are widened first (``widen_years``). Trying every spelling on every row
     costs one pass per spelling, so the spellings that read a sample go first and only rows
-    still unparsed are tried against the rest.
+    still unparsed are tried against the rest. Those rows may also be written with a zone
+    (``EST``, ``-05:00``), as an epoch (seconds or milliseconds) or with the month in words
+    (``12 de marzo de 2020``): see ``_full``. ``timezone`` is the zone the log's clock
+    kept (a mapping's ``timezone``): a time written in another zone, or an epoch, is stored
+    as that clock would have shown it.
     """
     formats = formats or _all_datetime_formats(order)
     values = widen_years(values, order, years_from)
     fast = _as_written(values, formats)
     if fast is None:
-        return _full(values, formats)
+        return _full(values, formats, years_from, timezone)
     left = fast.is_null() & values.is_not_null()
     if not left.any():
         return fast.alias(values.name)
     # The few rows the sample's spellings could not read go through the full path.
     idx = left.arg_true()
-    return fast.scatter(idx, _full(values.gather(idx), formats)).alias(values.name)
+    full = _full(values.gather(idx), formats, years_from, timezone)
+    return fast.scatter(idx, full).alias(values.name)
 
 
 def _as_written(values: pl.Series, formats: list[str]) -> pl.Series | None:
@@ -155,16 +314,32 @@ def _as_written(values: pl.Series, formats: list[str]) -> pl.Series | None:
     return result
 
 
-def _full(values: pl.Series, formats: list[str]) -> pl.Series:
-    text = (
-        values.to_frame("v")
-        .select(
-            clean(pl.col("v")).str.replace(
-                r"([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)[+-]\d{2}:?\d{2}$", "${1}"
-            )
-        )
-        .to_series()
-    )
+def _full(
+    values: pl.Series,
+    formats: list[str],
+    years_from: int = DEFAULT_YEARS_FROM,
+    timezone: str | None = None,
+) -> pl.Series:
+    """Every spelling tried on every row still unread: cleaned first (``clean``), its zone
+    set aside (``_zones``), a month in words written as a number (``_worded``); then
+    epochs, and the times written in another zone brought to ``timezone``'s clock."""
+    text, offsets = _zones(values)
+    text = text.to_frame("v").select(clean(pl.col("v"))).to_series()
+    text = _worded(text, years_from)
+    result = _parsed(text, formats)
+    epochs = _epochs(text)
+    if epochs is not None:  # an instant: UTC, unless a spelling above read the text
+        frame = pl.DataFrame({"r": result, "e": epochs, "o": offsets})
+        offsets = frame.select(
+            pl.when(pl.col("r").is_null() & pl.col("e").is_not_null()).then(0).otherwise("o")
+        ).to_series()
+        result = frame.select(pl.coalesce("r", "e")).to_series()
+    if timezone and offsets.is_not_null().any():
+        result = _on_clock(result, offsets, timezone)
+    return result.alias(values.name)
+
+
+def _parsed(text: pl.Series, formats: list[str]) -> pl.Series:
     # Greedy on a sample: the first spellings (in order of preference) that read it, until
     # the whole sample is read; usually one or two spellings, whatever the batch size.
     sample = text.drop_nulls().unique(maintain_order=True).head(500)
@@ -176,7 +351,7 @@ def _full(values: pl.Series, formats: list[str]) -> pl.Series:
         if read.any():
             ranked.append(f)
             sample = sample.filter(~read)
-    result = pl.Series(values.name, [None] * len(values), dtype=pl.Datetime("us"))
+    result = pl.Series(text.name, [None] * len(text), dtype=pl.Datetime("us"))
     rest = [f for f in formats if f not in ranked]
     for f in [*ranked, *rest]:
         left = result.is_null() & text.is_not_null()
@@ -189,7 +364,7 @@ def _full(values: pl.Series, formats: list[str]) -> pl.Series:
         result = result.scatter(
             idx, text.gather(idx).str.to_datetime(f, strict=False, time_unit="us")
         )
-    return result.alias(values.name)
+    return result
 
 
 def to_time(values: pl.Series) -> pl.Series:

@@ -43,7 +43,7 @@ def run_demo(store: Store, out: Path, console: Console, serve: bool = True) -> N
             f"scoring: {scored.rows:,} visits scored, {scored.flags_new} new outlier "
             f"flags ({sum(scored.seconds.values()):.1f} s)"
         )
-    if not report.stored:
+    if not report.new_uploads:
         console.print("the demo logs were already stored: nothing new to check")
     console.print(f"database: {store.path}")
     if serve:

@@ -7,6 +7,9 @@ flags (``detector.flags``) in one short write.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -404,7 +407,7 @@ def _evaluate_scoped(
                 path = spool / f"{len(files):04d}-{rule.id}.parquet"
                 try:
                     report.counts[rule.id] = spool_hits(evaluate_batches(con, rule), path)
-                except (duckdb.Error, RuleError) as exc:
+                except Exception as exc:  # noqa: BLE001 - one rule failing never stops the run
                     report.counts.pop(rule.id, None)
                     report.errors[rule.id] = str(exc).splitlines()[0][:500]
                     path.unlink(missing_ok=True)
@@ -439,7 +442,7 @@ def _evaluate_windowed(
                 for batch in evaluate_batches(con, rule)
             )
             report.counts[rule.id] = spool_hits(batches, path)
-        except (duckdb.Error, RuleError) as exc:
+        except Exception as exc:  # noqa: BLE001 - one rule failing never stops the run
             report.counts.pop(rule.id, None)
             report.errors[rule.id] = str(exc).splitlines()[0][:500]
             path.unlink(missing_ok=True)
@@ -450,6 +453,36 @@ def _evaluate_windowed(
         if path.exists():
             files.append(path)
     return files
+
+
+_SPOOLS = f".hits-{socket.gethostname()}-"  # a rule run's spool folder: host, process
+
+
+def _spool_prefix(pid: int | None = None) -> str:
+    """The name a rule run's spool folder starts with: this host and the run's process."""
+    return f"{_SPOOLS}{os.getpid() if pid is None else pid}-"
+
+
+def remove_orphan_spools(folder: Path) -> list[Path]:
+    """Remove the hit spools of rule runs whose process is gone (a run killed mid-way
+    leaves its folder, hundreds of MB on a flood); a live run's folder is left alone."""
+    removed = []
+    for spool in folder.glob(f"{_SPOOLS}*"):
+        pid = spool.name.removeprefix(_SPOOLS).split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(spool, ignore_errors=True)
+            removed.append(spool)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def run_rules(
@@ -476,8 +509,10 @@ def run_rules(
     ]
     started = now()
     report = RunReport(run_id=0)
-    # Hits are spooled to Parquet beside the database (its folder is the owner's alone).
-    with tempfile.TemporaryDirectory(prefix=".hits-", dir=store.path.parent) as tmp:
+    # Hits are spooled to Parquet beside the database (its folder is the owner's alone),
+    # in a folder named by this process, so that one a killed run left is removed later.
+    remove_orphan_spools(store.path.parent)
+    with tempfile.TemporaryDirectory(prefix=_spool_prefix(), dir=store.path.parent) as tmp:
         with store.read() as con:
             scope = change_scope(con, full=full or bool(only))
             if not scope.full:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import hashlib
 import json
 import os
 import queue
@@ -23,7 +24,13 @@ import polars as pl
 import pyarrow as pa
 
 from detector import ledger
-from detector.dates import PLAUSIBLE_FROM_YEAR, plausible_until_year, to_datetime, to_time
+from detector.dates import (
+    PLAUSIBLE_FROM_YEAR,
+    plausible_until_year,
+    timed,
+    to_datetime,
+    to_time,
+)
 from detector.errors import FileError
 from detector.formats import SUFFIXES, Batch, Table, read_table
 from detector.i18n import N_, REASONS
@@ -31,15 +38,25 @@ from detector.mapping import (
     Source,
     UserMapping,
     detect_kind,
+    fold_expr,
     fold_values,
+    mapping_text,
     name_status,
     refuse_custody_snapshot,
     resolve,
     vocab_map,
     withheld,
 )
-from detector.schema import INGEST_ORDER, MAX_MEDIAN_STAY_DAYS, SPECS
-from detector.store import Store, kind_columns
+from detector.schema import (
+    DOCUMENT_PREFIX,
+    DOCUMENT_SHAPES,
+    INGEST_ORDER,
+    LONG_STAY_QUARTILE_DAYS,
+    MAX_MEDIAN_STAY_DAYS,
+    SPECS,
+    WEEK_STAY_SHARE,
+)
+from detector.store import Store, kind_columns, sealed_columns
 
 
 @dataclass
@@ -65,6 +82,7 @@ class IngestResult:
     template: str = ""
     values: dict = field(default_factory=dict)
     source: str = ""  # what a failure names (the file, or a sheet of it)
+    reading_of: int | None = None  # a second reading: the entry that first read the bytes
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -95,6 +113,14 @@ class Upload:
     sha: str = ""
     size: int = 0  # of the bytes hashed (the evidence copy), not of the path now
     facilities: set[str] = field(default_factory=set)
+    reading_of: int | None = None  # the ledger entry that first read these bytes otherwise
+
+    @property
+    def reading(self) -> str:
+        """How the file is read: the kind asked for and the mapping's content, hashed. The
+        same bytes read the same way are already uploaded; read another way, a new entry."""
+        how = {"kind": self.kind or self.mapping.kind, "mapping": mapping_text(self.mapping)}
+        return hashlib.sha256(json.dumps(how, sort_keys=True).encode("utf-8")).hexdigest()
 
     @property
     def name(self) -> str:
@@ -131,11 +157,26 @@ def _text(e: pl.Expr) -> pl.Expr:
     return pl.when(_blank(e)).then(None).otherwise(e)
 
 
+def _tidy(e: pl.Expr) -> pl.Expr:
+    """Text as a value: spaces around it dropped, runs of spaces inside (tabs and
+    non-breaking spaces too) one space, a cell of spaces alone empty. The file in evidence
+    keeps every byte, and the ``*_raw`` columns the text as written."""
+    t = e.str.replace_all(r"\s{2,}|[^\S ]", " ").str.strip_chars()
+    return pl.when(t == "").then(None).otherwise(t)
+
+
 def _source_expr(src: Source | None) -> pl.Expr:
     if src is None:
         return pl.lit(None, dtype=pl.String)
     if src.op == "value":
         return pl.lit(src.value, dtype=pl.String)
+    if src.op == "typed":  # the type a document column's header names, where it fits
+        number = pl.col(src.columns[0])
+        return (
+            pl.when(number.str.contains(DOCUMENT_SHAPES[src.value]).fill_null(False))
+            .then(pl.lit(src.value, dtype=pl.String))
+            .otherwise(None)
+        )
     cols = [_text(pl.col(c)) for c in src.columns if c]
     if src.op == "column":
         return pl.col(src.columns[0])
@@ -205,7 +246,8 @@ def canonical(batch: Batch, p: Plan, up: Upload) -> tuple[pl.DataFrame, pl.DataF
         pl.Series("__row__", df.get_column("__row__"))
     )
     frame = _dated(frame, spec, dates, up.mapping.date_order, checks)
-    frame = _derive(frame, p.kind, checks, up.facilities, up.mapping, up.name)
+    named = spec.name_status_of in p.sources if spec.name_status_of else True
+    frame = _derive(frame, p.kind, checks, up.facilities, up.mapping, up.name, named)
     frame = frame.with_columns(
         _record_key(frame, p.kind, up.sha, up.mapping.redactions).alias("record_key")
     )
@@ -215,13 +257,52 @@ def canonical(batch: Batch, p: Plan, up: Upload) -> tuple[pl.DataFrame, pl.DataF
 
 
 def _fields(df: pl.DataFrame, spec, sources: dict[str, Source]) -> pl.DataFrame:
-    """Each field's text as the source gives it (a date built from two columns aside)."""
-    return df.select(
-        *(
-            _source_expr(sources.get(f.name)).alias(f.name)
-            for f in spec.fields
-            if not (sources.get(f.name) and sources[f.name].op == "datetime")
-        ),
+    """Each field's text as the source gives it (a date built from two columns aside);
+    text tidied (``_tidy``), while dates and vocabularies keep theirs as written for their
+    ``*_raw`` columns, and whole numbers are trimmed as they are read."""
+    raw = df.select(
+        _source_expr(sources.get(f.name)).alias(f.name)
+        for f in spec.fields
+        if not (sources.get(f.name) and sources[f.name].op == "datetime")
+    )
+    # Most exports are tidy already: a column is rewritten only when some cell needs it.
+    # (whole numbers are read through their own trim: see ``_typed``)
+    text = [f.name for f in spec.fields if f.type == "text" and f.name in raw.columns]
+    untidy = raw.select(_untidy(pl.col(text)).any()).row(0) if text else ()
+    raw = raw.with_columns(
+        _tidy(pl.col(c)).alias(c) for c, bad in zip(text, untidy, strict=True) if bad
+    )
+    return _documents(raw, spec)
+
+
+# Spaces other than " " that exports leave in cells (tabs, line ends, non-breaking spaces).
+_ODD_SPACES = ["  ", "\t", "\r", "\n", "\u00a0", "\u2007", "\u202f", "\u3000"]
+
+
+def _untidy(e: pl.Expr) -> pl.Expr:
+    """A cell with a space around it, a run of spaces or an odd space: literal searches,
+    cheaper than a regular expression over every cell of a tidy export."""
+    return e.str.starts_with(" ") | e.str.ends_with(" ") | e.str.contains_any(_ODD_SPACES)
+
+
+def _documents(raw: pl.DataFrame, spec) -> pl.DataFrame:
+    """A document written with its type in one cell ("DNI 09272448", "Pasaporte: X123"):
+    the number in ``id_number`` and, where no type is written apart, the type's word in
+    ``id_type`` (kept in ``id_type_raw``)."""
+    if not spec.has("id_number", "id_type") or "id_number" not in raw.columns:
+        return raw
+    numbers = raw.get_column("id_number")
+    if not numbers.str.contains(r"[A-Za-z]").any():  # digits alone, as most books write them
+        return raw
+    found = numbers.str.extract_groups(DOCUMENT_PREFIX)
+    if found.struct.field("1").is_null().all():
+        return raw
+    word, number = found.struct.field("1"), found.struct.field("2").str.strip_chars()
+    return raw.with_columns(
+        id_number=pl.when(word.is_not_null()).then(number).otherwise(pl.col("id_number")),
+        id_type=pl.when(_blank(pl.col("id_type")) & word.is_not_null())
+        .then(word)
+        .otherwise(pl.col("id_type")),
     )
 
 
@@ -229,14 +310,19 @@ def _read_dates(
     df: pl.DataFrame, raw: pl.DataFrame, spec, sources: dict[str, Source], mapping: UserMapping
 ) -> dict[str, pl.Series]:
     """Each date and datetime field parsed (``name``), with its text as written
-    (``name_raw``) and, for a date-and-time pair, its time alone (``name__time``); an exit
-    given as a time only is None here and placed on the entry's day by ``_dated``."""
-    order, years = mapping.date_order, mapping.two_digit_years_from
+    (``name_raw``) and, for an end written as a time alone (an exit "21:15", with or without
+    a date column of its own), that time (``name__time``): ``_dated`` places it on the day
+    of the record's start. A date beside a blank time is the day alone for a required
+    field (an entry known to the day); for an optional one (an exit) it is no value: the
+    date alone says nothing of when the visitor left."""
+    order, years, zone = mapping.date_order, mapping.two_digit_years_from, mapping.timezone
     parsed: dict[str, pl.Series] = {}
     for f in spec.fields:
         if f.type not in ("datetime", "date"):
             continue
         src = sources.get(f.name)
+        placeable = _fallback_of(spec, f.name) is not None
+        time_only: pl.Series | None = None
         if src is not None and src.op == "datetime":
             date_col, time_col = (*src.columns, "")[:2]
             raw_s = df.select(
@@ -248,34 +334,52 @@ def _read_dates(
                     )
                 )
             ).to_series()
-            value = None
-            if time_col:
-                parsed[f"{f.name}__time"] = to_time(df.get_column(time_col))
+            t = to_time(df.get_column(time_col)) if time_col else None
             if date_col:
-                day = to_datetime(df.get_column(date_col), order, years_from=years).dt.date()
+                day = to_datetime(
+                    df.get_column(date_col), order, years_from=years, timezone=zone
+                ).dt.date()
                 parts = pl.DataFrame({"d": day})
                 if time_col:
                     parts = parts.with_columns(
-                        t=parsed[f"{f.name}__time"],
-                        no_time=df.select(_blank(pl.col(time_col))).to_series(),
+                        t=t, no_time=df.select(_blank(pl.col(time_col))).to_series()
                     )
                 else:
                     parts = parts.with_columns(t=pl.lit(None, pl.Time), no_time=pl.lit(True))
-                # A date with no time still places the record in its day.
+                # A date with no time still places a required record in its day.
                 value = parts.select(
                     pl.when(pl.col("t").is_not_null())
                     .then(pl.col("d").dt.combine(pl.col("t")))
-                    .when(pl.col("no_time"))
+                    .when(pl.col("no_time") & pl.lit(f.required or not time_col))
                     .then(pl.col("d").cast(pl.Datetime("us")))
                 ).to_series()
+                if placeable and t is not None:  # an exit time with its own date left blank
+                    no_day = df.select(_blank(pl.col(date_col)).fill_null(True)).to_series()
+                    time_only = pl.select(pl.when(pl.lit(no_day)).then(pl.lit(t))).to_series()
+            else:
+                value = pl.Series([None] * df.height, dtype=pl.Datetime("us"))
+                time_only = t
         else:
             raw_s = raw.get_column(f.name)
-            value = to_datetime(raw_s, order, years_from=years)
-        if f.type == "date" and value is not None:
+            value = to_datetime(raw_s, order, years_from=years, timezone=zone)
+            if placeable:  # an exit column holding a time alone ("21:15")
+                unread = value.is_null() & raw_s.is_not_null()
+                if unread.any():
+                    time_only = pl.select(
+                        pl.when(pl.lit(unread)).then(pl.lit(to_time(raw_s)))
+                    ).to_series()
+        if f.type == "date":
             value = value.dt.date()
         parsed[f.name] = value
         parsed[f"{f.name}_raw"] = raw_s
+        if time_only is not None and time_only.is_not_null().any():
+            parsed[f"{f.name}__time"] = time_only
     return parsed
+
+
+def _fallback_of(spec, name: str) -> str | None:
+    """The field whose day a time alone of ``name`` is placed on (an exit: the entry)."""
+    return next((c.fallback_date_of for c in spec.composites if c.target == name), None)
 
 
 def _typed(raw: pl.DataFrame, spec, mapping: UserMapping, checks: _Checks) -> pl.DataFrame:
@@ -303,49 +407,80 @@ def _typed(raw: pl.DataFrame, spec, mapping: UserMapping, checks: _Checks) -> pl
         elif f.type == "vocab":
             out[f"{f.name}_raw"] = e
             out[f.name] = vocab_map(raw.get_column(f.name), f.vocab, mapping.values.get(f.name, {}))
+        elif f.none_words:  # "Pendiente" in an approval column is no approval
+            out[f"{f.name}_raw"] = e
+            out[f.name] = pl.when(_says_none(e, f.none_words)).then(None).otherwise(e)
         else:
             out[f.name] = e
-        if f.required:
-            checks.add(f.name, "missing_required", _blank(e))
+        if f.required:  # judged on the text as read (a number's or a vocabulary's too)
+            written = {"int": f"{f.name}__txt", "vocab": f"{f.name}_raw"}.get(f.type, f.name)
+            checks.add(f.name, "missing_required", _blank(pl.col(written)))
     return raw.with_columns(**out)
+
+
+def _says_none(e: pl.Expr, words: tuple[str, ...]) -> pl.Expr:
+    """True where a text says there is nothing: one of ``words`` (the whole value, folded)
+    or punctuation alone."""
+    folded = fold_expr(e).str.to_lowercase().str.strip_chars(" .")
+    return folded.is_in(list(words)) | ~e.str.contains(r"[\p{L}\p{N}]")
 
 
 def _dated(
     frame: pl.DataFrame, spec, parsed: dict[str, pl.Series], order: str, checks: _Checks
 ) -> pl.DataFrame:
-    """The parsed dates joined to the frame with their original text, and their checks:
-    required, unreadable, implausible year. An exit given as a time only takes the
-    entry's day (the next day when it would come before the entry)."""
+    """The parsed dates joined to the frame with their original text, and their checks.
+
+    A time alone takes the day of the record's start (the next day when it would come
+    before it). A required date that is missing, unreadable or of an implausible year sends
+    the row to the quarantine; an optional one (an exit, a return) that cannot be read or
+    is implausible is left empty, the row stored with the text as written in ``*_raw``
+    (the data-quality rule reports such values once per file)."""
     until = plausible_until_year()
     for f in spec.fields:
         if f.type not in ("datetime", "date"):
             continue
         value = parsed[f.name]
-        frame = frame.with_columns(parsed[f"{f.name}_raw"].alias(f"{f.name}_raw"))
-        if value is None:
-            t = parsed[f"{f.name}__time"]
-            value = _on_entry_day(parsed["entered_at"], t)
-            # Only the time itself can be wrong here; an unreadable entry date is reported there.
-            failed = t.is_null()
-        else:
-            failed = value.is_null()
-        frame = frame.with_columns(value.alias(f.name), failed.alias(f"__failed_{f.name}"))
+        unplaced = pl.Series([False] * len(value))
+        t = parsed.get(f"{f.name}__time")
+        if t is not None:
+            start = parsed[_fallback_of(spec, f.name)]
+            value = value.fill_null(_on_entry_day(start, t))
+            # An unreadable start is reported there, not again as this field.
+            unplaced = (start.is_null() & t.is_not_null()).fill_null(False)
+        raw = parsed[f"{f.name}_raw"]
+        year = value.dt.year()
+        implausible = ((year < PLAUSIBLE_FROM_YEAR) | (year > until)).fill_null(False)
+        if not f.required:  # left empty; the text stays in *_raw
+            if implausible.any():
+                value = pl.select(
+                    pl.when(pl.lit(implausible)).then(None).otherwise(pl.lit(value))
+                ).to_series()
+            frame = frame.with_columns(raw.alias(f"{f.name}_raw"), value.alias(f.name))
+            continue
+        failed = value.is_null() & ~_blank_series(raw) & ~unplaced
+        frame = frame.with_columns(
+            raw.alias(f"{f.name}_raw"),
+            value.alias(f.name),
+            failed.alias(f"__failed_{f.name}"),
+            implausible.alias(f"__implausible_{f.name}"),
+        )
         r = pl.col(f"{f.name}_raw")
-        if f.required:
-            checks.add(f.name, "missing_required", _blank(r))
-        failed = ~_blank(r) & pl.col(f"__failed_{f.name}")
-        checks.add(f.name, "unparseable_date", failed, value=r, order=order)
-        year = pl.col(f.name).dt.year()
+        checks.add(f.name, "missing_required", _blank(r))
+        checks.add(f.name, "unparseable_date", pl.col(f"__failed_{f.name}"), value=r, order=order)
         checks.add(
             f.name,
             "implausible_date",
-            (year < PLAUSIBLE_FROM_YEAR) | (year > until),
+            pl.col(f"__implausible_{f.name}"),
             value=r,
-            year=year,
+            year=pl.col(f.name).dt.year(),
             first=str(PLAUSIBLE_FROM_YEAR),
             last=str(until),
         )
     return frame
+
+
+def _blank_series(values: pl.Series) -> pl.Series:
+    return values.to_frame("v").select(_blank(pl.col("v")).fill_null(True)).to_series()
 
 
 def _on_entry_day(entered: pl.Series, t: pl.Series) -> pl.Series:
@@ -495,10 +630,14 @@ def _derive(
     known_facilities: set[str] | None,
     mapping: UserMapping,
     batch_name: str,
+    named: bool = True,
 ) -> pl.DataFrame:
     """The columns and checks the kind's declaration (``schema.SPECS``) asks for: names and
-    plates folded into keys, how a name reads, whether a time is known to the minute,
-    defaults, facilities checked against the list, dates that must come in order."""
+    plates folded into keys, how a name reads (``not_recorded`` on every row when the file
+    has no name column: ``named`` False), whether a time is known to the minute, defaults,
+    facilities checked against the list, dates that must come in order (at day precision
+    when either is written without a time: a same-day return written as a date is no
+    return before the transfer)."""
     spec = SPECS[kind]
     if known_facilities:
         known = sorted(known_facilities)
@@ -523,9 +662,12 @@ def _derive(
             if key
             else fold_values(frame.get_column(spec.name_status_of).fill_null(""))
         )
-        derived.append(
-            name_status(names, mapping.placeholders, mapping.redactions).alias("name_status")
+        status = (
+            name_status(names, mapping.placeholders, mapping.redactions)
+            if named
+            else pl.repeat("not_recorded", frame.height, dtype=pl.String, eager=True)
         )
+        derived.append(status.alias("name_status"))
     for key, source in spec.plates.items():
         derived.append(
             pl.col(source).str.to_uppercase().str.replace_all(r"[^A-Z0-9]", "").alias(key)
@@ -549,7 +691,7 @@ def _derive(
         )
     for key, source in spec.precision.items():
         derived.append(
-            pl.when(pl.col(f"{source}_raw").str.contains(r"\d[:hH]\d|[AP]\.?M", strict=False))
+            pl.when(timed(pl.col(f"{source}_raw")))
             .then(pl.lit("minute"))
             .otherwise(pl.lit("day"))
             .alias(key)
@@ -559,14 +701,26 @@ def _derive(
     if spec.stays:
         _refuse_long_stays(frame, batch_name, *spec.stays)
     for order in spec.orders:
+        frame = frame.with_columns(_before(frame, spec, order.later, order.earlier))
         checks.add(
             order.later,
             order.code,
-            pl.col(order.later) < pl.col(order.earlier),
+            pl.col(f"__before_{order.later}"),
             value=_shown(frame, order.later),
             earlier=_shown(frame, order.earlier),
         )
     return frame
+
+
+def _before(frame: pl.DataFrame, spec, later: str, earlier: str) -> pl.Series:
+    """Where ``later`` comes before ``earlier``: for two datetimes, at day precision when
+    either is written without a time (judged only on the few rows that look out of order)."""
+    before = frame.select((pl.col(later) < pl.col(earlier)).fill_null(False)).to_series()
+    if spec.field(later).type == spec.field(earlier).type == "datetime" and before.any():
+        dated = ~timed(pl.col(f"{later}_raw")) | ~timed(pl.col(f"{earlier}_raw"))
+        same_day = pl.col(later).dt.date() >= pl.col(earlier).dt.date()
+        before = frame.select(pl.lit(before) & ~(dated & same_day)).to_series()
+    return before.alias(f"__before_{later}")
 
 
 def _shown(frame: pl.DataFrame, column: str) -> pl.Expr:
@@ -577,13 +731,20 @@ def _shown(frame: pl.DataFrame, column: str) -> pl.Expr:
 
 
 def _refuse_long_stays(frame: pl.DataFrame, source: str, entered: str, exited: str) -> None:
-    """Visits last hours; rows whose median stay is days long are custody records (an
-    admission and a discharge), whatever the mapping called them."""
+    """Visits last hours; rows whose stays run to days are custody records (a booking or an
+    admission and a release), whatever the mapping called them. Judged on the shape of the
+    stays, not their middle alone: jails differ (a county whose median booking lasts a day
+    still holds a quarter of its people for days and one in ten for weeks)."""
     stays = frame.select(
         ((pl.col(exited) - pl.col(entered)).dt.total_hours() / 24).alias("d")
     ).get_column("d")
     stays = stays.drop_nulls()
-    if len(stays) >= 20 and stays.median() > MAX_MEDIAN_STAY_DAYS:
+    if len(stays) < 20:
+        return
+    ranked = stays.sort()  # once, for the median and the upper quartile
+    median, upper = ranked.median(), ranked[int(0.75 * (len(ranked) - 1) + 0.5)]
+    over_week = (stays > 7).mean()
+    if median > MAX_MEDIAN_STAY_DAYS:
         raise FileError(
             source,
             N_(
@@ -591,7 +752,21 @@ def _refuse_long_stays(frame: pl.DataFrame, source: str, entered: str, exited: s
                 "(admission and discharge), not visits; ingest them as an inmate roster "
                 "(--kind inmates) or check which columns the mapping names as entry and exit"
             ),
-            days=f"{stays.median():,.0f}",
+            days=f"{median:,.0f}",
+        )
+    if upper > LONG_STAY_QUARTILE_DAYS or over_week >= WEEK_STAY_SHARE:
+        raise FileError(
+            source,
+            N_(
+                "stays of days to weeks: a quarter of the rows stay {upper} days or more and "
+                "{week} stay over a week (median {hours} hours), where visits last hours: "
+                "these rows are custody records (a booking and a release), not visits; "
+                "ingest them as an inmate roster (--kind inmates) or check which columns "
+                "the mapping names as entry and exit"
+            ),
+            upper=f"{upper:,.1f}",
+            week=f"{over_week:.0%}",
+            hours=f"{median * 24:,.0f}",
         )
 
 
@@ -727,7 +902,7 @@ def _ingest_staged(store: Store, up: Upload, staged: Path) -> None:
     result = up.result
     result.sha256 = up.sha
     with store.read() as con:
-        seen = ledger.find(con, up.sha)
+        seen = _read_before(con, up)
         up.facilities = {
             r[0] for r in con.execute("SELECT DISTINCT facility FROM facilities").fetchall()
         }
@@ -747,7 +922,7 @@ def _ingest_staged(store: Store, up: Upload, staged: Path) -> None:
         with store.write() as con:
             # Checked again under the writers' lock: two ingests of one file started
             # together both passed the check above, and only one may store it.
-            seen = ledger.find(con, up.sha)
+            seen = _read_before(con, up)
             if seen:
                 _already(result, seen)
                 return
@@ -756,6 +931,16 @@ def _ingest_staged(store: Store, up: Upload, staged: Path) -> None:
         if placed:  # nothing refers to it: a rejected file leaves no evidence behind
             evidence.unlink(missing_ok=True)
         raise
+
+
+def _read_before(con, up: Upload) -> dict | None:
+    """The ledger entry that already read these bytes the way ``up`` asks, if any; and,
+    when an entry read them another way, its number in ``up.reading_of``."""
+    first = ledger.find(con, up.sha)
+    up.reading_of = first["seq"] if first else None
+    if first is None:
+        return None
+    return ledger.find(con, up.sha, up.reading, up.mapping_name)
 
 
 def _already(result: IngestResult, seen: dict) -> None:
@@ -913,7 +1098,14 @@ def _store(con, p: Plan, up: Upload) -> None:
             "encoding": p.table.encoding,
             "delimiter": p.table.delimiter,
             "mapping": json.dumps(
-                {"file": up.mapping_name, "columns": result.mapping}, ensure_ascii=False
+                {
+                    "file": up.mapping_name,
+                    "columns": result.mapping,
+                    "reading": up.reading,
+                    # a second reading of bytes an earlier entry read another way cites it
+                    **({"reading_of": up.reading_of} if up.reading_of else {}),
+                },
+                ensure_ascii=False,
             ),
             "rows_read": None,
             "rows_stored": None,
@@ -923,6 +1115,7 @@ def _store(con, p: Plan, up: Upload) -> None:
         pending=True,
     )
     seq = result.seq = entry["seq"]
+    result.reading_of = up.reading_of
     cols = ", ".join(kind_columns(kind))
     with tempfile.TemporaryDirectory(prefix="detector-quarantine-") as spill:
         feed = _Feed(p, up, seq, Path(spill))
@@ -951,8 +1144,11 @@ def _store(con, p: Plan, up: Upload) -> None:
     if result.rows_read == 0:
         raise FileError(up.name, N_("has a header but no data rows"))
     stored = result.rows_read - result.rows_quarantined
-    result.rows_duplicate = _drop_known(con, kind, seq, stored, feed.repeats_records())
-    result.rows_stored = stored - result.rows_duplicate
+    dropped, conflicts = _drop_known(con, kind, seq, stored, feed.repeats_records(), up)
+    result.rows_duplicate = dropped - len(conflicts)
+    result.rows_quarantined += len(conflicts)
+    result.reasons = (result.reasons + conflicts)[:20]
+    result.rows_stored = stored - dropped
     if SPECS[kind].nesting:
         _refuse_circles(con, kind, seq, up.name)
     ledger.seal(
@@ -1068,9 +1264,12 @@ def _path_between(graph: dict[str, set[str]], start: str, goal: str) -> list[str
     return []
 
 
-def _drop_known(con, kind: str, seq: int, stored: int, repeats: bool = True) -> int:
+def _drop_known(
+    con, kind: str, seq: int, stored: int, repeats: bool, up: Upload
+) -> tuple[int, list[tuple[int, str, str]]]:
     """Remove this upload's rows whose record is already stored, by an earlier upload or by
-    an earlier row of this file in another batch; returns how many.
+    an earlier row of this file in another batch; returns how many, and the reasons of
+    those that conflict (moved to the quarantine by :func:`_quarantine_conflicts`).
 
     Overlaps are rare, so cheap checks decide whether the exact, slower delete runs at all:
     within the upload, ``repeats`` (from the key hashes seen while converting) or else
@@ -1084,22 +1283,65 @@ def _drop_known(con, kind: str, seq: int, stored: int, repeats: bool = True) -> 
             f"SELECT count(DISTINCT record_key) FROM ({mine})", {"seq": seq}
         ).fetchall()[0]
         overlap = distinct < stored
-    if not overlap:
-        (total,) = con.execute(f"SELECT count(*) FROM {kind}").fetchall()[0]
-        if total > stored:
-            (known,) = con.execute(
-                f"SELECT count(*) FROM {kind} WHERE upload_seq <> $seq AND record_key IN ({mine})",
-                {"seq": seq},
-            ).fetchall()[0]
-            overlap = known > 0
-    if not overlap:
-        return 0
-    return con.execute(
+    known = 0
+    (total,) = con.execute(f"SELECT count(*) FROM {kind}").fetchall()[0]
+    if total > stored:
+        (known,) = con.execute(
+            f"SELECT count(*) FROM {kind} WHERE upload_seq <> $seq AND record_key IN ({mine})",
+            {"seq": seq},
+        ).fetchall()[0]
+    if not overlap and not known:
+        return 0, []
+    conflicts = _quarantine_conflicts(con, kind, seq, up) if known else []
+    dropped = con.execute(
         f"""DELETE FROM {kind} v WHERE upload_seq = $seq AND EXISTS (
               SELECT 1 FROM {kind} o WHERE o.record_key = v.record_key
                  AND (o.upload_seq <> $seq OR o.source_row < v.source_row))""",
         {"seq": seq},
     ).fetchall()[0][0]
+    return dropped, conflicts
+
+
+def _quarantine_conflicts(con, kind: str, seq: int, up: Upload) -> list[tuple[int, str, str]]:
+    """This upload's rows whose record an earlier upload stored *with other values* (a copy
+    of a log altered and sent again): each goes to the quarantine as
+    ``conflicts_with_stored``, naming the stored row and the fields that differ, instead of
+    passing as a duplicate. Returns their (row, field, reason)."""
+    provenance = ("record_key", "source_sha256", "source_name", "source_row", "upload_seq")
+    compared = [c for c in sealed_columns(kind) if c not in provenance]
+    differs = ", ".join(f"CASE WHEN v.{c} IS DISTINCT FROM o.{c} THEN '{c}' END" for c in compared)
+    found = con.execute(
+        f"""
+        WITH first AS (SELECT * FROM {kind} WHERE upload_seq <> $seq
+                       QUALIFY row_number() OVER (PARTITION BY record_key
+                                                  ORDER BY upload_seq, source_row) = 1)
+        SELECT v.source_row, o.record_key, o.source_name, o.source_row,
+               list_filter([{differs}], lambda x: x IS NOT NULL) AS fields,
+               to_json(v)::VARCHAR AS raw
+        FROM {kind} v JOIN first o USING (record_key)
+        -- the same bytes read again another way (a second reading) are no altered copy
+        WHERE v.upload_seq = $seq AND o.source_sha256 IS DISTINCT FROM v.source_sha256""",
+        {"seq": seq},
+    ).fetchall()
+    rows, reasons = [], []
+    for row, key, file, stored_row, fields, raw in found:
+        if not fields:
+            continue  # the same record sent again: a duplicate
+        values = {"key": key, "file": file, "row": stored_row, "fields": ", ".join(fields)}
+        reason = REASONS["conflicts_with_stored"].format(**values)
+        rows.append(
+            (up.sha, up.name, kind, row, fields[0], "conflicts_with_stored", reason, raw, seq,
+             json.dumps(values, ensure_ascii=False))
+        )  # fmt: skip
+        reasons.append((row, fields[0], reason))
+    if rows:
+        con.executemany(
+            "INSERT INTO quarantine (source_sha256, source_name, kind, source_row, field, "
+            "reason_code, reason, raw, upload_seq, reason_values) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+    return reasons
 
 
 def reference_first(

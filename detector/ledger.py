@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 
 from detector.schema import KINDS
-from detector.store import Store, sealed_columns
+from detector.store import Store, sealed_row_sql
 
 # The ledger fields covered by each entry's hash, in this order.
 CHAINED = (
@@ -154,9 +154,7 @@ def rows_digest(con: duckdb.DuckDBPyConnection, kind: str, seq: int) -> str:
     """SHA-256 over the rows one upload stored, in source-row order: each row's fields as
     read and its provenance (``store.sealed_columns``). Sealed into the ledger entry, so an
     edited, added or deleted record is caught by ``verify`` even inside the database."""
-    row = " || chr(31) || ".join(
-        f"coalesce(CAST({c} AS VARCHAR), chr(0))" for c in sealed_columns(kind)
-    )
+    row = sealed_row_sql(kind)
     return con.execute(
         f"SELECT sha256(coalesce(string_agg(sha256({row}), '' ORDER BY source_row, "
         f"record_key), '')) FROM {kind} WHERE upload_seq = ?",
@@ -197,17 +195,43 @@ def seal(con: duckdb.DuckDBPyConnection, entry: dict, **counts) -> dict:
     return entry
 
 
-def find(con: duckdb.DuckDBPyConnection, sha: str) -> dict | None:
+_FOUND = ("seq", "original_name", "uploaded_by", "uploaded_at", "kind", "mapping")
+
+
+def find(
+    con: duckdb.DuckDBPyConnection,
+    sha: str,
+    reading: str | None = None,
+    label: str | None = None,
+) -> dict | None:
+    """The first ledger entry of a file (by SHA-256); with ``reading``, the first entry that
+    read it the same way: under the same mapping and kind (``reading``, as ``ingest``
+    fingerprints them), or, for an entry recorded before readings were, under a mapping of
+    the same name (``label``). A file may be read again under another mapping (its rows as
+    another kind, or read right after a wrong first try): that is a new entry citing the
+    first (``reading_of`` in its mapping), never a repeat."""
     rows = con.execute(
-        "SELECT seq, original_name, uploaded_by, uploaded_at, kind FROM uploads "
-        "WHERE sha256 = ? ORDER BY seq LIMIT 1",
-        [sha],
+        f"SELECT {', '.join(_FOUND)} FROM uploads WHERE sha256 = ? ORDER BY seq", [sha]
     ).fetchall()
-    if not rows:
-        return None
-    return dict(
-        zip(("seq", "original_name", "uploaded_by", "uploaded_at", "kind"), rows[0], strict=True)
-    )
+    for row in rows:
+        entry = dict(zip(_FOUND, row, strict=True))
+        if reading is None or _same_reading(entry["mapping"], reading, label):
+            return entry
+    return None
+
+
+def _same_reading(mapping: str | None, reading: str, label: str | None) -> bool:
+    """Whether an entry's recorded mapping is ``reading``; an older entry, which recorded
+    none, is the same reading when it names the same mapping (``label``)."""
+    try:
+        recorded = json.loads(mapping or "{}")
+    except ValueError:
+        return False
+    if not isinstance(recorded, dict):
+        return False
+    if "reading" in recorded:
+        return recorded["reading"] == reading
+    return recorded.get("file") == label
 
 
 @dataclass
@@ -237,6 +261,16 @@ _ORPHANS_SQL = " UNION ALL ".join(
 )
 
 
+# Files flags cite as evidence that no ledger entry holds.
+_CITED_SQL = """
+    SELECT sha, any_value(name), count(DISTINCT flag_id) FROM (
+        SELECT f.flag_id, json_extract_string(e.value, '$.sha256') AS sha,
+               json_extract_string(e.value, '$.file') AS name
+        FROM flags f, json_each(f.evidence) e)
+    WHERE sha IS NOT NULL AND sha NOT IN (SELECT sha256 FROM uploads)
+    GROUP BY sha ORDER BY sha"""
+
+
 def verify(store: Store) -> Verification:
     """Re-hash the chain, every evidence file and the review audit trail's chain, count and
     re-digest every kind's stored rows per upload, and find rows no upload accounts for;
@@ -262,6 +296,13 @@ def verify(store: Store) -> Verification:
             ).fetchall()
         )
         orphans = con.execute(_ORPHANS_SQL).fetchall()
+        # Traces an upload leaves beyond its entry: the runs that saw it, the flags citing
+        # its file. They catch the last entries removed with their rows, anchor or not.
+        seen = con.execute(
+            "SELECT run_id, kind, watermark FROM runs WHERE watermark IS NOT NULL "
+            "ORDER BY watermark DESC, run_id LIMIT 1"
+        ).fetchall()
+        cited = con.execute(_CITED_SQL).fetchall()
     prev = GENESIS
     for entry in entries:
         result.entries += 1
@@ -305,6 +346,18 @@ def verify(store: Store) -> Verification:
                 f"ledger entry {seq}: {entry['rows_quarantined']} rows recorded as "
                 f"quarantined, {quarantined.get(seq, 0)} found in the quarantine"
             )
+    last = entries[-1]["seq"] if entries else 0
+    if seen and seen[0][2] > last:
+        run_id, kind, watermark = seen[0]
+        result.problems.append(
+            f"ledger entries {last + 1} to {watermark} are gone: {kind} run {run_id} had "
+            f"seen uploads up to entry {watermark} (entries were removed from the end)"
+        )
+    for sha, name, flags in cited:
+        result.problems.append(
+            f"{flags} flag(s) cite {name} ({sha[:12]}…), which no ledger entry holds "
+            "(its entry was removed)"
+        )
     for kind, seq, rows in orphans:
         belongs = "no upload" if seq is None else f"upload {seq}, which the ledger does not hold"
         result.problems.append(

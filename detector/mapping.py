@@ -32,8 +32,10 @@ from detector.schema import (
     PLACEHOLDER_TAIL,
     REDACTION_TOKENS,
     SPECS,
+    TYPED_DOCUMENTS,
     VOCAB_DEFAULTS,
     VOCABULARIES,
+    VOCABULARY_FIRST,
     KindSpec,
 )
 
@@ -114,6 +116,20 @@ class UserMapping(BaseModel):
         if self.names and len(set(self.names)) != len(self.names):
             raise ValueError("'names' must not repeat a column name")
         return self
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            pl.select(pl.lit(None, pl.Datetime("us")).dt.replace_time_zone(v))
+        except pl.exceptions.PolarsError:
+            raise ValueError(
+                f"unknown time zone {v!r}: name it as the tz database does "
+                "(America/Lima, America/New_York, UTC)"
+            ) from None
+        return v
 
     @field_validator("date_order")
     @classmethod
@@ -369,7 +385,7 @@ def resolve_mapping(store, value: str | Path | None) -> tuple[UserMapping, str |
 class Source:
     """Where a canonical field comes from in one file."""
 
-    op: str  # column | join | first_of | value | datetime
+    op: str  # column | join | first_of | value | datetime | typed
     columns: tuple[str, ...] = ()
     value: str | None = None
 
@@ -378,6 +394,8 @@ class Source:
             return f"constant {self.value!r}"
         if self.op == "column":
             return self.columns[0]
+        if self.op == "typed":
+            return f"{self.value!r} where {self.columns[0]} has its shape"
         return f"{self.op}({', '.join(self.columns)})"
 
 
@@ -389,21 +407,47 @@ def _find(headers: dict[str, str], synonyms: tuple[str, ...]) -> str | None:
 
 
 def refuse_custody_snapshot(headers: list[str], source: str) -> None:
-    """Raise FileError when the headers are those of a custody snapshot, not a visit log."""
+    """Raise FileError when the headers are those of custody records, not a visit log: a
+    custody snapshot (an admission date beside a discharge date, custody level or charge),
+    a daily count of everyone held (the count's date beside a booking number or charge) or
+    a booking register (a booking number beside bonds and charges)."""
     folded = {fold(h) for h in headers}
-    admission = [h for h in headers if fold(h) in {fold(x) for x in CUSTODY_SNAPSHOT["admission"]}]
-    custody = [h for h in headers if fold(h) in {fold(x) for x in CUSTODY_SNAPSHOT["custody"]}]
-    if admission and custody and not folded & {"visitor", "visitante", "checkpoint", "garita"}:
-        raise FileError(
-            source,
-            N_(
-                "this looks like a custody snapshot or roster (one row per person held, with "
-                "{columns}), not a visit log: an admission is not a visit. Ingest it as an "
-                "inmate roster with --kind inmates and a mapping, or give the visit logbooks "
-                "of the same prisons"
-            ),
-            columns=", ".join(admission + custody[:3]),
+    if folded & {"visitor", "visitante", "checkpoint", "garita"}:
+        return
+    found = {
+        part: [h for h in headers if fold(h) in {fold(x) for x in words}]
+        for part, words in CUSTODY_SNAPSHOT.items()
+    }
+    admission, custody, count, booking = (
+        found[k] for k in ("admission", "custody", "count", "booking")
+    )
+    if count and (custody or booking):
+        template = N_(
+            "this looks like a daily custody count (everyone held on each day counted, one "
+            "row per person per day, with {columns}): a custody snapshot, not a visit log, "
+            "and the day of a count is not a visit. Ingest it as an inmate roster with "
+            "--kind inmates and a mapping, or give the visit logbooks of the same prisons"
         )
+        columns = count + booking + custody[:2]
+    elif booking and admission and len(custody) >= 2:
+        template = N_(
+            "this looks like a booking register (one row per booking or charge, with "
+            "{columns}): a custody snapshot or roster of the people held, not a visit log: "
+            "a booking is not a visit. Ingest it as an inmate roster with --kind inmates "
+            "and a mapping, or give the visit logbooks of the same prisons"
+        )
+        columns = booking + admission + custody[:2]
+    elif admission and custody:
+        template = N_(
+            "this looks like a custody snapshot or roster (one row per person held, with "
+            "{columns}), not a visit log: an admission is not a visit. Ingest it as an "
+            "inmate roster with --kind inmates and a mapping, or give the visit logbooks "
+            "of the same prisons"
+        )
+        columns = admission + custody[:3]
+    else:
+        return
+    raise FileError(source, template, columns=", ".join(dict.fromkeys(columns)))
 
 
 def detect_kind(headers: list[str], source: str) -> str:
@@ -484,6 +528,28 @@ def resolve(
         elif src.date:
             cols = (header(src.date, target),) + ((header(src.time, target),) if src.time else ())
             out[target] = Source("datetime", cols)
+        elif src.time:
+            # A time alone takes the day of the record's own start (an exit on the entry's day)
+            if not any(c.target == target and c.fallback_date_of for c in spec.composites):
+                raise FileError(
+                    source,
+                    N_(
+                        "mapping for '{field}' gives a time alone ({{ time = \"{column}\" }}), "
+                        "and a {kind} record has no other date to place it on: add its date "
+                        'column ({{ date = "...", time = "{column}" }})'
+                    ),
+                    field=target,
+                    column=src.time,
+                    kind=spec.name,
+                )
+            out[target] = Source("datetime", ("", header(src.time, target)))
+        else:
+            raise FileError(
+                source,
+                N_("mapping for '{field}' names no column (use a header, join, first_of, "
+                   "value, or date and time)"),
+                field=target,
+            )  # fmt: skip
     used = {c for s in out.values() for c in s.columns}
     free = {k: v for k, v in by_fold.items() if v not in used}
 
@@ -517,6 +583,9 @@ def resolve(
             # "Nombre" beside "Apellido": the name column holds the given names only
             out["name"] = Source("join", (*out["name"].columns, last))
 
+    typed = _typed_document(spec, out, mapping)
+    if typed:
+        out["id_type"] = Source("typed", out["id_number"].columns, value=typed)
     missing = [f for f in spec.required if f not in out]
     if missing:
         raise FileError(
@@ -530,6 +599,21 @@ def resolve(
             headers=", ".join(headers[:20]),
         )
     return out
+
+
+def _typed_document(spec: KindSpec, out: dict[str, Source], mapping: UserMapping) -> str | None:
+    """The document type a file's document column names in its header ("DUI", "DNI",
+    "Pasaporte") when it has no column of document types: a visitors' book with a "DUI"
+    column writes DUIs in it (and the DUI checks apply to them). Ingest gives that type to
+    the numbers of its shape written there (``schema.DOCUMENT_SHAPES``); a value of another
+    shape is another document (a foreign visitor's passport in the DUI column), whose type
+    is left unknown."""
+    if "id_type" not in {f.name for f in spec.fields} or "id_type" in out:
+        return None
+    src = out.get("id_number")
+    if src is None or src.op != "column":
+        return None
+    return TYPED_DOCUMENTS.get(fold(src.columns[0]))
 
 
 def _per_distinct(values: pl.Series, convert: Callable[[pl.Series], pl.Series]) -> pl.Series:
@@ -615,7 +699,8 @@ def vocab_expr(raw: pl.Expr, vocab: str) -> pl.Expr:
     empty_value, unknown_value = VOCAB_DEFAULTS[vocab]
     folded = fold_expr(raw).str.to_lowercase()
     expr = pl.when(raw.is_null() | (raw.str.strip_chars() == "")).then(pl.lit(empty_value))
-    for canonical, words in VOCABULARIES[vocab].items():
+    entries = [*VOCABULARY_FIRST.get(vocab, {}).items(), *VOCABULARIES[vocab].items()]
+    for canonical, words in entries:
         pattern = r"(^|[^a-z0-9])(" + "|".join(re.escape(w) for w in words) + r")($|[^a-z0-9])"
         expr = expr.when(folded.str.contains(pattern)).then(pl.lit(canonical))
     return expr.otherwise(pl.lit(unknown_value))

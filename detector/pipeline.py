@@ -49,7 +49,8 @@ class Steps:
 
     ``full`` re-evaluates every rule over everything (else only what changed since the last
     run) and re-scores every visit; ``refit`` fits a new scoring reference first. With
-    files to ingest, the rules and the scoring run only when one of them stored rows."""
+    files to ingest, the rules and the scoring run only when one of them entered the
+    ledger."""
 
     rules: bool = True
     score: bool = True
@@ -78,6 +79,12 @@ class PipelineReport:
         return sum(r.rows_stored for r in self.ingested if r.status == "stored")
 
     @property
+    def new_uploads(self) -> int:
+        """Files taken into the ledger (with rows stored, or only quarantined: the
+        quarantine is evidence the rules read too)."""
+        return sum(r.status == "stored" for r in self.ingested)
+
+    @property
     def failed(self) -> list[IngestResult]:
         return [r for r in self.ingested if r.status in ("failed", "retry")]
 
@@ -103,7 +110,7 @@ def run(
         report.ingested.append(result := _ingest(store, source, user, on_rows))
         if on_file:
             on_file(source, result)
-    if sources and not report.stored and not steps.even_if_nothing_stored:
+    if sources and not report.new_uploads and not steps.even_if_nothing_stored:
         return report  # nothing new: nothing to re-evaluate
     if steps.rules:
         report.rules = run_rules(

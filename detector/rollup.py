@@ -9,23 +9,37 @@ import polars as pl
 
 from detector.store import Store
 
-# Whom risk is rolled up to: the SQL giving (record_key, the entity) for each scored visit.
-# A person is a written name (placeholders and blanks are no one) credited with their own
-# visits and with those of the people they escorted in; an official likewise.
+# Whom risk is rolled up to: the SQL giving (record_key, the entity, its part in the visit)
+# for each scored visit. The part is ``own`` (a person's or official's own visit, the visits
+# to an inmate, at a facility), ``escort`` (visits of the people they escorted in or
+# authorised) or ``host`` (visits paid to them). A person is someone the log shows coming
+# in, a written name (placeholders and blanks are no one): credited with their own visits
+# and those they escorted, and shown the visits they received; a name written only as an
+# escort, authoriser or host (the official a public register says was visited) never came
+# in by the log and is no person with visits. An official likewise.
+_CAME_IN = "SELECT name_key FROM visits WHERE name_status = 'named'"
 ROLLUPS: dict[str, str] = {
     "official": """
-        SELECT record_key, name_key AS k FROM visits WHERE role = 'official'
+        SELECT record_key, name_key AS k, 'own' AS part FROM visits WHERE role = 'official'
         UNION ALL
-        SELECT record_key, escorted_key FROM visits
+        SELECT record_key, escorted_key, 'escort' FROM visits
         WHERE coalesce(role, '') <> 'official'
-          AND escorted_key IN (SELECT name_key FROM visits WHERE role = 'official')""",
-    "person": """
-        SELECT record_key, name_key AS k FROM visits WHERE name_status = 'named'
+          AND escorted_key IN (SELECT name_key FROM visits WHERE role = 'official')
         UNION ALL
-        SELECT record_key, escorted_key FROM visits
-        WHERE coalesce(escorted_key, '') <> '' AND escorted_key <> coalesce(name_key, '')""",
-    "inmate": "SELECT record_key, inmate_id AS k FROM visits",
-    "facility": "SELECT record_key, facility AS k FROM visits",
+        SELECT record_key, host_key, 'host' FROM visits
+        WHERE host_key IN (SELECT name_key FROM visits WHERE role = 'official')""",
+    "person": f"""
+        SELECT record_key, name_key AS k, 'own' AS part FROM visits WHERE name_status = 'named'
+        UNION ALL
+        SELECT record_key, escorted_key, 'escort' FROM visits
+        WHERE coalesce(escorted_key, '') <> '' AND escorted_key <> coalesce(name_key, '')
+          AND escorted_key IN ({_CAME_IN})
+        UNION ALL
+        SELECT record_key, host_key, 'host' FROM visits
+        WHERE coalesce(host_key, '') <> '' AND host_key <> coalesce(name_key, '')
+          AND host_key IN ({_CAME_IN})""",
+    "inmate": "SELECT record_key, inmate_id AS k, 'own' AS part FROM visits",
+    "facility": "SELECT record_key, facility AS k, 'own' AS part FROM visits",
 }
 
 
@@ -70,8 +84,10 @@ EVENT_PEOPLE = """
 
 def rollup(store: Store, by: str) -> pl.DataFrame:
     """Risk accumulated per official or person (with the people they escorted in), inmate
-    or facility, riskiest first; a person's row also says which roles, documents and
-    facilities their visits carry, and how many of them are model flags. A person's flags
+    or facility, riskiest first. Each part a person plays in a visit is counted apart:
+    their own ``visits``, the ``escorted_visits`` of people they escorted or authorised
+    (credited to them) and the ``hosted_visits`` paid to them (shown, not credited); a row
+    also says which roles and facilities their visits carry. A person's flags
     on reader events (``event_flags``, how many times their cases happened in
     ``event_occurrences``, their risk in ``event_risk``: a case repeated n times weighs
     ``1 - (1 - risk)^n``) add to their total, so that someone whose gate or badge anomalies
@@ -82,15 +98,24 @@ def rollup(store: Store, by: str) -> pl.DataFrame:
         scored = has_scores(con)
         if not scored and by != "person":
             return pl.DataFrame()
+        # The visits received (host) are shown, never credited: the risk of a visit is
+        # its visitor's, and its escort's, not that of whom it was paid to.
+        credited = "e.part <> 'host'"
         visits = f"""
-            SELECT e.k, count(*) AS visits,
-                   sum(s.risk_score) AS visit_risk,
-                   max(s.risk_score) AS max_risk,
-                   count(*) FILTER (WHERE s.risk_score >= 0.5) AS high_risk_visits,
-                   count(*) FILTER (WHERE s.rule_score > 0) AS visits_with_rule_hits,
-                   count(*) FILTER (WHERE s.outlier_pct >= 0.999) AS rarest_visits,
-                   avg(s.outlier_pct) AS mean_outlier_pct,
-                   string_agg(DISTINCT v.role, ', ' ORDER BY v.role) AS roles,
+            SELECT e.k, count(*) FILTER (WHERE e.part = 'own') AS visits,
+                   count(*) FILTER (WHERE e.part = 'escort') AS escorted_visits,
+                   count(*) FILTER (WHERE e.part = 'host') AS hosted_visits,
+                   sum(s.risk_score) FILTER (WHERE {credited}) AS visit_risk,
+                   max(s.risk_score) FILTER (WHERE {credited}) AS max_risk,
+                   count(*) FILTER (WHERE {credited} AND s.risk_score >= 0.5)
+                     AS high_risk_visits,
+                   count(*) FILTER (WHERE {credited} AND s.rule_score > 0)
+                     AS visits_with_rule_hits,
+                   count(*) FILTER (WHERE {credited} AND s.outlier_pct >= 0.999)
+                     AS rarest_visits,
+                   avg(s.outlier_pct) FILTER (WHERE {credited}) AS mean_outlier_pct,
+                   string_agg(DISTINCT v.role, ', ' ORDER BY v.role)
+                     FILTER (WHERE e.part = 'own') AS roles,
                    string_agg(DISTINCT v.facility, ', ' ORDER BY v.facility) AS facilities
             FROM ({ROLLUPS[by]}) e JOIN scores s USING (record_key)
             JOIN visits v USING (record_key)
@@ -109,6 +134,8 @@ def rollup(store: Store, by: str) -> pl.DataFrame:
             f"""
             WITH v AS ({visits}), ev AS ({events})
             SELECT coalesce(v.k, ev.k) AS {by}, coalesce(v.visits, 0) AS visits,
+                   coalesce(v.escorted_visits, 0) AS escorted_visits,
+                   coalesce(v.hosted_visits, 0) AS hosted_visits,
                    round(coalesce(v.visit_risk, 0) + coalesce(ev.event_risk, 0), 3) AS total_risk,
                    round(greatest(coalesce(v.max_risk, 0), coalesce(ev.event_max, 0)), 3)
                      AS max_risk,

@@ -53,18 +53,31 @@ class RuleError(DetectorError):
     """A rule file that cannot be used; the message names the file and the field."""
 
 
+def _kinds_of_files(files: dict[str, list]) -> dict[str, list]:
+    """A case's input: one file per key, named by its kind ("visits"), or by its kind and a
+    label ("visits.resent": a second file of that kind, ingested after the first)."""
+    unknown = sorted(k for k in files if k.split(".")[0] not in KINDS)
+    if unknown:
+        raise ValueError(
+            f"input names {', '.join(unknown)}: each file is named by its kind "
+            f"({', '.join(KINDS)}), optionally with '.label'"
+        )
+    return files
+
+
 class RegressionCase(BaseModel):
-    """A tiny input (canonical rows per kind) and the hits the rule must return on it."""
+    """A tiny input (canonical rows per file, each named by its kind) and the hits the rule
+    must return on it."""
 
     model_config = ConfigDict(extra="forbid")
-    input: dict[
-        Literal[KINDS], list[dict[str, Any]]  # type: ignore[valid-type]
-    ]
+    input: dict[str, list[dict[str, Any]]]
     expect: list[dict[str, Any]]
     # Thresholds for the case, so that a tiny input can cross them.
     parameters: dict[str, Any] = Field(default_factory=dict)
     # Rows of the input that ingest must quarantine (for rules that read the quarantine).
     quarantined: int = 0
+
+    _files = field_validator("input")(classmethod(lambda cls, v: _kinds_of_files(v)))
 
 
 class DontMatchCase(BaseModel):
@@ -73,12 +86,12 @@ class DontMatchCase(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     description: str
-    input: dict[
-        Literal[KINDS], list[dict[str, Any]]  # type: ignore[valid-type]
-    ]
+    input: dict[str, list[dict[str, Any]]]
     parameters: dict[str, Any] = Field(default_factory=dict)
     quarantined: int = 0
     expect: list[dict[str, Any]] = Field(default_factory=list, max_length=0)
+
+    _files = field_validator("input")(classmethod(lambda cls, v: _kinds_of_files(v)))
 
 
 WINDOWS = ("day", "week", "month", "quarter", "year")
@@ -105,9 +118,33 @@ class RuleText(BaseModel):
     explanation: str = Field(min_length=1)
     falsepositives: list[str] = Field(default_factory=list)
 
+    @field_validator("explanation")
+    @classmethod
+    def _plain_explanation(cls, v: str) -> str:
+        return plain_template(v)
+
 
 def _placeholders(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def plain_template(template: str) -> str:
+    """An explanation template quotes fields by name only (``{facility}``): no attribute or
+    index lookups, conversions or format specs. A spec such as ``{x:>300000000}`` would
+    build a string of that width for every hit and stop the whole run."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"not a valid template: {exc}") from exc
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if spec or conversion or not name.isidentifier():
+            shown = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            raise ValueError(
+                f"quotes {{{shown}}}: a template quotes fields by their plain name only"
+            )
+    return template
 
 
 class Rule(BaseModel):
@@ -160,6 +197,11 @@ class Rule(BaseModel):
         if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
             raise ValueError("query must be exactly one SELECT (or WITH ... SELECT) statement")
         return v
+
+    @field_validator("explanation")
+    @classmethod
+    def _plain_explanation(cls, v: str) -> str:
+        return plain_template(v)
 
     @model_validator(mode="after")
     def _same_fields_in_spanish(self) -> Rule:

@@ -31,7 +31,7 @@ def run_case(
     store = Store(workdir / "case.duckdb", wait=10)
     rule = rule.model_copy(update={"parameters": {**rule.parameters, **case.parameters}})
     paths = []
-    for kind, rows in case.input.items():
+    for name, rows in case.input.items():  # one file each, in order ("visits.resent")
         frame = pl.DataFrame(
             [
                 {k: None if v is None else str(v) for k, v in r.items()}
@@ -39,7 +39,7 @@ def run_case(
             ],
             infer_schema_length=None,
         )
-        path = workdir / f"{kind}.csv"
+        path = workdir / f"{name}.csv"
         frame.write_csv(path)
         paths.append(path)
     results = ingest_files(store, paths, user="regression")
@@ -80,26 +80,31 @@ def run_case(
 
 
 def _expand_series(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A row with ``every_hours`` and ``until`` stands for a series of entries (or of reads:
-    a row with ``seen_at`` steps that instead of ``entered_at``).
+    """A row with ``every_hours`` (or ``every_days``) and ``until`` stands for a series.
 
-    The copies get record ids ``<record_id>-0``, ``-1``, ... and their time stepping on.
+    The field stepped on is ``step`` (default ``entered_at``; a date alone stays a date);
+    the copies get record ids ``<record_id>-0``, ``-1``, ... when the row has one.
     """
     out = []
     for row in rows:
-        if "every_hours" not in row:
+        if "every_hours" not in row and "every_days" not in row:
             out.append(row)
             continue
         row = dict(row)
-        step = timedelta(hours=float(row.pop("every_hours")))
+        hours = float(row.pop("every_hours", 0)) + 24 * float(row.pop("every_days", 0))
+        field = row.pop("step", "entered_at")
         until = datetime.fromisoformat(str(row.pop("until")))
-        column = "seen_at" if "seen_at" in row else "entered_at"
-        at, n = datetime.fromisoformat(str(row[column])), 0
+        first = str(row[field])
+        at, n = datetime.fromisoformat(first), 0
         while at <= until:
-            out.append(
-                {**row, "record_id": f"{row['record_id']}-{n}", column: at.isoformat(sep=" ")}
-            )
-            at, n = at + step, n + 1
+            copy = {
+                **row,
+                field: at.date().isoformat() if len(first) == 10 else at.isoformat(sep=" "),
+            }
+            if "record_id" in row:
+                copy["record_id"] = f"{row['record_id']}-{n}"
+            out.append(copy)
+            at, n = at + timedelta(hours=hours), n + 1
     return out
 
 

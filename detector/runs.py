@@ -14,8 +14,25 @@ def now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+# What a run left 'running' by a process that died says.
+INTERRUPTED = "interrupted: its process stopped before the run finished"
+
+
+def close_interrupted(con) -> int:
+    """Mark failed the runs a killed process left 'running'; how many.
+
+    Called under the writers' lock, which a run holds from the moment its row is written
+    until it ends: any other run still 'running' then is one whose process died."""
+    return con.execute(
+        "UPDATE runs SET status = 'failed', ended_at = ?, errors = ? WHERE status = 'running'",
+        [now(), json.dumps({"run": INTERRUPTED})],
+    ).fetchall()[0][0]
+
+
 def next_run(con, kind: str, triggered_by: str, scope: str) -> int:
-    """Open a run (status ``running``) in the caller's write transaction; its id."""
+    """Open a run (status ``running``) in the caller's write transaction; its id. Runs a
+    killed process left 'running' are closed first (:func:`close_interrupted`)."""
+    close_interrupted(con)
     run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchall()[0][0]
     con.execute(
         "INSERT INTO runs (run_id, kind, started_at, status, triggered_by, scope) "

@@ -11,7 +11,9 @@ class Field:
 
     ``type`` is one of ``text``, ``int``, ``datetime``, ``date``, ``time`` or ``vocab``
     (a text whose values are mapped onto ``vocab`` in a ``<name>`` column while the
-    original stays in ``<name>_raw``).
+    original stays in ``<name>_raw``). ``none_words`` are what people write in a text
+    field where there is nothing ("Pendiente", "N/A", "-" for an approval): such a value is
+    no value, and the text as written stays in ``<name>_raw``.
     """
 
     name: str
@@ -19,6 +21,12 @@ class Field:
     required: bool = False
     synonyms: tuple[str, ...] = ()
     vocab: str | None = None
+    none_words: tuple[str, ...] = ()
+
+    @property
+    def keeps_raw(self) -> bool:
+        """Whether the text as written is kept beside the value, in ``<name>_raw``."""
+        return self.type in ("vocab", "datetime", "date") or bool(self.none_words)
 
 
 @dataclass(frozen=True)
@@ -183,6 +191,7 @@ VOCABULARIES: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "id_type": {
         "DUI": ("dui",),
+        "DNI": ("dni", "dni/le", "libreta electoral", "documento nacional de identidad"),
         "passport": ("passport", "pasaporte"),
         "badge": ("badge", "carnet institucional", "gafete", "credencial"),
         "bar_card": ("bar card", "bar_card", "carnet de abogado", "tarjeta de abogado"),
@@ -205,15 +214,24 @@ VOCABULARIES: dict[str, dict[str, tuple[str, ...]]] = {
             "medical",
             "medico",
             "medica",
+            "medicos",
+            "medicas",
             "salud",
             "consulta",
             "hospital",
             "hospitalizacion",
             "health",
             "emergencia",
+            "cirugia",
+            "quirurgico",
+            "quirurgica",
+            "surgery",
+            "dialisis",
+            "quimioterapia",
+            "especialista",
         ),
         "security": ("security", "seguridad"),
-        "court": ("court", "audiencia", "judicial", "tribunal", "juzgado"),
+        "court": ("court", "audiencia", "audiencias", "judicial", "tribunal", "juzgado", "hearing"),
         "relocation": ("relocation", "reubicacion", "hacinamiento"),
         "other": ("other", "otro"),
     },
@@ -337,6 +355,28 @@ VOCABULARIES: dict[str, dict[str, tuple[str, ...]]] = {
     },  # fmt: skip
 }
 
+# Words that settle a value before the vocabulary above is read, where a word of an earlier
+# entry would otherwise win: a return from a court hearing is a court transfer, not the way
+# back from a hospital ("retorno" alone is read as a medical return).
+VOCABULARY_FIRST: dict[str, dict[str, tuple[str, ...]]] = {
+    "reason": {
+        "court": (
+            "retorno de audiencia",
+            "regreso de audiencia",
+            "retorno de juzgado",
+            "regreso de juzgado",
+            "retorno del juzgado",
+            "regreso del juzgado",
+            "retorno de tribunal",
+            "retorno del tribunal",
+            "regreso del tribunal",
+            "return from court",
+            "court return",
+            "return from hearing",
+        ),
+    },
+}
+
 # What a vocabulary column holds when the raw value is empty, and when it is not recognised.
 VOCAB_DEFAULTS: dict[str, tuple[str | None, str | None]] = {
     "role": (None, "other"),
@@ -353,7 +393,9 @@ VOCAB_DEFAULTS: dict[str, tuple[str | None, str | None]] = {
 
 # How a visit's name reads (the ``name_status`` column): "named", "blank" (nothing, or only
 # punctuation), "placeholder" (a word written instead of a name) or "redacted" (a marker the
-# publisher wrote where it withheld the name: a legal withholding, not a missing entry).
+# publisher wrote where it withheld the name: a legal withholding, not a missing entry); and
+# "not_recorded" on every row of a file that has no name column at all (one case for the
+# file, not a missing name on each line).
 # Words are matched on the folded name key (upper case, no accents); a mapping file adds
 # its own with ``placeholders = [...]`` and ``redactions = [...]``.
 NAME_PLACEHOLDERS = (
@@ -393,36 +435,101 @@ CUSTODY_SNAPSHOT = {
         "discharged_dt", "discharge_date", "release_date", "custody_level", "inmate_status_code",
         "download_date", "snapshot_date", "as_of_date", "bond_amount", "top_charge",
         "offense", "fecha_egreso", "fecha_libertad", "situacion_juridica",
+        "primary_charge", "charge", "charges", "charge_status", "bond_type", "bond_status",
+        "docket_number", "delito", "cargo_penal",
     ),
+    # The day a count or list of everyone held was taken (one row per person per day).
+    "count": (
+        "count_date", "snapshot_date", "as_of_date", "download_date", "census_date",
+        "fecha_conteo", "fecha_corte", "fecha_censo",
+    ),
+    # A booking number: the custody a row belongs to, not a visit.
+    "booking": ("book_id", "booking_id", "booking_number", "book_number", "booking_no"),
 }  # fmt: skip
+# What is written in an approval column where there is no approval (matched on the whole
+# value, folded: "No. 12/2019" is a memo number, "No" is a no); a value of punctuation alone
+# ("-", "--", "?") is none too.
+NO_APPROVAL = (
+    "pendiente", "pending", "en tramite", "por confirmar", "sin aprobacion",
+    "sin visto bueno", "no aprobado", "no aprobada", "denegado", "denegada", "rechazado",
+    "rechazada", "no", "n/a", "na", "n/d", "nd", "no aplica", "ninguno", "ninguna",
+    "none", "sin", "s/n", "not approved", "denied",
+)  # fmt: skip
+# A document column whose header names the document (a visitors' book with a "DUI" column and
+# no column of document types): the type of every document written in it.
+TYPED_DOCUMENTS = {
+    "dui": "DUI", "numero_dui": "DUI", "no_dui": "DUI", "dni": "DNI", "numero_dni": "DNI",
+    "pasaporte": "passport", "passport": "passport", "numero_pasaporte": "passport",
+}  # fmt: skip
+# The shape of a document of each type such a column gives: a value of another shape is
+# another document written there (a foreign visitor's DNI or passport in the DUI column),
+# whose type is left unknown rather than judged as a bad DUI.
+DOCUMENT_SHAPES = {
+    "DUI": r"^\s*\d{8}\s*-?\s*\d\s*$",
+    "DNI": r"^\s*\d{8}\s*$",
+    "passport": r"^\s*[A-Za-z0-9]{5,12}\s*$",
+}
+# A document written with its type in the same cell ("DNI 09272448", "DNI/LE: 0927",
+# "Pasaporte N° X123"): the type's word, then the number.
+DOCUMENT_PREFIX = (
+    r"(?i)^\s*(DNI(?:\s*/\s*LE)?|D\.\s?N\.\s?I\.?|DUI|D\.\s?U\.\s?I\.?|PASAPORTE|PASSPORT"
+    r"|C\.?\s?E\.?|CARNET DE EXTRANJER[IÍ]A)\s*[:#.\-]?\s*(?:N[º°O]\.?\s*)?"
+    r"(\d[\d .\-/]*[\dA-Z]?|[A-Z]{1,3}\d[\d\-]*)\s*$"
+)
 # A "visit" file whose median stay is longer than this holds custody records, not visits.
 MAX_MEDIAN_STAY_DAYS = 3
+# Visits last hours, a shift a day, back-to-back shifts two and a half at most: when a
+# quarter of the stays run past two days, or one in ten past a week, the rows are custody
+# (a booking register whose median stay is a day or so still has that long tail).
+LONG_STAY_QUARTILE_DAYS = 2
+WEEK_STAY_SHARE = 0.10
 
 # A person's passages through zones: reads of someone going in or out that the reader did
 # not refuse, each with the zone it passes (``zone_of``: the read's zone, else its reader's
 # zone in the zones list, else the reader itself). What pairing and the zone rules read.
-PASSAGES = """CREATE OR REPLACE VIEW passages AS
-SELECT e.*, coalesce(e.zone, z.zone, e.reader, '') AS zone_of
-FROM events e
-LEFT JOIN (SELECT facility, reader, min(zone) AS zone FROM zones
-           WHERE reader IS NOT NULL GROUP BY ALL) z
-  ON z.facility = e.facility AND z.reader = e.reader
-WHERE e.person_key IS NOT NULL AND e.direction IN ('in', 'out')
-  AND e.outcome IS DISTINCT FROM 'denied'"""
+# Two reads of one person at one reader, the same way, this close are one passage (a
+# reader reading a card twice, a merged export listing a read twice; the one-badge rule
+# judges bursts beyond the same window).
+BOUNCE_SECONDS = 10
+
+# A person's passages through zones: reads of someone going in or out that the reader did
+# not refuse, each with the zone it passes (``zone_of``: the read's zone, else its reader's
+# zone in the zones list, else the reader itself; matched to the zones list folded, and
+# named as the list names it). A read repeating the one before it at the same reader, the
+# same way, within BOUNCE_SECONDS is left out. What pairing and the zone rules read.
+PASSAGES = f"""CREATE OR REPLACE VIEW passages AS
+WITH readers AS (SELECT facility, reader_key, min(zone) AS zone FROM zones
+                 WHERE reader_key IS NOT NULL GROUP BY ALL),
+     named AS (SELECT facility, zone_key, min(zone) AS zone FROM zones GROUP BY ALL),
+     reads AS (
+    SELECT e.*, coalesce(n.zone, e.zone, r.zone, e.reader, '') AS zone_of,
+           lag(e.seen_at) OVER w AS previous_at, lag(e.direction) OVER w AS previous_way
+    FROM events e
+    LEFT JOIN readers r ON r.facility = e.facility AND r.reader_key = e.reader_key
+    LEFT JOIN named n ON n.facility = e.facility AND n.zone_key = e.zone_key
+    WHERE e.person_key IS NOT NULL AND e.direction IN ('in', 'out')
+      AND e.outcome IS DISTINCT FROM 'denied'
+    WINDOW w AS (PARTITION BY e.facility, e.person_key, coalesce(e.reader_key, '')
+                 ORDER BY e.seen_at, e.direction, e.upload_seq, e.source_row))
+SELECT * EXCLUDE (previous_at, previous_way) FROM reads
+WHERE previous_at IS NULL OR previous_way <> direction
+   OR seen_at - previous_at > INTERVAL {BOUNCE_SECONDS} SECOND"""
 
 # Passages paired into stays: per person and zone, each "in" with the next passage when
 # that is an "out"; the unmatched ends are kept: an entry whose next passage is another
 # entry (or nothing) has no exit, an exit whose previous passage is another exit (or
-# nothing) no entry.
+# nothing) no entry. Reads at one moment are ordered entries first, then as the file
+# listed them (not by their record keys' text: "EV-100" sorts before "EV-99").
 EVENT_STAYS = """CREATE OR REPLACE VIEW event_stays AS
 WITH ev AS (
     SELECT record_key, facility, zone_of AS zone, person_key, name_key, id_number, seen_at,
-           direction
+           direction, upload_seq, source_row
     FROM passages),
 seq AS (
     SELECT *, lead(direction) OVER w AS next_dir, lead(seen_at) OVER w AS next_at,
            lead(record_key) OVER w AS next_key, lag(direction) OVER w AS prev_dir
-    FROM ev WINDOW w AS (PARTITION BY facility, zone, person_key ORDER BY seen_at, record_key))
+    FROM ev WINDOW w AS (PARTITION BY facility, zone, person_key
+                         ORDER BY seen_at, direction, upload_seq, source_row))
 SELECT facility, zone, person_key, name_key, id_number, seen_at AS entered_at,
        next_at AS exited_at,
        record_key AS in_key, next_key AS out_key, 'paired' AS pairing
@@ -517,12 +624,23 @@ SPECS: dict[str, KindSpec] = {
             ),
             Field(
                 "escorted_by",
+                synonyms=("escorted_by", "authorized_by", "autorizado_por", "acompanado_por"),
+            ),
+            # The person visited (the official a public register names, a host inside):
+            # not someone who came in, nor anyone who brought the visitor in.
+            Field(
+                "host",
                 synonyms=(
-                    "escorted_by",
-                    "authorized_by",
                     "host",
-                    "autorizado_por",
-                    "acompanado_por",
+                    "visited",
+                    "person_visited",
+                    "official_visited",
+                    "persona_visitada",
+                    "funcionario_visitado",
+                    "empleado_visitado",
+                    "empleado_publico",
+                    "servidor_publico",
+                    "a_quien_visita",
                 ),
             ),
             Field(
@@ -537,6 +655,22 @@ SPECS: dict[str, KindSpec] = {
                 synonyms=("party_size", "people", "total_people", "personas", "num_personas"),
             ),
             Field("party_id", synonyms=("party_id", "group_id", "appointment_id", "grupo", "cita")),
+            # Minors in the party (children are seldom named, nor do they carry a document).
+            Field(
+                "minors",
+                "int",
+                synonyms=(
+                    "minors",
+                    "children",
+                    "num_minors",
+                    "menores",
+                    "num_menores",
+                    "numero_menores",
+                    "menores_de_edad",
+                    "ninos",
+                    "num_ninos",
+                ),
+            ),
         ),
         composites=(
             Composite(
@@ -559,8 +693,9 @@ SPECS: dict[str, KindSpec] = {
             "escorted_key": "VARCHAR",
             "plate_key": "VARCHAR",
             "name_status": "VARCHAR",
+            "host_key": "VARCHAR",
         },
-        folded={"name_key": "name", "escorted_key": "escorted_by"},
+        folded={"name_key": "name", "escorted_key": "escorted_by", "host_key": "host"},
         plates={"plate_key": "vehicle_plate"},
         name_status_of="name",
         precision={"entered_precision": "entered_at"},
@@ -620,6 +755,7 @@ SPECS: dict[str, KindSpec] = {
             Field(
                 "medical_approval",
                 synonyms=("medical_approval", "aprobacion_medica", "visto_bueno_medico"),
+                none_words=NO_APPROVAL,
             ),
             Field(
                 "returned_at", "datetime", synonyms=("returned_at", "return_date", "fecha_retorno")
@@ -873,8 +1009,12 @@ SPECS: dict[str, KindSpec] = {
             "plate_key": "VARCHAR",
             "person_key": "VARCHAR",
             "name_status": "VARCHAR",
+            "reader_key": "VARCHAR",
+            "zone_key": "VARCHAR",
         },
-        folded={"name_key": "name"},
+        # Readers and zones are matched to the zones list folded, as people write them
+        # ("PROX-IN-BUILDING", "Perimetro" and "perímetro" are one).
+        folded={"name_key": "name", "reader_key": "reader", "zone_key": "zone"},
         plates={"plate_key": "vehicle_plate"},
         name_status_of="name",  # "Acompañante" on a visitor pass names nobody
         # A badge and the name it was read under are one person: a visitor badge handed
@@ -921,6 +1061,8 @@ SPECS: dict[str, KindSpec] = {
         natural_key=("facility", "zone", "reader"),
         signature=("inside", "parent", "dentro_de", "zona_padre"),
         context=True,
+        derived={"reader_key": "VARCHAR", "zone_key": "VARCHAR"},
+        folded={"reader_key": "reader", "zone_key": "zone"},
         facility_fields=("facility",),
         evidence=Evidence("zone", "facility", label="coalesce(reader, inside)"),
         nesting=("facility", "zone", "inside"),
@@ -981,6 +1123,50 @@ SPECS: dict[str, KindSpec] = {
             label="name",
         ),
     ),
+    # The daily headcount register (conteo / recuento de internos): the prison counted its
+    # inmates that day, so it was running and staffed, whatever its books say.
+    "headcounts": KindSpec(
+        name="headcounts",
+        fields=(
+            Field(
+                "facility",
+                required=True,
+                synonyms=("facility", "centro_penal", "centro", "penal", "prison", "site"),
+            ),
+            Field(
+                "counted_on",
+                "date",
+                required=True,
+                synonyms=("counted_on", "count_date", "fecha_conteo", "fecha_recuento", "fecha"),
+            ),
+            Field(
+                "population",
+                "int",
+                required=True,
+                synonyms=(
+                    "population",
+                    "count",
+                    "poblacion",
+                    "total_internos",
+                    "internos_presentes",
+                    "conteo",
+                    "recuento",
+                ),
+            ),
+            Field("shift", synonyms=("shift", "turno")),
+            Field("counted_by", synonyms=("counted_by", "contado_por", "responsable")),
+        ),
+        natural_key=("facility", "counted_on", "shift"),
+        signature=("population", "poblacion", "total_internos", "fecha_conteo", "recuento"),
+        facility_fields=("facility",),
+        moment="counted_on",
+        evidence=Evidence(
+            "strftime(counted_on, '%Y-%m-%d') || coalesce(' ' || shift, '')",
+            "facility",
+            happened_at="counted_on::TIMESTAMP",
+            label="population::VARCHAR",
+        ),
+    ),
     "facilities": KindSpec(
         name="facilities",
         fields=(
@@ -1013,6 +1199,12 @@ SPECS: dict[str, KindSpec] = {
 # roster), so that one ingest of a whole folder can check the rest against them.
 KINDS = tuple(sorted(SPECS, key=lambda k: (not SPECS[k].context, k != "facilities", k)))
 INGEST_ORDER = {kind: i for i, kind in enumerate(KINDS)}
+
+
+def fold_sql(expr: str) -> str:
+    """A text folded in SQL as ``mapping.fold_values`` folds it at ingest (accents and
+    case aside, single spaces): to fill a folded column for rows stored before it existed."""
+    return f"nullif(trim(regexp_replace(upper(strip_accents({expr})), '\\s+', ' ', 'g')), '')"
 
 
 def name_status_sql(key: str = "name_key") -> str:

@@ -19,7 +19,7 @@ import duckdb
 from filelock import FileLock, Timeout
 
 from detector.errors import StoreBusy
-from detector.schema import KINDS, SPECS, name_status_sql
+from detector.schema import KINDS, SPECS, fold_sql, name_status_sql
 from detector.settings import settings
 
 _SQL_TYPES = {
@@ -53,7 +53,7 @@ def kind_columns(kind: str) -> dict[str, str]:
     cols: dict[str, str] = {}
     for f in SPECS[kind].fields:
         cols[f.name] = _SQL_TYPES[f.type]
-        if f.type in ("vocab", "datetime", "date"):
+        if f.keeps_raw:
             cols[f"{f.name}_raw"] = "VARCHAR"
     cols.update(SPECS[kind].derived)
     cols.update(PROVENANCE)
@@ -66,6 +66,24 @@ def sealed_columns(kind: str) -> list[str]:
     fill a new one in for old rows."""
     derived = SPECS[kind].derived
     return [c for c in kind_columns(kind) if c not in derived]
+
+
+# Fields a kind gained after rows were first sealed: older rows hold NULL there, so a row's
+# digest covers them only when they hold a value (the seal of an older upload still holds).
+LATE_FIELDS: dict[str, tuple[str, ...]] = {
+    "visits": ("host", "minors"),
+    "transfers": ("medical_approval_raw",),
+}
+
+
+def sealed_row_sql(kind: str) -> str:
+    """SQL over a kind's table: the text of one stored row that its digest covers, the
+    ``sealed_columns`` in order, a late field (``LATE_FIELDS``) only when it holds a value."""
+    late = LATE_FIELDS.get(kind, ())
+    row = " || chr(31) || ".join(
+        f"coalesce(CAST({c} AS VARCHAR), chr(0))" for c in sealed_columns(kind) if c not in late
+    )
+    return row + "".join(f" || coalesce(chr(30) || CAST({c} AS VARCHAR), '')" for c in late)
 
 
 def records_view_sql() -> str:
@@ -85,6 +103,22 @@ def records_view_sql() -> str:
         "FROM quarantine"
     )
     return "CREATE OR REPLACE VIEW records AS\n" + "\nUNION ALL\n".join(parts)
+
+
+def unread_values_view_sql() -> str:
+    """The ``unread_values`` view: each stored record's optional date that could not be
+    read (or read as an implausible year), with its text as written. Ingest stores such a
+    row with the field empty rather than lose the row; the data-quality rule reports them
+    once per file."""
+    parts = [
+        f"SELECT record_key, '{kind}' AS kind, '{f.name}' AS field, {f.name}_raw AS raw, "
+        f"source_sha256, source_name, source_row, upload_seq FROM {kind} "
+        f"WHERE {f.name} IS NULL AND trim(coalesce({f.name}_raw, '')) <> ''"
+        for kind in KINDS
+        for f in SPECS[kind].fields
+        if f.type in ("datetime", "date") and not f.required
+    ]
+    return "CREATE OR REPLACE VIEW unread_values AS\n" + "\nUNION ALL\n".join(parts)
 
 
 SCHEMA = [
@@ -150,6 +184,7 @@ VIEWS = [
             FROM inmates) WHERE rn = 1""",
     # Every stored record and quarantined row with where it came from: the evidence index.
     records_view_sql(),
+    unread_values_view_sql(),
     # The views each kind brings (events paired into stays...).
     *(view for kind in KINDS for view in SPECS[kind].views),
 ]
@@ -188,6 +223,15 @@ MIGRATIONS = [
     "ALTER TABLE review_log ADD COLUMN IF NOT EXISTS entry_hash VARCHAR",
     # A digest of each upload's stored rows, sealed into its ledger entry.
     "ALTER TABLE uploads ADD COLUMN IF NOT EXISTS rows_digest VARCHAR",
+    # Readers and zones matched folded (events and the zones list).
+    "ALTER TABLE events ADD COLUMN IF NOT EXISTS reader_key VARCHAR",
+    "ALTER TABLE events ADD COLUMN IF NOT EXISTS zone_key VARCHAR",
+    "ALTER TABLE zones ADD COLUMN IF NOT EXISTS reader_key VARCHAR",
+    "ALTER TABLE zones ADD COLUMN IF NOT EXISTS zone_key VARCHAR",
+    f"UPDATE events SET reader_key = {fold_sql('reader')}, zone_key = {fold_sql('zone')} "
+    "WHERE reader_key IS NULL AND zone_key IS NULL AND coalesce(reader, zone) IS NOT NULL",
+    f"UPDATE zones SET reader_key = {fold_sql('reader')}, zone_key = {fold_sql('zone')} "
+    "WHERE zone_key IS NULL",
     # A flag keeps its words (every language) and the rule version it was worded under.
     "ALTER TABLE flags ADD COLUMN IF NOT EXISTS wording VARCHAR",
     "ALTER TABLE flags ADD COLUMN IF NOT EXISTS rule_version VARCHAR",
@@ -197,6 +241,12 @@ MIGRATIONS = [
     """CREATE TABLE IF NOT EXISTS mappings (
         name VARCHAR, version INTEGER, sha256 VARCHAR, kind VARCHAR, body VARCHAR,
         saved_by VARCHAR, saved_at TIMESTAMP, PRIMARY KEY (name, version))""",
+    # Visits: the person visited (a host, not someone who came in) and the minors stated.
+    "ALTER TABLE visits ADD COLUMN IF NOT EXISTS host VARCHAR",
+    "ALTER TABLE visits ADD COLUMN IF NOT EXISTS minors BIGINT",
+    "ALTER TABLE visits ADD COLUMN IF NOT EXISTS host_key VARCHAR",
+    # An approval as written ("Pendiente" is kept there, and is no approval).
+    "ALTER TABLE transfers ADD COLUMN IF NOT EXISTS medical_approval_raw VARCHAR",
 ]
 
 # Everything a database file needs, in order: tables, then the columns added since, then

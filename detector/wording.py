@@ -41,6 +41,8 @@ class _Quoted(dict):
 
 
 def explain(template: str, values: dict[str, Any]) -> str:
+    """A template filled with a hit's values (a template quotes plain names only:
+    ``detector.rulebook.plain_template`` refuses anything else when a rule is loaded)."""
     shown = _Quoted(
         {
             k: ", ".join(map(str, v)) if isinstance(v, list) else ("—" if v is None else v)

@@ -609,3 +609,72 @@ def test_a_circle_closed_by_a_later_zones_file_is_refused(store, tmp_path):
     assert rows(store, "SELECT count(*) FROM zones") == [(3,)]
     other = write_csv(tmp_path / "zonas_3.csv", ZONE_HEADER, [["IZA", "A", "B", "L"]])
     assert ingest_file(store, other).status == "stored"  # another facility, no circle
+
+
+def _access_flags(folder, files) -> list[tuple]:
+    store = Store(folder / "d.duckdb", wait=60)
+    ingest_files(store, files)
+    run_rules(store)
+    return rows(
+        store,
+        "SELECT rule_id, list_sort(record_ids)[1], severity FROM flags "
+        "WHERE category = 'access_events' ORDER BY 1, 2",
+    )
+
+
+@pytest.mark.slow
+def test_reads_listed_twice_are_one_passage(tmp_path):
+    """3% of the gate's reads listed again a few seconds later (a reader reading a card
+    twice, a merged export) made 1 entry-without-exit flag 129: a repeat at one reader,
+    the same way, within the bounce window is one passage, whatever its record id."""
+    import polars as pl
+
+    from detector.generator import generate
+
+    files = generate(tmp_path / "logs", seed=7, months=6, events=True)
+    logs = [p for k, p in files.items() if k != "truth"]
+    clean = _access_flags(tmp_path / "clean", logs)
+    reads = pl.read_csv(files["events"], infer_schema=False)
+    again = reads.sample(fraction=0.03, seed=11).with_columns(
+        (pl.col("marcacion_id") + "-bis").alias("marcacion_id"),
+        pl.col("fecha_hora").str.replace(r":00$", ":04").alias("fecha_hora"),
+    )
+    doubled = tmp_path / "doubled" / "marcaciones.csv"
+    doubled.parent.mkdir()
+    pl.concat([reads, again]).sort("fecha_hora", "marcacion_id").write_csv(doubled)
+    assert (
+        _access_flags(tmp_path / "doubled", [*(p for p in logs if p != files["events"]), doubled])
+        == clean
+    )
+
+
+def test_readers_and_zones_are_matched_as_people_write_them(store, tmp_path):
+    """Readers written in capitals, without accents or with doubled spaces are the zones
+    list's readers: the insider of the VAST 2009-layout sample is still found (11 flags
+    became 0 when they were compared exactly)."""
+    from detector.mapping import load_mapping
+    from tests.conftest import REPO
+
+    sample = (REPO / "logs" / "sample" / "vast2009_layout_prox.csv").read_text().splitlines()
+    shouted = tmp_path / "PROXLOG.csv"
+    shouted.write_text("\n".join([sample[0], *(line.upper() for line in sample[1:])]) + "\n")
+    mappings = REPO / "logs" / "mappings"
+    zones = write_csv(
+        tmp_path / "zonas.csv",
+        ["facility", "zone", "inside", "reader", "strict"],
+        [["EMBASSY", "Edificio", "", "prox-in-building", ""],
+         ["EMBASSY", "Área clasificada", "Edificio", "Prox-In-Classified", "sí"],
+         ["EMBASSY", "Área clasificada", "Edificio", "prox-out-classified", "sí"]],
+    )  # fmt: skip
+    ingest_files(store, [zones])
+    ingest_files(store, [shouted], mapping=load_mapping(mappings / "vast2009_prox.toml"))
+    run_rules(store)
+    fired = rows(
+        store,
+        "SELECT rule_id, json_extract_string(fields, '$.badge') FROM flags "
+        "WHERE category = 'access_events'",
+    )
+    assert ("access-exit-without-entry", "30") in fired
+    assert rows(
+        store, "SELECT count(*) FROM flags WHERE rule_id = 'data-readers-not-in-zones'"
+    ) == [(0,)]

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from datetime import date
 
 import polars as pl
 import pytest
@@ -476,3 +477,184 @@ def test_the_same_file_ingested_twice_at_once_is_stored_once(store, tmp_path, mo
     assert sorted(r.status for r in results) == ["duplicate", "stored"]
     assert rows(store, "SELECT count(*) FROM uploads") == [(1,)]
     assert rows(store, "SELECT count(*) FROM visits") == [(1,)]
+
+
+# --- issue 24: exits, text, optional dates, custody layouts, files without names, readings
+
+
+def test_an_exit_left_blank_beside_its_date_is_no_exit_and_a_time_alone_takes_the_entry_day(
+    store, tmp_path
+):
+    """An exit time left blank beside an exit date column of its own is no exit (it was
+    read as midnight, then quarantined as exit before entry); an exit time whose own date
+    is blank is on the entry's day, the next day when earlier."""
+    header = ["facility", "fecha_ingreso", "hora_ingreso", "fecha_salida", "hora_salida", "name"]
+    data = [
+        ["ZAC", "05/02/2022", "08:05", "05/02/2022", "", "Ana"],
+        ["ZAC", "05/02/2022", "08:10", "", "09:30", "Bea"],
+        ["ZAC", "05/02/2022", "22:10", "", "01:30", "Eva"],
+        ["ZAC", "05/02/2022", "08:20", "06/02/2022", "07:00", "Flor"],
+    ]
+    r = ingest_file(store, write_csv(tmp_path / "v.csv", header, data))
+    assert (r.rows_stored, r.rows_quarantined) == (4, 0), r.reasons
+    assert rows(store, "SELECT name, exited_at::VARCHAR, exited_at_raw FROM visits ORDER BY 1") == [
+        ("Ana", None, "05/02/2022"),
+        ("Bea", "2022-02-05 09:30:00", "09:30"),
+        ("Eva", "2022-02-06 01:30:00", "01:30"),
+        ("Flor", "2022-02-06 07:00:00", "06/02/2022 07:00"),
+    ]
+
+
+def test_a_time_alone_is_refused_where_there_is_no_day_to_place_it(store, tmp_path):
+    path = write_csv(
+        tmp_path / "t.csv",
+        ["inmate", "from", "to", "hora", "fecha"],
+        [["P1", "ZAC", "HRO", "10:00", "01/03/2020"]],
+    )
+    mapping = UserMapping(kind="transfers", columns={"transferred_at": {"time": "hora"}})
+    r = ingest_file(store, path, mapping=mapping)
+    assert r.status == "failed" and "transferred_at" in r.message and "time alone" in r.message
+    assert rows(store, "SELECT count(*) FROM uploads") == [(0,)]
+
+
+def test_text_is_stored_tidy_and_a_cell_of_spaces_is_empty(store, tmp_path):
+    """Leading, trailing and doubled spaces (tabs, non-breaking spaces) in names,
+    organisations, documents and facilities made other values of the same thing (and a
+    facility of one space a facility of its own); the *_raw columns keep the text."""
+    header = ["facility", "entered_at", "name", "documento", "institucion", "calidad"]
+    data = [
+        [" ZAC ", "2022-02-05 08:05", "PATRICIA  ITURREGUI\u00a0 BYRNE ", " 07231335", "\u00a0 ", " Familiar "],
+        ["   ", "2022-02-05 08:06", "Ana", "1", "X", "Familiar"],
+        ["\u00a0", "2022-02-05 08:07", "Bea", "2", "X", "Familiar"],
+    ]  # fmt: skip
+    r = ingest_file(store, write_csv(tmp_path / "v.csv", header, data))
+    assert (r.rows_stored, r.rows_quarantined) == (1, 2)
+    assert rows(
+        store, "SELECT facility, name, id_number, organization, role, role_raw FROM visits"
+    ) == [("ZAC", "PATRICIA ITURREGUI BYRNE", "07231335", None, "family", " Familiar ")]
+    assert rows(store, "SELECT DISTINCT reason_code, field FROM quarantine") == [
+        ("missing_required", "facility")
+    ]
+
+
+def test_an_unreadable_optional_date_keeps_the_row_and_makes_one_case_per_file(store, tmp_path):
+    """A return written in words the tool does not know cost the whole transfer, approval
+    and all; now the transfer is stored, its return empty with the text beside it, and the
+    file gets one data-quality case (not a flag per row). Spanish dates in words are read."""
+    from detector.engine import run_rules
+
+    header = ["inmate_id", "from_facility", "to_facility", "transferred_at", "reason",
+              "medical_approval", "returned_at"]  # fmt: skip
+    data = [
+        ["P1", "ZAC", "HRO", "10/03/2020 09:00", "Médico", "Dr. R", "12 de marzo de 2020"],
+        ["P2", "ZAC", "HRO", "10/03/2020 09:30", "Médico", "Dr. R", "12-mar-2020"],
+        ["P3", "ZAC", "HRO", "10/03/2020 10:00", "Médico", "Dr. R", "cuando le den el alta"],
+        ["P4", "ZAC", "HRO", "10/03/2020 10:30", "Médico", "Dr. R", "12/03/0020"],
+    ]
+    r = ingest_file(store, write_csv(tmp_path / "t.csv", header, data))
+    assert (r.rows_stored, r.rows_quarantined) == (4, 0), r.reasons
+    assert rows(
+        store, "SELECT inmate_id, returned_at::DATE::VARCHAR, returned_at_raw, medical_approval "
+        "FROM transfers ORDER BY 1"
+    ) == [
+        ("P1", "2020-03-12", "12 de marzo de 2020", "Dr. R"),
+        ("P2", "2020-03-12", "12-mar-2020", "Dr. R"),
+        ("P3", None, "cuando le den el alta", "Dr. R"),
+        ("P4", None, "12/03/0020", "Dr. R"),
+    ]  # fmt: skip
+    run_rules(store, only=["data-unreadable-values", "data-unreadable-rows"])
+    assert rows(store, "SELECT rule_id, len(record_keys) FROM flags") == [
+        ("data-unreadable-values", 2)
+    ]
+
+
+def test_stays_of_days_are_custody_records_whatever_their_median(store, tmp_path):
+    """A booking register whose median stay is a day (26 hours) passed the median guard
+    and became visits of days and weeks; its long tail gives it away. A visit log with
+    24-hour staff shifts among the visits does not."""
+    from datetime import datetime, timedelta
+
+    start = datetime(2023, 1, 2, 8, 0)
+    hours = [20, 22, 24, 26, 28, 30, 30, 40, 60, 80, 120, 200, 400, 900, 26, 25, 23, 27, 29, 31]
+    bookings = [
+        [f"B{i}", "JAIL", f"{start + timedelta(hours=i):%Y-%m-%d %H:%M}",
+         f"{start + timedelta(hours=i + h):%Y-%m-%d %H:%M}", f"P{i}"]
+        for i, h in enumerate(hours * 2)
+    ]  # fmt: skip
+    header = ["record_id", "facility", "entered_at", "exited_at", "name"]
+    r = ingest_file(store, write_csv(tmp_path / "b.csv", header, bookings))
+    assert r.status == "failed" and "custody records" in r.message and "over a week" in r.message
+    shifts = [
+        [f"V{i}", "ZAC", f"{start + timedelta(days=i // 4, hours=i % 4):%Y-%m-%d %H:%M}",
+         f"{start + timedelta(days=i // 4, hours=i % 4 + (24 if i % 4 == 0 else 2)):%Y-%m-%d %H:%M}",
+         f"V{i}"]
+        for i in range(40)
+    ]  # fmt: skip
+    r = ingest_file(store, write_csv(tmp_path / "v.csv", header, shifts))
+    assert r.status == "stored" and r.rows_stored == 40
+
+
+def test_a_visit_log_without_a_name_column_is_one_case_not_a_flag_per_line(store, tmp_path):
+    from detector.engine import run_rules
+
+    header = ["record_id", "facility", "entered_at", "calidad"]
+    data = [[f"V{i}", "ZAC", f"2022-02-0{1 + i % 5} 10:{i:02d}", "Familiar"] for i in range(12)]
+    ingest_file(store, write_csv(tmp_path / "v.csv", header, data))
+    assert rows(store, "SELECT DISTINCT name_status FROM visits") == [("not_recorded",)]
+    run_rules(store, only=["unidentified-names-not-recorded", "unidentified-placeholder-name"])
+    assert rows(store, "SELECT rule_id, len(record_keys) FROM flags") == [
+        ("unidentified-names-not-recorded", 12)
+    ]
+
+
+def test_a_second_reading_of_a_file_is_its_own_entry_citing_the_first(store, tmp_path):
+    """The same bytes under the same mapping are already uploaded; under another mapping
+    (another kind here) they are a new ledger entry that cites the first, and verify holds."""
+    from detector.ledger import verify
+
+    header = ["facility", "fecha_hora", "nombre", "lector"]
+    data = [["ZAC", f"2022-02-01 10:0{i}", f"Persona {i}", "G1"] for i in range(5)]
+    path = write_csv(tmp_path / "both.csv", header, data)
+    as_visits = UserMapping(kind="visits", columns={"entered_at": "fecha_hora"})
+    first = ingest_file(store, path, mapping=as_visits, mapping_name="visits.toml")
+    again = ingest_file(store, path, mapping=as_visits, mapping_name="visits.toml")
+    assert (first.status, again.status, again.seq) == ("stored", "duplicate", first.seq)
+    as_events = UserMapping(kind="events")
+    second = ingest_file(store, path, mapping=as_events, mapping_name="events.toml")
+    assert second.status == "stored" and second.reading_of == first.seq
+    assert ingest_file(store, path, mapping=as_events).status == "duplicate"
+    cited = rows(store, "SELECT seq, json_extract(mapping, '$.reading_of') FROM uploads ORDER BY 1")
+    assert [(s, None if c is None else int(c)) for s, c in cited] == [(1, None), (2, 1)]
+    assert rows(store, "SELECT (SELECT count(*) FROM visits), (SELECT count(*) FROM events)") == [
+        (5, 5)
+    ]
+    assert verify(store).ok, verify(store).problems
+
+
+def test_a_headcount_register_is_read_by_its_spanish_headers(store, tmp_path):
+    """The daily headcount register is detected from its headers; a day without its count
+    is quarantined (a required whole number), the rest stored."""
+    path = write_csv(
+        tmp_path / "conteo.csv",
+        ["Centro Penal", "Fecha Conteo", "Población", "Turno"],
+        [["ZAC", "01/06/2019", "912", "mañana"], ["ZAC", "02/06/2019", "", "mañana"]],
+        delimiter=";",
+    )
+    [result] = ingest_files(store, [path])
+    assert (result.kind, result.rows_stored, result.rows_quarantined) == ("headcounts", 1, 1)
+    assert rows(store, "SELECT counted_on, population FROM headcounts") == [(date(2019, 6, 1), 912)]
+
+
+def test_a_second_reading_of_the_same_kind_adds_no_conflict_with_the_first(store, tmp_path):
+    """Read again as the same kind under another mapping, records the first reading stored
+    are duplicates of it (the same bytes, read another way), not a re-send with other
+    values (conflicts_with_stored)."""
+    header = ["record_id", "facility", "entered_at", "name", "motivo", "nota"]
+    data = [[f"R{i}", "ZAC", f"2022-02-01 10:0{i}", f"Persona {i}", "Visita", f"N{i}"]
+            for i in range(4)]  # fmt: skip
+    path = write_csv(tmp_path / "v.csv", header, data)
+    first = ingest_file(store, path)
+    second = ingest_file(store, path, mapping=UserMapping(columns={"purpose": "nota"}))
+    assert (first.rows_stored, second.status, second.reading_of) == (4, "stored", first.seq)
+    assert (second.rows_stored, second.rows_duplicate, second.rows_quarantined) == (0, 4, 0)
+    assert rows(store, "SELECT count(*) FROM quarantine") == [(0,)]

@@ -177,3 +177,25 @@ def test_a_rewritten_chain_passes_alone_but_not_against_a_kept_anchor(store, tmp
     caught = runner.invoke(app, ["verify", "--db", str(store.path), "--anchor", str(kept)])
     assert caught.exit_code == 1
     assert "rewritten" in " ".join(caught.output.split())
+
+
+def test_uploads_sealed_before_a_kind_gained_fields_still_verify(store, tmp_path):
+    """Visits gained host and minors, transfers medical_approval_raw (issue 24); an older
+    upload's rows hold NULL there, and its seal, computed without them, must still hold:
+    such late fields are sealed only when they hold a value."""
+    from detector.store import LATE_FIELDS, sealed_columns
+
+    _two_uploads(store, tmp_path)
+    late = LATE_FIELDS["visits"]
+    old_row = " || chr(31) || ".join(
+        f"coalesce(CAST({c} AS VARCHAR), chr(0))" for c in sealed_columns("visits") if c not in late
+    )
+    with store.read() as con:
+        old = con.execute(
+            f"SELECT sha256(coalesce(string_agg(sha256({old_row}), '' ORDER BY source_row, "
+            "record_key), '')) FROM visits WHERE upload_seq = 1"
+        ).fetchall()[0][0]
+        assert ledger.rows_digest(con, "visits", 1) == old
+    with store.write() as con:  # a host written in afterwards is caught
+        con.execute("UPDATE visits SET host = 'X' WHERE upload_seq = 1")
+    assert any("differ from those sealed" in p for p in ledger.verify(store).problems)

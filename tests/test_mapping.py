@@ -318,3 +318,26 @@ def test_the_inbox_folders_names_are_not_mapping_names(store, name):
     with pytest.raises(FileError, match="one of the inbox's own folders"):
         save_named(store, name, _hand_mapping(), "ana")
     assert rows(store, "SELECT count(*) FROM mappings") == [(0,)]
+
+
+def test_a_mapping_names_its_timezone_as_the_tz_database_does():
+    from pydantic import ValidationError
+
+    from detector.mapping import UserMapping
+
+    assert UserMapping(timezone="America/Lima").timezone == "America/Lima"
+    with pytest.raises(ValidationError, match="unknown time zone"):
+        UserMapping(timezone="Lima time")
+
+
+def test_an_empty_column_source_is_refused_not_ignored(store, tmp_path):
+    """A table naming no column (``exited_at = {}``) was accepted and the field silently
+    left out."""
+    from detector.ingest import ingest_file
+    from detector.mapping import UserMapping
+
+    path = write_csv(
+        tmp_path / "v.csv", ["facility", "entered_at", "name"], [["ZAC", "2022-02-01 10:00", "A"]]
+    )
+    r = ingest_file(store, path, mapping=UserMapping(columns={"exited_at": {}}))
+    assert r.status == "failed" and "exited_at" in r.message and "names no column" in r.message

@@ -512,11 +512,6 @@ def _write_mapping(tmp_path, base: str, **columns: str):
     return path
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 24: with exited_at = { date, time } a blank exit time is read as midnight "
-    "of that date: 10 INPE rows quarantined as exit before entry instead of stored without exit",
-)
 def test_a_blank_exit_time_mapped_with_its_date_is_no_exit(store, tmp_path):
     """INPE leaves the exit time blank for ten visitors. Mapped as a user naturally writes
     it (the day and the exit time), those ten are visits with no exit, not exits at 00:00."""
@@ -538,24 +533,7 @@ def test_a_blank_exit_time_mapped_with_its_date_is_no_exit(store, tmp_path):
 
 @pytest.mark.parametrize(
     "exit_source",
-    [
-        pytest.param(
-            '"fechaVisitaTermino"',
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 24: a departure written as a time alone ('21:15'), mapped as "
-                "the exit column, quarantines both Congreso rows as unreadable dates",
-            ),
-        ),
-        pytest.param(
-            '{ time = "fechaVisitaTermino" }',
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 24: exited_at = { time = ... } is accepted and the departure "
-                "silently dropped: both Congreso visits stored with no exit",
-            ),
-        ),
-    ],
+    ['"fechaVisitaTermino"', '{ time = "fechaVisitaTermino" }'],
 )
 def test_a_departure_written_as_a_time_alone(store, tmp_path, exit_source):
     """Congreso writes the arrival as a date-time and the departure as a time ("21:15"):
@@ -577,15 +555,11 @@ def test_a_departure_written_as_a_time_alone(store, tmp_path, exit_source):
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 24: the same bytes read again under a corrected mapping are refused as "
-    "'already uploaded': the 2 Congreso visits quarantined by the first mapping stay lost",
-)
 def test_a_file_read_again_under_a_corrected_mapping(store, tmp_path):
-    """A first try maps the departure wrongly and both rows go to quarantine; the user
+    """A first try maps the arrival wrongly (to the departure, a time alone: a departure
+    mapped as the exit column is now read right) and both rows go to quarantine; the user
     corrects the mapping and ingests the same file: its rows are then read."""
-    wrong = _write_mapping(tmp_path, "congreso_visitas.toml", exited_at='"fechaVisitaTermino"')
+    wrong = _write_mapping(tmp_path, "congreso_visitas.toml", entered_at='"fechaVisitaTermino"')
     file = REAL / SAMPLES["congreso"].file
     runner.invoke(app, ["ingest", str(file), "--mapping", str(wrong), "--db", str(store.path)])
     assert rows(store, "SELECT count(*) FROM visits") == [(0,)]
@@ -595,11 +569,6 @@ def test_a_file_read_again_under_a_corrected_mapping(store, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 24: the officials visited (a host column, mapped as escorted_by) are listed "
-    "by `risk --by person` as people with visits: 25 INPE officials, one with 10 'visits'",
-)
 def test_the_officials_visited_are_not_visitors(store):
     """Peru's registers name the official each visitor came to see. Read as escorted_by,
     those officials must not appear in the roll-up of people as if they had come in."""
@@ -629,11 +598,6 @@ def test_a_booking_register_is_never_read_as_visits(store):
     assert rows(store, "SELECT count(*) FROM visits") == [(0,)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 24: a daily custody count ('Count Date', 'Book ID', 'Primary Charge') mapped "
-    "as visits is stored as 1,999 visits at midnight instead of refused as a custody snapshot",
-)
 def test_a_daily_custody_count_is_never_read_as_visits(store, tmp_path):
     """Buncombe County's list of everyone in custody on each day asked for is a custody
     snapshot (its date is the day of the count, its charge the primary charge); mapped as a
@@ -681,20 +645,7 @@ def _mef_rewritten(tmp_path, layout: str) -> Path:
     return path
 
 
-def _fails(layout: str, why: str):
-    return pytest.param(layout, marks=pytest.mark.xfail(strict=True, reason=f"issue 24: {why}"))
-
-
-@pytest.mark.parametrize(
-    "layout",
-    [
-        _fails("epoch_ms", "arrivals in epoch milliseconds (JSON) are quarantined as unreadable"),
-        _fails("zone_suffix", "date-times with a zone suffix ('2020-03-12 09:30:00 PET') are "
-               "quarantined as unreadable"),
-        _fails("worded", "a departure written '12 de marzo de 2020 10:50' in the optional exit "
-               "field quarantines the whole row"),
-    ],
-)  # fmt: skip
+@pytest.mark.parametrize("layout", ["epoch_ms", "zone_suffix", "worded"])
 def test_times_as_other_systems_write_them(store, tmp_path, layout):
     """Every visit of the MEF sample is stored whatever way its times are written; an exit
     the tool cannot read leaves the visit stored without one, never quarantines it."""
@@ -710,3 +661,74 @@ def test_times_as_other_systems_write_them(store, tmp_path, layout):
     assert "Traceback" not in result.output
     assert rows(store, "SELECT count(*) FROM visits") == [(10,)]
     assert rows(store, "SELECT min(entered_at)::DATE::VARCHAR FROM visits") == [("2020-03-12",)]
+
+
+def test_text_of_the_registers_is_stored_tidy(store):
+    """INPE writes " Asambleas De Dios" with a leading space, MINAM doubled spaces inside
+    names ("PATRICIA  ITURREGUI BYRNE") and a non-breaking space for a blank organisation:
+    each was stored as written, so the same organisation or name read as two, and a blank
+    as a value. Stored tidy now; the evidence file keeps every byte."""
+    _ingest(store.path, REAL / SAMPLES["inpe"].file, SAMPLES["inpe"].mapping)
+    assert rows(store, "SELECT organization FROM visits WHERE record_id = '19'") == [
+        ("Asambleas De Dios",)
+    ]
+    _ingest(store.path, REAL / SAMPLES["minam"].file, SAMPLES["minam"].mapping)
+    minam = "source_name LIKE 'minam%'"
+    assert rows(store, f"SELECT count(*) FROM visits WHERE {minam} AND name LIKE '%  %'") == [(0,)]
+    assert rows(
+        store, f"SELECT organization FROM visits WHERE {minam} AND name LIKE 'YANETH%'"
+    ) == [(None,)]
+    assert rows(
+        store, "SELECT count(*) FROM visits WHERE regexp_matches(name, '^\\s|\\s$|\\s\\s')"
+    ) == [(0,)]
+
+
+@pytest.mark.slow
+def test_one_release_read_as_visits_and_as_badge_reads(store):
+    """WAVES is a visit log and a badge log: the second reading was refused as already
+    uploaded. Each reading is now its own ledger entry, the second citing the first; the
+    same reading again is still recognised; verify holds."""
+    file = REAL / SAMPLES["waves"].file
+    assert _ingest(store.path, file, "waves.toml").exit_code == 0
+    assert _ingest(store.path, file, "waves_badges.toml").exit_code == 0
+    again = _ingest(store.path, file, "waves.toml")
+    assert "already uploaded as ledger entry 1" in " ".join(again.output.split())
+    assert rows(
+        store,
+        "SELECT seq, kind, rows_stored, json_extract(mapping, '$.reading_of')::INTEGER "
+        "FROM uploads ORDER BY seq",
+    ) == [(1, "visits", 2155, None), (2, "events", 1335, 1)]
+    verified = runner.invoke(app, ["verify", "--db", str(store.path)])
+    assert verified.exit_code == 0, verified.output
+
+
+@pytest.mark.slow
+def test_the_person_visited_is_no_visitor_and_is_counted_apart(store):
+    """The Despacho Presidencial's register names the official each visitor saw, now read
+    as the host: those officials are no people with visits in the roll-up."""
+    sample = SAMPLES["despacho_presidencial"]
+    _ingest(store.path, REAL / sample.file, sample.mapping)
+    runner.invoke(app, ["run", "--db", str(store.path)])
+    risk = runner.invoke(app, ["risk", "--by", "person", "--format", "json", "--db",
+                               str(store.path)])  # fmt: skip
+    assert risk.exit_code == 0, risk.output
+    people = json.loads(risk.output)
+    hosts = {r[0] for r in rows(store, "SELECT DISTINCT host_key FROM visits")}
+    assert len(hosts) > 10 and not {p["person"] for p in people} & hosts
+    assert {p["visits"] for p in people} >= {1} and all(p["hosted_visits"] == 0 for p in people)
+    assert rows(store, "SELECT count(*) FROM visits WHERE escorted_by IS NOT NULL") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    "name,layout",
+    [("buncombe_custody", "daily custody count"), ("buncombe_bookings", "booking register")],
+)
+def test_a_jails_records_are_named_for_what_they_are(store, name, layout):
+    """Without a mapping the daily count's headers 'fit both facilities and absences'; each
+    file is now refused as visits naming its layout and the kind to read it as."""
+    file = REAL / SAMPLES[name].file
+    for extra in ((), ("--kind", "visits")):
+        result = _ingest(store.path, file, None, *extra)
+        text = " ".join(result.output.split())
+        assert result.exit_code == 1 and layout in text and "--kind inmates" in text, text
+        assert SAMPLES[name].file in text

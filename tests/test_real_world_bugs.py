@@ -249,3 +249,170 @@ def test_custody_records_renamed_into_a_visit_mapping_are_refused_by_their_stays
     assert r.status == "failed" and "median stay is" in r.message and "custody" in r.message
     assert rows(store, "SELECT count(*) FROM visits") == [(0,)]
     assert rows(store, "SELECT count(*) FROM flags") == [(0,)]
+
+
+# Ingest findings of the independent world (tests/worlds/latam.py, issue 24), each in the
+# layout the world writes it in: a transfer register, visitors' books.
+
+MEDICAL = ["Correlativo", "Interno", "Centro Origen", "Centro Destino", "Fecha Traslado",
+           "Motivo", "Autorizado por", "Visto Bueno Médico", "Fecha Retorno"]  # fmt: skip
+
+
+def test_transfer_reasons_and_approvals_read_as_registers_write_them(store, tmp_path):
+    """'razones médicas' (plural) and 'Cirugía programada' read as other, so the medical
+    rules never saw them; a return from a court hearing read as a return from hospital;
+    'Pendiente' (or 'N/A', '-') in the approval column counted as an approval."""
+    data = [
+        ["T1", "P1", "MSZ", "CBA", "03/10/2019 04:45", "Traslado por razones médicas", "DG", "", ""],
+        ["T2", "P2", "CBA", "HNR", "04/10/2019 08:00", "Cirugía programada", "DG", "Memo 12/2019", ""],
+        ["T3", "P3", "CJIM", "MSZ", "05/10/2019 17:00", "Retorno de audiencia", "Juzgado", "N/A", ""],
+        ["T4", "P4", "CBA", "HNR", "20/01/2020 04:45", "Emergencia médica", "DG", "Pendiente", ""],
+        ["T5", "P5", "CBA", "HNR", "21/01/2020 04:45", "Emergencia médica", "DG", "-", ""],
+        ["T6", "P6", "HNR", "CBA", "22/01/2020 09:00", "Retorno de hospital", "DG", "", ""],
+    ]  # fmt: skip
+    r = ingest_file(store, write_csv(tmp_path / "t.csv", MEDICAL, data, "cp1252", ";"))
+    assert r.rows_stored == 6, r.reasons
+    assert rows(
+        store,
+        "SELECT record_id, reason, medical_approval, medical_approval_raw FROM transfers "
+        "ORDER BY 1",
+    ) == [
+        ("T1", "medical", None, None),
+        ("T2", "medical", "Memo 12/2019", "Memo 12/2019"),
+        ("T3", "court", None, "N/A"),
+        ("T4", "medical", None, "Pendiente"),
+        ("T5", "medical", None, "-"),
+        ("T6", "medical_return", None, None),
+    ]
+    run_rules(store, only=["medical-transfer-without-approval"])
+    flagged = rows(
+        store,
+        "SELECT t.record_id FROM flags f, unnest(f.record_keys) u(k) "
+        "JOIN transfers t ON t.record_key = u.k ORDER BY 1",
+    )
+    assert flagged == [("T1",), ("T4",), ("T5",)]
+
+
+def test_a_same_day_return_written_as_a_date_is_no_return_before_the_transfer(store, tmp_path):
+    """'11/03/2019' beside a transfer at '11/03/2019 14:14': the return was that day (24
+    same-day hospital round trips of the world were quarantined); a return dated the day
+    before still is."""
+    data = [
+        ["T1", "P1", "CBA", "HNR", "11/03/2019 14:14", "Consulta médica", "DG", "Dr. R", "11/03/2019"],
+        ["T2", "P2", "CBA", "HNR", "11/03/2019 14:14", "Consulta médica", "DG", "Dr. R", "10/03/2019"],
+        ["T3", "P3", "CBA", "HNR", "11/03/2019 14:14", "Consulta médica", "DG", "Dr. R", "11/03/2019 09:00"],
+    ]  # fmt: skip
+    r = ingest_file(store, write_csv(tmp_path / "t.csv", MEDICAL, data, "cp1252", ";"))
+    assert (r.rows_stored, r.rows_quarantined) == (1, 2)
+    assert rows(store, "SELECT record_id FROM transfers") == [("T1",)]
+    assert rows(store, "SELECT source_row, reason_code FROM quarantine ORDER BY 1") == [
+        (3, "return_before_transfer"),
+        (4, "return_before_transfer"),
+    ]
+
+
+def test_a_dui_column_with_no_type_column_holds_duis(store, tmp_path):
+    """Zacatecoluca writes everyone's document in a column headed 'DUI' and no type: the
+    invalid-DUI rule never checked them (the type was empty). A foreign delegate's
+    passport written in that column is no DUI."""
+    header = ["Correlativo", "Centro Penal", "Fecha", "Hora Ingreso", "Nombre", "DUI", "Calidad"]
+    data = [
+        ["V1", "MSZ", "01/06/2019", "10:00", "Ana Pérez", "01234567-8", "Familiar"],
+        ["V2", "MSZ", "01/06/2019", "10:05", "Bea Ruiz", "01234567-1", "Familiar"],
+        ["V3", "MSZ", "01/06/2019", "10:10", "Eva Cruz", "", "Familiar"],
+        ["V4", "MSZ", "01/06/2019", "10:15", "Lukas Meier", "X4471982", "ONG"],
+        ["V5", "MSZ", "01/06/2019", "10:20", "Dilcia Zúniga", "0801-1979-04417", "Familiar"],
+        ["V6", "MSZ", "01/06/2019", "10:25", "Rosa Díaz", "012345678", "Familiar"],
+    ]
+    ingest_file(store, write_csv(tmp_path / "v.csv", header, data, "cp1252", ";"))
+    assert rows(store, "SELECT record_id, id_type FROM visits ORDER BY 1") == [
+        ("V1", "DUI"),
+        ("V2", "DUI"),
+        ("V3", None),
+        ("V4", None),  # a passport
+        ("V5", None),  # a Honduran DNI
+        ("V6", "DUI"),  # without its hyphen
+    ]
+    run_rules(store, only=["unidentified-invalid-dui"])
+    flagged = rows(
+        store,
+        "SELECT v.record_id FROM flags f, unnest(f.record_keys) u(k) "
+        "JOIN visits v ON v.record_key = u.k",
+    )
+    assert flagged == [("V2",)]
+
+
+def test_minors_stated_in_their_own_column_are_read(store, tmp_path):
+    """Izalco's 'num_menores' (children in the party, seldom named) had no field."""
+    header = ["id_registro", "centro_penal", "fecha_ingreso", "hora_entrada", "nombres",
+              "apellidos", "num_personas", "num_menores"]  # fmt: skip
+    data = [
+        ["V1", "IZA", "01/06/2019", "10:00", "Ana", "Pérez", "3", "2"],
+        ["V2", "IZA", "01/06/2019", "10:05", "Bea", "Ruiz", "1", ""],
+    ]
+    ingest_file(store, write_csv(tmp_path / "v.csv", header, data, "utf-8-sig", ","))
+    assert rows(store, "SELECT record_id, party_size, minors FROM visits ORDER BY 1") == [
+        ("V1", 3, 2),
+        ("V2", 1, None),
+    ]
+
+
+def test_peruvian_documents_read_as_dni(store, tmp_path):
+    """INPE writes 'DNI/LE' as the type, the Despacho Presidencial 'DNI 09272448' in one
+    cell: both were type other (or none) and the number kept its prefix."""
+    header = ["Fecha", "Hora Ingreso", "Visitante", "Documento", "Tipo Documento", "Centro"]
+    data = [
+        ["31/08/2015", "19:04", "PAJARES CRIADO SERGIO", "DNI 09272448", "", "PALACIO"],
+        ["31/08/2015", "19:05", "MARIA LLUEN", "17434996", "DNI/LE", "PALACIO"],
+        ["31/08/2015", "19:06", "JOHN SMITH", "Pasaporte N° X1234567", "", "PALACIO"],
+        ["31/08/2015", "19:07", "ANA RUIZ", "01234567-8", "DUI", "PALACIO"],
+    ]
+    ingest_file(store, write_csv(tmp_path / "v.csv", header, data))
+    assert rows(
+        store, "SELECT name, id_type, id_type_raw, id_number FROM visits ORDER BY entered_at"
+    ) == [
+        ("PAJARES CRIADO SERGIO", "DNI", "DNI", "09272448"),
+        ("MARIA LLUEN", "DNI", "DNI/LE", "17434996"),
+        ("JOHN SMITH", "passport", "Pasaporte", "X1234567"),
+        ("ANA RUIZ", "DUI", "DUI", "01234567-8"),
+    ]
+
+
+def test_each_part_a_person_plays_in_a_visit_is_counted_apart(store, tmp_path):
+    """A register's host column made the clerk visited the riskiest 'person': credited
+    with every visitor's visits. Now a person's own visits, those they escorted in and
+    those paid to them are apart; only the first two carry risk; a name written only as a
+    host or escort never came in and is no person."""
+    from detector import pipeline
+    from detector.rollup import rollup
+
+    header = ["record_id", "facility", "entered_at", "exited_at", "name", "host", "escorted_by"]
+    data = [
+        [f"A{d}", "ZAC", f"2022-02-{d:02d} 10:00", f"2022-02-{d:02d} 11:00", "Ana Pérez",
+         "Beto Clerk", ""]
+        for d in range(1, 21)
+    ] + [
+        ["B1", "ZAC", "2022-02-03 08:00", "2022-02-03 17:00", "Beto Clerk", "", ""],
+        ["C1", "ZAC", "2022-02-04 09:00", "2022-02-04 12:00", "Carla Guard", "", ""],
+        ["D1", "ZAC", "2022-02-04 09:05", "2022-02-04 12:00", "Dora Ruiz", "Elsa Only", "Carla Guard"],
+    ]  # fmt: skip
+    path = write_csv(tmp_path / "v.csv", header, data)
+    pipeline.run(store, [path], pipeline.Steps(), user="test")
+    frame = rollup(store, "person")
+    got = {
+        r["person"]: (r["visits"], r["escorted_visits"], r["hosted_visits"])
+        for r in frame.iter_rows(named=True)
+    }
+    assert got == {
+        "ANA PEREZ": (20, 0, 0),
+        "BETO CLERK": (1, 0, 20),
+        "CARLA GUARD": (1, 1, 0),
+        "DORA RUIZ": (1, 0, 0),
+    }
+    risk = {r["person"]: r["total_risk"] for r in frame.iter_rows(named=True)}
+    own = rows(
+        store,
+        "SELECT round(risk_score, 3) FROM scores JOIN visits USING (record_key) "
+        "WHERE record_id = 'B1' AND run_id = (SELECT max(run_id) FROM scores)",
+    )
+    assert [(risk["BETO CLERK"],)] == own  # his own visit's risk, none of Ana's
