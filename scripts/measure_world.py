@@ -370,7 +370,7 @@ def main() -> None:
     print("\n== risk --by person (top 15)")
     for r in risk[:15]:
         print(
-            f"  {r['person'][:38]:38} {r.get('roles', ''):12} {r.get('facilities', ''):10} "
+            f"  {r['person'][:38]:38} {r.get('roles') or '':12} {r.get('facilities') or '':10} "
             f"total {r['total_risk']:7.2f} max {r['max_risk']:.2f} visits {r['visits']:>4} "
             f"events {r.get('event_flags', 0)}"
         )
