@@ -462,21 +462,8 @@ NEW = ["inpe", "despacho_presidencial", "minam", "congreso", "mef", "buncombe_cu
 MAX_FLAGS_PER_10K = 25
 
 
-def _density_case(name):
-    if name == "despacho_presidencial":
-        return pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 24: a contractor's 13.7-hour working day (08:12-21:54, role not "
-                "stated) is flagged as an implausible stay: 1 flag in 41 rows",
-            ),
-        )
-    return name
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [_density_case(n) for n in NEW])
+@pytest.mark.parametrize("name", NEW)
 def test_few_flags_where_nothing_is_known_to_be_wrong(store, name):
     """No more than 25 flags per 10,000 rows, leaving out the flags on rows known to be
     wrong (a blank exit time, exits all written the next morning); every row read is
