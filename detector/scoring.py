@@ -31,16 +31,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-import joblib
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyod.models.copod import COPOD
-from pyod.models.ecod import ECOD
-from pyod.models.hbos import HBOS
-from pyod.models.iforest import IForest
-from scipy.stats import skew
 
 from detector import calibration, i18n
 from detector.features import (
@@ -58,7 +52,23 @@ from detector.store import Store
 from detector.wording import model_wording
 
 FEATURE_DESCRIPTIONS = {f.name: f.description for f in FEATURES}
-MODELS = {"ecod": ECOD, "iforest": IForest, "copod": COPOD, "hbos": HBOS}
+# PyOD (with scikit-learn, SciPy and numba: seconds to import) is loaded only to fit a
+# model or to load a fitted one other than ECOD: scoring new visits against a kept ECOD
+# reference needs numpy alone (``FrozenECOD.from_arrays``).
+MODELS = ("ecod", "iforest", "copod", "hbos")
+
+
+def _pyod_model(name: str):
+    """PyOD's class of model ``name`` (imported on first use)."""
+    if name == "ecod":
+        from pyod.models.ecod import ECOD as model
+    elif name == "iforest":
+        from pyod.models.iforest import IForest as model
+    elif name == "copod":
+        from pyod.models.copod import COPOD as model
+    else:
+        from pyod.models.hbos import HBOS as model
+    return model
 
 
 @dataclass
@@ -83,7 +93,9 @@ class FrozenECOD:
     of the training rows; the score is the row sum.
     """
 
-    def __init__(self, fitted: ECOD):
+    def __init__(self, fitted):
+        from scipy.stats import skew
+
         X = fitted.X_train
         self.n_ = X.shape[0]
         self.sorted_ = np.sort(X, axis=0)
@@ -135,16 +147,16 @@ class RankEnsemble:
 
 
 def _make(name: str, seed: int):
-    if name == "iforest":
-        return IForest(n_estimators=100, random_state=seed, n_jobs=1)
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; use one of {', '.join(MODELS)} or ensemble")
-    return MODELS[name]()
+    if name == "iforest":
+        return _pyod_model(name)(n_estimators=100, random_state=seed, n_jobs=1)
+    return _pyod_model(name)()
 
 
 def _scorer(model):
     """A function scoring new rows against the fitted model without re-fitting it."""
-    if isinstance(model, ECOD):
+    if isinstance(model, _pyod_model("ecod")):
         return FrozenECOD(model).decision_function
     return model.decision_function
 
@@ -376,6 +388,8 @@ def load_reference(store: Store, config: ScoringConfig) -> tuple[Reference | Non
         explainer = FrozenECOD.from_arrays(ecdf["sorted"], ecdf["skew"])
         scorer = None
         if _SCORER_FILE in files:
+            import joblib
+
             scorer = _scorer(joblib.load(io.BytesIO(files[_SCORER_FILE])))
         return (
             Reference(
@@ -408,9 +422,12 @@ def fit_reference(store: Store, config: ScoringConfig, workdir: Path) -> Referen
         build_reference(store, staging, window, features=feats)
         fit_from, fit_to, X_fit = _fit_sample(feats, config)
         model = make_model(config).fit(X_fit)
-        explainer = FrozenECOD(model if isinstance(model, ECOD) else ECOD().fit(X_fit))
+        ecod = _pyod_model("ecod")
+        explainer = FrozenECOD(model if isinstance(model, ecod) else ecod().fit(X_fit))
         scorer = None
-        if not isinstance(model, ECOD):
+        if not isinstance(model, ecod):
+            import joblib
+
             scorer = _scorer(model)
             joblib.dump(model, staging / _SCORER_FILE)
         train = explainer.decision_function(X_fit) if scorer is None else scorer(X_fit)
