@@ -480,26 +480,31 @@ def run_rules(
     with tempfile.TemporaryDirectory(prefix=".hits-", dir=store.path.parent) as tmp:
         with store.read() as con:
             scope = change_scope(con, full=full or bool(only))
+            evaluated = rules
             if not scope.full:
-                # A rule whose file changed since the last run is re-run in full.
+                # A rule whose file changed since the last run (or that failed in it) is
+                # re-run in full.
                 last = con.execute(
-                    "SELECT rules FROM runs WHERE kind = 'rules' AND status = 'ok' "
+                    "SELECT rules, errors FROM runs WHERE kind = 'rules' AND status = 'ok' "
                     "ORDER BY run_id DESC LIMIT 1"
                 ).fetchall()
                 known = json.loads(last[0][0] or "{}") if last else {}
+                failed = json.loads(last[0][1] or "{}") if last else {}
+                same = {r.id for r in rules if known.get(r.id) == r.sha256 and r.id not in failed}
                 rules = [
-                    r if known.get(r.id) == r.sha256 else r.model_copy(update={"scope": "global"})
-                    for r in rules
+                    r if r.id in same else r.model_copy(update={"scope": "global"}) for r in rules
                 ]
-            prepare_context(con)
-            sandbox(con)  # rule folders may come from auditors: their SQL reads tables only
-            hits = (
-                []
-                if not scope.full and not scope.uploads and all(r.scope != "global" for r in rules)
-                else _evaluate_scoped(con, rules, scope, report, Path(tmp))
-            )
+                if not scope.uploads:
+                    # Nothing stored since the last run: only changed rules can find
+                    # anything new (the others would return what they returned then).
+                    evaluated = [r for r in rules if r.id not in same]
+            hits = []
+            if evaluated:
+                prepare_context(con)
+                sandbox(con)  # rule folders may come from auditors: their SQL reads tables only
+                hits = _evaluate_scoped(con, evaluated, scope, report, Path(tmp))
         try:
-            _store_run(store, hits, rules, report, scope, started, triggered_by)
+            _store_run(store, hits, rules, report, scope, started, triggered_by, evaluated)
         except Exception as exc:
             # Say so in the run history (the run's own row when it was written), then let
             # the caller know.
@@ -520,7 +525,10 @@ def _store_run(
     scope: Scope,
     started: datetime,
     triggered_by: str,
+    evaluated: list[Rule],
 ) -> None:
+    """Record the run and store the hits of the ``evaluated`` rules (the run records the
+    files of all ``rules``, which the next incremental run compares with)."""
     with store.write() as con:
         report.run_id = run_id = next_run(con, "rules", triggered_by, scope.describe())
         con.execute(
@@ -529,7 +537,7 @@ def _store_run(
         )
         con.execute("COMMIT")  # the run is on record before its flags are written
         con.execute("BEGIN TRANSACTION")
-        ran = [r for r in rules if r.id not in report.errors]
+        ran = [r for r in evaluated if r.id not in report.errors]
         scope.tables(con)
         report.new, report.resolved = store_flags(
             con,

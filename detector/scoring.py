@@ -464,6 +464,44 @@ def fit_reference(store: Store, config: ScoringConfig, workdir: Path) -> Referen
     )
 
 
+def _idle(store: Store, config: ScoringConfig) -> tuple[str, int] | None:
+    """(model id, rows fitted) of the kept reference when a scoring run would find nothing
+    to do (what ``plan_run`` would say: no upload and no rule flag changed since the last
+    scoring run, no review calling for new weights, every visit scored against the
+    reference ``load_reference`` would load, its files intact); else None.
+
+    Checked before the reference is loaded, so that `detector run` with nothing new does
+    not pay for loading it."""
+    with store.read() as con:
+        last = con.execute(
+            "SELECT run_id, watermark FROM runs WHERE kind = 'score' AND status = 'ok' "
+            "ORDER BY run_id DESC LIMIT 1"
+        ).fetchall()
+        watermark = con.execute("SELECT coalesce(max(seq), 0) FROM uploads").fetchall()[0][0]
+        if not last or last[0][1] != watermark:
+            return None
+        found = con.execute(
+            "SELECT model_id, content_hash, fit_rows, config FROM models "
+            "WHERE content_hash IS NOT NULL ORDER BY fitted_at DESC"
+        ).fetchall()
+        wanted = json.loads(_reference_key(config))
+        kept = next((f for f in found if json.loads(f[3]).get("reference") == wanted), None)
+        if kept is None:
+            return None
+        model_id, digest, fit_rows, _ = kept
+        changed = con.execute(
+            "SELECT (SELECT count(*) FROM scores WHERE model_id IS DISTINCT FROM $m) "
+            "+ (SELECT count(*) FROM flags WHERE source = 'rule' AND last_run > $run)",
+            {"m": model_id, "run": last[0][0]},
+        ).fetchall()[0][0]
+        if changed or calibration.pending(con):
+            return None
+    path = reference_folder(store, model_id)
+    if path is None or not path.is_dir() or content_hash(path) != digest:
+        return None  # loading it would fail: the full path decides what to do
+    return model_id, fit_rows
+
+
 def _newest_visit(store: Store) -> datetime | None:
     with store.read() as con:
         return con.execute("SELECT max(entered_at) FROM visits").fetchall()[0][0]
@@ -635,6 +673,16 @@ def score(
     with TemporaryDirectory(dir=workdir) as tmp:
         tmp = Path(tmp)
         t = time.perf_counter()
+        idle = None if refit or full else _idle(store, config)
+        if idle is not None:  # nothing new: the reference is not even loaded
+            return ScoreReport(
+                0,
+                idle[0],
+                0,
+                idle[1],
+                seconds=seconds,
+                scope="nothing new since the last scoring run",
+            )
         reference, why = (None, "asked to refit") if refit else load_reference(store, config)
         if reference is None:
             if _newest_visit(store) is None:
