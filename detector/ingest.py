@@ -39,7 +39,7 @@ from detector.mapping import (
     withheld,
 )
 from detector.schema import INGEST_ORDER, MAX_MEDIAN_STAY_DAYS, SPECS
-from detector.seal import RowsSeal, table_seal
+from detector.seal import StreamingSeal, table_seal
 from detector.store import Store, kind_columns
 
 
@@ -845,7 +845,7 @@ class _Feed:
         empty = pl.DataFrame(schema={c: _POLARS_TYPES[t] for c, t in self.columns.items()})
         self.schema = empty.to_arrow(compat_level=_ARROW).schema
         self.quarantine: list[Path] = []
-        self.seal = RowsSeal(p.kind)
+        self.seal = StreamingSeal(p.kind)  # the rows' seal, hashed as they pass
         self.error: BaseException | None = None
         # 64-bit hashes of the record keys stored so far, to tell at the end whether the
         # file repeats a record across batches (8 bytes a row, up to KEY_HASH_ROWS rows).
@@ -861,7 +861,7 @@ class _Feed:
                 self._count(good, quarantine)
                 table = good.with_columns(pl.lit(self.seq, pl.Int64).alias("upload_seq"))
                 rows = table.to_arrow(compat_level=_ARROW).cast(self.schema)
-                self.seal.add(rows)  # the rows' seal, as they pass (detector.seal)
+                self.seal.add(rows)
                 yield from rows.to_batches()
         except BaseException as exc:  # DuckDB would re-raise it as a generic error
             self.error = exc
@@ -941,6 +941,7 @@ def _store(con, p: Plan, up: Upload) -> None:
                 raise feed.error from None
             raise
         finally:
+            feed.seal.close()
             with contextlib.suppress(duckdb.Error):  # an aborted transaction refuses these
                 con.unregister("incoming")
                 con.execute("RESET preserve_insertion_order")

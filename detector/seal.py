@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
+import threading
 
 import duckdb
 import numpy as np
@@ -147,3 +149,46 @@ def table_seal(con: duckdb.DuckDBPyConnection, kind: str, seq: int) -> str:
     for batch in reader:
         seal.add(batch)
     return seal.hexdigest()
+
+
+class StreamingSeal:
+    """A :class:`RowsSeal` fed by a thread of its own, so that hashing overlaps with the
+    store's INSERT instead of holding up the Arrow stream that feeds it (hashlib and Arrow
+    release the GIL). Batches are hashed in the order given; ``hexdigest`` waits for them."""
+
+    _DONE = object()
+
+    def __init__(self, kind: str, ahead: int = 4) -> None:
+        self.seal = RowsSeal(kind)
+        self._queue: queue.Queue = queue.Queue(maxsize=ahead)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="ingest-seal", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (batch := self._queue.get()) is not self._DONE:
+            if self._error is None:
+                try:
+                    self.seal.add(batch)
+                except BaseException as exc:  # noqa: BLE001 - raised by hexdigest
+                    self._error = exc
+
+    def add(self, batch: pa.RecordBatch | pa.Table) -> None:
+        self._queue.put(batch)
+
+    def close(self) -> None:
+        """Wait for the batches given so far (idempotent)."""
+        if self._thread.is_alive():
+            self._queue.put(self._DONE)
+            self._thread.join()
+
+    @property
+    def ordered(self) -> bool:
+        self.close()
+        return self.seal.ordered
+
+    def hexdigest(self) -> str:
+        self.close()
+        if self._error is not None:
+            raise self._error
+        return self.seal.hexdigest()
