@@ -18,12 +18,14 @@ and its weights are in ``detector.risk``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
 import os
 import re
 import shutil
+import string
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -196,22 +198,45 @@ ROLE_PLURAL = {
 }
 
 
+@functools.cache
+def _template(feature: str, lang: str) -> tuple[str, frozenset[str]]:
+    """A feature's sentence template in ``lang`` and the fields it quotes."""
+    template = i18n.translate(lang, next(f.template for f in FEATURES if f.name == feature))
+    names = {
+        re.split(r"[.\[]", name, maxsplit=1)[0]
+        for _, name, _, _ in string.Formatter().parse(template)
+        if name
+    }
+    return template, frozenset(names)
+
+
 def _describe(feature: str, row: dict, lang: str = "en") -> str:
     """The sentence an auditor reads for one feature of one visit, with its context's
-    figures (never the feature's name or a score), in ``lang``."""
-    template = i18n.translate(lang, next(f.template for f in FEATURES if f.name == feature))
-    shown = {k: (i18n.translate(lang, "unknown") if v is None else v) for k, v in row.items()}
-    shown["weekday"] = (
-        i18n.weekday(int(row["weekday"]), lang)
-        if row.get("weekday")
-        else i18n.translate(lang, "that day")
-    )
-    role = row.get("role") or "other"
-    shown["Role_plural"] = i18n.translate(lang, ROLE_PLURAL.get(role, ROLE_PLURAL["other"]))
-    shown["role"] = i18n.words(role, lang)
-    for k, v in shown.items():
+    figures (never the feature's name or a score), in ``lang``.
+
+    Only the fields the sentence quotes are put in words (a million visits are explained
+    in a full scoring of ten million)."""
+    template, names = _template(feature, lang)
+    shown = {}
+    for k in names:
+        if k == "weekday":
+            v = (
+                i18n.weekday(int(row["weekday"]), lang)
+                if row.get("weekday")
+                else i18n.translate(lang, "that day")
+            )
+        elif k == "Role_plural":
+            role = row.get("role") or "other"
+            v = i18n.translate(lang, ROLE_PLURAL.get(role, ROLE_PLURAL["other"]))
+        elif k == "role":
+            v = i18n.words(row.get("role") or "other", lang)
+        elif k in row:
+            v = i18n.translate(lang, "unknown") if row[k] is None else row[k]
+        else:
+            continue  # the template's KeyError below, as before
         if isinstance(v, float):
-            shown[k] = int(v) if v.is_integer() else (i18n.number(v, lang) if lang != "en" else v)
+            v = int(v) if v.is_integer() else (i18n.number(v, lang) if lang != "en" else v)
+        shown[k] = v
     try:
         return template.format(**shown)
     except (KeyError, ValueError, IndexError):
@@ -249,20 +274,35 @@ def brief_explanations(contributions: np.ndarray, X: np.ndarray, k: int) -> np.n
 
 
 def explain_rows(context: pl.DataFrame, contributions: np.ndarray, k: int) -> list[str]:
-    """Top-k features per row as JSON: name, observed value, contribution and context."""
+    """Top-k features per row as JSON: name, observed value, contribution and context.
+
+    A feature at zero says nothing about a visit and is left out; only the rows with
+    something to say are turned into dicts (with the fields the sentences quote)."""
     top = np.argsort(-contributions, axis=1)[:, :k]
-    rows = context.to_dicts()
-    out = []
-    for i, row in enumerate(rows):
+    values = context.select(pl.col(FEATURE_NAMES).cast(pl.Float64)).to_numpy()
+    at = np.arange(len(top))[:, None]
+    said = ~np.isnan(values[at, top]) & (values[at, top] != 0)
+    quoted = {"weekday", "role", *FEATURE_NAMES}  # what the sentences read of a row
+    for name in FEATURE_NAMES:
+        for lang in i18n.LANGUAGES:
+            quoted |= _template(name, lang)[1]
+    speaking = np.flatnonzero(said.any(axis=1))
+    rows = (
+        context[speaking].select([c for c in context.columns if c in quoted]).to_dicts()
+        if len(speaking)
+        else []
+    )
+    out = ["[]"] * len(top)
+    for i, row in zip(speaking, rows, strict=True):
         items = []
-        for j in top[i]:
-            name = FEATURE_NAMES[j]
-            if not row[name]:  # a feature at zero says nothing about this visit
+        for j, say in zip(top[i], said[i], strict=True):
+            if not say:
                 continue
+            name = FEATURE_NAMES[j]
             items.append(
                 {
                     "feature": name,
-                    "value": round(float(row[name]), 3),
+                    "value": round(float(values[i, j]), 3),
                     "contribution": round(float(contributions[i, j]), 3),
                     "context": _describe(name, row),
                     **{
@@ -272,7 +312,7 @@ def explain_rows(context: pl.DataFrame, contributions: np.ndarray, k: int) -> li
                     },
                 }
             )
-        out.append(json.dumps(items, ensure_ascii=False))
+        out[i] = json.dumps(items, ensure_ascii=False)
     return out
 
 
