@@ -398,12 +398,13 @@ def _evaluate_scoped(
             # Nothing of this kind was touched: no hit can appear and none can stop firing.
             report.counts.update({rule.id: 0 for rule in group})
             continue
+        shadows = {}
         if kind != "global":
+            hint = SCOPES[kind].hint_sql
+            hinted = [r[0] for r in con.execute(hint).fetchall()] if hint else None
             for table in NARROWED:
-                con.execute(
-                    f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM "
-                    f'"{catalog}".main.{table} WHERE {SCOPES[kind].table_filter(table)}'
-                )
+                where = SCOPES[kind].table_filter(table, hinted)
+                shadows[table] = _narrow(con, catalog, table, where)
         try:
             for rule in group:
                 path = spool / f"{len(files):04d}-{rule.id}.parquet"
@@ -417,10 +418,34 @@ def _evaluate_scoped(
                 if path.exists():
                     files.append(path)
         finally:
-            if kind != "global":
-                for table in NARROWED:
-                    con.execute(f"DROP VIEW IF EXISTS temp.main.{table}")
+            for table, shadow in shadows.items():
+                if shadow:
+                    con.execute(f"DROP {shadow} temp.main.{table}")
     return files
+
+
+# A touched part up to this share of a table is copied into a temporary table; above it
+# the table is read through a view (a copy would be most of the table).
+NARROW_COPY_SHARE = 0.25
+
+
+def _narrow(con, catalog: str, table: str, condition: str) -> str | None:
+    """Shadow ``table``, on this connection only, by its rows meeting ``condition`` (the
+    scope's touched part): nothing when every row meets it (all facilities touched: the
+    rules read the table as a full run does), a temporary copy when the part is small (a
+    few logbooks: each of a rule's reads of it is then a small scan, not a filter of every
+    row), else a view. Returns what shadows it (None, "TABLE" or "VIEW")."""
+    source = f'"{catalog}".main.{table}'
+    (covered,) = con.execute(f"SELECT count(*) FROM {source} WHERE {condition}").fetchall()[0]
+    (total,) = con.execute(f"SELECT count(*) FROM {source}").fetchall()[0]
+    if covered == total:
+        return None
+    kind = "TABLE" if covered <= NARROW_COPY_SHARE * total else "VIEW"
+    con.execute(
+        f"CREATE OR REPLACE TEMP {kind} {table} AS SELECT * FROM "
+        f'"{catalog}".main.{table} WHERE {condition}'
+    )
+    return kind
 
 
 def _evaluate_windowed(

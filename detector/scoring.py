@@ -96,9 +96,18 @@ class FrozenECOD:
     """
 
     def __init__(self, fitted):
+        self._train(fitted.X_train)
+
+    @classmethod
+    def from_training(cls, X: np.ndarray) -> FrozenECOD:
+        """The scorer of an ECOD fitted on ``X`` (what ``ECOD().fit(X)`` keeps: ``X``)."""
+        self = cls.__new__(cls)
+        self._train(X)
+        return self
+
+    def _train(self, X: np.ndarray) -> None:
         from scipy.stats import skew
 
-        X = fitted.X_train
         self.n_ = X.shape[0]
         self.sorted_ = np.sort(X, axis=0)
         self.skew_ = np.sign(np.nan_to_num(skew(X, axis=0)))
@@ -253,24 +262,25 @@ def percentile(sorted_reference: np.ndarray, values: np.ndarray) -> np.ndarray:
     return (below + upto) / 2 / len(sorted_reference)
 
 
-def brief_explanations(contributions: np.ndarray, X: np.ndarray, k: int) -> np.ndarray:
-    """Top-k features of every row as JSON (name, value, contribution), built vectorised."""
+def brief_explanations(contributions: np.ndarray, X: np.ndarray, k: int) -> pl.Series:
+    """Top-k features of every row as JSON (name, value, contribution), built vectorised
+    (the names gathered by index: no Python string per row)."""
     top = np.argsort(-contributions, axis=1)[:, :k]
     rows = np.arange(len(X))[:, None]
-    names = np.asarray(FEATURE_NAMES)[top]
+    names = pl.Series(FEATURE_NAMES, dtype=pl.String)
     values = np.round(X[rows, top], 3)
     contrib = np.round(contributions[rows, top], 3)
     parts = [
         pl.format(
             '{{"feature": "{}", "value": {}, "contribution": {}}}',
-            pl.lit(pl.Series(names[:, j])),
+            pl.lit(names.gather(top[:, j])),
             pl.lit(pl.Series(values[:, j])),
             pl.lit(pl.Series(contrib[:, j])),
         )
         for j in range(top.shape[1])
     ]
     joined = pl.select(pl.concat_str(parts, separator=", ")).to_series()
-    return np.asarray(("[" + joined + "]").to_list(), dtype=object)
+    return "[" + joined + "]"
 
 
 def explain_rows(context: pl.DataFrame, contributions: np.ndarray, k: int) -> list[str]:
@@ -461,15 +471,20 @@ def fit_reference(store: Store, config: ScoringConfig, workdir: Path) -> Referen
         feats = workdir / "fit_features.parquet"
         build_reference(store, staging, window, features=feats)
         fit_from, fit_to, X_fit = _fit_sample(feats, config)
-        model = make_model(config).fit(X_fit)
-        ecod = _pyod_model("ecod")
-        explainer = FrozenECOD(model if isinstance(model, ecod) else ecod().fit(X_fit))
-        scorer = None
-        if not isinstance(model, ecod):
-            import joblib
+        if config.model == "ecod" and np.isfinite(X_fit).all():
+            # What PyOD's ECOD keeps of its fit is its training rows, and the frozen scorer
+            # needs nothing else: PyOD (scikit-learn, numba's compilations) is not loaded.
+            explainer, scorer = FrozenECOD.from_training(X_fit), None
+        else:
+            model = make_model(config).fit(X_fit)
+            ecod = _pyod_model("ecod")
+            explainer = FrozenECOD(model if isinstance(model, ecod) else ecod().fit(X_fit))
+            scorer = None
+            if not isinstance(model, ecod):
+                import joblib
 
-            scorer = _scorer(model)
-            joblib.dump(model, staging / _SCORER_FILE)
+                scorer = _scorer(model)
+                joblib.dump(model, staging / _SCORER_FILE)
         train = explainer.decision_function(X_fit) if scorer is None else scorer(X_fit)
         train_scores = np.sort(train)
         np.savez(
@@ -786,15 +801,15 @@ def _score_batches(feats: Path, reference: Reference, config: ScoringConfig, out
         top = pct >= 0.9
         if top.any():
             sel = frame.filter(pl.Series(top))
-            explained[np.flatnonzero(top)] = explain_rows(
-                sel, contributions[top], config.top_features
+            explained = explained.scatter(
+                np.flatnonzero(top), explain_rows(sel, contributions[top], config.top_features)
             )
         table = pa.table(
             {
                 "record_key": frame["record_key"].to_arrow().cast(pa.string()),
                 "outlier_score": raw,
                 "outlier_pct": pct,
-                "top_features": pa.array(explained.tolist(), type=pa.string()),
+                "top_features": explained.to_arrow().cast(pa.string()),
             },
             schema=schema,
         )
