@@ -424,9 +424,10 @@ def _evaluate_scoped(
     return files
 
 
-# A touched part up to this share of a table is copied into a temporary table; above it
-# the table is read through a view (a copy would be most of the table).
+# A touched part up to this share of a table, and this many rows, is copied into a
+# temporary table (in memory); above it the table is read through a view.
 NARROW_COPY_SHARE = 0.25
+NARROW_COPY_ROWS = 1_000_000
 
 
 def _narrow(con, catalog: str, table: str, condition: str) -> str | None:
@@ -440,7 +441,8 @@ def _narrow(con, catalog: str, table: str, condition: str) -> str | None:
     (total,) = con.execute(f"SELECT count(*) FROM {source}").fetchall()[0]
     if covered == total:
         return None
-    kind = "TABLE" if covered <= NARROW_COPY_SHARE * total else "VIEW"
+    small = covered <= min(NARROW_COPY_SHARE * total, NARROW_COPY_ROWS)
+    kind = "TABLE" if small else "VIEW"
     con.execute(
         f"CREATE OR REPLACE TEMP {kind} {table} AS SELECT * FROM "
         f'"{catalog}".main.{table} WHERE {condition}'
