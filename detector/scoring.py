@@ -804,22 +804,26 @@ def _score_batches(feats: Path, reference: Reference, config: ScoringConfig, out
             explained = explained.scatter(
                 np.flatnonzero(top), explain_rows(sel, contributions[top], config.top_features)
             )
-        table = pa.table(
-            {
-                "record_key": frame["record_key"].to_arrow().cast(pa.string()),
-                "outlier_score": raw,
-                "outlier_pct": pct,
-                "top_features": explained.to_arrow().cast(pa.string()),
-            },
-            schema=schema,
+        # Built by polars: pyarrow converting numpy arrays or Python values imports pandas
+        # (seconds of an incremental `detector run`).
+        table = (
+            pl.DataFrame(
+                {
+                    "record_key": frame["record_key"],
+                    "outlier_score": pl.Series(raw, dtype=pl.Float64),
+                    "outlier_pct": pl.Series(pct, dtype=pl.Float64),
+                    "top_features": explained,
+                }
+            )
+            .to_arrow()
+            .cast(schema)
         )
         if writer is None:
             writer = pq.ParquetWriter(out, schema)
         writer.write_table(table)
     if writer is None:
-        pq.write_table(schema.empty_table(), out)
-    else:
-        writer.close()
+        writer = pq.ParquetWriter(out, schema)  # no rows: the file with its columns
+    writer.close()
     return unseen
 
 

@@ -131,12 +131,13 @@ def _imported_by(argv: list[str]) -> set[str]:
     return set(done.stdout.split("\n")[-2].split())
 
 
-SCORING_STACK = {"pyod", "sklearn", "scipy", "numba", "joblib", "matplotlib"}
+SCORING_STACK = {"pyod", "sklearn", "scipy", "numba", "joblib", "matplotlib", "pandas"}
 
 
 def test_commands_import_only_what_they_use(store, tmp_path):
     """`--help` loads neither polars nor DuckDB; `run --no-score` nothing of the scoring
-    stack; `run` scoring new visits against a kept ECOD reference needs numpy alone."""
+    stack; `run` scoring new visits against a kept ECOD reference needs numpy alone (nor
+    pandas, which pyarrow loads when it converts numpy arrays)."""
     assert not _imported_by(["--help"]) & {"polars", "duckdb", "pyarrow", *SCORING_STACK}
     header = ["facility", "entered_at", "name", "role"]
     days = [[f, f"2022-02-{d:02d} {h}:00", f"N{d}{h}{f}", "family"] for d in range(1, 20)
