@@ -34,3 +34,41 @@ def report(**values) -> None:
     """Print the step's figures, with this process's peak memory, as the last line."""
     values["peak_mb"] = peak_mb()
     print(json.dumps(values, default=str), flush=True)
+
+
+# Runs a command as its child and writes its seconds and peak memory to a file: the
+# command is forked from this small launcher, not from the benchmark (a fork + exec from
+# the benchmark would report the benchmark's own peak, see ``peak_mb``).
+_LAUNCH = """
+import json, os, sys, time
+out, argv = sys.argv[1], sys.argv[2:]
+t0 = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execvp(argv[0], argv)
+_, status, usage = os.wait4(pid, 0)
+with open(out, "w") as fh:
+    json.dump({"seconds": time.perf_counter() - t0, "peak_mb": usage.ru_maxrss / 1024,
+               "code": os.waitstatus_to_exitcode(status)}, fh)
+"""
+
+
+def run_command(argv: list[str], env: dict | None = None) -> dict:
+    """Run ``argv`` as a process of its own; {"seconds", "peak_mb"}. Raises if it fails."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        done = subprocess.run(
+            [sys.executable, "-c", _LAUNCH, out.name, *argv],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+        text = Path(out.name).read_text()
+        result = json.loads(text) if text else {}
+    if done.returncode or result.get("code"):
+        raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr[-2000:]}")
+    return result

@@ -63,6 +63,15 @@ def _child(mode: str, csv: str, db: str) -> None:
     from detector.rulebook import load_rules
     from detector.store import Store
 
+    if mode == "bare":  # DuckDB's bare load of the same file, the ingest's reference
+        import duckdb
+
+        start = time.perf_counter()
+        con = duckdb.connect(db)
+        con.execute(f"CREATE TABLE t AS SELECT * FROM read_csv('{csv}', header=true)")
+        con.close()
+        report(seconds=round(time.perf_counter() - start, 2))
+        return
     store = Store(Path(db), wait=600)
     if mode in ("ingest", "book"):
         start = time.perf_counter()
@@ -84,25 +93,52 @@ def _child(mode: str, csv: str, db: str) -> None:
     )
 
 
+def measure(rows: int, repeat: int = 3) -> dict:
+    """Ingest against DuckDB's bare load (median of ``repeat`` interleaved rounds, each in a
+    fresh database), then the book, the pairing and the access rules on the last one."""
+    import statistics
+
+    import duckdb
+
+    out: dict = {"rows": rows}
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "marcaciones.csv"
+        duckdb.sql(SYNTH.replace("$n", str(rows)).replace("$csv", str(csv)))
+        book = Path(tmp) / "libro.csv"
+        duckdb.sql(BOOK.replace("$n", str(rows)).replace("$csv", str(book)))
+        out["mb"] = csv.stat().st_size / 1e6
+        rounds = []
+        for i in range(repeat):
+            bare = in_child(__file__, "bare", str(csv), str(Path(tmp) / f"bare-{i}.duckdb"))
+            db = str(Path(tmp) / f"d-{i}.duckdb")
+            ingest = in_child(__file__, "ingest", str(csv), db)
+            rounds.append((bare, ingest))
+        out["bare"] = statistics.median(b["seconds"] for b, _ in rounds)
+        out["ingest"] = statistics.median(i["seconds"] for _, i in rounds)
+        out["ingest/bare"] = statistics.median(i["seconds"] / b["seconds"] for b, i in rounds)
+        out["ingest_peak_mb"] = max(i["peak_mb"] for _, i in rounds)
+        out["book"] = in_child(__file__, "book", str(book), db)
+        out["pair"] = in_child(__file__, "pair", str(csv), db)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--child", nargs=3)
     args = parser.parse_args()
     if args.child:
         _child(*args.child)
         return
-    import duckdb
-
-    with tempfile.TemporaryDirectory() as tmp:
-        csv = Path(tmp) / "marcaciones.csv"
-        duckdb.sql(SYNTH.replace("$n", str(args.rows)).replace("$csv", str(csv)))
-        book = Path(tmp) / "libro.csv"
-        duckdb.sql(BOOK.replace("$n", str(args.rows)).replace("$csv", str(book)))
-        db = str(Path(tmp) / "d.duckdb")
-        print(f"{args.rows:,} events, {csv.stat().st_size / 1e6:.0f} MB of CSV")
-        for mode, path in (("ingest", csv), ("book", book), ("pair", csv)):
-            print(mode, in_child(__file__, mode, str(path), db), flush=True)
+    out = measure(args.rows, args.repeat)
+    print(
+        f"{args.rows:,} events, {out['mb']:.0f} MB of CSV: ingest {out['ingest']:.2f} s "
+        f"(peak {out['ingest_peak_mb']:,.0f} MB), DuckDB's bare read_csv {out['bare']:.2f} s: "
+        f"{out['ingest/bare']:.2f}x"
+    )
+    print("book", out["book"])
+    print("pair", out["pair"])
 
 
 if __name__ == "__main__":

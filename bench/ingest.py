@@ -85,6 +85,41 @@ def _child(mode: str, csv: str, db: str) -> None:
     report(mode=mode, rows=n, seconds=time.perf_counter() - t0)
 
 
+def measure(rows: int, repeat: int = 3, csv: Path | None = None) -> dict:
+    """Each way's median seconds and peak MB over ``repeat`` interleaved runs, and the
+    ratios to DuckDB's bare read_csv (``csv``: a file to load instead of synthetic visits)."""
+    from bench.synth import visits
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if csv is None:
+            csv = Path(tmp) / "visits.csv"
+            visits(rows).write_csv(csv)
+        runs: dict[str, list[dict]] = {m: [] for m in MODES}
+        for i in range(repeat):
+            for mode in MODES:  # interleaved, so a slow moment of the machine hits all three
+                db = Path(tmp) / f"{mode}-{i}" / "bench.duckdb"
+                db.parent.mkdir()
+                # Start from clean page cache state: nobody pays for writing back the
+                # generated CSV or the previous run's database.
+                os.sync()
+                runs[mode].append(in_child(__file__, mode, str(csv), str(db)))
+        size = csv.stat().st_size
+    out = {"rows": rows, "mb": size / 1e6, "repeat": repeat}
+    for mode, rs in runs.items():
+        out[mode] = {
+            "seconds": statistics.median(r["seconds"] for r in rs),
+            "runs": [r["seconds"] for r in rs],
+            "peak_mb": max(r["peak_mb"] for r in rs),
+        }
+    # The ratio of each run to the bare load of the same round, then their median: a
+    # slow moment of the machine counts against both sides of one ratio.
+    for mode in ("duckdb-wide", "detector"):
+        out[f"{mode}/duckdb"] = statistics.median(
+            a["seconds"] / b["seconds"] for a, b in zip(runs[mode], runs["duckdb"], strict=True)
+        )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -94,30 +129,19 @@ def main() -> None:
     if args.child:
         _child(*args.child)
         return
-    from bench.synth import visits
-
-    with tempfile.TemporaryDirectory() as tmp:
-        csv = Path(tmp) / "visits.csv"
-        visits(args.rows).write_csv(csv)
-        print(f"{args.rows:,} rows, {csv.stat().st_size / 1e6:.0f} MB CSV, {args.repeat} runs each")
-        runs: dict[str, list[dict]] = {m: [] for m in MODES}
-        for i in range(args.repeat):
-            for mode in MODES:  # interleaved, so a slow moment of the machine hits all three
-                db = Path(tmp) / f"{mode}-{i}" / "bench.duckdb"
-                db.parent.mkdir()
-                # Start from clean page cache state: nobody pays for writing back the
-                # generated CSV or the previous run's database.
-                os.sync()
-                runs[mode].append(in_child(__file__, mode, str(csv), str(db)))
-        median = {m: statistics.median(r["seconds"] for r in rs) for m, rs in runs.items()}
-        for mode, rs in runs.items():
-            times = ", ".join(f"{r['seconds']:.2f}" for r in rs)
-            print(
-                f"{mode:>12}: {median[mode]:6.2f} s  {args.rows / median[mode]:>10,.0f} rows/s  "
-                f"peak {max(r['peak_mb'] for r in rs):,.0f} MB  (runs: {times})"
-            )
-        for mode in ("duckdb-wide", "detector"):
-            print(f"{mode} / duckdb read_csv: {median[mode] / median['duckdb']:.2f}x")
+    out = measure(args.rows, args.repeat)
+    print(f"{args.rows:,} rows, {out['mb']:.0f} MB CSV, {args.repeat} runs each")
+    for mode in MODES:
+        r = out[mode]
+        times = ", ".join(f"{t:.2f}" for t in r["runs"])
+        print(
+            f"{mode:>12}: {r['seconds']:6.2f} s  {args.rows / r['seconds']:>10,.0f} rows/s  "
+            f"peak {r['peak_mb']:,.0f} MB  (runs: {times})"
+        )
+    for mode in ("duckdb-wide", "detector"):
+        print(
+            f"{mode} / duckdb read_csv: {out[f'{mode}/duckdb']:.2f}x (median of the rounds' ratios)"
+        )
 
 
 if __name__ == "__main__":

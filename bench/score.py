@@ -27,6 +27,16 @@ def _child(db: str) -> None:
     report(seconds=time.perf_counter() - t0, parts=result.seconds, rows=result.rows)
 
 
+def measure(n: int) -> dict:
+    """Features and scoring of ``n`` built visits (the reference fitted), in its own process."""
+    from bench.rules import build
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "bench.duckdb"
+        build(db, n)
+        return in_child(__file__, str(db))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, action="append")
@@ -35,18 +45,12 @@ def main() -> None:
     if args.child:
         _child(args.child)
         return
-    from bench.rules import build
-
     for n in args.rows or [1_000_000]:
-        with tempfile.TemporaryDirectory() as tmp:
-            db = Path(tmp) / "bench.duckdb"
-            build(db, n)
-            r = in_child(__file__, str(db))
-            parts = ", ".join(f"{k} {v:.1f} s" for k, v in r["parts"].items())
-            print(
-                f"{r['rows']:>11,} visits: {r['seconds']:.1f} s ({parts}), "
-                f"peak {r['peak_mb']:,.0f} MB"
-            )
+        r = measure(n)
+        parts = ", ".join(f"{k} {v:.1f} s" for k, v in r["parts"].items())
+        print(
+            f"{r['rows']:>11,} visits: {r['seconds']:.1f} s ({parts}), peak {r['peak_mb']:,.0f} MB"
+        )
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def prepare_context(con: duckdb.DuckDBPyConnection) -> None:
 
     con.execute("CREATE OR REPLACE TEMP TABLE holidays (day DATE, name VARCHAR, country VARCHAR)")
     first, last = con.execute(
-        "SELECT min(year(entered_at)), max(year(entered_at)) FROM visits"
+        "SELECT year(min(entered_at)), year(max(entered_at)) FROM visits"  # statistics: no scan
     ).fetchall()[0]
     if first is None:
         return
@@ -71,8 +71,13 @@ def prepare_context(con: duckdb.DuckDBPyConnection) -> None:
         except NotImplementedError as exc:
             raise RuleError(f"DETECTOR_HOLIDAYS: no holiday calendar for {code!r}") from exc
         rows += [(day, name, code) for day, name in calendar.items()]
-    if rows:
-        con.executemany("INSERT INTO holidays VALUES (?, ?, ?)", rows)
+    if rows:  # one statement (a statement per row cost up to a second)
+        days, names, codes = (list(c) for c in zip(*rows, strict=True))
+        con.execute(
+            "INSERT INTO holidays SELECT unnest(?::DATE[]), unnest(?::VARCHAR[]), "
+            "unnest(?::VARCHAR[])",
+            [days, names, codes],
+        )
 
 
 def sandbox(con: duckdb.DuckDBPyConnection) -> None:
@@ -396,12 +401,13 @@ def _evaluate_scoped(
             # Nothing of this kind was touched: no hit can appear and none can stop firing.
             report.counts.update({rule.id: 0 for rule in group})
             continue
+        shadows = {}
         if kind != "global":
+            hint = SCOPES[kind].hint_sql
+            hinted = [r[0] for r in con.execute(hint).fetchall()] if hint else None
             for table in NARROWED:
-                con.execute(
-                    f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM "
-                    f'"{catalog}".main.{table} WHERE {SCOPES[kind].table_filter(table)}'
-                )
+                where = SCOPES[kind].table_filter(table, hinted)
+                shadows[table] = _narrow(con, catalog, table, where)
         try:
             for rule in group:
                 path = spool / f"{len(files):04d}-{rule.id}.parquet"
@@ -415,10 +421,36 @@ def _evaluate_scoped(
                 if path.exists():
                     files.append(path)
         finally:
-            if kind != "global":
-                for table in NARROWED:
-                    con.execute(f"DROP VIEW IF EXISTS temp.main.{table}")
+            for table, shadow in shadows.items():
+                if shadow:
+                    con.execute(f"DROP {shadow} temp.main.{table}")
     return files
+
+
+# A touched part up to this share of a table, and this many rows, is copied into a
+# temporary table (in memory); above it the table is read through a view.
+NARROW_COPY_SHARE = 0.25
+NARROW_COPY_ROWS = 1_000_000
+
+
+def _narrow(con, catalog: str, table: str, condition: str) -> str | None:
+    """Shadow ``table``, on this connection only, by its rows meeting ``condition`` (the
+    scope's touched part): nothing when every row meets it (all facilities touched: the
+    rules read the table as a full run does), a temporary copy when the part is small (a
+    few logbooks: each of a rule's reads of it is then a small scan, not a filter of every
+    row), else a view. Returns what shadows it (None, "TABLE" or "VIEW")."""
+    source = f'"{catalog}".main.{table}'
+    (covered,) = con.execute(f"SELECT count(*) FROM {source} WHERE {condition}").fetchall()[0]
+    (total,) = con.execute(f"SELECT count(*) FROM {source}").fetchall()[0]
+    if covered == total:
+        return None
+    small = covered <= min(NARROW_COPY_SHARE * total, NARROW_COPY_ROWS)
+    kind = "TABLE" if small else "VIEW"
+    con.execute(
+        f"CREATE OR REPLACE TEMP {kind} {table} AS SELECT * FROM "
+        f'"{catalog}".main.{table} WHERE {condition}'
+    )
+    return kind
 
 
 def _evaluate_windowed(
@@ -515,26 +547,31 @@ def run_rules(
     with tempfile.TemporaryDirectory(prefix=_spool_prefix(), dir=store.path.parent) as tmp:
         with store.read() as con:
             scope = change_scope(con, full=full or bool(only))
+            evaluated = rules
             if not scope.full:
-                # A rule whose file changed since the last run is re-run in full.
+                # A rule whose file changed since the last run (or that failed in it) is
+                # re-run in full.
                 last = con.execute(
-                    "SELECT rules FROM runs WHERE kind = 'rules' AND status = 'ok' "
+                    "SELECT rules, errors FROM runs WHERE kind = 'rules' AND status = 'ok' "
                     "ORDER BY run_id DESC LIMIT 1"
                 ).fetchall()
                 known = json.loads(last[0][0] or "{}") if last else {}
+                failed = json.loads(last[0][1] or "{}") if last else {}
+                same = {r.id for r in rules if known.get(r.id) == r.sha256 and r.id not in failed}
                 rules = [
-                    r if known.get(r.id) == r.sha256 else r.model_copy(update={"scope": "global"})
-                    for r in rules
+                    r if r.id in same else r.model_copy(update={"scope": "global"}) for r in rules
                 ]
-            prepare_context(con)
-            sandbox(con)  # rule folders may come from auditors: their SQL reads tables only
-            hits = (
-                []
-                if not scope.full and not scope.uploads and all(r.scope != "global" for r in rules)
-                else _evaluate_scoped(con, rules, scope, report, Path(tmp))
-            )
+                if not scope.uploads:
+                    # Nothing stored since the last run: only changed rules can find
+                    # anything new (the others would return what they returned then).
+                    evaluated = [r for r in rules if r.id not in same]
+            hits = []
+            if evaluated:
+                prepare_context(con)
+                sandbox(con)  # rule folders may come from auditors: their SQL reads tables only
+                hits = _evaluate_scoped(con, evaluated, scope, report, Path(tmp))
         try:
-            _store_run(store, hits, rules, report, scope, started, triggered_by)
+            _store_run(store, hits, rules, report, scope, started, triggered_by, evaluated)
         except Exception as exc:
             # Say so in the run history (the run's own row when it was written), then let
             # the caller know.
@@ -555,7 +592,10 @@ def _store_run(
     scope: Scope,
     started: datetime,
     triggered_by: str,
+    evaluated: list[Rule],
 ) -> None:
+    """Record the run and store the hits of the ``evaluated`` rules (the run records the
+    files of all ``rules``, which the next incremental run compares with)."""
     with store.write() as con:
         report.run_id = run_id = next_run(con, "rules", triggered_by, scope.describe())
         con.execute(
@@ -564,7 +604,7 @@ def _store_run(
         )
         con.execute("COMMIT")  # the run is on record before its flags are written
         con.execute("BEGIN TRANSACTION")
-        ran = [r for r in rules if r.id not in report.errors]
+        ran = [r for r in evaluated if r.id not in report.errors]
         scope.tables(con)
         report.new, report.resolved = store_flags(
             con,

@@ -56,6 +56,7 @@ from detector.schema import (
     SPECS,
     WEEK_STAY_SHARE,
 )
+from detector.seal import StreamingSeal, table_seal
 from detector.store import Store, kind_columns, sealed_columns
 
 
@@ -1029,6 +1030,7 @@ class _Feed:
         empty = pl.DataFrame(schema={c: _POLARS_TYPES[t] for c, t in self.columns.items()})
         self.schema = empty.to_arrow(compat_level=_ARROW).schema
         self.quarantine: list[Path] = []
+        self.seal = StreamingSeal(p.kind)  # the rows' seal, hashed as they pass
         self.error: BaseException | None = None
         # 64-bit hashes of the record keys stored so far, to tell at the end whether the
         # file repeats a record across batches (8 bytes a row, up to KEY_HASH_ROWS rows).
@@ -1043,7 +1045,9 @@ class _Feed:
             for good, quarantine in conv:
                 self._count(good, quarantine)
                 table = good.with_columns(pl.lit(self.seq, pl.Int64).alias("upload_seq"))
-                yield from table.to_arrow(compat_level=_ARROW).cast(self.schema).to_batches()
+                rows = table.to_arrow(compat_level=_ARROW).cast(self.schema)
+                self.seal.add(rows)
+                yield from rows.to_batches()
         except BaseException as exc:  # DuckDB would re-raise it as a generic error
             self.error = exc
             raise
@@ -1130,6 +1134,7 @@ def _store(con, p: Plan, up: Upload) -> None:
                 raise feed.error from None
             raise
         finally:
+            feed.seal.close()
             with contextlib.suppress(duckdb.Error):  # an aborted transaction refuses these
                 con.unregister("incoming")
                 con.execute("RESET preserve_insertion_order")
@@ -1151,6 +1156,9 @@ def _store(con, p: Plan, up: Upload) -> None:
     result.rows_stored = stored - dropped
     if SPECS[kind].nesting:
         _refuse_circles(con, kind, seq, up.name)
+    # The seal computed as the rows streamed in is the table's unless rows were dropped
+    # since, or came out of order: then it is computed from the table.
+    sealed = feed.seal.ordered and not dropped
     ledger.seal(
         con,
         entry,
@@ -1158,7 +1166,7 @@ def _store(con, p: Plan, up: Upload) -> None:
         rows_stored=result.rows_stored,
         rows_quarantined=result.rows_quarantined,
         rows_duplicate=result.rows_duplicate,
-        rows_digest=ledger.rows_digest(con, kind, seq),
+        rows_digest=feed.seal.hexdigest() if sealed else table_seal(con, kind, seq),
     )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 
+from detector import seal as row_seal
 from detector.schema import KINDS
 from detector.store import Store, sealed_row_sql
 
@@ -151,15 +152,25 @@ def verify_audit(store: Store) -> list[str]:
 
 
 def rows_digest(con: duckdb.DuckDBPyConnection, kind: str, seq: int) -> str:
-    """SHA-256 over the rows one upload stored, in source-row order: each row's fields as
-    read and its provenance (``store.sealed_columns``). Sealed into the ledger entry, so an
-    edited, added or deleted record is caught by ``verify`` even inside the database."""
+    """Digest v1 (the entries sealed before v2, ``detector.seal``): SHA-256 over the rows
+    one upload stored, in source-row order: each row's fields as read and its provenance
+    (``store.sealed_row_sql``), as text. Sealed into the ledger entry, so an edited, added
+    or deleted record is caught by ``verify`` even inside the database."""
     row = sealed_row_sql(kind)
     return con.execute(
         f"SELECT sha256(coalesce(string_agg(sha256({row}), '' ORDER BY source_row, "
         f"record_key), '')) FROM {kind} WHERE upload_seq = ?",
         [seq],
-    ).fetchone()[0]
+    ).fetchall()[0][0]
+
+
+def digest_now(con: duckdb.DuckDBPyConnection, kind: str, seq: int, sealed: str) -> str:
+    """The digest of upload ``seq``'s stored rows now, in the version ``sealed`` (the
+    entry's ``rows_digest``) was made in, to compare with it: ``"v2:…"`` is
+    ``seal.table_seal``, a bare hexadecimal digest :func:`rows_digest` (v1)."""
+    if sealed.startswith(f"{row_seal.VERSION}:"):
+        return row_seal.table_seal(con, kind, seq)
+    return rows_digest(con, kind, seq)
 
 
 def append(con: duckdb.DuckDBPyConnection, entry: dict, pending: bool = False) -> dict:
@@ -285,7 +296,7 @@ def verify(store: Store) -> Verification:
             ).fetchall()
         ]
         digests = {
-            e["seq"]: rows_digest(con, e["kind"], e["seq"])
+            e["seq"]: digest_now(con, e["kind"], e["seq"], e[DIGEST])
             for e in entries
             if e[DIGEST] is not None
         }

@@ -36,6 +36,10 @@ class ScopeKind:
     # (their records are fixed).
     covers: str | None = None
     sql_type: str = "VARCHAR"
+    # A plain column of a kind whose value in a touched row is always one the new rows
+    # hold in the same column (the logbook of a "facility|checkpoint|logbook" key): a
+    # cheap test that lets a table be narrowed without building every row's key.
+    hint: Callable[[KindSpec], str | None] = lambda spec: None
 
     @property
     def touched(self) -> str:
@@ -52,13 +56,34 @@ class ScopeKind:
             "SELECT DISTINCT k FROM (" + " UNION ALL ".join(parts) + ") WHERE coalesce(k, '') <> ''"
         )
 
-    def table_filter(self, table: str) -> str:
+    def table_filter(self, table: str, hinted: list | None = None) -> str:
         """The condition narrowing ``table`` to the touched keys (held in temp table
-        ``scope_<name>``)."""
+        ``scope_<name>``). ``hinted``: the values the new rows hold in the scope's
+        ``hint`` column (``hint_sql``), tested first as literals, which the scan itself
+        can apply (narrowing 10M visits to a few logbooks: 2.5 s to 0.05 s)."""
         keys = self.keys(SPECS[table]) if table in SPECS else ()
         if not keys:
             return "FALSE"
-        return " OR ".join(f"({key}) IN (SELECT value FROM scope_{self.name})" for key in keys)
+        exact = " OR ".join(f"({key}) IN (SELECT value FROM scope_{self.name})" for key in keys)
+        column = self.hint(SPECS[table])
+        if column is None or hinted is None or not hinted or len(hinted) > MAX_HINTED:
+            return exact
+        literals = ", ".join("'" + str(v).replace("'", "''") + "'" for v in hinted)
+        return f"{column} IN ({literals}) AND ({exact})"
+
+    @property
+    def hint_sql(self) -> str | None:
+        """SQL listing the values the new uploads' rows hold in the ``hint`` column (the
+        uploads in temp table ``scope_record``); None without a hint."""
+        parts = [
+            f"SELECT {column} AS v FROM {kind} WHERE upload_seq IN (SELECT value FROM scope_record)"
+            for kind in NARROWED
+            if (column := self.hint(SPECS[kind])) is not None
+        ]
+        return f"SELECT DISTINCT v FROM ({' UNION ALL '.join(parts)})" if parts else None
+
+
+MAX_HINTED = 1000  # beyond this many values the hint is left out
 
 
 def _logbook(spec: KindSpec) -> tuple[str, ...]:
@@ -87,6 +112,7 @@ SCOPES: dict[str, ScopeKind] = {
     "logbook": ScopeKind(
         "logbook",
         _logbook,
+        hint=lambda spec: "logbook" if spec.has("logbook") else None,
         covers="flags.facility || '|' || flags.logbook IN "
         "(SELECT split_part(value, '|', 1) || '|' || split_part(value, '|', 3) "
         "FROM scope_logbook)",

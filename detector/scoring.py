@@ -18,12 +18,14 @@ and its weights are in ``detector.risk``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
 import os
 import re
 import shutil
+import string
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,16 +33,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-import joblib
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyod.models.copod import COPOD
-from pyod.models.ecod import ECOD
-from pyod.models.hbos import HBOS
-from pyod.models.iforest import IForest
-from scipy.stats import skew
 
 from detector import calibration, i18n
 from detector.features import (
@@ -58,7 +54,23 @@ from detector.store import Store
 from detector.wording import model_wording
 
 FEATURE_DESCRIPTIONS = {f.name: f.description for f in FEATURES}
-MODELS = {"ecod": ECOD, "iforest": IForest, "copod": COPOD, "hbos": HBOS}
+# PyOD (with scikit-learn, SciPy and numba: seconds to import) is loaded only to fit a
+# model or to load a fitted one other than ECOD: scoring new visits against a kept ECOD
+# reference needs numpy alone (``FrozenECOD.from_arrays``).
+MODELS = ("ecod", "iforest", "copod", "hbos")
+
+
+def _pyod_model(name: str):
+    """PyOD's class of model ``name`` (imported on first use)."""
+    if name == "ecod":
+        from pyod.models.ecod import ECOD as model
+    elif name == "iforest":
+        from pyod.models.iforest import IForest as model
+    elif name == "copod":
+        from pyod.models.copod import COPOD as model
+    else:
+        from pyod.models.hbos import HBOS as model
+    return model
 
 
 @dataclass
@@ -83,8 +95,19 @@ class FrozenECOD:
     of the training rows; the score is the row sum.
     """
 
-    def __init__(self, fitted: ECOD):
-        X = fitted.X_train
+    def __init__(self, fitted):
+        self._train(fitted.X_train)
+
+    @classmethod
+    def from_training(cls, X: np.ndarray) -> FrozenECOD:
+        """The scorer of an ECOD fitted on ``X`` (what ``ECOD().fit(X)`` keeps: ``X``)."""
+        self = cls.__new__(cls)
+        self._train(X)
+        return self
+
+    def _train(self, X: np.ndarray) -> None:
+        from scipy.stats import skew
+
         self.n_ = X.shape[0]
         self.sorted_ = np.sort(X, axis=0)
         self.skew_ = np.sign(np.nan_to_num(skew(X, axis=0)))
@@ -135,16 +158,16 @@ class RankEnsemble:
 
 
 def _make(name: str, seed: int):
-    if name == "iforest":
-        return IForest(n_estimators=100, random_state=seed, n_jobs=1)
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; use one of {', '.join(MODELS)} or ensemble")
-    return MODELS[name]()
+    if name == "iforest":
+        return _pyod_model(name)(n_estimators=100, random_state=seed, n_jobs=1)
+    return _pyod_model(name)()
 
 
 def _scorer(model):
     """A function scoring new rows against the fitted model without re-fitting it."""
-    if isinstance(model, ECOD):
+    if isinstance(model, _pyod_model("ecod")):
         return FrozenECOD(model).decision_function
     return model.decision_function
 
@@ -184,22 +207,45 @@ ROLE_PLURAL = {
 }
 
 
+@functools.cache
+def _template(feature: str, lang: str) -> tuple[str, frozenset[str]]:
+    """A feature's sentence template in ``lang`` and the fields it quotes."""
+    template = i18n.translate(lang, next(f.template for f in FEATURES if f.name == feature))
+    names = {
+        re.split(r"[.\[]", name, maxsplit=1)[0]
+        for _, name, _, _ in string.Formatter().parse(template)
+        if name
+    }
+    return template, frozenset(names)
+
+
 def _describe(feature: str, row: dict, lang: str = "en") -> str:
     """The sentence an auditor reads for one feature of one visit, with its context's
-    figures (never the feature's name or a score), in ``lang``."""
-    template = i18n.translate(lang, next(f.template for f in FEATURES if f.name == feature))
-    shown = {k: (i18n.translate(lang, "unknown") if v is None else v) for k, v in row.items()}
-    shown["weekday"] = (
-        i18n.weekday(int(row["weekday"]), lang)
-        if row.get("weekday")
-        else i18n.translate(lang, "that day")
-    )
-    role = row.get("role") or "other"
-    shown["Role_plural"] = i18n.translate(lang, ROLE_PLURAL.get(role, ROLE_PLURAL["other"]))
-    shown["role"] = i18n.words(role, lang)
-    for k, v in shown.items():
+    figures (never the feature's name or a score), in ``lang``.
+
+    Only the fields the sentence quotes are put in words (a million visits are explained
+    in a full scoring of ten million)."""
+    template, names = _template(feature, lang)
+    shown = {}
+    for k in names:
+        if k == "weekday":
+            v = (
+                i18n.weekday(int(row["weekday"]), lang)
+                if row.get("weekday")
+                else i18n.translate(lang, "that day")
+            )
+        elif k == "Role_plural":
+            role = row.get("role") or "other"
+            v = i18n.translate(lang, ROLE_PLURAL.get(role, ROLE_PLURAL["other"]))
+        elif k == "role":
+            v = i18n.words(row.get("role") or "other", lang)
+        elif k in row:
+            v = i18n.translate(lang, "unknown") if row[k] is None else row[k]
+        else:
+            continue  # the template's KeyError below, as before
         if isinstance(v, float):
-            shown[k] = int(v) if v.is_integer() else (i18n.number(v, lang) if lang != "en" else v)
+            v = int(v) if v.is_integer() else (i18n.number(v, lang) if lang != "en" else v)
+        shown[k] = v
     try:
         return template.format(**shown)
     except (KeyError, ValueError, IndexError):
@@ -216,41 +262,57 @@ def percentile(sorted_reference: np.ndarray, values: np.ndarray) -> np.ndarray:
     return (below + upto) / 2 / len(sorted_reference)
 
 
-def brief_explanations(contributions: np.ndarray, X: np.ndarray, k: int) -> np.ndarray:
-    """Top-k features of every row as JSON (name, value, contribution), built vectorised."""
+def brief_explanations(contributions: np.ndarray, X: np.ndarray, k: int) -> pl.Series:
+    """Top-k features of every row as JSON (name, value, contribution), built vectorised
+    (the names gathered by index: no Python string per row)."""
     top = np.argsort(-contributions, axis=1)[:, :k]
     rows = np.arange(len(X))[:, None]
-    names = np.asarray(FEATURE_NAMES)[top]
+    names = pl.Series(FEATURE_NAMES, dtype=pl.String)
     values = np.round(X[rows, top], 3)
     contrib = np.round(contributions[rows, top], 3)
     parts = [
         pl.format(
             '{{"feature": "{}", "value": {}, "contribution": {}}}',
-            pl.lit(pl.Series(names[:, j])),
+            pl.lit(names.gather(top[:, j])),
             pl.lit(pl.Series(values[:, j])),
             pl.lit(pl.Series(contrib[:, j])),
         )
         for j in range(top.shape[1])
     ]
     joined = pl.select(pl.concat_str(parts, separator=", ")).to_series()
-    return np.asarray(("[" + joined + "]").to_list(), dtype=object)
+    return "[" + joined + "]"
 
 
 def explain_rows(context: pl.DataFrame, contributions: np.ndarray, k: int) -> list[str]:
-    """Top-k features per row as JSON: name, observed value, contribution and context."""
+    """Top-k features per row as JSON: name, observed value, contribution and context.
+
+    A feature at zero says nothing about a visit and is left out; only the rows with
+    something to say are turned into dicts (with the fields the sentences quote)."""
     top = np.argsort(-contributions, axis=1)[:, :k]
-    rows = context.to_dicts()
-    out = []
-    for i, row in enumerate(rows):
+    values = context.select(pl.col(FEATURE_NAMES).cast(pl.Float64)).to_numpy()
+    at = np.arange(len(top))[:, None]
+    said = ~np.isnan(values[at, top]) & (values[at, top] != 0)
+    quoted = {"weekday", "role", *FEATURE_NAMES}  # what the sentences read of a row
+    for name in FEATURE_NAMES:
+        for lang in i18n.LANGUAGES:
+            quoted |= _template(name, lang)[1]
+    speaking = np.flatnonzero(said.any(axis=1))
+    rows = (
+        context[speaking].select([c for c in context.columns if c in quoted]).to_dicts()
+        if len(speaking)
+        else []
+    )
+    out = ["[]"] * len(top)
+    for i, row in zip(speaking, rows, strict=True):
         items = []
-        for j in top[i]:
-            name = FEATURE_NAMES[j]
-            if not row[name]:  # a feature at zero says nothing about this visit
+        for j, say in zip(top[i], said[i], strict=True):
+            if not say:
                 continue
+            name = FEATURE_NAMES[j]
             items.append(
                 {
                     "feature": name,
-                    "value": round(float(row[name]), 3),
+                    "value": round(float(values[i, j]), 3),
                     "contribution": round(float(contributions[i, j]), 3),
                     "context": _describe(name, row),
                     **{
@@ -260,7 +322,7 @@ def explain_rows(context: pl.DataFrame, contributions: np.ndarray, k: int) -> li
                     },
                 }
             )
-        out.append(json.dumps(items, ensure_ascii=False))
+        out[i] = json.dumps(items, ensure_ascii=False)
     return out
 
 
@@ -376,6 +438,8 @@ def load_reference(store: Store, config: ScoringConfig) -> tuple[Reference | Non
         explainer = FrozenECOD.from_arrays(ecdf["sorted"], ecdf["skew"])
         scorer = None
         if _SCORER_FILE in files:
+            import joblib
+
             scorer = _scorer(joblib.load(io.BytesIO(files[_SCORER_FILE])))
         return (
             Reference(
@@ -407,12 +471,20 @@ def fit_reference(store: Store, config: ScoringConfig, workdir: Path) -> Referen
         feats = workdir / "fit_features.parquet"
         build_reference(store, staging, window, features=feats)
         fit_from, fit_to, X_fit = _fit_sample(feats, config)
-        model = make_model(config).fit(X_fit)
-        explainer = FrozenECOD(model if isinstance(model, ECOD) else ECOD().fit(X_fit))
-        scorer = None
-        if not isinstance(model, ECOD):
-            scorer = _scorer(model)
-            joblib.dump(model, staging / _SCORER_FILE)
+        if config.model == "ecod" and np.isfinite(X_fit).all():
+            # What PyOD's ECOD keeps of its fit is its training rows, and the frozen scorer
+            # needs nothing else: PyOD (scikit-learn, numba's compilations) is not loaded.
+            explainer, scorer = FrozenECOD.from_training(X_fit), None
+        else:
+            model = make_model(config).fit(X_fit)
+            ecod = _pyod_model("ecod")
+            explainer = FrozenECOD(model if isinstance(model, ecod) else ecod().fit(X_fit))
+            scorer = None
+            if not isinstance(model, ecod):
+                import joblib
+
+                scorer = _scorer(model)
+                joblib.dump(model, staging / _SCORER_FILE)
         train = explainer.decision_function(X_fit) if scorer is None else scorer(X_fit)
         train_scores = np.sort(train)
         np.savez(
@@ -445,6 +517,44 @@ def fit_reference(store: Store, config: ScoringConfig, workdir: Path) -> Referen
         new=True,
         features=feats if window is None else None,
     )
+
+
+def _idle(store: Store, config: ScoringConfig) -> tuple[str, int] | None:
+    """(model id, rows fitted) of the kept reference when a scoring run would find nothing
+    to do (what ``plan_run`` would say: no upload and no rule flag changed since the last
+    scoring run, no review calling for new weights, every visit scored against the
+    reference ``load_reference`` would load, its files intact); else None.
+
+    Checked before the reference is loaded, so that `detector run` with nothing new does
+    not pay for loading it."""
+    with store.read() as con:
+        last = con.execute(
+            "SELECT run_id, watermark FROM runs WHERE kind = 'score' AND status = 'ok' "
+            "ORDER BY run_id DESC LIMIT 1"
+        ).fetchall()
+        watermark = con.execute("SELECT coalesce(max(seq), 0) FROM uploads").fetchall()[0][0]
+        if not last or last[0][1] != watermark:
+            return None
+        found = con.execute(
+            "SELECT model_id, content_hash, fit_rows, config FROM models "
+            "WHERE content_hash IS NOT NULL ORDER BY fitted_at DESC"
+        ).fetchall()
+        wanted = json.loads(_reference_key(config))
+        kept = next((f for f in found if json.loads(f[3]).get("reference") == wanted), None)
+        if kept is None:
+            return None
+        model_id, digest, fit_rows, _ = kept
+        changed = con.execute(
+            "SELECT (SELECT count(*) FROM scores WHERE model_id IS DISTINCT FROM $m) "
+            "+ (SELECT count(*) FROM flags WHERE source = 'rule' AND last_run > $run)",
+            {"m": model_id, "run": last[0][0]},
+        ).fetchall()[0][0]
+        if changed or calibration.pending(con):
+            return None
+    path = reference_folder(store, model_id)
+    if path is None or not path.is_dir() or content_hash(path) != digest:
+        return None  # loading it would fail: the full path decides what to do
+    return model_id, fit_rows
 
 
 def _newest_visit(store: Store) -> datetime | None:
@@ -618,6 +728,16 @@ def score(
     with TemporaryDirectory(dir=workdir) as tmp:
         tmp = Path(tmp)
         t = time.perf_counter()
+        idle = None if refit or full else _idle(store, config)
+        if idle is not None:  # nothing new: the reference is not even loaded
+            return ScoreReport(
+                0,
+                idle[0],
+                0,
+                idle[1],
+                seconds=seconds,
+                scope="nothing new since the last scoring run",
+            )
         reference, why = (None, "asked to refit") if refit else load_reference(store, config)
         if reference is None:
             if _newest_visit(store) is None:
@@ -681,25 +801,29 @@ def _score_batches(feats: Path, reference: Reference, config: ScoringConfig, out
         top = pct >= 0.9
         if top.any():
             sel = frame.filter(pl.Series(top))
-            explained[np.flatnonzero(top)] = explain_rows(
-                sel, contributions[top], config.top_features
+            explained = explained.scatter(
+                np.flatnonzero(top), explain_rows(sel, contributions[top], config.top_features)
             )
-        table = pa.table(
-            {
-                "record_key": frame["record_key"].to_arrow().cast(pa.string()),
-                "outlier_score": raw,
-                "outlier_pct": pct,
-                "top_features": pa.array(explained.tolist(), type=pa.string()),
-            },
-            schema=schema,
+        # Built by polars: pyarrow converting numpy arrays or Python values imports pandas
+        # (seconds of an incremental `detector run`).
+        table = (
+            pl.DataFrame(
+                {
+                    "record_key": frame["record_key"],
+                    "outlier_score": pl.Series(raw, dtype=pl.Float64),
+                    "outlier_pct": pl.Series(pct, dtype=pl.Float64),
+                    "top_features": explained,
+                }
+            )
+            .to_arrow()
+            .cast(schema)
         )
         if writer is None:
             writer = pq.ParquetWriter(out, schema)
         writer.write_table(table)
     if writer is None:
-        pq.write_table(schema.empty_table(), out)
-    else:
-        writer.close()
+        writer = pq.ParquetWriter(out, schema)  # no rows: the file with its columns
+    writer.close()
     return unseen
 
 

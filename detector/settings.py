@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     pending_wait: float = Field(
         3, description="Seconds a review saved on a busy database is retried before it is queued."
     )
+    cache: Path | None = Field(
+        None,
+        description="Folder of the parsed rule files' cache, keyed by each file's SHA-256 "
+        "(default: $XDG_CACHE_HOME/prison-access-detector, else "
+        "~/.cache/prison-access-detector; `off` for none).",
+    )
 
     @field_validator("language")
     @classmethod
@@ -84,6 +90,14 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return Path(self.db)
+
+    @property
+    def cache_folder(self) -> Path | None:
+        """The cache folder (None: caching is off)."""
+        if self.cache is not None:
+            return None if str(self.cache) == "off" else self.cache
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        return Path(base) / "prison-access-detector"
 
 
 @functools.lru_cache(maxsize=8)

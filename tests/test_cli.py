@@ -112,3 +112,42 @@ def test_a_badge_log_with_its_zones_is_verified_and_counted(tmp_path):
     assert verified.exit_code == 0, verified.output
     status = json.loads(runner.invoke(app, ["status", "--format", "json", "--db", db]).output)
     assert status["totals"]["events"] == 431 and status["totals"]["zones"] == 3
+
+
+def _imported_by(argv: list[str]) -> set[str]:
+    """The top-level packages a `detector` command loads, run in a fresh process."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\nfrom detector.cli import app\n"
+        f"sys.argv = {['detector', *argv]!r}\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    return set(done.stdout.split("\n")[-2].split())
+
+
+SCORING_STACK = {"pyod", "sklearn", "scipy", "numba", "joblib", "matplotlib", "pandas"}
+
+
+def test_commands_import_only_what_they_use(store, tmp_path):
+    """`--help` loads neither polars nor DuckDB; `run --no-score` nothing of the scoring
+    stack; `run` scoring new visits against a kept ECOD reference needs numpy alone (nor
+    pandas, which pyarrow loads when it converts numpy arrays)."""
+    assert not _imported_by(["--help"]) & {"polars", "duckdb", "pyarrow", *SCORING_STACK}
+    header = ["facility", "entered_at", "name", "role"]
+    days = [[f, f"2022-02-{d:02d} {h}:00", f"N{d}{h}{f}", "family"] for d in range(1, 20)
+            for h in (9, 10, 11) for f in ("ZAC", "IZA")]  # fmt: skip
+    first = write_csv(tmp_path / "a.csv", header, days)
+    assert (
+        runner.invoke(app, ["ingest", str(first), "--run", "--db", str(store.path)]).exit_code == 0
+    )
+    more = write_csv(tmp_path / "b.csv", header, [["ZAC", "2022-02-21 10:00", "Late", "family"]])
+    assert runner.invoke(app, ["ingest", str(more), "--db", str(store.path)]).exit_code == 0
+    assert not _imported_by(["run", "--no-score", "--db", str(store.path)]) & SCORING_STACK
+    assert not _imported_by(["run", "--db", str(store.path)]) & SCORING_STACK
+    assert rows(store, "SELECT count(*) FROM scores") == [(len(days) + 1,)]

@@ -123,6 +123,68 @@ def test_entries_sealed_before_the_digest_existed_still_verify(store, tmp_path):
     assert ledger.verify(store).ok
 
 
+def _reseal(con, seq: int, digest: str) -> None:
+    """Give entry ``seq`` another rows digest, its hash and the chain after it recomputed
+    (as an older version would have written them)."""
+    con.execute("UPDATE uploads SET rows_digest = ? WHERE seq = ?", [digest, seq])
+    fields = (*ledger.CHAINED, ledger.DIGEST)
+    prev = ledger.GENESIS
+    for row in con.execute(f"SELECT {', '.join(fields)} FROM uploads ORDER BY seq").fetchall():
+        entry = {**dict(zip(fields, row, strict=True)), "prev_hash": prev}
+        prev = ledger.entry_hash(entry)
+        con.execute(
+            "UPDATE uploads SET prev_hash = ?, entry_hash = ? WHERE seq = ?",
+            [entry["prev_hash"], prev, entry["seq"]],
+        )
+
+
+def test_entries_sealed_by_the_first_digest_still_verify_and_catch_an_edit(store, tmp_path):
+    """Entries sealed by digest v1 (a bare hexadecimal SHA-256 over the rows as text) are
+    checked with v1; new entries carry v2 ("v2:…", detector.seal)."""
+    _two_uploads(store, tmp_path)
+    with store.write() as con:
+        assert all(
+            d.startswith("v2:")
+            for (d,) in con.execute("SELECT rows_digest FROM uploads").fetchall()
+        )
+        _reseal(con, 1, ledger.rows_digest(con, "visits", 1))
+    assert ledger.verify(store).ok
+    with store.write() as con:
+        con.execute("UPDATE visits SET name = 'Someone Else' WHERE upload_seq = 1")
+    assert ledger.verify(store).problems == [
+        "ledger entry 1 (v1.csv): its stored rows differ from those sealed at upload "
+        "(a record was edited, added or removed)"
+    ]
+
+
+def test_the_seal_made_as_rows_stream_in_is_the_one_verify_recomputes(store, tmp_path, monkeypatch):
+    """In several read batches, with NULLs, empty text and a row dropped as a duplicate of
+    an earlier upload (the seal is then taken from the table): each entry's seal is what
+    ``seal.table_seal`` computes from the stored rows."""
+    import detector.formats as formats
+    from detector import seal
+
+    monkeypatch.setattr(formats, "BATCH_ROWS", 2)
+    rows = [["ZAC", f"2022-02-0{n} 10:00", f"N{n}" if n % 3 else "", str(n)] for n in range(1, 8)]
+    ingest_file(
+        store, write_csv(tmp_path / "a.csv", ["facility", "entered_at", "name", "record_id"], rows)
+    )
+    ingest_file(
+        store,
+        write_csv(
+            tmp_path / "b.csv",
+            ["facility", "entered_at", "name", "record_id"],
+            rows[5:] + [["ZAC", "2022-02-09 10:00", "N9", "9"]],
+        ),
+    )
+    with store.read() as con:
+        entries = con.execute("SELECT seq, rows_digest, rows_duplicate FROM uploads").fetchall()
+        assert [d for _, _, d in entries] == [0, 2]
+        for seq, digest, _ in entries:
+            assert digest == seal.table_seal(con, "visits", seq)
+    assert ledger.verify(store).ok
+
+
 def test_evidence_no_entry_names_is_noted_not_called_tampering(store, tmp_path):
     """A crash after the copy was placed, before the commit, leaves a copy nobody names."""
     _two_uploads(store, tmp_path)

@@ -161,3 +161,51 @@ def test_duplicate_rule_id_is_refused(tmp_path):
 def test_builtin_rules_live_in_their_category_folders():
     for path in rule_files():
         assert path.parent.parent == BUILTIN_RULES
+
+
+def test_parsed_rules_are_cached_by_content_hash_and_a_tampered_entry_is_held_to_the_schema(
+    tmp_path, monkeypatch
+):
+    """A rule file's parsed YAML is kept, keyed by the file's SHA-256, for the next process;
+    an entry is validated like the file (a query edited into a DELETE is refused), is used
+    only for the bytes it names, and is not read from a folder others can write."""
+    import hashlib
+    import json
+
+    import yaml
+
+    from detector import rulebook
+
+    monkeypatch.setenv("DETECTOR_CACHE", str(tmp_path / "cache"))
+    path = _write_rule(tmp_path, GOOD)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    first = load_rule(path)
+    entry = tmp_path / "cache" / "rules" / f"{sha}.json"
+    assert json.loads(entry.read_text())["sha256"] == sha
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("parsed again")
+
+    rulebook._PARSED.clear()  # as a new process
+    monkeypatch.setattr(yaml, "load", no_parsing)
+    assert load_rule(path) == first
+
+    cached = json.loads(entry.read_text())
+    cached["data"]["query"] = "DELETE FROM visits"
+    entry.write_text(json.dumps(cached))
+    rulebook._PARSED.clear()
+    with pytest.raises(RuleError, match="field 'query'"):
+        load_rule(path)
+
+    monkeypatch.undo()
+    monkeypatch.setenv("DETECTOR_CACHE", str(tmp_path / "cache"))
+    cached["sha256"] = "0" * 64  # an entry naming other bytes is not used
+    entry.write_text(json.dumps(cached))
+    rulebook._PARSED.clear()
+    assert load_rule(path) == first
+    cached = json.loads(entry.read_text())
+    cached["data"]["query"] = "DELETE FROM visits"
+    entry.write_text(json.dumps(cached))
+    entry.chmod(0o666)  # writable by others: not read (parsed from the file instead)
+    rulebook._PARSED.clear()
+    assert load_rule(path) == first

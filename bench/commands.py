@@ -1,0 +1,158 @@
+"""Benchmark: the `detector` commands a user or cron runs, as processes (start-up, imports,
+rule loading and all), with N visits stored.
+
+With the visits of bench/rules.py stored and the rules run once:
+
+- ``full run``: `detector run --full --refit` (every rule, the reference fitted, every
+  visit scored) and ``full rules``: `detector run --no-score --full`;
+- then the next 1% of visits spread over every facility (the days after the stored ones,
+  as one upload) and, each from its own copy of that state, `detector run --no-score`
+  (the incremental rule run) and `detector run` (incremental rules and scoring), each as a
+  share of its full counterpart;
+- the fixed cost of a command: `detector run` with nothing new, `detector status`,
+  `detector --help`, beside the start-up floor (Python with DuckDB, polars and Arrow
+  imported and the database opened, nothing else);
+- the floor of the incremental rule run: the time of the rule queries it runs (what
+  DuckDB itself needs for them).
+
+Each command runs ``--repeat`` times (the state copied afresh for each incremental run);
+medians are reported, with each command's peak memory (its own, from wait4).
+
+    .venv/bin/python bench/commands.py --rows 512000 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.child import run_command  # noqa: E402
+
+DETECTOR = str(Path(sys.executable).parent / "detector")
+
+
+def command(args: list[str], db: Path) -> tuple[float, float]:
+    """Run ``detector ARGS`` (or a command of its own when ARGS starts with a path) on
+    ``db``; (seconds, peak MB of that process)."""
+    env = {**os.environ, "DETECTOR_DB": str(db), "DETECTOR_LANGUAGE": "en"}
+    argv = args if args[0].startswith("/") else [DETECTOR, *args]
+    done = run_command(argv, env)
+    return done["seconds"], done["peak_mb"]
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    """A copy of a database's folder (the file, its models and evidence)."""
+    shutil.copytree(src, dst)
+    os.sync()
+    return dst / "bench.duckdb"
+
+
+def measure(
+    rows: int, repeat: int, ratios: bool = True, fixed: bool = True, score: bool = True
+) -> dict:
+    """Medians (seconds, peak MB) of each command over ``repeat`` runs: with ``ratios``
+    the full and incremental ones (without ``score``, the rule runs alone), with ``fixed``
+    those with nothing new to do."""
+    from bench.incremental import _append
+    from bench.rules import build
+
+    res: dict[str, list[tuple[float, float]]] = {}
+
+    def timed(name: str, args: list[str], db: Path) -> None:
+        res.setdefault(name, []).append(command(args, db))
+
+    with tempfile.TemporaryDirectory(prefix="bench-commands-") as tmp:
+        base = Path(tmp) / "base"
+        base.mkdir()
+        db = base / "bench.duckdb"
+        build(db, rows)
+        # the first run: flags and the reference exist, rules cached
+        command(["run"] if score else ["run", "--no-score"], db)
+        if fixed:
+            for _ in range(repeat):
+                timed("run, nothing new", ["run"], db)
+                timed("status", ["status"], db)
+                timed("--help", ["--help"], db)
+                timed("start-up floor", [sys.executable, "-c", FLOOR, str(db)], db)
+        if ratios:
+            for _ in range(repeat):
+                timed("full rules", ["run", "--no-score", "--full"], db)
+                if score:
+                    timed("full run", ["run", "--full", "--refit"], db)
+            appended = Path(tmp) / "appended"
+            shutil.copytree(base, appended)
+            _append(appended / "bench.duckdb", rows)
+            for i in range(repeat):
+                steps = [("incremental rules", ["run", "--no-score"])]
+                for name, args in steps + ([("run", ["run"])] if score else []):
+                    copy = _copy(appended, Path(tmp) / f"{name}-{i}".replace(" ", "-"))
+                    timed(name, args, copy)
+                    shutil.rmtree(copy.parent)
+            copy = _copy(appended, Path(tmp) / "queries")
+            res["incremental rule queries"] = [_rule_queries(copy)]
+    return {
+        name: (statistics.median(s for s, _ in v), max(m for _, m in v)) for name, v in res.items()
+    }
+
+
+# What any command of the tool needs before it does anything: Python, DuckDB, polars and
+# Arrow imported, the database opened read-only.
+FLOOR = (
+    "import sys, duckdb, polars, pyarrow; "
+    "duckdb.connect(sys.argv[1], read_only=True).execute('SELECT 1').fetchall()"
+)
+
+
+def _rule_queries(db: Path) -> tuple[float, float]:
+    """(seconds, 0): the time of the rule queries alone in an incremental run (what DuckDB
+    itself needs for the rules it re-evaluates), run in a process of its own."""
+    code = (
+        "import json, sys, time\n"
+        "from detector import engine\nfrom detector.store import Store\n"
+        "spent = [0.0]\nevaluate = engine.evaluate_batches\n"
+        "def timed(con, rule):\n"
+        "    t = time.perf_counter()\n"
+        "    yield from evaluate(con, rule)\n"
+        "    spent[0] += time.perf_counter() - t\n"
+        "engine.evaluate_batches = timed\n"
+        "engine.run_rules(Store(sys.argv[1]), full=False)\n"
+        "print(json.dumps(spent[0]))\n"
+    )
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(db)], check=True, capture_output=True, text=True
+    ).stdout
+    return float(out.strip().splitlines()[-1]), 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, action="append")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    for rows in args.rows or [512_000]:
+        med = measure(rows, args.repeat)
+        print(f"{rows:,} visits, +1% over every facility ({args.repeat} runs each, medians):")
+        for name, (s, mb) in med.items():
+            print(f"  {name:>24}: {s:6.2f} s  peak {mb:,.0f} MB")
+        inc, full = med["incremental rules"][0], med["full rules"][0]
+        print(
+            f"  incremental rules / full rules: {inc / full:.3f}\n"
+            f"  run / full run: {med['run'][0] / med['full run'][0]:.3f}"
+            if "run" in med
+            else "",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
