@@ -261,3 +261,29 @@ def test_uploads_sealed_before_a_kind_gained_fields_still_verify(store, tmp_path
     with store.write() as con:  # a host written in afterwards is caught
         con.execute("UPDATE visits SET host = 'X' WHERE upload_seq = 1")
     assert any("differ from those sealed" in p for p in ledger.verify(store).problems)
+
+
+def test_v2_seals_leave_out_late_fields_that_hold_nothing(store, tmp_path):
+    """The same rule for the streamed seal: an upload sealed (v2) before visits had host and
+    minors equals the seal recomputed from a table that has them, empty; a value written
+    in one of them afterwards breaks it."""
+    from detector import seal
+    from detector.store import LATE_FIELDS
+
+    _two_uploads(store, tmp_path)
+    late = LATE_FIELDS["visits"]
+    before = seal.RowsSeal("visits")  # as the seal was made without the late fields
+    before.types = {c: t for c, t in before.types.items() if c not in late}
+    before.streams = {k: h for k, h in before.streams.items() if k[0] not in late}
+    before.late = {}
+    columns = ", ".join(before.types)
+    with store.read() as con:
+        rows = con.sql(
+            f"SELECT {columns} FROM visits WHERE upload_seq = 1 ORDER BY source_row, record_key"
+        ).to_arrow_table()
+        before.add(rows)
+        assert seal.table_seal(con, "visits", 1) == before.hexdigest()
+    with store.write() as con:
+        con.execute("UPDATE visits SET minors = 2 WHERE upload_seq = 1")
+    with store.read() as con:
+        assert seal.table_seal(con, "visits", 1) != before.hexdigest()
