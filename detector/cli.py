@@ -26,17 +26,23 @@ console = Console()
 err = Console(stderr=True)
 
 DbOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
-        "--db", envvar="DETECTOR_DB", help="DuckDB file (default ./data/detector.duckdb)."
+        "--db",
+        envvar="DETECTOR_DB",
+        help="DuckDB file (default ./data/detector.duckdb), or a shared DuckLake: "
+        "'ducklake:postgres:dbname=… host=…' with its data folder in DETECTOR_DATA_PATH.",
     ),
 ]
 
 
-def _store(db: Path | None):
+def _store(db: str | None):
     from detector.store import Store
 
-    return Store(db)
+    try:
+        return Store(db)
+    except DetectorError as exc:
+        _fail(str(exc))
 
 
 def _fail(message: str) -> None:
@@ -206,11 +212,22 @@ def mappings(
 def status(
     format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
     db: DbOption = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="What a shared (DuckLake) store held then: a date (its end) or a date and "
+            "time, local time unless an offset is given.",
+        ),
+    ] = None,
 ) -> None:
     """What is stored: rows per kind and facility, date ranges, quarantine counts."""
     from detector.status import status_report
 
-    report = status_report(_store(db))
+    try:
+        report = status_report(_store(db), _moment(as_of) if as_of else None)
+    except DetectorError as exc:
+        _fail(str(exc))
     if format == "json":
         typer.echo(json.dumps(report, indent=1, default=str, ensure_ascii=False))
         return
@@ -233,6 +250,27 @@ def status(
         q.add_row(row["source_name"], row["reason_code"], str(row["rows"]))
     console.print(q)
     console.print(f"uploads in ledger: {report['uploads']}")
+    if "as_of" in report:
+        held = report["as_of"]
+        console.print(
+            f"as of {held['asked']:%Y-%m-%d %H:%M %Z}: snapshot {held['snapshot']}, "
+            f"committed {held['committed_at']:%Y-%m-%d %H:%M:%S %Z}",
+            highlight=False,
+        )
+
+
+def _moment(text: str):
+    """A date (meaning its end) or a date and time, in local time unless it says its
+    offset, as an aware datetime."""
+    from datetime import datetime, timedelta
+
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        _fail(f"--as-of {text!r}: give a date (2026-03-31) or a date and time (2026-03-31 18:00)")
+    if len(text.strip()) == 10:  # a date alone: everything committed on that day
+        moment += timedelta(days=1, microseconds=-1)
+    return moment if moment.tzinfo else moment.astimezone()
 
 
 @app.command()
@@ -714,7 +752,7 @@ def users_add(
     from detector import auth
 
     try:
-        password = auth.add_user(auth.users_file(_store(db).path), username, role)
+        password = auth.add_user(_store(db).users, username, role)
     except ValueError as exc:
         _fail(str(exc))
     console.print(f"{username} ({role}): password [bold]{password}[/]", highlight=False)
