@@ -329,6 +329,50 @@ def anchor_cmd(
         console.print(f"anchor written to {output}: keep a copy off this machine")
 
 
+@app.command()
+def migrate(
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to", help="The store to copy into: 'ducklake:postgres:dbname=… host=…' (empty)."
+        ),
+    ],
+    db: DbOption = None,
+    data_path: Annotated[
+        Path | None,
+        typer.Option(help="The lake's data folder (default $DETECTOR_DATA_PATH)."),
+    ] = None,
+) -> None:
+    """Copy this store (ledger, evidence files, records, flags, reviews and their audit
+    trail, runs, scores, models, saved mappings, dashboard users) into an empty shared
+    store, then verify the copy as `detector verify` does; exit 1 on any difference."""
+    from detector.migrate import migrate as copy_store
+    from detector.store import Store
+
+    source = _store(db)
+    try:
+        target = Store(to, data_path=data_path)
+        result = copy_store(source, target, say=lambda line: console.print(line, highlight=False))
+    except DetectorError as exc:
+        _fail(str(exc))
+    for problem in result.problems:
+        err.print(f"[red]MISMATCH[/] {problem}", highlight=False)
+    if not result.ok:
+        raise typer.Exit(1)
+    console.print(
+        f"copied into {target.name}: {sum(result.rows.values())} rows, {result.evidence} "
+        f"evidence files; its ledger verifies (head entry {ledger_head(target)})",
+        highlight=False,
+    )
+
+
+def ledger_head(store) -> str:
+    from detector import ledger
+
+    head = ledger.anchor(store)
+    return f"{head['seq']}, {head['entry_hash'][:16]}…"
+
+
 RulesOption = Annotated[
     list[Path] | None,
     typer.Option("--rules", help="Extra rules folder (repeatable); the built-in rules always run."),
