@@ -124,7 +124,7 @@ def migrate(source: Store, target: Store, say: Callable[[str], None] = lambda _:
         say(f"dashboard users: {target.users}")
     with source.read() as src, target.write() as dst:  # every writer's turn: one commit
         for table in tables:
-            reader = src.execute(f"SELECT * FROM {table}").fetch_record_batch(BATCH)
+            reader = src.execute(f"SELECT * FROM {table}").to_arrow_reader(BATCH)
             dst.register("incoming", reader)
             try:
                 dst.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming")
