@@ -402,6 +402,11 @@ class Store:
         return self._lake is not None
 
     @property
+    def data_path(self) -> Path | None:
+        """A lake's data folder (None for a file)."""
+        return self._lake.data_path if self._lake is not None else None
+
+    @property
     def name(self) -> str:
         """The store as messages name it (a lake's password never shown)."""
         return _shown(self.url) if self.lake else str(self.path)
@@ -479,15 +484,12 @@ class Store:
         on it: no files, URLs or extensions (``read_text('/etc/passwd')``, ``COPY … TO``) and
         no way to switch that back on. It keeps reading the store's own tables (a lake's
         Parquet files in its data folder); use it for nothing else."""
-        if self._lake is not None:
+        if self._lake is not None:  # a DuckDB of its own, locked down once (see _Lake)
             self._prepare_lake()
-            context = self._lake.read(self.scratch, private=True)
-        else:
-            context = self.read()
-        with context as con:
-            if self._lake is not None:
-                # its own data files only (never the evidence folder beside them)
-                con.execute(f"SET allowed_directories = [{_quote(self._lake.data_folder)}]")
+            with self._lake.read(self.scratch, sandbox=True) as con:
+                yield con
+            return
+        with self.read() as con:
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
             yield con
@@ -669,28 +671,37 @@ class _Lake:
                 f"{_shown(self.url)}: cannot open the lake: {str(exc).splitlines()[0]}"
             ) from exc
 
-    def _key(self) -> tuple:
-        return (self.url, self.data_folder, settings().duckdb_memory)
+    def _key(self, sandbox: bool) -> tuple:
+        return (self.url, self.data_folder, settings().duckdb_memory, sandbox)
 
     def release(self) -> None:
-        with _Lake._guard:
-            con = _Lake._instances.pop(self._key(), None)
-        if con is not None:
-            con.close()
+        for sandbox in (False, True):
+            with _Lake._guard:
+                con = _Lake._instances.pop(self._key(sandbox), None)
+            if con is not None:
+                con.close()
 
-    def instance(self, scratch: Path) -> duckdb.DuckDBPyConnection:
-        """This process's DuckDB with the lake attached (made on first use)."""
-        key = self._key()
+    def instance(self, scratch: Path, sandbox: bool = False) -> duckdb.DuckDBPyConnection:
+        """This process's DuckDB with the lake attached (made on first use). The
+        ``sandbox`` one, for SQL from rule folders, has the lake read-only and is locked
+        down when made: no file but the lake's own data files (never the evidence beside
+        them), no URL or extension, and no setting can change that back."""
+        key = self._key(sandbox)
         with _Lake._guard:
             con = _Lake._instances.get(key)
             if con is None:
                 con = self._connect(scratch)
                 try:
                     self.data_path.mkdir(mode=0o700, parents=True, exist_ok=True)
-                    # The first ATTACH of a new lake creates its catalog: one process at a time.
-                    with self.locked(("attach",)):
-                        self._attach(con, "lake", f"DATA_PATH {_quote(self.data_folder)}")
+                    if not sandbox:
+                        # The first ATTACH of a new lake creates its catalog: one at a time.
+                        with self.locked(("attach",)):
+                            self._attach(con, "lake", f"DATA_PATH {_quote(self.data_folder)}")
                     self._attach(con, "lake_ro", "READ_ONLY")
+                    if sandbox:
+                        con.execute(f"SET allowed_directories = [{_quote(self.data_folder)}]")
+                        con.execute("SET enable_external_access = false")
+                        con.execute("SET lock_configuration = true")
                 except BaseException:
                     con.close()
                     raise
@@ -699,11 +710,11 @@ class _Lake:
 
     @contextmanager
     def read(
-        self, scratch: Path, private: bool = False, as_of: datetime | None = None
+        self, scratch: Path, sandbox: bool = False, as_of: datetime | None = None
     ) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-only cursor on this process's lake; ``private``: a DuckDB of its own (its
-        settings may then be locked down); ``as_of``: the lake's last snapshot at that time."""
-        if private or as_of is not None:
+        """A read-only cursor on this process's lake (on its ``sandbox`` DuckDB for rule
+        SQL); ``as_of``: on a DuckDB of its own, the lake's last snapshot at that time."""
+        if as_of is not None:
             con = self._connect(scratch)
             try:
                 options = "READ_ONLY" + (
@@ -721,7 +732,7 @@ class _Lake:
                 con.close()
                 raise
         else:
-            con = self.instance(scratch).cursor()
+            con = self.instance(scratch, sandbox).cursor()
         try:
             con.execute("USE lake_ro")
             # One snapshot for the whole read: what it reads is consistent however many
@@ -736,7 +747,8 @@ class _Lake:
         """Take the named advisory locks (in their fixed order, so two writers never wait
         for each other) on a PostgreSQL session of their own; yields the session. They are
         freed when it closes, or when this process dies and the server sees the session end
-        (TCP keepalives find a vanished machine within about a minute)."""
+        (a machine that vanished: when the server's TCP keepalives give up on it, see the
+        README's "Deploying for several offices")."""
         import psycopg
 
         try:
