@@ -425,3 +425,39 @@ def test_load_eight_ingests_two_reviewers_and_a_tick(kind, new_store, tmp_path, 
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / f"load-{kind}.json").write_text(json.dumps(figures) + "\n")
     print(figures)
+
+
+def test_the_dashboard_works_on_a_lake(store, demo_logs, monkeypatch):
+    """Every page on a shared store, and a review saved from a flag's page."""
+    from streamlit.testing.v1 import AppTest
+
+    from detector import auth
+
+    run_pipeline(store, [demo_logs[k] for k in ("facilities", "visits_ZAC")], Steps())
+    auth.add_user(store.users, "ana", "auditor", password="pw-ana-1234")
+    monkeypatch.setenv("DETECTOR_DB", store.url)
+    monkeypatch.delenv("DETECTOR_USERS", raising=False)
+    at = AppTest.from_file(str(REPO / "dashboard" / "app.py"), default_timeout=120)
+    at.run()
+    at.text_input[0].set_value("ana")
+    at.text_input[1].set_value("pw-ana-1234")
+    at.button[0].click()
+    at.run()
+    assert not at.exception, at.exception
+    assert at.dataframe and len(at.dataframe[0].value) > 0  # the queue
+    ((flag,),) = rows(store, "SELECT flag_id FROM flags WHERE source = 'rule' ORDER BY 1 LIMIT 1")
+    at.session_state["flag_id"] = flag
+    at.switch_page("views/2_Flag_detail.py")
+    at.run()
+    assert not at.exception, at.exception
+    at.selectbox(key="r_status").set_value("confirmed")
+    at.text_area(key="r_note").set_value("seen in the paper log")
+    at.get("form_submit_button")[0].click()
+    at.run()
+    assert rows(store, "SELECT status, note FROM reviews WHERE flag_id = ?", [flag]) == [
+        ("confirmed", "seen in the paper log")
+    ]
+    for view in ("3_Upload", "4_Overview", "5_Evidence_and_runs"):  # (Admin: admins only)
+        at.switch_page(f"views/{view}.py")
+        at.run()
+        assert not at.exception, (view, at.exception)
