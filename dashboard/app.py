@@ -40,7 +40,7 @@ with st.sidebar:
             user=session.md(user.username), role=session.md(session.words(user.role))
         )
     )
-    st.caption(_("Database: {path}").format(path=session.md(session.db_path())))
+    st.caption(_("Database: {path}").format(path=session.md(session.store().name)))
     # Not key="logout": the authenticator writes that session key itself.
     st.session_state["authenticator"].logout(_("Log out"), location="sidebar", key="sidebar_logout")
 nav.run()

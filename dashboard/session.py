@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import sys
 import time
-from pathlib import Path
 
 import streamlit as st
 import streamlit_authenticator as stauth
@@ -16,30 +15,30 @@ from detector.auth import Actor, require
 from detector.errors import StoreBusy
 from detector.settings import settings
 from detector.store import Store
-from detector.store import db_path as store_db_path
 
 
-def db_path() -> Path:
-    """--db after `--` on the streamlit command line, else $DETECTOR_DB, else the default."""
+def db() -> str:
+    """--db after `--` on the streamlit command line (a file's path or a lake's URL), else
+    $DETECTOR_DB, else the default."""
     argv = sys.argv
     if "--db" in argv[:-1]:
-        return Path(argv[argv.index("--db") + 1])
-    return store_db_path()
+        return argv[argv.index("--db") + 1]
+    return settings().db
 
 
 def store() -> Store:
     """A store handle (no open connection): reads wait a little, writes wait their turn."""
-    return Store(db_path(), wait=settings().dashboard_wait)
+    return Store(db(), wait=settings().dashboard_wait)
 
 
 def writer() -> Store:
     """For review actions: waits as long as it takes a scheduled run or an ingest to finish."""
-    return Store(db_path())
+    return Store(db())
 
 
 def login() -> Actor:
     """Render the login form until the user is authenticated; enforce idle expiry."""
-    users = auth.users_file(db_path())
+    users = store().users
     config, created = auth.ensure(users)
     if created:
         secret = auth.store_first_password(users, created)
@@ -118,7 +117,7 @@ def _save_language() -> None:
     chosen = st.session_state.get("ui_lang")
     if chosen in i18n.LANGUAGES:
         st.session_state["lang"] = chosen
-        auth.set_language(auth.users_file(db_path()), actor().username, chosen)
+        auth.set_language(store().users, actor().username, chosen)
 
 
 def streamlit_words() -> None:
@@ -202,7 +201,7 @@ def save_pending() -> None:
         return
     from detector.review import ReviewError
 
-    store = Store(db_path(), wait=settings().pending_wait)
+    store = Store(db(), wait=settings().pending_wait)
     while pending:
         try:
             message = _apply(store, pending[0])
@@ -236,7 +235,7 @@ def _waiting() -> None:
             len(pending),
         ).format(n=len(pending))
     )
-    store = Store(db_path(), wait=settings().pending_wait)
+    store = Store(db(), wait=settings().pending_wait)
     try:
         _apply(store, pending[0])
     except StoreBusy:

@@ -18,6 +18,7 @@ import yaml
 
 from detector.i18n import LANGUAGES
 from detector.settings import settings
+from detector.store import home_dir
 
 ROLES = ("admin", "auditor", "viewer")
 # What each role may do.
@@ -42,9 +43,11 @@ def require(actor: Actor, permission: str) -> None:
         raise PermissionError(f"{actor.username} ({actor.role}) may not {permission}")
 
 
-def users_file(db: Path) -> Path:
-    """The users file: ``$DETECTOR_USERS``, else ``users.yaml`` beside the database."""
-    return settings().users or db.parent / "users.yaml"
+def users_file(db: str | Path) -> Path:
+    """The users file of a store (its path or lake URL): ``$DETECTOR_USERS``, else
+    ``users.yaml`` beside the database (a lake's: beside its shared data folder, so that
+    every dashboard replica knows the same users)."""
+    return settings().users or home_dir(db) / "users.yaml"
 
 
 def load(path: Path) -> dict:

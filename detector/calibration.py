@@ -79,8 +79,14 @@ def apply(con, run_id: int, changes: list[Change]) -> None:
     """Store the new factors and record each change with the run that made it."""
     now = datetime.now(UTC).replace(tzinfo=None)
     for ch in changes:
+        # a MERGE, not INSERT OR REPLACE: a shared (DuckLake) store has no primary keys
         con.execute(
-            "INSERT OR REPLACE INTO rule_weights VALUES (?, ?, ?, ?, ?, ?)",
+            "MERGE INTO rule_weights USING (SELECT ? AS rule_id, ? AS factor, ? AS confirmed, "
+            "? AS dismissed, ? AS run_id, ? AS updated_at) AS new "
+            "ON rule_weights.rule_id = new.rule_id WHEN MATCHED THEN UPDATE SET "
+            "factor = new.factor, confirmed = new.confirmed, dismissed = new.dismissed, "
+            "run_id = new.run_id, updated_at = new.updated_at "
+            "WHEN NOT MATCHED THEN INSERT BY NAME",
             [ch.rule_id, ch.new, ch.confirmed, ch.dismissed, run_id, now],
         )
         con.execute(

@@ -26,17 +26,23 @@ console = Console()
 err = Console(stderr=True)
 
 DbOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
-        "--db", envvar="DETECTOR_DB", help="DuckDB file (default ./data/detector.duckdb)."
+        "--db",
+        envvar="DETECTOR_DB",
+        help="DuckDB file (default ./data/detector.duckdb), or a shared DuckLake: "
+        "'ducklake:postgres:dbname=… host=…' with its data folder in DETECTOR_DATA_PATH.",
     ),
 ]
 
 
-def _store(db: Path | None):
+def _store(db: str | None):
     from detector.store import Store
 
-    return Store(db)
+    try:
+        return Store(db)
+    except DetectorError as exc:
+        _fail(str(exc))
 
 
 def _fail(message: str) -> None:
@@ -206,11 +212,22 @@ def mappings(
 def status(
     format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
     db: DbOption = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="What a shared (DuckLake) store held then: a date (its end) or a date and "
+            "time, local time unless an offset is given.",
+        ),
+    ] = None,
 ) -> None:
     """What is stored: rows per kind and facility, date ranges, quarantine counts."""
     from detector.status import status_report
 
-    report = status_report(_store(db))
+    try:
+        report = status_report(_store(db), _moment(as_of) if as_of else None)
+    except DetectorError as exc:
+        _fail(str(exc))
     if format == "json":
         typer.echo(json.dumps(report, indent=1, default=str, ensure_ascii=False))
         return
@@ -233,6 +250,27 @@ def status(
         q.add_row(row["source_name"], row["reason_code"], str(row["rows"]))
     console.print(q)
     console.print(f"uploads in ledger: {report['uploads']}")
+    if "as_of" in report:
+        held = report["as_of"]
+        console.print(
+            f"as of {held['asked']:%Y-%m-%d %H:%M %Z}: snapshot {held['snapshot']}, "
+            f"committed {held['committed_at']:%Y-%m-%d %H:%M:%S %Z}",
+            highlight=False,
+        )
+
+
+def _moment(text: str):
+    """A date (meaning its end) or a date and time, in local time unless it says its
+    offset, as an aware datetime."""
+    from datetime import datetime, timedelta
+
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        _fail(f"--as-of {text!r}: give a date (2026-03-31) or a date and time (2026-03-31 18:00)")
+    if len(text.strip()) == 10:  # a date alone: everything committed on that day
+        moment += timedelta(days=1, microseconds=-1)
+    return moment if moment.tzinfo else moment.astimezone()
 
 
 @app.command()
@@ -289,6 +327,50 @@ def anchor_cmd(
     else:
         output.write_text(text, encoding="utf-8")
         console.print(f"anchor written to {output}: keep a copy off this machine")
+
+
+@app.command()
+def migrate(
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to", help="The store to copy into: 'ducklake:postgres:dbname=… host=…' (empty)."
+        ),
+    ],
+    db: DbOption = None,
+    data_path: Annotated[
+        Path | None,
+        typer.Option(help="The lake's data folder (default $DETECTOR_DATA_PATH)."),
+    ] = None,
+) -> None:
+    """Copy this store (ledger, evidence files, records, flags, reviews and their audit
+    trail, runs, scores, models, saved mappings, dashboard users) into an empty shared
+    store, then verify the copy as `detector verify` does; exit 1 on any difference."""
+    from detector.migrate import migrate as copy_store
+    from detector.store import Store
+
+    source = _store(db)
+    try:
+        target = Store(to, data_path=data_path)
+        result = copy_store(source, target, say=lambda line: console.print(line, highlight=False))
+    except DetectorError as exc:
+        _fail(str(exc))
+    for problem in result.problems:
+        err.print(f"[red]MISMATCH[/] {problem}", highlight=False)
+    if not result.ok:
+        raise typer.Exit(1)
+    console.print(
+        f"copied into {target.name}: {sum(result.rows.values())} rows, {result.evidence} "
+        f"evidence files; its ledger verifies (head entry {ledger_head(target)})",
+        highlight=False,
+    )
+
+
+def ledger_head(store) -> str:
+    from detector import ledger
+
+    head = ledger.anchor(store)
+    return f"{head['seq']}, {head['entry_hash'][:16]}…"
 
 
 RulesOption = Annotated[
@@ -714,7 +796,7 @@ def users_add(
     from detector import auth
 
     try:
-        password = auth.add_user(auth.users_file(_store(db).path), username, role)
+        password = auth.add_user(_store(db).users, username, role)
     except ValueError as exc:
         _fail(str(exc))
     console.print(f"{username} ({role}): password [bold]{password}[/]", highlight=False)

@@ -45,7 +45,7 @@ def run_demo(store: Store, out: Path, console: Console, serve: bool = True) -> N
         )
     if not report.new_uploads:
         console.print("the demo logs were already stored: nothing new to check")
-    console.print(f"database: {store.path}")
+    console.print(f"database: {store.name}")
     if serve:
         serve_dashboard(store, console)
 
@@ -54,7 +54,7 @@ def serve_dashboard(
     store: Store, console: Console, port: int = 8501, address: str = "localhost"
 ) -> None:
     """Start the Streamlit dashboard on this database (blocks until Ctrl-C)."""
-    users = auth.users_file(store.path)
+    users = store.users
     _, created = auth.ensure(users)
     if created:
         secret = auth.store_first_password(users, created)
@@ -71,7 +71,7 @@ def serve_dashboard(
             highlight=False,
         )
     console.print(f"Dashboard: http://{address}:{port} (Ctrl-C to stop)")
-    subprocess.run(streamlit_command(store.path, port, address), check=False)
+    subprocess.run(streamlit_command(store.url, port, address), check=False)
 
 
 def streamlit_command(db: Path, port: int, address: str) -> list[str]:

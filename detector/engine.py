@@ -23,7 +23,7 @@ import duckdb
 from detector.flags import Hit, Resolution, flag_id, spool_hits, store_flags
 from detector.risk import SEVERITY_RANK
 from detector.rulebook import Rule, RuleError, load_rules
-from detector.runs import next_run, now, record_failed
+from detector.runs import RUN_WRITERS, next_run, now, record_failed
 from detector.schema import SPECS
 from detector.scopes import NARROWED, SCOPES
 from detector.settings import settings
@@ -78,14 +78,6 @@ def prepare_context(con: duckdb.DuckDBPyConnection) -> None:
             "unnest(?::VARCHAR[])",
             [days, names, codes],
         )
-
-
-def sandbox(con: duckdb.DuckDBPyConnection) -> None:
-    """Lock a connection down before rule SQL runs on it: no files, URLs or extensions
-    (``read_text('/etc/passwd')``, ``COPY ... TO``), and no way to switch that back on.
-    The connection keeps reading the database's own tables; use it for nothing else."""
-    con.execute("SET enable_external_access = false")
-    con.execute("SET lock_configuration = true")
 
 
 HIT_BATCH = 50_000  # rows fetched, explained and spooled at a time
@@ -543,9 +535,10 @@ def run_rules(
     report = RunReport(run_id=0)
     # Hits are spooled to Parquet beside the database (its folder is the owner's alone),
     # in a folder named by this process, so that one a killed run left is removed later.
-    remove_orphan_spools(store.path.parent)
-    with tempfile.TemporaryDirectory(prefix=_spool_prefix(), dir=store.path.parent) as tmp:
-        with store.read() as con:
+    remove_orphan_spools(store.scratch)
+    with tempfile.TemporaryDirectory(prefix=_spool_prefix(), dir=store.scratch) as tmp:
+        # rule folders may come from auditors: their SQL reads the store's tables only
+        with store.sandboxed() as con:
             scope = change_scope(con, full=full or bool(only))
             evaluated = rules
             if not scope.full:
@@ -568,7 +561,6 @@ def run_rules(
             hits = []
             if evaluated:
                 prepare_context(con)
-                sandbox(con)  # rule folders may come from auditors: their SQL reads tables only
                 hits = _evaluate_scoped(con, evaluated, scope, report, Path(tmp))
         try:
             _store_run(store, hits, rules, report, scope, started, triggered_by, evaluated)
@@ -596,7 +588,7 @@ def _store_run(
 ) -> None:
     """Record the run and store the hits of the ``evaluated`` rules (the run records the
     files of all ``rules``, which the next incremental run compares with)."""
-    with store.write() as con:
+    with store.write(RUN_WRITERS) as con:
         report.run_id = run_id = next_run(con, "rules", triggered_by, scope.describe())
         con.execute(
             "UPDATE runs SET started_at = ?, watermark = ? WHERE run_id = ?",

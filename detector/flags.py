@@ -22,8 +22,9 @@ import pyarrow.parquet as pq
 from detector.auth import require
 from detector.review import SUPPRESSED, log_action
 from detector.risk import SEVERITY_RANK, range_risk, severity_rank
-from detector.runs import now
+from detector.runs import RUN_WRITERS, now
 from detector.scopes import SCOPES
+from detector.store import commit_part
 from detector.wording import flag_words, rule_wording
 
 
@@ -172,16 +173,20 @@ def _upsert_chunk(con, chunk: int, source: str, run_id: int, at: datetime) -> No
         LEFT JOIN records r ON r.record_key = u.k
         GROUP BY h.flag_id"""
     )
+    # A MERGE, not INSERT ... ON CONFLICT: a shared (DuckLake) store has no primary key;
+    # the runs' writers' lock keeps two runs from adding one flag id twice.
     con.execute(
         f"""
-        INSERT INTO flags BY NAME
-        SELECT h.* EXCLUDE (ord), $source AS source, coalesce(e.record_ids, []) AS record_ids,
-               coalesce(e.evidence, '[]') AS evidence, {range_risk("h")} AS score,
-               $run AS first_run, $run AS last_run, $now AS first_seen, $now AS last_seen,
-               'active' AS state, w.wording, w.rule_version
-        FROM hits h JOIN hit_evidence e USING (flag_id) LEFT JOIN hit_words w USING (flag_id)
-        WHERE h.ord BETWEEN {lo} AND {hi}
-        ON CONFLICT (flag_id) DO UPDATE SET
+        MERGE INTO flags USING (
+            SELECT h.* EXCLUDE (ord), $source AS source,
+                   coalesce(e.record_ids, []) AS record_ids,
+                   coalesce(e.evidence, '[]') AS evidence, {range_risk("h")} AS score,
+                   $run AS first_run, $run AS last_run, $now AS first_seen, $now AS last_seen,
+                   'active' AS state, w.wording, w.rule_version
+            FROM hits h JOIN hit_evidence e USING (flag_id) LEFT JOIN hit_words w USING (flag_id)
+            WHERE h.ord BETWEEN {lo} AND {hi}) AS excluded
+        ON flags.flag_id = excluded.flag_id
+        WHEN MATCHED THEN UPDATE SET
             last_run = excluded.last_run, last_seen = excluded.last_seen, state = 'active',
             severity = excluded.severity,
             -- a finding keeps its words: new ones only with new values (hit_words)
@@ -195,7 +200,8 @@ def _upsert_chunk(con, chunk: int, source: str, run_id: int, at: datetime) -> No
             record_ids = excluded.record_ids, evidence = excluded.evidence,
             period_start = excluded.period_start, period_end = excluded.period_end,
             score = CASE WHEN excluded.subject = 'range' OR flags.score IS NULL
-                         THEN excluded.score ELSE flags.score END""",
+                         THEN excluded.score ELSE flags.score END
+        WHEN NOT MATCHED THEN INSERT BY NAME""",
         {"source": source, "run": run_id, "now": at},
     )
 
@@ -292,9 +298,7 @@ def store_flags(
         _word_chunk(con, chunk, rules or {})
         _upsert_chunk(con, chunk, source, run_id, at)
         if commit_chunks:
-            con.execute("COMMIT")
-            con.execute("CHECKPOINT")  # written rows leave memory only at a checkpoint
-            con.execute("BEGIN TRANSACTION")
+            commit_part(con)  # on a file, written rows leave memory only at a checkpoint
     reopen_grown_cases(con, at)
     covered, params = (resolution or Resolution()).where()
     resolved = con.execute(
@@ -455,7 +459,7 @@ def reword(store, actor, rules: dict, rule_ids: list[str] | None = None) -> int:
     if unknown:
         raise ValueError(f"no rule with id {', '.join(unknown)}")
     at, changed = now(), 0
-    with store.write() as con:
+    with store.write(RUN_WRITERS) as con:
         stored = con.execute(
             "SELECT flag_id, rule_id, fields, facility, period_start, title, explanation, "
             "wording, rule_version FROM flags WHERE source = 'rule' "

@@ -920,7 +920,7 @@ def _ingest_staged(store: Store, up: Upload, staged: Path) -> None:
             p.table.delimiter,
         )
         result.mapping = {k: v.describe() for k, v in p.sources.items()}
-        with store.write() as con:
+        with ledger.appending(store) as con:
             # Checked again under the writers' lock: two ingests of one file started
             # together both passed the check above, and only one may store it.
             seen = _read_before(con, up)

@@ -8,7 +8,9 @@ import json
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -173,8 +175,21 @@ def digest_now(con: duckdb.DuckDBPyConnection, kind: str, seq: int, sealed: str)
     return rows_digest(con, kind, seq)
 
 
+@contextmanager
+def appending(store: Store) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The write transaction an upload's entry is appended in, after the turn of every
+    other appender: the chain stays one line (each entry names the one before, read in
+    :func:`append`) and a file uploaded from two places at once is stored once (its check
+    is made again inside). On a file that is the writers' lock file; on a shared (DuckLake)
+    store, the ledger's PostgreSQL advisory lock, taken before the transaction begins, so
+    that it reads the entry the previous appender committed, and freed after it commits."""
+    with store.write(("ledger",)) as con:
+        yield con
+
+
 def append(con: duckdb.DuckDBPyConnection, entry: dict, pending: bool = False) -> dict:
-    """Add one upload to the ledger inside the caller's transaction; returns it with seq and hash.
+    """Add one upload to the ledger inside the caller's transaction (:func:`appending`);
+    returns it with seq and hash.
 
     With ``pending`` the entry is written before its counts are known and must be
     completed by :func:`seal` in the same transaction.
@@ -398,7 +413,7 @@ def anchor(store: Store) -> dict:
         ).fetchall()
     seq, head, entries = row[0] if row else (0, GENESIS, 0)
     return {
-        "database": str(store.path.name),
+        "database": store.path.name if store.path else store.name,
         "seq": seq,
         "entry_hash": head,
         "entries": entries,

@@ -311,7 +311,8 @@ def save_named(store, name: str, mapping: UserMapping, user: str) -> SavedMappin
         )
     body = mapping_text(mapping)
     sha = hashlib.sha256(body.encode("utf-8")).hexdigest()
-    with store.write() as con:
+    # saved in turn with the ingests that cite mappings (versions are numbered in turn)
+    with store.write(("ledger",)) as con:
         found = con.execute(
             "SELECT version, sha256 FROM mappings WHERE name = ? ORDER BY version DESC LIMIT 1",
             [name],

@@ -17,12 +17,15 @@ from detector.auth import Actor, require
 from detector.i18n import N_, translate
 from detector.ledger import AUDITED, GENESIS, audit_hash
 from detector.mapping import fold_values
-from detector.store import Store
+from detector.store import Store, upsert
 
 STATUSES = ("new", "in_review", "confirmed", "dismissed", "needs_external_verification")
 DISMISS_REASONS = ("false_positive", "benign", "duplicate", "data_error")
 # Statuses that keep a flag in the open review queue.
 OPEN_STATUSES = ("new", "in_review")
+# The writers' lock a review action takes: the audit trail is one hash chain, written in
+# turn (on a shared store, beside ingests and rule runs, which take other locks).
+REVIEW_WRITERS = ("reviews",)
 
 
 class ReviewError(ValueError):
@@ -102,19 +105,20 @@ def _save(
     note: str | None,
 ) -> None:
     now = _now()
-    con.execute(
-        "INSERT OR REPLACE INTO reviews (flag_id, status, assignee, reason, note, updated_at, "
-        "updated_by, reopen_on_new) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            flag_id,
-            state["status"],
-            state["assignee"],
-            state["reason"],
-            state["note"],
-            now,
-            actor.username,
-            bool(state["reopen_on_new"]),
-        ],
+    upsert(
+        con,
+        "reviews",
+        ("flag_id",),
+        {
+            "flag_id": flag_id,
+            "status": state["status"],
+            "assignee": state["assignee"],
+            "reason": state["reason"],
+            "note": state["note"],
+            "updated_at": now,
+            "updated_by": actor.username,
+            "reopen_on_new": bool(state["reopen_on_new"]),
+        },
     )
     log_action(con, flag_id, now, actor.username, action, old, new, note)
 
@@ -135,7 +139,7 @@ def set_status(
         raise ReviewError(
             N_("dismissing needs a reason: {reasons}"), reasons=", ".join(DISMISS_REASONS)
         )
-    with store.write() as con:
+    with store.write(REVIEW_WRITERS) as con:
         state = _current(con, flag_id)
         old = state["status"]
         state.update(
@@ -159,7 +163,7 @@ def add_note(store: Store, actor: Actor, flag_id: str, note: str) -> None:
     require(actor, "review")
     if not note.strip():
         raise ReviewError(N_("the note is empty"))
-    with store.write() as con:
+    with store.write(REVIEW_WRITERS) as con:
         state = _current(con, flag_id)
         state["note"] = note
         _save(con, flag_id, actor, state, "note", None, None, note)
@@ -170,13 +174,13 @@ def assign(store: Store, actor: Actor, flag_id: str, assignee: str | None) -> No
     is no user is refused, so that a flag is never assigned to a typo."""
     require(actor, "review")
     if assignee:
-        users = auth.load(auth.users_file(store.path))["credentials"]["usernames"]
+        users = auth.load(store.users)["credentials"]["usernames"]
         if assignee not in users:
             known = ", ".join(sorted(users)) or "none yet"
             raise ReviewError(
                 N_("no user {user} to assign to (users: {known})"), user=repr(assignee), known=known
             )
-    with store.write() as con:
+    with store.write(REVIEW_WRITERS) as con:
         state = _current(con, flag_id)
         old = state["assignee"]
         state["assignee"] = assignee or None
@@ -187,7 +191,7 @@ def reopen_on_new(store: Store, actor: Actor, flag_id: str, on: bool) -> None:
     """Whether a closed case re-opens when new occurrences of it arrive (off by default:
     a case dismissed once stays dismissed)."""
     require(actor, "review")
-    with store.write() as con:
+    with store.write(REVIEW_WRITERS) as con:
         state = _current(con, flag_id)
         old = state["reopen_on_new"]
         state["reopen_on_new"] = on
@@ -233,7 +237,7 @@ def suppress(
         raise ReviewError(
             N_("{entity} leaves nothing to match as a {kind}"), entity=repr(entity), kind=kind
         )
-    with store.write() as con:
+    with store.write(REVIEW_WRITERS) as con:
         con.execute(
             "INSERT INTO suppressions (rule_id, entity, until, created_by, created_at, "
             "note, entity_kind, entity_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -11,7 +11,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from detector.engine import evaluate, prepare_context, sandbox
+from detector.engine import evaluate, prepare_context
 from detector.flags import Hit
 from detector.pipeline import ingest_files
 from detector.rulebook import RegressionCase, Rule
@@ -50,9 +50,8 @@ def run_case(
                 f"case input {Path(result.path).name} did not ingest as the case says: "
                 f"{result.message or result.reasons}"
             ]
-    with store.read() as con:
+    with store.sandboxed() as con:
         prepare_context(con)
-        sandbox(con)
         try:
             hits = evaluate(con, rule)
         except duckdb.Error as exc:

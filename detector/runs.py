@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from detector.store import Store
+from detector.store import Store, lease_run, run_alive
 
 
 def now() -> datetime:
@@ -17,21 +17,37 @@ def now() -> datetime:
 # What a run left 'running' by a process that died says.
 INTERRUPTED = "interrupted: its process stopped before the run finished"
 
+# The writers' locks a run's write takes: the runs (run ids, flags, scores, models), and
+# the reviews, since storing flags re-opens closed cases and writes their audit rows.
+RUN_WRITERS = ("runs", "reviews")
+
 
 def close_interrupted(con) -> int:
     """Mark failed the runs a killed process left 'running'; how many.
 
-    Called under the writers' lock, which a run holds from the moment its row is written
-    until it ends: any other run still 'running' then is one whose process died."""
+    A run holds a lease from the moment its row is written until its write ends: on a
+    file, the writers' lock file (so any other run still 'running' when the caller holds
+    it is one whose process died); on a lake, where other machines' runs go on beside the
+    caller's, a PostgreSQL advisory lock of its own that the server frees when the run's
+    session ends (``store.run_alive``). Only runs whose lease is free are closed."""
+    running = [
+        r for (r,) in con.execute("SELECT run_id FROM runs WHERE status = 'running'").fetchall()
+    ]
+    dead = [r for r in running if not run_alive(r)]
+    if not dead:
+        return 0
     return con.execute(
-        "UPDATE runs SET status = 'failed', ended_at = ?, errors = ? WHERE status = 'running'",
-        [now(), json.dumps({"run": INTERRUPTED})],
+        "UPDATE runs SET status = 'failed', ended_at = ?, errors = ? "
+        "WHERE status = 'running' AND run_id IN (SELECT unnest(?::BIGINT[]))",
+        [now(), json.dumps({"run": INTERRUPTED}), dead],
     ).fetchall()[0][0]
 
 
 def next_run(con, kind: str, triggered_by: str, scope: str) -> int:
     """Open a run (status ``running``) in the caller's write transaction; its id. Runs a
-    killed process left 'running' are closed first (:func:`close_interrupted`)."""
+    killed process left 'running' are closed first (:func:`close_interrupted`). The caller
+    holds the runs' writers' lock (run ids are taken in turn); the run's lease is held
+    until the caller's write ends."""
     close_interrupted(con)
     run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchall()[0][0]
     con.execute(
@@ -39,6 +55,7 @@ def next_run(con, kind: str, triggered_by: str, scope: str) -> int:
         "VALUES (?, ?, ?, 'running', ?, ?)",
         [run_id, kind, now(), triggered_by, scope],
     )
+    lease_run(run_id)
     return run_id
 
 
@@ -53,7 +70,7 @@ def record_failed(
 ) -> None:
     """A run whose results could not be stored is still in ``runs``, failed, with why."""
     try:
-        with store.write() as con:
+        with store.write(RUN_WRITERS) as con:
             known = con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchall()
             if not known:
                 run_id = next_run(con, kind, triggered_by, scope)

@@ -28,7 +28,7 @@ from detector.ingest import IngestResult, shown_name
 from detector.mapping import named_mappings, reserved_name, resolve_mapping
 from detector.notify import NotifyConfig, send
 from detector.pipeline import INGEST_ONLY, Source, Steps
-from detector.runs import next_run
+from detector.runs import RUN_WRITERS, next_run
 from detector.settings import settings
 from detector.store import Store
 
@@ -323,7 +323,7 @@ def run_job(store: Store, config: ScheduleConfig, name: str) -> dict:
 
 def _record_failure(store: Store, name: str, error: str, trace: str) -> None:
     try:
-        with store.write() as con:
+        with store.write(RUN_WRITERS) as con:
             run_id = next_run(con, "schedule", f"schedule:{name}", "failed")
             con.execute(
                 "UPDATE runs SET ended_at = started_at, status = 'failed', errors = ? "

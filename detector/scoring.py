@@ -49,8 +49,8 @@ from detector.features import (
 from detector.flags import Hit, Resolution, flag_id, store_flags
 from detector.i18n import N_
 from detector.risk import RULE_PART, range_risk, visit_risk
-from detector.runs import next_run, now
-from detector.store import Store
+from detector.runs import RUN_WRITERS, next_run, now
+from detector.store import Store, upsert
 from detector.wording import model_wording
 
 FEATURE_DESCRIPTIONS = {f.name: f.description for f in FEATURES}
@@ -363,7 +363,7 @@ class Reference:
 
 
 def models_dir(store: Store) -> Path:
-    return store.path.parent / "models"
+    return store.models
 
 
 def content_hash(path: Path) -> str:
@@ -864,7 +864,7 @@ def _store_scores(
     and only their model flags and the flags holding them are touched."""
     src = f"read_parquet('{scores}')"
     rule_id = f"outlier-{config.model}"
-    with store.write() as con:
+    with store.write(RUN_WRITERS) as con:
         run_id = next_run(con, "score", triggered_by, plan.why)
         con.execute("UPDATE runs SET watermark = ? WHERE run_id = ?", [plan.watermark, run_id])
         # What the reviews taught since the last run: re-weighed rules (see calibration).
@@ -919,22 +919,24 @@ def _store_scores(
 
 def _record_reference(con, config: ScoringConfig, reference: Reference, run_id: int) -> None:
     """A newly fitted reference in ``models``: what it is, its window and content hash."""
-    con.execute(
-        "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            reference.model_id,
-            run_id,
-            config.model,
-            json.dumps(
+    upsert(
+        con,
+        "models",
+        ("model_id",),
+        {
+            "model_id": reference.model_id,
+            "run_id": run_id,
+            "model": config.model,
+            "config": json.dumps(
                 {**config.__dict__, "reference": json.loads(_reference_key(config))}, default=str
             ),
-            json.dumps(FEATURE_NAMES),
-            reference.fit_from,
-            reference.fit_to,
-            reference.fit_rows,
-            now(),
-            reference.content_hash,
-        ],
+            "features": json.dumps(FEATURE_NAMES),
+            "fit_from": reference.fit_from,
+            "fit_to": reference.fit_to,
+            "fit_rows": reference.fit_rows,
+            "fitted_at": now(),
+            "content_hash": reference.content_hash,
+        },
     )
 
 

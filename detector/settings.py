@@ -24,7 +24,23 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", frozen=True)
 
-    db: str = Field("data/detector.duckdb", description="The database file.")
+    db: str = Field(
+        "data/detector.duckdb",
+        description="The store: a DuckDB file, or a shared DuckLake spelled as DuckLake's ATTACH "
+        'spells it, `ducklake:postgres:dbname=detector host=… port=… user=…` (see "Deploying '
+        'for several offices").',
+    )
+    data_path: str | None = Field(
+        None,
+        description="A DuckLake store's data folder (its Parquet files), on a filesystem every "
+        "machine mounts at the same path; the evidence, kept models and dashboard users sit "
+        "beside it.",
+    )
+    evidence_path: str | None = Field(
+        None,
+        description="The evidence folder (original files by SHA-256); default: `evidence/` "
+        "beside the database file, or beside a lake's data folder.",
+    )
     language: str = Field(
         "es", description="Language of the dashboard, exports and command line: es or en."
     )

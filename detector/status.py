@@ -3,8 +3,10 @@ kind of ``detector.schema.SPECS``, by its declared facility and time."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from detector.schema import KINDS, SPECS
-from detector.store import Store
+from detector.store import Store, snapshot
 
 
 def by_facility_sql() -> str:
@@ -21,9 +23,11 @@ def by_facility_sql() -> str:
     return " UNION ALL ".join(parts)
 
 
-def status_report(store: Store) -> dict:
-    """Rows per kind and facility with date ranges, quarantine counts and ledger size."""
-    with store.read() as con:
+def status_report(store: Store, as_of: datetime | None = None) -> dict:
+    """Rows per kind and facility with date ranges, quarantine counts and ledger size; with
+    ``as_of`` (a lake), what the store held then: its last snapshot at that moment."""
+    with store.read(as_of=as_of) as con:
+        held = snapshot(con) if as_of is not None else None
         by_facility = con.execute(
             f"SELECT * FROM ({by_facility_sql()}) ORDER BY list_position(?, kind), 2",
             [list(KINDS)],
@@ -37,7 +41,7 @@ def status_report(store: Store) -> dict:
     for kind, _, rows, _, _ in by_facility:
         totals[kind] += rows
     return {
-        "database": str(store.path),
+        "database": store.name,
         "totals": totals,
         "by_facility": [
             dict(zip(("kind", "facility", "rows", "first", "last"), r, strict=True))
@@ -47,4 +51,9 @@ def status_report(store: Store) -> dict:
             dict(zip(("source_name", "reason_code", "rows"), r, strict=True)) for r in quarantine
         ],
         "uploads": uploads,
+        **(
+            {"as_of": {"asked": as_of, "snapshot": held[0], "committed_at": held[1]}}
+            if held
+            else {}
+        ),
     }

@@ -1,25 +1,38 @@
-"""The DuckDB store: the only module that opens connections; tables, locking and retries.
+"""The store: the only module that opens DuckDB connections; tables, locking and retries.
 
-DuckDB lets one process write, and while it does no other process can open the file at
-all. So connections are opened per operation and closed at once, writers are serialised
-through a lock file, and opening retries with backoff while another process holds the file.
+Two stores speak the same SQL. The default is an embedded DuckDB file: DuckDB lets one
+process write, and while it does no other process can open the file at all, so
+connections are opened per operation and closed at once, writers are serialised through a
+lock file, and opening retries with backoff while another process holds the file. A
+DuckLake URL (``ducklake:postgres:dbname=… host=…``) is a shared store instead: its
+catalog in PostgreSQL, its data as Parquet files in a shared folder
+(``DETECTOR_DATA_PATH``), read and written by processes on many machines at once with
+snapshot isolation (:class:`_Lake`). There, writers that must take turns (the ledger's
+chain, the flags, the review audit trail) take PostgreSQL advisory locks, held by a
+session that dies with its process.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import hashlib
+import importlib.util
 import os
 import random
+import re
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
 from filelock import FileLock, Timeout
 
-from detector.errors import StoreBusy
+from detector.errors import DetectorError, StoreBusy
 from detector.schema import KINDS, SPECS, fold_sql, name_status_sql
 from detector.settings import settings
 
@@ -39,14 +52,47 @@ PROVENANCE = {
 }
 
 
+LAKE = "ducklake:"
+
+
+def is_lake(db: str | Path | None) -> bool:
+    """Whether ``db`` names a DuckLake store (``ducklake:postgres:…``) rather than a file."""
+    return str(db or "").startswith(LAKE)
+
+
 def db_path(db: str | Path | None = None) -> Path:
     """The database file: the argument, else $DETECTOR_DB, else ./data/detector.duckdb."""
     return Path(db or settings().db)
 
 
+def home_dir(db: str | Path | None = None) -> Path:
+    """The folder the store's own files sit in (evidence, kept models, dashboard users): the
+    database file's folder, or the folder holding a lake's data folder (shared by every
+    machine, as the data folder is)."""
+    db = db or settings().db
+    return (_data_path(str(db)) if is_lake(db) else db_path(db)).parent
+
+
 def evidence_dir(db: str | Path | None = None) -> Path:
-    """Content-addressed copies of every uploaded file, beside the database."""
-    return db_path(db).parent / "evidence"
+    """Content-addressed copies of every uploaded file: ``$DETECTOR_EVIDENCE_PATH``, else
+    ``evidence/`` beside the database file (or beside a lake's data folder)."""
+    if settings().evidence_path:
+        return Path(settings().evidence_path)
+    return home_dir(db) / "evidence"
+
+
+def _data_path(url: str) -> Path:
+    if not settings().data_path:
+        raise DetectorError(
+            f"{_shown(url)}: a DuckLake store needs its data folder in DETECTOR_DATA_PATH "
+            "(a folder every machine of the store mounts at the same path)"
+        )
+    return Path(settings().data_path)
+
+
+def _shown(url: str) -> str:
+    """A store's name for messages: a password in a lake's URL is never shown."""
+    return re.sub(r"(password=)\S+", r"\1***", url)
 
 
 def kind_columns(kind: str) -> dict[str, str]:
@@ -192,8 +238,10 @@ VIEWS = [
 
 
 def _transient(exc: Exception) -> bool:
+    # DuckDB 1.5 reports a file another thread of this process holds open in the other
+    # mode as a "unique file handle conflict" (2.0 as a "different configuration").
     text = str(exc).lower()
-    return "lock" in text or "different configuration" in text
+    return "lock" in text or "different configuration" in text or "file handle conflict" in text
 
 
 # Columns added after a table was first released: older database files gain them on open.
@@ -261,6 +309,25 @@ DDL_SHA256 = hashlib.sha256("\n;\n".join(DDL).encode()).hexdigest()
 _MARK = "CREATE TABLE IF NOT EXISTS schema_version (ddl_sha256 VARCHAR)"
 
 
+def _keyless(sql: str) -> str:
+    """A DDL statement as a lake takes it: DuckLake has no PRIMARY KEY (writers that could
+    repeat a key take turns under an advisory lock and write with MERGE instead) and adds
+    no column with a default (readers take a missing value as the default)."""
+    sql = re.sub(r",\s*PRIMARY KEY\s*\([^)]*\)", "", sql)
+    sql = re.sub(r"\s+PRIMARY KEY\b", "", sql)
+    return re.sub(r"(ADD COLUMN .*?)\s+DEFAULT\s+\S+$", r"\1", sql)
+
+
+# A lake records which schema it was last brought to, so that a process starting on it
+# runs no DDL at all when nothing changed (DDL on a shared catalog is a commit that every
+# other writer would then have to merge with).
+LAKE_DDL = [
+    *(_keyless(sql) for sql in DDL),
+    "CREATE TABLE IF NOT EXISTS store_schema (ddl_sha256 VARCHAR, applied_at TIMESTAMP)",
+]
+LAKE_SCHEMA = hashlib.sha256("\n;\n".join(LAKE_DDL).encode("utf-8")).hexdigest()
+
+
 def _owner_only(path: Path) -> None:
     """The database file (and its write-ahead log) readable and writable by its owner only."""
     for p in (path, path.with_name(path.name + ".wal")):
@@ -292,30 +359,131 @@ def _expected_columns() -> frozenset[tuple[str, str]]:
         con.close()
 
 
-class Store:
-    """Opens short-lived connections to one DuckDB file.
+# Writers that must take turns, each on its own lock, always taken in this order: the
+# ledger (ingests, saved mappings: one hash chain, one copy of each record), the runs (rule
+# and scoring runs: run ids, flags, scores, models, weights) and the reviews (reviews and
+# their hash-chained audit trail; a run re-opening cases writes them too). On a lake an
+# ingest, a rule run and a reviewer's save proceed side by side; on a file every writer
+# takes the one lock file.
+WRITERS = ("ledger", "runs", "reviews")
 
-    ``read()`` gives a read-only connection (retrying while a writer holds the file);
+
+def is_lake_connection(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether a connection the store handed out reads and writes a lake."""
+    return con.execute(
+        "SELECT type FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchall() == [("ducklake",)]
+
+
+def upsert(con: duckdb.DuckDBPyConnection, table: str, keys: tuple[str, ...], row: dict) -> None:
+    """Insert ``row`` into ``table``, or replace the stored row with the same ``keys``. A
+    MERGE, which both stores take: a lake has no primary keys for ``INSERT OR REPLACE``
+    (the caller's writers' lock keeps two writers from adding one key twice)."""
+    cols = list(row)
+    match = " AND ".join(f"{table}.{k} = new.{k}" for k in keys)
+    sets = ", ".join(f"{c} = new.{c}" for c in cols if c not in keys)
+    con.execute(
+        f"MERGE INTO {table} USING (SELECT {', '.join(f'? AS {c}' for c in cols)}) AS new "
+        f"ON {match} WHEN MATCHED THEN UPDATE SET {sets} WHEN NOT MATCHED THEN INSERT BY NAME",
+        list(row.values()),
+    )
+
+
+def snapshot(con: duckdb.DuckDBPyConnection) -> tuple[int, datetime] | None:
+    """The lake snapshot a connection reads (its id and when it was committed); None on a
+    file, which keeps no snapshots."""
+    if not is_lake_connection(con):
+        return None
+    name = con.execute("SELECT current_database()").fetchall()[0][0]
+    return con.execute(
+        f'SELECT s.snapshot_id, s.snapshot_time FROM "{name}".current_snapshot() c '
+        f"JOIN ducklake_snapshots('{name}') s ON s.snapshot_id = c.id"
+    ).fetchall()[0]
+
+
+def commit_part(con: duckdb.DuckDBPyConnection) -> None:
+    """Commit what a long write has done so far and go on in a new transaction. A file then
+    checkpoints, since DuckDB keeps a transaction's new rows in memory until a checkpoint;
+    a lake has written them to Parquet files already, and its CHECKPOINT is maintenance
+    (merging and expiring files) that a writer must not start on others' behalf."""
+    con.execute("COMMIT")
+    if not is_lake_connection(con):
+        con.execute("CHECKPOINT")
+    con.execute("BEGIN TRANSACTION")
+
+
+class Store:
+    """Opens short-lived connections to one store: a DuckDB file, or a DuckLake.
+
+    ``read()`` gives a read-only connection (on a file, retrying while a writer holds it);
     ``write()`` takes the writers' lock, opens read-write and runs the body in one
-    transaction, committed only if the body returns.
+    transaction, committed only if the body returns. ``url`` is what ``--db`` took: a
+    file's path or a lake's URL. Files the store keeps beside its tables (the evidence,
+    the kept scoring models, the dashboard's users) are in ``home``: the database file's
+    folder, or the folder that holds a lake's data folder (shared by every machine).
     """
 
-    _ready: set[str] = set()  # files whose schema this process has already created
-    _readable: set[str] = set()  # files found to have the whole schema already
+    _ready: set[str] = set()  # stores whose schema this process has already created
+    _readable: set[str] = set()  # stores found to have the whole schema already
 
-    def __init__(self, db: str | Path | None = None, wait: float | None = None):
-        self.path = db_path(db)
+    def __init__(
+        self,
+        db: str | Path | None = None,
+        wait: float | None = None,
+        data_path: str | Path | None = None,
+    ):
+        self.url = str(db) if db else settings().db
         self.wait = settings().lock_wait if wait is None else wait
-        # Logs are personal data: the data folder and the database are the owner's alone.
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._lock = FileLock(str(self.path) + ".lock")
+        if is_lake(self.url):
+            # (``data_path``: a lake's data folder other than DETECTOR_DATA_PATH's, for
+            # copying one store into another and for tests that hold two lakes at once)
+            self._lake: _Lake | None = _Lake(self.url, self.wait, data_path)
+            self.path: Path | None = None
+            self.home = self._lake.data_path.parent
+            # Spills and hit spools stay on this machine's own disk, the owner's alone.
+            self.scratch = Path(tempfile.gettempdir()) / f"detector-{os.getuid()}"
+            self.scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        else:
+            self._lake = None
+            self.path = db_path(self.url)
+            self.home = self.scratch = self.path.parent
+            # Logs are personal data: the data folder and the database are the owner's alone.
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._lock = FileLock(str(self.path) + ".lock")
+
+    @property
+    def lake(self) -> bool:
+        """Whether this is a shared DuckLake store."""
+        return self._lake is not None
+
+    @property
+    def data_path(self) -> Path | None:
+        """A lake's data folder (None for a file)."""
+        return self._lake.data_path if self._lake is not None else None
+
+    @property
+    def name(self) -> str:
+        """The store as messages name it (a lake's password never shown)."""
+        return _shown(self.url) if self.lake else str(self.path)
 
     @property
     def evidence(self) -> Path:
-        return evidence_dir(self.path)
+        """Content-addressed copies of every uploaded file (see :func:`evidence_dir`)."""
+        return Path(settings().evidence_path or self.home / "evidence")
+
+    @property
+    def users(self) -> Path:
+        """The dashboard's users file: ``$DETECTOR_USERS``, else ``users.yaml`` in ``home``."""
+        return settings().users or self.home / "users.yaml"
+
+    @property
+    def models(self) -> Path:
+        """Kept scoring references (``detector.scoring``), beside the store."""
+        return self.home / "models"
 
     def exists(self) -> bool:
-        return self.path.exists()
+        return self.lake or self.path.exists()
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self.wait
@@ -331,7 +499,7 @@ class Store:
                         "temp_directory": str(self.path.parent / ".duckdb_tmp"),
                     },
                 )
-            except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            except (duckdb.IOException, duckdb.ConnectionException, duckdb.BinderException) as exc:
                 # Another process holds the file (a lock), or, inside this process, another
                 # thread holds it open in the other mode (read-only vs read-write): both pass.
                 if not _transient(exc):
@@ -342,7 +510,18 @@ class Store:
                 delay = min(delay * 2, 0.5)
 
     @contextmanager
-    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def read(self, as_of: datetime | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection; with ``as_of`` (a lake only), to the store as it was then."""
+        if self._lake is not None:
+            self._prepare_lake()
+            with self._lake.read(self.scratch, as_of=as_of) as con:
+                yield con
+            return
+        if as_of is not None:
+            raise DetectorError(
+                f"{self.path}: a database file keeps no snapshots; reading the store as it "
+                "was on a date needs a DuckLake store"
+            )
         key = str(self.path)
         if not (key in Store._ready or key in Store._readable) or not self.path.exists():
             if self.path.exists() and self._schema_current():
@@ -356,7 +535,30 @@ class Store:
             con.close()
 
     @contextmanager
-    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def sandboxed(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection of its own, locked down before SQL from rule folders runs
+        on it: no files, URLs or extensions (``read_text('/etc/passwd')``, ``COPY … TO``) and
+        no way to switch that back on. It keeps reading the store's own tables (a lake's
+        Parquet files in its data folder); use it for nothing else."""
+        if self._lake is not None:  # a DuckDB of its own, locked down once (see _Lake)
+            self._prepare_lake()
+            with self._lake.read(self.scratch, sandbox=True) as con:
+                yield con
+            return
+        with self.read() as con:
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+            yield con
+
+    @contextmanager
+    def write(self, serialise: tuple[str, ...] = WRITERS) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-write connection in one transaction, after the turn of the writers
+        ``serialise`` names (``WRITERS``: all of them, what a file always takes)."""
+        if self._lake is not None:
+            self._prepare_lake()
+            with self._lake.write(self.scratch, serialise) as con:
+                yield con
+            return
         try:
             self._lock.acquire(timeout=self.wait)
         except Timeout as exc:
@@ -384,6 +586,13 @@ class Store:
         finally:
             self._lock.release()
 
+    def _prepare_lake(self) -> None:
+        """Bring a lake's schema to this version once per process (nothing to do, and no
+        write, when its recorded schema is this version's)."""
+        if self.url not in Store._ready:
+            self._lake.ensure_schema(self.scratch)
+            Store._ready.add(self.url)
+
     def _schema_current(self) -> bool:
         """True when the file already has every table and column this version creates, so
         that a reader (``status``, ``verify``) needs no write: it works on a full disk, on
@@ -397,7 +606,321 @@ class Store:
             con.close()
         return _expected_columns() <= have
 
+    def release(self) -> None:
+        """Close what this process keeps open on a lake (its DuckDB and catalog sessions);
+        the next operation opens them again. A file keeps nothing open."""
+        if self._lake is not None:
+            self._lake.release()
+
     def init(self) -> None:
-        """Create the file and its tables if they do not exist yet."""
+        """Create the file (or the lake) and its tables if they do not exist yet."""
+        if self._lake is not None:
+            self._prepare_lake()
+            return
         with self.write():
             pass
+
+
+# --- the shared store: DuckLake, its catalog in PostgreSQL --------------------------------
+
+# PostgreSQL advisory locks are pairs of 32-bit keys: the tool's writers' locks, and each
+# run's lease (keyed by its run id), held for as long as the run's write goes on.
+_LOCK_SPACE = 0x44544354
+_LEASE_SPACE = 0x44544355
+_LOCKS = {"attach": 1, "ledger": 2, "runs": 3, "reviews": 4}  # taken in this order
+_session: contextvars.ContextVar = contextvars.ContextVar("lake_session", default=None)
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _extension(name: str) -> str:
+    """The ``.duckdb_extension`` file the pip package ``duckdb-extension-<name>`` installs for
+    this DuckDB version: loaded from there, nothing is downloaded."""
+    version = duckdb.__version__
+    package = f"duckdb_extension_{name}"
+    spec = importlib.util.find_spec(package)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "extensions" / f"v{version}" / f"{name}.duckdb_extension"
+        if path.is_file():
+            return str(path)
+    raise DetectorError(
+        f"a DuckLake store needs the DuckDB extension {name} built for DuckDB {version}: "
+        f"pip package {package.replace('_', '-')}=={version}"
+    )
+
+
+def lease_run(run_id: int) -> None:
+    """Hold run ``run_id``'s lease for as long as the current write goes on: while held, no
+    other process takes the run for one a killed process left (:func:`run_alive`). Inside
+    a file's write nothing is needed: the writers' lock file is the lease."""
+    session = _session.get()
+    if session is not None:
+        session.execute("SELECT pg_advisory_lock(%s, %s)", (_LEASE_SPACE, int(run_id)))
+
+
+def run_alive(run_id: int) -> bool:
+    """Whether the process that opened run ``run_id`` still runs it. On a lake its lease
+    tells: PostgreSQL frees it when that process's session ends, however it ended (killed,
+    crashed, its machine gone). In a file's write it is never so: the run held the writers'
+    lock, which the caller now holds."""
+    session = _session.get()
+    if session is None:
+        return False
+    (free,) = session.execute(
+        "SELECT pg_try_advisory_lock(%s, %s)", (_LEASE_SPACE, int(run_id))
+    ).fetchone()
+    if free:
+        session.execute("SELECT pg_advisory_unlock(%s, %s)", (_LEASE_SPACE, int(run_id)))
+    return not free
+
+
+class _Lake:
+    """A DuckLake store: the catalog in PostgreSQL, the data as Parquet files in a shared
+    folder, read and written by any number of processes with snapshot isolation.
+
+    Extensions are loaded from the pip packages' files (nothing is downloaded). A process
+    keeps one in-memory DuckDB with the lake attached twice, read-write as ``lake`` and
+    read-only as ``lake_ro``, and hands out a cursor per operation: attaching costs a
+    catalog round trip and loading the extensions a second, so it is done once. Writers
+    take their turn through PostgreSQL advisory locks on a session of their own (psycopg),
+    taken before the transaction begins and freed after it commits."""
+
+    _instances: dict[tuple, duckdb.DuckDBPyConnection] = {}
+    _guard = threading.Lock()
+    PREFIX = LAKE + "postgres:"
+
+    def __init__(self, url: str, wait: float, data_path: str | Path | None = None):
+        if not url.startswith(self.PREFIX):
+            raise DetectorError(
+                f"{_shown(url)}: a shared store is a DuckLake with its catalog in PostgreSQL "
+                "(ducklake:postgres:dbname=… host=… port=… user=…)"
+            )
+        self.url = url
+        self.conninfo = url[len(self.PREFIX) :]
+        self.data_path = Path(data_path) if data_path else _data_path(url)
+        self.data_folder = str(self.data_path).rstrip("/") + "/"
+        self.wait = wait
+
+    def _connect(self, scratch: Path) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(
+            config={
+                "memory_limit": settings().duckdb_memory,
+                "temp_directory": str(scratch / ".duckdb_tmp"),
+                # Offline: only the extension files the pip packages installed.
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+            }
+        )
+        try:
+            for name in ("ducklake", "postgres_scanner"):
+                con.execute(f"LOAD {_quote(_extension(name))}")
+            # Commits that do not conflict (appends to other tables) are retried by
+            # DuckLake itself; many offices committing at once need more than 10 tries.
+            con.execute("SET ducklake_max_retry_count = 100")
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _attach(self, con, alias: str, options: str) -> None:
+        try:
+            con.execute(f"ATTACH {_quote(self.url)} AS {alias} ({options})")
+        except duckdb.Error as exc:
+            raise DetectorError(
+                f"{_shown(self.url)}: cannot open the lake: {str(exc).splitlines()[0]}"
+            ) from exc
+
+    def _key(self, sandbox: bool) -> tuple:
+        return (self.url, self.data_folder, settings().duckdb_memory, sandbox)
+
+    def release(self) -> None:
+        for sandbox in (False, True):
+            with _Lake._guard:
+                con = _Lake._instances.pop(self._key(sandbox), None)
+            if con is not None:
+                con.close()
+
+    def instance(self, scratch: Path, sandbox: bool = False) -> duckdb.DuckDBPyConnection:
+        """This process's DuckDB with the lake attached (made on first use). The
+        ``sandbox`` one, for SQL from rule folders, has the lake read-only and is locked
+        down when made: no file but the lake's own data files (never the evidence beside
+        them), no URL or extension, and no setting can change that back."""
+        key = self._key(sandbox)
+        with _Lake._guard:
+            con = _Lake._instances.get(key)
+            if con is None:
+                con = self._connect(scratch)
+                try:
+                    self.data_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    if not sandbox:
+                        # The first ATTACH of a new lake creates its catalog: one at a time.
+                        with self.locked(("attach",)):
+                            self._attach(con, "lake", f"DATA_PATH {_quote(self.data_folder)}")
+                    self._attach(con, "lake_ro", "READ_ONLY")
+                    if sandbox:
+                        con.execute(f"SET allowed_directories = [{_quote(self.data_folder)}]")
+                        con.execute("SET enable_external_access = false")
+                        con.execute("SET lock_configuration = true")
+                except BaseException:
+                    con.close()
+                    raise
+                _Lake._instances[key] = con
+        return con
+
+    @contextmanager
+    def read(
+        self, scratch: Path, sandbox: bool = False, as_of: datetime | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only cursor on this process's lake (on its ``sandbox`` DuckDB for rule
+        SQL); ``as_of``: on a DuckDB of its own, the lake's last snapshot at that time."""
+        if as_of is not None:
+            con = self._connect(scratch)
+            try:
+                options = "READ_ONLY" + (
+                    f", SNAPSHOT_TIME {_quote(as_of.isoformat(sep=' '))}" if as_of else ""
+                )
+                try:
+                    self._attach(con, "lake_ro", options)
+                except DetectorError as exc:
+                    if as_of is not None and "No snapshot found" in str(exc):
+                        raise DetectorError(
+                            f"{_shown(self.url)} held nothing yet at {as_of:%Y-%m-%d %H:%M %Z}"
+                        ) from exc
+                    raise
+            except BaseException:
+                con.close()
+                raise
+        else:
+            con = self.instance(scratch, sandbox).cursor()
+        try:
+            con.execute("USE lake_ro")
+            # One snapshot for the whole read: what it reads is consistent however many
+            # writers commit meanwhile, and the lake's metadata is fetched once for it.
+            con.execute("BEGIN TRANSACTION")
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def locked(self, names: tuple[str, ...]) -> Iterator[object]:
+        """Take the named advisory locks (in their fixed order, so two writers never wait
+        for each other) on a PostgreSQL session of their own; yields the session. They are
+        freed when it closes, or when this process dies and the server sees the session end
+        (a machine that vanished: when the server's TCP keepalives give up on it, see the
+        README's "Deploying for several offices")."""
+        import psycopg
+
+        try:
+            session = psycopg.connect(
+                self.conninfo,
+                autocommit=True,
+                connect_timeout=max(2, min(30, int(self.wait))),
+                keepalives=1,
+                keepalives_idle=30,
+                keepalives_interval=10,
+                keepalives_count=3,
+                application_name="detector",
+            )
+        except psycopg.OperationalError as exc:
+            raise DetectorError(
+                f"{_shown(self.url)}: cannot reach the catalog: {str(exc).splitlines()[0]}"
+            ) from exc
+        try:
+            session.execute(f"SET lock_timeout = {max(1, int(self.wait * 1000))}")
+            for name in sorted(set(names), key=list(_LOCKS).index):
+                try:
+                    session.execute("SELECT pg_advisory_lock(%s, %s)", (_LOCK_SPACE, _LOCKS[name]))
+                except psycopg.errors.LockNotAvailable as exc:
+                    raise StoreBusy(
+                        f"{_shown(self.url)}: busy, another writer holds the {name} lock"
+                    ) from exc
+            session.execute("SET lock_timeout = 0")
+            yield session
+        finally:
+            session.close()
+
+    @contextmanager
+    def write(self, scratch: Path, names: tuple[str, ...]) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor on the read-write lake in one transaction, begun once the named writers'
+        locks are held (so that it sees what the writer before committed) and committed
+        before they are freed."""
+        with self.locked(names) as session:
+            con = self.instance(scratch).cursor()
+            token = _session.set(session)
+            try:
+                con.execute("USE lake")
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    yield con
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+            finally:
+                _session.reset(token)
+                con.close()
+
+    def ensure_schema(self, scratch: Path) -> None:
+        """Create the lake's tables, or bring them to this version, unless its recorded
+        schema is this version's already: then nothing is written."""
+        with self.read(scratch) as con:
+            if self._current(con):
+                return
+        with self.locked(WRITERS):
+            con = self.instance(scratch).cursor()
+            try:
+                con.execute("USE lake")
+                if self._current(con):
+                    return
+                con.execute("BEGIN TRANSACTION")
+                for ddl in LAKE_DDL:
+                    con.execute(ddl)
+                self._prime_stats(con)
+                con.execute(
+                    "INSERT INTO store_schema VALUES (?, current_timestamp::TIMESTAMP)",
+                    [LAKE_SCHEMA],
+                )
+                con.execute("COMMIT")
+            finally:
+                con.close()
+
+    @staticmethod
+    def _prime_stats(con) -> None:
+        """Give every empty table its statistics row (a row written and deleted). DuckLake
+        1.5.5 caches a table's statistics but not their absence: each query naming an
+        empty table asked the catalog again, column by column, and a rule run on a lake
+        with a few kinds unused sent 5,500 statements to PostgreSQL instead of 2,400 and
+        took twice as long (duckdb/ducklake#1313, fixed in later versions)."""
+        tables = con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'lake' "
+            "AND table_schema = 'main' AND table_type = 'BASE TABLE' ORDER BY 1"
+        ).fetchall()
+        for (table,) in tables:
+            if con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]:
+                continue
+            required = [
+                c
+                for (c,) in con.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_catalog = "
+                    "'lake' AND table_name = ? AND is_nullable = 'NO'",
+                    [table],
+                ).fetchall()
+            ]
+            if required:
+                values = ", ".join("''" for _ in required)
+                con.execute(f"INSERT INTO {table} ({', '.join(required)}) VALUES ({values})")
+            else:
+                con.execute(f"INSERT INTO {table} DEFAULT VALUES")
+            con.execute(f"DELETE FROM {table}")
+
+    @staticmethod
+    def _current(con) -> bool:
+        try:
+            found = con.execute(
+                "SELECT ddl_sha256 FROM store_schema ORDER BY applied_at DESC LIMIT 1"
+            ).fetchall()
+        except duckdb.CatalogException:
+            return False
+        return found == [(LAKE_SCHEMA,)]

@@ -1,4 +1,12 @@
-"""Shared fixtures: a real DuckDB file per test, generated demo logs, helpers to write files."""
+"""Shared fixtures: a real store per test (a DuckDB file, or a DuckLake), generated demo
+logs, helpers to write files.
+
+With ``DETECTOR_TEST_STORE=lake`` the ``store`` and ``new_store`` fixtures give DuckLake
+stores instead of files: each its own PostgreSQL database on the server that
+``DETECTOR_TEST_PG`` names (libpq keywords, default ``host=127.0.0.1 port=5432
+user=postgres``; ``.ci/run`` starts one) and its own data folder. The tests marked
+``lake`` are the ones written to run on either store (``pytest -m lake``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,8 @@ import functools
 import os
 import shutil
 import tempfile
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +34,51 @@ REAL = Path(__file__).resolve().parent / "real"
 WAVES = REAL / "whitehouse_waves_2022-02.csv"
 
 
+LAKE = os.environ.get("DETECTOR_TEST_STORE", "file") == "lake"
+PG = os.environ.get("DETECTOR_TEST_PG", "host=127.0.0.1 port=5432 user=postgres")
+
+
+def pg_admin(sql: str) -> None:
+    """One statement on the test server's ``postgres`` database (creating and dropping the
+    lakes' catalog databases)."""
+    import psycopg
+
+    with psycopg.connect(f"{PG} dbname=postgres", autocommit=True) as con:
+        con.execute(sql)
+
+
+def lake_url(dbname: str) -> str:
+    return f"ducklake:postgres:dbname={dbname} {PG}"
+
+
 @pytest.fixture
-def store(tmp_path) -> Store:
-    return Store(tmp_path / "db" / "detector.duckdb", wait=30)
+def new_store(tmp_path, monkeypatch) -> Iterator[Callable[..., Store]]:
+    """Makes stores in ``tmp_path/<name>``: DuckDB files, or under DETECTOR_TEST_STORE=lake
+    each a new DuckLake (a catalog database of its own, dropped afterwards). The last lake
+    made is the one ``DETECTOR_DATA_PATH`` names, for commands given its URL as ``--db``."""
+    lakes: list[tuple[Store, str]] = []
+
+    def make(name: str = "db", wait: float = 30, lake: bool | None = None) -> Store:
+        folder = tmp_path / name
+        if not (LAKE if lake is None else lake):
+            return Store(folder / "detector.duckdb", wait=wait)
+        dbname = f"detector_test_{uuid.uuid4().hex[:16]}"
+        pg_admin(f"CREATE DATABASE {dbname}")
+        data = folder / "lake"
+        monkeypatch.setenv("DETECTOR_DATA_PATH", str(data))
+        store = Store(lake_url(dbname), wait=wait, data_path=data)
+        lakes.append((store, dbname))
+        return store
+
+    yield make
+    for store, dbname in lakes:
+        store.release()
+        pg_admin(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
+
+
+@pytest.fixture
+def store(new_store) -> Store:
+    return new_store()
 
 
 @pytest.fixture(scope="session")

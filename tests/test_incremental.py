@@ -44,14 +44,15 @@ def _active(store: Store) -> set[tuple]:
 
 
 @pytest.mark.slow
-def test_incremental_runs_equal_a_full_run(tmp_path, demo_logs):
+@pytest.mark.lake
+def test_incremental_runs_equal_a_full_run(tmp_path, demo_logs, new_store):
     reference = [demo_logs[k] for k in ("facilities", "inmates", "logbooks", "transfers")]
     splits = [_split(p, tmp_path) for k, p in demo_logs.items() if k.startswith("visits_")]
     early = [s[0] for s in splits]
     backfill = [s[1] for s in splits]
     later = [s[2] for s in splits]
 
-    step = Store(tmp_path / "incremental.duckdb", wait=30)
+    step = new_store("incremental")
     ingest_files(step, reference + early)
     first = run_rules(step, full=False)
     assert first.scope == "full"  # nothing to be incremental against yet
@@ -64,7 +65,7 @@ def test_incremental_runs_equal_a_full_run(tmp_path, demo_logs):
     assert third.scope.startswith("incremental")
     assert third.resolved > 0  # silent periods of the withheld stretch resolve
 
-    whole = Store(tmp_path / "full.duckdb", wait=30)
+    whole = new_store("full")
     ingest_files(whole, reference + early + later + backfill)
     run_rules(whole, full=True)
     assert _active(step) == _active(whole)
@@ -73,6 +74,7 @@ def test_incremental_runs_equal_a_full_run(tmp_path, demo_logs):
     assert {r for _, r, _ in gaps_before_backfill} >= {"logbook-silent-period"}
 
 
+@pytest.mark.lake
 def test_a_run_with_nothing_new_changes_nothing(store, tmp_path):
     path = tmp_path / "v.csv"
     path.write_text(
@@ -86,6 +88,7 @@ def test_a_run_with_nothing_new_changes_nothing(store, tmp_path):
     assert _active(store) == before and report.resolved == 0
 
 
+@pytest.mark.lake
 def test_changed_rule_file_reruns_that_rule_in_full(store, tmp_path):
     path = tmp_path / "v.csv"
     path.write_text(

@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from detector.cli import app
 from detector.schema import KINDS, SPECS, VOCABULARIES
-from detector.store import Store
 from tests.conftest import rows, write_csv
 
 runner = CliRunner()
@@ -85,13 +84,13 @@ def _said(result) -> str:
     return " ".join(result.output.split())
 
 
+@pytest.mark.lake
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_kind_reaches_every_consumer(kind, tmp_path):
-    db = tmp_path / "d.duckdb"
+def test_a_kind_reaches_every_consumer(kind, tmp_path, store):
+    db = store.url
     rules = _rule(tmp_path / "rules", kind)
     first = _file(tmp_path, kind, 0, 3)
     assert _cli("ingest", first, "--kind", kind, "--db", db).exit_code == 0
-    store = Store(db)
     assert rows(store, f"SELECT count(*) FROM {kind}") == [(3,)]
 
     # `detector status` counts it, by its facility
@@ -139,13 +138,13 @@ def test_a_kind_reaches_every_consumer(kind, tmp_path):
     assert "differ from those sealed at upload" in _said(tampered)
 
 
+@pytest.mark.lake
 @pytest.mark.parametrize("kind", KINDS)
-def test_rows_outside_the_ledger_are_caught(kind, tmp_path):
+def test_rows_outside_the_ledger_are_caught(kind, tmp_path, store):
     """A row of any kind that no ledger entry accounts for (no upload, or an upload the
     ledger does not hold) fails `detector verify`."""
-    db = tmp_path / "d.duckdb"
+    db = store.url
     assert _cli("ingest", _file(tmp_path, kind, 0, 2), "--kind", kind, "--db", db).exit_code == 0
-    store = Store(db)
     with store.write() as con:
         con.execute(f"INSERT INTO {kind} SELECT * REPLACE (NULL AS upload_seq) FROM {kind} LIMIT 1")
         con.execute(f"INSERT INTO {kind} SELECT * REPLACE (99 AS upload_seq) FROM {kind} LIMIT 1")

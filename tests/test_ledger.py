@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from typer.testing import CliRunner
 
 from detector import ledger
 from detector.cli import app
 from detector.ingest import ingest_file
 from tests.conftest import write_csv
+
+pytestmark = pytest.mark.lake  # on either store (DETECTOR_TEST_STORE)
 
 
 def _two_uploads(store, tmp_path):
@@ -51,7 +54,7 @@ def test_edited_ledger_row_is_detected_and_cli_exits_non_zero(store, tmp_path):
         con.execute("UPDATE uploads SET uploaded_by = 'someone else' WHERE seq = 1")
     problems = ledger.verify(store).problems
     assert any("ledger entry 1" in p and "edited" in p for p in problems)
-    result = CliRunner().invoke(app, ["verify", "--db", str(store.path)])
+    result = CliRunner().invoke(app, ["verify", "--db", store.url])
     assert result.exit_code == 1
     assert "MISMATCH" in result.output
 
@@ -195,7 +198,7 @@ def test_evidence_no_entry_names_is_noted_not_called_tampering(store, tmp_path):
     result = ledger.verify(store)
     assert result.ok and result.entries == 2
     assert sorted(result.unreferenced) == sorted([staged.name, f"{orphan_sha[:2]}/{orphan_sha}"])
-    out = CliRunner().invoke(app, ["verify", "--db", str(store.path)])
+    out = CliRunner().invoke(app, ["verify", "--db", store.url])
     assert out.exit_code == 0 and "named by no ledger entry" in out.output
 
 
@@ -205,10 +208,7 @@ def test_a_rewritten_chain_passes_alone_but_not_against_a_kept_anchor(store, tmp
     _two_uploads(store, tmp_path)
     runner = CliRunner()
     kept = tmp_path / "anchor.json"
-    assert (
-        runner.invoke(app, ["anchor", "--db", str(store.path), "--output", str(kept)]).exit_code
-        == 0
-    )
+    assert runner.invoke(app, ["anchor", "--db", store.url, "--output", str(kept)]).exit_code == 0
     # A later upload does not disturb the anchored entry.
     ingest_file(
         store,
@@ -218,7 +218,7 @@ def test_a_rewritten_chain_passes_alone_but_not_against_a_kept_anchor(store, tmp
             [["ZAC", "2022-02-03 10:00", "N3"]],
         ),
     )
-    ok = runner.invoke(app, ["verify", "--db", str(store.path), "--anchor", str(kept)])
+    ok = runner.invoke(app, ["verify", "--db", store.url, "--anchor", str(kept)])
     assert ok.exit_code == 0 and "anchor" in ok.output
     # Rewrite: entry 1 says someone else uploaded it, and every hash is recomputed.
     with store.write() as con:
@@ -236,7 +236,7 @@ def test_a_rewritten_chain_passes_alone_but_not_against_a_kept_anchor(store, tmp
                 [e["uploaded_by"], e["prev_hash"], prev, e["seq"]],
             )
     assert ledger.verify(store).ok  # the chain alone cannot tell
-    caught = runner.invoke(app, ["verify", "--db", str(store.path), "--anchor", str(kept)])
+    caught = runner.invoke(app, ["verify", "--db", store.url, "--anchor", str(kept)])
     assert caught.exit_code == 1
     assert "rewritten" in " ".join(caught.output.split())
 

@@ -20,6 +20,8 @@ from detector.review import ReviewError, assign, history, set_status, suppress
 from detector.store import Store
 from tests.conftest import REPO, rows
 
+pytestmark = pytest.mark.lake  # on either store (DETECTOR_TEST_STORE)
+
 AUDITOR = Actor("ana", "auditor")
 VIEWER = Actor("victor", "viewer")
 
@@ -34,7 +36,7 @@ def flagged(store, tmp_path) -> tuple[Store, list[str]]:
     )
     ingest_files(store, [path])
     run_rules(store)
-    auth.add_user(auth.users_file(store.path), "ben", "auditor", password="pw-ben-12345")
+    auth.add_user(store.users, "ben", "auditor", password="pw-ben-12345")
     return store, [r[0] for r in rows(store, "SELECT flag_id FROM flags ORDER BY 1")]
 
 
@@ -114,7 +116,7 @@ def test_review_state_survives_rerun_and_restart(flagged):
     store, (a, *_) = flagged
     set_status(store, AUDITOR, a, "needs_external_verification", note="ask the prison")
     run_rules(store)
-    fresh = Store(store.path)  # a new process would open it like this
+    fresh = Store(store.url, data_path=store.data_path)  # as a new process would open it
     assert rows(fresh, "SELECT status FROM reviews WHERE flag_id = ?", [a]) == [
         ("needs_external_verification",)
     ]
@@ -131,7 +133,7 @@ def test_actions_wait_for_a_cli_writer_and_none_is_lost(flagged):
             textwrap.dedent(f"""
         import time
         from detector.store import Store
-        with Store({str(store.path)!r}).write() as con:
+        with Store({store.url!r}).write() as con:
             print("holding", flush=True)
             time.sleep(4)
     """),
@@ -215,5 +217,5 @@ def test_an_edited_or_deleted_audit_row_is_found(flagged):
         con.execute("UPDATE review_log SET new = 'confirmed' WHERE seq = 1")
         con.execute("DELETE FROM review_log WHERE seq = 2")
     assert any("row 3" in p and "removed" in p for p in verify(store).problems)
-    result = CliRunner().invoke(app, ["verify", "--db", str(store.path)])
+    result = CliRunner().invoke(app, ["verify", "--db", store.url])
     assert result.exit_code == 1

@@ -21,7 +21,7 @@ except PermissionError as exc:
     st.error(session.md(exc))
     st.stop()
 
-path = auth.users_file(session.db_path())
+path = session.store().users
 users = auth.load(path)["credentials"]["usernames"]
 st.subheader(_("Users"))
 st.dataframe(
