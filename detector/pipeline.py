@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from detector import identity
 from detector.engine import RunReport, run_rules
 from detector.errors import DetectorError
+from detector.identity import LinkReport
 from detector.ingest import (
     IngestResult,
     expand_paths,
@@ -50,8 +52,10 @@ class Steps:
     ``full`` re-evaluates every rule over everything (else only what changed since the last
     run) and re-scores every visit; ``refit`` fits a new scoring reference first. With
     files to ingest, the rules and the scoring run only when one of them entered the
-    ledger."""
+    ledger. Before the rules, the rows stored since the last linkage are linked to persons
+    (``detector.identity``): rules and scoring read who a row is from there."""
 
+    link: bool = True
     rules: bool = True
     score: bool = True
     full: bool = False
@@ -65,12 +69,13 @@ class Steps:
 
 
 # Ingest alone, as `detector ingest` does unless asked to run the rest.
-INGEST_ONLY = Steps(rules=False, score=False)
+INGEST_ONLY = Steps(link=False, rules=False, score=False)
 
 
 @dataclass
 class PipelineReport:
     ingested: list[IngestResult] = field(default_factory=list)
+    persons: LinkReport | None = None
     rules: RunReport | None = None
     scoring: ScoreReport | None = None
 
@@ -112,6 +117,8 @@ def run(
             on_file(source, result)
     if sources and not report.new_uploads and not steps.even_if_nothing_stored:
         return report  # nothing new: nothing to re-evaluate
+    if steps.link and identity.pending(store):
+        report.persons = identity.link(store, triggered_by=triggered_by)
     if steps.rules:
         report.rules = run_rules(
             store, steps.rule_dirs, steps.only, triggered_by=triggered_by, full=steps.full
