@@ -10,8 +10,16 @@ import polars as pl
 from detector.store import Store
 
 # Whom risk is rolled up to: the SQL giving (record_key, the entity) for each scored visit.
-# A person is a written name (placeholders and blanks are no one) credited with their own
-# visits and with those of the people they escorted in; an official likewise.
+# A person is who identity linkage says wrote the line (``persons``: one person across
+# spellings, documents and badges; namesakes with different documents are two), credited
+# with their own visits and with those of the people they escorted in; an official is a
+# written name likewise. A store never linked reads a person as their folded name.
+PERSON_VISITS = """
+    SELECT record_key, person_id AS k FROM persons WHERE kind = 'visits' AND part = 'visitor'
+    UNION ALL
+    SELECT e.record_key, e.person_id FROM persons e
+    LEFT JOIN persons v ON v.record_key = e.record_key AND v.part = 'visitor'
+    WHERE e.kind = 'visits' AND e.part = 'escort' AND e.person_id IS DISTINCT FROM v.person_id"""
 ROLLUPS: dict[str, str] = {
     "official": """
         SELECT record_key, name_key AS k FROM visits WHERE role = 'official'
@@ -19,11 +27,15 @@ ROLLUPS: dict[str, str] = {
         SELECT record_key, escorted_key FROM visits
         WHERE coalesce(role, '') <> 'official'
           AND escorted_key IN (SELECT name_key FROM visits WHERE role = 'official')""",
-    "person": """
-        SELECT record_key, name_key AS k FROM visits WHERE name_status = 'named'
+    "person": f"""
+        SELECT * FROM ({PERSON_VISITS}) WHERE (SELECT count(*) FROM persons) > 0
         UNION ALL
-        SELECT record_key, escorted_key FROM visits
-        WHERE coalesce(escorted_key, '') <> '' AND escorted_key <> coalesce(name_key, '')""",
+        SELECT * FROM (
+            SELECT record_key, name_key AS k FROM visits WHERE name_status = 'named'
+            UNION ALL
+            SELECT record_key, escorted_key FROM visits
+            WHERE coalesce(escorted_key, '') <> '' AND escorted_key <> coalesce(name_key, ''))
+        WHERE (SELECT count(*) FROM persons) = 0""",
     "inmate": "SELECT record_key, inmate_id AS k FROM visits",
     "facility": "SELECT record_key, facility AS k FROM visits",
 }
@@ -52,26 +64,29 @@ def load_scores(store: Store, top: int | None = None) -> pl.DataFrame:
 
 # A person's reader events are credited to them too: the flags on their events (access
 # rules, and the gate reads the logbook is silent about), by the person the event names
-# (the folded name, else the badge or document: "Acompañante" on a pass names nobody).
+# (linked; in a store never linked, the folded name, else the badge or document:
+# "Acompañante" on a pass names nobody).
 # A case repeated n times weighs 1 - (1 - risk)^n: three exits of a wing never entered
 # count for more than one, and never for more than certainty.
 EVENT_PEOPLE = """
     SELECT f.flag_id, any_value(1 - pow(1 - f.score, f.times)) AS risk,
            any_value(f.times) AS times,
-           CASE WHEN e.name_status = 'named' THEN e.name_key
-                ELSE coalesce(e.badge, e.id_number, e.person_key) END AS k
+           coalesce(p.person_id, CASE WHEN e.name_status = 'named' THEN e.name_key
+                ELSE coalesce(e.badge, e.id_number, e.person_key) END) AS k
     FROM (SELECT flag_id, score, unnest(record_keys) AS key,
                  greatest(coalesce(try_cast(json_extract_string(fields, '$.occurrences')
                                             AS INTEGER), 1), 1) AS times
           FROM flags WHERE state = 'active') f
     JOIN events e ON e.record_key = f.key
+    LEFT JOIN persons p ON p.record_key = e.record_key AND p.kind = 'events'
     GROUP BY ALL"""
 
 
 def rollup(store: Store, by: str) -> pl.DataFrame:
     """Risk accumulated per official or person (with the people they escorted in), inmate
     or facility, riskiest first; a person's row also says which roles, documents and
-    facilities their visits carry, and how many of them are model flags. A person's flags
+    facilities their visits carry, and how many of them are model flags. A person is
+    shown by their commonest spelling (``person``) beside their id (``person_id``). A person's flags
     on reader events (``event_flags``, how many times their cases happened in
     ``event_occurrences``, their risk in ``event_risk``: a case repeated n times weighs
     ``1 - (1 - risk)^n``) add to their total, so that someone whose gate or badge anomalies
@@ -105,10 +120,21 @@ def rollup(store: Store, by: str) -> pl.DataFrame:
             "0.0 AS event_risk, "
             "0.0 AS event_max WHERE false"
         )
+        shown = (
+            "coalesce(n.name, coalesce(v.k, ev.k)) AS person, "
+            "CASE WHEN n.person_id IS NOT NULL THEN coalesce(v.k, ev.k) END AS person_id"
+            if by == "person"
+            else f"coalesce(v.k, ev.k) AS {by}"
+        )
+        names = (
+            "LEFT JOIN person_names n ON n.person_id = coalesce(v.k, ev.k)"
+            if by == "person"
+            else ""
+        )
         return con.sql(
             f"""
             WITH v AS ({visits}), ev AS ({events})
-            SELECT coalesce(v.k, ev.k) AS {by}, coalesce(v.visits, 0) AS visits,
+            SELECT {shown}, coalesce(v.visits, 0) AS visits,
                    round(coalesce(v.visit_risk, 0) + coalesce(ev.event_risk, 0), 3) AS total_risk,
                    round(greatest(coalesce(v.max_risk, 0), coalesce(ev.event_max, 0)), 3)
                      AS max_risk,
@@ -120,6 +146,6 @@ def rollup(store: Store, by: str) -> pl.DataFrame:
                    coalesce(ev.event_occurrences, 0) AS event_occurrences,
                    round(coalesce(ev.event_risk, 0), 3) AS event_risk,
                    v.roles, v.facilities
-            FROM v FULL OUTER JOIN ev ON ev.k = v.k
+            FROM v FULL OUTER JOIN ev ON ev.k = v.k {names}
             ORDER BY total_risk DESC, {by}"""
         ).pl()
