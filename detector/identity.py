@@ -150,16 +150,17 @@ COMPARISONS = [
             _null("canonical_l IS NULL OR canonical_r IS NULL"),
             _level("canonical_l = canonical_r", "same_words", 0.80, 0.001, "canonical"),
             _level("sounds_key_l = sounds_key_r", "same_sounds", 0.06, 0.0005, "canonical"),
-            _level(_SAME_COUNT_ONE_LETTER, "one_letter", 0.04, 0.0005, "canonical"),
+            # (the fuzzy levels weigh what they are, not how common the name is: two
+            # people one letter apart, "Mario" and "María", are not rarer for a rare name)
+            _level(_SAME_COUNT_ONE_LETTER, "one_letter", 0.04, 0.0005),
             _level(
-                "(list_has_all(sounds_l, sounds_r) OR list_has_all(sounds_r, sounds_l)) "
-                "AND least(len(sounds_l), len(sounds_r)) >= 2",
+                "len(sounds_l) <> len(sounds_r) AND least(len(sounds_l), len(sounds_r)) >= 2 "
+                "AND (list_has_all(sounds_l, sounds_r) OR list_has_all(sounds_r, sounds_l))",
                 "dropped_words",
                 0.06,
                 0.002,
-                "canonical",
             ),
-            _level(_INITIALS, "initials", 0.04, 0.001, "canonical"),
+            _level(_INITIALS, "initials", 0.04, 0.001),
             _level("ELSE", "other_name", 1e-4, 0.996, **_FIXED),
         ],
     },
@@ -429,13 +430,18 @@ def _for_linkage(con, table: str, out: str, junk: str) -> None:
 
 
 def _tf_tables(con, every: str) -> None:
-    """Term frequencies over every mention (``every``): a name's is its share of the
-    mentions, never below its share of the population (``names.commonness``); a badge's
+    """Term frequencies over every mention (``every``). A name's is how often two people
+    share it: its share of the population (``names.commonness``), or, when the store has
+    namesakes (the name under several documents or badges), their share of the mentions.
+    A mention is one spelling of one person, so a name's own count says nothing of
+    namesakes: two spellings of one rare name are not two people sharing it. A badge's is
     its share of the mentions (a visitor pass handed to many is weak evidence)."""
     con.execute(
         f"""CREATE OR REPLACE TABLE tf_canonical AS
-        SELECT canonical, greatest(count(*) / (SELECT count(*) FROM {every}),
-                                   any_value(commonness)) AS tf_canonical
+        SELECT canonical,
+               greatest(any_value(commonness),
+                        (greatest(count(DISTINCT id_number), count(DISTINCT badge)) - 1)
+                        / (SELECT count(*) FROM {every})) AS tf_canonical
         FROM {every} WHERE canonical IS NOT NULL GROUP BY canonical"""
     )
     con.execute(
@@ -1091,7 +1097,8 @@ REASONS: dict[str, str] = {
     "dropped_words": N_(
         "one name is the other with words left out (a second surname or a second given name)"
     ),
-    "other_name": N_("different names"),
+    "initials": N_("initials standing for the other's words (J. C. for Juan Carlos)"),
+    "other_name": N_("completely different names: never linked without an auditor"),
     "same_document": N_("the same document number"),
     "document_as_badge": N_(
         "the same number, written as a document on one and as a badge on the other"
