@@ -155,6 +155,12 @@ def _print_steps(report) -> None:
     """What the linkage, the rules and the scoring of a pipeline run did."""
     if report.persons is not None:
         _print_persons(report.persons)
+    if report.persons_error:
+        err.print(
+            f"[red]linking rows to persons failed[/] (recorded as failed in the run history; "
+            f"the rules read the persons as they were): {report.persons_error}",
+            highlight=False,
+        )
     rules = report.rules
     if rules is not None:
         table = Table(title=f"Run {rules.run_id}, {rules.scope} ({rules.seconds:.1f} s)")

@@ -25,6 +25,8 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -36,7 +38,7 @@ from detector import names
 from detector.auth import Actor, require
 from detector.i18n import N_, number, translate
 from detector.review import ReviewError, log_action
-from detector.runs import next_run, now
+from detector.runs import next_run, now, record_failed
 from detector.schema import KINDS, SPECS, Mention, fold_sql, name_status_sql
 from detector.settings import settings
 from detector.store import Store
@@ -738,46 +740,75 @@ def weight_of(probability: float) -> float:
     return math.log2(probability / (1 - probability))
 
 
+@dataclass
+class _Job:
+    """One linkage: where, against which model (None: train one, link every row), the
+    uploads it covers (after ``since``, up to ``upto``) and the time each step took."""
+
+    store: Store
+    model: Model | None
+    why: str
+    since: int
+    upto: int
+    triggered_by: str
+    workdir: Path | None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def full(self) -> bool:
+        return self.model is None
+
+
 def link(
     store: Store, refit: bool = False, triggered_by: str = "cli", workdir: Path | None = None
 ) -> LinkReport:
     """Link the rows stored since the last linkage to persons: all of them, with a new
     model, when ``refit`` or when there is no usable model; otherwise the new rows'
     mentions against the kept model and the persons known. The heavy work reads the
-    store and runs in a private DuckDB; one short write stores the result."""
-    seconds: dict[str, float] = {}
-    t = time.perf_counter()
+    store and runs in a private DuckDB; one short write stores the result. A linkage that
+    fails is recorded as failed in ``runs`` and raised."""
     with store.read() as con:
         upto = con.execute("SELECT coalesce(max(seq), 0) FROM uploads").fetchall()[0][0]
         since = _watermark(con)
     model, why = (None, "asked to refit") if refit else load_model(store)
     if model is not None and upto <= since:
         return LinkReport("nothing new since the last linkage", model_id=model.model_id)
-    full = model is None
-    with TemporaryDirectory(dir=workdir or store.path.parent, prefix=".persons-") as tmp:
+    job = _Job(store, model, why, since, upto, triggered_by, workdir)
+    started = now()
+    try:
+        return _link(job)
+    except Exception as exc:
+        scope = f"{'full' if job.full else 'incremental'} linkage"
+        record_failed(store, "persons", triggered_by, scope, started, exc)
+        raise
+
+
+def _link(job: _Job) -> LinkReport:
+    t = time.perf_counter()
+    with TemporaryDirectory(dir=job.workdir or job.store.path.parent, prefix=".persons-") as tmp:
         tmp = Path(tmp)
-        with store.read() as con:
+        with job.store.read() as con:
             con.execute(
-                f"COPY ({rows_sql(0 if full else since, upto)}) "
+                f"COPY ({rows_sql(0 if job.full else job.since, job.upto)}) "
                 f"TO '{tmp / 'rows.parquet'}' (FORMAT parquet)"
             )
-            if not full:
+            if not job.full:
                 con.execute(
                     f"COPY (SELECT * FROM person_mentions) TO '{tmp / 'known.parquet'}' "
                     "(FORMAT parquet)"
                 )
             merges, sides = _overrides(con)
-        seconds["read"] = time.perf_counter() - t
+        job.seconds["read"] = time.perf_counter() - t
         con = _private(tmp)
         try:
-            report, model = _link_private(con, store, tmp, model, why, merges, sides, seconds)
+            report, model = _link_private(con, job, tmp, merges, sides)
             t = time.perf_counter()
-            _outputs(con, tmp, model, full)
-            _store(store, tmp, report, model, full, upto, triggered_by)
-            seconds["write"] = time.perf_counter() - t
+            _outputs(con, tmp, model, job.full)
+            _store(job, tmp, report, model)
+            job.seconds["write"] = time.perf_counter() - t
         finally:
             con.close()
-    report.seconds = seconds
+    report.seconds = job.seconds
     return report
 
 
@@ -788,15 +819,34 @@ _KNOWN = """
     FROM read_parquet('{path}')"""
 
 
-def _link_private(con, store, tmp: Path, model, why, merges, sides, seconds):
+def _link_private(con, job: _Job, tmp: Path, merges, sides) -> tuple[LinkReport, Model]:
     """Mentions, the model (trained when there is none), scored pairs and persons, in the
     private connection: leaves ``rows_keyed``, ``every_mention``, ``fresh``, ``pairs``,
     ``assigned`` (mention -> person, and the person it was known as) and ``accepted``."""
-    t = time.perf_counter()
-    full = model is None
+    with _timed(job.seconds, "mentions"):
+        report = _prepare(con, job, tmp)
+    with _timed(job.seconds, "train"):
+        model = _modelled(con, job, report)
+    with _timed(job.seconds, "predict"):
+        _scored(con, model, job.full, report)
+    with _timed(job.seconds, "cluster"):
+        _clustered(con, model, report, merges, sides)
+    return report, model
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], step: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    seconds[step] = time.perf_counter() - start
+
+
+def _prepare(con, job: _Job, tmp: Path) -> LinkReport:
+    """The rows' mentions: the new ones, and every one (with those known) as linkage
+    reads them, and the term frequencies over every one."""
     con.execute(f"CREATE TEMP TABLE rows AS SELECT * FROM read_parquet('{tmp / 'rows.parquet'}')")
     _mentions(con, "rows")
-    if full:
+    if job.full:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE known AS SELECT *, NULL::VARCHAR AS person_id, "
             "NULL::DOUBLE AS match_weight, NULL::VARCHAR AS linked_to FROM new_mentions "
@@ -822,22 +872,27 @@ def _link_private(con, store, tmp: Path, model, why, merges, sides, seconds):
     _tf_tables(con, "every_mention")
     report = LinkReport("", rows=_count(con, "rows"))
     report.mentions, report.new_mentions = _count(con, "mentions"), _count(con, "fresh")
-    seconds["mentions"] = time.perf_counter() - t
+    return report
 
-    t = time.perf_counter()
-    if full:
+
+def _modelled(con, job: _Job, report: LinkReport) -> Model:
+    """The kept model, or one trained on every mention (a full linkage) and kept."""
+    model = job.model
+    if job.full:
         splink, summary = train(con, "mentions")
-        model = save_model(store, Model("", splink, THRESHOLD, summary))
+        model = save_model(job.store, Model("", splink, THRESHOLD, summary))
         report.trained = True
-        report.scope = f"full linkage ({why}): new model {model.model_id}"
+        report.scope = f"full linkage ({job.why}): new model {model.model_id}"
     else:
         report.scope = (
             f"incremental: {report.new_mentions:,} new mentions against model {model.model_id}"
         )
     report.model_id = model.model_id
-    seconds["train"] = time.perf_counter() - t
+    return model
 
-    t = time.perf_counter()
+
+def _scored(con, model: Model, full: bool, report: LinkReport) -> None:
+    """``pairs``: every candidate pair (full), or the new mentions' (incremental)."""
     if full or report.new_mentions:
         _predict(con, model, None if full else "fresh", "mentions")
     else:
@@ -846,9 +901,12 @@ def _link_private(con, store, tmp: Path, model, why, merges, sides, seconds):
             "match_probability DOUBLE, gamma_name INT, gamma_identifier INT, "
             "gamma_inmates INT, w_name DOUBLE, w_identifier DOUBLE, w_inmates DOUBLE)"
         )
-    seconds["predict"] = time.perf_counter() - t
 
-    t = time.perf_counter()
+
+def _clustered(con, model: Model, report: LinkReport, merges, sides) -> None:
+    """``assigned`` (each mention's person, and the person it was known as) and
+    ``accepted`` (whether each pair joined), from the pairs, the persons known and the
+    auditors' merges and splits."""
     mentions = con.execute(
         "SELECT m.mention_key, m.id_number, e.first_seq FROM mentions m "
         "JOIN every_mention e USING (mention_key)"
@@ -873,21 +931,17 @@ def _link_private(con, store, tmp: Path, model, why, merges, sides, seconds):
         },
         schema={"mention_key": pl.String, "person_id": pl.String, "known_id": pl.String},
     )
-    con.register("assigned_frame", assigned)
-    con.execute("CREATE OR REPLACE TEMP TABLE assigned AS SELECT * FROM assigned_frame")
-    con.unregister("assigned_frame")
     decided = pl.DataFrame(
         [(a, b, ok) for (a, b), ok in accepted.items()],
         schema={"a": pl.String, "b": pl.String, "accepted": pl.Boolean},
         orient="row",
     )
-    con.register("accepted_frame", decided)
-    con.execute("CREATE OR REPLACE TEMP TABLE accepted AS SELECT * FROM accepted_frame")
-    con.unregister("accepted_frame")
+    for table, frame in (("assigned", assigned), ("accepted", decided)):
+        con.register(f"{table}_frame", frame)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM {table}_frame")
+        con.unregister(f"{table}_frame")
     report.persons = len(set(people.values()))
     report.joined = int(decided["accepted"].sum() or 0)
-    seconds["cluster"] = time.perf_counter() - t
-    return report, model
 
 
 def _count(con, table: str) -> int:
@@ -960,12 +1014,12 @@ def _outputs(con, tmp: Path, model: Model, full: bool) -> None:
     )
 
 
-def _store(store: Store, tmp: Path, report: LinkReport, model: Model, full, upto, by) -> None:
+def _store(job: _Job, tmp: Path, report: LinkReport, model: Model) -> None:
     """Store the linkage in one write: the model when it is new, the rows' persons, the
     mentions and the pairs that explain them, and the run with its watermark."""
     src = {f: f"read_parquet('{tmp / f}.parquet')" for f in ("rows_out", "mentions", "links")}
-    with store.write() as w:
-        run_id = next_run(w, "persons", by, report.scope)
+    with job.store.write() as w:
+        run_id = next_run(w, "persons", job.triggered_by, report.scope)
         if model.new:
             w.execute(
                 "INSERT INTO person_models VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -979,7 +1033,7 @@ def _store(store: Store, tmp: Path, report: LinkReport, model: Model, full, upto
                     model.content_hash,
                 ],
             )
-        if full:
+        if job.full:
             for table in ("persons", "person_mentions", "person_links"):
                 w.execute(f"DELETE FROM {table}")
         else:
@@ -1002,7 +1056,7 @@ def _store(store: Store, tmp: Path, report: LinkReport, model: Model, full, upto
         w.execute(
             "UPDATE runs SET ended_at = ?, status = 'ok', watermark = ?, counts = ? "
             "WHERE run_id = ?",
-            [now(), upto, json.dumps(counts), run_id],
+            [now(), job.upto, json.dumps(counts), run_id],
         )
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import duckdb
+
 from detector import identity
 from detector.engine import RunReport, run_rules
 from detector.errors import DetectorError
@@ -76,6 +78,7 @@ INGEST_ONLY = Steps(link=False, rules=False, score=False)
 class PipelineReport:
     ingested: list[IngestResult] = field(default_factory=list)
     persons: LinkReport | None = None
+    persons_error: str | None = None  # why linkage failed (recorded as a failed run)
     rules: RunReport | None = None
     scoring: ScoreReport | None = None
 
@@ -118,7 +121,12 @@ def run(
     if sources and not report.new_uploads and not steps.even_if_nothing_stored:
         return report  # nothing new: nothing to re-evaluate
     if steps.link and identity.pending(store):
-        report.persons = identity.link(store, triggered_by=triggered_by)
+        try:
+            report.persons = identity.link(store, triggered_by=triggered_by)
+        except (DetectorError, duckdb.Error, OSError) as exc:
+            # Recorded as failed in the run history; the rules and the scoring still run,
+            # reading the persons as they were (the next run links what this one could not).
+            report.persons_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
     if steps.rules:
         report.rules = run_rules(
             store, steps.rule_dirs, steps.only, triggered_by=triggered_by, full=steps.full
