@@ -51,6 +51,8 @@ EXPLAIN_FLOOR = -5.0
 # A document written under more different names than this is no identifier ("0", the
 # office's own number): it is left out of linkage (and is a finding of its own).
 JUNK_DOCUMENT_NAMES = 6
+# Document types that are credentials, not identity documents (``VOCABULARIES["id_type"]``).
+CREDENTIALS = ("badge", "bar_card")
 TRAIN_MIN_PAIRS = 60  # an EM session on fewer pairs keeps the model's prior values
 U_SAMPLE_PAIRS = 300_000
 
@@ -84,6 +86,15 @@ def rows_sql(since: int, upto: int) -> str:
         status = m.status or name_status_sql(key)
         name = f"CASE WHEN {status} = 'named' THEN {key} END"
         doc, badge = _identifier(_col(m.document)), _identifier(_col(m.badge))
+        if m.document_type:
+            # a credential's number (an institution's card, a bar card) is compared as a
+            # badge: one person holds several over the years, and clerks write other
+            # numbers in its place; a document (DUI, passport) is one per person
+            credential = f"{m.document_type} IN {CREDENTIALS}"
+            doc, badge = (
+                f"CASE WHEN {credential} THEN NULL ELSE {doc} END",
+                f"coalesce({badge}, CASE WHEN {credential} THEN {doc} END)",
+            )
         parts.append(
             f"SELECT '{kind}' AS kind, record_key, '{m.part}' AS part, {m.written} AS name, "
             f"{name} AS name_key, {doc} AS id_number, {_col(m.document_type)} AS id_type, "
@@ -434,7 +445,7 @@ def _for_linkage(con, table: str, out: str, junk: str) -> None:
 def _tf_tables(con, every: str) -> None:
     """Term frequencies over every mention (``every``). A name's is how often two people
     share it: its share of the population (``names.commonness``), or, when the store has
-    namesakes (the name under several documents or badges), their share of the mentions.
+    namesakes (the name under several identity documents), their share of the mentions.
     A mention is one spelling of one person, so a name's own count says nothing of
     namesakes: two spellings of one rare name are not two people sharing it. A badge's is
     its share of the mentions (a visitor pass handed to many is weak evidence)."""
@@ -442,8 +453,8 @@ def _tf_tables(con, every: str) -> None:
         f"""CREATE OR REPLACE TABLE tf_canonical AS
         SELECT canonical,
                greatest(any_value(commonness),
-                        (greatest(count(DISTINCT id_number), count(DISTINCT badge)) - 1)
-                        / (SELECT count(*) FROM {every})) AS tf_canonical
+                        (count(DISTINCT id_number) - 1) / (SELECT count(*) FROM {every}))
+                 AS tf_canonical
         FROM {every} WHERE canonical IS NOT NULL GROUP BY canonical"""
     )
     con.execute(

@@ -60,12 +60,15 @@ class World:
             for n in range(self.rng.randint(1, 4)):
                 self.visit(name, doc, f"I-{k % 60}", days=n * 7 + k % 5)
 
-    def visit(self, name, doc="", inmate="", days=0, facility="ZAC", role="Familiar", hour=9):
+    def visit(
+        self, name, doc="", inmate="", days=0, facility="ZAC", role="Familiar", hour=9,
+        id_type="DUI",
+    ):  # fmt: skip
         at = DAY + timedelta(days=days, hours=hour - 9)
         rid = f"V{len(self.visits) + 1}"
         self.visits.append([rid, facility, f"{at:%Y-%m-%d %H:%M}",
                             f"{at + timedelta(hours=1):%Y-%m-%d %H:%M}", name,
-                            "DUI" if doc else "", doc, role, inmate])  # fmt: skip
+                            id_type if doc else "", doc, role, inmate])  # fmt: skip
         return rid
 
     def read(self, name, badge, days=0, hour=6, direction="Entrada", facility="ZAC"):
@@ -209,6 +212,27 @@ def test_a_document_under_two_names_is_found_and_its_spellings_are_not(tmp_path)
     assert len(found) == 1
     assert {lawyer, relative} <= set(found[0][0])
     assert person_of(store, lawyer) != person_of(store, relative)
+
+
+def test_a_credential_number_is_compared_as_a_badge_not_as_a_document(tmp_path):
+    """A lawyer writing another bar-card number at each visit (clerks copy the number of
+    whatever card is shown) is one person; two guards given one staff card number are two
+    people, and no document finding: a card is not an identity document."""
+    w = World()
+    lawyer = [
+        w.visit("Lic. Marta de los Ángeles García Orellana", str(4000 + 37 * n), f"I-{n}",
+                days=n * 3, role="Abogado", id_type="Carnet de abogado")
+        for n in range(6)
+    ]  # fmt: skip
+    guards = [
+        w.visit(name, "DGCP-73568", "", days=d, role="Custodio", id_type="Carnet institucional")
+        for d in (1, 2)
+        for name in ("Juan Castillo Peña", "Patricia Cruz Guevara")
+    ]
+    store = w.store(tmp_path, pipeline.Steps(score=False))
+    assert len({person_of(store, r) for r in lawyer}) == 1
+    assert len({person_of(store, r) for r in guards}) == 2
+    assert not rows(store, "SELECT 1 FROM flags WHERE rule_id = 'unidentified-document-two-names'")
 
 
 def test_new_rows_are_matched_against_the_kept_model_not_relinked(tmp_path):
