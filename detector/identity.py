@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -334,8 +335,11 @@ def load_model(store: Store) -> tuple[Model | None, str]:
         return None, "no linkage model yet"
     model_id, digest = found[0]
     path = models_dir(store) / model_id
-    if not model_id.startswith("persons-") or "/" in model_id or not path.is_dir():
+    # a plain id whose folder is inside the models folder (not a link out of it)
+    if not re.fullmatch(r"persons-[0-9a-f]{16}", model_id or "") or not path.is_dir():
         return None, f"the files of linkage model {model_id} are gone"
+    if path.resolve().parent != models_dir(store).resolve():
+        return None, f"linkage model {model_id} is not a folder inside the models folder"
     checked, files = folder_hash(path)
     if checked != digest:
         return None, f"the files of linkage model {model_id} changed since it was fitted"
