@@ -92,23 +92,36 @@ def phonetic(word: str) -> str:
     return key
 
 
+def turned(parts: list[str] | tuple[str, ...]) -> str:
+    """The words in their first order among all the ways of turning them round: a name
+    written surname first is the same name turned round ("PEREZ LOPEZ JUAN CARLOS" and
+    "JUAN CARLOS PEREZ LOPEZ" are both ``CARLOS PEREZ LOPEZ JUAN``), while swapping two
+    surnames ("JUAN LOPEZ PEREZ") is another name."""
+    parts = list(parts)
+    return min((" ".join(parts[i:] + parts[:i]) for i in range(len(parts))), default="")
+
+
 @dataclass(frozen=True)
 class Name:
-    """A name reduced to what linkage compares: its words sorted (order aside: "PEREZ
-    LOPEZ JUAN" and "JUAN PEREZ LOPEZ" are one ``canonical``), and their sounds sorted."""
+    """A name reduced to what linkage compares: its words and their sounds in the order
+    written, and each as one key whichever word was written first (``canonical``,
+    ``sounds_key``): "Pérez López, Juan" and "Juan Pérez López" are one name."""
 
     words: tuple[str, ...]
-    canonical: str
     sounds: tuple[str, ...]
 
     @property
+    def canonical(self) -> str:
+        return turned(self.words)
+
+    @property
     def sounds_key(self) -> str:
-        return " ".join(self.sounds)
+        return turned(self.sounds)
 
 
 def parse(name: str | None) -> Name:
     ws = words(name)
-    return Name(tuple(ws), " ".join(sorted(ws)), tuple(sorted(phonetic(w) for w in ws)))
+    return Name(tuple(ws), tuple(phonetic(w) for w in ws))
 
 
 # How common a name is where these prisons are: the share of people carrying each word,

@@ -233,7 +233,7 @@ MIGRATIONS = [
     # Each mention once: what linkage compares, and the person it belongs to.
     """CREATE TABLE IF NOT EXISTS person_mentions (
         mention_key VARCHAR, canonical VARCHAR, words VARCHAR[], sounds VARCHAR[],
-        id_number VARCHAR, id_type VARCHAR, badge VARCHAR, inmates VARCHAR[],
+        sounds_key VARCHAR, id_number VARCHAR, id_type VARCHAR, badge VARCHAR, inmates VARCHAR[],
         commonness DOUBLE, first_seq BIGINT, person_id VARCHAR, match_weight DOUBLE,
         linked_to VARCHAR, model_id VARCHAR)""",
     # The pairs of mentions the model scored that explain a person: the links that joined

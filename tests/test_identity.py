@@ -97,7 +97,10 @@ def person_of(store: Store, record_id: str) -> str:
 
 
 def test_the_words_of_a_name_and_how_they_sound():
-    assert names.parse("Pérez López, Juan Carlos").canonical == "CARLOS JUAN LOPEZ PEREZ"
+    first = names.parse("Juan Carlos Pérez López").canonical
+    assert names.parse("Pérez López, Juan Carlos").canonical == first  # turned round
+    assert names.parse("PEREZ LOPEZ JUAN CARLOS").canonical == first
+    assert names.parse("Juan Carlos López Pérez").canonical != first  # surnames swapped
     assert names.parse("Lic. Carlos Ernesto Rivas Molina").words == (
         "CARLOS", "ERNESTO", "RIVAS", "MOLINA",
     )  # fmt: skip
@@ -159,6 +162,8 @@ def test_namesakes_with_different_documents_stay_two_people(tmp_path):
 def test_a_family_sharing_surnames_and_an_inmate_does_not_merge(tmp_path):
     w = World()
     family = [
+        ("Carmen Argueta Martínez", ""),  # cousins: the same words, surnames swapped
+        ("Carmen Martínez Argueta", "06060606-0"),
         ("Rosa Amelia Hernández de Cruz", "02345678-1"),  # the mother
         ("María Elena Cruz Hernández", "03456789-2"),  # her daughters
         ("Ana Gloria Cruz Hernández", ""),
