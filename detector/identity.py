@@ -229,7 +229,9 @@ COMPARISONS = [
             ),
             _level("badge_l = badge_r", "same_badge", 0.02, 0.0005, "badge", **_FIXED),
             _level("badge_l <> badge_r", "other_badge", 0.003, 0.05, **_FIXED),
-            _level("ELSE", "other_identifiers", 0.035, 0.40, **_FIXED),
+            # a document on one side, only a badge on the other: two people unless something
+            # else links them (a relative in the book, a contractor's card under one name)
+            _level("ELSE", "other_identifiers", 0.002, 0.40, **_FIXED),
         ],
     },
     {
@@ -247,14 +249,21 @@ COMPARISONS = [
 # to show (no dropped surname in training) is not thereby impossible.
 M_FLOOR = 0.01
 # Candidate pairs: a shared document or badge (also one written as the other), the same
-# words or sounds, or two words sounding alike (a dropped word, a misspelt third one).
+# name, or, where one of the two has neither document nor badge, two words sounding alike
+# (a dropped word, a misspelt third one, initials): a spelling with an identifier meets
+# its variants through it, and the commonest pairs of words ("José", "Hernández") are not
+# compared across every documented namesake.
 BLOCKING = [
     {"blocking_rule": "l.id_number = r.id_number"},
     {"blocking_rule": "l.badge = r.badge"},
     {"blocking_rule": "l.id_number = r.badge"},
     {"blocking_rule": "l.badge = r.id_number"},
     {"blocking_rule": "l.canonical = r.canonical"},
-    {"blocking_rule": "l.pairs = r.pairs", "arrays_to_explode": ["pairs"]},
+    {
+        "blocking_rule": "l.pairs = r.pairs AND ((l.id_number IS NULL AND l.badge IS NULL) "
+        "OR (r.id_number IS NULL AND r.badge IS NULL))",
+        "arrays_to_explode": ["pairs"],
+    },
 ]
 COLUMNS = [
     "canonical",
