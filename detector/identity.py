@@ -1,14 +1,15 @@
 """Who a row is: every named row of every kind linked to a person, with Splink.
 
-A *mention* is one way a person was written: their name's words (in any order: "Pérez
-López, Juan" and "Juan Pérez López" are one mention), with the document and the badge
-written beside it. Mentions are linked into persons by a Fellegi-Sunter model (Splink,
+A *mention* is one way a person was written: their name's words, whichever was written
+first ("Pérez López, Juan" and "Juan Pérez López" are one mention), with the document and
+the badge written beside it (a credential's number, a bar card or an institution's card,
+counts as a badge). Mentions are linked into persons by a Fellegi-Sunter model (Splink,
 on DuckDB) comparing names by their words, sounds and edit distance, documents, badges
 and the inmates visited, with term frequencies that make a common name weak evidence;
-the model is trained unsupervised on the store (EM) and kept, hashed, in the models
-folder like the scoring reference. Linked pairs are joined greedily, strongest first,
-never joining two persons whose documents differ, nor what an auditor split; an auditor's
-merges are joined first. A new upload's mentions are matched against the kept model and
+the model is trained unsupervised on the store (u by random pairs, the names' m by EM)
+and kept, hashed, in the models folder like the scoring reference. Linked pairs are
+joined greedily, strongest first, never joining completely different names, two persons
+whose documents differ, nor what an auditor split; an auditor's merges are joined first. A new upload's mentions are matched against the kept model and
 the persons already known (``predict_between`` and ``predict_within``): no full relink
 until ``detector persons --refit``.
 
@@ -45,7 +46,7 @@ from detector.settings import settings
 from detector.store import Store
 
 MODEL_VERSION = 1
-# A link is accepted at this probability or above (a match weight of about 4.3).
+# A link is accepted at this probability or above (a match weight of about 4.2).
 THRESHOLD = 0.95
 # Pairs kept to explain a person: accepted links and those scored above this weight.
 EXPLAIN_FLOOR = -5.0
