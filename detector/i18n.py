@@ -401,6 +401,7 @@ FIELDS: dict[str, str] = {
     "canonical": N_("Name's words"),
     "words": N_("Words"),
     "sounds": N_("Sounds"),
+    "sounds_key": N_("How the name sounds"),
     "commonness": N_("How common the name is"),
     "first_seq": N_("First upload"),
     "linked_to": N_("Linked to"),
