@@ -188,7 +188,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         con = duckdb.connect()
-        lists = {"given": f"{GIVEN}", "sur": f"{SURNAMES}"}
+        lists = {"given": f"{list(GIVEN)}", "sur": f"{list(SURNAMES)}"}
         con.execute(
             "CREATE TABLE people (pid BIGINT, given VARCHAR, sur1 VARCHAR, sur2 VARCHAR, "
             "dui VARCHAR)"
