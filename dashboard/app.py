@@ -29,6 +29,7 @@ pages = [
     st.Page(HERE / "3_Upload.py", title=_("Upload")),
     st.Page(HERE / "4_Overview.py", title=_("Overview")),
     st.Page(HERE / "5_Evidence_and_runs.py", title=_("Evidence and runs")),
+    st.Page(HERE / "7_Person.py", title=_("Person")),
 ]
 if session.can("admin"):
     pages.append(st.Page(HERE / "6_Admin.py", title=_("Admin")))

@@ -15,6 +15,7 @@ import polars as pl
 
 from detector.flags import QUEUE_COLUMNS, FlagQuery, count_flags, read_flags
 from detector.i18n import CODES, N_, reason_wording
+from detector.mapping import fold_text
 from detector.risk import SEVERITIES
 from detector.rulebook import categories
 from detector.schema import KINDS, SPECS
@@ -459,3 +460,112 @@ def mapping_toml(kind: str, columns: dict[str, str], date_order: str) -> str:
         if source
     ]
     return "\n".join(lines) + "\n"
+
+
+# --- a person (identity linkage) ---------------------------------------------------------
+
+
+def find_persons(store: Store, text: str, limit: int = 50) -> pl.DataFrame:
+    """Persons one of whose spellings, documents or badges contains ``text`` (accents and
+    case aside), or whose id it is; the most written first."""
+    needle = "%" + "".join(c for c in fold_text(text) if c.isalnum() or c == " ") + "%"
+    with store.read() as con:
+        return con.sql(
+            """
+            WITH hit AS (
+                SELECT DISTINCT person_id FROM persons
+                WHERE person_id = $id
+                   OR upper(strip_accents(name)) LIKE $needle
+                   OR regexp_replace(coalesce(id_number, '') || ' ' || coalesce(badge, ''),
+                                     '[^A-Z0-9 ]', '', 'g') LIKE $needle)
+            SELECT n.person_id, n.name AS person, n.rows,
+                   string_agg(DISTINCT p.name, '; ' ORDER BY p.name) AS spellings
+            FROM hit JOIN person_names n USING (person_id)
+            JOIN persons p USING (person_id)
+            GROUP BY ALL ORDER BY n.rows DESC, n.person_id LIMIT $limit""",
+            params={"id": text.strip(), "needle": needle, "limit": limit},
+        ).pl()
+
+
+def person(store: Store, person_id: str, limit: int = 500) -> dict | None:
+    """One person as linkage made them: their name, every spelling (with documents, badges
+    and plates), their visits and reads, the flags on them, the links that joined their
+    spellings and the closest links to other persons that were not made."""
+    with store.read() as con:
+        shown = con.execute(
+            "SELECT name, rows FROM person_names WHERE person_id = ?", [person_id]
+        ).fetchall()
+        if not shown:
+            return None
+
+        def frame(sql: str) -> pl.DataFrame:
+            given = {"p": person_id, "limit": limit}
+            return con.sql(sql, params={k: v for k, v in given.items() if f"${k}" in sql}).pl()
+
+        out = {"person_id": person_id, "name": shown[0][0], "rows": shown[0][1]}
+        out["spellings"] = frame(
+            """SELECT p.mention_key, any_value(p.name) AS name, m.id_number, m.badge,
+                      count(*) AS rows, min(p.happened_at) AS first_seen,
+                      max(p.happened_at) AS last_seen,
+                      string_agg(DISTINCT p.facility, ', ' ORDER BY p.facility) AS facilities,
+                      round(any_value(m.match_weight), 1) AS match_weight
+               FROM persons p JOIN person_mentions m USING (mention_key)
+               WHERE p.person_id = $p GROUP BY p.mention_key, m.id_number, m.badge
+               ORDER BY rows DESC"""
+        )
+        for column, name in (
+            ("id_number", "documents"),
+            ("badge", "badges"),
+            ("plate_key", "plates"),
+        ):
+            out[name] = frame(
+                f"""SELECT {column}, count(*) AS rows, min(happened_at) AS first_seen,
+                           max(happened_at) AS last_seen
+                    FROM persons WHERE person_id = $p AND {column} IS NOT NULL
+                    GROUP BY ALL ORDER BY rows DESC"""
+            )
+        out["visits"] = frame(
+            """SELECT v.record_id, p.part, v.facility, v.entered_at, v.exited_at, v.name,
+                      v.role, v.id_number, v.inmate_id, v.escorted_by, v.source_name,
+                      v.source_row
+               FROM persons p JOIN visits v USING (record_key)
+               WHERE p.person_id = $p ORDER BY v.entered_at DESC LIMIT $limit"""
+        )
+        out["reads"] = frame(
+            """SELECT e.record_id, e.facility, e.seen_at, e.name, e.badge, e.id_number,
+                      e.reader, e.direction, e.source_name, e.source_row
+               FROM persons p JOIN events e USING (record_key)
+               WHERE p.person_id = $p ORDER BY e.seen_at DESC LIMIT $limit"""
+        )
+        ids = [
+            r[0]
+            for r in con.execute(
+                """SELECT flag_id FROM flags
+                   WHERE list_has_any(record_keys, (SELECT list(record_key) FROM persons
+                                                    WHERE person_id = ?))""",
+                [person_id],
+            ).fetchall()
+        ]
+        pairs = """
+            SELECT l.mention_key, l.other_key, round(l.match_weight, 1) AS match_weight,
+                   l.accepted, l.why, a.person_id AS a_person, b.person_id AS b_person,
+                   (SELECT any_value(name) FROM persons WHERE mention_key = l.mention_key)
+                     AS name, (SELECT any_value(name) FROM persons
+                               WHERE mention_key = l.other_key) AS other_name
+            FROM person_links l
+            JOIN person_mentions a ON a.mention_key = l.mention_key
+            JOIN person_mentions b ON b.mention_key = l.other_key"""
+        out["links"] = frame(
+            f"SELECT * FROM ({pairs}) WHERE a_person = $p AND b_person = $p "
+            "ORDER BY accepted DESC, match_weight DESC LIMIT 50"
+        )
+        out["apart"] = frame(
+            f"SELECT * FROM ({pairs}) WHERE (a_person = $p) <> (b_person = $p) "
+            "AND (a_person = $p OR b_person = $p) ORDER BY match_weight DESC LIMIT 10"
+        )
+    out["flags"] = read_flags(
+        store,
+        FlagQuery(flag_ids=ids, include_resolved=True, include_suppressed=True),
+        QUEUE_COLUMNS,
+    )
+    return out

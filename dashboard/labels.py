@@ -23,7 +23,8 @@ COLUMNS = FIELDS
 # Columns whose values are codes the tool wrote (statuses, categories, roles, problems).
 CODED = frozenset(
     {"status", "review_status", "severity", "category", "source", "state", "reason",
-     "reason_code", "kind", "name_status", "role", "roles", "role_of", "action", "old", "new"}
+     "reason_code", "kind", "name_status", "role", "roles", "role_of", "action", "old", "new",
+     "part"}
 )  # fmt: skip
 
 

@@ -189,6 +189,21 @@ def _apply(store: Store, a: dict) -> str:
             rule=a["rule_id"], kind=words(a["kind"]), entity=a["entity"],
             until=i18n.moment(a["until"], lang()),
         )  # fmt: skip
+    if a["action"] == "person_split":
+        from detector import identity
+
+        left, taken = identity.split(
+            store, who, a["person"], list(a.get("mentions") or []), a.get("note") or None
+        )
+        st.session_state["person_id"] = left
+        return _("Split off as a person of their own: {person}.").format(person=taken)
+    if a["action"] == "person_merge":
+        from detector import identity
+
+        others = [x.strip() for x in (a.get("others") or "").split(",") if x.strip()]
+        into = identity.merge(store, who, [a["person"], *others], a.get("note") or None)
+        st.session_state["person_id"] = into
+        return _("Merged into {person}.").format(person=into)
     raise ValueError(a["action"])
 
 

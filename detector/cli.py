@@ -158,7 +158,15 @@ def ingest(
 
 
 def _print_steps(report) -> None:
-    """What the rules and the scoring of a pipeline run did."""
+    """What the linkage, the rules and the scoring of a pipeline run did."""
+    if report.persons is not None:
+        _print_persons(report.persons)
+    if report.persons_error:
+        err.print(
+            f"[red]linking rows to persons failed[/] (recorded as failed in the run history; "
+            f"the rules read the persons as they were): {report.persons_error}",
+            highlight=False,
+        )
     rules = report.rules
     if rules is not None:
         table = Table(title=f"Run {rules.run_id}, {rules.scope} ({rules.seconds:.1f} s)")
@@ -525,6 +533,40 @@ def risk(
     if frame.is_empty():
         _fail("no scores yet: run `detector run` first")
     _write_frame(frame, format, output)
+
+
+def _print_persons(linked) -> None:
+    seconds = sum(linked.seconds.values())
+    console.print(
+        f"Persons: {linked.scope} ({seconds:.1f} s): {linked.rows:,} rows, "
+        f"{linked.mentions:,} spellings, {linked.new_mentions:,} new, "
+        f"{linked.persons:,} persons, {linked.joined:,} links",
+        highlight=False,
+    )
+
+
+@app.command()
+def persons(
+    refit: Annotated[
+        bool,
+        typer.Option(
+            "--refit",
+            help="Train a new linkage model on the whole store and link every row again "
+            "(the auditors' merges and splits still hold).",
+        ),
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Link the rows stored since the last linkage to persons (the rules and the scoring
+    do this themselves first): every named row of every kind, against the kept linkage
+    model; with --refit, a new model trained on the store and every row linked again."""
+    from detector import identity
+
+    try:
+        linked = identity.link(_store(db), refit=refit)
+    except DetectorError as exc:
+        _fail(str(exc))
+    _print_persons(linked)
 
 
 @app.command()

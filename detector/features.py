@@ -147,11 +147,15 @@ MARGINAL = [
 # says (how many visits its week had, what its visitor did within 30 days) is read from
 # the stored visits around it.
 
-# A person, as the features know them: a written name (not a placeholder, a blank or a
-# redaction) with its document as written.
+# A person, as the features know them: who identity linkage says the visitor is (one
+# person across spellings; namesakes with different documents are two), read from the
+# visit's ``persons`` row joined as ``{p}`` (``VISITOR_JOIN``); a visit never linked, a
+# written name (not a placeholder, a blank or a redaction) with its document as written.
 VISITOR_SQL = (
-    "CASE WHEN {v}name_status = 'named' THEN {v}name_key || '|' || coalesce({v}id_number, '') END"
+    "CASE WHEN {v}name_status = 'named' THEN coalesce({p}person_id, "
+    "{v}name_key || '|' || coalesce({v}id_number, '')) END"
 )
+VISITOR_JOIN = "LEFT JOIN persons {p} ON {p}.record_key = {v}record_key AND {p}.part = 'visitor'"
 
 # The visits, with the columns every feature needs. ``{where}`` restricts the rows read.
 VISITS_SQL = f"""
@@ -162,7 +166,7 @@ SELECT v.record_key, v.record_id, v.upload_seq, v.facility, coalesce(v.role, 'ot
        isodow(v.entered_at) AS dow, hour(v.entered_at) AS hr,
        date_trunc('week', v.entered_at) AS wk,
        date_diff('minute', v.entered_at, v.exited_at) AS stay_min,
-       {VISITOR_SQL.format(v="v.")} AS visitor,
+       {VISITOR_SQL.format(v="v.", p="pp.")} AS visitor,
        -- the person's first arrival that day (a habit is about arrivals, not re-entries):
        -- the earliest (time, then record key) of its visitor's visits that day, found by
        -- a grouped minimum (a window over every visit sorted whole rows: 9 of 21 s at 1M)
@@ -174,10 +178,11 @@ SELECT v.record_key, v.record_id, v.upload_seq, v.facility, coalesce(v.role, 'ot
                                     WHERE role = 'official' AND name_key <> '')
             THEN v.escorted_key END AS official_key
 FROM visits v LEFT JOIN inmates_current i USING (inmate_id)
-LEFT JOIN (SELECT {VISITOR_SQL.format(v="v.")} AS visitor, v.entered_at::DATE AS day,
+{VISITOR_JOIN.format(v="v.", p="pp")}
+LEFT JOIN (SELECT {VISITOR_SQL.format(v="v.", p="pp.")} AS visitor, v.entered_at::DATE AS day,
                   min((v.entered_at, v.record_key)) AS first
-           FROM visits v WHERE {{where}} GROUP BY ALL) fd
-  ON fd.visitor IS NOT DISTINCT FROM {VISITOR_SQL.format(v="v.")}
+           FROM visits v {VISITOR_JOIN.format(v="v.", p="pp")} WHERE {{where}} GROUP BY ALL) fd
+  ON fd.visitor IS NOT DISTINCT FROM {VISITOR_SQL.format(v="v.", p="pp.")}
  AND fd.day IS NOT DISTINCT FROM v.entered_at::DATE
 WHERE {{where}}
 """

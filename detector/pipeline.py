@@ -14,8 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import duckdb
+
+from detector import identity
 from detector.engine import RunReport, run_rules
 from detector.errors import DetectorError
+from detector.identity import LinkReport
 from detector.ingest import (
     IngestResult,
     expand_paths,
@@ -50,8 +54,10 @@ class Steps:
     ``full`` re-evaluates every rule over everything (else only what changed since the last
     run) and re-scores every visit; ``refit`` fits a new scoring reference first. With
     files to ingest, the rules and the scoring run only when one of them entered the
-    ledger."""
+    ledger. Before the rules, the rows stored since the last linkage are linked to persons
+    (``detector.identity``): rules and scoring read who a row is from there."""
 
+    link: bool = True
     rules: bool = True
     score: bool = True
     full: bool = False
@@ -65,12 +71,14 @@ class Steps:
 
 
 # Ingest alone, as `detector ingest` does unless asked to run the rest.
-INGEST_ONLY = Steps(rules=False, score=False)
+INGEST_ONLY = Steps(link=False, rules=False, score=False)
 
 
 @dataclass
 class PipelineReport:
     ingested: list[IngestResult] = field(default_factory=list)
+    persons: LinkReport | None = None
+    persons_error: str | None = None  # why linkage failed (recorded as a failed run)
     rules: RunReport | None = None
     scoring: ScoreReport | None = None
 
@@ -112,6 +120,13 @@ def run(
             on_file(source, result)
     if sources and not report.new_uploads and not steps.even_if_nothing_stored:
         return report  # nothing new: nothing to re-evaluate
+    if steps.link and identity.pending(store):
+        try:
+            report.persons = identity.link(store, triggered_by=triggered_by)
+        except (DetectorError, duckdb.Error, OSError) as exc:
+            # Recorded as failed in the run history; the rules and the scoring still run,
+            # reading the persons as they were (the next run links what this one could not).
+            report.persons_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
     if steps.rules:
         report.rules = run_rules(
             store, steps.rule_dirs, steps.only, triggered_by=triggered_by, full=steps.full

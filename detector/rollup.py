@@ -12,12 +12,23 @@ from detector.store import Store
 # Whom risk is rolled up to: the SQL giving (record_key, the entity, its part in the visit)
 # for each scored visit. The part is ``own`` (a person's or official's own visit, the visits
 # to an inmate, at a facility), ``escort`` (visits of the people they escorted in or
-# authorised) or ``host`` (visits paid to them). A person is someone the log shows coming
-# in, a written name (placeholders and blanks are no one): credited with their own visits
-# and those they escorted, and shown the visits they received; a name written only as an
+# authorised) or ``host`` (visits paid to them). A person is who identity linkage says wrote
+# the line (``persons``: one person across spellings, documents and badges; namesakes with
+# different documents are two), a store never linked reads a person as their folded name
+# (placeholders and blanks are no one). A person is credited with their own visits and
+# those they escorted, and shown the visits they received; someone named only as an
 # escort, authoriser or host (the official a public register says was visited) never came
 # in by the log and is no person with visits. An official likewise.
 _CAME_IN = "SELECT name_key FROM visits WHERE name_status = 'named'"
+_LINKED_IN = "SELECT person_id FROM persons WHERE kind = 'visits' AND part = 'visitor'"
+PERSON_VISITS = f"""
+    SELECT record_key, person_id AS k, 'own' AS part FROM persons
+    WHERE kind = 'visits' AND part = 'visitor'
+    UNION ALL
+    SELECT e.record_key, e.person_id, e.part FROM persons e
+    LEFT JOIN persons v ON v.record_key = e.record_key AND v.part = 'visitor'
+    WHERE e.kind = 'visits' AND e.part IN ('escort', 'host')
+      AND e.person_id IS DISTINCT FROM v.person_id AND e.person_id IN ({_LINKED_IN})"""
 ROLLUPS: dict[str, str] = {
     "official": """
         SELECT record_key, name_key AS k, 'own' AS part FROM visits WHERE role = 'official'
@@ -29,15 +40,20 @@ ROLLUPS: dict[str, str] = {
         SELECT record_key, host_key, 'host' FROM visits
         WHERE host_key IN (SELECT name_key FROM visits WHERE role = 'official')""",
     "person": f"""
-        SELECT record_key, name_key AS k, 'own' AS part FROM visits WHERE name_status = 'named'
+        SELECT * FROM ({PERSON_VISITS}) WHERE (SELECT count(*) FROM persons) > 0
         UNION ALL
-        SELECT record_key, escorted_key, 'escort' FROM visits
-        WHERE coalesce(escorted_key, '') <> '' AND escorted_key <> coalesce(name_key, '')
-          AND escorted_key IN ({_CAME_IN})
-        UNION ALL
-        SELECT record_key, host_key, 'host' FROM visits
-        WHERE coalesce(host_key, '') <> '' AND host_key <> coalesce(name_key, '')
-          AND host_key IN ({_CAME_IN})""",
+        SELECT * FROM (
+            SELECT record_key, name_key AS k, 'own' AS part FROM visits
+            WHERE name_status = 'named'
+            UNION ALL
+            SELECT record_key, escorted_key, 'escort' FROM visits
+            WHERE coalesce(escorted_key, '') <> '' AND escorted_key <> coalesce(name_key, '')
+              AND escorted_key IN ({_CAME_IN})
+            UNION ALL
+            SELECT record_key, host_key, 'host' FROM visits
+            WHERE coalesce(host_key, '') <> '' AND host_key <> coalesce(name_key, '')
+              AND host_key IN ({_CAME_IN}))
+        WHERE (SELECT count(*) FROM persons) = 0""",
     "inmate": "SELECT record_key, inmate_id AS k, 'own' AS part FROM visits",
     "facility": "SELECT record_key, facility AS k, 'own' AS part FROM visits",
 }
@@ -66,19 +82,21 @@ def load_scores(store: Store, top: int | None = None) -> pl.DataFrame:
 
 # A person's reader events are credited to them too: the flags on their events (access
 # rules, and the gate reads the logbook is silent about), by the person the event names
-# (the folded name, else the badge or document: "Acompañante" on a pass names nobody).
+# (linked; in a store never linked, the folded name, else the badge or document:
+# "Acompañante" on a pass names nobody).
 # A case repeated n times weighs 1 - (1 - risk)^n: three exits of a wing never entered
 # count for more than one, and never for more than certainty.
 EVENT_PEOPLE = """
     SELECT f.flag_id, any_value(1 - pow(1 - f.score, f.times)) AS risk,
            any_value(f.times) AS times,
-           CASE WHEN e.name_status = 'named' THEN e.name_key
-                ELSE coalesce(e.badge, e.id_number, e.person_key) END AS k
+           coalesce(p.person_id, CASE WHEN e.name_status = 'named' THEN e.name_key
+                ELSE coalesce(e.badge, e.id_number, e.person_key) END) AS k
     FROM (SELECT flag_id, score, unnest(record_keys) AS key,
                  greatest(coalesce(try_cast(json_extract_string(fields, '$.occurrences')
                                             AS INTEGER), 1), 1) AS times
           FROM flags WHERE state = 'active') f
     JOIN events e ON e.record_key = f.key
+    LEFT JOIN persons p ON p.record_key = e.record_key AND p.kind = 'events'
     GROUP BY ALL"""
 
 
@@ -87,7 +105,8 @@ def rollup(store: Store, by: str) -> pl.DataFrame:
     or facility, riskiest first. Each part a person plays in a visit is counted apart:
     their own ``visits``, the ``escorted_visits`` of people they escorted or authorised
     (credited to them) and the ``hosted_visits`` paid to them (shown, not credited); a row
-    also says which roles and facilities their visits carry. A person's flags
+    also says which roles and facilities their visits carry. A person is shown by their commonest spelling (``person``)
+    beside their id (``person_id``). A person's flags
     on reader events (``event_flags``, how many times their cases happened in
     ``event_occurrences``, their risk in ``event_risk``: a case repeated n times weighs
     ``1 - (1 - risk)^n``) add to their total, so that someone whose gate or badge anomalies
@@ -130,10 +149,21 @@ def rollup(store: Store, by: str) -> pl.DataFrame:
             "0.0 AS event_risk, "
             "0.0 AS event_max WHERE false"
         )
+        shown = (
+            "coalesce(n.name, coalesce(v.k, ev.k)) AS person, "
+            "CASE WHEN n.person_id IS NOT NULL THEN coalesce(v.k, ev.k) END AS person_id"
+            if by == "person"
+            else f"coalesce(v.k, ev.k) AS {by}"
+        )
+        names = (
+            "LEFT JOIN person_names n ON n.person_id = coalesce(v.k, ev.k)"
+            if by == "person"
+            else ""
+        )
         return con.sql(
             f"""
             WITH v AS ({visits}), ev AS ({events})
-            SELECT coalesce(v.k, ev.k) AS {by}, coalesce(v.visits, 0) AS visits,
+            SELECT {shown}, coalesce(v.visits, 0) AS visits,
                    coalesce(v.escorted_visits, 0) AS escorted_visits,
                    coalesce(v.hosted_visits, 0) AS hosted_visits,
                    round(coalesce(v.visit_risk, 0) + coalesce(ev.event_risk, 0), 3) AS total_risk,
@@ -147,6 +177,6 @@ def rollup(store: Store, by: str) -> pl.DataFrame:
                    coalesce(ev.event_occurrences, 0) AS event_occurrences,
                    round(coalesce(ev.event_risk, 0), 3) AS event_risk,
                    v.roles, v.facilities
-            FROM v FULL OUTER JOIN ev ON ev.k = v.k
+            FROM v FULL OUTER JOIN ev ON ev.k = v.k {names}
             ORDER BY total_risk DESC, {by}"""
         ).pl()

@@ -4,6 +4,7 @@ into a database of its own and checked (`detector rules test`, and the test suit
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from detector import identity
 from detector.engine import evaluate, prepare_context
 from detector.flags import Hit
 from detector.pipeline import ingest_files
@@ -43,6 +45,8 @@ def run_case(
         frame.write_csv(path)
         paths.append(path)
     results = ingest_files(store, paths, user="regression")
+    if reads_persons(rule):
+        identity.link(store, triggered_by="regression")
     quarantined = sum(r.rows_quarantined for r in results)
     for result in results:
         if result.status != "stored" or quarantined != case.quarantined:
@@ -76,6 +80,17 @@ def run_case(
             f"unexpected hit: records {[ids.get(k, k) for k in h.record_keys]} {h.fields}"
         )
     return problems
+
+
+# What identity linkage writes (``detector.identity``): a rule reading it needs its case's
+# rows linked to persons first, as the pipeline does before the rules.
+_PERSON_TABLES = re.compile(
+    r"\b(persons|person_mentions|person_links|person_names|visit_persons|event_persons)\b"
+)
+
+
+def reads_persons(rule: Rule) -> bool:
+    return bool(_PERSON_TABLES.search(rule.query))
 
 
 def _expand_series(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

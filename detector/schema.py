@@ -66,6 +66,26 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class Mention:
+    """A person a kind's rows name, in one part (a visit's visitor, its escort, a
+    transfer's authoriser, a badge's holder, a roster's absent employee): the columns that
+    say who, as identity linkage (``detector.identity``) reads them. ``name`` is the
+    folded name column (``None``: ``written`` is folded when read), ``status`` its
+    ``name_status`` column (``None``: classified when read); the others are columns or
+    ``None``."""
+
+    part: str
+    written: str
+    name: str | None = None
+    status: str | None = None
+    document: str | None = None
+    document_type: str | None = None
+    badge: str | None = None
+    inmate: str | None = None
+    plate: str | None = None
+
+
+@dataclass(frozen=True)
 class KindSpec:
     """One record kind, declared once: its fields and header synonyms, the columns derived
     at ingest and their checks, how a record is keyed, and how it is cited as evidence.
@@ -116,6 +136,8 @@ class KindSpec:
     # (group, child, parent): records that nest within their group (a zone inside another
     # of its facility); an upload that would make the nesting circular is refused.
     nesting: tuple[str, str, str] | None = None
+    # The people its rows name, each a part they play (``detector.identity`` links them).
+    people: tuple[Mention, ...] = ()
     extra: dict = field(default_factory=dict)
 
     @property
@@ -705,6 +727,21 @@ SPECS: dict[str, KindSpec] = {
         stays=("entered_at", "exited_at"),
         moment="entered_at",
         evidence=Evidence("record_id", "facility", "logbook", "page", "line", "entered_at", "name"),
+        people=(
+            Mention(
+                "visitor",
+                "name",
+                "name_key",
+                "name_status",
+                "id_number",
+                "id_type",
+                inmate="inmate_id",
+                plate="plate_key",
+            ),
+            Mention("escort", "escorted_by", "escorted_key"),
+            # the person visited, as a public register writes (an official, a clerk)
+            Mention("host", "host", "host_key"),
+        ),  # fmt: skip
         signature=(
             "entered_at",
             "visitor",
@@ -770,6 +807,7 @@ SPECS: dict[str, KindSpec] = {
         evidence=Evidence(
             "record_id", "from_facility", happened_at="transferred_at", label="inmate_id"
         ),
+        people=(Mention("authoriser", "authorized_by", inmate="inmate_id"),),
         signature=(
             "from_facility",
             "to_facility",
@@ -1030,6 +1068,17 @@ SPECS: dict[str, KindSpec] = {
             label="coalesce(name, badge, vehicle_plate, reader)",
         ),
         views=(PASSAGES, EVENT_STAYS),
+        people=(
+            Mention(
+                "badge_holder",
+                "name",
+                "name_key",
+                "name_status",
+                "id_number",
+                badge="badge",
+                plate="plate_key",
+            ),
+        ),  # fmt: skip
     ),
     # The zones of a facility, nested (perimeter ⊃ building ⊃ maximum-security wing), and
     # the readers in each: what the event rules read "inside" and "further in" by.
@@ -1122,6 +1171,7 @@ SPECS: dict[str, KindSpec] = {
             happened_at="starts_on::TIMESTAMP",
             label="name",
         ),
+        people=(Mention("staff", "name", "name_key", document="id_number", badge="badge"),),
     ),
     # The daily headcount register (conteo / recuento de internos): the prison counted its
     # inmates that day, so it was running and staffed, whatever its books say.

@@ -42,6 +42,7 @@ from detector import calibration, i18n
 from detector.features import (
     FEATURE_NAMES,
     FEATURES,
+    VISITOR_JOIN,
     VISITOR_SQL,
     build_features,
     build_reference,
@@ -329,7 +330,7 @@ def explain_rows(context: pl.DataFrame, contributions: np.ndarray, k: int) -> li
 # --- the kept reference ----------------------------------------------------------------------
 
 # Bumped when the features' meaning changes: a reference of another version is refitted.
-REFERENCE_VERSION = 9
+REFERENCE_VERSION = 10  # 10: a visitor is their linked person (detector.identity)
 _SCORER_FILE = "model.joblib"
 _ECDF_FILE = "ecdf.npz"
 
@@ -624,7 +625,8 @@ def plan_run(
     )
 
 
-_VISITOR = VISITOR_SQL.format(v="")
+_VISITOR = VISITOR_SQL.format(v="v.", p="p.")
+_VISITS = "visits v " + VISITOR_JOIN.format(v="v.", p="p")
 MAX_RANGES = 200  # beyond this many separate stretches of time, read every visit
 
 
@@ -636,6 +638,7 @@ def _write_targets(con, since: int, upto: int, out: Path) -> tuple[int, str]:
     whole); and the visits of their visitors within 30 days (the visitor's spread changed).
     """
     new = "upload_seq > $since AND upload_seq <= $upto"
+    new_v = "v.upload_seq > $since AND v.upload_seq <= $upto"
     params = {"since": since, "upto": upto}
     lo, hi, n = con.execute(
         f"SELECT min(entered_at), max(entered_at), count(*) FROM visits WHERE {new}", params
@@ -672,9 +675,9 @@ def _write_targets(con, since: int, upto: int, out: Path) -> tuple[int, str]:
         COPY (
           SELECT record_key FROM visits WHERE {in_weeks}
           UNION SELECT record_key FROM visits WHERE {new}
-          UNION SELECT record_key FROM visits
-                WHERE entered_at BETWEEN TIMESTAMP '{near[0]}' AND TIMESTAMP '{near[1]}'
-                  AND {_VISITOR} IN (SELECT {_VISITOR} FROM visits WHERE {new})
+          UNION SELECT v.record_key FROM {_VISITS}
+                WHERE v.entered_at BETWEEN TIMESTAMP '{near[0]}' AND TIMESTAMP '{near[1]}'
+                  AND {_VISITOR} IN (SELECT {_VISITOR} FROM {_VISITS} WHERE {new_v})
         ) TO '{out}' (FORMAT parquet)""",
         params,
     )

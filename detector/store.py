@@ -234,6 +234,22 @@ VIEWS = [
     unread_values_view_sql(),
     # The views each kind brings (events paired into stays...).
     *(view for kind in KINDS for view in SPECS[kind].views),
+    # Each person under the name they are shown by: their commonest spelling, given names
+    # first when some line writes them so ("PEREZ LOPEZ, JUAN" is a surname-first line).
+    """CREATE OR REPLACE VIEW person_names AS
+        SELECT person_id, arg_max(name, (NOT contains(name, ','))::INT * 1e9 + n) AS name,
+               sum(n)::BIGINT AS rows
+        FROM (SELECT person_id, name, count(*) AS n FROM persons
+              WHERE person_id IS NOT NULL AND coalesce(name, '') <> '' GROUP BY ALL)
+        GROUP BY person_id""",
+    # The person of each visit (its visitor, and the escort written on its line) and of
+    # each reader event: what rules join to tell one person from a namesake.
+    """CREATE OR REPLACE VIEW visit_persons AS
+        SELECT record_key, any_value(person_id) FILTER (WHERE part = 'visitor') AS person_id,
+               any_value(person_id) FILTER (WHERE part = 'escort') AS escort_person_id
+        FROM persons WHERE kind = 'visits' GROUP BY record_key""",
+    """CREATE OR REPLACE VIEW event_persons AS
+        SELECT record_key, person_id FROM persons WHERE kind = 'events'""",
 ]
 
 
@@ -296,6 +312,34 @@ MIGRATIONS = [
     "ALTER TABLE visits ADD COLUMN IF NOT EXISTS host_key VARCHAR",
     # An approval as written ("Pendiente" is kept there, and is no approval).
     "ALTER TABLE transfers ADD COLUMN IF NOT EXISTS medical_approval_raw VARCHAR",
+    # Who each named row is (``detector.identity``): one row per person a record names, in
+    # the part they play there, with the mention (the name, document and badge as one
+    # spelling) and the person it was linked to, and the weight of that link.
+    """CREATE TABLE IF NOT EXISTS persons (
+        kind VARCHAR, record_key VARCHAR, part VARCHAR, name VARCHAR, id_number VARCHAR,
+        badge VARCHAR, facility VARCHAR, happened_at TIMESTAMP, inmate_id VARCHAR,
+        plate_key VARCHAR, mention_key VARCHAR, person_id VARCHAR, match_weight DOUBLE,
+        upload_seq BIGINT)""",
+    # Each mention once: what linkage compares, and the person it belongs to.
+    """CREATE TABLE IF NOT EXISTS person_mentions (
+        mention_key VARCHAR, canonical VARCHAR, words VARCHAR[], sounds VARCHAR[],
+        sounds_key VARCHAR, id_number VARCHAR, id_type VARCHAR, badge VARCHAR, inmates VARCHAR[],
+        commonness DOUBLE, first_seq BIGINT, person_id VARCHAR, match_weight DOUBLE,
+        linked_to VARCHAR, model_id VARCHAR)""",
+    # The pairs of mentions the model scored that explain a person: the links that joined
+    # them (accepted) and those that came close, with each comparison's weight (why).
+    """CREATE TABLE IF NOT EXISTS person_links (
+        mention_key VARCHAR, other_key VARCHAR, match_weight DOUBLE,
+        match_probability DOUBLE, why VARCHAR, accepted BOOLEAN, model_id VARCHAR,
+        run_id BIGINT)""",
+    # The linkage models (their Splink settings under the models folder, hashed).
+    """CREATE TABLE IF NOT EXISTS person_models (
+        model_id VARCHAR, run_id BIGINT, fitted_at TIMESTAMP, mentions BIGINT,
+        threshold DOUBLE, trained VARCHAR, content_hash VARCHAR)""",
+    # An auditor's merges and splits of persons, which every later linkage respects.
+    """CREATE TABLE IF NOT EXISTS person_overrides (
+        seq BIGINT, action VARCHAR, mentions VARCHAR[], others VARCHAR[], acted_by VARCHAR,
+        acted_at TIMESTAMP, note VARCHAR)""",
 ]
 
 # Everything a database file needs, in order: tables, then the columns added since, then

@@ -451,3 +451,45 @@ def test_every_page_reads_as_words_not_as_database(app, demo_db):
         at.run()
         assert not at.exception, (view, at.exception)
         _readable(view, at)
+
+
+def test_the_person_page_explains_links_in_words_and_an_auditor_splits(
+    app, demo_logs, tmp_path, monkeypatch
+):
+    """A person's page: every spelling, document and flag, why the spellings were linked
+    in sentences (no level codes, no bare weights), and a split written to the audit trail."""
+    db = demo_store(tmp_path / "p" / "d.duckdb", demo_logs).path
+    for user, (role, password) in PASSWORDS.items():
+        auth.add_user(auth.users_file(db), user, role, password=password)
+    monkeypatch.setenv("DETECTOR_DB", str(db))
+    store = Store(db)
+    person, spellings = rows(
+        store,
+        "SELECT person_id, count(*) FROM person_mentions GROUP BY ALL "
+        "ORDER BY count(*) DESC, person_id LIMIT 1",
+    )[0]
+    assert spellings >= 2, "the demo world writes someone two ways"
+    at = app("ana")
+    at.switch_page("views/7_Person.py")
+    at.session_state["person_id"] = person
+    at.run()
+    assert not at.exception, at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert "In all" in text and "linked" in text
+    assert not re.search(r"\b(same_words|same_document|other_name|null)\b", text)
+    _readable("person", at)
+    keys = [k for (k,) in rows(
+        store, "SELECT mention_key FROM person_mentions WHERE person_id = ? ORDER BY 1", [person]
+    )]  # fmt: skip
+    at.multiselect(key="person_split_keys").set_value(keys[-1:])
+    at.text_input(key="person_split_note").set_value("two people")
+    at.button[[b.label for b in at.button].index("Split them off")].click()
+    at.run()
+    assert not at.exception, at.exception
+    assert len({p for (p,) in rows(
+        store, "SELECT DISTINCT person_id FROM person_mentions "
+        "WHERE mention_key IN (SELECT unnest(?::VARCHAR[]))", [keys],
+    )}) == 2  # fmt: skip
+    assert rows(store, "SELECT actor, note FROM review_log WHERE action = 'person_split'") == [
+        ("ana", "two people")
+    ]

@@ -1,0 +1,328 @@
+"""Identity linkage (``detector.identity``): one person across the spellings clerks write,
+and look-alikes kept apart. Each case is planted among ordinary visitors (so that the store
+has the size and the namesakes a model is trained on): a person written surname first,
+with a second surname dropped, without accents or with a one-letter slip is one person;
+namesakes with different documents, a family sharing surnames and an inmate, and a common
+name on a relative's lines and on a contractor's badge are not. The auditor's merges and
+splits hold through later linkage and refits; the model is kept hashed and refused when
+its files change."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from detector import identity, names, pipeline
+from detector.auth import Actor
+from detector.generator import make_dui
+from detector.review import history
+from detector.rollup import rollup
+from detector.store import Store
+from tests.conftest import rows
+
+VISITS = ["record_id", "facility", "entered_at", "exited_at", "name", "id_type", "id_number",
+          "role", "inmate_id"]  # fmt: skip
+EVENTS = ["record_id", "facility", "seen_at", "name", "badge", "id_number", "reader", "direction"]
+GIVEN = ["Ana", "Blanca", "Carmen", "Delmy", "Elsa", "Fredy", "Gloria", "Héctor", "Iris",
+         "Jorge", "Karla", "Luis", "Mario", "Nelson", "Óscar", "Patricia", "Reina", "Saúl",
+         "Teresa", "Walter", "Xiomara", "Yanira", "Zoila", "Ever", "Dinora"]  # fmt: skip
+SURNAMES = ["Alvarado", "Bonilla", "Cañas", "Durán", "Escalante", "Funes", "Galdámez",
+            "Henríquez", "Iraheta", "Jovel", "Landaverde", "Mancía", "Navas", "Olmedo",
+            "Pineda", "Quintanilla", "Recinos", "Sibrián", "Tobar", "Umaña", "Valle",
+            "Zepeda", "Abarca", "Barahona", "Cornejo", "Deras"]  # fmt: skip
+DAY = datetime(2019, 6, 3, 9, 0)
+LINK_ONLY = pipeline.Steps(rules=False, score=False)
+
+
+def write_csv(path: Path, header: list[str], lines: list[list]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([header, *lines])  # names with commas are quoted
+    return path
+
+
+class World:
+    """Visit lines and badge reads, written as files and run through the pipeline."""
+
+    def __init__(self, seed: int = 3, crowd: int = 150):
+        self.rng = random.Random(seed)
+        self.visits: list[list] = []
+        self.events: list[list] = []
+        for k in range(crowd):  # ordinary visitors, each with their own document
+            name = (
+                f"{self.rng.choice(GIVEN)} {self.rng.choice(SURNAMES)} {self.rng.choice(SURNAMES)}"
+            )
+            doc = make_dui(self.rng)
+            for n in range(self.rng.randint(1, 4)):
+                self.visit(name, doc, f"I-{k % 60}", days=n * 7 + k % 5)
+
+    def visit(
+        self, name, doc="", inmate="", days=0, facility="ZAC", role="Familiar", hour=9,
+        id_type="DUI",
+    ):  # fmt: skip
+        at = DAY + timedelta(days=days, hours=hour - 9)
+        rid = f"V{len(self.visits) + 1}"
+        self.visits.append([rid, facility, f"{at:%Y-%m-%d %H:%M}",
+                            f"{at + timedelta(hours=1):%Y-%m-%d %H:%M}", name,
+                            id_type if doc else "", doc, role, inmate])  # fmt: skip
+        return rid
+
+    def read(self, name, badge, days=0, hour=6, direction="Entrada", facility="ZAC"):
+        at = DAY + timedelta(days=days, hours=hour - 9)
+        rid = f"E{len(self.events) + 1}"
+        self.events.append([rid, facility, f"{at:%Y-%m-%d %H:%M}", name, badge, "",
+                            "Porton", direction])  # fmt: skip
+        return rid
+
+    def store(self, tmp_path, steps: pipeline.Steps = LINK_ONLY) -> Store:
+        store = Store(tmp_path / "db" / "detector.duckdb", wait=30)
+        files = [write_csv(tmp_path / "visits.csv", VISITS, self.visits)]
+        if self.events:
+            files.append(write_csv(tmp_path / "events.csv", EVENTS, self.events))
+        pipeline.run(store, files, steps, user="test")
+        return store
+
+
+def person_of(store: Store, record_id: str) -> str:
+    return rows(
+        store,
+        "SELECT p.person_id FROM persons p JOIN records r USING (record_key) "
+        "WHERE r.record_id = ? AND p.part IN ('visitor', 'badge_holder')",
+        [record_id],
+    )[0][0]
+
+
+def test_the_words_of_a_name_and_how_they_sound():
+    first = names.parse("Juan Carlos Pérez López").canonical
+    assert names.parse("Pérez López, Juan Carlos").canonical == first  # turned round
+    assert names.parse("PEREZ LOPEZ JUAN CARLOS").canonical == first
+    assert names.parse("Juan Carlos López Pérez").canonical != first  # surnames swapped
+    assert names.parse("Lic. Carlos Ernesto Rivas Molina").words == (
+        "CARLOS", "ERNESTO", "RIVAS", "MOLINA",
+    )  # fmt: skip
+    assert names.parse("Rosa Amelia Hernández de Cruz").words == (
+        "ROSA", "AMELIA", "HERNANDEZ", "CRUZ",
+    )  # fmt: skip
+    assert names.parse("Dr. Ramos, Director Médico, ref. DM-004").words == ("RAMOS",)
+    for a, b in [("Hernández", "Ernandes"), ("Velásquez", "Belazques"), ("Yanira", "Llanira"),
+                 ("Giovanni", "Jiovani"), ("Zúniga", "Suniga"), ("Quintanilla", "Kintaniya"),
+                 ("Héber", "Ever")]:  # fmt: skip
+        assert names.phonetic(a) == names.phonetic(b), (a, b)
+    for a, b in [("Mario", "María"), ("Guillermo", "Gilberto"), ("Rosa", "Rosas")]:
+        assert names.phonetic(a) != names.phonetic(b), (a, b)
+    common = names.commonness(names.parse("José Martínez"))
+    assert common > 500 * names.commonness(names.parse("Osiris Luna"))
+
+
+def test_spellings_of_one_person_are_one_person(tmp_path):
+    w = World()
+    doc = "04567890-3"
+    same = [
+        w.visit("Juan Carlos Pérez López", doc, "I-7", days=1),
+        w.visit("PÉREZ LÓPEZ, JUAN CARLOS", doc, "I-7", days=8),  # surname first
+        w.visit("Pérez López Juan Carlos", doc, "I-7", days=15),  # surname first, no comma
+        w.visit("Juan Carlos Pérez", doc, "I-7", days=22),  # second surname dropped
+        w.visit("Juan Carlos Perez Lopez", doc, "I-7", days=29),  # accents
+        w.visit("Juan Carlso Pérez López", doc, "I-7", days=36),  # a slip
+        w.visit("Juan Carlos Péres López", doc, "I-7", days=43),  # s for z
+        w.visit("J. C. Pérez López", doc, "I-7", days=50),  # initials
+    ]
+    # without a document: the same inmate visited corroborates the name
+    bare = [
+        w.visit("Marta Alicia Zelaya Ventura", "", "I-9", days=2),
+        w.visit("ZELAYA VENTURA, MARTA ALICIA", "", "I-9", days=9),
+        w.visit("Marta Alicia Zelaya", "", "I-9", days=16),
+    ]
+    store = w.store(tmp_path)
+    assert len({person_of(store, r) for r in same}) == 1
+    assert len({person_of(store, r) for r in bare}) == 1
+    weights = rows(
+        store,
+        "SELECT count(*) FILTER (WHERE match_weight IS NOT NULL) FROM persons WHERE person_id = ?",
+        [person_of(store, same[0])],
+    )
+    assert weights[0][0] > 0  # the rows linked carry the weight of their link
+
+
+def test_namesakes_with_different_documents_stay_two_people(tmp_path):
+    w = World()
+    a = [w.visit("Rosa María Ramírez", "01234567-8", "I-3", days=d) for d in (1, 8, 15)]
+    b = [w.visit("Rosa María Ramírez", "09999999-9", "I-3", days=d) for d in (2, 9)]
+    c = [w.visit("Rosa Maria Ramirez", "07777777-1", "I-30", days=4)]  # and accents aside
+    store = w.store(tmp_path)
+    people = [{person_of(store, r) for r in group} for group in (a, b, c)]
+    assert all(len(p) == 1 for p in people)
+    assert len(set.union(*people)) == 3
+
+
+def test_a_family_sharing_surnames_and_an_inmate_does_not_merge(tmp_path):
+    w = World()
+    family = [
+        ("Carmen Argueta Martínez", ""),  # cousins: the same words, surnames swapped
+        ("Carmen Martínez Argueta", "06060606-0"),
+        ("Rosa Amelia Hernández de Cruz", "02345678-1"),  # the mother
+        ("María Elena Cruz Hernández", "03456789-2"),  # her daughters
+        ("Ana Gloria Cruz Hernández", ""),
+        ("José Antonio Cruz Hernández", ""),  # her son, no document
+    ]
+    ids = [
+        [w.visit(n, d, "I-11", days=k * 7 + j) for k in range(3)] for j, (n, d) in enumerate(family)
+    ]
+    store = w.store(tmp_path)
+    people = [{person_of(store, r) for r in group} for group in ids]
+    assert all(len(p) == 1 for p in people)
+    assert len(set.union(*people)) == len(family)
+
+
+def test_a_common_name_on_a_relatives_lines_and_a_contractors_badge_is_two_people(tmp_path):
+    """Issue 24, item 10: a contractor's card read under "JOSE MARTINEZ" on many mornings
+    was joined to the family visitor José Martínez, who inherited its flags and came first
+    in risk --by person."""
+    w = World(crowd=30)
+    relative = [w.visit("José Martínez", "05555555-5", "I-4", days=d) for d in (5, 12, 19, 26)]
+    reads = []
+    for d in range(40):
+        if (DAY + timedelta(days=d)).weekday() < 5:
+            reads.append(w.read("JOSE MARTINEZ", "C-77", days=d, hour=6))
+            w.read("JOSE MARTINEZ", "C-77", days=d, hour=14, direction="Salida")
+    store = w.store(tmp_path, pipeline.Steps(score=True))
+    visitor = person_of(store, relative[0])
+    contractor = person_of(store, reads[0])
+    assert visitor != contractor
+    assert {person_of(store, r) for r in reads} == {contractor}
+    # whatever the contractor's reads raised is theirs, not the relative's
+    frame = rollup(store, "person")
+    theirs = frame.filter(frame["person_id"] == contractor)
+    mine = frame.filter(frame["person_id"] == visitor)
+    assert theirs["event_flags"][0] > 0
+    assert mine.height == 1 and mine["event_flags"][0] == 0
+
+
+def test_a_document_under_two_names_is_found_and_its_spellings_are_not(tmp_path):
+    w = World()
+    doc = "04567890-3"
+    lawyer = w.visit("Lic. Carlos Ernesto Rivas Molina", doc, "I-1", days=10, facility="MSZ")
+    relative = w.visit("José Antonio Menjívar Solís", doc, "I-2", days=10, facility="QUE", hour=12)
+    w.visit("RIVAS MOLINA, CARLOS ERNESTO", doc, "I-1", days=10, facility="QUE", hour=15)
+    w.visit("Carlos Ernesto Rivas", doc, "I-1", days=11, facility="IZA")
+    store = w.store(tmp_path, pipeline.Steps(score=False))
+    found = rows(
+        store,
+        "SELECT record_ids FROM flags WHERE rule_id = 'unidentified-document-two-names'",
+    )
+    assert len(found) == 1
+    assert {lawyer, relative} <= set(found[0][0])
+    assert person_of(store, lawyer) != person_of(store, relative)
+
+
+def test_a_credential_number_is_compared_as_a_badge_not_as_a_document(tmp_path):
+    """A lawyer writing another bar-card number at each visit (clerks copy the number of
+    whatever card is shown) is one person; two guards given one staff card number are two
+    people, and no document finding: a card is not an identity document."""
+    w = World()
+    lawyer = [
+        w.visit("Lic. Marta de los Ángeles García Orellana", str(4000 + 37 * n), f"I-{n}",
+                days=n * 3, role="Abogado", id_type="Carnet de abogado")
+        for n in range(6)
+    ]  # fmt: skip
+    guards = [
+        w.visit(name, "DGCP-73568", "", days=d, role="Custodio", id_type="Carnet institucional")
+        for d in (1, 2)
+        for name in ("Juan Castillo Peña", "Patricia Cruz Guevara")
+    ]
+    store = w.store(tmp_path, pipeline.Steps(score=False))
+    assert len({person_of(store, r) for r in lawyer}) == 1
+    assert len({person_of(store, r) for r in guards}) == 2
+    assert not rows(store, "SELECT 1 FROM flags WHERE rule_id = 'unidentified-document-two-names'")
+
+
+def test_new_rows_are_matched_against_the_kept_model_not_relinked(tmp_path):
+    w = World()
+    first = w.visit("Xiomara Beatriz Landaverde Olmedo", "06666666-6", "I-5", days=3)
+    store = w.store(tmp_path)
+    model = rows(store, "SELECT model_id FROM person_models")
+    before = person_of(store, first)
+    more = [
+        ["N1", "ZAC", "2019-09-01 10:00", "2019-09-01 11:00", "LANDAVERDE OLMEDO, XIOMARA",
+         "DUI", "06666666-6", "Familiar", "I-5"],
+        ["N2", "ZAC", "2019-09-02 10:00", "2019-09-02 11:00", "Xiomara Landaverde Olmedo",
+         "DUI", "06666666-6", "Familiar", "I-5"],
+        ["N3", "ZAC", "2019-09-02 10:00", "2019-09-02 11:00", "Yesenia Tobar Umaña",
+         "DUI", "08888888-8", "Familiar", "I-6"],
+    ]  # fmt: skip
+    report = pipeline.run(
+        store,
+        [write_csv(tmp_path / "more.csv", VISITS, more)],
+        pipeline.Steps(rules=False, score=False),
+        user="test",
+    )
+    assert report.persons.scope.startswith("incremental")
+    assert report.persons.new_mentions == 2  # N1 and N2 are one spelling (words in any order)
+    assert rows(store, "SELECT model_id FROM person_models") == model
+    assert person_of(store, "N1") == person_of(store, "N2") == before
+    assert person_of(store, "N3") != before
+    # the incremental result is what a full relink against a new model gives
+    identity.link(store, refit=True)
+    assert person_of(store, "N2") == person_of(store, first)
+
+
+def test_an_auditors_merge_and_split_are_audited_and_survive_a_refit(tmp_path):
+    w = World()
+    a = w.visit("Walter Ernesto Sibrián", "01111111-1", "I-2", days=1)
+    b = w.visit("Walter Sibrián Funes", "02222222-2", "I-8", days=2)  # another document
+    c = w.visit("Iris Nohemy Deras Valle", "03333333-3", "I-8", days=3)
+    c2 = w.visit("Iris Nohemy Deras", "03333333-3", "I-8", days=4)
+    store = w.store(tmp_path)
+    assert person_of(store, a) != person_of(store, b)
+    auditor = Actor("ana", "auditor")
+    merged = identity.merge(store, auditor, [person_of(store, a), person_of(store, b)], "same man")
+    assert person_of(store, a) == person_of(store, b) == merged
+    iris = person_of(store, c)
+    assert person_of(store, c2) == iris
+    keys = rows(
+        store, "SELECT mention_key FROM persons p JOIN records r USING (record_key) "
+        "WHERE r.record_id = ?", [c2],
+    )[0]  # fmt: skip
+    identity.split(store, auditor, iris, list(keys), "the daughter, not the mother")
+    assert person_of(store, c) != person_of(store, c2)
+    trail = [(h["action"], h["actor"]) for h in history(store)]
+    assert ("person_merge", "ana") in trail and ("person_split", "ana") in trail
+    identity.link(store, refit=True)  # a new model: the auditor's decisions still hold
+    assert person_of(store, a) == person_of(store, b)
+    assert person_of(store, c) != person_of(store, c2)
+    with pytest.raises(PermissionError):
+        identity.merge(store, Actor("v", "viewer"), [person_of(store, a), person_of(store, c)])
+
+
+def test_the_model_is_kept_hashed_and_refused_when_its_files_change(tmp_path):
+    w = World()
+    w.visit("Saúl Antonio Cañas", "04444444-4", "I-1")
+    store = w.store(tmp_path)
+    model, why = identity.load_model(store)
+    assert model is not None and not why
+    settings = json.loads((model.path / "splink.json").read_text())
+    assert settings["comparisons"] and model.content_hash
+    (model.path / "splink.json").write_text(json.dumps({**settings, "comparisons": []}))
+    again, why = identity.load_model(store)
+    assert again is None and "changed" in why
+    report = identity.link(store)  # refused: a new model is trained, every row relinked
+    assert report.trained and report.model_id != model.model_id
+
+
+def test_a_link_is_explained_in_words_in_both_languages(tmp_path):
+    w = World()
+    w.visit("Gloria Patricia Escalante Navas", "05050505-0", "I-3", days=1)
+    w.visit("Gloria Patricia Escalante", "05050505-0", "I-3", days=2)
+    store = w.store(tmp_path)
+    why = rows(store, "SELECT why FROM person_links WHERE accepted ORDER BY match_weight DESC")
+    en = identity.explain_link(why[0][0], "en")
+    es = identity.explain_link(why[0][0], "es")
+    assert any("same document number" in line for line in en)
+    assert any("second surname" in line for line in en)
+    assert en[-1].startswith("In all") and "linked" in en[-1]
+    assert any("mismo número de documento" in line for line in es)
+    assert not any("_" in line for line in en + es)  # no level codes reach a reader
