@@ -14,6 +14,7 @@ from detector import i18n
 from detector.rulebook import load_rules
 from detector.wording import rule_wording
 from tests.conftest import REPO, rule_cases
+from tests.readable import spanish_leftovers
 
 KEYWORDS = {
     "_": None,
@@ -85,6 +86,10 @@ def test_each_rule_reads_in_spanish_from_its_own_hits(rule):
         title, text = rule_wording(rule, fields, "es")
         assert title == rule.es.title
         assert "?" not in text.replace("¿", ""), (rule.id, text)
+        # no sentence glued from pieces, no date or figure written the English way, no
+        # internal word (the words of the data and of a query's values aside)
+        said = [p for p in spanish_leftovers(text) if not p.startswith("english:")]
+        assert not said, (rule.id, said, text)
         for k, v in fields.items():
             if f"{k}_es" in fields and isinstance(v, str) and len(v) > 8:
                 assert v not in text, (rule.id, k, text)
