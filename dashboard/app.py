@@ -26,7 +26,10 @@ HERE = Path(__file__).parent / "views"
 pages = [
     st.Page(HERE / "1_Review_queue.py", title=_("Review queue"), default=True),
     st.Page(HERE / "2_Flag_detail.py", title=_("Flag detail")),
-    st.Page(HERE / "3_Upload.py", title=_("Upload")),
+]
+if session.can("upload"):  # a viewer is not shown a page it cannot use
+    pages.append(st.Page(HERE / "3_Upload.py", title=_("Upload")))
+pages += [
     st.Page(HERE / "4_Overview.py", title=_("Overview")),
     st.Page(HERE / "5_Evidence_and_runs.py", title=_("Evidence and runs")),
 ]

@@ -174,11 +174,11 @@ def _apply(store: Store, a: dict) -> str:
 
     who = actor()
     if a["action"] == "status":
-        if a.get("reopen") is not None:
-            review.reopen_on_new(store, who, a["flag_id"], bool(a["reopen"]))
+        # one call: a review refused (a dismissal without a reason) writes nothing at all
         review.set_status(
-            store, who, a["flag_id"], a["status"], a.get("note") or None, a.get("reason")
-        )
+            store, who, a["flag_id"], a["status"], a.get("note") or None, a.get("reason"),
+            reopen=None if a.get("reopen") is None else bool(a["reopen"]),
+        )  # fmt: skip
         return _("Saved: {status}.").format(status=words(a["status"]))
     if a["action"] == "assign":
         review.assign(store, who, a["flag_id"], (a.get("who") or "").strip() or None)
@@ -186,8 +186,10 @@ def _apply(store: Store, a: dict) -> str:
         return _("Assigned to {who}.").format(who=who_)
     if a["action"] == "suppress":
         review.suppress(store, who, a["rule_id"], a["entity"], a["until"], kind=a["kind"])
-        return _("{rule} suppressed for {kind} {entity} until {until}.").format(
-            rule=a["rule_id"], kind=words(a["kind"]), entity=a["entity"],
+        from detector.wording import rule_title
+
+        return _("{rule} suppressed for the {kind} {entity} until {until}.").format(
+            rule=rule_title(a["rule_id"], lang()), kind=words(a["kind"]), entity=a["entity"],
             until=i18n.moment(a["until"], lang()),
         )  # fmt: skip
     raise ValueError(a["action"])

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from dashboard import data, session
 from dashboard.labels import readable, table
-from dashboard.text import _, moment, words
+from dashboard.text import _, lang, moment, words
 from detector import auth
 from detector.auth import ROLES, require
 from detector.i18n import LANGUAGES
@@ -110,4 +110,4 @@ else:
     st.caption(_("No rule has been re-weighed yet: every rule keeps its set weight."))
 
 st.subheader(_("Run history"))
-table(session.guarded(data.runs, session.store()), key="admin_runs")
+table(session.guarded(data.runs, session.store(), lang=lang()), key="admin_runs")
