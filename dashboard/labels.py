@@ -29,6 +29,10 @@ CODED = frozenset(
 )  # fmt: skip
 
 
+# Columns whose values are field names (a quarantined row's field): shown by their headings.
+FIELD_NAMED = frozenset({"field"})
+
+
 def heading(column: str) -> str:
     return field_name(column, lang())
 
@@ -84,6 +88,10 @@ def readable(frame: pl.DataFrame | list[dict]) -> pl.DataFrame:
         col = pl.col(name)
         if name in CODED and dtype == pl.String:
             col = worded(frame[name])
+        elif name in FIELD_NAMED and dtype == pl.String:
+            col = frame[name].replace(
+                {f: field_name(f, reader) for f in frame[name].drop_nulls().unique() if f != "*"}
+            )
         elif dtype == pl.String:
             col = col.map_elements(
                 lambda v, r=reader: _json_text(v, r), return_dtype=pl.String, skip_nulls=True

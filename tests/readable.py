@@ -49,7 +49,7 @@ SPANISH = _vocabulary(
     hallazgo hallazgos revisión cola guardar guardado guardada cargar carga cargas archivo
     archivos fila filas folio folios línea líneas estado motivo nota asignar asignado
     suprimir hasta desde según cuando donde porque para una este esta evidencia ejecución
-    ejecuciones panorama usuario contraseña idioma riesgo regla reglas visitas internos
+    ejecuciones panorama usuario contraseña idioma riesgo regla reglas internos
     semana horas días ninguno ninguna cuarentena descartado confirmado nuevo nueva salida
     fecha tipo campo columna asignación elegir cerrar sesión iniciar personas entró anotado
     registro también sí

@@ -209,6 +209,52 @@ def test_the_review_form_shows_the_opened_flags_own_state(app, demo_db):
     assert rows(store, "SELECT assignee FROM reviews WHERE flag_id = ?", [b]) in ([], [(None,)])
 
 
+def test_flags_opened_by_pasting_ids_keep_their_own_suppression_box_and_trail(app, demo_db):
+    """Opening flags by pasting their ids one after another left the previous flag's
+    facility in the suppression box ("IZA" on a ZAC flag): one click on Suppress hid the
+    rule at the wrong prison. A dismissal refused for lacking a reason still wrote audit
+    rows ("re-open on new occurrences False -> False"), and every save added one."""
+    store = Store(demo_db)
+    picked = rows(
+        store,
+        """SELECT any_value(flag_id ORDER BY flag_id), facility FROM flags
+           WHERE rule_id IN ('medical-transfer-no-return', 'logbook-entries-out-of-order',
+                             'vehicle-plate-without-person', 'unidentified-invalid-dui')
+             AND facility IS NOT NULL AND facility NOT LIKE '%,%'
+           GROUP BY facility ORDER BY facility LIMIT 3""",
+    )
+    assert len({f for _, f in picked}) == 3, picked
+    at = app()
+    at.switch_page("views/2_Flag_detail.py")
+    at.run()
+    for flag_id, facility in picked:
+        at.text_input(key="flag_id_box").set_value(flag_id)
+        at.run()
+        assert not at.exception, at.exception
+        assert at.text_input(key="r_entity").value == facility, (flag_id, facility)
+        assert at.selectbox(key="r_entity_kind").value == "facility"
+        # one kind changed and a name typed on this flag do not follow to the next one
+        at.selectbox(key="r_entity_kind").set_value("plate")
+        at.text_input(key="r_entity").set_value("P 123-456")
+    flag_id = picked[-1][0]
+    trail = "SELECT action, old, new FROM review_log WHERE flag_id = ? ORDER BY seq"
+    at.selectbox(key="r_status").set_value("dismissed")
+    at.get("form_submit_button")[0].click()
+    at.run()
+    assert any("reason" in e.value for e in at.error)
+    assert rows(store, trail, [flag_id]) == []  # refused: nothing written
+    at.selectbox(key="r_reason").set_value("benign")
+    at.get("form_submit_button")[0].click()
+    at.run()
+    at.get("form_submit_button")[0].click()  # the same review saved again adds nothing
+    at.run()
+    assert rows(store, trail, [flag_id]) == [("status", "new", "dismissed (benign)")]
+    shown = at.dataframe[-1].value  # the page's audit trail, in words
+    assert shown[["Action", "Before", "After"]].values.tolist() == [
+        ["status", "new", "dismissed (benign)"]
+    ]
+
+
 def test_detail_shows_a_range_flags_own_risk(app, demo_db):
     at = app()
     flag_id = _open_detail(at, demo_db, "logbook-page-sequence-gap")
@@ -272,7 +318,7 @@ def test_upload_ingests_and_reports(app, demo_db, tmp_path):
     at.button(key="ingest").click()
     at.run()
     assert not at.exception, at.exception
-    assert any("1 rows stored, 1 quarantined" in s.value for s in at.success)
+    assert any("1 row stored, 1 quarantined" in s.value for s in at.success)
     assert rows(
         Store(demo_db), "SELECT uploaded_by FROM uploads WHERE original_name = 'visitas_nuevas.csv'"
     ) == [("ana",)]

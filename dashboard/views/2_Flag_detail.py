@@ -60,7 +60,7 @@ if occurrences:
     seen.metric(_("Occurrences in this case"), number(occurrences))
     when.metric(
         _("First · last"),
-        f"{moment(f['fields'].get('first_at'))} · {moment(f['fields'].get('last_at'))}",
+        session.md(f"{moment(f['fields'].get('first_at'))} · {moment(f['fields'].get('last_at'))}"),
     )
 
 st.subheader(_("Evidence"))
@@ -151,7 +151,9 @@ if line.height:
     first, last = line["entered_at"].min(), line["entered_at"].max()
     st.subheader(
         _("Entries at {facility}, {first} to {last}").format(
-            facility=session.md(f["facility"]), first=moment(first), last=moment(last)
+            facility=session.md(f["facility"]),
+            first=session.md(moment(first)),
+            last=session.md(moment(last)),
         )
     )
     st.caption(

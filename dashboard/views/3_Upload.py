@@ -83,9 +83,12 @@ def show_results() -> None:
             st.warning(session.md(message))
         else:
             st.success(
-                _(
+                ngettext(
+                    "{file}: {stored} row stored, {quarantined} quarantined, {duplicate} "
+                    "already stored · SHA-256 `{sha}`",
                     "{file}: {stored} rows stored, {quarantined} quarantined, {duplicate} "
-                    "already stored · SHA-256 `{sha}`"
+                    "already stored · SHA-256 `{sha}`",
+                    r["rows_stored"],
                 ).format(
                     file=session.md(name),
                     stored=number(r["rows_stored"]),
@@ -353,14 +356,22 @@ for i, upload in enumerate(files):
             table(good, key=f"preview_{i}_{upload.name}")
             if bad.height:
                 st.caption(
-                    _("{n} of these rows would go to quarantine: {reasons}").format(
+                    ngettext(
+                        "{n} of these rows would go to quarantine: {reasons}",
+                        "{n} of these rows would go to quarantine: {reasons}",
+                        bad["source_row"].n_unique(),
+                    ).format(
                         n=bad["source_row"].n_unique(),
                         reasons=", ".join(words(c) for c in bad["reason_code"].unique().sort()),
                     )
                 )
 
 if st.button(
-    _("Ingest {n} file(s) and run the checks").format(n=len(paths)), type="primary", key="ingest"
+    ngettext(
+        "Ingest {n} file and run the checks", "Ingest {n} files and run the checks", len(paths)
+    ).format(n=len(paths)),
+    type="primary",
+    key="ingest",
 ):
     bar = st.progress(0.0, text=_("ingesting…"))
     results, found = data.ingest_uploaded(
