@@ -44,6 +44,5 @@ with st.sidebar:
         )
     )
     st.caption(_("Database: {path}").format(path=session.md(session.db_path())))
-    # Not key="logout": the authenticator writes that session key itself.
-    st.session_state["authenticator"].logout(_("Log out"), location="sidebar", key="sidebar_logout")
+    st.button(_("Log out"), key="sidebar_logout", on_click=session.log_out)
 nav.run()

@@ -154,8 +154,8 @@ def serve_dashboard(
 
 
 def streamlit_command(db: Path, port: int, address: str) -> list[str]:
-    """The `streamlit run` of the dashboard with the server settings the product relies
-    on: no telemetry, no toolbar "Deploy" button, no raw CSV download from tables (exports
+    """The `streamlit run` of the dashboard's server (the pages, and the routes that set its
+    HttpOnly session cookie) with the server settings the product relies on: no telemetry, no toolbar "Deploy" button, no raw CSV download from tables (exports
     go through the formula-safe buttons), XSRF protection on, and an upload limit
     sized to logbooks (``DETECTOR_MAX_UPLOAD_MB``, 200 MB by default) — Streamlit accepts
     uploads on its upload endpoint before anyone logs in, so this limit is what a stranger
@@ -165,7 +165,7 @@ def streamlit_command(db: Path, port: int, address: str) -> list[str]:
         "-m",
         "streamlit",
         "run",
-        str(DASHBOARD),
+        str(SERVER),
         "--server.headless=true",
         f"--server.port={port}",
         f"--server.address={address}",

@@ -384,30 +384,59 @@ def _auditor_day(server, page, tmp_path):
     )
 
 
-def test_log_out_logs_out_and_a_reload_does_not_log_back_in(server, browser):
+def test_log_out_ends_the_session_on_the_server_and_its_cookie_is_http_only(server, browser):
+    """A copy of the login cookie taken before "Log out" logged straight back in afterwards
+    (log out only deleted the browser's copy), and page scripts could read the cookie. Now
+    the cookie is HttpOnly, lasts no longer than an idle session, a reload keeps the user
+    in, and log out ends the session on the server: the copy opens nothing."""
     url, _ = server
     context = _context(browser)
     page = context.new_page()
     try:
         _log_in(page, url)
+        # the server sets the cookie when the page hands it the login's one-time ticket
+        cookie = _session_cookie(context, page)
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert 0 < cookie["expires"] - time.time() <= 30 * 60 + 5  # the idle limit
+        assert "detector_session" not in page.evaluate("document.cookie")
+        page.reload()
+        page.get_by_role("heading", name="Review queue").first.wait_for()  # still in
         page.get_by_test_id("stSidebar").get_by_role("button", name="Log out").click()
         page.get_by_role("textbox", name="Username").wait_for()
         assert not page.get_by_text("StreamlitWidgetAlreadyInstantiatedError").count()
-        # The page deletes the re-login cookie from the browser a moment after the form
-        # shows: reload once it is gone (if it never goes, log out did not log out).
-        deadline = time.monotonic() + 30
-        while any(c["name"] == "detector_auth" for c in context.cookies()):
-            assert time.monotonic() < deadline, "the re-login cookie survived log out"
-            page.wait_for_timeout(200)
         page.reload()
         page.get_by_role("textbox", name="Username").wait_for()
         _wait_idle(page)
         assert not page.get_by_role("heading", name="Review queue").count()
+        # the copy taken before logging out, in another browser
+        other = _context(browser)
+        try:
+            other.add_cookies([cookie])
+            copy = other.new_page()
+            copy.goto(url)
+            copy.get_by_role("textbox", name="Username").wait_for()
+            _wait_idle(copy)
+            assert not copy.get_by_role("heading", name="Review queue").count()
+        finally:
+            other.close()
     except Exception:
         page.screenshot(path=SHOTS / "failure-logout.png", full_page=True)
         raise
     finally:
         context.close()
+
+
+def _session_cookie(context, page) -> dict:
+    """The login session's cookie, once the server has set it."""
+    page.wait_for_function(
+        "async () => (await fetch('/_stcore/health')).ok"
+    )  # a request after the ticket's: the cookie is set by now if it ever will be
+    for _attempt in range(100):
+        found = [c for c in context.cookies() if c["name"] == "detector_session"]
+        if found:
+            return found[0]
+        page.wait_for_timeout(100)
+    raise AssertionError("the server set no session cookie")
 
 
 def test_the_re_login_cookie_lasts_no_longer_than_an_idle_session(server, browser):
