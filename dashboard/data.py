@@ -362,8 +362,27 @@ def run_errors(errors: str | None, lang: str) -> str:
     return str(values)
 
 
-def weights(store: Store) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The weight factors reviews earned (per rule) and the history of their changes."""
+def weights(store: Store, lang: str = "en") -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The weight factors reviews earned (per rule) and the history of their changes, each
+    rule by its title in ``lang``."""
+    current, changes = _weights(store)
+    titles = _rule_titles(lang)
+    return tuple(
+        frame.with_columns(pl.col("rule_id").replace(titles)) if frame.height else frame
+        for frame in (current, changes)
+    )
+
+
+def _rule_titles(lang: str) -> dict[str, str]:
+    from detector.wording import rule_title, rules_by_id
+
+    rules = rules_by_id()
+    return {r: rule_title(r, lang, rules) for r in [*rules, "outlier-ecod", "outlier-iforest",
+                                                     "outlier-copod", "outlier-hbos",
+                                                     "outlier-ensemble"]}  # fmt: skip
+
+
+def _weights(store: Store) -> tuple[pl.DataFrame, pl.DataFrame]:
     with store.read() as con:
         current = con.sql(
             """SELECT rule_id, factor AS weight_factor, confirmed, dismissed,

@@ -109,8 +109,9 @@ def _login_form(users: Path) -> None:
         st.session_state["authentication_status"] = False
         return
     key, ticket = sessions.open_session(users, username.strip())
-    st.session_state["ticket"] = ticket  # handed to the server for the cookie, just below
+    st.session_state["ticket"] = ticket  # handed to the server for the cookie on the next run
     _start(users, username.strip(), key)
+    st.rerun()  # the pages, without the login form above them
 
 
 def _start(users: Path, username: str, key: str) -> None:

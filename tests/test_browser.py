@@ -721,6 +721,9 @@ CHART_WIDTHS = """() => Array.from(document.querySelectorAll('[data-testid="stVe
 # the data as written: their dates and numbers must read as the language writes them (the
 # values that made a rule fire; the model's figures).
 WORDED_TABLES = ("field", "Reason")
+# Tables whose every text cell the tool writes (the values of a rule, the model's figures,
+# the audit trail): a word of the other language counts there too.
+TOOL_TABLES = (*WORDED_TABLES, "acted_at")
 # Tables of names people chose (the schedule's jobs, as its file names them).
 NAMED_BY_USERS = ("job",)
 
@@ -739,9 +742,11 @@ def _page_reads_right(page, lang: str, name: str, problems: list) -> None:
     text = page.evaluate(VISIBLE_TEXT)
     leftovers = readable.spanish_leftovers if lang == "es" else readable.english_leftovers
     found = leftovers(text)
-    worded = {i18n.field_name(h, lang) for h in WORDED_TABLES} | {
-        i18n.translate(lang, h) for h in WORDED_TABLES
-    }
+
+    def headings(names) -> set[str]:
+        return {i18n.field_name(h, lang) for h in names} | {i18n.translate(lang, h) for h in names}
+
+    worded, tool = headings(WORDED_TABLES), headings(TOOL_TABLES)
     named = {i18n.field_name(h, lang) for h in NAMED_BY_USERS}
     for heading, cells in page.evaluate(GRID_CELLS):
         if heading in named:
@@ -751,6 +756,7 @@ def _page_reads_right(page, lang: str, name: str, problems: list) -> None:
             for p in leftovers(cells)
             if p.startswith(("internal", "snake_case", "english: empty", "rule id", "spanish"))
             or heading in worded
+            or (heading in tool and p.startswith("english"))
         ]
     for drawn, column, overflow in page.evaluate(CHART_WIDTHS):
         if drawn > column + 1 or overflow > 1:
@@ -895,6 +901,14 @@ def _walk(lang, url, store, page, tmp_path, problems):
     page.get_by_role("heading", name=t("Why the model flagged it")).first.wait_for()
     _open_expanders(page)
     check("5-model-flag")
+    # dismissed as benign: the audit trail says so in words
+    _choose(page, t("Status"), i18n.words("dismissed", lang))
+    _choose(page, t("Dismissal reason"), i18n.words("benign", lang))
+    page.get_by_role("button", name=t("Save review")).click()
+    page.get_by_text(
+        t("Saved: {status}.").format(status=i18n.words("dismissed", lang))
+    ).first.wait_for()
+    check("5-model-flag-dismissed")
 
     # The flags whose words the auditor found wrong, with their values shown.
     for rule_id in MORE_FLAGS:
