@@ -62,6 +62,13 @@ INTERNAL = re.compile(r"\b(None|False|True|NaN|null|ECOD|IFOREST|COPOD|HBOS)\b")
 GLUED = re.compile(
     r"\b\w+/\w+\(\w+\)|\(s\)|\(es\)|\b(el|la|lo)/(los|las)\b|\ba el\b|\(a\)"
     r"|\(\s*\w*\s*—\s*\)|(?:^|[.:;]\s)—\s|\"\"|«»"
+    # one said as many ("solo 1 tienen nombre"), a time said twice ("a las 21:48 el
+    # 11/10/2019 21:48"), a word repeated in brackets ('"Retirado" (retirado)'), a subject
+    # given a gender it may not have ("Patricia Escobar ... fue leído")
+    r"|\b(?:solo |de )?1 (?:\w+ )?(?:tienen|entraron|fueron|son|están|pudieron)\b"
+    r"|\ba las (?P<time>\d{1,2}:\d{2}) el \d{2}/\d{2}/\d{4} (?P=time)\b"
+    r"|[\"«](?P<word>\w+)[\"»] \((?i:(?P=word))\)"
+    r"|\bfue leíd[oa]\b"
 )
 NUMBER = re.compile(r"(?<![\w.,/:])\d+(?:[.,]\d+)+(?![\w.,/:]|[.,]\d)")
 

@@ -901,8 +901,13 @@ def _walk(lang, url, store, page, tmp_path, problems):
     page.get_by_role("heading", name=t("Why the model flagged it")).first.wait_for()
     _open_expanders(page)
     check("5-model-flag")
-    # dismissed as benign: the audit trail says so in words
+    # dismissed: refused without a reason (its reasons said in words), then as benign, and
+    # the audit trail says so in words
     _choose(page, t("Status"), i18n.words("dismissed", lang))
+    page.get_by_role("button", name=t("Save review")).click()
+    needs = t("dismissing needs a reason: {reasons}").split(":")[0]
+    page.get_by_test_id("stAlert").filter(has_text=needs).first.wait_for()
+    check("5-model-flag-refused")
     _choose(page, t("Dismissal reason"), i18n.words("benign", lang))
     page.get_by_role("button", name=t("Save review")).click()
     page.get_by_text(

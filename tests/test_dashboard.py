@@ -543,3 +543,14 @@ def test_every_table_and_text_reads_in_spanish(app, demo_db):
         for user in ("victor", "root"):
             auth.set_language(users, user, "en")
     assert not found, "\n".join(map(str, found))
+
+
+def test_risk_tables_name_people_as_the_logs_write_them(demo_db):
+    """The risk tables showed folded upper-case keys (OSCAR LEMUS MARROQUIN) where the logs
+    write the name (Óscar Lemus Marroquín)."""
+    from dashboard.data import risk_table
+
+    for by in ("official", "person"):
+        names = risk_table(Store(demo_db), by)[by].to_list()
+        assert names and any(n != n.upper() for n in names), (by, names[:5])
+        assert not [n for n in names if n == n.upper() and n.replace(" ", "").isalpha()], by
