@@ -319,6 +319,13 @@ def test_upload_ingests_and_reports(app, demo_db, tmp_path):
     at.run()
     assert not at.exception, at.exception
     assert any("1 row stored, 1 quarantined" in s.value for s in at.success)
+    # what the checks raised is said, with a way to the flags
+    assert any(re.search(r"The checks raised \d+ new flags?\.", i.value) for i in at.info)
+    at.button(key="open_raised").click()
+    at.run()
+    assert at.session_state["f_runs"] and at.title[0].value == "Review queue"
+    at.switch_page("views/3_Upload.py")
+    at.run()
     assert rows(
         Store(demo_db), "SELECT uploaded_by FROM uploads WHERE original_name = 'visitas_nuevas.csv'"
     ) == [("ana",)]
@@ -336,6 +343,30 @@ def test_upload_ingests_and_reports(app, demo_db, tmp_path):
     at.button(key="ingest").click()
     at.run()
     assert any("already uploaded" in w.value for w in at.warning)
+
+
+def test_an_unknown_layout_starts_from_the_synonyms_and_its_warning_goes_once_mapped(app, tmp_path):
+    """None of the pickers was pre-filled from the synonyms the ingest knows (not even
+    "Sitio" -> Facility), and after the columns were picked the "no column for required
+    field" warning stayed on screen."""
+    at = app()
+    at.switch_page("views/3_Upload.py")
+    at.run()
+    body = write_csv(
+        tmp_path / "raro.csv", ["Sitio", "LLEGADA", "Nombre"], [["ZAC", "2020-02-05 10:00", "Ana"]]
+    ).read_bytes()
+    at.get("file_uploader")[0].upload("raro.csv", body, "text/csv")
+    at.run()
+    assert not at.exception, at.exception
+    assert any("no column for required field" in w.value for w in at.warning)
+    picks = {s.label: s for s in at.selectbox if s.key and s.key.startswith("pick_")}
+    assert picks["Facility (required)"].value == "Sitio"  # a synonym of the staff roster's
+    assert picks["Name"].value == "Nombre"
+    picks["Entered (required)"].set_value("LLEGADA")
+    at.run()
+    assert not at.exception, at.exception
+    assert not any("no column for required field" in w.value for w in at.warning)
+    assert any("Kind **visits**" in m.value for m in at.markdown)
 
 
 def test_the_weekday_heatmap_names_days_and_keeps_empty_hours(demo_db):

@@ -198,3 +198,24 @@ def test_a_quarantined_row_reads_in_the_users_language(store, tmp_path):
         "negative_number": "Folio -2 es negativo",
         "wrong_field_count": "la fila tiene 7 campos y el encabezado 6",
     }
+
+
+def test_a_file_error_names_fields_and_kinds_in_words():
+    """ "ninguna columna para ... seen_at del tipo 'events'": a field and a kind are named
+    by their words in Spanish, as the English names them by code."""
+    from detector.errors import FileError
+
+    error = FileError(
+        "lecturas.csv",
+        i18n.N_(
+            "no column for required field(s) {fields} of kind '{kind}' (headers: {headers}); "
+            "rename the column or map it in a --mapping file"
+        ),
+        fields="seen_at, reader",
+        kind="events",
+        headers="fecha, lector_id",
+    )
+    said = error.said("es")
+    assert "Leído el, Lector" in said and "eventos de lectores" in said, said
+    assert "seen_at" not in said and "events" not in said
+    assert "seen_at, reader" in str(error)  # the English, as it was
