@@ -26,7 +26,10 @@ HERE = Path(__file__).parent / "views"
 pages = [
     st.Page(HERE / "1_Review_queue.py", title=_("Review queue"), default=True),
     st.Page(HERE / "2_Flag_detail.py", title=_("Flag detail")),
-    st.Page(HERE / "3_Upload.py", title=_("Upload")),
+]
+if session.can("upload"):  # a viewer is not shown a page it cannot use
+    pages.append(st.Page(HERE / "3_Upload.py", title=_("Upload")))
+pages += [
     st.Page(HERE / "4_Overview.py", title=_("Overview")),
     st.Page(HERE / "5_Evidence_and_runs.py", title=_("Evidence and runs")),
     st.Page(HERE / "7_Person.py", title=_("Person")),
@@ -42,6 +45,5 @@ with st.sidebar:
         )
     )
     st.caption(_("Database: {path}").format(path=session.md(session.store().name)))
-    # Not key="logout": the authenticator writes that session key itself.
-    st.session_state["authenticator"].logout(_("Log out"), location="sidebar", key="sidebar_logout")
+    st.button(_("Log out"), key="sidebar_logout", on_click=session.log_out)
 nav.run()

@@ -177,14 +177,32 @@ def timeline(store: Store, facility: str | None, start, end, hours: int = 24) ->
         ).pl()
 
 
-def review_log(store: Store, flag_id: str | None = None) -> pl.DataFrame:
+def review_log(store: Store, flag_id: str | None = None, lang: str = "en") -> pl.DataFrame:
+    """The audit trail (one flag's, or all), newest first; "before" and "after" as a person
+    reads them in ``lang`` (statuses and reasons in words, yes or no, suppressions as
+    sentences naming the rule by its title)."""
+    from detector.i18n import audit_value
+    from detector.wording import rule_title, rules_by_id
+
     where, params = ("WHERE flag_id = $f", {"f": flag_id}) if flag_id else ("", {})
     with store.read() as con:
-        return con.sql(
+        frame = con.sql(
             f"SELECT acted_at, actor, action, old, new, note, flag_id FROM review_log "
             f"{where} ORDER BY acted_at DESC",
             params=params,
         ).pl()
+    if not frame.height:
+        return frame
+    rules = rules_by_id()
+
+    def title(rule: str) -> str:
+        return rule_title(rule, lang, rules)
+
+    return frame.with_columns(
+        pl.Series(col, [audit_value(a, v, lang, title) for a, v in
+                        zip(frame["action"], frame[col], strict=True)], pl.String)
+        for col in ("old", "new")
+    )  # fmt: skip
 
 
 # --- overview ------------------------------------------------------------------------------
@@ -257,6 +275,32 @@ def coverage_kind(_):
     return shown
 
 
+def risk_table(store: Store, by: str, top: int = 100) -> pl.DataFrame:
+    """The ``top`` rows of the risk roll-up by ``by``; a person or an official named as
+    written in the logs (the spelling written most often), not by the folded key the
+    roll-up groups them by ("OSCAR LEMUS MARROQUIN")."""
+    from detector.rollup import rollup
+
+    frame = rollup(store, by).head(top)
+    if by not in ("person", "official") or not frame.height:
+        return frame
+    with store.read() as con:
+        names = con.sql(
+            """SELECT k, mode(written) AS written FROM (
+                   SELECT name_key AS k, name AS written FROM visits WHERE name_status = 'named'
+                   UNION ALL
+                   SELECT escorted_key, escorted_by FROM visits
+                   WHERE coalesce(escorted_key, '') <> '')
+               WHERE k IN (SELECT unnest($keys::VARCHAR[])) GROUP BY k""",
+            params={"keys": frame[by].to_list()},
+        ).pl()
+    return (
+        frame.join(names, left_on=by, right_on="k", how="left", maintain_order="left")
+        .with_columns(pl.coalesce("written", by).alias(by))
+        .drop("written")
+    )
+
+
 def transfers_between(store: Store) -> pl.DataFrame:
     with store.read() as con:
         return con.sql("""SELECT from_facility, to_facility, reason, count(*) AS transfers,
@@ -274,15 +318,73 @@ def ledger(store: Store) -> pl.DataFrame:
                           FROM uploads ORDER BY seq DESC""").pl()
 
 
-def runs(store: Store, limit: int = 200) -> pl.DataFrame:
+def runs(store: Store, limit: int = 200, lang: str = "en") -> pl.DataFrame:
+    """The run history; what each run counted and the errors it met as sentences in
+    ``lang`` (a rules run: its hits and how many rules found something)."""
     with store.read() as con:
-        return con.sql(f"""SELECT run_id, kind, triggered_by, status, started_at, ended_at,
-                                  counts, errors
-                           FROM runs ORDER BY run_id DESC LIMIT {int(limit)}""").pl()
+        frame = con.sql(f"""SELECT run_id, kind, triggered_by, status, started_at, ended_at,
+                                   counts, errors
+                            FROM runs ORDER BY run_id DESC LIMIT {int(limit)}""").pl()
+    if not frame.height:
+        return frame
+    return frame.with_columns(
+        pl.Series("counts", [run_counts(k, c, lang) for k, c in
+                             zip(frame["kind"], frame["counts"], strict=True)], pl.String),
+        pl.Series("errors", [run_errors(e, lang) for e in frame["errors"]], pl.String),
+    )  # fmt: skip
 
 
-def weights(store: Store) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The weight factors reviews earned (per rule) and the history of their changes."""
+def run_counts(kind: str | None, counts: str | None, lang: str) -> str:
+    from detector.i18n import field_name, number, translate, translate_plural
+
+    values = json.loads(counts or "{}")
+    if not isinstance(values, dict) or not values:
+        return ""
+    if kind == "rules":  # one count per rule id
+        hits = sum(v for v in values.values() if isinstance(v, (int, float)))
+        found = sum(1 for v in values.values() if isinstance(v, (int, float)) and v)
+        return translate_plural(
+            lang,
+            "{n} hit from {rules} of {of} rules",
+            "{n} hits from {rules} of {of} rules",
+            int(hits),
+        ).format(n=number(hits, lang), rules=number(found, lang), of=number(len(values), lang))
+    return "; ".join(
+        f"{field_name(k, lang)}: {number(v, lang) if isinstance(v, (int, float)) else v}"
+        for k, v in values.items()
+    ) or translate(lang, "nothing")
+
+
+def run_errors(errors: str | None, lang: str) -> str:
+    from detector.wording import rule_title
+
+    values = json.loads(errors or "{}")
+    if isinstance(values, dict):
+        return "; ".join(f"{rule_title(k, lang)}: {v}" for k, v in values.items())
+    return str(values)
+
+
+def weights(store: Store, lang: str = "en") -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The weight factors reviews earned (per rule) and the history of their changes, each
+    rule by its title in ``lang``."""
+    current, changes = _weights(store)
+    titles = _rule_titles(lang)
+    return tuple(
+        frame.with_columns(pl.col("rule_id").replace(titles)) if frame.height else frame
+        for frame in (current, changes)
+    )
+
+
+def _rule_titles(lang: str) -> dict[str, str]:
+    from detector.wording import rule_title, rules_by_id
+
+    rules = rules_by_id()
+    return {r: rule_title(r, lang, rules) for r in [*rules, "outlier-ecod", "outlier-iforest",
+                                                     "outlier-copod", "outlier-hbos",
+                                                     "outlier-ensemble"]}  # fmt: skip
+
+
+def _weights(store: Store) -> tuple[pl.DataFrame, pl.DataFrame]:
     with store.read() as con:
         current = con.sql(
             """SELECT rule_id, factor AS weight_factor, confirmed, dismissed,
@@ -353,7 +455,8 @@ def ingest_uploaded(
 
     ``mappings`` maps a file's path (or name) to its UserMapping (or None for the
     built-in synonyms); ``labels`` to how the ledger names a saved mapping used.
-    Returns the IngestResults; rules and scoring run only when something was stored.
+    Returns the IngestResults and what the checks raised (:func:`raised`); rules and
+    scoring run only when something was stored.
     """
     from detector import pipeline
     from detector.auth import require
@@ -379,7 +482,20 @@ def ingest_uploaded(
         triggered_by=f"upload:{actor.username}",
         on_file=file_done,
     )
-    return report.ingested
+    return report.ingested, raised(report)
+
+
+def raised(report) -> dict:
+    """The flags a pipeline run raised: how many are new, and the runs that first raised
+    them (for the review queue's filter)."""
+    runs, new = [], 0
+    if report.rules is not None:
+        runs.append(report.rules.run_id)
+        new += sum(report.rules.new.values())
+    if report.scoring is not None:
+        runs.append(report.scoring.run_id)
+        new += report.scoring.flags_new
+    return {"runs": runs, "new": new}
 
 
 def column_samples(path: Path, mapping=None, rows: int = 500, k: int = 3) -> pl.DataFrame:
@@ -395,6 +511,35 @@ def column_samples(path: Path, mapping=None, rows: int = 500, k: int = 3) -> pl.
         values = frame[column].drop_nulls().unique(maintain_order=True).head(k).to_list()
         samples.append(" · ".join(str(v) for v in values))
     return pl.DataFrame({"column": table.columns, "samples": samples})
+
+
+def guessed_columns(kind: str, columns: list[str]) -> dict[str, str]:
+    """For each field of ``kind``, the column of a file the ingest's synonyms would read it
+    from, to start the upload page's pickers from: the kind's own synonyms first, then those
+    any other kind knows for a field of the same name ("Sitio" is a facility for staff
+    absences, so it is one for visits too). Each column is offered to one field only."""
+    from detector.mapping import fold
+    from detector.schema import SPECS
+
+    folded = {fold(c): c for c in columns}
+    taken: set[str] = set()
+    out: dict[str, str] = {}
+    others: dict[str, list[str]] = {}
+    for spec in SPECS.values():
+        for f in spec.fields:
+            others.setdefault(f.name, []).extend(f.synonyms)
+    for rounds in ("own", "others"):
+        for f in SPECS[kind].fields:
+            if f.name in out:
+                continue
+            synonyms = f.synonyms if rounds == "own" else others.get(f.name, [])
+            for s in (f.name, *synonyms):
+                column = folded.get(fold(s))
+                if column is not None and column not in taken:
+                    out[f.name] = column
+                    taken.add(column)
+                    break
+    return out
 
 
 DATE_ORDERS = {"dmy": N_("day/month/year"), "mdy": N_("month/day/year"),

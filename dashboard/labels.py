@@ -15,6 +15,7 @@ import json
 import polars as pl
 
 from dashboard.text import lang, worded
+from detector import i18n
 from detector.i18n import FIELDS, field_name
 
 # The registries live in ``detector.i18n`` (shared with the dossier and the exports):
@@ -24,16 +25,21 @@ COLUMNS = FIELDS
 CODED = frozenset(
     {"status", "review_status", "severity", "category", "source", "state", "reason",
      "reason_code", "kind", "name_status", "role", "roles", "role_of", "action", "old", "new",
-     "part"}
+     "part", "direction", "outcome", "entity_kind"}
 )  # fmt: skip
+
+
+# Columns whose values are field names (a quarantined row's field): shown by their headings.
+FIELD_NAMED = frozenset({"field"})
 
 
 def heading(column: str) -> str:
     return field_name(column, lang())
 
 
-def _json_text(value: str | None) -> str | None:
-    """A JSON cell as "name: value; ..." (objects) or items joined (lists)."""
+def _json_text(value: str | None, reader: str = "en") -> str | None:
+    """A JSON cell as "name: value; ..." (objects, each name as a heading of ``reader``'s
+    language) or items joined (lists)."""
     if value is None or not value.strip().startswith(("{", "[")):
         return value
     try:
@@ -41,18 +47,33 @@ def _json_text(value: str | None) -> str | None:
     except ValueError:
         return value
     if isinstance(data, dict):
-        return "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in data.items())
+        return "; ".join(f"{field_name(k, reader)}: {_shown(v, reader)}" for k, v in data.items())
     if isinstance(data, list):
-        return "; ".join(_json_text(json.dumps(i)) if isinstance(i, dict) else str(i) for i in data)
+        return "; ".join(
+            _json_text(json.dumps(i), reader) if isinstance(i, dict) else _shown(i, reader)
+            for i in data
+        )
     return str(data)
 
 
+def _shown(value: object, reader: str) -> str:
+    if isinstance(value, bool):
+        return i18n.words("yes" if value else "no", reader) or ""
+    if isinstance(value, (int, float)):
+        return i18n.number(value, reader)
+    if value is None:
+        return ""
+    return str(value)
+
+
 def readable_value(value: object) -> str:
-    """One value for a person: lists and objects as text, nothing as blank."""
+    """One value for a person: lists and objects as text, yes or no, nothing as blank."""
     if value is None:
         return ""
     if isinstance(value, (list, dict)):
-        return _json_text(json.dumps(value, ensure_ascii=False, default=str)) or ""
+        return _json_text(json.dumps(value, ensure_ascii=False, default=str), lang()) or ""
+    if isinstance(value, bool):
+        return _shown(value, lang())
     return str(value)
 
 
@@ -67,8 +88,14 @@ def readable(frame: pl.DataFrame | list[dict]) -> pl.DataFrame:
         col = pl.col(name)
         if name in CODED and dtype == pl.String:
             col = worded(frame[name])
+        elif name in FIELD_NAMED and dtype == pl.String:
+            col = frame[name].replace(
+                {f: field_name(f, reader) for f in frame[name].drop_nulls().unique() if f != "*"}
+            )
         elif dtype == pl.String:
-            col = col.map_elements(_json_text, return_dtype=pl.String, skip_nulls=True)
+            col = col.map_elements(
+                lambda v, r=reader: _json_text(v, r), return_dtype=pl.String, skip_nulls=True
+            )
         elif dtype == pl.List(pl.String):
             col = col.list.join("; ")
         if dtype == pl.String or dtype == pl.List(pl.String):
@@ -81,12 +108,20 @@ _MOMENT = {"es": "DD/MM/YYYY HH:mm", "en": "YYYY-MM-DD HH:mm"}
 _DAY = {"es": "DD/MM/YYYY", "en": "YYYY-MM-DD"}
 
 
-def table(frame: pl.DataFrame | list[dict], key: str, where=None, **kwargs):
+def table(frame: pl.DataFrame | list[dict], key: str, where=None, empty: str | None = None,
+          **kwargs):  # fmt: skip
     """Show a table as a person reads it (:func:`readable`), its dates and times written
-    as the reader's language writes them; ``where`` is a column, tab or the page."""
+    as the reader's language writes them, blanks blank; ``where`` is a column, tab or the
+    page. A table with no rows is not drawn (Streamlit would write "empty" in it): a line
+    says so instead (``empty``, or "Nothing to show.")."""
     import streamlit as st
 
+    from dashboard.text import _
+
     shown = readable(frame)
+    if not shown.height:
+        (where or st).caption(empty or _("Nothing to show."))
+        return None
     reader = lang()
     config = {}
     for name, dtype in shown.schema.items():
@@ -96,5 +131,6 @@ def table(frame: pl.DataFrame | list[dict], key: str, where=None, **kwargs):
             config[name] = st.column_config.DateColumn(name, format=_DAY[reader])
     config.update(kwargs.pop("column_config", None) or {})
     kwargs.setdefault("hide_index", True)
+    kwargs.setdefault("placeholder", "")
     kwargs.setdefault("width", "stretch")
     return (where or st).dataframe(shown, key=key, column_config=config, **kwargs)

@@ -1,14 +1,16 @@
-"""Login, idle expiry and the current user for every page (streamlit-authenticator, bcrypt)."""
+"""Login, server-side sessions, idle expiry and the current user for every page (bcrypt)."""
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
+from pathlib import Path
 
 import streamlit as st
-import streamlit_authenticator as stauth
 
+from dashboard import sessions
 from dashboard.text import _, lang, ngettext, words
 from detector import auth, i18n
 from detector.auth import Actor, require
@@ -37,58 +39,131 @@ def writer() -> Store:
 
 
 def login() -> Actor:
-    """Render the login form until the user is authenticated; enforce idle expiry."""
+    """Render the login form until the user is authenticated; end an idle or revoked
+    session. A login opens a server-side session (``dashboard.sessions``) whose HttpOnly
+    cookie logs a reload or a new tab back in while it lives; logging out revokes it."""
     users = store().users
-    config, created = auth.ensure(users)
+    _config, created = auth.ensure(users)
     if created:
         secret = auth.store_first_password(users, created)
         print(f"\n  Dashboard user 'admin' created; its password is in {secret}\n", flush=True)
-    # The re-login cookie lasts no longer than an idle session, so a closed tab cannot log
-    # itself back in later. Given the file's path, the authenticator would read the cookie's
-    # lifetime from the file and ignore this one: it gets the credentials themselves.
-    authenticator = stauth.Authenticate(
-        config["credentials"],
-        config["cookie"]["name"],
-        config["cookie"]["key"],
-        min(float(config["cookie"]["expiry_days"]), settings().idle_minutes / 1440),
-        login_sleep_time=0,
-    )
-    st.session_state["authenticator"] = authenticator
+    state = st.session_state
+    idle = settings().idle_minutes * 60
     now = time.time()
-    last = st.session_state.get("last_activity")
-    if (
-        st.session_state.get("authentication_status")
-        and last
-        and now - last > settings().idle_minutes * 60
-    ):
-        authenticator.logout(location="unrendered")
-        st.session_state["expired"] = True
-    fields = {"Form name": _("Log in"), "Username": _("Username"),
-              "Password": _("Password"), "Login": _("Log in")}  # fmt: skip
-    try:
-        authenticator.login(location="main", key="login", fields=fields)
-    except Exception as exc:  # a wrong cookie or a locked account: say so, do not crash
-        st.error(md(exc))
-    if st.session_state.get("expired") and not st.session_state.get("authentication_status"):
+    if state.get("authentication_status"):
+        last = state.get("last_activity")
+        if (last and now - last > idle) or (
+            state.get("session_key") and not sessions.alive(users, state["session_key"], idle)
+        ):
+            _end_session(users)
+            state["expired"] = True
+    if not state.get("authentication_status"):
+        # a reload or a new tab: the session's cookie, if it is still open on the server
+        found = sessions.from_cookie(users, _cookie(), idle)
+        if found and auth.role(users, found[0]):
+            _start(users, found[0], found[1])
+    if not state.get("authentication_status"):
+        _login_form(users)
+    _close_cookie_if_asked()
+    if state.get("expired") and not state.get("authentication_status"):
         st.info(
             _("Your session expired after {minutes} idle minutes: log in again.").format(
                 minutes=f"{settings().idle_minutes:g}"
             )
         )
-    status = st.session_state.get("authentication_status")
-    if status is False:
+    if state.get("authentication_status") is False:
         st.error(_("Username or password is incorrect."))
-    if not status:
+    if not state.get("authentication_status"):
         st.stop()
-    st.session_state["expired"] = False
-    st.session_state["last_activity"] = now
-    roles = st.session_state.get("roles") or ["viewer"]
-    actor = Actor(st.session_state["username"], roles[0])
-    if st.session_state.get("lang_of") != actor.username:  # the user's own language, once
-        st.session_state["lang"] = i18n.known(auth.language(users, actor.username))
-        st.session_state["lang_of"] = actor.username
-    st.session_state["actor"] = actor
+    _hand_over_ticket()
+    state["expired"] = False
+    state["last_activity"] = now
+    roles = state.get("roles") or ["viewer"]
+    actor = Actor(state["username"], roles[0])
+    if state.get("lang_of") != actor.username:  # the user's own language, once
+        state["lang"] = i18n.known(auth.language(users, actor.username))
+        state["lang_of"] = actor.username
+    state["actor"] = actor
     return actor
+
+
+def _cookie() -> str | None:
+    """The session cookie the browser sent (nothing when no browser is behind this run, as
+    in a test's AppTest)."""
+    try:
+        value = st.context.cookies.get(sessions.COOKIE)
+    except Exception:  # noqa: BLE001
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _login_form(users: Path) -> None:
+    with st.form("login"):
+        st.subheader(_("Log in"))
+        username = st.text_input(_("Username"), key="login_username")
+        password = st.text_input(_("Password"), type="password", key="login_password")
+        if not st.form_submit_button(_("Log in")):
+            return
+    role = auth.check_password(users, username.strip(), password)
+    if role is None:
+        st.session_state["authentication_status"] = False
+        return
+    key, ticket = sessions.open_session(users, username.strip())
+    st.session_state["ticket"] = ticket  # handed to the server for the cookie on the next run
+    _start(users, username.strip(), key)
+    st.rerun()  # the pages, without the login form above them
+
+
+def _start(users: Path, username: str, key: str) -> None:
+    st.session_state.update(
+        authentication_status=True,
+        username=username,
+        roles=[auth.role(users, username) or "viewer"],
+        session_key=key,
+        last_activity=time.time(),
+    )
+
+
+def _route(name: str) -> str:
+    base = (st.get_option("server.baseUrlPath") or "").strip("/")
+    return "/" + "/".join(p for p in (base, "session", name) if p)
+
+
+def _hand_over_ticket() -> None:
+    """The page gives the server its one-time ticket and gets the session's cookie back
+    (HttpOnly: set by the server's answer, never by a script)."""
+    ticket = st.session_state.pop("ticket", None)
+    if ticket:
+        st.html(
+            "<script>fetch(" + json.dumps(_route("open")) + ", {method: 'POST', body: "
+            + json.dumps(ticket) + ", credentials: 'same-origin', cache: 'no-store'})</script>",
+            unsafe_allow_javascript=True,
+        )  # fmt: skip
+
+
+def _close_cookie_if_asked() -> None:
+    """After a logout, the browser's copy of the cookie is cleared by the server (the
+    session itself was already revoked)."""
+    if st.session_state.pop("close_cookie", False):
+        st.html(
+            "<script>fetch(" + json.dumps(_route("close")) + ", {method: 'POST', "
+            "credentials: 'same-origin', cache: 'no-store'})</script>",
+            unsafe_allow_javascript=True,
+        )
+
+
+def _end_session(users: Path) -> None:
+    """Log out on the server: the session is revoked and this run forgets the user."""
+    sessions.revoke(users, st.session_state.get("session_key"))
+    for key in ("authentication_status", "username", "roles", "session_key", "actor",
+                "ticket", "lang_of"):  # fmt: skip
+        st.session_state.pop(key, None)
+    st.session_state["close_cookie"] = True
+
+
+def log_out() -> None:
+    """The sidebar's "Log out" (a button callback)."""
+    _end_session(store().users)
 
 
 _ADDRESS = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*:(?=//)|\bwww\.|@")
@@ -173,11 +248,11 @@ def _apply(store: Store, a: dict) -> str:
 
     who = actor()
     if a["action"] == "status":
-        if a.get("reopen") is not None:
-            review.reopen_on_new(store, who, a["flag_id"], bool(a["reopen"]))
+        # one call: a review refused (a dismissal without a reason) writes nothing at all
         review.set_status(
-            store, who, a["flag_id"], a["status"], a.get("note") or None, a.get("reason")
-        )
+            store, who, a["flag_id"], a["status"], a.get("note") or None, a.get("reason"),
+            reopen=None if a.get("reopen") is None else bool(a["reopen"]),
+        )  # fmt: skip
         return _("Saved: {status}.").format(status=words(a["status"]))
     if a["action"] == "assign":
         review.assign(store, who, a["flag_id"], (a.get("who") or "").strip() or None)
@@ -185,8 +260,10 @@ def _apply(store: Store, a: dict) -> str:
         return _("Assigned to {who}.").format(who=who_)
     if a["action"] == "suppress":
         review.suppress(store, who, a["rule_id"], a["entity"], a["until"], kind=a["kind"])
-        return _("{rule} suppressed for {kind} {entity} until {until}.").format(
-            rule=a["rule_id"], kind=words(a["kind"]), entity=a["entity"],
+        from detector.wording import rule_title
+
+        return _("{rule} suppressed for the {kind} {entity} until {until}.").format(
+            rule=rule_title(a["rule_id"], lang()), kind=words(a["kind"]), entity=a["entity"],
             until=i18n.moment(a["until"], lang()),
         )  # fmt: skip
     if a["action"] == "person_split":

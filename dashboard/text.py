@@ -41,7 +41,12 @@ def words(value: str | None) -> str:
 
 
 def worded(column: pl.Series) -> pl.Series:
-    """A column of coded values in words. (Not with ``map_elements``: polars runs Python
-    functions on its own threads, where the session and its language are not known.)"""
+    """A column of coded values in words, also several of them in one cell ("family,
+    lawyer"). (Not with ``map_elements``: polars runs Python functions on its own threads,
+    where the session and its language are not known.)"""
     reader = lang()
-    return column.replace({v: i18n.words(v, reader) for v in column.drop_nulls().unique()})
+
+    def said(value: str) -> str:
+        return ", ".join(i18n.words(v, reader) or "" for v in value.split(", "))
+
+    return column.replace({v: said(v) for v in column.drop_nulls().unique()})

@@ -8,6 +8,7 @@ cookie key that signs re-login cookies is random too and never leaves the data f
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 from dataclasses import dataclass
@@ -85,6 +86,26 @@ def add_user(
     }
     save(path, config)
     return password
+
+
+def role(path: Path, username: str) -> str | None:
+    """A user's role, or None when there is no such user (any more)."""
+    user = load(path)["credentials"]["usernames"].get(username)
+    return (user.get("roles") or ["viewer"])[0] if user else None
+
+
+@functools.cache
+def _nobody() -> bytes:
+    return bcrypt.hashpw(b"no such user", bcrypt.gensalt())
+
+
+def check_password(path: Path, username: str, password: str) -> str | None:
+    """The user's role when the password is theirs, else None. An unknown name costs the
+    same bcrypt check as a known one, so the time taken does not tell which names exist."""
+    user = load(path)["credentials"]["usernames"].get(username)
+    stored = user["password"].encode("ascii") if user else _nobody()
+    matches = bcrypt.checkpw(password.encode("utf-8"), stored)
+    return role(path, username) if user and matches else None
 
 
 def set_language(path: Path, username: str, lang: str) -> None:

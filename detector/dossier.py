@@ -11,7 +11,7 @@ from detector import i18n
 from detector.flags import FlagQuery, read_flags
 from detector.i18n import N_
 from detector.store import Store
-from detector.wording import flag_wording
+from detector.wording import flag_wording, rule_title, rules_by_id
 
 # The dossier's headings (through the catalogue, in the dossier's language).
 LABELS = {
@@ -83,7 +83,7 @@ TEMPLATE = """<!doctype html>
 {% if f.history %}<h3>{{ t.history }}</h3>
 <table><tr><th>{{ t.when }}</th><th>{{ t.who }}</th><th>{{ t.action }}</th><th></th><th>{{ t.note }}</th></tr>
 {% for h in f.history %}<tr><td>{{ h.acted_at|moment }}</td><td>{{ h.actor }}</td><td>{{ h.action|word }}</td>
-<td>{{ (h.old or '')|word }} → {{ (h.new or '')|word }}</td><td>{{ h.note or '' }}</td></tr>{% endfor %}
+<td>{{ h.old|audit(h.action) }} → {{ h.new|audit(h.action) }}</td><td>{{ h.note or '' }}</td></tr>{% endfor %}
 </table>{% endif %}
 </section>
 {% endfor %}
@@ -134,6 +134,10 @@ def render(store: Store, flag_ids: list[str], user: str, lang: str = "en") -> st
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     env.filters["word"] = lambda v: i18n.code(v, lang)
     env.filters["moment"] = lambda v: i18n.moment(v, lang)
+    rules = rules_by_id()
+    env.filters["audit"] = lambda v, action: i18n.audit_value(
+        action, v, lang, lambda rule: rule_title(rule, lang, rules)
+    )
     return env.from_string(TEMPLATE).render(
         lang=lang,
         t={k: i18n.translate(lang, v) for k, v in LABELS.items()},

@@ -23,11 +23,23 @@ class FileError(DetectorError):
 
 
 def said(source: str, template: str, values: dict, lang: str) -> str:
-    """A file's problem in ``lang``: "<file>: <message>"."""
-    from detector.i18n import translate
+    """A file's problem in ``lang``: "<file>: <message>", the fields it names by their
+    headings and the record kinds in words (never ``seen_at`` or ``'events'``)."""
+    from detector.i18n import SOURCE, field_name, translate, words
 
+    def each(value, word) -> str:
+        return ", ".join(word(v.strip()) for v in str(value).split(","))
+
+    shown = dict(values or {})
+    if lang != SOURCE:
+        for key in ("field", "fields"):
+            if key in shown:
+                shown[key] = each(shown[key], lambda f: field_name(f, lang))
+        for key in ("kind", "kinds"):
+            if key in shown:
+                shown[key] = each(shown[key], lambda k: words(k, lang) or k)
     text = translate(lang, template)
-    return f"{source}: {text.format(**values) if values else text}"
+    return f"{source}: {text.format(**shown) if shown else text}"
 
 
 class StoreBusy(DetectorError):

@@ -328,6 +328,7 @@ class FlagQuery:
     statuses: list[str] = field(default_factory=list)
     flag_ids: list[str] | None = None
     first_run: int | None = None  # flags first raised by this run
+    first_runs: list[int] = field(default_factory=list)  # ... by one of these runs (an upload's)
     source: str | None = None  # "rule" or "model"
     assignee: str | None = None
     text: str = ""
@@ -360,6 +361,9 @@ class FlagQuery:
         if self.first_run is not None:
             parts.append("f.first_run = ?")
             params.append(self.first_run)
+        if self.first_runs:
+            parts.append("f.first_run IN (SELECT unnest(?::BIGINT[]))")
+            params.append([int(r) for r in self.first_runs])
         if self.source:
             parts.append("f.source = ?")
             params.append(self.source)

@@ -22,11 +22,13 @@ import functools
 import gettext as _gettext
 import io
 import json
+import os
+import re
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from detector.settings import settings
+from detector.settings import language as language_setting
 
 LANGUAGES: dict[str, str] = {"es": "Español", "en": "English"}
 SOURCE = "en"  # the language the code is written in
@@ -40,7 +42,7 @@ def N_(message: str) -> str:
 
 def default_language() -> str:
     """``$DETECTOR_LANGUAGE`` (``es`` or ``en``); Spanish when unset, for the first users."""
-    return settings().language
+    return language_setting()
 
 
 def known(lang: str | None) -> str:
@@ -50,19 +52,59 @@ def known(lang: str | None) -> str:
 
 @functools.cache
 def translations(lang: str) -> _gettext.NullTranslations:
-    """The catalogue of ``lang``, compiled from its ``.po`` file in memory."""
+    """The catalogue of ``lang``, compiled from its ``.po`` file. The compiled form is kept
+    beside it (``messages.mo``, rebuilt whenever the ``.po`` is newer) so that a command
+    loads it without Babel; where that folder cannot be written it is compiled in memory."""
     if lang == SOURCE:
         return _gettext.NullTranslations()
+    po = LOCALES / lang / "LC_MESSAGES" / "messages.po"
+    mo = po.with_suffix(".mo")
+    try:
+        if mo.stat().st_mtime_ns >= po.stat().st_mtime_ns:
+            with mo.open("rb") as handle:
+                return _gettext.GNUTranslations(handle)
+    except (OSError, ValueError):
+        pass
+    compiled = _compile(po, lang)
+    try:  # written whole, then renamed: a reader never sees half a file
+        part = mo.with_name(f".{mo.name}.{os.getpid()}")
+        part.write_bytes(compiled)
+        os.replace(part, mo)
+    except OSError:
+        pass
+    return _gettext.GNUTranslations(io.BytesIO(compiled))
+
+
+def _compile(po: Path, lang: str) -> bytes:
     from babel.messages.mofile import write_mo
     from babel.messages.pofile import read_po
-    from babel.support import Translations
 
-    with (LOCALES / lang / "LC_MESSAGES" / "messages.po").open("rb") as handle:
+    with po.open("rb") as handle:
         catalog = read_po(handle, locale=lang)
-    compiled = io.BytesIO()
-    write_mo(compiled, catalog)
-    compiled.seek(0)
-    return Translations(fp=compiled)
+    out = io.BytesIO()
+    write_mo(out, catalog)
+    return out.getvalue()
+
+
+class Said(str):
+    """A sentence in English (the code's language) that can be said in another: the
+    catalogue entry it was made from and its values ride along (:func:`said`)."""
+
+    template: str
+    values: dict
+
+    def __new__(cls, template: str, **values):
+        sentence = super().__new__(cls, template.format(**values))
+        sentence.template, sentence.values = template, values
+        return sentence
+
+    def said(self, lang: str) -> str:
+        return translate(lang, self.template).format(**self.values)
+
+
+def said(message: str, lang: str) -> str:
+    """A message in ``lang`` when it was made from a catalogue entry (:class:`Said`)."""
+    return message.said(lang) if isinstance(message, Said) else str(message)
 
 
 def translate(lang: str, message: str) -> str:
@@ -111,6 +153,28 @@ def _moment_text(value: str, lang: str) -> str:
     if len(value) == 10:  # a date alone
         return parsed.strftime(_DAY[lang])
     return parsed.strftime(_MOMENT[lang])
+
+
+_ISO_IN_TEXT = re.compile(
+    r"(?<![\w-])(\d{4}-\d{2}-\d{2})(?:[ T](\d{2}:\d{2})(?::\d{2})?)?(?![\w-])"
+)
+_DECIMAL_IN_TEXT = re.compile(r"(?<![\w.,])(\d+\.\d+)(?!\d)(?![.,]\d)")
+
+
+def localise_text(text: str, lang: str) -> str:
+    """A sentence composed in one language's figures (a query's ``X_es`` reading: "estuvo
+    13.5 h", "desde 2019-07-15") with its dates, times and decimals as ``lang`` writes them."""
+    if known(lang) == "en" or not isinstance(text, str):
+        return text
+
+    def when(m: re.Match) -> str:
+        day = date.fromisoformat(m[1])
+        if m[2] is None:
+            return moment(day, lang)
+        return moment(datetime.fromisoformat(f"{m[1]} {m[2]}"), lang)
+
+    text = _ISO_IN_TEXT.sub(when, text)
+    return _DECIMAL_IN_TEXT.sub(lambda m: number(float(m[1]), lang), text)
 
 
 def weekday(n: int, lang: str) -> str:
@@ -220,6 +284,10 @@ CODES: dict[str, str] = {
     "paired": N_("entry and exit"),
     "no_exit": N_("entry with no exit"),
     "no_entry": N_("exit with no entry"),
+    # how far a rule is trusted
+    "stable": N_("stable"),
+    "experimental": N_("experimental"),
+    "deprecated": N_("deprecated"),
     # dashboard roles
     "admin": N_("administrator"),
     "auditor": N_("auditor"),
@@ -595,6 +663,10 @@ FIELDS: dict[str, str] = {
     "column": N_("Column"),
     "wording": N_("Words as raised"),
     "rule_version": N_("Rule version (SHA-256)"),
+    # what a scoring run counted
+    "scored": N_("Visits scored"),
+    "affected": N_("Visits whose risk was recomputed"),
+    "model_flags": N_("Outlier flags"),
 }
 
 
@@ -631,6 +703,42 @@ def words(value: str | None, lang: str) -> str | None:
     if value is None:
         return None
     return translate(lang, CODES[value]) if value in CODES else value.replace("_", " ")
+
+
+# --- the audit trail's values ---------------------------------------------------------
+
+_SUPPRESSION = re.compile(
+    r"^(?P<rule>\S+) for (?P<kind>facility|person|plate) (?P<entity>.*) "
+    r"until (?P<until>\d{4}-\d{2}-\d{2})$"
+)
+_WITH_REASON = re.compile(r"^(?P<code>[a-z_]+) \((?P<reason>[a-z_]+)\)$")
+
+
+def audit_value(action: str | None, value: str | None, lang: str, rule_title=None) -> str:
+    """An audit row's "before" or "after" as a person reads it: a status in words (with its
+    dismissal reason), a yes or no, a suppression as a sentence (``rule_title`` words a rule
+    id); a user name or a note as written. (Rows keep what was recorded: ``True``/``False``
+    from before yes and no were written, English sentences of suppressions.)"""
+    if value is None or value == "":
+        return ""
+    if action == "reopen_on_new":
+        value = {"True": "yes", "False": "no"}.get(value, value)
+        return words(value, lang) or ""
+    if action == "status":
+        m = _WITH_REASON.match(value)
+        if m:
+            return f"{words(m['code'], lang)} ({words(m['reason'], lang)})"
+        return words(value, lang) or ""
+    if action == "suppress":
+        m = _SUPPRESSION.match(value)
+        if m:
+            return translate(lang, "{rule}, for the {kind} {entity}, until {until}").format(
+                rule=rule_title(m["rule"]) if rule_title else m["rule"],
+                kind=words(m["kind"], lang),
+                entity=m["entity"],
+                until=moment(date.fromisoformat(m["until"]), lang),
+            )
+    return value
 
 
 # --- shares ------------------------------------------------------------------------------

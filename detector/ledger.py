@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 
 from detector import seal as row_seal
+from detector.i18n import N_, Said
 from detector.schema import KINDS
 from detector.store import Store, sealed_row_sql
 
@@ -141,13 +142,25 @@ def verify_audit(store: Store) -> list[str]:
     for row in rows:
         if row["prev_hash"] != prev:
             problems.append(
-                f"review audit row {row['seq']}: link to the row before is broken "
-                "(a row was removed or reordered)"
+                Said(
+                    N_(
+                        "review audit row {seq}: link to the row before is broken "
+                        "(a row was removed or reordered)"
+                    ),
+                    seq=row["seq"],
+                )
             )
         if audit_hash(row) != row["entry_hash"]:
             problems.append(
-                f"review audit row {row['seq']} ({row['action']} by {row['actor']}): "
-                "contents do not match its hash (the row was edited)"
+                Said(
+                    N_(
+                        "review audit row {seq} ({action} by {actor}): contents do not match "
+                        "its hash (the row was edited)"
+                    ),
+                    seq=row["seq"],
+                    action=row["action"],
+                    actor=row["actor"],
+                )
             )
         prev = row["entry_hash"]
     return problems
@@ -335,61 +348,116 @@ def verify(store: Store) -> Verification:
         seq = entry["seq"]
         if entry["prev_hash"] != prev:
             result.problems.append(
-                f"ledger entry {seq}: previous-hash link broken (an entry was removed or reordered)"
+                Said(
+                    N_(
+                        "ledger entry {seq}: previous-hash link broken (an entry was removed "
+                        "or reordered)"
+                    ),
+                    seq=seq,
+                )
             )
         if entry_hash(entry) != entry["entry_hash"]:
             result.problems.append(
-                f"ledger entry {seq} ({entry['original_name']}): contents do "
-                "not match its hash (the row was edited)"
+                Said(
+                    N_(
+                        "ledger entry {seq} ({file}): contents do not match its hash (the row "
+                        "was edited)"
+                    ),
+                    seq=seq,
+                    file=entry["original_name"],
+                )
             )
         prev = entry["entry_hash"]
         path = evidence_path(store, entry["sha256"])
         if not path.exists():
             result.problems.append(
-                f"ledger entry {seq}: evidence file {entry['original_name']} "
-                f"({entry['sha256'][:12]}…) is missing"
+                Said(
+                    N_("ledger entry {seq}: evidence file {file} ({sha}…) is missing"),
+                    seq=seq,
+                    file=entry["original_name"],
+                    sha=entry["sha256"][:12],
+                )
             )
         elif sha256_file(path) != entry["sha256"]:
             result.problems.append(
-                f"ledger entry {seq}: evidence file {entry['original_name']} "
-                "has changed since upload (SHA-256 differs)"
+                Said(
+                    N_(
+                        "ledger entry {seq}: evidence file {file} has changed since upload "
+                        "(SHA-256 differs)"
+                    ),
+                    seq=seq,
+                    file=entry["original_name"],
+                )
             )
         if stored.get(seq, 0) != entry["rows_stored"]:
             result.problems.append(
-                f"ledger entry {seq}: {entry['rows_stored']} rows recorded as "
-                f"stored, {stored.get(seq, 0)} found in the tables"
-            )
+                Said(
+                    N_("ledger entry {seq}: {recorded} rows recorded as stored, {found} found "
+                       "in the tables"),
+                    seq=seq,
+                    recorded=entry["rows_stored"],
+                    found=stored.get(seq, 0),
+                )
+            )  # fmt: skip
         elif seq in digests and digests[seq] != entry[DIGEST]:
             result.problems.append(
-                f"ledger entry {seq} ({entry['original_name']}): its stored rows differ "
-                "from those sealed at upload (a record was edited, added or removed)"
+                Said(
+                    N_(
+                        "ledger entry {seq} ({file}): its stored rows differ from those sealed "
+                        "at upload (a record was edited, added or removed)"
+                    ),
+                    seq=seq,
+                    file=entry["original_name"],
+                )
             )
         if (
             entry["rows_quarantined"] is not None
             and quarantined.get(seq, 0) != (entry["rows_quarantined"])
         ):
             result.problems.append(
-                f"ledger entry {seq}: {entry['rows_quarantined']} rows recorded as "
-                f"quarantined, {quarantined.get(seq, 0)} found in the quarantine"
-            )
+                Said(
+                    N_("ledger entry {seq}: {recorded} rows recorded as quarantined, {found} "
+                       "found in the quarantine"),
+                    seq=seq,
+                    recorded=entry["rows_quarantined"],
+                    found=quarantined.get(seq, 0),
+                )
+            )  # fmt: skip
     last = entries[-1]["seq"] if entries else 0
     if seen and seen[0][2] > last:
         run_id, kind, watermark = seen[0]
         result.problems.append(
-            f"ledger entries {last + 1} to {watermark} are gone: {kind} run {run_id} had "
-            f"seen uploads up to entry {watermark} (entries were removed from the end)"
-        )
+            Said(
+                N_("ledger entries {first} to {last} are gone: {kind} run {run} had seen "
+                   "uploads up to entry {last} (entries were removed from the end)"),
+                first=last + 1,
+                last=watermark,
+                kind=kind,
+                run=run_id,
+            )
+        )  # fmt: skip
     for sha, name, flags in cited:
         result.problems.append(
-            f"{flags} flag(s) cite {name} ({sha[:12]}…), which no ledger entry holds "
-            "(its entry was removed)"
-        )
+            Said(
+                N_("{flags} flag(s) cite {file} ({sha}…), which no ledger entry holds (its "
+                   "entry was removed)"),
+                flags=flags,
+                file=name,
+                sha=sha[:12],
+            )
+        )  # fmt: skip
     for kind, seq, rows in orphans:
-        belongs = "no upload" if seq is None else f"upload {seq}, which the ledger does not hold"
-        result.problems.append(
-            f"{rows} {kind} row(s) belong to {belongs}: stored outside the ledger "
-            "(rules and scoring would read them as evidence)"
-        )
+        if seq is None:
+            template = N_(
+                "{rows} {kind} row(s) belong to no upload: stored outside the ledger "
+                "(rules and scoring would read them as evidence)"
+            )
+        else:
+            template = N_(
+                "{rows} {kind} row(s) belong to upload {seq}, which the ledger does not hold: "
+                "stored outside the ledger (rules and scoring would read them as evidence)"
+            )
+        result.problems.append(Said(template, rows=rows, kind=kind, seq=seq))
     result.problems += verify_audit(store)  # the reviewers' audit trail is chained too
     named = {evidence_path(store, e["sha256"]) for e in entries}
     if store.evidence.is_dir():
@@ -431,10 +499,22 @@ def verify_anchor(store: Store, kept: dict) -> list[str]:
             "SELECT entry_hash FROM uploads WHERE seq = ?", [int(kept["seq"])]
         ).fetchall()
     if not row:
-        return [f"anchored ledger entry {kept['seq']} is gone (taken {kept.get('taken_at')})"]
+        return [
+            Said(
+                N_("anchored ledger entry {seq} is gone (taken {taken})"),
+                seq=kept["seq"],
+                taken=kept.get("taken_at"),
+            )
+        ]
     if row[0][0] != kept["entry_hash"]:
         return [
-            f"ledger entry {kept['seq']} no longer has the hash anchored on "
-            f"{kept.get('taken_at')}: the chain up to it was rewritten"
+            Said(
+                N_(
+                    "ledger entry {seq} no longer has the hash anchored on {taken}: the chain "
+                    "up to it was rewritten"
+                ),
+                seq=kept["seq"],
+                taken=kept.get("taken_at"),
+            )
         ]
     return []

@@ -14,7 +14,7 @@ import polars as pl
 
 from detector import auth
 from detector.auth import Actor, require
-from detector.i18n import N_, translate
+from detector.i18n import N_, SOURCE, translate, words
 from detector.ledger import AUDITED, GENESIS, audit_hash
 from detector.mapping import fold_values
 from detector.store import Store, upsert
@@ -37,10 +37,16 @@ class ReviewError(ValueError):
     def __init__(self, message: str, **values):
         self.template = message
         self.values = values
-        super().__init__(message.format(**values))
+        super().__init__(self.said(SOURCE))
 
     def said(self, lang: str) -> str:
-        return translate(lang, self.template).format(**self.values)
+        """The message in ``lang``; a list of coded values (statuses, reasons, kinds) is
+        said in words."""
+        shown = {
+            k: ", ".join(words(c, lang) or "" for c in v) if isinstance(v, (list, tuple)) else v
+            for k, v in self.values.items()
+        }
+        return translate(lang, self.template).format(**shown)
 
 
 def log_action(
@@ -130,33 +136,42 @@ def set_status(
     status: str,
     note: str | None = None,
     reason: str | None = None,
+    reopen: bool | None = None,
 ) -> None:
-    """Move a flag to a status; dismissing needs one of DISMISS_REASONS."""
+    """Move a flag to a status; dismissing needs one of DISMISS_REASONS. ``reopen`` (when
+    given) sets whether the closed case re-opens on new occurrences, in the same
+    transaction. Everything is checked before anything is written: a refused review writes
+    no audit row, and only what changed is written (saving the same review twice adds
+    nothing to the trail)."""
     require(actor, "review")
     if status not in STATUSES or status == "new":
-        raise ReviewError(N_("status must be one of {statuses}"), statuses=", ".join(STATUSES[1:]))
+        raise ReviewError(N_("status must be one of {statuses}"), statuses=STATUSES[1:])
     if status == "dismissed" and reason not in DISMISS_REASONS:
-        raise ReviewError(
-            N_("dismissing needs a reason: {reasons}"), reasons=", ".join(DISMISS_REASONS)
-        )
+        raise ReviewError(N_("dismissing needs a reason: {reasons}"), reasons=DISMISS_REASONS)
     with store.write(REVIEW_WRITERS) as con:
         state = _current(con, flag_id)
-        old = state["status"]
-        state.update(
-            status=status,
-            reason=reason if status == "dismissed" else None,
-            note=note or state["note"],
-        )
-        _save(
-            con,
-            flag_id,
-            actor,
-            state,
-            "status",
-            old,
-            status + (f" ({reason})" if status == "dismissed" else ""),
-            note,
-        )
+        old = _status_value(state["status"], state["reason"])
+        reason = reason if status == "dismissed" else None
+        new = _status_value(status, reason)
+        changed = new != old or bool(note and note != state["note"])
+        reopen_changed = reopen is not None and bool(reopen) != bool(state["reopen_on_new"])
+        if reopen_changed:
+            before = bool(state["reopen_on_new"])
+            state["reopen_on_new"] = bool(reopen)
+            _save(con, flag_id, actor, state, "reopen_on_new", _yes_no(before),
+                  _yes_no(bool(reopen)), None)  # fmt: skip
+        if changed:
+            state.update(status=status, reason=reason, note=note or state["note"])
+            _save(con, flag_id, actor, state, "status", old, new, note)
+
+
+def _status_value(status: str, reason: str | None) -> str:
+    """A status as the audit trail records it: ``dismissed (benign)`` with its reason."""
+    return status + (f" ({reason})" if status == "dismissed" and reason else "")
+
+
+def _yes_no(on: bool) -> str:
+    return "yes" if on else "no"
 
 
 def add_note(store: Store, actor: Actor, flag_id: str, note: str) -> None:
@@ -189,13 +204,15 @@ def assign(store: Store, actor: Actor, flag_id: str, assignee: str | None) -> No
 
 def reopen_on_new(store: Store, actor: Actor, flag_id: str, on: bool) -> None:
     """Whether a closed case re-opens when new occurrences of it arrive (off by default:
-    a case dismissed once stays dismissed)."""
+    a case dismissed once stays dismissed). Nothing is written when it is already so."""
     require(actor, "review")
     with store.write(REVIEW_WRITERS) as con:
         state = _current(con, flag_id)
-        old = state["reopen_on_new"]
-        state["reopen_on_new"] = on
-        _save(con, flag_id, actor, state, "reopen_on_new", str(bool(old)), str(on), None)
+        old = bool(state["reopen_on_new"])
+        if old == bool(on):
+            return
+        state["reopen_on_new"] = bool(on)
+        _save(con, flag_id, actor, state, "reopen_on_new", _yes_no(old), _yes_no(on), None)
 
 
 # What a suppression can name, and how a flag is matched to it: exactly, never by a
@@ -227,7 +244,7 @@ def suppress(
     on the entity's key."""
     require(actor, "review")
     if kind not in ENTITY_KINDS:
-        raise ReviewError(N_("the entity must be one of: {kinds}"), kinds=", ".join(ENTITY_KINDS))
+        raise ReviewError(N_("the entity must be one of: {kinds}"), kinds=ENTITY_KINDS)
     if not entity.strip():
         raise ReviewError(N_("name the entity to suppress the rule for"))
     if until <= _now().date():
@@ -235,7 +252,7 @@ def suppress(
     key = entity_key(kind, entity)
     if not key:
         raise ReviewError(
-            N_("{entity} leaves nothing to match as a {kind}"), entity=repr(entity), kind=kind
+            N_("{entity} leaves nothing to match as a {kind}"), entity=repr(entity), kind=[kind]
         )
     with store.write(REVIEW_WRITERS) as con:
         con.execute(

@@ -130,13 +130,26 @@ class RuleText(BaseModel):
 
 
 def _placeholders(template: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    """The fields a template quotes, those inside a wording's forms too."""
+    names: set[str] = set()
+    for _, name, spec, _ in string.Formatter().parse(template):
+        if name:
+            names.add(name)
+        if spec and "{" in spec:
+            names |= _placeholders(spec.partition(":")[2])
+    return names
+
+
+WORDED_SPECS = ("plural", "given", "date", "time", "pct")  # ``detector.wording._Words``
 
 
 def plain_template(template: str) -> str:
-    """An explanation template quotes fields by name only (``{facility}``): no attribute or
-    index lookups, conversions or format specs. A spec such as ``{x:>300000000}`` would
-    build a string of that width for every hit and stop the whole run."""
+    """An explanation template quotes fields by name (``{facility}``), optionally with one
+    of the wordings ``detector.wording`` knows (``{n:plural:# row|# rows}``,
+    ``{x:given:…|…}`` whose forms quote plain names, ``{t:date}``, ``{t:time}``,
+    ``{share:pct}``): no attribute or index lookups, conversions, widths or other format
+    specs. A spec such as ``{x:>300000000}`` would build a string of that width for every
+    hit and stop the whole run."""
     try:
         parts = list(string.Formatter().parse(template))
     except ValueError as exc:
@@ -144,11 +157,28 @@ def plain_template(template: str) -> str:
     for _, name, spec, conversion in parts:
         if name is None:
             continue
-        if spec or conversion or not name.isidentifier():
-            shown = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+        shown = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+        kind, _, forms = (spec or "").partition(":")
+        if (
+            conversion
+            or not name.isidentifier()
+            or (spec and kind not in WORDED_SPECS)
+            or (kind in ("date", "time", "pct") and forms)
+            or (kind in ("plural", "given") and "|" not in forms)
+        ):
             raise ValueError(
-                f"quotes {{{shown}}}: a template quotes fields by their plain name only"
+                f"quotes {{{shown}}}: a template quotes fields by their plain name, or with "
+                f"one of the wordings {', '.join(WORDED_SPECS)}"
             )
+        if forms:
+            for _, nested, nested_spec, nested_conversion in string.Formatter().parse(forms):
+                if nested is not None and (
+                    nested_spec or nested_conversion or not nested.isidentifier()
+                ):
+                    raise ValueError(
+                        f"quotes {{{shown}}}: a wording's forms quote fields by their plain "
+                        "name only"
+                    )
     return template
 
 

@@ -336,13 +336,21 @@ def _record_failure(store: Store, name: str, error: str, trace: str) -> None:
 
 def next_fire(job: Job, timezone: str) -> str:
     """When a job runs next, as the scheduler computes it."""
+    if not job.cron:
+        return f"every {job.every_seconds:g} s"
+    when = next_fire_time(job, timezone)
+    return when.strftime("%Y-%m-%d %H:%M %Z") if when else "never"
+
+
+def next_fire_time(job: Job, timezone: str) -> datetime | None:
+    """The moment a cron job runs next, in the schedule's time zone (None for an interval
+    job, or a cron that never fires again)."""
     from apscheduler.triggers.cron import CronTrigger
 
     if not job.cron:
-        return f"every {job.every_seconds:g} s"
+        return None
     trigger = CronTrigger.from_crontab(job.cron, timezone=timezone)
-    when = trigger.get_next_fire_time(None, datetime.now(UTC))
-    return when.strftime("%Y-%m-%d %H:%M %Z") if when else "never"
+    return trigger.get_next_fire_time(None, datetime.now(UTC))
 
 
 def serve(store: Store, config: ScheduleConfig, only: list[str] | None = None) -> None:

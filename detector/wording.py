@@ -10,8 +10,10 @@ from the current rules (``detector reword`` stores words for them, on the audit 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import string
 from datetime import date, datetime
 from typing import Any
 
@@ -33,23 +35,108 @@ def plain(value: Any) -> Any:
     return value
 
 
-class _Quoted(dict):
-    """Template values: lists joined, missing fields shown as '?' rather than failing."""
+class _Value:
+    """A template's value: as stored (``raw``) and as the reader's language shows it."""
 
-    def __missing__(self, key: str) -> str:
-        return "?"
+    __slots__ = ("raw", "shown")
+
+    def __init__(self, raw: Any, shown: Any):
+        self.raw, self.shown = raw, shown
 
 
-def explain(template: str, values: dict[str, Any]) -> str:
-    """A template filled with a hit's values (a template quotes plain names only:
-    ``detector.rulebook.plain_template`` refuses anything else when a rule is loaded)."""
-    shown = _Quoted(
-        {
-            k: ", ".join(map(str, v)) if isinstance(v, list) else ("—" if v is None else v)
-            for k, v in values.items()
-        }
-    )
-    return template.strip().format_map(shown)
+_MISSING = _Value(None, "?")  # a field the hit does not have: "?" rather than failing
+
+
+class _Words(string.Formatter):
+    """Fills a rule's explanation. A field reads as its value (lists joined with commas,
+    nothing as "—"); a format spec after the field says more, so that a sentence reads
+    right whatever the value (the same in every language):
+
+    - ``{n:plural:# row|# rows}``: the first form when the count is one (a list counts its
+      items), else the second; ``#`` is the value;
+    - ``{x:given:with # written|with nothing written}``: the first form when there is a
+      value, else the second (a missing value gets its own words, never "—" or "");
+    - ``{t:date}``, ``{t:time}``: the day or the time of a moment;
+    - ``{share:pct}``: a fraction as a percentage (1.0 is "100%").
+
+    The forms may quote other fields (``{x:given:… {y} …|…}``). Nothing else: no widths
+    or conversions (``detector.rulebook.plain_template`` refuses them when a rule is
+    loaded; a spec it did not see is ignored here)."""
+
+    def __init__(self, lang: str):
+        super().__init__()
+        self.lang = lang
+
+    def get_value(self, key, args, kwargs):
+        return kwargs.get(key, _MISSING)
+
+    def format_field(self, value: Any, spec: str) -> str:
+        if not isinstance(value, _Value):  # a nested field already filled in a form
+            return format(value, spec)
+        kind, _, forms = spec.partition(":")
+        if kind == "plural":
+            one, _, other = forms.partition("|")
+            return (one if _count(value.raw) == 1 else other).replace("#", _text(value.shown))
+        if kind == "given":
+            present, _, absent = forms.partition("|")
+            return present.replace("#", _text(value.shown)) if _given(value.raw) else absent
+        if kind in ("date", "time"):
+            return self._part(value, kind)
+        if kind == "pct":
+            return self._percent(value)
+        return _text(value.shown)  # a width such as {x:>300000000} would build its string
+
+    def _part(self, value: _Value, part: str) -> str:
+        raw = value.raw
+        if isinstance(raw, str) and _ISO_MOMENT.match(raw):
+            raw = datetime.fromisoformat(raw)
+        if not isinstance(raw, date):
+            return _text(value.shown)
+        if part == "time":
+            return raw.strftime("%H:%M") if isinstance(raw, datetime) else ""
+        day = raw.date() if isinstance(raw, datetime) else raw
+        return day.isoformat() if self.lang == i18n.SOURCE else i18n.moment(day, self.lang)
+
+    def _percent(self, value: _Value) -> str:
+        try:
+            figure = 100 * float(value.raw)
+        except (TypeError, ValueError):
+            return _text(value.shown)
+        shown = (
+            f"{figure:.3g}"
+            if self.lang == i18n.SOURCE
+            else i18n.number(float(f"{figure:.3g}"), self.lang)
+        )
+        return i18n.translate(self.lang, "{share}%").format(share=shown)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return "—" if value is None else str(value)
+
+
+def _given(value: Any) -> bool:
+    return value is not None and value != "" and value != [] and value != ()
+
+
+def _count(value: Any) -> float:
+    if isinstance(value, (list, tuple)):
+        return len(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def explain(
+    template: str, values: dict[str, Any], lang: str = i18n.SOURCE, shown: dict | None = None
+) -> str:
+    """A rule's explanation filled with a hit's values (``values`` as stored; ``shown``, the
+    same as the reader's language writes them, when it is not the source language)."""
+    shown = values if shown is None else shown
+    filled = {k: _Value(v, shown.get(k, v)) for k, v in values.items()}
+    return _Words(lang).vformat(template.strip(), (), filled)
 
 
 def repeated(rule: Rule, fields: dict[str, Any], lang: str) -> str:
@@ -60,20 +147,34 @@ def repeated(rule: Rule, fields: dict[str, Any], lang: str) -> str:
     def when(value):
         return value if english else i18n.moment(value, lang)
 
+    # the group's own values, in words (a folded key or a case's internal name is no
+    # reader's business, and an empty one says nothing)
     named = ", ".join(
-        f"{k if english else i18n.field_name(k, lang).lower()} {fields.get(k)}"
+        f"{i18n.field_name(k, lang).lower()} {fields.get(k)}"
         for k in (rule.group.by if rule.group else [])
+        if fields.get(k) not in (None, "") and not k.endswith("_key") and k != "case"
     )
     n = int(fields.get("occurrences") or 0)
     window = fields.get("window")
     if isinstance(window, str) and _ISO_MOMENT.match(window):
         window = when(date.fromisoformat(window))
-    return i18n.translate_plural(
-        lang,
-        "Repeated {n} time in {window} ({named}), first {first}, last {last}.",
-        "Repeated {n} times in {window} ({named}), first {first}, last {last}.",
-        n,
-    ).format(
+    elif isinstance(window, str) and re.match(r"^\d{4}-\d{2}$", window) and not english:
+        window = f"{window[5:]}/{window[:4]}"  # a month as the language writes it
+    if named:
+        said = i18n.translate_plural(
+            lang,
+            "Repeated {n} time in {window} ({named}), first {first}, last {last}.",
+            "Repeated {n} times in {window} ({named}), first {first}, last {last}.",
+            n,
+        )
+    else:
+        said = i18n.translate_plural(
+            lang,
+            "Repeated {n} time in {window}, first {first}, last {last}.",
+            "Repeated {n} times in {window}, first {first}, last {last}.",
+            n,
+        )
+    return said.format(
         n=n,
         window=window,
         named=named,
@@ -87,20 +188,65 @@ _ISO_MOMENT = re.compile(r"^\d{4}-\d{2}-\d{2}( \d{2}:\d{2}(:\d{2})?)?$")
 
 def localised(fields: dict[str, Any], lang: str) -> dict[str, Any]:
     """A hit's stored values as ``lang`` writes them: a field's own reading in the language
-    (``X_es``) in place of ``X``, coded values in words, dates and decimals localised."""
+    (``X_es``) in place of ``X``, coded values and yes/no in words, dates and decimals
+    localised, public holidays by their name in the language."""
     out: dict[str, Any] = {}
     for k, v in fields.items():
-        if f"{k}_{lang}" in fields:
-            v = fields[f"{k}_{lang}"]
-        elif isinstance(v, str) and _ISO_MOMENT.match(v):
-            v = i18n.moment(v, lang)
-        elif isinstance(v, float):
-            v = i18n.number(v, lang)
-        elif isinstance(v, str):
-            v = i18n.code(v, lang)
+        reading = f"{k}_{lang}" in fields
+        if reading or k.endswith(f"_{lang}"):
+            v = i18n.localise_text(fields[f"{k}_{lang}"] if reading else v, lang)
+            if k.startswith("holidays") and isinstance(v, str):
+                v = holiday_names(v, lang)
         elif isinstance(v, list):
-            v = [i18n.code(x, lang) for x in v]
+            v = [_localised(x, lang) for x in v]
+        else:
+            v = _localised(v, lang)
         out[k] = v
+    return out
+
+
+def _localised(value: Any, lang: str) -> Any:
+    if isinstance(value, bool):
+        return i18n.words("yes" if value else "no", lang)
+    if isinstance(value, str) and _ISO_MOMENT.match(value):
+        return i18n.moment(value, lang)
+    if isinstance(value, float):
+        return i18n.number(value, lang)
+    if isinstance(value, str):
+        return i18n.code(value, lang)
+    return value
+
+
+def holiday_names(names: str, lang: str) -> str:
+    """Public holidays named in English (as the rules read them from the ``holidays``
+    library), comma-separated, by their names in ``lang`` where the calendar has them."""
+    known = _holidays(lang)
+    return ", ".join(known.get(n.strip(), n.strip()) for n in names.split(","))
+
+
+@functools.cache
+def _holidays(lang: str) -> dict[str, str]:
+    import holidays
+
+    from detector.settings import settings
+
+    out: dict[str, str] = {}
+    years = range(1990, date.today().year + 2)
+    for code in (c.strip() for c in settings().holidays.split(",") if c.strip()):
+        country, _, subdivision = code.partition("-")
+        try:
+            english = holidays.country_holidays(
+                country, subdiv=subdivision or None, years=years, language="en_US"
+            )
+            if lang not in english.supported_languages:
+                continue
+            own = holidays.country_holidays(
+                country, subdiv=subdivision or None, years=years, language=lang
+            )
+        except NotImplementedError:
+            continue
+        for day, name in english.items():
+            out.setdefault(name, own.get(day, name))
     return out
 
 
@@ -108,8 +254,18 @@ def rule_wording(rule: Rule, fields: dict[str, Any], lang: str) -> tuple[str, st
     """(title, explanation) of a rule's flag in ``lang``, from its stored values; in the
     source language exactly as a run composes it (the values as stored)."""
     text = rule.text(lang)
-    values = fields if lang == i18n.SOURCE else localised(fields, lang)
-    explanation = explain(text.explanation, {**rule.parameters, **values})
+    values = {**rule.parameters, **fields}
+    if lang == i18n.SOURCE:
+        explanation = explain(text.explanation, values)
+    else:
+        readings = {
+            k: i18n.localise_text(fields[f"{k}_{lang}"], lang)
+            for k in fields
+            if f"{k}_{lang}" in fields
+        }
+        explanation = explain(
+            text.explanation, {**values, **readings}, lang, {**values, **localised(fields, lang)}
+        )
     if int(fields.get("occurrences") or 0) > 1:
         explanation += " " + repeated(rule, fields, lang)
     return text.title, explanation
@@ -117,7 +273,9 @@ def rule_wording(rule: Rule, fields: dict[str, Any], lang: str) -> tuple[str, st
 
 # --- the outlier model's flags ----------------------------------------------------------
 
-MODEL_TITLE = N_("Visit out of place ({model} outlier)")
+# (the model's name, ECOD or another, is in the flag's rule id and its values; a reader is
+# told what it is, not which algorithm)
+MODEL_TITLE = N_("Visit out of the ordinary (outlier model)")
 MODEL_EXPLANATION = N_(
     "A {role} visit at {facility} on {at} is out of place: among the rarest {share} of "
     "visits in the reference period. {reasons}."
@@ -127,7 +285,6 @@ MODEL_EXPLANATION = N_(
 def model_wording(flag: dict, fields: dict, lang: str) -> tuple[str, str]:
     """(title, explanation) of an outlier flag in ``lang``, from its stored values and
     the sentences kept for each language when it was scored."""
-    model = str(flag.get("rule_id", "")).removeprefix("outlier-").upper()
     reasons = ". ".join(
         t.get(f"context_{lang}") or t.get("context", "") for t in fields.get("top_features", [])
     )
@@ -142,7 +299,16 @@ def model_wording(flag: dict, fields: dict, lang: str) -> tuple[str, str]:
         share=share(1 - pct, lang),
         reasons=reasons,
     )
-    return i18n.translate(lang, MODEL_TITLE).format(model=model), explanation
+    return i18n.translate(lang, MODEL_TITLE), explanation
+
+
+def rule_title(rule_id: str, lang: str, rules: dict | None = None) -> str:
+    """What a reader calls a rule: its title in ``lang`` (the id only for a rule that is no
+    longer in the rules folder)."""
+    if str(rule_id).startswith("outlier-"):
+        return i18n.translate(lang, MODEL_TITLE)
+    rule = (rules if rules is not None else rules_by_id()).get(rule_id)
+    return rule.text(i18n.known(lang)).title if rule is not None else str(rule_id)
 
 
 # --- a flag's words, stored and read ------------------------------------------------------

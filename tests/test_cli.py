@@ -151,3 +151,76 @@ def test_commands_import_only_what_they_use(store, tmp_path):
     assert not _imported_by(["run", "--no-score", "--db", str(store.path)]) & SCORING_STACK
     assert not _imported_by(["run", "--db", str(store.path)]) & SCORING_STACK
     assert rows(store, "SELECT count(*) FROM scores") == [(len(days) + 1,)]
+
+
+def test_the_command_line_speaks_spanish(store, tmp_path, monkeypatch):
+    """It was all English even with DETECTOR_LANGUAGE=es: messages, tables and --help."""
+    import subprocess
+    import sys
+
+    from tests.readable import english_words
+
+    path = write_csv(
+        tmp_path / "v.csv",
+        ["facility", "entered_at", "name"],
+        [["ZAC", "2022-02-05 10:00", "A"], ["ZAC", "nope", "B"]],
+    )
+    db = str(store.path)
+    monkeypatch.setenv("DETECTOR_LANGUAGE", "es")
+    ingested = runner.invoke(app, ["ingest", str(path), "--db", db])
+    assert ingested.exit_code == 0, ingested.output
+    assert "v.csv fila 3, Entrada: Entrada 'nope' no es una fecha" in ingested.output
+    # the command as a user types it, in a process of its own
+    verified = subprocess.run(
+        [sys.executable, "-m", "detector.cli", "verify", "--db", db],
+        capture_output=True, text=True, cwd=REPO,
+        env={**__import__("os").environ, "DETECTOR_LANGUAGE": "es", "COLUMNS": "200"},
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout.strip() == (
+        "libro íntegro: 1 entrada; los archivos de evidencia coinciden con sus hashes"
+    )
+    for args in (
+        ["status", "--db", db],
+        ["users", "add", "lucia", "--role", "viewer", "--db", db],
+        ["--help"],
+        ["verify", "--help"],
+        ["ingest", "--help"],
+        ["users", "add", "--help"],
+        ["ingest"],  # a mistake: the error and the usage line
+        ["status", "--bogus"],
+    ):
+        said = runner.invoke(app, args, terminal_width=200).output
+        left = set(english_words(said)) - COMMANDS  # a command's name is what the user types
+        assert not left, (args, left, said)
+    assert "Uso: " in runner.invoke(app, ["--help"], terminal_width=200).output
+
+
+def _commands(group) -> set[str]:
+    names = set()
+    for name, command in getattr(group, "commands", {}).items():
+        names |= {name} | _commands(command)
+    return names
+
+
+COMMANDS = _commands(__import__("typer").main.get_command(app))
+
+
+def test_the_demo_on_a_busy_port_says_so_and_fails(tmp_path):
+    """A second demo printed the dashboard's address, then Streamlit's "Port 8501 is not
+    available", and exited 0. Now the busy port is said first, and the exit is 1."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(
+            app,
+            ["demo", "--db", str(tmp_path / "d.duckdb"), "--out", str(tmp_path / "logs"),
+             "--port", str(port), "--address", "127.0.0.1"],
+        )  # fmt: skip
+    assert result.exit_code == 1
+    assert f"port {port} on 127.0.0.1 is already in use" in result.output
+    assert "--port" in result.output and "Dashboard:" not in result.output
+    assert not (tmp_path / "logs").exists()  # said before the demo's work, not after it

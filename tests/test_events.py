@@ -225,7 +225,7 @@ def test_the_gate_and_the_book_held_against_each_other_and_the_person_roll_up(st
         )
     )
     assert "the book is silent" in said["ZAC"] and "Repeated 2 times" in said["ZAC"]
-    assert said["IZA"].startswith("Osiris Luna (badge D-1) was read entering IZA at Garita")
+    assert said["IZA"].startswith("Badge D-1 (Osiris Luna) was read entering IZA at Garita")
     result = CliRunner().invoke(
         app, ["risk", "--by", "person", "--format", "json", "--db", str(store.path)]
     )

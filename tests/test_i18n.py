@@ -14,6 +14,7 @@ from detector import i18n
 from detector.rulebook import load_rules
 from detector.wording import rule_wording
 from tests.conftest import REPO, rule_cases
+from tests.readable import spanish_leftovers
 
 KEYWORDS = {
     "_": None,
@@ -85,6 +86,10 @@ def test_each_rule_reads_in_spanish_from_its_own_hits(rule):
         title, text = rule_wording(rule, fields, "es")
         assert title == rule.es.title
         assert "?" not in text.replace("¿", ""), (rule.id, text)
+        # no sentence glued from pieces, no date or figure written the English way, no
+        # internal word (the words of the data and of a query's values aside)
+        said = [p for p in spanish_leftovers(text) if not p.startswith("english:")]
+        assert not said, (rule.id, said, text)
         for k, v in fields.items():
             if f"{k}_es" in fields and isinstance(v, str) and len(v) > 8:
                 assert v not in text, (rule.id, k, text)
@@ -193,3 +198,24 @@ def test_a_quarantined_row_reads_in_the_users_language(store, tmp_path):
         "negative_number": "Folio -2 es negativo",
         "wrong_field_count": "la fila tiene 7 campos y el encabezado 6",
     }
+
+
+def test_a_file_error_names_fields_and_kinds_in_words():
+    """ "ninguna columna para ... seen_at del tipo 'events'": a field and a kind are named
+    by their words in Spanish, as the English names them by code."""
+    from detector.errors import FileError
+
+    error = FileError(
+        "lecturas.csv",
+        i18n.N_(
+            "no column for required field(s) {fields} of kind '{kind}' (headers: {headers}); "
+            "rename the column or map it in a --mapping file"
+        ),
+        fields="seen_at, reader",
+        kind="events",
+        headers="fecha, lector_id",
+    )
+    said = error.said("es")
+    assert "Leído el, Lector" in said and "eventos de lectores" in said, said
+    assert "seen_at" not in said and "events" not in said
+    assert "seen_at, reader" in str(error)  # the English, as it was

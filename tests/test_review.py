@@ -76,6 +76,32 @@ def test_dismissal_needs_a_reason_and_status_must_exist(flagged):
     assert rows(store, "SELECT count(*) FROM review_log") == [(0,)]
 
 
+def test_a_refused_review_writes_nothing_and_an_unchanged_one_adds_no_row(flagged):
+    """A dismissal refused for lacking a reason still wrote "re-open on new occurrences
+    False -> False", and every save added such a row (they reached the dossier). Now a
+    review is checked before anything is written and only what changed is written, with
+    the dismissal reason and yes/no as words for the reader."""
+    store, (a, *_) = flagged
+    with pytest.raises(ReviewError) as refused:
+        set_status(store, AUDITOR, a, "dismissed", note="?", reopen=False)
+    assert refused.value.said("es") == (
+        "descartar necesita un motivo: falso positivo, inocuo, duplicado, error de datos"
+    )
+    assert rows(store, "SELECT count(*) FROM review_log") == [(0,)]
+    set_status(store, AUDITOR, a, "dismissed", reason="benign", reopen=False)
+    set_status(store, AUDITOR, a, "dismissed", reason="benign", reopen=False)  # the same again
+    set_status(store, AUDITOR, a, "dismissed", reason="benign", reopen=True)
+    trail = [(h["action"], h["old"], h["new"]) for h in reversed(history(store, a))]
+    assert trail == [
+        ("status", "new", "dismissed (benign)"),
+        ("reopen_on_new", "no", "yes"),
+    ]
+    from detector.i18n import audit_value
+
+    assert audit_value("status", "dismissed (benign)", "es") == "descartado (inocuo)"
+    assert audit_value("reopen_on_new", "False", "es") == "no"  # as rows before said it
+
+
 def test_viewer_cannot_change_review_state_by_any_action(flagged, tmp_path):
     store, (a, *_) = flagged
     for action in (

@@ -85,7 +85,7 @@ def test_editing_a_rule_never_rewords_an_old_finding_and_reword_is_audited(tmp_p
          "--user", "ana.lopez", "--db", str(db)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "1 flags re-worded" in result.output
+    assert "1 flag re-worded" in result.output
     assert _words(store) == {
         "en": ("Ana was here", "Ana came into ZAC"),
         "es": ("Ana estuvo aquí", "Ana ingresó a ZAC"),

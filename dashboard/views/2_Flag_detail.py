@@ -13,7 +13,7 @@ from detector import review
 from detector.dossier import render
 from detector.i18n import field_name
 from detector.review import DISMISS_REASONS
-from detector.wording import flag_wording
+from detector.wording import flag_wording, localised
 
 store = session.store()
 flag_id = st.text_input(_("Flag id"), value=st.session_state.get("flag_id", ""), key="flag_id_box")
@@ -28,9 +28,9 @@ if f is None:
 title, explanation = flag_wording(f, lang())
 st.title(session.md(title))
 st.markdown(
-    f"**{session.md(words(f['severity']).upper())}** · {session.md(f['rule_id'])} "
-    f"({session.md(words(f['source']))}) · "
-    f"{session.md(words(f['category']))} · "
+    f"**{session.md(words(f['severity']).upper())}** · "
+    + _("found by the {source}").format(source=session.md(words(f["source"])))
+    + f" · {session.md(words(f['category']))} · "
     + _("status **{status}**").format(status=session.md(words(f["status"])))
     + (f" ({session.md(words(f['reason']))})" if f.get("reason") else "")
     + (
@@ -60,7 +60,7 @@ if occurrences:
     seen.metric(_("Occurrences in this case"), number(occurrences))
     when.metric(
         _("First · last"),
-        f"{moment(f['fields'].get('first_at'))} · {moment(f['fields'].get('last_at'))}",
+        session.md(f"{moment(f['fields'].get('first_at'))} · {moment(f['fields'].get('last_at'))}"),
     )
 
 st.subheader(_("Evidence"))
@@ -76,40 +76,58 @@ if f["source"] == "model":
     for sentence in said:
         st.markdown(f"- {session.md(sentence)}")
     with st.expander(_("The figures behind these sentences")):
+        st.caption(
+            _(
+                "Observed value: the visit's own figure for each reason, as the model measures "
+                "it (an hour of the day, a share, a count in the week). Weight: how much that "
+                "reason adds to the visit's outlier score; the larger it is, the more that "
+                "reason made the visit unusual."
+            )
+        )
         st.dataframe(
             pl.DataFrame(
                 {
                     _("Reason"): said,
-                    _("Observed value"): [r.get("value") for r in reasons],
-                    _("Weight in the outlier score"): [r.get("contribution") for r in reasons],
-                }
-            ),
+                    _("Observed value"): [number(r.get("value"), 2) for r in reasons],
+                    _("Weight in the outlier score"): [
+                        number(r.get("contribution"), 2) for r in reasons
+                    ],
+                },
+                schema={
+                    _("Reason"): pl.String,
+                    _("Observed value"): pl.String,
+                    _("Weight in the outlier score"): pl.String,
+                },
+            ),  # fmt: skip
             hide_index=True,
             width="stretch",
             key="features",
+            placeholder="",
         )
 else:
     with st.expander(_("Values that made the rule fire")):
         values = f["fields"]
-        # a field's reading in another language (X_es) stands in for X in that language
+        # each value as the reader's language writes it (a field's reading in another
+        # language, X_es, stands in for X in that language)
         shown = {
-            k: values.get(f"{k}_{lang()}", v)
-            for k, v in values.items()
+            k: v
+            for k, v in localised(values, lang()).items()
             if not any(k.endswith(f"_{code}") for code in ("es", "en"))
         }
         st.dataframe(
             readable(
-                [
+                pl.DataFrame(
                     {
-                        "field": field_name(k, lang()),
-                        "value": readable_value(words(v) if isinstance(v, str) else v),
-                    }
-                    for k, v in shown.items()
-                ]
+                        "field": [field_name(k, lang()) for k in shown],
+                        "value": [readable_value(v) for v in shown.values()],
+                    },
+                    schema={"field": pl.String, "value": pl.String},
+                )
             ),
             hide_index=True,
             width="stretch",
             key="fields",
+            placeholder="",
         )
 
 if f["category"] == "access_events" or any(
@@ -128,23 +146,40 @@ else:
 
 line = session.guarded(data.timeline, store, f["facility"], f["period_start"], f["period_end"])
 if line.height:
-    st.subheader(_("Timeline at {facility} (±24 h)").format(facility=session.md(f["facility"])))
+    # the window it shows, as it is: a day either side of the flag's own period (a month for
+    # a missing book), never a fixed "±24 h"
+    first, last = line["entered_at"].min(), line["entered_at"].max()
+    st.subheader(
+        _("Entries at {facility}, {first} to {last}").format(
+            facility=session.md(f["facility"]),
+            first=session.md(moment(first)),
+            last=session.md(moment(last)),
+        )
+    )
+    st.caption(
+        _("Every entry written at the facility from a day before this flag to a day after it.")
+    )
     line = line.with_columns(role=worded(line["role"]))
+    axis = "%d/%m/%Y %H:%M" if lang() == "es" else "%Y-%m-%d %H:%M"
     chart = (
         alt.Chart(line.to_pandas())
         .mark_tick(thickness=2, size=18)
         .encode(
-            x=alt.X("entered_at:T", title=None, axis=alt.Axis(format="%d/%m/%Y %H:%M")),
+            x=alt.X(
+                "entered_at:T",
+                title=None,
+                axis=alt.Axis(format=axis, labelOverlap=True, labelAngle=0),
+            ),
             y=alt.Y("role:N", title=None),
-            color=alt.Color("role:N", title=_("Role")),
+            color=alt.Color("role:N", title=_("Role"), legend=alt.Legend(orient="bottom")),
             tooltip=[
-                alt.Tooltip("entered_at:T", format="%d/%m/%Y %H:%M", title=_("Entered")),
+                alt.Tooltip("entered_at:T", format=axis, title=_("Entered")),
                 alt.Tooltip("name:N", title=_("Name")),
                 alt.Tooltip("role:N", title=_("Role")),
                 alt.Tooltip("record_id:N", title=_("Record")),
                 alt.Tooltip("checkpoint:N", title=_("Checkpoint")),
             ],
-        )
+        )  # fmt: skip
     )
     st.altair_chart(chart, width="stretch")
 
@@ -155,6 +190,8 @@ else:
     # The form shows the opened flag's stored review: loaded again when another flag is
     # opened or its review changed (a confirmed flag must not show "in_review", and the
     # previous flag's assignee must not carry over).
+    # The suppression form starts from the opened flag too: its facility, never the one of
+    # the flag opened before (one click would have hidden the rule at the wrong prison).
     stored = (f["flag_id"], f["status"], f["reason"], f["note"], f["assignee"],
               bool(f["reopen_on_new"]))  # fmt: skip
     if st.session_state.get("r_loaded") != stored:
@@ -165,6 +202,13 @@ else:
             r_note=f["note"] or "",
             r_who=f["assignee"] or "",
             r_reopen=bool(f["reopen_on_new"]),
+        )
+    if st.session_state.get("r_entity_of") != f["flag_id"]:
+        st.session_state.update(
+            r_entity_of=f["flag_id"],
+            r_entity_kind="facility",
+            r_entity=f.get("facility") or "",
+            r_until=date.today() + timedelta(days=30),
         )
     with st.form("review_form"):
         st.selectbox(
@@ -204,9 +248,9 @@ else:
             help=_("Matched exactly: a facility code, a person's name (any spelling of the "
                    "same letters, accents aside), or a plate."),
         )  # fmt: skip
-        st.text_input(_("named"), value=f.get("facility") or "", key="r_entity")
+        st.text_input(_("named"), key="r_entity")
         st.date_input(
-            _("until"), value=date.today() + timedelta(days=30), key="r_until",
+            _("until"), key="r_until",
             format="DD/MM/YYYY" if lang() == "es" else "YYYY-MM-DD",
         )  # fmt: skip
         st.form_submit_button(
@@ -215,13 +259,19 @@ else:
         )  # fmt: skip
 
 if session.can("export"):
+    reader, user, one = lang(), session.actor().username, [f["flag_id"]]
     st.download_button(
         _("Case dossier of this flag (HTML)"),
-        render(store, [f["flag_id"]], session.actor().username, lang()),
+        lambda: render(store, one, user, reader),  # built when clicked
         file_name=f"{_('dossier')}-{f['flag_id']}.html",
         mime="text/html",
         key="d_dossier",
+        on_click="ignore",
     )
 
 st.subheader(_("Audit trail"))
-table(session.guarded(data.review_log, store, f["flag_id"]), key="audit")
+trail = session.guarded(data.review_log, store, f["flag_id"], lang())
+if trail.height:
+    table(trail.drop("flag_id"), key="audit")
+else:
+    st.caption(_("Nothing done on this flag yet."))

@@ -9,7 +9,7 @@ import streamlit as st
 
 from dashboard import data, session
 from dashboard.labels import table
-from dashboard.text import _, lang, number, words
+from dashboard.text import _, lang, ngettext, number, words
 from detector.errors import FileError, said
 from detector.export import neutralised
 from detector.i18n import field_name
@@ -43,8 +43,33 @@ def planned(path: Path, mapping: UserMapping):
     return plans[key]
 
 
+def _open_raised(runs: list[int]) -> None:
+    """The review queue, filtered to the flags the upload raised."""
+    from dashboard.filters import FILTER_KEYS
+
+    st.session_state.update(FILTER_KEYS)
+    st.session_state["f_runs"] = list(runs)
+
+
 def show_results() -> None:
-    """What the last ingest of this session stored, refused and quarantined."""
+    """What the last ingest of this session stored, refused and quarantined, and the flags
+    the checks that followed raised (with a way to them)."""
+    found = st.session_state.get("upload_raised")
+    if found and found.get("runs"):
+        n = found["new"]
+        if n:
+            st.info(
+                ngettext(
+                    "The checks raised {n} new flag.", "The checks raised {n} new flags.", n
+                ).format(n=number(n))
+            )
+            if st.button(
+                ngettext("Review it in the queue", "Review them in the queue", n),
+                key="open_raised", on_click=_open_raised, args=(found["runs"],),
+            ):  # fmt: skip
+                st.switch_page("views/1_Review_queue.py")
+        else:
+            st.info(_("The checks raised no new flag."))
     for n, r in enumerate(st.session_state.get("upload_results", [])):
         name = Path(r["path"]).name
         message = (
@@ -58,9 +83,12 @@ def show_results() -> None:
             st.warning(session.md(message))
         else:
             st.success(
-                _(
+                ngettext(
+                    "{file}: {stored} row stored, {quarantined} quarantined, {duplicate} "
+                    "already stored · SHA-256 `{sha}`",
                     "{file}: {stored} rows stored, {quarantined} quarantined, {duplicate} "
-                    "already stored · SHA-256 `{sha}`"
+                    "already stored · SHA-256 `{sha}`",
+                    r["rows_stored"],
                 ).format(
                     file=session.md(name),
                     stored=number(r["rows_stored"]),
@@ -78,6 +106,18 @@ def show_results() -> None:
                 file_name=f"{Path(name).stem}-quarantine.csv",
                 key=f"rep_{n}_{name}",
             )
+
+
+def built_from(source) -> str:
+    """How a field is read when it is more than one plain column, in words."""
+    columns = [c for c in source.columns if c]
+    if source.op == "value":
+        return _('the constant "{value}"').format(value=source.value)
+    if source.op == "first_of":
+        return _("the first non-empty of {columns}").format(columns=", ".join(columns))
+    if source.op in ("join", "datetime") and len(columns) > 1:
+        return " + ".join(columns)
+    return ""
 
 
 def map_by_hand(i: int, name: str, path: Path, order: str):
@@ -111,10 +151,13 @@ def map_by_hand(i: int, name: str, path: Path, order: str):
     unmapped = _("(not in this file)")
     picked = {}
     fields = sorted(SPECS[kind].fields, key=lambda f: not f.required)
+    # each picker starts from the column the ingest's synonyms would read the field from
+    guessed = data.guessed_columns(kind, samples["column"].to_list())
     for f in fields:
         picked[f.name] = st.selectbox(
             field_name(f.name, lang()) + (" " + _("(required)") if f.required else ""),
             columns,
+            index=columns.index(guessed.get(f.name, "")),
             format_func=lambda c: c or unmapped,
             key=f"pick_{i}_{name}_{kind}_{f.name}",
         )
@@ -215,10 +258,13 @@ for i, upload in enumerate(files):
         try:
             p = planned(path, base)
         except FileError as exc:
-            st.warning(session.md(exc.said(lang())))
+            # said while the file is not yet mapped; gone once the columns are picked
+            refused = st.empty()
+            refused.warning(session.md(exc.said(lang())))
             picked = map_by_hand(i, upload.name, path, order)
             if picked is None:
                 continue
+            refused.empty()
             p, base = picked
         st.write(
             _(
@@ -239,16 +285,17 @@ for i, upload in enumerate(files):
             )
             for f in SPECS[p.kind].fields
         }
+        # "as detected" says how a field is built when it is more than one column (a date
+        # and a time, a name in parts); a plain column would only repeat the pick
+        built = [built_from(p.sources[k]) if k in p.sources else "" for k in current]
+        editor = {
+            "field": [field_name(k, lang()) for k in current],
+            "column": list(current.values()),
+        }
+        if any(built):
+            editor["as detected"] = built
         edited = st.data_editor(
-            pl.DataFrame(
-                {
-                    "field": [field_name(k, lang()) for k in current],
-                    "column": list(current.values()),
-                    "as detected": [
-                        p.sources[k].describe() if k in p.sources else "" for k in current
-                    ],
-                }
-            ),
+            pl.DataFrame(editor),
             column_config={
                 "column": st.column_config.SelectboxColumn(_("Column"), options=headers),
                 "field": st.column_config.TextColumn(_("Field"), disabled=True),
@@ -309,17 +356,25 @@ for i, upload in enumerate(files):
             table(good, key=f"preview_{i}_{upload.name}")
             if bad.height:
                 st.caption(
-                    _("{n} of these rows would go to quarantine: {reasons}").format(
+                    ngettext(
+                        "{n} of these rows would go to quarantine: {reasons}",
+                        "{n} of these rows would go to quarantine: {reasons}",
+                        bad["source_row"].n_unique(),
+                    ).format(
                         n=bad["source_row"].n_unique(),
                         reasons=", ".join(words(c) for c in bad["reason_code"].unique().sort()),
                     )
                 )
 
 if st.button(
-    _("Ingest {n} file(s) and run the checks").format(n=len(paths)), type="primary", key="ingest"
+    ngettext(
+        "Ingest {n} file and run the checks", "Ingest {n} files and run the checks", len(paths)
+    ).format(n=len(paths)),
+    type="primary",
+    key="ingest",
 ):
     bar = st.progress(0.0, text=_("ingesting…"))
-    results = data.ingest_uploaded(
+    results, found = data.ingest_uploaded(
         session.writer(),
         session.actor(),
         paths,
@@ -329,6 +384,7 @@ if st.button(
     )
     bar.empty()
     st.session_state["upload_results"] = [r.as_dict() for r in results]
+    st.session_state["upload_raised"] = found
     # The copies served their purpose: the evidence folder keeps the originals.
     shutil.rmtree(st.session_state.pop("upload_dir"), ignore_errors=True)
     st.session_state["upload_round"] = st.session_state.get("upload_round", 0) + 1

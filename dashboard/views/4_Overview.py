@@ -7,7 +7,7 @@ from dashboard import data, session
 from dashboard.labels import table
 from dashboard.text import _, lang, number, worded
 from detector import i18n
-from detector.rollup import ROLLUPS, rollup
+from detector.rollup import ROLLUPS
 
 store = session.store()
 st.title(_("Overview"))
@@ -15,26 +15,42 @@ totals = session.guarded(data.totals, store)
 for col, (key, n) in zip(st.columns(len(totals)), totals.items(), strict=True):
     col.metric(_(data.TOTALS[key]), number(n))
 
+# dates on the axes as the reader writes them
+DAY = "%d/%m/%Y" if lang() == "es" else "%Y-%m-%d"
+
 st.subheader(_("Flags over time"))
 flags = session.guarded(data.flags_over_time, store)
 if flags.height:
+    # one chart as wide as the page, a facility at a time (a column per facility grew
+    # wider than the page and cut the last ones off)
+    where = st.selectbox(
+        _("Facility"), [None, *sorted(flags["facility"].unique().to_list())], key="time_f",
+        format_func=lambda f: _("every facility") if f is None else f,
+    )  # fmt: skip
+    if where is not None:
+        flags = flags.filter(flags["facility"] == where)
     flags = flags.with_columns(category=worded(flags["category"]))
     st.altair_chart(
         alt.Chart(flags.to_pandas())
         .mark_bar()
         .encode(
-            x=alt.X("week:T", title=_("week"), axis=alt.Axis(format="%d/%m/%Y")),
+            x=alt.X(
+                "week:T",
+                title=_("week"),
+                axis=alt.Axis(format=DAY, labelOverlap=True, labelAngle=0),
+            ),
             y=alt.Y("sum(flags):Q", title=_("Flags")),
-            color=alt.Color("category:N", title=_("Category")),
-            column=alt.Column("facility:N", title=None),
+            color=alt.Color(
+                "category:N", title=_("Category"), legend=alt.Legend(orient="bottom", columns=3)
+            ),
             tooltip=[
-                alt.Tooltip("week:T", format="%d/%m/%Y", title=_("week")),
+                alt.Tooltip("week:T", format=DAY, title=_("week")),
                 alt.Tooltip("facility:N", title=_("Facility")),
                 alt.Tooltip("category:N", title=_("Category")),
                 alt.Tooltip("flags:Q", title=_("Flags")),
             ],
-        )
-        .properties(width=160),
+        ),  # fmt: skip
+        width="stretch",
         key="flags_time",
     )
 
@@ -81,7 +97,7 @@ if cover.height:
         alt.Chart(cover.to_pandas())
         .mark_bar(height=10)
         .encode(
-            x=alt.X("start:T", title=None, axis=alt.Axis(format="%d/%m/%Y")),
+            x=alt.X("start:T", title=None, axis=alt.Axis(format=DAY, labelOverlap=True)),
             x2="end:T",
             y=alt.Y("lane:N", title=None),
             color=alt.condition(
@@ -92,8 +108,8 @@ if cover.height:
                 alt.Tooltip("checkpoint:N", title=_("Checkpoint")),
                 alt.Tooltip("logbook:N", title=_("Book")),
                 alt.Tooltip("shown:N", title=_("Kind")),
-                alt.Tooltip("start:T", format="%d/%m/%Y %H:%M", title=_("From")),
-                alt.Tooltip("end:T", format="%d/%m/%Y %H:%M", title=_("To")),
+                alt.Tooltip("start:T", format=DAY + " %H:%M", title=_("From")),
+                alt.Tooltip("end:T", format=DAY + " %H:%M", title=_("To")),
             ],
         ),
         width="stretch",
@@ -135,7 +151,7 @@ RISK_TABS = {"person": i18n.N_("Persons"), "official": i18n.N_("Officials"),
              "inmate": i18n.N_("Inmates"), "facility": i18n.N_("Facilities")}  # fmt: skip
 assert set(RISK_TABS) == set(ROLLUPS)  # a roll-up added to detector.risk gets its tab here
 for by, tab in zip(RISK_TABS, st.tabs([_(t) for t in RISK_TABS.values()]), strict=True):
-    frame = session.guarded(rollup, store, by)
+    frame = session.guarded(data.risk_table, store, by)
     if frame.height:
         table(frame.head(100), key=f"risk_{by}", where=tab)
     else:

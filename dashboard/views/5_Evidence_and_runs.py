@@ -6,6 +6,7 @@ from dashboard import data, session
 from dashboard.labels import table
 from dashboard.text import _, lang, ngettext
 from detector import ledger
+from detector.i18n import said
 
 store = session.store()
 st.title(_("Evidence and runs"))
@@ -24,10 +25,10 @@ if st.button(_("Verify the ledger and every evidence file"), key="verify"):
         )
     else:
         for problem in result.problems:
-            st.error(session.md(problem))
+            st.error(session.md(said(problem, lang())))
 
 st.subheader(_("Runs"))
-table(session.guarded(data.runs, store), key="runs")
+table(session.guarded(data.runs, store, lang=lang()), key="runs")
 
 st.subheader(_("Quarantine"))
 q = session.guarded(data.quarantine, store, lang=lang())

@@ -7,11 +7,11 @@ from pydantic import ValidationError
 
 from dashboard import data, session
 from dashboard.labels import readable, table
-from dashboard.text import _, moment, words
+from dashboard.text import _, lang, moment, words
 from detector import auth
 from detector.auth import ROLES, require
 from detector.i18n import LANGUAGES
-from detector.schedule import ScheduleConfig, config_error, next_fire
+from detector.schedule import ScheduleConfig, config_error, next_fire_time
 from detector.settings import settings
 
 st.title(_("Admin"))
@@ -49,6 +49,15 @@ with st.form("add_user"):
             )
         )
 
+
+def _next_run(job, timezone: str) -> str:
+    """When a job runs next, as the reader writes a time, with the schedule's time zone."""
+    if not job.cron:
+        return _("every {seconds} s").format(seconds=f"{job.every_seconds:g}")
+    when = next_fire_time(job, timezone)
+    return f"{moment(when.replace(tzinfo=None))} {when.strftime('%Z')}" if when else _("never")
+
+
 st.subheader(_("Schedules"))
 st.caption(
     _(
@@ -68,7 +77,7 @@ try:
                     "action": job.action,
                     "when": job.cron
                     or _("every {seconds} s").format(seconds=f"{job.every_seconds:g}"),
-                    "next run": moment(next_fire(job, config.timezone)),
+                    "next run": _next_run(job, config.timezone),
                 }
                 for name, job in config.jobs.items()
             ]
@@ -102,7 +111,7 @@ st.caption(
         "lower it; below five decided flags the rule keeps its set weight."
     )
 )
-current, changes = session.guarded(data.weights, session.store())
+current, changes = session.guarded(data.weights, session.store(), lang())
 if current.height:
     table(current, key="weights")
     table(changes, key="weight_changes")
@@ -110,4 +119,4 @@ else:
     st.caption(_("No rule has been re-weighed yet: every rule keeps its set weight."))
 
 st.subheader(_("Run history"))
-table(session.guarded(data.runs, session.store()), key="admin_runs")
+table(session.guarded(data.runs, session.store(), lang=lang()), key="admin_runs")
