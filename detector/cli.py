@@ -483,23 +483,28 @@ def anchor_cmd(db: DbOption = None, output: OutputOption = None) -> None:
         )
 
 
-@app.command()
+@app.command(
+    help=N_(
+        "Copy this store (ledger, evidence files, records, flags, reviews and their audit "
+        "trail, runs, scores, models, saved mappings, dashboard users) into an empty shared "
+        "store, then verify the copy as `detector verify` does; exit 1 on any difference."
+    )
+)
 def migrate(
     to: Annotated[
         str,
         typer.Option(
-            "--to", help="The store to copy into: 'ducklake:postgres:dbname=… host=…' (empty)."
+            "--to",
+            help=N_("The store to copy into: 'ducklake:postgres:dbname=… host=…' (empty)."),
         ),
     ],
     db: DbOption = None,
     data_path: Annotated[
         Path | None,
-        typer.Option(help="The lake's data folder (default $DETECTOR_DATA_PATH)."),
+        typer.Option(help=N_("The lake's data folder (default $DETECTOR_DATA_PATH).")),
     ] = None,
 ) -> None:
-    """Copy this store (ledger, evidence files, records, flags, reviews and their audit
-    trail, runs, scores, models, saved mappings, dashboard users) into an empty shared
-    store, then verify the copy as `detector verify` does; exit 1 on any difference."""
+    from detector.i18n import said
     from detector.migrate import migrate as copy_store
     from detector.store import Store
 
@@ -508,14 +513,21 @@ def migrate(
         target = Store(to, data_path=data_path)
         result = copy_store(source, target, say=lambda line: console.print(line, highlight=False))
     except DetectorError as exc:
-        _fail(str(exc))
+        _fail(_said(exc))
     for problem in result.problems:
-        err.print(f"[red]MISMATCH[/] {problem}", highlight=False)
+        err.print("[red]" + _("MISMATCH") + f"[/] {said(problem, _lang())}", highlight=False)
     if not result.ok:
         raise typer.Exit(1)
     console.print(
-        f"copied into {target.name}: {sum(result.rows.values())} rows, {result.evidence} "
-        f"evidence files; its ledger verifies (head entry {ledger_head(target)})",
+        _(
+            "copied into {store}: {rows} rows, {evidence} evidence files; its ledger verifies "
+            "(head entry {head})"
+        ).format(
+            store=target.name,
+            rows=number(sum(result.rows.values())),
+            evidence=number(result.evidence),
+            head=ledger_head(target),
+        ),
         highlight=False,
     )
 
