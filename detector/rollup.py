@@ -84,14 +84,14 @@ def load_scores(store: Store, top: int | None = None) -> pl.DataFrame:
 # rules, and the gate reads the logbook is silent about), by the person the event names
 # (linked; in a store never linked, the folded name, else the badge or document:
 # "Acompañante" on a pass names nobody).
-# A case repeated n times weighs 1 - (1 - risk)^n: three exits of a wing never entered
-# count for more than one, and never for more than certainty.
 EVENT_PEOPLE = """
-    SELECT f.flag_id, any_value(1 - pow(1 - f.score, f.times)) AS risk,
-           any_value(f.times) AS times,
+    SELECT f.flag_id, any_value(f.rule_id) AS rule_id, any_value(f.score) AS risk,
+           any_value(f.times) AS times, any_value(f.facility) AS facility,
+           any_value(f.period_start::DATE) AS day,
            coalesce(p.person_id, CASE WHEN e.name_status = 'named' THEN e.name_key
                 ELSE coalesce(e.badge, e.id_number, e.person_key) END) AS k
-    FROM (SELECT flag_id, score, unnest(record_keys) AS key,
+    FROM (SELECT flag_id, rule_id, score, facility, period_start,
+                 unnest(record_keys) AS key,
                  greatest(coalesce(try_cast(json_extract_string(fields, '$.occurrences')
                                             AS INTEGER), 1), 1) AS times
           FROM flags WHERE state = 'active') f
@@ -99,84 +99,122 @@ EVENT_PEOPLE = """
     LEFT JOIN persons p ON p.record_key = e.record_key AND p.kind = 'events'
     GROUP BY ALL"""
 
+# Distinct evidence outranks repetition (as risk-based alerting weighs it): a person's risk
+# is the sum, over each distinct piece of evidence (a rule, or the outlier model, that
+# fired on their visits or reader events), of its strongest instance, which repeats raise
+# by at most REPEAT_BONUS (a case seen n times: 1 + REPEAT_BONUS * (1 - 1/n)). Thirteen
+# repeats of one routine case weigh 1.23 times one of them; two different rules weigh two.
+REPEAT_BONUS = 0.25
+
 
 def rollup(store: Store, by: str) -> pl.DataFrame:
     """Risk accumulated per official or person (with the people they escorted in), inmate
     or facility, riskiest first. Each part a person plays in a visit is counted apart:
     their own ``visits``, the ``escorted_visits`` of people they escorted or authorised
     (credited to them) and the ``hosted_visits`` paid to them (shown, not credited); a row
-    also says which roles and facilities their visits carry. A person is shown by their commonest spelling (``person``)
-    beside their id (``person_id``). A person's flags
-    on reader events (``event_flags``, how many times their cases happened in
-    ``event_occurrences``, their risk in ``event_risk``: a case repeated n times weighs
-    ``1 - (1 - risk)^n``) add to their total, so that someone whose gate or badge anomalies
-    repeat rises with them."""
+    also says which roles and facilities their visits carry. A person is shown by their
+    commonest spelling (``person``) beside their id (``person_id``), and their flags on
+    reader events (``event_flags``, how many times their cases happened in
+    ``event_occurrences``) count too.
+
+    ``total_risk`` weighs distinct evidence above repetition (``REPEAT_BONUS``): each rule
+    that fired on their visits or events, and the outlier model where it put a visit among
+    the rarest 0.1%, counts once, at its strongest, raised a little by its repeats. Why a
+    row ranks where it does is in ``distinct_evidence`` (how many pieces), and in the days
+    and places they were seen on (``evidence_days``, ``evidence_places``)."""
     if by not in ROLLUPS:
         raise ValueError(f"roll up by one of {', '.join(ROLLUPS)}")
     with store.read() as con:
         scored = has_scores(con)
         if not scored and by != "person":
             return pl.DataFrame()
-        # The visits received (host) are shown, never credited: the risk of a visit is
-        # its visitor's, and its escort's, not that of whom it was paid to.
-        credited = "e.part <> 'host'"
-        visits = f"""
-            SELECT e.k, count(*) FILTER (WHERE e.part = 'own') AS visits,
-                   count(*) FILTER (WHERE e.part = 'escort') AS escorted_visits,
-                   count(*) FILTER (WHERE e.part = 'host') AS hosted_visits,
-                   sum(s.risk_score) FILTER (WHERE {credited}) AS visit_risk,
-                   max(s.risk_score) FILTER (WHERE {credited}) AS max_risk,
-                   count(*) FILTER (WHERE {credited} AND s.risk_score >= 0.5)
-                     AS high_risk_visits,
-                   count(*) FILTER (WHERE {credited} AND s.rule_score > 0)
-                     AS visits_with_rule_hits,
-                   count(*) FILTER (WHERE {credited} AND s.outlier_pct >= 0.999)
-                     AS rarest_visits,
-                   avg(s.outlier_pct) FILTER (WHERE {credited}) AS mean_outlier_pct,
-                   string_agg(DISTINCT v.role, ', ' ORDER BY v.role)
-                     FILTER (WHERE e.part = 'own') AS roles,
-                   string_agg(DISTINCT v.facility, ', ' ORDER BY v.facility) AS facilities
-            FROM ({ROLLUPS[by]}) e JOIN scores s USING (record_key)
-            JOIN visits v USING (record_key)
-            WHERE e.k IS NOT NULL AND e.k <> ''
-            GROUP BY ALL"""
+        return con.sql(_rollup_sql(by)).pl()
+
+
+def _rollup_sql(by: str) -> str:
+    # The visits received (host) are shown, never credited: the risk of a visit is its
+    # visitor's, and its escort's, not that of whom it was paid to.
+    credited = "e.part <> 'host'"
+    visits = f"""
+        SELECT e.k, count(*) FILTER (WHERE e.part = 'own') AS visits,
+               count(*) FILTER (WHERE e.part = 'escort') AS escorted_visits,
+               count(*) FILTER (WHERE e.part = 'host') AS hosted_visits,
+               count(*) FILTER (WHERE {credited} AND s.risk_score >= 0.5) AS high_risk_visits,
+               count(*) FILTER (WHERE {credited} AND s.rule_score > 0) AS visits_with_rule_hits,
+               count(*) FILTER (WHERE {credited} AND s.outlier_pct >= 0.999) AS rarest_visits,
+               avg(s.outlier_pct) FILTER (WHERE {credited}) AS mean_outlier_pct,
+               string_agg(DISTINCT v.role, ', ' ORDER BY v.role)
+                 FILTER (WHERE e.part = 'own') AS roles,
+               string_agg(DISTINCT v.facility, ', ' ORDER BY v.facility) AS facilities
+        FROM ({ROLLUPS[by]}) e JOIN scores s USING (record_key)
+        JOIN visits v USING (record_key)
+        WHERE e.k IS NOT NULL AND e.k <> ''
+        GROUP BY ALL"""
+    # Each credited visit is evidence of what flagged it: its rules, else the model when
+    # the visit is among the rarest, else nothing but its (small) risk ('usual').
+    visit_units = f"""
+        SELECT e.k, unnest(CASE WHEN len(s.rules) > 0 THEN s.rules
+                                WHEN s.outlier_pct >= 0.999 THEN ['model']
+                                ELSE ['usual'] END) AS evidence,
+               s.risk_score AS risk, 1 AS times, v.facility, v.entered_at::DATE AS day
+        FROM ({ROLLUPS[by]}) e JOIN scores s USING (record_key)
+        JOIN visits v USING (record_key)
+        WHERE e.k IS NOT NULL AND e.k <> '' AND {credited}"""
+    if by == "person":
+        event_units = (
+            "SELECT k, rule_id AS evidence, risk, times, facility, day "
+            f"FROM ({EVENT_PEOPLE}) WHERE coalesce(k, '') <> ''"
+        )
         events = (
-            f"SELECT k, count(*) AS event_flags, sum(times)::BIGINT AS event_occurrences, "
-            f"sum(risk) AS event_risk, max(risk) AS event_max "
+            "SELECT k, count(*) AS event_flags, sum(times)::BIGINT AS event_occurrences "
             f"FROM ({EVENT_PEOPLE}) WHERE coalesce(k, '') <> '' GROUP BY ALL"
-            if by == "person"
-            else "SELECT NULL::VARCHAR AS k, 0 AS event_flags, 0 AS event_occurrences, "
-            "0.0 AS event_risk, "
-            "0.0 AS event_max WHERE false"
         )
-        shown = (
-            "coalesce(n.name, coalesce(v.k, ev.k)) AS person, "
-            "CASE WHEN n.person_id IS NOT NULL THEN coalesce(v.k, ev.k) END AS person_id"
-            if by == "person"
-            else f"coalesce(v.k, ev.k) AS {by}"
+    else:
+        event_units = (
+            "SELECT NULL::VARCHAR AS k, NULL::VARCHAR AS evidence, 0.0 AS risk, 1 AS times, "
+            "NULL::VARCHAR AS facility, NULL::DATE AS day WHERE false"
         )
-        names = (
-            "LEFT JOIN person_names n ON n.person_id = coalesce(v.k, ev.k)"
-            if by == "person"
-            else ""
-        )
-        return con.sql(
-            f"""
-            WITH v AS ({visits}), ev AS ({events})
-            SELECT {shown}, coalesce(v.visits, 0) AS visits,
-                   coalesce(v.escorted_visits, 0) AS escorted_visits,
-                   coalesce(v.hosted_visits, 0) AS hosted_visits,
-                   round(coalesce(v.visit_risk, 0) + coalesce(ev.event_risk, 0), 3) AS total_risk,
-                   round(greatest(coalesce(v.max_risk, 0), coalesce(ev.event_max, 0)), 3)
-                     AS max_risk,
-                   coalesce(v.high_risk_visits, 0) AS high_risk_visits,
-                   coalesce(v.visits_with_rule_hits, 0) AS visits_with_rule_hits,
-                   coalesce(v.rarest_visits, 0) AS rarest_visits,
-                   round(v.mean_outlier_pct, 3) AS mean_outlier_pct,
-                   coalesce(ev.event_flags, 0) AS event_flags,
-                   coalesce(ev.event_occurrences, 0) AS event_occurrences,
-                   round(coalesce(ev.event_risk, 0), 3) AS event_risk,
-                   v.roles, v.facilities
-            FROM v FULL OUTER JOIN ev ON ev.k = v.k {names}
-            ORDER BY total_risk DESC, {by}"""
-        ).pl()
+        events = "SELECT NULL::VARCHAR AS k, 0 AS event_flags, 0 AS event_occurrences WHERE false"
+    units = f"({visit_units}) UNION ALL ({event_units})"
+    weighed = f"""
+        SELECT k, sum(top * (1 + {REPEAT_BONUS} * (1 - 1.0 / n))) AS total_risk,
+               max(top) AS max_risk,
+               count(*) FILTER (WHERE evidence <> 'usual') AS distinct_evidence,
+               sum(top * (1 + {REPEAT_BONUS} * (1 - 1.0 / n))) FILTER (WHERE from_events)
+                 AS event_risk
+        FROM (SELECT k, evidence, max(risk) AS top, sum(times) AS n,
+                     bool_or(from_events) AS from_events
+              FROM (SELECT *, false AS from_events FROM ({visit_units})
+                    UNION ALL SELECT *, true FROM ({event_units}))
+              GROUP BY ALL)
+        GROUP BY k"""
+    seen = f"""
+        SELECT k, count(DISTINCT day) AS evidence_days,
+               count(DISTINCT facility) AS evidence_places
+        FROM ({units}) WHERE evidence <> 'usual' GROUP BY k"""
+    shown = (
+        "coalesce(n.name, w.k) AS person, "
+        "CASE WHEN n.person_id IS NOT NULL THEN w.k END AS person_id"
+        if by == "person"
+        else f"w.k AS {by}"
+    )
+    names = "LEFT JOIN person_names n ON n.person_id = w.k" if by == "person" else ""
+    return f"""
+        WITH v AS ({visits}), ev AS ({events}), w AS ({weighed}), seen AS ({seen})
+        SELECT {shown}, coalesce(v.visits, 0) AS visits,
+               coalesce(v.escorted_visits, 0) AS escorted_visits,
+               coalesce(v.hosted_visits, 0) AS hosted_visits,
+               round(w.total_risk, 3) AS total_risk, round(w.max_risk, 3) AS max_risk,
+               w.distinct_evidence, coalesce(seen.evidence_days, 0) AS evidence_days,
+               coalesce(seen.evidence_places, 0) AS evidence_places,
+               coalesce(v.high_risk_visits, 0) AS high_risk_visits,
+               coalesce(v.visits_with_rule_hits, 0) AS visits_with_rule_hits,
+               coalesce(v.rarest_visits, 0) AS rarest_visits,
+               round(v.mean_outlier_pct, 3) AS mean_outlier_pct,
+               coalesce(ev.event_flags, 0) AS event_flags,
+               coalesce(ev.event_occurrences, 0) AS event_occurrences,
+               round(coalesce(w.event_risk, 0), 3) AS event_risk,
+               v.roles, v.facilities
+        FROM w LEFT JOIN v ON v.k = w.k LEFT JOIN ev ON ev.k = w.k
+        LEFT JOIN seen ON seen.k = w.k {names}
+        ORDER BY total_risk DESC, {by}"""

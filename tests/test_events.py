@@ -4,6 +4,7 @@ rises in the person roll-up."""
 
 from __future__ import annotations
 
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -678,3 +679,47 @@ def test_readers_and_zones_are_matched_as_people_write_them(store, tmp_path):
     assert rows(
         store, "SELECT count(*) FROM flags WHERE rule_id = 'data-readers-not-in-zones'"
     ) == [(0,)]
+
+
+def test_distinct_evidence_outranks_repetition_in_the_person_roll_up(store, tmp_path):
+    """Issue 24 item 9: on a real badge log the insider (one high case: three slips into a
+    strict zone) ranked 4th, behind people with 13 repeats of one routine medium case
+    (compounded to 0.999). A case counts once, at its strongest, raised a little by its
+    repeats; two different findings weigh more than one found many times. The roll-up says
+    why: how many distinct pieces of evidence, on how many days and in how many places."""
+    from detector.rollup import rollup
+
+    people = {"B30": "Insider", "B1": "Uno", "B2": "Dos", "B3": "Tres", "B7": "Siete"}
+    lines = [
+        ["ZAC", f"2022-03-{day:02d} 08:0{i}", name, badge, "Torniquete 1", "entrada"]
+        for day in range(1, 4)
+        for i, (badge, name) in enumerate(people.items())
+    ]
+    ingest_files(store, [_zones(tmp_path), _events(tmp_path, lines)])
+    keys = dict(
+        rows(store, "SELECT badge, arg_min(record_key, seen_at) FROM events GROUP BY badge")
+    )
+    findings = [  # (badge, rule, severity, score, occurrences)
+        ("B30", "access-exit-without-entry", "high", 0.6, 3),
+        ("B1", "access-entry-without-exit", "medium", 0.4, 13),
+        ("B2", "access-entry-without-exit", "medium", 0.4, 13),
+        ("B3", "access-entry-without-exit", "medium", 0.4, 13),
+        ("B7", "access-entry-without-exit", "medium", 0.4, 1),
+        ("B7", "access-badge-in-two-places", "medium", 0.4, 1),
+    ]
+    with store.write() as con:
+        for n, (badge, rule, severity, score, times) in enumerate(findings):
+            con.execute(
+                "INSERT INTO flags (flag_id, rule_id, category, severity, source, title, "
+                "facility, period_start, record_keys, fields, explanation, score, state) "
+                "VALUES (?, ?, 'access_events', ?, 'rule', ?, 'ZAC', "
+                "TIMESTAMP '2022-03-01 08:00', [?], ?, '', ?, 'active')",
+                [f"F{n}", rule, severity, rule, keys[badge], f'{{"occurrences": {times}}}', score],
+            )
+    ranked = rollup(store, "person")
+    order = ranked["person"].to_list()
+    assert order[:2] == ["SIETE", "INSIDER"], order  # two findings, then one high case
+    assert ranked.filter(pl.col("person") == "SIETE")["distinct_evidence"].to_list() == [2]
+    row = ranked.filter(pl.col("person") == "UNO").row(0, named=True)
+    assert (row["distinct_evidence"], row["event_occurrences"]) == (1, 13)
+    assert row["total_risk"] == pytest.approx(0.4 * (1 + 0.25 * 12 / 13), abs=1e-3)
