@@ -22,6 +22,7 @@ import functools
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -882,7 +883,7 @@ def _store_scores(
             "WHERE subject = 'range' AND rule_id IN (SELECT unnest(?::VARCHAR[]))",
             [reweighed],
         )
-        hits = _model_hits(con, config)
+        hits = _model_hits(con, config, reference.explainer.n_)
         new, resolved = store_flags(
             con,
             hits,
@@ -1004,10 +1005,27 @@ def _queue_places(con) -> None:
     )
 
 
-def _model_hits(con, config: ScoringConfig) -> list[Hit]:
-    """The top outliers among the affected visits that no rule flags become visit_pattern
-    flags of source model."""
+# A model flag asks a reviewer to look at a visit no rule found, so it must hold at least
+# one striking fact: a feature whose value is rarer than 1 in STRIKING_ODDS among the
+# reference's visits (in a reference too small for such odds, a value at its very edge).
+# A visit unusual only by adding up several mildly rare values (a weekday, an hour, a
+# role each a little off) is ranked by its score, not put in the queue: on an independent
+# world such flags were all false. One arrival (a facility, a minute) is one case: the
+# members of a party share their oddities.
+STRIKING_ODDS = 5000
+
+
+def striking_contribution(reference_rows: int) -> float:
+    """The per-feature contribution (-log of the tail probability) a striking fact has."""
+    return math.log(max(2.0, min(STRIKING_ODDS, (reference_rows + 1) / 2)))
+
+
+def _model_hits(con, config: ScoringConfig, reference_rows: int) -> list[Hit]:
+    """The top outliers among the affected visits that no rule flags, holding a striking
+    fact (``STRIKING_ODDS``), become visit_pattern flags of source model: one per arrival,
+    citing every visit of it that qualifies."""
     rule_id = f"outlier-{config.model}"
+    floor = striking_contribution(reference_rows)
     cur = con.execute(
         """
         SELECT s.record_key, s.outlier_score, s.outlier_pct, s.top_features, v.facility,
@@ -1018,31 +1036,36 @@ def _model_hits(con, config: ScoringConfig) -> list[Hit]:
         ORDER BY s.outlier_score DESC, s.record_key""",
         [1 - config.flag_top_fraction],
     )
-    hits = []
+    arrivals: dict[tuple, Hit] = {}
     for key, raw, pct, top, facility, role, at in cur.fetchall():
+        features = json.loads(top or "[]")
+        if max((f.get("contribution") or 0 for f in features), default=0) < floor:
+            continue
+        arrival = (facility, at.replace(second=0, microsecond=0) if at else None)
+        if arrival in arrivals and at is not None:
+            arrivals[arrival].record_keys.append(key)
+            continue
         fields = {
             "outlier_score": round(raw, 2),
             "percentile": round(100 * pct, 2),
             "role": role,
-            "top_features": json.loads(top or "[]"),
+            "top_features": features,
         }
         flag = {"rule_id": rule_id, "facility": facility, "period_start": at}
         title, explanation = model_wording(flag, fields, i18n.SOURCE)
-        hits.append(
-            Hit(
-                flag_id(rule_id, key),
-                rule_id,
-                "visit_pattern",
-                title,
-                "records",
-                "medium",
-                facility,
-                None,
-                at,
-                at,
-                [key],
-                fields,
-                explanation,
-            )
+        arrivals[arrival if at is not None else (facility, key)] = Hit(
+            flag_id(rule_id, key),
+            rule_id,
+            "visit_pattern",
+            title,
+            "records",
+            "medium",
+            facility,
+            None,
+            at,
+            at,
+            [key],
+            fields,
+            explanation,
         )
-    return hits
+    return list(arrivals.values())
