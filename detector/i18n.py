@@ -129,7 +129,11 @@ def number(value: float | int | None, lang: str, decimals: int | None = None) ->
         return ""
     from babel.numbers import format_decimal
 
-    pattern = None if decimals is None else "#,##0" + ("." + "0" * decimals if decimals else "")
+    # Spanish groups thousands from five digits on (CLDR's minimum grouping digits, which
+    # babel does not apply): 2991, 12.345.
+    grouping = "" if known(lang) == "es" and abs(value) < 10_000 else "#,##"
+    fraction = "###" if decimals is None else "0" * decimals
+    pattern = grouping + "0" + ("." + fraction if fraction else "")
     return format_decimal(value, format=pattern, locale=known(lang))
 
 
@@ -252,6 +256,7 @@ CODES: dict[str, str] = {
     # run kinds and outcomes
     "rules": N_("rules"),
     "score": N_("scoring"),
+    "persons": N_("identity linkage"),
     "ingest": N_("ingest"),
     "running": N_("running"),
     "ok": N_("ok"),
@@ -457,6 +462,8 @@ FIELDS: dict[str, str] = {
     "total_risk": N_("Total risk"),
     "max_risk": N_("Highest risk"),
     "distinct_evidence": N_("Distinct evidence"),
+    "ddl_sha256": N_("Schema SHA-256"),
+    "readers_read": N_("Readers (reads)"),
     "evidence_days": N_("Days with evidence"),
     "evidence_places": N_("Places with evidence"),
     "high_risk_visits": N_("Visits of risk 0.5 or more"),
@@ -485,6 +492,9 @@ FIELDS: dict[str, str] = {
     "other_key": N_("Other spelling"),
     "accepted": N_("Linked"),
     "mentions": N_("Spellings"),
+    "new_mentions": N_("New spellings"),
+    "persons": N_("Persons"),
+    "joined": N_("Links made"),
     "threshold": N_("Threshold"),
     "trained": N_("Training"),
     "others": N_("Kept apart from"),

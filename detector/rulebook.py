@@ -140,7 +140,7 @@ def _placeholders(template: str) -> set[str]:
     return names
 
 
-WORDED_SPECS = ("plural", "given", "date", "time", "pct")  # ``detector.wording._Words``
+WORDED_SPECS = ("plural", "given", "date", "time", "pct", "fields")  # ``detector.wording._Words``
 
 
 def plain_template(template: str) -> str:
@@ -163,7 +163,7 @@ def plain_template(template: str) -> str:
             conversion
             or not name.isidentifier()
             or (spec and kind not in WORDED_SPECS)
-            or (kind in ("date", "time", "pct") and forms)
+            or (kind in ("date", "time", "pct", "fields") and forms)
             or (kind in ("plural", "given") and "|" not in forms)
         ):
             raise ValueError(

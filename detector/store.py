@@ -234,12 +234,18 @@ VIEWS = [
     unread_values_view_sql(),
     # The views each kind brings (events paired into stays...).
     *(view for kind in KINDS for view in SPECS[kind].views),
-    # Each person under the name they are shown by: their commonest spelling, given names
-    # first when some line writes them so ("PEREZ LOPEZ, JUAN" is a surname-first line).
-    """CREATE OR REPLACE VIEW person_names AS
-        SELECT person_id, arg_max(name, (NOT contains(name, ','))::INT * 1e9 + n) AS name,
+    # Each person under the name they are shown by: their commonest spelling that names
+    # someone (a placeholder written beside their document, "NN", only when nothing else
+    # does), given names first when some line writes them so ("PEREZ LOPEZ, JUAN" is a
+    # surname-first line).
+    f"""CREATE OR REPLACE VIEW person_names AS
+        SELECT person_id,
+               arg_max(name, named::INT * 1e12 + (NOT contains(name, ','))::INT * 1e9 + n)
+                 AS name,
                sum(n)::BIGINT AS rows
-        FROM (SELECT person_id, name, count(*) AS n FROM persons
+        FROM (SELECT person_id, name, count(*) AS n,
+                     {name_status_sql(fold_sql("name"))} = 'named' AS named
+              FROM persons
               WHERE person_id IS NOT NULL AND coalesce(name, '') <> '' GROUP BY ALL)
         GROUP BY person_id""",
     # The person of each visit (its visitor, and the escort written on its line) and of

@@ -57,7 +57,9 @@ class _Words(string.Formatter):
     - ``{x:given:with # written|with nothing written}``: the first form when there is a
       value, else the second (a missing value gets its own words, never "—" or "");
     - ``{t:date}``, ``{t:time}``: the day or the time of a moment;
-    - ``{share:pct}``: a fraction as a percentage (1.0 is "100%").
+    - ``{share:pct}``: a fraction as a percentage (1.0 is "100%");
+    - ``{names:fields}``: field names (a list, or text separated by commas) as the
+      language calls them ("exited_at" is "left", "salida").
 
     The forms may quote other fields (``{x:given:… {y} …|…}``). Nothing else: no widths
     or conversions (``detector.rulebook.plain_template`` refuses them when a rule is
@@ -84,6 +86,8 @@ class _Words(string.Formatter):
             return self._part(value, kind)
         if kind == "pct":
             return self._percent(value)
+        if kind == "fields":
+            return self._fields(value)
         return _text(value.shown)  # a width such as {x:>300000000} would build its string
 
     def _part(self, value: _Value, part: str) -> str:
@@ -96,6 +100,13 @@ class _Words(string.Formatter):
             return raw.strftime("%H:%M") if isinstance(raw, datetime) else ""
         day = raw.date() if isinstance(raw, datetime) else raw
         return day.isoformat() if self.lang == i18n.SOURCE else i18n.moment(day, self.lang)
+
+    def _fields(self, value: _Value) -> str:
+        raw = value.raw
+        names = raw if isinstance(raw, (list, tuple)) else str(raw or "").split(",")
+        return ", ".join(
+            i18n.field_name(n.strip(), self.lang).lower() for n in names if str(n).strip()
+        )
 
     def _percent(self, value: _Value) -> str:
         try:

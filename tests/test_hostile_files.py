@@ -259,7 +259,11 @@ def test_the_first_admin_password_is_written_for_the_owner_not_printed(
 
     store = Store(tmp_path / "data" / "d.duckdb")
     started = []
-    monkeypatch.setattr(pipeline.subprocess, "run", lambda cmd, check: started.append(cmd))
+    monkeypatch.setattr(
+        pipeline.subprocess,
+        "run",
+        lambda cmd, check: started.append(cmd) or pipeline.subprocess.CompletedProcess(cmd, 0),
+    )
     pipeline.serve_dashboard(store, Console(), 8599)  # no real server: its command is kept
     secret = tmp_path / "data" / "admin-password.txt"
     password = secret.read_text().strip()

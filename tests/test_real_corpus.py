@@ -151,8 +151,8 @@ SAMPLES = {
         known_flags={"visit-no-exit-or-implausible-stay": 10},  # the 10 blank exit times
     ),
     # Despacho Presidencial (Peru), 31 August 2015: 41 visitors of Palacio de Gobierno and
-    # the Desamparados offices. The one flag is a contractor supervising cabling works from
-    # 08:12 to 21:54, over the 12 hours allowed a visitor whose role the register never says.
+    # the Desamparados offices. No flag: a contractor supervising cabling works from 08:12
+    # to 21:54 (the register never says a role) left the same day, a long working day.
     "despacho_presidencial": Sample(
         file="despacho_presidencial_visitas_2015-08-31.csv",
         mapping="despacho_presidencial_visitas.toml",
@@ -161,7 +161,7 @@ SAMPLES = {
         stored=41,
         quarantined={},
         dates={("visits", "entered_at"): ("2015-08-31", "2015-08-31")},
-        flags={"visit-no-exit-or-implausible-stay": 1},
+        flags={},
     ),
     # Ministerio del Ambiente (Peru), 19 August 2015: 12-hour date-times ("04:01:20 p.m.").
     # Three visits were closed the next morning between 09:06:53 and 09:07:00, all at once:
