@@ -326,3 +326,42 @@ def test_a_link_is_explained_in_words_in_both_languages(tmp_path):
     assert en[-1].startswith("In all") and "linked" in en[-1]
     assert any("mismo número de documento" in line for line in es)
     assert not any("_" in line for line in en + es)  # no level codes reach a reader
+
+
+def _words(name: str) -> tuple[str, ...]:
+    return tuple(sorted(names.words(name)))
+
+
+@pytest.mark.slow
+def test_books_written_surname_first_for_months_keep_each_person_once(demo_logs, tmp_path):
+    """Issue 27: clerks change, and for three of the demo world's six months every visit
+    book writes names surname first ("Pérez López Juan"). `risk --by person` still counts
+    each person once (within 5% of the same world written one way), and the planted
+    director still comes first."""
+    import shutil
+
+    from tests.conftest import demo_store
+    from tests.worlds.reorder import surname_first
+
+    clean = demo_store(tmp_path / "clean" / "d.duckdb", demo_logs)
+    first, last = rows(clean, "SELECT min(entered_at)::DATE, max(entered_at)::DATE FROM visits")[0]
+    middle = first + (last - first) / 2
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    files = []
+    for key, path in demo_logs.items():
+        if key != "truth":
+            files.append(Path(shutil.copy2(path, folder / Path(path).name)))
+    changed = surname_first(folder, middle, last + timedelta(days=1))
+    assert changed > 5000
+    store = Store(tmp_path / "turned" / "d.duckdb", wait=30)
+    pipeline.run(store, files, pipeline.Steps(), user="test")
+    before, after = rollup(clean, "person"), rollup(store, "person")
+    assert abs(after.height - before.height) <= 0.05 * before.height, (
+        before.height,
+        after.height,
+    )
+    assert _words(after["person"][0]) == _words(before["person"][0]), (
+        before["person"][:3].to_list(),
+        after["person"][:3].to_list(),
+    )
