@@ -1009,7 +1009,15 @@ def rules_show(
         "cases (look-alikes it must leave alone); exit 1 if any rule returns other hits."
     ),
 )
-def rules_test(rules: RulesOption = None) -> None:
+def rules_test(
+    rules: RulesOption = None,
+    rule: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rule", help=N_("Test only this rule (its id; repeatable): while writing one.")
+        ),
+    ] = None,
+) -> None:
     import tempfile
 
     from rich.markup import escape
@@ -1021,6 +1029,11 @@ def rules_test(rules: RulesOption = None) -> None:
         loaded = load_rules(rules)
     except DetectorError as exc:
         _fail(_said(exc))
+    if rule:
+        unknown = sorted(set(rule) - {r.id for r in loaded})
+        if unknown:
+            _fail(_("no rule with the id {ids}").format(ids=", ".join(unknown)))
+        loaded = [r for r in loaded if r.id in rule]
     failed = 0
     for r in loaded:
         cases = [(_("case {n}").format(n=i + 1), c) for i, c in enumerate(r.regression)] + [

@@ -115,9 +115,15 @@ def test_custom_rules_folder_runs_without_python(tmp_path):
     custom = [r for r in rules if r.id == "my-custom-rule"]
     assert len(rules) == len(RULES) + 1 and custom
     assert run_case(custom[0], custom[0].regression[0], tmp_path / "case") == []
-    result = CliRunner().invoke(app, ["rules", "test", "--rules", str(tmp_path / "mine")])
+    # (every built-in rule's cases run in this file's own tests, one rule at a time)
+    result = CliRunner().invoke(
+        app, ["rules", "test", "--rules", str(tmp_path / "mine"), "--rule", "my-custom-rule"]
+    )
     assert result.exit_code == 0, result.output
     assert "ok my-custom-rule case 1" in result.output
+    assert "unidentified-placeholder-name" not in result.output
+    unknown = CliRunner().invoke(app, ["rules", "test", "--rule", "no-such-rule"])
+    assert unknown.exit_code == 1 and "no-such-rule" in unknown.output
 
 
 @pytest.mark.parametrize(
