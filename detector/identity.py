@@ -309,7 +309,9 @@ class Model:
 
 
 def models_dir(store: Store) -> Path:
-    return store.path.parent / "models"
+    """Where linkage models are kept: the store's models folder (beside a database file,
+    or beside a lake's shared data folder, which every machine mounts)."""
+    return store.models
 
 
 def folder_hash(path: Path) -> tuple[str, dict[str, bytes]]:
@@ -821,7 +823,7 @@ def link(
 
 def _link(job: _Job) -> LinkReport:
     t = time.perf_counter()
-    with TemporaryDirectory(dir=job.workdir or job.store.path.parent, prefix=".persons-") as tmp:
+    with TemporaryDirectory(dir=job.workdir or job.store.scratch, prefix=".persons-") as tmp:
         tmp = Path(tmp)
         with job.store.read() as con:
             con.execute(
