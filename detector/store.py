@@ -370,6 +370,9 @@ LAKE_DDL = [
     "CREATE TABLE IF NOT EXISTS store_schema (ddl_sha256 VARCHAR, applied_at TIMESTAMP)",
 ]
 LAKE_SCHEMA = hashlib.sha256("\n;\n".join(LAKE_DDL).encode("utf-8")).hexdigest()
+# The tables where a store records the schema it was brought to (a file's ``schema_version``,
+# a lake's ``store_schema``): each store's own, no record of the audit, never copied.
+SCHEMA_MARKS = frozenset({"schema_version", "store_schema"})
 
 
 def _owner_only(path: Path) -> None:

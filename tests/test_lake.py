@@ -21,7 +21,7 @@ from detector.errors import StoreBusy
 from detector.pipeline import Steps, ingest_files
 from detector.pipeline import run as run_pipeline
 from detector.runs import RUN_WRITERS, close_interrupted
-from detector.store import Store
+from detector.store import SCHEMA_MARKS, Store
 from tests.conftest import LAKE, REPO, rows, tick_config
 
 pytestmark = [
@@ -265,7 +265,7 @@ def _table_digests(store: Store) -> dict[str, tuple]:
                 "SELECT table_name FROM information_schema.tables WHERE table_type = "
                 "'BASE TABLE' AND table_catalog = current_database() AND table_schema = 'main'"
             ).fetchall()
-            if t != "store_schema"
+            if t not in SCHEMA_MARKS
         ]
         return {
             t: tuple(
