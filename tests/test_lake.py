@@ -349,7 +349,8 @@ REVIEWER = """
     took = []
     for i in range(count):
         t = time.monotonic()
-        set_status(store, Actor(who, "auditor"), flags[i % len(flags)], "in_review", note=f"{i}")
+        flag = flags[i % len(flags)]
+        set_status(store, Actor(who, "auditor"), flag, "in_review", note=f"{who} {i}")
         took.append(time.monotonic() - t)
     print(json.dumps(took))
 """
