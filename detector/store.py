@@ -87,7 +87,9 @@ def _data_path(url: str) -> Path:
             f"{_shown(url)}: a DuckLake store needs its data folder in DETECTOR_DATA_PATH "
             "(a folder every machine of the store mounts at the same path)"
         )
-    return Path(settings().data_path)
+    # Absolute: the catalog records the folder as the first ATTACH spelt it, and every
+    # later ATTACH must spell it alike, from whatever folder the command runs in.
+    return Path(settings().data_path).absolute()
 
 
 def _shown(url: str) -> str:
@@ -746,7 +748,7 @@ class _Lake:
             )
         self.url = url
         self.conninfo = url[len(self.PREFIX) :]
-        self.data_path = Path(data_path) if data_path else _data_path(url)
+        self.data_path = Path(data_path).absolute() if data_path else _data_path(url)
         self.data_folder = str(self.data_path).rstrip("/") + "/"
         self.wait = wait
 

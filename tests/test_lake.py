@@ -256,6 +256,24 @@ def test_the_sandbox_reads_the_lake_but_no_other_file(store):
             con.execute("SET enable_external_access = true")
 
 
+def test_a_relative_data_folder_opens_from_any_folder(new_store, tmp_path, monkeypatch):
+    """The catalog records the data folder as the first ATTACH spells it: a relative
+    ``DETECTOR_DATA_PATH`` is made absolute, so the lake opens from any working folder."""
+    made = new_store("lake")
+    (tmp_path / "here").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    first = Store(made.url, data_path="rel/data")
+    first.init()
+    first.release()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    again = Store(made.url, data_path=tmp_path / "here" / "rel" / "data")
+    try:
+        assert rows(again, "SELECT count(*) FROM uploads") == [(0,)]
+    finally:
+        again.release()
+
+
 def _table_digests(store: Store) -> dict[str, tuple]:
     """Every table's row count and an order-free digest of its rows."""
     with store.read() as con:
