@@ -21,6 +21,7 @@ from detector.errors import StoreBusy
 from detector.pipeline import Steps, ingest_files
 from detector.pipeline import run as run_pipeline
 from detector.runs import RUN_WRITERS, close_interrupted
+from detector.schema import KINDS
 from detector.store import SCHEMA_MARKS, Store
 from tests.conftest import LAKE, REPO, rows, tick_config
 
@@ -92,6 +93,7 @@ def _flags(store: Store) -> set[tuple]:
         rows(
             store,
             "SELECT flag_id, rule_id, source, severity, state, explanation, "
+            "array_to_string(list_sort(record_keys), ' '), "
             "array_to_string(list_sort(record_ids), ' '), round(score, 9) FROM flags",
         )
     )
@@ -326,17 +328,34 @@ def test_done_means_four_offices_one_world_and_a_round_trip(new_store, tmp_path,
 
     embedded = new_store("embedded", lake=False)
     run_pipeline(embedded, reference + logs, Steps(), user="test")
-    kinds = ("visits", "transfers")
-    for kind in kinds:
+    for kind in KINDS:  # every row once: the embedded store's rows, none twice
         assert rows(lake, f"SELECT count(*), count(DISTINCT record_key) FROM {kind}") == rows(
             embedded, f"SELECT count(*), count(*) FROM {kind}"
         ), kind
+    accounted = "SELECT bool_and(rows_read = rows_stored + rows_quarantined + rows_duplicate)"
+    assert rows(lake, f"{accounted} FROM uploads") == [(True,)]
     assert rows(lake, "SELECT sum(rows_duplicate) FROM uploads")[0][0] > 0  # overlaps dropped
+    assert rows(lake, "SELECT count(*) FROM runs WHERE status <> 'ok'") == [(0,)]
+    # identity linkage ran on the lake and found the same persons (ids aside: a person is
+    # named after a mention, and the offices' files arrived in another order)
+    persons = "SELECT list_sort(list(mention_key)) FROM person_mentions GROUP BY person_id"
+    assert rows(lake, "SELECT count(*) FROM runs WHERE kind = 'persons'") == [(1,)]
+    assert {tuple(p) for (p,) in rows(lake, persons)} == {
+        tuple(p) for (p,) in rows(embedded, persons)
+    }
+    # the flags: the same ids, rules, records, words and scores
     shared, alone = _flags(lake), _flags(embedded)
+    assert len(shared) > 50
     assert shared == alone, (sorted(shared - alone)[:5], sorted(alone - shared)[:5])
     _chain_is_one_line(lake)
 
-    # The round trip: the embedded world into a new lake, and that lake into a new file.
+    # The round trip: the embedded world, with a review and its audit trail, into a new
+    # lake, and that lake into a new file.
+    from detector.auth import Actor
+    from detector.review import set_status
+
+    ((flag,),) = rows(embedded, "SELECT flag_id FROM flags ORDER BY 1 LIMIT 1")
+    set_status(embedded, Actor("ana", "auditor"), flag, "confirmed", note="seen on paper")
     there = new_store("there")
     moved = _detector(embedded, "migrate", "--to", there.url, "--db", embedded.url,
                       DETECTOR_DATA_PATH=str(there.data_path))  # fmt: skip
@@ -347,8 +366,14 @@ def test_done_means_four_offices_one_world_and_a_round_trip(new_store, tmp_path,
     from detector.migrate import migrate
 
     assert migrate(there, back).ok
-    assert _table_digests(embedded) == _table_digests(there) == _table_digests(back)
+    digests = _table_digests(embedded)
+    assert digests == _table_digests(there) == _table_digests(back)
+    for table in ("uploads", "visits", "flags", "reviews", "review_log", "persons", "models"):
+        assert digests[table][0] > 0, table  # each part of the world made the trip
     assert ledger.verify(there).ok and ledger.verify(back).ok
+    kept = {s: sorted(p.relative_to(s.models) for p in s.models.rglob("*") if p.is_file())
+            for s in (embedded, there, back)}  # fmt: skip
+    assert kept[embedded] and kept[embedded] == kept[there] == kept[back]  # scoring, linkage
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "lake-done-means.json").write_text(
         json.dumps({"four_concurrent_ingests_seconds": round(ingest_seconds, 1)}) + "\n"
