@@ -202,6 +202,14 @@ def test_a_rule_run_and_ingests_overlap_without_losing_or_repeating_flags(
     run_pipeline(store, [], Steps(score=False))  # what the overlapping runs had not seen
     assert rows(store, "SELECT count(*) - count(DISTINCT flag_id) FROM flags") == [(0,)]
     assert rows(store, "SELECT count(*) FROM runs WHERE status <> 'ok'") == [(0,)]
+    # two runs' linkages overlapped too: each named row has its person once
+    assert rows(
+        store,
+        "SELECT count(*) - count(DISTINCT (kind, record_key, part, mention_key)) FROM persons",
+    ) == [(0,)]
+    assert rows(store, "SELECT count(*) - count(DISTINCT mention_key) FROM person_mentions") == [
+        (0,)
+    ]
     whole = new_store("file", lake=False)
     ingest_files(whole, reference + parts)
     from detector.engine import run_rules
