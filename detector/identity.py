@@ -38,6 +38,7 @@ import polars as pl
 
 from detector import names
 from detector.auth import Actor, require
+from detector.errors import StoreBusy
 from detector.i18n import N_, number, translate
 from detector.review import ReviewError, log_action
 from detector.runs import next_run, now, record_failed
@@ -309,7 +310,9 @@ class Model:
 
 
 def models_dir(store: Store) -> Path:
-    return store.path.parent / "models"
+    """Where linkage models are kept: the store's models folder (beside a database file,
+    or beside a lake's shared data folder, which every machine mounts)."""
+    return store.models
 
 
 def folder_hash(path: Path) -> tuple[str, dict[str, bytes]]:
@@ -801,27 +804,46 @@ def link(
     """Link the rows stored since the last linkage to persons: all of them, with a new
     model, when ``refit`` or when there is no usable model; otherwise the new rows'
     mentions against the kept model and the persons known. The heavy work reads the
-    store and runs in a private DuckDB; one short write stores the result. A linkage that
+    store and runs in a private DuckDB; one short write stores the result. When another
+    process stored a linkage meanwhile (two runs at once, on one machine or on a shared
+    store's several), this one is done again from what that one left. A linkage that
     fails is recorded as failed in ``runs`` and raised."""
-    with store.read() as con:
-        upto = con.execute("SELECT coalesce(max(seq), 0) FROM uploads").fetchall()[0][0]
-        since = _watermark(con)
-    model, why = (None, "asked to refit") if refit else load_model(store)
-    if model is not None and upto <= since:
-        return LinkReport("nothing new since the last linkage", model_id=model.model_id)
-    job = _Job(store, model, why, since, upto, triggered_by, workdir)
-    started = now()
-    try:
-        return _link(job)
-    except Exception as exc:
-        scope = f"{'full' if job.full else 'incremental'} linkage"
-        record_failed(store, "persons", triggered_by, scope, started, exc)
-        raise
+    overtaken = 0
+    while True:
+        with store.read() as con:
+            upto = con.execute("SELECT coalesce(max(seq), 0) FROM uploads").fetchall()[0][0]
+            since = _watermark(con)
+        model, why = (None, "asked to refit") if refit else load_model(store)
+        if model is not None and upto <= since:
+            return LinkReport("nothing new since the last linkage", model_id=model.model_id)
+        job = _Job(store, model, why, since, upto, triggered_by, workdir)
+        started = now()
+        try:
+            return _link(job)
+        except _Overtaken:
+            overtaken += 1
+            if overtaken == _ATTEMPTS:
+                raise
+        except Exception as exc:
+            scope = f"{'full' if job.full else 'incremental'} linkage"
+            record_failed(store, "persons", triggered_by, scope, started, exc)
+            raise
+
+
+_ATTEMPTS = 3
+
+
+class _Overtaken(StoreBusy):
+    """Another linkage was stored after this one read the store: its rows' persons would be
+    stored twice (or a newer linkage undone), so this one is done again."""
+
+    def __init__(self) -> None:
+        super().__init__("busy: other linkages were stored meanwhile, three times over")
 
 
 def _link(job: _Job) -> LinkReport:
     t = time.perf_counter()
-    with TemporaryDirectory(dir=job.workdir or job.store.path.parent, prefix=".persons-") as tmp:
+    with TemporaryDirectory(dir=job.workdir or job.store.scratch, prefix=".persons-") as tmp:
         tmp = Path(tmp)
         with job.store.read() as con:
             con.execute(
@@ -1056,6 +1078,8 @@ def _store(job: _Job, tmp: Path, report: LinkReport, model: Model) -> None:
     mentions and the pairs that explain them, and the run with its watermark."""
     src = {f: f"read_parquet('{tmp / f}.parquet')" for f in ("rows_out", "mentions", "links")}
     with job.store.write() as w:
+        if _watermark(w) != job.since:  # (linkages store in turn: every writer's lock)
+            raise _Overtaken()
         run_id = next_run(w, "persons", job.triggered_by, report.scope)
         if model.new:
             w.execute(

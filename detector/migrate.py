@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from detector import ledger
 from detector.errors import DetectorError
-from detector.store import Store
+from detector.store import SCHEMA_MARKS, Store
 
 BATCH = 100_000  # rows streamed from the source to the target at a time
 
@@ -47,7 +47,7 @@ def _tables(store: Store) -> list[str]:
                 "'BASE TABLE' AND table_catalog = current_database() AND table_schema = 'main' "
                 "ORDER BY 1"
             ).fetchall()
-            if t != "store_schema"  # a lake's own record of its schema version
+            if t not in SCHEMA_MARKS  # each store's own record of its schema version
         ]
 
 

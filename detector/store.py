@@ -87,7 +87,9 @@ def _data_path(url: str) -> Path:
             f"{_shown(url)}: a DuckLake store needs its data folder in DETECTOR_DATA_PATH "
             "(a folder every machine of the store mounts at the same path)"
         )
-    return Path(settings().data_path)
+    # Absolute: the catalog records the folder as the first ATTACH spelt it, and every
+    # later ATTACH must spell it alike, from whatever folder the command runs in.
+    return Path(settings().data_path).absolute()
 
 
 def _shown(url: str) -> str:
@@ -376,6 +378,9 @@ LAKE_DDL = [
     "CREATE TABLE IF NOT EXISTS store_schema (ddl_sha256 VARCHAR, applied_at TIMESTAMP)",
 ]
 LAKE_SCHEMA = hashlib.sha256("\n;\n".join(LAKE_DDL).encode("utf-8")).hexdigest()
+# The tables where a store records the schema it was brought to (a file's ``schema_version``,
+# a lake's ``store_schema``): each store's own, no record of the audit, never copied.
+SCHEMA_MARKS = frozenset({"schema_version", "store_schema"})
 
 
 def _owner_only(path: Path) -> None:
@@ -749,7 +754,7 @@ class _Lake:
             )
         self.url = url
         self.conninfo = url[len(self.PREFIX) :]
-        self.data_path = Path(data_path) if data_path else _data_path(url)
+        self.data_path = Path(data_path).absolute() if data_path else _data_path(url)
         self.data_folder = str(self.data_path).rstrip("/") + "/"
         self.wait = wait
 

@@ -270,6 +270,41 @@ def test_new_rows_are_matched_against_the_kept_model_not_relinked(tmp_path):
     assert person_of(store, "N2") == person_of(store, first)
 
 
+def test_two_linkages_at_once_store_each_row_once(tmp_path, monkeypatch):
+    """Two runs link the same new rows at once (the scheduler and an auditor's command, on
+    one machine or on a shared store's two): the one that stores second finds the other's
+    linkage there and is done again from it, instead of storing the rows' persons twice."""
+    w = World()
+    store = w.store(tmp_path)
+    more = [["N1", "ZAC", "2019-09-01 10:00", "2019-09-01 11:00", "Yesenia Tobar Umaña",
+             "DUI", "08888888-8", "Familiar", "I-6"]]  # fmt: skip
+    pipeline.run(
+        store, [write_csv(tmp_path / "more.csv", VISITS, more)], pipeline.Steps(link=False,
+        rules=False, score=False), user="test",
+    )  # fmt: skip
+    real, calls = identity._link, []
+
+    def overtaken_once(job):  # the other linkage stores while this one works
+        calls.append(job.since)
+        if len(calls) == 1:
+            identity.link(store, triggered_by="other")
+        return real(job)
+
+    monkeypatch.setattr(identity, "_link", overtaken_once)
+    report = identity.link(store)
+    # this one, overtaken, stored nothing; done again it found the other had linked it all
+    assert report.scope == "nothing new since the last linkage" and len(calls) == 2
+    assert rows(store, "SELECT triggered_by FROM runs WHERE kind = 'persons' ORDER BY 1") == [
+        ("cli",),
+        ("other",),
+    ]
+    assert rows(
+        store, "SELECT count(*) - count(DISTINCT (kind, record_key, part)) FROM persons"
+    ) == [(0,)]
+    assert rows(store, "SELECT count(*) FROM persons p JOIN records r USING (record_key) "
+                "WHERE r.record_id = 'N1'") == [(1,)]  # fmt: skip
+
+
 def test_an_auditors_merge_and_split_are_audited_and_survive_a_refit(tmp_path):
     w = World()
     a = w.visit("Walter Ernesto Sibrián", "01111111-1", "I-2", days=1)
