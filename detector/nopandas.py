@@ -1,0 +1,47 @@
+"""Work that binds DuckDB query parameters without DuckDB importing pandas for it.
+
+DuckDB 1.5's Python client asks for ``pandas.NaT`` and ``pandas.NA`` to classify every
+parameter that is not None ("is this value pandas' missing value?"), importing pandas for
+it: 0.5-0.8 s of a short command such as ``detector status``. When nothing has imported
+pandas, no value can be one of them, so the answer is known without it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class _Refuse:
+    """An import finder that refuses pandas while ``active``."""
+
+    active = 0
+
+    def find_spec(self, name, path=None, target=None):
+        if self.active and name == "pandas":
+            raise ModuleNotFoundError("pandas is not loaded in this block", name=name)
+        return None
+
+
+_REFUSE = _Refuse()
+
+
+@contextmanager
+def refused() -> Iterator[None]:
+    """Within this block, and only while pandas is not loaded, ``import pandas`` fails (a
+    ModuleNotFoundError: DuckDB then answers "not pandas' missing value"). Use it around
+    work that never needs pandas; afterwards DuckDB, polars and Arrow import it as usual
+    when asked (each tries again)."""
+    if "pandas" in sys.modules:
+        yield
+        return
+    import polars  # noqa: F401 - polars notes at import whether pandas exists: not now
+
+    if _REFUSE not in sys.meta_path:
+        sys.meta_path.insert(0, _REFUSE)
+    _REFUSE.active += 1
+    try:
+        yield
+    finally:
+        _REFUSE.active -= 1
