@@ -987,12 +987,15 @@ def _clustered(con, model: Model, report: LinkReport, merges, sides) -> None:
     # the persons no join reached: as they were, each under its oldest mention's key
     con.execute(
         """INSERT INTO assigned
-        SELECT m.mention_key,
-               'P-' || arg_min(m.mention_key, (e.first_seq, m.mention_key))
-                   OVER (PARTITION BY k.person_id),
-               k.person_id
-        FROM mentions m JOIN every_mention e USING (mention_key)
-        JOIN known k USING (mention_key) ANTI JOIN touched t USING (mention_key)"""
+        WITH rest AS (
+            SELECT m.mention_key, e.first_seq, k.person_id
+            FROM mentions m JOIN every_mention e USING (mention_key)
+            JOIN known k USING (mention_key) ANTI JOIN touched t USING (mention_key)),
+        oldest AS (
+            SELECT person_id, min((first_seq, mention_key))[2] AS root
+            FROM rest GROUP BY person_id)
+        SELECT r.mention_key, 'P-' || o.root, r.person_id
+        FROM rest r JOIN oldest o USING (person_id)"""
     )
     report.persons = con.execute("SELECT count(DISTINCT person_id) FROM assigned").fetchall()[0][0]
     report.joined = int(decided["accepted"].sum() or 0)
