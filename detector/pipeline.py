@@ -124,7 +124,8 @@ def run(
         linking = steps.link and identity.pending(store)
     if linking:
         try:
-            report.persons = identity.link(store, triggered_by=triggered_by)
+            with nopandas.refused():  # Splink's DuckDB backend needs no pandas either
+                report.persons = identity.link(store, triggered_by=triggered_by)
         except (DetectorError, duckdb.Error, OSError) as exc:
             # Recorded as failed in the run history; the rules and the scoring still run,
             # reading the persons as they were (the next run links what this one could not).
