@@ -14,14 +14,24 @@ from contextlib import contextmanager
 
 
 class _Refuse:
-    """An import finder that refuses pandas while ``active``."""
+    """An import finder that refuses to import pandas while ``active``. A probe of whether
+    pandas is installed (``importlib.util.find_spec``: polars asks it once, when it is
+    first imported) is answered as usual, so that nothing concludes for good that pandas is
+    missing."""
 
     active = 0
 
     def find_spec(self, name, path=None, target=None):
-        if self.active and name == "pandas":
+        if self.active and name == "pandas" and _importing():
             raise ModuleNotFoundError("pandas is not loaded in this block", name=name)
         return None
+
+
+def _importing() -> bool:
+    """Whether the finder was asked by the import statement's machinery (``import``,
+    ``__import__``, a C extension's import), not by a probe."""
+    caller = sys._getframe(3)  # find_spec <- _find_spec <- _find_and_load_unlocked
+    return caller.f_code.co_name == "_find_and_load_unlocked"
 
 
 _REFUSE = _Refuse()
@@ -36,8 +46,6 @@ def refused() -> Iterator[None]:
     if "pandas" in sys.modules:
         yield
         return
-    import polars  # noqa: F401 - polars notes at import whether pandas exists: not now
-
     if _REFUSE not in sys.meta_path:
         sys.meta_path.insert(0, _REFUSE)
     _REFUSE.active += 1
