@@ -42,7 +42,9 @@ def refused() -> Iterator[None]:
     """Within this block, and only while pandas is not loaded, ``import pandas`` fails (a
     ModuleNotFoundError: DuckDB then answers "not pandas' missing value"). Use it around
     work that never needs pandas; afterwards DuckDB, polars and Arrow import it as usual
-    when asked (each tries again)."""
+    when asked (each tries again). The refusal holds for the whole process while a block is
+    open: a thread that imports pandas meanwhile gets the error too (the dashboard has
+    pandas loaded before any block, which then does nothing)."""
     if "pandas" in sys.modules:
         yield
         return
