@@ -115,12 +115,22 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes")
     ap.add_argument("--repeat", type=int, default=3, help="runs per measurement (medians)")
     ap.add_argument("--only", action="append", help="only these benchmarks (repeatable)")
+    ap.add_argument(
+        "--max-rows", type=int, help="leave out the sizes above this (the 10M runs take hours)"
+    )
     args = ap.parse_args()
     sizes = QUICK if args.quick else FULL
     if args.only:
         sizes = {k: v for k, v in sizes.items() if k in args.only}
+    if args.max_rows:
+        sizes = {k: [r for r in v if r <= args.max_rows] for k, v in sizes.items()}
     t0 = time.perf_counter()
-    head = f"Measured {date.today()} at commit {commit()} with `bench/all.py{' --quick' if args.quick else ''}` on: {machine()}."
+    flags = " --quick" if args.quick else ""
+    flags += "".join(f" --only {o}" for o in args.only or ())
+    flags += f" --max-rows {args.max_rows}" if args.max_rows else ""
+    head = (
+        f"Measured {date.today()} at commit {commit()} with `bench/all.py{flags}` on: {machine()}."
+    )
     print(head, file=sys.stderr, flush=True)
     table = Table()
     rep = args.repeat

@@ -336,10 +336,12 @@ def status(
         ),
     ] = None,
 ) -> None:
+    from detector import nopandas
     from detector.status import status_report
 
     try:
-        report = status_report(_store(db), _as_of(as_of) if as_of else None)
+        with nopandas.refused():
+            report = status_report(_store(db), _as_of(as_of) if as_of else None)
     except DetectorError as exc:
         _fail(str(exc))
     if format == "json":

@@ -597,16 +597,17 @@ def _store_run(
         con.execute("COMMIT")  # the run is on record before its flags are written
         con.execute("BEGIN TRANSACTION")
         ran = [r for r in evaluated if r.id not in report.errors]
-        scope.tables(con)
-        report.new, report.resolved = store_flags(
-            con,
-            hits,
-            run_id,
-            source="rule",
-            rules={r.id: r for r in ran},
-            resolution=scope.resolution(ran),
-            commit_chunks=True,
-        )
+        if ran:  # no rule ran (nothing new): no hit to store, no flag to resolve
+            scope.tables(con)
+            report.new, report.resolved = store_flags(
+                con,
+                hits,
+                run_id,
+                source="rule",
+                rules={r.id: r for r in ran},
+                resolution=scope.resolution(ran),
+                commit_chunks=True,
+            )
         con.execute(
             "UPDATE runs SET ended_at = ?, status = ?, rules = ?, counts = ?, errors = ? "
             "WHERE run_id = ?",

@@ -964,10 +964,16 @@ def _scored(con, model: Model, full: bool, report: LinkReport) -> None:
 def _clustered(con, model: Model, report: LinkReport, merges, sides) -> None:
     """``assigned`` (each mention's person, and the person it was known as) and
     ``accepted`` (whether each pair joined), from the pairs, the persons known and the
-    auditors' merges and splits."""
+    auditors' merges and splits.
+
+    Only the mentions a join could reach are clustered in Python (:func:`_touched`); every
+    other known person is joined as it was, in SQL, to the same id ``cluster`` gives it
+    (its oldest mention's key): an incremental linkage of a few thousand new mentions then
+    costs those, not the hundreds of thousands known."""
+    _touched(con, merges, sides)
     mentions = con.execute(
         "SELECT m.mention_key, m.id_number, e.first_seq FROM mentions m "
-        "JOIN every_mention e USING (mention_key)"
+        "JOIN every_mention e USING (mention_key) SEMI JOIN touched t USING (mention_key)"
     ).fetchall()
     # completely different names are two people, whatever else they share (a document
     # under two names is a finding, not a link): such a pair is never joined
@@ -976,7 +982,9 @@ def _clustered(con, model: Model, report: LinkReport, merges, sides) -> None:
     ).fetchall()
     known = {
         k: p.removeprefix("P-")
-        for k, p in con.execute("SELECT mention_key, person_id FROM known").fetchall()
+        for k, p in con.execute(
+            "SELECT mention_key, person_id FROM known SEMI JOIN touched USING (mention_key)"
+        ).fetchall()
     }
     people, accepted = cluster(
         mentions, edges, weight_of(model.threshold), merges, sides, known or None
@@ -998,8 +1006,40 @@ def _clustered(con, model: Model, report: LinkReport, merges, sides) -> None:
         con.register(f"{table}_frame", frame)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM {table}_frame")
         con.unregister(f"{table}_frame")
-    report.persons = len(set(people.values()))
+    # the persons no join reached: as they were, each under its oldest mention's key
+    con.execute(
+        """INSERT INTO assigned
+        WITH rest AS (
+            SELECT m.mention_key, e.first_seq, k.person_id
+            FROM mentions m JOIN every_mention e USING (mention_key)
+            JOIN known k USING (mention_key) ANTI JOIN touched t USING (mention_key)),
+        oldest AS (
+            SELECT person_id, min((first_seq, mention_key))[2] AS root
+            FROM rest GROUP BY person_id)
+        SELECT r.mention_key, 'P-' || o.root, r.person_id
+        FROM rest r JOIN oldest o USING (person_id)"""
+    )
+    report.persons = con.execute("SELECT count(DISTINCT person_id) FROM assigned").fetchall()[0][0]
     report.joined = int(decided["accepted"].sum() or 0)
+
+
+def _touched(con, merges, sides) -> None:
+    """``touched``: the mentions a join of this linkage could reach, closed over the
+    persons known (a known person is clustered whole or not at all): the mentions no
+    person holds yet, both ends of every scored pair, and those the auditors' merges and
+    splits name."""
+    named = sorted({k for group in merges for k in group} | set(sides))
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE touched AS
+        WITH seed AS (
+            SELECT mention_key FROM mentions ANTI JOIN known USING (mention_key)
+            UNION SELECT a FROM pairs UNION SELECT b FROM pairs
+            UNION SELECT unnest($named::VARCHAR[]))
+        SELECT mention_key FROM seed
+        UNION SELECT k2.mention_key FROM seed JOIN known k1 USING (mention_key)
+                JOIN known k2 ON k2.person_id = k1.person_id""",
+        {"named": named},
+    )
 
 
 def _count(con, table: str) -> int:
@@ -1033,7 +1073,8 @@ def _outputs(con, tmp: Path, model: Model, full: bool) -> None:
         LEFT JOIN levels lm ON lm.c = 'inmates' AND lm.g = p.gamma_inmates
         ) TO '{tmp / "links.parquet"}' (FORMAT parquet)"""
     )
-    # each mention's weight: its strongest accepted link (else the one it had)
+    # each mention's weight: its strongest accepted link (else the one it had), for the
+    # mentions of the rows linked (the only ones written out)
     con.execute(
         """CREATE OR REPLACE TEMP TABLE best AS
         WITH won AS (SELECT p.a, p.b, p.match_weight FROM pairs p
@@ -1043,7 +1084,7 @@ def _outputs(con, tmp: Path, model: Model, full: bool) -> None:
                  UNION ALL SELECT mention_key, linked_to, match_weight FROM known
                  WHERE match_weight IS NOT NULL)
         SELECT k AS mention_key, arg_max(o, w) AS linked_to, max(w) AS match_weight
-        FROM ends GROUP BY k"""
+        FROM ends SEMI JOIN rows_keyed r ON r.mention_key = ends.k GROUP BY k"""
     )
     fresh = "" if full else "WHERE e.mention_key IN (SELECT mention_key FROM new_mentions)"
     con.execute(

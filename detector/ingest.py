@@ -23,7 +23,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from detector import ledger
+from detector import ledger, nopandas
 from detector.dates import (
     PLAUSIBLE_FROM_YEAR,
     plausible_until_year,
@@ -857,7 +857,8 @@ def ingest_file(
             up.sha, staged = ledger.stage_evidence(store, source)
         try:
             up.size = staged.stat().st_size
-            _ingest_staged(store, up, staged)
+            with nopandas.refused():  # reading and storing a file never needs pandas
+                _ingest_staged(store, up, staged)
         finally:
             staged.unlink(missing_ok=True)
     except FileError as exc:

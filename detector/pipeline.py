@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from detector import identity
+from detector import identity, nopandas
 from detector.engine import RunReport, run_rules
 from detector.errors import DetectorError
 from detector.identity import LinkReport
@@ -120,27 +120,31 @@ def run(
             on_file(source, result)
     if sources and not report.new_uploads and not steps.even_if_nothing_stored:
         return report  # nothing new: nothing to re-evaluate
-    if steps.link and identity.pending(store):
+    with nopandas.refused():
+        linking = steps.link and identity.pending(store)
+    if linking:
         try:
-            report.persons = identity.link(store, triggered_by=triggered_by)
+            with nopandas.refused():  # Splink's DuckDB backend needs no pandas either
+                report.persons = identity.link(store, triggered_by=triggered_by)
         except (DetectorError, duckdb.Error, OSError) as exc:
             # Recorded as failed in the run history; the rules and the scoring still run,
             # reading the persons as they were (the next run links what this one could not).
             report.persons_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-    if steps.rules:
-        report.rules = run_rules(
-            store, steps.rule_dirs, steps.only, triggered_by=triggered_by, full=steps.full
-        )
-    if steps.score:
-        from detector.scoring import ScoringConfig, score
+    with nopandas.refused():  # the rules and the scoring never need pandas
+        if steps.rules:
+            report.rules = run_rules(
+                store, steps.rule_dirs, steps.only, triggered_by=triggered_by, full=steps.full
+            )
+        if steps.score:
+            from detector.scoring import ScoringConfig, score
 
-        report.scoring = score(
-            store,
-            ScoringConfig(model=steps.model),
-            triggered_by=triggered_by,
-            refit=steps.refit,
-            full=steps.full,
-        )
+            report.scoring = score(
+                store,
+                ScoringConfig(model=steps.model),
+                triggered_by=triggered_by,
+                refit=steps.refit,
+                full=steps.full,
+            )
     return report
 
 

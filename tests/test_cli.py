@@ -133,8 +133,8 @@ def _imported_by(argv: list[str]) -> set[str]:
 
 SCORING_STACK = {"pyod", "sklearn", "scipy", "numba", "joblib", "matplotlib"}
 # DuckDB 1.5.5 (the engine DuckLake needs, README "The engine") imports pandas to bind any
-# query parameter that is not None (0.2 s); 2.0 did not. So pandas is checked only where no
-# query runs.
+# query parameter that is not None (0.5 s); 2.0 did not. The rules, the scoring and `status`
+# refuse it that import (detector.nopandas); identity linkage (Splink) may load it.
 NO_QUERY = {"polars", "duckdb", "pyarrow", "pandas", *SCORING_STACK}
 
 
@@ -153,6 +153,8 @@ def test_commands_import_only_what_they_use(store, tmp_path):
     assert runner.invoke(app, ["ingest", str(more), "--db", str(store.path)]).exit_code == 0
     assert not _imported_by(["run", "--no-score", "--db", str(store.path)]) & SCORING_STACK
     assert not _imported_by(["run", "--db", str(store.path)]) & SCORING_STACK
+    assert "pandas" not in _imported_by(["status", "--db", str(store.path)])
+    assert "pandas" not in _imported_by(["run", "--no-score", "--db", str(store.path)])
     assert rows(store, "SELECT count(*) FROM scores") == [(len(days) + 1,)]
 
 

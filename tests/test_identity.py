@@ -400,3 +400,69 @@ def test_books_written_surname_first_for_months_keep_each_person_once(demo_logs,
         before["person"][:3].to_list(),
         after["person"][:3].to_list(),
     )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_an_incremental_linkage_clusters_the_touched_part_as_clustering_everything_would(seed):
+    """The incremental linkage clusters in Python only the mentions a join can reach and
+    keeps every other known person in SQL: the persons must be those of clustering every
+    mention (the known ones, the new ones, the pairs, the auditors' merges and splits)."""
+    import duckdb
+    import polars as pl
+
+    rnd = random.Random(seed)
+    docs = ["D1", "D1X", "D2", "D3", None, None, None]
+    old = [(f"m{i:03d}", rnd.choice(docs), rnd.randint(1, 3)) for i in range(120)]
+    new = [(f"n{i:03d}", rnd.choice(docs), 4) for i in range(15)]
+    keys_old, everyone = [k for k, _, _ in old], old + new
+
+    def edges(pool_a, pool_b, count):
+        out = {}
+        for _ in range(count):
+            a, b = rnd.choice(pool_a), rnd.choice(pool_b)
+            if a != b:
+                out[tuple(sorted((a, b)))] = (rnd.uniform(-5, 12), rnd.choice([0, 1, 2]))
+        return out
+
+    before = edges(keys_old, keys_old, 150)
+    known, _ = identity.cluster(old, [(a, b, w) for (a, b), (w, _) in before.items()], 3.0)
+    scored = edges([k for k, _, _ in new], [k for k, _, _ in everyone], 25)
+    merges = [rnd.sample(keys_old, 2)] if seed % 2 else []
+    sides = {rnd.choice(keys_old): {(0, 0)}, new[0][0]: {(0, 1)}} if seed % 3 == 0 else {}
+    pairs = [(a, b, -1e9 if g == 0 else w) for (a, b), (w, g) in scored.items()]
+    threshold = identity.weight_of(identity.THRESHOLD)
+    expected, _ = identity.cluster(everyone, pairs, threshold, merges, sides, known)
+
+    con = duckdb.connect()
+    frames = {
+        "mentions": pl.DataFrame(
+            [(k, d) for k, d, _ in everyone], schema=["mention_key", "id_number"], orient="row"
+        ),
+        "every_mention": pl.DataFrame(
+            [(k, s) for k, _, s in everyone], schema=["mention_key", "first_seq"], orient="row"
+        ),
+        "known": pl.DataFrame(
+            [(k, "P-" + p) for k, p in known.items()],
+            schema=["mention_key", "person_id"],
+            orient="row",
+        ),
+        "pairs": pl.DataFrame(
+            [(a, b, w, g) for (a, b), (w, g) in scored.items()],
+            schema={
+                "a": pl.String,
+                "b": pl.String,
+                "match_weight": pl.Float64,
+                "gamma_name": pl.Int64,
+            },
+            orient="row",
+        ),  # fmt: skip
+    }
+    for name, frame in frames.items():
+        con.register(f"{name}_frame", frame)
+        con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM {name}_frame")
+    model = identity.Model("m", {}, identity.THRESHOLD, {})
+    report = identity.LinkReport("incremental")
+    identity._clustered(con, model, report, merges, sides)
+    got = dict(con.execute("SELECT mention_key, person_id FROM assigned").fetchall())
+    assert got == {k: "P-" + p for k, p in expected.items()}
+    assert report.persons == len(set(expected.values()))
