@@ -8,7 +8,7 @@ With the visits of bench/rules.py stored and the rules run once:
 - then the next 1% of visits spread over every facility (the days after the stored ones,
   as one upload) and, each from its own copy of that state, `detector run --no-score`
   (the incremental rule run) and `detector run` (incremental rules and scoring), each as a
-  share of its full counterpart;
+  share of its full counterpart run from a copy of the same state;
 - the fixed cost of a command: `detector run` with nothing new, `detector status`,
   `detector --help`, beside the start-up floor (Python with DuckDB, polars and Arrow
   imported and the database opened, nothing else);
@@ -83,16 +83,19 @@ def measure(
                 timed("--help", ["--help"], db)
                 timed("start-up floor", [sys.executable, "-c", FLOOR, str(db)], db)
         if ratios:
-            for _ in range(repeat):
-                timed("full rules", ["run", "--no-score", "--full"], db)
-                if score:
-                    timed("full run", ["run", "--full", "--refit"], db)
             appended = Path(tmp) / "appended"
             shutil.copytree(base, appended)
             _append(appended / "bench.duckdb", rows)
+            # Each command, full or incremental, from its own copy of the same state: the
+            # 1% appended and not yet run on (so both link the new rows to persons).
             for i in range(repeat):
-                steps = [("incremental rules", ["run", "--no-score"])]
-                for name, args in steps + ([("run", ["run"])] if score else []):
+                steps = [
+                    ("full rules", ["run", "--no-score", "--full"]),
+                    ("incremental rules", ["run", "--no-score"]),
+                ]
+                if score:
+                    steps += [("full run", ["run", "--full", "--refit"]), ("run", ["run"])]
+                for name, args in steps:
                     copy = _copy(appended, Path(tmp) / f"{name}-{i}".replace(" ", "-"))
                     timed(name, args, copy)
                     shutil.rmtree(copy.parent)
