@@ -383,6 +383,19 @@ LAKE_SCHEMA = hashlib.sha256("\n;\n".join(LAKE_DDL).encode("utf-8")).hexdigest()
 SCHEMA_MARKS = frozenset({"schema_version", "store_schema"})
 
 
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One transaction on ``con``: committed when the block ends, rolled back when it
+    raises (the block may commit and begin again part way)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 def _owner_only(path: Path) -> None:
     """The database file (and its write-ahead log) readable and writable by its owner only."""
     for p in (path, path.with_name(path.name + ".wal")):
@@ -629,13 +642,8 @@ class Store:
                         con.execute("INSERT INTO schema_version VALUES (?)", [DDL_SHA256])
                     _owner_only(self.path)
                     Store._ready.add(str(self.path))
-                con.execute("BEGIN TRANSACTION")
-                try:
+                with transaction(con):
                     yield con
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-                con.execute("COMMIT")
             finally:
                 con.close()
         finally:
@@ -906,13 +914,8 @@ class _Lake:
             token = _session.set(session)
             try:
                 con.execute("USE lake")
-                con.execute("BEGIN TRANSACTION")
-                try:
+                with transaction(con):
                     yield con
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-                con.execute("COMMIT")
             finally:
                 _session.reset(token)
                 con.close()
