@@ -20,7 +20,6 @@ and ``person_models``; ``person_overrides`` holds the auditors' merges and split
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -40,6 +39,7 @@ from detector import names
 from detector.auth import Actor, require
 from detector.errors import StoreBusy
 from detector.i18n import N_, number, translate
+from detector.kept import folder_hash, publish
 from detector.review import ReviewError, log_action
 from detector.runs import next_run, now, record_failed
 from detector.schema import KINDS, SPECS, Mention, fold_sql, name_status_sql
@@ -315,17 +315,6 @@ def models_dir(store: Store) -> Path:
     return store.models
 
 
-def folder_hash(path: Path) -> tuple[str, dict[str, bytes]]:
-    """SHA-256 over a model folder's files (names and contents), and the bytes hashed: what
-    is read is exactly what was checked."""
-    digest, kept = hashlib.sha256(), {}
-    for f in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
-        data = f.read_bytes()
-        digest.update(os.fsencode(f.name) + b"\0" + hashlib.sha256(data).digest())
-        kept[f.name] = data
-    return digest.hexdigest(), kept
-
-
 def save_model(store: Store, model: Model) -> Model:
     root = models_dir(store)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -338,9 +327,7 @@ def save_model(store: Store, model: Model) -> Model:
         digest, _ = folder_hash(staging)
         model.model_id = "persons-" + digest[:16]
         path = root / model.model_id
-        if path.exists():
-            shutil.rmtree(path)
-        staging.rename(path)
+        publish(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

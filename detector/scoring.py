@@ -50,6 +50,7 @@ from detector.features import (
 )
 from detector.flags import Hit, Resolution, flag_id, store_flags
 from detector.i18n import N_
+from detector.kept import folder_hash, publish
 from detector.risk import RULE_PART, range_risk, visit_risk
 from detector.runs import RUN_WRITERS, next_run, now
 from detector.store import Store, upsert
@@ -370,20 +371,7 @@ def models_dir(store: Store) -> Path:
 
 def content_hash(path: Path) -> str:
     """SHA-256 over a reference folder's files (names and contents), in name order."""
-    return _read_hashed(path)[0]
-
-
-def _read_hashed(path: Path, keep: tuple[str, ...] = ()) -> tuple[str, dict[str, bytes]]:
-    """``content_hash`` of a folder, and the bytes it hashed of the files named in ``keep``:
-    what is loaded is then exactly what was checked (a file swapped after the hash and
-    before a second read was loaded unchecked: a pickle runs code)."""
-    digest, kept = hashlib.sha256(), {}
-    for f in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
-        data = f.read_bytes()
-        digest.update(os.fsencode(f.name) + b"\0" + hashlib.sha256(data).digest())
-        if f.name in keep:
-            kept[f.name] = data
-    return digest.hexdigest(), kept
+    return folder_hash(path, keep=())[0]
 
 
 # A reference's id as ``fit_reference`` makes it (16 hex digits), or any plain name: never
@@ -433,7 +421,7 @@ def load_reference(store: Store, config: ScoringConfig) -> tuple[Reference | Non
             return None, f"reference {model_id!r} is not a folder inside the models folder"
         if not path.is_dir():
             return None, f"the files of reference {model_id} are gone"
-        checked, files = _read_hashed(path, keep=(_ECDF_FILE, _SCORER_FILE))
+        checked, files = folder_hash(path, keep=(_ECDF_FILE, _SCORER_FILE))
         if checked != digest or _ECDF_FILE not in files:
             return None, f"the files of reference {model_id} changed since it was fitted"
         ecdf = np.load(io.BytesIO(files[_ECDF_FILE]))  # arrays only: no pickles allowed
@@ -500,9 +488,7 @@ def fit_reference(store: Store, config: ScoringConfig, workdir: Path) -> Referen
             (_reference_key(config) + str(fit_from) + str(fit_to) + digest).encode()
         ).hexdigest()[:16]
         path = models_dir(store) / model_id
-        if path.exists():
-            shutil.rmtree(path)
-        staging.rename(path)
+        publish(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
