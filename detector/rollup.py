@@ -160,22 +160,21 @@ def _rollup_sql(by: str) -> str:
         FROM ({ROLLUPS[by]}) e JOIN scores s USING (record_key)
         JOIN visits v USING (record_key)
         WHERE e.k IS NOT NULL AND e.k <> '' AND {credited}"""
-    if by == "person":
-        event_units = (
-            "SELECT k, rule_id AS evidence, risk, times, facility, day "
-            f"FROM ({EVENT_PEOPLE}) WHERE coalesce(k, '') <> ''"
-        )
-        events = (
-            "SELECT k, count(*) AS event_flags, sum(times)::BIGINT AS event_occurrences "
-            f"FROM ({EVENT_PEOPLE}) WHERE coalesce(k, '') <> '' GROUP BY ALL"
-        )
-    else:
-        event_units = (
-            "SELECT NULL::VARCHAR AS k, NULL::VARCHAR AS evidence, 0.0 AS risk, 1 AS times, "
-            "NULL::VARCHAR AS facility, NULL::DATE AS day WHERE false"
-        )
-        events = "SELECT NULL::VARCHAR AS k, 0 AS event_flags, 0 AS event_occurrences WHERE false"
-    units = f"({visit_units}) UNION ALL ({event_units})"
+    # a person's flags on reader events, one row per flag (none for the other roll-ups)
+    event_units = (
+        "SELECT k, rule_id AS evidence, risk, times, facility, day "
+        f"FROM ({EVENT_PEOPLE}) WHERE coalesce(k, '') <> ''"
+        if by == "person"
+        else "SELECT NULL::VARCHAR AS k, NULL::VARCHAR AS evidence, 0.0 AS risk, 1 AS times, "
+        "NULL::VARCHAR AS facility, NULL::DATE AS day WHERE false"
+    )
+    events = """
+        SELECT k, count(*) AS event_flags, sum(times)::BIGINT AS event_occurrences
+        FROM u WHERE from_events GROUP BY k"""
+    # every piece of evidence once (u), weighed per entity (w) and placed in time (seen)
+    units = f"""
+        SELECT *, false AS from_events FROM ({visit_units})
+        UNION ALL SELECT *, true FROM ({event_units})"""
     weighed = f"""
         SELECT k, sum(top * (1 + {REPEAT_BONUS} * (1 - 1.0 / n))) AS total_risk,
                max(top) AS max_risk,
@@ -184,14 +183,12 @@ def _rollup_sql(by: str) -> str:
                  AS event_risk
         FROM (SELECT k, evidence, max(risk) AS top, sum(times) AS n,
                      bool_or(from_events) AS from_events
-              FROM (SELECT *, false AS from_events FROM ({visit_units})
-                    UNION ALL SELECT *, true FROM ({event_units}))
-              GROUP BY ALL)
+              FROM u GROUP BY ALL)
         GROUP BY k"""
-    seen = f"""
+    seen = """
         SELECT k, count(DISTINCT day) AS evidence_days,
                count(DISTINCT facility) AS evidence_places
-        FROM ({units}) WHERE evidence <> 'usual' GROUP BY k"""
+        FROM u WHERE evidence <> 'usual' GROUP BY k"""
     shown = (
         "coalesce(n.name, w.k) AS person, "
         "CASE WHEN n.person_id IS NOT NULL THEN w.k END AS person_id"
@@ -200,7 +197,8 @@ def _rollup_sql(by: str) -> str:
     )
     names = "LEFT JOIN person_names n ON n.person_id = w.k" if by == "person" else ""
     return f"""
-        WITH v AS ({visits}), ev AS ({events}), w AS ({weighed}), seen AS ({seen})
+        WITH v AS ({visits}), u AS ({units}), ev AS ({events}), w AS ({weighed}),
+             seen AS ({seen})
         SELECT {shown}, coalesce(v.visits, 0) AS visits,
                coalesce(v.escorted_visits, 0) AS escorted_visits,
                coalesce(v.hosted_visits, 0) AS hosted_visits,
