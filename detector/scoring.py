@@ -1027,8 +1027,9 @@ def _model_hits(con, config: ScoringConfig, reference_rows: int) -> list[Hit]:
         features = json.loads(top or "[]")
         if max((f.get("contribution") or 0 for f in features), default=0) < floor:
             continue
-        arrival = (facility, at.replace(second=0, microsecond=0) if at else None)
-        if arrival in arrivals and at is not None:
+        # one arrival: a facility and a minute (an undated visit is its own)
+        arrival = (facility, at.replace(second=0, microsecond=0) if at is not None else key)
+        if arrival in arrivals:
             arrivals[arrival].record_keys.append(key)
             continue
         fields = {
@@ -1039,7 +1040,7 @@ def _model_hits(con, config: ScoringConfig, reference_rows: int) -> list[Hit]:
         }
         flag = {"rule_id": rule_id, "facility": facility, "period_start": at}
         title, explanation = model_wording(flag, fields, i18n.SOURCE)
-        arrivals[arrival if at is not None else (facility, key)] = Hit(
+        arrivals[arrival] = Hit(
             flag_id(rule_id, key),
             rule_id,
             "visit_pattern",
