@@ -457,25 +457,27 @@ def _for_linkage(con, table: str, out: str, junk: str) -> None:
     )
 
 
-def _tf_tables(con, every: str) -> None:
-    """Term frequencies over every mention (``every``). A name's is how often two people
-    share it: its share of the population (``names.commonness``), or, when the store has
-    namesakes (the name under several identity documents), their share of the mentions.
-    A mention is one spelling of one person, so a name's own count says nothing of
-    namesakes: two spellings of one rare name are not two people sharing it. A badge's is
-    its share of the mentions (a visitor pass handed to many is weak evidence)."""
+def _tf_tables(con, every: str, among: str | None = None) -> None:
+    """Term frequencies over every mention (``every``), as temporary tables; with
+    ``among`` (a table of ``canonical`` and ``badge``), for its values alone. A name's is
+    how often two people share it: its share of the population (``names.commonness``), or,
+    when the store has namesakes (the name under several identity documents), their share
+    of the mentions. A mention is one spelling of one person, so a name's own count says
+    nothing of namesakes: two spellings of one rare name are not two people sharing it. A
+    badge's is its share of the mentions (a visitor pass handed to many is weak evidence)."""
+    only = (lambda c: f"AND {c} IN (SELECT {c} FROM {among})") if among else (lambda c: "")
     con.execute(
-        f"""CREATE OR REPLACE TABLE tf_canonical AS
+        f"""CREATE OR REPLACE TEMP TABLE tf_canonical AS
         SELECT canonical,
                greatest(any_value(commonness),
                         (count(DISTINCT id_number) - 1) / (SELECT count(*) FROM {every}))
                  AS tf_canonical
-        FROM {every} WHERE canonical IS NOT NULL GROUP BY canonical"""
+        FROM {every} WHERE canonical IS NOT NULL {only("canonical")} GROUP BY canonical"""
     )
     con.execute(
-        f"""CREATE OR REPLACE TABLE tf_badge AS
+        f"""CREATE OR REPLACE TEMP TABLE tf_badge AS
         SELECT badge, count(*) / (SELECT count(*) FROM {every}) AS tf_badge
-        FROM {every} WHERE badge IS NOT NULL GROUP BY badge"""
+        FROM {every} WHERE badge IS NOT NULL {only("badge")} GROUP BY badge"""
     )
 
 
@@ -740,6 +742,7 @@ class LinkReport:
     rows: int = 0
     mentions: int = 0
     new_mentions: int = 0
+    known_read: int = 0  # the known mentions it read (an incremental one: those near)
     persons: int = 0
     joined: int = 0
     model_id: str = ""
@@ -779,6 +782,9 @@ class _Job:
     triggered_by: str
     workdir: Path | None
     seconds: dict[str, float] = field(default_factory=dict)
+    # In an incremental linkage, the known mentions and persons it did not read (no new
+    # mention can meet them): counted into its report, not clustered.
+    outside: tuple[int, int] = (0, 0)
 
     @property
     def full(self) -> bool:
@@ -832,20 +838,22 @@ def _link(job: _Job) -> LinkReport:
     t = time.perf_counter()
     with TemporaryDirectory(dir=job.workdir or job.store.scratch, prefix=".persons-") as tmp:
         tmp = Path(tmp)
-        with job.store.read() as con:
-            con.execute(
-                f"COPY ({rows_sql(0 if job.full else job.since, job.upto)}) "
-                f"TO '{tmp / 'rows.parquet'}' (FORMAT parquet)"
-            )
-            if not job.full:
-                con.execute(
-                    f"COPY (SELECT * FROM person_mentions) TO '{tmp / 'known.parquet'}' "
-                    "(FORMAT parquet)"
-                )
-            merges, sides = _overrides(con)
-        job.seconds["read"] = time.perf_counter() - t
         con = _private(tmp)
         try:
+            with job.store.read() as store:
+                store.execute(
+                    f"COPY ({rows_sql(0 if job.full else job.since, job.upto)}) "
+                    f"TO '{tmp / 'rows.parquet'}' (FORMAT parquet)"
+                )
+                merges, sides = _overrides(store)
+                con.execute(
+                    f"CREATE TEMP TABLE rows AS SELECT * FROM read_parquet('{tmp / 'rows.parquet'}')"
+                )
+                _mentions(con, "rows")
+                if not job.full:
+                    named = sorted({k for group in merges for k in group} | set(sides))
+                    job.outside = _nearby(store, con, tmp, named)
+            job.seconds["read"] = time.perf_counter() - t
             report, model = _link_private(con, job, tmp, merges, sides)
             t = time.perf_counter()
             _outputs(con, tmp, model, job.full)
@@ -857,11 +865,89 @@ def _link(job: _Job) -> LinkReport:
     return report
 
 
-_KNOWN = """
+# Read every known mention in an incremental linkage, not only those the new ones can meet.
+READ_EVERY_KNOWN = False
+
+
+def _nearby(store, con, tmp: Path, named: list[str]) -> tuple[int, int]:
+    """For an incremental linkage: from the ``store``, the known mentions the new ones
+    (``new_mentions`` on the private ``con``) can meet, and what linkage reads of every
+    other, written to ``tmp`` for the private connection.
+
+    The known mentions kept are those a blocking rule (``BLOCKING``) can pair with a new
+    one (a shared document or badge, the same name, a shared pair of name sounds where one
+    side has no identifier), the new rows' own known mentions and those the auditors'
+    merges and splits name (``named``), closed over the persons they belong to (a known
+    person is clustered whole or not at all). The documents left out as junk and the term
+    frequencies are computed over every mention, for the values those mentions hold.
+    Returns the known mentions and persons not kept (counted, not read). With
+    ``READ_EVERY_KNOWN`` set, every known mention is kept (the result must be the same:
+    the tests compare the two)."""
+    con.execute(
+        "COPY (SELECT mention_key, canonical, sounds, id_number, badge, commonness "
+        f"FROM new_mentions) TO '{tmp / 'fresh.parquet'}' (FORMAT parquet)"
+    )
+    store.execute(
+        "CREATE OR REPLACE TEMP TABLE fresh AS "
+        f"SELECT * FROM read_parquet('{tmp / 'fresh.parquet'}')"
+    )
+    store.execute(
+        """CREATE OR REPLACE TEMP VIEW every_known AS
+        SELECT mention_key, canonical, id_number, badge, commonness FROM person_mentions
+        UNION ALL SELECT mention_key, canonical, id_number, badge, commonness
+        FROM fresh ANTI JOIN person_mentions USING (mention_key)"""
+    )
+    store.execute("CREATE OR REPLACE TEMP TABLE junk AS " + _junk_sql("every_known"))
+    unjunked = "CASE WHEN id_number IN (SELECT id_number FROM junk) THEN NULL ELSE id_number END"
+    store.execute(
+        f"""CREATE OR REPLACE TEMP TABLE near AS
+        WITH f AS (SELECT mention_key, canonical, {unjunked} AS id_number, badge,
+                          {_PAIRS} AS pairs
+                   FROM (SELECT * REPLACE (coalesce(sounds, []) AS sounds) FROM fresh)),
+        ids AS (SELECT id_number AS v FROM f WHERE id_number IS NOT NULL
+                UNION SELECT badge FROM f WHERE badge IS NOT NULL),
+        fp AS (SELECT p, bool_or(bare) AS bare FROM (
+                 SELECT unnest(pairs) AS p, id_number IS NULL AND badge IS NULL AS bare FROM f)
+               GROUP BY p),
+        kp AS (SELECT mention_key, unnest({_PAIRS}) AS p,
+                      ({unjunked}) IS NULL AND badge IS NULL AS bare
+               FROM person_mentions WHERE len(sounds) > 1),
+        seed AS (
+            SELECT mention_key FROM person_mentions
+            WHERE mention_key IN (SELECT mention_key FROM fresh)
+               OR mention_key IN (SELECT unnest($named::VARCHAR[]))
+               OR id_number IN (SELECT v FROM ids) OR badge IN (SELECT v FROM ids)
+               OR canonical IN (SELECT canonical FROM f)
+            UNION SELECT kp.mention_key FROM kp JOIN fp USING (p) WHERE kp.bare OR fp.bare
+            UNION SELECT mention_key FROM person_mentions WHERE $every)
+        SELECT * FROM person_mentions
+        WHERE person_id IN (SELECT person_id FROM person_mentions SEMI JOIN seed USING (mention_key))""",
+        {"named": named, "every": READ_EVERY_KNOWN},
+    )
+    store.execute(
+        """CREATE OR REPLACE TEMP VIEW read_here AS
+        SELECT canonical, badge FROM near UNION ALL SELECT canonical, badge FROM fresh"""
+    )
+    _tf_tables(store, "every_known", among="read_here")
+    for table, select in (
+        ("known", _KNOWN_COLUMNS + " FROM near"),
+        ("junk", "SELECT * FROM junk"),
+        ("tf_canonical", "SELECT * FROM tf_canonical"),
+        ("tf_badge", "SELECT * FROM tf_badge"),
+    ):
+        store.execute(f"COPY ({select}) TO '{tmp / table}.parquet' (FORMAT parquet)")
+    (outside,) = store.execute(
+        """SELECT [(SELECT count(*) FROM person_mentions) - (SELECT count(*) FROM near),
+                   (SELECT count(DISTINCT person_id) FROM person_mentions)
+                   - (SELECT count(DISTINCT person_id) FROM near)]"""
+    ).fetchall()[0]
+    return outside[0], outside[1]
+
+
+_KNOWN_COLUMNS = """
     SELECT mention_key, canonical, words, sounds, sounds_key,
            id_number, id_type, badge, inmates, commonness, first_seq, person_id,
-           match_weight, linked_to
-    FROM read_parquet('{path}')"""
+           match_weight, linked_to"""
 
 
 def _link_private(con, job: _Job, tmp: Path, merges, sides) -> tuple[LinkReport, Model]:
@@ -875,7 +961,7 @@ def _link_private(con, job: _Job, tmp: Path, merges, sides) -> tuple[LinkReport,
     with _timed(job.seconds, "predict"):
         _scored(con, model, job.full, report)
     with _timed(job.seconds, "cluster"):
-        _clustered(con, model, report, merges, sides)
+        _clustered(con, model, report, merges, sides, job.outside[1])
     return report, model
 
 
@@ -887,10 +973,9 @@ def _timed(seconds: dict[str, float], step: str) -> Iterator[None]:
 
 
 def _prepare(con, job: _Job, tmp: Path) -> LinkReport:
-    """The rows' mentions: the new ones, and every one (with those known) as linkage
-    reads them, and the term frequencies over every one."""
-    con.execute(f"CREATE TEMP TABLE rows AS SELECT * FROM read_parquet('{tmp / 'rows.parquet'}')")
-    _mentions(con, "rows")
+    """Every mention as linkage reads it (the new ones with the known ones, all of them in
+    a full linkage, else those :func:`_nearby` kept), the junk documents and the term
+    frequencies."""
     if job.full:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE known AS SELECT *, NULL::VARCHAR AS person_id, "
@@ -898,26 +983,36 @@ def _prepare(con, job: _Job, tmp: Path) -> LinkReport:
             "WHERE false"
         )
     else:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE known AS " + _KNOWN.format(path=tmp / "known.parquet")
-        )
+        for table in ("known", "junk", "tf_canonical", "tf_badge"):
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {table} AS "
+                f"SELECT * FROM read_parquet('{tmp / table}.parquet')"
+            )
     con.execute("DELETE FROM new_mentions WHERE mention_key IN (SELECT mention_key FROM known)")
     con.execute(
         """CREATE OR REPLACE TEMP TABLE every_mention AS
         SELECT * EXCLUDE (person_id, match_weight, linked_to) FROM known
         UNION ALL BY NAME SELECT * FROM new_mentions"""
     )
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE junk AS SELECT id_number FROM every_mention
-        WHERE id_number IS NOT NULL GROUP BY id_number
-        HAVING count(DISTINCT canonical) > {JUNK_DOCUMENT_NAMES}"""
-    )
+    if job.full:
+        con.execute("CREATE OR REPLACE TEMP TABLE junk AS " + _junk_sql("every_mention"))
+        _tf_tables(con, "every_mention")
     _for_linkage(con, "every_mention", "mentions", "junk")
     _for_linkage(con, "new_mentions", "fresh", "junk")
-    _tf_tables(con, "every_mention")
     report = LinkReport("", rows=_count(con, "rows"))
-    report.mentions, report.new_mentions = _count(con, "mentions"), _count(con, "fresh")
+    report.mentions = _count(con, "mentions") + job.outside[0]
+    report.known_read = _count(con, "known")
+    report.new_mentions = _count(con, "fresh")
     return report
+
+
+def _junk_sql(every: str) -> str:
+    """The documents written under more names than ``JUNK_DOCUMENT_NAMES`` among the
+    mentions ``every``: no identifier (left out of linkage)."""
+    return (
+        f"SELECT id_number FROM {every} WHERE id_number IS NOT NULL GROUP BY id_number "
+        f"HAVING count(DISTINCT canonical) > {JUNK_DOCUMENT_NAMES}"
+    )
 
 
 def _modelled(con, job: _Job, report: LinkReport) -> Model:
@@ -948,7 +1043,9 @@ def _scored(con, model: Model, full: bool, report: LinkReport) -> None:
         )
 
 
-def _clustered(con, model: Model, report: LinkReport, merges, sides) -> None:
+def _clustered(
+    con, model: Model, report: LinkReport, merges, sides, outside_persons: int = 0
+) -> None:
     """``assigned`` (each mention's person, and the person it was known as) and
     ``accepted`` (whether each pair joined), from the pairs, the persons known and the
     auditors' merges and splits.
@@ -1006,7 +1103,7 @@ def _clustered(con, model: Model, report: LinkReport, merges, sides) -> None:
         SELECT r.mention_key, 'P-' || o.root, r.person_id
         FROM rest r JOIN oldest o USING (person_id)"""
     )
-    report.persons = con.execute("SELECT count(DISTINCT person_id) FROM assigned").fetchall()[0][0]
+    report.persons = _count(con, "(SELECT DISTINCT person_id FROM assigned)") + outside_persons
     report.joined = int(decided["accepted"].sum() or 0)
 
 

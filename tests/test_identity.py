@@ -466,3 +466,45 @@ def test_an_incremental_linkage_clusters_the_touched_part_as_clustering_everythi
     got = dict(con.execute("SELECT mention_key, person_id FROM assigned").fetchall())
     assert got == {k: "P-" + p for k, p in expected.items()}
     assert report.persons == len(set(expected.values()))
+
+
+def test_an_incremental_linkage_reads_only_the_known_mentions_the_new_ones_can_meet(
+    demo_logs, tmp_path, monkeypatch
+):
+    """Issue 25: an incremental linkage reads from the store only the known mentions a
+    blocking rule can pair with a new one (and their persons whole), and the junk documents
+    and term frequencies for those values; its pairs, weights and persons are those of
+    reading every known mention. The new rows: one prison's second half-year and another
+    prison's whole book (officials and relatives seen before, and people never seen)."""
+    import shutil
+
+    zac = demo_logs["visits_ZAC"].read_bytes().splitlines(keepends=True)  # (Windows-1252)
+    half = len(zac) // 2
+    first = tmp_path / "in" / "visitas_ZAC_1.csv"
+    first.parent.mkdir()
+    first.write_bytes(b"".join(zac[:half]))
+    later = tmp_path / "visitas_ZAC_2.csv"
+    later.write_bytes(zac[0] + b"".join(zac[half:]))
+    known = [first] + [
+        p for k, p in demo_logs.items() if k not in ("truth", "visits_ZAC", "visits_MAR")
+    ]
+    near = Store(tmp_path / "near" / "d.duckdb")
+    pipeline.run(near, known, LINK_ONLY, user="test")
+    pipeline.run(near, [later, demo_logs["visits_MAR"]], pipeline.INGEST_ONLY, user="test")
+    shutil.copytree(near.path.parent, tmp_path / "every")
+    every = Store(tmp_path / "every" / "d.duckdb")
+
+    read_near = identity.link(near)
+    monkeypatch.setattr(identity, "READ_EVERY_KNOWN", True)
+    read_every = identity.link(every)
+
+    assert read_near.scope.startswith("incremental") and read_near.new_mentions > 1000
+    assert read_near.known_read < read_every.known_read / 2, (read_near, read_every)
+    for field in ("rows", "mentions", "new_mentions", "persons", "joined"):
+        assert getattr(read_near, field) == getattr(read_every, field), field
+    links = "SELECT mention_key, other_key, round(match_weight, 9), accepted, why FROM person_links"
+    assert sorted(rows(near, links)) == sorted(rows(every, links))
+    persons = "SELECT kind, record_key, part, person_id FROM persons ORDER BY ALL"
+    assert rows(near, persons) == rows(every, persons)
+    mentions = "SELECT * EXCLUDE (match_weight), round(match_weight, 9) FROM person_mentions"
+    assert sorted(rows(near, mentions)) == sorted(rows(every, mentions))
