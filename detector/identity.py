@@ -41,7 +41,7 @@ from detector.errors import StoreBusy
 from detector.i18n import N_, number, translate
 from detector.kept import folder_hash, publish
 from detector.review import ReviewError, log_action
-from detector.runs import next_run, now, record_failed
+from detector.runs import next_run, now, record_failed, watermark
 from detector.schema import KINDS, SPECS, Mention, fold_sql, name_status_sql
 from detector.settings import settings
 from detector.store import Store
@@ -750,20 +750,6 @@ class LinkReport:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _watermark(con) -> int:
-    last = con.execute(
-        "SELECT max(watermark) FROM runs WHERE kind = 'persons' AND status = 'ok'"
-    ).fetchall()[0][0]
-    return last or 0
-
-
-def pending(store: Store) -> bool:
-    """Whether uploads arrived since the last linkage (there may be new people)."""
-    with store.read() as con:
-        upto = con.execute("SELECT coalesce(max(seq), 0) FROM uploads").fetchall()[0][0]
-        return upto > _watermark(con)
-
-
 def weight_of(probability: float) -> float:
     """A match probability as a match weight (log2 of its odds)."""
     return math.log2(probability / (1 - probability))
@@ -805,7 +791,7 @@ def link(
     while True:
         with store.read() as con:
             upto = con.execute("SELECT coalesce(max(seq), 0) FROM uploads").fetchall()[0][0]
-            since = _watermark(con)
+            since = watermark(con, "persons")
         model, why = (None, "asked to refit") if refit else load_model(store)
         if model is not None and upto <= since:
             return LinkReport("nothing new since the last linkage", model_id=model.model_id)
@@ -1203,7 +1189,7 @@ def _store(job: _Job, tmp: Path, report: LinkReport, model: Model) -> None:
     mentions and the pairs that explain them, and the run with its watermark."""
     src = {f: f"read_parquet('{tmp / f}.parquet')" for f in ("rows_out", "mentions", "links")}
     with job.store.write() as w:
-        if _watermark(w) != job.since:  # (linkages store in turn: every writer's lock)
+        if watermark(w, "persons") != job.since:  # (linkages store in turn: every writer's lock)
             raise _Overtaken()
         run_id = next_run(w, "persons", job.triggered_by, report.scope)
         if model.new:

@@ -16,21 +16,17 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from detector import identity, nopandas
+from detector import nopandas, runs
 from detector.engine import RunReport, run_rules
 from detector.errors import DetectorError
-from detector.identity import LinkReport
-from detector.ingest import (
-    IngestResult,
-    expand_paths,
-    ingest_file,
-    reference_first,
-    shown_name,
-)
-from detector.mapping import UserMapping
 from detector.store import Store
 
-if TYPE_CHECKING:  # scoring loads PyOD: it is imported only when a run scores
+# Each step's module is imported when a run takes that step: a run with nothing new (the
+# scheduler's every tick) loads neither the readers of files nor Splink, nor PyOD.
+if TYPE_CHECKING:
+    from detector.identity import LinkReport
+    from detector.ingest import IngestResult
+    from detector.mapping import UserMapping
     from detector.scoring import ScoreReport
 
 
@@ -120,9 +116,11 @@ def run(
             on_file(source, result)
     if sources and not report.new_uploads and not steps.even_if_nothing_stored:
         return report  # nothing new: nothing to re-evaluate
-    with nopandas.refused():
-        linking = steps.link and identity.pending(store)
+    with nopandas.refused():  # (DuckDB 1.5.5 would import pandas to bind a parameter)
+        linking = steps.link and runs.pending(store, "persons")
     if linking:
+        from detector import identity
+
         try:
             with nopandas.refused():  # Splink's DuckDB backend needs no pandas either
                 report.persons = identity.link(store, triggered_by=triggered_by)
@@ -151,6 +149,8 @@ def run(
 def _ingest(
     store: Store, source: Source, user: str | None, on_rows: Callable | None
 ) -> IngestResult:
+    from detector.ingest import IngestResult, ingest_file, shown_name
+
     rows = (lambda n: on_rows(source, n)) if on_rows else None
     name = shown_name(source.path.name)
     try:
@@ -175,6 +175,8 @@ def _ingest(
 def _in_order(sources: list[Source]) -> list[Source]:
     """Facilities, rosters and the other reference kinds before the logs checked against
     them (``ingest.reference_first``)."""
+    from detector.ingest import reference_first
+
     by_path = {}
     for s in sources:
         by_path.setdefault(s.path, []).append(s)
@@ -195,5 +197,7 @@ def ingest_files(
 ) -> list[IngestResult]:
     """Ingest files and the supported files of folders, all read alike, and nothing else
     (the pipeline with ``INGEST_ONLY``); what became of each."""
+    from detector.ingest import expand_paths
+
     sources = [Source(p, mapping, mapping_name, kind) for p in expand_paths(paths)]
     return run(store, sources, INGEST_ONLY, user).ingested

@@ -86,3 +86,18 @@ def record_failed(
             )
     except Exception:  # noqa: BLE001 - the original error is the one to report
         pass
+
+
+def watermark(con, kind: str) -> int:
+    """The last upload the newest successful run of ``kind`` covered (0: none yet)."""
+    last = con.execute(
+        "SELECT max(watermark) FROM runs WHERE kind = ? AND status = 'ok'", [kind]
+    ).fetchall()[0][0]
+    return last or 0
+
+
+def pending(store: Store, kind: str) -> bool:
+    """Whether uploads arrived since the last successful run of ``kind``."""
+    with store.read() as con:
+        upto = con.execute("SELECT coalesce(max(seq), 0) FROM uploads").fetchall()[0][0]
+        return upto > watermark(con, kind)
