@@ -66,8 +66,12 @@ def measure(
 
     res: dict[str, list[tuple[float, float]]] = {}
 
-    def timed(name: str, args: list[str], db: Path) -> None:
+    def timed(name: str, args: list[str], db: Path, steps: bool = False) -> None:
+        before = _last_run(db) if steps else 0
         res.setdefault(name, []).append(command(args, db))
+        if steps:  # what the command's own runs took (linkage, rules, scoring)
+            for kind, seconds in _runs_since(db, before).items():
+                res.setdefault(f"{name}: {kind}", []).append((seconds, 0.0))
 
     with tempfile.TemporaryDirectory(prefix="bench-commands-") as tmp:
         base = Path(tmp) / "base"
@@ -97,13 +101,35 @@ def measure(
                     steps += [("full run", ["run", "--full", "--refit"]), ("run", ["run"])]
                 for name, args in steps:
                     copy = _copy(appended, Path(tmp) / f"{name}-{i}".replace(" ", "-"))
-                    timed(name, args, copy)
+                    timed(name, args, copy, steps=True)
                     shutil.rmtree(copy.parent)
             copy = _copy(appended, Path(tmp) / "queries")
             res["incremental rule queries"] = [_rule_queries(copy)]
     return {
         name: (statistics.median(s for s, _ in v), max(m for _, m in v)) for name, v in res.items()
     }
+
+
+def _last_run(db: Path) -> int:
+    import duckdb
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute("SELECT coalesce(max(run_id), 0) FROM runs").fetchall()[0][0]
+
+
+def _runs_since(db: Path, run_id: int) -> dict[str, float]:
+    """The seconds each run after ``run_id`` took, by kind ("persons", "rules", "score"),
+    as the runs table recorded them."""
+    import duckdb
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        return dict(
+            con.execute(
+                "SELECT kind, sum(epoch(ended_at - started_at)) FROM runs "
+                "WHERE run_id > ? AND status = 'ok' GROUP BY kind",
+                [run_id],
+            ).fetchall()
+        )
 
 
 # What any command of the tool needs before it does anything: Python, DuckDB, polars and

@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -771,6 +772,7 @@ class _Job:
     # In an incremental linkage, the known mentions and persons it did not read (no new
     # mention can meet them): counted into its report, not clustered.
     outside: tuple[int, int] = (0, 0)
+    started: datetime = field(default_factory=now)
 
     @property
     def full(self) -> bool:
@@ -796,7 +798,6 @@ def link(
         if model is not None and upto <= since:
             return LinkReport("nothing new since the last linkage", model_id=model.model_id)
         job = _Job(store, model, why, since, upto, triggered_by, workdir)
-        started = now()
         try:
             return _link(job)
         except _Overtaken:
@@ -805,7 +806,7 @@ def link(
                 raise
         except Exception as exc:
             scope = f"{'full' if job.full else 'incremental'} linkage"
-            record_failed(store, "persons", triggered_by, scope, started, exc)
+            record_failed(store, "persons", triggered_by, scope, job.started, exc)
             raise
 
 
@@ -1192,6 +1193,7 @@ def _store(job: _Job, tmp: Path, report: LinkReport, model: Model) -> None:
         if watermark(w, "persons") != job.since:  # (linkages store in turn: every writer's lock)
             raise _Overtaken()
         run_id = next_run(w, "persons", job.triggered_by, report.scope)
+        w.execute("UPDATE runs SET started_at = ? WHERE run_id = ?", [job.started, run_id])
         if model.new:
             w.execute(
                 "INSERT INTO person_models VALUES (?, ?, ?, ?, ?, ?, ?)",
