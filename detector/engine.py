@@ -6,6 +6,7 @@ flags (``detector.flags``) in one short write.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -14,12 +15,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from detector import cache
 from detector.flags import Hit, Resolution, flag_id, spool_hits, store_flags
 from detector.risk import SEVERITY_RANK
 from detector.rulebook import Rule, RuleError, load_rules
@@ -53,16 +55,41 @@ def prepare_context(con: duckdb.DuckDBPyConnection) -> None:
     """Temporary tables rules may read beside the data (on this connection only):
     ``holidays(day, name, country)``, the public holidays of the configured calendars
     over the years the visits span (from the ``holidays`` library)."""
-    import holidays
-
     con.execute("CREATE OR REPLACE TEMP TABLE holidays (day DATE, name VARCHAR, country VARCHAR)")
     first, last = con.execute(
         "SELECT year(min(entered_at)), year(max(entered_at)) FROM visits"  # statistics: no scan
     ).fetchall()[0]
     if first is None:
         return
+    rows = holidays_of(holiday_countries(), first, last)
+    if rows:  # one statement (a statement per row cost up to a second)
+        days, names, codes = (list(c) for c in zip(*rows, strict=True))
+        con.execute(
+            "INSERT INTO holidays SELECT unnest(?::DATE[]), unnest(?::VARCHAR[]), "
+            "unnest(?::VARCHAR[])",
+            [days, names, codes],
+        )
+
+
+_HOLIDAYS_FORMAT = "holidays-1"
+
+
+def holidays_of(codes: list[str], first: int, last: int) -> list[tuple[date, str, str]]:
+    """(day, name, country code) of each public holiday of the calendars ``codes`` from
+    year ``first`` to ``last``. Kept in the user's cache (``detector.cache``) by the codes,
+    the years and the library's version: the library's import and its calendars were a
+    tenth of a second of every rule run."""
+    from importlib.metadata import version
+
+    key = json.dumps([codes, first, last, version("holidays")])
+    sha = hashlib.sha256(key.encode()).hexdigest()
+    kept = cache.read("holidays", sha, _HOLIDAYS_FORMAT)
+    if isinstance(kept, list):
+        return [tuple(row) for row in kept]
+    import holidays
+
     rows = []
-    for code in holiday_countries():
+    for code in codes:
         country, _, subdivision = code.partition("-")
         try:
             calendar = holidays.country_holidays(
@@ -71,13 +98,8 @@ def prepare_context(con: duckdb.DuckDBPyConnection) -> None:
         except NotImplementedError as exc:
             raise RuleError(f"DETECTOR_HOLIDAYS: no holiday calendar for {code!r}") from exc
         rows += [(day, name, code) for day, name in calendar.items()]
-    if rows:  # one statement (a statement per row cost up to a second)
-        days, names, codes = (list(c) for c in zip(*rows, strict=True))
-        con.execute(
-            "INSERT INTO holidays SELECT unnest(?::DATE[]), unnest(?::VARCHAR[]), "
-            "unnest(?::VARCHAR[])",
-            [days, names, codes],
-        )
+    cache.write("holidays", sha, _HOLIDAYS_FORMAT, rows)
+    return rows
 
 
 HIT_BATCH = 50_000  # rows fetched, explained and spooled at a time

@@ -18,12 +18,8 @@ folder's subfolders (:func:`categories`).
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
 import string
-import tempfile
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,11 +34,11 @@ from pydantic import (
     model_validator,
 )
 
+from detector import cache
 from detector.errors import DetectorError
 from detector.risk import SEVERITIES
 from detector.schema import KINDS
 from detector.scopes import SCOPE_NAMES
-from detector.settings import settings
 
 BUILTIN_RULES = Path(__file__).resolve().parent.parent / "rules"
 
@@ -287,9 +283,7 @@ _PARSED: dict[tuple[str, str], Rule] = {}  # (path, sha256) -> rule: a long-live
 # machine). What is cached is only the YAML's data, never a validated rule: each command
 # validates it again with the schema (``Rule``: the SELECT-only check, the Spanish block,
 # the cases), so a cache entry edited by hand is held to every check the file is; an
-# entry is used only for the file bytes whose SHA-256 names it, and only from a folder
-# and a file of this user's that nobody else can write (``_private``): whoever can write
-# it can already write the rule files and the database.
+# entry is used only for the file bytes whose SHA-256 names it (``detector.cache``).
 _CACHE_FORMAT = "rule-yaml-1"
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: 6x faster
 
@@ -307,13 +301,13 @@ def load_rule(path: Path) -> Rule:
 
 def _parse_rule(path: Path, raw: bytes, sha: str | None = None) -> Rule:
     sha = sha or hashlib.sha256(raw).hexdigest()
-    data = _cached_yaml(sha)
+    data = cache.read("rules", sha, _CACHE_FORMAT)
     if data is None:
         try:
             data = yaml.load(raw, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
         except yaml.YAMLError as exc:
             raise RuleError(f"{path}: not valid YAML: {exc}") from exc
-        _cache_yaml(sha, data)
+        cache.write("rules", sha, _CACHE_FORMAT, data)
     if not isinstance(data, dict):
         raise RuleError(f"{path}: a rule file must be a mapping of fields")
     try:
@@ -328,76 +322,6 @@ def _parse_rule(path: Path, raw: bytes, sha: str | None = None) -> Rule:
             f"{path}: field 'category' is {rule.category} but the file is in {path.parent.name}/"
         )
     return rule
-
-
-def _cache_file(sha: str) -> Path | None:
-    folder = settings().cache_folder
-    return None if folder is None else folder / "rules" / f"{sha}.json"
-
-
-def _cached_yaml(sha: str) -> Any:
-    """The parsed YAML of the rule file whose SHA-256 is ``sha``, if cached (else None)."""
-    path = _cache_file(sha)
-    if path is None or not _private(path) or not _private(path.parent):
-        return None
-    try:
-        entry = json.loads(path.read_bytes(), object_hook=_untagged)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(entry, dict) or entry.get("format") != _CACHE_FORMAT:
-        return None
-    if entry.get("sha256") != sha:
-        return None
-    return entry.get("data")
-
-
-def _private(path: Path) -> bool:
-    """Whether ``path`` is this user's and nobody else can write it (a cache another user
-    could write is not read)."""
-    try:
-        st = path.stat()
-    except OSError:
-        return False
-    return st.st_uid == os.getuid() and not st.st_mode & 0o022
-
-
-def _cache_yaml(sha: str, data: Any) -> None:
-    """Keep a rule file's parsed YAML for the next process; quietly nothing when the cache
-    folder cannot be written or the data holds a value JSON cannot carry."""
-    path = _cache_file(sha)
-    if path is None:
-        return
-    try:
-        text = json.dumps(
-            {"format": _CACHE_FORMAT, "sha256": sha, "data": data},
-            default=_tagged,
-            ensure_ascii=False,
-        )
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".rule-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except (OSError, TypeError, ValueError):
-        return
-
-
-def _tagged(value: Any) -> dict:
-    """Dates and times YAML reads (unquoted ``2022-02-05``), kept with their type."""
-    if isinstance(value, datetime):
-        return {"$datetime": value.isoformat()}
-    if isinstance(value, date):
-        return {"$date": value.isoformat()}
-    raise TypeError(f"not cached: {type(value).__name__}")
-
-
-def _untagged(obj: dict) -> Any:
-    if len(obj) == 1:
-        if "$datetime" in obj:
-            return datetime.fromisoformat(obj["$datetime"])
-        if "$date" in obj:
-            return date.fromisoformat(obj["$date"])
-    return obj
 
 
 def rule_files(dirs: list[Path] | None = None) -> list[Path]:

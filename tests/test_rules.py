@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from datetime import date
 
 import pytest
 from typer.testing import CliRunner
@@ -215,3 +216,30 @@ def test_parsed_rules_are_cached_by_content_hash_and_a_tampered_entry_is_held_to
     entry.chmod(0o666)  # writable by others: not read (parsed from the file instead)
     rulebook._PARSED.clear()
     assert load_rule(path) == first
+
+
+def test_holiday_calendars_are_cached_and_an_entry_others_can_write_is_not_read(
+    tmp_path, monkeypatch
+):
+    """Issue 25: a rule run's public holidays come from the user's cache after the first
+    (the library's import and calendars were a tenth of a second of every run), the same
+    days and names; an entry another user could write is not read."""
+    import holidays
+
+    from detector.engine import holidays_of
+
+    monkeypatch.setenv("DETECTOR_CACHE", str(tmp_path / "cache"))
+    first = holidays_of(["SV"], 2019, 2020)
+    assert (date(2019, 9, 15), "Independence Day", "SV") in first
+
+    def no_calendar(*args, **kwargs):
+        raise AssertionError("computed again")
+
+    monkeypatch.setattr(holidays, "country_holidays", no_calendar)
+    assert holidays_of(["SV"], 2019, 2020) == first
+    with pytest.raises(AssertionError, match="computed again"):  # other years: not cached
+        holidays_of(["SV"], 2019, 2021)
+    (entry,) = (tmp_path / "cache" / "holidays").glob("*.json")
+    entry.chmod(0o666)
+    with pytest.raises(AssertionError, match="computed again"):
+        holidays_of(["SV"], 2019, 2020)
