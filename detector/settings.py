@@ -123,8 +123,8 @@ def _model():
         )
         cache: Path | None = Field(
             None,
-            description="Folder of the parsed rule files' cache, keyed by each file's SHA-256 "
-            "(default: $XDG_CACHE_HOME/prison-access-detector, else "
+            description="Folder of the cache of parsed rule files and holiday calendars, keyed "
+            "by the SHA-256 of what each entry was computed from (default: $XDG_CACHE_HOME/prison-access-detector, else "
             "~/.cache/prison-access-detector; `off` for none).",
         )
 
