@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import gettext
 import importlib
+import importlib.abc
+import importlib.util
 import re
+import sys
 
 from typer.core import TyperGroup
 
@@ -87,7 +90,6 @@ _TYPER_WORDS = {
     "ABORTED_TEXT": N_("Aborted."),
     "RICH_HELP": N_("Try [blue]'{command_path} {help_option}'[/] for help."),
 }
-_SPEAKING = ("typer.core", "typer.rich_utils")
 
 
 # typer's own click writes its errors in English f-strings: the common ones, recognised,
@@ -128,16 +130,50 @@ def _spoken_errors(show):
 
 
 def _speak_libraries() -> None:
-    """typer's own words through this catalogue, in the current language."""
-    for name in _SPEAKING:
-        module = importlib.import_module(name)
-        if getattr(module, "_", None) in (gettext.gettext, _):
-            module._ = _
-    rich_utils = importlib.import_module("typer.rich_utils")
+    """typer's own words through this catalogue, in the current language. Its help and
+    error panels (``typer.rich_utils``, with rich's Markdown: a tenth of a second) are
+    worded when typer first imports them, which a command that shows neither never does."""
+    core = importlib.import_module("typer.core")
+    if getattr(core, "_", None) in (gettext.gettext, _):
+        core._ = _
+    panels = sys.modules.get("typer.rich_utils")
+    if panels is not None:
+        _speak_panels(panels)
+    elif not any(isinstance(f, _OnImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _OnImport("typer.rich_utils", _speak_panels))
+
+
+def _speak_panels(rich_utils) -> None:
+    if getattr(rich_utils, "_", None) in (gettext.gettext, _):
+        rich_utils._ = _
     for constant, english in _TYPER_WORDS.items():
         setattr(rich_utils, constant, _(english))
     if not getattr(rich_utils.rich_format_error, "spoken", False):
         rich_utils.rich_format_error = _spoken_errors(rich_utils.rich_format_error)
+
+
+class _OnImport(importlib.abc.MetaPathFinder):
+    """Calls ``then(module)`` once the module ``name`` is imported (and leaves the import
+    machinery as it found it)."""
+
+    def __init__(self, name: str, then) -> None:
+        self.name, self.then = name, then
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        run, then = spec.loader.exec_module, self.then
+
+        def exec_module(module) -> None:
+            run(module)
+            then(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
 
 
 def speak(command) -> None:

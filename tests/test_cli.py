@@ -199,6 +199,17 @@ def test_the_command_line_speaks_spanish(store, tmp_path, monkeypatch):
         left = set(english_words(said)) - COMMANDS  # a command's name is what the user types
         assert not left, (args, left, said)
     assert "Uso: " in runner.invoke(app, ["--help"], terminal_width=200).output
+    # in a process of its own, typer's panels are worded when typer first imports them
+    for args, expected in ((["--help"], "Opciones"), (["ingest"], "Falta el argumento")):
+        shown = subprocess.run(
+            [sys.executable, "-m", "detector.cli", *args],
+            capture_output=True, text=True, cwd=REPO,
+            env={**__import__("os").environ, "DETECTOR_LANGUAGE": "es", "COLUMNS": "200"},
+        )  # fmt: skip
+        said = shown.stdout + shown.stderr
+        assert expected in said and "Uso: " in said, said
+        left = set(english_words(said)) - COMMANDS
+        assert not left, (args, left, said)
 
 
 def _commands(group) -> set[str]:
