@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -26,7 +27,7 @@ from detector.flags import Hit, Resolution, flag_id, spool_hits, store_flags
 from detector.risk import SEVERITY_RANK
 from detector.rulebook import Rule, RuleError, load_rules
 from detector.runs import RUN_WRITERS, next_run, now, record_failed
-from detector.schema import SPECS
+from detector.schema import KINDS, SPECS
 from detector.scopes import NARROWED, SCOPES
 from detector.settings import settings
 from detector.store import Store
@@ -364,6 +365,11 @@ def change_scope(con, full: bool = False) -> Scope:
 
 # The kinds whose records happen at an instant: what a rule's look-back narrows.
 TIMED = tuple(k for k in NARROWED if SPECS[k].moment)
+# The views the kinds bring, in order (a later one may read an earlier one): in a rule run
+# each is computed once for the rules that read it (``_computed_views``).
+KIND_VIEWS = tuple(
+    view.split(" VIEW ", 1)[1].split()[0] for kind in KINDS for view in SPECS[kind].views
+)
 
 
 def _since(con, seqs: list[int]) -> datetime | None:
@@ -422,6 +428,7 @@ def _evaluate_scoped(
             for table in NARROWED:
                 where = SCOPES[kind].table_filter(table, hinted)
                 shadows[table] = _narrow(con, catalog, table, where)
+        computed = _computed_views(con, catalog, group)
         try:
             for rule in group:
                 path = spool / f"{len(files):04d}-{rule.id}.parquet"
@@ -435,10 +442,33 @@ def _evaluate_scoped(
                 if path.exists():
                     files.append(path)
         finally:
+            for view in reversed(computed):
+                con.execute(f"DROP TABLE temp.main.{view}")
             for table, shadow in shadows.items():
                 if shadow:
                     con.execute(f"DROP {shadow} temp.main.{table}")
     return files
+
+
+def _computed_views(con, catalog: str, rules: list[Rule]) -> list[str]:
+    """Shadow each kind's view that two or more of ``rules`` read (``passages``, the badge
+    reads every access rule starts from, a window over every read) by a temporary table of
+    its rows, on this connection only, after the tables it reads were narrowed: computed
+    once, not once per rule (1M reads: 1.6 s a rule). A rule reading a later view (which
+    may read an earlier one) counts as reading the earlier ones too. Returns the views
+    shadowed, in order."""
+    mentions = [
+        {v for v in KIND_VIEWS if re.search(rf"\b{v}\b", rule.query, re.IGNORECASE)}
+        for rule in rules
+    ]
+    computed = []
+    for i, view in enumerate(KIND_VIEWS):
+        if sum(bool(seen & set(KIND_VIEWS[i:])) for seen in mentions) >= 2:
+            con.execute(
+                f'CREATE OR REPLACE TEMP TABLE {view} AS SELECT * FROM "{catalog}".main.{view}'
+            )
+            computed.append(view)
+    return computed
 
 
 # A touched part up to this share of a table, and this many rows, is copied into a

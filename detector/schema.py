@@ -131,7 +131,8 @@ class KindSpec:
     moment: str | None = None
     # How the kind's records are cited as evidence (the ``records`` view): every kind has one.
     evidence: Evidence | None = None
-    # Views the kind brings (SQL), created with its table: what rules read it through.
+    # Views the kind brings (SQL, each "CREATE OR REPLACE VIEW name AS …"; a later one may
+    # read an earlier one), created with its table: what rules read it through.
     views: tuple[str, ...] = ()
     # (group, child, parent): records that nest within their group (a zone inside another
     # of its facility); an upload that would make the nesting circular is refused.
