@@ -1039,8 +1039,9 @@ def _clustered(
 
     Only the mentions a join could reach are clustered in Python (:func:`_touched`); every
     other known person is joined as it was, in SQL, to the same id ``cluster`` gives it
-    (its oldest mention's key): an incremental linkage of a few thousand new mentions then
-    costs those, not the hundreds of thousands known."""
+    (its oldest mention's key), and every other new mention is a person of its own (its
+    own key): a linkage then costs the mentions its pairs reach, not the hundreds of
+    thousands known nor the millions no pair reaches."""
     _touched(con, merges, sides)
     mentions = con.execute(
         "SELECT m.mention_key, m.id_number, e.first_seq FROM mentions m "
@@ -1090,21 +1091,26 @@ def _clustered(
         SELECT r.mention_key, 'P-' || o.root, r.person_id
         FROM rest r JOIN oldest o USING (person_id)"""
     )
+    # the new mentions no join reached: each a person of its own, under its own key
+    con.execute(
+        """INSERT INTO assigned
+        SELECT mention_key, 'P-' || mention_key, NULL FROM mentions
+        ANTI JOIN known USING (mention_key) ANTI JOIN touched USING (mention_key)"""
+    )
     report.persons = _count(con, "(SELECT DISTINCT person_id FROM assigned)") + outside_persons
     report.joined = int(decided["accepted"].sum() or 0)
 
 
 def _touched(con, merges, sides) -> None:
     """``touched``: the mentions a join of this linkage could reach, closed over the
-    persons known (a known person is clustered whole or not at all): the mentions no
-    person holds yet, both ends of every scored pair, and those the auditors' merges and
-    splits name."""
+    persons known (a known person is clustered whole or not at all): both ends of every
+    scored pair, and those the auditors' merges and splits name. A new mention none of
+    them reaches is a person of its own."""
     named = sorted({k for group in merges for k in group} | set(sides))
     con.execute(
         """CREATE OR REPLACE TEMP TABLE touched AS
         WITH seed AS (
-            SELECT mention_key FROM mentions ANTI JOIN known USING (mention_key)
-            UNION SELECT a FROM pairs UNION SELECT b FROM pairs
+            SELECT a AS mention_key FROM pairs UNION SELECT b FROM pairs
             UNION SELECT unnest($named::VARCHAR[]))
         SELECT mention_key FROM seed
         UNION SELECT k2.mention_key FROM seed JOIN known k1 USING (mention_key)
