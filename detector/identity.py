@@ -1216,8 +1216,8 @@ def _store(job: _Job, tmp: Path, report: LinkReport, model: Model) -> None:
         if job.full:
             for table in ("persons", "person_mentions", "person_links"):
                 w.execute(f"DELETE FROM {table}")
-        else:
-            moved = f"read_parquet('{tmp / 'moved.parquet'}')"
+        elif _count(w, moved := f"read_parquet('{tmp / 'moved.parquet'}')"):
+            # (a join reaching no known person moves nothing: no pass over every row)
             for table in ("persons", "person_mentions"):
                 w.execute(
                     f"UPDATE {table} SET person_id = m.new_id FROM {moved} m "
