@@ -879,33 +879,52 @@ def _nearby(store, con, tmp: Path, named: list[str]) -> tuple[int, int]:
         f"SELECT * FROM read_parquet('{tmp / 'fresh.parquet'}')"
     )
     store.execute(
-        """CREATE OR REPLACE TEMP VIEW every_known AS
-        SELECT mention_key, canonical, id_number, badge, commonness FROM person_mentions
-        UNION ALL SELECT mention_key, canonical, id_number, badge, commonness
+        """CREATE OR REPLACE TEMP TABLE unknown AS
+        SELECT mention_key, canonical, id_number, badge, commonness
         FROM fresh ANTI JOIN person_mentions USING (mention_key)"""
     )
-    store.execute("CREATE OR REPLACE TEMP TABLE junk AS " + _junk_sql("every_known"))
+    store.execute(
+        """CREATE OR REPLACE TEMP VIEW every_known AS
+        SELECT mention_key, canonical, id_number, badge, commonness FROM person_mentions
+        UNION ALL SELECT * FROM unknown"""
+    )
+    # junk documents are counted over every mention, for the documents a step reads
+    store.execute("CREATE OR REPLACE TEMP TABLE junk AS " + _junk_sql("every_known", "fresh"))
     unjunked = "CASE WHEN id_number IN (SELECT id_number FROM junk) THEN NULL ELSE id_number END"
     store.execute(
+        f"""CREATE OR REPLACE TEMP TABLE f AS
+        SELECT mention_key, canonical, {unjunked} AS id_number, badge, {_PAIRS} AS pairs
+        FROM (SELECT * REPLACE (coalesce(sounds, []) AS sounds) FROM fresh)"""
+    )
+    # known mentions sharing a pair of name sounds with a new one (which of them block
+    # depends on whether either side has an identifier)
+    store.execute(
+        f"""CREATE OR REPLACE TEMP TABLE sharing AS
+        WITH fp AS (SELECT p, bool_or(id_number IS NULL AND badge IS NULL) AS bare
+                    FROM (SELECT unnest(pairs) AS p, id_number, badge FROM f) GROUP BY p)
+        SELECT k.mention_key, k.id_number, k.badge, bool_or(fp.bare) AS fresh_bare
+        FROM (SELECT mention_key, id_number, badge, unnest({_PAIRS}) AS p
+              FROM person_mentions WHERE len(sounds) > 1) k
+        JOIN fp USING (p) GROUP BY ALL"""
+    )
+    store.execute(
+        "INSERT INTO junk "
+        + _junk_sql("every_known", "sharing")
+        + " EXCEPT SELECT id_number FROM junk"
+    )
+    store.execute(
         f"""CREATE OR REPLACE TEMP TABLE near AS
-        WITH f AS (SELECT mention_key, canonical, {unjunked} AS id_number, badge,
-                          {_PAIRS} AS pairs
-                   FROM (SELECT * REPLACE (coalesce(sounds, []) AS sounds) FROM fresh)),
-        ids AS (SELECT id_number AS v FROM f WHERE id_number IS NOT NULL
-                UNION SELECT badge FROM f WHERE badge IS NOT NULL),
-        fp AS (SELECT p, bool_or(bare) AS bare FROM (
-                 SELECT unnest(pairs) AS p, id_number IS NULL AND badge IS NULL AS bare FROM f)
-               GROUP BY p),
-        kp AS (SELECT mention_key, unnest({_PAIRS}) AS p,
-                      ({unjunked}) IS NULL AND badge IS NULL AS bare
-               FROM person_mentions WHERE len(sounds) > 1),
-        seed AS (
-            SELECT mention_key FROM person_mentions
-            WHERE mention_key IN (SELECT mention_key FROM fresh)
-               OR mention_key IN (SELECT unnest($named::VARCHAR[]))
-               OR id_number IN (SELECT v FROM ids) OR badge IN (SELECT v FROM ids)
-               OR canonical IN (SELECT canonical FROM f)
-            UNION SELECT kp.mention_key FROM kp JOIN fp USING (p) WHERE kp.bare OR fp.bare
+        WITH ids AS (SELECT id_number AS v FROM f WHERE id_number IS NOT NULL
+                     UNION SELECT badge FROM f WHERE badge IS NOT NULL),
+        seed AS (  -- (each way a join of its own: one pass with five ORs was slower)
+            SELECT mention_key FROM fresh
+            UNION SELECT unnest($named::VARCHAR[])
+            UNION SELECT p.mention_key FROM person_mentions p SEMI JOIN ids ON p.id_number = ids.v
+            UNION SELECT p.mention_key FROM person_mentions p SEMI JOIN ids ON p.badge = ids.v
+            UNION SELECT p.mention_key FROM person_mentions p
+                  SEMI JOIN f ON p.canonical = f.canonical
+            UNION SELECT mention_key FROM sharing
+            WHERE fresh_bare OR (({unjunked}) IS NULL AND badge IS NULL)
             UNION SELECT mention_key FROM person_mentions WHERE $every)
         SELECT * FROM person_mentions
         WHERE person_id IN (SELECT person_id FROM person_mentions SEMI JOIN seed USING (mention_key))""",
@@ -913,8 +932,10 @@ def _nearby(store, con, tmp: Path, named: list[str]) -> tuple[int, int]:
     )
     store.execute(
         """CREATE OR REPLACE TEMP VIEW read_here AS
-        SELECT canonical, badge FROM near UNION ALL SELECT canonical, badge FROM fresh"""
+        SELECT canonical, badge, id_number FROM near
+        UNION ALL SELECT canonical, badge, id_number FROM fresh"""
     )
+    store.execute("CREATE OR REPLACE TEMP TABLE junk AS " + _junk_sql("every_known", "read_here"))
     _tf_tables(store, "every_known", among="read_here")
     for table, select in (
         ("known", _KNOWN_COLUMNS + " FROM near"),
@@ -923,9 +944,11 @@ def _nearby(store, con, tmp: Path, named: list[str]) -> tuple[int, int]:
         ("tf_badge", "SELECT * FROM tf_badge"),
     ):
         store.execute(f"COPY ({select}) TO '{tmp / table}.parquet' (FORMAT parquet)")
+    # a person's id is "P-" and the key of its oldest mention (one of its own): counting
+    # those mentions counts the persons, without a distinct over every mention
     (outside,) = store.execute(
         """SELECT [(SELECT count(*) FROM person_mentions) - (SELECT count(*) FROM near),
-                   (SELECT count(DISTINCT person_id) FROM person_mentions)
+                   (SELECT count(*) FROM person_mentions WHERE person_id = 'P-' || mention_key)
                    - (SELECT count(DISTINCT person_id) FROM near)]"""
     ).fetchall()[0]
     return outside[0], outside[1]
@@ -993,12 +1016,14 @@ def _prepare(con, job: _Job, tmp: Path) -> LinkReport:
     return report
 
 
-def _junk_sql(every: str) -> str:
+def _junk_sql(every: str, among: str | None = None) -> str:
     """The documents written under more names than ``JUNK_DOCUMENT_NAMES`` among the
-    mentions ``every``: no identifier (left out of linkage)."""
+    mentions ``every``: no identifier (left out of linkage); with ``among`` (a table with
+    an ``id_number`` column), of its documents alone."""
+    only = f"AND id_number IN (SELECT id_number FROM {among})" if among else ""
     return (
-        f"SELECT id_number FROM {every} WHERE id_number IS NOT NULL GROUP BY id_number "
-        f"HAVING count(DISTINCT canonical) > {JUNK_DOCUMENT_NAMES}"
+        f"SELECT id_number FROM {every} WHERE id_number IS NOT NULL {only} "
+        f"GROUP BY id_number HAVING count(DISTINCT canonical) > {JUNK_DOCUMENT_NAMES}"
     )
 
 

@@ -324,6 +324,12 @@ def test_an_auditors_merge_and_split_are_audited_and_survive_a_refit(tmp_path):
     )[0]  # fmt: skip
     identity.split(store, auditor, iris, list(keys), "the daughter, not the mother")
     assert person_of(store, c) != person_of(store, c2)
+    # each person's id names one of its own mentions (an incremental linkage counts the
+    # persons by those), after merges and splits too
+    roots = "SELECT count(*) FROM person_mentions WHERE person_id = 'P-' || mention_key"
+    assert rows(store, roots) == rows(
+        store, "SELECT count(DISTINCT person_id) FROM person_mentions"
+    )
     trail = [(h["action"], h["actor"]) for h in history(store)]
     assert ("person_merge", "ana") in trail and ("person_split", "ana") in trail
     identity.link(store, refit=True)  # a new model: the auditor's decisions still hold
