@@ -572,10 +572,10 @@ def test_tables_offer_no_raw_download_and_every_report_is_formula_safe(server, b
 
 
 HOLDER = """
-import sys, time, duckdb
+import sys, duckdb
 con = duckdb.connect(sys.argv[1])  # read-write: no other process can open the file
 print("holding", flush=True)
-time.sleep(float(sys.argv[2]))
+sys.stdin.readline()  # until the test lets go (or is gone)
 """
 
 
@@ -597,19 +597,24 @@ def test_a_review_saved_while_the_database_is_busy_is_kept_and_written(browser, 
     with _streamlit(db, DETECTOR_DASHBOARD_WAIT="1", DETECTOR_PENDING_WAIT="1") as url:
         context = _context(browser)
         page = context.new_page()
+        holder = None
         try:
             _log_in(page, url)
             _open_flag(page, flag_id, store)
             _choose(page, "Status", "confirmed")
             page.get_by_label("Note").fill("seen in the paper log, page 4")
             holder = subprocess.Popen(
-                [sys.executable, "-c", HOLDER, str(db), "12"], stdout=subprocess.PIPE, text=True
+                [sys.executable, "-c", HOLDER, str(db)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
             )
             assert holder.stdout.readline().strip() == "holding"
             page.get_by_role("button", name="Save review").click()
             page.get_by_text("kept and waiting for the database").wait_for(timeout=30_000)
             page.screenshot(path=SHOTS / "review-kept-while-busy.png", full_page=True)
             assert holder.poll() is None  # still busy when the page said it kept the review
+            holder.stdin.close()  # the database is free from now on
             holder.wait(timeout=60)
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
@@ -619,6 +624,8 @@ def test_a_review_saved_while_the_database_is_busy_is_kept_and_written(browser, 
                 time.sleep(1)
             assert saved == [("confirmed", "seen in the paper log, page 4")]
         finally:
+            if holder is not None and holder.poll() is None:
+                holder.kill()
             context.close()
 
 
