@@ -25,6 +25,15 @@ import pytest
 from detector.generator import generate
 from detector.store import Store
 
+# Under pytest-xdist (scripts/test.sh runs two workers) each worker's temporary files, and
+# those of the processes it starts (the dashboard's copies of uploads), go to a folder of
+# its own: a test that checks what is left in the temporary folder sees only its own.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _TMP = tempfile.mkdtemp(prefix=f"detector-tests-{os.environ['PYTEST_XDIST_WORKER']}-")
+    atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
+    os.environ["TMPDIR"] = _TMP
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+
 # The dashboard speaks Spanish unless configured otherwise; most tests read its English
 # (and the dashboard servers they start inherit this). The Spanish walk sets "es" itself.
 os.environ["DETECTOR_LANGUAGE"] = "en"
