@@ -12,4 +12,7 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "chromium is missing: install Debian's 'chromium' package (browser tests will fail)" >&2
   fi
 fi
-exec .venv/bin/python -m pytest "$@"
+# Two workers (the machine's two cores: much of a test's time is spent waiting on a
+# browser, a server or a child process); each test file runs whole on one worker, with
+# its module's fixtures. Pass -n 0 to run in one process.
+exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"

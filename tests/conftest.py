@@ -25,6 +25,15 @@ import pytest
 from detector.generator import generate
 from detector.store import Store
 
+# Under pytest-xdist (scripts/test.sh runs two workers) each worker's temporary files, and
+# those of the processes it starts (the dashboard's copies of uploads), go to a folder of
+# its own: a test that checks what is left in the temporary folder sees only its own.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _TMP = tempfile.mkdtemp(prefix=f"detector-tests-{os.environ['PYTEST_XDIST_WORKER']}-")
+    atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
+    os.environ["TMPDIR"] = _TMP
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+
 # The dashboard speaks Spanish unless configured otherwise; most tests read its English
 # (and the dashboard servers they start inherit this). The Spanish walk sets "es" itself.
 os.environ["DETECTOR_LANGUAGE"] = "en"
@@ -82,6 +91,24 @@ def _copy_lake(dbname: str, data: Path) -> None:
         )
 
 
+@functools.cache
+def _empty_file() -> Path:
+    """An empty database file with this version's schema, made once per session."""
+    folder = Path(tempfile.mkdtemp(prefix="detector-empty-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    Store(folder / "detector.duckdb").init()
+    return folder / "detector.duckdb"
+
+
+def empty_store(path: Path, wait: float = 30) -> Store:
+    """A store at ``path`` holding no data yet: a copy of the session's empty database
+    file (creating the schema again costs a quarter of a second for each of the hundreds
+    of stores the tests make; the tests of making it make their own)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(_empty_file(), path)
+    return Store(path, wait=wait)
+
+
 @pytest.fixture
 def new_store(tmp_path, monkeypatch) -> Iterator[Callable[..., Store]]:
     """Makes stores in ``tmp_path/<name>``: DuckDB files, or under DETECTOR_TEST_STORE=lake
@@ -92,7 +119,7 @@ def new_store(tmp_path, monkeypatch) -> Iterator[Callable[..., Store]]:
     def make(name: str = "db", wait: float = 30, lake: bool | None = None) -> Store:
         folder = tmp_path / name
         if not (LAKE if lake is None else lake):
-            return Store(folder / "detector.duckdb", wait=wait)
+            return empty_store(folder / "detector.duckdb", wait=wait)
         dbname = f"detector_test_{uuid.uuid4().hex[:16]}"
         data = folder / "lake"
         _copy_lake(dbname, data)
@@ -187,10 +214,13 @@ def rule_cases(rule_id: str) -> CaseResults:
     folder = Path(tempfile.mkdtemp(prefix=f"cases-{rule_id}-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     hits: list[dict] = []
-    regression = [
-        run_case(rule, c, folder / f"case{i}", hits) for i, c in enumerate(rule.regression)
-    ]
-    dont = [run_case(rule, c, folder / f"dont{i}") for i, c in enumerate(rule.dont_match)]
+
+    def run(case, workdir: Path, out=None) -> list[str]:
+        empty_store(workdir / "case.duckdb")  # the file run_case ingests into
+        return run_case(rule, case, workdir, out)
+
+    regression = [run(c, folder / f"case{i}", hits) for i, c in enumerate(rule.regression)]
+    dont = [run(c, folder / f"dont{i}") for i, c in enumerate(rule.dont_match)]
     return CaseResults(regression, dont, hits)
 
 

@@ -125,6 +125,7 @@ def _context(browser):
     to appear (a heading, a message, a row stored), given time for a loaded machine."""
     context = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(120_000)
+    context.add_init_script(RUNS)
     return context
 
 
@@ -167,29 +168,60 @@ def _flag_title(store, flag_id: str, lang: str) -> str:
     return flag_wording(flag(store, flag_id), lang)[0]
 
 
-# Streamlit's run state, on its app element: a run is over when the state is "notRunning",
-# its status widget gone and no element of the run before left stale.
-RUNNING = """() => {
+# What the page asked of Streamlit and what it saw, in order (each browser session's pages
+# get this before any script of theirs): each rerun the page asked the server for (a
+# BackMsg whose field is rerun_script, number 11: its first byte is 0x5A), each run seen
+# beginning on the app element, and the point up to which every asked run is over.
+RUNS = """(() => {
+  const runs = window.__detectorRuns = {seq: 0, asked: 0, began: 0, settled: 0};
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data)
+      : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, 1) : null;
+    if (bytes && bytes.length && bytes[0] === 0x5a) runs.asked = ++runs.seq;
+    return send.call(this, data);
+  };
+  const seen = () => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    if (app && app.dataset.testScriptState === 'running') runs.began = ++runs.seq;
+  };
+  new MutationObserver(seen).observe(document, {
+    subtree: true, attributes: true, attributeFilter: ['data-test-script-state'],
+  });
+})()"""
+# The run the page asked for since it was last seen idle has begun (or none was asked).
+BEGUN = """() => {
+  const runs = window.__detectorRuns;
   const app = document.querySelector('[data-testid="stApp"]');
-  return app && app.dataset.testScriptState !== 'notRunning';
+  if (app && app.dataset.testScriptState === 'running') runs.began = ++runs.seq;
+  return runs.asked <= runs.settled || runs.began > runs.asked;
 }"""
+# Streamlit's run state, on its app element: a run is over when the state is "notRunning",
+# its status widget gone and no element of the run before left stale. (Every run asked for
+# until then is counted as over.)
 IDLE = """() => {
   const app = document.querySelector('[data-testid="stApp"]');
-  return app && app.dataset.testScriptState === 'notRunning'
+  const idle = app && app.dataset.testScriptState === 'notRunning'
     && !document.querySelector('[data-testid="stStatusWidget"]')
     && !document.querySelector('[data-stale="true"]');
+  if (idle) window.__detectorRuns.settled = window.__detectorRuns.seq;
+  return idle;
 }"""
+# Two frames: the page has handled the click or key before (React answers one at once).
+FRAMES = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
 
 
 def _wait_idle(page) -> None:
-    """Wait until Streamlit has finished the run the last action started: the run begins a
-    moment after the click or key that asks for it (up to a second is given to see it
-    begin; an action that asks for none, or a run already over, does not wait longer),
-    then its end is waited for, however long a loaded machine takes."""
+    """Wait until Streamlit has finished the run the last action started: once the page
+    has handled the action, a run it asked the server for is waited for to begin (up to a
+    second, as it begins a moment after the click or key; an action that asks for none,
+    or a run already seen beginning, does not wait), then its end is waited for, however
+    long a loaded machine takes."""
     from playwright.sync_api import TimeoutError as NotYet
 
+    page.evaluate(FRAMES)
     with contextlib.suppress(NotYet):
-        page.wait_for_function(RUNNING, timeout=1_000)
+        page.wait_for_function(BEGUN, timeout=1_000)
     page.wait_for_function(IDLE, timeout=180_000)
 
 
@@ -540,10 +572,10 @@ def test_tables_offer_no_raw_download_and_every_report_is_formula_safe(server, b
 
 
 HOLDER = """
-import sys, time, duckdb
+import sys, duckdb
 con = duckdb.connect(sys.argv[1])  # read-write: no other process can open the file
 print("holding", flush=True)
-time.sleep(float(sys.argv[2]))
+sys.stdin.readline()  # until the test lets go (or is gone)
 """
 
 
@@ -565,19 +597,24 @@ def test_a_review_saved_while_the_database_is_busy_is_kept_and_written(browser, 
     with _streamlit(db, DETECTOR_DASHBOARD_WAIT="1", DETECTOR_PENDING_WAIT="1") as url:
         context = _context(browser)
         page = context.new_page()
+        holder = None
         try:
             _log_in(page, url)
             _open_flag(page, flag_id, store)
             _choose(page, "Status", "confirmed")
             page.get_by_label("Note").fill("seen in the paper log, page 4")
             holder = subprocess.Popen(
-                [sys.executable, "-c", HOLDER, str(db), "12"], stdout=subprocess.PIPE, text=True
+                [sys.executable, "-c", HOLDER, str(db)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
             )
             assert holder.stdout.readline().strip() == "holding"
             page.get_by_role("button", name="Save review").click()
             page.get_by_text("kept and waiting for the database").wait_for(timeout=30_000)
             page.screenshot(path=SHOTS / "review-kept-while-busy.png", full_page=True)
             assert holder.poll() is None  # still busy when the page said it kept the review
+            holder.stdin.close()  # the database is free from now on
             holder.wait(timeout=60)
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
@@ -587,6 +624,8 @@ def test_a_review_saved_while_the_database_is_busy_is_kept_and_written(browser, 
                 time.sleep(1)
             assert saved == [("confirmed", "seen in the paper log, page 4")]
         finally:
+            if holder is not None and holder.poll() is None:
+                holder.kill()
             context.close()
 
 

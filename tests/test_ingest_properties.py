@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from detector import formats
 from detector.dates import to_datetime
 from detector.ingest import ingest_file
-from detector.store import Store
+from tests.conftest import empty_store
 
 HEADER = ["record_id", "facility", "entered_at", "name", "page", "party_size"]
 
@@ -55,7 +55,7 @@ def test_any_mix_of_rows_is_stored_or_quarantined_once(kinds, batch):
         for i, kind in enumerate(kinds):
             lines.append(",".join([f"R{i}", *ROWS[kind][0]]))
         path.write_bytes(("\n".join(lines) + "\n").encode())
-        store = Store(Path(tmp) / "db" / "d.duckdb", wait=10)
+        store = empty_store(Path(tmp) / "db" / "d.duckdb", wait=10)
         with mock.patch.object(formats, "BATCH_ROWS", batch):
             result = ingest_file(store, path)
         good = {f"R{i}" for i, k in enumerate(kinds) if ROWS[k][1] is None}
