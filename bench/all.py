@@ -124,16 +124,20 @@ def main() -> None:
     ap.add_argument(
         "--max-rows", type=int, help="leave out the sizes above this (the 10M runs take hours)"
     )
+    ap.add_argument("--min-rows", type=int, help="leave out the sizes below this")
     args = ap.parse_args()
     sizes = QUICK if args.quick else FULL
     if args.only:
         sizes = {k: v for k, v in sizes.items() if k in args.only}
     if args.max_rows:
         sizes = {k: [r for r in v if r <= args.max_rows] for k, v in sizes.items()}
+    if args.min_rows:
+        sizes = {k: [r for r in v if r >= args.min_rows] for k, v in sizes.items()}
     t0 = time.perf_counter()
     flags = " --quick" if args.quick else ""
     flags += "".join(f" --only {o}" for o in args.only or ())
     flags += f" --max-rows {args.max_rows}" if args.max_rows else ""
+    flags += f" --min-rows {args.min_rows}" if args.min_rows else ""
     head = (
         f"Measured {date.today()} at commit {commit()} with `bench/all.py{flags}` on: {machine()}."
     )
