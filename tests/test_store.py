@@ -79,3 +79,24 @@ def test_status_and_verify_need_no_write_on_a_current_database(tmp_path):
             )
             assert done.returncode == 0, done.stdout + done.stderr
             assert "Traceback" not in done.stderr
+
+
+def test_a_schema_that_fails_part_way_leaves_no_half_of_it(tmp_path, monkeypatch):
+    """The tables, views and the schema's mark are created in one transaction: a statement
+    failing part way (a full disk, a killed process) leaves none of them, and the next
+    write creates them all."""
+    import pytest
+
+    from detector import store as store_module
+
+    broken = [*store_module.DDL[:5], "CREATE TABLE visits_broken AS SELECT nothing_here"]
+    monkeypatch.setattr(store_module, "DDL", broken)
+    path = tmp_path / "d.duckdb"
+    with pytest.raises(duckdb.Error):
+        Store(path).init()
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM duckdb_tables()").fetchall() == [(0,)]
+    monkeypatch.undo()
+    Store(path).init()
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM duckdb_tables()").fetchall()[0][0] > 20
