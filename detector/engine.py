@@ -26,7 +26,7 @@ from detector import cache
 from detector.flags import Hit, Resolution, flag_id, spool_hits, store_flags
 from detector.risk import SEVERITY_RANK
 from detector.rulebook import Rule, RuleError, load_rules
-from detector.runs import RUN_WRITERS, next_run, now, record_failed
+from detector.runs import RUN_WRITERS, newest_upload, next_run, now, record_failed, watermark
 from detector.schema import KINDS, SPECS
 from detector.scopes import NARROWED, SCOPES
 from detector.settings import settings
@@ -344,23 +344,20 @@ def change_scope(con, full: bool = False) -> Scope:
 
     Inmate rosters and facility lists are context for every facility: they force a full run.
     """
-    watermark = con.execute("SELECT coalesce(max(seq), 0) FROM uploads").fetchall()[0][0]
-    last = con.execute(
-        "SELECT max(watermark) FROM runs WHERE kind = 'rules' AND status = 'ok'"
-    ).fetchall()[0][0]
+    upto, last = newest_upload(con), watermark(con, "rules")
     if full or last is None:
-        return Scope(True, watermark)
+        return Scope(True, upto)
     uploads = con.execute(
         "SELECT seq, kind FROM uploads WHERE seq > ? ORDER BY seq", [last]
     ).fetchall()
     if any(SPECS[kind].context for _, kind in uploads if kind in SPECS):
-        return Scope(True, watermark=watermark)
+        return Scope(True, watermark=upto)
     seqs = [seq for seq, _ in uploads]
     keys = {
         name: [r[0] for r in con.execute(kind.touched, [seqs]).fetchall() if r[0] is not None]
         for name, kind in SCOPES.items()
     }
-    return Scope(False, watermark, {k: sorted(v) for k, v in keys.items()}, _since(con, seqs))
+    return Scope(False, upto, {k: sorted(v) for k, v in keys.items()}, _since(con, seqs))
 
 
 # The kinds whose records happen at an instant: what a rule's look-back narrows.

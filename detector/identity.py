@@ -42,7 +42,7 @@ from detector.errors import StoreBusy
 from detector.i18n import N_, number, translate
 from detector.kept import folder_hash, publish
 from detector.review import ReviewError, log_action
-from detector.runs import next_run, now, record_failed, watermark
+from detector.runs import newest_upload, next_run, now, record_failed, watermark
 from detector.schema import KINDS, SPECS, Mention, fold_sql, name_status_sql
 from detector.settings import settings
 from detector.store import Store
@@ -792,8 +792,7 @@ def link(
     overtaken = 0
     while True:
         with store.read() as con:
-            upto = con.execute("SELECT coalesce(max(seq), 0) FROM uploads").fetchall()[0][0]
-            since = watermark(con, "persons")
+            upto, since = newest_upload(con), watermark(con, "persons") or 0
         model, why = (None, "asked to refit") if refit else load_model(store)
         if model is not None and upto <= since:
             return LinkReport("nothing new since the last linkage", model_id=model.model_id)
@@ -1221,7 +1220,9 @@ def _store(job: _Job, tmp: Path, report: LinkReport, model: Model) -> None:
     mentions and the pairs that explain them, and the run with its watermark."""
     src = {f: f"read_parquet('{tmp / f}.parquet')" for f in ("rows_out", "mentions", "links")}
     with job.store.write() as w:
-        if watermark(w, "persons") != job.since:  # (linkages store in turn: every writer's lock)
+        if (
+            watermark(w, "persons") or 0
+        ) != job.since:  # (linkages store in turn: every writer's lock)
             raise _Overtaken()
         run_id = next_run(w, "persons", job.triggered_by, report.scope)
         w.execute("UPDATE runs SET started_at = ? WHERE run_id = ?", [job.started, run_id])

@@ -88,16 +88,23 @@ def record_failed(
         pass
 
 
-def watermark(con, kind: str) -> int:
-    """The last upload the newest successful run of ``kind`` covered (0: none yet)."""
-    last = con.execute(
-        "SELECT max(watermark) FROM runs WHERE kind = ? AND status = 'ok'", [kind]
+def newest_upload(con) -> int:
+    """The sequence number of the newest upload in the ledger (0: none)."""
+    return con.execute("SELECT coalesce(max(seq), 0) FROM uploads").fetchall()[0][0]
+
+
+def watermark(con, kind: str) -> int | None:
+    """The last upload the newest successful run of ``kind`` covered (None: no such run).
+    (The kind is one of the tool's own words, written into the SQL: a bound parameter
+    would have DuckDB 1.5 import pandas, ``detector.nopandas``.)"""
+    if not kind.isidentifier():
+        raise ValueError(f"not a run kind: {kind!r}")
+    return con.execute(
+        f"SELECT max(watermark) FROM runs WHERE kind = '{kind}' AND status = 'ok'"
     ).fetchall()[0][0]
-    return last or 0
 
 
 def pending(store: Store, kind: str) -> bool:
     """Whether uploads arrived since the last successful run of ``kind``."""
     with store.read() as con:
-        upto = con.execute("SELECT coalesce(max(seq), 0) FROM uploads").fetchall()[0][0]
-        return upto > watermark(con, kind)
+        return newest_upload(con) > (watermark(con, kind) or 0)

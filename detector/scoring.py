@@ -52,7 +52,7 @@ from detector.flags import Hit, Resolution, flag_id, store_flags
 from detector.i18n import N_
 from detector.kept import folder_hash, publish
 from detector.risk import RULE_PART, range_risk, visit_risk
-from detector.runs import RUN_WRITERS, next_run, now
+from detector.runs import RUN_WRITERS, newest_upload, next_run, now
 from detector.store import Store, upsert
 from detector.wording import model_wording
 
@@ -520,7 +520,7 @@ def _idle(store: Store, config: ScoringConfig) -> tuple[str, int] | None:
             "SELECT run_id, watermark FROM runs WHERE kind = 'score' AND status = 'ok' "
             "ORDER BY run_id DESC LIMIT 1"
         ).fetchall()
-        watermark = con.execute("SELECT coalesce(max(seq), 0) FROM uploads").fetchall()[0][0]
+        watermark = newest_upload(con)
         if not last or last[0][1] != watermark:
             return None
         found = con.execute(
@@ -573,7 +573,7 @@ def plan_run(
     roster changed since the last scoring run; otherwise the new visits and their
     neighbourhood."""
     with store.read() as con:
-        watermark = con.execute("SELECT coalesce(max(seq), 0) FROM uploads").fetchall()[0][0]
+        watermark = newest_upload(con)
         last = con.execute(
             "SELECT run_id, watermark FROM runs WHERE kind = 'score' AND status = 'ok' "
             "ORDER BY run_id DESC LIMIT 1"
