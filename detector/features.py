@@ -226,10 +226,10 @@ REFERENCE_TABLES: dict[str, str] = {
     "person_n": "SELECT visitor, count(*) AS n FROM v "
     "WHERE visitor IS NOT NULL AND timed AND first_of_day GROUP BY ALL",
     # how set a person's habit is: the largest share of their visits within two hours of
-    # one hour of the day (1.0: always the same time)
+    # one hour of the day (1.0: always the same time); of hours as near, the earliest
     "person_habit": """
         SELECT a.visitor, max(a.near) / any_value(tot.n) AS top_share,
-               arg_max(a.hr, a.near) AS habit_hr, max(a.near) AS habit_n
+               arg_max(a.hr, (a.near, -a.hr)) AS habit_hr, max(a.near) AS habit_n
         FROM (SELECT a.visitor, a.hr, sum(b.n) AS near
               FROM person_slot a JOIN person_slot b
                 ON b.visitor = a.visitor AND least(abs(b.hr - a.hr), 24 - abs(b.hr - a.hr)) <= 2
@@ -266,17 +266,19 @@ official_window AS (
 -- window); a person's habits are then judged without it (leave one out)
 t AS (SELECT v.*, v.upload_seq <= m.seq AND v.entered_at BETWEEN m.d0 AND m.d1 AS in_ref
       FROM v, {ref}meta m WHERE {targets}),
+-- the visits near an hour of the day (within two hours), per person and hour, per role
+-- there and hour: looked up by those keys (summed per visit and joined back by record key,
+-- they were a twentieth of the query at 10M)
 person_near AS (
-  SELECT t.record_key, sum(ps.n) AS near
-  FROM t JOIN {ref}person_slot ps
-    ON ps.visitor = t.visitor AND least(abs(ps.hr - t.hr), 24 - abs(ps.hr - t.hr)) <= 2
-  WHERE t.timed GROUP BY ALL),
+  SELECT q.visitor, q.hr, sum(ps.n) AS near
+  FROM (SELECT DISTINCT visitor, hr FROM t WHERE timed AND visitor IS NOT NULL) q
+  JOIN {ref}person_slot ps
+    ON ps.visitor = q.visitor AND least(abs(ps.hr - q.hr), 24 - abs(ps.hr - q.hr)) <= 2
+  GROUP BY ALL),
 role_near AS (
-  SELECT t.record_key, sum(h.n) AS near
-  FROM t JOIN {ref}hr_n h
-    ON h.facility = t.facility AND h.role = t.role
-   AND least(abs(h.hr - t.hr), 24 - abs(h.hr - t.hr)) <= 2
-  WHERE t.timed AND t.visitor IS NOT NULL GROUP BY ALL),
+  SELECT h.facility, h.role, x.hr, sum(h.n) AS near
+  FROM {ref}hr_n h, range(24) x(hr)
+  WHERE least(abs(h.hr - x.hr), 24 - abs(h.hr - x.hr)) <= 2 GROUP BY ALL),
 person_gangs AS (SELECT visitor, sum(n) AS n FROM {ref}person_gang GROUP BY ALL)
 SELECT
   t.record_key, t.record_id, t.facility, t.role, t.entered_at, t.inmate_id, t.official_key,
@@ -358,8 +360,12 @@ LEFT JOIN visitor_window vw USING (record_key)
 LEFT JOIN {ref}purpose pu USING (facility, role)
 LEFT JOIN {ref}person_n pn ON pn.visitor = t.visitor
 LEFT JOIN {ref}person_habit ph ON ph.visitor = t.visitor
-LEFT JOIN person_near pnear ON pnear.record_key = t.record_key
-LEFT JOIN role_near rnear ON rnear.record_key = t.record_key
+-- (an untimed visit's hour is no key: NULL, so that the joins stay hash joins)
+LEFT JOIN person_near pnear
+  ON pnear.visitor = t.visitor AND pnear.hr = CASE WHEN t.timed THEN t.hr END
+LEFT JOIN role_near rnear
+  ON rnear.facility = t.facility AND rnear.role = t.role
+ AND rnear.hr = CASE WHEN t.timed AND t.visitor IS NOT NULL THEN t.hr END
 LEFT JOIN {ref}person_gang pg ON pg.visitor = t.visitor AND pg.gang = t.gang
 LEFT JOIN person_gangs pgs ON pgs.visitor = t.visitor
 LEFT JOIN official_window ow ON ow.record_key = t.record_key

@@ -266,24 +266,31 @@ def percentile(sorted_reference: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def brief_explanations(contributions: np.ndarray, X: np.ndarray, k: int) -> pl.Series:
-    """Top-k features of every row as JSON (name, value, contribution), built vectorised
-    (the names gathered by index: no Python string per row)."""
+    """Top-k features of every row as JSON (name, value, contribution), built vectorised:
+    each row's JSON is one ``concat_str`` of columns (the names gathered by index, each
+    number cast to text once), no Python string per row."""
     top = np.argsort(-contributions, axis=1)[:, :k]
     rows = np.arange(len(X))[:, None]
-    names = pl.Series(FEATURE_NAMES, dtype=pl.String)
     values = np.round(X[rows, top], 3)
     contrib = np.round(contributions[rows, top], 3)
-    parts = [
-        pl.format(
-            '{{"feature": "{}", "value": {}, "contribution": {}}}',
-            pl.lit(names.gather(top[:, j])),
-            pl.lit(pl.Series(values[:, j])),
-            pl.lit(pl.Series(contrib[:, j])),
-        )
-        for j in range(top.shape[1])
-    ]
-    joined = pl.select(pl.concat_str(parts, separator=", ")).to_series()
-    return "[" + joined + "]"
+    heads = pl.Series([f'{{"feature": "{name}", "value": ' for name in FEATURE_NAMES])
+    frame = pl.DataFrame(
+        {
+            **{f"n{j}": heads.gather(top[:, j]) for j in range(top.shape[1])},
+            **{f"v{j}": values[:, j] for j in range(top.shape[1])},
+            **{f"c{j}": contrib[:, j] for j in range(top.shape[1])},
+        }
+    )
+    parts: list[pl.Expr] = [pl.lit("[")]
+    for j in range(top.shape[1]):
+        parts += [
+            pl.col(f"n{j}"),
+            pl.col(f"v{j}").cast(pl.String),
+            pl.lit(', "contribution": '),
+            pl.col(f"c{j}").cast(pl.String),
+            pl.lit("}, " if j < top.shape[1] - 1 else "}"),
+        ]
+    return frame.select(pl.concat_str([*parts, pl.lit("]")])).to_series()
 
 
 def explain_rows(context: pl.DataFrame, contributions: np.ndarray, k: int) -> list[str]:
