@@ -1198,8 +1198,9 @@ def _outputs(con, tmp: Path, model: Model, full: bool) -> None:
         LEFT JOIN levels lm ON lm.c = 'inmates' AND lm.g = p.gamma_inmates
         ) TO '{tmp / "links.parquet"}' (FORMAT parquet)"""
     )
-    # each mention's weight: its strongest accepted link (else the one it had), for the
-    # mentions of the rows linked (the only ones written out)
+    # each mention's weight: its strongest accepted link (else the one it had; of links as
+    # strong, the one to the greatest key, so that two linkages of the same rows agree), for
+    # the mentions of the rows linked (the only ones written out)
     con.execute(
         """CREATE OR REPLACE TEMP TABLE best AS
         WITH won AS (SELECT p.a, p.b, p.match_weight FROM pairs p
@@ -1208,7 +1209,7 @@ def _outputs(con, tmp: Path, model: Model, full: bool) -> None:
                  UNION ALL SELECT b, a, match_weight FROM won
                  UNION ALL SELECT mention_key, linked_to, match_weight FROM known
                  WHERE match_weight IS NOT NULL)
-        SELECT k AS mention_key, arg_max(o, w) AS linked_to, max(w) AS match_weight
+        SELECT k AS mention_key, arg_max(o, (w, o)) AS linked_to, max(w) AS match_weight
         FROM ends SEMI JOIN rows_keyed r ON r.mention_key = ends.k GROUP BY k"""
     )
     fresh = "" if full else "WHERE e.mention_key IN (SELECT mention_key FROM new_mentions)"
