@@ -426,8 +426,8 @@ def _mentions(con, rows: str) -> None:
     )
     # Each step below keeps to aggregates DuckDB can spill to disk: a mention's most
     # written document type is a grouped count's largest (of types as often written, the
-    # last in order; mode() kept every group's values in memory, 4.4 GB and 20 s for 10M
-    # mentions), and the inmates a mention visited are listed only for the mentions that
+    # last alphabetically; mode() kept every group's values in memory, 4.4 GB and 20 s for
+    # 10M mentions), and the inmates a mention visited are listed only for the mentions that
     # visited more than one (a list per mention took the memory limit and more).
     con.execute(
         """CREATE OR REPLACE TEMP TABLE mention_rows AS
