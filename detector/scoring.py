@@ -722,6 +722,7 @@ def score(
     """
     config = config or ScoringConfig()
     seconds: dict[str, float] = {}
+    started = now()  # the run's row starts here, not when its results are stored
     with TemporaryDirectory(dir=workdir) as tmp:
         tmp = Path(tmp)
         t = time.perf_counter()
@@ -768,7 +769,7 @@ def score(
             )
 
         t = time.perf_counter()
-        report = _store_scores(store, config, reference, plan, out, rows, triggered_by)
+        report = _store_scores(store, config, reference, plan, out, rows, triggered_by, started)
         seconds["store"] = time.perf_counter() - t
     report.seconds = seconds
     return report
@@ -853,8 +854,10 @@ def _store_scores(
     scores: Path,
     rows: int,
     triggered_by: str,
+    started: datetime,
 ) -> ScoreReport:
-    """Write the run's scores, their risk, the model's flags and the flags' queue places.
+    """Write the run's scores, their risk, the model's flags and the flags' queue places
+    (the run recorded from ``started``, when the scoring began).
 
     Besides the visits just scored, a visit whose rule flags changed since the last scoring
     run gets its risk recomputed (its outlier part stays): together they are ``affected``,
@@ -863,7 +866,10 @@ def _store_scores(
     rule_id = f"outlier-{config.model}"
     with store.write(RUN_WRITERS) as con:
         run_id = next_run(con, "score", triggered_by, plan.why)
-        con.execute("UPDATE runs SET watermark = ? WHERE run_id = ?", [plan.watermark, run_id])
+        con.execute(
+            "UPDATE runs SET started_at = ?, watermark = ? WHERE run_id = ?",
+            [started, plan.watermark, run_id],
+        )
         # What the reviews taught since the last run: re-weighed rules (see calibration).
         changes = calibration.pending(con)
         calibration.apply(con, run_id, changes)

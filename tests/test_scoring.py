@@ -103,6 +103,34 @@ def test_explanations_come_from_ecods_per_feature_scores(scored):
         assert all(i["context"] for i in items)  # observed vs usual, in words
 
 
+def test_a_scoring_run_is_recorded_from_its_start(scored, tmp_path, monkeypatch):
+    """The scoring's row in ``runs`` starts when the scoring started (its fit included),
+    not when its results were stored: it read 7 s for a 60 s scoring at 10M visits."""
+    import shutil
+    import time
+    from datetime import timedelta
+
+    from detector import scoring
+    from detector.runs import now
+
+    shutil.copytree(scored.path.parent, tmp_path / "copy")
+    store = Store(tmp_path / "copy" / scored.path.name, wait=30)
+    real = scoring.fit_reference
+
+    def slow_fit(*args, **kwargs):
+        time.sleep(1.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "fit_reference", slow_fit)
+    before = now()
+    report = score(store, refit=True)
+    ((started, ended),) = rows(
+        store, "SELECT started_at, ended_at FROM runs WHERE run_id = ?", [report.run_id]
+    )
+    assert before <= started < before + timedelta(seconds=1)
+    assert ended - started >= timedelta(seconds=1.5)
+
+
 def test_model_and_fit_window_are_recorded(scored):
     ((model, config, features, fit_rows, fit_from, fit_to),) = rows(
         scored, "SELECT model, config, features, fit_rows, fit_from, fit_to FROM models"
