@@ -524,19 +524,25 @@ PASSAGES = f"""CREATE OR REPLACE VIEW passages AS
 WITH readers AS (SELECT facility, reader_key, min(zone) AS zone FROM zones
                  WHERE reader_key IS NOT NULL GROUP BY ALL),
      named AS (SELECT facility, zone_key, min(zone) AS zone FROM zones GROUP BY ALL),
-     reads AS (
-    SELECT e.*, coalesce(n.zone, e.zone, r.zone, e.reader, '') AS zone_of,
-           lag(e.seen_at) OVER w AS previous_at, lag(e.direction) OVER w AS previous_way
-    FROM events e
-    LEFT JOIN readers r ON r.facility = e.facility AND r.reader_key = e.reader_key
-    LEFT JOIN named n ON n.facility = e.facility AND n.zone_key = e.zone_key
-    WHERE e.person_key IS NOT NULL AND e.direction IN ('in', 'out')
-      AND e.outcome IS DISTINCT FROM 'denied'
-    WINDOW w AS (PARTITION BY e.facility, e.person_key, coalesce(e.reader_key, '')
-                 ORDER BY e.seen_at, e.direction, e.upload_seq, e.source_row))
-SELECT * EXCLUDE (previous_at, previous_way) FROM reads
-WHERE previous_at IS NULL OR previous_way <> direction
-   OR seen_at - previous_at > INTERVAL {BOUNCE_SECONDS} SECOND"""
+     repeats AS (
+    SELECT record_key FROM (
+        SELECT record_key, seen_at, direction,
+               lag(seen_at) OVER w AS previous_at, lag(direction) OVER w AS previous_way
+        FROM events
+        WHERE person_key IS NOT NULL AND direction IN ('in', 'out')
+          AND outcome IS DISTINCT FROM 'denied'
+        WINDOW w AS (PARTITION BY facility, person_key, coalesce(reader_key, '')
+                     ORDER BY seen_at, direction, upload_seq, source_row))
+    WHERE record_key IS NOT NULL  -- (every stored row has a key: one of its own)
+      AND NOT coalesce(previous_at IS NULL OR previous_way <> direction
+                       OR seen_at - previous_at > INTERVAL {BOUNCE_SECONDS} SECOND, false))
+SELECT e.*, coalesce(n.zone, e.zone, r.zone, e.reader, '') AS zone_of
+FROM events e
+LEFT JOIN readers r ON r.facility = e.facility AND r.reader_key = e.reader_key
+LEFT JOIN named n ON n.facility = e.facility AND n.zone_key = e.zone_key
+WHERE e.person_key IS NOT NULL AND e.direction IN ('in', 'out')
+  AND e.outcome IS DISTINCT FROM 'denied'
+  AND e.record_key NOT IN (SELECT record_key FROM repeats)"""
 
 # Passages paired into stays: per person and zone, each "in" with the next passage when
 # that is an "out"; the unmatched ends are kept: an entry whose next passage is another
