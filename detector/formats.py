@@ -475,23 +475,53 @@ def _open_csv(
 
 def _lines_fit(source: Path, delimiter: str, fields: int) -> bool:
     """Whether every line of a NUL-free UTF-8 CSV splits into ``fields`` fields with no
-    quoted field running over a line end: one streamed pass over the lines, no parsing.
+    quoted field running over a line end: streamed passes over the lines, no parsing.
+
+    Lines without a quote are checked by counting delimiters, in one pass that also says
+    whether any line holds a quote; only then are the quoted lines read again with their
+    quoted parts taken out (a regular expression over every line of a 10M-row export that
+    quotes nothing was half of this check's 1.1 s).
     """
-    lines = pl.scan_csv(
-        source,
-        has_header=False,
-        separator="\x00",
-        quote_char=None,
-        new_columns=["line"],
-        infer_schema=False,
-    )
-    line = pl.col("line").str.strip_chars_end("\r")
-    unquoted = line.str.replace_all(r'"[^"]*"', "")
-    odd = line.str.count_matches('"', literal=True) % 2 == 1
-    count = unquoted.str.count_matches(delimiter, literal=True) + 1
-    bad = line.is_not_null() & (line != "") & (odd | (count != fields))
+
+    def lines() -> pl.LazyFrame:
+        return pl.scan_csv(
+            source,
+            has_header=False,
+            separator="\x00",
+            quote_char=None,
+            new_columns=["line"],
+            infer_schema=False,
+        )
+
+    line = pl.col("line")
+    quoted = line.str.contains('"', literal=True)
+    blank = (line == "") | (line == "\r")
     try:
-        return not lines.select(bad.any()).collect(engine="streaming").item()
+        plain_bad, any_quoted = (
+            lines()
+            .select(
+                (~quoted & ~blank & (line.str.count_matches(delimiter, literal=True) + 1 != fields))
+                .any()
+                .alias("bad"),
+                quoted.any().alias("quoted"),
+            )
+            .collect(engine="streaming")
+            .row(0)
+        )
+        if plain_bad:
+            return False
+        if not any_quoted:
+            return True
+        text = line.str.strip_chars_end("\r")
+        odd = text.str.count_matches('"', literal=True) % 2 == 1
+        count = text.str.replace_all(r'"[^"]*"', "").str.count_matches(delimiter, literal=True)
+        return not (
+            lines()
+            .filter(quoted)
+            .select((odd | (count + 1 != fields)).any())
+            .collect(engine="streaming")
+            .item()
+        )
     except pl.exceptions.PolarsError:
         return False
 
