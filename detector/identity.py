@@ -38,7 +38,7 @@ import polars as pl
 
 from detector import names
 from detector.auth import Actor, require
-from detector.errors import StoreBusy
+from detector.errors import DetectorError, StoreBusy
 from detector.i18n import N_, number, translate
 from detector.kept import folder_hash, publish
 from detector.review import ReviewError, log_action
@@ -58,6 +58,12 @@ JUNK_DOCUMENT_NAMES = 6
 # Document types that are credentials, not identity documents (``VOCABULARIES["id_type"]``).
 CREDENTIALS = ("badge", "bar_card")
 TRAIN_MIN_PAIRS = 60  # an EM session on fewer pairs keeps the model's prior values
+# A name written for more mentions than this (one name under thousands of documents: a
+# form's default, a flood) is not a blocking key: pairing each of its mentions with every
+# other is quadratic (90,000 new mentions of one name ran linkage out of memory). Its
+# mentions still meet through a document, a badge or, without them, their name's sounds;
+# two of them sharing nothing but that name are not compared.
+CROWDED_NAME_MENTIONS = 2_000
 U_SAMPLE_PAIRS = 300_000
 
 
@@ -261,12 +267,13 @@ BLOCKING = [
     {"blocking_rule": "l.badge = r.badge"},
     {"blocking_rule": "l.id_number = r.badge"},
     {"blocking_rule": "l.badge = r.id_number"},
-    {"blocking_rule": "l.canonical = r.canonical"},
-    {
-        "blocking_rule": "l.pairs = r.pairs AND ((l.id_number IS NULL AND l.badge IS NULL) "
-        "OR (r.id_number IS NULL AND r.badge IS NULL))",
-        "arrays_to_explode": ["pairs"],
-    },
+    {"blocking_rule": "l.name_block = r.name_block"},  # the name, unless crowded
+    # a bare mention's pairs (``bare_pairs``: those of a mention without document or badge,
+    # else none) against any mention's, each way round: a join on the pairs alone, filtered
+    # for a bare side after, paired every namesake holding an identifier with every other
+    # (17,000 mentions of one name: 8 s)
+    {"blocking_rule": "l.bare_pairs = r.pairs", "arrays_to_explode": ["bare_pairs", "pairs"]},
+    {"blocking_rule": "l.pairs = r.bare_pairs", "arrays_to_explode": ["bare_pairs", "pairs"]},
 ]
 COLUMNS = [
     "canonical",
@@ -466,10 +473,15 @@ def _mentions(con, rows: str) -> None:
 
 def _for_linkage(con, table: str, out: str, junk: str) -> None:
     """A mentions table as the model reads it: name-word pairs for blocking, junk
-    documents (``junk``: a table of ``id_number``) left out."""
+    documents (``junk``: a table of ``id_number``) left out, and the name as a blocking
+    key unless it is crowded (the ``crowded`` table of ``canonical``)."""
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {out} AS
         SELECT *, {_PAIRS} AS pairs,
+               CASE WHEN canonical IN (SELECT canonical FROM crowded) THEN NULL
+                    ELSE canonical END AS name_block,
+               CASE WHEN id_number IS NULL AND badge IS NULL THEN {_PAIRS}
+                    ELSE [NULL]::VARCHAR[] END AS bare_pairs,
                list_sort(list_transform(words, lambda w: w[1])) AS initials,
                list_filter(sounds, lambda x: len(x) > 1) AS full_sounds
         FROM (
@@ -514,6 +526,8 @@ def _linker(con, table: str, splink: dict):
     from splink.backends.duckdb import DuckDBAPI
 
     db = DuckDBAPI(connection=con)
+    # candidate pairs as this version finds them (a kept model may name older rules)
+    splink = {**splink, "blocking_rules_to_generate_predictions": BLOCKING}
     linker = Linker(db.register(table), splink, log_level=None)  # its progress is not ours
     for column in ("canonical", "badge"):
         linker.table_management.register_term_frequency_lookup(db.register(f"tf_{column}"), column)
@@ -770,6 +784,7 @@ class LinkReport:
     known_read: int = 0  # the known mentions it read (an incremental one: those near)
     persons: int = 0
     joined: int = 0
+    crowded_names: int = 0  # names too common to pair mentions by (CROWDED_NAME_MENTIONS)
     model_id: str = ""
     trained: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
@@ -829,11 +844,26 @@ def link(
                 raise
         except Exception as exc:
             scope = f"{'full' if job.full else 'incremental'} linkage"
-            record_failed(store, "persons", triggered_by, scope, job.started, exc)
-            raise
+            ours = isinstance(exc, (DetectorError, duckdb.Error, OSError))
+            failure = exc if ours else LinkageFailed(exc)
+            record_failed(store, "persons", triggered_by, scope, job.started, failure)
+            if ours:
+                raise
+            raise failure from exc
 
 
 _ATTEMPTS = 3
+
+
+class LinkageFailed(DetectorError):
+    """Linkage stopped on an error of its own (Splink's: a query that ran out of memory):
+    one line saying why, not the query Splink ran."""
+
+    def __init__(self, exc: Exception) -> None:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        why = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("Error was:")),
+                   lines[0] if lines else type(exc).__name__)  # fmt: skip
+        super().__init__(f"linkage failed: {why[:300]}")
 
 
 class _Overtaken(StoreBusy):
@@ -911,8 +941,10 @@ def _nearby(store, con, tmp: Path, named: list[str]) -> tuple[int, int]:
         SELECT mention_key, canonical, id_number, badge, commonness FROM person_mentions
         UNION ALL SELECT * FROM unknown"""
     )
-    # junk documents are counted over every mention, for the documents a step reads
+    # junk documents are counted over every mention, for the documents a step reads, and
+    # so are crowded names, for the new mentions' names
     store.execute("CREATE OR REPLACE TEMP TABLE junk AS " + _junk_sql("every_known", "fresh"))
+    store.execute("CREATE OR REPLACE TEMP TABLE crowded AS " + _crowded_sql("every_known", "fresh"))
     unjunked = "CASE WHEN id_number IN (SELECT id_number FROM junk) THEN NULL ELSE id_number END"
     store.execute(
         f"""CREATE OR REPLACE TEMP TABLE f AS
@@ -945,7 +977,8 @@ def _nearby(store, con, tmp: Path, named: list[str]) -> tuple[int, int]:
             UNION SELECT p.mention_key FROM person_mentions p SEMI JOIN ids ON p.id_number = ids.v
             UNION SELECT p.mention_key FROM person_mentions p SEMI JOIN ids ON p.badge = ids.v
             UNION SELECT p.mention_key FROM person_mentions p
-                  SEMI JOIN f ON p.canonical = f.canonical
+                  SEMI JOIN (SELECT canonical FROM f EXCEPT SELECT canonical FROM crowded) c
+                    ON p.canonical = c.canonical
             UNION SELECT mention_key FROM sharing
             WHERE fresh_bare OR (({unjunked}) IS NULL AND badge IS NULL)
             UNION SELECT mention_key FROM person_mentions WHERE $every)
@@ -963,6 +996,7 @@ def _nearby(store, con, tmp: Path, named: list[str]) -> tuple[int, int]:
     for table, select in (
         ("known", _KNOWN_COLUMNS + " FROM near"),
         ("junk", "SELECT * FROM junk"),
+        ("crowded", "SELECT * FROM crowded"),
         ("tf_canonical", "SELECT * FROM tf_canonical"),
         ("tf_badge", "SELECT * FROM tf_badge"),
     ):
@@ -1016,7 +1050,7 @@ def _prepare(con, job: _Job, tmp: Path) -> LinkReport:
             "WHERE false"
         )
     else:
-        for table in ("known", "junk", "tf_canonical", "tf_badge"):
+        for table in ("known", "junk", "crowded", "tf_canonical", "tf_badge"):
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE {table} AS "
                 f"SELECT * FROM read_parquet('{tmp / table}.parquet')"
@@ -1029,6 +1063,7 @@ def _prepare(con, job: _Job, tmp: Path) -> LinkReport:
     )
     if job.full:
         con.execute("CREATE OR REPLACE TEMP TABLE junk AS " + _junk_sql("every_mention"))
+        con.execute("CREATE OR REPLACE TEMP TABLE crowded AS " + _crowded_sql("every_mention"))
         _tf_tables(con, "every_mention")
     _for_linkage(con, "every_mention", "mentions", "junk")
     _for_linkage(con, "new_mentions", "fresh", "junk")
@@ -1036,7 +1071,18 @@ def _prepare(con, job: _Job, tmp: Path) -> LinkReport:
     report.mentions = _count(con, "mentions") + job.outside[0]
     report.known_read = _count(con, "known")
     report.new_mentions = _count(con, "fresh")
+    report.crowded_names = _count(con, "crowded")
     return report
+
+
+def _crowded_sql(every: str, among: str | None = None) -> str:
+    """The names written for more than ``CROWDED_NAME_MENTIONS`` of the mentions ``every``
+    (with ``among``, a table with a ``canonical`` column: of its names alone)."""
+    only = f"AND canonical IN (SELECT canonical FROM {among})" if among else ""
+    return (
+        f"SELECT canonical FROM {every} WHERE canonical IS NOT NULL {only} "
+        f"GROUP BY canonical HAVING count(*) > {CROWDED_NAME_MENTIONS}"
+    )
 
 
 def _junk_sql(every: str, among: str | None = None) -> str:
@@ -1283,6 +1329,7 @@ def _store(job: _Job, tmp: Path, report: LinkReport, model: Model) -> None:
             "new_mentions": report.new_mentions,
             "persons": report.persons,
             "joined": report.joined,
+            "crowded_names": report.crowded_names,
         }
         w.execute(
             "UPDATE runs SET ended_at = ?, status = 'ok', watermark = ?, counts = ? "

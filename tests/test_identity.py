@@ -514,3 +514,78 @@ def test_an_incremental_linkage_reads_only_the_known_mentions_the_new_ones_can_m
     assert rows(near, persons) == rows(every, persons)
     mentions = "SELECT * EXCLUDE (match_weight), round(match_weight, 9) FROM person_mentions"
     assert sorted(rows(near, mentions)) == sorted(rows(every, mentions))
+
+
+def test_a_name_written_under_thousands_of_documents_is_not_paired_by_name(tmp_path, monkeypatch):
+    """Issue 25: one name under more documents than CROWDED_NAME_MENTIONS (a form's default
+    name, a flood) is no blocking key: 90,000 new mentions of one name paired each with
+    every other ran linkage out of memory and stopped `detector run`. Its mentions are
+    still linked through what they share (a document, an inmate and the name's sounds for
+    one written without a document), in a first linkage and in an incremental one; other
+    names are linked as before."""
+    monkeypatch.setattr(identity, "CROWDED_NAME_MENTIONS", 25)
+    w = World()
+    docs = [make_dui(w.rng) for _ in range(30)]
+    crowd = [w.visit("José Pérez", d, f"I-{k % 40}", days=k % 20) for k, d in enumerate(docs)]
+    again = w.visit("José Pérez", docs[3], "I-3", days=40)  # the same document again
+    bare = w.visit("JOSE PEREZ", "", "I-3", days=41)  # no document: met through the sounds
+    spelt = [w.visit("Juan Carlos Pérez López", "04567890-3", "I-7", days=d) for d in (1, 8)]
+    spelt.append(w.visit("PÉREZ LÓPEZ, JUAN CARLOS", "04567890-3", "I-7", days=15))
+    store = w.store(tmp_path)
+
+    report = rows(store, "SELECT counts FROM runs WHERE kind = 'persons'")
+    assert json.loads(report[-1][0])["crowded_names"] == 1
+    people = [person_of(store, r) for r in crowd]
+    assert len(set(people)) == len(crowd)  # thirty namesakes, thirty people
+    assert person_of(store, again) == people[3]
+    paired = rows(
+        store,
+        "SELECT count(*) FROM person_links l JOIN person_mentions a USING (mention_key) "
+        "JOIN person_mentions b ON b.mention_key = l.other_key "
+        "WHERE a.canonical = b.canonical AND a.id_number <> b.id_number",
+    )
+    assert paired == [(0,)]  # no two namesakes linked, nor kept to explain a link
+    # the mention without a document was compared with its namesakes (through the sounds)
+    (compared,) = rows(
+        store,
+        "SELECT count(*) FROM person_links l JOIN persons p "
+        "ON p.mention_key IN (l.mention_key, l.other_key) "
+        "JOIN records r USING (record_key) WHERE r.record_id = ?",
+        [bare],
+    )[0]
+    assert compared > 0
+    assert len({person_of(store, r) for r in spelt}) == 1
+
+    more = [[f"N{k}", "ZAC", "2019-09-01 10:00", "2019-09-01 11:00", "Jose Perez", "DUI",
+             make_dui(w.rng), "Familiar", "I-1"] for k in range(10)]  # fmt: skip
+    done = pipeline.run(
+        store, [write_csv(tmp_path / "more.csv", VISITS, more)], LINK_ONLY, user="test"
+    )
+    assert done.persons.scope.startswith("incremental") and done.persons.crowded_names == 1
+    assert len({person_of(store, f"N{k}") for k in range(10)}) == 10
+
+
+def test_a_linkage_that_fails_is_said_in_one_line_and_the_rules_still_run(tmp_path, monkeypatch):
+    """A linkage stopped by an error of Splink's own (a query out of memory) is recorded
+    as failed and said in one line; the rules run on the persons as they were."""
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError(
+            "Error executing the following sql for table `__splink__blocked_id_pairs`:\n"
+            "CREATE TABLE x AS SELECT 1\n\nError was: Out of Memory Error: could not "
+            "allocate block of size 256.0 KiB (1.8 GiB/1.8 GiB used)\n\nPossible solutions:"
+        )
+
+    monkeypatch.setattr(identity, "_predict", out_of_memory)
+    w = World(crowd=60)
+    store = Store(tmp_path / "db" / "detector.duckdb", wait=30)
+    done = pipeline.run(
+        store, [write_csv(tmp_path / "visits.csv", VISITS, w.visits)],
+        pipeline.Steps(score=False), user="test",
+    )  # fmt: skip
+    said = "LinkageFailed: linkage failed: Out of Memory Error: could not allocate block"
+    assert done.persons_error.startswith(said)
+    failed = rows(store, "SELECT status, errors FROM runs WHERE kind = 'persons'")
+    assert failed[-1][0] == "failed" and "linkage failed: Out of Memory" in failed[-1][1]
+    assert done.rules is not None and not done.rules.errors
+    assert rows(store, "SELECT count(*) FROM runs WHERE kind = 'rules' AND status = 'ok'") == [(1,)]
