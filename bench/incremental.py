@@ -33,7 +33,7 @@ def _append(db: Path, rows: int) -> int:
     body = (
         VISITS.replace("$n", str(extra))
         .replace("FROM range(", f"FROM (SELECT i + {rows} AS i FROM range(")
-        .replace(") t(i)", ") t(i)) u(i)")
+        .replace(") t(i))", ") t(i)) u(i))")
         .replace("1 AS upload_seq", "2 AS upload_seq")
     )
     con.execute(body)

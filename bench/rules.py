@@ -33,21 +33,29 @@ FROM range(5000) t(i);
 
 # Five prisons in turn, 80 entries a day each between 08:00 and 14:40, an hour's stay;
 # each prison's own book/page/line sequence; one placeholder name every 100,000 lines;
-# one line in seven a contractor's van.
+# one line in seven a contractor's van; one line in 20,011 written at 23:00 (out of
+# hours). The visitors are 400,000 people, each with their own document, named from
+# 25 given names and 26 surnames twice over (16,900 names: about 24 namesakes each, as
+# in a country's register), so that linkage, the name rules and the outside-hours rule
+# have real work and real hits.
 VISITS = """
 INSERT INTO visits BY NAME
 SELECT ['ZAC', 'IZA', 'CIU', 'QZT', 'MAR'][i % 5 + 1] AS facility, 'Garita' AS checkpoint,
        (i // 5 // 50000)::VARCHAR AS logbook, (i // 5 % 50000) // 25 + 1 AS page,
        i // 5 % 25 + 1 AS line,
-       TIMESTAMP '2000-01-01' + to_days(i // 400) + to_minutes(480 + i % 400) AS entered_at,
-       TIMESTAMP '2000-01-01' + to_days(i // 400) + to_minutes(540 + i % 400) AS exited_at,
+       TIMESTAMP '2000-01-01' + to_days(i // 400)
+         + to_minutes(CASE WHEN i % 20011 = 5 THEN 1380 ELSE 480 + i % 400 END) AS entered_at,
+       TIMESTAMP '2000-01-01' + to_days(i // 400)
+         + to_minutes(CASE WHEN i % 20011 = 5 THEN 1410 ELSE 540 + i % 400 END) AS exited_at,
        CASE WHEN i % 100000 = 7 THEN 'N/I' WHEN i % 7 = 3 THEN 'Conductor ' || (i // 7000)
-            ELSE ['José Pérez', 'Ana López', 'Carlos Cruz', 'Rosa Ayala',
-                  'Luis Flores'][i // 5 % 5 + 1] END AS name,
+            ELSE given[p % 25 + 1] || ' ' || surnames[p // 25 % 26 + 1] || ' '
+                 || surnames[p // 650 % 26 + 1] END AS name,
        CASE WHEN i % 100000 = 7 THEN 'N/I' WHEN i % 7 = 3 THEN 'CONDUCTOR ' || (i // 7000)
-            ELSE ['JOSE PEREZ', 'ANA LOPEZ', 'CARLOS CRUZ', 'ROSA AYALA',
-                  'LUIS FLORES'][i // 5 % 5 + 1] END AS name_key,
-       'AB-' || (hash(i) % 100000000) AS id_number, 'passport' AS id_type,
+            ELSE upper(strip_accents(given[p % 25 + 1] || ' ' || surnames[p // 25 % 26 + 1]
+                                     || ' ' || surnames[p // 650 % 26 + 1])) END AS name_key,
+       CASE WHEN i % 100000 = 7 THEN 'placeholder' ELSE 'named' END AS name_status,
+       CASE WHEN i % 7 = 3 THEN 'AB-' || (i // 7000) ELSE 'AB-' || (10000000 + p) END AS id_number,
+       'passport' AS id_type,
        ['staff', 'family', 'lawyer', 'contractor', 'family'][(i // 5) % 5 + 1] AS role,
        'P' || (hash(i) % 5000) AS inmate_id,
        -- a contractor's van: the same driver and plate for a stretch of days
@@ -55,7 +63,16 @@ SELECT ['ZAC', 'IZA', 'CIU', 'QZT', 'MAR'][i % 5 + 1] AS facility, 'Garita' AS c
        CASE WHEN i % 7 = 3 THEN 'P' || (i // 7000) END AS plate_key,
        1 AS party_size, 'minute' AS entered_precision, 'V|' || i AS record_key,
        'bench' AS source_sha256, 'bench.csv' AS source_name, i + 2 AS source_row, 1 AS upload_seq
-FROM range($n) t(i)
+FROM (SELECT i, (hash(i) % 400000)::BIGINT AS p,
+             ['Ana', 'Blanca', 'Carmen', 'Delmy', 'Elsa', 'Fredy', 'Gloria', 'Héctor', 'Iris',
+              'Jorge', 'Karla', 'Luis', 'Mario', 'Nelson', 'Óscar', 'Patricia', 'Reina',
+              'Saúl', 'Teresa', 'Walter', 'Xiomara', 'Yanira', 'Zoila', 'Ever', 'Dinora']
+               AS given,
+             ['Alvarado', 'Bonilla', 'Cañas', 'Durán', 'Escalante', 'Funes', 'Galdámez',
+              'Henríquez', 'Iraheta', 'Jovel', 'Landaverde', 'Mancía', 'Navas', 'Olmedo',
+              'Pineda', 'Quintanilla', 'Recinos', 'Sibrián', 'Tobar', 'Umaña', 'Valle',
+              'Zepeda', 'Abarca', 'Barahona', 'Cornejo', 'Deras'] AS surnames
+      FROM range($n) t(i))
 """
 
 
