@@ -553,39 +553,34 @@ _COUNTED = {
 def visitor_window_sql(con, table: str) -> str:
     """The ``visitor_window`` CTE of ``RAW_SQL`` for the visits of ``table``: per visit of
     a known visitor to an inmate, the distinct gangs, prisons and leaders of their visits
-    within 30 days either side."""
-    distinct = con.execute(
-        "SELECT " + ", ".join(f"count(DISTINCT {e})" for e in _COUNTED.values())
-        + f" FROM {table} WHERE {_VISITOR_ROWS}"
-    ).fetchall()[0]  # fmt: skip
-    ctes, joins, columns = [], [], []
-    for (name, expr), n in zip(_COUNTED.items(), distinct, strict=True):
-        sets = -(-n // BITS)
+    within 30 days either side. Each counted value's bit number is written to a temporary
+    table ``visitor_<name>_ix`` on ``con`` (its size says how many sets it takes)."""
+    joins, columns = [], []
+    for name, expr in _COUNTED.items():
+        index = f"visitor_{name}_ix"
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {index} AS "
+            f"SELECT value, (row_number() OVER (ORDER BY value) - 1) AS ix FROM "
+            f"(SELECT DISTINCT {expr} AS value FROM {table} WHERE {_VISITOR_ROWS}) "
+            "WHERE value IS NOT NULL"
+        )
+        sets = -(-con.execute(f"SELECT count(*) FROM {index}").fetchall()[0][0] // BITS)
         if sets > MAX_SETS:
             columns.append(f"count(DISTINCT {expr}) OVER w AS {name}")
             continue
-        ctes.append(
-            f"{name}_ix AS (SELECT value, (row_number() OVER (ORDER BY value) - 1) AS ix "
-            f"FROM (SELECT DISTINCT {expr} AS value FROM v WHERE {_VISITOR_ROWS} "
-            f"AND {expr} IS NOT NULL))"
-        )
-        joins.append(f"LEFT JOIN {name}_ix ON {name}_ix.value = {expr}")
+        joins.append(f"LEFT JOIN {index} ON {index}.value = {expr}")
+        bit = f"1::HUGEINT << ({index}.ix % {BITS})::HUGEINT"
         counts = [
-            f"bit_count(bit_or(CASE WHEN {name}_ix.ix // {BITS} = {k} "
-            f"THEN 1::HUGEINT << ({name}_ix.ix % {BITS})::HUGEINT ELSE 0::HUGEINT END) "
-            "OVER w)::BIGINT"
+            f"bit_count(bit_or(CASE WHEN {index}.ix // {BITS} = {k} THEN {bit} "
+            "ELSE 0::HUGEINT END) OVER w)::BIGINT"
             for k in range(sets)
         ]
         columns.append(f"{' + '.join(counts) or '0'} AS {name}")
-    return ",\n".join(
-        [
-            *ctes,
-            "visitor_window AS (\n  SELECT record_key, " + ", ".join(columns)
-            + f"\n  FROM v {' '.join(joins)} WHERE {_VISITOR_ROWS}\n"
-            "  WINDOW w AS (PARTITION BY visitor ORDER BY entered_at\n"
-            "               RANGE BETWEEN INTERVAL 30 DAYS PRECEDING AND INTERVAL 30 DAYS FOLLOWING))",
-        ]
-    )  # fmt: skip
+    return f"""visitor_window AS (
+  SELECT record_key, {", ".join(columns)}
+  FROM v {" ".join(joins)} WHERE {_VISITOR_ROWS}
+  WINDOW w AS (PARTITION BY visitor ORDER BY entered_at
+               RANGE BETWEEN INTERVAL 30 DAYS PRECEDING AND INTERVAL 30 DAYS FOLLOWING))"""
 
 
 def _raw_sql(con, prefix: str, table: str, targets: str, covered: str = "visits") -> str:

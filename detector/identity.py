@@ -480,7 +480,7 @@ def _for_linkage(con, table: str, out: str, junk: str) -> None:
         SELECT *, {_PAIRS} AS pairs,
                CASE WHEN canonical IN (SELECT canonical FROM crowded) THEN NULL
                     ELSE canonical END AS name_block,
-               CASE WHEN id_number IS NULL AND badge IS NULL THEN {_PAIRS}
+               CASE WHEN id_number IS NULL AND badge IS NULL THEN pairs
                     ELSE [NULL]::VARCHAR[] END AS bare_pairs,
                list_sort(list_transform(words, lambda w: w[1])) AS initials,
                list_filter(sounds, lambda x: len(x) > 1) AS full_sounds
