@@ -7,14 +7,12 @@ import getpass
 import hashlib
 import json
 import os
-import queue
 import stat
 import string
 import tempfile
 import threading
 import unicodedata
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +45,7 @@ from detector.mapping import (
     vocab_map,
     withheld,
 )
+from detector.parallel import ordered_map
 from detector.schema import (
     DOCUMENT_PREFIX,
     DOCUMENT_SHAPES,
@@ -961,47 +960,10 @@ def _converted(
     p: Plan, up: Upload, workers: int = 2
 ) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
     """Canonical batches in file order, converted by ``workers`` threads while the caller
-    stores earlier ones (one polars conversion alone keeps only part of two cores busy).
-
-    A reader thread reads batches and queues their conversions, at most ``workers + 1``
-    ahead of the caller, so memory stays bounded whatever the file's size.
-    """
-    done = object()
-    ahead: queue.Queue = queue.Queue(maxsize=workers + 1)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                ahead.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    with ThreadPoolExecutor(workers, thread_name_prefix="ingest-convert") as pool:
-
-        def read() -> None:
-            try:
-                for batch in p.table.batches():
-                    job = pool.submit(canonical, batch, p, up)
-                    if not put(job):
-                        return
-                put(done)
-            except BaseException as exc:  # handed to the caller's thread
-                put(exc)
-
-        reader = threading.Thread(target=read, name="ingest-read", daemon=True)
-        reader.start()
-        try:
-            while (item := ahead.get()) is not done:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item.result()
-        finally:
-            stop.set()
-            reader.join()
-            pool.shutdown(cancel_futures=True)  # a failed insert wants no more batches
+    stores earlier ones (one polars conversion alone keeps only part of two cores busy),
+    at most ``workers + 1`` ahead of the caller, so memory stays bounded whatever the
+    file's size (``parallel.ordered_map``)."""
+    return ordered_map(lambda batch: canonical(batch, p, up), p.table.batches(), workers, "ingest")
 
 
 # Up to this many rows a file's key hashes are kept (80 MB) to rule out repeats cheaply.

@@ -51,6 +51,7 @@ from detector.features import (
 from detector.flags import Hit, Resolution, flag_id, store_flags
 from detector.i18n import N_
 from detector.kept import folder_hash, publish
+from detector.parallel import ordered_map
 from detector.risk import RULE_PART, range_risk, visit_risk
 from detector.runs import RUN_WRITERS, newest_upload, next_run, now
 from detector.store import Store, upsert
@@ -775,54 +776,68 @@ def score(
     return report
 
 
+_SCORES = pa.schema(
+    [
+        ("record_key", pa.string()),
+        ("outlier_score", pa.float64()),
+        ("outlier_pct", pa.float64()),
+        ("top_features", pa.string()),
+    ]
+)
+
+
 def _score_batches(feats: Path, reference: Reference, config: ScoringConfig, out: Path) -> int:
     """Score the feature rows in batches against the reference, writing ``out``; returns
-    how many rows are of a facility and role the reference holds nothing of."""
+    how many rows are of a facility and role the reference holds nothing of. Two threads
+    score batches side by side (NumPy and polars release the GIL: 2.2-3.0 -> 1.9 s at 1M
+    visits), the file is written in the batches' order."""
     writer, unseen = None, 0
-    schema = pa.schema(
-        [
-            ("record_key", pa.string()),
-            ("outlier_score", pa.float64()),
-            ("outlier_pct", pa.float64()),
-            ("top_features", pa.string()),
-        ]
-    )
-    for batch in pq.ParquetFile(feats).iter_batches(batch_size=config.batch_rows):
-        frame = pl.from_arrow(batch)
-        unseen += int((frame["n_role"] == 0).sum())
-        X = matrix(frame, FEATURE_NAMES)
-        contributions = reference.explainer.per_feature(X)
-        raw = reference.raw_scores(X, contributions)
-        pct = percentile(reference.train_scores, raw)
-        explained = brief_explanations(contributions, X, config.top_features)
-        # Sentences with the visit's context where someone will read them: the top 10%.
-        top = pct >= 0.9
-        if top.any():
-            sel = frame.filter(pl.Series(top))
-            explained = explained.scatter(
-                np.flatnonzero(top), explain_rows(sel, contributions[top], config.top_features)
-            )
-        # Built by polars: pyarrow converting numpy arrays or Python values imports pandas
-        # (seconds of an incremental `detector run`).
-        table = (
-            pl.DataFrame(
-                {
-                    "record_key": frame["record_key"],
-                    "outlier_score": pl.Series(raw, dtype=pl.Float64),
-                    "outlier_pct": pl.Series(pct, dtype=pl.Float64),
-                    "top_features": explained,
-                }
-            )
-            .to_arrow()
-            .cast(schema)
-        )
+    batches = pq.ParquetFile(feats).iter_batches(batch_size=config.batch_rows)
+    for table, batch_unseen in ordered_map(
+        lambda batch: _score_batch(batch, reference, config), batches, name="scoring"
+    ):
+        unseen += batch_unseen
         if writer is None:
-            writer = pq.ParquetWriter(out, schema)
+            writer = pq.ParquetWriter(out, _SCORES)
         writer.write_table(table)
     if writer is None:
-        writer = pq.ParquetWriter(out, schema)  # no rows: the file with its columns
+        writer = pq.ParquetWriter(out, _SCORES)  # no rows: the file with its columns
     writer.close()
     return unseen
+
+
+def _score_batch(batch, reference: Reference, config: ScoringConfig) -> tuple[pa.Table, int]:
+    """One batch of feature rows scored: its scores table and its rows of a facility and
+    role the reference has not seen."""
+    frame = pl.from_arrow(batch)
+    unseen = int((frame["n_role"] == 0).sum())
+    X = matrix(frame, FEATURE_NAMES)
+    contributions = reference.explainer.per_feature(X)
+    raw = reference.raw_scores(X, contributions)
+    pct = percentile(reference.train_scores, raw)
+    explained = brief_explanations(contributions, X, config.top_features)
+    # Sentences with the visit's context where someone will read them: the top 10%.
+    top = pct >= 0.9
+    if top.any():
+        sel = frame.filter(pl.Series(top))
+        explained = explained.scatter(
+            np.flatnonzero(top), explain_rows(sel, contributions[top], config.top_features)
+        )
+    # Built by polars: pyarrow converting numpy arrays or Python values imports pandas
+    # (seconds of an incremental `detector run`).
+    table = (
+        pl.DataFrame(
+            {
+                "record_key": frame["record_key"],
+                "outlier_score": pl.Series(raw, dtype=pl.Float64),
+                "outlier_pct": pl.Series(pct, dtype=pl.Float64),
+                "top_features": explained,
+            }
+        )
+        .to_arrow()
+        .cast(_SCORES)
+    )
+    return table, unseen
 
 
 def _fit_sample(feats: Path, config: ScoringConfig) -> tuple:
