@@ -309,7 +309,8 @@ def _views_computed_once_give_the_same_hits(store: Store) -> None:
     """Issue 25: a rule run computes the kinds' views several rules read (the reads'
     passages, their stays: a window over every read, 1.6 s a rule at 1M reads) once, as
     temporary tables shadowing them; each rule's hits must be those it finds reading the
-    views themselves."""
+    views themselves, with the copies whole and with only the columns the rules read (what
+    a large store gets: the whole copy of 10M reads spilled 2.6 GB past the memory limit)."""
     from detector import engine
     from detector.rulebook import load_rules
 
@@ -319,6 +320,9 @@ def _views_computed_once_give_the_same_hits(store: Store) -> None:
         found = engine.evaluate(con, rule)
         return sorted((tuple(h.record_keys), repr(sorted(h.fields.items()))) for h in found)
 
+    def columns(con, view):
+        return [d[0] for d in con.execute(f"SELECT * FROM temp.main.{view}").description]
+
     with store.sandboxed() as con:
         engine.prepare_context(con)
         plain = {r.id: hits(con, r) for r in rules}
@@ -327,10 +331,53 @@ def _views_computed_once_give_the_same_hits(store: Store) -> None:
         assert con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = 'passages'"
         ).fetchall() == [(1,)]
+        assert "source_sha256" in columns(con, "passages")  # a small store: copied whole
         shadowed = {r.id: hits(con, r) for r in rules}
+        for view in ("event_stays", "passages"):
+            con.execute(f"DROP TABLE temp.main.{view}")
+        pruned_from = engine.PRUNE_ROWS
+        engine.PRUNE_ROWS = 0
+        try:
+            assert engine._computed_views(con, catalog, rules) == ["passages", "event_stays"]
+        finally:
+            engine.PRUNE_ROWS = pruned_from
+        kept = columns(con, "passages")
+        assert {"record_key", "person_key", "seen_at", "zone_of"} <= set(kept), kept
+        assert not {"source_sha256", "source_name", "seen_at_raw"} & set(kept), kept
+        pruned = {r.id: hits(con, r) for r in rules}
     assert shadowed == plain
+    assert pruned == plain
     access = [r.id for r in rules if r.category == "access_events" and plain[r.id]]
     assert len(access) >= 5, access
+
+
+def test_a_computed_view_keeps_every_column_a_rule_may_show():
+    """The columns a computed view keeps are those DuckDB plans the rules to read: a rule
+    showing every column of a passage keeps them all, one that names a few keeps those
+    (in the view's order), and a rule that does not plan keeps them all."""
+    from detector import engine
+    from detector.rulebook import load_rules
+
+    rule = next(r for r in load_rules() if r.id == "access-one-badge-several-entries")
+    planner = engine.rule_planner()
+    try:
+        every = [d[0] for d in planner.execute("SELECT * FROM passages").description]
+        shows_all = rule.model_copy(update={"query": "SELECT * FROM passages WHERE badge = 'X'"})
+        names = rule.model_copy(
+            update={"query": "SELECT record_key FROM passages WHERE direction = 'in'"}
+        )
+        broken = rule.model_copy(update={"query": "SELECT no_such_column FROM passages"})
+        assert engine.columns_read(planner, "passages", [shows_all, names]) == every
+        assert engine.columns_read(planner, "passages", [names]) == ["direction", "record_key"]
+        assert engine.columns_read(planner, "passages", [names, broken]) == every
+        # the stays read the passages: planned through the stand-in left for them
+        stays = rule.model_copy(update={"query": "SELECT * FROM event_stays"})
+        assert set(engine.columns_read(planner, "passages", [stays])) == {
+            "record_key", "facility", "zone_of", "person_key", "name_key", "id_number",
+            "seen_at", "direction", "upload_seq", "source_row",
+        }  # fmt: skip
+    finally:
+        planner.close()
 
 
 def test_an_event_flag_shows_the_gate_reads_beside_the_logbook_lines(tmp_path, monkeypatch):
