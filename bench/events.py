@@ -6,10 +6,12 @@ each:
 
 - ``ingest``: ``detector.ingest.ingest_file`` (hash and evidence copy, canonical rows,
   checks, one transaction, ledger entry), beside DuckDB's bare ``read_csv`` of the file and
-  DuckDB alone converting it into the stored table (``wide``: the ingest's floor);
+  DuckDB alone converting it into the stored table in one SQL statement (``wide``);
 - ``book``: a visit logbook beside the reads (a line for one entry read in four, ten
   minutes after it), ingested, so that the rules holding the book against the gate have
   work;
+- ``store``: DuckDB alone storing the rows the ingest stored (``child.store_floor``): the
+  ingest's floor;
 - ``pair``: the ``event_stays`` view counted by pairing (every event paired per person and
   zone, the unmatched ends kept), then the access and reconciliation rules run in full.
 
@@ -27,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.child import in_child, report  # noqa: E402
+from bench.child import in_child, report, store_floor  # noqa: E402
 
 SYNTH = """
 COPY (
@@ -110,6 +112,9 @@ def _child(mode: str, csv: str, db: str) -> None:
         con.close()
         report(seconds=round(time.perf_counter() - start, 2))
         return
+    if mode == "store":  # csv: the database an ingest stored the file into
+        report(seconds=round(store_floor(csv, db, "events"), 2))
+        return
     store = Store(Path(db), wait=600)
     if mode in ("ingest", "book"):
         start = time.perf_counter()
@@ -151,15 +156,19 @@ def measure(rows: int, repeat: int = 3, only_ingest: bool = False) -> dict:
             wide = in_child(__file__, "wide", str(csv), str(Path(tmp) / f"wide-{i}.duckdb"))
             db = str(Path(tmp) / f"d-{i}.duckdb")
             ingest = in_child(__file__, "ingest", str(csv), db)
-            rounds.append((bare, ingest, wide))
+            stored = in_child(__file__, "store", db, str(Path(tmp) / f"store-{i}.duckdb"))
+            Path(tmp, f"store-{i}.duckdb").unlink()
+            rounds.append((bare, ingest, wide, stored))
             if only_ingest:
                 Path(db).unlink()
-        out["bare"] = statistics.median(b["seconds"] for b, _, _ in rounds)
-        out["wide"] = statistics.median(w["seconds"] for _, _, w in rounds)
-        out["ingest"] = statistics.median(i["seconds"] for _, i, _ in rounds)
-        out["ingest/bare"] = statistics.median(i["seconds"] / b["seconds"] for b, i, _ in rounds)
-        out["wide/bare"] = statistics.median(w["seconds"] / b["seconds"] for b, _, w in rounds)
-        out["ingest_peak_mb"] = max(i["peak_mb"] for _, i, _ in rounds)
+        out["bare"] = statistics.median(b["seconds"] for b, _, _, _ in rounds)
+        out["wide"] = statistics.median(w["seconds"] for _, _, w, _ in rounds)
+        out["store"] = statistics.median(s["seconds"] for _, _, _, s in rounds)
+        out["ingest"] = statistics.median(i["seconds"] for _, i, _, _ in rounds)
+        out["ingest/bare"] = statistics.median(i["seconds"] / b["seconds"] for b, i, _, _ in rounds)
+        out["wide/bare"] = statistics.median(w["seconds"] / b["seconds"] for b, _, w, _ in rounds)
+        out["store/bare"] = statistics.median(s["seconds"] / b["seconds"] for b, _, _, s in rounds)
+        out["ingest_peak_mb"] = max(i["peak_mb"] for _, i, _, _ in rounds)
         if only_ingest:
             return out
         out["book"] = in_child(__file__, "book", str(book), db)
@@ -182,7 +191,8 @@ def main() -> None:
         f"{args.rows:,} events, {out['mb']:.0f} MB of CSV: ingest {out['ingest']:.2f} s "
         f"(peak {out['ingest_peak_mb']:,.0f} MB), DuckDB's bare read_csv {out['bare']:.2f} s: "
         f"{out['ingest/bare']:.2f}x; DuckDB alone into the stored table {out['wide']:.2f} s: "
-        f"{out['wide/bare']:.2f}x"
+        f"{out['wide/bare']:.2f}x; DuckDB storing the same rows {out['store']:.2f} s: "
+        f"{out['store/bare']:.2f}x"
     )
     if not args.only_ingest:
         print("book", out["book"])

@@ -9,7 +9,9 @@ Three ways to load the same CSV, each in its own process (peak memory is its own
   with none of detector's checks, quarantine, row numbers, hashing or evidence copy. It
   shows what the width of the stored record costs by itself;
 - ``detector``: ``detector.ingest.ingest_file`` (hash + evidence copy, canonical rows,
-  quarantine checks, one transaction, ledger entry).
+  quarantine checks, one transaction, ledger entry);
+- ``duckdb-store``: DuckDB alone storing the rows ``detector`` stored, from memory
+  (``child.store_floor``): the ingest's floor, the storing of those very rows.
 
     .venv/bin/python bench/ingest.py --rows 1000000 --repeat 3
 """
@@ -27,9 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.child import in_child, report  # noqa: E402
+from bench.child import in_child, report, store_floor  # noqa: E402
 
-MODES = ("duckdb", "duckdb-wide", "detector")
+MODES = ("duckdb", "duckdb-wide", "detector", "duckdb-store")
 
 # The synthetic layout (bench/synth.py) converted to detector's visits table by DuckDB.
 WIDE = """
@@ -58,6 +60,10 @@ def _child(mode: str, csv: str, db: str) -> None:
     """One way to load the file; libraries are imported before the clock starts."""
     import duckdb
 
+    if mode == "duckdb-store":  # csv: the database ``detector`` stored the file into
+        seconds = store_floor(csv, db, "visits")
+        report(mode=mode, rows=None, seconds=seconds)
+        return
     if mode != "duckdb":
         from detector.ingest import ingest_file
         from detector.store import DDL, Store
@@ -102,7 +108,10 @@ def measure(rows: int, repeat: int = 3, csv: Path | None = None) -> dict:
                 # Start from clean page cache state: nobody pays for writing back the
                 # generated CSV or the previous run's database.
                 os.sync()
-                runs[mode].append(in_child(__file__, mode, str(csv), str(db)))
+                # the floor stores what this round's ingest stored
+                source = db.parent.parent / f"detector-{i}" / "bench.duckdb"
+                read = str(source) if mode == "duckdb-store" else str(csv)
+                runs[mode].append(in_child(__file__, mode, read, str(db)))
         size = csv.stat().st_size
     out = {"rows": rows, "mb": size / 1e6, "repeat": repeat}
     for mode, rs in runs.items():
@@ -113,7 +122,7 @@ def measure(rows: int, repeat: int = 3, csv: Path | None = None) -> dict:
         }
     # The ratio of each run to the bare load of the same round, then their median: a
     # slow moment of the machine counts against both sides of one ratio.
-    for mode in ("duckdb-wide", "detector"):
+    for mode in ("duckdb-wide", "detector", "duckdb-store"):
         out[f"{mode}/duckdb"] = statistics.median(
             a["seconds"] / b["seconds"] for a, b in zip(runs[mode], runs["duckdb"], strict=True)
         )
@@ -138,7 +147,7 @@ def main() -> None:
             f"{mode:>12}: {r['seconds']:6.2f} s  {args.rows / r['seconds']:>10,.0f} rows/s  "
             f"peak {r['peak_mb']:,.0f} MB  (runs: {times})"
         )
-    for mode in ("duckdb-wide", "detector"):
+    for mode in ("duckdb-wide", "detector", "duckdb-store"):
         print(
             f"{mode} / duckdb read_csv: {out[f'{mode}/duckdb']:.2f}x (median of the rounds' ratios)"
         )
