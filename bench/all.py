@@ -112,8 +112,13 @@ class Table:
         return "\n".join(lines)
 
 
-def verdict(value: float, limit: float, fmt: str = "{:.2f}") -> str:
-    return f"≤ {fmt.format(limit)}: {'met' if value <= limit else 'NOT met'}"
+def verdict(value: float, limit: float, fmt: str = "{:.2f}", floor: str = "") -> str:
+    """The goal and whether it is met; with ``floor`` (what DuckDB itself needs for the
+    same work, as measured), that too when it is not."""
+    met = value <= limit
+    return f"≤ {fmt.format(limit)}: {'met' if met else 'NOT met'}" + (
+        f" ({floor})" if floor and not met else ""
+    )
 
 
 def main() -> None:
@@ -160,7 +165,13 @@ def main() -> None:
             f"(DuckDB alone into the stored table, no checks: {w['seconds']:.2f} s, "
             f"{r['duckdb-wide/duckdb']:.2f}×; DuckDB storing the very rows stored, from "
             f"memory: {r['duckdb-store']['seconds']:.2f} s, {r['duckdb-store/duckdb']:.2f}×)",
-            verdict(r["detector/duckdb"], 2.4, "{:.1f}×"),
+            verdict(
+                r["detector/duckdb"],
+                2.4,
+                "{:.1f}×",
+                f"floor, storing the same rows: {r['duckdb-store/duckdb']:.2f}×; the ingest is "
+                f"{d['seconds'] / r['duckdb-store']['seconds']:.2f}× it",
+            ),
         )
     for rows in sizes.get("rules", []):
         r = rules.measure(rows)
@@ -230,13 +241,28 @@ def main() -> None:
             f"{r['bare']:.2f} s: **{r['ingest/bare']:.2f}×** (DuckDB alone into the stored "
             f"table, no checks: {r['wide']:.2f} s, {r['wide/bare']:.2f}×; DuckDB storing the "
             f"very rows stored, from memory: {r['store']:.2f} s, {r['store/bare']:.2f}×)",
-            verdict(r["ingest/bare"], 3, "{:.0f}×") if big else "",
+            verdict(
+                r["ingest/bare"],
+                3,
+                "{:.0f}×",
+                f"floor, storing the same rows: {r['store/bare']:.2f}×; the ingest is "
+                f"{r['ingest'] / r['store']:.2f}× it",
+            )
+            if big
+            else "",
         )
         p = r["pair"]
         table.add(
             f"{n(rows)} reader events: pairing into stays / the access and reconciliation rules in full",
             f"{p['pair_seconds']:.2f} s / {p['rules_seconds']:.2f} s, peak {gb(p['peak_mb'])}",
-            verdict(p["rules_seconds"], 10, "{:.0f} s") if big else "",
+            verdict(
+                p["rules_seconds"],
+                10,
+                "{:.0f} s",
+                f"the pairing alone, which they read, is {p['pair_seconds']:.1f} s",
+            )
+            if big
+            else "",
         )
     for rows in sizes.get("dashboard", []):
         out = (
