@@ -486,8 +486,8 @@ def _computed_views(con, catalog: str, rules: list[Rule]) -> list[str]:
 
 
 # Past this many rows of its kind, a view computed for the rules is copied with only the
-# columns they read: finding them (planning the rules) takes about half a second; at 10M
-# badge reads the rules read 14 of ``passages``' 27 columns, and the whole copy spilled
+# columns they read: finding them (planning the rules) takes about a tenth of a second; at
+# 10M badge reads the rules read 14 of ``passages``' 27 columns, and the whole copy spilled
 # 2.6 GB past the memory limit (15 s -> 9 s).
 PRUNE_ROWS = 1_000_000
 
