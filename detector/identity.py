@@ -21,6 +21,7 @@ and ``person_models``; ``person_overrides`` holds the auditors' merges and split
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -564,14 +565,32 @@ def train(con, table: str) -> tuple[dict, dict]:
     )
     summary["trained"] = "u values"
     if same_doc >= TRAIN_MIN_PAIRS:
-        linker.training.estimate_parameters_using_expectation_maximisation(
-            "l.id_number = r.id_number", estimate_without_term_frequencies=True
-        )
+        em_log = logging.getLogger("splink.internals.expectation_maximisation")
+        quiet = _UnseenLevels()
+        em_log.addFilter(quiet)
+        try:
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                "l.id_number = r.id_number", estimate_without_term_frequencies=True
+            )
+        finally:
+            em_log.removeFilter(quiet)
         summary["trained"] = "u values, and the names' m values (EM on shared documents)"
     trained = linker.misc.save_model_to_json()
     trained["probability_two_random_records_match"] = probability
     summary["floored"] = _floor(trained)
     return trained, summary
+
+
+class _UnseenLevels(logging.Filter):
+    """Splink warns on the console of each name level the store's mentions do not show
+    ("Level initials on comparison name not observed in dataset, unable to train m
+    value"): lines in the middle of a demo's or a run's summary. Such a level keeps its
+    prior m value (``prior_settings``), never below ``M_FLOOR`` (``_floor``), as this
+    module intends: the warning tells the user nothing to do. Splink's other warnings still
+    show."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "not observed in dataset" not in record.getMessage()
 
 
 def _floor(trained: dict) -> list[str]:

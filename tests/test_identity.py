@@ -408,6 +408,47 @@ def test_books_written_surname_first_for_months_keep_each_person_once(demo_logs,
     )
 
 
+def test_name_variants_the_store_does_not_show_are_not_warned_about_on_the_console(
+    tmp_path, caplog
+):
+    """Training where every pair sharing a document writes the name the same way, Splink
+    finds no initials, dropped words or slips among them and warns of each such level on
+    the console (in the middle of the demo's summary, as `detector demo` showed); such a
+    level keeps its prior value, as the model intends, so that warning is kept from the
+    console. Splink's other warnings are not."""
+    import logging
+
+    w = World()
+    given = ["Ana", "Luis", "Rosa", "Juan", "Marta", "Pedro", "Elena", "Carlos"]
+    surnames = ["Pérez", "López", "Zelaya", "Ventura", "Cruz", "Mejía", "Flores", "Reyes"]
+    for i in range(16):  # 16 people, each written four ways: 96 pairs sharing a document
+        g, s1, s2 = given[i % 8], surnames[i // 2], surnames[(i + 3) % 8]
+        slips = [f"{g} {s1} {s2}", f"{g}h {s1} {s2}", f"{g} {s1}h {s2}", f"{g} {s1} {s2}h"]
+        for k, name in enumerate(slips):  # a letter too many: no initials, no word dropped
+            w.visit(name, f"0{i:07d}-{i % 9}", f"I-{i}", days=1 + 7 * k + i)
+    store = w.store(tmp_path)
+    em_log = logging.getLogger("splink.internals.expectation_maximisation")
+    seen: list[str] = []
+
+    def record(entry: logging.LogRecord) -> bool:
+        seen.append(entry.getMessage())
+        return True
+
+    em_log.addFilter(record)
+    try:
+        with caplog.at_level(logging.WARNING):
+            report = identity.link(store, refit=True)
+    finally:
+        em_log.removeFilter(record)
+    model, _ = identity.load_model(store)
+    assert report.trained and "EM" in model.trained["trained"], model.trained
+    assert any("not observed in dataset" in m for m in seen), seen  # Splink did warn
+    assert not [r for r in caplog.records if "not observed" in r.getMessage()]
+    assert em_log.filters == []  # only while training
+    em_log.warning("another warning")
+    assert "another warning" in caplog.text
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_an_incremental_linkage_clusters_the_touched_part_as_clustering_everything_would(seed):
     """The incremental linkage clusters in Python only the mentions a join can reach and
