@@ -461,6 +461,7 @@ def _computed_views(con, catalog: str, rules: list[Rule]) -> list[str]:
         for rule in rules
     ]
     computed: list[str] = []
+    rows: dict[str, int] = {}
     planner = None
     try:
         for i, view in enumerate(KIND_VIEWS):
@@ -470,8 +471,10 @@ def _computed_views(con, catalog: str, rules: list[Rule]) -> list[str]:
                 continue
             columns = "*"
             kind = VIEW_KINDS[view]
-            (rows,) = con.execute(f'SELECT count(*) FROM "{catalog}".main.{kind}').fetchall()[0]
-            if rows > PRUNE_ROWS:
+            if kind not in rows:  # a kind's views (passages, stays) share its count
+                sql = f'SELECT count(*) FROM "{catalog}".main.{kind}'
+                rows[kind] = con.execute(sql).fetchall()[0][0]
+            if rows[kind] > PRUNE_ROWS:
                 planner = planner or rule_planner()
                 columns = ", ".join(columns_read(planner, view, readers))
             con.execute(
