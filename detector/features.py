@@ -404,8 +404,9 @@ def tail_sql(raw: str, column: str) -> str:
 
 
 def _surprise_sql(raw: str, ref: str) -> str:
-    """The finished features of the raw ones in ``raw`` (a Parquet file's path, quoted),
-    graded ones as surprises against the reference's tails.
+    """The finished features of the raw ones in ``raw`` (a relation: a query in
+    parentheses, or ``read_parquet(...)``), graded ones as surprises against the
+    reference's tails.
 
     The surprise of a value is its role's tail at the smallest value at or above it (an
     ASOF join), else the role's largest surprise (a value beyond the reference's highest
@@ -426,7 +427,7 @@ def _surprise_sql(raw: str, ref: str) -> str:
         return f"CASE WHEN {when} AND s_{c}.s >= ln({SURPRISE_FLOOR}) THEN s_{c}.s ELSE 0 END"
 
     return f"""
-WITH raw AS NOT MATERIALIZED (SELECT * FROM read_parquet({raw})),
+WITH raw AS NOT MATERIALIZED (SELECT * FROM {raw}),
 tails AS ({tails}),
 tops AS (SELECT c, role, max(s) AS top FROM tails GROUP BY ALL),
 look AS (
@@ -449,6 +450,20 @@ def _quoted(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
+def copy_unordered(con, sql: str, out: Path) -> None:
+    """``COPY (sql) TO out`` as Parquet, its rows in whatever order DuckDB makes them.
+
+    Nothing reads a features file by position (the fit sample is picked by record key,
+    scores are stored by it); keeping the order made DuckDB hold finished rows of the raw
+    features until the rows before them were written: at 10M visits its buffers of rows
+    took 1.6 GB of memory and 1.9 GB of spill, against 0.5 and 0.2 GB unordered."""
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        con.execute(f"COPY ({sql}) TO {_quoted(out)} (FORMAT parquet)")
+    finally:
+        con.execute("RESET preserve_insertion_order")
+
+
 def _ref_views(con, ref: Path, tails: bool = True) -> str:
     """Temporary views over a reference's Parquet files; returns their name prefix."""
     for name in [*REFERENCE_TABLES, *(f"tail_{c}" for c in GRADED if tails)]:
@@ -459,7 +474,9 @@ def _ref_views(con, ref: Path, tails: bool = True) -> str:
     return "ref_"
 
 
-def _private_con(workdir: Path):
+def private_con(workdir: Path):
+    """A DuckDB of the process's own in memory, under the store's memory limit, spilling
+    to ``workdir``."""
     import duckdb
 
     return duckdb.connect(
@@ -471,50 +488,49 @@ def _private_con(workdir: Path):
 
 
 def build_reference(
-    store: Store, ref: Path, window: tuple | None = None, features: Path | None = None
+    store: Store, ref: Path, window: tuple | None = None, raw: Path | None = None
 ) -> int:
     """Compute the reference from the visits in ``window`` (``(from, to)`` timestamps,
     ``None``: all) into Parquet files in ``ref``; returns the number of visits it holds.
 
     The context tables come first; the raw features of the window's visits against them
-    give the per-role tails of the graded features. With ``features``, the window's
-    finished features are written there too (they are what fitting reads: computing the
-    raw ones once serves both)."""
+    give the per-role tails of the graded features. With ``raw``, the window's raw features
+    are kept there (the finished ones are read from them, ``finished``: computing them once
+    serves both the tails and the fit)."""
     ref.mkdir(parents=True, exist_ok=True)
     where = (
         "TRUE"
         if window is None
         else f"v.entered_at BETWEEN TIMESTAMP '{window[0]}' AND TIMESTAMP '{window[1]}'"
     )
-    raw = ref / ".raw.parquet"
+    kept = raw is not None
+    raw = raw if kept else ref / ".raw.parquet"
     with store.read() as con:
-        _visits_table(con, "ref_v", where)
+        table = _visits_table(con, "ref_v", where)
         weeks = WEEKS_SQL.format(covered="v")
         for name, sql in REFERENCE_TABLES.items():
             con.execute(
-                f"COPY (WITH v AS (SELECT * FROM ref_v), {weeks} {sql}) "
+                f"COPY (WITH v AS (SELECT * FROM {table}), {weeks} {sql}) "
                 f"TO {_quoted(ref / f'{name}.parquet')} (FORMAT parquet)"
             )
         prefix = _ref_views(con, ref, tails=False)
         # the days the window covers, read from the stored visits (computed from the CTE
         # ``v``, DuckDB planned the week joins the wrong way round: 46 s instead of 30 s at 10M)
         covered = f"(SELECT v.facility, v.entered_at FROM visits v WHERE {where})"
-        sql = _raw_sql(con, prefix, "ref_v", "TRUE", covered=covered)
-        con.execute(f"COPY ({sql}) TO {_quoted(raw)} (FORMAT parquet)")
-        con.execute("DROP TABLE ref_v")
-    con = _private_con(ref)
+        copy_unordered(con, _raw_sql(con, prefix, table, "TRUE", covered=covered), raw)
+        con.execute(f"DROP TABLE {table}")
+    con = private_con(ref)
     try:
         for c in GRADED:
             con.execute(
                 f"COPY ({tail_sql(f'read_parquet({_quoted(raw)})', c)}) "
                 f"TO {_quoted(ref / f'tail_{c}.parquet')} (FORMAT parquet)"
             )
-        if features is not None:
-            return _surprise_into(con, ref, raw, features)
         return _count(con, raw)
     finally:
         con.close()
-        raw.unlink(missing_ok=True)
+        if not kept:
+            raw.unlink(missing_ok=True)
 
 
 def _count(con, path: Path) -> int:
@@ -523,15 +539,36 @@ def _count(con, path: Path) -> int:
 
 def _surprise_into(con, ref: Path, raw: Path, out: Path) -> int:
     """The finished features of ``raw`` (graded ones as surprises) into ``out``."""
-    prefix = _ref_views(con, ref)
-    con.execute(f"COPY ({_surprise_sql(_quoted(raw), prefix)}) TO {_quoted(out)} (FORMAT parquet)")
+    copy_unordered(con, finished(con, ref, raw), out)
     return _count(con, out)
+
+
+def finished(con, ref: Path, raw: Path, sample: tuple[int, int] | None = None) -> str:
+    """The query of the finished features (graded ones as surprises against the reference
+    ``ref``) of the raw features in the Parquet file ``raw``, on ``con``; with ``sample``
+    (rows, seed), of the rows whose record keys hash lowest under the seed, in that order
+    (the same rows and order whatever order the file holds them in)."""
+    prefix = _ref_views(con, ref)
+    src = f"read_parquet({_quoted(raw)})"
+    if sample is None:
+        return _surprise_sql(src, prefix)
+    rows, seed = (int(x) for x in sample)
+    order = f"hash(record_key, {seed}), record_key"
+    # the keys first (a top-N of one column), then their rows: a top-N of whole rows
+    # carried every column of every row through it (15 s at 10M visits)
+    picked = (
+        f"(SELECT * FROM {src} WHERE record_key IN "
+        f"(SELECT record_key FROM {src} ORDER BY {order} LIMIT {rows}))"
+    )
+    return f"SELECT * FROM ({_surprise_sql(picked, prefix)}) ORDER BY {order} LIMIT {rows}"
 
 
 def _visits_table(con, name: str, where: str) -> str:
     """The visits of ``VISITS_SQL`` that match ``where``, as a temporary table ``name``
     on ``con`` (the raw query reads it eight times: scanning a table reads only the
-    columns each part needs, a materialised CTE copied whole rows, 13 s of a fit at 10M)."""
+    columns each part needs, a materialised CTE copied whole rows, 13 s of a fit at 10M).
+    A scratch DuckDB file instead (held compressed, out of DuckDB's memory) took 3-8 s
+    more to write at 10M visits and left the raw query's time as it was."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {VISITS_SQL.format(where=where)}")
     return name
 
@@ -597,6 +634,23 @@ def _raw_sql(con, prefix: str, table: str, targets: str, covered: str = "visits"
     )
 
 
+def build_raw(
+    store: Store, raw: Path, ref: Path, neighbourhood: str = "TRUE", targets: str = "TRUE"
+) -> int:
+    """Write the raw features of the target visits against the reference ``ref`` to
+    ``raw`` (what ``finished`` reads); returns the number of rows. ``targets`` is an SQL
+    condition on the visits to write (on the read connection: it may name temporary
+    tables made there), ``neighbourhood`` one on the visits around them that their weeks
+    and visitors' 30-day windows need (``TRUE``: all)."""
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    with store.read() as con:
+        table = _visits_table(con, "feat_v", neighbourhood)
+        prefix = _ref_views(con, ref, tails=False)
+        copy_unordered(con, _raw_sql(con, prefix, table, targets), raw)
+        con.execute(f"DROP TABLE {table}")
+        return _count(con, raw)
+
+
 def build_features(
     store: Store,
     out: Path,
@@ -607,10 +661,8 @@ def build_features(
     """Write one row per target visit (features, baseline columns, context) to ``out``.
 
     ``ref`` is the reference to judge the visits against (``None``: one computed from all
-    stored visits, for a one-off look such as the evaluation's baseline). ``targets`` is an
-    SQL condition on the visits to write (on the read connection: it may name temporary
-    tables made there), ``neighbourhood`` one on the visits around them that their weeks
-    and visitors' 30-day windows need (``TRUE``: all). Returns the number of rows. The
+    stored visits, for a one-off look such as the evaluation's baseline); ``targets`` and
+    ``neighbourhood`` are as ``build_raw`` takes them. Returns the number of rows. The
     neighbourhood is computed on a read-only connection to the store, the within-role
     surprises on a private one; both spill to disk when the data outgrows memory.
     """
@@ -619,14 +671,12 @@ def build_features(
         ref = out.with_name(out.stem + ".reference")
         build_reference(store, ref)
     raw = out.with_name(out.stem + ".raw.parquet")
-    with store.read() as con:
-        prefix = _ref_views(con, ref, tails=False)
-        sql = _raw_sql(con, prefix, _visits_table(con, "feat_v", neighbourhood), targets)
-        con.execute(f"COPY ({sql}) TO {_quoted(raw)} (FORMAT parquet)")
-        con.execute("DROP TABLE feat_v")
-    con = _private_con(out.parent)
     try:
-        return _surprise_into(con, ref, raw, out)
+        build_raw(store, raw, ref, neighbourhood, targets)
+        con = private_con(out.parent)
+        try:
+            return _surprise_into(con, ref, raw, out)
+        finally:
+            con.close()
     finally:
-        con.close()
         raw.unlink(missing_ok=True)

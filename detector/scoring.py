@@ -45,8 +45,10 @@ from detector.features import (
     FEATURES,
     VISITOR_JOIN,
     VISITOR_SQL,
-    build_features,
+    build_raw,
     build_reference,
+    finished,
+    private_con,
 )
 from detector.flags import Hit, Resolution, flag_id, store_flags
 from detector.i18n import N_
@@ -365,9 +367,9 @@ class Reference:
     fit_rows: int
     content_hash: str = ""
     new: bool = False  # fitted in this run (not yet recorded in ``models``)
-    # the window's features as fitted (when the window is every stored visit, they are
-    # what a full scoring right after fitting would compute again)
-    features: Path | None = None
+    # the window's raw features as fitted (when the window is every stored visit, they
+    # are what a full scoring right after fitting would compute again)
+    raw: Path | None = None
 
     def raw_scores(self, X: np.ndarray, contributions: np.ndarray) -> np.ndarray:
         return contributions.sum(axis=1) if self.scorer is None else self.scorer(X)
@@ -466,9 +468,9 @@ def fit_reference(store: Store, config: ScoringConfig, workdir: Path) -> Referen
     staging = models_dir(store) / f".fitting-{os.getpid()}-{time.time_ns()}"
     staging.mkdir(mode=0o700)
     try:
-        feats = workdir / "fit_features.parquet"
-        build_reference(store, staging, window, features=feats)
-        fit_from, fit_to, X_fit = _fit_sample(feats, config)
+        raw = workdir / "fit_raw.parquet"
+        build_reference(store, staging, window, raw=raw)
+        fit_from, fit_to, X_fit = _fit_sample(staging, raw, config, workdir)
         if config.model == "ecod" and np.isfinite(X_fit).all():
             # What PyOD's ECOD keeps of its fit is its training rows, and the frozen scorer
             # needs nothing else: PyOD (scikit-learn, numba's compilations) is not loaded.
@@ -511,7 +513,7 @@ def fit_reference(store: Store, config: ScoringConfig, workdir: Path) -> Referen
         X_fit.shape[0],
         digest,
         new=True,
-        features=feats if window is None else None,
+        raw=raw if window is None else None,
     )
 
 
@@ -750,17 +752,17 @@ def score(
             return ScoreReport(
                 0, reference.model_id, 0, reference.fit_rows, seconds=seconds, scope=plan.why
             )
-        if plan.full and reference.features is not None:
-            feats = reference.features
-            rows = pq.ParquetFile(feats).metadata.num_rows
+        if plan.full and reference.raw is not None:
+            raw = reference.raw
+            rows = pq.ParquetFile(raw).metadata.num_rows
         else:
-            feats = tmp / "features.parquet"
-            rows = build_features(store, feats, reference.path, plan.neighbourhood, plan.targets)
+            raw = tmp / "raw.parquet"
+            rows = build_raw(store, raw, reference.path, plan.neighbourhood, plan.targets)
         seconds["features"] = time.perf_counter() - t
 
         t = time.perf_counter()
         out = tmp / "scores.parquet"
-        unseen = _score_batches(feats, reference, config, out)
+        unseen = _score_batches(raw, reference, config, out, tmp)
         seconds["score"] = time.perf_counter() - t
         if unseen:
             plan.why += (
@@ -786,19 +788,27 @@ _SCORES = pa.schema(
 )
 
 
-def _score_batches(feats: Path, reference: Reference, config: ScoringConfig, out: Path) -> int:
-    """Score the feature rows in batches against the reference, writing ``out``; returns
-    how many rows are of a facility and role the reference holds nothing of. Two threads
-    score batches side by side (NumPy and polars release the GIL: 20-21 -> 13-14 s at 10M
+def _score_batches(
+    raw: Path, reference: Reference, config: ScoringConfig, out: Path, workdir: Path
+) -> int:
+    """Score the finished features of the raw ones in ``raw`` in batches against the
+    reference, writing ``out``; returns how many rows are of a facility and role the
+    reference holds nothing of. The finished features stream from DuckDB into the batches
+    (written to a file and read back, they cost 8-12 s at 10M visits); two threads score
+    batches side by side (NumPy and polars release the GIL: 20-21 -> 13-14 s at 10M
     visits), the file is written in the batches' order."""
     unseen = 0
-    batches = pq.ParquetFile(feats).iter_batches(batch_size=config.batch_rows)
-    with pq.ParquetWriter(out, _SCORES) as writer:  # no rows: the file with its columns
-        for table, batch_unseen in ordered_map(
-            lambda batch: _score_batch(batch, reference, config), batches, name="scoring"
-        ):
-            unseen += batch_unseen
-            writer.write_table(table)
+    con = private_con(workdir)
+    try:
+        batches = con.execute(finished(con, reference.path, raw)).to_arrow_reader(config.batch_rows)
+        with pq.ParquetWriter(out, _SCORES) as writer:  # no rows: the file with its columns
+            for table, batch_unseen in ordered_map(
+                lambda batch: _score_batch(batch, reference, config), batches, name="scoring"
+            ):
+                unseen += batch_unseen
+                writer.write_table(table)
+    finally:
+        con.close()
     return unseen
 
 
@@ -836,21 +846,21 @@ def _score_batch(batch, reference: Reference, config: ScoringConfig) -> tuple[pa
     return table, unseen
 
 
-def _fit_sample(feats: Path, config: ScoringConfig) -> tuple:
-    import duckdb
+def _fit_sample(ref: Path, raw: Path, config: ScoringConfig, workdir: Path) -> tuple:
+    """(first, last visit, the fitted rows) of the raw features in ``raw``, finished
+    against the reference ``ref``.
 
-    con = duckdb.connect()
+    Above ``config.fit_sample`` rows the fit takes the rows whose record keys hash lowest
+    under the seed, in that order (``features.finished``): the same rows and order
+    whatever order the file holds them in, as it is written unordered."""
+    con = private_con(workdir)
     try:
-        fit_from, fit_to, n = con.execute(
-            f"SELECT min(entered_at), max(entered_at), count(*) FROM read_parquet('{feats}')"
+        fit_from, fit_to = con.execute(
+            f"SELECT min(entered_at), max(entered_at) FROM read_parquet('{raw}')"
         ).fetchall()[0]
-        sample = (
-            f"USING SAMPLE reservoir({int(config.fit_sample)} ROWS) REPEATABLE ({config.seed})"
-            if n > config.fit_sample
-            else ""
-        )
+        sample = (int(config.fit_sample), int(config.seed))
         frame = con.sql(
-            f"SELECT {', '.join(FEATURE_NAMES)} FROM read_parquet('{feats}') {sample}"
+            f"SELECT {', '.join(FEATURE_NAMES)} FROM ({finished(con, ref, raw, sample)})"
         ).pl()
     finally:
         con.close()

@@ -131,6 +131,29 @@ def test_a_scoring_run_is_recorded_from_its_start(scored, tmp_path, monkeypatch)
     assert ended - started >= timedelta(seconds=1.5)
 
 
+def test_the_fit_sample_does_not_depend_on_the_order_the_features_are_written_in(scored, tmp_path):
+    """The raw features are written in whatever order DuckDB makes them; the fit must
+    still take the same rows, in the same order, from any order of the same rows."""
+    import duckdb
+
+    from detector.features import build_reference
+    from detector.scoring import _fit_sample
+
+    ref, raw, flipped = tmp_path / "ref", tmp_path / "raw.parquet", tmp_path / "flip.parquet"
+    rows = build_reference(scored, ref, raw=raw)
+    duckdb.sql(
+        f"COPY (SELECT * FROM '{raw}' ORDER BY hash(record_key) DESC) TO '{flipped}' (FORMAT parquet)"
+    )
+    config = ScoringConfig(fit_sample=500)
+    first, last, X = _fit_sample(ref, raw, config, tmp_path)
+    again = _fit_sample(ref, flipped, config, tmp_path)
+    assert rows > 10_000 and X.shape == (500, len(FEATURE_NAMES))
+    assert (first, last) == again[:2] and np.array_equal(X, again[2])
+    # another seed picks other rows
+    other = _fit_sample(ref, raw, ScoringConfig(fit_sample=500, seed=7), tmp_path)[2]
+    assert not np.array_equal(X, other)
+
+
 def test_model_and_fit_window_are_recorded(scored):
     ((model, config, features, fit_rows, fit_from, fit_to),) = rows(
         scored, "SELECT model, config, features, fit_rows, fit_from, fit_to FROM models"
