@@ -259,9 +259,10 @@ official_window AS (
 -- in_ref: the visit is one of the reference's own (stored when it was fitted, inside its
 -- window); a person's habits are then judged without it (leave one out). Read three
 -- times, it is not materialised: a copy of its whole rows (every column of every target)
--- cost 12 of 51 s of the query at 10M visits; the table is scanned again instead
+-- cost 12 of 51 s of the query at 10M visits; the table is scanned again instead. A visit
+-- of no facility or no date has no week: it has no row here (nor features)
 t AS NOT MATERIALIZED (SELECT v.*, v.upload_seq <= m.seq AND v.entered_at BETWEEN m.d0 AND m.d1 AS in_ref
-      FROM v, {ref}meta m WHERE {targets}),
+      FROM v, {ref}meta m WHERE {targets} AND v.facility IS NOT NULL AND v.wk IS NOT NULL),
 -- the visits near an hour of the day (within two hours), per person and hour, per role
 -- there and hour: looked up by those keys (summed per visit and joined back by record key,
 -- they were a twentieth of the query at 10M)
@@ -347,9 +348,13 @@ LEFT JOIN {ref}role_n r USING (facility, role)
 LEFT JOIN {ref}timed_n tn USING (facility, role)
 LEFT JOIN {ref}dow_n d USING (facility, role, dow)
 LEFT JOIN {ref}hr_n hh USING (facility, role, hr)
-JOIN week_n w USING (facility, role, wk)
+-- every target's week is counted (the targets are visits of v): left joins, so that
+-- DuckDB does not guess the targets few (as it did past two inner joins: 14 rows of 10M)
+-- and build a hash table of every target's whole row to join the visitor's counts to it
+-- (an external join past the memory limit at 10M visits: 85 s instead of 46 s)
+LEFT JOIN week_n w USING (facility, role, wk)
 LEFT JOIN {ref}week_usual wu USING (facility, role)
-JOIN gweek_n g USING (role, wk)
+LEFT JOIN gweek_n g USING (role, wk)
 LEFT JOIN {ref}gweek_usual gu USING (role)
 LEFT JOIN {ref}stay_usual st USING (role)
 LEFT JOIN visitor_window vw USING (record_key)
