@@ -794,7 +794,7 @@ def _score_batches(
     """Score the finished features of the raw ones in ``raw`` in batches against the
     reference, writing ``out``; returns how many rows are of a facility and role the
     reference holds nothing of. The finished features stream from DuckDB into the batches
-    (written to a file and read back, they cost 8-12 s at 10M visits); two threads score
+    (written to a file and read back, they cost 8-9 s at 10M visits); two threads score
     batches side by side (NumPy and polars release the GIL: 20-21 -> 13-14 s at 10M
     visits), the file is written in the batches' order."""
     unseen = 0
