@@ -154,6 +154,34 @@ def test_the_fit_sample_does_not_depend_on_the_order_the_features_are_written_in
     assert not np.array_equal(X, other)
 
 
+@pytest.mark.parametrize("bits, max_sets", [(126, 16), (4, 3), (2, 1)])
+def test_the_bit_sets_count_what_count_distinct_counts(scored, monkeypatch, bits, max_sets):
+    """A visitor's gangs, prisons and leaders within 30 days come from bit sets shared by
+    the columns (a column's bits may straddle two sets; one of too many sets is counted
+    with count(DISTINCT)): the counts are count(DISTINCT)'s, visit by visit."""
+    from detector import features
+
+    monkeypatch.setattr(features, "BITS", bits)
+    monkeypatch.setattr(features, "MAX_SETS", max_sets)
+    with scored.read() as con:
+        table = features._visits_table(con, "bits_v", "TRUE")
+        window = features.visitor_window_sql(con, table)
+        distinct = ", ".join(
+            f"count(DISTINCT {expr}) OVER w AS {name}" for name, expr in features._COUNTED.items()
+        )
+        differ = f"""WITH v AS (SELECT * FROM {table}), {window},
+            plain AS (SELECT record_key, {distinct} FROM v WHERE {features._VISITOR_ROWS}
+                      WINDOW w AS (PARTITION BY visitor ORDER BY entered_at RANGE BETWEEN
+                                   INTERVAL 30 DAYS PRECEDING AND INTERVAL 30 DAYS FOLLOWING))
+            SELECT count(*), count(*) FILTER (WHERE (w.gangs, w.prisons, w.leaders)
+                                              IS DISTINCT FROM (p.gangs, p.prisons, p.leaders)),
+                   max(p.gangs), max(p.prisons), max(p.leaders)
+            FROM plain p FULL JOIN visitor_window w USING (record_key)"""
+        n, wrong, gangs, prisons, leaders = con.execute(differ).fetchall()[0]
+    assert n > 10_000 and wrong == 0
+    assert gangs >= 2 and prisons >= 2 and leaders >= 2  # the demo has visitors to count
+
+
 def test_model_and_fit_window_are_recorded(scored):
     ((model, config, features, fit_rows, fit_from, fit_to),) = rows(
         scored, "SELECT model, config, features, fit_rows, fit_from, fit_to FROM models"
