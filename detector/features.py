@@ -201,11 +201,11 @@ week_n AS (SELECT facility, role, wk, count(*) AS n,
            FROM v JOIN cover c USING (facility) GROUP BY facility, role, wk),
 gweek_n AS (SELECT role, wk, count(*) AS n,
                    any_value(wk >= c.d0 AND wk + INTERVAL 7 DAY <= c.d1) AS whole
-            FROM v, gcover c GROUP BY role, wk),
-person_slot AS (SELECT visitor, hr, count(*) AS n FROM v
-                WHERE visitor IS NOT NULL AND timed AND first_of_day GROUP BY ALL)"""
+            FROM v, gcover c GROUP BY role, wk)"""
 
-# Each table of the reference, computed from the fitted window's visits (``v``).
+# Each table of the reference, computed from the fitted window's visits (``v``); a table
+# may read those before it as ``ref_<name>`` (their files, already written: a person's
+# counts are summed from their slots, not counted again from every visit).
 REFERENCE_TABLES: dict[str, str] = {
     # which stored visits the reference holds: those stored up to this upload, in the window
     "meta": "SELECT (SELECT coalesce(max(seq), 0) FROM uploads) AS seq, min(entered_at) AS d0,"
@@ -225,19 +225,19 @@ REFERENCE_TABLES: dict[str, str] = {
         WHERE stay_min > 0 GROUP BY ALL""",
     "purpose": "SELECT facility, role, avg(no_purpose::INT) AS share FROM v GROUP BY ALL",
     # Each person's own habits (a person is a name with its document, as written).
-    "person_slot": "SELECT * FROM person_slot",
-    "person_n": "SELECT visitor, count(*) AS n FROM v "
+    "person_slot": "SELECT visitor, hr, count(*) AS n FROM v "
     "WHERE visitor IS NOT NULL AND timed AND first_of_day GROUP BY ALL",
+    "person_n": "SELECT visitor, sum(n)::BIGINT AS n FROM ref_person_slot GROUP BY ALL",
     # how set a person's habit is: the largest share of their visits within two hours of
     # one hour of the day (1.0: always the same time); of hours as near, the earliest
     "person_habit": """
         SELECT a.visitor, max(a.near) / any_value(tot.n) AS top_share,
                arg_max(a.hr, (a.near, -a.hr)) AS habit_hr, max(a.near) AS habit_n
         FROM (SELECT a.visitor, a.hr, sum(b.n) AS near
-              FROM person_slot a JOIN person_slot b
+              FROM ref_person_slot a JOIN ref_person_slot b
                 ON b.visitor = a.visitor AND least(abs(b.hr - a.hr), 24 - abs(b.hr - a.hr)) <= 2
               GROUP BY ALL) a
-        JOIN (SELECT visitor, sum(n) AS n FROM person_slot GROUP BY ALL) tot USING (visitor)
+        JOIN ref_person_n tot USING (visitor)
         GROUP BY a.visitor""",
     "person_gang": "SELECT visitor, gang, count(*) AS n FROM v "
     "WHERE visitor IS NOT NULL AND gang IS NOT NULL GROUP BY ALL",
@@ -475,11 +475,16 @@ def copy_unordered(con, sql: str, out: Path) -> None:
 def _ref_views(con, ref: Path, tails: bool = True) -> str:
     """Temporary views over a reference's Parquet files; returns their name prefix."""
     for name in [*REFERENCE_TABLES, *(f"tail_{c}" for c in GRADED if tails)]:
-        con.execute(
-            f"CREATE OR REPLACE TEMP VIEW ref_{name} AS "
-            f"SELECT * FROM read_parquet({_quoted(ref / f'{name}.parquet')})"
-        )
+        _ref_view(con, ref, name)
     return "ref_"
+
+
+def _ref_view(con, ref: Path, name: str) -> None:
+    """The temporary view ``ref_<name>`` over the reference's file ``name``."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW ref_{name} AS "
+        f"SELECT * FROM read_parquet({_quoted(ref / f'{name}.parquet')})"
+    )
 
 
 def private_con(workdir: Path):
@@ -521,7 +526,8 @@ def build_reference(
                 f"COPY (WITH v AS (SELECT * FROM {table}), {weeks} {sql}) "
                 f"TO {_quoted(ref / f'{name}.parquet')} (FORMAT parquet)"
             )
-        prefix = _ref_views(con, ref, tails=False)
+            _ref_view(con, ref, name)  # for the tables after it, and the raw query
+        prefix = "ref_"
         # the days the window covers, read from the stored visits (computed from the CTE
         # ``v``, DuckDB planned the week joins the wrong way round: 46 s instead of 30 s at 10M)
         covered = f"(SELECT v.facility, v.entered_at FROM visits v WHERE {where})"
