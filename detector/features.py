@@ -651,7 +651,7 @@ def visitor_window_sql(con, table: str) -> str:
         for _, low, high in parts.values()
     ]
     windowed = [f"bit_or({s}) OVER w AS s{k}" for k, s in enumerate(sets)] + distinct
-    outer = [f"{c} AS {name}" for c, name in zip(counts, parts)]
+    outer = [f"{c} AS {name}" for c, name in zip(counts, parts, strict=True)]
     outer += [name for name in _COUNTED if name not in parts]
     return f"""visitor_window AS (
   SELECT record_key, {", ".join(outer)}
