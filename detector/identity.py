@@ -934,10 +934,13 @@ def _nearby(store, con, tmp: Path, named: list[str]) -> tuple[int, int]:
     other, written to ``tmp`` for the private connection.
 
     The known mentions kept are those a blocking rule (``BLOCKING``) can pair with a new
-    one (a shared document or badge, the same name, a shared pair of name sounds where one
-    side has no identifier), the new rows' own known mentions and those the auditors'
-    merges and splits name (``named``), closed over the persons they belong to (a known
-    person is clustered whole or not at all). The documents left out as junk and the term
+    one never seen before (a shared document or badge, the same name, a shared pair of name
+    sounds where one side has no identifier), the new rows' own known mentions and those
+    the auditors' merges and splits name (``named``), closed over the persons they belong
+    to (a known person is clustered whole or not at all). Only a mention never seen is
+    paired (``_predict``), so the new rows' known mentions are kept for their rows' persons
+    but block nothing: at 10M visits, the next 1% wrote 15 mentions never seen among 88,000
+    known ones, whose namesakes were every known mention (400,000 read instead of 90,000). The documents left out as junk and the term
     frequencies are computed over every mention, for the values those mentions hold.
     Returns the known mentions and persons not kept (counted, not read). With
     ``READ_EVERY_KNOWN`` set, every known mention is kept (the result must be the same:
@@ -965,10 +968,12 @@ def _nearby(store, con, tmp: Path, named: list[str]) -> tuple[int, int]:
     store.execute("CREATE OR REPLACE TEMP TABLE junk AS " + _junk_sql("every_known", "fresh"))
     store.execute("CREATE OR REPLACE TEMP TABLE crowded AS " + _crowded_sql("every_known", "fresh"))
     unjunked = "CASE WHEN id_number IN (SELECT id_number FROM junk) THEN NULL ELSE id_number END"
+    # the mentions never seen: the ones a blocking rule pairs
     store.execute(
         f"""CREATE OR REPLACE TEMP TABLE f AS
         SELECT mention_key, canonical, {unjunked} AS id_number, badge, {_PAIRS} AS pairs
-        FROM (SELECT * REPLACE (coalesce(sounds, []) AS sounds) FROM fresh)"""
+        FROM (SELECT * REPLACE (coalesce(sounds, []) AS sounds) FROM fresh
+              SEMI JOIN unknown USING (mention_key))"""
     )
     # known mentions sharing a pair of name sounds with a new one (which of them block
     # depends on whether either side has an identifier)
