@@ -171,8 +171,9 @@ SELECT v.record_key, v.record_id, v.upload_seq, v.facility, coalesce(v.role, 'ot
        -- the earliest (time, then record key) of its visitor's visits that day, found by
        -- a grouped minimum (a window over every visit sorted whole rows: 9 of 21 s at 1M)
        -- per hash of the visitor and day (grouped and joined on the visitor's text, 9.3-11.3
-       -- s of the table at 10M visits, against 7.8-8.1; two visitors share a 64-bit hash
-       -- with odds of 1 in 10^13 among 400,000 people, and then only on a day both came)
+       -- s of the table at 10M visits, against 7.7-8.1; two of 400,000 people share a
+       -- 64-bit hash with odds of about 1 in 200 million, and it then matters only on a
+       -- day both came)
        (v.entered_at, v.record_key) = fd.first AS first_of_day,
        i.gang, coalesce(i.rank = 'leader', FALSE) AS leader,
        v.purpose IS NULL OR trim(v.purpose) = '' AS no_purpose,
