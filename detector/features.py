@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from detector.i18n import N_
+from detector.schema import sql_string
 from detector.settings import settings
 from detector.store import Store
 
@@ -455,10 +456,6 @@ FROM raw
 """
 
 
-def _quoted(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
 def copy_unordered(con, sql: str, out: Path) -> None:
     """``COPY (sql) TO out`` as Parquet, its rows in whatever order DuckDB makes them.
 
@@ -468,7 +465,7 @@ def copy_unordered(con, sql: str, out: Path) -> None:
     took 1.6 GB of memory and 1.9 GB of spill, against 0.5 and 0.2 GB unordered."""
     con.execute("SET preserve_insertion_order = false")
     try:
-        con.execute(f"COPY ({sql}) TO {_quoted(out)} (FORMAT parquet)")
+        con.execute(f"COPY ({sql}) TO {sql_string(out)} (FORMAT parquet)")
     finally:
         con.execute("RESET preserve_insertion_order")
 
@@ -484,7 +481,7 @@ def _ref_view(con, ref: Path, name: str) -> None:
     """The temporary view ``ref_<name>`` over the reference's file ``name``."""
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW ref_{name} AS "
-        f"SELECT * FROM read_parquet({_quoted(ref / f'{name}.parquet')})"
+        f"SELECT * FROM read_parquet({sql_string(ref / f'{name}.parquet')})"
     )
 
 
@@ -525,7 +522,7 @@ def build_reference(
         for name, sql in REFERENCE_TABLES.items():
             con.execute(
                 f"COPY (WITH v AS (SELECT * FROM {table}), {weeks} {sql}) "
-                f"TO {_quoted(ref / f'{name}.parquet')} (FORMAT parquet)"
+                f"TO {sql_string(ref / f'{name}.parquet')} (FORMAT parquet)"
             )
             _ref_view(con, ref, name)  # for the tables after it, and the raw query
         prefix = "ref_"
@@ -538,8 +535,8 @@ def build_reference(
     try:
         for c in GRADED:
             con.execute(
-                f"COPY ({tail_sql(f'read_parquet({_quoted(raw)})', c)}) "
-                f"TO {_quoted(ref / f'tail_{c}.parquet')} (FORMAT parquet)"
+                f"COPY ({tail_sql(f'read_parquet({sql_string(raw)})', c)}) "
+                f"TO {sql_string(ref / f'tail_{c}.parquet')} (FORMAT parquet)"
             )
         return _count(con, raw)
     finally:
@@ -549,7 +546,7 @@ def build_reference(
 
 
 def _count(con, path: Path) -> int:
-    return con.execute(f"SELECT count(*) FROM read_parquet({_quoted(path)})").fetchall()[0][0]
+    return con.execute(f"SELECT count(*) FROM read_parquet({sql_string(path)})").fetchall()[0][0]
 
 
 def _surprise_into(con, ref: Path, raw: Path, out: Path) -> int:
@@ -564,7 +561,7 @@ def finished(con, ref: Path, raw: Path, sample: tuple[int, int] | None = None) -
     (rows, seed), of the rows whose record keys hash lowest under the seed, in that order
     (the same rows and order whatever order the file holds them in)."""
     prefix = _ref_views(con, ref)
-    src = f"read_parquet({_quoted(raw)})"
+    src = f"read_parquet({sql_string(raw)})"
     if sample is None:
         return _surprise_sql(src, prefix)
     rows, seed = (int(x) for x in sample)

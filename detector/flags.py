@@ -23,6 +23,7 @@ from detector.auth import require
 from detector.review import SUPPRESSED, log_action
 from detector.risk import SEVERITY_RANK, range_risk, severity_rank
 from detector.runs import RUN_WRITERS, now
+from detector.schema import sql_string
 from detector.scopes import SCOPES
 from detector.store import commit_part
 from detector.wording import flag_words, rule_wording
@@ -132,7 +133,7 @@ def _stage_hits(con, hits: list) -> int:
     ``ord``) to upsert. Staging is a plain copy and the de-duplication reads two columns, so
     that it stays within DuckDB's memory limit however many hits there are."""
     if hits and isinstance(hits[0], Path):
-        files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in hits)
+        files = ", ".join(sql_string(p) for p in hits)
         source = f"read_parquet([{files}])"
     else:
         con.register("hits_in", hits_frame(hits))

@@ -1268,6 +1268,12 @@ def fold_sql(expr: str) -> str:
     return f"nullif(trim(regexp_replace(upper(strip_accents({expr})), '\\s+', ' ', 'g')), '')"
 
 
+def sql_string(text: object) -> str:
+    """``text`` as an SQL string literal (its single quotes doubled): for values and paths
+    written into SQL, where a parameter cannot go (a file a COPY or read_parquet names)."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
 def name_status_sql(key: str = "name_key") -> str:
     """The built-in ``name_status`` classification as a SQL expression over a folded name
     key: fills the column for rows stored before it existed (see ``store.MIGRATIONS``).
@@ -1275,7 +1281,7 @@ def name_status_sql(key: str = "name_key") -> str:
     """
     token = "(" + "|".join(REDACTION_TOKENS) + ")"
     only_tokens = rf"^{token}([\s,;/-]+{token})*$"
-    words = ", ".join("'" + w.replace("'", "''") + "'" for w in NAME_PLACEHOLDERS)
+    words = ", ".join(sql_string(w) for w in NAME_PLACEHOLDERS)
     k = f"coalesce({key}, '')"
     return (
         f"CASE WHEN regexp_matches({k}, '{only_tokens}') THEN 'redacted' "

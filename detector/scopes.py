@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from detector.schema import KINDS, SPECS, KindSpec
+from detector.schema import KINDS, SPECS, KindSpec, sql_string
 
 # The kinds an incremental run narrows: every kind but the reference ones (a roster, the
 # facilities list), which every facility's checks read whole.
@@ -68,7 +68,7 @@ class ScopeKind:
         column = self.hint(SPECS[table])
         if column is None or hinted is None or not hinted or len(hinted) > MAX_HINTED:
             return exact
-        literals = ", ".join("'" + str(v).replace("'", "''") + "'" for v in hinted)
+        literals = ", ".join(sql_string(v) for v in hinted)
         return f"{column} IN ({literals}) AND ({exact})"
 
     @property

@@ -33,7 +33,7 @@ import duckdb
 from filelock import FileLock, Timeout
 
 from detector.errors import DetectorError, StoreBusy
-from detector.schema import KINDS, SPECS, fold_sql, name_status_sql
+from detector.schema import KINDS, SPECS, fold_sql, name_status_sql, sql_string
 from detector.settings import settings
 
 _SQL_TYPES = {
@@ -697,10 +697,6 @@ _LOCKS = {"attach": 1, "ledger": 2, "runs": 3, "reviews": 4}  # taken in this or
 _session: contextvars.ContextVar = contextvars.ContextVar("lake_session", default=None)
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _extension(name: str) -> str:
     """The ``.duckdb_extension`` file the pip package ``duckdb-extension-<name>`` installs for
     this DuckDB version: loaded from there, nothing is downloaded."""
@@ -781,7 +777,7 @@ class _Lake:
         )
         try:
             for name in ("ducklake", "postgres_scanner"):
-                con.execute(f"LOAD {_quote(_extension(name))}")
+                con.execute(f"LOAD {sql_string(_extension(name))}")
             # Commits that do not conflict (appends to other tables) are retried by
             # DuckLake itself; many offices committing at once need more than 10 tries.
             con.execute("SET ducklake_max_retry_count = 100")
@@ -792,7 +788,7 @@ class _Lake:
 
     def _attach(self, con, alias: str, options: str) -> None:
         try:
-            con.execute(f"ATTACH {_quote(self.url)} AS {alias} ({options})")
+            con.execute(f"ATTACH {sql_string(self.url)} AS {alias} ({options})")
         except duckdb.Error as exc:
             raise DetectorError(
                 f"{_shown(self.url)}: cannot open the lake: {str(exc).splitlines()[0]}"
@@ -823,10 +819,10 @@ class _Lake:
                     if not sandbox:
                         # The first ATTACH of a new lake creates its catalog: one at a time.
                         with self.locked(("attach",)):
-                            self._attach(con, "lake", f"DATA_PATH {_quote(self.data_folder)}")
+                            self._attach(con, "lake", f"DATA_PATH {sql_string(self.data_folder)}")
                     self._attach(con, "lake_ro", "READ_ONLY")
                     if sandbox:
-                        con.execute(f"SET allowed_directories = [{_quote(self.data_folder)}]")
+                        con.execute(f"SET allowed_directories = [{sql_string(self.data_folder)}]")
                         con.execute("SET enable_external_access = false")
                         con.execute("SET lock_configuration = true")
                 except BaseException:
@@ -845,7 +841,7 @@ class _Lake:
             con = self._connect(scratch)
             try:
                 options = "READ_ONLY" + (
-                    f", SNAPSHOT_TIME {_quote(as_of.isoformat(sep=' '))}" if as_of else ""
+                    f", SNAPSHOT_TIME {sql_string(as_of.isoformat(sep=' '))}" if as_of else ""
                 )
                 try:
                     self._attach(con, "lake_ro", options)
