@@ -44,7 +44,7 @@ from detector.i18n import N_, number, translate
 from detector.kept import folder_hash, publish
 from detector.review import ReviewError, log_action
 from detector.runs import newest_upload, next_run, now, record_failed, watermark
-from detector.schema import KINDS, SPECS, Mention, fold_sql, name_status_sql
+from detector.schema import KINDS, SPECS, Mention, fold_sql, name_status_sql, sql_string
 from detector.settings import settings
 from detector.store import Store
 
@@ -902,11 +902,11 @@ def _link(job: _Job) -> LinkReport:
             with job.store.read() as store:
                 store.execute(
                     f"COPY ({rows_sql(0 if job.full else job.since, job.upto)}) "
-                    f"TO '{tmp / 'rows.parquet'}' (FORMAT parquet)"
+                    f"TO {sql_string(tmp / 'rows.parquet')} (FORMAT parquet)"
                 )
                 merges, sides = _overrides(store)
                 con.execute(
-                    f"CREATE TEMP TABLE rows AS SELECT * FROM read_parquet('{tmp / 'rows.parquet'}')"
+                    f"CREATE TEMP TABLE rows AS SELECT * FROM read_parquet({sql_string(tmp / 'rows.parquet')})"
                 )
                 _mentions(con, "rows")
                 if not job.full:
@@ -948,11 +948,11 @@ def _nearby(store, con, tmp: Path, named: list[str]) -> tuple[int, int]:
     the tests compare the two)."""
     con.execute(
         "COPY (SELECT mention_key, canonical, sounds, id_number, badge, commonness "
-        f"FROM new_mentions) TO '{tmp / 'fresh.parquet'}' (FORMAT parquet)"
+        f"FROM new_mentions) TO {sql_string(tmp / 'fresh.parquet')} (FORMAT parquet)"
     )
     store.execute(
         "CREATE OR REPLACE TEMP TABLE fresh AS "
-        f"SELECT * FROM read_parquet('{tmp / 'fresh.parquet'}')"
+        f"SELECT * FROM read_parquet({sql_string(tmp / 'fresh.parquet')})"
     )
     store.execute(
         """CREATE OR REPLACE TEMP TABLE unknown AS
@@ -1025,7 +1025,7 @@ def _nearby(store, con, tmp: Path, named: list[str]) -> tuple[int, int]:
         ("tf_canonical", "SELECT * FROM tf_canonical"),
         ("tf_badge", "SELECT * FROM tf_badge"),
     ):
-        store.execute(f"COPY ({select}) TO '{tmp / table}.parquet' (FORMAT parquet)")
+        store.execute(f"COPY ({select}) TO {sql_string(tmp / f'{table}.parquet')} (FORMAT parquet)")
     # a person's id is "P-" and the key of its oldest mention (one of its own): counting
     # those mentions counts the persons, without a distinct over every mention
     (outside,) = store.execute(
@@ -1078,7 +1078,7 @@ def _prepare(con, job: _Job, tmp: Path) -> LinkReport:
         for table in ("known", "junk", "crowded", "tf_canonical", "tf_badge"):
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE {table} AS "
-                f"SELECT * FROM read_parquet('{tmp / table}.parquet')"
+                f"SELECT * FROM read_parquet({sql_string(tmp / f'{table}.parquet')})"
             )
     con.execute("DELETE FROM new_mentions WHERE mention_key IN (SELECT mention_key FROM known)")
     con.execute(
@@ -1267,7 +1267,7 @@ def _outputs(con, tmp: Path, model: Model, full: bool) -> None:
         LEFT JOIN levels ln ON ln.c = 'name' AND ln.g = p.gamma_name
         LEFT JOIN levels li ON li.c = 'identifier' AND li.g = p.gamma_identifier
         LEFT JOIN levels lm ON lm.c = 'inmates' AND lm.g = p.gamma_inmates
-        ) TO '{tmp / "links.parquet"}' (FORMAT parquet)"""
+        ) TO {sql_string(tmp / "links.parquet")} (FORMAT parquet)"""
     )
     # each mention's weight: its strongest accepted link (else the one it had; of links as
     # strong, the one to the greatest key, so that two linkages of the same rows agree), for
@@ -1292,7 +1292,7 @@ def _outputs(con, tmp: Path, model: Model, full: bool) -> None:
                '{model.model_id}' AS model_id
         FROM every_mention e JOIN assigned a USING (mention_key)
         LEFT JOIN best b USING (mention_key) {fresh}
-        ) TO '{tmp / "mentions.parquet"}' (FORMAT parquet)"""
+        ) TO {sql_string(tmp / "mentions.parquet")} (FORMAT parquet)"""
     )
     con.execute(
         f"""COPY (
@@ -1301,20 +1301,23 @@ def _outputs(con, tmp: Path, model: Model, full: bool) -> None:
                b.match_weight, r.upload_seq
         FROM rows_keyed r JOIN assigned a USING (mention_key)
         LEFT JOIN best b USING (mention_key)
-        ) TO '{tmp / "rows_out.parquet"}' (FORMAT parquet)"""
+        ) TO {sql_string(tmp / "rows_out.parquet")} (FORMAT parquet)"""
     )
     # known persons joined to an older one: every row of theirs takes its id
     con.execute(
         f"""COPY (SELECT DISTINCT known_id AS old_id, person_id AS new_id FROM assigned
                   WHERE known_id IS NOT NULL AND known_id <> person_id)
-            TO '{tmp / "moved.parquet"}' (FORMAT parquet)"""
+            TO {sql_string(tmp / "moved.parquet")} (FORMAT parquet)"""
     )
 
 
 def _store(job: _Job, tmp: Path, report: LinkReport, model: Model) -> None:
     """Store the linkage in one write: the model when it is new, the rows' persons, the
     mentions and the pairs that explain them, and the run with its watermark."""
-    src = {f: f"read_parquet('{tmp / f}.parquet')" for f in ("rows_out", "mentions", "links")}
+    src = {
+        f: f"read_parquet({sql_string(tmp / f'{f}.parquet')})"
+        for f in ("rows_out", "mentions", "links")
+    }
     with job.store.write() as w:
         if (
             watermark(w, "persons") or 0
@@ -1338,7 +1341,7 @@ def _store(job: _Job, tmp: Path, report: LinkReport, model: Model) -> None:
         if job.full:
             for table in ("persons", "person_mentions", "person_links"):
                 w.execute(f"DELETE FROM {table}")
-        elif _count(w, moved := f"read_parquet('{tmp / 'moved.parquet'}')"):
+        elif _count(w, moved := f"read_parquet({sql_string(tmp / 'moved.parquet')})"):
             # (a join reaching no known person moves nothing: no pass over every row)
             for table in ("persons", "person_mentions"):
                 w.execute(

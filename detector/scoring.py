@@ -56,6 +56,7 @@ from detector.kept import folder_hash, publish
 from detector.parallel import ordered_map
 from detector.risk import RULE_PART, range_risk, visit_risk
 from detector.runs import RUN_WRITERS, newest_upload, next_run, now
+from detector.schema import sql_string
 from detector.store import Store, upsert
 from detector.wording import model_wording
 
@@ -611,7 +612,7 @@ def plan_run(
         ).fetchall()[0][0] + len(calibration.pending(con))
     if not new_rows and not ruled:
         return Plan(False, "nothing new since the last scoring run", watermark, "FALSE", "FALSE")
-    targets = f"record_key IN (SELECT record_key FROM read_parquet('{tmp / 'targets.parquet'}'))"
+    targets = f"record_key IN (SELECT record_key FROM read_parquet({sql_string(tmp / 'targets.parquet')}))"
     return Plan(
         False,
         f"incremental: {new_rows:,} new visits against reference {reference.model_id}",
@@ -641,7 +642,9 @@ def _write_targets(con, since: int, upto: int, out: Path) -> tuple[int, str]:
         f"SELECT min(entered_at), max(entered_at), count(*) FROM visits WHERE {new}", params
     ).fetchall()[0]
     if not n:
-        con.execute(f"COPY (SELECT ''::VARCHAR AS record_key LIMIT 0) TO '{out}' (FORMAT parquet)")
+        con.execute(
+            f"COPY (SELECT ''::VARCHAR AS record_key LIMIT 0) TO {sql_string(out)} (FORMAT parquet)"
+        )
         return 0, "FALSE"
     weeks = [
         w
@@ -675,7 +678,7 @@ def _write_targets(con, since: int, upto: int, out: Path) -> tuple[int, str]:
           UNION SELECT v.record_key FROM {_VISITS}
                 WHERE v.entered_at BETWEEN TIMESTAMP '{near[0]}' AND TIMESTAMP '{near[1]}'
                   AND {_VISITOR} IN (SELECT {_VISITOR} FROM {_VISITS} WHERE {new_v})
-        ) TO '{out}' (FORMAT parquet)""",
+        ) TO {sql_string(out)} (FORMAT parquet)""",
         params,
     )
     # Around each re-scored visit: its whole week and its visitor's 30 days either side.
@@ -856,7 +859,7 @@ def _fit_sample(ref: Path, raw: Path, config: ScoringConfig, workdir: Path) -> t
     con = private_con(workdir)
     try:
         fit_from, fit_to = con.execute(
-            f"SELECT min(entered_at), max(entered_at) FROM read_parquet('{raw}')"
+            f"SELECT min(entered_at), max(entered_at) FROM read_parquet({sql_string(raw)})"
         ).fetchall()[0]
         sample = (int(config.fit_sample), int(config.seed))
         frame = con.sql(
@@ -883,7 +886,7 @@ def _store_scores(
     Besides the visits just scored, a visit whose rule flags changed since the last scoring
     run gets its risk recomputed (its outlier part stays): together they are ``affected``,
     and only their model flags and the flags holding them are touched."""
-    src = f"read_parquet('{scores}')"
+    src = f"read_parquet({sql_string(scores)})"
     rule_id = f"outlier-{config.model}"
     with store.write(RUN_WRITERS) as con:
         run_id = next_run(con, "score", triggered_by, plan.why)

@@ -270,6 +270,30 @@ def test_new_rows_are_matched_against_the_kept_model_not_relinked(tmp_path):
     assert person_of(store, "N2") == person_of(store, first)
 
 
+def test_a_data_folder_named_with_an_apostrophe_links_and_scores(tmp_path):
+    """The scratch files of linkage and scoring lie beside the database: a folder such as
+    "O'Brien" (a name, a case) is a path written into SQL, quoted, not an SQL error that
+    leaves every row without a person."""
+    from detector.scoring import score
+
+    w = World()
+    first = w.visit("Xiomara Beatriz Landaverde Olmedo", "06666666-6", "I-5", days=3)
+    store = w.store(tmp_path / "O'Brien")
+    assert "O'Brien" in str(store.scratch)
+    assert person_of(store, first)
+    more = [["N1", "ZAC", "2019-09-01 10:00", "2019-09-01 11:00", "LANDAVERDE OLMEDO, XIOMARA",
+             "DUI", "06666666-6", "Familiar", "I-5"]]  # fmt: skip
+    csv_more = write_csv(tmp_path / "more.csv", VISITS, more)
+    report = pipeline.run(store, [csv_more], LINK_ONLY, user="test")
+    assert report.persons.scope.startswith("incremental")
+    assert person_of(store, "N1") == person_of(store, first)
+    assert rows(store, "SELECT count(*) FROM runs WHERE status <> 'ok'") == [(0,)]
+    fitted = score(store, workdir=store.scratch, refit=True)
+    assert fitted.refit and fitted.rows == rows(store, "SELECT count(*) FROM visits")[0][0]
+    again = score(store, workdir=store.scratch, full=True)  # against the kept reference
+    assert not again.refit and again.rows == fitted.rows
+
+
 def test_two_linkages_at_once_store_each_row_once(tmp_path, monkeypatch):
     """Two runs link the same new rows at once (the scheduler and an auditor's command, on
     one machine or on a shared store's two): the one that stores second finds the other's
