@@ -243,14 +243,12 @@ def _field(name: str) -> str:
 
 def _print_steps(report) -> None:
     """What the linkage, the rules and the scoring of a pipeline run did."""
+    from rich.markup import escape  # (an error's text may hold brackets)
+
     if report.persons is not None:
         _print_persons(report.persons)
     if report.persons_error:
-        err.print(
-            f"[red]linking rows to persons failed[/] (recorded as failed in the run history; "
-            f"the rules read the persons as they were): {report.persons_error}",
-            highlight=False,
-        )
+        err.print(f"[red]{escape(report.linkage_failure(_lang()))}[/]", highlight=False)
     rules = report.rules
     if rules is not None:
         table = _table(
@@ -272,7 +270,7 @@ def _print_steps(report) -> None:
             )
         for rule_id, error in rules.errors.items():
             err.print(
-                "[red]" + _("rule {rule} failed:").format(rule=rule_id) + f"[/] {error}",
+                "[red]" + _("rule {rule} failed:").format(rule=rule_id) + f"[/] {escape(error)}",
                 highlight=False,
             )
     if report.scoring is not None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from detector import auth, i18n, pipeline
 from detector.errors import DetectorError
@@ -89,8 +90,15 @@ def run_demo(
         raise SystemExit(
             _("demo ingest failed: {problem}").format(problem=report.failed[0].message)
         )
+    if report.persons_error:
+        console.print(f"[red]{escape(report.linkage_failure(lang))}[/]", highlight=False)
     if report.rules:
         rules = report.rules
+        for rule_id, error in rules.errors.items():
+            console.print(
+                "[red]" + _("rule {rule} failed:").format(rule=rule_id) + f"[/] {escape(error)}",
+                highlight=False,
+            )
         console.print(
             _("rules: {hits} hits from {rules} rules, {new} new flags ({seconds} s)").format(
                 hits=i18n.number(sum(rules.counts.values()), lang),

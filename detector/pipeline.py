@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from detector import nopandas, runs
+from detector import i18n, nopandas, runs
 from detector.engine import RunReport, run_rules
 from detector.errors import DetectorError
+from detector.i18n import N_
 from detector.store import Store
 
 # Each step's module is imported when a run takes that step: a run with nothing new (the
@@ -66,6 +67,11 @@ class Steps:
     only: list[str] | None = None  # rule ids to run (a full run of those alone)
 
 
+LINKAGE_FAILED = N_(
+    "linking rows to persons failed (recorded as failed in the run history; the rules "
+    "read the persons as they were): {error}"
+)
+
 # Ingest alone, as `detector ingest` does unless asked to run the rest.
 INGEST_ONLY = Steps(link=False, rules=False, score=False)
 
@@ -81,6 +87,13 @@ class PipelineReport:
     @property
     def stored(self) -> int:
         return sum(r.rows_stored for r in self.ingested if r.status == "stored")
+
+    def linkage_failure(self, lang: str) -> str | None:
+        """Why linking the new rows to persons failed, said in ``lang`` for the console
+        (None when it did not fail)."""
+        if not self.persons_error:
+            return None
+        return i18n.translate(lang, LINKAGE_FAILED).format(error=self.persons_error)
 
     @property
     def new_uploads(self) -> int:

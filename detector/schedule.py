@@ -304,6 +304,8 @@ def run_job(store: Store, config: ScheduleConfig, name: str) -> dict:
         )
         if job.action == "tick":
             summary["inbox"] = box.outcomes
+        if report.persons_error:
+            summary["persons_error"] = report.persons_error
         if report.scoring is not None:
             summary["score"] = report.scoring.scope
         if report.rules is not None:

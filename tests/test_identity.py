@@ -650,6 +650,11 @@ def test_a_linkage_that_fails_is_said_in_one_line_and_the_rules_still_run(tmp_pa
     )  # fmt: skip
     said = "LinkageFailed: linkage failed: Out of Memory Error: could not allocate block"
     assert done.persons_error.startswith(said)
+    # what `detector run` and `detector demo` print, in each language
+    assert done.linkage_failure("en").startswith("linking rows to persons failed (")
+    assert said in done.linkage_failure("en")
+    assert done.linkage_failure("es").startswith("falló la vinculación de filas a personas")
+    assert said in done.linkage_failure("es")
     failed = rows(store, "SELECT status, errors FROM runs WHERE kind = 'persons'")
     assert failed[-1][0] == "failed" and "linkage failed: Out of Memory" in failed[-1][1]
     assert done.rules is not None and not done.rules.errors

@@ -13,6 +13,7 @@ import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from detector.auth import Actor
@@ -155,6 +156,23 @@ def test_a_failing_tick_is_recorded_and_the_next_one_proceeds(store, tmp_path):
     # nothing was lost: the visits were stored once, the file was moved on the retry
     assert rows(store, "SELECT count(DISTINCT record_key) = count(*) FROM visits") == [(True,)]
     assert list((inbox / "processed").iterdir())
+
+
+def test_a_tick_whose_linkage_fails_says_so_in_its_summary(store, tmp_path, monkeypatch):
+    """The scheduler's log line of a tick tells a failed linkage (the rules still ran on the
+    persons as they were), not only the run history."""
+    from detector import identity
+
+    def out_of_memory(*args, **kwargs):
+        raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block")
+
+    monkeypatch.setattr(identity, "_predict", out_of_memory)
+    config = _config(tmp_path)
+    _drop(tmp_path / "inbox", "visits_MAR.csv")
+    summary = run_job(store, config, "tick")
+    assert "error" not in summary and summary["run_id"]
+    assert "Out of Memory" in summary["persons_error"]
+    assert rows(store, "SELECT status FROM runs WHERE kind = 'persons'")[-1] == ("failed",)
 
 
 @pytest.mark.slow
