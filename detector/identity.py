@@ -385,29 +385,27 @@ def _private(workdir: Path) -> duckdb.DuckDBPyConnection:
 
 
 def _parsed(name_keys: list[str]) -> pl.DataFrame:
-    """Each folded name once: its words, canonical form, sounds and commonness."""
-    out = []
-    for key in name_keys:
-        n = names.parse(key)
-        out.append(
-            {
-                "name_key": key,
-                "canonical": n.canonical or None,
-                "words": list(n.words),
-                "sounds": list(n.sounds),
-                "sounds_key": n.sounds_key or None,
-                "commonness": names.commonness(n),
-            }
-        )
-    schema = {
-        "name_key": pl.String,
-        "canonical": pl.String,
-        "words": pl.List(pl.String),
-        "sounds": pl.List(pl.String),
-        "sounds_key": pl.String,
-        "commonness": pl.Float64,
-    }
-    return pl.DataFrame(out, schema=schema)
+    """Each folded name once: its words, canonical form, sounds and commonness (built by
+    columns: a frame from one dict per name took half the time)."""
+    parsed = [names.parse(key) for key in name_keys]
+    return pl.DataFrame(
+        {
+            "name_key": name_keys,
+            "canonical": [n.canonical or None for n in parsed],
+            "words": [list(n.words) for n in parsed],
+            "sounds": [list(n.sounds) for n in parsed],
+            "sounds_key": [n.sounds_key or None for n in parsed],
+            "commonness": [names.commonness(n) for n in parsed],
+        },
+        schema={
+            "name_key": pl.String,
+            "canonical": pl.String,
+            "words": pl.List(pl.String),
+            "sounds": pl.List(pl.String),
+            "sounds_key": pl.String,
+            "commonness": pl.Float64,
+        },
+    )
 
 
 _KEY = (

@@ -10,6 +10,7 @@ compares names by the words they are made of, in any order, and by how they soun
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -81,6 +82,7 @@ _SOUNDS = (
 _SOUND_RULES = tuple((re.compile(p), r) for p, r in _SOUNDS)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # names share their words: each is sounded once
 def phonetic(word: str) -> str:
     """A Spanish phonetic key of one folded word: letters a Spanish speaker hears alike are
     one ("HERNANDEZ", "ERNANDES" and "HERNANDES" are ``ERNANDES``; "VELASQUEZ" and
