@@ -30,7 +30,7 @@ from detector.runs import RUN_WRITERS, newest_upload, next_run, now, record_fail
 from detector.schema import KINDS, SPECS
 from detector.scopes import NARROWED, SCOPES
 from detector.settings import settings
-from detector.store import DDL, Store
+from detector.store import DDL, VIEWS_SHA256, Store
 from detector.wording import explain, plain, repeated
 
 
@@ -370,6 +370,12 @@ VIEW_KINDS = {
 KIND_VIEWS = tuple(VIEW_KINDS)
 
 
+# In a run's ``rules`` (each rule's file hash), the hash of the views they read: a release
+# changing a view (how reads pair into stays, what a record is) re-runs every rule in full
+# once, as a changed rule file re-runs that rule. ("*" is no rule id's.)
+VIEWS_KEY = "*views*"
+
+
 def _since(con, seqs: list[int]) -> datetime | None:
     """The earliest moment whose hits the new records can change, for rules with a
     look-back: per facility, the last record before the week of its first new one (a
@@ -663,6 +669,7 @@ def run_rules(
     # Hits are spooled to Parquet beside the database (its folder is the owner's alone),
     # in a folder named by this process, so that one a killed run left is removed later.
     remove_orphan_spools(store.scratch)
+    store.bring_current()  # the rules read this release's views, not an older one's
     with tempfile.TemporaryDirectory(prefix=_spool_prefix(), dir=store.scratch) as tmp:
         # rule folders may come from auditors: their SQL reads the store's tables only
         with store.sandboxed() as con:
@@ -678,6 +685,8 @@ def run_rules(
                 known = json.loads(last[0][0] or "{}") if last else {}
                 failed = json.loads(last[0][1] or "{}") if last else {}
                 same = {r.id for r in rules if known.get(r.id) == r.sha256 and r.id not in failed}
+                if known.get(VIEWS_KEY) != VIEWS_SHA256:
+                    same = set()  # the views the rules read changed since: all re-run
                 rules = [
                     r if r.id in same else r.model_copy(update={"scope": "global"}) for r in rules
                 ]
@@ -741,7 +750,7 @@ def _store_run(
             [
                 now(),
                 "failed" if report.errors and not report.counts else "ok",
-                json.dumps({r.id: r.sha256 for r in rules}),
+                json.dumps({**{r.id: r.sha256 for r in rules}, VIEWS_KEY: VIEWS_SHA256}),
                 json.dumps(report.counts),
                 json.dumps(report.errors),
                 run_id,

@@ -261,6 +261,15 @@ VIEWS = [
 ]
 
 
+def _current_views(con) -> None:
+    """This release's views as temporary views of a read-only connection, over the stored
+    ones of an older release (a file no writer of this release has opened yet): a reader
+    of it (``status``, the dashboard, a rule run before anything is stored) reads what this
+    release means by ``passages`` or ``records``, not what the older one did."""
+    for view in VIEWS:
+        con.execute(view.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW", 1))
+
+
 def _transient(exc: Exception) -> bool:
     # DuckDB 1.5 reports a file another thread of this process holds open in the other
     # mode as a "unique file handle conflict" (2.0 as a "different configuration").
@@ -358,6 +367,9 @@ DDL = SCHEMA + MIGRATIONS + VIEWS
 # every view replaced and committed) nor compares every column (a reader: an in-memory
 # database built to list them, 0.15 s of `detector status`).
 DDL_SHA256 = hashlib.sha256("\n;\n".join(DDL).encode()).hexdigest()
+# The views' SQL, what rules read besides the tables: a rule run records it (``engine``),
+# and a release that changes a view has every rule re-run in full once.
+VIEWS_SHA256 = hashlib.sha256("\n;\n".join(VIEWS).encode()).hexdigest()
 _MARK = "CREATE TABLE IF NOT EXISTS schema_version (ddl_sha256 VARCHAR)"
 
 
@@ -493,6 +505,8 @@ class Store:
 
     _ready: set[str] = set()  # stores whose schema this process has already created
     _readable: set[str] = set()  # stores found to have the whole schema already
+    # ... whose views are an older release's (no writer of this one has opened them yet)
+    _stale_views: set[str] = set()
 
     def __init__(
         self,
@@ -598,6 +612,8 @@ class Store:
                 self.init()
         con = self._open(read_only=True)
         try:
+            if key in Store._stale_views and key not in Store._ready:
+                _current_views(con)
             yield con
         finally:
             con.close()
@@ -652,6 +668,23 @@ class Store:
         finally:
             self._lock.release()
 
+    def bring_current(self) -> None:
+        """Bring a file an older release wrote to this release's schema (the DDL once, in a
+        short write), unless a writer of this process already did. What a rule run does
+        first: its queries read the views on read-only connections of their own, where the
+        computed views are shadowed by temporary tables (``engine._computed_views``)."""
+        key = str(self.path)
+        if self._lake is not None or key in Store._ready or not self.path.exists():
+            return
+        con = self._open(read_only=True)
+        try:
+            stale = _marked(con) != DDL_SHA256
+        finally:
+            con.close()
+        if stale:
+            with self.write():
+                pass
+
     def _prepare_lake(self) -> None:
         """Bring a lake's schema to this version once per process (nothing to do, and no
         write, when its recorded schema is this version's)."""
@@ -670,7 +703,10 @@ class Store:
             have = set(con.execute(_COLUMNS_SQL).fetchall())
         finally:
             con.close()
-        return _expected_columns() <= have
+        if _expected_columns() <= have:
+            Store._stale_views.add(str(self.path))  # the tables are this release's, not
+            return True  # necessarily the views
+        return False
 
     def release(self) -> None:
         """Close what this process keeps open on a lake (its DuckDB and catalog sessions);

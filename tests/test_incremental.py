@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import datetime
@@ -198,3 +199,42 @@ def test_a_rule_with_a_lookback_rereads_only_its_window_and_equals_a_full_run(tm
         "WHERE rule_id = 'logbook-silent-period' AND state = 'active' GROUP BY 1",
     )
     assert dict(starts).get(True) and dict(starts).get(False)  # re-evaluated, and standing
+
+
+def test_a_release_changing_a_view_is_read_at_once_and_reruns_every_rule(tmp_path):
+    """A file written by an older release whose views differ: before any writer of this
+    release opens it, a reader already reads this release's views (temporary ones over the
+    stored), and the next rule run, with nothing new stored, re-runs every rule in full
+    (the views are what the rules read besides the tables)."""
+    from detector.engine import VIEWS_KEY
+    from detector.store import records_view_sql
+
+    store = Store(tmp_path / "db" / "detector.duckdb", wait=30)
+    path = tmp_path / "v.csv"
+    path.write_text(
+        "facility,entered_at,name,record_id\nZAC,2019-06-01 10:00,N/I,R1\n", encoding="utf-8"
+    )
+    ingest_files(store, [path])
+    run_rules(store)
+    older = re.split(r"\s+AS\s+", records_view_sql(), maxsplit=1)[1]  # its columns, no rows
+    with store.write() as con:  # as an older release left it: its records view saw nothing
+        con.execute(f"CREATE OR REPLACE VIEW records AS SELECT * FROM ({older}) WHERE false")
+        con.execute("UPDATE schema_version SET ddl_sha256 = 'older'")
+        con.execute(  # each rule file as it was, the views' hash an older one
+            "UPDATE runs SET rules = json_merge_patch(rules, json_object(?, 'older'))",
+            [VIEWS_KEY],
+        )
+    key = str(store.path)
+    for known in (Store._ready, Store._readable, Store._stale_views):  # a new process
+        known.discard(key)
+    with store.read() as con:
+        assert con.execute("SELECT count(*) FROM records WHERE kind = 'visits'").fetchall() == [
+            (1,)
+        ]
+    again = run_rules(store, full=False)
+    assert again.scope.startswith("incremental: 0 upload")
+    assert again.counts.get("unidentified-placeholder-name") == 1
+    assert len(again.counts) > 20  # every rule, not only changed ones
+    with store.read() as con:  # the run's writer brought the file to this release
+        assert con.execute("SELECT ddl_sha256 FROM schema_version").fetchall() != [("older",)]
+    assert run_rules(store, full=False).counts == {}  # and the next run re-runs nothing
