@@ -264,8 +264,9 @@ VIEWS = [
 def _current_views(con) -> None:
     """This release's views as temporary views of a read-only connection, over the stored
     ones of an older release (a file no writer of this release has opened yet): a reader
-    of it (``status``, the dashboard, a rule run before anything is stored) reads what this
-    release means by ``passages`` or ``records``, not what the older one did."""
+    of it (``status``, the dashboard, the linkage's and the scoring's reads) reads what this
+    release means by ``passages`` or ``records``, not what the older one did. (A rule run
+    brings the file up to date instead: ``bring_current``.)"""
     for view in VIEWS:
         con.execute(view.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW", 1))
 
