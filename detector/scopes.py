@@ -94,6 +94,21 @@ def _logbook(spec: KindSpec) -> tuple[str, ...]:
     return (f"{spec.facility} || '|' || {checkpoint} || '|' || logbook",)
 
 
+# The person a line of a kind with documents and names is of, as the visitor rules key
+# them: the document, its letters and digits only, else the folded name. A rule of the
+# ``visitor`` scope computes its own key with this very text (tests/test_rules.py holds
+# them together).
+VISITOR_KEY = (
+    "coalesce(nullif(upper(regexp_replace(coalesce(id_number, ''), '[^0-9A-Za-z]', '', 'g')), ''),"
+    " name_key)"
+)
+
+
+def _visitor(spec: KindSpec) -> tuple[str, ...]:
+    """The person a row is of (``VISITOR_KEY``): kinds with a document and a name."""
+    return (VISITOR_KEY,) if spec.has("id_number", "name_key") else ()
+
+
 def _official(spec: KindSpec) -> tuple[str, ...]:
     """The official a row names: an official's own line, and the official escorting a
     visitor (kinds with a role and an escort)."""
@@ -128,6 +143,12 @@ SCOPES: dict[str, ScopeKind] = {
         _official,
         covers="json_extract_string(flags.fields, '$.official_key') "
         "IN (SELECT value FROM scope_official)",
+    ),
+    # a visitor's own pattern across visits (a hit names them as ``person``)
+    "visitor": ScopeKind(
+        "visitor",
+        _visitor,
+        covers="json_extract_string(flags.fields, '$.person') IN (SELECT value FROM scope_visitor)",
     ),
 }
 # What a rule file may name as its scope.

@@ -13,6 +13,7 @@ import pytest
 
 from detector.engine import run_rules
 from detector.pipeline import ingest_files
+from detector.rulebook import load_rules
 from detector.store import Store
 from tests.conftest import REPO, rows
 
@@ -238,3 +239,75 @@ def test_a_release_changing_a_view_is_read_at_once_and_reruns_every_rule(tmp_pat
     with store.read() as con:  # the run's writer brought the file to this release
         assert con.execute("SELECT ddl_sha256 FROM schema_version").fetchall() != [("older",)]
     assert run_rules(store, full=False).counts == {}  # and the next run re-runs nothing
+
+
+_ROSTER = (
+    "inmate_id,name,gang,rank,facility\n"
+    "P1,Salvador Armando Villalta Cruz,MS-13,Palabrero,CBA\n"
+    "P2,Jorge Antonio Serrano Ayala,Barrio 18 Sureños,Palabrero,IZA\n"
+)
+
+
+def _go_between(path: Path, who: str, document: str, days: list[int]) -> Path:
+    """A family visitor going from one gang's leader to the other's, a visit each day."""
+    lines = ["record_id,facility,entered_at,name,role,id_number,inmate_id"]
+    for i, day in enumerate(days):
+        inmate, facility = ("P1", "CBA") if i % 2 == 0 else ("P2", "IZA")
+        lines.append(
+            f"{document}-{day},{facility},2019-05-{day:02d} 08:{i:02d},{who},Familiar,"
+            f"{document},{inmate}"
+        )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_visitor_scoped_rule_reads_only_the_visitors_the_new_rows_name(tmp_path):
+    """The go-between rule is of the visitor scope: an upload naming one visitor
+    re-evaluates that visitor's visits only (their flag grows), leaves another visitor's
+    flag standing, and ends as a full run of the same files does."""
+    from detector.scopes import VISITOR_KEY
+
+    rule_id = "visit-relative-of-rival-leaders"
+    rule = next(r for r in load_rules() if r.id == rule_id)
+    assert rule.scope == "visitor" and VISITOR_KEY in rule.query  # one key for both
+    roster = tmp_path / "roster.csv"
+    roster.write_text(_ROSTER, encoding="utf-8")
+    first = [
+        roster,
+        _go_between(tmp_path / "a1.csv", "Sandra Portillo Guevara", "86718102-7", [2, 6, 10]),
+        _go_between(tmp_path / "b.csv", "Marta Lemus Rivas", "01234567-8", [3, 7, 11]),
+    ]
+    later = _go_between(tmp_path / "a2.csv", "Sandra Portillo Guevara", "86718102-7", [14, 18])
+
+    def flags(store: Store) -> dict[str, tuple]:
+        found = rows(
+            store,
+            "SELECT json_extract_string(fields, '$.person'), len(record_keys), state "
+            "FROM flags WHERE rule_id = ?",
+            [rule_id],
+        )
+        return {person: (keys, state) for person, keys, state in found}
+
+    step = Store(tmp_path / "step" / "detector.duckdb", wait=30)
+    ingest_files(step, first)
+    run_rules(step, only=[rule_id])
+    assert flags(step) == {"867181027": (3, "active"), "012345678": (3, "active")}
+    ingest_files(step, [later])
+    report = run_rules(step, full=False)
+    assert report.scope.startswith("incremental")
+    assert flags(step) == {"867181027": (5, "active"), "012345678": (3, "active")}
+    # only the visitor the upload names was judged again: the other's flag was last
+    # returned by the first run
+    last = dict(
+        rows(
+            step,
+            "SELECT json_extract_string(fields, '$.person'), last_run FROM flags WHERE rule_id = ?",
+            [rule_id],
+        )
+    )
+    assert last == {"867181027": report.run_id, "012345678": report.run_id - 1}
+
+    whole = Store(tmp_path / "whole" / "detector.duckdb", wait=30)
+    ingest_files(whole, [*first, later])
+    run_rules(whole, only=[rule_id])
+    assert flags(whole) == flags(step)
