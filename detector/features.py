@@ -470,17 +470,21 @@ def copy_unordered(con, sql: str, out: Path) -> None:
         con.execute("RESET preserve_insertion_order")
 
 
+# The name prefix of the temporary views over a reference's files (``_ref_view``).
+REF_PREFIX = "ref_"
+
+
 def _ref_views(con, ref: Path, tails: bool = True) -> str:
     """Temporary views over a reference's Parquet files; returns their name prefix."""
     for name in [*REFERENCE_TABLES, *(f"tail_{c}" for c in GRADED if tails)]:
         _ref_view(con, ref, name)
-    return "ref_"
+    return REF_PREFIX
 
 
 def _ref_view(con, ref: Path, name: str) -> None:
     """The temporary view ``ref_<name>`` over the reference's file ``name``."""
     con.execute(
-        f"CREATE OR REPLACE TEMP VIEW ref_{name} AS "
+        f"CREATE OR REPLACE TEMP VIEW {REF_PREFIX}{name} AS "
         f"SELECT * FROM read_parquet({sql_string(ref / f'{name}.parquet')})"
     )
 
@@ -525,7 +529,7 @@ def build_reference(
                 f"TO {sql_string(ref / f'{name}.parquet')} (FORMAT parquet)"
             )
             _ref_view(con, ref, name)  # for the tables after it, and the raw query
-        prefix = "ref_"
+        prefix = REF_PREFIX
         # the days the window covers, read from the stored visits (computed from the CTE
         # ``v``, DuckDB planned the week joins the wrong way round: 46 s instead of 30 s at 10M)
         covered = f"(SELECT v.facility, v.entered_at FROM visits v WHERE {where})"

@@ -96,8 +96,8 @@ def _logbook(spec: KindSpec) -> tuple[str, ...]:
 
 # The person a line of a kind with documents and names is of, as the visitor rules key
 # them: the document, its letters and digits only, else the folded name. A rule of the
-# ``visitor`` scope computes its own key with this very text (tests/test_rules.py holds
-# them together).
+# ``visitor`` scope computes its own key with this very text (tests/test_incremental.py
+# holds them together).
 VISITOR_KEY = (
     "coalesce(nullif(upper(regexp_replace(coalesce(id_number, ''), '[^0-9A-Za-z]', '', 'g')), ''),"
     " name_key)"
