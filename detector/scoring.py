@@ -127,6 +127,18 @@ class FrozenECOD:
         return self
 
     def per_feature(self, X: np.ndarray) -> np.ndarray:
+        """Each row's contribution per feature. Most visits have nothing unusual, every
+        feature zero (97-99.6% of the demo's and the benchmark's): their row is the same,
+        computed once (the two searches per value cost 3.4 s of CPU at 10M visits)."""
+        some = X.any(axis=1)
+        if some.all():
+            return self._per_feature(X)
+        out = np.repeat(self._per_feature(np.zeros((1, X.shape[1]))), len(X), axis=0)
+        if some.any():
+            out[some] = self._per_feature(X[some])
+        return out
+
+    def _per_feature(self, X: np.ndarray) -> np.ndarray:
         n, out = self.n_, np.empty(X.shape, dtype=float)
         for j in range(X.shape[1]):
             col = self.sorted_[:, j]
@@ -272,7 +284,22 @@ def percentile(sorted_reference: np.ndarray, values: np.ndarray) -> np.ndarray:
 def brief_explanations(contributions: np.ndarray, X: np.ndarray, k: int) -> pl.Series:
     """Top-k features of every row as JSON (name, value, contribution), built vectorised:
     each row's JSON is one ``concat_str`` of columns (the names gathered by index, each
-    number cast to text once), no Python string per row."""
+    number cast to text once), no Python string per row. The rows with every feature
+    zero and the same contributions (most visits: nothing unusual) share one JSON, built
+    once (building each cost 5 s of CPU at 10M visits)."""
+    plain = ~(X.any(axis=1) | np.signbit(X).any(axis=1))  # -0.0 is written "-0.0"
+    if plain.any():
+        first = int(np.argmax(plain))
+        plain &= (contributions == contributions[first]).all(axis=1)
+    if plain.sum() < 2:
+        return _brief(contributions, X, k)
+    out = pl.repeat(_brief(contributions[first : first + 1], X[first : first + 1], k)[0],
+                    len(X), eager=True)  # fmt: skip
+    some = np.flatnonzero(~plain)
+    return out.scatter(some, _brief(contributions[some], X[some], k)) if len(some) else out
+
+
+def _brief(contributions: np.ndarray, X: np.ndarray, k: int) -> pl.Series:
     top = np.argsort(-contributions, axis=1)[:, :k]
     rows = np.arange(len(X))[:, None]
     values = np.round(X[rows, top], 3)

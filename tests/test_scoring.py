@@ -17,7 +17,14 @@ from detector.cli import app
 from detector.evaluate import evaluate_world
 from detector.features import FEATURE_NAMES
 from detector.rollup import rollup
-from detector.scoring import FrozenECOD, RankEnsemble, ScoringConfig, _make, score
+from detector.scoring import (
+    FrozenECOD,
+    RankEnsemble,
+    ScoringConfig,
+    _make,
+    brief_explanations,
+    score,
+)
 from detector.store import Store
 from tests.conftest import demo_store, rows
 
@@ -49,6 +56,22 @@ def test_frozen_ecod_does_not_move_with_the_batch_it_scores():
     batch = X[:50]
     polluted = np.vstack([batch, np.full((5000, X.shape[1]), 6.0)])  # a flood of odd rows
     assert np.allclose(frozen.decision_function(batch), frozen.decision_function(polluted)[:50])
+
+
+def test_the_visits_with_nothing_unusual_are_scored_and_explained_as_each_alone():
+    """Rows with every feature zero share one computed row (most visits): the result is
+    what scoring and explaining each row alone gives, with -0.0 written as it is."""
+    rng = np.random.default_rng(3)
+    X = rng.random((600, len(FEATURE_NAMES)))
+    X[rng.random(X.shape) < 0.7] = 0.0
+    X[rng.random(len(X)) < 0.6] = 0.0  # most rows: nothing unusual
+    X[5] = -0.0
+    frozen = FrozenECOD.from_training(np.vstack([X[:300], np.zeros((50, X.shape[1]))]))
+    alone = np.vstack([frozen.per_feature(row[None]) for row in X])
+    assert np.array_equal(frozen.per_feature(X), alone)
+    each = [brief_explanations(alone[i : i + 1], X[i : i + 1], 3)[0] for i in range(len(X))]
+    assert brief_explanations(alone, X, 3).to_list() == each
+    assert '"value": -0.0' in each[5] and each[5] != each[int(np.argmax(~X.any(axis=1)))]
 
 
 @pytest.mark.parametrize("name", ["ecod", "iforest", "copod", "hbos"])
