@@ -307,6 +307,8 @@ class Scope:
                 f"SELECT unnest(?::{kind.sql_type}[]) AS value",
                 [self.keys.get(name, [])],
             )
+            if kind.aid and self.keys.get(name):
+                con.execute(kind.aid)
 
     def describe(self) -> str:
         if self.full:

@@ -311,3 +311,38 @@ def test_a_visitor_scoped_rule_reads_only_the_visitors_the_new_rows_name(tmp_pat
     ingest_files(whole, [*first, later])
     run_rules(whole, only=[rule_id])
     assert flags(whole) == flags(step)
+
+
+def test_the_visitor_scope_narrows_to_the_rows_whose_key_is_touched(tmp_path):
+    """The visitor scope looks each written document's key up once instead of computing
+    every row's: the rows it keeps are exactly those whose ``VISITOR_KEY`` is touched,
+    whatever the documents look like (blank, punctuation only, written two ways, none)."""
+    from detector.scopes import SCOPES, VISITOR_KEY
+
+    documents = ["86718102-7", "867181027", " 8671 8102 7 ", "---", "", "N/A", "A.B-12", None]
+    lines = ["record_id,facility,entered_at,name,role,id_number,inmate_id"]
+    for i, (doc, name) in enumerate(
+        (d, n) for d in documents for n in ("Ana Ruiz", "Luis Mejía", "867181027")
+    ):
+        lines.append(f"r{i},CBA,2019-05-{1 + i % 28:02d} 08:00,{name},Familiar,{doc or ''},P1")
+    (tmp_path / "v.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    store = Store(tmp_path / "d.duckdb", wait=30)
+    ingest_files(store, [tmp_path / "v.csv"])
+    scope = SCOPES["visitor"]
+    with store.read() as con:
+        keys = [k for (k,) in con.execute(f"SELECT DISTINCT {VISITOR_KEY} FROM visits").fetchall()]
+        assert len(keys) >= 5
+        for touched in ([keys[0]], keys[1:3], ["ANA RUIZ", "867181027", "AB12", "NA"], keys):
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE scope_visitor AS SELECT unnest(?::VARCHAR[]) AS value",
+                [touched],
+            )
+            con.execute(scope.aid)
+            narrowed = con.execute(
+                f"SELECT record_id FROM visits WHERE {scope.table_filter('visits')} ORDER BY 1"
+            ).fetchall()
+            exact = con.execute(
+                f"SELECT record_id FROM visits WHERE {VISITOR_KEY} IN "
+                "(SELECT value FROM scope_visitor) ORDER BY 1"
+            ).fetchall()
+            assert narrowed == exact and exact, touched
