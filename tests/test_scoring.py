@@ -407,3 +407,30 @@ def test_a_model_id_that_leads_outside_the_models_folder_is_never_loaded(tmp_pat
     reference, why = load_reference(store, config)
     assert reference is None and "not a folder inside the models folder" in why
     assert not marker.exists()
+
+
+def test_a_visitors_first_arrival_of_a_day_is_one_visit(tmp_path):
+    """The person features count a visitor's first arrival of each day: the earliest
+    visit, and one of two written at the same moment (two inmates visited at once)."""
+    from detector.features import VISITS_SQL
+    from detector.pipeline import ingest_files
+
+    csv_text = (
+        "record_id,facility,entered_at,name,role,id_number,inmate_id\n"
+        "a1,CBA,2019-05-02 08:00,Ana Ruiz,Familiar,867181027,P1\n"
+        "a2,CBA,2019-05-02 08:00,Ana Ruiz,Familiar,867181027,P2\n"
+        "a3,CBA,2019-05-02 13:00,Ana Ruiz,Familiar,867181027,P1\n"
+        "a4,CBA,2019-05-03 07:30,Ana Ruiz,Familiar,867181027,P1\n"
+        "b1,CBA,2019-05-02 07:00,Luis Mejía,Familiar,012345678,P1\n"
+    )
+    (tmp_path / "v.csv").write_text(csv_text, encoding="utf-8")
+    store = Store(tmp_path / "d.duckdb", wait=30)
+    ingest_files(store, [tmp_path / "v.csv"])
+    first = dict(
+        rows(
+            store,
+            f"SELECT record_id, first_of_day FROM ({VISITS_SQL.format(where='TRUE')}) v",
+        )
+    )
+    assert first["a1"] != first["a2"] and first["a1"] in (True, False)
+    assert not first["a3"] and first["a4"] and first["b1"]
