@@ -933,7 +933,7 @@ def _store_scores(
             "WHERE subject = 'range' AND rule_id IN (SELECT unnest(?::VARCHAR[]))",
             [reweighed],
         )
-        hits = _model_hits(con, config, reference.explainer.n_)
+        hits = _model_hits(con, config, reference.explainer.n_, plan.full)
         new, resolved = store_flags(
             con,
             hits,
@@ -948,7 +948,7 @@ def _store_scores(
                      AND record_keys[1] IN (SELECT record_key FROM affected)""",
                 [run_id, rule_id, run_id],
             ).fetchall()[0][0]
-        _queue_places(con)
+        _queue_places(con, plan.full)
         affected = con.execute("SELECT count(*) FROM affected").fetchall()[0][0]
         con.execute(
             "UPDATE runs SET ended_at = ?, status = 'ok', counts = ? WHERE run_id = ?",
@@ -1038,18 +1038,22 @@ def _replace_scores(
         )
 
 
-def _queue_places(con) -> None:
+def _queue_places(con, every: bool = False) -> None:
     """A flag's place in the review queue: the highest risk among its visits (for the
-    flags holding an ``affected`` visit; range flags keep their own)."""
+    flags holding an ``affected`` visit, or ``every`` flag; range flags keep their own)."""
+    holding = (
+        "TRUE"
+        if every
+        else "u.flag_id IN (SELECT flag_id FROM u WHERE k IN (SELECT record_key FROM affected))"
+    )
     con.execute(
-        """
+        f"""
         UPDATE flags SET score = x.risk FROM (
             WITH u AS (SELECT flag_id, unnest(record_keys) AS k FROM flags
                        WHERE coalesce(subject, 'records') <> 'range')
             SELECT u.flag_id, max(s.risk_score) AS risk
             FROM u JOIN scores s ON s.record_key = u.k
-            WHERE u.flag_id IN (SELECT flag_id FROM u
-                                WHERE k IN (SELECT record_key FROM affected))
+            WHERE {holding}
             GROUP BY u.flag_id) x
         WHERE flags.flag_id = x.flag_id"""
     )
@@ -1070,18 +1074,19 @@ def striking_contribution(reference_rows: int) -> float:
     return math.log(max(2.0, min(STRIKING_ODDS, (reference_rows + 1) / 2)))
 
 
-def _model_hits(con, config: ScoringConfig, reference_rows: int) -> list[Hit]:
-    """The top outliers among the affected visits that no rule flags, holding a striking
-    fact (``STRIKING_ODDS``), become visit_pattern flags of source model: one per arrival,
-    citing every visit of it that qualifies."""
+def _model_hits(con, config: ScoringConfig, reference_rows: int, every: bool = False) -> list[Hit]:
+    """The top outliers among the affected visits (``every`` visit: all of them) that no
+    rule flags, holding a striking fact (``STRIKING_ODDS``), become visit_pattern flags of
+    source model: one per arrival, citing every visit of it that qualifies."""
     rule_id = f"outlier-{config.model}"
     floor = striking_contribution(reference_rows)
+    among = "TRUE" if every else "record_key IN (SELECT record_key FROM affected)"
     cur = con.execute(
-        """
+        f"""
         SELECT s.record_key, s.outlier_score, s.outlier_pct, s.top_features, v.facility,
                coalesce(v.role, 'other'), v.entered_at
         FROM (SELECT * FROM scores WHERE rule_score = 0 AND outlier_pct >= ?
-                AND record_key IN (SELECT record_key FROM affected)) s
+                AND {among}) s
         JOIN visits v USING (record_key)
         ORDER BY s.outlier_score DESC, s.record_key""",
         [1 - config.flag_top_fraction],
