@@ -298,16 +298,17 @@ class Scope:
     def facilities(self) -> list[str]:
         return self.keys.get("facility", [])
 
-    def tables(self, con) -> None:
+    def tables(self, con, narrowing: bool = True) -> None:
         """The touched keys as small temporary tables ``scope_<name>`` on ``con``, which
-        the narrowed views and the flags' resolution filter by."""
+        the narrowed views and the flags' resolution filter by; with ``narrowing``, also
+        what the narrowed views read besides (``ScopeKind.aid``: the resolution does not)."""
         for name, kind in SCOPES.items():
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE scope_{name} AS "
                 f"SELECT unnest(?::{kind.sql_type}[]) AS value",
                 [self.keys.get(name, [])],
             )
-            if kind.aid and self.keys.get(name):
+            if narrowing and kind.aid and self.keys.get(name):
                 con.execute(kind.aid)
 
     def describe(self) -> str:
@@ -736,7 +737,7 @@ def _store_run(
         con.execute("BEGIN TRANSACTION")
         ran = [r for r in evaluated if r.id not in report.errors]
         if ran:  # no rule ran (nothing new): no hit to store, no flag to resolve
-            scope.tables(con)
+            scope.tables(con, narrowing=False)
             report.new, report.resolved = store_flags(
                 con,
                 hits,
