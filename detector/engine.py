@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from detector import cache
 from detector.flags import Hit, Resolution, flag_id, spool_hits, store_flags
@@ -298,18 +299,22 @@ class Scope:
     def facilities(self) -> list[str]:
         return self.keys.get("facility", [])
 
-    def tables(self, con, narrowing: bool = True) -> None:
+    def tables(self, con) -> None:
         """The touched keys as small temporary tables ``scope_<name>`` on ``con``, which
-        the narrowed views and the flags' resolution filter by; with ``narrowing``, also
-        what the narrowed views read besides (``ScopeKind.aid``: the resolution does not)."""
+        the narrowed views and the flags' resolution filter by. They go in as Arrow
+        columns (as a bound list, the visitors a 10M world's next 1% names took 1.0 s)."""
         for name, kind in SCOPES.items():
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE scope_{name} AS "
-                f"SELECT unnest(?::{kind.sql_type}[]) AS value",
-                [self.keys.get(name, [])],
+            arrow = pa.int64() if kind.sql_type == "BIGINT" else pa.string()
+            con.register(
+                "scope_values", pa.table({"value": pa.array(self.keys.get(name, []), arrow)})
             )
-            if narrowing and kind.aid and self.keys.get(name):
-                con.execute(kind.aid)
+            try:
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE scope_{name} AS "
+                    f"SELECT value::{kind.sql_type} AS value FROM scope_values"
+                )
+            finally:
+                con.unregister("scope_values")
 
     def describe(self) -> str:
         if self.full:
@@ -430,6 +435,8 @@ def _evaluate_scoped(
             continue
         shadows = {}
         if kind != "global":
+            if SCOPES[kind].aid:  # what its narrowing reads besides the touched keys
+                con.execute(SCOPES[kind].aid)
             hint = SCOPES[kind].hint_sql
             hinted = [r[0] for r in con.execute(hint).fetchall()] if hint else None
             for table in NARROWED:
@@ -566,14 +573,26 @@ def _narrow(con, catalog: str, table: str, condition: str) -> str | None:
     scope's touched part): nothing when every row meets it (all facilities touched: the
     rules read the table as a full run does), a temporary copy when the part is small (a
     few logbooks: each of a rule's reads of it is then a small scan, not a filter of every
-    row), else a view. Returns what shadows it (None, "TABLE" or "VIEW")."""
+    row), else a view. Returns what shadows it (None, "TABLE" or "VIEW").
+
+    The rows meeting it are counted only up to what a copy may hold, and past that the
+    table is only asked whether one row does not meet it (counting every row meeting the
+    visitor scope's test cost 0.46 s at 10M visits)."""
     source = f'"{catalog}".main.{table}'
-    (covered,) = con.execute(f"SELECT count(*) FROM {source} WHERE {condition}").fetchall()[0]
     (total,) = con.execute(f"SELECT count(*) FROM {source}").fetchall()[0]
-    if covered == total:
+    cap = int(min(NARROW_COPY_SHARE * total, NARROW_COPY_ROWS))
+    (covered,) = con.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM {source} WHERE {condition} LIMIT {cap + 1})"
+    ).fetchall()[0]
+    if covered <= cap:
+        kind = None if covered == total else "TABLE"
+    else:
+        uncovered = con.execute(
+            f"SELECT 1 FROM {source} WHERE ({condition}) IS NOT TRUE LIMIT 1"
+        ).fetchall()
+        kind = "VIEW" if uncovered else None
+    if kind is None:
         return None
-    small = covered <= min(NARROW_COPY_SHARE * total, NARROW_COPY_ROWS)
-    kind = "TABLE" if small else "VIEW"
     con.execute(
         f"CREATE OR REPLACE TEMP {kind} {table} AS SELECT * FROM "
         f'"{catalog}".main.{table} WHERE {condition}'
@@ -737,7 +756,7 @@ def _store_run(
         con.execute("BEGIN TRANSACTION")
         ran = [r for r in evaluated if r.id not in report.errors]
         if ran:  # no rule ran (nothing new): no hit to store, no flag to resolve
-            scope.tables(con, narrowing=False)
+            scope.tables(con)
             report.new, report.resolved = store_flags(
                 con,
                 hits,

@@ -44,8 +44,8 @@ class ScopeKind:
     # costs less than computing the key of every row (None: test the keys). It may read
     # what ``aid`` built.
     narrow: Callable[[KindSpec], str | None] = lambda spec: None
-    # SQL building, from the stored tables, a temporary table ``narrow`` reads (run once
-    # when the scope has touched keys).
+    # SQL building, from the stored tables, a temporary table ``narrow`` reads (run before
+    # the tables are narrowed for the scope's rules).
     aid: str | None = None
 
     @property
@@ -107,12 +107,12 @@ def _logbook(spec: KindSpec) -> tuple[str, ...]:
 # them: the document, its letters and digits only, else the folded name. A rule of the
 # ``visitor`` scope computes its own key with this very text (tests/test_incremental.py
 # holds them together).
-VISITOR_KEY = (
-    "coalesce(nullif(upper(regexp_replace(coalesce(id_number, ''), '[^0-9A-Za-z]', '', 'g')), ''),"
-    " name_key)"
-)
-# The document part of the key, of the documents as written (``raw``).
-_DOC = "upper(regexp_replace(coalesce(raw, ''), '[^0-9A-Za-z]', '', 'g'))"
+def _document(column: str) -> str:
+    """SQL: the document written in ``column`` as the visitor key compares it."""
+    return f"upper(regexp_replace(coalesce({column}, ''), '[^0-9A-Za-z]', '', 'g'))"
+
+
+VISITOR_KEY = f"coalesce(nullif({_document('id_number')}, ''), name_key)"
 
 
 def _visitor(spec: KindSpec) -> tuple[str, ...]:
@@ -129,7 +129,7 @@ def _visitor_docs() -> str:
         if SPECS[kind].has("id_number", "name_key")
     ]
     return (
-        f"CREATE OR REPLACE TEMP TABLE scope_visitor_docs AS SELECT raw, {_DOC} AS doc "
+        f"CREATE OR REPLACE TEMP TABLE scope_visitor_docs AS SELECT raw, {_document('raw')} AS doc "
         f"FROM ({' UNION '.join(parts)}) WHERE raw IS NOT NULL"
     )
 
