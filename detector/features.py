@@ -211,6 +211,29 @@ gweek_n AS (SELECT role, wk, count(*) AS n,
                    any_value(wk >= c.d0 AND wk + INTERVAL 7 DAY <= c.d1) AS whole
             FROM v, gcover c GROUP BY role, wk)"""
 
+
+def _person_habit_sql() -> str:
+    """SQL: per person, the most visits within two hours (either way, round the clock) of
+    an hour they came at (``habit_n``), that hour (the earliest of hours as near) and its
+    share of their visits. Each person's 24 hourly counts are one list, each hour's
+    neighbourhood a sum of five of its items (pairing each of a person's hours with
+    each other, 3.2 s at 10M visits; this, 1.5 s)."""
+    counts = ", ".join(f"coalesce(sum(n) FILTER (WHERE hr = {h}), 0)" for h in range(24))
+    near = ", ".join(
+        f"CASE WHEN c[{h + 1}] > 0 THEN "
+        + " + ".join(f"c[{(h + d) % 24 + 1}]" for d in range(-2, 3))
+        + " END"
+        for h in range(24)
+    )
+    return f"""
+        SELECT visitor, list_max(near) / tot.n AS top_share,
+               (list_position(near, list_max(near)) - 1)::BIGINT AS habit_hr,
+               list_max(near) AS habit_n
+        FROM (SELECT visitor, [{near}] AS near
+              FROM (SELECT visitor, [{counts}] AS c FROM ref_person_slot GROUP BY visitor))
+        JOIN ref_person_n tot USING (visitor)"""
+
+
 # Each table of the reference, computed from the fitted window's visits (``v``); a table
 # may read those before it as ``ref_<name>`` (their files, already written: a person's
 # counts are summed from their slots, not counted again from every visit).
@@ -237,16 +260,9 @@ REFERENCE_TABLES: dict[str, str] = {
     "WHERE visitor IS NOT NULL AND timed AND first_of_day GROUP BY ALL",
     "person_n": "SELECT visitor, sum(n)::BIGINT AS n FROM ref_person_slot GROUP BY ALL",
     # how set a person's habit is: the largest share of their visits within two hours of
-    # one hour of the day (1.0: always the same time); of hours as near, the earliest
-    "person_habit": """
-        SELECT a.visitor, max(a.near) / any_value(tot.n) AS top_share,
-               arg_max(a.hr, (a.near, -a.hr)) AS habit_hr, max(a.near) AS habit_n
-        FROM (SELECT a.visitor, a.hr, sum(b.n) AS near
-              FROM ref_person_slot a JOIN ref_person_slot b
-                ON b.visitor = a.visitor AND least(abs(b.hr - a.hr), 24 - abs(b.hr - a.hr)) <= 2
-              GROUP BY ALL) a
-        JOIN ref_person_n tot USING (visitor)
-        GROUP BY a.visitor""",
+    # one hour of the day they came at (1.0: always the same time); of hours as near, the
+    # earliest (``_person_habit_sql``)
+    "person_habit": _person_habit_sql(),
     "person_gang": "SELECT visitor, gang, count(*) AS n FROM v "
     "WHERE visitor IS NOT NULL AND gang IS NOT NULL GROUP BY ALL",
     "official_rate": """

@@ -434,3 +434,47 @@ def test_a_visitors_first_arrival_of_a_day_is_one_visit(tmp_path):
     )
     assert first["a1"] != first["a2"] and first["a1"] in (True, False)
     assert not first["a3"] and first["a4"] and first["b1"]
+
+
+def test_a_persons_habit_is_the_busiest_neighbourhood_of_the_hours_they_came_at():
+    """The habit table (each person's 24 hourly counts as one list) against pairing each
+    of a person's hours with each other, on random slots: round the clock (23 h is near
+    1 h), ties to the earliest hour, an hour nobody came at (9 h, between 7 and 11) never
+    the habit."""
+    import duckdb
+
+    from detector.features import REFERENCE_TABLES
+
+    rng = np.random.default_rng(5)
+    slots = {
+        (f"p{p}", int(h)): int(rng.integers(1, 4))
+        for p in range(300)
+        for h in rng.choice(24, size=int(rng.integers(1, 7)), replace=False)
+    }
+    slots |= {("wrap", 23): 2, ("wrap", 1): 2, ("gap", 7): 1, ("gap", 11): 1}
+    con = duckdb.connect()
+    con.execute("CREATE TABLE ref_person_slot (visitor VARCHAR, hr BIGINT, n BIGINT)")
+    con.executemany(
+        "INSERT INTO ref_person_slot VALUES (?, ?, ?)", [[*k, n] for k, n in slots.items()]
+    )
+    con.execute(
+        "CREATE TABLE ref_person_n AS SELECT visitor, sum(n)::BIGINT AS n "
+        "FROM ref_person_slot GROUP BY ALL"
+    )
+    oracle = """
+        SELECT a.visitor, max(a.near) / any_value(tot.n) AS top_share,
+               arg_max(a.hr, (a.near, -a.hr)) AS habit_hr, max(a.near) AS habit_n
+        FROM (SELECT a.visitor, a.hr, sum(b.n) AS near
+              FROM ref_person_slot a JOIN ref_person_slot b
+                ON b.visitor = a.visitor AND least(abs(b.hr - a.hr), 24 - abs(b.hr - a.hr)) <= 2
+              GROUP BY ALL) a
+        JOIN ref_person_n tot USING (visitor)
+        GROUP BY a.visitor"""
+    ours = REFERENCE_TABLES["person_habit"]
+    got = sorted(con.execute(ours).fetchall())
+    assert got == sorted(con.execute(oracle).fetchall())
+    habit = {v: (hr, n) for v, _, hr, n in got}
+    assert habit["wrap"] == (1, 4) and habit["gap"] == (7, 1)  # 23 h and 1 h: a tie
+    assert [r[1] for r in con.execute(f"DESCRIBE {ours}").fetchall()] == [
+        r[1] for r in con.execute(f"DESCRIBE {oracle}").fetchall()
+    ]
