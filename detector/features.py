@@ -294,11 +294,12 @@ t AS NOT MATERIALIZED (SELECT v.*, v.upload_seq <= m.seq AND v.entered_at BETWEE
 -- there and hour: looked up by those keys (summed per visit and joined back by record key,
 -- they were a twentieth of the query at 10M)
 person_near AS (
-  SELECT q.visitor, q.hr, sum(ps.n) AS near
+  SELECT q.visitor, q.hr,
+         list_sum([s.n FOR s IN ps.slots
+                   IF least(abs(s.hr - q.hr), 24 - abs(s.hr - q.hr)) <= 2]) AS near
   FROM (SELECT DISTINCT visitor, hr FROM t WHERE timed AND visitor IS NOT NULL) q
-  JOIN {ref}person_slot ps
-    ON ps.visitor = q.visitor AND least(abs(ps.hr - q.hr), 24 - abs(ps.hr - q.hr)) <= 2
-  GROUP BY ALL),
+  JOIN (SELECT visitor, list({{'hr': hr, 'n': n}}) AS slots FROM {ref}person_slot
+        GROUP BY visitor) ps USING (visitor)),
 role_near AS (
   SELECT h.facility, h.role, x.hr, sum(h.n) AS near
   FROM {ref}hr_n h, range(24) x(hr)
