@@ -103,15 +103,15 @@ def _logbook(spec: KindSpec) -> tuple[str, ...]:
     return (f"{spec.facility} || '|' || {checkpoint} || '|' || logbook",)
 
 
-# The person a line of a kind with documents and names is of, as the visitor rules key
-# them: the document, its letters and digits only, else the folded name. A rule of the
-# ``visitor`` scope computes its own key with this very text (tests/test_incremental.py
-# holds them together).
 def _document(column: str) -> str:
     """SQL: the document written in ``column`` as the visitor key compares it."""
     return f"upper(regexp_replace(coalesce({column}, ''), '[^0-9A-Za-z]', '', 'g'))"
 
 
+# The person a line of a kind with documents and names is of, as the visitor rules key
+# them: the document, its letters and digits only, else the folded name. A rule of the
+# ``visitor`` scope computes its own key with this very text (tests/test_incremental.py
+# holds them together).
 VISITOR_KEY = f"coalesce(nullif({_document('id_number')}, ''), name_key)"
 
 
@@ -126,7 +126,7 @@ def _visitor_docs() -> str:
     parts = [
         f"SELECT DISTINCT id_number AS raw FROM {kind}"
         for kind in NARROWED
-        if SPECS[kind].has("id_number", "name_key")
+        if _visitor(SPECS[kind])
     ]
     return (
         f"CREATE OR REPLACE TEMP TABLE scope_visitor_docs AS SELECT raw, {_document('raw')} AS doc "
@@ -138,7 +138,7 @@ def _visitor_narrow(spec: KindSpec) -> str | None:
     """``VISITOR_KEY`` touched, with the documents' part looked up per document written
     (``scope_visitor_docs``): the expression over every row cost 2.2 s at 10M visits,
     which wrote 401,443 documents."""
-    if not spec.has("id_number", "name_key"):
+    if not _visitor(spec):
         return None
     return (
         "id_number IN (SELECT raw FROM scope_visitor_docs "
