@@ -73,15 +73,17 @@ def range_risk(alias: str) -> str:
     )
 
 
-# The rule part of the risk of the visits in temp table ``affected``: the noisy-OR of the
-# severity weights of their active rule flags, and which rules they are.
-RULE_PART = f"""
+def rule_part(every: bool = False) -> str:
+    """SQL: the rule part of the risk of the visits in the temp table ``affected`` (with
+    ``every``, of every visit an active rule flag holds): the noisy-OR of the severity
+    weights of their active rule flags, and which rules they are."""
+    among = "TRUE" if every else "k IN (SELECT record_key FROM affected)"
+    return f"""
     SELECT k AS record_key,
            1 - product(1 - {weighted(severity_case("f.severity"), "f.rule_id")}) AS rule_score,
            list(DISTINCT f.rule_id ORDER BY f.rule_id) AS rules
     FROM flags f, unnest(f.record_keys) u(k)
-    WHERE f.state = 'active' AND f.source = 'rule' AND f.subject = 'records'
-      AND k IN (SELECT record_key FROM affected)
+    WHERE f.state = 'active' AND f.source = 'rule' AND f.subject = 'records' AND {among}
     GROUP BY k"""
 
 

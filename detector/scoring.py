@@ -54,7 +54,7 @@ from detector.flags import Hit, Resolution, flag_id, store_flags
 from detector.i18n import N_
 from detector.kept import folder_hash, publish
 from detector.parallel import ordered_map
-from detector.risk import RULE_PART, range_risk, visit_risk
+from detector.risk import range_risk, rule_part, visit_risk
 from detector.runs import RUN_WRITERS, newest_upload, next_run, now
 from detector.schema import sql_string
 from detector.store import Store, upsert
@@ -949,7 +949,9 @@ def _store_scores(
                 [run_id, rule_id, run_id],
             ).fetchall()[0][0]
         _queue_places(con, plan.full)
-        affected = con.execute("SELECT count(*) FROM affected").fetchall()[0][0]
+        affected = (
+            rows if plan.full else con.execute("SELECT count(*) FROM affected").fetchall()[0][0]
+        )
         con.execute(
             "UPDATE runs SET ended_at = ?, status = 'ok', counts = ? WHERE run_id = ?",
             [
@@ -999,9 +1001,9 @@ def _replace_scores(
 ) -> None:
     """The scores of the visits just scored replace theirs (all of them in a full run); the
     visits whose rule flags changed, or whose rules were re-weighed, get their rule part
-    redone. Leaves the temp table ``affected``: every visit whose risk was written."""
-    if plan.full:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE affected AS SELECT record_key FROM {src}")
+    redone. Leaves, in an incremental run, the temp table ``affected``: every visit whose
+    risk was written (in a full run, every visit)."""
+    if plan.full:  # every visit is affected: no table of them (10M keys held for a count)
         con.execute("DELETE FROM scores")
     else:
         con.execute(
@@ -1022,7 +1024,7 @@ def _replace_scores(
                coalesce(r.rule_score, 0) AS rule_score,
                {visit_risk("coalesce(r.rule_score, 0)", "s", rule_id)} AS risk_score,
                coalesce(r.rules, []) AS rules, s.top_features
-        FROM {src} s LEFT JOIN ({RULE_PART}) r USING (record_key)""",
+        FROM {src} s LEFT JOIN ({rule_part(plan.full)}) r USING (record_key)""",
         [run_id, model_id],
     )
     if not plan.full:
@@ -1032,7 +1034,7 @@ def _replace_scores(
                               risk_score = {visit_risk("coalesce(r.rule_score, 0)", "scores", rule_id)},
                               rules = coalesce(r.rules, [])
             FROM (SELECT a.record_key, x.rule_score, x.rules
-                  FROM affected a LEFT JOIN ({RULE_PART}) x USING (record_key)) r
+                  FROM affected a LEFT JOIN ({rule_part()}) x USING (record_key)) r
             WHERE scores.record_key = r.record_key AND scores.run_id <> ?""",
             [run_id],
         )
