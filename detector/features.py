@@ -212,6 +212,11 @@ gweek_n AS (SELECT role, wk, count(*) AS n,
             FROM v, gcover c GROUP BY role, wk)"""
 
 
+# "Near an hour of the day": within this many hours of it, either way, round the clock (a
+# person's habit, their visits near a visit's hour, their role's there).
+NEAR_HOURS = 2
+
+
 def _person_habit_sql() -> str:
     """SQL: per person, the most visits within two hours (either way, round the clock) of
     an hour they came at (``habit_n``), that hour (the earliest of hours as near) and its
@@ -221,7 +226,7 @@ def _person_habit_sql() -> str:
     counts = ", ".join(f"coalesce(sum(n) FILTER (WHERE hr = {h}), 0)" for h in range(24))
     near = ", ".join(
         f"CASE WHEN c[{h + 1}] > 0 THEN "
-        + " + ".join(f"c[{(h + d) % 24 + 1}]" for d in range(-2, 3))
+        + " + ".join(f"c[{(h + d) % 24 + 1}]" for d in range(-NEAR_HOURS, NEAR_HOURS + 1))
         + " END"
         for h in range(24)
     )
@@ -290,20 +295,20 @@ official_window AS (
 -- of no facility or no date has no week: it has no row here (nor features)
 t AS NOT MATERIALIZED (SELECT v.*, v.upload_seq <= m.seq AND v.entered_at BETWEEN m.d0 AND m.d1 AS in_ref
       FROM v, {ref}meta m WHERE {targets} AND v.facility IS NOT NULL AND v.wk IS NOT NULL),
--- the visits near an hour of the day (within two hours), per person and hour, per role
+-- the visits near an hour of the day (within NEAR_HOURS), per person and hour, per role
 -- there and hour: looked up by those keys (summed per visit and joined back by record key,
 -- they were a twentieth of the query at 10M)
 person_near AS (
   SELECT q.visitor, q.hr,
          list_sum([s.n FOR s IN ps.slots
-                   IF least(abs(s.hr - q.hr), 24 - abs(s.hr - q.hr)) <= 2]) AS near
+                   IF least(abs(s.hr - q.hr), 24 - abs(s.hr - q.hr)) <= {near_hours}]) AS near
   FROM (SELECT DISTINCT visitor, hr FROM t WHERE timed AND visitor IS NOT NULL) q
   JOIN (SELECT visitor, list({{'hr': hr, 'n': n}}) AS slots FROM {ref}person_slot
         GROUP BY visitor) ps USING (visitor)),
 role_near AS (
   SELECT h.facility, h.role, x.hr, sum(h.n) AS near
   FROM {ref}hr_n h, range(24) x(hr)
-  WHERE least(abs(h.hr - x.hr), 24 - abs(h.hr - x.hr)) <= 2 GROUP BY ALL),
+  WHERE least(abs(h.hr - x.hr), 24 - abs(h.hr - x.hr)) <= {near_hours} GROUP BY ALL),
 person_gangs AS (SELECT visitor, sum(n) AS n FROM {ref}person_gang GROUP BY ALL)
 SELECT
   t.record_key, t.record_id, t.facility, t.role, t.entered_at, t.inmate_id, t.official_key,
@@ -696,6 +701,7 @@ def _raw_sql(con, prefix: str, table: str, targets: str, covered: str = "visits"
         weeks=WEEKS_SQL.format(covered=covered),
         targets=targets,
         ref=prefix,
+        near_hours=NEAR_HOURS,
     )
 
 

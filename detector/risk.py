@@ -73,17 +73,24 @@ def range_risk(alias: str) -> str:
     )
 
 
+def in_affected(column: str, every: bool = False) -> str:
+    """SQL: whether ``column`` holds a visit of the temp table ``affected`` (the visits a
+    scoring run wrote the risk of; with ``every``, a full run's, always true: every visit
+    is, and there is no such table)."""
+    return "TRUE" if every else f"{column} IN (SELECT record_key FROM affected)"
+
+
 def rule_part(every: bool = False) -> str:
     """SQL: the rule part of the risk of the visits in the temp table ``affected`` (with
     ``every``, of every visit an active rule flag holds): the noisy-OR of the severity
     weights of their active rule flags, and which rules they are."""
-    among = "TRUE" if every else "k IN (SELECT record_key FROM affected)"
     return f"""
     SELECT k AS record_key,
            1 - product(1 - {weighted(severity_case("f.severity"), "f.rule_id")}) AS rule_score,
            list(DISTINCT f.rule_id ORDER BY f.rule_id) AS rules
     FROM flags f, unnest(f.record_keys) u(k)
-    WHERE f.state = 'active' AND f.source = 'rule' AND f.subject = 'records' AND {among}
+    WHERE f.state = 'active' AND f.source = 'rule' AND f.subject = 'records'
+      AND {in_affected("k", every)}
     GROUP BY k"""
 
 

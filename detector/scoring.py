@@ -54,7 +54,7 @@ from detector.flags import Hit, Resolution, flag_id, store_flags
 from detector.i18n import N_
 from detector.kept import folder_hash, publish
 from detector.parallel import ordered_map
-from detector.risk import range_risk, rule_part, visit_risk
+from detector.risk import in_affected, range_risk, rule_part, visit_risk
 from detector.runs import RUN_WRITERS, newest_upload, next_run, now
 from detector.schema import sql_string
 from detector.store import Store, upsert
@@ -1043,11 +1043,7 @@ def _replace_scores(
 def _queue_places(con, every: bool = False) -> None:
     """A flag's place in the review queue: the highest risk among its visits (for the
     flags holding an ``affected`` visit, or ``every`` flag; range flags keep their own)."""
-    holding = (
-        "TRUE"
-        if every
-        else "u.flag_id IN (SELECT flag_id FROM u WHERE k IN (SELECT record_key FROM affected))"
-    )
+    holding = "TRUE" if every else f"u.flag_id IN (SELECT flag_id FROM u WHERE {in_affected('k')})"
     con.execute(
         f"""
         UPDATE flags SET score = x.risk FROM (
@@ -1082,13 +1078,12 @@ def _model_hits(con, config: ScoringConfig, reference_rows: int, every: bool = F
     source model: one per arrival, citing every visit of it that qualifies."""
     rule_id = f"outlier-{config.model}"
     floor = striking_contribution(reference_rows)
-    among = "TRUE" if every else "record_key IN (SELECT record_key FROM affected)"
     cur = con.execute(
         f"""
         SELECT s.record_key, s.outlier_score, s.outlier_pct, s.top_features, v.facility,
                coalesce(v.role, 'other'), v.entered_at
         FROM (SELECT * FROM scores WHERE rule_score = 0 AND outlier_pct >= ?
-                AND {among}) s
+                AND {in_affected("record_key", every)}) s
         JOIN visits v USING (record_key)
         ORDER BY s.outlier_score DESC, s.record_key""",
         [1 - config.flag_top_fraction],
