@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING
 
-import polars as pl
+from detector import lazy
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy.module("polars")
+
 
 DATE_ORDERS = ("dmy", "mdy", "ymd")
 

@@ -18,12 +18,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
-from detector import cache, nopandas
+from detector import cache, lazy, nopandas
 from detector.flags import Hit, Resolution, flag_id, spool_hits, store_flags
 from detector.risk import SEVERITY_RANK
 from detector.rulebook import Rule, RuleError, load_rules
@@ -33,6 +32,11 @@ from detector.scopes import NARROWED, SCOPES
 from detector.settings import settings
 from detector.store import DDL, VIEWS_SHA256, Store
 from detector.wording import explain, plain, repeated
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    pa = lazy.module("pyarrow")
 
 
 @dataclass

@@ -14,11 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
-import pyarrow.parquet as pq
-
+from detector import lazy
 from detector.auth import require
 from detector.review import SUPPRESSED, log_action
 from detector.risk import SEVERITY_RANK, range_risk, severity_rank
@@ -27,6 +25,13 @@ from detector.schema import sql_string
 from detector.scopes import SCOPES
 from detector.store import commit_part
 from detector.wording import flag_words, rule_wording
+
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow.parquet as pq
+else:
+    pl = lazy.module("polars")
+    pq = lazy.module("pyarrow.parquet")
 
 
 @dataclass

@@ -11,14 +11,19 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import polars as pl
 from charset_normalizer import from_bytes
 
-from detector import sandbox
+from detector import lazy, sandbox
 from detector.errors import FileError
 from detector.i18n import N_
 from detector.settings import settings
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy.module("polars")
 
 SAMPLE = 256 * 1024
 BATCH_ROWS = 250_000

@@ -16,12 +16,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import polars as pl
-import pyarrow as pa
 
-from detector import ledger, nopandas
+from detector import lazy, ledger, nopandas
 from detector.dates import (
     PLAUSIBLE_FROM_YEAR,
     plausible_until_year,
@@ -57,6 +56,13 @@ from detector.schema import (
 )
 from detector.seal import StreamingSeal, table_seal
 from detector.store import Store, kind_columns, sealed_columns
+
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow as pa
+else:
+    pl = lazy.module("polars")
+    pa = lazy.module("pyarrow")
 
 
 @dataclass
@@ -523,14 +529,11 @@ def _row_checks(
     return frame
 
 
-QUARANTINE_SCHEMA = {
-    "source_row": pl.Int64,
-    "field": pl.String,
-    "reason_code": pl.String,
-    "reason": pl.String,
-    "raw": pl.String,
-    "reason_values": pl.String,
-}
+def quarantine_schema() -> dict[str, pl.DataType]:
+    """The columns of a file's quarantined rows."""
+    text = pl.String
+    return {"source_row": pl.Int64, "field": text, "reason_code": text, "reason": text,
+            "raw": text, "reason_values": text}  # fmt: skip
 
 
 def _split(
@@ -580,7 +583,7 @@ def _split(
     quarantine = (
         pl.concat(parts, how="vertical_relaxed").sort("source_row")
         if parts
-        else pl.DataFrame(schema=QUARANTINE_SCHEMA)
+        else pl.DataFrame(schema=quarantine_schema())
     )
     return good, quarantine
 
@@ -969,14 +972,11 @@ def _converted(
 # Up to this many rows a file's key hashes are kept (80 MB) to rule out repeats cheaply.
 KEY_HASH_ROWS = 10_000_000
 
-# Arrow's string views: polars hands its strings to DuckDB without copying them.
-_ARROW = pl.CompatLevel.newest()
-_POLARS_TYPES = {
-    "VARCHAR": pl.String,
-    "BIGINT": pl.Int64,
-    "TIMESTAMP": pl.Datetime("us"),
-    "DATE": pl.Date,
-}
+
+def _polars_type(sql_type: str) -> pl.DataType:
+    """The polars type of a stored column's SQL type (``kind_columns``)."""
+    return {"VARCHAR": pl.String, "BIGINT": pl.Int64, "TIMESTAMP": pl.Datetime("us"),
+            "DATE": pl.Date}[sql_type]  # fmt: skip
 
 
 # Arrow streams feeding the ingest's INSERT: DuckDB reads one stream on one thread at a
@@ -996,8 +996,9 @@ class _Feed:
         self.plan, self.upload, self.seq, self.spill = p, up, seq, spill
         self.result, self.on_rows = up.result, up.on_rows
         self.columns = kind_columns(p.kind)
-        empty = pl.DataFrame(schema={c: _POLARS_TYPES[t] for c, t in self.columns.items()})
-        self.schema = empty.to_arrow(compat_level=_ARROW).schema
+        empty = pl.DataFrame(schema={c: _polars_type(t) for c, t in self.columns.items()})
+        # (Arrow's string views: polars hands its strings to DuckDB without copying them)
+        self.schema = empty.to_arrow(compat_level=pl.CompatLevel.newest()).schema
         self.quarantine: list[Path] = []
         self.seal = StreamingSeal(p.kind)  # the rows' seal, hashed as they pass
         self.error: BaseException | None = None
@@ -1024,7 +1025,7 @@ class _Feed:
             good, quarantine = item
             self._count(good, quarantine)
             table = good.with_columns(pl.lit(self.seq, pl.Int64).alias("upload_seq"))
-            rows = table.to_arrow(compat_level=_ARROW).cast(self.schema)
+            rows = table.to_arrow(compat_level=pl.CompatLevel.newest()).cast(self.schema)
             self.seal.add(rows)
             return rows
 

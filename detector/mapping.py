@@ -8,9 +8,8 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import polars as pl
 import yaml
 from anyascii import anyascii
 from pydantic import (
@@ -22,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from detector import lazy
 from detector.dates import DATE_ORDERS, DEFAULT_YEARS_FROM
 from detector.errors import FileError
 from detector.i18n import N_
@@ -38,6 +38,11 @@ from detector.schema import (
     VOCABULARY_FIRST,
     KindSpec,
 )
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy.module("polars")
 
 
 def fold(text: str) -> str:

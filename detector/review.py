@@ -9,15 +9,19 @@ flag id, so it survives rule re-runs and restarts.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
 
-import polars as pl
-
-from detector import auth
+from detector import auth, lazy
 from detector.auth import Actor, require
 from detector.i18n import N_, SOURCE, translate, words
 from detector.ledger import AUDITED, GENESIS, audit_hash
 from detector.mapping import fold_values
 from detector.store import Store, upsert
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy.module("polars")
 
 STATUSES = ("new", "in_review", "confirmed", "dismissed", "needs_external_verification")
 DISMISS_REASONS = ("false_positive", "benign", "duplicate", "data_error")

@@ -17,12 +17,17 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import polars as pl
-
+from detector import lazy
 from detector.errors import FileError
 from detector.i18n import N_
 from detector.settings import settings
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy.module("polars")
 
 # A visit logbook sheet is far below the row and column limits (``settings().xlsx_max_rows``,
 # ``max_columns``: the widest table any reader accepts); anything larger is refused before

@@ -33,13 +33,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import TYPE_CHECKING
 
-import numpy as np
-import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from detector import calibration, i18n
+from detector import calibration, i18n, lazy
 from detector.features import (
     FEATURE_NAMES,
     FEATURES,
@@ -59,6 +55,17 @@ from detector.runs import RUN_WRITERS, newest_upload, next_run, now
 from detector.schema import sql_string
 from detector.store import Store, upsert
 from detector.wording import model_wording
+
+if TYPE_CHECKING:
+    import numpy as np
+    import polars as pl
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+else:
+    np = lazy.module("numpy")
+    pl = lazy.module("polars")
+    pa = lazy.module("pyarrow")
+    pq = lazy.module("pyarrow.parquet")
 
 FEATURE_DESCRIPTIONS = {f.name: f.description for f in FEATURES}
 # PyOD (with scikit-learn, SciPy and numba: seconds to import) is loaded only to fit a
@@ -808,14 +815,16 @@ def score(
     return report
 
 
-_SCORES = pa.schema(
-    [
-        ("record_key", pa.string()),
-        ("outlier_score", pa.float64()),
-        ("outlier_pct", pa.float64()),
-        ("top_features", pa.string()),
-    ]
-)
+def _scores_schema() -> pa.Schema:
+    """The columns of the scores file the scoring batches write."""
+    return pa.schema(
+        [
+            ("record_key", pa.string()),
+            ("outlier_score", pa.float64()),
+            ("outlier_pct", pa.float64()),
+            ("top_features", pa.string()),
+        ]
+    )
 
 
 def _score_batches(
@@ -831,7 +840,8 @@ def _score_batches(
     con = private_con(workdir)
     try:
         batches = con.execute(finished(con, reference.path, raw)).to_arrow_reader(config.batch_rows)
-        with pq.ParquetWriter(out, _SCORES) as writer:  # no rows: the file with its columns
+        # (with no rows: the file with its columns)
+        with pq.ParquetWriter(out, _scores_schema()) as writer:
             for table, batch_unseen in ordered_map(
                 lambda batch: _score_batch(batch, reference, config), batches, name="scoring"
             ):
@@ -871,7 +881,7 @@ def _score_batch(batch, reference: Reference, config: ScoringConfig) -> tuple[pa
             }
         )
         .to_arrow()
-        .cast(_SCORES)
+        .cast(_scores_schema())
     )
     return table, unseen
 

@@ -35,12 +35,19 @@ import hashlib
 import json
 import queue
 import threading
+from typing import TYPE_CHECKING
 
 import duckdb
-import numpy as np
-import pyarrow as pa
 
+from detector import lazy
 from detector.store import LATE_FIELDS, kind_columns, sealed_columns
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+else:
+    np = lazy.module("numpy")
+    pa = lazy.module("pyarrow")
 
 VERSION = "v2"
 _FIXED = ("BIGINT", "TIMESTAMP", "DATE")

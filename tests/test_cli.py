@@ -136,11 +136,14 @@ SCORING_STACK = {"pyod", "sklearn", "scipy", "numba", "joblib", "matplotlib"}
 # query parameter that is not None (0.5 s); 2.0 did not. The rules, the scoring and `status`
 # refuse it that import (detector.nopandas); identity linkage (Splink) may load it.
 NO_QUERY = {"polars", "duckdb", "pyarrow", "pandas", *SCORING_STACK}
+# 0.25-0.3 s of every command that loads them (detector.lazy)
+FRAMES = {"polars", "pyarrow", "numpy"}
 
 
 def test_commands_import_only_what_they_use(store, tmp_path):
     """`--help` loads neither polars nor DuckDB; `run --no-score` nothing of the scoring
-    stack; `run` scoring new visits against a kept ECOD reference needs numpy alone."""
+    stack; `run` scoring new visits against a kept ECOD reference needs numpy alone;
+    `status`, and `run` finding nothing new, no frame library at all."""
     assert not _imported_by(["--help"]) & NO_QUERY
     header = ["facility", "entered_at", "name", "role"]
     days = [[f, f"2022-02-{d:02d} {h}:00", f"N{d}{h}{f}", "family"] for d in range(1, 20)
@@ -156,6 +159,8 @@ def test_commands_import_only_what_they_use(store, tmp_path):
     assert "pandas" not in _imported_by(["status", "--db", str(store.path)])
     assert "pandas" not in _imported_by(["run", "--no-score", "--db", str(store.path)])
     assert rows(store, "SELECT count(*) FROM scores") == [(len(days) + 1,)]
+    assert not _imported_by(["run", "--db", str(store.path)]) & FRAMES  # nothing new
+    assert not _imported_by(["status", "--db", str(store.path)]) & FRAMES
 
 
 def test_the_command_line_speaks_spanish(store, tmp_path, monkeypatch):
