@@ -401,16 +401,29 @@ def _since(con, seqs: list[int]) -> datetime | None:
         f"SELECT {SPECS[k].facility} AS facility, {SPECS[k].moment} AS moment, upload_seq FROM {k}"
         for k in TIMED
     )
-    return con.execute(
-        f"""
-        WITH t AS ({timed}),
-        n AS (SELECT facility, date_trunc('week', min(moment)) AS wk FROM t
-              WHERE upload_seq IN (SELECT unnest($1::BIGINT[])) GROUP BY ALL)
-        SELECT min(coalesce((SELECT max(o.moment) FROM t o
-                             WHERE o.facility = n.facility AND o.moment < n.wk), n.wk))
-        FROM n""",
+    weeks = con.execute(
+        f"""WITH t AS ({timed})
+        SELECT facility, date_trunc('week', min(moment)) FROM t
+        WHERE upload_seq IN (SELECT unnest($1::BIGINT[])) GROUP BY ALL""",
         [seqs],
-    ).fetchall()[0][0]
+    ).fetchall()
+    before = f"WITH t AS ({timed}) SELECT max(moment) FROM t WHERE facility = $f AND moment < $week"
+    starts = [
+        week if facility is None else _last_before(con, before, facility, week) or week
+        for facility, week in weeks
+        if week is not None
+    ]
+    return min(starts, default=None)
+
+
+def _last_before(con, sql: str, facility: str, week: datetime) -> datetime | None:
+    """The ``sql`` of ``_since`` (the last moment of a facility before a week) for one
+    facility, looked for in the month before that week first: that bound lets DuckDB skip
+    every row group outside it (one query over every record took 0.3-0.4 s at 10M
+    visits; these take 0.01 s), and the last record is nearly always there."""
+    args = {"f": facility, "week": week}
+    near = con.execute(sql + " AND moment >= $week - INTERVAL 35 DAY", args).fetchall()[0][0]
+    return near or con.execute(sql, args).fetchall()[0][0]
 
 
 def _evaluate_scoped(
@@ -447,7 +460,9 @@ def _evaluate_scoped(
             hinted = [r[0] for r in con.execute(hint).fetchall()] if hint else None
             for table in NARROWED:
                 where = SCOPES[kind].table_filter(table, hinted)
-                shadows[table] = _narrow(con, catalog, table, where)
+                shadows[table] = _narrow(
+                    con, catalog, table, where, copy=not SCOPES[kind].stored_together
+                )
         computed = _computed_views(con, catalog, group)
         try:
             for rule in group:
@@ -574,22 +589,27 @@ NARROW_COPY_SHARE = 0.25
 NARROW_COPY_ROWS = 1_000_000
 
 
-def _narrow(con, catalog: str, table: str, condition: str) -> str | None:
+def _narrow(con, catalog: str, table: str, condition: str, copy: bool = True) -> str | None:
     """Shadow ``table``, on this connection only, by its rows meeting ``condition`` (the
     scope's touched part): nothing when every row meets it (all facilities touched: the
     rules read the table as a full run does), a temporary copy when the part is small (a
     few logbooks: each of a rule's reads of it is then a small scan, not a filter of every
-    row), else a view. Returns what shadows it (None, "TABLE" or "VIEW").
+    row), else a view (always a view with ``copy`` False: a part the scan reaches by
+    skipping row groups). Returns what shadows it (None, "TABLE" or "VIEW").
 
     The rows meeting it are counted only up to what a copy may hold, and past that the
     table is only asked whether one row does not meet it (counting every row meeting the
-    visitor scope's test cost 0.46 s at 10M visits)."""
+    visitor scope's test cost 0.46 s at 10M visits). In a large table a sample of its
+    vectors first tells a part well above that (0.04 s instead of 0.3 s at 10M visits,
+    where the next 1% named visitors of 17% of the lines)."""
     source = f'"{catalog}".main.{table}'
     (total,) = con.execute(f"SELECT count(*) FROM {source}").fetchall()[0]
     cap = int(min(NARROW_COPY_SHARE * total, NARROW_COPY_ROWS))
-    (covered,) = con.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM {source} WHERE {condition} LIMIT {cap + 1})"
-    ).fetchall()[0]
+    covered = cap + 1 if _sampled_share(con, source, condition, total) * total > 1.2 * cap else None
+    if covered is None:
+        (covered,) = con.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {source} WHERE {condition} LIMIT {cap + 1})"
+        ).fetchall()[0]
     if covered <= cap:
         kind = None if covered == total else "TABLE"
     else:
@@ -599,11 +619,30 @@ def _narrow(con, catalog: str, table: str, condition: str) -> str | None:
         kind = "VIEW" if uncovered else None
     if kind is None:
         return None
+    kind = kind if copy else "VIEW"
     con.execute(
         f"CREATE OR REPLACE TEMP {kind} {table} AS SELECT * FROM "
         f'"{catalog}".main.{table} WHERE {condition}'
     )
     return kind
+
+
+# Tables of more rows than this are sampled before the part of them a scope touches is
+# counted (``_narrow``).
+SAMPLED_ROWS = 1_000_000
+
+
+def _sampled_share(con, source: str, condition: str, total: int) -> float:
+    """The share of the rows of ``source`` meeting ``condition`` in a 1% sample of its
+    vectors (the same sample every time), or 0 for a table of ``SAMPLED_ROWS`` or fewer.
+    It only chooses how a part is read (a copy or a view), never what is read."""
+    if total <= SAMPLED_ROWS:
+        return 0.0
+    (share,) = con.execute(
+        f"SELECT count(*) FILTER (WHERE {condition}) / count(*) "
+        f"FROM {source} USING SAMPLE 1 PERCENT (system, 7)"
+    ).fetchall()[0]
+    return share or 0.0
 
 
 def _evaluate_windowed(

@@ -346,3 +346,27 @@ def test_the_visitor_scope_narrows_to_the_rows_whose_key_is_touched(tmp_path):
                 "(SELECT value FROM scope_visitor) ORDER BY 1"
             ).fetchall()
             assert narrowed == exact and exact, touched
+
+
+def test_the_look_back_starts_at_the_last_record_before_a_long_silence(tmp_path):
+    """A facility silent for three months before its new visits: an incremental run's
+    look-back starts at its last visit before them, found past the month looked at first
+    (the other facility's last visit is days before its new one)."""
+    from detector.engine import change_scope
+    from tests.conftest import write_csv
+
+    store = Store(tmp_path / "s.duckdb", wait=30)
+    header = ["facility", "entered_at", "name"]
+    old = [["ZAC", "2022-01-03 10:00", "A"], ["ZAC", "2022-01-04 10:00", "B"],
+           ["IZA", "2022-04-05 09:00", "C"]]  # fmt: skip
+    ingest_files(store, [write_csv(tmp_path / "a.csv", header, old)])
+    run_rules(store, full=False)
+    new = [["ZAC", "2022-04-07 10:00", "D"], ["IZA", "2022-04-13 10:00", "E"]]
+    ingest_files(store, [write_csv(tmp_path / "b.csv", header, new)])
+    with store.read() as con:
+        assert change_scope(con).since == datetime(2022, 1, 4, 10, 0)
+    ingest_files(store, [write_csv(tmp_path / "c.csv", header, [["IZA", "2022-04-20 08:00", "F"]])])
+    run_rules(store, full=False)
+    ingest_files(store, [write_csv(tmp_path / "d.csv", header, [["IZA", "2022-04-21 08:00", "G"]])])
+    with store.read() as con:
+        assert change_scope(con).since == datetime(2022, 4, 13, 10, 0)
