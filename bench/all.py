@@ -199,7 +199,7 @@ def main() -> None:
                 + (" with nothing new" if "nothing" in name else "")
                 + f", {n(rows)} visits stored (a process)",
                 f"{m[name][0]:.2f} s, peak {gb(m[name][1])} (start-up floor: Python with "
-                f"DuckDB, polars and Arrow imported, the file opened: {m['start-up floor'][0]:.2f} s)",
+                f"DuckDB imported, the file opened: {m['start-up floor'][0]:.2f} s)",
                 verdict(m[name][0], limit, "{:.1f} s"),
             )
     for rows in sizes.get("commands", []):
