@@ -65,6 +65,12 @@ TRAIN_MIN_PAIRS = 60  # an EM session on fewer pairs keeps the model's prior val
 # mentions still meet through a document, a badge or, without them, their name's sounds;
 # two of them sharing nothing but that name are not compared.
 CROWDED_NAME_MENTIONS = 2_000
+# A document spelling written on this many rows or more is established: nobody's typo. A
+# person holds at most one established document (spellings written once or twice are
+# what a clerk's slip looks like): two of them one character apart ("AB-20" and "AB-21",
+# each on a thousand lines of drivers named "Conductor") are two people, not a slip, and
+# joining them chained 1,433 drivers of the benchmark world into one person.
+ESTABLISHED_ROWS = 3
 U_SAMPLE_PAIRS = 300_000
 
 
@@ -440,7 +446,7 @@ def _mentions(con, rows: str) -> None:
         SELECT mention_key, any_value(name_key) AS name_key,
                any_value(id_number) AS id_number, any_value(badge) AS badge,
                min(inmate_id) AS inmate_lo, max(inmate_id) AS inmate_hi,
-               min(upload_seq) AS first_seq
+               min(upload_seq) AS first_seq, count(*) AS row_count
         FROM rows_keyed GROUP BY mention_key"""
     )
     con.execute(
@@ -462,7 +468,7 @@ def _mentions(con, rows: str) -> None:
                CASE WHEN g.inmate_lo IS NULL THEN []::VARCHAR[]
                     WHEN g.inmate_lo = g.inmate_hi THEN [g.inmate_lo]
                     ELSE s.inmates END AS inmates,
-               coalesce(p.commonness, 1.0) AS commonness, g.first_seq
+               coalesce(p.commonness, 1.0) AS commonness, g.first_seq, g.row_count
         FROM mention_rows g LEFT JOIN typed t USING (mention_key)
         LEFT JOIN several s USING (mention_key)
         LEFT JOIN parsed p USING (name_key)"""
@@ -679,16 +685,21 @@ def _close(a: str, b: str) -> bool:
 class Clusters:
     """Persons as sets of mentions, joined greedily. A join is refused when the two
     persons have documents and none of one is (up to one character) one of the other's,
-    or when an auditor split them apart."""
+    when it would give one person two established documents (``ESTABLISHED_ROWS``), or
+    when an auditor split them apart."""
 
     parent: dict[str, str] = field(default_factory=dict)
     docs: dict[str, set[str]] = field(default_factory=dict)
+    established: dict[str, set[str]] = field(default_factory=dict)
     sides: dict[str, set[tuple[int, int]]] = field(default_factory=dict)
     order: dict[str, tuple] = field(default_factory=dict)  # root -> (first_seq, key): oldest
 
-    def add(self, key: str, doc: str | None, first_seq: int, sides=()) -> None:
+    def add(self, key: str, doc: str | None, first_seq: int, sides=(), rows: int = 0) -> None:
+        """A mention: its key, document, first upload, the auditors' splits it is on a
+        side of, and how many rows wrote it."""
         self.parent[key] = key
         self.docs[key] = {doc} if doc else set()
+        self.established[key] = {doc} if doc and rows >= ESTABLISHED_ROWS else set()
         self.sides[key] = set(sides)
         self.order[key] = (first_seq, key)
 
@@ -703,6 +714,8 @@ class Clusters:
     def conflict(self, a: str, b: str) -> bool:
         if any((k, 1 - s) in self.sides[b] for k, s in self.sides[a]):
             return True
+        if len(self.established[a] | self.established[b]) > 1:
+            return True
         da, db = self.docs[a], self.docs[b]
         return bool(da and db) and not any(_close(x, y) for x in da for y in db)
 
@@ -716,6 +729,7 @@ class Clusters:
             ra, rb = rb, ra
         self.parent[rb] = ra
         self.docs[ra] |= self.docs.pop(rb)
+        self.established[ra] |= self.established.pop(rb)
         self.sides[ra] |= self.sides.pop(rb)
         self.order.pop(rb)
         return True
@@ -748,22 +762,22 @@ def _overrides(con) -> tuple[list[list[str]], dict[str, set[tuple[int, int]]]]:
 
 
 def cluster(
-    mentions: list[tuple[str, str | None, int]],
+    mentions: list[tuple[str, str | None, int, int]],
     edges: list[tuple[str, str, float]],
     threshold_weight: float,
     merges: list[list[str]] = (),
     sides: dict[str, set[tuple[int, int]]] | None = None,
     known: dict[str, str] | None = None,
 ) -> tuple[dict[str, str], dict[tuple[str, str], bool]]:
-    """Join mentions (key, document, first upload) into persons: the auditors' merges
+    """Join mentions (key, document, first upload, rows written) into persons: the auditors' merges
     first, then the persons already known (``known``: mention -> person id, kept as they
     are), then each pair at or above ``threshold_weight``, strongest first, unless it
     would join conflicting persons. Returns mention -> person id (the key of the person's
     oldest mention) and, per pair considered, whether it joined."""
     sides = sides or {}
     c = Clusters()
-    for key, doc, first in mentions:
-        c.add(key, doc, first, sides.get(key, ()))
+    for key, doc, first, written in mentions:
+        c.add(key, doc, first, sides.get(key, ()), written)
     present = set(c.parent)
     for group in merges:
         group = [k for k in group if k in present]
@@ -1037,7 +1051,7 @@ def _nearby(store, con, tmp: Path, named: list[str]) -> tuple[int, int]:
 _KNOWN_COLUMNS = """
     SELECT mention_key, canonical, words, sounds, sounds_key,
            id_number, id_type, badge, inmates, commonness, first_seq, person_id,
-           match_weight, linked_to"""
+           match_weight, linked_to, row_count"""
 
 
 def _link_private(con, job: _Job, tmp: Path, merges, sides) -> tuple[LinkReport, Model]:
@@ -1078,6 +1092,12 @@ def _prepare(con, job: _Job, tmp: Path) -> LinkReport:
                 f"CREATE OR REPLACE TEMP TABLE {table} AS "
                 f"SELECT * FROM read_parquet({sql_string(tmp / f'{table}.parquet')})"
             )
+    # a known mention's rows: those stored (none counted by a release before the column:
+    # none is taken as established) and those of the new rows
+    con.execute(
+        """UPDATE known SET row_count = coalesce(known.row_count, 0) + n.row_count
+        FROM new_mentions n WHERE known.mention_key = n.mention_key"""
+    )
     con.execute("DELETE FROM new_mentions WHERE mention_key IN (SELECT mention_key FROM known)")
     con.execute(
         """CREATE OR REPLACE TEMP TABLE every_mention AS
@@ -1161,8 +1181,9 @@ def _clustered(
     thousands known nor the millions no pair reaches."""
     _touched(con, merges, sides)
     mentions = con.execute(
-        "SELECT m.mention_key, m.id_number, e.first_seq FROM mentions m "
-        "JOIN every_mention e USING (mention_key) SEMI JOIN touched t USING (mention_key)"
+        "SELECT m.mention_key, m.id_number, e.first_seq, coalesce(e.row_count, 0) "
+        "FROM mentions m JOIN every_mention e USING (mention_key) "
+        "SEMI JOIN touched t USING (mention_key)"
     ).fetchall()
     # completely different names are two people, whatever else they share (a document
     # under two names is a finding, not a link): such a pair is never joined
@@ -1287,7 +1308,7 @@ def _outputs(con, tmp: Path, model: Model, full: bool) -> None:
         SELECT e.mention_key, e.canonical, e.words, e.sounds, e.sounds_key, e.id_number,
                e.id_type, e.badge,
                e.inmates, e.commonness, e.first_seq, a.person_id, b.match_weight, b.linked_to,
-               '{model.model_id}' AS model_id
+               '{model.model_id}' AS model_id, e.row_count
         FROM every_mention e JOIN assigned a USING (mention_key)
         LEFT JOIN best b USING (mention_key) {fresh}
         ) TO {sql_string(tmp / "mentions.parquet")} (FORMAT parquet)"""
@@ -1300,6 +1321,12 @@ def _outputs(con, tmp: Path, model: Model, full: bool) -> None:
         FROM rows_keyed r JOIN assigned a USING (mention_key)
         LEFT JOIN best b USING (mention_key)
         ) TO {sql_string(tmp / "rows_out.parquet")} (FORMAT parquet)"""
+    )
+    # the known mentions the new rows wrote again: how many rows they add to each
+    con.execute(
+        f"""COPY (SELECT mention_key, count(*) AS n FROM rows_keyed
+                  SEMI JOIN known USING (mention_key) GROUP BY mention_key)
+            TO {sql_string(tmp / "counted.parquet")} (FORMAT parquet)"""
     )
     # known persons joined to an older one: every row of theirs takes its id
     con.execute(
@@ -1346,6 +1373,12 @@ def _store(job: _Job, tmp: Path, report: LinkReport, model: Model) -> None:
                     f"UPDATE {table} SET person_id = m.new_id FROM {moved} m "
                     f"WHERE {table}.person_id = m.old_id"
                 )
+        if not job.full:
+            counted = f"read_parquet({sql_string(tmp / 'counted.parquet')})"
+            w.execute(
+                "UPDATE person_mentions SET row_count = coalesce(row_count, 0) + c.n "
+                f"FROM {counted} c WHERE person_mentions.mention_key = c.mention_key"
+            )
         w.execute(f"INSERT INTO persons SELECT * FROM {src['rows_out']}")
         w.execute(f"INSERT INTO person_mentions SELECT * FROM {src['mentions']}")
         w.execute(f"INSERT INTO person_links SELECT *, {run_id} FROM {src['links']}")

@@ -358,6 +358,9 @@ MIGRATIONS = [
     """CREATE TABLE IF NOT EXISTS person_overrides (
         seq BIGINT, action VARCHAR, mentions VARCHAR[], others VARCHAR[], acted_by VARCHAR,
         acted_at TIMESTAMP, note VARCHAR)""",
+    # How many rows wrote each mention (``identity.ESTABLISHED_ROWS``); none for mentions a
+    # release before it linked.
+    "ALTER TABLE person_mentions ADD COLUMN IF NOT EXISTS row_count BIGINT",
 ]
 
 # Everything a database file needs, in order: tables, then the columns added since, then

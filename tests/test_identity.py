@@ -159,6 +159,24 @@ def test_namesakes_with_different_documents_stay_two_people(tmp_path):
     assert len(set.union(*people)) == 3
 
 
+def test_drivers_under_one_name_with_documents_one_character_apart_stay_apart(tmp_path):
+    """The benchmark world's 1,433 drivers, each written "Conductor N" with the document
+    "AB-N" on a thousand lines, were one person: the name folds to CONDUCTOR for all and
+    each document is one character from its neighbours', so joins chained them all. Each
+    document written on many lines is its own person's; a document mistyped once still
+    joins the person whose document it mistypes."""
+    w = World()
+    drivers = {n: [w.visit(f"Conductor {n}", f"AB-{n}", f"I-{n}", days=d, role="Contratista")
+                   for d in range(0, 35, 7)] for n in range(18, 33)}  # fmt: skip
+    own = [w.visit("Marta Lidia Orellana", "05551234-7", "I-9", days=d) for d in (1, 8, 15)]
+    slip = w.visit("Marta Lidia Orellana", "05551284-7", "I-9", days=22)  # one digit wrong
+    store = w.store(tmp_path)
+    people = [{person_of(store, r) for r in visits} for visits in drivers.values()]
+    assert all(len(p) == 1 for p in people)
+    assert len(set.union(*people)) == len(drivers)
+    assert {person_of(store, r) for r in [*own, slip]} == {person_of(store, own[0])}
+
+
 def test_a_family_sharing_surnames_and_an_inmate_does_not_merge(tmp_path):
     w = World()
     family = [
@@ -483,9 +501,11 @@ def test_an_incremental_linkage_clusters_the_touched_part_as_clustering_everythi
 
     rnd = random.Random(seed)
     docs = ["D1", "D1X", "D2", "D3", None, None, None]
-    old = [(f"m{i:03d}", rnd.choice(docs), rnd.randint(1, 3)) for i in range(120)]
-    new = [(f"n{i:03d}", rnd.choice(docs), 4) for i in range(15)]
-    keys_old, everyone = [k for k, _, _ in old], old + new
+    written = [1, 1, 2, identity.ESTABLISHED_ROWS, 40]  # typos, and established spellings
+    old = [(f"m{i:03d}", rnd.choice(docs), rnd.randint(1, 3), rnd.choice(written))
+           for i in range(120)]  # fmt: skip
+    new = [(f"n{i:03d}", rnd.choice(docs), 4, rnd.choice(written)) for i in range(15)]
+    keys_old, everyone = [k for k, *_ in old], old + new
 
     def edges(pool_a, pool_b, count):
         out = {}
@@ -497,7 +517,7 @@ def test_an_incremental_linkage_clusters_the_touched_part_as_clustering_everythi
 
     before = edges(keys_old, keys_old, 150)
     known, _ = identity.cluster(old, [(a, b, w) for (a, b), (w, _) in before.items()], 3.0)
-    scored = edges([k for k, _, _ in new], [k for k, _, _ in everyone], 25)
+    scored = edges([k for k, *_ in new], [k for k, *_ in everyone], 25)
     merges = [rnd.sample(keys_old, 2)] if seed % 2 else []
     sides = {rnd.choice(keys_old): {(0, 0)}, new[0][0]: {(0, 1)}} if seed % 3 == 0 else {}
     pairs = [(a, b, -1e9 if g == 0 else w) for (a, b), (w, g) in scored.items()]
@@ -507,10 +527,12 @@ def test_an_incremental_linkage_clusters_the_touched_part_as_clustering_everythi
     con = duckdb.connect()
     frames = {
         "mentions": pl.DataFrame(
-            [(k, d) for k, d, _ in everyone], schema=["mention_key", "id_number"], orient="row"
+            [(k, d) for k, d, *_ in everyone], schema=["mention_key", "id_number"], orient="row"
         ),
         "every_mention": pl.DataFrame(
-            [(k, s) for k, _, s in everyone], schema=["mention_key", "first_seq"], orient="row"
+            [(k, s, n) for k, _, s, n in everyone],
+            schema=["mention_key", "first_seq", "row_count"],
+            orient="row",
         ),
         "known": pl.DataFrame(
             [(k, "P-" + p) for k, p in known.items()],
