@@ -488,6 +488,7 @@ FIELDS: dict[str, str] = {
     "sounds_key": N_("How the name sounds"),
     "commonness": N_("How common the name is"),
     "first_seq": N_("First upload"),
+    "row_count": N_("Rows written"),
     "linked_to": N_("Linked to"),
     "other_key": N_("Other spelling"),
     "accepted": N_("Linked"),
