@@ -769,11 +769,12 @@ def cluster(
     sides: dict[str, set[tuple[int, int]]] | None = None,
     known: dict[str, str] | None = None,
 ) -> tuple[dict[str, str], dict[tuple[str, str], bool]]:
-    """Join mentions (key, document, first upload, rows written) into persons: the auditors' merges
-    first, then the persons already known (``known``: mention -> person id, kept as they
-    are), then each pair at or above ``threshold_weight``, strongest first, unless it
-    would join conflicting persons. Returns mention -> person id (the key of the person's
-    oldest mention) and, per pair considered, whether it joined."""
+    """Join mentions (key, document, first upload, rows that wrote it) into persons: the
+    auditors' merges first, then the persons already known (``known``: mention -> person
+    id, kept as they are), then each pair at or above ``threshold_weight``, strongest
+    first, unless it would join conflicting persons (``Clusters``). Returns mention ->
+    person id (the key of the person's oldest mention) and, per pair considered, whether
+    it joined."""
     sides = sides or {}
     c = Clusters()
     for key, doc, first, written in mentions:
