@@ -597,34 +597,35 @@ def _narrow(con, catalog: str, table: str, condition: str, copy: bool = True) ->
     row), else a view (always a view with ``copy`` False: a part the scan reaches by
     skipping row groups). Returns what shadows it (None, "TABLE" or "VIEW").
 
-    The rows meeting it are counted only up to what a copy may hold, and past that the
-    table is only asked whether one row does not meet it (counting every row meeting the
-    visitor scope's test cost 0.46 s at 10M visits). In a large table a sample of its
-    vectors first tells a part well above that (0.04 s instead of 0.3 s at 10M visits,
-    where the next 1% named visitors of 17% of the lines)."""
+    The rows meeting it are counted only up to what a copy may hold, and past that (or
+    with ``copy`` False, without counting) the table is only asked whether one row does not
+    meet it (counting every row meeting the visitor scope's test cost 0.46 s at 10M
+    visits). In a large table a sample of its vectors first tells a part well above that
+    (0.04 s instead of 0.3 s at 10M visits, where the next 1% named visitors of 17% of the
+    lines)."""
     source = f'"{catalog}".main.{table}'
+    kind = _copied(con, source, condition) if copy else None
+    if kind is None:
+        uncovered = f"SELECT 1 FROM {source} WHERE ({condition}) IS NOT TRUE LIMIT 1"
+        kind = "VIEW" if con.execute(uncovered).fetchall() else None
+    if kind is not None:
+        con.execute(
+            f"CREATE OR REPLACE TEMP {kind} {table} AS SELECT * FROM {source} WHERE {condition}"
+        )
+    return kind
+
+
+def _copied(con, source: str, condition: str) -> str | None:
+    """ "TABLE" when the rows of ``source`` meeting ``condition`` are few enough to copy
+    (``NARROW_COPY_SHARE``, ``NARROW_COPY_ROWS``) and not all of them; else None."""
     (total,) = con.execute(f"SELECT count(*) FROM {source}").fetchall()[0]
     cap = int(min(NARROW_COPY_SHARE * total, NARROW_COPY_ROWS))
-    covered = cap + 1 if _sampled_share(con, source, condition, total) * total > 1.2 * cap else None
-    if covered is None:
-        (covered,) = con.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM {source} WHERE {condition} LIMIT {cap + 1})"
-        ).fetchall()[0]
-    if covered <= cap:
-        kind = None if covered == total else "TABLE"
-    else:
-        uncovered = con.execute(
-            f"SELECT 1 FROM {source} WHERE ({condition}) IS NOT TRUE LIMIT 1"
-        ).fetchall()
-        kind = "VIEW" if uncovered else None
-    if kind is None:
+    if _sampled_share(con, source, condition, total) * total > 1.2 * cap:
         return None
-    kind = kind if copy else "VIEW"
-    con.execute(
-        f"CREATE OR REPLACE TEMP {kind} {table} AS SELECT * FROM "
-        f'"{catalog}".main.{table} WHERE {condition}'
-    )
-    return kind
+    (covered,) = con.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM {source} WHERE {condition} LIMIT {cap + 1})"
+    ).fetchall()[0]
+    return "TABLE" if covered <= cap and covered < total else None
 
 
 # Tables of more rows than this are sampled before the part of them a scope touches is
