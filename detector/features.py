@@ -217,26 +217,39 @@ gweek_n AS (SELECT role, wk, count(*) AS n,
 NEAR_HOURS = 2
 
 
-def _person_habit_sql() -> str:
-    """SQL: per person, the most visits within two hours (either way, round the clock) of
-    an hour they came at (``habit_n``), that hour (the earliest of hours as near) and its
-    share of their visits. Each person's 24 hourly counts are one list, each hour's
-    neighbourhood a sum of five of its items (pairing each of a person's hours with
-    each other, 3.2 s at 10M visits; this, 1.5 s)."""
+def _person_sql() -> str:
+    """SQL: one row per person of the reference, all the raw query reads of them in one
+    join (one join per table, five joins of every visit, were a fifth of its CPU at 10M
+    visits):
+
+    - ``n``: their timed first arrivals of a day (``person_slot``);
+    - ``habit_n``: the most of those within two hours (either way, round the clock) of an
+      hour they came at, ``habit_hr`` that hour (the earliest of hours as near) and
+      ``top_share`` its share of ``n``;
+    - ``around``: for each hour of the day (item ``hr + 1``), how many of those came within
+      two hours of it (NULL: none);
+    - ``gangs``: their visits to inmates of a gang (``person_gang``).
+
+    Each person's 24 hourly counts are one list, each hour's neighbourhood a sum of five of
+    its items (pairing each of a person's hours with each other, 3.2 s at 10M visits; this,
+    1.5 s)."""
     counts = ", ".join(f"coalesce(sum(n) FILTER (WHERE hr = {h}), 0)" for h in range(24))
-    near = ", ".join(
-        f"CASE WHEN c[{h + 1}] > 0 THEN "
-        + " + ".join(f"c[{(h + d) % 24 + 1}]" for d in range(-NEAR_HOURS, NEAR_HOURS + 1))
-        + " END"
+    sums = [
+        " + ".join(f"c[{(h + d) % 24 + 1}]" for d in range(-NEAR_HOURS, NEAR_HOURS + 1))
         for h in range(24)
-    )
+    ]
+    near = ", ".join(f"CASE WHEN c[{h + 1}] > 0 THEN {sum_} END" for h, sum_ in enumerate(sums))
+    around = ", ".join(f"nullif({sum_}, 0)" for sum_ in sums)
     return f"""
-        SELECT visitor, list_max(near) / tot.n AS top_share,
-               (list_position(near, list_max(near)) - 1)::BIGINT AS habit_hr,
-               list_max(near) AS habit_n
-        FROM (SELECT visitor, [{near}] AS near
-              FROM (SELECT visitor, [{counts}] AS c FROM ref_person_slot GROUP BY visitor))
-        JOIN ref_person_n tot USING (visitor)"""
+        SELECT visitor, h.n, h.top_share, h.habit_hr, h.habit_n, h.around, g.gangs
+        FROM (SELECT visitor, n, list_max(near) / n AS top_share,
+                     (list_position(near, list_max(near)) - 1)::BIGINT AS habit_hr,
+                     list_max(near) AS habit_n, around
+              FROM (SELECT visitor, n, [{near}] AS near, [{around}] AS around
+                    FROM (SELECT visitor, sum(n)::BIGINT AS n, [{counts}] AS c
+                          FROM ref_person_slot GROUP BY visitor))) h
+        FULL JOIN (SELECT visitor, sum(n) AS gangs FROM ref_person_gang GROUP BY ALL) g
+          USING (visitor)"""
 
 
 # Each table of the reference, computed from the fitted window's visits (``v``); a table
@@ -263,13 +276,12 @@ REFERENCE_TABLES: dict[str, str] = {
     # Each person's own habits (a person is a name with its document, as written).
     "person_slot": "SELECT visitor, hr, count(*) AS n FROM v "
     "WHERE visitor IS NOT NULL AND timed AND first_of_day GROUP BY ALL",
-    "person_n": "SELECT visitor, sum(n)::BIGINT AS n FROM ref_person_slot GROUP BY ALL",
-    # how set a person's habit is: the largest share of their visits within two hours of
-    # one hour of the day they came at (1.0: always the same time); of hours as near, the
-    # earliest (``_person_habit_sql``)
-    "person_habit": _person_habit_sql(),
     "person_gang": "SELECT visitor, gang, count(*) AS n FROM v "
     "WHERE visitor IS NOT NULL AND gang IS NOT NULL GROUP BY ALL",
+    # how many visits, how set a habit (the largest share of their visits within two hours
+    # of one hour of the day they came at; 1.0: always the same time), how many near each
+    # hour, how many to gangs (``_person_sql``)
+    "person": _person_sql(),
     "official_rate": """
         SELECT visitor, facility, count(*) AS n,
                greatest(30, date_diff('day', any_value(s.d0), any_value(s.d1))) AS days
@@ -295,21 +307,13 @@ official_window AS (
 -- of no facility or no date has no week: it has no row here (nor features)
 t AS NOT MATERIALIZED (SELECT v.*, v.upload_seq <= m.seq AND v.entered_at BETWEEN m.d0 AND m.d1 AS in_ref
       FROM v, {ref}meta m WHERE {targets} AND v.facility IS NOT NULL AND v.wk IS NOT NULL),
--- the visits near an hour of the day (within NEAR_HOURS), per person and hour, per role
--- there and hour: looked up by those keys (summed per visit and joined back by record key,
--- they were a twentieth of the query at 10M)
-person_near AS (
-  SELECT q.visitor, q.hr,
-         list_sum([s.n FOR s IN ps.slots
-                   IF least(abs(s.hr - q.hr), 24 - abs(s.hr - q.hr)) <= {near_hours}]) AS near
-  FROM (SELECT DISTINCT visitor, hr FROM t WHERE timed AND visitor IS NOT NULL) q
-  JOIN (SELECT visitor, list({{'hr': hr, 'n': n}}) AS slots FROM {ref}person_slot
-        GROUP BY visitor) ps USING (visitor)),
+-- the visits near an hour of the day (within NEAR_HOURS) per role there and hour (a
+-- person's are their ``around``): looked up by those keys (summed per visit and joined
+-- back by record key, they were a twentieth of the query at 10M)
 role_near AS (
   SELECT h.facility, h.role, x.hr, sum(h.n) AS near
   FROM {ref}hr_n h, range(24) x(hr)
-  WHERE least(abs(h.hr - x.hr), 24 - abs(h.hr - x.hr)) <= {near_hours} GROUP BY ALL),
-person_gangs AS (SELECT visitor, sum(n) AS n FROM {ref}person_gang GROUP BY ALL)
+  WHERE least(abs(h.hr - x.hr), 24 - abs(h.hr - x.hr)) <= {near_hours} GROUP BY ALL)
 SELECT
   t.record_key, t.record_id, t.facility, t.role, t.entered_at, t.inmate_id, t.official_key,
   -- a facility and role the reference has not seen has no usual to depart from: unknown
@@ -336,19 +340,19 @@ SELECT
   -- times rarer for them than for their role there (a lawyer who seldom comes at 14:00
   -- where lawyers seldom do is the role's rarity, counted already; a relative changing
   -- days at the usual hour is nothing); the value is how much rarer (ln of the ratio)
-  CASE WHEN t.timed AND t.first_of_day AND pn.n - t.in_ref::INT >= 6 AND ph.top_share >= 0.8
-        AND least(abs(t.hr - ph.habit_hr), 24 - abs(t.hr - ph.habit_hr)) >= 6
-        AND coalesce(pnear.near, 0) - t.in_ref::INT <= 0.1 * (pn.n - t.in_ref::INT)
+  CASE WHEN t.timed AND t.first_of_day AND p.n - t.in_ref::INT >= 6 AND p.top_share >= 0.8
+        AND least(abs(t.hr - p.habit_hr), 24 - abs(t.hr - p.habit_hr)) >= 6
+        AND coalesce(p.around[t.hr + 1], 0) - t.in_ref::INT <= 0.1 * (p.n - t.in_ref::INT)
         AND ln((coalesce(rnear.near, 0) - t.in_ref::INT + 1.0) / (coalesce(tn.n, 0) + 1))
-            - ln((coalesce(pnear.near, 0) - t.in_ref::INT + 0.5) / (pn.n - t.in_ref::INT + 1))
+            - ln((coalesce(p.around[t.hr + 1], 0) - t.in_ref::INT + 0.5) / (p.n - t.in_ref::INT + 1))
             >= ln(10)
        THEN ln((coalesce(rnear.near, 0) - t.in_ref::INT + 1.0) / (coalesce(tn.n, 0) + 1))
-            - ln((coalesce(pnear.near, 0) - t.in_ref::INT + 0.5) / (pn.n - t.in_ref::INT + 1))
+            - ln((coalesce(p.around[t.hr + 1], 0) - t.in_ref::INT + 0.5) / (p.n - t.in_ref::INT + 1))
        ELSE 0 END AS person_time_rarity,
   -- a leader of a gang none of the visitor's earlier visits (three or more) went to; the
   -- longer the history, the stronger
-  CASE WHEN t.leader AND pgs.n - t.in_ref::INT >= 3 AND coalesce(pg.n, 0) - t.in_ref::INT <= 0
-       THEN ln(pgs.n - t.in_ref::INT + 1) ELSE 0 END AS gang_switch,
+  CASE WHEN t.leader AND p.gangs - t.in_ref::INT >= 3 AND coalesce(pg.n, 0) - t.in_ref::INT <= 0
+       THEN ln(p.gangs - t.in_ref::INT + 1) ELSE 0 END AS gang_switch,
   -- four or more visits around this one, four times the official's usual rate there or
   -- more (at a facility the reference knows); the value is ln of the ratio
   CASE WHEN t.role = 'official' AND r.n IS NOT NULL AND coalesce(ow.n, 1) >= 4
@@ -369,11 +373,11 @@ SELECT
   g.n AS n_gweek, gu.usual AS usual_gweek, round(t.stay_min / 60.0, 1) AS stay_h,
   round(exp(st.med) / 60, 1) AS usual_stay_h, t.gang, t.escorted_by,
   round(100 * pu.share) AS pct_no_purpose,
-  coalesce(pn.n - t.in_ref::INT, 0) AS n_person,
-  coalesce(pnear.near - t.in_ref::INT, 0) AS near_person,
-  ph.habit_hr AS habit_hour, ph.habit_n,
+  coalesce(p.n - t.in_ref::INT, 0) AS n_person,
+  coalesce(p.around[CASE WHEN t.timed THEN t.hr + 1 END] - t.in_ref::INT, 0) AS near_person,
+  p.habit_hr AS habit_hour, p.habit_n,
   coalesce(pg.n - t.in_ref::INT, 0) AS n_same_gang,
-  coalesce(pgs.n - t.in_ref::INT, 0) AS n_person_gang,
+  coalesce(p.gangs - t.in_ref::INT, 0) AS n_person_gang,
   coalesce(ow.n, 0) AS n_official_near,
   round(coalesce(orate.usual, 0), 1) AS usual_official_month
 FROM t
@@ -392,16 +396,12 @@ LEFT JOIN {ref}gweek_usual gu USING (role)
 LEFT JOIN {ref}stay_usual st USING (role)
 LEFT JOIN visitor_window vw USING (record_key)
 LEFT JOIN {ref}purpose pu USING (facility, role)
-LEFT JOIN {ref}person_n pn ON pn.visitor = t.visitor
-LEFT JOIN {ref}person_habit ph ON ph.visitor = t.visitor
+LEFT JOIN {ref}person p ON p.visitor = t.visitor
 -- (an untimed visit's hour is no key: NULL, so that the joins stay hash joins)
-LEFT JOIN person_near pnear
-  ON pnear.visitor = t.visitor AND pnear.hr = CASE WHEN t.timed THEN t.hr END
 LEFT JOIN role_near rnear
   ON rnear.facility = t.facility AND rnear.role = t.role
  AND rnear.hr = CASE WHEN t.timed AND t.visitor IS NOT NULL THEN t.hr END
 LEFT JOIN {ref}person_gang pg ON pg.visitor = t.visitor AND pg.gang = t.gang
-LEFT JOIN person_gangs pgs ON pgs.visitor = t.visitor
 LEFT JOIN official_window ow ON ow.record_key = t.record_key
 LEFT JOIN (
   -- the official's usual visits there per 30 days, the visits around this one left out

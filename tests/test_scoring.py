@@ -437,10 +437,11 @@ def test_a_visitors_first_arrival_of_a_day_is_one_visit(tmp_path):
 
 
 def test_a_persons_habit_is_the_busiest_neighbourhood_of_the_hours_they_came_at():
-    """The habit table (each person's 24 hourly counts as one list) against pairing each
+    """The person table (each person's 24 hourly counts as one list) against pairing each
     of a person's hours with each other, on random slots: round the clock (23 h is near
     1 h), ties to the earliest hour, an hour nobody came at (9 h, between 7 and 11) never
-    the habit."""
+    the habit; each hour's neighbourhood (``around``) as the slots within two hours of it,
+    for every hour of the day; the gang visits of people with and without slots."""
     import duckdb
 
     from detector.features import REFERENCE_TABLES
@@ -452,17 +453,22 @@ def test_a_persons_habit_is_the_busiest_neighbourhood_of_the_hours_they_came_at(
         for h in rng.choice(24, size=int(rng.integers(1, 7)), replace=False)
     }
     slots |= {("wrap", 23): 2, ("wrap", 1): 2, ("gap", 7): 1, ("gap", 11): 1}
+    gangs = {("p1", "MS"): 3, ("p1", "18"): 2, ("nobody's hours", "MS"): 4}
     con = duckdb.connect()
     con.execute("CREATE TABLE ref_person_slot (visitor VARCHAR, hr BIGINT, n BIGINT)")
     con.executemany(
         "INSERT INTO ref_person_slot VALUES (?, ?, ?)", [[*k, n] for k, n in slots.items()]
+    )
+    con.execute("CREATE TABLE ref_person_gang (visitor VARCHAR, gang VARCHAR, n BIGINT)")
+    con.executemany(
+        "INSERT INTO ref_person_gang VALUES (?, ?, ?)", [[*k, n] for k, n in gangs.items()]
     )
     con.execute(
         "CREATE TABLE ref_person_n AS SELECT visitor, sum(n)::BIGINT AS n "
         "FROM ref_person_slot GROUP BY ALL"
     )
     oracle = """
-        SELECT a.visitor, max(a.near) / any_value(tot.n) AS top_share,
+        SELECT a.visitor, any_value(tot.n) AS n, max(a.near) / any_value(tot.n) AS top_share,
                arg_max(a.hr, (a.near, -a.hr)) AS habit_hr, max(a.near) AS habit_n
         FROM (SELECT a.visitor, a.hr, sum(b.n) AS near
               FROM ref_person_slot a JOIN ref_person_slot b
@@ -470,11 +476,27 @@ def test_a_persons_habit_is_the_busiest_neighbourhood_of_the_hours_they_came_at(
               GROUP BY ALL) a
         JOIN ref_person_n tot USING (visitor)
         GROUP BY a.visitor"""
-    ours = REFERENCE_TABLES["person_habit"]
-    got = sorted(con.execute(ours).fetchall())
+    ours = f"SELECT visitor, n, top_share, habit_hr, habit_n FROM ({REFERENCE_TABLES['person']})"
+    got = sorted(con.execute(f"{ours} WHERE n IS NOT NULL").fetchall())
     assert got == sorted(con.execute(oracle).fetchall())
-    habit = {v: (hr, n) for v, _, hr, n in got}
+    habit = {v: (hr, n) for v, _, _, hr, n in got}
     assert habit["wrap"] == (1, 4) and habit["gap"] == (7, 1)  # 23 h and 1 h: a tie
     assert [r[1] for r in con.execute(f"DESCRIBE {ours}").fetchall()] == [
         r[1] for r in con.execute(f"DESCRIBE {oracle}").fetchall()
     ]
+    around = {
+        (v, hr + 1): near
+        for v, hr, near in con.execute(
+            """SELECT p.visitor, x.hr, sum(s.n) FROM (SELECT DISTINCT visitor FROM ref_person_slot) p
+               CROSS JOIN range(24) x(hr) JOIN ref_person_slot s ON s.visitor = p.visitor
+                AND least(abs(s.hr - x.hr), 24 - abs(s.hr - x.hr)) <= 2 GROUP BY ALL"""
+        ).fetchall()
+    }
+    people = con.execute(
+        f"SELECT visitor, around, gangs FROM ({REFERENCE_TABLES['person']})"
+    ).fetchall()
+    assert {v for v, *_ in people} == {*habit, "nobody's hours"}  # gang visits, no slots
+    for visitor, hours, in_gangs in people:
+        assert in_gangs == {"p1": 5, "nobody's hours": 4}.get(visitor)
+        if visitor != "nobody's hours":
+            assert hours == [around.get((visitor, i)) for i in range(1, 25)]  # None: nobody near
