@@ -587,13 +587,28 @@ def _surprise_into(con, ref: Path, raw: Path, out: Path) -> int:
     return _count(con, out)
 
 
-def finished(con, ref: Path, raw: Path, sample: tuple[int, int] | None = None) -> str:
+def finished(
+    con,
+    ref: Path,
+    raw: Path,
+    sample: tuple[int, int] | None = None,
+    span: tuple[int, int] | None = None,
+) -> str:
     """The query of the finished features (graded ones as surprises against the reference
     ``ref``) of the raw features in the Parquet file ``raw``, on ``con``; with ``sample``
     (rows, seed), of the rows whose record keys hash lowest under the seed, in that order
-    (the same rows and order whatever order the file holds them in)."""
+    (the same rows and order whatever order the file holds them in); with ``span``
+    (first, end), of the file's rows from ``first`` to ``end`` (excluded) alone (the row
+    groups outside them are not read)."""
     prefix = _ref_views(con, ref)
     src = f"read_parquet({sql_string(raw)})"
+    if span is not None:
+        first, end = (int(x) for x in span)
+        src = (
+            f"(SELECT * EXCLUDE (file_row_number) FROM read_parquet({sql_string(raw)}, "
+            f"file_row_number = true) WHERE file_row_number >= {first} "
+            f"AND file_row_number < {end})"
+        )
     if sample is None:
         return _surprise_sql(src, prefix)
     rows, seed = (int(x) for x in sample)

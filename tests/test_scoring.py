@@ -177,6 +177,37 @@ def test_the_fit_sample_does_not_depend_on_the_order_the_features_are_written_in
     assert not np.array_equal(X, other)
 
 
+def test_several_streams_score_as_one_stream_does(scored, tmp_path, monkeypatch):
+    """The raw features cut into row ranges along their row groups, each streamed and
+    scored on its own connection, give the very scores and explanations one stream gives:
+    every row once, and a range boundary that falls inside nothing."""
+    import duckdb
+
+    import detector.scoring as scoring
+    from detector.features import build_reference
+
+    ref, raw, small = tmp_path / "ref", tmp_path / "raw.parquet", tmp_path / "small.parquet"
+    build_reference(scored, ref, raw=raw)
+    duckdb.sql(f"COPY '{raw}' TO '{small}' (FORMAT parquet, ROW_GROUP_SIZE 2048)")
+    total = duckdb.sql(f"SELECT count(*) FROM '{small}'").fetchall()[0][0]
+    ranges = scoring.row_ranges(small, 3)
+    assert len(ranges) == 3 and ranges[0][0] == 0 and ranges[-1][1] == total
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    assert scoring.row_ranges(small, 1) == [(0, total)]
+    reference, _ = scoring.load_reference(scored, ScoringConfig())
+    reference.path = ref
+    config = ScoringConfig(batch_rows=5000)
+    got = {}
+    for streams in (1, 3):
+        monkeypatch.setattr(scoring, "SCORING_STREAMS", streams)
+        out = tmp_path / f"scores-{streams}"
+        scoring._score_batches(small, reference, config, out, tmp_path)
+        assert len(list(out.glob("*.parquet"))) == streams
+        got[streams] = duckdb.sql(f"SELECT * FROM '{out}/*.parquet' ORDER BY record_key").fetchall()
+    assert len(got[1]) == total and got[1] == got[3]
+    assert len({r[0] for r in got[3]}) == total
+
+
 @pytest.mark.parametrize("bits, max_sets", [(126, 16), (4, 3), (2, 1)])
 def test_the_bit_sets_count_what_count_distinct_counts(scored, monkeypatch, bits, max_sets):
     """A visitor's gangs, prisons and leaders within 30 days come from bit sets shared by
