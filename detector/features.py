@@ -273,7 +273,8 @@ REFERENCE_TABLES: dict[str, str] = {
                      GROUP BY ALL) m USING (role)
         WHERE stay_min > 0 GROUP BY ALL""",
     "purpose": "SELECT facility, role, avg(no_purpose::INT) AS share FROM v GROUP BY ALL",
-    # Each person's own habits (a person is a name with its document, as written).
+    # Each person's own habits (a person is the visitor of ``VISITOR_SQL``: their linked
+    # person, or a visit never linked, its name with its document as written).
     "person_slot": "SELECT visitor, hr, count(*) AS n FROM v "
     "WHERE visitor IS NOT NULL AND timed AND first_of_day GROUP BY ALL",
     "person_gang": "SELECT visitor, gang, count(*) AS n FROM v "
