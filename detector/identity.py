@@ -1094,10 +1094,15 @@ def _prepare(con, job: _Job, tmp: Path) -> LinkReport:
                 f"SELECT * FROM read_parquet({sql_string(tmp / f'{table}.parquet')})"
             )
     # a known mention's rows: those stored (none counted by a release before the column:
-    # none is taken as established) and those of the new rows
+    # none is taken as established) and those of the new rows (``counted``, which the
+    # store's mentions gain too: ``_outputs``)
     con.execute(
-        """UPDATE known SET row_count = coalesce(known.row_count, 0) + n.row_count
-        FROM new_mentions n WHERE known.mention_key = n.mention_key"""
+        "CREATE OR REPLACE TEMP TABLE counted AS SELECT mention_key, row_count AS n "
+        "FROM new_mentions SEMI JOIN known USING (mention_key)"
+    )
+    con.execute(
+        """UPDATE known SET row_count = coalesce(known.row_count, 0) + c.n
+        FROM counted c WHERE known.mention_key = c.mention_key"""
     )
     con.execute("DELETE FROM new_mentions WHERE mention_key IN (SELECT mention_key FROM known)")
     con.execute(
@@ -1324,11 +1329,7 @@ def _outputs(con, tmp: Path, model: Model, full: bool) -> None:
         ) TO {sql_string(tmp / "rows_out.parquet")} (FORMAT parquet)"""
     )
     # the known mentions the new rows wrote again: how many rows they add to each
-    con.execute(
-        f"""COPY (SELECT mention_key, count(*) AS n FROM rows_keyed
-                  SEMI JOIN known USING (mention_key) GROUP BY mention_key)
-            TO {sql_string(tmp / "counted.parquet")} (FORMAT parquet)"""
-    )
+    con.execute(f"COPY counted TO {sql_string(tmp / 'counted.parquet')} (FORMAT parquet)")
     # known persons joined to an older one: every row of theirs takes its id
     con.execute(
         f"""COPY (SELECT DISTINCT known_id AS old_id, person_id AS new_id FROM assigned
