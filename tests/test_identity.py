@@ -526,14 +526,10 @@ def test_an_incremental_linkage_clusters_the_touched_part_as_clustering_everythi
 
     con = duckdb.connect()
     frames = {
-        "mentions": pl.DataFrame(
-            [(k, d) for k, d, *_ in everyone], schema=["mention_key", "id_number"], orient="row"
-        ),
         "every_mention": pl.DataFrame(
-            [(k, s, n) for k, _, s, n in everyone],
-            schema=["mention_key", "first_seq", "row_count"],
-            orient="row",
+            everyone, schema=["mention_key", "id_number", "first_seq", "row_count"], orient="row"
         ),
+        "junk": pl.DataFrame({"id_number": ["D0"]}),  # (a document no mention holds)
         "known": pl.DataFrame(
             [(k, "P-" + p) for k, p in known.items()],
             schema=["mention_key", "person_id"],
