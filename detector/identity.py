@@ -476,6 +476,12 @@ def _mentions(con, rows: str) -> None:
     con.execute("DROP TABLE mention_rows")
 
 
+def _unjunked(junk: str = "junk") -> str:
+    """SQL: a mention's ``id_number``, NULL when it is one of the junk documents (the
+    table ``junk`` of ``id_number``): no identifier."""
+    return f"CASE WHEN id_number IN (SELECT id_number FROM {junk}) THEN NULL ELSE id_number END"
+
+
 def _for_linkage(con, table: str, out: str, junk: str) -> None:
     """A mentions table as the model reads it: name-word pairs for blocking, junk
     documents (``junk``: a table of ``id_number``) left out, and the name as a blocking
@@ -492,8 +498,7 @@ def _for_linkage(con, table: str, out: str, junk: str) -> None:
         FROM (
             SELECT mention_key, canonical, sounds_key, coalesce(words, []) AS words,
                    coalesce(sounds, []) AS sounds,
-                   CASE WHEN id_number IN (SELECT id_number FROM {junk}) THEN NULL
-                        ELSE id_number END AS id_number,
+                   {_unjunked(junk)} AS id_number,
                    id_type, badge, coalesce(inmates, []) AS inmates
             FROM {table})"""
     )
@@ -981,7 +986,7 @@ def _nearby(store, con, tmp: Path, named: list[str]) -> tuple[int, int]:
     # so are crowded names, for the new mentions' names
     store.execute("CREATE OR REPLACE TEMP TABLE junk AS " + _junk_sql("every_known", "fresh"))
     store.execute("CREATE OR REPLACE TEMP TABLE crowded AS " + _crowded_sql("every_known", "fresh"))
-    unjunked = "CASE WHEN id_number IN (SELECT id_number FROM junk) THEN NULL ELSE id_number END"
+    unjunked = _unjunked()
     # the mentions never seen: the ones a blocking rule pairs
     store.execute(
         f"""CREATE OR REPLACE TEMP TABLE f AS
@@ -1206,8 +1211,7 @@ def _clustered(
     thousands known nor the millions no pair reaches."""
     _touched(con, merges, sides)
     mentions = con.execute(
-        "SELECT mention_key, CASE WHEN id_number IN (SELECT id_number FROM junk) THEN NULL "
-        "ELSE id_number END, first_seq, coalesce(row_count, 0) "
+        f"SELECT mention_key, {_unjunked()}, first_seq, coalesce(row_count, 0) "
         "FROM every_mention SEMI JOIN touched t USING (mention_key)"
     ).fetchall()
     # completely different names are two people, whatever else they share (a document
