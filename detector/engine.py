@@ -124,8 +124,11 @@ def evaluate_batches(con: duckdb.DuckDBPyConnection, rule: Rule) -> Iterator[lis
     cursor = con.execute(rule.query, rule.bound_parameters())
     names = [d[0] for d in cursor.description]
     cases = Cases(rule) if rule.group else None
+    # (a grouped rule's case is worded once, from its first occurrence: wording every
+    # occurrence was half the time of a rule matching 3M lines)
+    worded = cases is None
     while rows := cursor.fetchmany(HIT_BATCH):
-        hits = [_hit(rule, dict(zip(names, row, strict=True))) for row in rows]
+        hits = [_hit(rule, dict(zip(names, row, strict=True)), worded) for row in rows]
         if cases is None:
             yield hits
         else:
@@ -136,7 +139,8 @@ def evaluate_batches(con: duckdb.DuckDBPyConnection, rule: Rule) -> Iterator[lis
             yield merged[i : i + HIT_BATCH]
 
 
-def _hit(rule: Rule, values: dict[str, Any]) -> Hit:
+def _hit(rule: Rule, values: dict[str, Any], worded: bool = True) -> Hit:
+    """One row of a rule's query as a hit; its explanation left empty unless ``worded``."""
     keys = values.pop("record_keys", None)
     if keys is None:
         keys = [values.pop("record_key")] if values.get("record_key") is not None else []
@@ -160,7 +164,7 @@ def _hit(rule: Rule, values: dict[str, Any]) -> Hit:
         values.get("period_end"),
         keys,
         shown,
-        explain(rule.explanation, {**rule.parameters, **shown}),
+        explain(rule.explanation, {**rule.parameters, **shown}) if worded else "",
     )
 
 
@@ -254,7 +258,9 @@ class Cases:
                 "last_at": plain(case.last_at),
                 "window": window,
             }
-            explanation = first.explanation
+            explanation = first.explanation or explain(
+                rule.explanation, {**rule.parameters, **first.fields}
+            )
             if case.count > 1:
                 explanation += " " + repeated(rule, fields, "en")
             out.append(

@@ -130,13 +130,19 @@ def spool_hits(batches: Iterator[list[Hit]], path: Path) -> int:
 
 
 FLAG_CHUNK = 25_000  # hits whose evidence is resolved and upserted (and committed) at a time
+# ... and at most about this many records cited by them: a chunk's evidence is one list per
+# flag, sorted in memory (a common name's flags, 820 citing 3M lines, ran out of memory
+# at 2 GB in one chunk)
+KEY_CHUNK = 200_000
 
 
-def _stage_hits(con, hits: list) -> int:
+def _stage_hits(con, hits: list) -> list[tuple[int, int]]:
     """The temp table ``hits``: one row per flag id (the first one found), from Hit objects
-    or from spooled Parquet files; returns the number of chunks of FLAG_CHUNK rows (by
-    ``ord``) to upsert. Staging is a plain copy and the de-duplication reads two columns, so
-    that it stays within DuckDB's memory limit however many hits there are."""
+    or from spooled Parquet files; returns the chunks to upsert, as ranges (first, last) of
+    ``ord``: FLAG_CHUNK hits at most, and the hits whose records start within one stretch
+    of KEY_CHUNK records cited (a hit citing more is a chunk of its own). Staging is a
+    plain copy and the de-duplication and chunking read two columns, so that it stays
+    within DuckDB's memory limit however many hits there are."""
     if hits and isinstance(hits[0], Path):
         files = ", ".join(sql_string(p) for p in hits)
         source = f"read_parquet([{files}])"
@@ -151,15 +157,23 @@ def _stage_hits(con, hits: list) -> int:
     if source == "hits_in":
         con.unregister("hits_in")
     con.execute("DELETE FROM hits WHERE ord NOT IN (SELECT min(ord) FROM hits GROUP BY flag_id)")
-    rows = con.execute("SELECT coalesce(max(ord) + 1, 0) FROM hits").fetchall()[0][0]
-    return -(-rows // FLAG_CHUNK)
+    return con.execute(
+        f"""SELECT min(ord), max(ord) FROM (
+              SELECT ord, dense_rank() OVER (ORDER BY ord // {FLAG_CHUNK},
+                                                   (cited - n) // {KEY_CHUNK}) AS part
+              FROM (SELECT ord, coalesce(len(record_keys), 0) AS n,
+                           sum(coalesce(len(record_keys), 0)) OVER (
+                             ORDER BY ord ROWS UNBOUNDED PRECEDING) AS cited
+                    FROM hits))
+            GROUP BY part ORDER BY part"""
+    ).fetchall()
 
 
-def _upsert_chunk(con, chunk: int, source: str, run_id: int, at: datetime) -> None:
+def _upsert_chunk(con, chunk: tuple[int, int], source: str, run_id: int, at: datetime) -> None:
     """Resolve the evidence of one chunk of hits (where each record came from: file, row,
-    logbook, page, line) and upsert them as flags. The chunk's range is written into the
-    SQL as integers, so that DuckDB prunes the scan to it."""
-    lo, hi = int(chunk) * FLAG_CHUNK, (int(chunk) + 1) * FLAG_CHUNK - 1
+    logbook, page, line) and upsert them as flags. The chunk's range of ``ord`` is written
+    into the SQL as integers, so that DuckDB prunes the scan to it."""
+    lo, hi = (int(x) for x in chunk)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE hit_evidence AS
@@ -241,11 +255,11 @@ class Resolution:
         return "(" + " OR ".join(covered) + ")", params
 
 
-def _word_chunk(con, chunk: int, rules: dict) -> None:
+def _word_chunk(con, chunk: tuple[int, int], rules: dict) -> None:
     """The temp table ``hit_words``: the words, in every language, of one chunk's hits that
     are new or whose values changed (and of flags stored before words were kept), with the
     rule version they were worded under. Unchanged flags keep theirs."""
-    lo, hi = int(chunk) * FLAG_CHUNK, (int(chunk) + 1) * FLAG_CHUNK - 1
+    lo, hi = (int(x) for x in chunk)
     names = ("flag_id", "rule_id", "fields", "facility", "period_start")
     rows = con.execute(
         f"""SELECT {", ".join("h." + n for n in names)}
@@ -300,7 +314,7 @@ def store_flags(
         CREATE OR REPLACE TEMP TABLE grown AS
         SELECT f.flag_id FROM flags f JOIN hits h USING (flag_id)
         WHERE len(h.record_keys) > len(f.record_keys)""")
-    for chunk in range(chunks):
+    for chunk in chunks:
         _word_chunk(con, chunk, rules or {})
         _upsert_chunk(con, chunk, source, run_id, at)
         if commit_chunks:
