@@ -71,10 +71,10 @@ def test_one_rule_failing_in_python_leaves_the_others_to_run(tmp_path, monkeypat
     assert runner.invoke(app, ["ingest", str(visits), "--db", str(db)]).exit_code == 0
     real = engine._hit
 
-    def breaking(rule, values):
+    def breaking(rule, values, *worded):
         if rule.id == "unidentified-placeholder-name":
             raise MemoryError("a template built a string too wide")
-        return real(rule, values)
+        return real(rule, values, *worded)
 
     monkeypatch.setattr(engine, "_hit", breaking)
     result = runner.invoke(app, ["run", "--no-score", "--db", str(db)])
