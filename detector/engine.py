@@ -121,22 +121,124 @@ def evaluate_batches(con: duckdb.DuckDBPyConnection, rule: Rule) -> Iterator[lis
     """Run one rule's query and yield its hits in batches of ``HIT_BATCH``, so that a rule
     matching millions of rows never holds them all as Python objects. A grouped rule
     yields its cases once its rows are read (a case holds its occurrences' record keys)."""
-    cursor = con.execute(rule.query, rule.bound_parameters())
-    names = [d[0] for d in cursor.description]
-    cases = Cases(rule) if rule.group else None
-    # (a grouped rule's case is worded once, from its first occurrence: wording every
-    # occurrence was half the time of a rule matching 3M lines)
-    worded = cases is None
-    while rows := cursor.fetchmany(HIT_BATCH):
-        hits = [_hit(rule, dict(zip(names, row, strict=True)), worded) for row in rows]
-        if cases is None:
-            yield hits
-        else:
-            cases.add(hits)
-    if cases is not None:
-        merged = cases.hits()
+    if rule.group:
+        merged = _cases(con, rule).hits()
         for i in range(0, len(merged), HIT_BATCH):
             yield merged[i : i + HIT_BATCH]
+        return
+    cursor = con.execute(rule.query, rule.bound_parameters())
+    names = [d[0] for d in cursor.description]
+    while rows := cursor.fetchmany(HIT_BATCH):
+        yield [_hit(rule, dict(zip(names, row, strict=True))) for row in rows]
+
+
+# A grouped rule returning more rows than this has them summed per case by DuckDB first
+# (``_summed``): only each case's earliest rows become Python objects.
+SUMMED_ROWS = 50_000
+_ROWS = "rule_rows"  # the temporary table of a grouped rule's rows
+
+
+def _cases(con: duckdb.DuckDBPyConnection, rule: Rule) -> Cases:
+    """A grouped rule's rows gathered into cases. The rows are kept in a temporary table;
+    up to ``SUMMED_ROWS`` they are read one by one, past it (a common name's lines without
+    a document: 3M rows, 820 cases, 70 s one by one) DuckDB sums each case's occurrences
+    and Python reads only its earliest rows (``_summed``). A case is worded once, from its
+    first occurrence (wording every occurrence was half the time of that rule)."""
+    cases = Cases(rule)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {_ROWS} AS {rule.query}", rule.bound_parameters())
+    try:
+        (count,) = con.execute(f"SELECT count(*) FROM temp.main.{_ROWS}").fetchall()[0]
+        if count <= SUMMED_ROWS or not _summed(con, rule, cases):
+            cursor = con.execute(f"SELECT * FROM temp.main.{_ROWS}")
+            names = [d[0] for d in cursor.description]
+            while rows := cursor.fetchmany(HIT_BATCH):
+                cases.add([_hit(rule, dict(zip(names, row, strict=True)), False) for row in rows])
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS temp.main.{_ROWS}")
+    return cases
+
+
+_SUMMARY = ("__case", "__n", "__first_at", "__last_at", "__end_at", "__keys", "__severities")
+
+
+def _summed(con: duckdb.DuckDBPyConnection, rule: Rule, cases: Cases) -> bool:
+    """Add the rows of ``_ROWS`` to ``cases`` summed per case by DuckDB: per entity
+    (``group.by``) and window, the number of rows, their records, first and last moments
+    and severities, with the rows of the earliest moment (the case's first occurrence is
+    one of them). False, with nothing added, when the rows cannot be summed so (a moment
+    that is not a time): they are then read one by one."""
+    assert rule.group is not None
+    names = [d[0] for d in con.execute(f"SELECT * FROM temp.main.{_ROWS} LIMIT 0").description]
+
+    def col(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"' if name in names else "NULL"
+
+    keys = {
+        (True, True): "coalesce(record_keys, [record_key])",
+        (True, False): "coalesce(record_keys, [])",
+        (False, True): "[record_key]",
+        (False, False): "[]::VARCHAR[]",
+    }["record_keys" in names, "record_key" in names]
+    by = [f"{col(k)} AS __by{i}" for i, k in enumerate(rule.group.by)]
+    same = " AND ".join(f"r.__by{i} IS NOT DISTINCT FROM c.__by{i}" for i in range(len(by)))
+    start = col("period_start")
+    # a row with neither records nor a flag_key is refused one by one (``_hit``)
+    unkeyed = (
+        f"SELECT 1 FROM temp.main.{_ROWS} WHERE coalesce({col('flag_key')}::VARCHAR, '') = '' "
+        f"AND len(list_filter({keys}, k -> k IS NOT NULL)) = 0 LIMIT 1"
+    )
+    sql = f"""
+        WITH r AS (
+            SELECT *, {", ".join(by)}, date_trunc('{rule.group.window}', {start}) AS __window,
+                   {keys} AS __row_keys, coalesce({col("period_end")}, {start}) AS __row_end,
+                   {col("severity")} AS __row_severity
+            FROM temp.main.{_ROWS}),
+        c AS (
+            SELECT {", ".join(f"__by{i}" for i in range(len(by)))}, __window,
+                   row_number() OVER () AS __case, count(*) AS __n,
+                   min({start}) AS __first_at, max({start}) AS __last_at,
+                   max(__row_end) AS __end_at, flatten(list(__row_keys)) AS __keys,
+                   list(DISTINCT __row_severity) AS __severities
+            FROM r GROUP BY ALL)
+        SELECT r.* EXCLUDE ({", ".join(f"__by{i}" for i in range(len(by)))}, __window,
+                            __row_keys, __row_end, __row_severity),
+               {", ".join("c." + s for s in _SUMMARY)}
+        FROM r JOIN c ON {same} AND r.__window IS NOT DISTINCT FROM c.__window
+        WHERE {"r." + start if start != "NULL" else "NULL"} IS NOT DISTINCT FROM c.__first_at"""
+    try:
+        if con.execute(unkeyed).fetchall():
+            return False
+        cursor = con.execute(sql)
+    except duckdb.Error:
+        return False
+    columns = [d[0] for d in cursor.description]
+    summed: set[int] = set()
+    while rows := cursor.fetchmany(HIT_BATCH):
+        for row in rows:
+            values = dict(zip(columns, row, strict=True))
+            case, n, first_at, last_at, end_at, keys_, severities = (
+                values.pop(s) for s in _SUMMARY
+            )
+            hit = _hit(rule, values, False)
+            if case in summed:  # another row of the earliest moment: a candidate first
+                cases.add_summed(hit)
+                continue
+            summed.add(case)
+            cases.add_summed(
+                hit,
+                _Summary(
+                    n,
+                    {k for k in keys_ if k is not None},
+                    first_at,
+                    last_at,
+                    end_at,
+                    max(
+                        (s or rule.severity for s in severities),
+                        key=SEVERITY_RANK.__getitem__,
+                    ),
+                ),
+            )
+    return True
 
 
 def _hit(rule: Rule, values: dict[str, Any], worded: bool = True) -> Hit:
@@ -199,6 +301,19 @@ def window_start(at: datetime | None, window: str) -> str:
 
 
 @dataclass
+class _Summary:
+    """One case's occurrences summed by DuckDB (``_summed``): how many, their records, the
+    first and last moments, the end of the last, the gravest severity."""
+
+    count: int
+    keys: set[str]
+    first_at: datetime | None
+    last_at: datetime | None
+    end_at: datetime | None
+    severity: str
+
+
+@dataclass
 class _Case:
     first: Hit
     keys: set[str]
@@ -245,6 +360,32 @@ class Cases:
                 case.end_at = max(filter(None, (case.end_at, end)))
             if SEVERITY_RANK[h.severity] > SEVERITY_RANK[case.severity]:
                 case.severity = h.severity
+
+    def add_summed(self, h: Hit, summary: _Summary | None = None) -> None:
+        """A row of the earliest moment of a case summed by DuckDB, with the case's
+        ``summary`` (the first such row of the case), or without (another such row, only a
+        candidate for the case's first occurrence)."""
+        group = self.rule.group
+        entity = tuple(str(h.fields.get(k)) for k in group.by)
+        key = (entity, window_start(h.period_start, group.window))
+        case = self.cases.get(key)
+        if case is None:
+            s = summary or _Summary(0, set(), None, None, None, h.severity)
+            self.cases[key] = _Case(
+                h, set(s.keys), s.count, s.first_at, s.last_at, s.end_at, s.severity
+            )
+            return
+        if _earlier(h, case.first):
+            case.first = h
+        if summary is None:
+            return
+        case.keys.update(summary.keys)
+        case.count += summary.count
+        case.first_at = min(filter(None, (case.first_at, summary.first_at)), default=None)
+        case.last_at = max(filter(None, (case.last_at, summary.last_at)), default=None)
+        case.end_at = max(filter(None, (case.end_at, summary.end_at)), default=None)
+        if SEVERITY_RANK[summary.severity] > SEVERITY_RANK[case.severity]:
+            case.severity = summary.severity
 
     def hits(self) -> list[Hit]:
         rule = self.rule

@@ -116,22 +116,26 @@ def test_flags_that_stop_firing_are_resolved_not_deleted(store, tmp_path):
     assert rows(store, "SELECT state FROM flags") == [("resolved_by_data",)]
 
 
-def test_flags_stored_in_small_chunks_carry_the_same_evidence(
+def test_flags_stored_in_small_chunks_and_summed_cases_are_the_same(
     demo_store, demo_logs, tmp_path, monkeypatch
 ):
     """Hits are upserted a few flags and a few cited records at a time (a common name's
-    flags citing millions of lines must not be one chunk's evidence): chunks of two flags
-    and three records give the flags, evidence and words of the demo's run."""
-    from detector import flags
+    flags citing millions of lines must not be one chunk's evidence), and a grouped rule's
+    rows past SUMMED_ROWS are summed per case by DuckDB: chunks of two flags and three
+    records, every grouped rule summed, give the flags, evidence and words of the demo's
+    run."""
+    from detector import engine, flags
 
     monkeypatch.setattr(flags, "FLAG_CHUNK", 2)
     monkeypatch.setattr(flags, "KEY_CHUNK", 3)
+    monkeypatch.setattr(engine, "SUMMED_ROWS", 0)
     fresh = copy_demo(tmp_path / "d.duckdb", demo_logs, scored=False)
     with fresh.write() as con:
         con.execute("DELETE FROM flags")
     run_rules(fresh, full=True)
     stored = (
-        "SELECT flag_id, rule_id, record_ids, evidence, explanation, state FROM flags "
+        "SELECT flag_id, rule_id, record_ids, evidence, explanation, fields, severity, "
+        "period_start, period_end, state FROM flags "
         "WHERE source = 'rule' ORDER BY flag_id"
     )
     got = rows(fresh, stored)

@@ -243,3 +243,65 @@ def test_holiday_calendars_are_cached_and_an_entry_others_can_write_is_not_read(
     entry.chmod(0o666)
     with pytest.raises(AssertionError, match="computed again"):
         holidays_of(["SV"], 2019, 2020)
+
+
+GROUPED = """
+    id: my-grouped-rule
+    title: Lines of a person
+    description: A grouped rule over fixed rows.
+    category: data_quality
+    severity: low
+    group: {by: [person], window: month}
+    query: |
+      SELECT * FROM (VALUES
+        (['K1'], NULL, 'ANA', TIMESTAMP '2019-06-03 10:00', NULL::TIMESTAMP, NULL, 'ZAC'),
+        (['K2', NULL], NULL, 'ANA', TIMESTAMP '2019-06-03 10:00', NULL, NULL, 'IZA'),
+        (['K3'], NULL, 'ANA', TIMESTAMP '2019-06-20 09:00', TIMESTAMP '2019-06-21 09:00', 'high', 'ZAC'),
+        (NULL, 'K4', 'ANA', TIMESTAMP '2019-07-01 08:00', NULL, NULL, 'ZAC'),
+        (['K5'], NULL, 'BEA', NULL, NULL, NULL, 'ZAC'),
+        (['K6'], NULL, 'BEA', NULL, NULL, 'medium', 'ZAC'),
+        (['K7'], NULL, NULL, TIMESTAMP '2019-06-05 10:00', NULL, NULL, 'QZT'))
+        t(record_keys, record_key, person, period_start, period_end, severity, facility)
+    explanation: "{person} at {facility}"
+    es:
+      title: Líneas de una persona
+      description: Una regla agrupada sobre filas fijas.
+      explanation: "{person} en {facility}"
+    regression:
+      - input:
+          visits:
+            - {record_id: V1, facility: ZAC, entered_at: "2019-06-01 10:00", name: "Ana"}
+        expect: []
+    dont_match:
+      - description: nothing
+        input:
+          visits:
+            - {record_id: V1, facility: ZAC, entered_at: "2019-06-01 10:00", name: "Ana"}
+"""
+
+
+def test_grouped_rule_cases_summed_by_duckdb_are_those_read_row_by_row(tmp_path, monkeypatch):
+    """Past SUMMED_ROWS a grouped rule's rows are summed per case by DuckDB and only each
+    case's earliest rows are read: the cases are those read row by row (two rows at the
+    earliest moment, an undated case, a list of records with a blank, a row keyed by
+    record_key alone, a graver severity later in the month)."""
+    import duckdb
+
+    from detector import engine
+
+    _write_rule(tmp_path / "mine", GROUPED)
+    rule = next(r for r in load_rules([tmp_path / "mine"]) if r.id == "my-grouped-rule")
+    con = duckdb.connect()
+    one_by_one = engine.evaluate(con, rule)
+    monkeypatch.setattr(engine, "SUMMED_ROWS", 0)
+    sums, real = [], engine._summed
+    monkeypatch.setattr(engine, "_summed", lambda *a: sums.append(real(*a)) or sums[-1])
+    summed = engine.evaluate(con, rule)
+    assert sums == [True]  # (summed by DuckDB, not read one by one after all)
+    assert summed == one_by_one
+    june = next(h for h in summed if h.fields["window"] == "2019-06" and h.record_keys[0] == "K1")
+    assert june.record_keys == ["K1", "K2", "K3"] and june.fields["occurrences"] == 3
+    assert june.severity == "high" and june.period_end.day == 21
+    assert {h.fields["window"] for h in summed} == {"2019-06", "2019-07", "undated"}
+    undated = next(h for h in summed if h.fields["window"] == "undated")
+    assert undated.severity == "medium" and undated.record_keys == ["K5", "K6"]
