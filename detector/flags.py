@@ -131,7 +131,7 @@ def spool_hits(batches: Iterator[list[Hit]], path: Path) -> int:
 
 FLAG_CHUNK = 25_000  # hits whose evidence is resolved and upserted (and committed) at a time
 # ... and at most about this many records cited by them: a chunk's evidence is one list per
-# flag, sorted in memory (a common name's flags, 820 citing 3M lines, ran out of memory
+# flag, sorted in memory (a common name's flags, 822 citing 3M lines, ran out of memory
 # at 2 GB in one chunk)
 KEY_CHUNK = 200_000
 
@@ -293,10 +293,10 @@ def store_flags(
     """Upsert hits as flags; returns (new flags per rule, flags resolved by data).
 
     ``hits`` are Hit objects or Parquet files of them (``spool_hits``); the evidence of
-    each is resolved and the flags upserted FLAG_CHUNK at a time, so that millions of hits
-    stay within DuckDB's memory limit. New flags, and flags whose values changed, are
-    worded in every language from ``rules`` (id -> rule; outlier flags need none) and keep
-    those words. With ``commit_chunks`` each chunk is committed on its own (DuckDB keeps a
+    each is resolved and the flags upserted a chunk at a time (FLAG_CHUNK hits, and about
+    KEY_CHUNK records cited), so that millions of hits stay within DuckDB's memory limit.
+    New flags, and flags whose values changed, are worded in every language from ``rules``
+    (id -> rule; outlier flags need none) and keep those words. With ``commit_chunks`` each chunk is committed on its own (DuckDB keeps a
     transaction's new rows in memory): a run that fails part way keeps the flags it wrote
     (upserts are idempotent, the next run completes them) and is recorded as failed. Active
     flags that ``resolution`` covers and that were not hit again are resolved by data.
