@@ -296,10 +296,11 @@ def store_flags(
     each is resolved and the flags upserted a chunk at a time (FLAG_CHUNK hits, and about
     KEY_CHUNK records cited), so that millions of hits stay within DuckDB's memory limit.
     New flags, and flags whose values changed, are worded in every language from ``rules``
-    (id -> rule; outlier flags need none) and keep those words. With ``commit_chunks`` each chunk is committed on its own (DuckDB keeps a
-    transaction's new rows in memory): a run that fails part way keeps the flags it wrote
-    (upserts are idempotent, the next run completes them) and is recorded as failed. Active
-    flags that ``resolution`` covers and that were not hit again are resolved by data.
+    (id -> rule; outlier flags need none) and keep those words. With ``commit_chunks`` each
+    chunk is committed on its own (DuckDB keeps a transaction's new rows in memory): a run
+    that fails part way keeps the flags it wrote (upserts are idempotent, the next run
+    completes them) and is recorded as failed. Active flags that ``resolution`` covers and
+    that were not hit again are resolved by data.
     """
     at = now()
     chunks = _stage_hits(con, hits)
