@@ -161,14 +161,11 @@ def _cases(con: duckdb.DuckDBPyConnection, rule: Rule) -> Cases:
 _SUMMARY = ("__case", "__n", "__first_at", "__last_at", "__end_at", "__keys", "__severities")
 
 
-def _summed(con: duckdb.DuckDBPyConnection, rule: Rule, cases: Cases) -> bool:
-    """Add the rows of ``_ROWS`` to ``cases`` summed per case by DuckDB: per entity
-    (``group.by``) and window, the number of rows, their records, first and last moments
-    and severities, with the rows of the earliest moment (the case's first occurrence is
-    one of them). False, with nothing added, when the rows cannot be summed so (a moment
-    that is not a time): they are then read one by one."""
+def _summing_sql(rule: Rule, names: list[str]) -> tuple[str, str]:
+    """The SQL of ``_summed`` over ``_ROWS``, whose columns are ``names``: a row with neither
+    records nor a flag_key (one is enough to read the rows one by one: ``_hit`` refuses
+    it), and the rows of each case's earliest moment with the case's sums."""
     assert rule.group is not None
-    names = [d[0] for d in con.execute(f"SELECT * FROM temp.main.{_ROWS} LIMIT 0").description]
 
     def col(name: str) -> str:
         return '"' + name.replace('"', '""') + '"' if name in names else "NULL"
@@ -179,8 +176,8 @@ def _summed(con: duckdb.DuckDBPyConnection, rule: Rule, cases: Cases) -> bool:
         (False, True): "[record_key]",
         (False, False): "[]::VARCHAR[]",
     }["record_keys" in names, "record_key" in names]
-    by = [f"{col(k)} AS __by{i}" for i, k in enumerate(rule.group.by)]
-    same = " AND ".join(f"r.__by{i} IS NOT DISTINCT FROM c.__by{i}" for i in range(len(by)))
+    by = [f"__by{i}" for i in range(len(rule.group.by))]
+    same = " AND ".join(f"r.{b} IS NOT DISTINCT FROM c.{b}" for b in by)
     start = col("period_start")
     # a row with neither records nor a flag_key is refused one by one (``_hit``)
     unkeyed = (
@@ -189,22 +186,35 @@ def _summed(con: duckdb.DuckDBPyConnection, rule: Rule, cases: Cases) -> bool:
     )
     sql = f"""
         WITH r AS (
-            SELECT *, {", ".join(by)}, date_trunc('{rule.group.window}', {start}) AS __window,
+            SELECT *, {", ".join(f"{col(k)} AS {b}" for k, b in zip(rule.group.by, by, strict=True))},
+                   date_trunc('{rule.group.window}', {start}) AS __window,
                    {keys} AS __row_keys, coalesce({col("period_end")}, {start}) AS __row_end,
                    {col("severity")} AS __row_severity
             FROM temp.main.{_ROWS}),
         c AS (
-            SELECT {", ".join(f"__by{i}" for i in range(len(by)))}, __window,
+            SELECT {", ".join(by)}, __window,
                    row_number() OVER () AS __case, count(*) AS __n,
                    min({start}) AS __first_at, max({start}) AS __last_at,
                    max(__row_end) AS __end_at, flatten(list(__row_keys)) AS __keys,
                    list(DISTINCT __row_severity) AS __severities
             FROM r GROUP BY ALL)
-        SELECT r.* EXCLUDE ({", ".join(f"__by{i}" for i in range(len(by)))}, __window,
+        SELECT r.* EXCLUDE ({", ".join(by)}, __window,
                             __row_keys, __row_end, __row_severity),
                {", ".join("c." + s for s in _SUMMARY)}
         FROM r JOIN c ON {same} AND r.__window IS NOT DISTINCT FROM c.__window
         WHERE {"r." + start if start != "NULL" else "NULL"} IS NOT DISTINCT FROM c.__first_at"""
+    return unkeyed, sql
+
+
+def _summed(con: duckdb.DuckDBPyConnection, rule: Rule, cases: Cases) -> bool:
+    """Add the rows of ``_ROWS`` to ``cases`` summed per case by DuckDB: per entity
+    (``group.by``) and window, the number of rows, their records, first and last moments
+    and severities, with the rows of the earliest moment (the case's first occurrence is
+    one of them). False, with nothing added, when the rows cannot be summed so (a moment
+    that is not a time, a row with neither records nor a flag_key): they are then read one
+    by one."""
+    names = [d[0] for d in con.execute(f"SELECT * FROM temp.main.{_ROWS} LIMIT 0").description]
+    unkeyed, sql = _summing_sql(rule, names)
     try:
         if con.execute(unkeyed).fetchall():
             return False
@@ -338,42 +348,24 @@ class Cases:
         self.cases: dict[tuple, _Case] = {}
 
     def add(self, hits: list[Hit]) -> None:
-        group = self.rule.group
+        """Hits read one by one: each one occurrence of its case."""
         for h in hits:
-            entity = tuple(str(h.fields.get(k)) for k in group.by)
-            key = (entity, window_start(h.period_start, group.window))
-            case = self.cases.get(key)
             end = h.period_end or h.period_start
-            if case is None:
-                self.cases[key] = _Case(
-                    h, set(h.record_keys), 1, h.period_start, h.period_start, end, h.severity
-                )
-                continue
-            case.keys.update(h.record_keys)
-            case.count += 1
-            if _earlier(h, case.first):
-                case.first = h
-            if h.period_start is not None:
-                case.first_at = min(filter(None, (case.first_at, h.period_start)))
-                case.last_at = max(filter(None, (case.last_at, h.period_start)))
-            if end is not None:
-                case.end_at = max(filter(None, (case.end_at, end)))
-            if SEVERITY_RANK[h.severity] > SEVERITY_RANK[case.severity]:
-                case.severity = h.severity
+            self.add_summed(
+                h, _Summary(1, set(h.record_keys), h.period_start, h.period_start, end, h.severity)
+            )
 
     def add_summed(self, h: Hit, summary: _Summary | None = None) -> None:
-        """A row of the earliest moment of a case summed by DuckDB, with the case's
-        ``summary`` (the first such row of the case), or without (another such row, only a
-        candidate for the case's first occurrence)."""
+        """A hit with the occurrences it stands for: ``summary`` (itself alone when read one
+        by one; a case summed by DuckDB, with the first of its rows of the earliest moment),
+        or none (another such row: only a candidate for the case's first occurrence)."""
         group = self.rule.group
         entity = tuple(str(h.fields.get(k)) for k in group.by)
         key = (entity, window_start(h.period_start, group.window))
         case = self.cases.get(key)
         if case is None:
             s = summary or _Summary(0, set(), None, None, None, h.severity)
-            self.cases[key] = _Case(
-                h, set(s.keys), s.count, s.first_at, s.last_at, s.end_at, s.severity
-            )
+            self.cases[key] = _Case(h, s.keys, s.count, s.first_at, s.last_at, s.end_at, s.severity)
             return
         if _earlier(h, case.first):
             case.first = h
