@@ -517,10 +517,9 @@ def change_scope(con, full: bool = False) -> Scope:
 TIMED = tuple(k for k in NARROWED if SPECS[k].moment)
 # The views the kinds bring, in order (a later one may read an earlier one): in a rule run
 # each is computed once for the rules that read it (``_computed_views``).
-VIEW_KINDS = {
-    view.split(" VIEW ", 1)[1].split()[0]: kind for kind in KINDS for view in SPECS[kind].views
-}
+VIEW_KINDS = {view.name: kind for kind in KINDS for view in SPECS[kind].views}
 KIND_VIEWS = tuple(VIEW_KINDS)
+COMPUTED_VIEWS = {view.name for kind in KINDS for view in SPECS[kind].views if view.computed}
 
 
 # In a run's ``rules`` (each rule's file hash), the hash of the views they read: a release
@@ -625,13 +624,14 @@ def _evaluate_scoped(
 
 
 def _computed_views(con, catalog: str, rules: list[Rule]) -> list[str]:
-    """Shadow each kind's view that two or more of ``rules`` read (``passages``, the badge
-    reads every access rule starts from, a window over every read) by a temporary table of
-    its rows, on this connection only, after the tables it reads were narrowed: computed
-    once, not once per rule (1M reads: 1.6 s a rule). A rule reading a later view (which
-    may read an earlier one) counts as reading the earlier ones too. Past ``PRUNE_ROWS``
-    rows of the view's kind, the copy holds only the columns those rules read
-    (``columns_read``). Returns the views shadowed, in order."""
+    """Shadow each kind's computed view (``View.computed``) that two or more of ``rules``
+    read (the repeats the badge reads' passages leave out, the stays they pair into: each a
+    window over every read) by a temporary table of its rows, on this connection only, after
+    the tables it reads were narrowed: computed once, not once per rule (1M reads: 1.6 s a
+    rule). A rule reading a later view (which may read an earlier one) counts as reading the
+    earlier ones too; a view left uncomputed (``passages``) reads the earlier ones' tables.
+    Past ``PRUNE_ROWS`` rows of the view's kind, the copy holds only the columns those rules
+    read (``columns_read``). Returns the views shadowed, in order."""
     mentions = [
         {v for v in KIND_VIEWS if re.search(rf"\b{v}\b", rule.query, re.IGNORECASE)}
         for rule in rules
@@ -643,11 +643,11 @@ def _computed_views(con, catalog: str, rules: list[Rule]) -> list[str]:
         for i, view in enumerate(KIND_VIEWS):
             later = set(KIND_VIEWS[i:])
             readers = [r for r, seen in zip(rules, mentions, strict=True) if seen & later]
-            if len(readers) < 2:
+            if len(readers) < 2 or view not in COMPUTED_VIEWS:
                 continue
             columns = "*"
             kind = VIEW_KINDS[view]
-            if kind not in rows:  # a kind's views (passages, stays) share its count
+            if kind not in rows:  # a kind's views (repeats, stays) share its count
                 sql = f'SELECT count(*) FROM "{catalog}".main.{kind}'
                 rows[kind] = con.execute(sql).fetchall()[0][0]
             if rows[kind] > PRUNE_ROWS:
@@ -666,8 +666,8 @@ def _computed_views(con, catalog: str, rules: list[Rule]) -> list[str]:
 
 # Past this many rows of its kind, a view computed for the rules is copied with only the
 # columns they read: finding them (planning the rules) takes about a tenth of a second; at
-# 10M badge reads the rules read 14 of ``passages``' 27 columns, and the whole copy spilled
-# 2.6 GB past the memory limit (15 s -> 9 s).
+# 10M badge reads the rules read 14 of ``passages``' 27 columns (when it was copied), and
+# the whole copy spilled 2.6 GB past the memory limit (15 s -> 9 s).
 PRUNE_ROWS = 1_000_000
 
 # While rules are planned to see which columns they read: filters stay above the scans (a

@@ -86,6 +86,21 @@ class Mention:
 
 
 @dataclass(frozen=True)
+class View:
+    """A view a kind brings, what rules read its records through."""
+
+    sql: str  # "CREATE OR REPLACE VIEW name AS …"
+    # Whether a rule run computes its rows once, into a temporary table shadowing it, when
+    # two rules or more read it (``engine._computed_views``): a window over every row is
+    # worth it; a filter of its table costs less read by each rule than copied.
+    computed: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.sql.split(" VIEW ", 1)[1].split()[0]
+
+
+@dataclass(frozen=True)
 class KindSpec:
     """One record kind, declared once: its fields and header synonyms, the columns derived
     at ingest and their checks, how a record is keyed, and how it is cited as evidence.
@@ -131,9 +146,9 @@ class KindSpec:
     moment: str | None = None
     # How the kind's records are cited as evidence (the ``records`` view): every kind has one.
     evidence: Evidence | None = None
-    # Views the kind brings (SQL, each "CREATE OR REPLACE VIEW name AS …"; a later one may
-    # read an earlier one), created with its table: what rules read it through.
-    views: tuple[str, ...] = ()
+    # Views the kind brings (a later one may read an earlier one), created with its table:
+    # what rules read it through.
+    views: tuple[View, ...] = ()
     # (group, child, parent): records that nest within their group (a zone inside another
     # of its facility); an upload that would make the nesting circular is refused.
     nesting: tuple[str, str, str] | None = None
@@ -507,50 +522,56 @@ MAX_MEDIAN_STAY_DAYS = 3
 LONG_STAY_QUARTILE_DAYS = 2
 WEEK_STAY_SHARE = 0.10
 
-# A person's passages through zones: reads of someone going in or out that the reader did
-# not refuse, each with the zone it passes (``zone_of``: the read's zone, else its reader's
-# zone in the zones list, else the reader itself). What pairing and the zone rules read.
 # Two reads of one person at one reader, the same way, this close are one passage (a
 # reader reading a card twice, a merged export listing a read twice; the one-badge rule
 # judges bursts beyond the same window).
 BOUNCE_SECONDS = 10
 
-# A person's passages through zones: reads of someone going in or out that the reader did
-# not refuse, each with the zone it passes (``zone_of``: the read's zone, else its reader's
-# zone in the zones list, else the reader itself; matched to the zones list folded, and
-# named as the list names it). A read repeating the one before it at the same reader, the
-# same way, within BOUNCE_SECONDS is left out. What pairing and the zone rules read.
-# The repeats are found on the few columns that order a person's reads at a reader, then
-# left out of the whole rows by record key (one per stored row: the ingest stores a key
-# once); a window carrying every column of every read took twice as long (10M reads).
-# The reads are put in one order by a 64-bit hash of facility, person and reader, then
-# time, instead of partitioned by those texts: fixed-width keys sort faster (the view at
-# 10M reads: 7.1 -> 5.3 s). Only two people whose hashes collide (odds about n^2 / 2^65
-# for n people and readers: 1 in 37 million for a million) could share an order, and
-# then only reads of theirs within BOUNCE_SECONDS of each other could be taken for a repeat.
 _PASSING = (
     "person_key IS NOT NULL AND direction IN ('in', 'out') AND outcome IS DISTINCT FROM 'denied'"
 )
+# The repeats ``passages`` leaves out: reads repeating the one before them at the same
+# reader, the same way, within BOUNCE_SECONDS, each as a 64-bit hash of its record key (one
+# per stored row: the ingest stores a key once). The reads are put in one order by a hash
+# of facility, person and reader, then time, and the window carries fixed-width values
+# only: fixed-width keys and payload sort faster than texts (10M reads: the window 3.0 ->
+# 1.5 s; carrying every column of every read took twice as long again). Only two people
+# whose hashes collide (odds about n^2 / 2^65 for n people and readers: 1 in 37 million for
+# a million) could share an order, and then only reads of theirs within BOUNCE_SECONDS of
+# each other could be taken for a repeat; only a read whose key's hash equals a repeat's
+# (odds about r * n / 2^64 for r repeats among n reads) could be left out with it.
+# A rule run computes it once into a temporary table (``engine._computed_views``), which
+# ``passages`` then reads in its place.
+PASSAGE_REPEATS = f"""CREATE OR REPLACE VIEW passage_repeats AS
+SELECT rk FROM (
+    SELECT rk, seen_at, outward, at_reader,
+           lag(seen_at) OVER w AS previous_at, lag(outward) OVER w AS previous_way,
+           lag(at_reader) OVER w AS previous_reader
+    FROM (SELECT hash(record_key) AS rk, seen_at, direction = 'out' AS outward,
+                 upload_seq, source_row,
+                 hash(facility, person_key, coalesce(reader_key, '')) AS at_reader
+          FROM events WHERE {_PASSING})
+    WINDOW w AS (ORDER BY at_reader, seen_at, outward, upload_seq, source_row))
+WHERE previous_reader = at_reader AND previous_way = outward
+  AND seen_at - previous_at <= INTERVAL {BOUNCE_SECONDS} SECOND"""
+
+# A person's passages through zones: reads of someone going in or out that the reader did
+# not refuse, each with the zone it passes (``zone_of``: the read's zone, else its reader's
+# zone in the zones list, else the reader itself; matched to the zones list folded, and
+# named as the list names it), the repeats (``passage_repeats``) left out. What pairing
+# and the zone rules read. A filter of the reads: a rule run lets each rule read it rather
+# than copying its rows (10M reads: the copy took 1.5 s more than the two reads of it that
+# cost most).
 PASSAGES = f"""CREATE OR REPLACE VIEW passages AS
 WITH readers AS (SELECT facility, reader_key, min(zone) AS zone FROM zones
                  WHERE reader_key IS NOT NULL GROUP BY ALL),
-     named AS (SELECT facility, zone_key, min(zone) AS zone FROM zones GROUP BY ALL),
-     repeats AS (
-    SELECT record_key FROM (
-        SELECT record_key, seen_at, direction, at_reader,
-               lag(seen_at) OVER w AS previous_at, lag(direction) OVER w AS previous_way,
-               lag(at_reader) OVER w AS previous_reader
-        FROM (SELECT *, hash(facility, person_key, coalesce(reader_key, '')) AS at_reader
-              FROM events WHERE {_PASSING})
-        WINDOW w AS (ORDER BY at_reader, seen_at, direction = 'out', upload_seq, source_row))
-    WHERE record_key IS NOT NULL  -- (every stored row has a key: one of its own)
-      AND previous_reader = at_reader AND previous_way = direction
-      AND seen_at - previous_at <= INTERVAL {BOUNCE_SECONDS} SECOND)
+     named AS (SELECT facility, zone_key, min(zone) AS zone FROM zones GROUP BY ALL)
 SELECT e.*, coalesce(n.zone, e.zone, r.zone, e.reader, '') AS zone_of
 FROM events e
+ANTI JOIN passage_repeats p ON p.rk = hash(e.record_key)
 LEFT JOIN readers r ON r.facility = e.facility AND r.reader_key = e.reader_key
 LEFT JOIN named n ON n.facility = e.facility AND n.zone_key = e.zone_key
-WHERE {_PASSING} AND e.record_key NOT IN (SELECT record_key FROM repeats)"""
+WHERE {_PASSING}"""
 
 # Passages paired into stays: per person and zone, each "in" with the next passage when
 # that is an "out"; the unmatched ends are kept: an entry whose next passage is another
@@ -559,8 +580,8 @@ WHERE {_PASSING} AND e.record_key NOT IN (SELECT record_key FROM repeats)"""
 # listed them (not by their record keys' text: "EV-100" sorts before "EV-99"). One pass
 # over the window's rows: read three times (one for each kind of stay), it was
 # materialised whole (10M reads: 12 s -> 9 s). A person's passages through a zone are
-# partitioned by a 64-bit hash of facility, zone and person, as ``passages`` orders its
-# reads (10M reads: 5.0 -> 4.5 s; the odds of two sharing a partition as there).
+# partitioned by a 64-bit hash of facility, zone and person, as ``passage_repeats``
+# orders reads (10M reads: 5.0 -> 4.5 s; the odds of two sharing a partition as there).
 EVENT_STAYS = """CREATE OR REPLACE VIEW event_stays AS
 WITH ev AS (
     SELECT record_key, facility, zone_of AS zone, person_key, name_key, id_number, seen_at,
@@ -1086,7 +1107,7 @@ SPECS: dict[str, KindSpec] = {
             happened_at="seen_at",
             label="coalesce(name, badge, vehicle_plate, reader)",
         ),
-        views=(PASSAGES, EVENT_STAYS),
+        views=(View(PASSAGE_REPEATS), View(PASSAGES, computed=False), View(EVENT_STAYS)),
         people=(
             Mention(
                 "badge_holder",

@@ -235,7 +235,7 @@ VIEWS = [
     records_view_sql(),
     unread_values_view_sql(),
     # The views each kind brings (events paired into stays...).
-    *(view for kind in KINDS for view in SPECS[kind].views),
+    *(view.sql for kind in KINDS for view in SPECS[kind].views),
     # Each person under the name they are shown by: their commonest spelling that names
     # someone (a placeholder written beside their document, "NN", only when nothing else
     # does), given names first when some line writes them so ("PEREZ LOPEZ, JUAN" is a
