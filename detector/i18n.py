@@ -385,6 +385,7 @@ FIELDS: dict[str, str] = {
     "kind": N_("Kind"),
     "record_id": N_("Record"),
     "record_key": N_("Record key"),
+    "key_hash": N_("Record key hash"),
     "file": N_("File"),
     "row": N_("Row"),
     "logbook": N_("Book"),

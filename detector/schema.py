@@ -543,11 +543,11 @@ _PASSING = (
 # A rule run computes it once into a temporary table (``engine._computed_views``), which
 # ``passages`` then reads in its place.
 PASSAGE_REPEATS = f"""CREATE OR REPLACE VIEW passage_repeats AS
-SELECT rk FROM (
-    SELECT rk, seen_at, outward, at_reader,
+SELECT key_hash FROM (
+    SELECT key_hash, seen_at, outward, at_reader,
            lag(seen_at) OVER w AS previous_at, lag(outward) OVER w AS previous_way,
            lag(at_reader) OVER w AS previous_reader
-    FROM (SELECT hash(record_key) AS rk, seen_at, direction = 'out' AS outward,
+    FROM (SELECT hash(record_key) AS key_hash, seen_at, direction = 'out' AS outward,
                  upload_seq, source_row,
                  hash(facility, person_key, coalesce(reader_key, '')) AS at_reader
           FROM events WHERE {_PASSING})
@@ -568,7 +568,7 @@ WITH readers AS (SELECT facility, reader_key, min(zone) AS zone FROM zones
      named AS (SELECT facility, zone_key, min(zone) AS zone FROM zones GROUP BY ALL)
 SELECT e.*, coalesce(n.zone, e.zone, r.zone, e.reader, '') AS zone_of
 FROM events e
-ANTI JOIN passage_repeats p ON p.rk = hash(e.record_key)
+ANTI JOIN passage_repeats p ON p.key_hash = hash(e.record_key)
 LEFT JOIN readers r ON r.facility = e.facility AND r.reader_key = e.reader_key
 LEFT JOIN named n ON n.facility = e.facility AND n.zone_key = e.zone_key
 WHERE {_PASSING}"""

@@ -339,7 +339,7 @@ def _views_computed_once_give_the_same_hits(store: Store) -> None:
         catalog = con.execute("SELECT current_database()").fetchall()[0][0]
         assert engine._computed_views(con, catalog, rules) == computed
         assert set(computed) <= temporary(con) and "passages" not in temporary(con)
-        assert columns(con, "passage_repeats") == ["rk"]
+        assert columns(con, "passage_repeats") == ["key_hash"]
         whole = columns(con, "event_stays")  # a small store: copied whole
         assert whole == [
             d[0] for d in con.execute(f'SELECT * FROM "{catalog}".main.event_stays').description
