@@ -516,7 +516,8 @@ def change_scope(con, full: bool = False) -> Scope:
 # The kinds whose records happen at an instant: what a rule's look-back narrows.
 TIMED = tuple(k for k in NARROWED if SPECS[k].moment)
 # The views the kinds bring, in order (a later one may read an earlier one): in a rule run
-# each is computed once for the rules that read it (``_computed_views``).
+# each computed one (``View.computed``) is computed once for the rules that read it
+# (``_computed_views``).
 VIEW_KINDS = {view.name: kind for kind in KINDS for view in SPECS[kind].views}
 KIND_VIEWS = tuple(VIEW_KINDS)
 COMPUTED_VIEWS = {view.name for kind in KINDS for view in SPECS[kind].views if view.computed}

@@ -560,8 +560,8 @@ WHERE previous_reader = at_reader AND previous_way = outward
 # zone in the zones list, else the reader itself; matched to the zones list folded, and
 # named as the list names it), the repeats (``passage_repeats``) left out. What pairing
 # and the zone rules read. A filter of the reads: a rule run lets each rule read it rather
-# than copying its rows (10M reads: the copy took 1.5 s more than the two reads of it that
-# cost most).
+# than copying its rows (10M reads: the computed views 10.5-11.0 -> 8.2-8.4 s, the copy of
+# 14 columns of every read gone).
 PASSAGES = f"""CREATE OR REPLACE VIEW passages AS
 WITH readers AS (SELECT facility, reader_key, min(zone) AS zone FROM zones
                  WHERE reader_key IS NOT NULL GROUP BY ALL),
