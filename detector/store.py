@@ -31,6 +31,7 @@ from pathlib import Path
 
 import duckdb
 from filelock import FileLock, Timeout
+from pydantic import ByteSize, TypeAdapter
 
 from detector.errors import DetectorError, StoreBusy
 from detector.schema import KINDS, SPECS, fold_sql, name_status_sql, sql_string
@@ -485,15 +486,42 @@ def snapshot(con: duckdb.DuckDBPyConnection) -> tuple[int, datetime] | None:
     ).fetchall()[0]
 
 
-def commit_part(con: duckdb.DuckDBPyConnection) -> None:
+def commit_part(con: duckdb.DuckDBPyConnection, checkpoint: bool = True) -> None:
     """Commit what a long write has done so far and go on in a new transaction. A file then
-    checkpoints, since DuckDB keeps a transaction's new rows in memory until a checkpoint;
-    a lake has written them to Parquet files already, and its CHECKPOINT is maintenance
-    (merging and expiring files) that a writer must not start on others' behalf."""
+    checkpoints (unless ``checkpoint`` is False: see ``checkpoints_by_size``), since DuckDB
+    keeps a transaction's new rows in memory until a checkpoint; a lake has written them to
+    Parquet files already, and its CHECKPOINT is maintenance (merging and expiring files)
+    that a writer must not start on others' behalf."""
     con.execute("COMMIT")
-    if not is_lake_connection(con):
+    if checkpoint and not is_lake_connection(con):
         con.execute("CHECKPOINT")
     con.execute("BEGIN TRANSACTION")
+
+
+# The share of DuckDB's memory limit a file's write-ahead log may hold before a long write
+# checkpoints it (``checkpoints_by_size``).
+CHECKPOINT_SHARE = 0.25
+
+
+@contextmanager
+def checkpoints_by_size(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Within the block, a file checkpoints once its write-ahead log holds CHECKPOINT_SHARE
+    of DuckDB's memory limit, rather than at every ``commit_part``: a checkpoint rewrites
+    every row group a commit touched, whole, so that parts appended one by one to the same
+    row group rewrote it again and again (a common name's 822 flags citing 3M lines: 15
+    parts, each checkpoint rewriting the evidence of every part before it, 47 of the rule
+    run's 75 s). The log's size bounds what is held in memory between checkpoints."""
+    if is_lake_connection(con):
+        yield
+        return
+    limit = TypeAdapter(ByteSize).validate_python(settings().duckdb_memory)
+    size = max(16 << 20, int(limit * CHECKPOINT_SHARE))
+    (before,) = con.execute("SELECT current_setting('checkpoint_threshold')").fetchall()[0]
+    con.execute(f"SET checkpoint_threshold = '{size}B'")
+    try:
+        yield
+    finally:
+        con.execute(f"SET checkpoint_threshold = '{before}'")
 
 
 class Store:

@@ -116,6 +116,35 @@ def test_flags_that_stop_firing_are_resolved_not_deleted(store, tmp_path):
     assert rows(store, "SELECT state FROM flags") == [("resolved_by_data",)]
 
 
+def test_a_flag_hit_again_keeps_its_evidence_unless_its_records_or_their_places_changed(
+    store, tmp_path
+):
+    """A flag hit again citing the same records, from the same places, keeps what it
+    stored (its lists and evidence are not written again); one whose record is now cited
+    from another page takes the new evidence (one citing other records: see
+    test_incremental's grown cases)."""
+    path = tmp_path / "v.csv"
+    path.write_text(
+        "facility,entered_at,name,record_id,logbook,page,line\n"
+        "ZAC,2019-06-01 10:00,N/I,R1,L-1,4,7\nZAC,2019-06-01 11:00,Ana,R2,L-1,4,8\n",
+        encoding="utf-8",
+    )
+    ingest_files(store, [path])
+    rule = ["unidentified-placeholder-name"]
+    first = run_rules(store, only=rule)
+    stored = "SELECT flag_id, record_ids, evidence, last_run FROM flags"
+    ((flag, ids, evidence, _),) = rows(store, stored)
+    assert ids == ["R1"] and '"page":4' in evidence
+    again = run_rules(store, only=rule)
+    assert rows(store, stored) == [(flag, ids, evidence, again.run_id)]
+    assert again.run_id > first.run_id
+    with store.write() as con:  # the line was transcribed from another page
+        con.execute("UPDATE visits SET page = 5 WHERE record_id = 'R1'")
+    run_rules(store, only=rule)
+    ((_, ids, evidence, _),) = rows(store, stored)
+    assert ids == ["R1"] and '"page":5' in evidence and '"page":4' not in evidence
+
+
 def test_flags_stored_in_small_chunks_and_summed_cases_are_the_same(
     demo_store, demo_logs, tmp_path, monkeypatch
 ):
