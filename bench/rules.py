@@ -1,8 +1,11 @@
 """Benchmark: a full rule run over N synthetic visits stored in DuckDB.
 
 The visits are generated inside DuckDB (out of core), then `run_rules` runs in a fresh
-process so that its peak memory (VmHWM) is its own.
+process so that its peak memory (VmHWM) is its own. With ``--flood`` two lines in five are
+written under one common name with no document, and the run is made twice (the first
+stores the flags, the second finds them again).
     .venv/bin/python bench/rules.py --rows 1000000 --rows 10000000
+    .venv/bin/python bench/rules.py --rows 10000000 --flood
 """
 
 from __future__ import annotations
@@ -75,8 +78,17 @@ FROM (SELECT i, (hash(i) % 400000)::BIGINT AS p,
       FROM range($n) t(i))
 """
 
+# A flood: two lines in five written under one common name with no document (a form's
+# default, a clerk's shortcut): the missing-document rule's cases (one per facility and
+# month) then cite millions of lines, and every flag carries its evidence.
+FLOOD = """
+UPDATE visits SET name = 'María López', name_key = 'MARIA LOPEZ', name_status = 'named',
+                  id_number = NULL, id_type = NULL
+WHERE hash(source_row) % 5 < 2
+"""
 
-def _child(db: str) -> None:
+
+def _child(db: str, runs: int = 1) -> None:
     from detector import engine, nopandas
     from detector.store import Store
 
@@ -89,21 +101,25 @@ def _child(db: str) -> None:
         per_rule[rule.id] = round(time.perf_counter() - t, 2)
 
     engine.evaluate_batches = timed
-    t0 = time.perf_counter()
-    # as `detector run` runs them: binding a query's parameters imports no pandas
-    # (``detector.pipeline``; the import was a quarter of a second of this measure)
-    with nopandas.refused():
-        result = engine.run_rules(Store(db))
+    seconds = []
+    for again in range(runs):
+        t0 = time.perf_counter()
+        # as `detector run` runs them: binding a query's parameters imports no pandas
+        # (``detector.pipeline``; the import was a quarter of a second of this measure)
+        with nopandas.refused():
+            result = engine.run_rules(Store(db), full=bool(again))
+        seconds.append(time.perf_counter() - t0)
     slowest = dict(sorted(per_rule.items(), key=lambda kv: -kv[1])[:3])
     report(
-        seconds=time.perf_counter() - t0,
+        seconds=seconds[0],
+        again=seconds[1:],
         hits=sum(result.counts.values()),
         errors=result.errors,
         slowest=slowest,
     )
 
 
-def build(db: Path, n: int) -> None:
+def build(db: Path, n: int, flood: bool = False) -> None:
     import duckdb
 
     from detector.store import Store
@@ -112,35 +128,42 @@ def build(db: Path, n: int) -> None:
     con = duckdb.connect(str(db))
     con.execute(REFERENCE)
     con.execute(VISITS.replace("$n", str(int(n))))
+    if flood:
+        con.execute(FLOOD)
     # the ledger entry of the synthetic upload (what incremental runs count from)
     con.execute("""INSERT INTO uploads (seq, sha256, original_name, kind, entry_hash, uploaded_at)
                    VALUES (1, 'bench', 'bench.csv', 'visits', 'x', now())""")
     con.close()
 
 
-def measure(n: int) -> dict:
+def measure(n: int, flood: bool = False) -> dict:
     """A full rule run over ``n`` built visits, in its own process: seconds, peak MB, hits,
-    the slowest rules."""
+    the slowest rules; with ``flood`` (see FLOOD) made twice, the second run's seconds in
+    ``again``."""
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.duckdb"
         t0 = time.perf_counter()
-        build(db, n)
+        build(db, n, flood)
         built = time.perf_counter() - t0
-        return {**in_child(__file__, str(db)), "built": built, "rows": n}
+        runs = ["--runs", "2"] if flood else []
+        return {**in_child(__file__, str(db), *runs), "built": built, "rows": n}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, action="append")
+    ap.add_argument("--flood", action="store_true", help="two lines in five one common name")
     ap.add_argument("--child")
+    ap.add_argument("--runs", type=int, default=1)
     args = ap.parse_args()
     if args.child:
-        _child(args.child)
+        _child(args.child, args.runs)
         return
     for n in args.rows or [1_000_000]:
-        r = measure(n)
+        r = measure(n, args.flood)
+        again = f" (again: {r['again'][0]:.1f} s)" if r["again"] else ""
         print(
-            f"{n:>11,} visits (built in {r['built']:.0f} s): rules {r['seconds']:.1f} s, "
+            f"{n:>11,} visits (built in {r['built']:.0f} s): rules {r['seconds']:.1f} s{again}, "
             f"peak {r['peak_mb']:,.0f} MB, {r['hits']:,} hits, errors: {r['errors'] or 'none'}; "
             f"slowest: {r['slowest']}"
         )
