@@ -194,44 +194,48 @@ def _upsert_chunk(con, chunk: tuple[int, int], source: str, run_id: int, at: dat
         LEFT JOIN records r ON r.record_key = u.k
         GROUP BY h.flag_id"""
     )
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE hit_flags AS
-        SELECT x.*, f.flag_id IS NOT NULL
-                    AND f.record_keys IS NOT DISTINCT FROM x.record_keys
-                    AND f.evidence IS NOT DISTINCT FROM x.evidence AS __same
-        FROM (SELECT h.* EXCLUDE (ord), $source AS source,
-                     coalesce(e.record_ids, []) AS record_ids,
-                     coalesce(e.evidence, '[]') AS evidence, {range_risk("h")} AS score,
-                     $run AS first_run, $run AS last_run, $now AS first_seen,
-                     $now AS last_seen, 'active' AS state, w.wording, w.rule_version
-              FROM hits h JOIN hit_evidence e USING (flag_id)
-              LEFT JOIN hit_words w USING (flag_id)
-              WHERE h.ord BETWEEN {lo} AND {hi}) x
-        LEFT JOIN flags f USING (flag_id)""",
-        {"source": source, "run": run_id, "now": at},
-    )
     # A flag hit again citing the same records from the same places keeps its stored lists
     # and evidence: a checkpoint rewrites every column an update touched (a common name's
     # 822 flags hit again rewrote 437 MB of unchanged evidence; 10M visits, the rule run
     # again 72 -> 24 s). Two statements, not one MERGE with two updates, which a shared
     # (DuckLake) store does not take.
     con.execute(
-        f"UPDATE flags SET {_HIT_AGAIN} FROM hit_flags excluded "
-        "WHERE excluded.__same AND flags.flag_id = excluded.flag_id"
+        f"""CREATE OR REPLACE TEMP TABLE hit_same AS
+        SELECT flag_id FROM hits h JOIN hit_evidence e USING (flag_id)
+        JOIN (SELECT flag_id, record_keys, evidence FROM flags
+              WHERE flag_id IN (SELECT flag_id FROM hits WHERE ord BETWEEN {lo} AND {hi})) f
+          USING (flag_id)
+        WHERE h.ord BETWEEN {lo} AND {hi}
+          AND f.record_keys IS NOT DISTINCT FROM h.record_keys
+          AND f.evidence IS NOT DISTINCT FROM e.evidence"""
+    )
+    hits = f"""
+        SELECT h.* EXCLUDE (ord), $source AS source, coalesce(e.record_ids, []) AS record_ids,
+               coalesce(e.evidence, '[]') AS evidence, {range_risk("h")} AS score,
+               $run AS first_run, $run AS last_run, $now AS first_seen, $now AS last_seen,
+               'active' AS state, w.wording, w.rule_version
+        FROM hits h JOIN hit_evidence e USING (flag_id) LEFT JOIN hit_words w USING (flag_id)
+        WHERE h.ord BETWEEN {lo} AND {hi}"""
+    values = {"source": source, "run": run_id, "now": at}
+    con.execute(
+        f"UPDATE flags SET {_HIT_AGAIN} "
+        f"FROM (SELECT * FROM ({hits}) SEMI JOIN hit_same USING (flag_id)) excluded "
+        "WHERE flags.flag_id = excluded.flag_id",
+        values,
     )
     # A MERGE, not INSERT ... ON CONFLICT: a shared (DuckLake) store has no primary key;
     # the runs' writers' lock keeps two runs from adding one flag id twice.
     con.execute(
         f"""
         MERGE INTO flags
-        USING (SELECT * EXCLUDE (__same) FROM hit_flags WHERE NOT __same) AS excluded
+        USING (SELECT * FROM ({hits}) ANTI JOIN hit_same USING (flag_id)) AS excluded
         ON flags.flag_id = excluded.flag_id
         WHEN MATCHED THEN UPDATE SET {_HIT_AGAIN}, record_keys = excluded.record_keys,
             record_ids = excluded.record_ids, evidence = excluded.evidence
-        WHEN NOT MATCHED THEN INSERT BY NAME"""
+        WHEN NOT MATCHED THEN INSERT BY NAME""",
+        values,
     )
-    con.execute("DROP TABLE temp.main.hit_flags")
+    con.execute("DROP TABLE temp.main.hit_same")
 
 
 # What a stored flag hit again takes from the hit (``_upsert_chunk``).
