@@ -348,7 +348,7 @@ def store_flags(
             _word_chunk(con, chunk, rules or {})
             _upsert_chunk(con, chunk, source, run_id, at)
             if commit_chunks:
-                commit_part(con, checkpoint=False)
+                commit_part(con)
     reopen_grown_cases(con, at)
     covered, params = (resolution or Resolution()).where()
     resolved = con.execute(

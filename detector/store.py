@@ -486,15 +486,12 @@ def snapshot(con: duckdb.DuckDBPyConnection) -> tuple[int, datetime] | None:
     ).fetchall()[0]
 
 
-def commit_part(con: duckdb.DuckDBPyConnection, checkpoint: bool = True) -> None:
-    """Commit what a long write has done so far and go on in a new transaction. A file then
-    checkpoints (unless ``checkpoint`` is False: see ``checkpoints_by_size``), since DuckDB
-    keeps a transaction's new rows in memory until a checkpoint; a lake has written them to
-    Parquet files already, and its CHECKPOINT is maintenance (merging and expiring files)
-    that a writer must not start on others' behalf."""
+def commit_part(con: duckdb.DuckDBPyConnection) -> None:
+    """Commit what a long write has done so far and go on in a new transaction. DuckDB keeps
+    a transaction's new rows in memory until a checkpoint, which a file makes by itself
+    once its write-ahead log is large enough (``checkpoints_by_size``); a lake has written
+    them to Parquet files already."""
     con.execute("COMMIT")
-    if checkpoint and not is_lake_connection(con):
-        con.execute("CHECKPOINT")
     con.execute("BEGIN TRANSACTION")
 
 
@@ -506,18 +503,20 @@ CHECKPOINT_SHARE = 0.25
 @contextmanager
 def checkpoints_by_size(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Within the block, a file checkpoints once its write-ahead log holds CHECKPOINT_SHARE
-    of DuckDB's memory limit, rather than at every ``commit_part``: a checkpoint rewrites
-    every row group a commit touched, whole, so that parts appended one by one to the same
-    row group rewrote it again and again (10M visits, a common name's 822 flags citing 3.2M
-    lines: 15 parts, each checkpoint rewriting the evidence of every part before it; the
-    rule run 41 -> 29 s). The log's size bounds what is held in memory between
-    checkpoints."""
+    of DuckDB's memory limit, not at each ``commit_part``: a checkpoint rewrites every row
+    group a commit touched, whole, so that parts appended one by one to the same row group
+    rewrote it again and again (10M visits, a common name's 822 flags citing 3.2M lines:
+    15 parts, each checkpoint rewriting the evidence of every part before it; the rule run
+    41 -> 29 s). The log's size bounds what is held in memory between checkpoints. A lake
+    checkpoints nothing here (its CHECKPOINT is maintenance, merging and expiring files,
+    that a writer must not start on others' behalf)."""
     if is_lake_connection(con):
         yield
         return
-    limit = TypeAdapter(ByteSize).validate_python(settings().duckdb_memory)
-    size = max(16 << 20, int(limit * CHECKPOINT_SHARE))
-    (before,) = con.execute("SELECT current_setting('checkpoint_threshold')").fetchall()[0]
+    (limit, before) = con.execute(
+        "SELECT current_setting('memory_limit'), current_setting('checkpoint_threshold')"
+    ).fetchall()[0]
+    size = max(16 << 20, int(TypeAdapter(ByteSize).validate_python(limit) * CHECKPOINT_SHARE))
     con.execute(f"SET checkpoint_threshold = '{size}B'")
     try:
         yield
