@@ -79,8 +79,8 @@ FROM (SELECT i, (hash(i) % 400000)::BIGINT AS p,
 """
 
 # A flood: two lines in five written under one common name with no document (a form's
-# default, a clerk's shortcut): the missing-document rule's cases (one per facility and
-# month) then cite millions of lines, and every flag carries its evidence.
+# default, a clerk's shortcut): the missing-document rule's cases (one per person and
+# month: 822 here) then cite millions of lines, and every flag carries its evidence.
 FLOOD = """
 UPDATE visits SET name = 'María López', name_key = 'MARIA LOPEZ', name_status = 'named',
                   id_number = NULL, id_type = NULL

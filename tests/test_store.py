@@ -100,3 +100,30 @@ def test_a_schema_that_fails_part_way_leaves_no_half_of_it(tmp_path, monkeypatch
     Store(path).init()
     with duckdb.connect(str(path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM duckdb_tables()").fetchall()[0][0] > 20
+
+
+def test_a_long_write_checkpoints_by_the_log_size_within_the_block_only(store):
+    """Within ``checkpoints_by_size`` a file's log may hold a quarter of DuckDB's memory
+    limit before it checkpoints (not a checkpoint per committed part); after it, DuckDB's
+    own threshold is back, and what was committed inside is stored."""
+    from pydantic import ByteSize, TypeAdapter
+
+    from detector.store import CHECKPOINT_SHARE, checkpoints_by_size, commit_part
+
+    def setting(con, name: str) -> int:
+        (value,) = con.execute(f"SELECT current_setting('{name}')").fetchall()[0]
+        return TypeAdapter(ByteSize).validate_python(value)
+
+    with store.write() as con:
+        before = setting(con, "checkpoint_threshold")
+        with checkpoints_by_size(con):
+            inside = setting(con, "checkpoint_threshold")
+            con.execute("CREATE TABLE parts (n INTEGER)")
+            for n in range(3):
+                con.execute("INSERT INTO parts VALUES (?)", [n])
+                commit_part(con)
+        assert setting(con, "checkpoint_threshold") == before
+        limit = setting(con, "memory_limit")
+    assert abs(inside - limit * CHECKPOINT_SHARE) < 2**20 and inside > before
+    with store.read() as con:
+        assert con.execute("SELECT list(n ORDER BY n) FROM parts").fetchall() == [([0, 1, 2],)]
