@@ -209,7 +209,7 @@ def _upsert_chunk(con, chunk: tuple[int, int], source: str, run_id: int, at: dat
           AND f.record_keys IS NOT DISTINCT FROM h.record_keys
           AND f.evidence IS NOT DISTINCT FROM e.evidence"""
     )
-    hits = f"""
+    incoming = f"""
         SELECT h.* EXCLUDE (ord), $source AS source, coalesce(e.record_ids, []) AS record_ids,
                coalesce(e.evidence, '[]') AS evidence, {range_risk("h")} AS score,
                $run AS first_run, $run AS last_run, $now AS first_seen, $now AS last_seen,
@@ -219,7 +219,7 @@ def _upsert_chunk(con, chunk: tuple[int, int], source: str, run_id: int, at: dat
     values = {"source": source, "run": run_id, "now": at}
     con.execute(
         f"UPDATE flags SET {_HIT_AGAIN} "
-        f"FROM (SELECT * FROM ({hits}) SEMI JOIN hit_same USING (flag_id)) excluded "
+        f"FROM (SELECT * FROM ({incoming}) SEMI JOIN hit_same USING (flag_id)) excluded "
         "WHERE flags.flag_id = excluded.flag_id",
         values,
     )
@@ -228,7 +228,7 @@ def _upsert_chunk(con, chunk: tuple[int, int], source: str, run_id: int, at: dat
     con.execute(
         f"""
         MERGE INTO flags
-        USING (SELECT * FROM ({hits}) ANTI JOIN hit_same USING (flag_id)) AS excluded
+        USING (SELECT * FROM ({incoming}) ANTI JOIN hit_same USING (flag_id)) AS excluded
         ON flags.flag_id = excluded.flag_id
         WHEN MATCHED THEN UPDATE SET {_HIT_AGAIN}, record_keys = excluded.record_keys,
             record_ids = excluded.record_ids, evidence = excluded.evidence
