@@ -5,8 +5,10 @@ and out through the perimeter, some reads missing) is written once; then, in one
 each:
 
 - ``ingest``: ``detector.ingest.ingest_file`` (hash and evidence copy, canonical rows,
-  checks, one transaction, ledger entry), beside DuckDB's bare ``read_csv`` of the file and
-  DuckDB alone converting it into the stored table in one SQL statement (``wide``);
+  checks, one transaction, ledger entry), beside DuckDB's bare ``read_csv`` of the file
+  into a file of its default format (``bare``) and of the format detector writes its store
+  in (``bare-v1.5``, ``store.STORAGE_VERSION``), and DuckDB alone converting it into the
+  stored table in one SQL statement (``wide``, in the store's format);
 - ``book``: a visit logbook beside the reads (a line for one entry read in four, ten
   minutes after it), ingested, so that the rules holding the book against the gate have
   work;
@@ -31,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.child import in_child, report, store_floor  # noqa: E402
+from bench.child import connect_as_store, in_child, report, store_floor  # noqa: E402
 
 SYNTH = """
 COPY (
@@ -102,21 +104,19 @@ def _child(mode: str, csv: str, db: str) -> None:
     from detector.rulebook import load_rules
     from detector.store import Store
 
-    if mode == "bare":  # DuckDB's bare load of the same file, the ingest's reference
+    if mode in ("bare", "bare-v1.5"):  # DuckDB's bare load of the same file, the reference
         import duckdb
 
         start = time.perf_counter()
-        con = duckdb.connect(db)
+        con = duckdb.connect(db) if mode == "bare" else connect_as_store(db)
         con.execute(f"CREATE TABLE t AS SELECT * FROM read_csv('{csv}', header=true)")
         con.close()
         report(seconds=round(time.perf_counter() - start, 2))
         return
     if mode == "wide":
-        import duckdb
-
         from detector.store import DDL
 
-        con = duckdb.connect(db)
+        con = connect_as_store(db)
         for ddl in DDL:
             con.execute(ddl)
         start = time.perf_counter()
@@ -170,15 +170,19 @@ def measure(rows: int, repeat: int = 3, only_ingest: bool = False) -> dict:
         book = Path(tmp) / "libro.csv"
         duckdb.sql(BOOK.replace("$n", str(rows)).replace("$csv", str(book)))
         out["mb"] = csv.stat().st_size / 1e6
-        rounds = []
+        rounds, bare15s = [], []
         for i in range(repeat):
             bare = in_child(__file__, "bare", str(csv), str(Path(tmp) / f"bare-{i}.duckdb"))
+            bare15 = in_child(
+                __file__, "bare-v1.5", str(csv), str(Path(tmp) / f"bare15-{i}.duckdb")
+            )
             wide = in_child(__file__, "wide", str(csv), str(Path(tmp) / f"wide-{i}.duckdb"))
             db = str(Path(tmp) / f"d-{i}.duckdb")
             ingest = in_child(__file__, "ingest", str(csv), db)
             stored = in_child(__file__, "store", db, str(Path(tmp) / f"store-{i}.duckdb"))
             Path(tmp, f"store-{i}.duckdb").unlink()
             rounds.append((bare, ingest, wide, stored))
+            bare15s.append((bare15, ingest))
             if only_ingest:
                 Path(db).unlink()
         out["bare"] = statistics.median(b["seconds"] for b, _, _, _ in rounds)
@@ -189,6 +193,8 @@ def measure(rows: int, repeat: int = 3, only_ingest: bool = False) -> dict:
         out["wide/bare"] = statistics.median(w["seconds"] / b["seconds"] for b, _, w, _ in rounds)
         out["store/bare"] = statistics.median(s["seconds"] / b["seconds"] for b, _, _, s in rounds)
         out["ingest_peak_mb"] = max(i["peak_mb"] for _, i, _, _ in rounds)
+        out["bare-v1.5"] = statistics.median(b["seconds"] for b, _ in bare15s)
+        out["ingest/bare-v1.5"] = statistics.median(i["seconds"] / b["seconds"] for b, i in bare15s)
         if only_ingest:
             return out
         out["book"] = in_child(__file__, "book", str(book), db)
@@ -212,7 +218,8 @@ def main() -> None:
         f"(peak {out['ingest_peak_mb']:,.0f} MB), DuckDB's bare read_csv {out['bare']:.2f} s: "
         f"{out['ingest/bare']:.2f}x; DuckDB alone into the stored table {out['wide']:.2f} s: "
         f"{out['wide/bare']:.2f}x; DuckDB storing the same rows {out['store']:.2f} s: "
-        f"{out['store/bare']:.2f}x"
+        f"{out['store/bare']:.2f}x; DuckDB's bare read_csv into the store's format "
+        f"{out['bare-v1.5']:.2f} s: the ingest {out['ingest/bare-v1.5']:.2f}x it"
     )
     if not args.only_ingest:
         print("book", out["book"])

@@ -377,6 +377,12 @@ DDL_SHA256 = hashlib.sha256("\n;\n".join(DDL).encode()).hexdigest()
 VIEWS_SHA256 = hashlib.sha256("\n;\n".join(VIEWS).encode()).hexdigest()
 _MARK = "CREATE TABLE IF NOT EXISTS schema_version (ddl_sha256 VARCHAR)"
 
+# The storage format a new database file is written in (a file keeps the format it was
+# created in). DuckDB writes files readable by its 1.0 releases unless told otherwise; the
+# 1.5 format compresses text by dictionary and FSST together (DICT_FSST). Storing 10M
+# badge reads: 12.9-13.7 s -> 8.4-8.6 s, the file 384 -> 289 MB.
+STORAGE_VERSION = "v1.5.0"
+
 
 def _keyless(sql: str) -> str:
     """A DDL statement as a lake takes it: DuckLake has no PRIMARY KEY (writers that could
@@ -610,6 +616,7 @@ class Store:
                     config={
                         # DuckDB spills to disk past this: big runs stay within a known budget.
                         "memory_limit": settings().duckdb_memory,
+                        "storage_compatibility_version": STORAGE_VERSION,
                         "temp_directory": str(self.path.parent / ".duckdb_tmp"),
                     },
                 )

@@ -127,3 +127,58 @@ def test_a_long_write_checkpoints_by_the_log_size_within_the_block_only(store):
     assert abs(inside - limit * CHECKPOINT_SHARE) < 2**20 and inside > before
     with store.read() as con:
         assert con.execute("SELECT list(n ORDER BY n) FROM parts").fetchall() == [([0, 1, 2],)]
+
+
+def _format(path) -> str:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(
+            "SELECT tags['storage_version'] FROM duckdb_databases() WHERE NOT internal"
+        ).fetchall()[0][0]
+    finally:
+        con.close()
+
+
+# What the README tells the owner of a store made before the newer format to run.
+CONVERT = (
+    "ATTACH '{old}' AS old (READ_ONLY); "
+    "ATTACH '{new}' AS new (STORAGE_VERSION 'v1.5.0'); "
+    "COPY FROM DATABASE old TO new"
+)
+
+
+def test_a_new_file_is_written_in_the_newer_storage_format(tmp_path):
+    store = Store(tmp_path / "new.duckdb")
+    store.init()
+    assert _format(store.path) == "v1.5.0+"
+
+
+def test_a_file_of_the_older_format_keeps_it_works_and_converts(tmp_path):
+    """A store made before the newer format (DuckDB's default, readable by 1.0 and later)
+    is read and written as before, keeps its format, verifies; copied into a file of the
+    newer one as the README says, it verifies too and holds the same rows."""
+    from detector import ledger
+    from detector.ingest import ingest_file
+    from tests.conftest import write_csv
+
+    path = tmp_path / "detector.duckdb"
+    duckdb.connect(str(path)).close()  # an empty file of DuckDB's default format
+    store = Store(path)
+    csv = write_csv(
+        tmp_path / "v.csv",
+        ["facility", "entered_at", "name", "id_number"],
+        [["ZAC", f"2019-06-0{d} 10:00", f"Ana Pérez {d}", f"0{d}234567-8"] for d in range(1, 6)],
+    )
+    assert ingest_file(store, csv).rows_stored == 5
+    assert _format(path) == "v1.0.0+"
+    assert ledger.verify(store).ok
+    new = tmp_path / "converted.duckdb"
+    con = duckdb.connect()
+    con.execute(CONVERT.format(old=path, new=new))
+    con.close()
+    assert _format(new) == "v1.5.0+"
+    converted = Store(new)  # the evidence folder beside it is the same one
+    assert ledger.verify(converted).ok
+    query = "SELECT * FROM visits ORDER BY record_key"
+    with store.read() as a, converted.read() as b:
+        assert a.execute(query).fetchall() == b.execute(query).fetchall()
