@@ -335,7 +335,8 @@ def status(
     ] = None,
 ) -> None:
     from detector import nopandas
-    from detector.status import status_report
+    from detector.status import older_format, status_report
+    from detector.store import STORAGE_VERSION
 
     try:
         with nopandas.refused():
@@ -363,6 +364,14 @@ def status(
         q.add_row(row["source_name"], words(row["reason_code"]), number(row["rows"]))
     console.print(q)
     console.print(_("uploads in ledger: {n}").format(n=number(report["uploads"])))
+    if older_format(report["file_format"]):
+        console.print(
+            _(
+                "file format: DuckDB {found}, older than the {current} new stores are written "
+                "in, and slower to fill; the README (The database) says how to copy it into "
+                "the newer one"
+            ).format(found=report["file_format"], current=f"{STORAGE_VERSION}+")
+        )
     if "as_of" in report:
         held = report["as_of"]
         console.print(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from detector.schema import KINDS, SPECS
-from detector.store import Store, snapshot
+from detector.store import STORAGE_VERSION, Store, snapshot
 
 
 def by_facility_sql() -> str:
@@ -37,6 +37,8 @@ def status_report(store: Store, as_of: datetime | None = None) -> dict:
             "GROUP BY ALL ORDER BY 1, 2"
         ).fetchall()
         uploads = con.execute("SELECT count(*) FROM uploads").fetchall()[0][0]
+        # the DuckDB storage format of a file (a lake's data are Parquet: none)
+        file_format = None if store.lake else _file_format(con)
     totals: dict[str, int] = dict.fromkeys(KINDS, 0)
     for kind, _, rows, _, _ in by_facility:
         totals[kind] += rows
@@ -51,9 +53,26 @@ def status_report(store: Store, as_of: datetime | None = None) -> dict:
             dict(zip(("source_name", "reason_code", "rows"), r, strict=True)) for r in quarantine
         ],
         "uploads": uploads,
+        "file_format": file_format,
         **(
             {"as_of": {"asked": as_of, "snapshot": held[0], "committed_at": held[1]}}
             if held
             else {}
         ),
     }
+
+
+def _file_format(con) -> str | None:
+    """The storage format the open database file is written in, as DuckDB names it
+    ("v1.5.0+": this release's ``STORAGE_VERSION``; "v1.0.0+": a store made before it)."""
+    found = con.execute(
+        "SELECT tags['storage_version'] FROM duckdb_databases() "
+        "WHERE database_name = current_database()"
+    ).fetchall()
+    return found[0][0] if found else None
+
+
+def older_format(file_format: str | None) -> bool:
+    """Whether a file is written in a format older than the one new stores take (slower
+    to fill; the README's "The database" says how to copy it into the newer one)."""
+    return file_format is not None and not file_format.startswith(STORAGE_VERSION)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 
 import duckdb
+from typer.testing import CliRunner
 
+from detector.cli import app
 from detector.store import Store
 
 
@@ -151,6 +153,11 @@ def test_a_new_file_is_written_in_the_newer_storage_format(tmp_path):
     store = Store(tmp_path / "new.duckdb")
     store.init()
     assert _format(store.path) == "v1.5.0+"
+    shown = CliRunner().invoke(
+        app, ["status", "--db", str(store.path)], env={"DETECTOR_LANGUAGE": "en"}
+    )
+    assert shown.exit_code == 0 and "uploads in ledger" in shown.output
+    assert "file format" not in shown.output  # nothing to say
 
 
 def test_a_file_of_the_older_format_keeps_it_works_and_converts(tmp_path):
@@ -172,6 +179,12 @@ def test_a_file_of_the_older_format_keeps_it_works_and_converts(tmp_path):
     assert ingest_file(store, csv).rows_stored == 5
     assert _format(path) == "v1.0.0+"
     assert ledger.verify(store).ok
+    # `detector status` tells its owner, in either language
+    for lang, said in (("en", "older than the v1.5.0+"), ("es", "anterior al v1.5.0+")):
+        shown = CliRunner().invoke(
+            app, ["status", "--db", str(path)], env={"DETECTOR_LANGUAGE": lang}
+        )
+        assert shown.exit_code == 0 and said in " ".join(shown.output.split()), shown.output
     new = tmp_path / "converted.duckdb"
     con = duckdb.connect()
     con.execute(CONVERT.format(old=path, new=new))
