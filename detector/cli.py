@@ -335,8 +335,7 @@ def status(
     ] = None,
 ) -> None:
     from detector import nopandas
-    from detector.status import older_format, status_report
-    from detector.store import STORAGE_VERSION
+    from detector.status import CURRENT_FORMAT, older_format, status_report
 
     try:
         with nopandas.refused():
@@ -370,7 +369,7 @@ def status(
                 "file format: DuckDB {found}, older than the {current} new stores are written "
                 "in, and slower to fill; the README (The database) says how to copy it into "
                 "the newer one"
-            ).format(found=report["file_format"], current=f"{STORAGE_VERSION}+")
+            ).format(found=report["file_format"], current=CURRENT_FORMAT)
         )
     if "as_of" in report:
         held = report["as_of"]

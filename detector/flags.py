@@ -330,26 +330,26 @@ def store_flags(
     """
     at = now()
     chunks = _stage_hits(con, hits)
+    # The stored flags hit again, read once for what follows: their record keys, and their
+    # evidence as a 128-bit MD5, not the text (``_upsert_chunk``). Read again for each
+    # chunk, the stored evidence was decompressed again each time (a common name's 822
+    # flags, 466 MB of evidence in 16 chunks: 5.7 s in DuckDB's older file format, 11 s in
+    # its 1.5 one, which compresses long texts with zstd).
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE stored_evidence AS
+        SELECT flag_id, record_keys, md5_number(evidence) AS evidence_md5 FROM flags
+        WHERE flag_id IN (SELECT flag_id FROM hits)""")
     new = dict(
         con.execute(
-            "SELECT rule_id, count(*) FROM hits WHERE flag_id NOT IN (SELECT flag_id FROM flags) "
-            "GROUP BY 1"
+            "SELECT rule_id, count(*) FROM hits "
+            "WHERE flag_id NOT IN (SELECT flag_id FROM stored_evidence) GROUP BY 1"
         ).fetchall()
     )
     # Cases that gain occurrences: a closed one re-opens if its reviewer asked for that.
     con.execute("""
         CREATE OR REPLACE TEMP TABLE grown AS
-        SELECT f.flag_id FROM flags f JOIN hits h USING (flag_id)
+        SELECT flag_id FROM stored_evidence f JOIN hits h USING (flag_id)
         WHERE len(h.record_keys) > len(f.record_keys)""")
-    # What the flags hit again cite, read once for every chunk (``_upsert_chunk``): their
-    # evidence as a 128-bit MD5, not the text. Read again for each chunk, the stored
-    # evidence was decompressed again each time (a common name's 822 flags, 466 MB of
-    # evidence in 16 chunks: 5.7 s in DuckDB's older file format, 11 s in its 1.5 one,
-    # which compresses long texts with zstd).
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE stored_evidence AS
-        SELECT flag_id, record_keys, md5_number(evidence) AS evidence_md5 FROM flags
-        WHERE flag_id IN (SELECT flag_id FROM hits)""")
     with checkpoints_by_size(con) if commit_chunks else contextlib.nullcontext():
         for chunk in chunks:
             _word_chunk(con, chunk, rules or {})

@@ -72,7 +72,11 @@ def _file_format(con) -> str | None:
     return found[0][0] if found else None
 
 
+# The format new stores are written in, as DuckDB names it in a file's tags.
+CURRENT_FORMAT = f"{STORAGE_VERSION}+"
+
+
 def older_format(file_format: str | None) -> bool:
     """Whether a file is written in a format older than the one new stores take (slower
     to fill; the README's "The database" says how to copy it into the newer one)."""
-    return file_format is not None and not file_format.startswith(STORAGE_VERSION)
+    return file_format is not None and file_format != CURRENT_FORMAT
