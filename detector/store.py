@@ -14,6 +14,7 @@ session that dies with its process.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import hashlib
@@ -524,10 +525,16 @@ def checkpoints_by_size(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     ).fetchall()[0]
     size = max(16 << 20, int(TypeAdapter(ByteSize).validate_python(limit) * CHECKPOINT_SHARE))
     con.execute(f"SET checkpoint_threshold = '{size}B'")
+    restore = f"SET checkpoint_threshold = '{before}'"
     try:
         yield
-    finally:
-        con.execute(f"SET checkpoint_threshold = '{before}'")
+    except BaseException:
+        # an aborted transaction refuses the SET: its refusal must not hide the failure
+        # (an out-of-memory error was recorded as "transaction is aborted")
+        with contextlib.suppress(duckdb.Error):
+            con.execute(restore)
+        raise
+    con.execute(restore)
 
 
 class Store:
