@@ -418,9 +418,12 @@ _KEY = (
     "md5(coalesce(canonical, '') || '|' || coalesce(id_number, '') || '|' "
     "|| coalesce(badge, ''))[:16]"
 )
+# Every pair of a mention's name sounds, each pair in sorted order ("a b", a <= b). The
+# sorted list is bound once (the one-element list around it): sorted again for each
+# sound, it took 0.30 s instead of 0.18 s over 267k mentions.
 _PAIRS = (
-    "flatten(list_transform(list_sort(sounds), lambda a, i: "
-    "list_transform(list_sort(sounds)[i + 1:], lambda b: a || ' ' || b)))"
+    "list_transform([list_sort(sounds)], lambda ss: flatten(list_transform(ss, lambda a, i: "
+    "list_transform(ss[i + 1:], lambda b: a || ' ' || b))))[1]"
 )
 
 
@@ -999,15 +1002,19 @@ def _nearby(store, con, tmp: Path, named: list[str]) -> tuple[int, int]:
               SEMI JOIN unknown USING (mention_key))"""
     )
     # known mentions sharing a pair of name sounds with a new one (which of them block
-    # depends on whether either side has an identifier)
+    # depends on whether either side has an identifier); the pairs are those of each
+    # distinct list of sounds, far fewer than the mentions (16,901 lists for 267k
+    # mentions at 512k visits: 0.40 -> 0.1 s)
     store.execute(
         f"""CREATE OR REPLACE TEMP TABLE sharing AS
         WITH fp AS (SELECT p, bool_or(id_number IS NULL AND badge IS NULL) AS bare
                     FROM (SELECT unnest(pairs) AS p, id_number, badge FROM f) GROUP BY p)
-        SELECT k.mention_key, k.id_number, k.badge, bool_or(fp.bare) AS fresh_bare
-        FROM (SELECT mention_key, id_number, badge, unnest({_PAIRS}) AS p
-              FROM person_mentions WHERE len(sounds) > 1) k
-        JOIN fp USING (p) GROUP BY ALL"""
+        SELECT k.mention_key, k.id_number, k.badge, s.fresh_bare
+        FROM person_mentions k
+        JOIN (SELECT sounds, bool_or(fp.bare) AS fresh_bare
+              FROM (SELECT sounds, unnest({_PAIRS}) AS p
+                    FROM (SELECT DISTINCT sounds FROM person_mentions WHERE len(sounds) > 1))
+              JOIN fp USING (p) GROUP BY sounds) s USING (sounds)"""
     )
     store.execute(
         "INSERT INTO junk "
