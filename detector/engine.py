@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from detector import cache, lazy, nopandas
+from detector import cache, lazy
 from detector.flags import Hit, Resolution, flag_id, spool_hits, store_flags
 from detector.risk import SEVERITY_RANK
 from detector.rulebook import Rule, RuleError, load_rules
@@ -30,13 +30,13 @@ from detector.runs import RUN_WRITERS, newest_upload, next_run, now, record_fail
 from detector.schema import KINDS, SPECS
 from detector.scopes import NARROWED, SCOPES
 from detector.settings import settings
-from detector.store import DDL, VIEWS_SHA256, Store
+from detector.store import DDL, VIEWS_SHA256, Store, frame_table
 from detector.wording import explain, plain, repeated
 
 if TYPE_CHECKING:
-    import pyarrow as pa
+    import polars as pl
 else:
-    pa = lazy.module("pyarrow")
+    pl = lazy.module("polars")
 
 
 @dataclass
@@ -444,22 +444,16 @@ class Scope:
 
     def tables(self, con) -> None:
         """The touched keys as small temporary tables ``scope_<name>`` on ``con``, which
-        the narrowed views and the flags' resolution filter by. They go in as Arrow
-        columns (as a bound list, the visitors a 10M world's next 1% names took 1.0 s)."""
+        the narrowed views and the flags' resolution filter by. They go in as polars
+        columns through ``store.frame_table`` (as a bound list, the visitors a 10M world's
+        next 1% names took 1.0 s; registered, they imported pyarrow)."""
         for name, kind in SCOPES.items():
-            arrow = pa.int64() if kind.sql_type == "BIGINT" else pa.string()
-            # (converting the list, pyarrow would import pandas, and so would DuckDB
-            # registering the column: 0.2-0.3 s)
-            with nopandas.refused():
-                values = pa.table({"value": pa.array(self.keys.get(name, []), arrow)})
-                con.register("scope_values", values)
-            try:
-                con.execute(
-                    f"CREATE OR REPLACE TEMP TABLE scope_{name} AS "
-                    f"SELECT value::{kind.sql_type} AS value FROM scope_values"
-                )
-            finally:
-                con.unregister("scope_values")
+            dtype = pl.Int64 if kind.sql_type == "BIGINT" else pl.String
+            frame_table(
+                con,
+                f"scope_{name}",
+                pl.DataFrame({"value": self.keys.get(name, [])}, {"value": dtype}),
+            )
 
     def describe(self) -> str:
         if self.full:
@@ -607,14 +601,12 @@ def _evaluate_scoped(
             for rule in group:
                 path = spool / f"{len(files):04d}-{rule.id}.parquet"
                 try:
-                    report.counts[rule.id] = spool_hits(evaluate_batches(con, rule), path)
+                    report.counts[rule.id], written = spool_hits(evaluate_batches(con, rule), path)
                 except Exception as exc:  # noqa: BLE001 - one rule failing never stops the run
                     report.counts.pop(rule.id, None)
                     report.errors[rule.id] = str(exc).splitlines()[0][:500]
-                    path.unlink(missing_ok=True)
                     continue
-                if path.exists():
-                    files.append(path)
+                files.extend(written)
         finally:
             for view in reversed(computed):
                 con.execute(f"DROP TABLE temp.main.{view}")
@@ -806,17 +798,15 @@ def _evaluate_windowed(
                 [h for h in batch if h.period_start is not None and h.period_start >= start]
                 for batch in evaluate_batches(con, rule)
             )
-            report.counts[rule.id] = spool_hits(batches, path)
+            report.counts[rule.id], written = spool_hits(batches, path)
         except Exception as exc:  # noqa: BLE001 - one rule failing never stops the run
             report.counts.pop(rule.id, None)
             report.errors[rule.id] = str(exc).splitlines()[0][:500]
-            path.unlink(missing_ok=True)
             continue
         finally:
             for table in TIMED:
                 con.execute(f"DROP VIEW IF EXISTS temp.main.{table}")
-        if path.exists():
-            files.append(path)
+        files.extend(written)
     return files
 
 

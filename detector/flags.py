@@ -24,15 +24,13 @@ from detector.risk import SEVERITY_RANK, range_risk, severity_rank
 from detector.runs import RUN_WRITERS, now
 from detector.schema import sql_string
 from detector.scopes import SCOPES
-from detector.store import checkpoints_by_size, commit_part
+from detector.store import checkpoints_by_size, commit_part, frame_table
 from detector.wording import flag_words, rule_wording
 
 if TYPE_CHECKING:
     import polars as pl
-    import pyarrow.parquet as pq
 else:
     pl = lazy.module("polars")
-    pq = lazy.module("pyarrow.parquet")
 
 
 @dataclass
@@ -112,22 +110,26 @@ def hits_frame(hits: list[Hit]) -> pl.DataFrame:
     )
 
 
-def spool_hits(batches: Iterator[list[Hit]], path: Path) -> int:
-    """Write batches of hits to one Parquet file as they come; returns how many (no file
-    when there are none)."""
-    writer, count = None, 0
+def spool_hits(batches: Iterator[list[Hit]], path: Path) -> tuple[int, list[Path]]:
+    """Write batches of hits to Parquet as they come, the first to ``path`` and each
+    further one to a file beside it (polars writes them, without pyarrow); returns how
+    many hits and the files in order (none when there are no hits). When a batch fails,
+    the files written are removed."""
+    files: list[Path] = []
+    count = 0
     try:
         for batch in batches:
             if not batch:
                 continue
-            table = hits_frame(batch).to_arrow()
-            writer = writer or pq.ParquetWriter(path, table.schema)
-            writer.write_table(table)
+            out = path.with_name(f"{path.stem}.{len(files)}.parquet") if files else path
+            hits_frame(batch).write_parquet(out)
+            files.append(out)
             count += len(batch)
-    finally:
-        if writer is not None:
-            writer.close()
-    return count
+    except BaseException:
+        for written in files:
+            written.unlink(missing_ok=True)
+        raise
+    return count, files
 
 
 FLAG_CHUNK = 25_000  # hits whose evidence is resolved and upserted (and committed) at a time
@@ -148,7 +150,7 @@ def _stage_hits(con, hits: list) -> list[tuple[int, int]]:
         files = ", ".join(sql_string(p) for p in hits)
         source = f"read_parquet([{files}])"
     else:
-        con.register("hits_in", hits_frame(hits))
+        frame_table(con, "hits_in", hits_frame(hits))
         source = "hits_in"
     # ``ord`` numbers the rows (rowid is no dense index inside a transaction)
     con.execute(
@@ -156,7 +158,7 @@ def _stage_hits(con, hits: list) -> list[tuple[int, int]]:
         f"SELECT *, row_number() OVER () - 1 AS ord FROM {source}"
     )
     if source == "hits_in":
-        con.unregister("hits_in")
+        con.execute("DROP TABLE temp.main.hits_in")
     con.execute("DELETE FROM hits WHERE ord NOT IN (SELECT min(ord) FROM hits GROUP BY flag_id)")
     return con.execute(
         f"""SELECT min(ord), max(ord) FROM (
@@ -302,9 +304,7 @@ def _word_chunk(con, chunk: tuple[int, int], rules: dict) -> None:
         worded["flag_id"].append(hit["flag_id"])
         worded["wording"].append(json.dumps(flag_words(hit, rule), ensure_ascii=False))
         worded["rule_version"].append(getattr(rule, "sha256", None) or None)
-    con.register("words_in", pl.DataFrame(worded, schema=dict.fromkeys(worded, pl.String)))
-    con.execute("CREATE OR REPLACE TEMP TABLE hit_words AS SELECT * FROM words_in")
-    con.unregister("words_in")
+    frame_table(con, "hit_words", pl.DataFrame(worded, schema=dict.fromkeys(worded, pl.String)))
 
 
 def store_flags(

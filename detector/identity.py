@@ -46,7 +46,7 @@ from detector.review import ReviewError, log_action
 from detector.runs import newest_upload, next_run, now, record_failed, watermark
 from detector.schema import KINDS, SPECS, Mention, fold_sql, name_status_sql, sql_string
 from detector.settings import settings
-from detector.store import Store
+from detector.store import Store, frame_table
 
 MODEL_VERSION = 1
 # A link is accepted at this probability or above (a match weight of about 4.2).
@@ -431,9 +431,7 @@ def _mentions(con, rows: str) -> None:
     """From the table ``rows`` (``rows_sql``): ``rows_keyed`` (each row with its mention
     key) and ``new_mentions`` (each mention once, with what linkage compares)."""
     keys = [k for (k,) in con.execute(f"SELECT DISTINCT name_key FROM {rows}").fetchall() if k]
-    con.register("parsed_frame", _parsed(keys))
-    con.execute("CREATE OR REPLACE TEMP TABLE parsed AS SELECT * FROM parsed_frame")
-    con.unregister("parsed_frame")
+    frame_table(con, "parsed", _parsed(keys))
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE rows_keyed AS
         SELECT r.*, p.canonical, {_KEY} AS mention_key
@@ -1252,10 +1250,8 @@ def _clustered(
         schema={"a": pl.String, "b": pl.String, "accepted": pl.Boolean},
         orient="row",
     )
-    for table, frame in (("assigned", assigned), ("accepted", decided)):
-        con.register(f"{table}_frame", frame)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM {table}_frame")
-        con.unregister(f"{table}_frame")
+    frame_table(con, "assigned", assigned)
+    frame_table(con, "accepted", decided)
     # the persons no join reached: as they were, each under its oldest mention's key
     con.execute(
         """INSERT INTO assigned
