@@ -13,7 +13,8 @@ With the visits of bench/rules.py stored and the rules run once:
   `detector --help`, beside the start-up floor (Python with DuckDB imported and the
   database opened, nothing else);
 - the floor of the incremental rule run: the time of the rule queries it runs (what
-  DuckDB itself needs for them).
+  DuckDB itself needs for them), and each incremental command run again on its copy, with
+  nothing new left to do (what the command costs before it links a row or runs a rule).
 
 Each command runs ``--repeat`` times (the state copied afresh for each incremental run);
 medians are reported, with each command's peak memory (its own, from wait4).
@@ -102,6 +103,9 @@ def measure(
                 for name, args in steps:
                     copy = _copy(appended, Path(tmp) / f"{name}-{i}".replace(" ", "-"))
                     timed(name, args, copy, steps=True)
+                    if not name.startswith("full"):
+                        # the same command again, nothing new left: its floor at this size
+                        timed(f"{name}, nothing new", args, copy)
                     shutil.rmtree(copy.parent)
             copy = _copy(appended, Path(tmp) / "queries")
             res["incremental rule queries"] = [_rule_queries(copy)]
