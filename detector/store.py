@@ -470,12 +470,15 @@ def is_lake_connection(con: duckdb.DuckDBPyConnection) -> bool:
 def frame_table(con: duckdb.DuckDBPyConnection, table: str, frame) -> None:
     """The polars ``frame`` as the temporary table ``table`` of ``con``.
 
-    Handed over as a Parquet file that polars writes (without pyarrow) into the
-    connection's own spill folder (``temp_directory``, which every connection of the tool
-    sets to a folder of the owner's alone), read by DuckDB and removed. Registering the
-    frame instead makes DuckDB convert it through pyarrow, whose import (with NumPy and
-    pyarrow.dataset) took 0.15-0.2 s of each daily ``detector run``; the file is as fast
-    for a million rows. A connection without an absolute spill folder registers it."""
+    Handed over as a Parquet file that polars writes (without pyarrow), read by DuckDB and
+    removed. Registering the frame instead makes DuckDB convert it through pyarrow, whose
+    import (with NumPy and pyarrow.dataset) took 0.15-0.2 s of each daily ``detector
+    run``; the file is as fast for a million rows. The file is written beside the
+    connection's spill folder (``temp_directory``, which every connection of the tool keeps
+    in a folder of the owner's alone: the data folder, the lake's scratch folder, a
+    linkage's work folder), not in it: DuckDB removes that folder and whatever is in it
+    when the connection that created it closes, which another process's may do at any
+    moment. A connection without an absolute spill folder registers the frame."""
     (spill,) = con.execute("SELECT current_setting('temp_directory')").fetchone()
     if not spill or not os.path.isabs(spill):
         con.register(f"{table}_frame", frame)
@@ -484,9 +487,9 @@ def frame_table(con: duckdb.DuckDBPyConnection, table: str, frame) -> None:
         finally:
             con.unregister(f"{table}_frame")
         return
-    folder = Path(spill)
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=folder, prefix=f"{table}-", suffix=".parquet")
+    fd, name = tempfile.mkstemp(
+        dir=Path(spill).parent, prefix=f".frame-{table}-", suffix=".parquet"
+    )
     os.close(fd)
     try:
         frame.write_parquet(name, compression="uncompressed")

@@ -195,3 +195,54 @@ def test_a_file_of_the_older_format_keeps_it_works_and_converts(tmp_path):
     query = "SELECT * FROM visits ORDER BY record_key"
     with store.read() as a, converted.read() as b:
         assert a.execute(query).fetchall() == b.execute(query).fetchall()
+
+
+def test_a_frame_reaches_duckdb_as_a_file_beside_the_spill_folder_and_leaves_nothing(
+    tmp_path, monkeypatch
+):
+    """``frame_table`` hands a polars frame to DuckDB through a Parquet file, types and
+    nulls kept, written beside the connection's spill folder, not in it (DuckDB removes
+    that folder with its contents when the connection that made it closes, which another
+    process's may do), and removed once read."""
+    from datetime import datetime
+    from pathlib import Path
+
+    import polars as pl
+
+    from detector.store import frame_table
+
+    home = tmp_path / "data"
+    home.mkdir()
+    con = duckdb.connect(config={"temp_directory": str(home / ".duckdb_tmp")})
+    frame = pl.DataFrame(
+        {
+            "key": ["a", None, "ñ"],
+            "n": [1, None, 3],
+            "at": [datetime(2020, 1, 2, 3, 4), None, datetime(2021, 5, 6)],
+            "keys": [["x", "y"], [], None],
+        },
+        schema={
+            "key": pl.String,
+            "n": pl.Int64,
+            "at": pl.Datetime("us"),
+            "keys": pl.List(pl.String),
+        },
+    )
+    written = []
+    write = pl.DataFrame.write_parquet
+
+    def noted(self, file, *args, **kwargs):
+        written.append(Path(file))
+        return write(self, file, *args, **kwargs)
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", noted)
+    frame_table(con, "handed", frame)
+    frame_table(con, "empty", frame.clear())
+    assert con.execute("SELECT * FROM handed").fetchall() == [
+        ("a", 1, datetime(2020, 1, 2, 3, 4), ["x", "y"]),
+        (None, None, None, []),
+        ("ñ", 3, datetime(2021, 5, 6), None),
+    ]
+    assert con.execute("SELECT count(*) FROM empty").fetchall() == [(0,)]
+    assert [f.parent for f in written] == [home, home]
+    assert list(home.iterdir()) == []  # read, then removed; the spill folder never made
