@@ -30,7 +30,7 @@ from detector.runs import RUN_WRITERS, newest_upload, next_run, now, record_fail
 from detector.schema import KINDS, SPECS
 from detector.scopes import NARROWED, SCOPES
 from detector.settings import settings
-from detector.store import DDL, VIEWS_SHA256, Store, frame_table
+from detector.store import DDL, VIEWS_SHA256, Store, frame_table, process_alive
 from detector.wording import explain, plain, repeated
 
 if TYPE_CHECKING:
@@ -824,20 +824,10 @@ def remove_orphan_spools(folder: Path) -> list[Path]:
     removed = []
     for spool in folder.glob(f"{_SPOOLS}*"):
         pid = spool.name.removeprefix(_SPOOLS).split("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(spool, ignore_errors=True)
             removed.append(spool)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
 
 
 def run_rules(

@@ -15,7 +15,7 @@ from pathlib import Path
 from detector.i18n import N_
 from detector.schema import sql_string
 from detector.settings import settings
-from detector.store import Store
+from detector.store import Store, spill_folder
 
 
 @dataclass(frozen=True)
@@ -526,7 +526,7 @@ def private_con(workdir: Path):
     return duckdb.connect(
         config={
             "memory_limit": settings().duckdb_memory,
-            "temp_directory": str(workdir / ".duckdb_tmp"),
+            "temp_directory": str(spill_folder(workdir)),
         }
     )
 

@@ -46,7 +46,7 @@ from detector.review import ReviewError, log_action
 from detector.runs import newest_upload, next_run, now, record_failed, watermark
 from detector.schema import KINDS, SPECS, Mention, fold_sql, name_status_sql, sql_string
 from detector.settings import settings
-from detector.store import Store, frame_table
+from detector.store import Store, frame_table, spill_folder
 
 MODEL_VERSION = 1
 # A link is accepted at this probability or above (a match weight of about 4.2).
@@ -383,7 +383,7 @@ def _private(workdir: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(
         config={
             "memory_limit": settings().duckdb_memory,
-            "temp_directory": str(workdir / ".duckdb_tmp"),
+            "temp_directory": str(spill_folder(workdir)),
         }
     )
     con.execute("SET enable_progress_bar = false")

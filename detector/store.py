@@ -22,6 +22,8 @@ import importlib.util
 import os
 import random
 import re
+import secrets
+import shutil
 import tempfile
 import threading
 import time
@@ -467,6 +469,42 @@ def is_lake_connection(con: duckdb.DuckDBPyConnection) -> bool:
     ).fetchall() == [("ducklake",)]
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (someone else's process counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# DuckDB names its spill files alike in every process (duckdb_temp_storage_*.tmp): two
+# processes spilling into one folder at once both died of a segmentation fault (DuckDB
+# 1.5.5; the dashboard reading beside a scheduled run, each past the memory limit).
+_SPILLS: dict[tuple[int, Path], Path] = {}
+
+
+def spill_folder(folder: Path) -> Path:
+    """Where this process's DuckDB connections spill for ``folder``: a folder of its own,
+    ``folder/.duckdb_tmp/<pid>-<random>``, the same for every connection of the process
+    (DuckDB refuses a second connection to an open file with other settings). DuckDB
+    creates it when it first spills and removes it, with its files, when the connection
+    that created it closes; this makes ``.duckdb_tmp`` (DuckDB creates one level only) and
+    removes the folders of processes gone (one killed while spilling leaves its files)."""
+    parent = folder / ".duckdb_tmp"
+    key = (os.getpid(), parent)
+    if key not in _SPILLS:
+        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for old in parent.iterdir():
+            pid = old.name.partition("-")[0]
+            if pid.isdigit() and old.is_dir() and not process_alive(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
+        _SPILLS[key] = parent / f"{os.getpid()}-{secrets.token_hex(4)}"
+    return _SPILLS[key]
+
+
 def frame_table(con: duckdb.DuckDBPyConnection, table: str, frame) -> None:
     """The polars ``frame`` as the temporary table ``table`` of ``con``.
 
@@ -474,11 +512,10 @@ def frame_table(con: duckdb.DuckDBPyConnection, table: str, frame) -> None:
     removed. Registering the frame instead makes DuckDB convert it through pyarrow, whose
     import (with NumPy and pyarrow.dataset) took 0.15-0.2 s of each daily ``detector
     run``; the file is as fast for a million rows. The file is written beside the
-    connection's spill folder (``temp_directory``, which every connection of the tool keeps
-    in a folder of the owner's alone: the data folder, the lake's scratch folder, a
-    linkage's work folder), not in it: DuckDB removes that folder and whatever is in it
-    when the connection that created it closes, which another process's may do at any
-    moment. A connection without an absolute spill folder registers the frame."""
+    connection's spill folder (``temp_directory``: every connection of the tool spills
+    into a folder of its process's own, ``spill_folder``, inside a folder of the owner's
+    alone), not in it: DuckDB removes that folder and whatever is in it when the
+    connection that created it closes. A connection without an absolute spill folder registers the frame."""
     (spill,) = con.execute("SELECT current_setting('temp_directory')").fetchone()
     if not spill or not os.path.isabs(spill):
         con.register(f"{table}_frame", frame)
@@ -657,7 +694,7 @@ class Store:
                         # DuckDB spills to disk past this: big runs stay within a known budget.
                         "memory_limit": settings().duckdb_memory,
                         "storage_compatibility_version": STORAGE_VERSION,
-                        "temp_directory": str(self.path.parent / ".duckdb_tmp"),
+                        "temp_directory": str(spill_folder(self.path.parent)),
                     },
                 )
             except (duckdb.IOException, duckdb.ConnectionException, duckdb.BinderException) as exc:
@@ -884,7 +921,7 @@ class _Lake:
         con = duckdb.connect(
             config={
                 "memory_limit": settings().duckdb_memory,
-                "temp_directory": str(scratch / ".duckdb_tmp"),
+                "temp_directory": str(spill_folder(scratch)),
                 # Offline: only the extension files the pip packages installed.
                 "autoinstall_known_extensions": False,
                 "autoload_known_extensions": False,

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from detector.cli import app
 from detector.store import Store
+from tests.conftest import REPO
 
 
 def test_an_older_database_gains_new_columns(tmp_path):
@@ -209,11 +210,10 @@ def test_a_frame_reaches_duckdb_as_a_file_beside_the_spill_folder_and_leaves_not
 
     import polars as pl
 
-    from detector.store import frame_table
+    from detector.store import frame_table, spill_folder
 
     home = tmp_path / "data"
-    home.mkdir()
-    con = duckdb.connect(config={"temp_directory": str(home / ".duckdb_tmp")})
+    con = duckdb.connect(config={"temp_directory": str(spill_folder(home))})
     frame = pl.DataFrame(
         {
             "key": ["a", None, "ñ"],
@@ -244,5 +244,53 @@ def test_a_frame_reaches_duckdb_as_a_file_beside_the_spill_folder_and_leaves_not
         ("ñ", 3, datetime(2021, 5, 6), None),
     ]
     assert con.execute("SELECT count(*) FROM empty").fetchall() == [(0,)]
-    assert [f.parent for f in written] == [home, home]
-    assert list(home.iterdir()) == []  # read, then removed; the spill folder never made
+    folder = home / ".duckdb_tmp"  # the process's own spill folder is inside it
+    assert [f.parent for f in written] == [folder, folder]
+    assert list(folder.iterdir()) == []  # read, then removed; no spill folder made
+
+
+def test_two_processes_spilling_at_once_each_finish(tmp_path):
+    """DuckDB names its spill files alike in every process: two processes spilling into the
+    store's one spill folder at once (the dashboard reading beside a scheduled run) both
+    died of a segmentation fault. Each process spills into a folder of its own, which it
+    removes; the folder of a process gone is removed by the next one."""
+    import os
+    import subprocess
+    import sys
+
+    db = tmp_path / "data" / "detector.duckdb"
+    Store(db).init()
+    with duckdb.connect(str(db)) as con:
+        con.execute(
+            "CREATE TABLE big AS SELECT range AS i, repeat('x', 60) || range AS s "
+            "FROM range(1500000)"
+        )
+    spill = db.parent / ".duckdb_tmp"
+    spill.mkdir(mode=0o700, exist_ok=True)
+    (spill / "999999999-gone").mkdir()  # a folder a killed process left
+    (spill / "999999999-gone" / "duckdb_temp_storage_S32K-0.tmp").write_bytes(b"x" * 10)
+    script = (
+        "import sys\n"
+        "from detector.store import Store\n"
+        "with Store(sys.argv[1]).read() as con:\n"
+        "    for _ in range(3):\n"
+        "        print(con.execute('SELECT sum(hash(i, s, n)) FROM (SELECT i, s, row_number() "
+        "OVER (ORDER BY s DESC, i) AS n FROM big)').fetchall()[0][0])\n"
+    )
+    env = {**os.environ, "DETECTOR_DUCKDB_MEMORY": "60MB"}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(db)],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    for run, (_, err) in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, err[-2000:]
+    assert outputs[0][0] == outputs[1][0] and len(set(outputs[0][0].split())) == 1
+    assert list(spill.iterdir()) == []  # each its own, removed; the dead one's too
