@@ -496,11 +496,13 @@ def spill_folder(folder: Path) -> Path:
     parent = folder / ".duckdb_tmp"
     key = (os.getpid(), parent)
     if key not in _SPILLS:
-        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for old in parent.iterdir():
-            pid = old.name.partition("-")[0]
-            if pid.isdigit() and old.is_dir() and not process_alive(int(pid)):
-                shutil.rmtree(old, ignore_errors=True)
+        # (a store on read-only media is still read: DuckDB needs the folder only to spill)
+        with contextlib.suppress(OSError):
+            parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for old in parent.iterdir():
+                pid = old.name.partition("-")[0]
+                if pid.isdigit() and old.is_dir() and not process_alive(int(pid)):
+                    shutil.rmtree(old, ignore_errors=True)
         _SPILLS[key] = parent / f"{os.getpid()}-{secrets.token_hex(4)}"
     return _SPILLS[key]
 
@@ -511,11 +513,12 @@ def frame_table(con: duckdb.DuckDBPyConnection, table: str, frame) -> None:
     Handed over as a Parquet file that polars writes (without pyarrow), read by DuckDB and
     removed. Registering the frame instead makes DuckDB convert it through pyarrow, whose
     import (with NumPy and pyarrow.dataset) took 0.15-0.2 s of each daily ``detector
-    run``; the file is as fast for a million rows. The file is written beside the
-    connection's spill folder (``temp_directory``: every connection of the tool spills
-    into a folder of its process's own, ``spill_folder``, inside a folder of the owner's
-    alone), not in it: DuckDB removes that folder and whatever is in it when the
-    connection that created it closes. A connection without an absolute spill folder registers the frame."""
+    run``; the file is as fast for a million rows. It is written in the connection's spill
+    folder (``temp_directory``), the one folder a sandboxed connection still reads, which
+    every connection of the tool keeps for its process alone (``spill_folder``): DuckDB
+    removes it, with whatever is in it, when the connection that created it closes, and
+    only this process's connections do. A connection without an absolute spill folder
+    registers the frame."""
     (spill,) = con.execute("SELECT current_setting('temp_directory')").fetchone()
     if not spill or not os.path.isabs(spill):
         con.register(f"{table}_frame", frame)
@@ -524,9 +527,8 @@ def frame_table(con: duckdb.DuckDBPyConnection, table: str, frame) -> None:
         finally:
             con.unregister(f"{table}_frame")
         return
-    fd, name = tempfile.mkstemp(
-        dir=Path(spill).parent, prefix=f".frame-{table}-", suffix=".parquet"
-    )
+    Path(spill).mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=spill, prefix=f"frame-{table}-", suffix=".parquet")
     os.close(fd)
     try:
         frame.write_parquet(name, compression="uncompressed")

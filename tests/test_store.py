@@ -198,13 +198,12 @@ def test_a_file_of_the_older_format_keeps_it_works_and_converts(tmp_path):
         assert a.execute(query).fetchall() == b.execute(query).fetchall()
 
 
-def test_a_frame_reaches_duckdb_as_a_file_beside_the_spill_folder_and_leaves_nothing(
+def test_a_frame_reaches_duckdb_as_a_file_in_the_spill_folder_and_leaves_nothing(
     tmp_path, monkeypatch
 ):
     """``frame_table`` hands a polars frame to DuckDB through a Parquet file, types and
-    nulls kept, written beside the connection's spill folder, not in it (DuckDB removes
-    that folder with its contents when the connection that made it closes, which another
-    process's may do), and removed once read."""
+    nulls kept, written in the connection's spill folder (the process's own, the one
+    folder a sandboxed connection still reads) and removed once read."""
     from datetime import datetime
     from pathlib import Path
 
@@ -213,7 +212,9 @@ def test_a_frame_reaches_duckdb_as_a_file_beside_the_spill_folder_and_leaves_not
     from detector.store import frame_table, spill_folder
 
     home = tmp_path / "data"
-    con = duckdb.connect(config={"temp_directory": str(spill_folder(home))})
+    spill = spill_folder(home)
+    con = duckdb.connect(config={"temp_directory": str(spill)})
+    con.execute("SET enable_external_access = false")  # as the rules' sandbox
     frame = pl.DataFrame(
         {
             "key": ["a", None, "ñ"],
@@ -244,9 +245,8 @@ def test_a_frame_reaches_duckdb_as_a_file_beside_the_spill_folder_and_leaves_not
         ("ñ", 3, datetime(2021, 5, 6), None),
     ]
     assert con.execute("SELECT count(*) FROM empty").fetchall() == [(0,)]
-    folder = home / ".duckdb_tmp"  # the process's own spill folder is inside it
-    assert [f.parent for f in written] == [folder, folder]
-    assert list(folder.iterdir()) == []  # read, then removed; no spill folder made
+    assert [f.parent for f in written] == [spill, spill]
+    assert list(spill.iterdir()) == []  # read, then removed
 
 
 def test_two_processes_spilling_at_once_each_finish(tmp_path):
