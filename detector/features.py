@@ -14,8 +14,7 @@ from pathlib import Path
 
 from detector.i18n import N_
 from detector.schema import sql_string
-from detector.settings import settings
-from detector.store import Store, spill_folder
+from detector.store import Store, private_con
 
 
 @dataclass(frozen=True)
@@ -515,19 +514,6 @@ def _ref_view(con, ref: Path, name: str) -> None:
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW {REF_PREFIX}{name} AS "
         f"SELECT * FROM read_parquet({sql_string(ref / f'{name}.parquet')})"
-    )
-
-
-def private_con(workdir: Path):
-    """A DuckDB of the process's own in memory, under the store's memory limit, spilling
-    to ``workdir``."""
-    import duckdb
-
-    return duckdb.connect(
-        config={
-            "memory_limit": settings().duckdb_memory,
-            "temp_directory": str(spill_folder(workdir)),
-        }
     )
 
 

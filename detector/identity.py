@@ -45,8 +45,7 @@ from detector.kept import folder_hash, publish
 from detector.review import ReviewError, log_action
 from detector.runs import newest_upload, next_run, now, record_failed, watermark
 from detector.schema import KINDS, SPECS, Mention, fold_sql, name_status_sql, sql_string
-from detector.settings import settings
-from detector.store import Store, frame_table, spill_folder
+from detector.store import Store, frame_table, private_con
 
 MODEL_VERSION = 1
 # A link is accepted at this probability or above (a match weight of about 4.2).
@@ -380,12 +379,7 @@ def load_model(store: Store) -> tuple[Model | None, str]:
 
 
 def _private(workdir: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(
-        config={
-            "memory_limit": settings().duckdb_memory,
-            "temp_directory": str(spill_folder(workdir)),
-        }
-    )
+    con = private_con(workdir)
     con.execute("SET enable_progress_bar = false")
     return con
 

@@ -44,7 +44,6 @@ from detector.features import (
     build_raw,
     build_reference,
     finished,
-    private_con,
 )
 from detector.flags import Hit, Resolution, flag_id, store_flags
 from detector.i18n import N_
@@ -53,7 +52,7 @@ from detector.parallel import ordered_map
 from detector.risk import in_affected, range_risk, rule_part, visit_risk
 from detector.runs import RUN_WRITERS, newest_upload, next_run, now
 from detector.schema import sql_string
-from detector.store import Store, upsert
+from detector.store import Store, private_con, upsert
 from detector.wording import model_wording
 
 if TYPE_CHECKING:

@@ -507,6 +507,17 @@ def spill_folder(folder: Path) -> Path:
     return _SPILLS[key]
 
 
+def private_con(workdir: Path) -> duckdb.DuckDBPyConnection:
+    """A DuckDB of the process's own in memory (linkage's and scoring's work), under the
+    store's memory limit, spilling into this process's folder in ``workdir``."""
+    return duckdb.connect(
+        config={
+            "memory_limit": settings().duckdb_memory,
+            "temp_directory": str(spill_folder(workdir)),
+        }
+    )
+
+
 def frame_table(con: duckdb.DuckDBPyConnection, table: str, frame) -> None:
     """The polars ``frame`` as the temporary table ``table`` of ``con``.
 
