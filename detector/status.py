@@ -3,6 +3,7 @@ kind of ``detector.schema.SPECS``, by its declared facility and time."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from detector.schema import KINDS, SPECS
@@ -78,5 +79,14 @@ CURRENT_FORMAT = f"{STORAGE_VERSION}+"
 
 def older_format(file_format: str | None) -> bool:
     """Whether a file is written in a format older than the one new stores take (slower
-    to fill; the README's "The database" says how to copy it into the newer one)."""
-    return file_format is not None and file_format != CURRENT_FORMAT
+    to fill; the README's "The database" says how to copy it into the newer one). Versions
+    are compared as versions: a file a later release wrote in a newer format is not older,
+    and a tag that names no version says nothing."""
+    found, current = _version(file_format), _version(CURRENT_FORMAT)
+    return found is not None and current is not None and found < current
+
+
+def _version(tag: str | None) -> tuple[int, ...] | None:
+    """(1, 5, 0) for DuckDB's "v1.5.0+"; None for anything else."""
+    match = re.fullmatch(r"v(\d+(?:\.\d+)*)\+?", (tag or "").strip())
+    return tuple(int(part) for part in match.group(1).split(".")) if match else None

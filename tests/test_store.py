@@ -161,6 +161,17 @@ def test_a_new_file_is_written_in_the_newer_storage_format(tmp_path):
     assert "file format" not in shown.output  # nothing to say
 
 
+def test_only_an_older_format_is_called_older():
+    """Formats are compared as versions: a newer one (a file a later release wrote) and a
+    tag naming no version are not called older."""
+    from detector.status import older_format
+
+    assert older_format("v1.0.0+") and older_format("v1.4.3+") and older_format("v0.10.2")
+    assert not older_format("v1.5.0+") and not older_format("v1.5.1+")
+    assert not older_format("v2.0.0+") and not older_format("v1.10.0+")
+    assert not older_format(None) and not older_format("") and not older_format("latest")
+
+
 def test_a_file_of_the_older_format_keeps_it_works_and_converts(tmp_path):
     """A store made before the newer format (DuckDB's default, readable by 1.0 and later)
     is read and written as before, keeps its format, verifies; copied into a file of the
