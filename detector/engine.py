@@ -862,26 +862,7 @@ def run_rules(
         # rule folders may come from auditors: their SQL reads the store's tables only
         with store.sandboxed() as con:
             scope = change_scope(con, full=full or bool(only))
-            evaluated = rules
-            if not scope.full:
-                # A rule whose file changed since the last run (or that failed in it) is
-                # re-run in full.
-                last = con.execute(
-                    "SELECT rules, errors FROM runs WHERE kind = 'rules' AND status = 'ok' "
-                    "ORDER BY run_id DESC LIMIT 1"
-                ).fetchall()
-                known = json.loads(last[0][0] or "{}") if last else {}
-                failed = json.loads(last[0][1] or "{}") if last else {}
-                same = {r.id for r in rules if known.get(r.id) == r.sha256 and r.id not in failed}
-                if known.get(VIEWS_KEY) != VIEWS_SHA256:
-                    same = set()  # the views the rules read changed since: all re-run
-                rules = [
-                    r if r.id in same else r.model_copy(update={"scope": "global"}) for r in rules
-                ]
-                if not scope.uploads:
-                    # Nothing stored since the last run: only changed rules can find
-                    # anything new (the others would return what they returned then).
-                    evaluated = [r for r in rules if r.id not in same]
+            rules, evaluated = _planned(con, rules, scope)
             hits = []
             if evaluated:
                 prepare_context(con)
@@ -898,6 +879,27 @@ def run_rules(
     report.scope = scope.describe()
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _planned(con, rules: list[Rule], scope: Scope) -> tuple[list[Rule], list[Rule]]:
+    """The rules as this run evaluates them, and those it evaluates. In an incremental
+    run a rule whose file changed since the last run (or that failed in it), or every rule
+    when the views they read changed, is run in full; with nothing stored since the last
+    run, only the changed rules are evaluated (the others would return what they returned
+    then)."""
+    if scope.full:
+        return rules, rules
+    last = con.execute(
+        "SELECT rules, errors FROM runs WHERE kind = 'rules' AND status = 'ok' "
+        "ORDER BY run_id DESC LIMIT 1"
+    ).fetchall()
+    known = json.loads(last[0][0] or "{}") if last else {}
+    failed = json.loads(last[0][1] or "{}") if last else {}
+    same = {r.id for r in rules if known.get(r.id) == r.sha256 and r.id not in failed}
+    if known.get(VIEWS_KEY) != VIEWS_SHA256:
+        same = set()  # the views the rules read changed since: all re-run
+    rules = [r if r.id in same else r.model_copy(update={"scope": "global"}) for r in rules]
+    return rules, rules if scope.uploads else [r for r in rules if r.id not in same]
 
 
 def _store_run(

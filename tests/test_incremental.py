@@ -104,6 +104,75 @@ def test_changed_rule_file_reruns_that_rule_in_full(store, tmp_path):
     assert report.counts.get("unidentified-placeholder-name") == 1
 
 
+_ONE_NAME = """\
+id: my-one-name
+title: Visits by one named person
+description: An auditor's own rule, of the record scope.
+category: data_quality
+severity: low
+scope: record
+parameters: {{who: "{who}"}}
+query: SELECT record_key, facility FROM visits WHERE name_key = $who
+explanation: "{{facility}}: that person was here"
+es:
+  title: Visitas de una persona con nombre
+  description: Regla propia de un auditor, del alcance de registro.
+  explanation: "{{facility}}: esa persona estuvo aquí"
+regression:
+  - input:
+      visits:
+        - {{record_id: V1, facility: ZAC, entered_at: "2019-06-01 10:00", name: "{who}"}}
+    expect:
+      - {{record_ids: [V1]}}
+dont_match:
+  - description: somebody else
+    input:
+      visits:
+        - {{record_id: V1, facility: ZAC, entered_at: "2019-06-01 10:00", name: "Anabel"}}
+"""
+
+
+@pytest.mark.lake
+def test_a_rule_changed_beside_new_rows_is_run_in_full(new_store, tmp_path):
+    """A rule whose file changed is evaluated over every row even when the run has new
+    rows to narrow the others to: the rows it now finds outside the upload are flagged,
+    and what it no longer finds resolves, as in a full run of the same files."""
+    mine = tmp_path / "mine" / "data_quality"
+    mine.mkdir(parents=True)
+    rule = mine / "one.yml"
+    old = tmp_path / "old.csv"
+    old.write_text(
+        "record_id,facility,entered_at,name\n"
+        "A1,ZAC,2019-06-01 10:00,Ana\nA2,ZAC,2019-06-01 11:00,Bea\n",
+        encoding="utf-8",
+    )
+    new = tmp_path / "new.csv"
+    new.write_text("record_id,facility,entered_at,name\nB1,IZA,2019-06-02 10:00,Eva\n", "utf-8")
+
+    def found(store: Store) -> set[tuple]:
+        return set(
+            rows(store, "SELECT record_keys[1], state FROM flags WHERE rule_id = 'my-one-name'")
+        )
+
+    step = new_store("step")
+    ingest_files(step, [old])
+    rule.write_text(_ONE_NAME.format(who="ANA"), encoding="utf-8")
+    run_rules(step, [tmp_path / "mine"])
+    assert {state for _, state in found(step)} == {"active"}
+    rule.write_text(_ONE_NAME.format(who="BEA"), encoding="utf-8")  # the file changes
+    ingest_files(step, [new])
+    report = run_rules(step, [tmp_path / "mine"], full=False)
+    assert report.scope.startswith("incremental: 1 upload")
+    assert report.counts["my-one-name"] == 1  # Bea, in the old upload
+    assert sorted(state for _, state in found(step)) == ["active", "resolved_by_data"]
+
+    whole = new_store("whole")
+    ingest_files(whole, [old, new])
+    run_rules(whole, [tmp_path / "mine"])
+    active = "SELECT record_keys FROM flags WHERE rule_id = 'my-one-name' AND state = 'active'"
+    assert rows(step, active) == rows(whole, active) != []
+
+
 def _run_capped(db: Path, memory: str) -> subprocess.CompletedProcess:
     """A real `detector run --no-score` process under a DuckDB memory cap."""
     return subprocess.run(
