@@ -48,6 +48,9 @@ class RunReport:
     resolved: int = 0
     seconds: float = 0.0
     scope: str = "full"
+    # what this run measured (``Costs``): each rule evaluated over every row, in seconds,
+    # and each scope kind's narrowing
+    costs: Costs = field(default_factory=lambda: Costs())
 
 
 def holiday_countries() -> list[str]:
@@ -433,6 +436,9 @@ class Scope:
     # per touched facility the last entry before the week of its first new visit (a
     # silence ending in that week starts there), the earliest of them. None: no new visits.
     since: datetime | None = None
+    # The scope kinds whose rules this incremental run evaluates in full, that being
+    # cheaper than narrowing for them (``_cheaper_in_full``).
+    in_full: list[str] = field(default_factory=list)
 
     @property
     def uploads(self) -> list[int]:
@@ -459,9 +465,14 @@ class Scope:
         if self.full:
             return "full"
         since = f", visits from {self.since:%Y-%m-%d %H:%M}" if self.since else ""
+        in_full = (
+            f"; in full, cheaper than narrowing: {', '.join(self.in_full)} rules"
+            if self.in_full
+            else ""
+        )
         return (
             f"incremental: {len(self.uploads)} upload(s), facilities "
-            f"{', '.join(self.facilities) or '-'}{since}"
+            f"{', '.join(self.facilities) or '-'}{since}{in_full}"
         )
 
     def resolution(self, rules: list[Rule]) -> Resolution:
@@ -515,6 +526,72 @@ TIMED = tuple(k for k in NARROWED if SPECS[k].moment)
 VIEW_KINDS = {view.name: kind for kind in KINDS for view in SPECS[kind].views}
 KIND_VIEWS = tuple(VIEW_KINDS)
 COMPUTED_VIEWS = {view.name for kind in KINDS for view in SPECS[kind].views if view.computed}
+
+
+# In a run's ``rules`` (each rule's file hash), what its rules and narrowings cost
+# (``Costs``). ("*" is no rule id's.)
+COSTS_KEY = "*costs*"
+
+
+@dataclass
+class Costs:
+    """What evaluating the rules cost, as runs measure it and each records it for the next
+    (in its ``rules``, under ``COSTS_KEY``): each rule's seconds over every row (its latest
+    evaluation in full) and each scope kind's seconds narrowing the tables to what the new
+    rows touch (its latest narrowing, the aid and the narrowed tables). An incremental run
+    reads them to choose, per scope kind, between narrowing and running its rules in full
+    (``_cheaper_in_full``)."""
+
+    full: dict[str, float] = field(default_factory=dict)
+    narrowing: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, record: dict) -> Costs:
+        """The costs a run's ``rules`` record holds (none in a run before they were
+        recorded; a value that is not a number is left out)."""
+        kept = record.get(COSTS_KEY)
+        kept = kept if isinstance(kept, dict) else {}
+
+        def seconds(part) -> dict[str, float]:
+            part = part if isinstance(part, dict) else {}
+            return {k: float(v) for k, v in part.items() if isinstance(v, int | float)}
+
+        return cls(seconds(kept.get("full")), seconds(kept.get("narrowing")))
+
+    def kept(self, rule_ids: set[str]) -> dict:
+        """As a run records them: the costs of the rules it knows."""
+        return {
+            "full": {k: round(v, 4) for k, v in sorted(self.full.items()) if k in rule_ids},
+            "narrowing": {k: round(v, 4) for k, v in sorted(self.narrowing.items())},
+        }
+
+
+def _cheaper_in_full(rules: list[Rule], costs: Costs, scope: Scope) -> list[Rule]:
+    """``rules``, those of each scope kind whose rules together cost less over every row
+    than narrowing the tables for them (as the runs last measured both) made global, the
+    kinds listed in ``scope.in_full``. Narrowing reads every row too (the visitor scope
+    looks up each document written: 0.5 s at 10M visits, more than the one rule of that
+    scope takes over every visit), so it pays only for rules that cost more than that. A
+    kind whose narrowing was never measured is narrowed; one the new rows do not touch
+    costs nothing (its rules are skipped) and is left alone; rules with a lookback read a
+    window, not a scope's keys."""
+    groups: dict[str, list[Rule]] = {}
+    for rule in rules:
+        if rule.scope != "global" and scope.zone(rule) is None and scope.keys.get(rule.scope):
+            groups.setdefault(rule.scope, []).append(rule)
+    scope.in_full = sorted(
+        kind
+        for kind, group in groups.items()
+        if kind in costs.narrowing
+        and all(r.id in costs.full for r in group)
+        and sum(costs.full[r.id] for r in group) < costs.narrowing[kind]
+    )
+    return [
+        r.model_copy(update={"scope": "global"})
+        if r.scope in scope.in_full and scope.zone(r) is None
+        else r
+        for r in rules
+    ]
 
 
 # In a run's ``rules`` (each rule's file hash), the hash of the views they read: a release
@@ -587,6 +664,7 @@ def _evaluate_scoped(
             continue
         shadows = {}
         if kind != "global":
+            started = time.perf_counter()
             if SCOPES[kind].aid:  # what its narrowing reads besides the touched keys
                 con.execute(SCOPES[kind].aid)
             hint = SCOPES[kind].hint_sql
@@ -596,16 +674,20 @@ def _evaluate_scoped(
                 shadows[table] = _narrow(
                     con, catalog, table, where, copy=not SCOPES[kind].stored_together
                 )
+            report.costs.narrowing[kind] = time.perf_counter() - started
         computed = _computed_views(con, catalog, group)
         try:
             for rule in group:
                 path = spool / f"{len(files):04d}-{rule.id}.parquet"
+                started = time.perf_counter()
                 try:
                     report.counts[rule.id], written = spool_hits(evaluate_batches(con, rule), path)
                 except Exception as exc:  # noqa: BLE001 - one rule failing never stops the run
                     report.counts.pop(rule.id, None)
                     report.errors[rule.id] = str(exc).splitlines()[0][:500]
                     continue
+                if kind == "global":  # over every row: what it costs in full
+                    report.costs.full[rule.id] = time.perf_counter() - started
                 files.extend(written)
         finally:
             for view in reversed(computed):
@@ -862,7 +944,7 @@ def run_rules(
         # rule folders may come from auditors: their SQL reads the store's tables only
         with store.sandboxed() as con:
             scope = change_scope(con, full=full or bool(only))
-            rules, evaluated = _planned(con, rules, scope)
+            rules, evaluated = _planned(con, rules, scope, report)
             hits = []
             if evaluated:
                 prepare_context(con)
@@ -881,24 +963,30 @@ def run_rules(
     return report
 
 
-def _planned(con, rules: list[Rule], scope: Scope) -> tuple[list[Rule], list[Rule]]:
+def _planned(
+    con, rules: list[Rule], scope: Scope, report: RunReport
+) -> tuple[list[Rule], list[Rule]]:
     """The rules as this run evaluates them, and those it evaluates. In an incremental
     run a rule whose file changed since the last run (or that failed in it), or every rule
-    when the views they read changed, is run in full; with nothing stored since the last
-    run, only the changed rules are evaluated (the others would return what they returned
-    then)."""
-    if scope.full:
-        return rules, rules
+    when the views they read changed, is run in full, and so are the rules of a scope kind
+    cheaper in full than narrowed (``_cheaper_in_full``); with nothing stored since the
+    last run, only the changed rules are evaluated (the others would return what they
+    returned then). The last run's costs go to ``report.costs``, which this run's measures
+    then update."""
     last = con.execute(
         "SELECT rules, errors FROM runs WHERE kind = 'rules' AND status = 'ok' "
         "ORDER BY run_id DESC LIMIT 1"
     ).fetchall()
     known = json.loads(last[0][0] or "{}") if last else {}
+    report.costs = Costs.of(known)
+    if scope.full:
+        return rules, rules
     failed = json.loads(last[0][1] or "{}") if last else {}
     same = {r.id for r in rules if known.get(r.id) == r.sha256 and r.id not in failed}
     if known.get(VIEWS_KEY) != VIEWS_SHA256:
         same = set()  # the views the rules read changed since: all re-run
     rules = [r if r.id in same else r.model_copy(update={"scope": "global"}) for r in rules]
+    rules = _cheaper_in_full(rules, report.costs, scope)
     return rules, rules if scope.uploads else [r for r in rules if r.id not in same]
 
 
@@ -940,7 +1028,13 @@ def _store_run(
             [
                 now(),
                 "failed" if report.errors and not report.counts else "ok",
-                json.dumps({**{r.id: r.sha256 for r in rules}, VIEWS_KEY: VIEWS_SHA256}),
+                json.dumps(
+                    {
+                        **{r.id: r.sha256 for r in rules},
+                        VIEWS_KEY: VIEWS_SHA256,
+                        COSTS_KEY: report.costs.kept({r.id for r in rules}),
+                    }
+                ),
                 json.dumps(report.counts),
                 json.dumps(report.errors),
                 run_id,

@@ -382,6 +382,94 @@ def test_a_visitor_scoped_rule_reads_only_the_visitors_the_new_rows_name(tmp_pat
     assert flags(whole) == flags(step)
 
 
+def _record_costs(store: Store, **narrowing: float) -> None:
+    """Set the narrowing costs the last rule run recorded (as if it had measured them)."""
+    import json
+
+    from detector.engine import COSTS_KEY
+
+    with store.write() as con:
+        run_id, rules = con.execute(
+            "SELECT run_id, rules FROM runs WHERE kind = 'rules' ORDER BY run_id DESC LIMIT 1"
+        ).fetchall()[0]
+        record = json.loads(rules)
+        record[COSTS_KEY]["narrowing"].update(narrowing)
+        con.execute("UPDATE runs SET rules = ? WHERE run_id = ?", [json.dumps(record), run_id])
+
+
+def test_a_scope_cheaper_in_full_than_narrowed_is_run_in_full(tmp_path):
+    """Each rule run records what each rule cost over every row and what each scope's
+    narrowing cost; an incremental run runs a scope's rules in full when that cost less
+    than narrowing for them did (says so in its scope), else narrows, and the flags are a
+    full run's either way."""
+    import json
+
+    from detector.engine import COSTS_KEY
+
+    rule_id = "visit-relative-of-rival-leaders"
+    roster = tmp_path / "roster.csv"
+    roster.write_text(_ROSTER, encoding="utf-8")
+    files = [
+        roster,
+        _go_between(tmp_path / "a1.csv", "Sandra Portillo Guevara", "86718102-7", [2, 6, 10]),
+        _go_between(tmp_path / "b.csv", "Marta Lemus Rivas", "01234567-8", [3, 7, 11]),
+    ]
+    later = [
+        _go_between(tmp_path / f"a{i}.csv", "Sandra Portillo Guevara", "86718102-7", days)
+        for i, days in ((2, [14, 18]), (3, [22, 26]), (4, [30]))
+    ]
+    step = Store(tmp_path / "step" / "detector.duckdb", wait=30)
+    ingest_files(step, files)
+    run_rules(step)
+
+    def record() -> dict:
+        (rules,) = rows(step, "SELECT rules FROM runs WHERE kind = 'rules' ORDER BY run_id")[-1]
+        return json.loads(rules)[COSTS_KEY]
+
+    def other_last_run() -> int:  # the run that last returned the other visitor's flag
+        return rows(
+            step,
+            "SELECT last_run FROM flags WHERE rule_id = ? "
+            "AND json_extract_string(fields, '$.person') = '012345678'",
+            [rule_id],
+        )[0][0]
+
+    costs = record()
+    assert costs["full"][rule_id] > 0 and costs["narrowing"] == {}  # a full run narrows nothing
+    ingest_files(step, [later[0]])
+    narrowed = run_rules(step, full=False)  # no narrowing measured yet: narrowed
+    assert "in full" not in narrowed.scope and other_last_run() < narrowed.run_id
+    assert (
+        record()["narrowing"]["visitor"] > 0 and record()["full"][rule_id] == costs["full"][rule_id]
+    )
+
+    _record_costs(step, visitor=1e6)  # narrowing cost more than the rule over every visit
+    ingest_files(step, [later[1]])
+    in_full = run_rules(step, full=False)
+    assert in_full.scope.endswith("in full, cheaper than narrowing: visitor rules")
+    assert other_last_run() == in_full.run_id  # every visitor judged again
+    assert record()["full"][rule_id] != costs["full"][rule_id]  # measured anew
+
+    _record_costs(step, visitor=0.0)  # narrowing cost nothing
+    ingest_files(step, [later[2]])
+    again = run_rules(step, full=False)
+    assert "in full" not in again.scope and other_last_run() == in_full.run_id
+
+    whole = Store(tmp_path / "whole" / "detector.duckdb", wait=30)
+    ingest_files(whole, [*files, *later])
+    run_rules(whole)
+    query = "SELECT flag_id, record_keys FROM flags WHERE rule_id = ? AND state = 'active'"
+    assert sorted(rows(step, query, [rule_id])) == sorted(rows(whole, query, [rule_id])) != []
+
+
+def test_recorded_costs_that_are_not_numbers_are_left_out():
+    from detector.engine import COSTS_KEY, Costs
+
+    costs = Costs.of({COSTS_KEY: {"full": {"a": 1.5, "b": "x", "c": None}, "narrowing": [1]}})
+    assert costs.full == {"a": 1.5} and costs.narrowing == {}
+    assert Costs.of({}) == Costs() and Costs.of({COSTS_KEY: "junk"}) == Costs()
+
+
 def test_the_visitor_scope_narrows_to_the_rows_whose_key_is_touched(tmp_path):
     """The visitor scope looks each written document's key up once instead of computing
     every row's: the rows it keeps are exactly those whose ``VISITOR_KEY`` is touched,
