@@ -250,6 +250,19 @@ def main() -> None:
                 ),
             ),
         )
+        inc, full = m["incremental rules, the day after"][0], m["full rules, the day after"][0]
+        table.add(
+            f"the day after: that 1% run on incrementally, then the next 1% over every "
+            f"facility, {n(rows)} visits: `detector run --no-score` vs `detector run "
+            "--no-score --full` (processes)",
+            f"{inc:.2f} s vs {full:.2f} s: **{inc / full:.3f}** (inside each: linkage "
+            f"{step(m, 'incremental rules, the day after', 'persons')} vs "
+            f"{step(m, 'full rules, the day after', 'persons')}, the rule run "
+            f"{step(m, 'incremental rules, the day after', 'rules')} vs "
+            f"{step(m, 'full rules, the day after', 'rules')}; peak "
+            f"{gb(m['incremental rules, the day after'][1])})",
+            verdict(inc / full, 0.10),
+        )
         if not with_score:
             continue
         run, full_run = m["run"][0], m["full run"][0]

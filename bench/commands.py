@@ -14,7 +14,11 @@ With the visits of bench/rules.py stored and the rules run once:
   database opened, nothing else);
 - the floor of the incremental rule run: the time of the rule queries it runs (what
   DuckDB itself needs for them), and each incremental command run again on its copy, with
-  nothing new left to do (what the command costs before it links a row or runs a rule).
+  nothing new left to do (what the command costs before it links a row or runs a rule);
+- the day after: that 1% run on incrementally, then the next 1% appended, and
+  `detector run --no-score` against `detector run --no-score --full` again (a store in
+  daily use, whose last run was incremental: an incremental run chooses per scope between
+  narrowing and running in full by what each cost the runs before, ``engine.Costs``).
 
 Each command runs ``--repeat`` times (the state copied afresh for each incremental run);
 medians are reported, with each command's peak memory (its own, from wait4).
@@ -109,9 +113,31 @@ def measure(
                     shutil.rmtree(copy.parent)
             copy = _copy(appended, Path(tmp) / "queries")
             res["incremental rule queries"] = [_rule_queries(copy)]
+            shutil.rmtree(copy.parent)
+            _the_day_after(appended, Path(tmp), rows, repeat, score, timed)
     return {
         name: (statistics.median(s for s, _ in v), max(m for _, m in v)) for name, v in res.items()
     }
+
+
+def _the_day_after(appended: Path, tmp: Path, rows: int, repeat: int, score: bool, timed) -> None:
+    """The 1% of ``appended`` run on incrementally, the next 1% appended, and each rule run
+    (incremental, full) timed ``repeat`` times from its own copy of that state."""
+    from bench.incremental import _append
+
+    history = tmp / "history"
+    shutil.copytree(appended, history)
+    command(["run"] if score else ["run", "--no-score"], history / "bench.duckdb")
+    _append(history / "bench.duckdb", rows, seq=3)
+    for i in range(repeat):
+        for name, args in (
+            ("full rules, the day after", ["run", "--no-score", "--full"]),
+            ("incremental rules, the day after", ["run", "--no-score"]),
+        ):
+            copy = _copy(history, tmp / f"{name}-{i}".replace(" ", "-").replace(",", ""))
+            timed(name, args, copy, steps=True)
+            shutil.rmtree(copy.parent)
+    shutil.rmtree(history)
 
 
 def _last_run(db: Path) -> int:
@@ -178,8 +204,9 @@ def main() -> None:
         for name, (s, mb) in med.items():
             print(f"  {name:>24}: {s:6.2f} s  peak {mb:,.0f} MB")
         inc, full = med["incremental rules"][0], med["full rules"][0]
+        after = med["incremental rules, the day after"][0] / med["full rules, the day after"][0]
         print(
-            f"  incremental rules / full rules: {inc / full:.3f}\n"
+            f"  incremental rules / full rules: {inc / full:.3f} (the day after: {after:.3f})\n"
             f"  run / full run: {med['run'][0] / med['full run'][0]:.3f}"
             if "run" in med
             else "",

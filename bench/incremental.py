@@ -18,26 +18,29 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def _append(db: Path, rows: int) -> int:
+def _append(db: Path, rows: int, seq: int = 2) -> int:
     """The next 1% of visits (all five facilities, the days after the stored ones), as
-    one new upload."""
+    one new upload, number ``seq`` (3: the 1% after the 1% of upload 2)."""
     import duckdb
 
     from bench.rules import VISITS
 
     extra = rows // 100
+    start = rows + (seq - 2) * extra
     con = duckdb.connect(str(db))
-    con.execute("""INSERT INTO uploads (seq, sha256, original_name, kind, entry_hash,
-                                        uploaded_at)
-                   VALUES (2, 'appended', 'appended.csv', 'visits', 'x', now())""")
+    con.execute(
+        """INSERT INTO uploads (seq, sha256, original_name, kind, entry_hash, uploaded_at)
+        VALUES (?, ?, ?, 'visits', 'x', now())""",
+        [seq, f"appended-{seq}", f"appended-{seq}.csv"],
+    )
     body = (
         VISITS.replace("$n", str(extra))
-        .replace("FROM range(", f"FROM (SELECT i + {rows} AS i FROM range(")
+        .replace("FROM range(", f"FROM (SELECT i + {start} AS i FROM range(")
         .replace(") t(i))", ") t(i)) u(i))")
-        .replace("1 AS upload_seq", "2 AS upload_seq")
+        .replace("1 AS upload_seq", f"{seq} AS upload_seq")
     )
     con.execute(body)
-    appended = con.execute("SELECT count(*) FROM visits WHERE upload_seq = 2").fetchall()[0][0]
+    appended = con.execute(f"SELECT count(*) FROM visits WHERE upload_seq = {seq}").fetchall()[0][0]
     con.close()
     return appended
 
