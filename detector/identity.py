@@ -378,12 +378,6 @@ def load_model(store: Store) -> tuple[Model | None, str]:
 # --- mentions --------------------------------------------------------------------------
 
 
-def _private(workdir: Path) -> duckdb.DuckDBPyConnection:
-    con = private_con(workdir)
-    con.execute("SET enable_progress_bar = false")
-    return con
-
-
 def _parsed(name_keys: list[str]) -> pl.DataFrame:
     """Each folded name once: its words, canonical form, sounds and commonness (built by
     columns: a frame from one dict per name took half the time)."""
@@ -910,7 +904,7 @@ def _link(job: _Job) -> LinkReport:
     t = time.perf_counter()
     with TemporaryDirectory(dir=job.workdir or job.store.scratch, prefix=".persons-") as tmp:
         tmp = Path(tmp)
-        con = _private(tmp)
+        con = private_con(tmp)
         try:
             with job.store.read() as store:
                 store.execute(

@@ -510,12 +510,23 @@ def spill_folder(folder: Path) -> Path:
 def private_con(workdir: Path) -> duckdb.DuckDBPyConnection:
     """A DuckDB of the process's own in memory (linkage's and scoring's work), under the
     store's memory limit, spilling into this process's folder in ``workdir``."""
-    return duckdb.connect(
-        config={
-            "memory_limit": settings().duckdb_memory,
-            "temp_directory": str(spill_folder(workdir)),
-        }
+    return quiet(
+        duckdb.connect(
+            config={
+                "memory_limit": settings().duckdb_memory,
+                "temp_directory": str(spill_folder(workdir)),
+            }
+        )
     )
+
+
+def quiet(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """``con`` without DuckDB's progress bar, which a query running past two seconds draws
+    on standard output: into a command's JSON or CSV (``detector status --format json``,
+    an export to stdout) on a large store. (A setting of each connection, not of the
+    database: it cannot go in ``duckdb.connect``'s config.)"""
+    con.execute("SET enable_progress_bar = false")
+    return con
 
 
 def frame_table(con: duckdb.DuckDBPyConnection, table: str, frame) -> None:
@@ -700,15 +711,17 @@ class Store:
         delay = 0.02
         while True:
             try:
-                return duckdb.connect(
-                    str(self.path),
-                    read_only=read_only,
-                    config={
-                        # DuckDB spills to disk past this: big runs stay within a known budget.
-                        "memory_limit": settings().duckdb_memory,
-                        "storage_compatibility_version": STORAGE_VERSION,
-                        "temp_directory": str(spill_folder(self.path.parent)),
-                    },
+                return quiet(
+                    duckdb.connect(
+                        str(self.path),
+                        read_only=read_only,
+                        config={
+                            # DuckDB spills to disk past this: runs stay within a known budget.
+                            "memory_limit": settings().duckdb_memory,
+                            "storage_compatibility_version": STORAGE_VERSION,
+                            "temp_directory": str(spill_folder(self.path.parent)),
+                        },
+                    )
                 )
             except (duckdb.IOException, duckdb.ConnectionException, duckdb.BinderException) as exc:
                 # Another process holds the file (a lock), or, inside this process, another
@@ -931,14 +944,16 @@ class _Lake:
         self.wait = wait
 
     def _connect(self, scratch: Path) -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect(
-            config={
-                "memory_limit": settings().duckdb_memory,
-                "temp_directory": str(spill_folder(scratch)),
-                # Offline: only the extension files the pip packages installed.
-                "autoinstall_known_extensions": False,
-                "autoload_known_extensions": False,
-            }
+        con = quiet(
+            duckdb.connect(
+                config={
+                    "memory_limit": settings().duckdb_memory,
+                    "temp_directory": str(spill_folder(scratch)),
+                    # Offline: only the extension files the pip packages installed.
+                    "autoinstall_known_extensions": False,
+                    "autoload_known_extensions": False,
+                }
+            )
         )
         try:
             for name in ("ducklake", "postgres_scanner"):

@@ -260,6 +260,38 @@ def test_a_frame_reaches_duckdb_as_a_file_in_the_spill_folder_and_leaves_nothing
     assert list(spill.iterdir()) == []  # read, then removed
 
 
+def test_no_connection_draws_a_progress_bar_into_a_commands_output(tmp_path):
+    """DuckDB draws a progress bar on standard output under a query running past two
+    seconds (into a command's JSON or CSV on stdout, and into the two processes' output
+    below on a loaded machine): none of the store's connections draws one. Checked in a
+    process of its own, as a command starts (DuckDB's default there is to draw it)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "import duckdb\n"
+        "from detector.store import Store, private_con\n"
+        "drawn = \"SELECT current_setting('enable_progress_bar')\"\n"
+        "print(duckdb.connect().execute(drawn).fetchall()[0][0])\n"  # DuckDB's default
+        "store = Store(Path(sys.argv[1]) / 'detector.duckdb')\n"
+        "store.init()\n"
+        "with store.read() as con:\n"
+        "    print(con.execute(drawn).fetchall()[0][0])\n"
+        "with store.sandboxed() as con:\n"
+        "    print(con.execute(drawn).fetchall()[0][0])\n"
+        "with store.write() as con:\n"
+        "    print(con.execute(drawn).fetchall()[0][0])\n"
+        "print(private_con(Path(sys.argv[1])).execute(drawn).fetchall()[0][0])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "False", "False", "False", "False"]
+
+
 def test_two_processes_spilling_at_once_each_finish(tmp_path):
     """DuckDB names its spill files alike in every process: two processes spilling into the
     store's one spill folder at once (the dashboard reading beside a scheduled run) both
