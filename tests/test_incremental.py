@@ -330,6 +330,18 @@ def _go_between(path: Path, who: str, document: str, days: list[int]) -> Path:
     return path
 
 
+def _two_go_betweens(folder: Path) -> list[Path]:
+    """The roster of two rival leaders and two family visitors going between them (by
+    their documents, 86718102-7 and 01234567-8), three visits each."""
+    roster = folder / "roster.csv"
+    roster.write_text(_ROSTER, encoding="utf-8")
+    return [
+        roster,
+        _go_between(folder / "a1.csv", "Sandra Portillo Guevara", "86718102-7", [2, 6, 10]),
+        _go_between(folder / "b.csv", "Marta Lemus Rivas", "01234567-8", [3, 7, 11]),
+    ]
+
+
 def test_a_visitor_scoped_rule_reads_only_the_visitors_the_new_rows_name(tmp_path):
     """The go-between rule is of the visitor scope: an upload naming one visitor
     re-evaluates that visitor's visits only (their flag grows), leaves another visitor's
@@ -339,13 +351,7 @@ def test_a_visitor_scoped_rule_reads_only_the_visitors_the_new_rows_name(tmp_pat
     rule_id = "visit-relative-of-rival-leaders"
     rule = next(r for r in load_rules() if r.id == rule_id)
     assert rule.scope == "visitor" and VISITOR_KEY in rule.query  # one key for both
-    roster = tmp_path / "roster.csv"
-    roster.write_text(_ROSTER, encoding="utf-8")
-    first = [
-        roster,
-        _go_between(tmp_path / "a1.csv", "Sandra Portillo Guevara", "86718102-7", [2, 6, 10]),
-        _go_between(tmp_path / "b.csv", "Marta Lemus Rivas", "01234567-8", [3, 7, 11]),
-    ]
+    first = _two_go_betweens(tmp_path)
     later = _go_between(tmp_path / "a2.csv", "Sandra Portillo Guevara", "86718102-7", [14, 18])
 
     def flags(store: Store) -> dict[str, tuple]:
@@ -407,13 +413,7 @@ def test_a_scope_cheaper_in_full_than_narrowed_is_run_in_full(tmp_path):
     from detector.engine import COSTS_KEY
 
     rule_id = "visit-relative-of-rival-leaders"
-    roster = tmp_path / "roster.csv"
-    roster.write_text(_ROSTER, encoding="utf-8")
-    files = [
-        roster,
-        _go_between(tmp_path / "a1.csv", "Sandra Portillo Guevara", "86718102-7", [2, 6, 10]),
-        _go_between(tmp_path / "b.csv", "Marta Lemus Rivas", "01234567-8", [3, 7, 11]),
-    ]
+    files = _two_go_betweens(tmp_path)
     later = [
         _go_between(tmp_path / f"a{i}.csv", "Sandra Portillo Guevara", "86718102-7", days)
         for i, days in ((2, [14, 18]), (3, [22, 26]), (4, [30]))
