@@ -544,6 +544,9 @@ class Costs:
 
     full: dict[str, float] = field(default_factory=dict)
     narrowing: dict[str, float] = field(default_factory=dict)
+    # per scope kind, what its rules took narrowed then, and how many keys were touched
+    narrowed: dict[str, float] = field(default_factory=dict)
+    touched: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def of(cls, record: dict) -> Costs:
@@ -552,40 +555,57 @@ class Costs:
         kept = record.get(COSTS_KEY)
         kept = kept if isinstance(kept, dict) else {}
 
-        def seconds(part) -> dict[str, float]:
+        def numbers(part) -> dict[str, float]:
             part = part if isinstance(part, dict) else {}
             return {k: float(v) for k, v in part.items() if isinstance(v, int | float)}
 
-        return cls(seconds(kept.get("full")), seconds(kept.get("narrowing")))
+        return cls(*(numbers(kept.get(name)) for name in _COST_PARTS))
 
     def kept(self, rule_ids: set[str]) -> dict:
         """As a run records them: the costs of the rules it knows."""
         return {
-            "full": {k: round(v, 4) for k, v in sorted(self.full.items()) if k in rule_ids},
-            "narrowing": {k: round(v, 4) for k, v in sorted(self.narrowing.items())},
+            name: {
+                k: round(v, 4)
+                for k, v in sorted(getattr(self, name).items())
+                if name != "full" or k in rule_ids
+            }
+            for name in _COST_PARTS
         }
+
+    def narrowed_now(self, kind: str, rules: list[Rule], touched: int) -> float | None:
+        """What narrowing would cost ``rules`` of scope ``kind`` with ``touched`` keys:
+        its narrowing as last measured, and what its rules took narrowed then, in the
+        proportion of the keys touched now to those touched then (never more than they
+        take in full). None when its narrowing or a rule's cost in full is not known."""
+        if kind not in self.narrowing or any(r.id not in self.full for r in rules):
+            return None
+        full = sum(self.full[r.id] for r in rules)
+        share = touched / max(self.touched.get(kind, touched), 1)
+        return self.narrowing[kind] + min(full, self.narrowed.get(kind, 0.0) * share)
+
+
+_COST_PARTS = ("full", "narrowing", "narrowed", "touched")
 
 
 def _cheaper_in_full(rules: list[Rule], costs: Costs, scope: Scope) -> list[Rule]:
     """``rules``, those of each scope kind whose rules together cost less over every row
-    than narrowing the tables for them (as the runs last measured both) made global, the
-    kinds listed in ``scope.in_full``. Narrowing reads every row too (the visitor scope
-    looks up each document written: 0.5 s at 10M visits, more than the one rule of that
-    scope takes over every visit), so it pays only for rules that cost more than that. A
-    kind whose narrowing was never measured is narrowed; one the new rows do not touch
-    costs nothing (its rules are skipped) and is left alone; rules with a lookback read a
-    window, not a scope's keys."""
+    than narrowing would (``Costs.narrowed_now``: the narrowing and the narrowed rules, as
+    the runs last measured them) made global, the kinds listed in ``scope.in_full``.
+    Narrowing reads every row too (the visitor scope looks up each document written: 0.6 s
+    at 10M visits, about what the one rule of that scope takes over every visit), and with
+    every facility touched the facility scope narrows nothing. A kind whose narrowing was
+    never measured is narrowed; one the new rows do not touch costs nothing (its rules are
+    skipped) and is left alone; rules with a lookback read a window, not a scope's keys."""
     groups: dict[str, list[Rule]] = {}
     for rule in rules:
         if rule.scope != "global" and scope.zone(rule) is None and scope.keys.get(rule.scope):
             groups.setdefault(rule.scope, []).append(rule)
-    scope.in_full = sorted(
-        kind
-        for kind, group in groups.items()
-        if kind in costs.narrowing
-        and all(r.id in costs.full for r in group)
-        and sum(costs.full[r.id] for r in group) < costs.narrowing[kind]
-    )
+    scope.in_full = []
+    for kind, group in groups.items():
+        narrowed = costs.narrowed_now(kind, group, len(scope.keys[kind]))
+        if narrowed is not None and sum(costs.full[r.id] for r in group) < narrowed:
+            scope.in_full.append(kind)
+    scope.in_full.sort()
     return [
         r.model_copy(update={"scope": "global"})
         if r.scope in scope.in_full and scope.zone(r) is None
@@ -675,6 +695,8 @@ def _evaluate_scoped(
                     con, catalog, table, where, copy=not SCOPES[kind].stored_together
                 )
             report.costs.narrowing[kind] = time.perf_counter() - started
+            report.costs.touched[kind] = len(scope.keys[kind])
+            report.costs.narrowed[kind] = 0.0
         computed = _computed_views(con, catalog, group)
         try:
             for rule in group:
@@ -686,8 +708,11 @@ def _evaluate_scoped(
                     report.counts.pop(rule.id, None)
                     report.errors[rule.id] = str(exc).splitlines()[0][:500]
                     continue
+                took = time.perf_counter() - started
                 if kind == "global":  # over every row: what it costs in full
-                    report.costs.full[rule.id] = time.perf_counter() - started
+                    report.costs.full[rule.id] = took
+                else:
+                    report.costs.narrowed[kind] += took
                 files.extend(written)
         finally:
             for view in reversed(computed):

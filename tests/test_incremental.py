@@ -388,8 +388,15 @@ def test_a_visitor_scoped_rule_reads_only_the_visitors_the_new_rows_name(tmp_pat
     assert flags(whole) == flags(step)
 
 
+def _in_full(scope: str) -> list[str]:
+    """The scope kinds a run's scope says it ran in full, cheaper than narrowing."""
+    _, _, kinds = scope.partition("; in full, cheaper than narrowing: ")
+    return kinds.removesuffix(" rules").split(", ") if kinds else []
+
+
 def _record_costs(store: Store, **narrowing: float) -> None:
-    """Set the narrowing costs the last rule run recorded (as if it had measured them)."""
+    """Set what narrowing cost for each scope the last rule run recorded, its rules
+    narrowed costing nothing (as if it had measured that)."""
     import json
 
     from detector.engine import COSTS_KEY
@@ -400,6 +407,7 @@ def _record_costs(store: Store, **narrowing: float) -> None:
         ).fetchall()[0]
         record = json.loads(rules)
         record[COSTS_KEY]["narrowing"].update(narrowing)
+        record[COSTS_KEY]["narrowed"].update({kind: 0.0 for kind in narrowing})
         con.execute("UPDATE runs SET rules = ? WHERE run_id = ?", [json.dumps(record), run_id])
 
 
@@ -442,24 +450,50 @@ def test_a_scope_cheaper_in_full_than_narrowed_is_run_in_full(tmp_path):
     assert (
         record()["narrowing"]["visitor"] > 0 and record()["full"][rule_id] == costs["full"][rule_id]
     )
+    assert record()["touched"]["visitor"] == 1 and record()["narrowed"]["visitor"] > 0
 
     _record_costs(step, visitor=1e6)  # narrowing cost more than the rule over every visit
     ingest_files(step, [later[1]])
     in_full = run_rules(step, full=False)
-    assert in_full.scope.endswith("in full, cheaper than narrowing: visitor rules")
+    assert "visitor" in _in_full(in_full.scope)
     assert other_last_run() == in_full.run_id  # every visitor judged again
     assert record()["full"][rule_id] != costs["full"][rule_id]  # measured anew
 
     _record_costs(step, visitor=0.0)  # narrowing cost nothing
     ingest_files(step, [later[2]])
     again = run_rules(step, full=False)
-    assert "in full" not in again.scope and other_last_run() == in_full.run_id
+    assert "visitor" not in _in_full(again.scope) and other_last_run() == in_full.run_id
 
     whole = Store(tmp_path / "whole" / "detector.duckdb", wait=30)
     ingest_files(whole, [*files, *later])
     run_rules(whole)
     query = "SELECT flag_id, record_keys FROM flags WHERE rule_id = ? AND state = 'active'"
     assert sorted(rows(step, query, [rule_id])) == sorted(rows(whole, query, [rule_id])) != []
+
+
+def test_a_scope_runs_in_full_when_narrowing_would_cost_more_for_what_is_touched_now():
+    """Narrowing costs its own work and its rules' narrowed run, which scales with the
+    keys touched: a scope whose narrowing left every row (every facility touched) the day
+    before runs in full when every one is touched again, and narrows when one is."""
+    from detector.engine import Costs, Scope, _cheaper_in_full
+
+    rules = [r for r in load_rules() if r.scope == "facility" and r.lookback_days is None][:2]
+    costs = Costs(
+        full={r.id: 0.5 for r in rules},
+        narrowing={"facility": 0.1},
+        narrowed={"facility": 1.0},  # its rules read every row: what they take in full
+        touched={"facility": 5},
+    )
+    every = Scope(False, keys={"facility": ["A", "B", "C", "D", "E"]})
+    assert {r.scope for r in _cheaper_in_full(rules, costs, every)} == {"global"}
+    assert every.in_full == ["facility"] and every.describe().endswith("facility rules")
+    one = Scope(False, keys={"facility": ["A"]})  # 0.1 + 1.0 / 5 < 1.0 in full
+    assert {r.scope for r in _cheaper_in_full(rules, costs, one)} == {"facility"}
+    assert one.in_full == []
+    untouched = Scope(False, keys={"facility": []})  # skipped: costs nothing
+    assert {r.scope for r in _cheaper_in_full(rules, costs, untouched)} == {"facility"}
+    unknown = Costs(full={rules[0].id: 0.5}, narrowing={"facility": 9.0})  # one not measured
+    assert {r.scope for r in _cheaper_in_full(rules, unknown, every)} == {"facility"}
 
 
 def test_recorded_costs_that_are_not_numbers_are_left_out():
