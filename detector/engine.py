@@ -537,10 +537,11 @@ COSTS_KEY = "*costs*"
 class Costs:
     """What evaluating the rules cost, as runs measure it and each records it for the next
     (in its ``rules``, under ``COSTS_KEY``): each rule's seconds over every row (its latest
-    evaluation in full) and each scope kind's seconds narrowing the tables to what the new
-    rows touch (its latest narrowing, the aid and the narrowed tables). An incremental run
-    reads them to choose, per scope kind, between narrowing and running its rules in full
-    (``_cheaper_in_full``)."""
+    evaluation in full) and, per scope kind as last narrowed, the seconds narrowing the
+    tables to what the new rows touched (the aid and the narrowed tables), the seconds its
+    rules then took narrowed, and how many keys were touched. An incremental run reads them
+    to choose, per scope kind, between narrowing and running its rules in full
+    (``_cheaper_in_full``); a later run's measures replace an earlier's."""
 
     full: dict[str, float] = field(default_factory=dict)
     narrowing: dict[str, float] = field(default_factory=dict)
