@@ -173,6 +173,36 @@ def test_a_rule_changed_beside_new_rows_is_run_in_full(new_store, tmp_path):
     assert rows(step, active) == rows(whole, active) != []
 
 
+@pytest.mark.lake
+def test_a_rule_comparing_two_facilities_survives_an_upload_touching_one(new_store, tmp_path):
+    """A badge read at two facilities minutes apart compares reads across facilities: an
+    upload touching one of them leaves its flag standing (narrowed to that facility, the
+    rule lost the other read and its flag was resolved), as a full run does."""
+    head = "event_id,centro,fecha_hora,nombre,tarjeta,lector,sentido\n"
+    first = tmp_path / "first.csv"
+    first.write_text(
+        head + "E1,ZAC,01/10/2019 16:48,Oscar Lemus,C-1,Portón,Entrada\n"
+        "E2,IZA,01/10/2019 16:58,Oscar Lemus,C-1,Portón,Entrada\n",
+        encoding="utf-8",
+    )
+    later = tmp_path / "later.csv"
+    later.write_text(head + "E3,ZAC,02/10/2019 09:00,Ana Perez,C-2,Portón,Entrada\n", "utf-8")
+    rule = "access-badge-in-two-places"
+    active = f"SELECT flag_id FROM flags WHERE rule_id = '{rule}' AND state = 'active'"
+    step = new_store("step")
+    ingest_files(step, [first])
+    run_rules(step)
+    flagged = rows(step, active)
+    assert len(flagged) == 1
+    ingest_files(step, [later])
+    assert run_rules(step, full=False).scope.startswith("incremental: 1 upload")
+    assert rows(step, active) == flagged
+    whole = new_store("whole")
+    ingest_files(whole, [first, later])
+    run_rules(whole)
+    assert rows(whole, active) == flagged
+
+
 def _run_capped(db: Path, memory: str) -> subprocess.CompletedProcess:
     """A real `detector run --no-score` process under a DuckDB memory cap."""
     return subprocess.run(
