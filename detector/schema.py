@@ -678,7 +678,7 @@ SPECS: dict[str, KindSpec] = {
                 "role",
                 "vocab",
                 vocab="role",
-                synonyms=("role", "visitor_type", "calidad", "tipo_visitante"),
+                synonyms=("role", "rol", "visitor_type", "calidad", "tipo_visitante"),
             ),
             Field(
                 "organization",

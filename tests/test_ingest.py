@@ -607,6 +607,18 @@ def test_a_visit_log_without_a_name_column_is_one_case_not_a_flag_per_line(store
     ]
 
 
+def test_a_spanish_rol_column_is_the_role(store, tmp_path):
+    """A logbook headed "Rol" (Spanish for role) gives each line its role: without it a
+    relative entering at night was "other", judged by no visiting hours."""
+    header = ["centro_penal", "fecha_hora_ingreso", "nombre", "rol"]
+    data = [
+        ["ZAC", "2020-03-02 09:10", "Ana Lopez", "Familiar"],
+        ["ZAC", "2020-03-02 23:40", "Jose Perez", "Policía"],
+    ]
+    ingest_file(store, write_csv(tmp_path / "libro.csv", header, data))
+    assert rows(store, "SELECT role FROM visits ORDER BY entered_at") == [("family",), ("police",)]
+
+
 def test_a_second_reading_of_a_file_is_its_own_entry_citing_the_first(store, tmp_path):
     """The same bytes under the same mapping are already uploaded; under another mapping
     (another kind here) they are a new ledger entry that cites the first, and verify holds."""
