@@ -507,17 +507,25 @@ def spill_folder(folder: Path) -> Path:
     return _SPILLS[key]
 
 
+def connect(
+    spill_in: Path, database: str = ":memory:", read_only: bool = False, **config
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection as every connection of the tool is made: under the store's
+    memory limit (DuckDB spills to disk past it: runs stay within a known budget), spilling
+    into this process's own folder in ``spill_in`` (``spill_folder``), without a progress
+    bar (``quiet``); ``config`` adds settings of its own."""
+    config = {
+        "memory_limit": settings().duckdb_memory,
+        "temp_directory": str(spill_folder(spill_in)),
+        **config,
+    }
+    return quiet(duckdb.connect(database, read_only=read_only, config=config))
+
+
 def private_con(workdir: Path) -> duckdb.DuckDBPyConnection:
     """A DuckDB of the process's own in memory (linkage's and scoring's work), under the
     store's memory limit, spilling into this process's folder in ``workdir``."""
-    return quiet(
-        duckdb.connect(
-            config={
-                "memory_limit": settings().duckdb_memory,
-                "temp_directory": str(spill_folder(workdir)),
-            }
-        )
-    )
+    return connect(workdir)
 
 
 def quiet(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
@@ -711,17 +719,11 @@ class Store:
         delay = 0.02
         while True:
             try:
-                return quiet(
-                    duckdb.connect(
-                        str(self.path),
-                        read_only=read_only,
-                        config={
-                            # DuckDB spills to disk past this: runs stay within a known budget.
-                            "memory_limit": settings().duckdb_memory,
-                            "storage_compatibility_version": STORAGE_VERSION,
-                            "temp_directory": str(spill_folder(self.path.parent)),
-                        },
-                    )
+                return connect(
+                    self.path.parent,
+                    str(self.path),
+                    read_only=read_only,
+                    storage_compatibility_version=STORAGE_VERSION,
                 )
             except (duckdb.IOException, duckdb.ConnectionException, duckdb.BinderException) as exc:
                 # Another process holds the file (a lock), or, inside this process, another
@@ -944,16 +946,11 @@ class _Lake:
         self.wait = wait
 
     def _connect(self, scratch: Path) -> duckdb.DuckDBPyConnection:
-        con = quiet(
-            duckdb.connect(
-                config={
-                    "memory_limit": settings().duckdb_memory,
-                    "temp_directory": str(spill_folder(scratch)),
-                    # Offline: only the extension files the pip packages installed.
-                    "autoinstall_known_extensions": False,
-                    "autoload_known_extensions": False,
-                }
-            )
+        con = connect(
+            scratch,
+            # Offline: only the extension files the pip packages installed.
+            autoinstall_known_extensions=False,
+            autoload_known_extensions=False,
         )
         try:
             for name in ("ducklake", "postgres_scanner"):
