@@ -247,6 +247,30 @@ def test_a_value_table_maps_by_folded_spelling_and_the_first_entry_wins():
     assert out.to_list() == ["other", "other", "official", None, None, "family", "other"]
 
 
+@pytest.mark.parametrize(
+    "written,reason",
+    [
+        ("Hemodiálisis", "medical"),
+        ("Tratamiento oncológico", "medical"),
+        ("Evaluación por psiquiatría", "medical"),
+        ("Cita en Nefrología, Hospital Rosales", "medical"),
+        ("Intervención quirúrgica", "medical"),
+        ("Chemotherapy", "medical"),
+        ("Retorno de hemodiálisis", "medical_return"),
+        ("Tratamiento penitenciario", "other"),  # the prison's programme, not a doctor's
+        ("Consejo Criminológico", "other"),
+        ("Audiencia", "court"),
+    ],
+)
+def test_a_transfer_reason_naming_the_treatment_or_specialty_is_medical(written, reason):
+    """Transfer orders name the treatment ("Hemodiálisis") or the specialty, not the word
+    "medical": such a transfer of a gang leader went unjudged by every medical-transfer
+    rule (found by an independent world)."""
+    from detector.mapping import vocab_map
+
+    assert vocab_map(pl.Series("reason", [written]), "reason", {}).to_list() == [reason]
+
+
 def test_a_value_table_past_the_limit_is_refused_with_its_size(tmp_path):
     from detector.mapping import MAX_VALUE_ENTRIES, load_mapping
 
