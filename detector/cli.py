@@ -185,6 +185,15 @@ def ingest(
             failed = True
         elif r.status == "duplicate":
             console.print(f"{Path(r.path).name}: {said}", highlight=False)
+        if r.unread and r.status == "stored":
+            console.print(
+                "  "
+                + _(
+                    "{file}: columns not read (no field of a {kind} record goes by these "
+                    "names; map them with --mapping if they hold one): {columns}"
+                ).format(file=Path(r.path).name, kind=words(r.kind), columns=", ".join(r.unread)),
+                highlight=False,
+            )
         for row, field, reason in _reasons(store, r)[:5]:
             console.print(
                 "  "

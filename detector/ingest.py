@@ -89,6 +89,10 @@ class IngestResult:
     values: dict = field(default_factory=dict)
     source: str = ""  # what a failure names (the file, or a sheet of it)
     reading_of: int | None = None  # a second reading: the entry that first read the bytes
+    # The file's columns no field was read from (no synonym named them, nor the mapping):
+    # said at ingest, so that a column of names or times under a heading the tool does not
+    # know is not lost unnoticed.
+    unread: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -101,6 +105,13 @@ class Plan:
     table: Table
     kind: str
     sources: dict[str, Source]
+
+
+def unread_columns(p: Plan) -> list[str]:
+    """The columns of ``p``'s file that feed no field, in the file's order (blank headers
+    aside: a spreadsheet's empty trailing columns)."""
+    used = {c for source in p.sources.values() for c in source.columns}
+    return [c for c in p.table.columns if c not in used and c.strip()]
 
 
 @dataclass
@@ -923,6 +934,7 @@ def _ingest_staged(store: Store, up: Upload, staged: Path) -> None:
             p.table.delimiter,
         )
         result.mapping = {k: v.describe() for k, v in p.sources.items()}
+        result.unread = unread_columns(p)
         with ledger.appending(store) as con:
             # Checked again under the writers' lock: two ingests of one file started
             # together both passed the check above, and only one may store it.

@@ -52,6 +52,31 @@ def fold(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text).strip("_")
 
 
+# Words a header may carry around the name of its field ("Hora de entrada", "N° DUI",
+# "Número de documento"): left out, the rest is looked up again (``plain``).
+_CONNECTORS = frozenset({"de", "del", "la", "las", "el", "los", "y", "of", "the", "a", "al"})
+_NUMBER_MARKS = frozenset({"n", "no", "nro", "num", "numero", "number", "nr"})
+
+
+def plain(folded: str) -> str:
+    """A folded header without its connecting words and a leading number mark:
+    ``"hora_de_entrada"`` -> ``"hora_entrada"``, ``"n_dui"`` and ``"numero_de_dui"`` ->
+    ``"dui"``. A second key to find the header's field by (``headers_by_key``)."""
+    words = [w for w in folded.split("_") if w not in _CONNECTORS]
+    while len(words) > 1 and words[0] in _NUMBER_MARKS:
+        words = words[1:]
+    return "_".join(words)
+
+
+def headers_by_key(headers: list[str]) -> dict[str, str]:
+    """Each header by its folded form and, where no other header has that form, by its
+    plain form (``plain``): how a field's synonyms find it."""
+    keys = {fold(h): h for h in headers}
+    for h in headers:
+        keys.setdefault(plain(fold(h)), h)
+    return keys
+
+
 def fold_expr(expr: pl.Expr) -> pl.Expr:
     """Folded comparison key for values: invisible format characters (zero-width spaces
     and joiners, bidi controls, soft hyphens) dropped, compatibility forms (fullwidth,
@@ -458,7 +483,7 @@ def refuse_custody_snapshot(headers: list[str], source: str) -> None:
 
 def detect_kind(headers: list[str], source: str) -> str:
     """Guess the record kind from the headers; ambiguity is an error that asks for --kind."""
-    folded = {fold(h) for h in headers}
+    folded = set(headers_by_key(headers))
     scores = {}
     for kind in KINDS:
         spec = SPECS[kind]
@@ -491,7 +516,7 @@ def resolve(
     spec: KindSpec, headers: list[str], mapping: UserMapping, source: str
 ) -> dict[str, Source]:
     """Decide, for every canonical field, which source columns feed it."""
-    by_fold = {fold(h): h for h in headers}
+    by_fold = headers_by_key(headers)
     exact = set(headers)
     out: dict[str, Source] = {}
 
@@ -619,7 +644,8 @@ def _typed_document(spec: KindSpec, out: dict[str, Source], mapping: UserMapping
     src = out.get("id_number")
     if src is None or src.op != "column":
         return None
-    return TYPED_DOCUMENTS.get(fold(src.columns[0]))
+    column = fold(src.columns[0])
+    return TYPED_DOCUMENTS.get(column) or TYPED_DOCUMENTS.get(plain(column))
 
 
 def _per_distinct(values: pl.Series, convert: Callable[[pl.Series], pl.Series]) -> pl.Series:

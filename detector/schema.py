@@ -430,6 +430,20 @@ VOCABULARIES: dict[str, dict[str, tuple[str, ...]]] = {
 # entry would otherwise win: a return from a court hearing is a court transfer, not the way
 # back from a hospital ("retorno" alone is read as a medical return).
 VOCABULARY_FIRST: dict[str, dict[str, tuple[str, ...]]] = {
+    # a reader set to read both ways ("Entrada/Salida") says nothing of which way one went
+    "direction": {
+        "unknown": (
+            "entrada/salida",
+            "entrada - salida",
+            "entrada y salida",
+            "entrada o salida",
+            "e/s",
+            "in/out",
+            "in - out",
+            "in or out",
+            "i/o",
+        ),
+    },
     "reason": {
         "court": (
             "retorno de audiencia",
@@ -688,7 +702,19 @@ SPECS: dict[str, KindSpec] = {
             ),
             Field(
                 "name",
-                synonyms=("name", "full_name", "visitor", "nombre", "nombre_completo", "visitante"),
+                synonyms=(
+                    "name",
+                    "full_name",
+                    "visitor",
+                    "nombre",
+                    "nombre_completo",
+                    "visitante",
+                    "nombre_visitante",
+                    "visitor_name",
+                    "nombres_apellidos",
+                    "nombre_apellido",
+                    "nombre_apellidos",
+                ),
             ),
             Field(
                 "id_number",
@@ -711,7 +737,17 @@ SPECS: dict[str, KindSpec] = {
                 "role",
                 "vocab",
                 vocab="role",
-                synonyms=("role", "rol", "visitor_type", "calidad", "tipo_visitante"),
+                synonyms=(
+                    "role",
+                    "rol",
+                    "visitor_type",
+                    "calidad",
+                    "tipo_visitante",
+                    "tipo_visita",
+                    "parentesco",
+                    "relacion",
+                    "relationship",
+                ),
             ),
             Field(
                 "organization",
@@ -740,7 +776,19 @@ SPECS: dict[str, KindSpec] = {
             ),
             Field(
                 "inmate_id",
-                synonyms=("inmate_id", "inmate", "interno", "privado_de_libertad", "id_interno"),
+                synonyms=(
+                    "inmate_id",
+                    "inmate",
+                    "interno",
+                    "privado_de_libertad",
+                    "id_interno",
+                    "interno_visitado",
+                    "inmate_visited",
+                    "pdl",
+                    "pdl_visitado",
+                    "privado_libertad",
+                    "recluso",
+                ),
             ),
             Field("purpose", synonyms=("purpose", "reason", "motivo")),
             Field("vehicle_plate", synonyms=("vehicle_plate", "plate", "placa", "vehiculo")),
@@ -1066,6 +1114,12 @@ SPECS: dict[str, KindSpec] = {
                     "estado_de_e_s",
                     "e_s",
                     "tipo_marcacion",
+                    # a time clock's export (ZKTeco: "Estado" / "Punch State", "Entrada")
+                    "estado",
+                    "marcacion",
+                    "punch_state",
+                    "state",
+                    "check_type",
                 ),
             ),
             Field(

@@ -30,6 +30,32 @@ def test_ingest_status_json_and_quarantine_summary(store, tmp_path):
     assert rows(store, "SELECT uploaded_by FROM uploads") == [("ana",)]
 
 
+def test_a_spanish_form_is_read_by_its_headings_and_a_column_not_read_is_named(store, tmp_path):
+    """Headings as Spanish forms write them ("Hora de entrada", "N° DUI", "Nombre del
+    visitante", "Interno visitado") find their fields; a column no field goes by is named
+    at ingest, not dropped unnoticed (found by a new user: a name column under an unknown
+    heading was lost, and the run then said the file records no names)."""
+    path = write_csv(
+        tmp_path / "visitas.csv",
+        ["Centro penal", "Fecha", "Hora de entrada", "Hora de salida", "Nombre del visitante",
+         "N° DUI", "Interno visitado", "Observaciones del custodio"],
+        [["ZAC", "14/02/2020", "02:40", "03:30", "Pedro Ramos", "99999999-9", "INT-1", "ok"]],
+    )  # fmt: skip
+    result = runner.invoke(app, ["ingest", str(path), "--db", str(store.path)])
+    assert result.exit_code == 0, result.output
+    assert rows(
+        store,
+        "SELECT entered_at::VARCHAR, entered_precision, exited_at::VARCHAR, name, id_number, "
+        "id_type, inmate_id FROM visits",
+    ) == [
+        ("2020-02-14 02:40:00", "minute", "2020-02-14 03:30:00", "Pedro Ramos", "99999999-9",
+         "DUI", "INT-1")
+    ]  # fmt: skip
+    said = " ".join(result.output.split())
+    assert "visitas.csv: columns not read" in said
+    assert "Observaciones del custodio" in said
+
+
 def test_file_error_is_one_line_and_exit_code_1(store, tmp_path):
     path = tmp_path / "empty.csv"
     path.write_bytes(b"")
