@@ -29,6 +29,7 @@ from detector.schema import (
     CUSTODY_SNAPSHOT,
     KINDS,
     NAME_PLACEHOLDERS,
+    NOT_ALNUM,
     PLACEHOLDER_TAIL,
     REDACTION_TOKENS,
     SPECS,
@@ -37,6 +38,7 @@ from detector.schema import (
     VOCABULARIES,
     VOCABULARY_FIRST,
     KindSpec,
+    bare_placeholders,
 )
 
 if TYPE_CHECKING:
@@ -746,6 +748,7 @@ def name_status(
     distinct value. ``placeholders`` and ``redactions`` are a source's own additions,
     written as they appear (they are folded here)."""
     words = sorted({*NAME_PLACEHOLDERS, *(fold_text(w) for w in placeholders)})
+    bare = bare_placeholders(words)
     only_tokens = redaction_pattern(redactions)
 
     def classify(d: pl.Series) -> pl.Series:
@@ -763,6 +766,7 @@ def name_status(
                         k.str.split(" ").list.first().is_in(words)
                         & k.str.contains(PLACEHOLDER_TAIL)
                     )
+                    | k.str.replace_all(NOT_ALNUM, "").is_in(bare)
                 )
                 .then(pl.lit("placeholder"))
                 .otherwise(pl.lit("named"))

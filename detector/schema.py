@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 
@@ -488,9 +489,24 @@ NAME_PLACEHOLDERS = (
     "ACOMPANANTE", "ENCAPUCHADO", "ENCAPUCHADA", "NO IDENTIFICADO", "NO IDENTIFICADA",
     "SIN NOMBRE", "UNKNOWN", "ESCOLTA", "INVITADO", "INVITADA", "PERSONA", "VISITANTE",
     "GUEST", "ESCORT", "NONE", "NAME UNKNOWN",
+    "ANONIMO", "ANONIMA", "PERSONA NO IDENTIFICADA", "PERSONA NO IDENTIFICADO",
+    "SIN IDENTIFICAR", "ILEGIBLE", "NO LEGIBLE", "SIN DATOS", "NO INDICA", "NO SE INDICA",
+    "NO REGISTRA", "NO PROPORCIONA", "NO DIO NOMBRE", "NULL", "NAN", "0", "00",
+    "ANONYMOUS", "ILLEGIBLE", "UNIDENTIFIED", "NO NAME", "NOT GIVEN", "NOT PROVIDED",
 )  # fmt: skip
-# A placeholder followed by a number or a "de/del ..." tail is one too ("Acompañante 2").
-PLACEHOLDER_TAIL = r"^\S+ (\d+|DE .*|DEL .*)$"
+# A placeholder followed by a number, a "de/del ..." tail or a remark in brackets is one
+# too ("Acompañante 2", "Acompañante (menor)").
+PLACEHOLDER_TAIL = r"^\S+ (\d+|DE .*|DEL .*|\(.*\))$"
+# A name key is also compared with its letters and digits alone, as are the placeholders:
+# "N.I.", "N. N." and "[ILEGIBLE]" are "NI", "NN" and "ILEGIBLE".
+NOT_ALNUM = "[^A-Z0-9]"
+
+
+def bare_placeholders(words) -> list[str]:
+    """``words`` (folded placeholders) with their letters and digits alone."""
+    return sorted({re.sub(NOT_ALNUM, "", w) for w in words} - {""})
+
+
 # Redaction markers, as whole tokens: FOIA exemption codes ((b)(6), (b)(7)(C), (b)(7)(c )), [REDACTED],
 # WITHHELD, runs of four or more X, asterisks or black squares, and the Spanish forms.
 REDACTION_TOKENS = (
@@ -1398,11 +1414,13 @@ def name_status_sql(key: str = "name_key") -> str:
     token = "(" + "|".join(REDACTION_TOKENS) + ")"
     only_tokens = rf"^{token}([\s,;/-]+{token})*$"
     words = ", ".join(sql_string(w) for w in NAME_PLACEHOLDERS)
+    bare = ", ".join(sql_string(w) for w in bare_placeholders(NAME_PLACEHOLDERS))
     k = f"coalesce({key}, '')"
     return (
         f"CASE WHEN regexp_matches({k}, '{only_tokens}') THEN 'redacted' "
         f"WHEN {k} = '' OR NOT regexp_matches({k}, '[A-Z0-9]') THEN 'blank' "
         f"WHEN {k} IN ({words}) OR (split_part({k}, ' ', 1) IN ({words}) "
-        f"AND regexp_matches({k}, '{PLACEHOLDER_TAIL}')) THEN 'placeholder' "
+        f"AND regexp_matches({k}, '{PLACEHOLDER_TAIL}')) "
+        f"OR regexp_replace({k}, '{NOT_ALNUM}', '', 'g') IN ({bare}) THEN 'placeholder' "
         "ELSE 'named' END"
     )

@@ -181,6 +181,12 @@ def _write(path, text):
         ("***", "redacted"),
         ("N/I", "placeholder"),
         ("Acompañante 2", "placeholder"),
+        # written otherwise, as a new user's logbooks did (each was "named" before)
+        ("N.I.", "placeholder"),
+        ("[ilegible]", "placeholder"),
+        ("ACOMPAÑANTE (MENOR)", "placeholder"),
+        ("Persona no identificada", "placeholder"),
+        ("José N.", "named"),
         ("", "blank"),
         ("---", "blank"),
         ("Xiomara Xx", "named"),
@@ -204,6 +210,24 @@ def test_redaction_markers_are_unidentified_and_told_apart(store, tmp_path, name
         assert flags[0][0] == "low" and "the publisher withheld the name" in flags[0][1]
     else:
         assert flags[0][0] == "high" and "withheld" not in flags[0][1]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["N.N.", "Anónimo", "SIN DATOS", "No indica", "NULL", "0", "X.", "Na Kim", "Menor", "Idem",
+     "Rosa Elena", "(b)(6)", "---", "Acompañante de Juan"],
+)  # fmt: skip
+def test_a_name_is_classified_alike_at_ingest_and_in_sql(name):
+    """``mapping.name_status`` (ingest) and ``schema.name_status_sql`` (rows stored before
+    the column, the kinds that have none) are one classification written twice."""
+    import duckdb
+
+    from detector.mapping import fold_values, name_status
+    from detector.schema import name_status_sql
+
+    key = fold_values(pl.Series([name]))[0]
+    in_sql = duckdb.sql(f"SELECT {name_status_sql('k')} FROM (SELECT ? AS k)", params=[key])
+    assert name_status(pl.Series([key])).to_list() == [in_sql.fetchone()[0]]
 
 
 def test_a_mapping_adds_its_own_placeholders_and_redaction_markers(store, tmp_path):
