@@ -202,8 +202,52 @@ VOCABULARIES: dict[str, dict[str, tuple[str, ...]]] = {
             "hermana",
             "conviviente",
             "relative",
+            "abuela",
+            "abuelo",
+            "tia",
+            "tio",
+            "prima",
+            "primo",
+            "sobrina",
+            "sobrino",
+            "nieta",
+            "nieto",
+            "suegra",
+            "suegro",
+            "cunada",
+            "cunado",
+            "companera",
+            "companero",
+            "conyuge",
+            "pareja",
+            "novia",
+            "novio",
+            # a conjugal visit is a relative's (a spouse's, a partner's)
+            "intima",
+            "conyugal",
+            "mother",
+            "father",
+            "wife",
+            "husband",
+            "spouse",
+            "partner",
+            "daughter",
+            "sister",
+            "brother",
         ),
-        "lawyer": ("lawyer", "abogado", "abogada", "defensor", "defensora", "attorney"),
+        "lawyer": (
+            "lawyer",
+            "abogado",
+            "abogada",
+            "defensor",
+            "defensora",
+            "attorney",
+            "defender",
+            # El Salvador's public defenders (Procuraduría General de la República)
+            "procurador",
+            "procuradora",
+            "pgr",
+        ),
         "official": (
             "official",
             "funcionario",
@@ -212,6 +256,17 @@ VOCABULARIES: dict[str, dict[str, tuple[str, ...]]] = {
             "directora",
             "autoridad",
             "government",
+            "fiscal",
+            "fgr",
+            "juez",
+            "jueza",
+            "magistrado",
+            "magistrada",
+            "inspector",
+            "inspectora",
+            "prosecutor",
+            "judge",
+            "ombudsman",
         ),
         "staff": (
             "staff",
@@ -431,6 +486,10 @@ VOCABULARIES: dict[str, dict[str, tuple[str, ...]]] = {
 # entry would otherwise win: a return from a court hearing is a court transfer, not the way
 # back from a hospital ("retorno" alone is read as a medical return).
 VOCABULARY_FIRST: dict[str, dict[str, tuple[str, ...]]] = {
+    # the human rights ombudsman's staff (PDDH) are officials, not public defenders
+    "role": {
+        "official": ("derechos humanos", "pddh", "human rights"),
+    },
     # a reader set to read both ways ("Entrada/Salida") says nothing of which way one went
     "direction": {
         "unknown": (

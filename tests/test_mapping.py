@@ -271,6 +271,28 @@ def test_a_transfer_reason_naming_the_treatment_or_specialty_is_medical(written,
     assert vocab_map(pl.Series("reason", [written]), "reason", {}).to_list() == [reason]
 
 
+@pytest.mark.parametrize(
+    "written,role",
+    [
+        ("Visita íntima", "family"),
+        ("Visita conyugal", "family"),
+        ("Tía", "family"),
+        ("Compañera de vida", "family"),
+        ("Procurador", "lawyer"),  # a public defender (Procuraduría General)
+        ("Procurador de Derechos Humanos", "official"),  # the ombudsman's, not a defender
+        ("Fiscal", "official"),
+        ("Jueza", "official"),
+        ("Capellán", "other"),
+    ],
+)
+def test_a_role_as_salvadoran_logbooks_write_it_is_read(written, role):
+    """Roles a new user's logbooks wrote that were read as 'other' (and so judged by
+    hours learned from everyone else's)."""
+    from detector.mapping import vocab_map
+
+    assert vocab_map(pl.Series("role", [written]), "role", {}).to_list() == [role]
+
+
 def test_a_value_table_past_the_limit_is_refused_with_its_size(tmp_path):
     from detector.mapping import MAX_VALUE_ENTRIES, load_mapping
 
