@@ -98,7 +98,12 @@ def clean(expr: pl.Expr) -> pl.Expr:
 
 # Whether a date's text as written gives a time of day (a clock time, a.m./p.m., or an
 # epoch, which is an instant): a date alone is judged at day precision.
-TIMED = r"\d[:hH]\d|[AP]\.?M|^\s*\d{9,13}(\.\d+)?\s*$"
+# So does a time of four digits after a date ("14/02/2020 0230", a date column joined to a
+# time column written "0230"), and an Excel serial with a fraction of a day ("43900.5").
+TIMED = (
+    r"\d[:hH]\d|[AP]\.?M|^\s*\d{9,13}(\.\d+)?\s*$"
+    r"|[/.-]\d{1,4}\s+[0-2]\d[0-5]\d\s*$|^\s*\d{5}\.\d*[1-9]\d*\s*$"
+)
 
 
 def timed(raw: pl.Expr) -> pl.Expr:
@@ -229,6 +234,29 @@ def _epochs(text: pl.Series) -> pl.Series | None:
     return pl.from_epoch(micros.to_series(), time_unit="us").alias(text.name)
 
 
+# Excel's serial dates (days since 1899-12-30, a fraction the time of day), as a cell in
+# General format or a CSV saved from one shows them: five digits, 1954 to 2119.
+_SERIAL = r"^(\d{5}(?:\.\d+)?)$"
+_SERIAL_DAYS = (20_000, 80_000)
+
+
+def _serials(text: pl.Series) -> pl.Series | None:
+    """Excel serial dates as the clock times they stand for (not instants: the clock of
+    the spreadsheet's author); None when no row is one."""
+    if not text.str.contains(_SERIAL).any():
+        return None
+    low, high = _SERIAL_DAYS
+    days = pl.col("t").str.extract(_SERIAL).cast(pl.Float64)
+    micros = (days * 86_400).round().cast(pl.Int64) * 1_000_000  # to the second
+    moment = pl.datetime(1899, 12, 30, time_unit="us") + pl.duration(microseconds=micros)
+    return (
+        text.to_frame("t")
+        .select(pl.when((days >= low) & (days < high)).then(moment))
+        .to_series()
+        .alias(text.name)
+    )
+
+
 def _on_clock(values: pl.Series, offsets: pl.Series, timezone: str) -> pl.Series:
     """Times written in a zone (``offsets``, minutes east of UTC) as the clock of
     ``timezone`` showed them; times written without one stay as they are."""
@@ -341,6 +369,9 @@ def _full(
             pl.when(pl.col("r").is_null() & pl.col("e").is_not_null()).then(0).otherwise("o")
         ).to_series()
         result = frame.select(pl.coalesce("r", "e")).to_series()
+    serials = _serials(text)
+    if serials is not None:  # a clock time, as written: no zone
+        result = pl.select(pl.coalesce(pl.lit(result), pl.lit(serials))).to_series()
     if timezone and offsets.is_not_null().any():
         result = _on_clock(result, offsets, timezone)
     return result.alias(values.name)

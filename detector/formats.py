@@ -60,6 +60,9 @@ class Batch:
     nul_free: bool = False
     # The spreadsheet row of the first data row: 2 under a header row, 1 without one.
     first_row: int = 2
+    # Each row's spreadsheet row, when the rows are not consecutive (a sheet's empty rows
+    # left out: the rows after them keep the numbers the spreadsheet shows).
+    rows: pl.Series | None = None
 
 
 @dataclass
@@ -82,7 +85,9 @@ class Table:
     def batches(self, rows: int | None = None) -> Iterator[Batch]:
         for batch in self.reader(rows or BATCH_ROWS):
             frame = _nulls_for_empty(batch.frame)
-            yield Batch(frame, batch.offset, batch.broken, self.nul_free, self.first_row)
+            yield Batch(
+                frame, batch.offset, batch.broken, self.nul_free, self.first_row, batch.rows
+            )
 
     @property
     def frame(self) -> pl.DataFrame:
@@ -127,18 +132,43 @@ def _check_width(columns: int, name: str, at_least: bool = False) -> None:
         )
 
 
-def _single(frame: pl.DataFrame) -> Callable[[int], Iterator[Batch]]:
+def _single(
+    frame: pl.DataFrame, numbers: pl.Series | None = None
+) -> Callable[[int], Iterator[Batch]]:
     def reader(rows: int) -> Iterator[Batch]:
-        yield Batch(frame)
+        yield Batch(frame, rows=numbers)
 
     return reader
 
 
+# How the reader writes Excel's date and time cells as text: a time-only cell as a moment
+# of Excel's day zero (1899-12-30 or -31), a date-only cell as its midnight.
+_EXCEL_TIME = r"^1899-12-3[01] (\d{2}:\d{2}:\d{2})(\.0+)?$"
+_EXCEL_DATE = r"^(\d{4}-\d{2}-\d{2}) 00:00:00(\.0+)?$"
+
+
+def _excel_cells(frame: pl.DataFrame) -> pl.DataFrame:
+    """Excel's time cells as the time alone, its date cells as the date alone: a date
+    column beside a time column then joins into one moment (they read as "2020-01-10
+    00:00:00 1899-12-31 08:15:00", and every row was set aside), and a date typed without
+    a time is a day, not an entry at midnight (one such cell was judged as an entry at
+    00:00). A date-time cell at exactly midnight is read as that day: Excel stores a
+    date-only cell as the same value."""
+    text = pl.col(pl.String)
+    return frame.with_columns(
+        text.str.replace(_EXCEL_TIME, "${1}").str.replace(_EXCEL_DATE, "${1}")
+    )
+
+
 def _open_xlsx(path, head, size, name, sheet, names) -> Table:
-    frame = _as_text(sandbox.read_excel(path, name, sheet, has_header=names is None))
+    frame = _excel_cells(_as_text(sandbox.read_excel(path, name, sheet, has_header=names is None)))
+    numbers = None
+    if sandbox.ROW in frame.columns:  # a sheet read whole, its empty rows left out
+        numbers = frame.get_column(sandbox.ROW).cast(pl.UInt32).alias("__row__")
+        frame = frame.drop(sandbox.ROW)
     if names is not None:
         frame = _named(frame, names, name)
-    table = Table(name, "xlsx", frame.columns, _single(frame))
+    table = Table(name, "xlsx", frame.columns, _single(frame, numbers))
     table.first_row = 1 if names is not None else 2
     return table
 

@@ -255,7 +255,11 @@ def canonical(batch: Batch, p: Plan, up: Upload) -> tuple[pl.DataFrame, pl.DataF
     row (``_row_checks``), then the split into good rows and quarantine (``_split``).
     """
     spec = SPECS[p.kind]
-    df = batch.frame.with_row_index("__row__", offset=batch.first_row + batch.offset)
+    df = (
+        batch.frame.with_columns(batch.rows.alias("__row__"))
+        if batch.rows is not None
+        else batch.frame.with_row_index("__row__", offset=batch.first_row + batch.offset)
+    )
     checks = _Checks()
     raw = _fields(df, spec, p.sources)
     dates = _read_dates(df, raw, spec, p.sources, up.mapping)

@@ -127,6 +127,9 @@ def _limit_memory() -> None:
 # ``sheet = "*"`` in a mapping: every sheet, stacked (FOIA releases often put one year per
 # sheet). Each row keeps the sheet it came from and its row there in these two columns.
 ALL_SHEETS = "*"
+# The column a single sheet's rows carry their spreadsheet row in, from the reader's child
+# process to ``formats`` (which takes it out of the table).
+ROW = "__detector_sheet_row__"
 SHEET_COLUMNS = ("sheet", "sheet_row")
 
 
@@ -136,9 +139,19 @@ def _child(path: str, out: str, sheet: str, header: str) -> None:
         frames = pl.read_excel(path, sheet_id=0, infer_schema_length=0, has_header=has_header)
         frame = stack_sheets(frames, first_row=2 if has_header else 1)
     else:
+        # empty rows are read, numbered as the spreadsheet numbers them, then left out: a
+        # row's evidence cites the row Excel shows, not its place among the rows written
         frame = pl.read_excel(
-            path, sheet_name=sheet or None, infer_schema_length=0, has_header=has_header
+            path,
+            sheet_name=sheet or None,
+            infer_schema_length=0,
+            has_header=has_header,
+            drop_empty_rows=False,
         )
+        frame = frame.rename({c: str(c) for c in frame.columns})
+        frame = frame.with_columns(
+            (pl.int_range(pl.len()) + (2 if has_header else 1)).alias(ROW)
+        ).filter(~pl.all_horizontal(pl.exclude(ROW).is_null()))
     frame = frame.rename({c: str(c) for c in frame.columns})
     frame.with_columns(pl.all().cast(pl.String)).write_parquet(out)
 

@@ -68,6 +68,22 @@ def test_epochs_are_instants(text, expected):
     ]
 
 
+@pytest.mark.parametrize(
+    "text,expected,is_timed",
+    [
+        ("43902", datetime(2020, 3, 12), False),
+        ("43902.0", datetime(2020, 3, 12), False),
+        ("43902.604166667", datetime(2020, 3, 12, 14, 30), True),
+    ],
+)
+def test_excel_serials_are_the_clock_times_they_stand_for(text, expected, is_timed):
+    """A date typed in a cell of General format (or a CSV saved from one) is a serial:
+    days since 1899-12-30, the fraction the time of day; a clock time, not an instant."""
+    assert to_datetime(pl.Series([text])).to_list() == [expected]
+    assert to_datetime(pl.Series([text]), timezone="America/Lima").to_list() == [expected]
+    assert pl.select(timed(pl.lit(text))).item() is is_timed
+
+
 def test_numbers_that_are_not_epochs_stay_unread():
     assert to_datetime(pl.Series(["12345", "20200312", "158402340012345"])).to_list() == [None] * 3
 

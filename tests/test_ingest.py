@@ -188,6 +188,73 @@ def test_every_kind_in_every_format(store, tmp_path, kind, header, row, check, f
     assert rows(store, sql) == [expected]
 
 
+def test_an_excel_sheet_of_date_and_time_cells_with_empty_rows_keeps_times_and_row_numbers(
+    store, tmp_path
+):
+    """A workbook as a clerk's Excel writes it (found by a new user): a date cell beside
+    two time cells (every row was set aside, the two read as "2020-01-10 00:00:00
+    1899-12-31 08:15:00"), two empty rows (the rows after them were cited two rows too
+    high), a date typed without a time (judged as an entry at midnight) and a number typed
+    in a General cell (an Excel serial: set aside)."""
+    from datetime import datetime as dt
+    from datetime import time
+
+    import xlsxwriter
+
+    path = tmp_path / "visitas.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet()
+    day, clock = (
+        book.add_format({"num_format": "dd/mm/yyyy"}),
+        book.add_format({"num_format": "hh:mm"}),
+    )
+    sheet.write_row(0, 0, ["Centro", "Fecha", "Hora de entrada", "Hora de salida", "Nombre"])
+    lines = {1: (dt(2020, 1, 10), time(8, 15), time(11, 0), "Rosa Martínez"),
+             # Excel rows 3 and 4 left empty
+             4: (dt(2020, 1, 10), time(23, 50), time(0, 40), "Pedro Ramos"),
+             5: (dt(2020, 1, 11), None, None, "Ana Sosa"),
+             6: (43841.0, time(3, 0), None, "Luis Cruz")}  # fmt: skip
+    for at, (when, entered, left, name) in lines.items():
+        sheet.write(at, 0, "ZAC")
+        if isinstance(when, float):
+            sheet.write_number(at, 1, when)
+        else:
+            sheet.write_datetime(at, 1, when, day)
+        for col, t in ((2, entered), (3, left)):
+            if t is not None:
+                sheet.write_datetime(at, col, dt.combine(date(1899, 12, 31), t), clock)
+        sheet.write(at, 4, name)
+    book.close()
+    r = ingest_file(store, path)
+    assert (r.rows_stored, r.rows_quarantined) == (4, 0), r.reasons
+    assert rows(
+        store,
+        "SELECT source_row, name, entered_at::VARCHAR, entered_precision, exited_at::VARCHAR "
+        "FROM visits ORDER BY source_row",
+    ) == [
+        (2, "Rosa Martínez", "2020-01-10 08:15:00", "minute", "2020-01-10 11:00:00"),
+        (5, "Pedro Ramos", "2020-01-10 23:50:00", "minute", "2020-01-11 00:40:00"),
+        (6, "Ana Sosa", "2020-01-11 00:00:00", "day", None),
+        (7, "Luis Cruz", "2020-01-11 03:00:00", "minute", None),
+    ]
+
+
+def test_a_time_written_as_four_digits_beside_a_date_is_a_time_of_day(store, tmp_path):
+    """ "0230" in a time column was read as 02:30 but stored at day precision, so no rule of
+    hours judged it (a new user's contractor at 02:30 was flagged written "02:30", not
+    written "0230")."""
+    path = write_csv(
+        tmp_path / "v.csv",
+        ["Centro", "Fecha", "Hora de entrada", "Nombre"],
+        [["ZAC", "14/02/2020", "0230", "Mario Cruz"], ["ZAC", "14/02/2020", "02:30", "Luis Mejía"]],
+    )
+    ingest_file(store, path)
+    assert rows(store, "SELECT entered_at::VARCHAR, entered_precision FROM visits") == [
+        ("2020-02-14 02:30:00", "minute"),
+        ("2020-02-14 02:30:00", "minute"),
+    ]
+
+
 def test_english_headers_with_first_and_last_names(store, tmp_path):
     path = write_csv(
         tmp_path / "v.csv",
