@@ -90,7 +90,15 @@ def clean(expr: pl.Expr) -> pl.Expr:
     """Trim, fold the many spellings of a.m./p.m. and collapse inner spaces."""
     e = expr.str.strip_chars().str.to_uppercase()
     e = e.str.replace_all(r"\s+", " ")
+    # "08:05 hrs", "08:05 horas": the hours named after the time
+    e = e.str.replace(r"(\d)\s*(?:HRS?|HS|HORAS)\.?$", "${1}")
+    # "12:00 m." and "12 m." (meridiano): noon
+    e = e.str.replace(r"(^|\s)12(?::00)?\s*M\.?$", "${1}12:00")
     e = e.str.replace_all(r"\s*A\.?\s?M\.?$", " AM").str.replace_all(r"\s*P\.?\s?M\.?$", " PM")
+    # "20:05 p. m.": a 24-hour time needs no p.m.
+    e = e.str.replace(r"^((?:.*\s)?(?:1[3-9]|2[0-3]):\d{2}(?::\d{2})?)\s*P\.?\s?M\.?$", "${1}")
+    # "8:05a", "8:05p": a.m. and p.m. by their first letter
+    e = e.str.replace(r"(\d:\d{2})\s*A$", "${1} AM").str.replace(r"(\d:\d{2})\s*P$", "${1} PM")
     e = e.str.replace(r"(\d)H(\d)", "${1}:${2}")  # 14h30
     e = e.str.replace(r"(\d)Z$", "${1}")
     return pl.when(e == "").then(None).otherwise(e)
@@ -406,7 +414,17 @@ def _parsed(text: pl.Series, formats: list[str]) -> pl.Series:
 
 
 def to_time(values: pl.Series) -> pl.Series:
-    text = values.to_frame("v").select(clean(pl.col("v"))).to_series()
+    """A time column's text as times of day: also "8.05" (a point for the colon) and
+    "805" (three digits: the hour's leading zero left out)."""
+    text = (
+        values.to_frame("v")
+        .select(
+            clean(pl.col("v"))
+            .str.replace(r"^(\d{1,2})\.(\d{2})$", "${1}:${2}")
+            .str.replace(r"^(\d{3})$", "0${1}")
+        )
+        .to_series()
+    )
     out = pl.Series([None] * len(values), dtype=pl.Time)
     for f in _TIMES:
         out = out.fill_null(text.str.to_time(f, strict=False))

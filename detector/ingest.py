@@ -374,6 +374,8 @@ def _read_dates(
                     .when(pl.col("no_time") & pl.lit(f.required or not time_col))
                     .then(pl.col("d").cast(pl.Datetime("us")))
                 ).to_series()
+                if t is not None:  # the time column read: a time of day, however written
+                    parsed[f"{f.name}__clock"] = t.is_not_null()
                 if placeable and t is not None:  # an exit time with its own date left blank
                     no_day = df.select(_blank(pl.col(date_col)).fill_null(True)).to_series()
                     time_only = pl.select(pl.when(pl.lit(no_day)).then(pl.lit(t))).to_series()
@@ -469,6 +471,8 @@ def _dated(
             # An unreadable start is reported there, not again as this field.
             unplaced = (start.is_null() & t.is_not_null()).fill_null(False)
         raw = parsed[f"{f.name}_raw"]
+        if f"{f.name}__clock" in parsed:
+            frame = frame.with_columns(parsed[f"{f.name}__clock"].alias(f"__clock_{f.name}"))
         year = value.dt.year()
         implausible = ((year < PLAUSIBLE_FROM_YEAR) | (year > until)).fill_null(False)
         if not f.required:  # left empty; the text stays in *_raw
@@ -708,12 +712,10 @@ def _derive(
             ).alias(key)
         )
     for key, source in spec.precision.items():
-        derived.append(
-            pl.when(timed(pl.col(f"{source}_raw")))
-            .then(pl.lit("minute"))
-            .otherwise(pl.lit("day"))
-            .alias(key)
-        )
+        told = timed(pl.col(f"{source}_raw"))
+        if f"__clock_{source}" in frame.columns:  # read from a time column of its own
+            told = told | pl.col(f"__clock_{source}")
+        derived.append(pl.when(told).then(pl.lit("minute")).otherwise(pl.lit("day")).alias(key))
     if derived:
         frame = frame.with_columns(derived)
     if spec.stays:

@@ -84,6 +84,20 @@ def test_excel_serials_are_the_clock_times_they_stand_for(text, expected, is_tim
     assert pl.select(timed(pl.lit(text))).item() is is_timed
 
 
+@pytest.mark.parametrize(
+    "text,expected",
+    [("08:05 hrs", "08:05"), ("0805 HORAS", "08:05"), ("12:00 m.", "12:00"), ("12 m.", "12:00"),
+     ("8.05", "08:05"), ("805", "08:05"), ("8:05a", "08:05"), ("8:05p", "20:05"),
+     ("20:05 p. m.", "20:05"), ("12:15 a. m.", "00:15"),
+     ("02:14:57 p.m.", "14:14")],  # (minutes past 12 are not an hour)
+)  # fmt: skip
+def test_times_as_official_records_write_them(text, expected):
+    """Times a new user's logbooks wrote that set their visits aside."""
+    from detector.dates import to_time
+
+    assert to_time(pl.Series([text])).item().strftime("%H:%M") == expected
+
+
 def test_numbers_that_are_not_epochs_stay_unread():
     assert to_datetime(pl.Series(["12345", "20200312", "158402340012345"])).to_list() == [None] * 3
 

@@ -246,13 +246,15 @@ def test_a_time_written_as_four_digits_beside_a_date_is_a_time_of_day(store, tmp
     path = write_csv(
         tmp_path / "v.csv",
         ["Centro", "Fecha", "Hora de entrada", "Nombre"],
-        [["ZAC", "14/02/2020", "0230", "Mario Cruz"], ["ZAC", "14/02/2020", "02:30", "Luis Mejía"]],
-    )
-    ingest_file(store, path)
-    assert rows(store, "SELECT entered_at::VARCHAR, entered_precision FROM visits") == [
-        ("2020-02-14 02:30:00", "minute"),
-        ("2020-02-14 02:30:00", "minute"),
-    ]
+        [["ZAC", "14/02/2020", "0230", "Mario Cruz"], ["ZAC", "14/02/2020", "02:30", "Luis Mejía"],
+         ["ZAC", "14/02/2020", "230", "Ana Cruz"], ["ZAC", "14/02/2020", "02:30 hrs", "Eva Cruz"],
+         ["ZAC", "14/02/2020", "2.30", "Iris Cruz"], ["ZAC", "14/02/2020", "", "Rosa Cruz"]],
+    )  # fmt: skip
+    r = ingest_file(store, path)
+    assert r.rows_quarantined == 0, r.reasons
+    assert rows(
+        store, "SELECT entered_at::VARCHAR, entered_precision FROM visits ORDER BY source_row"
+    ) == [("2020-02-14 02:30:00", "minute")] * 5 + [("2020-02-14 00:00:00", "day")]
 
 
 def test_english_headers_with_first_and_last_names(store, tmp_path):
