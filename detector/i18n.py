@@ -350,7 +350,10 @@ REASONS: dict[str, str] = {
         "{field} '{value}' reads as the year {year}, outside {first}-{last} "
         "(a transcription error?)"
     ),
-    "unknown_facility": N_("{field} '{value}' is not in the facilities list"),
+    "unknown_facility": N_(
+        "{field} '{value}' is not in the facilities list (by code or name as the list "
+        "writes it: {known})"
+    ),
     "exit_before_entry": N_("exit {value} is before entry {earlier}"),
     "return_before_transfer": N_("return {value} is before the transfer {earlier}"),
     "closed_before_opened": N_("closed {value} before it was opened {earlier}"),
@@ -703,9 +706,17 @@ def reason_wording(code: str, field: str, values: str | None, stored: str, lang:
     template = REASONS.get(code)
     if lang == SOURCE or template is None or values is None:
         return stored
-    filled = {k: "—" if v is None else v for k, v in json.loads(values).items()}
-    shown = field if field in ("*", "record_key") else field_name(field, lang)
-    return translate(lang, template).format_map({**filled, "field": shown})
+    filled = _Dashed({k: "—" if v is None else v for k, v in json.loads(values).items()})
+    filled["field"] = field if field in ("*", "record_key") else field_name(field, lang)
+    return translate(lang, template).format_map(filled)
+
+
+class _Dashed(dict):
+    """Values for a template, a dash for one a row set aside by an earlier release did not
+    keep (a reason's wording may quote more than it did then)."""
+
+    def __missing__(self, key: str) -> str:
+        return "—"
 
 
 def code(value: Any, lang: str) -> Any:

@@ -36,6 +36,7 @@ from detector.mapping import (
     UserMapping,
     detect_kind,
     fold_expr,
+    fold_text,
     fold_values,
     mapping_text,
     name_status,
@@ -129,7 +130,8 @@ class Upload:
     on_rows: Callable[[int], None] | None = None
     sha: str = ""
     size: int = 0  # of the bytes hashed (the evidence copy), not of the path now
-    facilities: set[str] = field(default_factory=set)
+    # The facilities list: each facility's code and name, folded, -> its code.
+    facilities: dict[str, str] = field(default_factory=dict)
     reading_of: int | None = None  # the ledger entry that first read these bytes otherwise
 
     @property
@@ -645,11 +647,19 @@ def _failed_checks(
     return parts
 
 
+def listed_facilities(rows: list[tuple[str, str | None]]) -> dict[str, str]:
+    """The facilities list's (code, name) rows as folded code or name -> code: a log may
+    write a facility by its code or by its name as the list writes them (case, accents and
+    spacing aside). A code wins over another facility's name."""
+    by_name = {fold_text(name): code for code, name in rows if code and name}
+    return by_name | {fold_text(code): code for code, _ in rows if code}
+
+
 def _derive(
     frame: pl.DataFrame,
     kind: str,
     checks: _Checks,
-    known_facilities: set[str] | None,
+    known_facilities: dict[str, str] | None,
     mapping: UserMapping,
     batch_name: str,
     named: bool = True,
@@ -662,13 +672,17 @@ def _derive(
     return before the transfer)."""
     spec = SPECS[kind]
     if known_facilities:
-        known = sorted(known_facilities)
+        known = sorted(set(known_facilities.values()))
         for col in spec.facility_fields:
+            # written by its code or its name: stored by its code
+            listed = fold_expr(pl.col(col)).replace_strict(known_facilities, default=None)
+            frame = frame.with_columns(pl.coalesce(listed, pl.col(col)).alias(col))
             checks.add(
                 col,
                 "unknown_facility",
                 pl.col(col).is_not_null() & ~pl.col(col).is_in(known),
                 value=pl.col(col),
+                known=pl.lit(", ".join(known[:12]) + (", …" if len(known) > 12 else "")),
             )
     derived = [pl.col(f).fill_null(v).alias(f) for f, v in spec.defaults.items()]
     # Each folded key once: a name's key also says how the name reads, and who a row is.
@@ -924,9 +938,9 @@ def _ingest_staged(store: Store, up: Upload, staged: Path) -> None:
     result.sha256 = up.sha
     with store.read() as con:
         seen = _read_before(con, up)
-        up.facilities = {
-            r[0] for r in con.execute("SELECT DISTINCT facility FROM facilities").fetchall()
-        }
+        up.facilities = listed_facilities(
+            con.execute("SELECT facility, name FROM facilities").fetchall()
+        )
     if seen:
         _already(result, seen)
         return

@@ -376,12 +376,22 @@ def test_unknown_facility_is_quarantined_once_a_facilities_list_exists(store, tm
     v = write_csv(
         tmp_path / "v.csv",
         ["facility", "entered_at", "name"],
-        [["ZAC", "2022-02-05 10:00", "A"], ["XXX", "2022-02-05 10:00", "B"]],
-    )
+        [["ZAC", "2022-02-05 10:00", "A"], ["XXX", "2022-02-05 10:00", "B"],
+         # the list's name for it, written otherwise (a new user's book wrote the name)
+         ["zacatecolúca ", "2022-02-05 11:00", "C"]],
+    )  # fmt: skip
     results = ingest_files(store, [v, fac])  # the facilities list goes first whatever the order
     assert [r.kind for r in results] == ["facilities", "visits"]
     assert rows(store, "SELECT field, reason FROM quarantine") == [
-        ("facility", "facility 'XXX' is not in the facilities list")
+        (
+            "facility",
+            "facility 'XXX' is not in the facilities list (by code or name as the list "
+            "writes it: ZAC)",
+        )
+    ]
+    assert rows(store, "SELECT name, facility FROM visits ORDER BY name") == [
+        ("A", "ZAC"),
+        ("C", "ZAC"),
     ]
 
 
