@@ -541,10 +541,13 @@ def _row_checks(
         frame = frame.with_columns(nul.alias("__nul__"))
         checks.add("*", "nul_byte", pl.col("__nul__"))
     if frame.get_column("record_key").n_unique() < frame.height:  # cheaper than the check
+        # (one id in two books is two records: each book numbers its lines from 1, and the
+        # store keys the later book's by it too: ``_keyed_by_book``)
+        same = ["record_key", "logbook"] if "logbook" in frame.columns else ["record_key"]
         checks.add(
             "record_key",
             "duplicate_in_file",
-            ~pl.col("record_key").is_first_distinct(),
+            ~pl.struct(same).is_first_distinct(),
             key=pl.col("record_key"),
         )
     return frame
@@ -1171,16 +1174,16 @@ def _store(con, p: Plan, up: Upload) -> None:
     if result.rows_read == 0:
         raise FileError(up.name, N_("has a header but no data rows"))
     stored = result.rows_read - result.rows_quarantined
-    dropped, conflicts = _drop_known(con, kind, seq, stored, feed.repeats_records(), up)
+    dropped, conflicts, rekeyed = _drop_known(con, kind, seq, stored, feed.repeats_records(), up)
     result.rows_duplicate = dropped - len(conflicts)
     result.rows_quarantined += len(conflicts)
     result.reasons = (result.reasons + conflicts)[:20]
     result.rows_stored = stored - dropped
     if SPECS[kind].nesting:
         _refuse_circles(con, kind, seq, up.name)
-    # The seal computed as the rows streamed in is the table's unless rows were dropped
-    # since, or came out of order: then it is computed from the table.
-    sealed = feed.seal.ordered and not dropped
+    # The seal computed as the rows streamed in is the table's unless rows were dropped or
+    # keyed again since, or came out of order: then it is computed from the table.
+    sealed = feed.seal.ordered and not dropped and not rekeyed
     ledger.seal(
         con,
         entry,
@@ -1296,10 +1299,11 @@ def _path_between(graph: dict[str, set[str]], start: str, goal: str) -> list[str
 
 def _drop_known(
     con, kind: str, seq: int, stored: int, repeats: bool, up: Upload
-) -> tuple[int, list[tuple[int, str, str]]]:
+) -> tuple[int, list[tuple[int, str, str]], int]:
     """Remove this upload's rows whose record is already stored, by an earlier upload or by
-    an earlier row of this file in another batch; returns how many, and the reasons of
-    those that conflict (moved to the quarantine by :func:`_quarantine_conflicts`).
+    an earlier row of this file in another batch; returns how many, the reasons of those
+    that conflict (moved to the quarantine by :func:`_quarantine_conflicts`), and how many
+    records were keyed by their book first (:func:`_keyed_by_book`).
 
     Overlaps are rare, so cheap checks decide whether the exact, slower delete runs at all:
     within the upload, ``repeats`` (from the key hashes seen while converting) or else
@@ -1321,7 +1325,8 @@ def _drop_known(
             {"seq": seq},
         ).fetchall()[0]
     if not overlap and not known:
-        return 0, []
+        return 0, [], 0
+    rekeyed = _keyed_by_book(con, kind, seq)
     conflicts = _quarantine_conflicts(con, kind, seq, up) if known else []
     dropped = con.execute(
         f"""DELETE FROM {kind} v WHERE upload_seq = $seq AND EXISTS (
@@ -1329,7 +1334,36 @@ def _drop_known(
                  AND (o.upload_seq <> $seq OR o.source_row < v.source_row))""",
         {"seq": seq},
     ).fetchall()[0][0]
-    return dropped, conflicts
+    return dropped, conflicts, rekeyed
+
+
+def _keyed_by_book(con, kind: str, seq: int) -> int:
+    """Key this upload's records by their logbook too where their own id is another book's:
+    paper books number their lines from 1 each, so "line 1" of book L-3 is not "line 1" of
+    book L-2 (a new user's March book was set aside as an altered copy of February's, and
+    raised false findings of tampering). The book that wrote an id first (stored first,
+    else first in this file) keeps the plain key, so a copy of it sent again is still
+    recognised; a later book's record becomes ``key@book``. Returns how many were keyed."""
+    spec = SPECS[kind]
+    if "logbook" not in kind_columns(kind) or "record_id" not in spec.own_key:
+        return 0
+    own = " || '|' || ".join(f"{c}::VARCHAR" for c in spec.own_key)
+    (rekeyed,) = con.execute(
+        f"""
+        WITH claims AS (
+            SELECT record_key, arg_min(logbook, (upload_seq, source_row)) AS first_book
+            FROM {kind}
+            WHERE record_key IN (SELECT record_key FROM {kind}
+                                 WHERE upload_seq = $seq AND logbook IS NOT NULL)
+            GROUP BY record_key)
+        UPDATE {kind} v SET record_key = v.record_key || '@' || v.logbook
+        FROM claims c
+        WHERE v.upload_seq = $seq AND v.record_key = c.record_key
+          AND v.logbook IS NOT NULL AND c.first_book IS NOT NULL AND v.logbook <> c.first_book
+          AND v.record_key = '{spec.key_prefix}|' || {own}""",
+        {"seq": seq},
+    ).fetchall()[0]
+    return rekeyed
 
 
 def _quarantine_conflicts(con, kind: str, seq: int, up: Upload) -> list[tuple[int, str, str]]:

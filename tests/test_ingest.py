@@ -736,6 +736,57 @@ def test_a_headcount_register_is_read_by_its_spanish_headers(store, tmp_path):
     assert rows(store, "SELECT counted_on, population FROM headcounts") == [(date(2019, 6, 1), 912)]
 
 
+def test_ids_each_book_numbers_from_one_are_records_of_their_book(store, tmp_path):
+    """Paper books number their lines from 1 each (found by a new user: March's book was
+    set aside as an altered copy of February's, and raised false findings of tampering).
+    The book that wrote an id first keeps its key, so a copy sent again is still told from
+    an altered one; the ledger verifies."""
+    header = ["Correlativo", "Centro Penal", "Libro", "Fecha", "Hora de entrada", "Nombre"]
+
+    def book(name, rows_):
+        return write_csv(tmp_path / name, header, rows_)
+
+    feb = book(
+        "febrero.csv",
+        [
+            [1, "ZAC", "L-2", "03/02/2020", "08:00", "Rosa Martínez"],
+            [2, "ZAC", "L-2", "03/02/2020", "08:10", "Juan Pérez"],
+        ],
+    )
+    both = book(
+        "marzo_y_abril.csv",
+        [
+            [1, "ZAC", "L-3", "02/03/2020", "08:00", "Luis Mejía"],
+            [2, "ZAC", "L-3", "02/03/2020", "03:10", "N/I"],
+            [1, "ZAC", "L-4", "01/04/2020", "09:00", "Eva Soto"],
+        ],
+    )
+    altered = book(
+        "marzo_otra_vez.csv",
+        [
+            [1, "ZAC", "L-3", "02/03/2020", "08:00", "Luis Mejía"],
+            [2, "ZAC", "L-3", "02/03/2020", "03:10", "Pedro Ruiz"],
+        ],
+    )
+    again = book("febrero_copia.csv", [[1, "ZAC", "L-2", "03/02/2020", "08:00", "Rosa Martínez"]])
+    results = [ingest_file(store, f) for f in (feb, both, altered, again)]
+    assert [(r.rows_stored, r.rows_quarantined, r.rows_duplicate) for r in results] == [
+        (2, 0, 0),
+        (3, 0, 0),
+        (0, 1, 1),  # the altered line, and one sent again as it was
+        (0, 0, 1),
+    ]  # fmt: skip
+    assert rows(store, "SELECT record_key, name FROM visits ORDER BY upload_seq, source_row") == [
+        ("V|ZAC|1", "Rosa Martínez"),
+        ("V|ZAC|2", "Juan Pérez"),
+        ("V|ZAC|1@L-3", "Luis Mejía"),
+        ("V|ZAC|2@L-3", "N/I"),
+        ("V|ZAC|1@L-4", "Eva Soto"),
+    ]
+    assert rows(store, "SELECT reason_code FROM quarantine") == [("conflicts_with_stored",)]
+    assert ledger.verify(store).ok
+
+
 def test_a_second_reading_of_the_same_kind_adds_no_conflict_with_the_first(store, tmp_path):
     """Read again as the same kind under another mapping, records the first reading stored
     are duplicates of it (the same bytes, read another way), not a re-send with other
