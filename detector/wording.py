@@ -163,7 +163,10 @@ def repeated(rule: Rule, fields: dict[str, Any], lang: str) -> str:
     named = ", ".join(
         f"{i18n.field_name(k, lang).lower()} {fields.get(k)}"
         for k in (rule.group.by if rule.group else [])
-        if fields.get(k) not in (None, "") and not k.endswith("_key") and k != "case"
+        if fields.get(k) not in (None, "")
+        and not k.endswith("_key")
+        and k != "case"
+        and not _PLACE.match(str(fields.get(k)))
     )
     n = int(fields.get("occurrences") or 0)
     window = fields.get("window")
@@ -194,6 +197,8 @@ def repeated(rule: Rule, fields: dict[str, Any], lang: str) -> str:
     )
 
 
+# A record keyed by its place in a file (the file's hash and its row): no one's name.
+_PLACE = re.compile(r"^[0-9a-f]{16}:\d+$")
 _ISO_MOMENT = re.compile(r"^\d{4}-\d{2}-\d{2}( \d{2}:\d{2}(:\d{2})?)?$")
 
 

@@ -93,3 +93,20 @@ def test_editing_a_rule_never_rewords_an_old_finding_and_reword_is_audited(tmp_p
     [(actor, action)] = rows(store, "SELECT actor, action FROM review_log")
     assert (actor, action) == ("ana.lopez", "reword")
     assert runner.invoke(app, ["verify", "--db", str(db)]).exit_code == 0
+
+
+def test_a_case_keyed_by_a_place_in_a_file_names_no_one():
+    """A party whose first entrant has no name is keyed by that line's place in the file:
+    the case's sentence said "(person a5707be47ef85d97:6, …)" (found by a new user)."""
+    from detector.rulebook import load_rules
+    from detector.wording import repeated
+
+    rule = next(r for r in load_rules() if r.id == "visit-outside-visiting-hours")
+    fields = {"person": "a5707be47ef85d97:6", "facility": "APA", "occurrences": 4,
+              "window": "2020-03", "first_at": "2020-03-11 22:00", "last_at": "2020-03-11 22:03"}  # fmt: skip
+    said = repeated(rule, fields, "en")
+    assert said.startswith("Repeated 4 times in 2020-03 (facility APA), first")
+    assert "a5707be47ef85d97" not in said
+    assert "(persona JUAN PEREZ, centro APA)" in repeated(
+        rule, fields | {"person": "JUAN PEREZ"}, "es"
+    )
