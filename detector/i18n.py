@@ -535,6 +535,7 @@ FIELDS: dict[str, str] = {
     "counted_before": N_("Days counted in the four weeks before"),
     "written_before": N_("Of them, days with lines written"),
     "weekday_counted": N_("Of them, on the same weekday"),
+    "together": N_("Came in together with"),
     "weekday_written": N_("Of those, days with lines written"),
     "ends_on": N_("Away until"),
     "closed_on": N_("Closed"),
