@@ -393,6 +393,20 @@ def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _flat(record: dict, prefix: str = "", depth: int = 0) -> dict:
+    """A record's nested objects as columns of their own, named by their path
+    (``{"person": {"name": …}}`` -> ``person.name``), as web services export badge reads;
+    lists, and objects nested deeper than eight, stay as JSON text."""
+    out: dict = {}
+    for key, value in record.items():
+        column = f"{prefix}{key}"
+        if isinstance(value, dict) and value and depth < 8:
+            out.update(_flat(value, column + ".", depth + 1))
+        else:
+            out[column] = value
+    return out
+
+
 def _read_json(path: Path, fmt: str, name: str) -> pl.DataFrame:
     text = path.read_bytes().decode("utf-8-sig")
     if fmt == "json":
@@ -406,6 +420,7 @@ def _read_json(path: Path, fmt: str, name: str) -> pl.DataFrame:
         raise FileError(name, N_("JSON holds no records"))
     if not all(isinstance(r, dict) for r in data):
         raise FileError(name, N_("JSON must be a list of objects (one per record)"))
+    data = [_flat(r) for r in data]
     columns: dict[str, None] = {}
     for r in data:
         columns.update(dict.fromkeys(r))

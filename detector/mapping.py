@@ -72,10 +72,14 @@ def plain(folded: str) -> str:
 
 def headers_by_key(headers: list[str]) -> dict[str, str]:
     """Each header by its folded form and, where no other header has that form, by its
-    plain form (``plain``): how a field's synonyms find it."""
+    plain form (``plain``), then a nested field by its last name (``person.name`` as
+    ``name``): how a field's synonyms find it."""
     keys = {fold(h): h for h in headers}
     for h in headers:
         keys.setdefault(plain(fold(h)), h)
+    for h in headers:  # a JSON export's nested field ("person.name") by its own name
+        if "." in h:
+            keys.setdefault(fold(h.rsplit(".", 1)[1]), h)
     return keys
 
 

@@ -137,3 +137,29 @@ def test_all_sheets_stack_with_their_sheet_and_row():
     frames["2014"] = pl.DataFrame({"Fecha": ["2014-01-01"], "Reason": ["d"]})
     with pytest.raises(ValueError, match="sheet '2014' has other columns than sheet '2020'"):
         stack_sheets(frames)
+
+
+def test_a_json_export_s_nested_objects_are_columns_found_by_their_own_names(store, tmp_path):
+    """A badge web service's records nest the person ({"person": {"name": …, "card": …}}):
+    the whole object was stored as the name, and the card lost (found by a new user)."""
+    from detector.ingest import ingest_file
+    from tests.conftest import rows
+
+    records = [
+        {"id": "e1", "timestamp": "2020-03-10 09:00", "site": "ZAC", "door": "Garita",
+         "direction": "IN", "person": {"name": "Rosa Martínez", "card": "V-01"}},
+        {"id": "e2", "timestamp": "2020-03-10 04:00", "site": "ZAC", "door": "Garita",
+         "direction": "IN", "person": {"name": None, "card": "V-09", "extra": {"a": [1]}}},
+    ]  # fmt: skip
+    path = tmp_path / "eventos.json"
+    path.write_text(json.dumps({"total": 2, "data": records}), encoding="utf-8")
+    assert read_table(path).columns == [
+        "id", "timestamp", "site", "door", "direction", "person.name", "person.card",
+        "person.extra.a",
+    ]  # fmt: skip
+    r = ingest_file(store, path)
+    assert r.rows_stored == 2, r.reasons
+    assert rows(store, "SELECT name, badge FROM events ORDER BY record_id") == [
+        ("Rosa Martínez", "V-01"),
+        (None, "V-09"),
+    ]
