@@ -45,11 +45,14 @@ class Composite:
 class Order:
     """A cross-field check: the value of ``later`` may not come before that of
     ``earlier``; a row where it does goes to the quarantine as ``code`` (its sentence is
-    ``detector.i18n.REASONS[code]``)."""
+    ``detector.i18n.REASONS[code]``), unless ``stored``: then the row is stored as written
+    and a rule reports the order (a visit's exit written before its entry: the entry is
+    evidence all the same, and the other rules judge it)."""
 
     later: str
     earlier: str
     code: str
+    stored: bool = False
 
 
 @dataclass(frozen=True)
@@ -918,7 +921,7 @@ SPECS: dict[str, KindSpec] = {
         name_status_of="name",
         precision={"entered_precision": "entered_at"},
         defaults={"party_size": 1},
-        orders=(Order("exited_at", "entered_at", "exit_before_entry"),),
+        orders=(Order("exited_at", "entered_at", "exit_before_entry", stored=True),),
         facility_fields=("facility",),
         stays=("entered_at", "exited_at"),
         moment="entered_at",

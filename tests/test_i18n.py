@@ -181,7 +181,7 @@ def test_a_quarantined_row_reads_in_the_users_language(store, tmp_path):
     path.write_text(
         "correlativo,centro_penal,ingreso,salida,nombre,folio\n"
         "1,ZAC,31/02/2019 08:00,,Ana Pérez,3\n"
-        "2,ZAC,03/06/2019 10:00,03/06/2019 09:00,Luis Ruiz,4\n"
+        "2,ZAC,,,Luis Ruiz,4\n"
         "3,ZAC,04/06/2019 10:00,,Rosa Díaz,-2\n"
         "4,ZAC,05/06/2019 10:00,,Marta Gómez,5,extra\n",
         encoding="utf-8",
@@ -194,7 +194,7 @@ def test_a_quarantined_row_reads_in_the_users_language(store, tmp_path):
     assert spanish == {
         "unparseable_date": "Entrada '31/02/2019 08:00' no es una fecha u hora que esta "
         "herramienta pueda leer (se esperaba ISO 8601 o el orden dmy)",
-        "exit_before_entry": "la salida 2019-06-03 09:00 es anterior a la entrada 2019-06-03 10:00",
+        "missing_required": "el campo obligatorio Entrada está vacío",
         "negative_number": "Folio -2 es negativo",
         "wrong_field_count": "la fila tiene 7 campos y el encabezado 6",
     }

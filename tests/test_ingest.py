@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 
 from detector import formats, ingest, ledger
+from detector.engine import run_rules
 from detector.ingest import ingest_file
 from detector.mapping import UserMapping, load_mapping
 from detector.pipeline import ingest_files
@@ -353,18 +354,26 @@ def test_hostile_rows_are_quarantined_and_good_rows_kept(store, tmp_path):
     assert raw["Fecha"] == "31/02/2022"
 
 
-def test_exit_before_entry_is_quarantined(store, tmp_path):
+def test_a_visit_whose_exit_is_written_before_its_entry_is_stored_and_judged(store, tmp_path):
+    """The entry is evidence all the same (found by a new user: an 'N/I' contractor at 22:40
+    whose exit the clerk dated the same day, 01:15, was set aside whole, and no rule judged
+    the unnamed night entry): stored as written, the order reported by its rule."""
     path = write_csv(
         tmp_path / "v.csv",
-        ["facility", "entered_at", "exited_at", "name"],
+        ["facility", "entered_at", "exited_at", "name", "role"],
         [
-            ["ZAC", "2022-02-05 10:00", "2022-02-05 09:00", "A"],
-            ["ZAC", "2022-02-05 10:00", "2022-02-05 11:00", "B"],
+            ["ZAC", "2022-02-05 22:40", "2022-02-05 01:15", "N/I", "Contratista"],
+            ["ZAC", "2022-02-05 10:00", "2022-02-05 11:00", "B", "Familiar"],
         ],
     )
     r = ingest_file(store, path)
-    assert (r.rows_stored, r.rows_quarantined) == (1, 1)
-    assert rows(store, "SELECT reason_code FROM quarantine") == [("exit_before_entry",)]
+    assert (r.rows_stored, r.rows_quarantined) == (2, 0)
+    run_rules(store)
+    fired = dict(rows(store, "SELECT rule_id, explanation FROM flags"))
+    assert "unidentified-placeholder-name" in fired
+    assert fired["visit-exit-before-entry"] == (
+        "v.csv row 2: exit 2022-02-05 01:15 is before entry 2022-02-05 22:40."
+    )
 
 
 def test_unknown_facility_is_quarantined_once_a_facilities_list_exists(store, tmp_path):
