@@ -6,6 +6,7 @@ import codecs
 import csv
 import json
 import mmap
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -584,8 +585,18 @@ def _holds_nul(source: Path) -> bool:
         return mm.find(b"\x00") != -1
 
 
+# Two bytes that open a UTF-8 character of two bytes or more: seldom side by side in text
+# of a one-byte code page ("Ã©"), always in UTF-8 text beyond ASCII.
+_UTF8_PAIR = re.compile(rb"[\xc2-\xf4][\x80-\xbf]")
+
+
 def _transcode(path: Path, encoding: str) -> tuple[object, str]:
-    """Stream a non-UTF-8 CSV into a temporary UTF-8 file (cp1252 falls back to latin-1)."""
+    """Stream a non-UTF-8 CSV into a temporary UTF-8 file (cp1252 falls back to latin-1).
+    A file of a one-byte code page that holds UTF-8 lines too (exports joined together) is
+    read line by line: each line as UTF-8 when it is, else in the code page (read whole in
+    the code page, its UTF-8 names came out as "MartÃ­nez")."""
+    if codecs.lookup(encoding).name in _ONE_BYTE and _has_utf8(path):
+        return _transcode_lines(path, encoding)
     for enc in (encoding, "latin-1") if encoding == "cp1252" else (encoding,):
         # Deleted when the Table holding it is collected, not at the end of this function.
         tmp = tempfile.NamedTemporaryFile(prefix="detector-", suffix=".csv")  # noqa: SIM115
@@ -602,6 +613,39 @@ def _transcode(path: Path, encoding: str) -> tuple[object, str]:
             if enc == "latin-1" or encoding != "cp1252":
                 raise
     raise AssertionError("unreachable")
+
+
+_ONE_BYTE = {
+    codecs.lookup(e).name for e in ("cp1252", "latin-1", "iso8859-15", "cp850", "mac_roman")
+}
+
+
+def _has_utf8(path: Path) -> bool:
+    with path.open("rb") as src:
+        tail = b""
+        while block := src.read(1 << 20):
+            if _UTF8_PAIR.search(tail + block):
+                return True
+            tail = block[-1:]
+    return False
+
+
+def _transcode_lines(path: Path, encoding: str) -> tuple[object, str]:
+    """``_transcode`` line by line: each line as UTF-8 when it is valid UTF-8, else in
+    ``encoding`` (latin-1 where even that fails). The encoding said is both."""
+    tmp = tempfile.NamedTemporaryFile(prefix="detector-", suffix=".csv")  # noqa: SIM115
+    with path.open("rb") as src:
+        for line in src:
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                try:
+                    text = line.decode(encoding)
+                except UnicodeDecodeError:
+                    text = line.decode("latin-1")
+            tmp.write(text.encode("utf-8"))
+    tmp.flush()
+    return tmp, f"{encoding} and utf-8 by line"
 
 
 def _read_csv_slowly(

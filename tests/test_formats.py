@@ -163,3 +163,18 @@ def test_a_json_export_s_nested_objects_are_columns_found_by_their_own_names(sto
         ("Rosa Martínez", "V-01"),
         (None, "V-09"),
     ]
+
+
+def test_a_windows_file_with_utf8_lines_appended_reads_each_line_as_written(tmp_path):
+    """Exports joined together: UTF-8 lines and a Windows-1252 one in one file. Read whole
+    as Windows-1252, the UTF-8 names came out as "MartÃ­nez" with no warning (found by a
+    new user)."""
+    path = tmp_path / "mixed.csv"
+    utf8 = "centro,ingreso,nombre\nZAC,2020-03-10 09:00,Rosa Martínez\n".encode()
+    path.write_bytes(utf8 + "ZAC,2020-03-10 10:00,José Peña\n".encode("cp1252"))
+    table = read_table(path)
+    assert table.frame.get_column("nombre").to_list() == ["Rosa Martínez", "José Peña"]
+    assert table.encoding == "cp1252 and utf-8 by line"
+    only = tmp_path / "windows.csv"
+    only.write_bytes("centro,ingreso,nombre\nZAC,2020-03-10 10:00,José Peña\n".encode("cp1252"))
+    assert read_table(only).encoding == "cp1252"
