@@ -588,6 +588,10 @@ def _holds_nul(source: Path) -> bool:
 # Two bytes that open a UTF-8 character of two bytes or more: seldom side by side in text
 # of a one-byte code page ("Ã©"), always in UTF-8 text beyond ASCII.
 _UTF8_PAIR = re.compile(rb"[\xc2-\xf4][\x80-\xbf]")
+# The code pages of one byte a character whose files may hold UTF-8 lines too.
+_ONE_BYTE = {
+    codecs.lookup(e).name for e in ("cp1252", "latin-1", "iso8859-15", "cp850", "mac_roman")
+}
 
 
 def _transcode(path: Path, encoding: str) -> tuple[object, str]:
@@ -615,12 +619,8 @@ def _transcode(path: Path, encoding: str) -> tuple[object, str]:
     raise AssertionError("unreachable")
 
 
-_ONE_BYTE = {
-    codecs.lookup(e).name for e in ("cp1252", "latin-1", "iso8859-15", "cp850", "mac_roman")
-}
-
-
 def _has_utf8(path: Path) -> bool:
+    """Whether the file holds a UTF-8 character beyond ASCII anywhere (``_UTF8_PAIR``)."""
     with path.open("rb") as src:
         tail = b""
         while block := src.read(1 << 20):
