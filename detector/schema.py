@@ -555,6 +555,8 @@ NAME_PLACEHOLDERS = (
     "SIN IDENTIFICAR", "ILEGIBLE", "NO LEGIBLE", "SIN DATOS", "NO INDICA", "NO SE INDICA",
     "NO REGISTRA", "NO PROPORCIONA", "NO DIO NOMBRE", "NULL", "NAN", "0", "00",
     "ANONYMOUS", "ILLEGIBLE", "UNIDENTIFIED", "NO NAME", "NOT GIVEN", "NOT PROVIDED",
+    "FIRMA ILEGIBLE", "NOMBRE ILEGIBLE", "NO SE ENTIENDE", "NO SE LEE", "VISITA", "FAMILIAR",
+    "PARTICULAR",
 )  # fmt: skip
 # A placeholder followed by a number, a "de/del ..." tail or a remark in brackets is one
 # too ("Acompañante 2", "Acompañante (menor)").

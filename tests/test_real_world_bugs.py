@@ -186,6 +186,8 @@ def _write(path, text):
         ("[ilegible]", "placeholder"),
         ("ACOMPAÑANTE (MENOR)", "placeholder"),
         ("Persona no identificada", "placeholder"),
+        ("Firma ilegible", "placeholder"),
+        ("Familiar", "placeholder"),
         ("José N.", "named"),
         ("", "blank"),
         ("---", "blank"),
