@@ -148,7 +148,6 @@ def _child(path: str, out: str, sheet: str, header: str) -> None:
             has_header=has_header,
             drop_empty_rows=False,
         )
-        frame = frame.rename({c: str(c) for c in frame.columns})
         frame = frame.with_columns(
             (pl.int_range(pl.len()) + (2 if has_header else 1)).alias(ROW)
         ).filter(~pl.all_horizontal(pl.exclude(ROW).is_null()))
