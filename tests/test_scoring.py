@@ -105,7 +105,14 @@ def test_one_score_per_stored_visit_in_the_csv_export(scored):
     assert len(keys) == len(set(keys)) == len(stored)
     assert set(keys) == {k for (k,) in stored}
     assert {"record_id", "risk_score", "outlier_score", "top_features"} <= set(table[0])
-    assert all(json.loads(r["top_features"]) for r in table)
+    reasons = [json.loads(r["top_features"]) for r in table]
+    assert all(isinstance(items, list) for items in reasons)
+    # a visit with every feature zero has no reasons (one same score: nothing unusual);
+    # each other names the feature that departs from the usual
+    plain = {r["outlier_score"] for r, items in zip(table, reasons, strict=True) if not items}
+    assert len(plain) == 1
+    assert any(reasons)
+    assert all(any(i["value"] != 0 for i in items) for items in reasons if items)
 
 
 def test_explanations_come_from_ecods_per_feature_scores(scored):
