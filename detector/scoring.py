@@ -498,8 +498,13 @@ def load_reference(store: Store, config: ScoringConfig) -> tuple[Reference | Non
     return None, "no reference fitted yet" if not found else "no reference fitted this way"
 
 
-def fit_reference(store: Store, config: ScoringConfig, workdir: Path) -> Reference:
-    """Fit the model on a sample of the window and keep it with the window's context."""
+def fit_reference(
+    store: Store, config: ScoringConfig, workdir: Path, seconds: dict[str, float] | None = None
+) -> Reference:
+    """Fit the model on a sample of the window and keep it with the window's context; with
+    ``seconds``, what building the reference's features took is added to it as
+    ``reference`` (DuckDB's work: the context tables, the window's raw features, the
+    sample), so that the model's own fit can be told from it."""
     newest = _newest_visit(store)
     window = None
     if config.fit_window_days and newest is not None:
@@ -509,8 +514,11 @@ def fit_reference(store: Store, config: ScoringConfig, workdir: Path) -> Referen
     staging.mkdir(mode=0o700)
     try:
         raw = workdir / "fit_raw.parquet"
+        t = time.perf_counter()
         build_reference(store, staging, window, raw=raw)
         fit_from, fit_to, X_fit = _fit_sample(staging, raw, config, workdir)
+        if seconds is not None:
+            seconds["reference"] = seconds.get("reference", 0.0) + time.perf_counter() - t
         if config.model == "ecod" and np.isfinite(X_fit).all():
             # What PyOD's ECOD keeps of its fit is its training rows, and the frozen scorer
             # needs nothing else: PyOD (scikit-learn, numba's compilations) is not loaded.
@@ -785,8 +793,9 @@ def score(
         if reference is None:
             if _newest_visit(store) is None:
                 return ScoreReport(0, "", 0, 0, seconds=seconds, scope="nothing to score")
-            reference = fit_reference(store, config, tmp)
-        seconds["fit"] = time.perf_counter() - t
+            reference = fit_reference(store, config, tmp, seconds)
+        # the model's fit (and loading or keeping a reference), the features aside
+        seconds["fit"] = time.perf_counter() - t - seconds.get("reference", 0.0)
 
         t = time.perf_counter()
         plan = plan_run(store, reference, full, tmp, refit_why=why)
