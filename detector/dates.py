@@ -364,12 +364,22 @@ def _full(
     timezone: str | None = None,
 ) -> pl.Series:
     """Every spelling tried on every row still unread: cleaned first (``clean``), its zone
-    set aside (``_zones``), a month in words written as a number (``_worded``); then
-    epochs, and the times written in another zone brought to ``timezone``'s clock."""
+    set aside (``_zones``), a month in words written as a number (``_worded``), a "24:00"
+    read as the next day's 00:00; then epochs, and the times written in another zone
+    brought to ``timezone``'s clock."""
     text, offsets = _zones(values)
     text = text.to_frame("v").select(clean(pl.col("v"))).to_series()
     text = _worded(text, years_from)
+    ends = text.str.contains(_END_OF_DAY).fill_null(False)
+    if ends.any():  # "01/04/2020 24:00": 00:00 of 2 April
+        text = text.to_frame("v").select(_midnight(pl.col("v"))).to_series()
     result = _parsed(text, formats)
+    if ends.any():
+        result = pl.select(
+            pl.when(pl.lit(ends))
+            .then(pl.lit(result) + pl.duration(days=1))
+            .otherwise(pl.lit(result))
+        ).to_series()
     epochs = _epochs(text)
     if epochs is not None:  # an instant: UTC, unless a spelling above read the text
         frame = pl.DataFrame({"r": result, "e": epochs, "o": offsets})
@@ -413,13 +423,34 @@ def _parsed(text: pl.Series, formats: list[str]) -> pl.Series:
     return result
 
 
+# "24:00" (also "24:00:00", "2400", "24.00"), how a clerk writes the midnight that ends a
+# day: read as 00:00 of the next day (a time alone: 00:00, which an exit takes on the day
+# after its entry; with its date, see ``end_of_day``).
+_END_OF_DAY = r"(?:^|[\sT])24(?:[:.]?00(?::00)?)$"
+
+
+def end_of_day(values: pl.Series) -> pl.Series:
+    """True where a time (or a date and time) is written "24:00": the end of its day."""
+    return (
+        values.to_frame("v")
+        .select(clean(pl.col("v")).str.contains(_END_OF_DAY).fill_null(False))
+        .to_series()
+    )
+
+
+def _midnight(text: pl.Expr) -> pl.Expr:
+    """A cleaned text's "24:00" written as 00:00 (its day is moved by the caller)."""
+    return text.str.replace(r"(^|[\sT])24(?:[:.]?00(?::00)?)$", "${1}00:00")
+
+
 def to_time(values: pl.Series) -> pl.Series:
-    """A time column's text as times of day: also "8.05" (a point for the colon) and
-    "805" (three digits: the hour's leading zero left out)."""
+    """A time column's text as times of day: also "8.05" (a point for the colon), "805"
+    (three digits: the hour's leading zero left out) and "24:00" (midnight, 00:00: see
+    ``end_of_day``)."""
     text = (
         values.to_frame("v")
         .select(
-            clean(pl.col("v"))
+            _midnight(clean(pl.col("v")))
             .str.replace(r"^(\d{1,2})\.(\d{2})$", "${1}:${2}")
             .str.replace(r"^(\d{3})$", "0${1}")
         )

@@ -23,6 +23,7 @@ import duckdb
 from detector import lazy, ledger, nopandas
 from detector.dates import (
     PLAUSIBLE_FROM_YEAR,
+    end_of_day,
     plausible_until_year,
     timed,
     to_datetime,
@@ -365,13 +366,20 @@ def _read_dates(
                 parts = pl.DataFrame({"d": day})
                 if time_col:
                     parts = parts.with_columns(
-                        t=t, no_time=df.select(_blank(pl.col(time_col))).to_series()
+                        t=t,
+                        no_time=df.select(_blank(pl.col(time_col))).to_series(),
+                        # "24:00" on a day is 00:00 of the next
+                        next_day=end_of_day(df.get_column(time_col)),
                     )
                 else:
-                    parts = parts.with_columns(t=pl.lit(None, pl.Time), no_time=pl.lit(True))
+                    parts = parts.with_columns(
+                        t=pl.lit(None, pl.Time), no_time=pl.lit(True), next_day=pl.lit(False)
+                    )
                 # A date with no time still places a required record in its day.
                 value = parts.select(
-                    pl.when(pl.col("t").is_not_null())
+                    pl.when(pl.col("t").is_not_null() & pl.col("next_day"))
+                    .then(pl.col("d").dt.combine(pl.col("t")) + pl.duration(days=1))
+                    .when(pl.col("t").is_not_null())
                     .then(pl.col("d").dt.combine(pl.col("t")))
                     .when(pl.col("no_time") & pl.lit(f.required or not time_col))
                     .then(pl.col("d").cast(pl.Datetime("us")))

@@ -89,7 +89,8 @@ def test_excel_serials_are_the_clock_times_they_stand_for(text, expected, is_tim
     [("08:05 hrs", "08:05"), ("0805 HORAS", "08:05"), ("12:00 m.", "12:00"), ("12 m.", "12:00"),
      ("8.05", "08:05"), ("805", "08:05"), ("8:05a", "08:05"), ("8:05p", "20:05"),
      ("20:05 p. m.", "20:05"), ("12:15 a. m.", "00:15"),
-     ("02:14:57 p.m.", "14:14")],  # (minutes past 12 are not an hour)
+     ("02:14:57 p.m.", "14:14"),  # (minutes past 12 are not an hour)
+     ("24:00", "00:00"), ("2400", "00:00"), ("24.00", "00:00"), ("24:00 hrs", "00:00")],
 )  # fmt: skip
 def test_times_as_official_records_write_them(text, expected):
     """Times a new user's logbooks wrote that set their visits aside."""

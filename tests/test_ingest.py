@@ -593,6 +593,40 @@ def test_an_exit_left_blank_beside_its_date_is_no_exit_and_a_time_alone_takes_th
     ]
 
 
+def test_midnight_written_24_00_ends_its_day(store, tmp_path):
+    """Clerks write the midnight that ends a day "24:00": an exit at 24:00 set the whole
+    visit aside ("not a time"), an entry at "01/04/2020 24:00" too. It is 00:00 of the next
+    day, as a time alone, beside its date, or in one date-and-time cell."""
+    header = ["facility", "fecha_ingreso", "hora_ingreso", "fecha_salida", "hora_salida", "name"]
+    data = [
+        ["ZAC", "01/04/2020", "23:00", "", "24:00", "Ana"],
+        ["ZAC", "01/04/2020", "22:30", "01/04/2020", "24:00", "Bea"],
+        ["ZAC", "01/04/2020", "24:00", "", "00:40", "Eva"],
+        ["ZAC", "01/04/2020", "21:00", "", "24:30", "Flor"],  # no time: the exit unread
+    ]
+    r = ingest_file(store, write_csv(tmp_path / "v.csv", header, data))
+    assert (r.rows_stored, r.rows_quarantined) == (4, 0), r.reasons
+    assert rows(
+        store,
+        "SELECT name, entered_at::VARCHAR, exited_at::VARCHAR, entered_precision "
+        "FROM visits ORDER BY 1",
+    ) == [
+        ("Ana", "2020-04-01 23:00:00", "2020-04-02 00:00:00", "minute"),
+        ("Bea", "2020-04-01 22:30:00", "2020-04-02 00:00:00", "minute"),
+        ("Eva", "2020-04-02 00:00:00", "2020-04-02 00:40:00", "minute"),
+        ("Flor", "2020-04-01 21:00:00", None, "minute"),
+    ]
+    one = write_csv(
+        tmp_path / "w.csv",
+        ["facility", "entered_at", "exited_at", "name"],
+        [["ZAC", "31/12/2020 24:00", "01/01/2021 01:00", "Gil"]],
+    )
+    assert ingest_file(store, one).rows_stored == 1
+    assert rows(store, "SELECT entered_at::VARCHAR FROM visits WHERE name = 'Gil'") == [
+        ("2021-01-01 00:00:00",)
+    ]
+
+
 def test_a_time_alone_is_refused_where_there_is_no_day_to_place_it(store, tmp_path):
     path = write_csv(
         tmp_path / "t.csv",
