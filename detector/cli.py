@@ -170,7 +170,7 @@ def ingest(
         table.add_row(
             Path(r.path).name,
             words(r.kind) if r.kind else "-",
-            words(r.status),
+            words("nothing_stored" if _nothing_stored(r) else r.status),
             number(r.rows_stored),
             number(r.rows_quarantined),
             number(r.rows_duplicate),
@@ -211,11 +211,17 @@ def ingest(
                     r.rows_quarantined - 5,
                 ).format(n=number(r.rows_quarantined - 5))
             )
-        if r.status == "stored" and r.rows_stored == 0 and r.rows_duplicate == 0:
+        if _nothing_stored(r):
             failed = True
     _print_steps(report)
     if failed:
         raise typer.Exit(1)
+
+
+def _nothing_stored(r) -> bool:
+    """An upload recorded (its file kept as evidence, its rows in the quarantine) of which
+    no row was stored: said as such, not as "stored", and the command fails."""
+    return r.status == "stored" and r.rows_stored == 0 and r.rows_duplicate == 0
 
 
 def _reasons(store, r) -> list[tuple]:

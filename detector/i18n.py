@@ -262,6 +262,9 @@ CODES: dict[str, str] = {
     "ok": N_("ok"),
     "failed": N_("failed"),
     "partial": N_("partial"),
+    # an upload's outcome (``IngestResult.status``; "nothing_stored": every row set aside)
+    "stored": N_("stored"),
+    "nothing_stored": N_("nothing stored"),
     # problems of a row (the quarantine's reason codes)
     "closed_before_opened": N_("closed before opened"),
     "ends_before_start": N_("back before away"),

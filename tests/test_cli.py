@@ -30,6 +30,18 @@ def test_ingest_status_json_and_quarantine_summary(store, tmp_path):
     assert rows(store, "SELECT uploaded_by FROM uploads") == [("ana",)]
 
 
+def test_an_upload_of_which_no_row_was_stored_says_so_and_fails(store, tmp_path, monkeypatch):
+    """Every row set aside: the table said "stored" beside 0 stored (and the command
+    failed); it says "nothing stored", with the reasons."""
+    monkeypatch.setenv("COLUMNS", "200")
+    path = write_csv(tmp_path / "v.csv", ["facility", "entered_at", "name"], [["ZAC", "nope", "B"]])
+    result = runner.invoke(app, ["ingest", str(path), "--db", str(store.path)])
+    assert result.exit_code == 1
+    assert "nothing stored" in result.output
+    assert "v.csv row 2, entered_at: entered_at 'nope' is not a date/time" in result.output
+    assert rows(store, "SELECT count(*) FROM quarantine") == [(1,)]
+
+
 def test_a_spanish_form_is_read_by_its_headings_and_a_column_not_read_is_named(store, tmp_path):
     """Headings as Spanish forms write them ("Hora de entrada", "N° DUI", "Nombre del
     visitante", "Interno visitado") find their fields; a column no field goes by is named
