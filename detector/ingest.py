@@ -360,10 +360,13 @@ def _read_dates(
             ).to_series()
             t = to_time(df.get_column(time_col)) if time_col else None
             if date_col:
-                day = to_datetime(
-                    df.get_column(date_col), order, years_from=years, timezone=zone
-                ).dt.date()
-                parts = pl.DataFrame({"d": day})
+                # a date column may hold the time too ("2019-03-01 09:00" under "Fecha"):
+                # kept where no time column gives one (it was cut to the day, and the
+                # entry judged at 00:00 as a time to the minute)
+                whole = to_datetime(df.get_column(date_col), order, years_from=years, timezone=zone)
+                day = whole.dt.date()
+                own_time = df.select(timed(pl.col(date_col))).to_series()
+                parts = pl.DataFrame({"d": day, "whole": whole, "own_time": own_time})
                 if time_col:
                     parts = parts.with_columns(
                         t=t,
@@ -381,8 +384,8 @@ def _read_dates(
                     .then(pl.col("d").dt.combine(pl.col("t")) + pl.duration(days=1))
                     .when(pl.col("t").is_not_null())
                     .then(pl.col("d").dt.combine(pl.col("t")))
-                    .when(pl.col("no_time") & pl.lit(f.required or not time_col))
-                    .then(pl.col("d").cast(pl.Datetime("us")))
+                    .when(pl.col("no_time") & (pl.lit(f.required or not time_col) | "own_time"))
+                    .then(pl.col("whole"))
                 ).to_series()
                 if t is not None:  # the time column read: a time of day, however written
                     parsed[f"{f.name}__clock"] = t.is_not_null()

@@ -627,6 +627,31 @@ def test_midnight_written_24_00_ends_its_day(store, tmp_path):
     ]
 
 
+def test_a_date_column_that_holds_the_time_keeps_it(store, tmp_path):
+    """A "Fecha" column written "2019-03-01 09:00" with no time column was cut to its day
+    and stored at 00:00 with a time to the minute: the visiting-hours rule then flagged
+    every visit as an entry at midnight. An exit date holding its time beside a blank exit
+    time keeps it too."""
+    header = ["Centro", "Fecha", "Fecha salida", "Hora salida", "Nombre"]
+    data = [
+        ["ZAC", "2019-03-01 09:00", "2019-03-01 10:15", "", "Ana"],
+        ["ZAC", "2019-03-01", "", "", "Bea"],
+        ["ZAC", "2019-03-01 11:00", "2019-03-01", "", "Eva"],
+    ]
+    path = write_csv(tmp_path / "v.csv", header, data)
+    r = ingest_file(store, path, mapping=UserMapping(kind="visits"))
+    assert (r.rows_stored, r.rows_quarantined) == (3, 0), r.reasons
+    assert rows(
+        store,
+        "SELECT name, entered_at::VARCHAR, entered_precision, exited_at::VARCHAR "
+        "FROM visits ORDER BY 1",
+    ) == [
+        ("Ana", "2019-03-01 09:00:00", "minute", "2019-03-01 10:15:00"),
+        ("Bea", "2019-03-01 00:00:00", "day", None),
+        ("Eva", "2019-03-01 11:00:00", "minute", None),
+    ]
+
+
 def test_a_time_alone_is_refused_where_there_is_no_day_to_place_it(store, tmp_path):
     path = write_csv(
         tmp_path / "t.csv",
