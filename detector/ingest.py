@@ -564,11 +564,43 @@ def _row_checks(
     return frame
 
 
+# Where a quarantined row was written, as its kind's fields of these names read it (its
+# facility by the list's code, its page as a number; NULL where unread or not a field of
+# the kind): its evidence cites the place, and a rule may count the line as written (a
+# page whose lines were all set aside is not a page torn out).
+# (types by name: polars is not loaded by commands that import this module only)
+QUARANTINE_PLACE: dict[str, str] = {
+    "record_id": "String",
+    "facility": "String",
+    "checkpoint": "String",
+    "logbook": "String",
+    "page": "Int64",
+    "line": "Int64",
+}
+
+
+def _place_types() -> dict[str, pl.DataType]:
+    return {name: getattr(pl, dtype) for name, dtype in QUARANTINE_PLACE.items()}
+
+
 def quarantine_schema() -> dict[str, pl.DataType]:
     """The columns of a file's quarantined rows."""
     text = pl.String
     return {"source_row": pl.Int64, "field": text, "reason_code": text, "reason": text,
-            "raw": text, "reason_values": text}  # fmt: skip
+            "raw": text, "reason_values": text, **_place_types()}  # fmt: skip
+
+
+_PLACE = ", ".join(QUARANTINE_PLACE)
+
+
+def _place(frame: pl.DataFrame) -> list[pl.Series]:
+    """The ``QUARANTINE_PLACE`` columns of rows of a kind's typed frame."""
+    return [
+        frame.get_column(name).cast(dtype, strict=False).alias(name)
+        if name in frame.columns
+        else pl.Series(name, [None] * frame.height, dtype=dtype)
+        for name, dtype in _place_types().items()
+    ]
 
 
 def _split(
@@ -612,6 +644,10 @@ def _split(
                     "reason": [template.format(**c) for c in counts],
                     "raw": [json.dumps({"line": t}, ensure_ascii=False) for t in texts],
                     "reason_values": [json.dumps(c) for c in counts],
+                    **{
+                        n: pl.Series([None] * len(rows_), dtype=t)
+                        for n, t in _place_types().items()
+                    },
                 }
             )
         )
@@ -656,7 +692,7 @@ def _failed_checks(
                     ),
                     "reason_values": failing.get_column("__values__"),
                 }
-            )
+            ).with_columns(_place(failing))
         )
     return parts
 
@@ -1179,8 +1215,8 @@ def _store(con, p: Plan, up: Upload) -> None:
         if feed.quarantine:
             con.execute(
                 "INSERT INTO quarantine (source_sha256, source_name, kind, source_row, field, "
-                "reason_code, reason, raw, upload_seq, reason_values) SELECT ?, ?, ?, "
-                "source_row, field, reason_code, reason, raw, ?, reason_values "
+                f"reason_code, reason, raw, upload_seq, reason_values, {_PLACE}) SELECT ?, ?, "
+                f"?, source_row, field, reason_code, reason, raw, ?, reason_values, {_PLACE} "
                 "FROM read_parquet(?)",
                 [sha, up.name, kind, seq, [str(q) for q in feed.quarantine]],
             )

@@ -150,10 +150,13 @@ def records_view_sql() -> str:
         for kind, e in ((k, SPECS[k].evidence) for k in KINDS)
         if e is not None
     ]
+    # a quarantined row once (a row failing several checks has a row for each), cited by
+    # the place it was written as far as it was read
     parts.append(
-        "SELECT DISTINCT 'Q|' || source_sha256[:16] || ':' || source_row, 'quarantine', NULL, "
-        "NULL, NULL, NULL, NULL, NULL, reason_code, source_sha256, source_name, source_row "
-        "FROM quarantine"
+        "SELECT 'Q|' || source_sha256[:16] || ':' || source_row, 'quarantine', "
+        "any_value(record_id), any_value(facility), any_value(logbook), any_value(page), "
+        "any_value(line), NULL, min(reason_code), source_sha256, any_value(source_name), "
+        "source_row FROM quarantine GROUP BY source_sha256, source_row"
     )
     return "CREATE OR REPLACE VIEW records AS\n" + "\nUNION ALL\n".join(parts)
 
@@ -300,6 +303,13 @@ MIGRATIONS = [
     "ALTER TABLE facilities ADD COLUMN IF NOT EXISTS role_hours VARCHAR",
     # A quarantined row's values beside its English reason, to say it in another language.
     "ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS reason_values VARCHAR",
+    # Where a quarantined row was written, as read (``ingest.QUARANTINE_PLACE``).
+    "ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS record_id VARCHAR",
+    "ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS facility VARCHAR",
+    "ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS checkpoint VARCHAR",
+    "ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS logbook VARCHAR",
+    "ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS page BIGINT",
+    "ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS line BIGINT",
     "ALTER TABLE reviews ADD COLUMN IF NOT EXISTS reopen_on_new BOOLEAN DEFAULT false",
     # Typed suppressions (matched exactly); older rows are facility codes.
     "ALTER TABLE suppressions ADD COLUMN IF NOT EXISTS entity_kind VARCHAR",

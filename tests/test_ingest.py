@@ -652,6 +652,26 @@ def test_a_date_column_that_holds_the_time_keeps_it(store, tmp_path):
     ]
 
 
+def test_a_quarantined_row_is_cited_by_where_it_was_written(store, tmp_path):
+    """A row set aside keeps the place it was written as far as it was read (the list's
+    facility code, its book, page and line): its evidence cites it, and the page-sequence
+    rule counts its line as written (a page whose lines were all set aside was reported
+    torn out)."""
+    header = ["Correlativo", "Centro Penal", "Garita", "Libro", "Folio", "Línea", "Fecha", "Nombre"]
+    data = [
+        ["R1", "ZAC", "G", "L-1", "1", "1", "28/02/2019 08:00", "Ana"],
+        ["R2", "ZAC", "G", "L-1", "2", "1", "31/02/2019 08:30", "Bea"],
+        ["R3", "ZAC", "G", "L-1", "x", "2", "", "Eva"],
+    ]
+    r = ingest_file(store, write_csv(tmp_path / "v.csv", header, data))
+    assert (r.rows_stored, r.rows_quarantined) == (1, 2)
+    assert rows(
+        store,
+        "SELECT record_id, facility, logbook, page, line, source_row FROM records "
+        "WHERE kind = 'quarantine' ORDER BY source_row",
+    ) == [("R2", "ZAC", "L-1", 2, 1, 3), ("R3", "ZAC", "L-1", None, 2, 4)]
+
+
 def test_a_time_alone_is_refused_where_there_is_no_day_to_place_it(store, tmp_path):
     path = write_csv(
         tmp_path / "t.csv",
