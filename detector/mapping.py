@@ -487,6 +487,17 @@ def refuse_custody_snapshot(headers: list[str], source: str) -> None:
     raise FileError(source, template, columns=", ".join(dict.fromkeys(columns)))
 
 
+def header_score(cells: list[str | None]) -> int:
+    """How well a row reads as a header: the most headers of one record kind it holds
+    (its signature headers and its fields' synonyms). A row of values scores 0 or 1."""
+    folded = set(headers_by_key([str(c) for c in cells if c not in (None, "")]))
+    return max(
+        sum(fold(s) in folded for s in spec.signature)
+        + sum(any(fold(s) in folded for s in f.synonyms) for f in spec.fields)
+        for spec in (SPECS[kind] for kind in KINDS)
+    )
+
+
 def detect_kind(headers: list[str], source: str) -> str:
     """Guess the record kind from the headers; ambiguity is an error that asks for --kind."""
     folded = set(headers_by_key(headers))

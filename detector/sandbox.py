@@ -134,25 +134,60 @@ SHEET_COLUMNS = ("sheet", "sheet_row")
 
 
 def _child(path: str, out: str, sheet: str, header: str) -> None:
+    from detector.mapping import header_score
+
     has_header = header == "1"
     if sheet == ALL_SHEETS:
         frames = pl.read_excel(path, sheet_id=0, infer_schema_length=0, has_header=has_header)
         frame = stack_sheets(frames, first_row=2 if has_header else 1)
     else:
         # empty rows are read, numbered as the spreadsheet numbers them, then left out: a
-        # row's evidence cites the row Excel shows, not its place among the rows written
-        frame = pl.read_excel(
-            path,
-            sheet_name=sheet or None,
-            infer_schema_length=0,
-            has_header=has_header,
-            drop_empty_rows=False,
-        )
+        # row's evidence cites the row Excel shows, not its place among the rows written;
+        # a title block above the header is left out the same way (``header_row``)
+        def read(at: int = 0) -> pl.DataFrame:
+            return pl.read_excel(
+                path,
+                sheet_name=sheet or None,
+                infer_schema_length=0,
+                has_header=has_header,
+                drop_empty_rows=False,
+                **({"read_options": {"header_row": at}} if at else {}),
+            )
+
+        frame, at = read(), 0
+        if has_header and header_score(frame.columns) < 2 and (at := header_row(path, sheet)):
+            frame = read(at)  # (a sheet whose first row is its header is read once)
         frame = frame.with_columns(
-            (pl.int_range(pl.len()) + (2 if has_header else 1)).alias(ROW)
+            (pl.int_range(pl.len()) + (2 + at if has_header else 1)).alias(ROW)
         ).filter(~pl.all_horizontal(pl.exclude(ROW).is_null()))
     frame = frame.rename({c: str(c) for c in frame.columns})
     frame.with_columns(pl.all().cast(pl.String)).write_parquet(out)
+
+
+# How far down a sheet its header row is looked for (below a title block: the office, the
+# prison, the month, merged across the columns).
+HEADER_SEARCH_ROWS = 20
+
+
+def header_row(path: str, sheet: str) -> int:
+    """The row (0 = the first) of a sheet that reads best as a header (``mapping.
+    header_score``) among its first ``HEADER_SEARCH_ROWS``: the first row unless a later
+    one names at least two fields and more than the first row does."""
+    probe = pl.read_excel(
+        path,
+        sheet_name=sheet or None,
+        infer_schema_length=0,
+        has_header=False,
+        drop_empty_rows=False,
+        read_options={"n_rows": HEADER_SEARCH_ROWS},
+    )
+    from detector.mapping import header_score
+
+    scores = [header_score(list(row)) for row in probe.rows()]
+    if not scores:
+        return 0
+    best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+    return best if scores[best] >= 2 and scores[best] > scores[0] else 0
 
 
 def stack_sheets(frames: dict[str, pl.DataFrame], first_row: int = 2) -> pl.DataFrame:

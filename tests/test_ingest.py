@@ -240,6 +240,33 @@ def test_an_excel_sheet_of_date_and_time_cells_with_empty_rows_keeps_times_and_r
     ]
 
 
+def test_a_title_block_above_a_sheets_header_is_left_out(store, tmp_path):
+    """A workbook as offices send it: the office and the month merged across the columns,
+    a blank row, then the header (found by a new user: "no recognisable columns", the
+    title taken for the header). The header is the row that names the fields; rows keep
+    the numbers Excel shows. A sheet whose first row is its header is read as before."""
+    import xlsxwriter
+
+    path = tmp_path / "libro.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("Enero")
+    bold = book.add_format({"bold": True})
+    sheet.merge_range("A1:E1", "DIRECCIÓN GENERAL DE CENTROS PENALES - REGISTRO DE VISITAS", bold)
+    sheet.merge_range("A2:E2", "Centro Penal de Izalco - Enero 2020", bold)
+    sheet.write_row(3, 0, ["Centro Penal", "Libro", "Fecha", "Hora de entrada", "Nombre"])
+    sheet.write_row(4, 0, ["ZAC", "L-1", "10/01/2020", "08:15", "Rosa Martínez"])
+    sheet.write_row(5, 0, ["ZAC", "L-1", "10/01/2020", "23:50", "Pedro Ramos"])
+    book.close()
+    r = ingest_file(store, path)
+    assert (r.kind, r.rows_stored, r.rows_quarantined) == ("visits", 2, 0), r.message or r.reasons
+    assert rows(
+        store, "SELECT source_row, name, logbook, entered_at::VARCHAR FROM visits ORDER BY 1"
+    ) == [
+        (5, "Rosa Martínez", "L-1", "2020-01-10 08:15:00"),
+        (6, "Pedro Ramos", "L-1", "2020-01-10 23:50:00"),
+    ]
+
+
 def test_a_time_written_as_four_digits_beside_a_date_is_a_time_of_day(store, tmp_path):
     """ "0230" in a time column was read as 02:30 but stored at day precision, so no rule of
     hours judged it (a new user's contractor at 02:30 was flagged written "02:30", not
