@@ -33,7 +33,9 @@ def test_ingest_status_json_and_quarantine_summary(store, tmp_path):
 def test_an_upload_of_which_no_row_was_stored_says_so_and_fails(store, tmp_path, monkeypatch):
     """Every row set aside: the table said "stored" beside 0 stored (and the command
     failed); it says "nothing stored", with the reasons."""
-    monkeypatch.setenv("COLUMNS", "200")
+    from detector import cli
+
+    monkeypatch.setattr(cli.console, "width", 200)  # the table's cells unwrapped
     path = write_csv(tmp_path / "v.csv", ["facility", "entered_at", "name"], [["ZAC", "nope", "B"]])
     result = runner.invoke(app, ["ingest", str(path), "--db", str(store.path)])
     assert result.exit_code == 1
