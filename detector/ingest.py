@@ -57,7 +57,7 @@ from detector.schema import (
     WEEK_STAY_SHARE,
 )
 from detector.seal import StreamingSeal, table_seal
-from detector.store import Store, kind_columns, sealed_columns
+from detector.store import QUARANTINE_PLACE, Store, kind_columns, sealed_columns
 
 if TYPE_CHECKING:
     import polars as pl
@@ -564,23 +564,10 @@ def _row_checks(
     return frame
 
 
-# Where a quarantined row was written, as its kind's fields of these names read it (its
-# facility by the list's code, its page as a number; NULL where unread or not a field of
-# the kind): its evidence cites the place, and a rule may count the line as written (a
-# page whose lines were all set aside is not a page torn out).
-# (types by name: polars is not loaded by commands that import this module only)
-QUARANTINE_PLACE: dict[str, str] = {
-    "record_id": "String",
-    "facility": "String",
-    "checkpoint": "String",
-    "logbook": "String",
-    "page": "Int64",
-    "line": "Int64",
-}
-
-
 def _place_types() -> dict[str, pl.DataType]:
-    return {name: getattr(pl, dtype) for name, dtype in QUARANTINE_PLACE.items()}
+    """The ``store.QUARANTINE_PLACE`` columns as a frame holds them."""
+    frame_type = {"VARCHAR": pl.String, "BIGINT": pl.Int64}
+    return {name: frame_type[sql] for name, sql in QUARANTINE_PLACE.items()}
 
 
 def quarantine_schema() -> dict[str, pl.DataType]:
@@ -594,7 +581,7 @@ _PLACE = ", ".join(QUARANTINE_PLACE)
 
 
 def _place(frame: pl.DataFrame) -> list[pl.Series]:
-    """The ``QUARANTINE_PLACE`` columns of rows of a kind's typed frame."""
+    """The ``store.QUARANTINE_PLACE`` columns of rows of a kind's typed frame."""
     return [
         frame.get_column(name).cast(dtype, strict=False).alias(name)
         if name in frame.columns

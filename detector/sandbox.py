@@ -173,6 +173,8 @@ def header_row(path: str, sheet: str) -> int:
     """The row (0 = the first) of a sheet that reads best as a header (``mapping.
     header_score``) among its first ``HEADER_SEARCH_ROWS``: the first row unless a later
     one names at least two fields and more than the first row does."""
+    from detector.mapping import header_score
+
     probe = pl.read_excel(
         path,
         sheet_name=sheet or None,
@@ -181,8 +183,6 @@ def header_row(path: str, sheet: str) -> int:
         drop_empty_rows=False,
         read_options={"n_rows": HEADER_SEARCH_ROWS},
     )
-    from detector.mapping import header_score
-
     scores = [header_score(list(row)) for row in probe.rows()]
     if not scores:
         return 0

@@ -285,6 +285,19 @@ def _transient(exc: Exception) -> bool:
     return "lock" in text or "different configuration" in text or "file handle conflict" in text
 
 
+# Where a quarantined row was written, as its kind's fields of these names read it (its
+# facility by the list's code, its page as a number; NULL where unread or not a field of
+# the kind): its evidence cites the place (the ``records`` view), and a rule may count the
+# line as written (a page whose lines were all set aside is not a page torn out).
+QUARANTINE_PLACE = {
+    "record_id": "VARCHAR",
+    "facility": "VARCHAR",
+    "checkpoint": "VARCHAR",
+    "logbook": "VARCHAR",
+    "page": "BIGINT",
+    "line": "BIGINT",
+}
+
 # Columns added after a table was first released: older database files gain them on open.
 MIGRATIONS = [
     "ALTER TABLE runs ADD COLUMN IF NOT EXISTS watermark BIGINT",
@@ -303,13 +316,11 @@ MIGRATIONS = [
     "ALTER TABLE facilities ADD COLUMN IF NOT EXISTS role_hours VARCHAR",
     # A quarantined row's values beside its English reason, to say it in another language.
     "ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS reason_values VARCHAR",
-    # Where a quarantined row was written, as read (``ingest.QUARANTINE_PLACE``).
-    "ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS record_id VARCHAR",
-    "ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS facility VARCHAR",
-    "ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS checkpoint VARCHAR",
-    "ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS logbook VARCHAR",
-    "ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS page BIGINT",
-    "ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS line BIGINT",
+    # Where a quarantined row was written, as read (``QUARANTINE_PLACE``).
+    *(
+        f"ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS {name} {sql}"
+        for name, sql in QUARANTINE_PLACE.items()
+    ),
     "ALTER TABLE reviews ADD COLUMN IF NOT EXISTS reopen_on_new BOOLEAN DEFAULT false",
     # Typed suppressions (matched exactly); older rows are facility codes.
     "ALTER TABLE suppressions ADD COLUMN IF NOT EXISTS entity_kind VARCHAR",
