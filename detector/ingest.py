@@ -185,6 +185,33 @@ def _tidy(e: pl.Expr) -> pl.Expr:
     return pl.when(t == "").then(None).otherwise(t)
 
 
+def _dui_shaped(number: pl.Expr) -> pl.Expr:
+    """Whether a number written in a DUI column is a DUI, as clerks and spreadsheets write
+    them: eight digits, a dash and the check digit, with spaces or dots inside ("0123
+    4567-8", "01.234.567-8"), a letter O for a zero, the nine digits run together, a
+    float's ".0" (an export of a number cell), or the leading zero Excel drops
+    ("1234567-8"). Eight digits with no dash may be a DUI that lost its zero or another
+    country's document (a DNI): a DUI only when its check digit holds once the zero is put
+    back, else its type is left unknown (not judged as a bad DUI)."""
+    core = (
+        number.str.strip_chars()
+        .str.to_uppercase()
+        .str.replace(r"\.0+$", "")
+        .str.replace_all(r"[\s.]", "")
+        .str.replace_all("O", "0")
+    )
+    digits = core.str.replace("-", "").str.zfill(9)
+    weighted = pl.sum_horizontal(
+        digits.str.slice(i, 1).cast(pl.Int64, strict=False) * (9 - i) for i in range(8)
+    )
+    holds = (10 - weighted % 10) % 10 == digits.str.slice(8, 1).cast(pl.Int64, strict=False)
+    return (
+        core.str.contains(r"^\d{7,8}-\d$")
+        | core.str.contains(r"^\d{9}$")
+        | (core.str.contains(r"^\d{8}$") & holds)
+    )
+
+
 def _source_expr(src: Source | None) -> pl.Expr:
     if src is None:
         return pl.lit(None, dtype=pl.String)
@@ -192,11 +219,12 @@ def _source_expr(src: Source | None) -> pl.Expr:
         return pl.lit(src.value, dtype=pl.String)
     if src.op == "typed":  # the type a document column's header names, where it fits
         number = pl.col(src.columns[0])
-        return (
-            pl.when(number.str.contains(DOCUMENT_SHAPES[src.value]).fill_null(False))
-            .then(pl.lit(src.value, dtype=pl.String))
-            .otherwise(None)
+        fits = (
+            _dui_shaped(number)
+            if src.value == "DUI"
+            else number.str.contains(DOCUMENT_SHAPES[src.value])
         )
+        return pl.when(fits.fill_null(False)).then(pl.lit(src.value, dtype=pl.String))
     cols = [_text(pl.col(c)) for c in src.columns if c]
     if src.op == "column":
         return pl.col(src.columns[0])
