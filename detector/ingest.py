@@ -50,6 +50,7 @@ from detector.parallel import ordered_map
 from detector.schema import (
     DOCUMENT_PREFIX,
     DOCUMENT_SHAPES,
+    FOLIO_SIDE,
     INGEST_ORDER,
     LONG_STAY_QUARTILE_DAYS,
     MAX_MEDIAN_STAY_DAYS,
@@ -446,6 +447,10 @@ def _fallback_of(spec, name: str) -> str | None:
     return next((c.fallback_date_of for c in spec.composites if c.target == name), None)
 
 
+# Whole numbers that may be written as a side of a folio (``schema.FOLIO_SIDE``).
+_PAGES = ("page", "first_page", "last_page")
+
+
 def _typed(raw: pl.DataFrame, spec, mapping: UserMapping, checks: _Checks) -> pl.DataFrame:
     """The fields other than dates typed: whole numbers (with their text kept for the
     message), vocabularies mapped (with the original in ``name_raw``), required ones
@@ -459,11 +464,23 @@ def _typed(raw: pl.DataFrame, spec, mapping: UserMapping, checks: _Checks) -> pl
             # Plain digits cast directly; only what that leaves unread is trimmed and
             # stripped of a spreadsheet's ".0" (a regex pass over every row costs more).
             direct = e.cast(pl.Int64, strict=False)
-            out[f.name] = direct.fill_null(
-                pl.when(direct.is_null() & e.is_not_null()).then(
-                    e.str.strip_chars().str.replace(r"\.0+$", "").cast(pl.Int64, strict=False)
-                )
+            unread = direct.is_null() & e.is_not_null()
+            number = pl.when(unread).then(
+                e.str.strip_chars().str.replace(r"\.0+$", "").cast(pl.Int64, strict=False)
             )
+            sided = f.name in _PAGES and raw.select((unread & number.is_null()).any()).item()
+            if sided:  # "12 vta.": the back of folio 12 (read only where a page is unread)
+                side = e.str.extract_groups(FOLIO_SIDE)
+                number = number.fill_null(
+                    pl.when(unread).then(side.struct.field("1").cast(pl.Int64, strict=False))
+                )
+                if f.name == "page" and "page_side" in spec.derived:
+                    out["page_side"] = pl.when(unread & side.struct.field("2").is_not_null()).then(
+                        pl.lit("verso")
+                    )
+            if f.name == "page" and "page_side" in spec.derived and not sided:
+                out["page_side"] = pl.lit(None, dtype=pl.String)
+            out[f.name] = direct.fill_null(number)
             out[f"{f.name}__txt"] = e
             txt = pl.col(f"{f.name}__txt")
             checks.add(f.name, "invalid_number", ~_blank(txt) & pl.col(f.name).is_null(), value=txt)

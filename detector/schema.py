@@ -641,6 +641,13 @@ DOCUMENT_PREFIX = (
     r"|C\.?\s?E\.?|CARNET DE EXTRANJER[IÍ]A)\s*[:#.\-]?\s*(?:N[º°O]\.?\s*)?"
     r"(\d[\d .\-/]*[\dA-Z]?|[A-Z]{1,3}\d[\d\-]*)\s*$"
 )
+# A page written as the side of a folio: handwritten books number each sheet and write on
+# both sides ("folio 12", "12 vta.": vuelta, the back; "12v", "12 vto", "12 r", "12 fte"):
+# the page is the folio's number, and a back side is told in ``page_side`` ("verso").
+FOLIO_SIDE = (
+    r"(?i)^\s*(?:f(?:olio|o|\.)?\s*)?(\d+)\s*(?:(v|vta|vto|vuelta|vuelto|verso)|(r|fte|frente|recto))"
+    r"\.?\s*$"
+)
 # A "visit" file whose median stay is longer than this holds custody records, not visits.
 MAX_MEDIAN_STAY_DAYS = 3
 # Visits last hours, a shift a day, back-to-back shifts two and a half at most: when a
@@ -912,6 +919,7 @@ SPECS: dict[str, KindSpec] = {
         own_key=("facility", "record_id"),
         derived={
             "entered_precision": "VARCHAR",
+            "page_side": "VARCHAR",  # "verso": the back of the folio ``page`` (FOLIO_SIDE)
             "name_key": "VARCHAR",
             "escorted_key": "VARCHAR",
             "plate_key": "VARCHAR",

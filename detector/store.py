@@ -303,6 +303,8 @@ MIGRATIONS = [
     "ALTER TABLE runs ADD COLUMN IF NOT EXISTS watermark BIGINT",
     "ALTER TABLE flags ADD COLUMN IF NOT EXISTS subject VARCHAR",
     "ALTER TABLE visits ADD COLUMN IF NOT EXISTS name_status VARCHAR",
+    # The side of a folio a line was written on ("12 vta.": schema.FOLIO_SIDE).
+    "ALTER TABLE visits ADD COLUMN IF NOT EXISTS page_side VARCHAR",
     f"UPDATE visits SET name_status = {name_status_sql()} WHERE name_status IS NULL",
     # Reader events: how the name reads, and a person as their badge with that name.
     "ALTER TABLE events ADD COLUMN IF NOT EXISTS name_status VARCHAR",

@@ -699,6 +699,23 @@ def test_a_quarantined_row_is_cited_by_where_it_was_written(store, tmp_path):
     ) == [("R2", "ZAC", "L-1", 2, 1, 3), ("R3", "ZAC", "L-1", None, 2, 4)]
 
 
+def test_a_page_written_as_the_back_of_a_folio_is_read(store, tmp_path):
+    """Handwritten books number each sheet and write on both sides: "1 vta." (vuelta, the
+    back), "2v", "3 vto", "4 r". Such a page set the whole visit aside ("not a whole
+    number": 6 of a new user's 21 visits were judged by no rule). The page is the folio's
+    number and the back is told in page_side; a page of no number is still set aside."""
+    header = ["Centro", "Libro", "Folio", "Línea", "Fecha", "Nombre"]
+    pages = ["1", "1 vta.", "2v", "3 VTO", "4 r", "F. 5 vta", "vta."]
+    data = [["ZAC", "L-3", p, "1", f"0{i + 1}/04/2020 09:00", f"N{i}"] for i, p in enumerate(pages)]
+    r = ingest_file(store, write_csv(tmp_path / "v.csv", header, data))
+    assert (r.rows_stored, r.rows_quarantined) == (6, 1), r.reasons
+    assert rows(store, "SELECT name, page, page_side FROM visits ORDER BY name") == [
+        ("N0", 1, None), ("N1", 1, "verso"), ("N2", 2, "verso"), ("N3", 3, "verso"),
+        ("N4", 4, None), ("N5", 5, "verso"),
+    ]  # fmt: skip
+    assert rows(store, "SELECT field, reason_code FROM quarantine") == [("page", "invalid_number")]
+
+
 def test_a_time_alone_is_refused_where_there_is_no_day_to_place_it(store, tmp_path):
     path = write_csv(
         tmp_path / "t.csv",
