@@ -396,6 +396,7 @@ FIELDS: dict[str, str] = {
     "row": N_("Row"),
     "logbook": N_("Book"),
     "page": N_("Page"),
+    "page_side": N_("Side of the folio"),
     "line": N_("Line"),
     "sha256": N_("SHA-256"),
     "source_name": N_("File"),
