@@ -468,8 +468,9 @@ def _typed(raw: pl.DataFrame, spec, mapping: UserMapping, checks: _Checks) -> pl
             number = pl.when(unread).then(
                 e.str.strip_chars().str.replace(r"\.0+$", "").cast(pl.Int64, strict=False)
             )
-            sided = f.name in _PAGES and raw.select((unread & number.is_null()).any()).item()
-            if sided:  # "12 vta.": the back of folio 12 (read only where a page is unread)
+            # (a page that is not plain digits is rare: its text is searched only then)
+            sided = f.name in _PAGES and raw.select(unread.any()).item()
+            if sided:  # "12 vta.": the back of folio 12
                 side = e.str.extract_groups(FOLIO_SIDE)
                 number = number.fill_null(
                     pl.when(unread).then(side.struct.field("1").cast(pl.Int64, strict=False))
