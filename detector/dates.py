@@ -373,13 +373,14 @@ def _full(
     ends = text.str.contains(_END_OF_DAY).fill_null(False)
     if ends.any():  # "01/04/2020 24:00": 00:00 of 2 April
         text = text.to_frame("v").select(_midnight(pl.col("v"))).to_series()
-    result = _parsed(text, formats)
-    if ends.any():
+        result = _parsed(text, formats)
         result = pl.select(
             pl.when(pl.lit(ends))
             .then(pl.lit(result) + pl.duration(days=1))
             .otherwise(pl.lit(result))
         ).to_series()
+    else:
+        result = _parsed(text, formats)
     epochs = _epochs(text)
     if epochs is not None:  # an instant: UTC, unless a spelling above read the text
         frame = pl.DataFrame({"r": result, "e": epochs, "o": offsets})
@@ -426,7 +427,7 @@ def _parsed(text: pl.Series, formats: list[str]) -> pl.Series:
 # "24:00" (also "24:00:00", "2400", "24.00"), how a clerk writes the midnight that ends a
 # day: read as 00:00 of the next day (a time alone: 00:00, which an exit takes on the day
 # after its entry; with its date, see ``end_of_day``).
-_END_OF_DAY = r"(?:^|[\sT])24(?:[:.]?00(?::00)?)$"
+_END_OF_DAY = r"(^|[\sT])24(?:[:.]?00(?::00)?)$"
 
 
 def end_of_day(values: pl.Series) -> pl.Series:
@@ -440,7 +441,7 @@ def end_of_day(values: pl.Series) -> pl.Series:
 
 def _midnight(text: pl.Expr) -> pl.Expr:
     """A cleaned text's "24:00" written as 00:00 (its day is moved by the caller)."""
-    return text.str.replace(r"(^|[\sT])24(?:[:.]?00(?::00)?)$", "${1}00:00")
+    return text.str.replace(_END_OF_DAY, "${1}00:00")
 
 
 def to_time(values: pl.Series) -> pl.Series:

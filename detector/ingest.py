@@ -468,19 +468,17 @@ def _typed(raw: pl.DataFrame, spec, mapping: UserMapping, checks: _Checks) -> pl
             number = pl.when(unread).then(
                 e.str.strip_chars().str.replace(r"\.0+$", "").cast(pl.Int64, strict=False)
             )
-            # (a page that is not plain digits is rare: its text is searched only then)
-            sided = f.name in _PAGES and raw.select(unread.any()).item()
-            if sided:  # "12 vta.": the back of folio 12
+            verso = pl.lit(None, dtype=pl.String)
+            # "12 vta.": the back of folio 12 (a page that is not plain digits is rare: its
+            # text is searched only then)
+            if f.name in _PAGES and raw.select(unread.any()).item():
                 side = e.str.extract_groups(FOLIO_SIDE)
                 number = number.fill_null(
                     pl.when(unread).then(side.struct.field("1").cast(pl.Int64, strict=False))
                 )
-                if f.name == "page" and "page_side" in spec.derived:
-                    out["page_side"] = pl.when(unread & side.struct.field("2").is_not_null()).then(
-                        pl.lit("verso")
-                    )
-            if f.name == "page" and "page_side" in spec.derived and not sided:
-                out["page_side"] = pl.lit(None, dtype=pl.String)
+                verso = pl.when(unread & side.struct.field("2").is_not_null()).then(pl.lit("verso"))
+            if f.name == "page" and "page_side" in spec.derived:
+                out["page_side"] = verso
             out[f.name] = direct.fill_null(number)
             out[f"{f.name}__txt"] = e
             txt = pl.col(f"{f.name}__txt")

@@ -134,8 +134,6 @@ SHEET_COLUMNS = ("sheet", "sheet_row")
 
 
 def _child(path: str, out: str, sheet: str, header: str) -> None:
-    from detector.mapping import header_score
-
     has_header = header == "1"
     if sheet == ALL_SHEETS:
         frames = pl.read_excel(path, sheet_id=0, infer_schema_length=0, has_header=has_header)
@@ -153,6 +151,8 @@ def _child(path: str, out: str, sheet: str, header: str) -> None:
                 drop_empty_rows=False,
                 **({"read_options": {"header_row": at}} if at else {}),
             )
+
+        from detector.mapping import header_score
 
         frame, at = read(), 0
         if has_header and header_score(frame.columns) < 2 and (at := header_row(path, sheet)):

@@ -628,9 +628,9 @@ TYPED_DOCUMENTS = {
 }  # fmt: skip
 # The shape of a document of each type such a column gives: a value of another shape is
 # another document written there (a foreign visitor's DNI or passport in the DUI column),
-# whose type is left unknown rather than judged as a bad DUI.
+# whose type is left unknown rather than judged as a bad DUI. (A DUI's shape is its
+# spellings and check digit: ``ingest._dui_shaped``.)
 DOCUMENT_SHAPES = {
-    "DUI": r"^\s*\d{8}\s*-?\s*\d\s*$",
     "DNI": r"^\s*\d{8}\s*$",
     "passport": r"^\s*[A-Za-z0-9]{5,12}\s*$",
 }
