@@ -163,11 +163,12 @@ VISITOR_JOIN = "LEFT JOIN persons {p} ON {p}.record_key = {v}record_key AND {p}.
 # equally first, and two keys share a hash with odds of 1 in 2^64).
 _ARRIVAL = "epoch_us(v.entered_at)::HUGEINT * 18446744073709551616 + hash(v.record_key)::HUGEINT"
 
-# The visits, with the columns every feature needs. ``{where}`` restricts the rows read.
+# The visits, with the columns every feature needs. ``{where}`` restricts the rows read,
+# ``{described}`` is the columns of theirs that ``DESCRIBED`` reads (``VISITS_DESCRIBED``) or
+# none.
 VISITS_SQL = f"""
-SELECT v.record_key, v.record_id, v.upload_seq, v.facility, coalesce(v.role, 'other') AS role,
-       v.entered_at,
-       v.exited_at, v.inmate_id, v.escorted_by,
+SELECT v.record_key, v.upload_seq, v.facility, coalesce(v.role, 'other') AS role,
+       v.entered_at, v.inmate_id,{{described}}
        v.entered_precision = 'minute' AS timed,
        isodow(v.entered_at) AS dow, hour(v.entered_at) AS hr,
        date_trunc('week', v.entered_at) AS wk,
@@ -182,11 +183,7 @@ SELECT v.record_key, v.record_id, v.upload_seq, v.facility, coalesce(v.role, 'ot
        -- day both came)
        {_ARRIVAL} = fd.first AS first_of_day,
        i.gang, coalesce(i.rank = 'leader', FALSE) AS leader,
-       v.purpose IS NULL OR trim(v.purpose) = '' AS no_purpose,
-       CASE WHEN v.role = 'official' THEN v.name_key
-            WHEN v.escorted_key IN (SELECT name_key FROM visits
-                                    WHERE role = 'official' AND name_key <> '')
-            THEN v.escorted_key END AS official_key
+       v.purpose IS NULL OR trim(v.purpose) = '' AS no_purpose
 FROM visits v LEFT JOIN inmates_current i USING (inmate_id)
 {VISITOR_JOIN.format(v="v.", p="pp")}
 LEFT JOIN (SELECT hash({VISITOR_SQL.format(v="v.", p="pp.")}) AS visitor, v.entered_at::DATE AS day,
@@ -231,8 +228,10 @@ def _person_sql() -> str:
 
     Each person's 24 hourly counts are one list, each hour's neighbourhood a sum of five of
     its items (pairing each of a person's hours with each other, 3.2 s at 10M visits; this,
-    1.5 s)."""
-    counts = ", ".join(f"coalesce(sum(n) FILTER (WHERE hr = {h}), 0)" for h in range(24))
+    1.5 s). The list is made from the person's slots gathered as one list and looked up by
+    hour (a sum filtered by hour for each of the 24 made the table 2.6 s at 10M visits;
+    this, 1.6-1.8 s, the same file); the counts are BIGINTs, the sums given out HUGEINTs
+    as that way made them (the reference's files keep their types)."""
     sums = [
         " + ".join(f"c[{(h + d) % 24 + 1}]" for d in range(-NEAR_HOURS, NEAR_HOURS + 1))
         for h in range(24)
@@ -243,10 +242,15 @@ def _person_sql() -> str:
         SELECT visitor, h.n, h.top_share, h.habit_hr, h.habit_n, h.around, g.gangs
         FROM (SELECT visitor, n, list_max(near) / n AS top_share,
                      (list_position(near, list_max(near)) - 1)::BIGINT AS habit_hr,
-                     list_max(near) AS habit_n, around
+                     list_max(near)::HUGEINT AS habit_n, around::HUGEINT[] AS around
               FROM (SELECT visitor, n, [{near}] AS near, [{around}] AS around
-                    FROM (SELECT visitor, sum(n)::BIGINT AS n, [{counts}] AS c
-                          FROM ref_person_slot GROUP BY visitor))) h
+                    FROM (SELECT visitor, n,
+                                 list_transform(range(24), lambda h: coalesce(
+                                   slots[list_position(hours, h)].n, 0)) AS c
+                          FROM (SELECT *, list_transform(slots, lambda x: x.hr) AS hours
+                                FROM (SELECT visitor, sum(n)::BIGINT AS n,
+                                             list({{'hr': hr, 'n': n}}) AS slots
+                                      FROM ref_person_slot GROUP BY visitor))))) h
         FULL JOIN (SELECT visitor, sum(n) AS gangs FROM ref_person_gang GROUP BY ALL) g
           USING (visitor)"""
 
@@ -315,7 +319,7 @@ role_near AS (
   FROM {ref}hr_n h, range(24) x(hr)
   WHERE least(abs(h.hr - x.hr), 24 - abs(h.hr - x.hr)) <= {near_hours} GROUP BY ALL)
 SELECT
-  t.record_key, t.record_id, t.facility, t.role, t.entered_at, t.inmate_id, t.official_key,
+  t.record_key, t.facility, t.role, t.entered_at,{described}
   -- a facility and role the reference has not seen has no usual to depart from: unknown
   -- is not rare (the run says so; a refit includes them)
   CASE WHEN r.n IS NOT NULL THEN -ln((coalesce(d.n, 0) + 1.0) / (r.n + 7)) ELSE 0 END
@@ -361,17 +365,11 @@ SELECT
        ELSE 0 END AS official_surge,
   CASE WHEN t.no_purpose THEN greatest(0, -ln(coalesce(pu.share, 1) + 0.001)) ELSE 0 END
     AS purpose_missing_rarity,
-  -- marginal columns for the baseline
-  CASE WHEN t.timed THEN t.hr ELSE 12 END AS hour, t.dow AS weekday,
-  coalesce(t.stay_min, -1) AS stay_min,
-  (t.role = 'family')::INT AS role_family, (t.role = 'lawyer')::INT AS role_lawyer,
-  (t.role = 'official')::INT AS role_official, (t.role = 'staff')::INT AS role_staff,
-  (t.role = 'contractor')::INT AS role_contractor,
   -- context for explanations
   coalesce(d.n, 0) AS n_dow, coalesce(hh.n, 0) AS n_hour, coalesce(tn.n, 0) AS n_timed,
   coalesce(r.n, 0) AS n_role, w.n AS n_week, wu.usual AS usual_week,
   g.n AS n_gweek, gu.usual AS usual_gweek, round(t.stay_min / 60.0, 1) AS stay_h,
-  round(exp(st.med) / 60, 1) AS usual_stay_h, t.gang, t.escorted_by,
+  round(exp(st.med) / 60, 1) AS usual_stay_h, t.gang,
   round(100 * pu.share) AS pct_no_purpose,
   coalesce(p.n - t.in_ref::INT, 0) AS n_person,
   coalesce(p.around[CASE WHEN t.timed THEN t.hr + 1 END] - t.in_ref::INT, 0) AS near_person,
@@ -411,6 +409,20 @@ LEFT JOIN (
   LEFT JOIN official_window ow ON ow.record_key = t.record_key) orate
   ON orate.record_key = t.record_key
 """
+
+# What a visit's row says of it besides its features, written only where a features file is
+# read as a description of the visits (``build_features``: the evaluation's baseline, a
+# look at the features): the scoring reads its features, their context and the record key
+# (36 of 47 columns), and writing the other ten for every visit cost 1.5-2.5 of 25 s of
+# the reference's raw query at 10M visits. The marginal columns are the baseline's
+# (``MARGINAL``).
+DESCRIBED = """
+  t.record_id, t.inmate_id, t.escorted_by,
+  CASE WHEN t.timed THEN t.hr ELSE 12 END AS hour, t.dow AS weekday,
+  coalesce(t.stay_min, -1) AS stay_min,
+  (t.role = 'family')::INT AS role_family, (t.role = 'lawyer')::INT AS role_lawyer,
+  (t.role = 'official')::INT AS role_official, (t.role = 'staff')::INT AS role_staff,
+  (t.role = 'contractor')::INT AS role_contractor,"""
 
 # What is usual depends on the role: a lawyer seeing leaders of three gangs in a month is
 # routine, a relative doing so is not. Graded features become their surprise within the
@@ -609,13 +621,18 @@ def finished(
     return f"SELECT * FROM ({_surprise_sql(picked, prefix)}) ORDER BY {order} LIMIT {rows}"
 
 
-def _visits_table(con, name: str, where: str) -> str:
-    """The visits of ``VISITS_SQL`` that match ``where``, as a temporary table ``name``
-    on ``con`` (the raw query reads it eight times: scanning a table reads only the
-    columns each part needs, a materialised CTE copied whole rows, 13 s of a fit at 10M).
-    A scratch DuckDB file instead (held compressed, out of DuckDB's memory) took 3-8 s
+# The visits' own columns ``DESCRIBED`` reads (the features read none of them).
+VISITS_DESCRIBED = " v.record_id, v.escorted_by,"
+
+
+def _visits_table(con, name: str, where: str, described: bool = False) -> str:
+    """The visits of ``VISITS_SQL`` that match ``where`` (with ``described``, with the
+    columns ``DESCRIBED`` reads), as a temporary table ``name`` on ``con`` (the raw query
+    reads it eight times: scanning a table reads only the columns each part needs, a materialised CTE copied whole rows, 13 s of a fit at
+    10M). A scratch DuckDB file instead (held compressed, out of DuckDB's memory) took 3-8 s
     more to write at 10M visits and left the raw query's time as it was."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {VISITS_SQL.format(where=where)}")
+    sql = VISITS_SQL.format(where=where, described=VISITS_DESCRIBED if described else "")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
     return name
 
 
@@ -694,10 +711,14 @@ def visitor_window_sql(con, table: str) -> str:
                  RANGE BETWEEN INTERVAL 30 DAYS PRECEDING AND INTERVAL 30 DAYS FOLLOWING)))"""
 
 
-def _raw_sql(con, prefix: str, table: str, targets: str, covered: str = "visits") -> str:
+def _raw_sql(
+    con, prefix: str, table: str, targets: str, covered: str = "visits", described: bool = False
+) -> str:
     """The raw features of the visits of ``table`` (see ``_visits_table``) that match
-    ``targets``, judged against the reference views named ``prefix``."""
+    ``targets``, judged against the reference views named ``prefix``; with ``described``,
+    the visits' own columns of ``DESCRIBED`` too."""
     return RAW_SQL.format(
+        described=DESCRIBED if described else "",
         visitor_window=visitor_window_sql(con, table),
         table=table,
         weeks=WEEKS_SQL.format(covered=covered),
@@ -708,18 +729,23 @@ def _raw_sql(con, prefix: str, table: str, targets: str, covered: str = "visits"
 
 
 def build_raw(
-    store: Store, raw: Path, ref: Path, neighbourhood: str = "TRUE", targets: str = "TRUE"
+    store: Store,
+    raw: Path,
+    ref: Path,
+    neighbourhood: str = "TRUE",
+    targets: str = "TRUE",
+    described: bool = False,
 ) -> int:
     """Write the raw features of the target visits against the reference ``ref`` to
     ``raw`` (what ``finished`` reads); returns the number of rows. ``targets`` is an SQL
     condition on the visits to write (on the read connection: it may name temporary
     tables made there), ``neighbourhood`` one on the visits around them that their weeks
-    and visitors' 30-day windows need (``TRUE``: all)."""
+    and visitors' 30-day windows need (``TRUE``: all); ``described`` as ``_raw_sql``."""
     raw.parent.mkdir(parents=True, exist_ok=True)
     with store.read() as con:
-        table = _visits_table(con, "feat_v", neighbourhood)
+        table = _visits_table(con, "feat_v", neighbourhood, described=described)
         prefix = _ref_views(con, ref, tails=False)
-        copy_unordered(con, _raw_sql(con, prefix, table, targets), raw)
+        copy_unordered(con, _raw_sql(con, prefix, table, targets, described=described), raw)
         con.execute(f"DROP TABLE {table}")
         return _count(con, raw)
 
@@ -731,7 +757,8 @@ def build_features(
     neighbourhood: str = "TRUE",
     targets: str = "TRUE",
 ) -> int:
-    """Write one row per target visit (features, baseline columns, context) to ``out``.
+    """Write one row per target visit (features, context, the visit's own columns of
+    ``DESCRIBED``: the baseline's among them) to ``out``.
 
     ``ref`` is the reference to judge the visits against (``None``: one computed from all
     stored visits, for a one-off look such as the evaluation's baseline); ``targets`` and
@@ -745,7 +772,7 @@ def build_features(
         build_reference(store, ref)
     raw = out.with_name(out.stem + ".raw.parquet")
     try:
-        build_raw(store, raw, ref, neighbourhood, targets)
+        build_raw(store, raw, ref, neighbourhood, targets, described=True)
         con = private_con(out.parent)
         try:
             return _surprise_into(con, ref, raw, out)

@@ -450,7 +450,7 @@ def test_a_model_id_that_leads_outside_the_models_folder_is_never_loaded(tmp_pat
 def test_a_visitors_first_arrival_of_a_day_is_one_visit(tmp_path):
     """The person features count a visitor's first arrival of each day: the earliest
     visit, and one of two written at the same moment (two inmates visited at once)."""
-    from detector.features import VISITS_SQL
+    from detector.features import VISITS_DESCRIBED, VISITS_SQL
     from detector.pipeline import ingest_files
 
     csv_text = (
@@ -467,7 +467,8 @@ def test_a_visitors_first_arrival_of_a_day_is_one_visit(tmp_path):
     first = dict(
         rows(
             store,
-            f"SELECT record_id, first_of_day FROM ({VISITS_SQL.format(where='TRUE')}) v",
+            "SELECT record_id, first_of_day FROM "
+            f"({VISITS_SQL.format(where='TRUE', described=VISITS_DESCRIBED)}) v",
         )
     )
     assert first["a1"] != first["a2"] and first["a1"] in (True, False)
