@@ -183,7 +183,12 @@ SELECT v.record_key, v.upload_seq, v.facility, coalesce(v.role, 'other') AS role
        -- day both came)
        {_ARRIVAL} = fd.first AS first_of_day,
        i.gang, coalesce(i.rank = 'leader', FALSE) AS leader,
-       v.purpose IS NULL OR trim(v.purpose) = '' AS no_purpose
+       -- no purpose written: NULL (not known) for a visit of an upload that writes no
+       -- purpose at all (a book or an export without that column is one fact of the file,
+       -- not each visit's; the documents rule treats a file without documents alike)
+       CASE WHEN v.upload_seq IN (SELECT DISTINCT upload_seq FROM visits
+                                  WHERE trim(coalesce(purpose, '')) <> '')
+            THEN v.purpose IS NULL OR trim(v.purpose) = '' END AS no_purpose
 FROM visits v LEFT JOIN inmates_current i USING (inmate_id)
 {VISITOR_JOIN.format(v="v.", p="pp")}
 LEFT JOIN (SELECT hash({VISITOR_SQL.format(v="v.", p="pp.")}) AS visitor, v.entered_at::DATE AS day,
@@ -275,6 +280,8 @@ REFERENCE_TABLES: dict[str, str] = {
         FROM v JOIN (SELECT role, median(ln(stay_min)) AS med FROM v WHERE stay_min > 0
                      GROUP BY ALL) m USING (role)
         WHERE stay_min > 0 GROUP BY ALL""",
+    # (the share of the visits of uploads that write purposes: ``no_purpose`` is NULL for
+    # the others)
     "purpose": "SELECT facility, role, avg(no_purpose::INT) AS share FROM v GROUP BY ALL",
     # Each person's own habits (a person is the visitor of ``VISITOR_SQL``: their linked
     # person, or a visit never linked, its name with its document as written).

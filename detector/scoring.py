@@ -407,7 +407,7 @@ def explain_rows(context: pl.DataFrame, contributions: np.ndarray, k: int) -> li
 # --- the kept reference ----------------------------------------------------------------------
 
 # Bumped when the features' meaning changes: a reference of another version is refitted.
-REFERENCE_VERSION = 11  # 11: a person's reference is one table (features._person_sql)
+REFERENCE_VERSION = 12  # 12: no purpose is unknown in an upload that writes none
 _SCORER_FILE = "model.joblib"
 _ECDF_FILE = "ecdf.npz"
 

@@ -134,6 +134,30 @@ def test_a_whole_week_of_silence_inside_the_data_still_counts_as_a_drop(store, t
     assert low.get_column("volume_drop").min() > 0
 
 
+def test_a_file_that_writes_no_purpose_is_not_every_visit_leaving_it_out(store, tmp_path):
+    """One prison's book writes every visit's purpose but one; its gate's export has no
+    purpose column at all. The export's visits are not rare for leaving the purpose out
+    (the file records none: one fact of the file, which the outlier model counted on each
+    of its visits); the book's one visit without a purpose is."""
+    book = [
+        [f"B{i}", "ZAC", f"2022-03-{1 + i % 28:02d} 09:{i % 60:02d}", f"Ana Ruiz {i}",
+         "" if i == 7 else "Visita familiar"]
+        for i in range(400)
+    ]  # fmt: skip
+    export = [
+        [f"G{i}", "ZAC", f"2022-03-{1 + i % 28:02d} 10:{i % 60:02d}", f"Luis Mejía {i}"]
+        for i in range(100)
+    ]
+    ingest_file(store, write_csv(tmp_path / "book.csv", [*HEADER, "purpose"], book))
+    ingest_file(store, write_csv(tmp_path / "gate.csv", HEADER, export))
+    features = _features(store, tmp_path)
+    rarity = dict(zip(features["record_id"], features["purpose_missing_rarity"], strict=True))
+    assert len(rarity) == 500
+    assert rarity["B7"] > 5  # 1 of 400 of the book's visits: -ln(1/400 + 0.001)
+    assert all(rarity[f"G{i}"] == 0 for i in range(100))
+    assert all(rarity[f"B{i}"] == 0 for i in range(400) if i != 7)
+
+
 def test_a_file_without_a_header_row_is_read_with_the_mappings_names(store, tmp_path):
     path = tmp_path / "foia.csv"
     path.write_text("U1,WH,1/23/17 10:30,(b)(6)\nU2,WH,1/23/17 11:30,Ana Perez\nU3,WH,,Bea Ruiz\n")
