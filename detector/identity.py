@@ -91,6 +91,23 @@ def _identifier(expr: str) -> str:
     return f"CASE WHEN length({d}) >= 4 AND length(replace({d}, {d}[1], '')) > 0 THEN {d} END"
 
 
+def _dui_digits(expr: str) -> str:
+    """SQL: a number typed as a DUI as its nine digits, as clerks and spreadsheets write
+    them (spaces, dots and the dash aside, a letter O for a zero, a float's ".0", the
+    leading zero Excel drops: "01.234.567-8" and "1234567-8" are "012345678"), or the
+    number as written when it is not nine digits then. (The invalid-DUI rule reads the
+    digits the same way, in its own SQL; ``ingest._dui_shaped`` types them.)"""
+    core = (
+        f"regexp_replace(replace(upper(regexp_replace(trim({expr}), '\\.0+$', '')), 'O', '0'), "
+        "'[\\s.\\-]', '', 'g')"
+    )
+    # (each step bound once, as a list's one item)
+    return (
+        f"[CASE WHEN regexp_full_match(d, '\\d{{9}}') THEN d ELSE {expr} END FOR d IN "
+        f"[CASE WHEN length(c) = 8 THEN '0' || c ELSE c END FOR c IN [{core}]]][1]"
+    )
+
+
 def rows_sql(since: int, upto: int) -> str:
     """Every row of every kind naming a person in one of its parts, stored after upload
     ``since`` and up to ``upto``: who (the folded name when it names someone, the
@@ -103,6 +120,11 @@ def rows_sql(since: int, upto: int) -> str:
         name = f"CASE WHEN {status} = 'named' THEN {key} END"
         doc, badge = _identifier(_col(m.document)), _identifier(_col(m.badge))
         if m.document_type:
+            # a DUI is compared as its nine digits however it was written
+            dui = _dui_digits(_col(m.document))
+            doc = _identifier(
+                f"CASE WHEN {m.document_type} = 'DUI' THEN {dui} ELSE {_col(m.document)} END"
+            )
             # a credential's number (an institution's card, a bar card) is compared as a
             # badge: one person holds several over the years, and clerks write other
             # numbers in its place; a document (DUI, passport) is one per person

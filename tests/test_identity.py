@@ -258,6 +258,30 @@ def test_a_credential_number_is_compared_as_a_badge_not_as_a_document(tmp_path):
     assert not rows(store, "SELECT 1 FROM flags WHERE rule_id = 'unidentified-document-two-names'")
 
 
+def test_a_dui_written_as_clerks_and_spreadsheets_write_it_is_one_document(tmp_path):
+    """One relative's DUI written five ways over five visits (as typed, with dots, with a
+    space, without the leading zero Excel drops, as a float cell's text) is one document:
+    one mention (it was five documents to linkage, which the name alone joined), one
+    person, no document under two names."""
+    w = World()
+    body = "03418725"
+    check = (10 - sum(int(d) * (9 - i) for i, d in enumerate(body)) % 10) % 10
+    digits = f"{body}{check}"
+    spellings = [f"{body}-{check}", f"{body[:2]}.{body[2:5]}.{body[5:]}-{check}",
+                 f"{body[:4]} {body[4:]}-{check}", f"{body[1:]}-{check}", f"{digits}.0"]  # fmt: skip
+    ids = [w.visit("Reina Iraheta Valle", s, "I-3", days=n * 7) for n, s in enumerate(spellings)]
+    store = w.store(tmp_path, pipeline.Steps(score=False))
+    assert len({person_of(store, r) for r in ids}) == 1
+    keys = rows(
+        store,
+        "SELECT DISTINCT m.id_number FROM persons p JOIN person_mentions m USING (mention_key) "
+        "JOIN records r USING (record_key) WHERE r.record_id IN (SELECT unnest(?))",
+        [ids],
+    )
+    assert keys == [(digits,)]
+    assert not rows(store, "SELECT 1 FROM flags WHERE rule_id = 'unidentified-document-two-names'")
+
+
 def test_new_rows_are_matched_against_the_kept_model_not_relinked(tmp_path):
     w = World()
     first = w.visit("Xiomara Beatriz Landaverde Olmedo", "06666666-6", "I-5", days=3)
