@@ -119,7 +119,9 @@ def render(store: Store, flag_ids: list[str], user: str, lang: str = "en") -> st
         f = found[fid]
         f["fields"] = json.loads(f["fields"] or "{}")
         f["title"], f["explanation"] = flag_wording(f, lang)
-        f["evidence"] = json.loads(f["evidence"] or "[]")
+        f["evidence"] = [
+            {**e, "page": i18n.cited_page(e, lang)} for e in json.loads(f["evidence"] or "[]")
+        ]
         f["history"] = [
             dict(
                 zip(

@@ -83,8 +83,11 @@ def _evidence_text(evidence: str | None, lang: str = i18n.SOURCE) -> dict[str, s
     places = []
     for i in items:
         where = [f"{i.get('file')} {word['row']} {i.get('row')}"]
+        cited = {**i, "page": i18n.cited_page(i, lang)}
         where += [
-            f"{word[k]} {i[k]}" for k in ("logbook", "page", "line") if i.get(k) not in (None, "")
+            f"{word[k]} {cited[k]}"
+            for k in ("logbook", "page", "line")
+            if cited.get(k) not in (None, "")
         ]
         places.append(", ".join(where))
     return {"evidence_files": "; ".join(files), "evidence_places": "; ".join(places)}

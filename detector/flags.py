@@ -186,7 +186,8 @@ def _upsert_chunk(con, chunk: tuple[int, int], source: str, run_id: int, at: dat
                to_json(list({{'kind': r.kind, 'record_id': r.record_id,
                               'record_key': r.record_key, 'file': r.source_name,
                               'sha256': r.source_sha256, 'row': r.source_row,
-                              'logbook': r.logbook, 'page': r.page, 'line': r.line}}
+                              'logbook': r.logbook, 'page': r.page, 'page_side': r.page_side,
+                              'line': r.line}}
                             ORDER BY r.source_name, r.source_row)
                     FILTER (WHERE r.record_key IS NOT NULL))::VARCHAR AS evidence
         FROM (SELECT flag_id FROM hits WHERE ord BETWEEN {lo} AND {hi}) h

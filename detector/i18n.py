@@ -209,6 +209,8 @@ CODES: dict[str, str] = {
     "duplicate": N_("duplicate"),
     "data_error": N_("data error"),
     "out_of_scope": N_("out of scope"),
+    # a folio's side (``page_side``): the back of the sheet
+    "verso": N_("verso"),
     # severities
     "informational": N_("informational"),
     "low": N_("low"),
@@ -729,6 +731,15 @@ def code(value: Any, lang: str) -> Any:
     if isinstance(value, str) and value in CODES:
         return translate(lang, CODES[value])
     return value
+
+
+def cited_page(item: dict, lang: str) -> Any:
+    """The page an evidence item (``flags.evidence``) cites: its number, and "verso" (in
+    ``lang``) when the line is on the back of that folio."""
+    page = item.get("page")
+    if page in (None, "") or item.get("page_side") != "verso":
+        return page
+    return f"{page} {code('verso', lang)}"
 
 
 def words(value: str | None, lang: str) -> str | None:

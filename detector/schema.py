@@ -67,6 +67,8 @@ class Evidence:
     line: str = "NULL"
     happened_at: str = "NULL"
     label: str = "NULL"
+    # "verso": the page is the back of folio ``page`` (a book written on both sides)
+    page_side: str = "NULL"
 
 
 @dataclass(frozen=True)
@@ -935,7 +937,16 @@ SPECS: dict[str, KindSpec] = {
         facility_fields=("facility",),
         stays=("entered_at", "exited_at"),
         moment="entered_at",
-        evidence=Evidence("record_id", "facility", "logbook", "page", "line", "entered_at", "name"),
+        evidence=Evidence(
+            "record_id",
+            "facility",
+            "logbook",
+            "page",
+            "line",
+            "entered_at",
+            "name",
+            page_side="page_side",
+        ),
         people=(
             Mention(
                 "visitor",

@@ -146,7 +146,7 @@ def records_view_sql() -> str:
         f"SELECT record_key, '{kind}' AS kind, {e.record_id} AS record_id, "
         f"{e.facility} AS facility, {e.logbook} AS logbook, {e.page} AS page, {e.line} AS line, "
         f"{e.happened_at} AS happened_at, {e.label} AS label, source_sha256, source_name, "
-        f"source_row FROM {kind}"
+        f"source_row, {e.page_side}::VARCHAR AS page_side FROM {kind}"
         for kind, e in ((k, SPECS[k].evidence) for k in KINDS)
         if e is not None
     ]
@@ -156,7 +156,7 @@ def records_view_sql() -> str:
         "SELECT 'Q|' || source_sha256[:16] || ':' || source_row, 'quarantine', "
         "any_value(record_id), any_value(facility), any_value(logbook), any_value(page), "
         "any_value(line), NULL, min(reason_code), source_sha256, any_value(source_name), "
-        "source_row FROM quarantine GROUP BY source_sha256, source_row"
+        "source_row, NULL FROM quarantine GROUP BY source_sha256, source_row"
     )
     return "CREATE OR REPLACE VIEW records AS\n" + "\nUNION ALL\n".join(parts)
 

@@ -188,6 +188,34 @@ def test_every_flag_carries_evidence_to_file_row_logbook_page_line(demo_store):
     assert item["logbook"] and item["page"] and item["line"]
 
 
+def test_a_line_on_the_back_of_a_folio_is_cited_as_the_back(tmp_path):
+    """A book written on both sides: an "N/I" entrant on "3 vta." (the back of folio 3) is
+    cited as folio 3's back in the flag's evidence, the export and the dossier (as folio 3
+    alone, an auditor would open the front)."""
+    from detector import dossier
+    from detector.export import flags_bytes
+    from detector.flags import FlagQuery, read_flags
+
+    path = tmp_path / "libro.csv"
+    path.write_text(
+        "record_id,facility,logbook,page,line,entered_at,name\n"
+        "A1,ZAC,L-7,3,1,2019-06-03 09:00,Ana Ruiz\n"
+        "A2,ZAC,L-7,3 vta.,1,2019-06-03 10:00,N/I\n",
+        encoding="utf-8",
+    )
+    store = Store(tmp_path / "d.duckdb", wait=30)
+    ingest_files(store, [path])
+    run_rules(store, only=["unidentified-placeholder-name"])
+    ((fid, evidence),) = rows(store, "SELECT flag_id, evidence FROM flags")
+    (item,) = json.loads(evidence)
+    assert (item["record_id"], item["page"], item["page_side"], item["line"]) == (
+        "A2", 3, "verso", 1,
+    )  # fmt: skip
+    frame = read_flags(store, FlagQuery())
+    assert "page 3 verso, line 1" in flags_bytes(frame, "csv", "en").decode()
+    assert "3 vuelta" in dossier.render(store, [fid], "auditor", "es")
+
+
 def test_flags_export_json_and_csv_fields(demo_store):
     db = ["--db", str(demo_store.path)]
     out = runner.invoke(app, ["flags", "--format", "json", "--category", "medical_transfer", *db])
