@@ -635,9 +635,10 @@ VISITS_DESCRIBED = " v.record_id, v.escorted_by,"
 def _visits_table(con, name: str, where: str, described: bool = False) -> str:
     """The visits of ``VISITS_SQL`` that match ``where`` (with ``described``, with the
     columns ``DESCRIBED`` reads), as a temporary table ``name`` on ``con`` (the raw query
-    reads it eight times: scanning a table reads only the columns each part needs, a materialised CTE copied whole rows, 13 s of a fit at
-    10M). A scratch DuckDB file instead (held compressed, out of DuckDB's memory) took 3-8 s
-    more to write at 10M visits and left the raw query's time as it was."""
+    reads it eight times: scanning a table reads only the columns each part needs, a
+    materialised CTE copied whole rows, 13 s of a fit at 10M). A scratch DuckDB file
+    instead (held compressed, out of DuckDB's memory) took 3-8 s more to write at 10M
+    visits and left the raw query's time as it was."""
     sql = VISITS_SQL.format(where=where, described=VISITS_DESCRIBED if described else "")
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
     return name
