@@ -372,7 +372,8 @@ SELECT
        ELSE 0 END AS official_surge,
   CASE WHEN t.no_purpose THEN greatest(0, -ln(coalesce(pu.share, 1) + 0.001)) ELSE 0 END
     AS purpose_missing_rarity,
-  -- context for explanations
+  -- context for explanations (the hour and weekday are the baseline's marginal columns too)
+  CASE WHEN t.timed THEN t.hr ELSE 12 END AS hour, t.dow AS weekday,
   coalesce(d.n, 0) AS n_dow, coalesce(hh.n, 0) AS n_hour, coalesce(tn.n, 0) AS n_timed,
   coalesce(r.n, 0) AS n_role, w.n AS n_week, wu.usual AS usual_week,
   g.n AS n_gweek, gu.usual AS usual_gweek, round(t.stay_min / 60.0, 1) AS stay_h,
@@ -420,13 +421,11 @@ LEFT JOIN (
 # What a visit's row says of it besides its features, written only where a features file is
 # read as a description of the visits (``build_features``: the evaluation's baseline, a
 # look at the features): the scoring reads its features, their context and the record key
-# (36 of 47 columns), and writing the other ten for every visit cost 1.5-2.5 of 25 s of
-# the reference's raw query at 10M visits. The marginal columns are the baseline's
-# (``MARGINAL``).
+# (38 of 46 columns), and writing the other eight for every visit cost 1.5-2.5 of 25 s of
+# the reference's raw query at 10M visits. With the hour and weekday, the context's, these
+# are the baseline's marginal columns (``MARGINAL``).
 DESCRIBED = """
-  t.record_id, t.inmate_id, t.escorted_by,
-  CASE WHEN t.timed THEN t.hr ELSE 12 END AS hour, t.dow AS weekday,
-  coalesce(t.stay_min, -1) AS stay_min,
+  t.record_id, t.inmate_id, t.escorted_by, coalesce(t.stay_min, -1) AS stay_min,
   (t.role = 'family')::INT AS role_family, (t.role = 'lawyer')::INT AS role_lawyer,
   (t.role = 'official')::INT AS role_official, (t.role = 'staff')::INT AS role_staff,
   (t.role = 'contractor')::INT AS role_contractor,"""

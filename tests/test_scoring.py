@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -131,6 +132,17 @@ def test_explanations_come_from_ecods_per_feature_scores(scored):
         assert contributions == sorted(contributions, reverse=True)
         assert sum(contributions) <= outlier + 1e-6  # a part of ECOD's row sum
         assert all(i["context"] for i in items)  # observed vs usual, in words
+    # the sentences quote the visit's own figures: its hour and weekday among them (a
+    # features file without them gave the feature's bare description, "that day")
+    said = {
+        i["feature"]: i["context"]
+        for (text,) in rows(scored, "SELECT top_features FROM scores WHERE top_features <> '[]'")
+        for i in json.loads(text)
+    }
+    assert {"hour_rarity", "weekday_rarity"} <= set(said), set(said)
+    assert re.search(r"at \d{1,2}:00", said["hour_rarity"]), said["hour_rarity"]
+    assert "that day" not in said["weekday_rarity"], said["weekday_rarity"]
+    assert re.search(r"on a [A-Z][a-z]+day", said["weekday_rarity"]), said["weekday_rarity"]
 
 
 def test_a_scoring_run_is_recorded_from_its_start(scored, tmp_path, monkeypatch):
