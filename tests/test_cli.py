@@ -70,6 +70,26 @@ def test_a_spanish_form_is_read_by_its_headings_and_a_column_not_read_is_named(s
     assert "Observaciones del custodio" in said
 
 
+def test_a_books_abbreviated_headings_are_read(store, tmp_path):
+    """Headings as a women's prison book abbreviates them ("Hora Ent.", "Hora Sal.",
+    "Interna visitada", "Observaciones"): a new user's 191 visits were stored at midnight
+    with no exit, no inmate and no note (the hours rules then had nothing to judge)."""
+    path = write_csv(
+        tmp_path / "libro.csv",
+        ["Centro penal", "Fecha", "Hora Ent.", "Hora Sal.", "Nombre", "Interna visitada",
+         "Observaciones"],
+        [["ZAC", "12/06/2019", "10:40 p. m.", "23h55", "Ana Ruiz", "INT-7", "visita familiar"]],
+    )  # fmt: skip
+    result = runner.invoke(app, ["ingest", str(path), "--db", str(store.path)])
+    assert result.exit_code == 0, result.output
+    assert rows(
+        store,
+        "SELECT entered_at::VARCHAR, entered_precision, exited_at::VARCHAR, inmate_id, purpose "
+        "FROM visits",
+    ) == [("2019-06-12 22:40:00", "minute", "2019-06-12 23:55:00", "INT-7", "visita familiar")]
+    assert "columns not read" not in " ".join(result.output.split())
+
+
 def test_file_error_is_one_line_and_exit_code_1(store, tmp_path):
     path = tmp_path / "empty.csv"
     path.write_bytes(b"")
