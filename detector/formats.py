@@ -85,10 +85,10 @@ class Table:
 
     def batches(self, rows: int | None = None) -> Iterator[Batch]:
         for batch in self.reader(rows or BATCH_ROWS):
-            frame = _nulls_for_empty(batch.frame)
-            yield Batch(
-                frame, batch.offset, batch.broken, self.nul_free, self.first_row, batch.rows
+            frame, numbers = _without_empty_rows(
+                _nulls_for_empty(batch.frame), batch.rows, self.first_row + batch.offset
             )
+            yield Batch(frame, batch.offset, batch.broken, self.nul_free, self.first_row, numbers)
 
     @property
     def frame(self) -> pl.DataFrame:
@@ -115,6 +115,24 @@ def _nulls_for_empty(frame: pl.DataFrame) -> pl.DataFrame:
         for c, dtype in schema.items()
         if dtype == pl.String
     )
+
+
+def _without_empty_rows(
+    frame: pl.DataFrame, numbers: pl.Series | None, first: int
+) -> tuple[pl.DataFrame, pl.Series | None]:
+    """A batch without its rows of nothing but empty cells (a book's spacer lines: a CSV's
+    ",,,,," was set aside twice over as a row missing its required fields, and counted as a
+    row that could not be stored; a sheet's are left out when it is read), with the numbers
+    of the rows kept (``Batch.rows``: the file's own row numbers, ``first`` the batch's
+    first). Nothing is copied when no row is empty."""
+    if not frame.width or not frame.height:
+        return frame, numbers
+    empty = frame.select(pl.all_horizontal(pl.all().is_null())).to_series()
+    if not empty.any():
+        return frame, numbers
+    if numbers is None:
+        numbers = pl.int_range(first, first + frame.height, dtype=pl.UInt32, eager=True)
+    return frame.filter(~empty), numbers.filter(~empty)
 
 
 def _check_width(columns: int, name: str, at_least: bool = False) -> None:

@@ -345,6 +345,30 @@ def test_missing_required_column_names_the_field(store, tmp_path):
     assert "v.csv" in r.message and "entered_at" in r.message
 
 
+def test_a_csvs_spacer_lines_are_left_out_and_the_rows_after_keep_their_numbers(store, tmp_path):
+    """A book's spacer lines (",,,,," in its CSV) are no rows: a new user's two were each
+    set aside twice as rows missing their required fields and reported as rows that could
+    not be stored. The rows after them keep the file's row numbers; a totals line is still
+    set aside (it is no visit), cited by its own row."""
+    path = tmp_path / "visitas.csv"
+    path.write_text(
+        "Centro Penal,Fecha,Hora de ingreso,Nombre\n"
+        "ZAC,03/06/2019,09:00,Rosa Mejía\n"
+        ",,,\n"
+        "ZAC,04/06/2019,09:10,Dolores Ayala\n"
+        ",,,\n"
+        ",,,TOTAL DE VISITANTES: 2\n",
+        encoding="utf-8",
+    )
+    r = ingest_file(store, path)
+    assert (r.rows_read, r.rows_stored, r.rows_quarantined) == (3, 2, 1)
+    assert rows(store, "SELECT name, source_row FROM visits ORDER BY 2") == [
+        ("Rosa Mejía", 2),
+        ("Dolores Ayala", 4),
+    ]
+    assert rows(store, "SELECT DISTINCT source_row FROM quarantine") == [(6,)]
+
+
 def test_hostile_rows_are_quarantined_and_good_rows_kept(store, tmp_path):
     big = "x" * 1_000_000
     data = [
