@@ -194,6 +194,21 @@ def ingest(
                 ).format(file=Path(r.path).name, kind=words(r.kind), columns=", ".join(r.unread)),
                 highlight=False,
             )
+        if r.unread_sheets and r.status == "stored":
+            console.print(
+                "  "
+                + _(
+                    '{file}: other sheets not read: {sheets}; a mapping with sheet = "*" '
+                    'reads every sheet (with one same header), sheet = "<name>" one'
+                ).format(
+                    file=Path(r.path).name,
+                    sheets=", ".join(
+                        _("{sheet} (up to {rows} rows)").format(sheet=name, rows=rows - 1)
+                        for name, rows in r.unread_sheets
+                    ),
+                ),
+                highlight=False,
+            )
         for row, field, reason in _reasons(store, r)[:5]:
             console.print(
                 "  "

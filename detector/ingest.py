@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from detector import lazy, ledger, nopandas
+from detector import lazy, ledger, nopandas, sandbox
 from detector.dates import (
     PLAUSIBLE_FROM_YEAR,
     end_of_day,
@@ -96,6 +96,10 @@ class IngestResult:
     # said at ingest, so that a column of names or times under a heading the tool does not
     # know is not lost unnoticed.
     unread: list[str] = field(default_factory=list)
+    # A workbook's other sheets with rows, which this reading left out ((name, rows its
+    # range declares)): said at ingest (a second sheet of a month's visits was skipped
+    # without a word).
+    unread_sheets: list[tuple[str, int]] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -108,6 +112,18 @@ class Plan:
     table: Table
     kind: str
     sources: dict[str, Source]
+
+
+def unread_sheets(path: Path, p: Plan, mapping: UserMapping) -> list[tuple[str, int]]:
+    """The sheets of a workbook with rows that this reading of it left out (all but the one
+    read: the mapping's ``sheet``, else the first), or none (not a workbook, every sheet
+    read)."""
+    if p.table.format != "xlsx" or mapping.sheet == sandbox.ALL_SHEETS:
+        return []
+    sheets = sandbox.workbook_sheets(path)
+    read = mapping.sheet or (sheets[0][0] if sheets else None)
+    # (a sheet of one row holds a header at most)
+    return [(name, rows) for name, rows in sheets if name != read and rows > 1]
 
 
 def unread_columns(p: Plan) -> list[str]:
@@ -1038,6 +1054,7 @@ def _ingest_staged(store: Store, up: Upload, staged: Path) -> None:
         )
         result.mapping = {k: v.describe() for k, v in p.sources.items()}
         result.unread = unread_columns(p)
+        result.unread_sheets = unread_sheets(evidence, p, up.mapping)
         with ledger.appending(store) as con:
             # Checked again under the writers' lock: two ingests of one file started
             # together both passed the check above, and only one may store it.

@@ -9,6 +9,7 @@ declared dimension is checked first; the read itself runs in a child limited by
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import resource
@@ -86,6 +87,40 @@ def check_dimensions(path: Path, name: str) -> None:
                 max_rows=f"{limits.xlsx_max_rows:,}",
                 max_columns=f"{limits.max_columns:,}",
             )
+
+
+_ELEMENT = re.compile(rb"<(?:\w+:)?(sheet|Relationship)\s([^>]*)>")
+_ATTRIBUTE = re.compile(rb'(?:\w+:)?(\w+)="([^"]*)"')
+
+
+def _elements(xml: bytes, tag: bytes) -> list[dict[bytes, bytes]]:
+    """The attributes (prefixes dropped) of each ``tag`` element of an XML text."""
+    return [dict(_ATTRIBUTE.findall(attrs)) for t, attrs in _ELEMENT.findall(xml) if t == tag]
+
+
+def workbook_sheets(path: Path) -> list[tuple[str, int]]:
+    """(name, rows its used range declares) of each worksheet of a workbook, in workbook
+    order, read from the workbook's own index (nothing is parsed but the
+    names and each sheet's declared range: the file is untrusted). Empty when the index
+    cannot be read."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            book = zf.read("xl/workbook.xml")[:1_000_000]
+            rels = zf.read("xl/_rels/workbook.xml.rels")[:1_000_000]
+    except (KeyError, OSError, zipfile.BadZipFile):
+        return []
+    target = {
+        r.get(b"Id", b"").decode(): r.get(b"Target", b"").decode().lstrip("/")
+        for r in _elements(rels, b"Relationship")
+    }
+    rows = {part: r for part, r, _ in declared_size(path)}
+    out = []
+    for sheet in _elements(book, b"sheet"):
+        part = target.get(sheet.get(b"id", b"").decode(), "")
+        part = part if part.startswith("xl/") else f"xl/{part}"
+        name = html.unescape(sheet.get(b"name", b"").decode(errors="replace"))
+        out.append((name, rows.get(part, 0)))
+    return out
 
 
 def read_excel(path: Path, name: str, sheet: str | None, has_header: bool) -> pl.DataFrame:

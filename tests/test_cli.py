@@ -90,6 +90,29 @@ def test_a_books_abbreviated_headings_are_read(store, tmp_path):
     assert "columns not read" not in " ".join(result.output.split())
 
 
+def test_a_workbooks_other_sheets_are_said_not_read(store, tmp_path):
+    """A book of one month per sheet, read by default from its first: the July sheet's
+    visits (an "Encapuchado" among them) were skipped without a word. The ingest names the
+    sheets with rows it did not read, and how to read them; an empty sheet is not named."""
+    import xlsxwriter
+
+    path = tmp_path / "libro.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    for month, names in (("Junio", ["Ana Ruiz", "Luis Mejía"]), ("Julio", ["Encapuchado"])):
+        sheet = book.add_worksheet(month)
+        sheet.write_row(0, 0, ["Centro", "Fecha", "Hora de entrada", "Nombre"])
+        for i, name in enumerate(names, start=1):
+            sheet.write_row(i, 0, ["ZAC", f"0{i}/06/2019", "09:00", name])
+    book.add_worksheet("Notas")
+    book.close()
+    result = runner.invoke(app, ["ingest", str(path), "--db", str(store.path)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "libro.xlsx: other sheets not read: Julio (up to 1 rows)" in said, said
+    assert 'sheet = "*"' in said and "Notas" not in said
+    assert rows(store, "SELECT count(*) FROM visits") == [(2,)]
+
+
 def test_file_error_is_one_line_and_exit_code_1(store, tmp_path):
     path = tmp_path / "empty.csv"
     path.write_bytes(b"")
