@@ -209,6 +209,17 @@ def ingest(
                 ),
                 highlight=False,
             )
+        if r.rows_read_otherwise:
+            console.print(
+                "  "
+                + _(
+                    "{file}: {count} rows read otherwise than when these bytes were first "
+                    "stored (ledger entry {entry}): the first reading is kept, a stored row is "
+                    "never replaced; to read the file with this mapping, ingest it into a new "
+                    "database"
+                ).format(file=Path(r.path).name, count=r.rows_read_otherwise, entry=r.reading_of),
+                highlight=False,
+            )
         for row, field, reason in _reasons(store, r)[:5]:
             console.print(
                 "  "

@@ -100,6 +100,10 @@ class IngestResult:
     # range declares)): said at ingest (a second sheet of a month's visits was skipped
     # without a word).
     unread_sheets: list[tuple[str, int]] = field(default_factory=list)
+    # A second reading of stored bytes (``reading_of``): its rows whose record the first
+    # reading stored with other values (a mapping corrected since). The first reading is
+    # kept (a stored row is never replaced); said at ingest, not passed as duplicates.
+    rows_read_otherwise: int = 0
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -1271,7 +1275,10 @@ def _store(con, p: Plan, up: Upload) -> None:
     if result.rows_read == 0:
         raise FileError(up.name, N_("has a header but no data rows"))
     stored = result.rows_read - result.rows_quarantined
-    dropped, conflicts, rekeyed = _drop_known(con, kind, seq, stored, feed.repeats_records(), up)
+    dropped, conflicts, rekeyed, otherwise = _drop_known(
+        con, kind, seq, stored, feed.repeats_records(), up
+    )
+    result.rows_read_otherwise = otherwise
     result.rows_duplicate = dropped - len(conflicts)
     result.rows_quarantined += len(conflicts)
     result.reasons = (result.reasons + conflicts)[:20]
@@ -1396,11 +1403,12 @@ def _path_between(graph: dict[str, set[str]], start: str, goal: str) -> list[str
 
 def _drop_known(
     con, kind: str, seq: int, stored: int, repeats: bool, up: Upload
-) -> tuple[int, list[tuple[int, str, str]], int]:
+) -> tuple[int, list[tuple[int, str, str]], int, int]:
     """Remove this upload's rows whose record is already stored, by an earlier upload or by
     an earlier row of this file in another batch; returns how many, the reasons of those
-    that conflict (moved to the quarantine by :func:`_quarantine_conflicts`), and how many
-    records were keyed by their book first (:func:`_keyed_by_book`).
+    that conflict (moved to the quarantine by :func:`_quarantine_conflicts`), how many
+    records were keyed by their book first (:func:`_keyed_by_book`), and how many rows of a
+    second reading of the same bytes read otherwise than the stored ones.
 
     Overlaps are rare, so cheap checks decide whether the exact, slower delete runs at all:
     within the upload, ``repeats`` (from the key hashes seen while converting) or else
@@ -1422,16 +1430,16 @@ def _drop_known(
             {"seq": seq},
         ).fetchall()[0]
     if not overlap and not known:
-        return 0, [], 0
+        return 0, [], 0, 0
     rekeyed = _keyed_by_book(con, kind, seq)
-    conflicts = _quarantine_conflicts(con, kind, seq, up) if known else []
+    conflicts, otherwise = _quarantine_conflicts(con, kind, seq, up) if known else ([], 0)
     dropped = con.execute(
         f"""DELETE FROM {kind} v WHERE upload_seq = $seq AND EXISTS (
               SELECT 1 FROM {kind} o WHERE o.record_key = v.record_key
                  AND (o.upload_seq <> $seq OR o.source_row < v.source_row))""",
         {"seq": seq},
     ).fetchall()[0][0]
-    return dropped, conflicts, rekeyed
+    return dropped, conflicts, rekeyed, otherwise
 
 
 def _keyed_by_book(con, kind: str, seq: int) -> int:
@@ -1463,11 +1471,15 @@ def _keyed_by_book(con, kind: str, seq: int) -> int:
     return rekeyed
 
 
-def _quarantine_conflicts(con, kind: str, seq: int, up: Upload) -> list[tuple[int, str, str]]:
+def _quarantine_conflicts(
+    con, kind: str, seq: int, up: Upload
+) -> tuple[list[tuple[int, str, str]], int]:
     """This upload's rows whose record an earlier upload stored *with other values* (a copy
     of a log altered and sent again): each goes to the quarantine as
     ``conflicts_with_stored``, naming the stored row and the fields that differ, instead of
-    passing as a duplicate. Returns their (row, field, reason)."""
+    passing as a duplicate. Returns their (row, field, reason), and how many rows of the
+    same bytes read again another way (a corrected mapping) differ from the stored reading:
+    no altered copy, and not quarantined, but not a duplicate to pass over in silence."""
     provenance = ("record_key", "source_sha256", "source_name", "source_row", "upload_seq")
     compared = [c for c in sealed_columns(kind) if c not in provenance]
     differs = ", ".join(f"CASE WHEN v.{c} IS DISTINCT FROM o.{c} THEN '{c}' END" for c in compared)
@@ -1478,16 +1490,18 @@ def _quarantine_conflicts(con, kind: str, seq: int, up: Upload) -> list[tuple[in
                                                   ORDER BY upload_seq, source_row) = 1)
         SELECT v.source_row, o.record_key, o.source_name, o.source_row,
                list_filter([{differs}], lambda x: x IS NOT NULL) AS fields,
-               to_json(v)::VARCHAR AS raw
+               to_json(v)::VARCHAR AS raw, o.source_sha256 = v.source_sha256 AS reread
         FROM {kind} v JOIN first o USING (record_key)
-        -- the same bytes read again another way (a second reading) are no altered copy
-        WHERE v.upload_seq = $seq AND o.source_sha256 IS DISTINCT FROM v.source_sha256""",
+        WHERE v.upload_seq = $seq""",
         {"seq": seq},
     ).fetchall()
-    rows, reasons = [], []
-    for row, key, file, stored_row, fields, raw in found:
+    rows, reasons, otherwise = [], [], 0
+    for row, key, file, stored_row, fields, raw, reread in found:
         if not fields:
             continue  # the same record sent again: a duplicate
+        if reread:  # the same bytes read again another way: no altered copy
+            otherwise += 1
+            continue
         values = {"key": key, "file": file, "row": stored_row, "fields": ", ".join(fields)}
         reason = REASONS["conflicts_with_stored"].format(**values)
         rows.append(
@@ -1502,7 +1516,7 @@ def _quarantine_conflicts(con, kind: str, seq: int, up: Upload) -> list[tuple[in
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
-    return reasons
+    return reasons, otherwise
 
 
 def reference_first(

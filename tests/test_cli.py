@@ -113,6 +113,37 @@ def test_a_workbooks_other_sheets_are_said_not_read(store, tmp_path):
     assert rows(store, "SELECT count(*) FROM visits") == [(2,)]
 
 
+def test_a_file_read_again_with_a_corrected_mapping_says_the_first_reading_is_kept(store, tmp_path):
+    """A user corrects a mapping (the time column was left out) and ingests the file again:
+    its rows were counted as duplicates and nothing said that the stored ones still hold
+    the first reading. The ingest now says how many rows read otherwise, and what to do."""
+    path = write_csv(
+        tmp_path / "v.csv",
+        ["Centro", "Fecha", "Hora", "Nombre"],
+        [["ZAC", "03/06/2019", "22:40", "Ana Ruiz"], ["ZAC", "04/06/2019", "09:10", "Luis Mejía"]],
+    )
+    first, second = tmp_path / "a.toml", tmp_path / "b.toml"
+    first.write_text('kind = "visits"\n[columns]\nentered_at = "Fecha"\n', encoding="utf-8")
+    second.write_text(
+        'kind = "visits"\n[columns]\nentered_at = { date = "Fecha", time = "Hora" }\n',
+        encoding="utf-8",
+    )
+    db = ["--db", str(store.path)]
+    assert runner.invoke(app, ["ingest", str(path), "--mapping", str(first), *db]).exit_code == 0
+    again = runner.invoke(app, ["ingest", str(path), "--mapping", str(second), *db])
+    assert again.exit_code == 0, again.output
+    said = " ".join(again.output.split())
+    assert "v.csv: 2 rows read otherwise than when these bytes were first stored" in said, said
+    assert "ingest it into a new database" in said
+    assert rows(
+        store, "SELECT count(*), count(*) FILTER (entered_precision = 'day') FROM visits"
+    ) == [(2, 2)]
+    assert rows(store, "SELECT count(*) FROM quarantine") == [(0,)]
+    # the same reading again is a plain duplicate, and says nothing of the kind
+    same = runner.invoke(app, ["ingest", str(path), "--mapping", str(first), *db])
+    assert "read otherwise" not in same.output
+
+
 def test_file_error_is_one_line_and_exit_code_1(store, tmp_path):
     path = tmp_path / "empty.csv"
     path.write_bytes(b"")
