@@ -41,6 +41,7 @@ from detector.mapping import (
     fold_values,
     mapping_text,
     name_status,
+    own_values,
     refuse_custody_snapshot,
     resolve,
     vocab_map,
@@ -510,6 +511,9 @@ def _typed(raw: pl.DataFrame, spec, mapping: UserMapping, checks: _Checks) -> pl
         elif f.none_words:  # "Pendiente" in an approval column is no approval
             out[f"{f.name}_raw"] = e
             out[f.name] = pl.when(_says_none(e, f.none_words)).then(None).otherwise(e)
+        elif f.name in mapping.values:  # the mapping's own spellings ("Apanteos" = "APA")
+            own = own_values(raw.get_column(f.name), mapping.values[f.name])
+            out[f.name] = pl.coalesce(pl.lit(own), e)
         else:
             out[f.name] = e
         if f.required:  # judged on the text as read (a number's or a vocabulary's too)
@@ -961,7 +965,27 @@ def plan(path: Path, kind: str | None, mapping: UserMapping, name: str | None = 
         raise FileError(
             name, N_("unknown kind '{kind}'; use one of {kinds}"), kind=kind, kinds=", ".join(SPECS)
         )
+    _value_tables_fit(SPECS[kind], mapping, name)
     return Plan(table, kind, resolve(SPECS[kind], table.columns, mapping, name))
+
+
+def _value_tables_fit(spec, mapping: UserMapping, name: str) -> None:
+    """Refuse a mapping's value table (``[values.FIELD]``) of a field that takes none: not
+    a text field of the kind (a table for a date, a number or another kind's field was
+    left unused without a word)."""
+    takes = {f.name for f in spec.fields if f.type in ("text", "vocab")}
+    for field_name in mapping.values:
+        if field_name not in takes:
+            raise FileError(
+                name,
+                N_(
+                    "the mapping's value table [values.{field}] is of no text field of a "
+                    "{kind} record; value tables go with: {fields}"
+                ),
+                field=field_name,
+                kind=spec.name,
+                fields=", ".join(sorted(takes)),
+            )
 
 
 def ingest_file(

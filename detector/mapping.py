@@ -705,6 +705,26 @@ def _latin_key(text: str) -> str:
     return " ".join(anyascii(text).upper().split())
 
 
+def own_values(values: pl.Series, overrides: dict[str, str]) -> pl.Series:
+    """A text column's values as a mapping's value table writes them (``[values.facility]``
+    "Apanteos" = "APA": a book that writes a prison's short name), looked up by their
+    folded form as ``vocab_map`` looks them up; NULL where the table has no entry."""
+
+    def convert(d: pl.Series) -> pl.Series:
+        table = (
+            pl.DataFrame(
+                {"__key": list(overrides), "__own": list(overrides.values())},
+                schema={"__key": pl.String, "__own": pl.String},
+            )
+            .with_columns(fold_expr(pl.col("__key")).str.to_lowercase())
+            .unique("__key", keep="first", maintain_order=True)
+        )
+        frame = d.to_frame("raw").with_columns(__key=fold_expr(pl.col("raw")).str.to_lowercase())
+        return frame.join(table, on="__key", how="left", maintain_order="left").get_column("__own")
+
+    return _per_distinct(values, convert).alias(values.name)
+
+
 def vocab_map(values: pl.Series, vocab: str, overrides: dict[str, str]) -> pl.Series:
     """Canonical vocabulary values for a raw column, computed once per distinct value.
 

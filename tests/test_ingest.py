@@ -332,6 +332,32 @@ def test_mapping_file_renames_headers_and_values(store, tmp_path):
     assert rows(store, "SELECT role, role_raw FROM visits") == [("family", "VIS")]
 
 
+def test_a_value_table_names_a_facility_by_its_code_and_one_of_no_text_field_is_refused(
+    store, tmp_path
+):
+    """A book writes its prison's short name ("Apanteos"), the facilities list its code:
+    a value table maps it (it was accepted and left unused, and every row was set aside as
+    of an unknown facility). A value table of a date is refused, naming the field."""
+    ingest_file(
+        store, write_csv(tmp_path / "centros.csv", ["codigo", "nombre"], [["APA", "CP Apanteos"]])
+    )
+    path = write_csv(
+        tmp_path / "libro.csv",
+        ["Centro", "Fecha", "Nombre"],
+        [["Apanteos", "03/06/2019 09:15", "Ana"], ["APANTEOS ", "04/06/2019 10:00", "Bea"]],
+    )
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('kind = "visits"\n[values.facility]\napanteos = "APA"\n', encoding="utf-8")
+    r = ingest_file(store, path, mapping=load_mapping(mapping))
+    assert (r.status, r.rows_stored, r.rows_quarantined) == ("stored", 2, 0), r.message
+    assert rows(store, "SELECT DISTINCT facility FROM visits") == [("APA",)]
+    mapping.write_text('kind = "visits"\n[values.entered_at]\nayer = "2019-06-02"\n')
+    r = ingest_file(store, write_csv(tmp_path / "otro.csv", ["Centro", "Fecha"], [["APA", "x"]]),
+                    mapping=load_mapping(mapping))  # fmt: skip
+    assert r.status == "failed"
+    assert "[values.entered_at] is of no text field of a visits record" in r.message, r.message
+
+
 def test_ambiguous_or_unknown_headers_ask_for_kind(store, tmp_path):
     path = write_csv(tmp_path / "x.csv", ["foo", "bar"], [["1", "2"]])
     r = ingest_file(store, path)
