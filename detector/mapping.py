@@ -711,18 +711,25 @@ def own_values(values: pl.Series, overrides: dict[str, str]) -> pl.Series:
     folded form as ``vocab_map`` looks them up; NULL where the table has no entry."""
 
     def convert(d: pl.Series) -> pl.Series:
-        table = (
-            pl.DataFrame(
-                {"__key": list(overrides), "__own": list(overrides.values())},
-                schema={"__key": pl.String, "__own": pl.String},
-            )
-            .with_columns(fold_expr(pl.col("__key")).str.to_lowercase())
-            .unique("__key", keep="first", maintain_order=True)
-        )
         frame = d.to_frame("raw").with_columns(__key=fold_expr(pl.col("raw")).str.to_lowercase())
-        return frame.join(table, on="__key", how="left", maintain_order="left").get_column("__own")
+        return frame.join(
+            _value_table(overrides), on="__key", how="left", maintain_order="left"
+        ).get_column("__own")
 
     return _per_distinct(values, convert).alias(values.name)
+
+
+def _value_table(overrides: dict[str, str]) -> pl.DataFrame:
+    """A mapping's value table as a frame to join on: each spelling folded (``__key``),
+    its value (``__own``); of several entries folding alike, the first."""
+    return (
+        pl.DataFrame(
+            {"__key": list(overrides), "__own": list(overrides.values())},
+            schema={"__key": pl.String, "__own": pl.String},
+        )
+        .with_columns(fold_expr(pl.col("__key")).str.to_lowercase())
+        .unique("__key", keep="first", maintain_order=True)
+    )
 
 
 def vocab_map(values: pl.Series, vocab: str, overrides: dict[str, str]) -> pl.Series:
@@ -740,17 +747,9 @@ def vocab_map(values: pl.Series, vocab: str, overrides: dict[str, str]) -> pl.Se
         )
         if not overrides:
             return frame.get_column("__builtin")
-        table = (
-            pl.DataFrame(
-                {"__key": list(overrides), "__own": list(overrides.values())},
-                schema={"__key": pl.String, "__own": pl.String},
-            )
-            .with_columns(fold_expr(pl.col("__key")).str.to_lowercase())
-            .unique("__key", keep="first", maintain_order=True)
-        )
         raw = pl.col("raw")
         return (
-            frame.join(table, on="__key", how="left", maintain_order="left")
+            frame.join(_value_table(overrides), on="__key", how="left", maintain_order="left")
             .select(
                 pl.when(raw.is_null() | (raw.str.strip_chars() == ""))
                 .then(pl.col("__builtin"))

@@ -100,13 +100,15 @@ def _elements(xml: bytes, tag: bytes) -> list[dict[bytes, bytes]]:
 
 def workbook_sheets(path: Path) -> list[tuple[str, int]]:
     """(name, rows its used range declares) of each worksheet of a workbook, in workbook
-    order, read from the workbook's own index (nothing is parsed but the
-    names and each sheet's declared range: the file is untrusted). Empty when the index
-    cannot be read."""
+    order, read from the workbook's own index (nothing is parsed but the names and each
+    sheet's declared range, and no more than a megabyte of the index is inflated: the file
+    is untrusted). Empty when the index cannot be read."""
     try:
         with zipfile.ZipFile(path) as zf:
-            book = zf.read("xl/workbook.xml")[:1_000_000]
-            rels = zf.read("xl/_rels/workbook.xml.rels")[:1_000_000]
+            with zf.open("xl/workbook.xml") as fh:
+                book = fh.read(1_000_000)
+            with zf.open("xl/_rels/workbook.xml.rels") as fh:
+                rels = fh.read(1_000_000)
     except (KeyError, OSError, zipfile.BadZipFile):
         return []
     target = {
