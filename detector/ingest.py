@@ -1456,7 +1456,8 @@ def _drop_known(
     if not overlap and not known:
         return 0, [], 0, 0
     rekeyed = _keyed_by_book(con, kind, seq)
-    conflicts, otherwise = _quarantine_conflicts(con, kind, seq, up) if known else ([], 0)
+    conflicts = _quarantine_conflicts(con, kind, seq, up) if known else []
+    otherwise = _read_otherwise(con, kind, seq) if known and up.reading_of else 0
     dropped = con.execute(
         f"""DELETE FROM {kind} v WHERE upload_seq = $seq AND EXISTS (
               SELECT 1 FROM {kind} o WHERE o.record_key = v.record_key
@@ -1495,37 +1496,46 @@ def _keyed_by_book(con, kind: str, seq: int) -> int:
     return rekeyed
 
 
-def _quarantine_conflicts(
-    con, kind: str, seq: int, up: Upload
-) -> tuple[list[tuple[int, str, str]], int]:
-    """This upload's rows whose record an earlier upload stored *with other values* (a copy
-    of a log altered and sent again): each goes to the quarantine as
-    ``conflicts_with_stored``, naming the stored row and the fields that differ, instead of
-    passing as a duplicate. Returns their (row, field, reason), and how many rows of the
-    same bytes read again another way (a corrected mapping) differ from the stored reading:
-    no altered copy, and not quarantined, but not a duplicate to pass over in silence."""
+def _twins_sql(kind: str) -> str:
+    """SQL: this upload's rows (``$seq``) whose record an earlier upload stored, each with
+    the first stored row of its record (``o``), whether both came from the same bytes
+    (``reread``: a second reading of a stored file) and the fields whose values differ
+    (``fields``; empty: the same record sent again, a duplicate)."""
     provenance = ("record_key", "source_sha256", "source_name", "source_row", "upload_seq")
     compared = [c for c in sealed_columns(kind) if c not in provenance]
     differs = ", ".join(f"CASE WHEN v.{c} IS DISTINCT FROM o.{c} THEN '{c}' END" for c in compared)
-    found = con.execute(
-        f"""
+    return f"""
         WITH first AS (SELECT * FROM {kind} WHERE upload_seq <> $seq
                        QUALIFY row_number() OVER (PARTITION BY record_key
                                                   ORDER BY upload_seq, source_row) = 1)
-        SELECT v.source_row, o.record_key, o.source_name, o.source_row,
+        SELECT v.source_row, o.record_key, o.source_name, o.source_row AS stored_row,
                list_filter([{differs}], lambda x: x IS NOT NULL) AS fields,
-               to_json(v)::VARCHAR AS raw, o.source_sha256 = v.source_sha256 AS reread
+               o.source_sha256 = v.source_sha256 AS reread, v
         FROM {kind} v JOIN first o USING (record_key)
-        WHERE v.upload_seq = $seq""",
+        WHERE v.upload_seq = $seq"""
+
+
+def _read_otherwise(con, kind: str, seq: int) -> int:
+    """How many rows of this upload, a second reading of stored bytes (a mapping corrected
+    since), read otherwise than the first reading stored them: no altered copy, not
+    quarantined, but no duplicate to pass over in silence."""
+    sql = f"SELECT count(*) FROM ({_twins_sql(kind)}) WHERE reread AND len(fields) > 0"
+    return con.execute(sql, {"seq": seq}).fetchall()[0][0]
+
+
+def _quarantine_conflicts(con, kind: str, seq: int, up: Upload) -> list[tuple[int, str, str]]:
+    """This upload's rows whose record an earlier upload stored *with other values* (a copy
+    of a log altered and sent again): each goes to the quarantine as
+    ``conflicts_with_stored``, naming the stored row and the fields that differ, instead of
+    passing as a duplicate. Returns their (row, field, reason). (The same bytes read again
+    another way are no altered copy: ``_read_otherwise``.)"""
+    found = con.execute(
+        f"""SELECT source_row, record_key, source_name, stored_row, fields, to_json(v)::VARCHAR
+            FROM ({_twins_sql(kind)}) WHERE NOT reread AND len(fields) > 0""",
         {"seq": seq},
     ).fetchall()
-    rows, reasons, otherwise = [], [], 0
-    for row, key, file, stored_row, fields, raw, reread in found:
-        if not fields:
-            continue  # the same record sent again: a duplicate
-        if reread:  # the same bytes read again another way: no altered copy
-            otherwise += 1
-            continue
+    rows, reasons = [], []
+    for row, key, file, stored_row, fields, raw in found:
         values = {"key": key, "file": file, "row": stored_row, "fields": ", ".join(fields)}
         reason = REASONS["conflicts_with_stored"].format(**values)
         rows.append(
@@ -1540,7 +1550,7 @@ def _quarantine_conflicts(
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
-    return reasons, otherwise
+    return reasons
 
 
 def reference_first(
